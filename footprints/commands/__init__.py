@@ -1,0 +1,5 @@
+"""Subcommands of the ``footprints`` command line, one module each.
+
+Each module defines ``register(subparsers)``; :mod:`footprints.cli` finds
+them here, so a new subcommand is a new module and nothing else changes.
+"""

@@ -1,0 +1,483 @@
+"""The public contracts of footprints, in one place.
+
+Users produce chip records and models to these contracts from their own
+systems, and both ``pipeline`` and ``model_training`` import this module, so
+the names below cannot drift between training and serving. Changing any of
+them is a breaking change: bump :data:`CONTRACT_VERSION` and write a
+migration note in ``docs/contracts.md``.
+
+Three contracts live here:
+
+* **Chip record**: a serialized ``tf.train.Example`` with the features in
+  :data:`CHIP_FEATURES`, stored in TFRecord shards named
+  ``PREFIX-00000-of-000NN.tfrecord`` (``.tfrecord.gz`` when GZIP-compressed).
+* **Models**: the classifier SavedModel (``serving_default``: ``examples``
+  tf.string [None] -> ``score`` float32 [None]) and the segmenter SavedModel
+  (``serving_default``: ``images`` uint8 [None, H, W, C] -> ``mask`` float32
+  [None, H, W]) with its :class:`SegmenterAssets` JSON under ``assets/``.
+* **Output tables**: the Arrow schemas of ``scores/``, ``errors/`` and
+  ``footprints/`` (:data:`SCORES_SCHEMA`, :data:`ERRORS_SCHEMA`,
+  :data:`FOOTPRINTS_SCHEMA`).
+
+TensorFlow is imported lazily so that ``footprints --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from footprints.errors import ContractError
+
+CONTRACT_VERSION = 1
+
+# --------------------------------------------------------------------------
+# Chip record
+# --------------------------------------------------------------------------
+
+IMAGE_KEY = "image/encoded"
+ID_KEY = "footprint/id"
+REGION_KEY = "region"
+LABEL_KEY = "label"
+WKB_KEY = "footprint/wkb"
+CRS_KEY = "footprint/crs"
+
+#: Region given to chips that carry none: the whole run is one region.
+DEFAULT_REGION = "all"
+
+#: Label values.
+RESIDENTIAL = 1
+NON_RESIDENTIAL = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """One feature of the chip record."""
+
+    name: str
+    kind: str  # "bytes" or "int64", as in tf.train.Feature
+    required: bool
+    meaning: str
+
+
+CHIP_FEATURES: tuple[FeatureSpec, ...] = (
+    FeatureSpec(IMAGE_KEY, "bytes", True, "PNG or JPEG of the chip (RGB or one band)"),
+    FeatureSpec(ID_KEY, "bytes", True, "unique id of the footprint (UTF-8)"),
+    FeatureSpec(REGION_KEY, "bytes", False,
+                "key for per-region residential fractions (county, project area)"),
+    FeatureSpec(LABEL_KEY, "int64", False, "1 residential, 0 non-residential"),
+    FeatureSpec(WKB_KEY, "bytes", False, "footprint polygon, WKB"),
+    FeatureSpec(CRS_KEY, "bytes", False, "CRS of the polygon, e.g. EPSG:26915"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+    """One footprint chip, the in-memory form of a chip record.
+
+    Attributes:
+        footprint_id: Unique id of the footprint.
+        image: PNG or JPEG bytes of the chip.
+        region: Region key, or None for the run's single default region.
+        label: 1 residential, 0 non-residential, None if unknown.
+        wkb: Footprint polygon as WKB, or None.
+        crs: CRS of ``wkb`` (for example ``EPSG:32615``), or None.
+    """
+
+    footprint_id: str
+    image: bytes
+    region: str | None = None
+    label: int | None = None
+    wkb: bytes | None = None
+    crs: str | None = None
+
+    def __post_init__(self):
+        if not self.footprint_id:
+            raise ContractError("a chip needs a non-empty footprint id")
+        if not self.image:
+            raise ContractError(f"chip {self.footprint_id!r} has no image bytes")
+        if self.label not in (None, RESIDENTIAL, NON_RESIDENTIAL):
+            raise ContractError(
+                f"chip {self.footprint_id!r} has label {self.label!r}; "
+                f"use {RESIDENTIAL} (residential) or {NON_RESIDENTIAL} (non-residential)")
+        if self.wkb is not None and not self.crs:
+            raise ContractError(
+                f"chip {self.footprint_id!r} has a polygon but no CRS; set footprint/crs")
+
+
+def _example_pb2():
+    # The protobuf module ships with TensorFlow; importing it loads TF once.
+    from tensorflow.core.example import example_pb2
+
+    return example_pb2
+
+
+def encode_chip(chip: Chip) -> bytes:
+    """Serializes a :class:`Chip` to a chip record (a ``tf.train.Example``)."""
+    pb = _example_pb2()
+    example = pb.Example()
+    feature = example.features.feature
+    feature[IMAGE_KEY].bytes_list.value.append(chip.image)
+    feature[ID_KEY].bytes_list.value.append(chip.footprint_id.encode("utf-8"))
+    if chip.region is not None:
+        feature[REGION_KEY].bytes_list.value.append(chip.region.encode("utf-8"))
+    if chip.label is not None:
+        feature[LABEL_KEY].int64_list.value.append(int(chip.label))
+    if chip.wkb is not None:
+        feature[WKB_KEY].bytes_list.value.append(chip.wkb)
+    if chip.crs is not None:
+        feature[CRS_KEY].bytes_list.value.append(chip.crs.encode("utf-8"))
+    return example.SerializeToString()
+
+
+def _single(feature, spec: FeatureSpec, footprint: str):
+    kinds = {"bytes": feature.bytes_list.value, "int64": feature.int64_list.value}
+    values = kinds[spec.kind]
+    other = feature.int64_list.value if spec.kind == "bytes" else feature.bytes_list.value
+    if len(other) or len(feature.float_list.value):
+        raise ContractError(
+            f"record {footprint}: feature {spec.name!r} must be {spec.kind}; "
+            "write it with the type in the chip-record table of docs/contracts.md")
+    if len(values) != 1:
+        raise ContractError(
+            f"record {footprint}: feature {spec.name!r} must hold exactly one value, "
+            f"found {len(values)}")
+    return values[0]
+
+
+def decode_chip(record: bytes) -> Chip:
+    """Parses a chip record, checking it against the contract.
+
+    Raises:
+        ContractError: if the bytes are not a ``tf.train.Example`` or a
+            feature is missing, empty or of the wrong type.
+    """
+    pb = _example_pb2()
+    example = pb.Example()
+    try:
+        example.ParseFromString(record)
+    except Exception as exc:  # protobuf raises its own DecodeError
+        raise ContractError(f"not a tf.train.Example: {exc}") from exc
+    feature = example.features.feature
+    for spec in CHIP_FEATURES:
+        if spec.required and spec.name not in feature:
+            raise ContractError(
+                f"record lacks required feature {spec.name!r}; every chip record needs "
+                f"{IMAGE_KEY!r} and {ID_KEY!r}")
+    fid_bytes = _single(feature[ID_KEY], CHIP_FEATURES[1], "<no id>")
+    try:
+        fid = fid_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContractError(f"footprint id {fid_bytes!r} is not UTF-8") from exc
+    values: dict[str, Any] = {}
+    for spec in CHIP_FEATURES:
+        if spec.name in feature and spec.name != ID_KEY:
+            values[spec.name] = _single(feature[spec.name], spec, repr(fid))
+    text = {k: v.decode("utf-8") for k, v in values.items() if k in (REGION_KEY, CRS_KEY)}
+    return Chip(
+        footprint_id=fid,
+        image=values[IMAGE_KEY],
+        region=text.get(REGION_KEY),
+        label=values.get(LABEL_KEY),
+        wkb=values.get(WKB_KEY),
+        crs=text.get(CRS_KEY),
+    )
+
+
+# --------------------------------------------------------------------------
+# Shards
+# --------------------------------------------------------------------------
+
+#: Beam ``shard_name_template`` giving ``-00000-of-00004``.
+SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+COMPRESSIONS = ("none", "gzip")
+
+
+def shard_suffix(compression: str) -> str:
+    """The file suffix for chip shards: ``.tfrecord`` or ``.tfrecord.gz``."""
+    if compression not in COMPRESSIONS:
+        raise ContractError(f"compression {compression!r} is not one of {COMPRESSIONS}")
+    return ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
+
+
+def shard_name(prefix: str, index: int, num_shards: int, compression: str = "none") -> str:
+    """The name of one shard, e.g. ``chips/area-00001-of-00004.tfrecord``."""
+    return f"{prefix}-{index:05d}-of-{num_shards:05d}{shard_suffix(compression)}"
+
+
+_SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.tfrecord(\.gz)?$")
+
+
+def parse_shard_name(path: str) -> tuple[str, int, int, str]:
+    """Splits a shard path into (prefix, index, num_shards, compression).
+
+    Raises:
+        ContractError: if the name does not follow the shard naming contract.
+    """
+    match = _SHARD_RE.search(path)
+    if not match:
+        raise ContractError(
+            f"{path!r} is not named PREFIX-00000-of-000NN.tfrecord[.gz]")
+    prefix = path[: match.start()]
+    return prefix, int(match.group(1)), int(match.group(2)), "gzip" if match.group(3) else "none"
+
+
+def compression_of(path: str) -> str:
+    """``gzip`` for ``*.gz`` shard files, else ``none``."""
+    return "gzip" if path.endswith(".gz") else "none"
+
+
+# --------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------
+
+SIGNATURE = "serving_default"
+CLASSIFIER_INPUT = "examples"
+CLASSIFIER_OUTPUT = "score"
+SEGMENTER_INPUT = "images"
+SEGMENTER_OUTPUT = "mask"
+SEGMENTER_ASSETS = "segmenter.json"
+MODEL_CARD = "model_card.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmenterAssets:
+    """What the pipeline must know to feed raw raster pixels to a segmenter.
+
+    Stored as JSON at ``<model>/assets/segmenter.json``. Raw pixels of band
+    ``bands[i]`` (1-based, as in GDAL) are mapped to the model's uint8 input
+    by ``clip(round((raw - offset[i]) * scale[i]), 0, 255)``; see
+    :func:`scale_to_model_input`.
+
+    Attributes:
+        window_size: Height and width of the model's input windows, pixels.
+        bands: 1-based raster band indexes, in the order the model expects.
+        raw_dtype: The raster dtype the scaling was fitted on (uint8, uint16).
+        offset: Per-band value subtracted from raw pixels.
+        scale: Per-band factor applied after the offset.
+        band_names: Optional names (red, green, blue, nir, ...).
+        receptive_halo: Pixels of context the model needs on each side for
+            seamless stitching (0 if unknown).
+    """
+
+    window_size: int
+    bands: tuple[int, ...]
+    raw_dtype: str
+    offset: tuple[float, ...]
+    scale: tuple[float, ...]
+    band_names: tuple[str, ...] = ()
+    receptive_halo: int = 0
+    contract_version: int = CONTRACT_VERSION
+
+    def __post_init__(self):
+        if self.window_size < 8:
+            raise ContractError(f"window_size {self.window_size!r} must be at least 8 pixels")
+        n = len(self.bands)
+        if n == 0 or any(b < 1 for b in self.bands):
+            raise ContractError(f"bands {self.bands!r} must be 1-based band indexes")
+        if len(self.offset) != n or len(self.scale) != n:
+            raise ContractError(
+                f"offset ({len(self.offset)}) and scale ({len(self.scale)}) need one value "
+                f"per band ({n})")
+        if self.band_names and len(self.band_names) != n:
+            raise ContractError(f"band_names {self.band_names!r} needs one name per band")
+        if self.raw_dtype not in ("uint8", "uint16"):
+            raise ContractError(f"raw_dtype {self.raw_dtype!r} must be uint8 or uint16")
+
+    @property
+    def band_count(self) -> int:
+        return len(self.bands)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> SegmenterAssets:
+        try:
+            raw = json.loads(text)
+            fields = {f.name for f in dataclasses.fields(cls)}
+            unknown = set(raw) - fields
+            if unknown:
+                raise ContractError(f"unknown keys {sorted(unknown)} in {SEGMENTER_ASSETS}")
+            for key in ("bands", "offset", "scale", "band_names"):
+                if key in raw:
+                    raw[key] = tuple(raw[key])
+            return cls(**raw)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ContractError):
+                raise
+            raise ContractError(f"{SEGMENTER_ASSETS} is not valid: {exc}") from exc
+
+    @classmethod
+    def identity(cls, window_size: int, band_count: int = 3) -> SegmenterAssets:
+        """Assets for uint8 imagery fed as it is (offset 0, scale 1)."""
+        return cls(window_size=window_size, bands=tuple(range(1, band_count + 1)),
+                   raw_dtype="uint8", offset=(0.0,) * band_count, scale=(1.0,) * band_count)
+
+
+def scale_to_model_input(raw: np.ndarray, assets: SegmenterAssets) -> np.ndarray:
+    """Maps raw pixels, shaped [..., bands], to the segmenter's uint8 input."""
+    if raw.shape[-1] != assets.band_count:
+        raise ContractError(
+            f"pixels have {raw.shape[-1]} bands, the model expects {assets.band_count}")
+    offset = np.asarray(assets.offset, dtype=np.float32)
+    scale = np.asarray(assets.scale, dtype=np.float32)
+    if raw.dtype == np.uint8 and not offset.any() and (scale == 1).all():
+        return raw
+    out = (raw.astype(np.float32) - offset) * scale
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def read_segmenter_assets(model_dir: str) -> SegmenterAssets:
+    """Reads ``<model_dir>/assets/segmenter.json``."""
+    path = os.path.join(model_dir, "assets", SEGMENTER_ASSETS)
+    if not os.path.exists(path):
+        raise ContractError(
+            f"{model_dir!r} has no assets/{SEGMENTER_ASSETS}; export the segmenter with "
+            "`footprints train segmenter` or write the file as in docs/contracts.md")
+    with open(path, encoding="utf-8") as f:
+        return SegmenterAssets.from_json(f.read())
+
+
+def _signature(model_dir: str, kind: str):
+    import tensorflow as tf
+
+    if not os.path.isdir(model_dir) or not os.path.exists(
+            os.path.join(model_dir, "saved_model.pb")):
+        raise ContractError(
+            f"{model_dir!r} is not a SavedModel directory (no saved_model.pb); pass the "
+            f"directory that `footprints train {kind}` exported")
+    try:
+        loaded = tf.saved_model.load(model_dir)
+    except Exception as exc:
+        raise ContractError(f"cannot load SavedModel {model_dir!r}: {exc}") from exc
+    if SIGNATURE not in loaded.signatures:
+        raise ContractError(
+            f"SavedModel {model_dir!r} has no {SIGNATURE!r} signature "
+            f"(it has {sorted(loaded.signatures)})")
+    return loaded, loaded.signatures[SIGNATURE]
+
+
+def _check_io(model_dir, fn, name, dtype, rank, outputs, out_name, out_dtype, out_rank):
+    _, inputs = fn.structured_input_signature
+    if set(inputs) != {name}:
+        raise ContractError(
+            f"{model_dir!r}: {SIGNATURE} must take exactly one input {name!r}, "
+            f"it takes {sorted(inputs)}")
+    spec = inputs[name]
+    if spec.dtype.name != dtype or spec.shape.rank != rank:
+        raise ContractError(
+            f"{model_dir!r}: input {name!r} must be {dtype} of rank {rank}, "
+            f"it is {spec.dtype.name} {spec.shape}")
+    if out_name not in outputs:
+        raise ContractError(
+            f"{model_dir!r}: {SIGNATURE} must return {out_name!r}, it returns {sorted(outputs)}")
+    out = outputs[out_name]
+    if out.dtype.name != out_dtype or out.shape.rank != out_rank:
+        raise ContractError(
+            f"{model_dir!r}: output {out_name!r} must be {out_dtype} of rank {out_rank}, "
+            f"it is {out.dtype.name} {out.shape}")
+
+
+def check_classifier_model(model_dir: str) -> None:
+    """Raises :class:`ContractError` unless ``model_dir`` meets the classifier contract."""
+    _, fn = _signature(model_dir, "classifier")
+    _check_io(model_dir, fn, CLASSIFIER_INPUT, "string", 1, fn.structured_outputs,
+              CLASSIFIER_OUTPUT, "float32", 1)
+
+
+def check_segmenter_model(model_dir: str) -> SegmenterAssets:
+    """Checks the segmenter contract and returns the model's assets."""
+    assets = read_segmenter_assets(model_dir)
+    _, fn = _signature(model_dir, "segmenter")
+    _check_io(model_dir, fn, SEGMENTER_INPUT, "uint8", 4, fn.structured_outputs,
+              SEGMENTER_OUTPUT, "float32", 3)
+    _, inputs = fn.structured_input_signature
+    channels = inputs[SEGMENTER_INPUT].shape[-1]
+    if channels is not None and channels != assets.band_count:
+        raise ContractError(
+            f"{model_dir!r}: the model takes {channels} channels but its assets list "
+            f"{assets.band_count} bands")
+    return assets
+
+
+def read_model_card(model_dir: str) -> dict:
+    """The model card JSON next to a model (``<model>/assets/model_card.json``), or {}."""
+    for path in (os.path.join(model_dir, "assets", MODEL_CARD),
+                 os.path.join(model_dir, MODEL_CARD)):
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+    return {}
+
+
+# --------------------------------------------------------------------------
+# Output tables
+# --------------------------------------------------------------------------
+
+SCORES_SCHEMA = pa.schema([
+    pa.field("footprint_id", pa.string(), nullable=False),
+    pa.field("region", pa.string(), nullable=False),
+    pa.field("score", pa.float32(), nullable=False),
+    pa.field("percentile", pa.float32(), nullable=False),
+    pa.field("is_residential", pa.bool_(), nullable=False),
+    pa.field("label", pa.int8()),
+    pa.field("threshold", pa.float32(), nullable=False),
+    pa.field("target_fraction", pa.float32(), nullable=False),
+    pa.field("model_id", pa.string(), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("geometry", pa.binary()),
+])
+
+ERRORS_SCHEMA = pa.schema([
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("record", pa.string(), nullable=False),
+    pa.field("stage", pa.string(), nullable=False),
+    pa.field("error", pa.string(), nullable=False),
+    pa.field("message", pa.string(), nullable=False),
+])
+
+FOOTPRINTS_SCHEMA = pa.schema([
+    pa.field("footprint_id", pa.string(), nullable=False),
+    pa.field("tile", pa.string(), nullable=False),
+    pa.field("area_m2", pa.float64(), nullable=False),
+    pa.field("mean_probability", pa.float32(), nullable=False),
+    pa.field("geometry", pa.binary(), nullable=False),
+])
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorRecord:
+    """One dead letter: what failed, where, and why.
+
+    Attributes:
+        source: The input file (shard, image, raster, vector file).
+        record: Which record in it: a footprint id, a feature index or a byte offset.
+        stage: The pipeline stage that rejected it (read, decode, chip, ...).
+        error: A short machine-readable reason (``invalid_geometry``, ...).
+        message: What happened and how to fix it, for a person.
+    """
+
+    source: str
+    record: str
+    stage: str
+    error: str
+    message: str
+
+    def to_row(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+def validate_rows(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Builds an Arrow table from rows, raising ContractError if they do not fit."""
+    try:
+        return pa.Table.from_pylist(list(rows), schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
+        raise ContractError(f"rows do not fit the table schema: {exc}") from exc

@@ -1,0 +1,23 @@
+"""The small exception hierarchy of footprints.
+
+Every error a user can cause derives from :class:`FootprintsError`. The CLI
+catches that base class and prints its message as a one-line reason with a
+non-zero exit code, so messages must say what was wrong (showing the offending
+value with ``!r``) and how to fix it.
+"""
+
+
+class FootprintsError(Exception):
+    """Base class for errors a user can cause and fix."""
+
+
+class ConfigError(FootprintsError, ValueError):
+    """A flag or option is invalid; raised before any pipeline is built."""
+
+
+class ContractError(FootprintsError, ValueError):
+    """A record, model or file does not meet a contract in ``footprints.contracts``."""
+
+
+class InputError(FootprintsError, ValueError):
+    """An input file cannot be used (unreadable, no CRS, wrong bands, ...)."""

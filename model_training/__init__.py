@@ -1,0 +1,1 @@
+"""Keras training of the footprint classifier and the U-Net segmenter."""

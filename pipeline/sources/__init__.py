@@ -1,0 +1,1 @@
+"""Sources: reading images, vector footprints, rasters and chip shards."""

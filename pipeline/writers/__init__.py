@@ -1,0 +1,1 @@
+"""Writers: chip shards, Parquet tables and run summaries, rerun-safe."""

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up the project's virtual environment (once per change of setup.py) and
+# runs one of the Quick start jobs:
+#   bash quickstart.sh demo [FLAGS]   demo area end to end on DirectRunner, into demo-output/
+#   bash quickstart.sh test [PYTEST ARGS]   the whole test suite
+# Everything the project needs is installed here, from PyPI and Debian's packages.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${FOOTPRINTS_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+stamp="$VENV/.installed-$(cat setup.py pyproject.toml | sha1sum | cut -c1-12)"
+
+if [ ! -f "$stamp" ]; then
+  echo "quickstart: installing footprints and its dependencies into $VENV (first run: several minutes)"
+  "$PYTHON" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 12) else "footprints needs Python 3.10 to 3.12; set PYTHON=python3.11")'
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip wheel
+  "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+fi
+
+job=${1:-}
+shift || true
+case "$job" in
+  demo)
+    exec "$VENV/bin/footprints" demo --output "${FOOTPRINTS_DEMO_OUTPUT:-demo-output}" "$@"
+    ;;
+  test)
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  setup)
+    echo "quickstart: $VENV is ready; activate it with: source $VENV/bin/activate"
+    ;;
+  *)
+    echo "usage: bash quickstart.sh demo|test|setup [ARGS]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,46 @@
+"""Package definition for footprints.
+
+Plain on purpose: Dataflow and Flink workers install this file with
+``--setup_file ./setup.py``, so it must not import the package or run code.
+"""
+
+import setuptools
+
+REQUIRED = [
+    "apache-beam[gcp]>=2.77,<2.78",
+    "tensorflow>=2.21,<2.22",
+    "tfx-bsl>=1.21,<1.22",
+    "tensorflow-hub>=0.16,<1",
+    "numpy>=1.26,<3",
+    "rasterio>=1.4,<1.5",
+    "shapely>=2.0,<3",
+    "pyproj>=3.6,<4",
+    "pyogrio>=0.9,<1",
+    "pyarrow>=14,<24",
+    "pillow>=10,<13",
+    "matplotlib>=3.8,<4",
+]
+
+TEST = [
+    "pytest>=8,<10",
+    "hypothesis>=6.100,<7",
+]
+
+setuptools.setup(
+    name="footprints",
+    version="0.1.0",
+    description=(
+        "Building footprints from aerial orthophotos: residential or not, and where, "
+        "as a distributed Apache Beam batch job."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=setuptools.find_packages(
+        include=["footprints", "footprints.*", "pipeline", "pipeline.*",
+                 "model_training", "model_training.*"]),
+    install_requires=REQUIRED,
+    extras_require={"test": TEST},
+    entry_points={"console_scripts": ["footprints=footprints.cli:main"]},
+)
