@@ -1,0 +1,281 @@
+"""Cutting a chip around a footprint from the orthophoto tiles under it.
+
+The chip is a square around the footprint's bounding box, ``margin`` of the
+footprint's larger side wider on each side and never narrower than
+``min_extent`` (ground units), so a small shed keeps its surroundings (yard,
+road, field) and a barn keeps its true size relative to a house: scale is one
+of the strongest cues between the classes.
+
+The square is laid on the pixel grid of the *primary* tile (the one holding
+most of the footprint), so a chip inside one tile is an exact windowed read.
+Where the square runs over the tile's edge the rest is filled from the
+neighbouring tiles: an exact read for tiles on the same grid, a
+``rasterio.warp.reproject`` for tiles in another CRS or grid. Pixels no tile
+covers stay 0. Then the chip is converted to 8 bits (when the rasters are
+not), resized to ``size`` and encoded as PNG or JPEG.
+
+Everything here is a plain function over rasterio datasets, tested without
+Beam; :mod:`pipeline.prepare` runs it in a DoFn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import shapely
+from rasterio import windows
+
+from footprints.errors import ConfigError
+from pipeline.sources.tile_index import TileHit, TileInfo
+
+RESAMPLING = ("nearest", "bilinear", "cubic", "average")
+IMAGE_FORMATS = ("png", "jpeg")
+
+
+class ChipError(Exception):
+    """A footprint cannot be chipped; ``error`` is the short reason."""
+
+    def __init__(self, error: str, message: str):
+        super().__init__(message)
+        self.error = error
+
+
+@dataclasses.dataclass(frozen=True)
+class ChipSpec:
+    """How chips are cut.
+
+    Attributes:
+        size: Output side in pixels; 0 keeps the native pixels (no resampling).
+        margin: Added on each side, as a fraction of the footprint's larger side.
+        min_extent: Smallest chip side in the raster's ground units (metres).
+        bands: 1-based bands to keep; empty means 1,2,3 (or 1 for one band).
+        value_range: (low, high) raw values mapped to 0..255 for rasters that
+            are not uint8; None keeps uint8 as it is.
+        image_format: ``png`` (lossless) or ``jpeg``.
+        min_coverage: Smallest share of the footprint the rasters must cover.
+        resampling: For reprojection and resizing.
+    """
+
+    size: int = 96
+    margin: float = 0.25
+    min_extent: float = 20.0
+    bands: tuple[int, ...] = ()
+    value_range: tuple[float, float] | None = None
+    image_format: str = "png"
+    min_coverage: float = 0.5
+    resampling: str = "bilinear"
+
+    def __post_init__(self):
+        if self.size < 0 or (0 < self.size < 8):
+            raise ConfigError(f"--chip-size {self.size!r} must be 0 (native) or at least 8")
+        if not 0 <= self.margin <= 5:
+            raise ConfigError(f"--margin {self.margin!r} must be between 0 and 5")
+        if self.min_extent < 0:
+            raise ConfigError(f"--min-extent {self.min_extent!r} must be >= 0")
+        if self.bands and (len(self.bands) not in (1, 3) or min(self.bands) < 1):
+            raise ConfigError(
+                f"--bands {self.bands!r} must name 1 or 3 bands, 1-based (e.g. 1,2,3)")
+        if self.value_range and not self.value_range[0] < self.value_range[1]:
+            raise ConfigError(f"--value-range {self.value_range!r} needs LOW < HIGH")
+        if self.image_format not in IMAGE_FORMATS:
+            raise ConfigError(f"--image-format {self.image_format!r} must be one of "
+                              f"{IMAGE_FORMATS}")
+        if not 0 < self.min_coverage <= 1:
+            raise ConfigError(f"--min-coverage {self.min_coverage!r} must be in (0, 1]")
+        if self.resampling not in RESAMPLING:
+            raise ConfigError(f"--resampling {self.resampling!r} must be one of {RESAMPLING}")
+
+    def bands_for(self, count: int) -> tuple[int, ...]:
+        """The bands to read from a raster with ``count`` bands."""
+        bands = self.bands or ((1, 2, 3) if count >= 3 else (1,))
+        if max(bands) > count:
+            raise ChipError("band_mismatch",
+                            f"the raster has {count} bands, --bands asks for {bands}")
+        return bands
+
+
+def chip_window(geom: shapely.Geometry, tile: TileInfo, spec: ChipSpec) -> windows.Window:
+    """The chip's pixel window on ``tile``'s grid (it may reach past the tile).
+
+    Args:
+        geom: The footprint, in the tile's CRS.
+        tile: The primary tile.
+        spec: Margin and minimum extent.
+    """
+    minx, miny, maxx, maxy = geom.bounds
+    side = max(spec.min_extent, max(maxx - minx, maxy - miny) * (1 + 2 * spec.margin))
+    res_x, res_y = tile.resolution
+    cols, rows = max(1, math.ceil(side / res_x)), max(1, math.ceil(side / res_y))
+    col_c, row_c = ~tile.affine * ((minx + maxx) / 2, (miny + maxy) / 2)
+    return windows.Window(round(col_c - cols / 2), round(row_c - rows / 2), cols, rows)
+
+
+def _grid_offset(tile: TileInfo, primary: TileInfo) -> tuple[int, int] | None:
+    """Whole-pixel offset of ``tile``'s grid from ``primary``'s, or None if not aligned."""
+    if tile.crs != primary.crs or tile.resolution != primary.resolution:
+        return None
+    a, p = tile.affine, primary.affine
+    dx, dy = (a.c - p.c) / p.a, (a.f - p.f) / p.e
+    if abs(dx - round(dx)) > 1e-6 or abs(dy - round(dy)) > 1e-6:
+        return None
+    return round(dx), round(dy)
+
+
+def _paste_aligned(out, filled, ds, tile, offset, window, bands):
+    """Reads the part of ``window`` that ``tile`` holds, exactly, into ``out``."""
+    dx, dy = offset
+    local = windows.Window(window.col_off - dx, window.row_off - dy, window.width, window.height)
+    try:
+        inside = local.intersection(windows.Window(0, 0, tile.width, tile.height))
+    except windows.WindowError:
+        return
+    r0, c0 = int(inside.row_off - local.row_off), int(inside.col_off - local.col_off)
+    h, w = int(inside.height), int(inside.width)
+    data = ds.read(bands, window=inside)
+    region = (slice(r0, r0 + h), slice(c0, c0 + w))
+    todo = ~filled[region]
+    out[:, region[0], region[1]][:, todo] = data[:, todo]
+    filled[region] |= todo
+
+
+def _paste_warped(out, filled, ds, tile, window, primary, bands, resampling):
+    """Reprojects what ``tile`` holds of the chip onto the chip grid."""
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject, transform_bounds
+
+    dst_transform = windows.transform(window, primary.affine)
+    bounds = windows.bounds(window, primary.affine)
+    src_bounds = transform_bounds(primary.crs, tile.crs, *bounds, densify_pts=21)
+    src_win = windows.from_bounds(*src_bounds, transform=tile.affine)
+    # Whole pixels, one more on each side, so bilinear has its neighbours.
+    col0, row0 = math.floor(src_win.col_off) - 1, math.floor(src_win.row_off) - 1
+    col1 = math.ceil(src_win.col_off + src_win.width) + 1
+    row1 = math.ceil(src_win.row_off + src_win.height) + 1
+    src_win = windows.Window(col0, row0, col1 - col0, row1 - row0)
+    try:
+        src_win = src_win.intersection(windows.Window(0, 0, tile.width, tile.height))
+    except windows.WindowError:
+        return
+    data = ds.read(bands, window=src_win)
+    src_transform = windows.transform(src_win, tile.affine)
+    shape = out.shape[1:]
+    warped = np.zeros((len(bands), *shape), dtype=out.dtype)
+    covered = np.zeros(shape, dtype=np.uint8)
+    common = dict(src_transform=src_transform, src_crs=tile.crs,
+                  dst_transform=dst_transform, dst_crs=primary.crs)
+    reproject(data, warped, resampling=Resampling[resampling], **common)
+    reproject(np.ones(data.shape[1:], np.uint8), covered, resampling=Resampling.nearest,
+              dst_nodata=0, **common)
+    todo = (covered > 0) & ~filled
+    out[:, todo] = warped[:, todo]
+    filled |= todo
+
+
+def read_chip(footprint_hits: Sequence[TileHit], chip_hits: Sequence[TileHit],
+              open_dataset: Callable[[str], object], spec: ChipSpec) -> np.ndarray:
+    """Reads the raw chip pixels, band-first, from every tile under the chip.
+
+    Args:
+        footprint_hits: Tiles under the footprint, primary first
+            (:meth:`TileIndex.touching` of the footprint).
+        chip_hits: Tiles under the chip's square (:meth:`TileIndex.touching`
+            of :func:`chip_box`).
+        open_dataset: Returns an open rasterio dataset for a path (cached by
+            the caller, so a tile is opened once per worker).
+        spec: How to cut.
+
+    Raises:
+        ChipError: no raster under the footprint, too little coverage, or a
+            band the rasters lack.
+    """
+    if not footprint_hits:
+        raise ChipError("no_raster", "no raster tile lies under the footprint; check that "
+                        "--rasters covers the footprints and both CRSs are right")
+    coverage = min(1.0, sum(hit.fraction for hit in footprint_hits))
+    if coverage < spec.min_coverage:
+        raise ChipError("partly_outside_rasters",
+                        f"only {coverage:.0%} of the footprint lies on the rasters "
+                        f"(--min-coverage {spec.min_coverage})")
+    primary_hit = footprint_hits[0]
+    primary = primary_hit.tile
+    bands = spec.bands_for(primary.count)
+    window = chip_window(primary_hit.geometry, primary, spec)
+    out = np.zeros((len(bands), int(window.height), int(window.width)), dtype=primary.dtype)
+    filled = np.zeros(out.shape[1:], dtype=bool)
+    # The primary tile first, so that where tiles overlap its pixels win.
+    ordered = [primary] + sorted({h.tile for h in chip_hits} - {primary}, key=lambda t: t.path)
+    for tile in ordered:
+        ds = open_dataset(tile.path)
+        tile_bands = spec.bands_for(tile.count)
+        offset = _grid_offset(tile, primary)
+        if offset is not None:
+            _paste_aligned(out, filled, ds, tile, offset, window, tile_bands)
+        else:
+            _paste_warped(out, filled, ds, tile, window, primary, tile_bands, spec.resampling)
+        if filled.all():
+            break
+    return out
+
+
+def chip_box(footprint_hits: Sequence[TileHit], spec: ChipSpec) -> tuple[shapely.Polygon, str]:
+    """The chip's square as a polygon in the primary tile's CRS, and that CRS."""
+    primary_hit = footprint_hits[0]
+    tile = primary_hit.tile
+    window = chip_window(primary_hit.geometry, tile, spec)
+    return shapely.box(*windows.bounds(window, tile.affine)), tile.crs
+
+
+def to_uint8(chip: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    """Maps raw pixels to 0..255: as they are for uint8, else linearly from ``value_range``."""
+    if chip.dtype == np.uint8 and value_range is None:
+        return chip
+    if value_range is None:
+        info = np.iinfo(chip.dtype) if chip.dtype.kind in "ui" else None
+        value_range = (0.0, float(info.max)) if info else (0.0, 1.0)
+    low, high = value_range
+    scaled = (chip.astype(np.float32) - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def encode_image(chip: np.ndarray, spec: ChipSpec) -> bytes:
+    """Band-first uint8 pixels -> resized PNG/JPEG bytes."""
+    from PIL import Image
+
+    hwc = np.ascontiguousarray(np.moveaxis(chip, 0, -1))
+    image = Image.fromarray(hwc[..., 0] if hwc.shape[-1] == 1 else hwc)
+    if spec.size and image.size != (spec.size, spec.size):
+        method = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+                  "cubic": Image.Resampling.BICUBIC, "average": Image.Resampling.BOX}
+        image = image.resize((spec.size, spec.size), method[spec.resampling])
+    buf = io.BytesIO()
+    if spec.image_format == "jpeg":
+        image.save(buf, format="JPEG", quality=95)
+    else:
+        image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def estimate_value_range(tiles: Sequence[TileInfo], bands: tuple[int, ...],
+                         max_tiles: int = 8) -> tuple[float, float]:
+    """A (0.5%, 99.5%) percentile stretch for non-uint8 rasters, from decimated reads.
+
+    Computed once in the driver over at most ``max_tiles`` tiles (sorted by
+    path, so it is deterministic) and used for every chip, so brightness stays
+    comparable across the area: a per-chip stretch would erase it.
+    """
+    import rasterio
+
+    samples = []
+    for tile in sorted(tiles, key=lambda t: t.path)[:max_tiles]:
+        with rasterio.open(tile.path) as src:
+            shape = (min(256, src.height), min(256, src.width))
+            data = src.read([b for b in bands if b <= src.count], out_shape=shape,
+                            masked=True)
+            samples.append(data.compressed())
+    values = np.concatenate(samples) if samples else np.array([0, 1])
+    low, high = np.percentile(values, [0.5, 99.5])
+    return float(low), float(max(high, low + 1))

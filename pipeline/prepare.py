@@ -1,0 +1,414 @@
+"""``footprints prepare``: inputs to sharded chip records, as one Beam job.
+
+Two kinds of input, one output (chip shards per the chip-record contract):
+
+* **image folders** -- ``--images DIR`` with class subfolders (``house/``,
+  ``barn/``): MatchFiles -> read and fully decode each image -> chip;
+* **orthophotos + footprints** -- ``--rasters GLOB --footprints FILE``:
+  every tile's header is read into a side-input tile index (bad tiles are
+  dead letters), the vector file is read in parallel feature ranges, each
+  footprint is reprojected to the tiles it touches and cut from them
+  (:mod:`pipeline.chipping`).
+
+Bad inputs become :class:`~footprints.contracts.ErrorRecord` rows under
+``PREFIX-errors/``; ``PREFIX-summary.json`` holds the counts, which reconcile:
+``inputs == chips + errors``.
+
+The module wires stages; the logic lives in ``pipeline.sources`` and
+``pipeline.chipping``, where it is tested without Beam.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from footprints import contracts
+from footprints.errors import ConfigError, InputError
+from pipeline import chipping
+from pipeline.counting import count_all, count_by
+from pipeline.sources import images as image_source
+from pipeline.sources import tile_index, vectors
+from pipeline.writers.chips import WriteChips
+from pipeline.writers.files import WriteJson, read_json
+from pipeline.writers.tables import WriteErrors
+
+LOG = logging.getLogger(__name__)
+ERRORS = "errors"
+
+#: OpenStreetMap ``building=*`` values (and the notebooks' folder names) by class.
+DEFAULT_RESIDENTIAL = (
+    "house", "houses", "detached", "residential", "apartments", "semidetached_house",
+    "terrace", "bungalow", "cabin", "farm", "dormitory", "home", "static_caravan")
+DEFAULT_NON_RESIDENTIAL = (
+    "barn", "barns", "shed", "garage", "garages", "farm_auxiliary", "industrial",
+    "commercial", "retail", "warehouse", "office", "church", "school", "greenhouse",
+    "hangar", "stable", "cowshed", "silo", "carport", "service", "outbuilding",
+    "non-residential", "non_residential")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassMap:
+    """Maps class names (folder names, attribute values) to chip labels.
+
+    Names are compared case-insensitively; a name in neither list gives no
+    label (the chip is written unlabelled and counted in the summary).
+    """
+
+    residential: tuple[str, ...] = DEFAULT_RESIDENTIAL
+    non_residential: tuple[str, ...] = DEFAULT_NON_RESIDENTIAL
+
+    def __post_init__(self):
+        both = {c.lower() for c in self.residential} & {c.lower() for c in self.non_residential}
+        if both:
+            raise ConfigError(f"classes {sorted(both)} are listed as both residential and "
+                              "non-residential; remove them from one list")
+
+    def label_of(self, klass: str | None) -> int | None:
+        if klass is None:
+            return None
+        name = klass.strip().lower()
+        if name in {c.lower() for c in self.residential}:
+            return contracts.RESIDENTIAL
+        if name in {c.lower() for c in self.non_residential}:
+            return contracts.NON_RESIDENTIAL
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareConfig:
+    """Validated settings of one ``prepare`` run (see ``footprints prepare --help``).
+
+    For image folders, ``spec.size`` 0 keeps each image's bytes as they are;
+    any other size resizes and re-encodes them as PNG.
+    """
+
+    output: str
+    images: str | None = None
+    rasters: str | None = None
+    footprints: str | None = None
+    id_field: str | None = None
+    class_field: str | None = None
+    region_field: str | None = None
+    class_map: ClassMap = ClassMap()
+    spec: chipping.ChipSpec = chipping.ChipSpec()
+    num_shards: int = 4
+    compression: str = "none"
+
+    def __post_init__(self):
+        if bool(self.images) == bool(self.rasters or self.footprints):
+            raise ConfigError("give either --images DIR, or --rasters GLOB with "
+                              "--footprints FILE")
+        if self.rasters and not self.footprints or self.footprints and not self.rasters:
+            raise ConfigError("--rasters and --footprints go together: the tiles to cut "
+                              "from and the polygons to cut")
+        if self.images and not os.path.isdir(self.images):
+            raise ConfigError(f"--images {self.images!r} is not a folder")
+        if self.num_shards < 1:
+            raise ConfigError(f"--num-shards {self.num_shards!r} must be at least 1")
+        if self.compression not in contracts.COMPRESSIONS:
+            raise ConfigError(f"--compression {self.compression!r} must be one of "
+                              f"{contracts.COMPRESSIONS}")
+        if not self.output or self.output.endswith(("/", os.sep)):
+            raise ConfigError(f"--output {self.output!r} must be a path prefix such as "
+                              "out/chips/area (shards become out/chips/area-00000-of-...)")
+
+    @property
+    def errors_dir(self) -> str:
+        return f"{self.output}-errors"
+
+    @property
+    def summary_path(self) -> str:
+        return f"{self.output}-summary.json"
+
+
+class _DatasetCache:
+    """Open rasterio datasets, least recently used closed first.
+
+    Footprint files are usually sorted spatially, so consecutive footprints
+    hit the same few tiles and each tile is opened about once per worker.
+    """
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._open: collections.OrderedDict = collections.OrderedDict()
+
+    def __call__(self, path: str):
+        import rasterio
+
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        ds = rasterio.open(path)
+        self._open[path] = ds
+        if len(self._open) > self.size:
+            self._open.popitem(last=False)[1].close()
+        return ds
+
+    def close(self):
+        while self._open:
+            self._open.popitem()[1].close()
+
+
+class CutChipDoFn(beam.DoFn):
+    """Footprint -> (chip, class) or an ErrorRecord on the ``errors`` output."""
+
+    def __init__(self, spec: chipping.ChipSpec, class_map: ClassMap):
+        self.spec = spec
+        self.class_map = class_map
+        self.cut = beam.metrics.Metrics.counter("prepare", "chips_cut")
+        self.failed = beam.metrics.Metrics.counter("prepare", "footprints_dead_lettered")
+
+    def setup(self):
+        self._datasets = _DatasetCache()
+        self._index_key = None
+        self._index = None
+
+    def teardown(self):
+        self._datasets.close()
+
+    def _tile_index(self, tiles) -> tile_index.TileIndex:
+        key = (len(tiles), tiles[0].path if tiles else None)
+        if self._index_key != key:
+            self._index, self._index_key = tile_index.TileIndex(list(tiles)), key
+        return self._index
+
+    def process(self, footprint: vectors.Footprint, tiles):
+        import shapely
+
+        index = self._tile_index(tiles)
+        geom = shapely.from_wkb(footprint.wkb)
+        try:
+            hits = index.touching(geom, footprint.crs)
+            if not hits:
+                raise chipping.ChipError(
+                    "no_raster", "no raster tile lies under the footprint; check that "
+                    "--rasters covers it and that both files have the right CRS")
+            box, box_crs = chipping.chip_box(hits, self.spec)
+            pixels = chipping.read_chip(hits, index.touching(box, box_crs), self._datasets,
+                                        self.spec)
+            image = chipping.encode_image(
+                chipping.to_uint8(pixels, self.spec.value_range), self.spec)
+        except chipping.ChipError as exc:
+            self.failed.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS, contracts.ErrorRecord(
+                footprint.source, footprint.footprint_id, "chip", exc.error, str(exc)))
+            return
+        except Exception as exc:  # a raster that fails mid-read: dead-letter, keep going
+            self.failed.inc()
+            yield beam.pvalue.TaggedOutput(ERRORS, contracts.ErrorRecord(
+                footprint.source, footprint.footprint_id, "chip", "read_failed",
+                f"{type(exc).__name__}: {exc}"))
+            return
+        self.cut.inc()
+        yield contracts.Chip(
+            footprint_id=footprint.footprint_id, image=image,
+            region=footprint.region, label=self.class_map.label_of(footprint.klass),
+            wkb=footprint.wkb, crs=footprint.crs), footprint.klass
+
+
+def _split_errors(element, kind):
+    if isinstance(element, contracts.ErrorRecord):
+        yield beam.pvalue.TaggedOutput(ERRORS, element)
+    else:
+        yield element
+
+
+@dataclasses.dataclass
+class ChipsFromImages(beam.PTransform):
+    """Image folder -> (Chip, class) pairs, with errors on the ``errors`` output."""
+
+    root: str
+    class_map: ClassMap
+    size: int = 0
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, pbegin):
+        root = self.root.rstrip("/")
+        return (pbegin
+                | "Match" >> fileio.MatchFiles(f"{root}/**")
+                | "OnlyImages" >> beam.Filter(lambda m: image_source.is_image_path(m.path))
+                | "Spread" >> beam.Reshuffle()
+                | "Read" >> fileio.ReadMatches()
+                | "Decode" >> beam.Map(
+                    lambda f, root, cmap, size: _with_class(
+                        image_source.image_chip(f.metadata.path, f.read(), root,
+                                                cmap.label_of, size), f.metadata.path, root),
+                    root, self.class_map, self.size)
+                | "SplitErrors" >> beam.FlatMap(_split_errors, "image").with_outputs(
+                    ERRORS, main="chips"))
+
+
+def _with_class(result, path, root):
+    if isinstance(result, contracts.ErrorRecord):
+        return result
+    return result, image_source.class_of(path, root)[1]
+
+
+@dataclasses.dataclass
+class ReadTiles(beam.PTransform):
+    """Raster glob -> TileInfo per usable tile, ErrorRecord per bad one."""
+
+    pattern: str
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Match" >> fileio.MatchFiles(self.pattern)
+                | "Path" >> beam.Map(lambda m: m.path)
+                | "Spread" >> beam.Reshuffle()
+                | "Header" >> beam.Map(tile_index.read_tile_info)
+                | "SplitErrors" >> beam.FlatMap(_split_errors, "tile").with_outputs(
+                    ERRORS, main="tiles"))
+
+
+@dataclasses.dataclass
+class ChipsFromFootprints(beam.PTransform):
+    """Tiles + footprint file -> (Chip, class) pairs, with errors on ``errors``."""
+
+    tiles: beam.PCollection
+    info: vectors.VectorInfo
+    config: PrepareConfig
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, pbegin):
+        c = self.config
+        footprints = (pbegin
+                      | "Ranges" >> beam.Create(vectors.plan_ranges(self.info))
+                      | "SpreadRanges" >> beam.Reshuffle()
+                      | "ReadRange" >> beam.FlatMap(
+                          lambda r, crs: vectors.read_footprints(
+                              *r, crs, c.id_field, c.class_field, c.region_field),
+                          self.info.crs)
+                      | "SplitBadGeometry" >> beam.FlatMap(_split_errors, "vector")
+                      .with_outputs(ERRORS, main="footprints"))
+        cut = (footprints.footprints
+               | "SpreadFootprints" >> beam.Reshuffle()
+               | "Cut" >> beam.ParDo(CutChipDoFn(c.spec, c.class_map),
+                                     beam.pvalue.AsList(self.tiles))
+               .with_outputs(ERRORS, main="chips"))
+        errors = (footprints[ERRORS], cut[ERRORS]) | "FootprintErrors" >> beam.Flatten()
+        return {"chips": cut.chips, ERRORS: errors, "footprints": footprints.footprints}
+
+
+def _summary(counts, labels, unlabelled, error_reasons, config: PrepareConfig, kind):
+    inputs = counts["inputs"]
+    return {
+        "kind": kind,
+        "output": config.output,
+        "inputs": inputs,
+        "chips": counts["chips"],
+        "errors": counts["errors"],
+        "reconciles": inputs == counts["chips"] + counts["errors"],
+        "tiles": {"usable": counts.get("tiles", 0), "errors": counts.get("tile_errors", 0)},
+        "labels": labels,
+        "unlabelled_classes": unlabelled,
+        "error_reasons": error_reasons,
+        "num_shards": config.num_shards,
+        "compression": config.compression,
+        "chip_spec": dataclasses.asdict(config.spec),
+    }
+
+
+def build(pipeline: beam.Pipeline, config: PrepareConfig,
+          info: vectors.VectorInfo | None = None) -> dict[str, beam.PCollection]:
+    """Adds the prepare stages to ``pipeline``; returns its main PCollections."""
+    counted: dict[str, beam.PCollection] = {}
+    if config.images:
+        out = pipeline | "Images" >> ChipsFromImages(config.images, config.class_map,
+                                                     config.spec.size)
+        chips, item_errors = out.chips, out[ERRORS]
+        tile_errors = None
+        counted["inputs"] = (chips, item_errors) | "AllImages" >> beam.Flatten()
+        kind = "images"
+    else:
+        tiles = pipeline | "Tiles" >> ReadTiles(config.rasters)
+        fp = pipeline | "Footprints" >> ChipsFromFootprints(tiles.tiles, info, config)
+        chips, item_errors, tile_errors = fp["chips"], fp[ERRORS], tiles[ERRORS]
+        read_errors = (item_errors
+                       | "ReadErrorsOnly" >> beam.Filter(lambda e: e.stage == "read_vector"))
+        counted["inputs"] = ((fp["footprints"], read_errors)
+                             | "AllFootprints" >> beam.Flatten())
+        counted["tiles"] = tiles.tiles
+        counted["tile_errors"] = tile_errors
+        kind = "footprints"
+    counted["chips"], counted["errors"] = chips, item_errors
+
+    all_errors = ((item_errors, tile_errors) if tile_errors is not None else (item_errors,)
+                  ) | "AllErrors" >> beam.Flatten()
+    _ = all_errors | "WriteErrors" >> WriteErrors(config.errors_dir)
+    shards = (chips
+              | "Encode" >> beam.Map(lambda pair: contracts.encode_chip(pair[0]))
+              | "WriteChips" >> WriteChips(config.output, config.num_shards, config.compression))
+
+    counts = count_all(pipeline, counted)
+    labels = count_by(chips, lambda pair: {1: "residential", 0: "non_residential"}.get(
+        pair[0].label, "unlabelled"), "Labels")
+    unlabelled = count_by(
+        chips | "Unlabelled" >> beam.Filter(lambda pair: pair[0].label is None),
+        lambda pair: pair[1] if pair[1] is not None else "(no class)", "UnlabelledClasses")
+    reasons = count_by(all_errors, lambda e: e.error, "ErrorReasons")
+    summary = (counts
+               | "Summary" >> beam.Map(
+                   _summary, beam.pvalue.AsSingleton(labels),
+                   beam.pvalue.AsSingleton(unlabelled), beam.pvalue.AsSingleton(reasons),
+                   config, kind)
+               | "AfterShards" >> beam.Map(lambda s, files: {**s, "shards": files},
+                                           beam.pvalue.AsSingleton(shards)))
+    _ = summary | "WriteSummary" >> WriteJson(config.summary_path)
+    return {"chips": chips, ERRORS: all_errors, "summary": summary, "shards": shards}
+
+
+def check_inputs(config: PrepareConfig) -> vectors.VectorInfo | None:
+    """Fails fast, before any pipeline is built, on inputs that cannot work."""
+    if config.images:
+        return None
+    from apache_beam.io.filesystems import FileSystems
+
+    if not FileSystems.match([config.rasters])[0].metadata_list:
+        raise InputError(f"--rasters {config.rasters!r} matches no file; quote the glob "
+                         "so the shell does not expand it, e.g. 'tiles/*.tif'")
+    return vectors.inspect_vector(config.footprints, config.id_field, config.class_field,
+                                  config.region_field)
+
+
+def run(config: PrepareConfig, beam_args: list[str] | None = None) -> dict:
+    """Runs ``prepare`` and returns its summary (also at ``config.summary_path``)."""
+    info = check_inputs(config)
+    parent = os.path.dirname(config.output)
+    if parent and "://" not in parent:
+        os.makedirs(parent, exist_ok=True)
+    if config.spec.value_range is None and info is not None:
+        config = _with_value_range(config)
+    options = PipelineOptions(beam_args or [])
+    with beam.Pipeline(options=options) as p:
+        build(p, config, info)
+    return read_json(config.summary_path)
+
+
+def _with_value_range(config: PrepareConfig) -> PrepareConfig:
+    """Fixes one 8-bit stretch for the whole area when the rasters are not uint8."""
+    from apache_beam.io.filesystems import FileSystems
+
+    paths = [m.path for m in FileSystems.match([config.rasters])[0].metadata_list]
+    infos = [i for i in map(tile_index.read_tile_info, sorted(paths)[:8])
+             if isinstance(i, tile_index.TileInfo)]
+    if not infos or all(i.dtype == "uint8" for i in infos):
+        return config
+    bands = config.spec.bands_for(min(i.count for i in infos))
+    value_range = chipping.estimate_value_range(infos, bands)
+    LOG.info("rasters are %s: stretching %s to 0..255", infos[0].dtype, value_range)
+    return dataclasses.replace(config, spec=dataclasses.replace(config.spec,
+                                                                value_range=value_range))

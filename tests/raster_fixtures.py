@@ -1,0 +1,85 @@
+"""Tiny GeoTIFFs and vector files with a real CRS, for tests that need exact control.
+
+The sample area (``footprints.sample_area``) is realistic; these are the
+opposite: a few pixels of seeded noise, so a test can say exactly which
+pixel must land where.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyogrio.raw
+import rasterio
+import shapely
+from rasterio.transform import from_origin
+
+UTM = "EPSG:32615"
+X0, Y0, RES = 500_000.0, 4_650_000.0, 0.5
+
+
+def write_tile(path, data: np.ndarray, crs=UTM, transform=None, **profile) -> str:
+    """Writes band-first ``data`` as a tiled GeoTIFF; ``crs=None`` writes none."""
+    count, height, width = data.shape
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": count,
+               "dtype": data.dtype.name, "tiled": True, "blockxsize": 64, "blockysize": 64,
+               **profile}
+    if crs is not None:
+        profile["crs"] = crs
+    if transform is not None:
+        profile["transform"] = transform
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return str(path)
+
+
+def noise_tiles(folder, n=2, size=200, seed=0, count=3, dtype="uint8") -> list[str]:
+    """``n`` side-by-side tiles of seeded noise on one UTM grid (west to east)."""
+    rng = np.random.default_rng(seed)
+    high = 255 if dtype == "uint8" else 4095
+    paths = []
+    for i in range(n):
+        data = rng.integers(0, high, (count, size, size)).astype(dtype)
+        paths.append(write_tile(folder / f"t{i}.tif", data,
+                                transform=from_origin(X0 + i * size * RES, Y0, RES, RES)))
+    return paths
+
+
+def write_footprints(path, geoms, ids, classes=None, regions=None, crs=UTM,
+                     driver="GPKG") -> str:
+    """Writes polygons with ``id``/``building``/``region`` attributes via pyogrio."""
+    fields, values = ["id"], [np.array(ids, dtype=object)]
+    if classes is not None:
+        fields.append("building")
+        values.append(np.array(classes, dtype=object))
+    if regions is not None:
+        fields.append("region")
+        values.append(np.array(regions, dtype=object))
+    pyogrio.raw.write(str(path), np.array(shapely.to_wkb(geoms), dtype=object), values,
+                      fields=fields, geometry_type="Unknown", crs=crs, driver=driver)
+    return str(path)
+
+
+def read_shards(pattern: str) -> list:
+    """Every chip record in the shards matching ``pattern``, decoded."""
+    import glob
+
+    import tensorflow as tf
+
+    from footprints import contracts
+
+    chips = []
+    for path in sorted(glob.glob(pattern)):
+        compression = "GZIP" if path.endswith(".gz") else ""
+        for record in tf.data.TFRecordDataset(path, compression_type=compression):
+            chips.append(contracts.decode_chip(record.numpy()))
+    return chips
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG/JPEG bytes -> H x W x C uint8."""
+    import io
+
+    from PIL import Image
+
+    arr = np.asarray(Image.open(io.BytesIO(data)))
+    return arr[..., None] if arr.ndim == 2 else arr

@@ -1,0 +1,234 @@
+"""``footprints prepare`` end to end on DirectRunner: counts, pixels, bad input, reruns."""
+
+import glob
+import io
+import json
+import math
+
+import numpy as np
+import pyarrow.parquet as pq
+import pyogrio.raw
+import pytest
+import rasterio
+import rasterio.features
+import shapely
+from PIL import Image
+from raster_fixtures import RES, X0, Y0, decode_png, noise_tiles, read_shards, \
+    write_footprints, write_tile
+
+from footprints import cli
+from footprints.errors import ConfigError, InputError
+from pipeline import prepare
+from pipeline.chipping import ChipSpec
+from pipeline.sources.tile_index import reproject_geometry
+
+
+def _errors(prefix):
+    return pq.read_table(glob.glob(f"{prefix}-errors/*.parquet")).to_pylist()
+
+
+def _run(config):
+    return prepare.run(config, ["--runner", "DirectRunner"])
+
+
+def test_sample_area_chips_count_pixels_and_buildings(sample_area, tmp_path):
+    prefix = str(tmp_path / "chips" / "area")
+    spec = ChipSpec(size=0, margin=0.25, min_extent=16.0)
+    summary = _run(prepare.PrepareConfig(
+        output=prefix, rasters=f"{sample_area.root}/tiles/*.tif",
+        footprints=sample_area.footprints, id_field="id", class_field="building",
+        region_field="region", spec=spec, num_shards=3))
+    _, _, wkbs, fields = pyogrio.raw.read(sample_area.footprints, columns=["id", "building"])
+    n_footprints = len(wkbs)
+    chips = read_shards(f"{prefix}-*-of-*.tfrecord")
+    errors = _errors(prefix)
+    assert summary["inputs"] == n_footprints
+    assert len(chips) == n_footprints - len(errors) == summary["chips"]
+    assert summary["reconciles"] and len(glob.glob(f"{prefix}-*-of-00003.tfrecord")) == 3
+    assert {e["error"] for e in errors} <= {"partly_outside_rasters"}
+    assert sorted(c.footprint_id for c in chips) == sorted(
+        set(fields[0]) - {e["record"] for e in errors})
+    # Labels follow the class attribute.
+    classes = dict(zip(fields[0], fields[1]))
+    for chip in chips:
+        expected = prepare.ClassMap().label_of(classes[chip.footprint_id])
+        assert chip.label == expected and chip.region and chip.crs == sample_area.crs
+
+    # Pixels: a chip inside one tile equals a direct rasterio read of its window,
+    # computed here from the footprint and the spec, and the building is at its centre.
+    checked = 0
+    for chip in chips:
+        geom = shapely.from_wkb(chip.wkb)
+        for tile_path, mask_path in zip(sample_area.tiles, sample_area.masks):
+            with rasterio.open(tile_path) as src:
+                minx, miny, maxx, maxy = geom.bounds
+                side = max(spec.min_extent, max(maxx - minx, maxy - miny) * 1.5)
+                n = math.ceil(side / src.res[0])
+                col, row = ~src.transform * ((minx + maxx) / 2, (miny + maxy) / 2)
+                c0, r0 = round(col - n / 2), round(row - n / 2)
+                if c0 < 0 or r0 < 0 or c0 + n > src.width or r0 + n > src.height:
+                    continue
+                window = rasterio.windows.Window(c0, r0, n, n)
+                direct = np.moveaxis(src.read(window=window), 0, -1)
+            with rasterio.open(mask_path) as truth:
+                truth_mask = truth.read(1, window=window)
+            pixels = decode_png(chip.image)
+            assert np.array_equal(pixels, direct), chip.footprint_id
+            inside = rasterio.features.rasterize(
+                [geom], out_shape=(n, n), transform=rasterio.windows.transform(
+                    window, src.transform)).astype(bool)
+            assert truth_mask[inside].mean() > 0.9  # the chip shows this building
+            checked += 1
+            break
+    assert checked >= 0.7 * len(chips)
+
+
+def test_footprints_in_another_crs_give_the_same_chips(sample_area, tmp_path):
+    meta, _, wkbs, fields = pyogrio.raw.read(sample_area.footprints, columns=["id", "building"])
+    geoms = [reproject_geometry(g, sample_area.crs, "EPSG:4326")
+             for g in shapely.from_wkb(wkbs)]
+    lonlat = write_footprints(tmp_path / "fp4326.gpkg", geoms, list(fields[0]),
+                              classes=list(fields[1]), crs="EPSG:4326")
+    spec = ChipSpec(size=32)
+    runs = {}
+    for name, path in (("utm", sample_area.footprints), ("lonlat", lonlat)):
+        prefix = str(tmp_path / name / "c")
+        _run(prepare.PrepareConfig(output=prefix, rasters=f"{sample_area.root}/tiles/*.tif",
+                                   footprints=path, id_field="id", class_field="building",
+                                   spec=spec, num_shards=1))
+        runs[name] = {c.footprint_id: c for c in read_shards(f"{prefix}-*.tfrecord")}
+    assert runs["utm"].keys() == runs["lonlat"].keys() and len(runs["utm"]) > 10
+    assert runs["lonlat"][next(iter(runs["lonlat"]))].crs == "EPSG:4326"
+    same = [np.array_equal(decode_png(runs["utm"][k].image), decode_png(runs["lonlat"][k].image))
+            for k in runs["utm"]]
+    assert np.mean(same) > 0.9
+
+
+@pytest.fixture
+def messy_area(tmp_path):
+    """Two good tiles, a tile without CRS, a truncated tile; good and bad footprints."""
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    good = noise_tiles(folder, n=2, size=100)
+    from rasterio.transform import from_origin
+
+    write_tile(folder / "nocrs.tif", np.zeros((3, 50, 50), np.uint8), crs=None,
+               transform=from_origin(X0, Y0 - 100, RES, RES))
+    with open(good[0], "rb") as f:
+        (folder / "truncated.tif").write_bytes(f.read()[:300])
+    edge = X0 + 100 * RES
+    geoms = [
+        shapely.box(X0 + 10, Y0 - 20, X0 + 18, Y0 - 12),            # ok, west tile
+        shapely.box(edge - 5, Y0 - 30, edge + 3, Y0 - 22),           # ok, across the edge
+        shapely.box(X0 + 5, Y0 - 60, X0 + 12, Y0 - 53),              # only on the no-CRS tile
+        shapely.Polygon([(X0 + 30, Y0 - 30), (X0 + 40, Y0 - 20), (X0 + 40, Y0 - 30),
+                         (X0 + 30, Y0 - 20)]),                       # bow-tie: invalid
+        shapely.Point(X0 + 20, Y0 - 20),                              # not a polygon
+        shapely.box(X0 + 5000, Y0 - 20, X0 + 5008, Y0 - 12),         # far away
+    ]
+    ids = ["ok", "edge", "nocrs", "bowtie", "point", "far"]
+    vector = write_footprints(tmp_path / "fp.gpkg", geoms, ids,
+                              classes=["house", "barn", "house", "shed", "house", "yurt"],
+                              regions=["a", "a", "b", "b", "b", "b"])
+    return str(folder), vector
+
+
+def test_bad_inputs_are_dead_lettered_and_counts_reconcile(messy_area, tmp_path):
+    folder, vector = messy_area
+    prefix = str(tmp_path / "out" / "chips")
+    summary = _run(prepare.PrepareConfig(
+        output=prefix, rasters=f"{folder}/*.tif", footprints=vector, id_field="id",
+        class_field="building", region_field="region", num_shards=2))
+    chips = {c.footprint_id: c for c in read_shards(f"{prefix}-*.tfrecord")}
+    assert set(chips) == {"ok", "edge"}
+    assert chips["ok"].label == 1 and chips["edge"].label == 0 and chips["ok"].region == "a"
+    by_record = {(e["record"], e["error"]) for e in _errors(prefix)}
+    assert {("nocrs", "no_raster"), ("bowtie", "invalid_geometry"),
+            ("point", "not_a_polygon"), ("far", "no_raster")} <= by_record
+    tile_errors = {e["source"].rsplit("/", 1)[-1]: e["error"] for e in _errors(prefix)
+                   if e["stage"] == "read_raster"}
+    assert tile_errors == {"nocrs.tif": "no_crs", "truncated.tif": "unreadable_raster"}
+    assert summary["inputs"] == 6 and summary["chips"] == 2 and summary["errors"] == 4
+    assert summary["reconciles"] and summary["tiles"] == {"usable": 2, "errors": 2}
+    assert summary["error_reasons"]["no_raster"] == 2
+    assert summary["labels"] == {"non_residential": 1, "residential": 1}
+    on_disk = json.loads(open(f"{prefix}-summary.json").read())
+    assert on_disk["chips"] == 2
+
+
+def test_rerun_replaces_shards_and_gzip(messy_area, tmp_path):
+    folder, vector = messy_area
+    prefix = str(tmp_path / "rerun" / "chips")
+    base = dict(output=prefix, rasters=f"{folder}/*.tif", footprints=vector, id_field="id")
+    _run(prepare.PrepareConfig(**base, num_shards=4))
+    assert len(glob.glob(f"{prefix}-*")) == 4 + 2  # shards + errors dir + summary
+    _run(prepare.PrepareConfig(**base, num_shards=2, compression="gzip"))
+    shards = sorted(glob.glob(f"{prefix}-*-of-*"))
+    assert [s.rsplit("/", 1)[-1] for s in shards] == [
+        "chips-00000-of-00002.tfrecord.gz", "chips-00001-of-00002.tfrecord.gz"]
+    assert len(read_shards(f"{prefix}-*-of-*")) == 2  # no duplicates from the first run
+    assert len(glob.glob(f"{prefix}-errors/*.parquet")) == 1
+
+
+def test_images_in_class_folders(tmp_path):
+    root = tmp_path / "images"
+    rng = np.random.default_rng(1)
+    for klass, n in (("house", 3), ("barn", 2), ("yurt", 1)):
+        (root / klass).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
+                root / klass / f"{i}.jpg", quality=90)
+    Image.fromarray(rng.integers(0, 255, (20, 24), dtype=np.uint8)).save(root / "loose.bmp")
+    (root / "barn" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (root / "notes.txt").write_text("not an image")
+    prefix = str(tmp_path / "chips" / "imgs")
+    summary = _run(prepare.PrepareConfig(output=prefix, images=str(root), num_shards=1,
+                                         spec=ChipSpec(size=0)))
+    chips = {c.footprint_id: c for c in read_shards(f"{prefix}-*.tfrecord")}
+    assert len(chips) == 7 and summary["reconciles"] and summary["errors"] == 1
+    assert chips["house/0.jpg"].label == 1 and chips["barn/1.jpg"].label == 0
+    assert chips["yurt/0.jpg"].label is None and chips["loose.bmp"].label is None
+    assert chips["house/0.jpg"].image == (root / "house" / "0.jpg").read_bytes()
+    assert Image.open(io.BytesIO(chips["loose.bmp"].image)).format == "PNG"
+    assert summary["unlabelled_classes"] == {"(no class)": 1, "yurt": 1}
+    assert [(e["record"], e["error"]) for e in _errors(prefix)] == [
+        ("barn/broken.png", "undecodable_image")]
+
+
+def test_uint16_four_band_rasters_become_rgb_chips(tmp_path):
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    noise_tiles(folder, n=1, size=100, count=4, dtype="uint16")
+    vector = write_footprints(tmp_path / "fp.geojson", [shapely.box(X0 + 10, Y0 - 20, X0 + 18,
+                                                                   Y0 - 12)], ["a"],
+                              driver="GeoJSON")
+    prefix = str(tmp_path / "c")
+    summary = _run(prepare.PrepareConfig(output=prefix, rasters=f"{folder}/*.tif",
+                                         footprints=vector, id_field="id", num_shards=1,
+                                         spec=ChipSpec(size=24)))
+    (chip,) = read_shards(f"{prefix}-*.tfrecord")
+    pixels = decode_png(chip.image)
+    assert pixels.shape == (24, 24, 3) and pixels.std() > 20  # stretched, not all black
+    lo, hi = summary["chip_spec"]["value_range"]
+    assert 0 <= lo < 200 and 3800 < hi <= 4095
+
+
+def test_invalid_flags_fail_before_the_pipeline(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="either --images"):
+        prepare.PrepareConfig(output=str(tmp_path / "x"))
+    with pytest.raises(ConfigError, match="go together"):
+        prepare.PrepareConfig(output=str(tmp_path / "x"), rasters="*.tif")
+    with pytest.raises(ConfigError, match="both residential"):
+        prepare.ClassMap(("house",), ("House",))
+    with pytest.raises(InputError, match="matches no file"):
+        prepare.check_inputs(prepare.PrepareConfig(
+            output=str(tmp_path / "x"), rasters=str(tmp_path / "none*.tif"),
+            footprints="fp.gpkg"))
+    vector = write_footprints(tmp_path / "fp.gpkg", [shapely.box(0, 0, 1, 1)], ["a"])
+    with pytest.raises(InputError, match="--class-field 'kind' is not a field"):
+        prepare.check_inputs(prepare.PrepareConfig(
+            output=str(tmp_path / "x"), rasters=str(vector), footprints=vector,
+            class_field="kind"))
+    code = cli.main(["prepare", "--images", str(tmp_path / "nope"), "--output",
+                     str(tmp_path / "o")])
+    assert code == 2 and "is not a folder" in capsys.readouterr().err
