@@ -28,6 +28,13 @@ case "$job" in
     exec "$VENV/bin/footprints" demo --output "${FOOTPRINTS_DEMO_OUTPUT:-demo-output}" "$@"
     ;;
   test)
+    # The report test renders report.html in a real headless browser: Debian's
+    # Chromium, installed here when missing and this user can install packages.
+    if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+        && [ "$(id -u)" = 0 ]; then
+      echo "quickstart: installing Debian's chromium for the report test"
+      apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null
+    fi
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   setup)

@@ -1,0 +1,43 @@
+"""``footprints report``: (re)build report.html for a finished run's folder."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from footprints.errors import ConfigError
+
+EPILOG = """\
+example:
+  footprints report out/score-2026-11        # writes out/score-2026-11/report.html
+  footprints report demo-output --title "Demo county"
+
+The report is built from what the run wrote (summary.json, scores/, errors/,
+masks/), so it can be rebuilt at any time and works for runs on any runner.
+It is one self-contained HTML file: open it in any browser, offline.
+"""
+
+
+def register(subparsers) -> None:
+    """Adds the ``report`` subcommand."""
+    p = subparsers.add_parser(
+        "report", help="build report.html for a run's output folder",
+        description="Build a self-contained HTML report (score distributions per region "
+                    "with thresholds, target vs achieved fractions, errors by reason, "
+                    "masks over imagery, accuracy and IoU against truth when known).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("output", metavar="DIR", help="the run's --output folder")
+    p.add_argument("--title", help="heading of the report")
+    p.set_defaults(handler=run)
+
+
+def run(args, beam_args) -> int:
+    """Builds the report and prints where it is."""
+    from footprints.report import build_report
+
+    if not os.path.isdir(args.output):
+        raise ConfigError(f"{args.output!r} is not a folder; pass the --output folder of a "
+                          "finished score, segment or demo run")
+    path = build_report(args.output, args.title)
+    print(f"report: {path}")
+    return 0
