@@ -1,0 +1,79 @@
+"""``footprints score``: score chips, label exactly the target share residential.
+
+Every flag is checked before the pipeline is built (a missing model, a model
+that does not meet the classifier contract, a fraction outside [0, 1], a bad
+region CSV, a glob that matches nothing), so mistakes cost seconds, not a
+submitted job. Unknown flags are Beam pipeline options. Beam and TensorFlow
+are imported only when the command runs, so ``footprints --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+DESCRIPTION = """\
+Score every chip with the classifier, then label exactly
+k = floor(p * N + 1/2) footprints residential in each region (the top k by
+score, ties broken by a stable hash of the footprint id). Writes
+OUTPUT/scores/ (Parquet, GeoParquet when chips carry polygons),
+OUTPUT/errors/ (dead letters) and OUTPUT/summary.json (written last).
+See docs/scoring.md.
+"""
+
+
+def register(subparsers) -> None:
+    """Adds the ``score`` subcommand."""
+    parser = subparsers.add_parser(
+        "score", help="score footprint chips and label the target residential fraction",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chips", required=True, metavar="GLOB",
+                        help="chip shards, e.g. 'chips/*.tfrecord*' (plain or .gz)")
+    parser.add_argument("--model", required=True, metavar="DIR",
+                        help="classifier SavedModel directory")
+    parser.add_argument("--residential-fraction", required=True, metavar="P",
+                        help="target residential fraction in [0, 1] for regions without "
+                             "their own in --region-fractions")
+    parser.add_argument("--region-fractions", metavar="CSV",
+                        help="CSV with header region,residential_fraction")
+    parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N",
+                        help="largest batch handed to the model (default: %(default)s)")
+    parser.add_argument("--min-batch-size", type=int, metavar="N",
+                        help="smallest batch (default: --batch-size)")
+    parser.add_argument("--model-format", choices=["savedmodel", "tfx"], default="savedmodel",
+                        help="savedmodel: TF2 signature (default); tfx: tfx-bsl handler for "
+                             "TFX-trained models")
+    parser.add_argument("--accelerator", metavar="HINT",
+                        help="Beam accelerator hint for the inference step, e.g. "
+                             "'type:nvidia-tesla-t4;count:1;install-nvidia-driver'; loads one "
+                             "model per GPU")
+    parser.add_argument("--csv", action="store_true", help="also write OUTPUT/scores.csv")
+    parser.add_argument("--bigquery-table", metavar="PROJECT:DATASET.TABLE",
+                        help="also load the scores into BigQuery (replaces the table)")
+    parser.add_argument("--run-id", help="id written on every row (default: generated)")
+    parser.add_argument("--model-id", help="model id for every row (default: model card, "
+                                           "else directory name and hash)")
+    parser.add_argument("--quantile-epsilon", type=float, default=1e-3, metavar="E",
+                        help="rank error of the quantile sketch (default: %(default)s); "
+                             "percentiles are within 100*(E + 1/(2(Q-1))) points")
+    parser.add_argument("--num-shards", type=int, default=1,
+                        help="files in scores/ (0: the runner decides; default: %(default)s)")
+    parser.add_argument("--crs", help="CRS of the geometry column (default: the chips' CRS)")
+    parser.set_defaults(handler=run, beam_passthrough=True)
+
+
+def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    """Validates the flags, runs the job, prints the per-region result."""
+    from pipeline.score import ScoreConfig, run_config
+
+    config = ScoreConfig.create(
+        chips=args.chips, model_dir=args.model, residential_fraction=args.residential_fraction,
+        region_fractions=args.region_fractions, output=args.output, batch_size=args.batch_size,
+        min_batch_size=args.min_batch_size, model_format=args.model_format,
+        accelerator=args.accelerator, csv=args.csv, bigquery_table=args.bigquery_table,
+        run_id=args.run_id, model_id=args.model_id, epsilon=args.quantile_epsilon,
+        num_shards=args.num_shards, crs=args.crs)
+    summary = run_config(config, beam_args)
+    print(json.dumps({"regions": summary["regions"], "totals": summary["totals"]}, indent=2))
+    return 0

@@ -1,0 +1,295 @@
+"""Model handlers that score serialized chip records with a classifier.
+
+The classifier contract (``footprints.contracts``) puts decoding, resizing
+and normalization inside the model's graph, so the records go to the model
+exactly as they were read: one ``tf.constant`` of strings per batch, no
+per-element Python decode, no numpy pickling.
+
+One seam per framework: a *scorer* is the loaded model with a single method,
+``score(records) -> float32 array``. Two exist:
+
+* :class:`SavedModelScorer` (``--model-format savedmodel``, the default):
+  TF2 ``tf.saved_model.load`` and the ``serving_default`` signature.
+* :class:`TfxScorer` (``--model-format tfx``): tfx-bsl's in-process model
+  handler (a TF1 session over the signature), for TFX-trained models whose
+  signature takes serialized ``tf.Example`` and may name its output
+  differently.
+
+:class:`ChipScoreHandler` is the Beam ``ModelHandler`` around either. It takes
+``(ChipMeta, record)`` pairs, so the metadata rides along without a
+``KeyedModelHandler`` (which pickles every batch's keys to count bytes), and
+returns ``(ChipMeta, outcome)`` where the outcome is a float score or an
+:class:`InferenceFailure`. When a batch fails with a data error
+(``InvalidArgumentError``: an image the in-graph decoder rejects), the batch
+is split in halves until the bad records are alone, so only they are
+dead-lettered; any other error (a broken model, out of memory) fails the
+bundle as usual, so a broken model cannot turn a job into silent dead
+letters.
+
+The model is loaded once per worker process in ``load_model`` and shared by
+its threads (Beam's ``shared.Shared``); with ``model_copies`` set (one per
+GPU), it is loaded in a separate process and shared by all processes on the
+machine. Min and max batch sizes are always set explicitly: Beam's adaptive
+batching collapses towards one element with a shared model otherwise, and
+``max_batch_weight`` is never passed (it crashes ``BatchElements`` in 2.77).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler
+
+from footprints import contracts
+from footprints.errors import ConfigError, ContractError
+
+NAMESPACE = "score"
+MODEL_FORMATS = ("savedmodel", "tfx")
+INFERENCE_STAGE = "inference"
+
+_ACCELERATOR_RE = re.compile(
+    r"^type:[A-Za-z0-9_.-]+;count:([1-9][0-9]*)(;[A-Za-z0-9_:.=-]+)*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceFailure:
+    """Why one record got no score: a short reason and a message for a person."""
+
+    error: str
+    message: str
+
+
+def enable_memory_growth() -> None:
+    """Lets TensorFlow take GPU memory as needed instead of all of it up front.
+
+    Without it the first model in a process reserves the whole GPU, and a
+    second process on the same GPU fails to start.
+    """
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # GPUs already initialized in this process
+            logging.info("TensorFlow GPU memory growth could not be set; GPUs in use")
+
+
+class SavedModelScorer:
+    """A TF2 SavedModel's ``serving_default``, called on a batch of records."""
+
+    def __init__(self, model_dir: str):
+        import tensorflow as tf
+
+        enable_memory_growth()
+        self._model = tf.saved_model.load(model_dir)
+        self._fn = self._model.signatures[contracts.SIGNATURE]
+        self._tf = tf
+
+    def score(self, records: Sequence[bytes]) -> np.ndarray:
+        """Scores serialized chip records; returns float32 [len(records)]."""
+        examples = self._tf.constant(list(records), dtype=self._tf.string)
+        out = self._fn(**{contracts.CLASSIFIER_INPUT: examples})[contracts.CLASSIFIER_OUTPUT]
+        return np.asarray(out.numpy(), dtype=np.float32).reshape(-1)
+
+
+class TfxScorer:
+    """tfx-bsl's in-process SavedModel handler, reduced to one score per record."""
+
+    def __init__(self, handler, output_key: str):
+        enable_memory_growth()
+        self._handler = handler
+        self._session = handler.load_model()
+        self._output_key = output_key
+
+    def score(self, records: Sequence[bytes]) -> np.ndarray:
+        """Scores serialized chip records; returns float32 [len(records)]."""
+        import tensorflow as tf
+
+        logs = self._handler.run_inference(list(records), self._session)
+        out = [tf.make_ndarray(log.predict_log.response.outputs[self._output_key]).reshape(-1)[0]
+               for log in logs]
+        return np.asarray(out, dtype=np.float32)
+
+
+def _tfx_handler(model_dir: str, min_batch_size: int, max_batch_size: int):
+    from tfx_bsl.public.beam.run_inference import CreateModelHandler
+    from tfx_bsl.public.proto import model_spec_pb2
+
+    spec = model_spec_pb2.InferenceSpecType(
+        saved_model_spec=model_spec_pb2.SavedModelSpec(
+            model_path=model_dir, signature_name=[contracts.SIGNATURE]))
+    spec.batch_parameters.min_batch_size = min_batch_size
+    spec.batch_parameters.max_batch_size = max_batch_size
+    return CreateModelHandler(spec)
+
+
+def tfx_output_key(model_dir: str) -> str:
+    """The output of a TFX model's ``serving_default`` that holds the score.
+
+    ``score`` when the signature has it, else its only output.
+
+    Raises:
+        ContractError: if the signature is not ``examples``-like (one string
+            input) or has several outputs and none is named ``score``.
+    """
+    import tensorflow as tf
+
+    if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
+        raise ContractError(
+            f"{model_dir!r} is not a SavedModel directory (no saved_model.pb); pass the "
+            "directory the TFX Trainer or Pusher exported")
+    loaded = tf.saved_model.load(model_dir)
+    if contracts.SIGNATURE not in loaded.signatures:
+        raise ContractError(f"SavedModel {model_dir!r} has no {contracts.SIGNATURE!r} signature")
+    fn = loaded.signatures[contracts.SIGNATURE]
+    _, inputs = fn.structured_input_signature
+    if len(inputs) != 1 or next(iter(inputs.values())).dtype != tf.string:
+        raise ContractError(
+            f"{model_dir!r}: a TFX model's {contracts.SIGNATURE} must take one tf.string input "
+            f"of serialized tf.Example, it takes {inputs}")
+    outputs = fn.structured_outputs
+    if contracts.CLASSIFIER_OUTPUT in outputs:
+        return contracts.CLASSIFIER_OUTPUT
+    if len(outputs) == 1:
+        return next(iter(outputs))
+    raise ContractError(
+        f"{model_dir!r}: {contracts.SIGNATURE} returns {sorted(outputs)}; name the residential "
+        f"probability {contracts.CLASSIFIER_OUTPUT!r} or return a single output")
+
+
+def check_model(model_dir: str, model_format: str) -> None:
+    """Raises ConfigError/ContractError unless ``model_dir`` can score chips."""
+    if model_format not in MODEL_FORMATS:
+        raise ConfigError(f"--model-format {model_format!r} must be one of {MODEL_FORMATS}")
+    if model_format == "tfx":
+        tfx_output_key(model_dir)
+    else:
+        contracts.check_classifier_model(model_dir)
+
+
+def accelerator_count(accelerator: str) -> int:
+    """Validates a Beam ``accelerator`` hint; returns its GPU count.
+
+    Example: ``type:nvidia-tesla-t4;count:1;install-nvidia-driver`` -> 1.
+    """
+    match = _ACCELERATOR_RE.match(accelerator)
+    if not match:
+        raise ConfigError(
+            f"--accelerator {accelerator!r} is not a Beam accelerator hint; write it as "
+            "type:GPU_TYPE;count:N[;install-nvidia-driver], for example "
+            "type:nvidia-tesla-t4;count:1;install-nvidia-driver")
+    return int(match.group(1))
+
+
+def tf_error_reason(exc: Exception) -> str:
+    """The line of a TensorFlow error that says what went wrong, without graph noise.
+
+    Example: ``Graph execution error: ... Invalid PNG. Failed to initialize
+    decoder. [[{{node ...}}]]`` -> ``Invalid PNG. Failed to initialize decoder.``
+    """
+    text = getattr(exc, "message", None) or str(exc)
+    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[", "File ")
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(noise):
+            return line
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+class ChipScoreHandler(ModelHandler):
+    """Scores ``(ChipMeta, serialized record)`` pairs with a classifier.
+
+    Args:
+        model_dir: The classifier SavedModel directory.
+        min_batch_size: Smallest batch handed to the model (the last batch of
+            a bundle may still be smaller).
+        max_batch_size: Largest batch handed to the model.
+        model_format: ``savedmodel`` (TF2 signature) or ``tfx`` (tfx-bsl).
+        accelerator: A Beam accelerator resource hint for the inference
+            step, or None for CPU.
+        model_copies: Load this many copies per machine, shared by all its
+            worker processes (one per GPU); None loads one per process.
+    """
+
+    def __init__(self, model_dir: str, *, min_batch_size: int, max_batch_size: int,
+                 model_format: str = "savedmodel", accelerator: str | None = None,
+                 model_copies: int | None = None):
+        if not 1 <= min_batch_size <= max_batch_size:
+            raise ConfigError(
+                f"batch sizes must satisfy 1 <= min ({min_batch_size}) <= max "
+                f"({max_batch_size}); set --min-batch-size no larger than --batch-size")
+        if model_format not in MODEL_FORMATS:
+            raise ConfigError(f"model format {model_format!r} must be one of {MODEL_FORMATS}")
+        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size,
+                         model_copies=model_copies)
+        self._model_dir = model_dir
+        self._model_format = model_format
+        self._accelerator = accelerator
+        self._tfx = None
+        self._tfx_key = None
+        if model_format == "tfx":
+            # Built here so a bad model fails at construction, before the job runs.
+            self._tfx = _tfx_handler(model_dir, min_batch_size, max_batch_size)
+            self._tfx_key = tfx_output_key(model_dir)
+        self._batch_sizes = beam.metrics.Metrics.distribution(NAMESPACE, "batch_size")
+        self._isolated = beam.metrics.Metrics.counter(NAMESPACE, "records_isolated_by_bisection")
+
+    def load_model(self):
+        """Loads the model; Beam calls this once per process (or per copy)."""
+        if self._model_format == "tfx":
+            return TfxScorer(self._tfx, self._tfx_key)
+        return SavedModelScorer(self._model_dir)
+
+    def run_inference(self, batch: Sequence[tuple[Any, bytes]], model,
+                      inference_args: dict[str, Any] | None = None
+                      ) -> Iterable[tuple[Any, float | InferenceFailure]]:
+        """Scores a batch; returns ``(meta, score or InferenceFailure)`` per element."""
+        self._batch_sizes.update(len(batch))
+        records = [record for _, record in batch]
+        outcomes = self._score_isolating(model, records)
+        return list(zip((meta for meta, _ in batch), outcomes))
+
+    def _score_isolating(self, model, records: list[bytes]) -> list[float | InferenceFailure]:
+        import tensorflow as tf
+
+        try:
+            scores = model.score(records)
+        except tf.errors.InvalidArgumentError as exc:
+            if len(records) == 1:
+                self._isolated.inc()
+                return [InferenceFailure(
+                    "model_rejected_record",
+                    f"the model could not score this record: {tf_error_reason(exc)} The image is "
+                    "probably damaged inside its pixel data; re-encode the chip.")]
+            half = len(records) // 2
+            return (self._score_isolating(model, records[:half])
+                    + self._score_isolating(model, records[half:]))
+        if len(scores) != len(records):
+            raise ContractError(
+                f"the model returned {len(scores)} scores for {len(records)} records; its "
+                f"{contracts.CLASSIFIER_OUTPUT!r} output must have one value per input record")
+        return [float(s) if math.isfinite(s) else InferenceFailure(
+            "non_finite_score", f"the model returned {s} for this record; check the model's "
+            "input normalization") for s in scores.tolist()]
+
+    def get_num_bytes(self, batch: Sequence[tuple[Any, bytes]]) -> int:
+        # The default pickles the whole batch just to measure it.
+        return sum(len(record) for _, record in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return NAMESPACE
+
+    def get_resource_hints(self) -> dict:
+        return {"accelerator": self._accelerator} if self._accelerator else {}
+
+    def __repr__(self) -> str:
+        return (f"ChipScoreHandler({self._model_dir!r}, format={self._model_format}, "
+                f"batch={self.batch_elements_kwargs()})")

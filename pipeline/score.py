@@ -1,0 +1,344 @@
+"""The scoring job: chip shards in, labelled footprints out.
+
+Stages, each from its own module::
+
+    ReadChipRecords        pipeline.sources.chips   shards -> located records; damage -> errors
+    ScoreChips
+      Validate             pipeline.sources.chips   contract + image header check, before batching
+      ScoreRecords         pipeline.inference       RunInference, batched, records fed as they are
+      LabelExactFraction   pipeline.thresholds      sketch bracket + exact pass: k per region
+      ToRow                pipeline.writers.scores  SCORES_SCHEMA rows
+    WriteScoreOutputs      pipeline.writers.scores  scores/, errors/, CSV, BigQuery, summary.json
+
+:class:`ScoreChips` is the reusable part: any pipeline that has serialized
+chip records (the segmentation job cuts them from its polygons) applies it
+and writes the result with :class:`~pipeline.writers.scores.WriteScoreOutputs`
+or its own sinks. :func:`build_pipeline` wires the ``footprints score``
+command; :func:`run_config` runs it; :func:`run` is the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import os
+import uuid
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from footprints import contracts
+from footprints.contracts import ErrorRecord
+from footprints.errors import ConfigError
+from pipeline.counting import count_all
+from pipeline.inference import ScoreRecords
+from pipeline.inference.handlers import (
+    MODEL_FORMATS,
+    ChipScoreHandler,
+    accelerator_count,
+    check_model,
+)
+from pipeline.sources.chips import (
+    NAMESPACE,
+    ChipMeta,
+    LocatedRecord,
+    ReadChipRecords,
+    matched_shards,
+    peek_crs,
+    validate_chip,
+)
+from pipeline.thresholds import LabelExactFraction
+from pipeline.thresholds.fractions import RegionFractions, parse_fraction, read_region_fractions
+from pipeline.thresholds.selection import DEFAULT_EPSILON, percentile_bound
+from pipeline.writers.files import join, read_json
+from pipeline.writers.scores import (
+    SUMMARY_FILE,
+    WriteScoreOutputs,
+    check_bigquery_table,
+    score_row,
+)
+
+
+def as_located(element: Any) -> LocatedRecord:
+    """Normalizes a ScoreChips input element to a :class:`LocatedRecord`.
+
+    Accepted: ``bytes`` (a serialized chip record), ``(source, record)`` or
+    ``(source, position, record)``; ``source`` and ``position`` are strings
+    that name the record in dead letters.
+    """
+    if isinstance(element, bytes):
+        return LocatedRecord("<pipeline>", "", element)
+    if isinstance(element, LocatedRecord):
+        return element
+    if isinstance(element, tuple) and len(element) == 2:
+        return LocatedRecord(str(element[0]), "", element[1])
+    if isinstance(element, tuple) and len(element) == 3:
+        return LocatedRecord(str(element[0]), str(element[1]), element[2])
+    raise TypeError(
+        f"ScoreChips takes bytes, (source, record) or (source, position, record), "
+        f"got {type(element).__name__}")
+
+
+class ValidateChipsFn(beam.DoFn):
+    """Cheap contract and image-header check, so bad records never reach a batch."""
+
+    ERRORS = "errors"
+
+    def __init__(self):
+        self._valid = beam.metrics.Metrics.counter(NAMESPACE, "records_valid")
+        self._invalid = beam.metrics.Metrics.counter(NAMESPACE, "records_invalid")
+
+    def process(self, element):
+        located = as_located(element)
+        checked = validate_chip(located)
+        if isinstance(checked, ErrorRecord):
+            self._invalid.inc()
+            yield beam.pvalue.TaggedOutput(self.ERRORS, checked)
+        else:
+            self._valid.inc()
+            yield ChipMeta.of(checked, located), located.record
+
+
+class ScoreChipsResult(NamedTuple):
+    """The outputs of :class:`ScoreChips`.
+
+    Attributes:
+        scores: Rows of ``footprints.contracts.SCORES_SCHEMA`` (dicts).
+        errors: :class:`~footprints.contracts.ErrorRecord` dead letters of
+            validation and inference.
+        regions: :class:`~pipeline.thresholds.RegionResult`, one per region.
+    """
+
+    scores: beam.PCollection
+    errors: beam.PCollection
+    regions: beam.PCollection
+
+
+@dataclasses.dataclass
+class ScoreChips(beam.PTransform):
+    """Scores serialized chip records and labels exactly k per region residential.
+
+    Input elements: ``bytes`` (a serialized chip record), ``(source, record)``
+    or ``(source, position, record)``, as :func:`as_located` accepts.
+
+    Attributes:
+        model_dir: Classifier SavedModel directory (the classifier contract).
+        fractions: Target residential fraction per region, or one fraction
+            (a float, a ``Fraction`` or a decimal string) for every region.
+        batch_size: Largest batch handed to the model.
+        min_batch_size: Smallest batch (default: ``batch_size``; only the last
+            batch of a bundle is smaller).
+        model_id: Written on every row (default: from the model directory).
+        run_id: Written on every row (default: a new timestamped id).
+        crs: CRS of the output ``geometry`` column; polygons in another CRS
+            are reprojected. None keeps polygons as they come.
+        model_format: ``savedmodel`` or ``tfx``.
+        accelerator: Beam accelerator resource hint for the inference step.
+        model_copies: Model copies per machine shared by its processes (one
+            per GPU); None loads one per process.
+        epsilon: Rank error of the quantile sketch (see docs/scoring.md).
+
+    Returns:
+        :class:`ScoreChipsResult` ``(scores, errors, regions)``.
+
+    Example::
+
+        result = records | ScoreChips("models/classifier", 0.35, batch_size=64)
+        result.scores | WriteToParquet(...)
+    """
+
+    model_dir: str
+    fractions: RegionFractions | float | Fraction | str
+    batch_size: int = 64
+    min_batch_size: int | None = None
+    model_id: str | None = None
+    run_id: str | None = None
+    crs: str | None = None
+    model_format: str = "savedmodel"
+    accelerator: str | None = None
+    model_copies: int | None = None
+    epsilon: float = DEFAULT_EPSILON
+
+    def __post_init__(self):
+        super().__init__()
+        if not isinstance(self.fractions, RegionFractions):
+            self.fractions = RegionFractions(parse_fraction(str(self.fractions), "fraction"))
+        if not 0 < self.epsilon <= 0.1:
+            raise ConfigError(
+                f"quantile epsilon {self.epsilon!r} must be in (0, 0.1]; the default "
+                f"{DEFAULT_EPSILON} suits regions up to billions of footprints")
+        self.model_id = self.model_id or default_model_id(self.model_dir)
+        self.run_id = self.run_id or new_run_id()
+
+    def handler(self) -> ChipScoreHandler:
+        """The model handler this transform scores with."""
+        return ChipScoreHandler(
+            self.model_dir, min_batch_size=self.min_batch_size or self.batch_size,
+            max_batch_size=self.batch_size, model_format=self.model_format,
+            accelerator=self.accelerator, model_copies=self.model_copies)
+
+    def expand(self, records):
+        checked = records | "Validate" >> beam.ParDo(ValidateChipsFn()).with_outputs(
+            ValidateChipsFn.ERRORS, main="chips")
+        scored = checked.chips | "Score" >> ScoreRecords(self.handler())
+        labelled = scored.scores | "Label" >> LabelExactFraction(self.fractions, self.epsilon)
+        rows = labelled["chips"] | "ToRow" >> beam.Map(
+            score_row, self.model_id, self.run_id, self.crs)
+        errors = ((checked[ValidateChipsFn.ERRORS], scored[ScoreRecords.ERRORS])
+                  | "ScoreErrors" >> beam.Flatten())
+        return ScoreChipsResult(rows, errors, labelled["regions"])
+
+
+def default_model_id(model_dir: str) -> str:
+    """The model card's ``model_id``, else ``<dir name>@<hash of saved_model.pb>``."""
+    card = contracts.read_model_card(model_dir) if os.path.isdir(model_dir) else {}
+    if card.get("model_id"):
+        return str(card["model_id"])
+    digest = ""
+    pb = join(model_dir, "saved_model.pb")
+    if FileSystems.exists(pb):
+        with FileSystems.open(pb) as f:
+            digest = "@" + hashlib.sha256(f.read()).hexdigest()[:12]
+    return os.path.basename(os.path.normpath(model_dir)) + digest
+
+
+def new_run_id() -> str:
+    """A fresh run id: UTC time and a random suffix."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"score-{now}-{uuid.uuid4().hex[:6]}"
+
+
+# --------------------------------------------------------------------------
+# The command's job
+# --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ScoreConfig:
+    """Validated settings of ``footprints score``; see :meth:`create`."""
+
+    chips: str
+    model_dir: str
+    fractions: RegionFractions
+    output: str
+    batch_size: int = 64
+    min_batch_size: int | None = None
+    model_format: str = "savedmodel"
+    accelerator: str | None = None
+    csv: bool = False
+    bigquery_table: str | None = None
+    run_id: str | None = None
+    model_id: str | None = None
+    epsilon: float = DEFAULT_EPSILON
+    num_shards: int = 1
+    crs: str | None = None
+
+    @classmethod
+    def create(cls, *, chips: str, model_dir: str, residential_fraction: str | float,
+               output: str, region_fractions: str | None = None, check_model_dir: bool = True,
+               **kwargs) -> ScoreConfig:
+        """Validates every setting; raises ConfigError/ContractError before any job starts.
+
+        The chip glob must match files, the model must meet the classifier
+        contract (it is loaded once here), fractions must lie in [0, 1], the
+        region CSV must be well formed, batch sizes and epsilon in range. The
+        output CRS defaults to that of the first chip that carries a polygon.
+        """
+        default = parse_fraction(str(residential_fraction), "--residential-fraction")
+        fractions = (read_region_fractions(region_fractions, default) if region_fractions
+                     else RegionFractions(default))
+        shards = matched_shards(chips)
+        if not shards:
+            raise ConfigError(
+                f"--chips {chips!r} matches no files; pass a glob of chip shards such as "
+                "'chips/*.tfrecord*'")
+        for path in shards:
+            try:
+                contracts.parse_shard_name(path)
+            except contracts.ContractError as exc:
+                raise ConfigError(f"--chips: {exc}; only chip shards can be scored") from None
+        batch = kwargs.get("batch_size", 64)
+        low = kwargs.get("min_batch_size") or batch
+        if not 1 <= low <= batch:
+            raise ConfigError(
+                f"--batch-size {batch} and --min-batch-size {low} must satisfy "
+                "1 <= min <= batch size")
+        eps = kwargs.get("epsilon", DEFAULT_EPSILON)
+        if not 0 < eps <= 0.1:
+            raise ConfigError(f"--quantile-epsilon {eps!r} must be in (0, 0.1]")
+        if kwargs.get("num_shards", 1) < 0:
+            raise ConfigError("--num-shards must be 0 (runner decides) or more")
+        if kwargs.get("model_format", "savedmodel") not in MODEL_FORMATS:
+            raise ConfigError(f"--model-format must be one of {MODEL_FORMATS}")
+        if kwargs.get("accelerator"):
+            accelerator_count(kwargs["accelerator"])
+        if kwargs.get("bigquery_table"):
+            check_bigquery_table(kwargs["bigquery_table"])
+        if not FileSystems.exists(model_dir):
+            raise ConfigError(
+                f"--model {model_dir!r} does not exist; pass the classifier SavedModel "
+                "directory (`footprints train classifier` writes one)")
+        if check_model_dir:
+            check_model(model_dir, kwargs.get("model_format", "savedmodel"))
+        if kwargs.get("crs") is None:
+            kwargs["crs"] = peek_crs(shards)
+        return cls(chips=chips, model_dir=model_dir, fractions=fractions, output=output,
+                   **kwargs)
+
+
+def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) -> beam.Pipeline:
+    """The ``footprints score`` job, built but not run."""
+    p = beam.Pipeline(options=options or PipelineOptions([]))
+    copies = accelerator_count(config.accelerator) if config.accelerator else None
+    scorer = ScoreChips(
+        config.model_dir, config.fractions, batch_size=config.batch_size,
+        min_batch_size=config.min_batch_size, model_id=config.model_id,
+        run_id=config.run_id, crs=config.crs, model_format=config.model_format,
+        accelerator=config.accelerator, model_copies=copies, epsilon=config.epsilon)
+    read = p | "ReadChips" >> ReadChipRecords(config.chips)
+    result = read.records | "ScoreChips" >> scorer
+    errors = (read[ReadChipRecords.ERRORS], result.errors) | "AllErrors" >> beam.Flatten()
+    counts = count_all(p, {"records_read": read.records,
+                           "read_errors": read[ReadChipRecords.ERRORS],
+                           "scored": result.scores, "errors": errors})
+    fractions = {"default": float(config.fractions.default),
+                 "per_region": {r: float(f) for r, f in config.fractions.per_region}}
+    run_info = {"chips": config.chips, "model": config.model_dir,
+                "model_format": config.model_format, "fractions": fractions,
+                "quantile_epsilon": config.epsilon,
+                "percentile_error_bound_points": percentile_bound(config.epsilon),
+                "batch_size": config.batch_size, "crs": config.crs}
+    _ = ({"scores": result.scores, "errors": errors, "regions": result.regions,
+          "counts": counts}
+         | "Write" >> WriteScoreOutputs(
+             config.output, scorer.model_id, scorer.run_id, crs=config.crs, run_info=run_info,
+             csv=config.csv, bigquery_table=config.bigquery_table,
+             num_shards=config.num_shards))
+    return p
+
+
+def run_config(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict:
+    """Runs the job to completion; returns the summary it wrote.
+
+    An older ``summary.json`` is deleted first, so a run that is killed
+    leaves no summary behind: its presence means a finished run.
+    """
+    summary_path = join(config.output, SUMMARY_FILE)
+    if not FileSystems.exists(config.output):
+        FileSystems.mkdirs(config.output)
+    if FileSystems.exists(summary_path):
+        FileSystems.delete([summary_path])
+    pipeline = build_pipeline(config, PipelineOptions(list(beam_args)))
+    pipeline.run().wait_until_finish()
+    return read_json(summary_path)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """``footprints score`` with these arguments; returns the exit code."""
+    from footprints import cli
+
+    return cli.main(["score", *(argv or [])])

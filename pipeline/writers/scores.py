@@ -1,0 +1,314 @@
+"""The outputs of a scoring run: ``scores/``, CSV, BigQuery and ``summary.json``.
+
+* ``scores/`` is a Parquet table with the columns of
+  ``footprints.contracts.SCORES_SCHEMA``. When the chips carry polygons,
+  ``geometry`` is WKB in one CRS (chips in another CRS are reprojected) and
+  the files carry GeoParquet metadata, so geopandas and DuckDB read the
+  column as geometry.
+* ``--csv`` adds ``scores.csv`` (geometry as WKT) next to it.
+* ``--bigquery-table`` loads the same rows into BigQuery, replacing the
+  table; ``geometry`` becomes a ``GEOGRAPHY`` (WKT in WGS 84, as BigQuery
+  requires).
+* ``summary.json`` is written last, after every table is in place, so its
+  presence means the run finished; the command deletes an older one before
+  the run starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import io
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import apache_beam as beam
+
+from footprints import contracts
+from footprints.errors import ConfigError
+from pipeline.thresholds import LabelledChip, RegionResult
+from pipeline.writers.files import WriteJson, join
+from pipeline.writers.tables import WriteErrors, WriteTable, geoparquet_schema
+
+SCORES_DIR = "scores"
+ERRORS_DIR = "errors"
+SUMMARY_FILE = "summary.json"
+CSV_FILE = "scores.csv"
+CSV_COLUMNS = [f.name for f in contracts.SCORES_SCHEMA]
+
+_BQ_TABLE_RE = re.compile(r"^[A-Za-z0-9.:_-]+:[A-Za-z0-9_]+\.[A-Za-z0-9_$-]+$")
+
+
+# --------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=64)
+def _transformer(src: str, dst: str):
+    import pyproj
+
+    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+
+
+def reproject_wkb(wkb: bytes, src: str, dst: str) -> bytes:
+    """A WKB polygon from CRS ``src`` to ``dst`` (x/y order, as GIS software writes)."""
+    import shapely
+    import shapely.ops
+
+    if src == dst:
+        return wkb
+    geom = shapely.from_wkb(wkb)
+    return shapely.to_wkb(shapely.ops.transform(_transformer(src, dst).transform, geom))
+
+
+def score_row(labelled: LabelledChip, model_id: str, run_id: str,
+              crs: str | None = None) -> dict[str, Any]:
+    """One row of ``scores/`` (``SCORES_SCHEMA``) from a labelled chip.
+
+    Args:
+        labelled: The chip with its label and region threshold.
+        model_id: Identifies the model (model card id or directory and hash).
+        run_id: Identifies this run.
+        crs: The table's CRS; polygons in another CRS are reprojected to it.
+            None keeps the polygons as the chips carry them.
+    """
+    meta = labelled.chip.meta
+    geometry = meta.wkb
+    if geometry is not None and crs is not None and meta.crs and meta.crs != crs:
+        geometry = reproject_wkb(geometry, meta.crs, crs)
+    return {
+        "footprint_id": meta.footprint_id,
+        "region": meta.region,
+        "score": labelled.chip.score,
+        "percentile": labelled.percentile,
+        "is_residential": labelled.is_residential,
+        "label": meta.label,
+        "threshold": labelled.threshold,
+        "target_fraction": labelled.target_fraction,
+        "model_id": model_id,
+        "run_id": run_id,
+        "geometry": geometry,
+    }
+
+
+def scores_schema(crs: str | None):
+    """``SCORES_SCHEMA``, with GeoParquet metadata when the chips carry polygons in ``crs``."""
+    if crs is None:
+        return contracts.SCORES_SCHEMA
+    return geoparquet_schema(contracts.SCORES_SCHEMA, crs, ["Polygon", "MultiPolygon"])
+
+
+def csv_line(row: Mapping[str, Any]) -> str:
+    """One CSV line of a scores row; geometry as WKT."""
+    import shapely
+
+    values = dict(row)
+    if values.get("geometry") is not None:
+        values["geometry"] = shapely.from_wkb(values["geometry"]).wkt
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(
+        ["" if values[c] is None else values[c] for c in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------
+# BigQuery
+# --------------------------------------------------------------------------
+
+BIGQUERY_SCHEMA = {"fields": [
+    {"name": "footprint_id", "type": "STRING", "mode": "REQUIRED"},
+    {"name": "region", "type": "STRING", "mode": "REQUIRED"},
+    {"name": "score", "type": "FLOAT64", "mode": "REQUIRED"},
+    {"name": "percentile", "type": "FLOAT64", "mode": "REQUIRED"},
+    {"name": "is_residential", "type": "BOOL", "mode": "REQUIRED"},
+    {"name": "label", "type": "INT64", "mode": "NULLABLE"},
+    {"name": "threshold", "type": "FLOAT64", "mode": "NULLABLE"},
+    {"name": "target_fraction", "type": "FLOAT64", "mode": "REQUIRED"},
+    {"name": "model_id", "type": "STRING", "mode": "REQUIRED"},
+    {"name": "run_id", "type": "STRING", "mode": "REQUIRED"},
+    {"name": "geometry", "type": "GEOGRAPHY", "mode": "NULLABLE"},
+]}
+
+
+def check_bigquery_table(table: str) -> str:
+    """Validates ``PROJECT:DATASET.TABLE``; returns it."""
+    if not _BQ_TABLE_RE.match(table):
+        raise ConfigError(
+            f"--bigquery-table {table!r} must be PROJECT:DATASET.TABLE, for example "
+            "my-project:footprints.scores")
+    return table
+
+
+def bigquery_row(row: Mapping[str, Any], crs: str | None) -> dict[str, Any]:
+    """A scores row for BigQuery: geometry as WKT in WGS 84 (GEOGRAPHY), inf as NULL."""
+    import shapely
+
+    out = dict(row)
+    if out.get("geometry") is not None:
+        wkb = out["geometry"]
+        if crs is not None:
+            wkb = reproject_wkb(wkb, crs, "EPSG:4326")
+        out["geometry"] = shapely.from_wkb(wkb).wkt
+    if out.get("threshold") is not None and not math.isfinite(out["threshold"]):
+        out["threshold"] = None  # BigQuery JSON loads reject inf
+    return out
+
+
+@dataclasses.dataclass
+class WriteScoresBigQuery(beam.PTransform):
+    """Loads scores rows into a BigQuery table, replacing its contents."""
+
+    table: str
+    crs: str | None = None
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, rows):
+        return (rows
+                | "ToBigQueryRow" >> beam.Map(bigquery_row, self.crs)
+                | "WriteBigQuery" >> beam.io.WriteToBigQuery(
+                    self.table, schema=BIGQUERY_SCHEMA,
+                    method=beam.io.WriteToBigQuery.Method.FILE_LOADS,
+                    create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+                    # A rerun replaces the table, like the Parquet outputs.
+                    write_disposition=beam.io.BigQueryDisposition.WRITE_TRUNCATE))
+
+
+# --------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def build_summary(counts: Mapping[str, int], regions: list[RegionResult],
+                  residential: Mapping[str, int], errors_by_reason: Mapping[str, int],
+                  duplicates: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``summary.json`` document of a scoring run.
+
+    Args:
+        counts: ``records_read``, ``read_errors``, ``scored``, ``errors``.
+        regions: The exact pass's result per region.
+        residential: Residential rows per region, counted on the written rows
+            (an independent check of k).
+        errors_by_reason: Dead letters per ``stage/error``.
+        duplicates: ``{"count": ids seen more than once, "examples": [...]}``.
+        run: Run facts (run_id, model, fractions, epsilon, outputs).
+    """
+    input_records = counts["records_read"] + counts["read_errors"]
+    per_region = {}
+    for r in sorted(regions):
+        achieved = residential.get(r.region, 0)
+        per_region[r.region] = {
+            "n": r.n, "k": r.k, "target_fraction": r.target_fraction,
+            "residential": achieved,
+            "achieved_fraction": achieved / r.n if r.n else None,
+            "exact": achieved == r.k,
+            "threshold": _finite(r.threshold),
+            "exact_pass_size": r.bracket_size,
+        }
+    return {
+        "run": dict(run),
+        "regions": per_region,
+        "totals": {
+            "input_records": input_records,
+            "records_read": counts["records_read"],
+            "scored": counts["scored"],
+            "errors": counts["errors"],
+            "errors_by_reason": dict(sorted(errors_by_reason.items())),
+            "residential": sum(residential.values()),
+            "reconciled": input_records == counts["scored"] + counts["errors"],
+            "all_regions_exact": all(v["exact"] for v in per_region.values()),
+        },
+        "duplicates": dict(duplicates),
+    }
+
+
+def duplicate_report(id_counts: list[tuple[str, int]], limit: int = 20) -> dict[str, Any]:
+    """``{"count": ids seen more than once, "records": their records, "examples": [...]}``."""
+    dups = sorted((fid, n) for fid, n in id_counts if n > 1)
+    return {"count": len(dups), "records": sum(n for _, n in dups),
+            "examples": [{"footprint_id": f, "times": n} for f, n in dups[:limit]]}
+
+
+@dataclasses.dataclass
+class WriteScoreOutputs(beam.PTransform):
+    """Writes ``scores/``, ``errors/``, optional CSV and BigQuery, then ``summary.json``.
+
+    Attributes:
+        output: The run's output folder.
+        model_id: Recorded in the summary.
+        run_id: Recorded in the summary.
+        crs: CRS of the ``geometry`` column (None: no GeoParquet metadata).
+        run_info: Extra facts for the summary (model, fractions, epsilon).
+        csv: Also write ``scores.csv``.
+        bigquery_table: Also load ``PROJECT:DATASET.TABLE``.
+        num_shards: Files in ``scores/`` (0 lets the runner decide).
+
+    Input: a dict with ``scores`` (``SCORES_SCHEMA`` rows, as
+    :func:`score_row` makes them), ``regions`` (RegionResult),
+    ``errors`` (ErrorRecord) and ``counts`` (a singleton dict with
+    ``records_read``, ``read_errors``, ``scored``, ``errors``).
+    """
+
+    output: str
+    model_id: str
+    run_id: str
+    crs: str | None = None
+    run_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    csv: bool = False
+    bigquery_table: str | None = None
+    num_shards: int = 1
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, inputs):
+        rows = inputs["scores"]
+        written = [
+            rows | "Scores" >> WriteTable(join(self.output, SCORES_DIR), scores_schema(self.crs),
+                                          num_shards=self.num_shards),
+            inputs["errors"] | "Errors" >> WriteErrors(join(self.output, ERRORS_DIR)),
+        ]
+        if self.csv:
+            csv_path = join(self.output, CSV_FILE)
+            written.append(
+                rows
+                | "CsvLine" >> beam.Map(csv_line)
+                | "WriteCsv" >> beam.io.WriteToText(
+                    csv_path, num_shards=1, shard_name_template="",
+                    header=",".join(CSV_COLUMNS))
+                | "CsvDone" >> beam.combiners.ToList())
+        if self.bigquery_table:
+            rows | "BigQuery" >> WriteScoresBigQuery(self.bigquery_table, self.crs)
+
+        residential = (rows
+                       | "Residential" >> beam.Filter(lambda r: r["is_residential"])
+                       | "ResidentialRegion" >> beam.Map(lambda r: (r["region"], 1))
+                       | "ResidentialCount" >> beam.CombinePerKey(sum))
+        reasons = (inputs["errors"]
+                   | "Reason" >> beam.Map(lambda e: (f"{e.stage}/{e.error}", 1))
+                   | "ReasonCount" >> beam.CombinePerKey(sum))
+        duplicates = (rows
+                      | "Id" >> beam.Map(lambda r: (r["footprint_id"], 1))
+                      | "IdCount" >> beam.CombinePerKey(sum)
+                      | "Repeated" >> beam.Filter(lambda kv: kv[1] > 1)
+                      | "RepeatedList" >> beam.combiners.ToList()
+                      | "DuplicateReport" >> beam.Map(duplicate_report))
+        # The summary waits on every write (side inputs), so it appears last.
+        done = [beam.pvalue.AsList(w) for w in written]
+        summary = (inputs["counts"]
+                   | "Summary" >> beam.Map(
+                       lambda counts, regions, res, why, dups, run, *_: build_summary(
+                           counts, regions, dict(res), dict(why), dups, run),
+                       beam.pvalue.AsList(inputs["regions"]), beam.pvalue.AsList(residential),
+                       beam.pvalue.AsList(reasons), beam.pvalue.AsSingleton(duplicates),
+                       {**self.run_info, "run_id": self.run_id, "model_id": self.model_id},
+                       *done))
+        return summary | "WriteSummary" >> WriteJson(join(self.output, SUMMARY_FILE))
+

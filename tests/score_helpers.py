@@ -1,0 +1,128 @@
+"""Test helpers for scoring: real contract classifiers and real chip shards.
+
+Two classifiers that meet the classifier contract (``serving_default``:
+``examples`` tf.string [None] -> ``score`` float32 [None]), both parsing the
+records with ``tf.io.parse_example`` and decoding the image in the graph:
+
+* ``brightness``: score = mean pixel value / 255. Tests control scores
+  exactly through the chip colour: black gives exactly 0.0, white exactly
+  1.0 (saturated), and the 256 grey levels give heavy ties.
+* ``broken``: like ``brightness`` but returns one score too many, which
+  the static signature check cannot see; the job must fail, not dead-letter.
+* ``convnet``: resize to ``size`` and a small fixed-weight conv net with a
+  sigmoid; costs about what a small production classifier costs per chip,
+  for the benchmark.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+
+from footprints import contracts
+
+
+def _build_module(kind: str, size: int, seed: int):
+    import tensorflow as tf
+
+    class ChipClassifier(tf.Module):
+        def __init__(self):
+            super().__init__()
+            rng = np.random.default_rng(seed)
+            self.kernels = [
+                tf.Variable(rng.normal(0, 0.3, (3, 3, cin, cout)).astype("float32"))
+                for cin, cout in ((3, 16), (16, 32), (32, 64))]
+            self.dense = tf.Variable(rng.normal(0, 0.3, (64, 1)).astype("float32"))
+
+        def _brightness(self, encoded):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            return tf.reduce_mean(tf.cast(image, tf.float32)) / 255.0
+
+        def _pixels(self, encoded):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            image = tf.image.resize(tf.cast(image, tf.float32), (size, size))
+            return image / 255.0
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve(self, examples):
+            parsed = tf.io.parse_example(
+                examples, {contracts.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
+            encoded = parsed[contracts.IMAGE_KEY]
+            if kind in ("brightness", "broken"):
+                score = tf.map_fn(self._brightness, encoded,
+                                  fn_output_signature=tf.TensorSpec([], tf.float32))
+                if kind == "broken":  # one score too many: meets the signature, not the contract
+                    score = tf.concat([score, [0.5]], axis=0)
+            else:
+                x = tf.map_fn(self._pixels, encoded,
+                              fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+                for kernel in self.kernels:
+                    x = tf.nn.relu(tf.nn.conv2d(x, kernel, strides=2, padding="SAME"))
+                x = tf.reduce_mean(x, axis=[1, 2])
+                score = tf.sigmoid(tf.squeeze(tf.matmul(x, self.dense), axis=1) - 1.0)
+            return {contracts.CLASSIFIER_OUTPUT: tf.cast(score, tf.float32)}
+
+    return ChipClassifier()
+
+
+def save_classifier(path: str, kind: str = "brightness", size: int = 64, seed: int = 0,
+                    output_name: str = contracts.CLASSIFIER_OUTPUT) -> str:
+    """Saves a contract classifier SavedModel to ``path``; returns ``path``.
+
+    ``output_name`` other than ``score`` gives a TFX-style model whose output
+    has another name (it then fails the plain contract, as TFX models may).
+    """
+    import tensorflow as tf
+
+    module = _build_module(kind, size, seed)
+    fn = module.serve
+    if output_name != contracts.CLASSIFIER_OUTPUT:
+        inner = module.serve
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def renamed(examples):
+            return {output_name: inner(examples)[contracts.CLASSIFIER_OUTPUT]}
+
+        module.renamed = renamed
+        fn = renamed
+    tf.saved_model.save(module, path, signatures={contracts.SIGNATURE: fn})
+    return path
+
+
+def png(value: int, size: int = 8, noise_seed: int | None = None) -> bytes:
+    """A PNG chip; solid grey ``value`` (0-255), or noisy RGB when ``noise_seed`` is set."""
+    from PIL import Image
+
+    if noise_seed is None:
+        pixels = np.full((size, size, 3), value, dtype=np.uint8)
+    else:
+        rng = np.random.default_rng(noise_seed)
+        pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def chip_record(footprint_id: str, value: int, region: str | None = None, **kwargs) -> bytes:
+    """A serialized chip record with a solid-grey PNG of brightness ``value``."""
+    return contracts.encode_chip(contracts.Chip(
+        footprint_id=footprint_id, image=png(value), region=region, **kwargs))
+
+
+def write_shards(directory: str, records: list[bytes], num_shards: int = 2,
+                 compression: str = "none", prefix: str = "chips") -> list[str]:
+    """Writes records round-robin into contract-named TFRecord shards."""
+    import tensorflow as tf
+
+    os.makedirs(directory, exist_ok=True)
+    paths = [os.path.join(directory, os.path.basename(
+        contracts.shard_name(prefix, i, num_shards, compression))) for i in range(num_shards)]
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
+    writers = [tf.io.TFRecordWriter(p, options) for p in paths]
+    for i, record in enumerate(records):
+        writers[i % num_shards].write(record)
+    for w in writers:
+        w.close()
+    return paths
