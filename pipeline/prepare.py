@@ -24,6 +24,7 @@ import collections
 import dataclasses
 import logging
 import os
+import time
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -33,10 +34,11 @@ from footprints import contracts
 from footprints.errors import ConfigError, InputError
 from pipeline import chipping
 from pipeline.counting import count_all, count_by
+from pipeline.monitoring import ShowProgress, add_metrics_to_summary, collect_metrics
 from pipeline.sources import images as image_source
 from pipeline.sources import tile_index, vectors
 from pipeline.writers.chips import WriteChips
-from pipeline.writers.files import WriteJson, read_json
+from pipeline.writers.files import WriteJson
 from pipeline.writers.tables import WriteErrors
 
 LOG = logging.getLogger(__name__)
@@ -164,6 +166,7 @@ class CutChipDoFn(beam.DoFn):
         self.class_map = class_map
         self.cut = beam.metrics.Metrics.counter("prepare", "chips_cut")
         self.failed = beam.metrics.Metrics.counter("prepare", "footprints_dead_lettered")
+        self.latency = beam.metrics.Metrics.distribution("prepare", "chip_read_ms")
 
     def setup(self):
         self._datasets = _DatasetCache()
@@ -191,8 +194,10 @@ class CutChipDoFn(beam.DoFn):
                     "no_raster", "no raster tile lies under the footprint; check that "
                     "--rasters covers it and that both files have the right CRS")
             box, box_crs = chipping.chip_box(hits, self.spec)
+            started = time.perf_counter()
             pixels = chipping.read_chip(hits, index.touching(box, box_crs), self._datasets,
                                         self.spec)
+            self.latency.update(int((time.perf_counter() - started) * 1000))
             image = chipping.encode_image(
                 chipping.to_uint8(pixels, self.spec.value_range), self.spec)
         except chipping.ChipError as exc:
@@ -213,7 +218,7 @@ class CutChipDoFn(beam.DoFn):
             wkb=footprint.wkb, crs=footprint.crs), footprint.klass
 
 
-def _split_errors(element, kind):
+def _split_errors(element):
     if isinstance(element, contracts.ErrorRecord):
         yield beam.pvalue.TaggedOutput(ERRORS, element)
     else:
@@ -243,7 +248,7 @@ class ChipsFromImages(beam.PTransform):
                         image_source.image_chip(f.metadata.path, f.read(), root,
                                                 cmap.label_of, size), f.metadata.path, root),
                     root, self.class_map, self.size)
-                | "SplitErrors" >> beam.FlatMap(_split_errors, "image").with_outputs(
+                | "SplitErrors" >> beam.FlatMap(_split_errors).with_outputs(
                     ERRORS, main="chips"))
 
 
@@ -268,7 +273,7 @@ class ReadTiles(beam.PTransform):
                 | "Path" >> beam.Map(lambda m: m.path)
                 | "Spread" >> beam.Reshuffle()
                 | "Header" >> beam.Map(tile_index.read_tile_info)
-                | "SplitErrors" >> beam.FlatMap(_split_errors, "tile").with_outputs(
+                | "SplitErrors" >> beam.FlatMap(_split_errors).with_outputs(
                     ERRORS, main="tiles"))
 
 
@@ -292,7 +297,7 @@ class ChipsFromFootprints(beam.PTransform):
                           lambda r, crs: vectors.read_footprints(
                               *r, crs, c.id_field, c.class_field, c.region_field),
                           self.info.crs)
-                      | "SplitBadGeometry" >> beam.FlatMap(_split_errors, "vector")
+                      | "SplitBadGeometry" >> beam.FlatMap(_split_errors)
                       .with_outputs(ERRORS, main="footprints"))
         cut = (footprints.footprints
                | "SpreadFootprints" >> beam.Reshuffle()
@@ -350,6 +355,7 @@ def build(pipeline: beam.Pipeline, config: PrepareConfig,
                   ) | "AllErrors" >> beam.Flatten()
     _ = all_errors | "WriteErrors" >> WriteErrors(config.errors_dir)
     shards = (chips
+              | "Progress" >> ShowProgress("chips")
               | "Encode" >> beam.Map(lambda pair: contracts.encode_chip(pair[0]))
               | "WriteChips" >> WriteChips(config.output, config.num_shards, config.compression))
 
@@ -393,9 +399,11 @@ def run(config: PrepareConfig, beam_args: list[str] | None = None) -> dict:
     if config.spec.value_range is None and info is not None:
         config = _with_value_range(config)
     options = PipelineOptions(beam_args or [])
-    with beam.Pipeline(options=options) as p:
-        build(p, config, info)
-    return read_json(config.summary_path)
+    p = beam.Pipeline(options=options)
+    build(p, config, info)
+    result = p.run()
+    result.wait_until_finish()
+    return add_metrics_to_summary(config.summary_path, collect_metrics(result))
 
 
 def _with_value_range(config: PrepareConfig) -> PrepareConfig:

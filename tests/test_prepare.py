@@ -232,3 +232,15 @@ def test_invalid_flags_fail_before_the_pipeline(tmp_path, capsys):
     code = cli.main(["prepare", "--images", str(tmp_path / "nope"), "--output",
                      str(tmp_path / "o")])
     assert code == 2 and "is not a folder" in capsys.readouterr().err
+
+
+def test_summary_holds_stage_metrics_and_progress_is_shown(messy_area, tmp_path, capfd):
+    folder, vector = messy_area
+    summary = _run(prepare.PrepareConfig(output=str(tmp_path / "m" / "c"),
+                                         rasters=f"{folder}/*.tif", footprints=vector,
+                                         id_field="id", num_shards=1))
+    counters = summary["metrics"]["counters"]
+    assert counters["prepare/chips_cut"] == summary["chips"] == 2
+    assert counters["prepare/footprints_dead_lettered"] == 2  # no raster under them
+    assert summary["metrics"]["distributions"]["prepare/chip_read_ms"]["count"] == 2
+    assert "progress [chips]: 2 done" in capfd.readouterr().err
