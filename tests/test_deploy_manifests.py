@@ -1,0 +1,84 @@
+"""The deployment files agree with each other and with the installed Beam and TensorFlow.
+
+No Docker engine or cluster is available in CI, so the images and manifests
+cannot be run here; what can drift silently is checked instead: the SDK image
+and job-server versions against the Beam the pipelines are built with (a
+mismatch fails only at run time, on the cluster), the worker-pool sidecar's
+contract (``--worker_pool`` on port 50000, what ``--environment_config``
+points at), and that the scripts' shell syntax parses.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import apache_beam
+import pytest
+import tensorflow as tf
+import yaml
+from apache_beam.options.pipeline_options import FlinkRunnerOptions
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEPLOY = os.path.join(ROOT, "deploy")
+BEAM = apache_beam.__version__
+PY = "3.11"
+
+
+def _read(*parts):
+    with open(os.path.join(DEPLOY, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def _yaml_docs(*parts):
+    return [d for d in yaml.safe_load_all(_read(*parts)) if d]
+
+
+def test_dockerfile_builds_on_the_installed_beam_and_tensorflow():
+    text = _read("dataflow", "Dockerfile")
+    assert f"ARG BEAM_VERSION={BEAM}" in text and f"ARG PYTHON_VERSION={PY}" in text
+    assert "FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}" in text
+    tf_minor = ".".join(tf.__version__.split(".")[:2])
+    assert f'"tensorflow[and-cuda]=={tf_minor}.*"' in text
+    assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in text
+    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py" in text
+
+
+def _flink_version(image: str) -> str:
+    return re.match(r"flink:(\d+\.\d+)", image).group(1)
+
+
+def test_flink_cluster_job_server_and_worker_pool_fit_together():
+    compose = yaml.safe_load(_read("flink", "docker-compose.yml"))["services"]
+    k8s = {d["kind"]: d for name in ("flink-deployment.yaml", "job-server.yaml")
+           for d in _yaml_docs("flink", "k8s", name)}
+    flink = k8s["FlinkDeployment"]["spec"]
+    job_server = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+
+    versions = {_flink_version(compose["jobmanager"]["image"]),
+                _flink_version(compose["taskmanager"]["image"]), _flink_version(flink["image"])}
+    assert len(versions) == 1
+    version = versions.pop()
+    assert version in FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
+    assert flink["flinkVersion"] == "v" + version.replace(".", "_")
+    expected = f"apache/beam_flink{version}_job_server:{BEAM}"
+    assert compose["job-server"]["image"] == expected == job_server["image"]
+
+    # The sidecar and the compose service serve the SDK worker pool on 50000, in
+    # the task manager's network namespace: --environment_config=localhost:50000.
+    sidecar = flink["taskManager"]["podTemplate"]["spec"]["containers"][0]
+    assert sidecar["args"] == ["--worker_pool"] == compose["beam-worker-pool"]["command"]
+    assert sidecar["ports"][0]["containerPort"] == 50000
+    assert compose["beam-worker-pool"]["network_mode"] == "service:taskmanager"
+    submit = _read("flink", "submit.sh")
+    assert "--environment_type=EXTERNAL" in submit
+    assert "--environment_config=localhost:50000" in submit
+    assert "--sdk_worker_parallelism=" in submit
+
+
+@pytest.mark.parametrize("script", ["dataflow/build.sh", "flink/submit.sh"])
+def test_shell_scripts_parse(script):
+    done = subprocess.run(["bash", "-n", os.path.join(DEPLOY, script)], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
