@@ -1,0 +1,105 @@
+"""``footprints segment``: orthophoto tiles to COG masks and building footprints.
+
+Every flag is checked before the pipeline is built (a glob that matches
+nothing, a model that does not meet the segmenter contract, a halo that
+leaves no core, batch sizes, threshold), so mistakes cost seconds, not a
+submitted job. Unknown flags are Beam pipeline options. Beam and TensorFlow
+are imported only when the command runs, so ``footprints --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+DESCRIPTION = """\
+Segment buildings in orthophoto tiles with a U-Net SavedModel: windows with a
+halo, batched inference, seamless stitching. Writes OUTPUT/masks/<tile>.tif
+(Cloud-Optimized GeoTIFF on the tile's grid: band 1 probability x 255,
+band 2 the binary mask with --binary-mask; nodata stays masked),
+OUTPUT/masks/mosaic.vrt, OUTPUT/footprints/ (GeoParquet polygons, merged
+across tile edges), OUTPUT/errors/ (tiles that cannot be used, and why) and
+OUTPUT/summary.json (written last; reconciles tiles and windows). With
+--classifier and --residential-fraction, also OUTPUT/scores/: the footprints
+chipped from the same tiles, scored and labelled as `footprints score` does.
+See docs/segmentation.md.
+"""
+
+
+def register(subparsers) -> None:
+    """Adds the ``segment`` subcommand."""
+    parser = subparsers.add_parser(
+        "segment", help="segment buildings in orthophoto tiles: COG masks and footprints",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raster", required=True, metavar="GLOB",
+                        help="orthophoto tiles, e.g. 'area/tiles/*.tif' (quoted)")
+    parser.add_argument("--model", required=True, metavar="DIR",
+                        help="segmenter SavedModel directory (with assets/segmenter.json)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--halo", type=int, metavar="PIXELS",
+                        help="context kept around each window's core; at least the model's "
+                             "receptive radius for seamless masks (default: the model's "
+                             "receptive_halo asset, else window/8)")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N",
+                        help="largest batch of windows handed to the model (default: "
+                             "%(default)s)")
+    parser.add_argument("--min-batch-size", type=int, metavar="N",
+                        help="smallest batch (default: --batch-size)")
+    parser.add_argument("--tta", choices=["none", "flips", "d4"], default="none",
+                        help="test-time augmentation: average over 4 flips or 8 rotations and "
+                             "flips (default: %(default)s)")
+    parser.add_argument("--mask-threshold", type=float, default=0.5, metavar="P",
+                        help="building probability threshold for footprints and the binary "
+                             "mask (default: %(default)s)")
+    parser.add_argument("--binary-mask", action="store_true",
+                        help="also write the binary mask (1 building) as band 2 of each COG")
+    parser.add_argument("--simplify", type=float, default=1.0, metavar="PIXELS",
+                        help="footprint simplification tolerance (default: %(default)s)")
+    parser.add_argument("--min-area", type=float, default=4.0, metavar="M2",
+                        help="drop footprints smaller than this, square metres (default: "
+                             "%(default)s)")
+    parser.add_argument("--footprints-crs", metavar="CRS",
+                        help="CRS of footprints/ (default: the tiles' CRS)")
+    parser.add_argument("--truth-masks", metavar="GLOB",
+                        help="true 0/1 masks on the tiles' grids; building IoU goes into "
+                             "summary.json")
+    parser.add_argument("--run-id", help="id of this run (default: generated)")
+    scoring = parser.add_argument_group(
+        "scoring", "chip the footprints from the same tiles and run the `footprints score` "
+                   "path on them in the same job, into OUTPUT/scores/")
+    scoring.add_argument("--classifier", metavar="DIR", help="classifier SavedModel directory")
+    scoring.add_argument("--residential-fraction", metavar="P",
+                         help="target residential fraction in [0, 1] (with --classifier)")
+    scoring.add_argument("--classifier-batch-size", type=int, default=64, metavar="N",
+                         help="largest batch of chips handed to the classifier (default: "
+                              "%(default)s)")
+    parser.set_defaults(handler=run, beam_passthrough=True)
+
+
+def config_from_args(args: argparse.Namespace):
+    """The validated :class:`pipeline.segment.SegmentConfig` of parsed flags."""
+    from pipeline.segment import SegmentConfig
+
+    return SegmentConfig.create(
+        raster=args.raster, model_dir=args.model, output=args.output, halo=args.halo,
+        batch_size=args.batch_size, min_batch_size=args.min_batch_size, tta=args.tta,
+        mask_threshold=args.mask_threshold, binary_mask=args.binary_mask,
+        simplify=args.simplify, min_area=args.min_area, footprints_crs=args.footprints_crs,
+        truth_masks=args.truth_masks, run_id=args.run_id, classifier=args.classifier,
+        residential_fraction=args.residential_fraction,
+        classifier_batch_size=args.classifier_batch_size)
+
+
+def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    """Validates the flags, runs the job, prints the tile and window counts."""
+    from pipeline.segment import run_config
+
+    summary = run_config(config_from_args(args), beam_args)
+    shown = {k: summary[k] for k in ("tiles", "windows", "reconciliation", "footprints")}
+    shown["errors"] = summary["errors"]
+    if "truth" in summary:
+        shown["truth_iou"] = summary["truth"]["iou"]
+    if "scores" in summary:
+        shown["scores"] = {k: summary["scores"][k] for k in ("scored", "reconciled", "regions")}
+    print(json.dumps(shown, indent=2))
+    return 0

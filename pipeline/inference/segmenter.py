@@ -1,0 +1,227 @@
+"""Batched segmenter inference with Beam's RunInference.
+
+The segmenter is a SavedModel whose ``serving_default`` maps ``images``
+(uint8 ``[N, H, W, C]``) to ``mask`` (float32 ``[N, H, W]``), see
+:mod:`footprints.contracts`. :class:`SegmenterModelHandler` is the one seam
+between Beam and TensorFlow: it loads the model once per worker process
+(``load_model``) and runs it on a stacked batch of windows
+(``run_inference``), optionally with test-time augmentation.
+
+Batching is explicit, as ``ARCHITECTURE.md`` asks: ``min_batch_size`` and
+``max_batch_size`` go to ``BatchElements``; both are set because, with a
+model shared across threads, Beam's adaptive batching otherwise settles on
+batches of one. (``max_batch_weight`` is deliberately not used: in Beam
+2.77 it makes ``BatchElements`` fail without an ``element_size_fn``.)
+
+Failures are contained per window, not per batch: ``with_exception_handling``
+dead-letters a whole batch, so the handler catches a failing batch itself,
+retries its windows one by one, and returns an :class:`InferenceFailure` for
+each window that still fails. Only what escapes that (a bug) reaches
+RunInference's own dead-letter output; both become ``errors/`` rows and
+``failed`` windows for the stitcher.
+
+Test-time augmentation (``tta``): ``flips`` averages the model over the four
+flips of each window, ``d4`` over its eight rotations and flips (as in the
+segmentation study); predictions are mapped back before averaging. Windows
+are square, so rotations keep their shape. TTA multiplies model time by 4 or
+8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, RunInference
+
+from footprints import contracts
+from footprints.contracts import ErrorRecord
+from pipeline.sources.rasters import WindowInput
+from pipeline.stitching.stitch import FAILED, CorePrediction
+
+LOG = logging.getLogger(__name__)
+NAMESPACE = "footprints.segment"
+ERRORS = "errors"
+
+TTA_MODES = ("none", "flips", "d4")
+
+Array = np.ndarray
+#: (forward on images [N, H, W, C], inverse on masks [N, H, W]).
+Augmentation = tuple[Callable[[Array], Array], Callable[[Array], Array]]
+
+
+def _dihedral(k: int, flip: bool) -> Augmentation:
+    def forward(images: Array) -> Array:
+        out = images[:, :, ::-1] if flip else images
+        return np.rot90(out, k, axes=(1, 2))
+
+    def inverse(masks: Array) -> Array:
+        out = np.rot90(masks, -k, axes=(1, 2))
+        return out[:, :, ::-1] if flip else out
+
+    return forward, inverse
+
+
+def augmentations(tta: str) -> list[Augmentation]:
+    """The (forward, inverse) pairs of a test-time augmentation mode.
+
+    Example: ``len(augmentations("flips")) == 4``; ``augmentations("none")``
+    is the identity alone.
+    """
+    if tta == "none":
+        return [_dihedral(0, False)]
+    if tta == "flips":
+        # Horizontal, vertical and both flips: both flips are a 180-degree turn.
+        return [_dihedral(0, False), _dihedral(0, True), _dihedral(2, True), _dihedral(2, False)]
+    if tta == "d4":
+        return [_dihedral(k, flip) for k in range(4) for flip in (False, True)]
+    raise ValueError(f"tta {tta!r} is not one of {TTA_MODES}")
+
+
+class Segmenter:
+    """A loaded segmenter SavedModel, callable on numpy batches."""
+
+    def __init__(self, model_dir: str):
+        import tensorflow as tf
+
+        # Keep the loaded object: the signature's variables live as long as it does.
+        self._loaded = tf.saved_model.load(model_dir)
+        self._fn = self._loaded.signatures[contracts.SIGNATURE]
+        self._tf = tf
+        self.model_dir = model_dir
+
+    def __call__(self, images: Array) -> Array:
+        """``images`` uint8 [N, H, W, C] -> probabilities float32 [N, H, W]."""
+        out = self._fn(**{contracts.SEGMENTER_INPUT: self._tf.constant(images)})
+        mask = out[contracts.SEGMENTER_OUTPUT].numpy()
+        if mask.shape != images.shape[:3]:
+            raise ValueError(
+                f"{self.model_dir!r} returned a mask shaped {mask.shape} for images shaped "
+                f"{images.shape}; the segmenter contract wants [N, H, W]")
+        return mask
+
+
+def predict(model: Callable[[Array], Array], images: Array, tta: str = "none") -> Array:
+    """Runs ``model`` on a batch with test-time augmentation; float32 [N, H, W]."""
+    total = None
+    augs = augmentations(tta)
+    for forward, inverse in augs:
+        # Each augmented batch is made contiguous: TF copies strided views anyway.
+        out = inverse(model(np.ascontiguousarray(forward(images))))
+        total = out.astype(np.float32) if total is None else total + out
+    return total / np.float32(len(augs))
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceFailure:
+    """The model failed on this window (its message is in ``errors/``)."""
+
+    message: str
+
+
+class SegmenterModelHandler(ModelHandler[tuple[WindowInput, Array],
+                                         tuple[WindowInput, Any], Segmenter]):
+    """RunInference's seam to a segmenter SavedModel.
+
+    Elements are ``(WindowInput, uint8 image [size, size, bands])``;
+    predictions are ``(WindowInput, float32 [size, size])`` or
+    ``(WindowInput, InferenceFailure)``.
+
+    Args:
+        model_dir: The SavedModel directory.
+        tta: Test-time augmentation, one of :data:`TTA_MODES`.
+        min_batch_size: Smallest batch ``BatchElements`` forms (except at a
+            bundle's end).
+        max_batch_size: Largest batch.
+    """
+
+    def __init__(self, model_dir: str, *, tta: str = "none", min_batch_size: int,
+                 max_batch_size: int):
+        if tta not in TTA_MODES:
+            raise ValueError(f"tta {tta!r} is not one of {TTA_MODES}")
+        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+        self._model_dir = model_dir
+        self._tta = tta
+
+    def load_model(self) -> Segmenter:
+        return Segmenter(self._model_dir)
+
+    def run_inference(self, batch: Sequence[tuple[WindowInput, Array]], model: Segmenter,
+                      inference_args: dict[str, Any] | None = None
+                      ) -> list[tuple[WindowInput, Any]]:
+        try:
+            probabilities = predict(model, np.stack([image for _, image in batch]), self._tta)
+        except Exception as exc:  # TF raises many types; each window gets its own verdict
+            if len(batch) == 1:
+                return [(batch[0][0], InferenceFailure(f"{type(exc).__name__}: {exc}"))]
+            LOG.warning("a batch of %d windows failed (%s); retrying them one by one",
+                        len(batch), exc)
+            return [result for item in batch for result in self.run_inference([item], model)]
+        return [(meta, p) for (meta, _), p in zip(batch, probabilities)]
+
+    def get_num_bytes(self, batch: Sequence[tuple[WindowInput, Array]]) -> int:
+        # The default pickles the whole batch just to measure it.
+        return sum(image.nbytes for _, image in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return NAMESPACE
+
+
+def _failed(meta: WindowInput, stage: str, message: str) -> Iterator:
+    yield CorePrediction.missing(meta.plan, FAILED)
+    yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
+        source=meta.source, record=str(meta.plan.key), stage=stage, error="inference_failed",
+        message=(f"the segmenter failed on window {meta.plan.key}: {message}; check that the "
+                 "model accepts any batch of uint8 windows of its window size")))
+
+
+class _CropFn(beam.DoFn):
+    def __init__(self):
+        self._inferred = beam.metrics.Metrics.counter(NAMESPACE, "windows_inferred")
+        self._failed = beam.metrics.Metrics.counter(NAMESPACE, "windows_inference_failed")
+
+    def process(self, result: tuple[WindowInput, Any]):
+        meta, prediction = result
+        if isinstance(prediction, InferenceFailure):
+            self._failed.inc()
+            yield from _failed(meta, "inference", prediction.message)
+            return
+        self._inferred.inc()
+        yield CorePrediction.inferred(meta.plan, prediction, meta.valid)
+
+
+def _failed_batch(dead: tuple[Sequence[tuple[WindowInput, Array]], tuple]) -> Iterator:
+    batch, (_, message, _) = dead
+    beam.metrics.Metrics.counter(NAMESPACE, "windows_inference_failed").inc(len(batch))
+    for meta, _ in batch:
+        yield from _failed(meta, "inference", message)
+
+
+@dataclasses.dataclass
+class RunSegmenter(beam.PTransform):
+    """Predicts windows and crops each prediction to its core.
+
+    Input: ``(WindowInput, uint8 image)``. Returns a tagged result: main
+    :class:`~pipeline.stitching.stitch.CorePrediction` (``inferred`` or
+    ``failed``), ``errors``: ErrorRecord for each failed window.
+    """
+
+    handler: SegmenterModelHandler
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, windows):
+        results, dead = windows | "RunInference" >> RunInference(
+            self.handler).with_exception_handling()
+        cropped = results | "CropHalo" >> beam.ParDo(_CropFn()).with_outputs(ERRORS, main="cores")
+        lost = dead.failed_inferences | "FailedBatches" >> beam.FlatMap(
+            _failed_batch).with_outputs(ERRORS, main="cores")
+        return {
+            "cores": (cropped.cores, lost.cores) | "Cores" >> beam.Flatten(),
+            ERRORS: (cropped[ERRORS], lost[ERRORS]) | "Errors" >> beam.Flatten(),
+        }

@@ -1,0 +1,411 @@
+"""From stitched masks to building footprints.
+
+Per tile (:func:`polygonize_tile`): threshold the probability, trace the
+4-connected building regions with ``rasterio.features.shapes`` (outer rings
+and holes, exactly along pixel edges), and measure each region's mean
+probability from the pixels it covers (the polygons are rasterized back onto
+the tile's grid, once for all of them, and averaged with ``bincount``).
+
+Buildings cut by a tile boundary: a region that touches its tile's outer
+edge is a *part*; all parts in one CRS are gathered (:func:`merge_parts`) and
+unioned on a fine snapping grid (a thousandth of a pixel, so coordinates
+that differ by float noise between neighbouring tiles meet), so a building
+split across two or four tiles becomes one footprint. Parts are few (only
+those on tile edges), so this gathering is cheap. Tiles are assumed not to
+overlap; overlapping tiles would give duplicate footprints.
+
+Then each footprint is finished (:func:`finish`): simplified with a
+tolerance in pixels (topology preserved, so holes stay holes), dropped if
+smaller than the minimum area, and measured in square metres (geodesic area
+on the WGS 84 ellipsoid for geographic CRSs, planar area times the CRS unit
+otherwise). Simplifying after merging keeps the shared edges of parts exact
+until they are unioned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterable, Sequence
+
+import apache_beam as beam
+import numpy as np
+import shapely
+from shapely.geometry import Polygon, shape
+
+from pipeline.stitching.cog import threshold_uint8
+
+
+@dataclasses.dataclass(frozen=True)
+class Footprint:
+    """A traced building, or a part of one cut by a tile edge.
+
+    Attributes:
+        footprint_id: Deterministic id: ``<scene>-<n>`` for one tile's
+            region; for merged buildings the smallest id of their parts.
+        tile: The scene it belongs to (for merged ones, the tile holding most
+            of it).
+        crs: CRS of ``geometry``.
+        geometry: Polygon (with holes) in CRS units.
+        pixels: How many mask pixels it covers.
+        probability_sum: Sum of those pixels' probabilities (0..1 each).
+        pixel_size: The tile's pixel size in CRS units (for tolerances).
+        on_edge: Whether it touches its tile's outer edge.
+    """
+
+    footprint_id: str
+    tile: str
+    crs: str
+    geometry: Polygon
+    pixels: int
+    probability_sum: float
+    pixel_size: float
+    on_edge: bool = False
+
+    @property
+    def mean_probability(self) -> float:
+        return self.probability_sum / self.pixels if self.pixels else 0.0
+
+
+def polygonize_tile(probability: np.ndarray, valid: np.ndarray | None, transform,
+                    threshold: float, scene: str, crs: str) -> list[Footprint]:
+    """Traces the buildings of one tile's mask.
+
+    Args:
+        probability: uint8 [rows, cols], probability x 255.
+        valid: bool [rows, cols] or None (all valid); invalid pixels are
+            never buildings.
+        transform: The tile's affine geotransform.
+        threshold: Probability at or above which a pixel is a building.
+        scene: The tile's name (for ids).
+        crs: The tile's CRS.
+
+    Returns:
+        One :class:`Footprint` per 4-connected building region, in a
+        deterministic order (by ``rasterio.features.shapes``' scan order).
+    """
+    from rasterio import features
+    from rasterio.transform import Affine
+
+    building = probability >= threshold_uint8(threshold)
+    if valid is not None:
+        building &= valid
+    if not building.any():
+        return []
+    rows, cols = building.shape
+    # Traced in pixel coordinates first: edges are then exact integers, and
+    # the same polygons rasterize back onto the grid for the mean probability.
+    polygons = np.array([shape(geom) for geom, _ in features.shapes(
+        building.view(np.uint8), mask=building, connectivity=4,
+        transform=Affine.identity())], dtype=object)
+    labels = features.rasterize(((p, i + 1) for i, p in enumerate(polygons)),
+                                out_shape=building.shape, dtype="int32")[building]
+    # Only building pixels carry a label: averaging over them alone skips
+    # the (usually larger) background.
+    n = len(polygons) + 1
+    counts = np.bincount(labels, minlength=n)
+    sums = np.bincount(labels, weights=probability[building], minlength=n) / 255.0
+    bounds = shapely.bounds(polygons)
+    on_edge = ((bounds[:, 0] <= 0) | (bounds[:, 1] <= 0) | (bounds[:, 2] >= cols)
+               | (bounds[:, 3] >= rows))
+    t = transform
+    # One vectorized affine map for all polygons: pixel (col, row) -> CRS (x, y).
+    placed = shapely.transform(polygons, lambda xy: np.column_stack(
+        (t.c + t.a * xy[:, 0] + t.b * xy[:, 1], t.f + t.d * xy[:, 0] + t.e * xy[:, 1])))
+    pixel_size = max(abs(t.a), abs(t.e))
+    return [Footprint(footprint_id=f"{scene}-{i:06d}", tile=scene, crs=crs, geometry=geom,
+                      pixels=int(counts[i + 1]), probability_sum=float(sums[i + 1]),
+                      pixel_size=pixel_size, on_edge=bool(on_edge[i]))
+            for i, geom in enumerate(placed)]
+
+
+def _snap(geometry: Polygon, grid: float) -> Polygon:
+    # Rounds coordinates to the grid: the same tile edge computed from two
+    # tiles' origins can differ in the last bits. Vertices of traced
+    # polygons are at least a pixel (1000 grid steps) apart, so rounding
+    # cannot collapse an edge. Cheaper than a snap-rounding overlay.
+    return shapely.transform(geometry, lambda xy: np.round(xy / grid) * grid)
+
+
+def _components(geoms: list[Polygon]) -> list[list[int]]:
+    """Groups of geometries connected by touching or overlapping (union-find)."""
+    parent = list(range(len(geoms)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    for i, j in zip(left.tolist(), right.tolist()):
+        if i != j:
+            parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(geoms)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def merge_parts(parts: Iterable[Footprint]) -> list[Footprint]:
+    """Unions parts (all in one CRS) that share an edge into whole buildings.
+
+    Only parts that touch another part are unioned (union-find over an
+    STRtree), so the cost follows the buildings on tile edges, not the
+    number of parts.
+
+    Example: a building cut by the boundary between ``a`` and ``b`` arrives
+    as ``a-000003`` and ``b-000000``; it leaves as one footprint with id
+    ``a-000003``, the union of both polygons, and their summed pixels.
+    """
+    parts = sorted(parts, key=lambda p: p.footprint_id)
+    if not parts:
+        return []
+    if len({p.crs for p in parts}) != 1:
+        raise ValueError("merge_parts needs parts in one CRS")
+    grid = min(p.pixel_size for p in parts) / 1000.0
+    geoms = [_snap(p.geometry, grid) for p in parts]
+    out = []
+    for group in _components(geoms):
+        if len(group) == 1:
+            out.append(dataclasses.replace(parts[group[0]], geometry=geoms[group[0]]))
+            continue
+        members_geoms = [geoms[i] for i in group]
+        merged = shapely.unary_union(members_geoms)
+        for whole in getattr(merged, "geoms", [merged]):
+            if whole.is_empty or whole.geom_type != "Polygon":
+                continue
+            # Parts that only touch at a corner stay apart: each union
+            # polygon takes the parts whose interior point it holds.
+            members = [parts[i] for i in group
+                       if whole.contains(shapely.point_on_surface(geoms[i]))]
+            if not members:
+                continue
+            main = min(members, key=lambda p: (-p.pixels, p.footprint_id))
+            out.append(Footprint(
+                footprint_id=members[0].footprint_id, tile=main.tile, crs=main.crs,
+                geometry=whole, pixels=sum(p.pixels for p in members),
+                probability_sum=sum(p.probability_sum for p in members),
+                pixel_size=main.pixel_size, on_edge=len(members) > 1))
+    return sorted(out, key=lambda f: f.footprint_id)
+
+
+@functools.lru_cache(maxsize=32)
+def _area_fn(crs: str):
+    import pyproj
+
+    parsed = pyproj.CRS.from_user_input(crs)
+    if parsed.is_geographic:
+        geod = parsed.get_geod() or pyproj.Geod(ellps="WGS84")
+        return lambda geom: abs(geod.geometry_area_perimeter(geom)[0])
+    factor = parsed.axis_info[0].unit_conversion_factor if parsed.axis_info else 1.0
+    return lambda geom: geom.area * factor * factor
+
+
+def area_m2(geometry: Polygon, crs: str) -> float:
+    """The area of ``geometry`` in square metres (geodesic for geographic CRSs)."""
+    return float(_area_fn(crs)(geometry))
+
+
+@functools.lru_cache(maxsize=32)
+def _transformer(src: str, dst: str):
+    import pyproj
+
+    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+
+
+def to_crs(geometry: Polygon, src: str, dst: str | None) -> Polygon:
+    """Reprojects ``geometry`` from ``src`` to ``dst`` (no-op if equal or ``dst`` is None)."""
+    if dst is None or src == dst:
+        return geometry
+    transformer = _transformer(src, dst)
+    return shapely.transform(geometry, lambda xy: np.column_stack(
+        transformer.transform(xy[:, 0], xy[:, 1])))
+
+
+def finish(footprint: Footprint, simplify_pixels: float, min_area_m2: float,
+           output_crs: str | None = None) -> dict | None:
+    """The ``footprints/`` row of a footprint, or None if it is too small.
+
+    Args:
+        footprint: A whole footprint (merged if it was cut by tile edges).
+        simplify_pixels: Douglas-Peucker tolerance in pixels (0: none).
+        min_area_m2: Footprints smaller than this are dropped.
+        output_crs: CRS of the table's geometry (None: the footprint's own).
+
+    Returns:
+        A dict fitting :data:`footprints.contracts.FOOTPRINTS_SCHEMA`.
+    """
+    geom = footprint.geometry
+    area = area_m2(geom, footprint.crs)
+    if area < min_area_m2:
+        return None
+    if simplify_pixels > 0:
+        # Plain Douglas-Peucker is fast on large, ragged masks; the slower
+        # topology-preserving variant is only needed where it broke something.
+        tolerance = simplify_pixels * footprint.pixel_size
+        simple = geom.simplify(tolerance, preserve_topology=False)
+        geom = (simple if simple.geom_type == "Polygon" and simple.is_valid and not simple.is_empty
+                else geom.simplify(tolerance, preserve_topology=True))
+    if not geom.is_valid:
+        # Keep the table's single geometry type: the largest polygon of the repair.
+        repaired = shapely.make_valid(geom)
+        polygons = [g for g in getattr(repaired, "geoms", [repaired]) if g.geom_type == "Polygon"]
+        geom = max(polygons, key=lambda g: g.area) if polygons else geom
+    geom = shapely.normalize(to_crs(geom, footprint.crs, output_crs))
+    return {
+        "footprint_id": footprint.footprint_id,
+        "tile": footprint.tile,
+        "area_m2": area,
+        "mean_probability": float(np.float32(footprint.mean_probability)),
+        "geometry": shapely.to_wkb(geom),
+    }
+
+
+def finish_all(footprints: Sequence[Footprint], simplify_pixels: float, min_area_m2: float,
+               output_crs: str | None = None) -> list[dict]:
+    """:func:`finish` over many, dropping the small ones."""
+    rows = (finish(f, simplify_pixels, min_area_m2, output_crs) for f in footprints)
+    return [row for row in rows if row is not None]
+
+
+# --------------------------------------------------------------------------
+# The stage as a Beam transform
+# --------------------------------------------------------------------------
+
+NAMESPACE = "footprints.segment"
+PARTS = "parts"
+
+
+def _trace(mask, threshold: float):
+    tile = mask.tile
+    traced = polygonize_tile(mask.probability, mask.valid, tile.affine, threshold, tile.scene,
+                             tile.crs)
+    beam.metrics.Metrics.counter(NAMESPACE, "regions_traced").inc(len(traced))
+    for footprint in traced:
+        yield beam.pvalue.TaggedOutput(PARTS, footprint) if footprint.on_edge else footprint
+
+
+def _merge(item):
+    _, parts = item
+    parts = list(parts)
+    merged = merge_parts(parts)
+    beam.metrics.Metrics.counter(NAMESPACE, "edge_parts").inc(len(parts))
+    beam.metrics.Metrics.counter(NAMESPACE, "edge_buildings").inc(len(merged))
+    return merged
+
+
+def _finish(footprint: Footprint, simplify_pixels: float, min_area_m2: float,
+            output_crs: str | None):
+    row = finish(footprint, simplify_pixels, min_area_m2, output_crs)
+    if row is None:
+        beam.metrics.Metrics.counter(NAMESPACE, "footprints_too_small").inc()
+        return
+    beam.metrics.Metrics.counter(NAMESPACE, "footprints").inc()
+    yield row
+
+
+@dataclasses.dataclass
+class Polygonize(beam.PTransform):
+    """TileMask -> ``footprints/`` rows (dicts fitting FOOTPRINTS_SCHEMA).
+
+    Attributes:
+        threshold: Building probability threshold.
+        simplify_pixels: Simplification tolerance, pixels.
+        min_area_m2: Smallest footprint kept, square metres.
+        output_crs: CRS of the rows' geometry (None: each tile's own).
+    """
+
+    threshold: float
+    simplify_pixels: float
+    min_area_m2: float
+    output_crs: str | None = None
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, masks):
+        traced = masks | "Trace" >> beam.FlatMap(_trace, self.threshold).with_outputs(
+            PARTS, main="whole")
+        merged = (traced[PARTS]
+                  | "ByCrs" >> beam.Map(lambda part: (part.crs, part))
+                  | "GatherParts" >> beam.GroupByKey()
+                  | "Merge" >> beam.FlatMap(_merge))
+        return ((traced.whole, merged)
+                | "AllFootprints" >> beam.Flatten()
+                | "Finish" >> beam.FlatMap(_finish, self.simplify_pixels, self.min_area_m2,
+                                           self.output_crs))
+
+
+# --------------------------------------------------------------------------
+# Chips of the footprints, for the classifier
+# --------------------------------------------------------------------------
+
+CHIP_ERRORS = "errors"
+
+
+def as_vector_footprint(row: dict, crs: str | None, sources: dict[str, str]):
+    """A ``footprints/`` row as the chipping step's :class:`~pipeline.sources.vectors.Footprint`.
+
+    Args:
+        row: A row from :func:`finish`.
+        crs: The CRS of the row's geometry (the footprints table's CRS).
+        sources: Tile scene -> tile path (dead letters name the tile).
+    """
+    from pipeline.sources.vectors import Footprint as VectorFootprint
+
+    return VectorFootprint(footprint_id=row["footprint_id"], wkb=row["geometry"], crs=crs,
+                           source=sources.get(row["tile"], row["tile"]), index=0)
+
+
+def _chip_tiles(tile):
+    from pipeline.sources import tile_index
+
+    info = tile_index.read_tile_info(tile.path)
+    # Validation already opened this tile; a failure now is a file changed under us.
+    if isinstance(info, tile_index.TileInfo):
+        yield info
+
+
+@dataclasses.dataclass
+class ChipFootprints(beam.PTransform):
+    """Footprint rows + tiles -> serialized chip records, cut as ``footprints prepare`` cuts them.
+
+    Reuses :class:`pipeline.prepare.CutChipDoFn` (same square, margin and
+    neighbour filling as the chips the classifier was trained on), so the
+    scoring path sees chips of the same kind. Chips carry the footprint's
+    polygon and CRS; they are unlabelled and in the run's single region.
+
+    Input: ``{"rows": footprints/ rows, "tiles": TileInfo of the valid
+    tiles}``. Returns a tagged result: main ``bytes`` (chip records),
+    ``errors``: ErrorRecord of footprints that could not be chipped.
+
+    Attributes:
+        crs: CRS of the rows' geometry.
+        spec: How chips are cut (:class:`pipeline.chipping.ChipSpec`).
+    """
+
+    crs: str | None
+    spec: object
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, inputs):
+        from footprints import contracts
+        from pipeline.prepare import ClassMap, CutChipDoFn
+
+        tiles = inputs["tiles"]
+        headers = tiles | "TileHeaders" >> beam.FlatMap(_chip_tiles)
+        sources = beam.pvalue.AsDict(tiles | "ScenePaths" >> beam.Map(
+            lambda t: (t.scene, t.path)))
+        footprints = inputs["rows"] | "AsFootprint" >> beam.Map(
+            as_vector_footprint, self.crs, sources)
+        cut = (footprints
+               | "Spread" >> beam.Reshuffle()
+               | "Cut" >> beam.ParDo(CutChipDoFn(self.spec, ClassMap()),
+                                     beam.pvalue.AsList(headers))
+               .with_outputs(CHIP_ERRORS, main="chips"))
+        records = cut.chips | "Encode" >> beam.Map(
+            lambda chip_and_class: contracts.encode_chip(chip_and_class[0]))
+        return {"records": records, CHIP_ERRORS: cut[CHIP_ERRORS]}

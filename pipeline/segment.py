@@ -1,0 +1,430 @@
+"""The segmentation job: orthophoto tiles in, masks and footprints out.
+
+Stages, each from its own module::
+
+    MatchTiles      pipeline.sources.rasters       glob -> paths, one per scene name
+    ValidateTiles   pipeline.sources.rasters       CRS, transform, bands, dtype, readable
+    PlanWindows     pipeline.stitching.transforms  windows with a halo, then Reshuffle
+    ReadWindows     pipeline.sources.rasters       block-aligned reads, numpy padding, scaling
+    RunSegmenter    pipeline.inference.segmenter   batched RunInference (+TTA), crop halos
+    StitchTiles     pipeline.stitching.transforms  group by tile, place cores
+    WriteMasks      pipeline.writers.masks         masks/<tile>.tif (COG), masks/mosaic.vrt
+    Polygonize      pipeline.polygonize            trace, merge across tiles, simplify
+    WriteTable      pipeline.writers.tables        footprints/ (GeoParquet), errors/
+  with --classifier:
+    ChipFootprints  pipeline.polygonize            chips of the footprints, cut as `prepare` does
+    ScoreChips      pipeline.score                 RunInference + exact residential fraction
+    WriteTable      pipeline.writers.tables        scores/ (GeoParquet)
+    summary.json    this module                    reconciles tiles, windows (and chips); last
+
+:func:`build_pipeline` wires them for a :class:`SegmentConfig`;
+:func:`run_config` runs the job and returns its summary (what the demo
+calls); :func:`run` is the command line. :func:`mask_iou` measures masks
+against true masks.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from footprints import contracts
+from footprints.contracts import SegmenterAssets
+from footprints.errors import ConfigError, ContractError
+from pipeline.counting import count_by
+from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModelHandler
+from pipeline.polygonize import ChipFootprints, Polygonize
+from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
+from pipeline.stitching.iou import mask_iou
+from pipeline.stitching.transforms import PlanWindows, StitchTiles
+from pipeline.writers.files import WriteJson, join, read_json
+from pipeline.writers.masks import WriteMasks
+from pipeline.writers.tables import WriteErrors, WriteTable, geoparquet_schema
+
+__all__ = ["SegmentConfig", "build_pipeline", "mask_iou", "run", "run_config"]
+
+SUMMARY_FILE = "summary.json"
+MASKS_DIR = "masks"
+FOOTPRINTS_DIR = "footprints"
+ERRORS_DIR = "errors"
+SCORES_DIR = "scores"
+REASON = "reason:"
+
+
+def matched_files(pattern: str) -> list[str]:
+    """The files a glob matches, sorted."""
+    try:
+        return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    except Exception:  # Beam raises BeamIOError for a missing folder
+        return []
+
+
+def peek_crs(paths: Sequence[str], limit: int = 20) -> str | None:
+    """The CRS of the first of ``paths`` (at most ``limit`` tried) that opens with one."""
+    import rasterio
+
+    for path in paths[:limit]:
+        try:
+            with rasterio.open(path) as src:
+                if src.crs is not None:
+                    return src.crs.to_string()
+        except Exception:  # bad tiles are reported by the job itself
+            continue
+    return None
+
+
+def new_run_id() -> str:
+    """A fresh run id: UTC time and a random suffix."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"segment-{now}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentConfig:
+    """Validated settings of ``footprints segment``; build one with :meth:`create`.
+
+    Attributes:
+        raster: Glob of orthophoto tiles.
+        model_dir: Segmenter SavedModel directory.
+        output: Output folder.
+        assets: The model's assets (window size, bands, scaling).
+        halo: Context pixels around each window's core.
+        batch_size: Largest batch handed to the model.
+        min_batch_size: Smallest batch (None: ``batch_size``).
+        tta: Test-time augmentation (``none``, ``flips``, ``d4``).
+        mask_threshold: Probability at or above which a pixel is a building
+            (footprints, the binary band, IoU).
+        binary_mask: Also write the binary mask as band 2 of each COG.
+        simplify: Footprint simplification tolerance, pixels.
+        min_area: Smallest footprint kept, square metres.
+        footprints_crs: CRS of ``footprints/`` (default: the tiles' CRS).
+        truth_masks: Glob of true masks; their IoU goes into summary.json.
+        run_id: Id of this run (tags of the masks, summary, scores).
+        classifier: Classifier SavedModel; with it, footprints are chipped
+            and scored into ``scores/``.
+        residential_fraction: Target residential fraction (with ``classifier``).
+        classifier_batch_size: Largest batch of chips handed to the classifier.
+        chip_spec: How chips are cut (:class:`pipeline.chipping.ChipSpec`);
+            for tiles that are not uint8, with a stretch fixed for the run.
+    """
+
+    raster: str
+    model_dir: str
+    output: str
+    assets: SegmenterAssets
+    halo: int
+    batch_size: int = 8
+    min_batch_size: int | None = None
+    tta: str = "none"
+    mask_threshold: float = 0.5
+    binary_mask: bool = False
+    simplify: float = 1.0
+    min_area: float = 4.0
+    footprints_crs: str | None = None
+    truth_masks: str | None = None
+    run_id: str = ""
+    classifier: str | None = None
+    residential_fraction: Any = None
+    classifier_batch_size: int = 64
+    chip_spec: Any = None
+
+    @property
+    def window_size(self) -> int:
+        return self.assets.window_size
+
+    @classmethod
+    def create(cls, *, raster: str, model_dir: str, output: str, halo: int | None = None,
+               check_model: bool = True, **kwargs: Any) -> SegmentConfig:
+        """Validates every setting; raises ConfigError before any job starts.
+
+        The raster glob must match files; the model must meet the segmenter
+        contract (it is loaded once here, unless ``check_model`` is False);
+        the halo must leave a core (``window - 2 * halo >= 1``); batch sizes,
+        threshold, tolerance and area in range. The halo defaults to the
+        model's ``receptive_halo`` asset, else an eighth of its window. The
+        footprints CRS defaults to that of the first tile that has one.
+        """
+        if not matched_files(raster):
+            raise ConfigError(
+                f"--raster {raster!r} matches no files; pass a glob of orthophoto tiles such "
+                "as 'area/tiles/*.tif' (quote it so the shell does not expand it)")
+        if not os.path.isdir(model_dir) and not FileSystems.exists(model_dir):
+            raise ConfigError(
+                f"--model {model_dir!r} does not exist; pass the segmenter SavedModel directory "
+                "(`footprints train segmenter` writes one)")
+        try:
+            assets = (contracts.check_segmenter_model(model_dir) if check_model
+                      else contracts.read_segmenter_assets(model_dir))
+        except ContractError as exc:
+            raise ConfigError(f"--model: {exc}") from None
+        window = assets.window_size
+        if halo is None:
+            halo = assets.receptive_halo or window // 8
+        if halo < 0 or window - 2 * halo < 1:
+            raise ConfigError(
+                f"--halo {halo!r} must be at least 0 and leave a core of at least one pixel "
+                f"in the model's {window}-pixel windows (at most {(window - 1) // 2}); the "
+                "model's receptive radius is a good value")
+        batch = kwargs.get("batch_size", 8)
+        low = kwargs.get("min_batch_size") or batch
+        if not 1 <= low <= batch:
+            raise ConfigError(
+                f"--batch-size {batch} and --min-batch-size {low} must satisfy "
+                "1 <= min <= batch size")
+        if kwargs.get("tta", "none") not in TTA_MODES:
+            raise ConfigError(f"--tta {kwargs['tta']!r} must be one of {TTA_MODES}")
+        threshold = kwargs.get("mask_threshold", 0.5)
+        if not 0 < threshold <= 1:
+            raise ConfigError(f"--mask-threshold {threshold!r} must be in (0, 1]")
+        if kwargs.get("simplify", 1.0) < 0 or kwargs.get("min_area", 4.0) < 0:
+            raise ConfigError("--simplify and --min-area must be 0 or more")
+        if kwargs.get("truth_masks") and not matched_files(kwargs["truth_masks"]):
+            raise ConfigError(f"--truth-masks {kwargs['truth_masks']!r} matches no files")
+        if kwargs.get("footprints_crs"):
+            _check_crs(kwargs["footprints_crs"])
+        else:
+            kwargs["footprints_crs"] = peek_crs(matched_files(raster))
+        kwargs["run_id"] = kwargs.get("run_id") or new_run_id()
+        if kwargs.get("classifier"):
+            kwargs.update(_check_classifier(kwargs, raster, assets, check_model))
+        elif kwargs.get("residential_fraction") is not None:
+            raise ConfigError("--residential-fraction needs --classifier DIR (the model that "
+                              "scores the footprints)")
+        return cls(raster=raster, model_dir=model_dir, output=output, assets=assets,
+                   halo=halo, **kwargs)
+
+
+def _check_crs(crs: str) -> None:
+    import pyproj
+
+    try:
+        pyproj.CRS.from_user_input(crs)
+    except pyproj.exceptions.CRSError as exc:
+        raise ConfigError(f"--footprints-crs {crs!r} is not a CRS ({exc}); use e.g. "
+                          "EPSG:4326") from None
+
+
+def _check_classifier(kwargs: dict, raster: str, assets: SegmenterAssets,
+                      check_model: bool) -> dict:
+    """Validates the scoring flags; returns the settings to add to the config."""
+    from pipeline import chipping
+    from pipeline.thresholds.fractions import parse_fraction
+
+    classifier = kwargs["classifier"]
+    if kwargs.get("residential_fraction") is None:
+        raise ConfigError("--classifier needs --residential-fraction P, the share of "
+                          "footprints to label residential (e.g. 0.35)")
+    fraction = parse_fraction(str(kwargs["residential_fraction"]), "--residential-fraction")
+    if kwargs.get("classifier_batch_size", 64) < 1:
+        raise ConfigError("--classifier-batch-size must be at least 1")
+    if not os.path.isdir(classifier) and not FileSystems.exists(classifier):
+        raise ConfigError(f"--classifier {classifier!r} does not exist; pass the classifier "
+                          "SavedModel directory (`footprints train classifier` writes one)")
+    if check_model:
+        try:
+            contracts.check_classifier_model(classifier)
+        except ContractError as exc:
+            raise ConfigError(f"--classifier: {exc}") from None
+    spec = kwargs.get("chip_spec") or chipping.ChipSpec()
+    if assets.raw_dtype != "uint8" and spec.value_range is None:
+        # One stretch for the whole run, as `footprints prepare` fixes it, so
+        # that chip brightness is comparable across tiles.
+        from pipeline.sources import tile_index
+
+        infos = [i for i in map(tile_index.read_tile_info, matched_files(raster)[:8])
+                 if isinstance(i, tile_index.TileInfo)]
+        if infos:
+            bands = spec.bands_for(min(i.count for i in infos))
+            spec = dataclasses.replace(
+                spec, value_range=chipping.estimate_value_range(infos, bands))
+    return {"residential_fraction": fraction, "chip_spec": spec}
+
+
+def build_summary(counts: Mapping[str, int], *, config: SegmentConfig, masks: Mapping,
+                  skipped: list[dict], tables: Mapping[str, list[str]],
+                  regions: list | None = None) -> dict:
+    """The ``summary.json`` of a run: counts that reconcile, and where things are.
+
+    ``counts`` maps PCollection names to sizes (``paths``, ``tiles``,
+    ``cores_inferred``, ...; a name that is missing counts 0) and
+    ``reason:<error>`` to the dead letters of each reason.
+
+    ``tiles.matched == written + skipped_nodata + failed + rejected`` and
+    ``windows.planned == inferred + nodata + failed`` hold for a complete run.
+    """
+    c = collections.defaultdict(int, counts)  # names with no element are absent
+    skipped_nodata = sum(1 for s in skipped if s["reason"] == "nodata")
+    tiles = {
+        "matched": c["paths"] + c["match_errors"],
+        "rejected": c["match_errors"] + c["validate_errors"],
+        "valid": c["tiles"],
+        "written": c["masks"],
+        "skipped_nodata": skipped_nodata,
+        "failed": len(skipped) - skipped_nodata,
+    }
+    windows = {
+        "planned": c["windows_planned"],
+        "inferred": c["cores_inferred"],
+        "nodata": c["cores_nodata"],
+        "failed": c["cores_failed"],
+    }
+    summary = {
+        "run_id": config.run_id,
+        "raster": config.raster,
+        "model": config.model_dir,
+        "window_size": config.window_size,
+        "halo": config.halo,
+        "tta": config.tta,
+        "mask_threshold": config.mask_threshold,
+        "tiles": tiles,
+        "windows": windows,
+        "reconciliation": {
+            "tiles": "matched == written + skipped_nodata + failed + rejected",
+            "tiles_ok": tiles["matched"] == (tiles["written"] + tiles["skipped_nodata"]
+                                             + tiles["failed"] + tiles["rejected"]),
+            "windows": "planned == inferred + nodata + failed",
+            "windows_ok": windows["planned"] == (windows["inferred"] + windows["nodata"]
+                                                 + windows["failed"]),
+        },
+        "skipped_tiles": sorted(skipped, key=lambda s: s["scene"]),
+        "errors": {"total": c["errors"],
+                   "by_reason": {k[len(REASON):]: v for k, v in sorted(c.items())
+                                 if k.startswith(REASON)}},
+        "footprints": {"count": c["footprints"], "crs": config.footprints_crs,
+                       "files": tables["footprints"]},
+        "masks": dict(masks),
+    }
+    if config.classifier:
+        summary["scores"] = {
+            "classifier": config.classifier,
+            "residential_fraction": float(config.residential_fraction),
+            "footprints": c["footprints"],
+            "chips": c["chips"],
+            "chip_errors": c["chip_errors"],
+            "scored": c["scored"],
+            "score_errors": c["score_errors"],
+            "reconciled": (c["footprints"] == c["chips"] + c["chip_errors"]
+                           and c["chips"] == c["scored"] + c["score_errors"]),
+            "regions": {r.region: {"n": r.n, "k": r.k, "target_fraction": r.target_fraction,
+                                   "threshold": r.threshold, "residential": r.residential}
+                        for r in sorted(regions or [])},
+            "files": tables.get("scores", []),
+        }
+    if config.truth_masks:
+        summary["truth"] = mask_iou(masks["masks"], matched_files(config.truth_masks),
+                                    config.mask_threshold)
+    return summary
+
+
+def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None) -> beam.Pipeline:
+    """The ``footprints segment`` job, built but not run."""
+    p = beam.Pipeline(options=options or PipelineOptions([]))
+    size, halo, assets = config.window_size, config.halo, config.assets
+    handler = SegmenterModelHandler(
+        config.model_dir, tta=config.tta, min_batch_size=config.min_batch_size or config.batch_size,
+        max_batch_size=config.batch_size)
+
+    matched = p | "MatchTiles" >> MatchTiles(config.raster)
+    checked = matched.paths | "ValidateTiles" >> ValidateTiles(assets)
+    planned = checked.tiles | "PlanWindows" >> PlanWindows(size, halo)
+    read = planned | "ReadWindows" >> ReadWindows(assets)
+    predicted = read.windows | "Segment" >> RunSegmenter(handler)
+    cores = (predicted["cores"], read[NODATA]) | "AllCores" >> beam.Flatten()
+    stitched = {"tiles": checked.tiles, "cores": cores} | "StitchTiles" >> StitchTiles(size, halo)
+
+    masks = stitched.masks | "WriteMasks" >> WriteMasks(
+        join(config.output, MASKS_DIR), config.mask_threshold if config.binary_mask else None,
+        {"MODEL": os.path.basename(os.path.normpath(config.model_dir)), "RUN_ID": config.run_id})
+    rows = stitched.masks | "Polygonize" >> Polygonize(
+        config.mask_threshold, config.simplify, config.min_area, config.footprints_crs)
+    footprint_files = rows | "WriteFootprints" >> WriteTable(
+        join(config.output, FOOTPRINTS_DIR),
+        geoparquet_schema(contracts.FOOTPRINTS_SCHEMA, config.footprints_crs, ["Polygon"]))
+
+    error_parts = [matched.errors, checked.errors, read.errors, predicted["errors"],
+                   stitched.errors]
+    counted = {
+        "paths": matched.paths, "match_errors": matched.errors,
+        "validate_errors": checked.errors, "tiles": checked.tiles,
+        "windows_planned": planned, "masks": masks["entries"], "footprints": rows,
+    }
+    tables = {"footprints": footprint_files}
+    side = {}
+    if config.classifier:
+        scored = _score_footprints(config, rows, checked.tiles)
+        error_parts += [scored["chip_errors"], scored["score_errors"]]
+        counted.update({k: scored[k] for k in ("chips", "chip_errors", "scored",
+                                               "score_errors")})
+        tables["scores"] = scored["files"]
+        side["regions"] = beam.pvalue.AsList(scored["regions"])
+
+    errors = error_parts | "AllErrors" >> beam.Flatten()
+    tables["errors"] = errors | "WriteErrors" >> WriteErrors(join(config.output, ERRORS_DIR))
+    counted["errors"] = errors
+    # One tally of names and one CombinePerKey, rather than a global count
+    # per PCollection: half the job's transforms and ten fewer shuffles,
+    # which is most of the job's start-up on the DirectRunner.
+    tallies = [pcoll | f"Tally.{name}" >> beam.Map(lambda _, n: n, name)
+               for name, pcoll in counted.items()]
+    tallies.append(cores | "Tally.cores" >> beam.Map(lambda core: f"cores_{core.status}"))
+    tallies.append(errors | "Tally.reasons" >> beam.Map(lambda e: f"{REASON}{e.error}"))
+    counts = count_by(tallies | "Tallies" >> beam.Flatten(), lambda name: name, "Counts")
+    summary = counts | "Summary" >> beam.Map(
+        lambda c, **side: build_summary(c, config=config, **side),
+        masks=beam.pvalue.AsSingleton(masks["written"]),
+        skipped=beam.pvalue.AsList(stitched.skipped),
+        tables=beam.pvalue.AsDict(
+            [files | f"{name}Files" >> beam.Map(lambda f, n: (n, f), name)
+             for name, files in tables.items()] | "Tables" >> beam.Flatten()),
+        **side)
+    _ = summary | "WriteSummary" >> WriteJson(join(config.output, SUMMARY_FILE))
+    return p
+
+
+def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
+    """Chips the footprints from their tiles and runs the scoring path on them."""
+    from pipeline.score import ScoreChips
+    from pipeline.writers.scores import scores_schema
+
+    chips = {"rows": rows, "tiles": tiles} | "ChipFootprints" >> ChipFootprints(
+        config.footprints_crs, config.chip_spec)
+    result = chips["records"] | "ScoreChips" >> ScoreChips(
+        config.classifier, config.residential_fraction,
+        batch_size=config.classifier_batch_size, run_id=config.run_id,
+        crs=config.footprints_crs)
+    files = result.scores | "WriteScores" >> WriteTable(
+        join(config.output, SCORES_DIR), scores_schema(config.footprints_crs))
+    return {"chips": chips["records"], "chip_errors": chips["errors"],
+            "scored": result.scores, "score_errors": result.errors,
+            "regions": result.regions, "files": files}
+
+
+def run_config(config: SegmentConfig, beam_args: Sequence[str] = ()) -> dict:
+    """Runs the job to completion; returns the summary it wrote.
+
+    An older ``summary.json`` is deleted first, so its presence means a
+    finished run.
+    """
+    summary_path = join(config.output, SUMMARY_FILE)
+    if not FileSystems.exists(config.output):
+        FileSystems.mkdirs(config.output)
+    if FileSystems.exists(summary_path):
+        FileSystems.delete([summary_path])
+    build_pipeline(config, PipelineOptions(list(beam_args))).run().wait_until_finish()
+    return read_json(summary_path)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """``footprints segment`` with these arguments; returns the exit code."""
+    from footprints import cli
+
+    return cli.main(["segment", *(argv or [])])

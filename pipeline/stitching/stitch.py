@@ -1,0 +1,165 @@
+"""From window predictions to one tile's mask.
+
+Each window's prediction is cropped to its core (the halo is dropped, see
+:mod:`pipeline.stitching.windows`) and quantized to uint8 right away, so what
+is shuffled to the tile's stitcher is one byte per tile pixel -- the size of
+the final mask -- whatever the window size, halo or test-time augmentation.
+The cores of a tile partition it, so stitching is placing them: no blending,
+no weights, and the result does not depend on the order windows arrive in.
+
+Every planned window reaches the stitcher, predicted or not (all nodata, or
+failed to read or infer), so the stitcher can check that none is missing and
+the summary can reconcile ``planned == inferred + nodata + failed``. A tile
+none of whose windows was inferred is not written (an entirely-nodata tile is
+skipped and counted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+
+from footprints.errors import FootprintsError
+from pipeline.keys import WindowKey
+from pipeline.stitching.windows import Box, WindowPlan, count_windows
+
+INFERRED = "inferred"
+NODATA = "nodata"
+FAILED = "failed"
+STATUSES = (INFERRED, NODATA, FAILED)
+
+
+def quantize(probability: np.ndarray) -> np.ndarray:
+    """Maps probabilities in [0, 1] to uint8 0-255 (``round(p * 255)``)."""
+    return np.clip(np.rint(np.asarray(probability, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def crop_core(prediction: np.ndarray, plan: WindowPlan) -> np.ndarray:
+    """The part of a window's ``[size, size]`` prediction that is kept: its core."""
+    return prediction[plan.core.slices_in(plan.window)]
+
+
+@dataclasses.dataclass(frozen=True)
+class CorePrediction:
+    """What one window contributes to its tile's mask.
+
+    Attributes:
+        key: The window.
+        core: The tile pixels it covers.
+        status: ``inferred``, ``nodata`` (no valid pixel; not sent to the
+            model) or ``failed`` (read or inference failed; see ``errors/``).
+        probability: uint8 ``[core.height, core.width]`` when inferred.
+        valid: Validity of the core's pixels; None means all valid (when
+            inferred) or none valid (otherwise).
+    """
+
+    key: WindowKey
+    core: Box
+    status: str
+    probability: np.ndarray | None = None
+    valid: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
+        if (self.probability is None) != (self.status != INFERRED):
+            raise ValueError(f"window {self.key}: a {self.status} window "
+                             f"{'needs' if self.status == INFERRED else 'has no'} probabilities")
+
+    @classmethod
+    def inferred(cls, plan: WindowPlan, prediction: np.ndarray,
+                 valid: np.ndarray | None) -> CorePrediction:
+        """Crops a window's float prediction to its core and quantizes it."""
+        return cls(plan.key, plan.core, INFERRED, quantize(crop_core(prediction, plan)), valid)
+
+    @classmethod
+    def missing(cls, plan: WindowPlan, status: str) -> CorePrediction:
+        """A window that was not inferred (``nodata`` or ``failed``)."""
+        return cls(plan.key, plan.core, status)
+
+
+@dataclasses.dataclass
+class TileMask:
+    """A tile's stitched mask.
+
+    Attributes:
+        tile: The tile (a :class:`pipeline.sources.rasters.TileInfo`).
+        probability: uint8 ``[height, width]``, probability x 255.
+        valid: bool ``[height, width]``, or None if every pixel is valid.
+        windows: Windows by status (``inferred``, ``nodata``, ``failed``).
+    """
+
+    tile: object
+    probability: np.ndarray
+    valid: np.ndarray | None
+    windows: dict[str, int]
+
+    @property
+    def skipped(self) -> bool:
+        """True when no window was inferred: nothing to write."""
+        return self.windows.get(INFERRED, 0) == 0
+
+
+class StitchError(FootprintsError):
+    """Windows of a tile are missing or overlap: a bug, not a user error."""
+
+
+class TileStitcher:
+    """Places the cores of one tile's windows into its mask, as they arrive.
+
+    Args:
+        tile: The tile (needs ``height``, ``width``, ``scene``).
+        size: The window size the tile was planned with.
+        halo: The halo it was planned with.
+    """
+
+    def __init__(self, tile, size: int, halo: int):
+        self.tile = tile
+        self._expected = count_windows(tile.height, tile.width, size, halo)
+        self._bounds = Box(0, 0, tile.height, tile.width)
+        self._probability = np.zeros((tile.height, tile.width), np.uint8)
+        self._valid = np.zeros((tile.height, tile.width), bool)
+        self._counts: Counter[str] = Counter()
+        self._seen: set[WindowKey] = set()
+
+    def add(self, part: CorePrediction) -> None:
+        """Places one window's core (or records that it was not inferred)."""
+        if part.key in self._seen:
+            raise StitchError(f"window {part.key} of {self.tile.scene!r} arrived twice")
+        self._seen.add(part.key)
+        self._counts[part.status] += 1
+        if part.status != INFERRED:
+            return
+        rows, cols = part.core.slices_in(self._bounds)
+        self._probability[rows, cols] = part.probability
+        self._valid[rows, cols] = True if part.valid is None else part.valid
+
+    def result(self) -> TileMask:
+        """The stitched mask; pixels of windows not inferred are invalid.
+
+        Raises:
+            StitchError: if windows are missing.
+        """
+        if len(self._seen) != self._expected:
+            raise StitchError(
+                f"tile {self.tile.scene!r} got {len(self._seen)} windows, "
+                f"planned {self._expected}")
+        valid: np.ndarray | None = self._valid
+        if valid.all():
+            valid = None
+        else:
+            # Invalid pixels are masked in the file; zeros there also compress best.
+            self._probability[~valid] = 0
+        return TileMask(self.tile, self._probability, valid,
+                        {status: self._counts.get(status, 0) for status in STATUSES})
+
+
+def stitch_tile(tile, predictions: Iterable[CorePrediction], size: int, halo: int) -> TileMask:
+    """Stitches a tile from all its windows' cores, in any order (see :class:`TileStitcher`)."""
+    stitcher = TileStitcher(tile, size, halo)
+    for part in predictions:
+        stitcher.add(part)
+    return stitcher.result()

@@ -1,0 +1,415 @@
+"""The segmentation job: tile validation, window reads, inference, and the whole pipeline.
+
+Real GeoTIFFs, real SavedModels (tests/segment_helpers.py), real Beam on the
+DirectRunner; no mocks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import rasterio
+import shapely
+from rasterio.transform import Affine, from_origin
+
+import score_helpers
+import segment_helpers as helpers
+from footprints import cli
+from footprints.contracts import SegmenterAssets
+from pipeline.chipping import ChipSpec
+from pipeline.inference.segmenter import (
+    InferenceFailure,
+    SegmenterModelHandler,
+    augmentations,
+    predict,
+)
+from pipeline.segment import SegmentConfig, run_config
+from pipeline.sources.rasters import (
+    TileRejected,
+    WindowInput,
+    read_window,
+    validate_tile,
+)
+from pipeline.stitching.stitch import CorePrediction, quantize, stitch_tile
+from pipeline.stitching.windows import Box, cut_and_pad, plan_windows
+
+UTM = helpers.UTM
+PX = 0.5
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "bright": helpers.save_bright_segmenter(str(root / "bright"), window_size=64,
+                                                poison_value=77),
+        "conv": helpers.save_conv_segmenter(str(root / "conv"), window_size=32,
+                                            dilations=(1, 2, 4)),
+        "gray16": helpers.save_bright_segmenter(str(root / "gray16"), bands=(1,),
+                                                raw_dtype="uint16", window_size=64),
+    }
+
+
+RGB = SegmenterAssets.identity(64, 3)
+
+
+# --------------------------------------------------------------------------
+# Validation and reads (no Beam)
+# --------------------------------------------------------------------------
+
+def _truncated(tmp_path):
+    data, _ = helpers.bright_scene(150, 130, [], seed=3)
+    full = helpers.write_tile(str(tmp_path / "full.tif"), data)
+    raw = open(full, "rb").read()
+    path = tmp_path / "truncated.tif"
+    path.write_bytes(raw[: len(raw) // 2])
+    return str(path)
+
+
+BAD_TILES = {
+    "no_crs": lambda d: helpers.write_tile(str(d / "x.tif"), np.zeros((3, 20, 20), np.uint8),
+                                           crs=None),
+    "not_north_up": lambda d: helpers.write_tile(
+        str(d / "x.tif"), np.zeros((3, 20, 20), np.uint8),
+        transform=Affine(0.5, 0.1, 500000.0, 0.1, -0.5, 4200000.0)),
+    "unreadable": lambda d: (d / "x.tif").write_text("not a raster") or str(d / "x.tif"),
+    "truncated": _truncated,
+    "band_count": lambda d: helpers.write_tile(str(d / "x.tif"), np.zeros((1, 20, 20), np.uint8)),
+    "dtype": lambda d: helpers.write_tile(str(d / "x.tif"), np.zeros((3, 20, 20), np.uint16)),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_TILES))
+def test_validate_rejects_unusable_tiles_with_reason_and_fix(tmp_path, reason):
+    path = BAD_TILES[reason](tmp_path)
+    with pytest.raises(TileRejected) as caught:
+        validate_tile(path, RGB)
+    assert caught.value.reason == reason
+    assert repr(path) in str(caught.value)
+    # Every message names a command or an action that fixes it.
+    assert any(w in str(caught.value) for w in ("`", "use ", "pass ", "copy ", "convert"))
+
+
+def test_validate_accepts_striped_four_band_tiles_with_nodata(tmp_path):
+    data = helpers.random_image(70, 50, bands=4)
+    path = helpers.write_tile(str(tmp_path / "s.tif"), data, tiled=False, nodata=0)
+    tile = validate_tile(path, RGB)
+    assert (tile.scene, tile.height, tile.width, tile.crs) == ("s", 70, 50, UTM)
+    assert tile.block_shape == (4, 50) and tile.masked
+    plain = validate_tile(helpers.write_tile(str(tmp_path / "p.tif"), data[:3]), RGB)
+    assert not plain.masked and plain.block_shape == (64, 64)
+
+
+def test_read_window_pads_at_edges_and_reads_nodata(tmp_path):
+    data = helpers.random_image(70, 50, bands=4, seed=4)
+    data[:, 30:, :20] = 0  # nodata in every band -> invalid
+    data[0, :5, :] = 0  # nodata in one band only -> still valid
+    path = helpers.write_tile(str(tmp_path / "s.tif"), data, tiled=False, nodata=0)
+    tile = validate_tile(path, RGB)
+    image = np.moveaxis(data[:3], 0, -1)
+    expected_valid = (data[:3] != 0).any(axis=0)  # the bands the model reads
+    with rasterio.open(path) as src:
+        for plan in plan_windows("s", 70, 50, 64, 8):
+            pixels, valid = read_window(src, tile, plan, RGB)
+            window = plan.window
+            inside = window.intersect(Box(0, 0, 70, 50))
+            ref = cut_and_pad(image[inside.row:inside.bottom, inside.col:inside.right], inside,
+                              window, 70, 50)
+            np.testing.assert_array_equal(pixels, ref)
+            ref_valid = cut_and_pad(
+                expected_valid[inside.row:inside.bottom, inside.col:inside.right], inside,
+                window, 70, 50, mode="constant", constant_values=False)
+            np.testing.assert_array_equal(valid, ref_valid)
+
+
+# --------------------------------------------------------------------------
+# Inference (no Beam)
+# --------------------------------------------------------------------------
+
+def test_tta_averages_the_model_over_flips_and_rotations():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 16, 16, 3)).astype(np.uint8)
+
+    def model(x):  # not flip-invariant: depends on position
+        return x[..., 0].astype(np.float32) * np.linspace(0, 1, 16)[None, None, :]
+
+    assert len(augmentations("d4")) == 8 and len(augmentations("flips")) == 4
+    np.testing.assert_allclose(predict(model, images, "none"), model(images))
+    flipped = [model(images),
+               model(images[:, :, ::-1])[:, :, ::-1],
+               model(images[:, ::-1])[:, ::-1],
+               model(images[:, ::-1, ::-1])[:, ::-1, ::-1]]
+    np.testing.assert_allclose(predict(model, images, "flips"), np.mean(flipped, axis=0),
+                               rtol=1e-6)
+    # Every D4 view maps back onto the original pixels: a per-pixel model is unchanged.
+    np.testing.assert_allclose(predict(lambda x: x[..., 1] / 255.0, images, "d4"),
+                               images[..., 1] / 255.0, rtol=1e-6)
+
+
+def test_one_bad_window_does_not_fail_its_batch(models):
+    handler = SegmenterModelHandler(models["bright"], min_batch_size=3, max_batch_size=3)
+    model = handler.load_model()
+    plans = plan_windows("t", 64, 192, 64, 0)
+    images = [np.full((64, 64, 3), v, np.uint8) for v in (200, 77, 10)]  # 77 poisons
+    batch = [(WindowInput(p, "t.tif", None), im) for p, im in zip(plans, images)]
+    results = handler.run_inference(batch, model)
+    assert [type(r).__name__ for _, r in results] == ["ndarray", "InferenceFailure", "ndarray"]
+    assert results[0][1][1:-1, 1:-1].min() > 0.99 and results[2][1].max() < 0.01
+    assert "poisoned" in results[1][1].message
+    assert isinstance(results[1][1], InferenceFailure)
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 3, "max_batch_size": 3}
+
+
+def _loop_without_beam(model, image, size, halo):
+    """Plan, pad, predict and stitch with plain functions: the pipeline's logic, no Beam."""
+    h, w, _ = image.shape
+    tile = helpers_tile(h, w)
+    parts = []
+    for plan in plan_windows("t", h, w, size, halo):
+        inside = plan.window.intersect(Box(0, 0, h, w))
+        pixels = cut_and_pad(image[inside.row:inside.bottom, inside.col:inside.right], inside,
+                             plan.window, h, w)
+        parts.append(CorePrediction.inferred(plan, model(pixels[None])[0], None))
+    return stitch_tile(tile, parts, size, halo).probability
+
+
+def helpers_tile(h, w):
+    from pipeline.sources.rasters import TileInfo
+
+    return TileInfo(path="t.tif", scene="t", height=h, width=w, crs=UTM,
+                    transform=(PX, 0, 500000.0, 0, -PX, 4200000.0), block_shape=(64, 64),
+                    masked=False, dtype="uint8")
+
+
+def test_halo_removes_seams_and_its_absence_shows_them(models):
+    from pipeline.inference.segmenter import Segmenter
+
+    model = Segmenter(models["conv"])
+    image = np.moveaxis(helpers.random_image(100, 90, seed=7), 0, -1)
+    whole = quantize(helpers.run_whole(models["conv"], image))
+    radius = 7
+    inner = (slice(radius, -radius), slice(radius, -radius))
+    seamless = _loop_without_beam(model, image, 32, radius)
+    seamy = _loop_without_beam(model, image, 32, 0)
+    assert np.abs(seamless[inner].astype(int) - whole[inner]).max() <= 1
+    assert (np.abs(seamy[inner].astype(int) - whole[inner]) > 8).sum() > 100
+
+
+# --------------------------------------------------------------------------
+# The pipeline
+# --------------------------------------------------------------------------
+
+def _utm_origin(col_px=0.0, row_px=0.0):
+    return (helpers.UTM_ORIGIN[0] + col_px * PX, helpers.UTM_ORIGIN[1] - row_px * PX)
+
+
+def _write_truth(path, truth, origin):
+    helpers.write_tile(path, truth[None].astype(np.uint8), origin=origin)
+
+
+@pytest.fixture(scope="module")
+def mixed_run(models, tmp_path_factory):
+    """One run over every kind of tile the job must handle."""
+    d = tmp_path_factory.mktemp("mixed")
+    tiles, truths = d / "tiles", d / "truth"
+    # a | b: adjacent UTM tiles; a building crosses their shared edge.
+    a, truth_a = helpers.bright_scene(150, 130, [(10, 10, 40, 50), (60, 100, 90, 130)], seed=1)
+    helpers.write_tile(str(tiles / "a.tif"), a)
+    _write_truth(str(truths / "truth_a.tif"), truth_a, _utm_origin())
+    b, truth_b = helpers.bright_scene(150, 100, [(60, 0, 90, 30)], bands=4, seed=2)
+    helpers.write_tile(str(tiles / "b.tif"), b, origin=_utm_origin(130), tiled=False)
+    _write_truth(str(truths / "truth_b.tif"), truth_b, _utm_origin(130))
+    # c: geographic CRS, smaller than a window.
+    c, _ = helpers.bright_scene(30, 40, [(10, 10, 20, 30)], seed=3)
+    helpers.write_tile(str(tiles / "c.tif"), c, crs="EPSG:4326",
+                       transform=from_origin(-93.0, 45.0, 1e-5, 1e-5))
+    # d: the left half is nodata; e: all nodata.
+    dd, _ = helpers.bright_scene(100, 100, [(40, 60, 70, 90)], seed=4)
+    dd[:, :, :50] = 0
+    helpers.write_tile(str(tiles / "d.tif"), dd, origin=_utm_origin(1000), nodata=0)
+    helpers.write_tile(str(tiles / "e.tif"), np.zeros((3, 80, 80), np.uint8),
+                       origin=_utm_origin(2000), nodata=0)
+    # k: every window poisons the model.
+    helpers.write_tile(str(tiles / "k.tif"), np.full((3, 70, 70), 77, np.uint8),
+                       origin=_utm_origin(3000))
+    # Tiles that go to errors/.
+    helpers.write_tile(str(tiles / "f.tif"), np.zeros((3, 20, 20), np.uint8), crs=None)
+    shutil.copy(_truncated(d), tiles / "g.tif")
+    (tiles / "h.tif").write_text("not a raster")
+    helpers.write_tile(str(tiles / "i.tif"), np.zeros((1, 20, 20), np.uint8))
+    helpers.write_tile(str(tiles / "j.tif"), np.zeros((3, 20, 20), np.uint16))
+    helpers.write_tile(str(d / "tiles2" / "a.tif"), a)  # same scene name as tiles/a.tif
+    classifier = score_helpers.save_classifier(str(d / "classifier"), "brightness")
+    config = SegmentConfig.create(
+        raster=str(d / "tiles*" / "*.tif"), model_dir=models["bright"], output=str(d / "out"),
+        halo=8, batch_size=4, truth_masks=str(truths / "*.tif"), min_area=1.0,
+        classifier=classifier, residential_fraction="0.5",
+        # min_extent is taken in CRS units by pipeline.chipping (degrees for c.tif), so
+        # the default 20 would ask for a 2e6-pixel chip there; 0 keeps chips footprint-sized.
+        chip_spec=ChipSpec(min_extent=0.0))
+    return d, config, run_config(config)
+
+
+def test_pipeline_accounts_for_every_tile_and_window(mixed_run):
+    """Counts reconcile: every matched tile and planned window is written or explained."""
+    _, _, summary = mixed_run
+    assert summary["tiles"] == {"matched": 12, "rejected": 6, "valid": 6, "written": 4,
+                                "skipped_nodata": 1, "failed": 1}
+    windows = summary["windows"]
+    assert windows["failed"] == 4 and windows["nodata"] == 4 + 2
+    assert summary["reconciliation"]["tiles_ok"] and summary["reconciliation"]["windows_ok"]
+    assert summary["errors"]["by_reason"] == {
+        "band_count": 1, "dtype": 1, "duplicate_scene": 1, "inference_failed": 4,
+        "no_crs": 1, "no_window_inferred": 1, "truncated": 1, "unreadable": 1}
+    assert [s["scene"] for s in summary["skipped_tiles"]] == ["e", "k"]
+
+
+def test_pipeline_writes_cog_masks_on_each_tiles_grid(mixed_run):
+    d, _, summary = mixed_run
+    masks = d / "out" / "masks"
+    assert sorted(os.listdir(masks)) == ["a.tif", "b.tif", "c.tif", "d.tif",
+                                         "mosaic-EPSG_4326.vrt", "mosaic.vrt"]
+    for scene in "abcd":
+        with rasterio.open(d / "tiles" / f"{scene}.tif") as tile, \
+                rasterio.open(masks / f"{scene}.tif") as mask:
+            assert mask.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            assert (mask.crs, mask.transform, mask.shape) == (tile.crs, tile.transform,
+                                                              tile.shape)
+            valid = mask.read_masks(1) > 0
+            np.testing.assert_array_equal(valid, tile.read_masks([1, 2, 3]).any(axis=0))
+    with rasterio.open(masks / "mosaic.vrt") as mosaic:
+        assert mosaic.crs.to_string() == UTM
+        assert mosaic.bounds.left == helpers.UTM_ORIGIN[0]
+        assert mosaic.bounds.right == _utm_origin(1100)[0]  # d ends 1100 px east
+    assert summary["truth"]["iou"] > 0.95
+    assert set(summary["truth"]["tiles"]) == {"a", "b"}
+
+
+def test_pipeline_writes_footprints_merged_across_tiles(mixed_run):
+    d, config, summary = mixed_run
+    table = pq.read_table(d / "out" / "footprints")
+    geo = json.loads(table.schema.metadata[b"geo"])
+    assert geo["columns"]["geometry"]["crs"]["id"] == {"authority": "EPSG", "code": 32615}
+    rows = {r["tile"]: [] for r in table.to_pylist()}
+    for r in table.to_pylist():
+        rows[r["tile"]].append(r)
+    assert summary["footprints"]["count"] == table.num_rows == 4
+    # The building on the a|b edge is one footprint, 30 x 60 pixels.
+    crossing = [r for r in table.to_pylist()
+                if shapely.from_wkb(r["geometry"]).bounds[0] < _utm_origin(130)[0]
+                < shapely.from_wkb(r["geometry"]).bounds[2]]
+    assert len(crossing) == 1
+    assert crossing[0]["area_m2"] == pytest.approx(30 * 60 * PX * PX, rel=0.03)
+    assert crossing[0]["mean_probability"] > 0.9
+    # The EPSG:4326 tile's building is reprojected into the table's CRS.
+    (geo_row,) = rows["c"]
+    x, y = shapely.from_wkb(geo_row["geometry"]).centroid.coords[0]
+    assert 499_000 < x < 501_000 and 4_980_000 < y < 4_990_000
+    assert geo_row["area_m2"] == pytest.approx(10 * 20 * 0.787 * 1.111, rel=0.05)
+    errors = pq.read_table(d / "out" / "errors").to_pylist()
+    assert {e["stage"] for e in errors} == {"match", "validate", "inference", "stitch"}
+
+
+def test_pipeline_scores_its_footprints_with_the_classifier(mixed_run):
+    d, _, summary = mixed_run
+    footprints = pq.read_table(d / "out" / "footprints").to_pylist()
+    scores = pq.read_table(d / "out" / "scores")
+    rows = scores.to_pylist()
+    # Every footprint is chipped from the tiles and scored, in the footprints' CRS.
+    assert sorted(r["footprint_id"] for r in rows) == sorted(
+        f["footprint_id"] for f in footprints)
+    geo = json.loads(scores.schema.metadata[b"geo"])
+    assert geo["columns"]["geometry"]["crs"]["id"] == {"authority": "EPSG", "code": 32615}
+    by_id = {f["footprint_id"]: f["geometry"] for f in footprints}
+    assert all(r["geometry"] == by_id[r["footprint_id"]] for r in rows)
+    # Exactly k = round(0.5 * 4) are residential, the brightest chips.
+    assert sum(r["is_residential"] for r in rows) == 2
+    assert {r["run_id"] for r in rows} == {summary["run_id"]}
+    assert summary["scores"]["reconciled"] and summary["scores"]["scored"] == 4
+    assert summary["scores"]["regions"]["all"]["k"] == 2
+
+
+def test_stitched_mask_equals_whole_tile_inference(models, tmp_path):
+    image = helpers.random_image(100, 90, seed=7)
+    helpers.write_tile(str(tmp_path / "t.tif"), image, blocksize=16)
+    config = SegmentConfig.create(raster=str(tmp_path / "t.tif"), model_dir=models["conv"],
+                                  output=str(tmp_path / "out"), batch_size=3,
+                                  min_batch_size=2)
+    assert config.halo == 7  # the model's receptive radius, from its assets
+    summary = run_config(config)
+    assert summary["windows"]["planned"] == summary["windows"]["inferred"] > 9
+    whole = quantize(helpers.run_whole(models["conv"], np.moveaxis(image, 0, -1)))
+    with rasterio.open(tmp_path / "out" / "masks" / "t.tif") as src:
+        stitched = src.read(1)
+    inner = (slice(7, -7), slice(7, -7))
+    diff = np.abs(stitched[inner].astype(int) - whole[inner])
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.999
+
+
+def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, capsys):
+    for i, (rects, seed) in enumerate([([(5, 5, 30, 30)], 1), ([(40, 40, 60, 70)], 2)]):
+        data, _ = helpers.bright_scene(90, 80, rects, bands=1, dtype="uint16", seed=seed)
+        helpers.write_tile(str(tmp_path / "tiles" / f"g{i}.tif"), data,
+                           origin=_utm_origin(200 * i))
+    out = str(tmp_path / "out")
+    argv = ["segment", "--raster", str(tmp_path / "tiles" / "*.tif"), "--model",
+            models["gray16"], "--output", out, "--tta", "flips", "--binary-mask",
+            "--halo", "4", "--runner", "DirectRunner"]
+    assert cli.main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["tiles"]["written"] == 2 and printed["footprints"]["count"] == 2
+    with rasterio.open(os.path.join(out, "masks", "g0.tif")) as src:
+        assert src.count == 2 and src.descriptions[1] == "building"
+        binary = src.read(2)
+        assert binary[10:25, 10:25].all() and not binary[50:, 50:].any()
+    # A rerun over fewer tiles leaves exactly that run's masks.
+    os.remove(tmp_path / "tiles" / "g1.tif")
+    assert cli.main(argv) == 0
+    assert sorted(os.listdir(os.path.join(out, "masks"))) == ["g0.tif", "mosaic.vrt"]
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["tiles"]["written"] == 1 and summary["tta"] == "flips"
+
+
+def test_sample_area_end_to_end_with_truth_iou(models, tmp_path):
+    from footprints.sample_area import SampleAreaConfig, generate_sample_area
+
+    area = generate_sample_area(str(tmp_path / "area"), SampleAreaConfig(
+        seed=0, tiles_x=2, tiles_y=2, tile_size=256, bands="rgbn", dtype="uint16"))
+    model = helpers.save_bright_segmenter(str(tmp_path / "m16"), raw_dtype="uint16",
+                                          window_size=64)
+    config = SegmentConfig.create(
+        raster=os.path.join(area.root, "tiles", "*.tif"), model_dir=model,
+        output=str(tmp_path / "out"), batch_size=16,
+        truth_masks=os.path.join(os.path.dirname(area.masks[0]), "*.tif"))
+    summary = run_config(config)
+    assert summary["tiles"]["written"] == 4 and summary["reconciliation"]["windows_ok"]
+    truth = summary["truth"]
+    assert sorted(truth["tiles"]) == sorted(os.path.splitext(os.path.basename(t))[0]
+                                            for t in area.tiles)
+    assert truth["unmatched_masks"] == [] and truth["unmatched_truths"] == []
+    assert 0.0 <= truth["iou"] <= 1.0
+    assert summary["footprints"]["crs"] == area.crs
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--raster", "/nonexistent/*.tif"], "matches no files"),
+    (["--halo", "40"], "--halo 40"),
+    (["--batch-size", "2", "--min-batch-size", "4"], "min <= batch size"),
+    (["--model", "/nonexistent"], "does not exist"),
+])
+def test_cli_rejects_bad_flags_before_building_a_pipeline(models, tmp_path, capsys, flags,
+                                                          message):
+    helpers.write_tile(str(tmp_path / "t.tif"), np.zeros((3, 10, 10), np.uint8))
+    base = {"--raster": str(tmp_path / "*.tif"), "--model": models["conv"],
+            "--output": str(tmp_path / "out")}
+    for flag, value in zip(flags[::2], flags[1::2]):
+        base[flag] = value
+    argv = ["segment"] + [x for kv in base.items() for x in kv]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "out")

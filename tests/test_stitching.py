@@ -1,0 +1,352 @@
+"""Window planning, stitching, COG and VRT writing, polygonizing: plain functions, no Beam."""
+
+from __future__ import annotations
+
+import os
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rasterio.transform import from_origin
+from shapely.geometry import box
+
+from pipeline.keys import TileKey, TileKeyCoder, WindowKey, WindowKeyCoder, scene_of
+from pipeline.polygonize import area_m2, finish, merge_parts, polygonize_tile
+from pipeline.sources.rasters import TileInfo
+from pipeline.stitching.cog import binary_mask, write_mask_cog
+from pipeline.stitching.iou import mask_iou
+from pipeline.stitching.stitch import (
+    CorePrediction,
+    StitchError,
+    TileMask,
+    quantize,
+    stitch_tile,
+)
+from pipeline.stitching.vrt import MaskEntry, group_by_crs, write_mosaics
+from pipeline.stitching.windows import (
+    Box,
+    count_windows,
+    cut_and_pad,
+    plan_axis,
+    plan_windows,
+    read_box,
+)
+
+UTM = "EPSG:32615"
+
+
+def tile_info(height, width, *, crs=UTM, transform=(0.5, 0, 500000.0, 0, -0.5, 4200000.0),
+              scene="t", masked=False):
+    return TileInfo(path=f"/in/{scene}.tif", scene=scene, height=height, width=width, crs=crs,
+                    transform=transform, block_shape=(64, 64), masked=masked, dtype="uint8")
+
+
+# --------------------------------------------------------------------------
+# Keys
+# --------------------------------------------------------------------------
+
+@given(st.text(min_size=1).filter(lambda s: "/" not in s), st.integers(-2**40, 2**40),
+       st.integers(-2**40, 2**40), st.integers(1, 2**20))
+def test_window_key_coder_round_trips_deterministically(scene, row, col, size):
+    key = WindowKey(scene, row, col, size)
+    coder = WindowKeyCoder()
+    encoded = coder.encode(key)
+    assert coder.decode(encoded) == key
+    assert coder.encode(WindowKey(scene, row, col, size)) == encoded
+    assert TileKeyCoder().decode(TileKeyCoder().encode(key.tile)) == TileKey(scene)
+
+
+def test_keys_use_their_registered_deterministic_coders():
+    assert isinstance(beam.coders.registry.get_coder(TileKey), TileKeyCoder)
+    assert isinstance(beam.coders.registry.get_coder(WindowKey), WindowKeyCoder)
+    assert beam.coders.registry.get_coder(TileKey).is_deterministic()
+    assert str(WindowKey("a", -3, 4, 64)) == "a@r-3c4s64"
+    assert scene_of("gs://bucket/area/tile_r0_c1.tif") == "tile_r0_c1"
+    with pytest.raises(ValueError):
+        TileKey("a/b")
+
+
+# --------------------------------------------------------------------------
+# Planning
+# --------------------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 700), st.integers(8, 128), st.data())
+def test_plan_axis_cores_partition_the_axis_with_enough_context(extent, size, data):
+    halo = data.draw(st.integers(0, (size - 1) // 2))
+    plan = plan_axis(extent, size, halo)
+    # Cores are contiguous, in order, and cover [0, extent) exactly once.
+    assert plan[0].core_start == 0 and plan[-1].core_stop == extent
+    for before, after in zip(plan, plan[1:]):
+        assert before.core_stop == after.core_start
+        assert before.start < after.start  # distinct windows: unique keys
+    for w in plan:
+        assert w.start <= w.core_start < w.core_stop <= w.start + size
+        # Real context before and after the core, or the tile edge.
+        assert w.core_start - w.start >= halo or w.start <= 0
+        assert w.start + size - w.core_stop >= halo or w.start + size >= extent
+        # Windows hang over the tile only when the tile is smaller than one.
+        if extent >= size:
+            assert 0 <= w.start and w.start + size <= extent
+
+
+def test_plan_windows_examples():
+    assert [(w.start, w.core_start, w.core_stop) for w in plan_axis(100, 64, 16)] == [
+        (0, 0, 32), (16, 32, 64), (36, 64, 100)]
+    plans = plan_windows("t", 100, 40, 64, 16)
+    assert len(plans) == 3 == count_windows(100, 40, 64, 16)
+    assert {p.key.col for p in plans} == {-24}
+    # A tile smaller than a window is one window: its core is the whole tile.
+    (only,) = plan_windows("s", 30, 20, 64, 8)
+    assert only.core == Box(0, 0, 30, 20) and only.window.contains(only.core)
+    with pytest.raises(ValueError):
+        plan_axis(100, 16, 8)  # no core left
+
+
+def test_read_box_is_block_aligned_inside_the_tile():
+    window = Box(-16, 40, 64, 64)
+    got = read_box(window, 200, 150, (32, 32))
+    assert got == Box(0, 32, 64, 96)  # rows 0..48 -> 0..64, cols 40..104 -> 32..128
+    assert got.contains(window.intersect(Box(0, 0, 200, 150)))
+    # Striped: rows align to strips, but a whole-width strip is not read whole.
+    striped = read_box(Box(10, 10, 64, 64), 200, 150, (4, 150))
+    assert striped == Box(8, 10, 68, 64)
+
+
+def test_cut_and_pad_pads_only_outside_the_tile():
+    rng = np.random.default_rng(0)
+    tile = rng.integers(0, 255, (50, 40, 3)).astype(np.uint8)
+    window = Box(-5, 30, 20, 20)
+    at = read_box(window, 50, 40, (16, 16))
+    read = tile[at.row:at.bottom, at.col:at.right]
+    out = cut_and_pad(read, at, window, 50, 40)
+    assert out.shape == (20, 20, 3)
+    np.testing.assert_array_equal(out[5:, :10], tile[0:15, 30:40])
+    # The part inside the tile, mirrored over the edges it hangs across.
+    reference = np.pad(tile[0:15, 30:40], ((5, 0), (0, 10), (0, 0)), mode="reflect")
+    np.testing.assert_array_equal(out, reference)
+    mask = cut_and_pad(np.ones((at.height, at.width), bool), at, window, 50, 40,
+                       mode="constant", constant_values=False)
+    assert mask[5:, :10].all() and not mask[:5].any() and not mask[:, 10:].any()
+
+
+# --------------------------------------------------------------------------
+# Stitching
+# --------------------------------------------------------------------------
+
+def _fake_predictions(tile, size, halo, truth):
+    """Predictions whose core pixels equal ``truth`` at the tile pixel they stand for."""
+    out = []
+    for plan in plan_windows(tile.scene, tile.height, tile.width, size, halo):
+        window = plan.window
+        full = np.zeros((size, size), np.float32)
+        inside = window.intersect(Box(0, 0, tile.height, tile.width))
+        full[inside.slices_in(window)] = truth[inside.row:inside.bottom, inside.col:inside.right]
+        out.append(CorePrediction.inferred(plan, full, None))
+    return out
+
+
+def test_stitch_places_every_core_in_any_order():
+    tile = tile_info(90, 70)
+    truth = np.random.default_rng(1).random((90, 70)).astype(np.float32)
+    parts = _fake_predictions(tile, 32, 6, truth)[::-1]
+    mask = stitch_tile(tile, parts, 32, 6)
+    np.testing.assert_array_equal(mask.probability, quantize(truth))
+    assert mask.valid is None and mask.windows == {"inferred": len(parts), "nodata": 0,
+                                                   "failed": 0}
+    with pytest.raises(StitchError, match="planned"):
+        stitch_tile(tile, parts[1:], 32, 6)
+    with pytest.raises(StitchError, match="twice"):
+        stitch_tile(tile, parts + parts[:1], 32, 6)
+
+
+def test_stitch_marks_windows_not_inferred_invalid():
+    tile = tile_info(40, 40)
+    plans = plan_windows("t", 40, 40, 32, 4)
+    parts = [CorePrediction.missing(plans[0], "nodata")]
+    parts += [CorePrediction.inferred(p, np.ones((32, 32), np.float32), None) for p in plans[1:]]
+    mask = stitch_tile(tile, parts, 32, 4)
+    core = plans[0].core
+    assert not mask.valid[core.row:core.bottom, core.col:core.right].any()
+    assert mask.probability[core.row:core.bottom, core.col:core.right].max() == 0
+    assert mask.valid.sum() == 40 * 40 - core.height * core.width
+    assert not mask.skipped
+    assert stitch_tile(tile, [CorePrediction.missing(p, "nodata") for p in plans],
+                       32, 4).skipped
+
+
+def test_quantize_and_threshold_agree():
+    p = np.array([0.0, 0.25, 0.4999, 0.5, 0.5001, 1.0, 1.7, -1.0], np.float32)
+    q = quantize(p)
+    assert q.tolist() == [0, 64, 127, 128, 128, 255, 255, 0]
+    assert binary_mask(q, 0.5).tolist() == [0, 0, 0, 1, 1, 1, 1, 0]
+
+
+# --------------------------------------------------------------------------
+# COG and VRT
+# --------------------------------------------------------------------------
+
+def _mask(tile, seed=0, valid=None):
+    prob = np.random.default_rng(seed).integers(0, 256, (tile.height, tile.width)).astype(
+        np.uint8)
+    if valid is not None:
+        prob[~valid] = 0
+    return TileMask(tile, prob, valid, {"inferred": 1})
+
+
+def test_mask_is_a_valid_cog_on_the_tile_grid_and_rewrites_atomically(tmp_path):
+    tile = tile_info(1100, 1030)
+    valid = np.ones((1100, 1030), bool)
+    valid[:, :100] = False
+    mask = _mask(tile, valid=valid)
+    path = str(tmp_path / "masks" / "t.tif")
+    write_mask_cog(path, mask, threshold=0.5)
+    with rasterio.open(path) as src:
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert src.profile["tiled"] and src.compression.name.lower() == "deflate"
+        assert src.overviews(1), "a COG larger than a block has overviews"
+        assert src.crs.to_string() == UTM and tuple(src.transform)[:6] == tile.transform
+        assert src.shape == (1100, 1030) and src.count == 2
+        assert src.descriptions == ("building_probability", "building")
+        np.testing.assert_array_equal(src.read(1), mask.probability)
+        np.testing.assert_array_equal(src.read(2), binary_mask(mask.probability, 0.5))
+        np.testing.assert_array_equal(src.read_masks(1) > 0, valid)
+    # A rerun replaces the file and leaves no temporary behind.
+    write_mask_cog(path, _mask(tile, seed=5), threshold=None)
+    assert os.listdir(tmp_path / "masks") == ["t.tif"]
+    with rasterio.open(path) as src:
+        assert src.count == 1 and (src.read_masks(1) == 255).all()
+
+
+def test_mosaic_vrt_reads_back_every_mask_in_place(tmp_path):
+    a = tile_info(60, 80, scene="a")
+    b = tile_info(60, 50, scene="b", transform=(0.5, 0, 500040.0, 0, -0.5, 4200000.0))
+    geo = tile_info(30, 30, scene="g", crs="EPSG:4326",
+                    transform=(1e-5, 0, -93.0, 0, -1e-5, 45.0))
+    valid = np.ones((60, 80), bool)
+    valid[:10] = False
+    masks = {"a": _mask(a, 1, valid), "b": _mask(b, 2), "g": _mask(geo, 3)}
+    entries = []
+    for scene, m in masks.items():
+        path = write_mask_cog(str(tmp_path / f"{scene}.tif"), m)
+        entries.append(MaskEntry(path, m.tile.crs, m.tile.transform, m.tile.width,
+                                 m.tile.height, 1, m.valid is not None))
+    assert list(group_by_crs(entries)) == ["mosaic.vrt", "mosaic-EPSG_4326.vrt"]
+    mosaic, geo_vrt = write_mosaics(entries, str(tmp_path), ["building_probability"])
+    with rasterio.open(mosaic) as src:
+        assert src.crs.to_string() == UTM and src.shape == (60, 130)
+        assert src.bounds.left == 500000.0 and src.bounds.right == 500065.0
+        data, valid_read = src.read(1), src.read_masks(1) > 0
+    np.testing.assert_array_equal(data[:, :80], masks["a"].probability)
+    np.testing.assert_array_equal(data[:, 80:], masks["b"].probability)
+    np.testing.assert_array_equal(valid_read[:, :80], valid)
+    assert valid_read[:, 80:].all()
+    with rasterio.open(geo_vrt) as src:
+        assert src.crs.to_string() == "EPSG:4326"
+        assert src.bounds.left == pytest.approx(-93.0) and src.bounds.top == pytest.approx(45.0)
+        np.testing.assert_array_equal(src.read(1), masks["g"].probability)
+
+
+# --------------------------------------------------------------------------
+# Polygons
+# --------------------------------------------------------------------------
+
+def test_polygonize_keeps_holes_and_mean_probability():
+    tile = tile_info(40, 40)
+    prob = np.zeros((40, 40), np.uint8)
+    prob[5:25, 5:25] = 200
+    prob[12:18, 12:18] = 0  # a courtyard
+    prob[30:35, 30:35] = 255
+    parts = polygonize_tile(prob, None, tile.affine, 0.5, "t", UTM)
+    assert len(parts) == 2 and not any(p.on_edge for p in parts)
+    ring = next(p for p in parts if p.pixels == 400 - 36)
+    assert len(ring.geometry.interiors) == 1
+    assert ring.geometry.area == pytest.approx((400 - 36) * 0.25)
+    assert ring.mean_probability == pytest.approx(200 / 255)
+    row = finish(ring, simplify_pixels=1.0, min_area_m2=0, output_crs=UTM)
+    assert shapely.from_wkb(row["geometry"]).interiors
+    assert row["area_m2"] == pytest.approx(91.0)
+    # Invalid (nodata) pixels are never buildings; the threshold is inclusive.
+    valid = np.ones((40, 40), bool)
+    valid[:, :30] = False
+    assert [p.pixels for p in polygonize_tile(prob, valid, tile.affine, 1.0, "t", UTM)] == [25]
+
+
+def test_buildings_cut_by_tile_edges_merge_into_one():
+    left = tile_info(20, 20, scene="l")
+    right = tile_info(20, 20, scene="r", transform=(0.5, 0, 500010.0, 0, -0.5, 4200000.0))
+    below = tile_info(20, 20, scene="b", transform=(0.5, 0, 500000.0, 0, -0.5, 4199990.0))
+    pl = np.zeros((20, 20), np.uint8)
+    pl[5:10, 15:20] = 255  # touches l's right edge
+    pl[15:20, 2:5] = 255  # touches l's bottom edge; meets b's part at one corner only
+    pr = np.zeros((20, 20), np.uint8)
+    pr[5:10, 0:8] = 128
+    pb = np.zeros((20, 20), np.uint8)
+    pb[0:4, 5:9] = 255  # touches b's top edge but only at a corner of l's part
+    parts = (polygonize_tile(pl, None, left.affine, 0.5, "l", UTM)
+             + polygonize_tile(pr, None, right.affine, 0.5, "r", UTM)
+             + polygonize_tile(pb, None, below.affine, 0.5, "b", UTM))
+    assert all(p.on_edge for p in parts)
+    merged = sorted(merge_parts(parts), key=lambda f: f.footprint_id)
+    assert len(merged) == 3
+    whole = next(f for f in merged if f.pixels == 25 + 40)
+    assert whole.geometry.geom_type == "Polygon"
+    assert whole.geometry.area == pytest.approx(65 * 0.25)
+    assert whole.tile == "r" and whole.footprint_id == "l-000000"
+    assert whole.mean_probability == pytest.approx((25 + 40 * 128 / 255) / 65)
+
+
+def test_min_area_and_geodesic_area():
+    geo = box(-93.0, 45.0, -92.9999, 45.0001)  # about 7.9 m x 11.1 m
+    assert area_m2(geo, "EPSG:4326") == pytest.approx(87.5, rel=0.02)
+    assert area_m2(box(0, 0, 10, 10), "EPSG:2263") == pytest.approx(100 * 0.3048 ** 2, rel=1e-3)
+    tile = tile_info(20, 20)
+    prob = np.zeros((20, 20), np.uint8)
+    prob[2:4, 2:4] = 255  # 1 m2
+    (small,) = polygonize_tile(prob, None, tile.affine, 0.5, "t", UTM)
+    assert finish(small, 0, min_area_m2=2.0) is None
+    assert finish(small, 0, min_area_m2=1.0)["area_m2"] == pytest.approx(1.0)
+
+
+def test_simplification_removes_pixel_stairs():
+    tile = tile_info(60, 60)
+    rows, cols = np.mgrid[0:60, 0:60]
+    prob = ((cols > rows // 2 + 5) & (cols < 50) & (rows > 5) & (rows < 55)).astype(
+        np.uint8) * 255
+    (part,) = polygonize_tile(prob, None, tile.affine, 0.5, "t", UTM)
+    raw = finish(part, 0, 0)
+    simple = finish(part, 1.0, 0)
+    n_raw = len(shapely.from_wkb(raw["geometry"]).exterior.coords)
+    n_simple = len(shapely.from_wkb(simple["geometry"]).exterior.coords)
+    assert n_simple < n_raw / 4
+    assert shapely.from_wkb(simple["geometry"]).area == pytest.approx(part.geometry.area,
+                                                                      rel=0.05)
+
+
+# --------------------------------------------------------------------------
+# IoU
+# --------------------------------------------------------------------------
+
+def test_mask_iou_pairs_by_grid_not_name(tmp_path):
+    tile = tile_info(10, 10)
+    prob = np.zeros((10, 10), np.uint8)
+    prob[:, :6] = 255  # 60 predicted
+    write_mask_cog(str(tmp_path / "t.tif"), TileMask(tile, prob, None, {}))
+    truth = np.zeros((1, 10, 10), np.uint8)
+    truth[0, :, 3:] = 1  # 70 true; 30 in both; union 100
+    profile = dict(driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs=UTM,
+                   transform=from_origin(500000.0, 4200000.0, 0.5, 0.5))
+    with rasterio.open(tmp_path / "truth_of_t.tif", "w", **profile) as dst:
+        dst.write(truth)
+    profile["transform"] = from_origin(100.0, 100.0, 1.0, 1.0)
+    with rasterio.open(tmp_path / "elsewhere.tif", "w", **profile) as dst:
+        dst.write(truth)
+    got = mask_iou([str(tmp_path / "t.tif")],
+                   [str(tmp_path / "truth_of_t.tif"), str(tmp_path / "elsewhere.tif")])
+    assert got["iou"] == pytest.approx(0.3) and got["tiles"] == {"t": pytest.approx(0.3)}
+    assert got["unmatched_truths"] == [str(tmp_path / "elsewhere.tif")]
+    assert got["unmatched_masks"] == []
