@@ -21,6 +21,7 @@ Beam; :mod:`pipeline.prepare` runs it in a DoFn.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import math
 from collections.abc import Callable, Sequence
@@ -51,7 +52,8 @@ class ChipSpec:
     Attributes:
         size: Output side in pixels; 0 keeps the native pixels (no resampling).
         margin: Added on each side, as a fraction of the footprint's larger side.
-        min_extent: Smallest chip side in the raster's ground units (metres).
+        min_extent: Smallest chip side in metres (converted for rasters in
+            feet or degrees).
         bands: 1-based bands to keep; empty means 1,2,3 (or 1 for one band).
         value_range: (low, high) raw values mapped to 0..255 for rasters that
             are not uint8; None keeps uint8 as it is.
@@ -98,6 +100,30 @@ class ChipSpec:
         return bands
 
 
+@functools.lru_cache(maxsize=64)
+def _unit_scale(crs: str) -> tuple[bool, float]:
+    import pyproj
+
+    parsed = pyproj.CRS.from_user_input(crs)
+    if parsed.is_geographic:
+        return True, 1.0
+    return False, float(parsed.axis_info[0].unit_conversion_factor or 1.0)
+
+
+def metres_per_unit(crs: str, y: float) -> tuple[float, float]:
+    """Metres per CRS unit along x and y near latitude (or northing) ``y``.
+
+    Projected CRSs: the axis unit (1 for metres, 0.3048006 for US survey
+    feet). Geographic CRSs: a degree's length at latitude ``y`` on the WGS84
+    mean radius, accurate to well under 1% over a chip.
+    """
+    geographic, factor = _unit_scale(crs)
+    if not geographic:
+        return factor, factor
+    metres_per_degree = 111_320.0
+    return metres_per_degree * max(math.cos(math.radians(y)), 1e-6), metres_per_degree
+
+
 def chip_window(geom: shapely.Geometry, tile: TileInfo, spec: ChipSpec) -> windows.Window:
     """The chip's pixel window on ``tile``'s grid (it may reach past the tile).
 
@@ -107,9 +133,14 @@ def chip_window(geom: shapely.Geometry, tile: TileInfo, spec: ChipSpec) -> windo
         spec: Margin and minimum extent.
     """
     minx, miny, maxx, maxy = geom.bounds
-    side = max(spec.min_extent, max(maxx - minx, maxy - miny) * (1 + 2 * spec.margin))
+    # Sizes are compared in metres, so min_extent means the same on a UTM tile,
+    # a State Plane tile in US feet and a lon/lat tile.
+    mx, my = metres_per_unit(tile.crs, (miny + maxy) / 2)
+    side = max(spec.min_extent,
+               max((maxx - minx) * mx, (maxy - miny) * my) * (1 + 2 * spec.margin))
     res_x, res_y = tile.resolution
-    cols, rows = max(1, math.ceil(side / res_x)), max(1, math.ceil(side / res_y))
+    cols = max(1, math.ceil(side / (res_x * mx)))
+    rows = max(1, math.ceil(side / (res_y * my)))
     col_c, row_c = ~tile.affine * ((minx + maxx) / 2, (miny + maxy) / 2)
     return windows.Window(round(col_c - cols / 2), round(row_c - rows / 2), cols, rows)
 

@@ -1,5 +1,7 @@
 """Chip cutting without Beam: windows, exact reads, mosaics across tiles and CRSs."""
 
+import math
+
 import numpy as np
 import pytest
 import rasterio
@@ -136,3 +138,22 @@ def test_window_outside_tile_reads_nothing(tmp_path):
         chipping._paste_aligned(out, filled, ds, info, (0, 0), Window(-20, 0, 10, 10),
                                 (1, 2, 3))
     assert not filled.any() and not out.any()
+
+
+def test_min_extent_is_metres_on_lon_lat_and_feet_tiles():
+    from pipeline.sources.tile_index import TileInfo
+
+    spec = chipping.ChipSpec(margin=0.0, min_extent=20.0)
+    lat = 42.0
+    deg = 0.5 / 111_320  # about half a metre per pixel
+    lonlat = TileInfo("t.tif", "EPSG:4326", (deg, 0, -93.0, 0, -deg, lat + 0.01), 4000, 4000, 3,
+                      "uint8")
+    tiny = shapely.box(-92.99, lat, -92.99 + 2 * deg, lat + 2 * deg)
+    win = chipping.chip_window(tiny, lonlat, spec)
+    assert win.height == 40  # 20 m at 0.5 m per pixel
+    assert 36 <= win.width * math.cos(math.radians(lat)) <= 44
+    feet = TileInfo("f.tif", "EPSG:2277", (1.0, 0, 3_000_000, 0, -1.0, 10_000_000), 500, 500,
+                    3, "uint8")  # Texas Central, US survey feet, 1 ft pixels
+    win = chipping.chip_window(shapely.box(3_000_100, 9_999_800, 3_000_101, 9_999_801), feet,
+                               spec)
+    assert win.width == win.height == math.ceil(20 / 0.3048006)
