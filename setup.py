@@ -11,6 +11,7 @@ REQUIRED = [
     "tensorflow>=2.21,<2.22",
     "tfx-bsl>=1.21,<1.22",
     "tensorflow-hub>=0.16,<1",
+    "tensorboard>=2.21,<2.22",
     "numpy>=1.26,<3",
     "rasterio>=1.4,<1.5",
     "shapely>=2.0,<3",

@@ -110,10 +110,24 @@ def _model_facts(model_dir: str | None) -> str:
 
 
 def score_section(run_dir: str) -> str:
-    """Per-region fractions, score distributions, totals, accuracy against labels."""
+    """Per-region fractions, score distributions, totals, accuracy against labels.
+
+    Works for a ``score`` run and for the scores a ``segment --classifier``
+    run nests under ``summary["scores"]``.
+    """
     summary = _read_json(os.path.join(run_dir, SUMMARY_FILE))
+    if "regions" not in summary and isinstance(summary.get("scores"), dict):
+        summary = summary["scores"]
     regions = summary.get("regions", {})
-    totals = summary.get("totals", {})
+    totals = summary.get("totals") or {
+        "input_records": summary.get("input_records", summary.get("scored")),
+        "scored": summary.get("scored"), "errors": summary.get("errors", 0),
+        "reconciled": summary.get("reconciled"),
+        "residential": sum(r.get("residential", r.get("k", 0)) for r in regions.values())}
+    for r in regions.values():
+        if r.get("achieved_fraction") is None and r.get("n"):
+            r["achieved_fraction"] = r.get("residential", r.get("k", 0)) / r["n"]
+        r.setdefault("exact", r.get("residential", r.get("k")) == r.get("k"))
     table = _read_table(os.path.join(run_dir, "scores"),
                         ["region", "score", "label", "is_residential"])
     out = []
@@ -212,7 +226,8 @@ def demo_section(summary: dict) -> str:
     """The demo's stages at a glance."""
     rows = []
     for name, stage in summary.get("stages", {}).items():
-        facts = ", ".join(f"{k} {v}" for k, v in stage.items()
+        facts = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in stage.items()
                           if isinstance(v, (int, float, str, bool)) and k != "seconds")
         rows.append((name, facts, stage.get("seconds", "")))
     return _table(["stage", "result", "seconds"], rows)
@@ -244,7 +259,7 @@ window.addEventListener('load', function () {
 
 def _kind(run_dir: str) -> str | None:
     summary = _read_json(os.path.join(run_dir, SUMMARY_FILE))
-    if "windows" in summary or os.path.isdir(os.path.join(run_dir, "masks")):
+    if "windows" in summary:
         return "segment"
     if "regions" in summary:
         return "score"
