@@ -25,6 +25,8 @@ REQUIRED = [
 TEST = [
     "pytest>=8,<10",
     "hypothesis>=6.100,<7",
+    "duckdb>=1.1,<3",
+    "geopandas>=1.0,<2",
 ]
 
 setuptools.setup(

@@ -20,7 +20,6 @@ The module wires stages; the logic lives in ``pipeline.sources`` and
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import os
@@ -37,6 +36,7 @@ from pipeline.counting import count_all, count_by
 from pipeline.monitoring import ShowProgress, add_metrics_to_summary, collect_metrics
 from pipeline.sources import images as image_source
 from pipeline.sources import tile_index, vectors
+from pipeline.sources.open_rasters import OpenRasters
 from pipeline.writers.chips import WriteChips
 from pipeline.writers.files import WriteJson
 from pipeline.writers.tables import WriteErrors
@@ -130,34 +130,6 @@ class PrepareConfig:
         return f"{self.output}-summary.json"
 
 
-class _DatasetCache:
-    """Open rasterio datasets, least recently used closed first.
-
-    Footprint files are usually sorted spatially, so consecutive footprints
-    hit the same few tiles and each tile is opened about once per worker.
-    """
-
-    def __init__(self, size: int = 16):
-        self.size = size
-        self._open: collections.OrderedDict = collections.OrderedDict()
-
-    def __call__(self, path: str):
-        import rasterio
-
-        if path in self._open:
-            self._open.move_to_end(path)
-            return self._open[path]
-        ds = rasterio.open(path)
-        self._open[path] = ds
-        if len(self._open) > self.size:
-            self._open.popitem(last=False)[1].close()
-        return ds
-
-    def close(self):
-        while self._open:
-            self._open.popitem()[1].close()
-
-
 class CutChipDoFn(beam.DoFn):
     """Footprint -> (chip, class) or an ErrorRecord on the ``errors`` output."""
 
@@ -169,7 +141,9 @@ class CutChipDoFn(beam.DoFn):
         self.latency = beam.metrics.Metrics.distribution("prepare", "chip_read_ms")
 
     def setup(self):
-        self._datasets = _DatasetCache()
+        # Footprint files are usually sorted spatially, so consecutive
+        # footprints hit the same few tiles: each is opened about once per worker.
+        self._datasets = OpenRasters(size=16)
         self._index_key = None
         self._index = None
 

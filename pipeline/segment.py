@@ -41,6 +41,7 @@ from footprints import contracts
 from footprints.contracts import SegmenterAssets
 from footprints.errors import ConfigError, ContractError
 from pipeline.counting import count_by
+from pipeline.inference.handlers import accelerator_count
 from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModelHandler
 from pipeline.polygonize import ChipFootprints, Polygonize
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
@@ -101,6 +102,9 @@ class SegmentConfig:
         batch_size: Largest batch handed to the model.
         min_batch_size: Smallest batch (None: ``batch_size``).
         tta: Test-time augmentation (``none``, ``flips``, ``d4``).
+        accelerator: Beam accelerator resource hint for the inference steps
+            (segmenter and, with ``classifier``, the classifier), e.g.
+            ``type:nvidia-l4;count:1;install-nvidia-driver``; None for CPU.
         mask_threshold: Probability at or above which a pixel is a building
             (footprints, the binary band, IoU).
         binary_mask: Also write the binary mask as band 2 of each COG.
@@ -125,6 +129,7 @@ class SegmentConfig:
     batch_size: int = 8
     min_batch_size: int | None = None
     tta: str = "none"
+    accelerator: str | None = None
     mask_threshold: float = 0.5
     binary_mask: bool = False
     simplify: float = 1.0
@@ -182,6 +187,8 @@ class SegmentConfig:
                 "1 <= min <= batch size")
         if kwargs.get("tta", "none") not in TTA_MODES:
             raise ConfigError(f"--tta {kwargs['tta']!r} must be one of {TTA_MODES}")
+        if kwargs.get("accelerator"):
+            accelerator_count(kwargs["accelerator"])
         threshold = kwargs.get("mask_threshold", 0.5)
         if not 0 < threshold <= 1:
             raise ConfigError(f"--mask-threshold {threshold!r} must be in (0, 1]")
@@ -331,7 +338,7 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
     size, halo, assets = config.window_size, config.halo, config.assets
     handler = SegmenterModelHandler(
         config.model_dir, tta=config.tta, min_batch_size=config.min_batch_size or config.batch_size,
-        max_batch_size=config.batch_size)
+        max_batch_size=config.batch_size, accelerator=config.accelerator)
 
     matched = p | "MatchTiles" >> MatchTiles(config.raster)
     checked = matched.paths | "ValidateTiles" >> ValidateTiles(assets)
@@ -400,7 +407,8 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
     result = chips["records"] | "ScoreChips" >> ScoreChips(
         config.classifier, config.residential_fraction,
         batch_size=config.classifier_batch_size, run_id=config.run_id,
-        crs=config.footprints_crs)
+        crs=config.footprints_crs, accelerator=config.accelerator,
+        model_copies=accelerator_count(config.accelerator) if config.accelerator else None)
     files = result.scores | "WriteScores" >> WriteTable(
         join(config.output, SCORES_DIR), scores_schema(config.footprints_crs))
     return {"chips": chips["records"], "chip_errors": chips["errors"],

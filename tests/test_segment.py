@@ -127,6 +127,25 @@ def test_read_window_pads_at_edges_and_reads_nodata(tmp_path):
             np.testing.assert_array_equal(valid, ref_valid)
 
 
+def test_open_rasters_keeps_the_most_recent_tiles_open(tmp_path):
+    from pipeline.sources.open_rasters import OpenRasters
+
+    paths = [helpers.write_tile(str(tmp_path / f"{n}.tif"), np.zeros((3, 8, 8), np.uint8))
+             for n in "abc"]
+    rasters = OpenRasters(size=2)
+    a, b = rasters(paths[0]), rasters(paths[1])
+    assert rasters(paths[0]) is a and len(rasters) == 2
+    c = rasters(paths[2])  # b is the least recently used
+    assert b.closed and not a.closed and not c.closed and len(rasters) == 2
+    with pytest.raises(rasterio.errors.RasterioIOError):
+        rasters(str(tmp_path / "missing.tif"))
+    assert not a.closed and not c.closed  # a failed open evicts nothing
+    rasters.close()
+    assert a.closed and c.closed and len(rasters) == 0
+    with pytest.raises(ValueError, match="at least 1"):
+        OpenRasters(size=0)
+
+
 # --------------------------------------------------------------------------
 # Inference (no Beam)
 # --------------------------------------------------------------------------
@@ -396,8 +415,32 @@ def test_sample_area_end_to_end_with_truth_iou(models, tmp_path):
     assert summary["footprints"]["crs"] == area.crs
 
 
+def test_pipeline_with_accelerator_hints_the_inference_steps_only(models, tmp_path):
+    """The GPU hint lands on RunInference (segmenter and classifier), nowhere else."""
+    from pipeline.segment import build_pipeline
+
+    hint = "type:nvidia-l4;count:1;install-nvidia-driver"
+    data, _ = helpers.bright_scene(70, 70, [(10, 10, 40, 40)])
+    helpers.write_tile(str(tmp_path / "t.tif"), data)
+    config = SegmentConfig.create(
+        raster=str(tmp_path / "t.tif"), model_dir=models["bright"], output=str(tmp_path / "out"),
+        accelerator=hint, classifier=score_helpers.save_classifier(str(tmp_path / "cls")),
+        residential_fraction="0.5", check_model=False)
+    proto = build_pipeline(config).to_runner_api()
+    envs = proto.components.environments
+    hinted = {t.unique_name: dict(envs[t.environment_id].resource_hints)
+              for t in proto.components.transforms.values()
+              if t.environment_id and not t.subtransforms
+              and envs[t.environment_id].resource_hints}
+    # Reads, windowing, stitching, chipping and writes stay on CPU workers.
+    assert sorted(hinted) == ["ScoreChips/Score/RunInference/BeamML_RunInference",
+                              "Segment/RunInference/BeamML_RunInference"]
+    assert all(h == {"beam:resources:accelerator:v1": hint.encode()} for h in hinted.values())
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--raster", "/nonexistent/*.tif"], "matches no files"),
+    (["--accelerator", "nvidia-l4"], "type:GPU_TYPE;count:N"),
     (["--halo", "40"], "--halo 40"),
     (["--batch-size", "2", "--min-batch-size", "4"], "min <= batch size"),
     (["--model", "/nonexistent"], "does not exist"),

@@ -48,6 +48,10 @@ def register(subparsers) -> None:
     parser.add_argument("--tta", choices=["none", "flips", "d4"], default="none",
                         help="test-time augmentation: average over 4 flips or 8 rotations and "
                              "flips (default: %(default)s)")
+    parser.add_argument("--accelerator", metavar="HINT",
+                        help="Beam accelerator hint for the inference steps (segmenter and "
+                             "classifier), e.g. 'type:nvidia-l4;count:1;install-nvidia-driver'; "
+                             "loads one model per GPU")
     parser.add_argument("--mask-threshold", type=float, default=0.5, metavar="P",
                         help="building probability threshold for footprints and the binary "
                              "mask (default: %(default)s)")
@@ -83,7 +87,8 @@ def config_from_args(args: argparse.Namespace):
     return SegmentConfig.create(
         raster=args.raster, model_dir=args.model, output=args.output, halo=args.halo,
         batch_size=args.batch_size, min_batch_size=args.min_batch_size, tta=args.tta,
-        mask_threshold=args.mask_threshold, binary_mask=args.binary_mask,
+        accelerator=args.accelerator, mask_threshold=args.mask_threshold,
+        binary_mask=args.binary_mask,
         simplify=args.simplify, min_area=args.min_area, footprints_crs=args.footprints_crs,
         truth_masks=args.truth_masks, run_id=args.run_id, classifier=args.classifier,
         residential_fraction=args.residential_fraction,

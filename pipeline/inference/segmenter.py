@@ -13,12 +13,17 @@ model shared across threads, Beam's adaptive batching otherwise settles on
 batches of one. (``max_batch_weight`` is deliberately not used: in Beam
 2.77 it makes ``BatchElements`` fail without an ``element_size_fn``.)
 
-Failures are contained per window, not per batch: ``with_exception_handling``
-dead-letters a whole batch, so the handler catches a failing batch itself,
-retries its windows one by one, and returns an :class:`InferenceFailure` for
-each window that still fails. Only what escapes that (a bug) reaches
-RunInference's own dead-letter output; both become ``errors/`` rows and
-``failed`` windows for the stitcher.
+Failures are contained per window, not per batch: the handler catches a
+failing batch itself, retries its windows one by one, and returns an
+:class:`InferenceFailure` for each window that still fails; each becomes an
+``errors/`` row and a ``failed`` window for the stitcher. RunInference is
+used plain, as in ``footprints score`` (``with_exception_handling`` would
+dead-letter whole batches and nest the inference step, which the GPU
+resource hint must name directly); anything that escapes the handler is a
+bug and fails the bundle.
+
+With an ``accelerator`` hint, only the inference step asks for a GPU, and
+one model copy per GPU is shared by a machine's processes.
 
 Test-time augmentation (``tta``): ``flips`` averages the model over the four
 flips of each window, ``d4`` over its eight rotations and flips (as in the
@@ -40,6 +45,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from footprints import contracts
 from footprints.contracts import ErrorRecord
+from pipeline.inference import handlers
 from pipeline.sources.rasters import WindowInput
 from pipeline.stitching.stitch import FAILED, CorePrediction
 
@@ -88,6 +94,7 @@ class Segmenter:
     def __init__(self, model_dir: str):
         import tensorflow as tf
 
+        handlers.enable_memory_growth()
         # Keep the loaded object: the signature's variables live as long as it does.
         self._loaded = tf.saved_model.load(model_dir)
         self._fn = self._loaded.signatures[contracts.SIGNATURE]
@@ -137,15 +144,22 @@ class SegmenterModelHandler(ModelHandler[tuple[WindowInput, Array],
         min_batch_size: Smallest batch ``BatchElements`` forms (except at a
             bundle's end).
         max_batch_size: Largest batch.
+        accelerator: A Beam accelerator resource hint for the inference step
+            (e.g. ``type:nvidia-l4;count:1;install-nvidia-driver``), or None
+            for CPU. With it, one model copy per GPU is loaded per machine and
+            shared by its processes.
     """
 
     def __init__(self, model_dir: str, *, tta: str = "none", min_batch_size: int,
-                 max_batch_size: int):
+                 max_batch_size: int, accelerator: str | None = None):
         if tta not in TTA_MODES:
             raise ValueError(f"tta {tta!r} is not one of {TTA_MODES}")
-        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+        copies = handlers.accelerator_count(accelerator) if accelerator else None
+        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size,
+                         model_copies=copies)
         self._model_dir = model_dir
         self._tta = tta
+        self._accelerator = accelerator
 
     def load_model(self) -> Segmenter:
         return Segmenter(self._model_dir)
@@ -169,6 +183,9 @@ class SegmenterModelHandler(ModelHandler[tuple[WindowInput, Array],
 
     def get_metrics_namespace(self) -> str:
         return NAMESPACE
+
+    def get_resource_hints(self) -> dict:
+        return {"accelerator": self._accelerator} if self._accelerator else {}
 
 
 def _failed(meta: WindowInput, stage: str, message: str) -> Iterator:
@@ -194,13 +211,6 @@ class _CropFn(beam.DoFn):
         yield CorePrediction.inferred(meta.plan, prediction, meta.valid)
 
 
-def _failed_batch(dead: tuple[Sequence[tuple[WindowInput, Array]], tuple]) -> Iterator:
-    batch, (_, message, _) = dead
-    beam.metrics.Metrics.counter(NAMESPACE, "windows_inference_failed").inc(len(batch))
-    for meta, _ in batch:
-        yield from _failed(meta, "inference", message)
-
-
 @dataclasses.dataclass
 class RunSegmenter(beam.PTransform):
     """Predicts windows and crops each prediction to its core.
@@ -216,12 +226,7 @@ class RunSegmenter(beam.PTransform):
         super().__init__()
 
     def expand(self, windows):
-        results, dead = windows | "RunInference" >> RunInference(
-            self.handler).with_exception_handling()
-        cropped = results | "CropHalo" >> beam.ParDo(_CropFn()).with_outputs(ERRORS, main="cores")
-        lost = dead.failed_inferences | "FailedBatches" >> beam.FlatMap(
-            _failed_batch).with_outputs(ERRORS, main="cores")
-        return {
-            "cores": (cropped.cores, lost.cores) | "Cores" >> beam.Flatten(),
-            ERRORS: (cropped[ERRORS], lost[ERRORS]) | "Errors" >> beam.Flatten(),
-        }
+        cropped = (windows
+                   | "RunInference" >> RunInference(self.handler)
+                   | "CropHalo" >> beam.ParDo(_CropFn()).with_outputs(ERRORS, main="cores"))
+        return {"cores": cropped.cores, ERRORS: cropped[ERRORS]}

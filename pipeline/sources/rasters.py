@@ -25,7 +25,6 @@ The checks and the read are plain functions (:func:`validate_tile`,
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
@@ -36,6 +35,7 @@ import numpy as np
 from footprints.contracts import ErrorRecord, SegmenterAssets, scale_to_model_input
 from footprints.errors import InputError
 from pipeline.keys import TileKey, scene_of
+from pipeline.sources.open_rasters import OpenRasters
 from pipeline.stitching.windows import WindowPlan, cut_and_pad, read_box
 
 LOG = logging.getLogger(__name__)
@@ -284,44 +284,18 @@ class ValidateTiles(beam.PTransform):
             ERRORS, main="tiles")
 
 
-class _OpenTiles:
-    """A few open datasets, reused across the windows of a bundle.
-
-    GDAL caches decoded blocks per open dataset; keeping the tile open lets
-    the overlapping halos of neighbouring windows come from that cache.
-    """
-
-    def __init__(self, size: int = 4):
-        self._size = size
-        self._open: collections.OrderedDict = collections.OrderedDict()
-
-    def get(self, path: str):
-        import rasterio
-
-        if path in self._open:
-            self._open.move_to_end(path)
-            return self._open[path]
-        while len(self._open) >= self._size:
-            _, oldest = self._open.popitem(last=False)
-            oldest.close()
-        src = self._open[path] = rasterio.open(path)
-        return src
-
-    def close(self):
-        while self._open:
-            self._open.popitem()[1].close()
-
-
 class _ReadFn(beam.DoFn):
     def __init__(self, assets: SegmenterAssets):
         self._assets = assets
         self._read = beam.metrics.Metrics.counter(NAMESPACE, "windows_read")
         self._nodata = beam.metrics.Metrics.counter(NAMESPACE, "windows_nodata")
         self._failed = beam.metrics.Metrics.counter(NAMESPACE, "windows_read_failed")
-        self._tiles: _OpenTiles | None = None
+        self._tiles: OpenRasters | None = None
 
     def start_bundle(self):
-        self._tiles = _OpenTiles()
+        # Windows of a tile arrive together; keeping it open lets overlapping
+        # halos come from GDAL's block cache.
+        self._tiles = OpenRasters(size=4)
 
     def finish_bundle(self):
         if self._tiles is not None:
@@ -332,7 +306,7 @@ class _ReadFn(beam.DoFn):
 
         plan, tile = item
         try:
-            pixels, valid = read_window(self._tiles.get(tile.path), tile, plan, self._assets)
+            pixels, valid = read_window(self._tiles(tile.path), tile, plan, self._assets)
         except Exception as exc:  # a block that fails to decode fails only its window
             self._failed.inc()
             LOG.warning("cannot read window %s of %s: %s", plan.key, tile.path, exc)

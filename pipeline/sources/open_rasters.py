@@ -1,0 +1,66 @@
+"""A small LRU cache of open rasterio datasets, for DoFns that read many windows.
+
+Opening a GeoTIFF costs a header read (a request on cloud storage), and GDAL
+caches decoded blocks per open dataset. DoFns that read one window or chip
+per element therefore keep the last few tiles open: consecutive elements
+usually hit the same tiles (footprint files are sorted spatially; windows
+arrive tile by tile), so each tile is opened about once and overlapping
+halos come from GDAL's block cache. Used by ``footprints prepare``
+(:class:`pipeline.prepare.CutChipDoFn`) and ``footprints segment``
+(:class:`pipeline.sources.rasters.ReadWindows`).
+
+The owner opens the cache in ``setup`` or ``start_bundle`` and calls
+:meth:`OpenRasters.close` in ``teardown`` or ``finish_bundle``.
+"""
+
+from __future__ import annotations
+
+import collections
+
+__all__ = ["OpenRasters"]
+
+
+class OpenRasters:
+    """Open rasterio datasets by path, least recently used closed first.
+
+    Callable, so it can be passed wherever a ``path -> dataset`` opener is
+    expected (e.g. :func:`pipeline.chipping.read_chip`).
+
+    Args:
+        size: Most datasets kept open at once.
+
+    Example::
+
+        rasters = OpenRasters(size=2)
+        a = rasters("a.tif"); rasters("b.tif")
+        rasters("a.tif") is a      # reused, now the most recent
+        rasters("c.tif")           # closes b.tif, the least recently used
+        rasters.close()            # closes a.tif and c.tif
+    """
+
+    def __init__(self, size: int = 16):
+        if size < 1:
+            raise ValueError(f"OpenRasters size {size!r} must be at least 1")
+        self.size = size
+        self._open: collections.OrderedDict = collections.OrderedDict()
+
+    def __call__(self, path: str):
+        """The open dataset of ``path``, opened on first use."""
+        import rasterio
+
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        # Opened before evicting: a path that fails to open closes nothing.
+        dataset = self._open[path] = rasterio.open(path)
+        while len(self._open) > self.size:
+            self._open.popitem(last=False)[1].close()
+        return dataset
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def close(self) -> None:
+        """Closes every open dataset; the cache can be used again afterwards."""
+        while self._open:
+            self._open.popitem()[1].close()
