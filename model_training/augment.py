@@ -1,0 +1,62 @@
+"""Augmentations shared by the classifier and the segmenter input pipelines.
+
+Footprints seen from above have no "up": a roof is a roof after any flip or
+90-degree rotation, so the spatial augmentations are the eight symmetries of
+the square (dihedral group D4) and never interpolate. The segmenter must move
+its mask with its image, so :func:`random_spatial` draws one transform and
+applies it to every tensor it is given. Colour augmentations change the image
+only, never a mask (:func:`random_colour`).
+
+All functions work on single examples shaped ``[H, W, C]`` inside a
+``tf.data`` map, with TensorFlow's stateful random ops (seeded through
+``tf.random.set_seed`` by the trainers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+
+def random_spatial(tensors: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    """Applies one random flip and 90-degree rotation to each tensor.
+
+    Args:
+        tensors: Tensors shaped ``[H, W, C]`` with the same (square) H and W,
+            for example an image and its mask.
+
+    Returns:
+        The transformed tensors, in the same order. Every tensor gets the same
+        transform, so masks stay aligned with their images.
+    """
+    flip = tf.random.uniform([]) < 0.5
+    k = tf.random.uniform([], minval=0, maxval=4, dtype=tf.int32)
+    out = []
+    for tensor in tensors:
+        # A left-right flip plus the four rotations gives all eight symmetries;
+        # an up-down flip would only repeat one of them.
+        flipped = tf.cond(flip, lambda t=tensor: tf.reverse(t, axis=[1]), lambda t=tensor: t)
+        out.append(tf.image.rot90(flipped, k))
+    return out
+
+
+def random_colour(image: tf.Tensor, brightness: float = 0.1, contrast: float = 0.2,
+                  max_value: float = 255.0) -> tf.Tensor:
+    """Random brightness and contrast for a float image in ``[0, max_value]``.
+
+    Args:
+        image: Float tensor ``[H, W, C]``; any number of bands.
+        brightness: Largest brightness shift, as a fraction of ``max_value``.
+        contrast: Contrast factor drawn from ``[1 - contrast, 1 + contrast]``.
+        max_value: The top of the image's value range (255 for uint8 input).
+
+    Returns:
+        The adjusted image, clipped back to ``[0, max_value]`` so the model
+        never sees values it cannot get at serving time.
+    """
+    if brightness > 0:
+        image = tf.image.random_brightness(image, brightness * max_value)
+    if contrast > 0:
+        image = tf.image.random_contrast(image, 1.0 - contrast, 1.0 + contrast)
+    return tf.clip_by_value(image, 0.0, max_value)

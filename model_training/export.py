@@ -1,0 +1,143 @@
+"""Export trained Keras models to the model contracts of ``footprints.contracts``.
+
+Both exports wrap the Keras model in a small ``tf.Module`` whose
+``tf.function`` is the ``serving_default`` signature, and save it with
+``tf.saved_model.save``. Doing it by hand rather than with
+``keras.Model.export`` keeps the signature's input and output names exactly
+the contract's, and puts the preprocessing in the graph:
+
+* **classifier** (``examples`` tf.string [None] -> ``score`` float32 [None]):
+  parses chip records, decodes PNG or JPEG (RGB, grey or RGBA, 8- or 16-bit)
+  with :func:`model_training.data.decode_resize`, the function training used,
+  and runs the model. A record whose image bytes are not PNG or JPEG at all
+  scores NaN instead of failing its batch; a record that is not a
+  ``tf.train.Example``, or an image that is truncated after a valid header,
+  still fails the batch, which is why the scoring pipeline decode-checks
+  records before batching.
+* **segmenter** (``images`` uint8 [None, H, W, C] -> ``mask`` float32
+  [None, H, W]): takes pixels already scaled by
+  :func:`footprints.contracts.scale_to_model_input`; pads H and W up to a
+  multiple of the U-Net's downsampling factor by mirroring and crops the mask
+  back, so any window size works. The assets JSON is written next to it.
+
+Any Keras model with the right input and output can be exported this way,
+which is how users plug in their own architectures (see docs/training.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+from footprints import contracts
+from model_training import data
+
+
+class _ClassifierServing(tf.Module):
+    """The classifier contract around a Keras model taking 0..255 float images."""
+
+    def __init__(self, model: keras.Model, image_size: int):
+        super().__init__()
+        self.model = model
+        self._image_size = image_size
+        # A valid one-pixel PNG stands in for undecodable images so the batch
+        # decodes; their scores are replaced by NaN afterwards.
+        self._placeholder = tf.constant(tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8)).numpy())
+        self.serve = tf.function(
+            self._serve,
+            input_signature=[tf.TensorSpec([None], tf.string, name=contracts.CLASSIFIER_INPUT)])
+
+    def _serve(self, examples):
+        size = self._image_size
+        encoded = data.parse_chips(examples)[contracts.IMAGE_KEY]
+        ok = data.is_decodable(encoded)
+        safe = tf.where(ok, encoded, self._placeholder)
+        images = tf.map_fn(
+            lambda e: data.decode_resize(e, size), safe,
+            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        scores = tf.reshape(tf.cast(self.model(images, training=False), tf.float32), [-1])
+        nan = tf.fill(tf.shape(scores), tf.constant(float("nan"), tf.float32))
+        return {contracts.CLASSIFIER_OUTPUT: tf.where(ok, scores, nan)}
+
+
+class _SegmenterServing(tf.Module):
+    """The segmenter contract around a Keras model taking 0..255 float images."""
+
+    def __init__(self, model: keras.Model, bands: int, multiple: int):
+        super().__init__()
+        self.model = model
+        self._multiple = multiple
+        self.serve = tf.function(
+            self._serve,
+            input_signature=[tf.TensorSpec([None, None, None, bands], tf.uint8,
+                                           name=contracts.SEGMENTER_INPUT)])
+
+    def _serve(self, images):
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        pad_h = (-height) % self._multiple
+        pad_w = (-width) % self._multiple
+        x = tf.pad(tf.cast(images, tf.float32), [[0, 0], [0, pad_h], [0, pad_w], [0, 0]],
+                   mode="SYMMETRIC")
+        probs = tf.cast(self.model(x, training=False), tf.float32)
+        return {contracts.SEGMENTER_OUTPUT: probs[:, :height, :width, 0]}
+
+
+def _save(module: tf.Module, model_dir: str) -> None:
+    # Write to a temporary folder and rename, so a crash never leaves a
+    # half-written model where the pipeline would load it.
+    tmp = model_dir.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tf.saved_model.save(module, tmp,
+                        signatures={contracts.SIGNATURE: module.serve.get_concrete_function()})
+    os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.replace(tmp, model_dir)
+
+
+def export_classifier(model: keras.Model, model_dir: str, image_size: int) -> str:
+    """Saves ``model`` as a classifier SavedModel at ``model_dir``.
+
+    Args:
+        model: Keras model mapping float32 ``[N, image_size, image_size, 3]``
+            images with values 0..255 to probabilities ``[N, 1]`` (or ``[N]``).
+        model_dir: Folder to write; replaced if it exists.
+        image_size: The model's input height and width.
+
+    Returns:
+        ``model_dir``.
+    """
+    _save(_ClassifierServing(model, image_size), model_dir)
+    return model_dir
+
+
+def export_segmenter(model: keras.Model, model_dir: str, assets: contracts.SegmenterAssets,
+                     multiple: int = 1) -> str:
+    """Saves ``model`` as a segmenter SavedModel with ``assets/segmenter.json``.
+
+    Args:
+        model: Keras model mapping float32 ``[N, H, W, C]`` images with values
+            0..255 to building probabilities ``[N, H, W, 1]``.
+        model_dir: Folder to write; replaced if it exists.
+        assets: Window size, bands and scaling the pipeline needs.
+        multiple: H and W are padded up to a multiple of this (``2**depth``
+            for a U-Net) before the model runs.
+
+    Returns:
+        ``model_dir``.
+    """
+    _save(_SegmenterServing(model, assets.band_count, multiple), model_dir)
+    with open(os.path.join(model_dir, "assets", contracts.SEGMENTER_ASSETS), "w",
+              encoding="utf-8") as f:
+        f.write(assets.to_json())
+    return model_dir
+
+
+def load_serving(model_dir: str):
+    """The ``serving_default`` function of a SavedModel (kept alive with its object)."""
+    loaded = tf.saved_model.load(model_dir)
+    fn = loaded.signatures[contracts.SIGNATURE]
+    fn._loaded = loaded  # the signature needs its object's variables alive
+    return fn

@@ -1,0 +1,117 @@
+"""End-to-end tests of segmenter training on generated sample areas: real
+learning, the exported SavedModel checked against the contract and served."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import rasterio
+
+from footprints import cli, contracts
+from footprints.sample_area import SampleAreaConfig, generate_sample_area
+from model_training import export
+from model_training.configs import SegmenterConfig
+from model_training.segmenter import train_segmenter
+
+
+@pytest.fixture(scope="module")
+def area(tmp_path_factory):
+    # 1 m pixels: four 256 m tiles hold ~40 buildings, enough to learn from in
+    # a CI budget. Footprints in lon/lat exercise the reprojection to the tiles' CRS.
+    return generate_sample_area(
+        str(tmp_path_factory.mktemp("area")),
+        SampleAreaConfig(seed=0, tiles_x=2, tiles_y=2, tile_size=256, pixel_size=1.0,
+                         footprints_crs="EPSG:4326"))
+
+
+@pytest.fixture(scope="module")
+def small_rgbn_area(tmp_path_factory):
+    return generate_sample_area(
+        str(tmp_path_factory.mktemp("rgbn")),
+        SampleAreaConfig(seed=1, tiles_x=2, tiles_y=1, tile_size=128, pixel_size=1.0,
+                         bands="rgbn", dtype="uint16"))
+
+
+@pytest.mark.slow
+def test_segmenter_learns_buildings_and_exports_the_contract(area, tmp_path):
+    config = SegmenterConfig(
+        images=os.path.join(area.root, "tiles", "*.tif"), footprints=area.footprints,
+        output=str(tmp_path / "seg"), patch_size=64, stride=32, epochs=10, batch_size=8,
+        learning_rate=0.002, verbose=0, seed=0)
+    result = train_segmenter(config)
+    print(f"segmenter validation metrics: {result.metrics}")
+
+    # Building IoU of thresholded masks, measured through the exported model
+    # on the validation strips.
+    assert result.metrics["iou"] >= 0.6, result.metrics
+    assets = contracts.check_segmenter_model(result.model_dir)
+    assert assets.window_size == 256 and assets.bands == (1, 2, 3)
+    assert assets.raw_dtype == "uint8" and assets.scale == (1.0, 1.0, 1.0)
+    assert assets.band_names == ("red", "green", "blue")
+    assert assets.receptive_halo == 48
+    card = contracts.read_model_card(result.model_dir)
+    assert card["validation_metrics"]["iou"] == result.metrics["iou"]
+    assert card["architecture"]["receptive_field"] == 96
+    assert card["training_data"]["labels"]["files"][0]["name"] == "footprints.gpkg"
+    assert os.path.getsize(result.curves_path) > 5000
+
+    # Any window size works (padded inside the graph), and the result is the
+    # Keras model's on windows it can take as they are.
+    with rasterio.open(area.tiles[0]) as src:
+        pixels = np.moveaxis(src.read(), 0, -1)[None]
+    serve = export.load_serving(result.model_dir)
+    odd = serve(images=pixels[:, :100, :120])["mask"].numpy()
+    assert odd.shape == (1, 100, 120) and odd.dtype == np.float32
+    model = keras.models.load_model(result.keras_path)
+    window = pixels[:, :128, :128]
+    np.testing.assert_allclose(serve(images=window)["mask"].numpy(),
+                               model(window.astype("float32")).numpy()[..., 0], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_four_band_uint16_variant_and_lr_find_through_the_cli(small_rgbn_area, tmp_path,
+                                                             capsys):
+    images = os.path.join(small_rgbn_area.root, "tiles", "*.tif")
+    masks = os.path.join(small_rgbn_area.root, "masks", "*.tif")
+    common = ["--images", images, "--masks", masks, "--patch-size", "32", "--depth", "2",
+              "--filters", "4", "--stride", "16"]
+    output = str(tmp_path / "seg4")
+    assert cli.main(["train", "segmenter", *common, "--residual", "--centre",
+                     "parallel-dilated", "--loss", "0.5*focal+dice", "--epochs", "1",
+                     "--schedule", "plateau", "--window-size", "64", "--quiet", "--augment",
+                     "--output", output]) == 0
+    assets = contracts.check_segmenter_model(os.path.join(output, "model"))
+    assert assets.band_count == 4 and assets.raw_dtype == "uint16"
+    assert assets.band_names == ("red", "green", "blue", "nir")
+    # 12-bit values scaled by statistics of the training tiles, not identity.
+    assert all(0 < s < 1 for s in assets.scale) and max(assets.offset) > 0
+    assert assets.window_size == 64 and assets.receptive_halo == 16
+
+    capsys.readouterr()
+    lr_dir = str(tmp_path / "lr")
+    assert cli.main(["train", "lr-find", *common, "--steps", "20", "--output", lr_dir]) == 0
+    assert "suggested learning rate" in capsys.readouterr().out
+    with open(os.path.join(lr_dir, "lr_find.json"), encoding="utf-8") as f:
+        found = json.load(f)
+    assert 1e-5 <= found["suggestion"] <= 1.0 and len(found["losses"]) >= 10
+    assert os.path.getsize(os.path.join(lr_dir, "lr_find.png")) > 5000
+
+
+def test_segmenter_input_errors_exit_2(small_rgbn_area, tmp_path, capsys):
+    images = os.path.join(small_rgbn_area.root, "tiles", "*.tif")
+    base = ["train", "segmenter", "--images", images, "--output", str(tmp_path / "o")]
+    assert cli.main([*base, "--masks", str(tmp_path / "none-*.tif")]) == 2
+    assert "no mask tiles match" in capsys.readouterr().err
+    assert cli.main([*base, "--footprints", small_rgbn_area.footprints, "--bands",
+                     "1,2,3,4,5"]) == 2
+    assert "bands the tiles do not have" in capsys.readouterr().err
+    assert cli.main([*base, "--footprints", small_rgbn_area.footprints, "--patch-size",
+                     "30"]) == 2
+    assert "multiple of 8" in capsys.readouterr().err
+    assert cli.main([*base, "--footprints", small_rgbn_area.footprints, "--loss",
+                     "mse"]) == 2
+    assert "not one of" in capsys.readouterr().err
