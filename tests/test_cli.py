@@ -43,3 +43,40 @@ def test_bad_value_gives_exit_2_and_a_fix(capsys, tmp_path):
                      "--num-shards", "0"])
     assert code == 2
     assert "--num-shards 0 must be at least 1" in capsys.readouterr().err
+
+
+def test_dry_runs_validate_print_the_plan_and_write_nothing(tmp_path, capsys):
+    import shapely
+    from raster_fixtures import X0, Y0, noise_tiles, write_footprints
+    from score_helpers import chip_record, save_classifier, write_shards
+    from segment_helpers import save_conv_segmenter
+
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    noise_tiles(tiles, n=2, size=100)
+    (tiles / "junk.tif").write_bytes(b"not a tiff")
+    vector = write_footprints(tmp_path / "fp.gpkg", [shapely.box(X0 + 5, Y0 - 9, X0 + 9, Y0 - 5)],
+                              ["a"])
+    out = tmp_path / "out"
+    assert cli.main(["prepare", "--rasters", str(tiles / "*.tif"), "--footprints", vector,
+                     "--output", str(out / "chips"), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "3 files match" in plan and "2 usable" in plan and "1 rejected" in plan
+    assert "1 features" in plan
+
+    write_shards(str(tmp_path / "chips"), [chip_record(f"f{i}", i) for i in range(10)], 2)
+    model = save_classifier(str(tmp_path / "clf"))
+    assert cli.main(["score", "--chips", str(tmp_path / "chips" / "*.tfrecord"), "--model",
+                     model, "--residential-fraction", "0.3", "--output", str(out / "s"),
+                     "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "2 shards match" in plan and "about 10 records" in plan and "30.00%" in plan
+
+    seg = save_conv_segmenter(str(tmp_path / "seg"), window_size=64)
+    assert cli.main(["segment", "--raster", str(tiles / "*.tif"), "--model", seg, "--output",
+                     str(out / "g"), "--halo", "8", "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "2 valid, 1 rejected" in plan and "windows over 0.0 Mpx" in plan
+    windows = int(plan.split("work: ")[1].split(" windows")[0])
+    assert windows == 2 * 4  # 100 px tiles, 48 px cores: 2 x 2 windows each
+    assert not out.exists()

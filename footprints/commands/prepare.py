@@ -97,6 +97,9 @@ def register(subparsers) -> None:
                      help="shard path prefix, e.g. out/chips/area")
     out.add_argument("--num-shards", type=int, default=4, help="(default: %(default)s)")
     out.add_argument("--compression", choices=["none", "gzip"], default="none")
+    out.add_argument("--dry-run", action="store_true",
+                        help="validate the inputs and print the plan (files, tiles, windows, "
+                             "estimated work) without running anything")
     p.set_defaults(handler=run, beam_passthrough=True)
 
 
@@ -122,7 +125,13 @@ def run(args, beam_args) -> int:
     """Runs the pipeline and prints the counts."""
     from pipeline import prepare
 
-    summary = prepare.run(config_from_args(args), beam_args)
+    config = config_from_args(args)
+    if args.dry_run:
+        from footprints.commands._plans import prepare_plan
+
+        print(prepare_plan(config))
+        return 0
+    summary = prepare.run(config, beam_args)
     print(format_summary(summary))
     return 0 if summary["reconciles"] else 1
 

@@ -10,7 +10,6 @@ are imported only when the command runs, so ``footprints --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import json
 
 DESCRIPTION = """\
 Score every chip with the classifier, then label exactly
@@ -60,11 +59,15 @@ def register(subparsers) -> None:
     parser.add_argument("--num-shards", type=int, default=1,
                         help="files in scores/ (0: the runner decides; default: %(default)s)")
     parser.add_argument("--crs", help="CRS of the geometry column (default: the chips' CRS)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate the inputs and print the plan (files, tiles, windows, "
+                             "estimated work) without running anything")
     parser.set_defaults(handler=run, beam_passthrough=True)
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Validates the flags, runs the job, prints the per-region result."""
+    from footprints.commands._plans import score_lines, score_plan
     from pipeline.score import ScoreConfig, run_config
 
     config = ScoreConfig.create(
@@ -74,6 +77,10 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         accelerator=args.accelerator, csv=args.csv, bigquery_table=args.bigquery_table,
         run_id=args.run_id, model_id=args.model_id, epsilon=args.quantile_epsilon,
         num_shards=args.num_shards, crs=args.crs)
+    if args.dry_run:
+        print(score_plan(config))
+        return 0
     summary = run_config(config, beam_args)
-    print(json.dumps({"regions": summary["regions"], "totals": summary["totals"]}, indent=2))
-    return 0
+    print(score_lines(summary))
+    print(f"  outputs: {args.output}/scores/, errors/, summary.json")
+    return 0 if summary["totals"]["reconciled"] else 1

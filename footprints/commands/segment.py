@@ -10,7 +10,6 @@ are imported only when the command runs, so ``footprints --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import json
 
 DESCRIPTION = """\
 Segment buildings in orthophoto tiles with a U-Net SavedModel: windows with a
@@ -77,6 +76,9 @@ def register(subparsers) -> None:
     scoring.add_argument("--classifier-batch-size", type=int, default=64, metavar="N",
                          help="largest batch of chips handed to the classifier (default: "
                               "%(default)s)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate the inputs and print the plan (files, tiles, windows, "
+                             "estimated work) without running anything")
     parser.set_defaults(handler=run, beam_passthrough=True)
 
 
@@ -97,14 +99,16 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Validates the flags, runs the job, prints the tile and window counts."""
+    from footprints.commands._plans import segment_lines, segment_plan
     from pipeline.segment import run_config
 
-    summary = run_config(config_from_args(args), beam_args)
-    shown = {k: summary[k] for k in ("tiles", "windows", "reconciliation", "footprints")}
-    shown["errors"] = summary["errors"]
-    if "truth" in summary:
-        shown["truth_iou"] = summary["truth"]["iou"]
-    if "scores" in summary:
-        shown["scores"] = {k: summary["scores"][k] for k in ("scored", "reconciled", "regions")}
-    print(json.dumps(shown, indent=2))
-    return 0
+    config = config_from_args(args)
+    if args.dry_run:
+        print(segment_plan(config))
+        return 0
+    summary = run_config(config, beam_args)
+    print(segment_lines(summary))
+    print(f"  outputs: {args.output}/masks/, footprints/, errors/, summary.json"
+          + (", scores/" if config.classifier else ""))
+    rec = summary["reconciliation"]
+    return 0 if rec["tiles_ok"] and rec["windows_ok"] else 1

@@ -1,0 +1,167 @@
+"""``--dry-run`` plans and end-of-run lines for the pipeline subcommands.
+
+A plan validates the inputs the way the run would (globs, file headers,
+model contracts) and prints what would be read and how much work it is,
+without building a pipeline: the analyst's check before a long or costly run.
+The end-of-run lines say what came out in a few readable lines; the full
+numbers stay in ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+
+def _matched(pattern: str) -> list[str]:
+    from apache_beam.io.filesystems import FileSystems
+
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def prepare_plan(config) -> str:
+    """Files, tiles, features and the chips a ``prepare`` run would write."""
+    from footprints import contracts
+    from pipeline import prepare
+    from pipeline.sources import tile_index, vectors
+
+    lines = ["plan: footprints prepare (dry run, nothing written)"]
+    info = prepare.check_inputs(config)
+    if config.images:
+        from pipeline.sources.images import class_of, is_image_path
+
+        files = [os.path.join(d, f) for d, _, names in os.walk(config.images) for f in names]
+        images = [f for f in files if is_image_path(f)]
+        classes = Counter(class_of(f, config.images)[1] or "(no class)" for f in images)
+        lines.append(f"  images: {_plural(len(images), 'file')} in {config.images} "
+                     f"({', '.join(f'{k} {v}' for k, v in sorted(classes.items()))})")
+        work = len(images)
+    else:
+        tiles = [tile_index.read_tile_info(p) for p in _matched(config.rasters)]
+        bad = [t for t in tiles if isinstance(t, contracts.ErrorRecord)]
+        good = [t for t in tiles if not isinstance(t, contracts.ErrorRecord)]
+        crss = Counter(t.crs for t in good)
+        lines.append(f"  rasters: {_plural(len(tiles), 'file')} match {config.rasters!r}; "
+                     f"{len(good)} usable ({', '.join(f'{c}: {n}' for c, n in crss.items())})"
+                     f", {len(bad)} rejected")
+        for record in bad[:10]:
+            lines.append(f"    rejected {record.source}: {record.error}: {record.message}")
+        lines.append(f"  footprints: {info.features:,} features in {info.path} ({info.crs}), "
+                     f"read in {len(vectors.plan_ranges(info))} parallel ranges")
+        work = info.features
+    spec = config.spec
+    lines.append(f"  chips: up to {work:,}, {spec.size or 'native'} px, margin {spec.margin}, "
+                 f"min extent {spec.min_extent} m, {spec.image_format}")
+    lines.append(f"  output: {config.num_shards} x "
+                 f"{contracts.shard_name(config.output, 0, config.num_shards, config.compression)}"
+                 f" ...; {config.errors_dir}/; {config.summary_path}")
+    return "\n".join(lines)
+
+
+def score_plan(config) -> str:
+    """Shards, records (estimated from the first shard), model and targets."""
+    shards = _matched(config.chips)
+    sizes = [os.path.getsize(p) for p in shards if os.path.exists(p)]
+    first = _count_records(shards[0]) if shards else 0
+    estimate = int(first * sum(sizes) / sizes[0]) if sizes and sizes[0] else first
+    lines = ["plan: footprints score (dry run, nothing written)",
+             f"  chips: {_plural(len(shards), 'shard')} match {config.chips!r}, "
+             f"{sum(sizes) / 1e6:,.1f} MB, about {estimate:,} records "
+             f"({first:,} in the first shard)",
+             f"  model: {config.model_dir} (meets the classifier contract)",
+             f"  targets: {float(config.fractions.default):.2%} by default"
+             + "".join(f", {r} {float(f):.2%}" for r, f in config.fractions.per_region),
+             f"  batches: {config.min_batch_size or config.batch_size} to {config.batch_size} "
+             "chips; about "
+             f"{max(1, estimate // max(config.batch_size, 1)):,} model calls",
+             f"  output: {config.output}/scores/, errors/, summary.json"]
+    return "\n".join(lines)
+
+
+def _count_records(path: str) -> int:
+    import tensorflow as tf
+
+    compression = "GZIP" if path.endswith(".gz") else ""
+    try:
+        return sum(1 for _ in tf.data.TFRecordDataset(path, compression_type=compression))
+    except tf.errors.OpError:
+        return 0
+
+
+def segment_plan(config) -> str:
+    """Tiles (validated against the model), windows and pixels of a ``segment`` run."""
+    from footprints.errors import InputError
+    from pipeline.sources.rasters import validate_tile
+    from pipeline.stitching.windows import count_windows
+
+    paths = _matched(config.raster)
+    windows = pixels = 0
+    rejected = []
+    valid = 0
+    for path in paths:
+        try:
+            tile = validate_tile(path, config.assets)
+        except InputError as exc:
+            rejected.append((path, exc))
+            continue
+        valid += 1
+        windows += count_windows(tile.height, tile.width, config.window_size, config.halo)
+        pixels += tile.height * tile.width
+    lines = ["plan: footprints segment (dry run, nothing written)",
+             f"  tiles: {_plural(len(paths), 'file')} match {config.raster!r}; {valid} valid, "
+             f"{len(rejected)} rejected"]
+    for path, exc in rejected[:10]:
+        lines.append(f"    rejected {path}: {exc}")
+    lines += [f"  model: {config.model_dir}: window {config.window_size} px, halo "
+              f"{config.halo} px, bands {list(config.assets.bands)}",
+              f"  work: {windows:,} windows over {pixels / 1e6:,.1f} Mpx"
+              + (f", test-time augmentation {config.tta}" if config.tta != "none" else ""),
+              f"  output: {config.output}/masks/ (COG + mosaic.vrt), footprints/, errors/, "
+              "summary.json" + (", scores/" if config.classifier else "")]
+    return "\n".join(lines)
+
+
+def score_lines(summary: dict) -> str:
+    """Per-region result and totals of a score run, for a person."""
+    totals = summary["totals"]
+    lines = [f"score: {totals['input_records']:,} records -> {totals['scored']:,} scored + "
+             f"{totals['errors']:,} rejected (reconciles: "
+             f"{'yes' if totals['reconciled'] else 'NO'}); {totals['residential']:,} "
+             "residential"]
+    for name, r in sorted(summary["regions"].items()):
+        threshold = "-" if r.get("threshold") is None else f"{r['threshold']:.4f}"
+        lines.append(f"  {name}: {r['k']:,} of {r['n']:,} residential (target "
+                     f"{r['target_fraction']:.2%}, achieved {r['achieved_fraction'] or 0:.2%}, "
+                     f"threshold {threshold}, exact {'yes' if r['exact'] else 'NO'})")
+    if totals.get("errors_by_reason"):
+        lines.append("  rejected by reason: " + ", ".join(
+            f"{k} {v}" for k, v in totals["errors_by_reason"].items()))
+    if summary.get("duplicates", {}).get("count"):
+        lines.append(f"  duplicate footprint ids: {summary['duplicates']['count']}")
+    return "\n".join(lines)
+
+
+def segment_lines(summary: dict) -> str:
+    """Tiles, windows, footprints, IoU and scores of a segment run, for a person."""
+    t, w, rec = summary["tiles"], summary["windows"], summary["reconciliation"]
+    ok = "yes" if rec["tiles_ok"] and rec["windows_ok"] else "NO"
+    lines = [f"segment: {t['matched']} tiles -> {t['written']} masks, {t['skipped_nodata']} "
+             f"all-nodata, {t['failed']} failed, {t['rejected']} rejected; {w['planned']:,} "
+             f"windows ({w['inferred']:,} inferred, {w['nodata']:,} nodata, {w['failed']} "
+             f"failed); reconciles: {ok}",
+             f"  footprints: {summary['footprints']['count']:,} buildings"]
+    if summary.get("truth"):
+        lines.append(f"  building IoU against the true masks: {summary['truth']['iou']:.3f}")
+    if summary.get("scores"):
+        s = summary["scores"]
+        lines.append(f"  classified: {s['scored']:,} footprints; " + "; ".join(
+            f"{name}: {r['k']} of {r['n']} residential"
+            for name, r in sorted(s["regions"].items())))
+    if summary["errors"]["total"]:
+        lines.append("  rejected by reason: " + ", ".join(
+            f"{k} {v}" for k, v in summary["errors"]["by_reason"].items()))
+    return "\n".join(lines)
