@@ -43,11 +43,12 @@ from footprints.errors import ConfigError, ContractError
 from pipeline.counting import count_by
 from pipeline.inference.handlers import accelerator_count
 from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModelHandler
+from pipeline.monitoring import ShowProgress, add_metrics_to_summary, collect_metrics
 from pipeline.polygonize import ChipFootprints, Polygonize
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
 from pipeline.stitching.iou import mask_iou
 from pipeline.stitching.transforms import PlanWindows, StitchTiles
-from pipeline.writers.files import WriteJson, join, read_json
+from pipeline.writers.files import WriteJson, join
 from pipeline.writers.masks import WriteMasks
 from pipeline.writers.tables import WriteErrors, WriteTable, geoparquet_schema
 
@@ -345,7 +346,8 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
     planned = checked.tiles | "PlanWindows" >> PlanWindows(size, halo)
     read = planned | "ReadWindows" >> ReadWindows(assets)
     predicted = read.windows | "Segment" >> RunSegmenter(handler)
-    cores = (predicted["cores"], read[NODATA]) | "AllCores" >> beam.Flatten()
+    cores = ((predicted["cores"], read[NODATA]) | "AllCores" >> beam.Flatten()
+             | "Progress" >> ShowProgress("windows"))
     stitched = {"tiles": checked.tiles, "cores": cores} | "StitchTiles" >> StitchTiles(size, halo)
 
     masks = stitched.masks | "WriteMasks" >> WriteMasks(
@@ -427,8 +429,9 @@ def run_config(config: SegmentConfig, beam_args: Sequence[str] = ()) -> dict:
         FileSystems.mkdirs(config.output)
     if FileSystems.exists(summary_path):
         FileSystems.delete([summary_path])
-    build_pipeline(config, PipelineOptions(list(beam_args))).run().wait_until_finish()
-    return read_json(summary_path)
+    result = build_pipeline(config, PipelineOptions(list(beam_args))).run()
+    result.wait_until_finish()
+    return add_metrics_to_summary(summary_path, collect_metrics(result))
 
 
 def run(argv: Sequence[str] | None = None) -> int:
