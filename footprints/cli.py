@@ -8,7 +8,9 @@ command does not know are passed through as Beam pipeline options
 (``--runner``, ``--direct_num_workers``, ``--project``, ...).
 
 Exit codes: 0 success; 2 invalid flags or inputs (the message says how to fix
-them); 1 a failure during the run.
+them; nothing ran); 1 a failure during the run, or counts that do not
+reconcile (one line on stderr; ``--log-level DEBUG`` adds the traceback);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -69,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     except FootprintsError as exc:
         print(f"footprints {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"footprints {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a failure during the run: one line, traceback on request
+        logging.getLogger("footprints").debug("traceback", exc_info=True)
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        print(f"footprints {args.command}: failed: {type(exc).__name__}: {reason} "
+              "(rerun with --log-level DEBUG for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -80,3 +80,17 @@ def test_dry_runs_validate_print_the_plan_and_write_nothing(tmp_path, capsys):
     windows = int(plan.split("work: ")[1].split(" windows")[0])
     assert windows == 2 * 4  # 100 px tiles, 48 px cores: 2 x 2 windows each
     assert not out.exists()
+
+
+def test_failure_during_a_run_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    from footprints.commands import report
+
+    def explode(args, beam_args):
+        raise RuntimeError("disk full\nwhile writing report.html")
+
+    monkeypatch.setattr(report, "run", explode)  # main() registers the handler afresh
+    (tmp_path / "run").mkdir()
+    code = cli.main(["report", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert err[0].startswith("footprints report: failed: RuntimeError: while writing report.html")

@@ -56,7 +56,8 @@ def register(subparsers) -> None:
     src = p.add_argument_group("input (one of)")
     src.add_argument("--images", metavar="DIR",
                      help="folder of images in class subfolders (house/, barn/, ...)")
-    src.add_argument("--rasters", metavar="GLOB", help="orthophoto GeoTIFFs, e.g. 'tiles/*.tif'")
+    src.add_argument("--rasters", "--raster", dest="rasters", metavar="GLOB",
+                     help="orthophoto GeoTIFFs, e.g. 'tiles/*.tif' (quoted)")
     src.add_argument("--footprints", metavar="FILE",
                      help="footprint polygons: GeoPackage, GeoJSON, Shapefile or GeoParquet")
     attrs = p.add_argument_group("footprint attributes")

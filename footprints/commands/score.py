@@ -21,11 +21,30 @@ See docs/scoring.md.
 """
 
 
+EPILOG = """\
+examples:
+  # 40% residential in every region
+  footprints score --chips 'out/chips/area-*-of-*.tfrecord' --model models/classifier/model \\
+      --residential-fraction 0.4 --output out/score
+
+  # per-county targets, check first, then run on 2 local processes
+  footprints score --chips 'chips/*.tfrecord.gz' --model clf/model --residential-fraction 0.4 \\
+      --region-fractions counties.csv --output out/score --dry-run
+  footprints score ... --runner DirectRunner --direct_num_workers 2 \\
+      --direct_running_mode multi_processing
+
+counties.csv:  region,residential_fraction
+               county-a,0.35
+exit codes: 0 done, 1 counts did not reconcile, 2 invalid flags or inputs (nothing ran).
+"""
+
+
 def register(subparsers) -> None:
     """Adds the ``score`` subcommand."""
     parser = subparsers.add_parser(
         "score", help="score footprint chips and label the target residential fraction",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chips", required=True, metavar="GLOB",
                         help="chip shards, e.g. 'chips/*.tfrecord*' (plain or .gz)")
     parser.add_argument("--model", required=True, metavar="DIR",

@@ -25,12 +25,27 @@ See docs/segmentation.md.
 """
 
 
+EPILOG = """\
+examples:
+  footprints segment --raster 'area/tiles/*.tif' --model models/segmenter/model \\
+      --output out/segment --binary-mask --dry-run
+
+  # raw orthophotos to a classified, fraction-enforced footprint table in one job
+  footprints segment --raster 'area/tiles/*.tif' --model models/segmenter/model \\
+      --classifier models/classifier/model --residential-fraction 0.45 \\
+      --truth-masks 'area/masks/*.tif' --output out/segment
+
+exit codes: 0 done, 1 counts did not reconcile, 2 invalid flags or inputs (nothing ran).
+"""
+
+
 def register(subparsers) -> None:
     """Adds the ``segment`` subcommand."""
     parser = subparsers.add_parser(
         "segment", help="segment buildings in orthophoto tiles: COG masks and footprints",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--raster", required=True, metavar="GLOB",
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raster", "--rasters", dest="raster", required=True, metavar="GLOB",
                         help="orthophoto tiles, e.g. 'area/tiles/*.tif' (quoted)")
     parser.add_argument("--model", required=True, metavar="DIR",
                         help="segmenter SavedModel directory (with assets/segmenter.json)")
