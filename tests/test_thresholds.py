@@ -16,12 +16,14 @@ from pipeline.thresholds.selection import (
     exact_top_k,
     percentile,
     percentile_bound,
+    percentiles,
     plan_region,
     quantile_combine_fn,
     rank_key,
     resolve_bracket,
     select_distributed,
     sketch_key,
+    sketch_keys,
     target_count,
     tie_hash,
 )
@@ -153,6 +155,31 @@ def test_percentile_within_documented_bound(n, epsilon, seed):
     keys = sorted(sketch_key(s, f) for s, f in items)
     errors = [abs(percentile(plan, key) - 100 * rank / (n - 1)) for rank, key in enumerate(keys)]
     assert max(errors) <= percentile_bound(epsilon) + 1e-9
+
+
+@settings(max_examples=20, deadline=None)
+@given(scores=st.lists(st.one_of(st.sampled_from([0.0, -0.0, 1.0, 0.5]),
+                                 st.floats(-2, 2, allow_nan=False, width=32)),
+                       min_size=2, max_size=300),
+       epsilon=st.sampled_from([0.1, 0.01]))
+def test_batched_keys_sides_and_percentiles_match_the_scalar_ones(scores, epsilon):
+    import numpy as np
+
+    ids = [f"id{i}" for i in range(len(scores))]
+    keys = sketch_keys(np.asarray(scores, dtype=np.float32), ids)
+    assert keys.dtype == np.uint64
+    assert keys.tolist() == [sketch_key(s, f) for s, f in zip(scores, ids)]
+    # The sketch key never orders two footprints against the rank key.
+    by_rank = sorted(range(len(ids)), key=lambda i: rank_key(scores[i] + 0.0, ids[i]))
+    assert all(keys[a] <= keys[b] for a, b in zip(by_rank, by_rank[1:]))
+    fn = quantile_combine_fn(epsilon, batched=True)
+    acc = fn.add_input(fn.add_input(fn.create_accumulator(), keys[::2].tolist()),
+                       keys[1::2].tolist())
+    plan = plan_region("r", len(ids), Fraction(1, 3), fn.extract_output(acc), epsilon)
+    above, below = plan.sides(keys)
+    assert [("above" if a else "below" if b else "inside") for a, b in zip(above, below)] == \
+        [plan.side(int(k)) for k in keys]
+    assert percentiles(plan, keys).tolist() == [percentile(plan, int(k)) for k in keys]
 
 
 def test_percentile_docstring_example():

@@ -1,16 +1,24 @@
 """Inference: batched RunInference over serialized chip records.
 
 :class:`ScoreRecords` is the stage: ``(ChipMeta, record)`` pairs in,
-:class:`ScoredChip` and dead letters out. The model handlers live in
-:mod:`pipeline.inference.handlers`.
+:class:`ScoredBatch` (one per model batch) and dead letters out. The model
+handlers live in :mod:`pipeline.inference.handlers`.
+
+Scores stay in batches after the model: every later step (tie hashes, the
+sketch, bracket sides, percentiles) runs on a batch's numpy arrays, and
+rows are made one per chip only at the end (``pipeline.writers.scores``).
+Beam costs some microseconds per element per stage; per batch that cost is
+paid once per ``batch_size`` chips.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.ml.inference.base import RunInference
 
 from footprints.contracts import ErrorRecord
@@ -22,40 +30,75 @@ from pipeline.inference.handlers import (
 )
 from pipeline.sources.chips import ChipMeta
 
-__all__ = ["ChipScoreHandler", "InferenceFailure", "ScoreRecords", "ScoredChip", "split_outcome"]
+__all__ = ["ChipScoreHandler", "InferenceFailure", "ScoreRecords", "ScoredBatch",
+           "split_outcomes"]
 
 
-class ScoredChip(NamedTuple):
-    """A chip's metadata and its model score (a float in [0, 1] by contract)."""
+class ScoredBatch(NamedTuple):
+    """Scored chips of one model batch, as columns.
 
-    meta: ChipMeta
-    score: float
+    Attributes:
+        metas: The chips' :class:`ChipMeta`, in batch order.
+        scores: float32 scores (finite), one per meta.
+    """
+
+    metas: tuple[ChipMeta, ...]
+    scores: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return len(self.metas)
+
+    @property
+    def footprint_ids(self) -> list[str]:
+        return [m.footprint_id for m in self.metas]
+
+    def by_region(self) -> dict[str, np.ndarray]:
+        """Positions of the batch's chips per region, ascending."""
+        groups: dict[str, list[int]] = {}
+        for i, meta in enumerate(self.metas):
+            groups.setdefault(meta.region, []).append(i)
+        return {r: np.asarray(idx, dtype=np.intp) for r, idx in groups.items()}
+
+    def take(self, positions: Sequence[int] | np.ndarray) -> ScoredBatch:
+        """The sub-batch at ``positions``."""
+        return ScoredBatch(tuple(self.metas[i] for i in positions), self.scores[positions])
 
 
-def split_outcome(pair: tuple[ChipMeta, float | InferenceFailure]) -> ScoredChip | ErrorRecord:
-    """One RunInference outcome as a :class:`ScoredChip` or a dead letter."""
-    meta, outcome = pair
-    if isinstance(outcome, InferenceFailure):
-        return ErrorRecord(source=meta.source, record=meta.footprint_id, stage=INFERENCE_STAGE,
-                           error=outcome.error, message=outcome.message)
-    return ScoredChip(meta, outcome)
+def split_outcomes(metas: Sequence[ChipMeta], outcomes: Sequence[float | InferenceFailure]
+                   ) -> tuple[ScoredBatch | None, list[ErrorRecord]]:
+    """A batch's outcomes as the scored sub-batch (None if empty) and dead letters."""
+    good, errors = [], []
+    for i, (meta, outcome) in enumerate(zip(metas, outcomes)):
+        if isinstance(outcome, InferenceFailure):
+            errors.append(ErrorRecord(source=meta.source, record=meta.footprint_id,
+                                      stage=INFERENCE_STAGE, error=outcome.error,
+                                      message=outcome.message))
+        else:
+            good.append(i)
+    if not good:
+        return None, errors
+    if len(good) == len(metas):
+        return ScoredBatch(tuple(metas), np.asarray(outcomes, dtype=np.float32)), errors
+    return (ScoredBatch(tuple(metas[i] for i in good),
+                        np.asarray([outcomes[i] for i in good], dtype=np.float32)), errors)
 
 
 class SplitOutcomesFn(beam.DoFn):
-    """Routes outcomes to scores (main output) or ``errors``, counting both."""
+    """Routes a batch's outcomes to its scored sub-batch (main) or ``errors``, counting both."""
 
     def __init__(self):
         self._scored = beam.metrics.Metrics.counter(NAMESPACE, "records_scored")
         self._failed = beam.metrics.Metrics.counter(NAMESPACE, "records_rejected_by_model")
 
-    def process(self, pair):
-        out = split_outcome(pair)
-        if isinstance(out, ErrorRecord):
+    def process(self, result):
+        scored, errors = split_outcomes(*result)
+        for error in errors:
             self._failed.inc()
-            yield beam.pvalue.TaggedOutput(ScoreRecords.ERRORS, out)
-        else:
-            self._scored.inc()
-            yield out
+            yield beam.pvalue.TaggedOutput(ScoreRecords.ERRORS, error)
+        if scored is not None:
+            self._scored.inc(scored.size)
+            yield scored
 
 
 @dataclasses.dataclass
@@ -66,9 +109,10 @@ class ScoreRecords(beam.PTransform):
         handler: The :class:`ChipScoreHandler` (model, batch sizes, hints).
 
     Returns:
-        A ``DoOutputsTuple``: main ``scores`` of :class:`ScoredChip`, and
-        ``errors`` of :class:`~footprints.contracts.ErrorRecord` for records
-        the model rejected.
+        A ``DoOutputsTuple``: main ``scores`` of :class:`ScoredBatch` (one
+        per model batch, without the rejected records), and ``errors`` of
+        :class:`~footprints.contracts.ErrorRecord` for records the model
+        rejected.
     """
 
     handler: ChipScoreHandler

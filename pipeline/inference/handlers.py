@@ -18,8 +18,10 @@ One seam per framework: a *scorer* is the loaded model with a single method,
 :class:`ChipScoreHandler` is the Beam ``ModelHandler`` around either. It takes
 ``(ChipMeta, record)`` pairs, so the metadata rides along without a
 ``KeyedModelHandler`` (which pickles every batch's keys to count bytes), and
-returns ``(ChipMeta, outcome)`` where the outcome is a float score or an
-:class:`InferenceFailure`. When a batch fails with a data error
+returns one element per batch, ``([ChipMeta], [outcome])`` where each
+outcome is a float score or an :class:`InferenceFailure`: what follows
+inference then works on whole batches (numpy) instead of paying Beam's
+per-element cost at every stage. When a batch fails with a data error
 (``InvalidArgumentError``: an image the in-graph decoder rejects), the batch
 is split in halves until the bad records are alone, so only they are
 dead-lettered; any other error (a broken model, out of memory) fails the
@@ -250,12 +252,16 @@ class ChipScoreHandler(ModelHandler):
 
     def run_inference(self, batch: Sequence[tuple[Any, bytes]], model,
                       inference_args: dict[str, Any] | None = None
-                      ) -> Iterable[tuple[Any, float | InferenceFailure]]:
-        """Scores a batch; returns ``(meta, score or InferenceFailure)`` per element."""
+                      ) -> list[tuple[list[Any], list[float | InferenceFailure]]]:
+        """Scores a batch; returns ONE element: ``(metas, outcomes)`` for the whole batch.
+
+        Each outcome is a score or an :class:`InferenceFailure`, in batch order.
+        Returning the batch as one element (RunInference emits what this
+        returns) keeps the stages after inference per batch, not per chip.
+        """
         self._batch_sizes.update(len(batch))
         records = [record for _, record in batch]
-        outcomes = self._score_isolating(model, records)
-        return list(zip((meta for meta, _ in batch), outcomes))
+        return [([meta for meta, _ in batch], self._score_isolating(model, records))]
 
     def _score_isolating(self, model, records: list[bytes]) -> list[float | InferenceFailure]:
         import tensorflow as tf

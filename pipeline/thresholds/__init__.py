@@ -2,15 +2,19 @@
 
 The logic is in :mod:`pipeline.thresholds.selection` (plain functions with
 their own tests); this module holds :class:`LabelExactFraction`, the thin
-Beam transform around them. Its ``expand()`` is the algorithm:
+Beam transform around them. It works on whole batches of scored chips
+(:class:`~pipeline.inference.ScoredBatch`), with numpy, so Beam's
+per-element cost is paid per batch. Its ``expand()`` is the algorithm:
 
-1. count each region and sketch its ``(score, tie_hash)`` quantiles, both as
-   combiners (partial results merged, nothing gathered);
+1. count each region and sketch its sketch keys' quantiles, in one
+   combiner per region fed one list of keys per batch (partial results
+   merged, nothing gathered);
 2. plan each region's bracket (a side input, one small record per region);
-3. split every footprint above / below / inside its bracket;
+3. split every batch above / below / inside its regions' brackets (numpy
+   comparisons), with percentiles (``searchsorted`` on the sketch);
 4. group only the bracket elements by region and pick exactly the missing
    ``k - above`` by rank key;
-5. label everything with the region's threshold (a side input).
+5. label the batches with their regions' thresholds (a side input).
 """
 
 from __future__ import annotations
@@ -20,31 +24,43 @@ import math
 from typing import NamedTuple
 
 import apache_beam as beam
+import numpy as np
 
-from pipeline.inference import ScoredChip
+from pipeline.inference import ScoredBatch
+from pipeline.sources.chips import ChipMeta
 from pipeline.thresholds.fractions import RegionFractions
 from pipeline.thresholds.selection import (
     DEFAULT_EPSILON,
     RegionPlan,
-    percentile,
+    percentiles,
     plan_region,
     quantile_combine_fn,
     rank_key,
     resolve_bracket,
-    sketch_key,
+    sketch_keys,
 )
 
 NAMESPACE = "score"
 
 
-class LabelledChip(NamedTuple):
-    """A scored chip with its label and its region's threshold and target."""
+class LabelledBatch(NamedTuple):
+    """Scored chips with their labels and their regions' thresholds and targets, as columns.
 
-    chip: ScoredChip
-    percentile: float
-    is_residential: bool
-    threshold: float
-    target_fraction: float
+    Attributes:
+        metas: The chips' metadata.
+        scores: float32 model scores.
+        percentiles: Within-region percentiles (0-100).
+        is_residential: bool labels.
+        thresholds: The region's threshold, per chip (NaN until known).
+        targets: The region's target fraction, per chip (NaN until known).
+    """
+
+    metas: tuple[ChipMeta, ...]
+    scores: np.ndarray
+    percentiles: np.ndarray
+    is_residential: np.ndarray
+    thresholds: np.ndarray
+    targets: np.ndarray
 
 
 class RegionResult(NamedTuple):
@@ -60,13 +76,13 @@ class RegionResult(NamedTuple):
 
 
 class _CountMin(beam.CombineFn):
-    """(count, min) of the scores above a region's bracket."""
+    """(count, min) of the scores above a region's bracket, from per-batch (count, min)."""
 
     def create_accumulator(self):
         return 0, math.inf
 
-    def add_input(self, acc, score):
-        return acc[0] + 1, min(acc[1], score)
+    def add_input(self, acc, count_min):
+        return acc[0] + count_min[0], min(acc[1], count_min[1])
 
     def merge_accumulators(self, accs):
         accs = list(accs)
@@ -76,52 +92,119 @@ class _CountMin(beam.CombineFn):
         return acc
 
 
-def _plan(region_count, quantiles, fractions: RegionFractions, epsilon: float):
-    region, n = region_count
-    return region, plan_region(region, n, fractions.for_region(region), quantiles[region],
-                               epsilon)
+class _CountSketch(beam.CombineFn):
+    """A region's count and quantile sketch, fed one list of sketch keys per batch."""
+
+    def __init__(self, epsilon: float):
+        self._sketch = quantile_combine_fn(epsilon, batched=True)
+
+    def create_accumulator(self):
+        return 0, self._sketch.create_accumulator()
+
+    def add_input(self, acc, keys):
+        return acc[0] + len(keys), self._sketch.add_input(acc[1], keys)
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        return (sum(a[0] for a in accs),
+                self._sketch.merge_accumulators([a[1] for a in accs]))
+
+    def compact(self, acc):
+        return acc[0], self._sketch.compact(acc[1])
+
+    def extract_output(self, acc):
+        return acc[0], self._sketch.extract_output(acc[1])
+
+
+def _sketch_inputs(batch: ScoredBatch):
+    """``(region, [sketch keys])`` for each region of a batch."""
+    keys = sketch_keys(batch.scores, batch.footprint_ids)
+    for region, idx in batch.by_region().items():
+        yield region, keys[idx].tolist()
+
+
+def _plan(region_sketch, fractions: RegionFractions, epsilon: float):
+    region, (n, quantiles) = region_sketch
+    return region, plan_region(region, n, fractions.for_region(region), quantiles, epsilon)
 
 
 class SplitByBracketFn(beam.DoFn):
-    """Sends each chip above, below or inside its region's bracket, with its percentile."""
+    """Splits each batch by its regions' brackets, with percentiles.
 
-    ABOVE, BELOW, INSIDE = "above", "below", "inside"
+    Outputs: main, the batch without its bracket chips (a
+    :class:`LabelledBatch` whose thresholds are not yet known); ``inside``,
+    ``(region, (meta, score, percentile))`` per bracket chip; ``above``,
+    ``(region, (count, lowest score))`` per batch and region above the bracket.
+    """
+
+    ABOVE, INSIDE = "above", "inside"
 
     def __init__(self):
         self._inside = beam.metrics.Metrics.counter(NAMESPACE, "records_in_exact_pass")
+        self._quantiles: dict[str, tuple[RegionPlan, np.ndarray]] = {}
 
-    def process(self, chip: ScoredChip, plans: dict[str, RegionPlan]):
-        plan = plans[chip.meta.region]
-        key = sketch_key(chip.score, chip.meta.footprint_id)
-        side = plan.side(key)
-        pct = percentile(plan, key)
-        if side == self.INSIDE:
-            self._inside.inc()
-            yield beam.pvalue.TaggedOutput(self.INSIDE, (chip.meta.region, (chip, pct)))
-        else:
-            yield beam.pvalue.TaggedOutput(side, (chip, pct))
+    def _quantiles_of(self, plan: RegionPlan) -> np.ndarray:
+        cached = self._quantiles.get(plan.region)
+        if cached is None or cached[0] is not plan:
+            cached = plan, np.asarray(plan.quantiles, dtype=np.uint64)
+            self._quantiles[plan.region] = cached
+        return cached[1]
+
+    def process(self, batch: ScoredBatch, plans: dict[str, RegionPlan]):
+        keys = sketch_keys(batch.scores, batch.footprint_ids)
+        pct = np.empty(batch.size)
+        above = np.zeros(batch.size, dtype=bool)
+        outside = np.ones(batch.size, dtype=bool)
+        for region, idx in batch.by_region().items():
+            plan = plans[region]
+            region_keys = keys[idx]
+            pct[idx] = percentiles(plan, region_keys, self._quantiles_of(plan))
+            is_above, is_below = plan.sides(region_keys)
+            above[idx] = is_above
+            if is_above.any():
+                lowest = float(batch.scores[idx[is_above]].min())
+                yield beam.pvalue.TaggedOutput(self.ABOVE, (region, (int(is_above.sum()), lowest)))
+            for i in idx[~(is_above | is_below)]:
+                self._inside.inc()
+                outside[i] = False
+                yield beam.pvalue.TaggedOutput(self.INSIDE, (region, (
+                    batch.metas[i], float(batch.scores[i]), float(pct[i]))))
+        if not outside.all():
+            kept = np.flatnonzero(outside)
+            if not len(kept):
+                return
+            batch = batch.take(kept)
+            pct, above = pct[kept], above[kept]
+        unknown = np.full(batch.size, np.nan)
+        yield LabelledBatch(batch.metas, batch.scores, pct, above, unknown, unknown)
 
 
 def _resolve(grouped, plans: dict[str, RegionPlan]):
-    """Exact pass of one region: yields labelled bracket chips, then its RegionResult."""
+    """Exact pass of one region: yields its labelled bracket chips, then its RegionResult."""
     region, groups = grouped
     plan = plans[region]
     inside = list(groups["inside"])
     above, above_min = (list(groups["above"]) or [(0, math.inf)])[0]
-    keys = [rank_key(c.score, c.meta.footprint_id, c.meta.source, c.meta.position)
-            for c, _ in inside]
+    keys = [rank_key(score, meta.footprint_id, meta.source, meta.position)
+            for meta, score, _ in inside]
     res = resolve_bracket(plan, above, above_min if above else None, keys)
     target = float(plan.target)
-    for (chip, pct), chosen in zip(inside, res.selected):
-        yield LabelledChip(chip, pct, chosen, res.threshold, target)
+    if inside:
+        yield LabelledBatch(
+            tuple(meta for meta, _, _ in inside),
+            np.asarray([score for _, score, _ in inside], dtype=np.float32),
+            np.asarray([pct for _, _, pct in inside], dtype=np.float64),
+            np.asarray(res.selected, dtype=bool),
+            np.full(len(inside), res.threshold), np.full(len(inside), target))
     yield beam.pvalue.TaggedOutput("regions", RegionResult(
         region, plan.n, plan.k, target, res.threshold, res.residential, len(inside)))
 
 
-def _label_outside(chip_pct, is_residential: bool, results: dict[str, RegionResult]):
-    chip, pct = chip_pct
-    result = results[chip.meta.region]
-    return LabelledChip(chip, pct, is_residential, result.threshold, result.target_fraction)
+def _label_outside(batch: LabelledBatch, results: dict[str, RegionResult]) -> LabelledBatch:
+    regions = [results[meta.region] for meta in batch.metas]
+    return batch._replace(
+        thresholds=np.asarray([r.threshold for r in regions], dtype=np.float64),
+        targets=np.asarray([r.target_fraction for r in regions], dtype=np.float64))
 
 
 @dataclasses.dataclass
@@ -135,10 +218,10 @@ class LabelExactFraction(beam.PTransform):
             ``2 * (2 * epsilon + 1/(Q-1)) * N`` chips per region, and
             percentiles are within ``100 * (epsilon + 1/(2(Q-1)))`` points.
 
-    Input: PCollection of :class:`~pipeline.inference.ScoredChip`.
+    Input: PCollection of :class:`~pipeline.inference.ScoredBatch`.
 
     Returns:
-        ``{"chips": PCollection[LabelledChip], "regions": PCollection[RegionResult]}``.
+        ``{"chips": PCollection[LabelledBatch], "regions": PCollection[RegionResult]}``.
     """
 
     fractions: RegionFractions
@@ -148,21 +231,16 @@ class LabelExactFraction(beam.PTransform):
         super().__init__()
 
     def expand(self, scored):
-        by_region = scored | "ByRegion" >> beam.Map(lambda c: (c.meta.region, c))
-        counts = by_region | "CountRegion" >> beam.combiners.Count.PerKey()
-        sketches = (scored
-                    | "SketchKey" >> beam.Map(
-                        lambda c: (c.meta.region, sketch_key(c.score, c.meta.footprint_id)))
-                    | "Sketch" >> beam.CombinePerKey(quantile_combine_fn(self.epsilon)))
-        plans = counts | "Plan" >> beam.Map(
-            _plan, beam.pvalue.AsDict(sketches), self.fractions, self.epsilon)
+        plans = (scored
+                 | "SketchKeys" >> beam.FlatMap(_sketch_inputs)
+                 | "CountAndSketch" >> beam.CombinePerKey(_CountSketch(self.epsilon))
+                 | "Plan" >> beam.Map(_plan, self.fractions, self.epsilon))
         plans_si = beam.pvalue.AsDict(plans)
 
         sides = scored | "SplitByBracket" >> beam.ParDo(SplitByBracketFn(), plans_si).with_outputs(
-            SplitByBracketFn.ABOVE, SplitByBracketFn.BELOW, SplitByBracketFn.INSIDE)
-        above_stats = (sides[SplitByBracketFn.ABOVE]
-                       | "AboveScore" >> beam.Map(lambda cp: (cp[0].meta.region, cp[0].score))
-                       | "AboveCountMin" >> beam.CombinePerKey(_CountMin()))
+            SplitByBracketFn.ABOVE, SplitByBracketFn.INSIDE, main="outside")
+        above_stats = sides[SplitByBracketFn.ABOVE] | "AboveCountMin" >> beam.CombinePerKey(
+            _CountMin())
         # Every region has a plan, so every region gets a group, even with an
         # empty bracket (k = 0 or k = N).
         resolved = ({"plan": plans, "inside": sides[SplitByBracketFn.INSIDE],
@@ -172,9 +250,6 @@ class LabelExactFraction(beam.PTransform):
                         "regions", main="chips"))
         results_si = beam.pvalue.AsDict(
             resolved.regions | "ByName" >> beam.Map(lambda r: (r.region, r)))
-        above = sides[SplitByBracketFn.ABOVE] | "LabelAbove" >> beam.Map(
-            _label_outside, True, results_si)
-        below = sides[SplitByBracketFn.BELOW] | "LabelBelow" >> beam.Map(
-            _label_outside, False, results_si)
-        chips = (resolved.chips, above, below) | "AllLabelled" >> beam.Flatten()
+        outside = sides.outside | "LabelOutside" >> beam.Map(_label_outside, results_si)
+        chips = (resolved.chips, outside) | "AllLabelled" >> beam.Flatten()
         return {"chips": chips, "regions": resolved.regions}

@@ -12,9 +12,14 @@ and position only matter for hash collisions and duplicate ids.
 Distributed, nobody sorts a whole region. The steps, each a function here:
 
 1. a quantile sketch (Beam's MRL ``ApproximateQuantilesCombineFn``, rank
-   error below ``epsilon * N``) over the *sketch key* ``(score, tie_hash)``
-   of each region; the hash spreads ties, so a bracket in sketch-key space
-   holds few elements even when half the region scored exactly 1.0;
+   error below ``epsilon * N``) over the *sketch key* of each region: one
+   unsigned 64-bit integer, the float32 score's order-preserving bits then
+   the top 32 bits of the tie hash (:func:`sketch_keys`). It is a coarsening
+   of the rank key (never orders two footprints against it), so a bracket
+   in sketch-key space is a bracket in rank-key space; the hash spreads ties,
+   so the bracket holds few elements even when half the region scored
+   exactly 1.0; and being a machine integer, batches of keys are computed,
+   compared and ranked with numpy;
 2. :func:`plan_region` turns the sketch into a bracket ``[lo, hi]`` that
    must contain the k-th largest key;
 3. every footprint is classified above, below or inside the bracket
@@ -42,12 +47,13 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 
 #: Default rank error of the quantile sketch, as a fraction of N.
 DEFAULT_EPSILON = 1e-3
 
-SketchKey = tuple[float, int]
+SketchKey = int
 RankKey = tuple[float, int, str, str, str]
 
 
@@ -70,9 +76,27 @@ def tie_hash(footprint_id: str) -> int:
     return int.from_bytes(digest, "big") >> 1
 
 
+def sketch_keys(scores: Sequence[float] | np.ndarray, footprint_ids: Sequence[str]) -> np.ndarray:
+    """The sketch keys of a batch: uint64 ``score bits << 32 | tie_hash >> 31``.
+
+    The score is taken as float32 (what the model returns; a float64 is
+    rounded, which keeps the order) and its bits are made order-preserving
+    (sign bit flipped for positives, all bits flipped for negatives; -0.0
+    counts as 0.0). The key orders footprints as :func:`rank_key` does, with
+    footprints that agree on the score and the first 32 bits of the tie hash
+    equal; such equal keys always land on the same side of a bracket, and
+    the exact pass orders them by the full rank key.
+    """
+    bits = (np.asarray(scores, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
+    ordered = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
+    hashes = np.fromiter((tie_hash(f) >> 31 for f in footprint_ids), dtype=np.uint64,
+                         count=len(footprint_ids))
+    return (ordered.astype(np.uint64) << np.uint64(32)) | hashes
+
+
 def sketch_key(score: float, footprint_id: str) -> SketchKey:
-    """The key the quantile sketch orders: score, then the tie hash."""
-    return (score, tie_hash(footprint_id))
+    """The key the quantile sketch orders, for one footprint (see :func:`sketch_keys`)."""
+    return int(sketch_keys([score], [footprint_id])[0])
 
 
 def rank_key(score: float, footprint_id: str, source: str = "", position: str = "") -> RankKey:
@@ -97,10 +121,13 @@ def num_quantiles(epsilon: float) -> int:
     return int(math.ceil(1.0 / epsilon)) + 1
 
 
-def quantile_combine_fn(epsilon: float) -> ApproximateQuantilesCombineFn:
-    """Beam's MRL quantile CombineFn with the explicit rank error ``epsilon``."""
+def quantile_combine_fn(epsilon: float, batched: bool = False) -> ApproximateQuantilesCombineFn:
+    """Beam's MRL quantile CombineFn with the explicit rank error ``epsilon``.
+
+    ``batched``: inputs are lists of keys (one call per batch, not per key).
+    """
     return ApproximateQuantilesCombineFn.create(num_quantiles=num_quantiles(epsilon),
-                                                epsilon=epsilon)
+                                                epsilon=epsilon, input_batched=batched)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +166,17 @@ class RegionPlan:
         if self.lo is not None and key < self.lo:
             return "below"
         return "inside"
+
+    def sides(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`side` of a uint64 array of sketch keys: ``(above, below)`` masks."""
+        if self.k == 0 or self.k >= self.n:
+            every = np.ones(len(keys), dtype=bool)
+            return (~every, every) if self.k == 0 else (every, ~every)
+        above = (keys > np.uint64(self.hi) if self.hi is not None
+                 else np.zeros(len(keys), dtype=bool))
+        below = (keys < np.uint64(self.lo) if self.lo is not None
+                 else np.zeros(len(keys), dtype=bool))
+        return above, below
 
 
 def plan_region(region: str, n: int, target: Fraction, quantiles: Sequence[SketchKey],
@@ -208,6 +246,23 @@ def percentile(plan: RegionPlan, key: SketchKey) -> float:
     left, right = bisect.bisect_left(q, key), bisect.bisect_right(q, key)
     position = (left + right - 1) / 2
     return 100.0 * min(max(position / (len(q) - 1), 0.0), 1.0)
+
+
+def percentiles(plan: RegionPlan, keys: np.ndarray,
+                quantiles: np.ndarray | None = None) -> np.ndarray:
+    """:func:`percentile` of a uint64 array of sketch keys, vectorized.
+
+    ``quantiles``: ``plan.quantiles`` as a uint64 array, when the caller
+    keeps one per plan (converting it costs more than ranking a batch).
+    """
+    q = np.asarray(plan.quantiles, dtype=np.uint64) if quantiles is None else quantiles
+    if plan.n <= 1 or len(q) < 2:
+        return np.zeros(len(keys))
+    left = np.searchsorted(q, keys, side="left")
+    if plan.exact:
+        return 100.0 * left / (plan.n - 1)
+    position = (left + np.searchsorted(q, keys, side="right") - 1) / 2
+    return 100.0 * np.clip(position / (len(q) - 1), 0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)

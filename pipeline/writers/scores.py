@@ -26,10 +26,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 
 from footprints import contracts
 from footprints.errors import ConfigError
-from pipeline.thresholds import LabelledChip, RegionResult
+from pipeline.thresholds import LabelledBatch, RegionResult
 from pipeline.writers.files import WriteJson, join
 from pipeline.writers.tables import WriteErrors, WriteTable, geoparquet_schema
 
@@ -53,45 +54,63 @@ def _transformer(src: str, dst: str):
     return pyproj.Transformer.from_crs(src, dst, always_xy=True)
 
 
+def reproject_wkbs(wkbs: list[bytes], src: str, dst: str) -> list[bytes]:
+    """WKB geometries from CRS ``src`` to ``dst`` (x/y order, as GIS software writes).
+
+    Vectorized: one shapely parse, one pyproj call over every coordinate and
+    one WKB write for the whole list.
+    """
+    import shapely
+
+    if src == dst or not wkbs:
+        return list(wkbs)
+    transformer = _transformer(src, dst)
+
+    def move(xy):
+        x, y = transformer.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    moved = shapely.transform(shapely.from_wkb(wkbs), move)
+    return list(shapely.to_wkb(moved))
+
+
 def reproject_wkb(wkb: bytes, src: str, dst: str) -> bytes:
     """A WKB polygon from CRS ``src`` to ``dst`` (x/y order, as GIS software writes)."""
-    import shapely
-    import shapely.ops
-
-    if src == dst:
-        return wkb
-    geom = shapely.from_wkb(wkb)
-    return shapely.to_wkb(shapely.ops.transform(_transformer(src, dst).transform, geom))
+    return reproject_wkbs([wkb], src, dst)[0]
 
 
-def score_row(labelled: LabelledChip, model_id: str, run_id: str,
-              crs: str | None = None) -> dict[str, Any]:
-    """One row of ``scores/`` (``SCORES_SCHEMA``) from a labelled chip.
+def score_rows(labelled: LabelledBatch, model_id: str, run_id: str,
+               crs: str | None = None) -> list[dict[str, Any]]:
+    """The rows of ``scores/`` (``SCORES_SCHEMA``) of a labelled batch.
 
     Args:
-        labelled: The chip with its label and region threshold.
+        labelled: The chips with their labels and region thresholds.
         model_id: Identifies the model (model card id or directory and hash).
         run_id: Identifies this run.
-        crs: The table's CRS; polygons in another CRS are reprojected to it.
-            None keeps the polygons as the chips carry them.
+        crs: The table's CRS; polygons in another CRS are reprojected to it
+            (per batch and source CRS, in one call). None keeps the polygons
+            as the chips carry them.
     """
-    meta = labelled.chip.meta
-    geometry = meta.wkb
-    if geometry is not None and crs is not None and meta.crs and meta.crs != crs:
-        geometry = reproject_wkb(geometry, meta.crs, crs)
-    return {
-        "footprint_id": meta.footprint_id,
-        "region": meta.region,
-        "score": labelled.chip.score,
-        "percentile": labelled.percentile,
-        "is_residential": labelled.is_residential,
-        "label": meta.label,
-        "threshold": labelled.threshold,
-        "target_fraction": labelled.target_fraction,
-        "model_id": model_id,
-        "run_id": run_id,
-        "geometry": geometry,
-    }
+    metas = labelled.metas
+    geometries = [meta.wkb for meta in metas]
+    if crs is not None:
+        moved: dict[str, list[int]] = {}
+        for i, meta in enumerate(metas):
+            if meta.wkb is not None and meta.crs and meta.crs != crs:
+                moved.setdefault(meta.crs, []).append(i)
+        for src, positions in moved.items():
+            for i, wkb in zip(positions, reproject_wkbs([geometries[i] for i in positions],
+                                                        src, crs)):
+                geometries[i] = wkb
+    return [
+        {"footprint_id": meta.footprint_id, "region": meta.region, "score": score,
+         "percentile": pct, "is_residential": residential, "label": meta.label,
+         "threshold": threshold, "target_fraction": target, "model_id": model_id,
+         "run_id": run_id, "geometry": geometry}
+        for meta, score, pct, residential, threshold, target, geometry in zip(
+            metas, labelled.scores.tolist(), labelled.percentiles.tolist(),
+            labelled.is_residential.tolist(), labelled.thresholds.tolist(),
+            labelled.targets.tolist(), geometries)]
 
 
 def scores_schema(crs: str | None):
@@ -251,7 +270,7 @@ class WriteScoreOutputs(beam.PTransform):
         num_shards: Files in ``scores/`` (0 lets the runner decide).
 
     Input: a dict with ``scores`` (``SCORES_SCHEMA`` rows, as
-    :func:`score_row` makes them), ``regions`` (RegionResult),
+    :func:`score_rows` makes them), ``regions`` (RegionResult),
     ``errors`` (ErrorRecord) and ``counts`` (a singleton dict with
     ``records_read``, ``read_errors``, ``scored``, ``errors``).
     """
@@ -288,26 +307,24 @@ class WriteScoreOutputs(beam.PTransform):
             rows | "BigQuery" >> WriteScoresBigQuery(self.bigquery_table, self.crs)
 
         residential = (rows
-                       | "Residential" >> beam.Filter(lambda r: r["is_residential"])
-                       | "ResidentialRegion" >> beam.Map(lambda r: (r["region"], 1))
+                       | "ResidentialRegion" >> beam.FlatMap(
+                           lambda r: [(r["region"], 1)] if r["is_residential"] else [])
                        | "ResidentialCount" >> beam.CombinePerKey(sum))
         reasons = (inputs["errors"]
                    | "Reason" >> beam.Map(lambda e: (f"{e.stage}/{e.error}", 1))
                    | "ReasonCount" >> beam.CombinePerKey(sum))
-        duplicates = (rows
-                      | "Id" >> beam.Map(lambda r: (r["footprint_id"], 1))
-                      | "IdCount" >> beam.CombinePerKey(sum)
-                      | "Repeated" >> beam.Filter(lambda kv: kv[1] > 1)
-                      | "RepeatedList" >> beam.combiners.ToList()
-                      | "DuplicateReport" >> beam.Map(duplicate_report))
+        repeated = (rows
+                    | "Id" >> beam.Map(lambda r: (r["footprint_id"], 1))
+                    | "IdCount" >> beam.CombinePerKey(sum)
+                    | "Repeated" >> beam.Filter(lambda kv: kv[1] > 1))
         # The summary waits on every write (side inputs), so it appears last.
         done = [beam.pvalue.AsList(w) for w in written]
         summary = (inputs["counts"]
                    | "Summary" >> beam.Map(
                        lambda counts, regions, res, why, dups, run, *_: build_summary(
-                           counts, regions, dict(res), dict(why), dups, run),
+                           counts, regions, dict(res), dict(why), duplicate_report(dups), run),
                        beam.pvalue.AsList(inputs["regions"]), beam.pvalue.AsList(residential),
-                       beam.pvalue.AsList(reasons), beam.pvalue.AsSingleton(duplicates),
+                       beam.pvalue.AsList(reasons), beam.pvalue.AsList(repeated),
                        {**self.run_info, "run_id": self.run_id, "model_id": self.model_id},
                        *done))
         return summary | "WriteSummary" >> WriteJson(join(self.output, SUMMARY_FILE))
