@@ -38,6 +38,7 @@ from footprints import contracts
 from footprints.contracts import ErrorRecord
 from footprints.errors import ConfigError
 from pipeline.inference import ScoreRecords
+from pipeline.monitoring import ShowProgress, add_metrics_to_summary, collect_metrics
 from pipeline.inference.handlers import (
     MODEL_FORMATS,
     ChipScoreHandler,
@@ -56,7 +57,7 @@ from pipeline.sources.chips import (
 from pipeline.thresholds import LabelExactFraction
 from pipeline.thresholds.fractions import RegionFractions, parse_fraction, read_region_fractions
 from pipeline.thresholds.selection import DEFAULT_EPSILON, percentile_bound
-from pipeline.writers.files import join, read_json
+from pipeline.writers.files import join
 from pipeline.writers.scores import (
     SUMMARY_FILE,
     WriteScoreOutputs,
@@ -186,7 +187,9 @@ class ScoreChips(beam.PTransform):
     def expand(self, records):
         checked = records | "Validate" >> beam.ParDo(ValidateChipsFn()).with_outputs(
             ValidateChipsFn.ERRORS, main="chips")
-        scored = checked.chips | "Score" >> ScoreRecords(self.handler())
+        scored = (checked.chips
+                  | "Progress" >> ShowProgress("chips")
+                  | "Score" >> ScoreRecords(self.handler()))
         labelled = scored.scores | "Label" >> LabelExactFraction(self.fractions, self.epsilon)
         # Batches until here; one row per chip from now on (the public output).
         rows = labelled["chips"] | "ToRows" >> beam.FlatMap(
@@ -375,9 +378,9 @@ def run_config(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict:
         FileSystems.mkdirs(config.output)
     if FileSystems.exists(summary_path):
         FileSystems.delete([summary_path])
-    pipeline = build_pipeline(config, PipelineOptions(list(beam_args)))
-    pipeline.run().wait_until_finish()
-    return read_json(summary_path)
+    result = build_pipeline(config, PipelineOptions(list(beam_args))).run()
+    result.wait_until_finish()
+    return add_metrics_to_summary(summary_path, collect_metrics(result))
 
 
 def run(argv: Sequence[str] | None = None) -> int:

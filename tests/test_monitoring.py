@@ -22,3 +22,22 @@ def test_segment_summary_holds_metrics_and_progress_is_printed(tmp_path, capfd):
     err = capfd.readouterr()
     assert f"progress [windows]: {summary['windows']['planned']} done" in err.err
     assert "segment: 2 tiles -> 2 masks" in err.out
+
+
+def test_score_summary_holds_metrics_and_progress_is_printed(tmp_path, capfd):
+    from score_helpers import chip_record, save_classifier, write_shards
+
+    write_shards(str(tmp_path / "chips"), [chip_record(f"f{i}", i * 9) for i in range(24)], 2)
+    model = save_classifier(str(tmp_path / "clf"))
+    out = tmp_path / "out"
+    assert cli.main(["score", "--chips", str(tmp_path / "chips" / "*.tfrecord"), "--model",
+                     model, "--residential-fraction", "0.25", "--output", str(out),
+                     "--batch-size", "8"]) == 0
+    summary = read_json(str(out / "summary.json"))
+    counters = summary["metrics"]["counters"]
+    assert counters["score/records_read"] == 24
+    batches = summary["metrics"]["distributions"]
+    assert any(k.endswith("batch_size") and v["max"] <= 8 for k, v in batches.items())
+    err = capfd.readouterr()
+    assert "progress [chips]: 24 done" in err.err
+    assert "all: 6 of 24 residential" in err.out
