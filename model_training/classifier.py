@@ -26,10 +26,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from footprints import contracts
 from model_training import cards, classifier_models, data, evaluation, export, fitting
 from model_training.configs import ClassifierConfig
 
 log = logging.getLogger(__name__)
+
 
 def compile_classifier(model: keras.Model, learning_rate: float, xla: bool = False) -> None:
     """Compiles with Adam, binary cross-entropy and the validation metrics."""
@@ -96,11 +98,9 @@ def train_classifier(config: ClassifierConfig,
     val_ds = data.classifier_dataset(val_split, options, training=False,
                                      count=val_counts.usable)
 
-    initial_epoch = 0
     backbone = config.backbone if model is None else f"custom ({model.name})"
     if state is not None:
         model = keras.models.load_model(run.last)
-        initial_epoch = state["epoch"] + 1
     elif model is None:
         model = classifier_models.build_classifier(
             config.backbone, config.image_size, config.weights, config.filters,
@@ -112,6 +112,40 @@ def train_classifier(config: ClassifierConfig,
         class_weight=train_counts.class_weights() if config.class_weight == "balanced"
         else None)
 
+    _fit_phases(model, config, run, state, train_ds, val_ds, fit_options)
+    fitting.restore_best(model, run)
+
+    export.export_classifier(model, run.model_dir, config.image_size)
+    model.save(run.keras_copy)
+    metrics = evaluate_exported(run.model_dir, val_split, config.batch_size)
+    card = cards.base_card("footprint-classifier", dataclasses.asdict(config))
+    card.update({
+        "backbone": backbone,
+        "weights": config.weights or "random initialization",
+        "input": {"image_size": config.image_size, "channels": 3, "value_range": [0, 255],
+                  "encodings": ["PNG", "JPEG"],
+                  "serving": "serialized chip records; decode, resize and normalize in graph"},
+        "class_mapping": {str(k): v for k, v in data.CLASS_NAMES.items()},
+        "output": "score: probability that the footprint is residential (class 1)",
+        "training_data": {
+            "train": {"fingerprint": cards.fingerprint(train_split.files),
+                      "subset": train_split.subset, "counts": train_counts.named(),
+                      "unlabelled": train_counts.unlabelled,
+                      "undecodable": train_counts.undecodable},
+            "validation": {"fingerprint": cards.fingerprint(val_split.files),
+                           "subset": val_split.subset, "counts": val_counts.named()},
+            "val_fraction": config.val_fraction if config.val is None else None,
+        },
+        "class_weight": fit_options.class_weight,
+    })
+    return fitting.finish(run, card, config.monitor, metrics, f"classifier ({backbone})")
+
+
+def _fit_phases(model: keras.Model, config: ClassifierConfig, run: fitting.RunDir,
+                state: dict | None, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
+                options: fitting.FitOptions) -> None:
+    """Trains each phase (frozen base, then fine-tuning) still ahead of the run."""
+    initial_epoch = state["epoch"] + 1 if state else 0
     resumed = state is not None
     for start, end, trainable, rate in _phases(config, model):
         if end <= initial_epoch:
@@ -124,43 +158,8 @@ def train_classifier(config: ClassifierConfig,
             needs_compile = True
         if needs_compile:
             compile_classifier(model, rate, config.xla)
-        fitting.fit(model, train_ds, val_ds, run, fit_options, max(start, initial_epoch), end)
+        fitting.fit(model, train_ds, val_ds, run, options, max(start, initial_epoch), end)
         resumed = False
-    fitting.restore_best(model, run)
-
-    export.export_classifier(model, run.model_dir, config.image_size)
-    model.save(run.keras_copy)
-    metrics = evaluate_exported(run.model_dir, val_split, config.batch_size)
-    history = cards.read_history(run.history)
-    epochs = len(history.get("loss", []))
-    card = cards.base_card("footprint-classifier", dataclasses.asdict(config))
-    card.update({
-        "backbone": backbone,
-        "weights": config.weights or "random initialization",
-        "input": {"image_size": config.image_size, "channels": 3, "value_range": [0, 255],
-                  "encodings": ["PNG", "JPEG"],
-                  "serving": "serialized chip records; decode, resize and normalize in graph"},
-        "class_mapping": {str(k): v for k, v in data.CLASS_NAMES.items()},
-        "output": "score: probability that the footprint is residential (class 1)",
-        "validation_metrics": metrics,
-        "training_data": {
-            "train": {"fingerprint": cards.fingerprint(train_split.files),
-                      "subset": train_split.subset, "counts": train_counts.named(),
-                      "unlabelled": train_counts.unlabelled,
-                      "undecodable": train_counts.undecodable},
-            "validation": {"fingerprint": cards.fingerprint(val_split.files),
-                           "subset": val_split.subset, "counts": val_counts.named()},
-            "val_fraction": config.val_fraction if config.val is None else None,
-        },
-        "epochs_trained": epochs,
-        "best_epoch": fitting.best_epoch(history, config.monitor),
-        "class_weight": fit_options.class_weight,
-    })
-    card_path = cards.write_card(run.model_dir, card)
-    cards.plot_history(history, run.curves, f"classifier ({config.backbone})")
-    return fitting.TrainResult(output=run.root, model_dir=run.model_dir, keras_path=run.keras_copy,
-                       card_path=card_path, curves_path=run.curves, metrics=metrics,
-                       epochs=epochs)
 
 
 def evaluate_exported(model_dir: str, split: data.ChipSplit,
@@ -168,7 +167,8 @@ def evaluate_exported(model_dir: str, split: data.ChipSplit,
     """Scores a split's labelled records with the exported model; see evaluation."""
     serve = export.load_serving(model_dir)
     labels, scores = [], []
-    ds = split.parsed().map(lambda r: (r[data.SERIALIZED], r["label"])).batch(batch_size)
+    ds = split.parsed().map(
+        lambda r: (r[data.SERIALIZED], r[contracts.LABEL_KEY])).batch(batch_size)
     for serialized, label in ds:
         keep = label.numpy() >= 0
         if not keep.any():

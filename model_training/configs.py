@@ -183,6 +183,8 @@ class ClassifierConfig(RunSettings):
         cache: See :data:`CACHE_HELP`.
         shuffle_buffer: Shuffle buffer size.
         monitor: Validation metric for the best checkpoint and early stopping.
+            ``val_loss`` by default: a proper scoring rule, it rewards ranking
+            and calibration and keeps improving after AUC saturates at 1.0.
         patience: Epochs without improvement before stopping (0: off).
 
     Also takes the keyword-only :class:`RunSettings`.
@@ -195,7 +197,7 @@ class ClassifierConfig(RunSettings):
     backbone: str = "small-cnn"
     weights: str | None = None
     image_size: int = 64
-    filters: tuple[int, ...] = (32, 64, 128)
+    filters: tuple[int, ...] = (16, 32, 64)
     alpha: float = 1.0
     dropout: float = 0.25
     batch_size: int = 32
@@ -207,7 +209,7 @@ class ClassifierConfig(RunSettings):
     augment: bool = True
     cache: str = "memory"
     shuffle_buffer: int = 2048
-    monitor: str = "val_auc"
+    monitor: str = "val_loss"
     patience: int = 6
 
     def __post_init__(self):

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from footprints.errors import ConfigError
+from model_training import cards
 
 log = logging.getLogger(__name__)
 
@@ -264,3 +265,25 @@ def best_epoch(history: dict[str, list[float]], monitor: str) -> int | None:
         return None
     pick = np.nanargmin if monitor.endswith("loss") else np.nanargmax
     return int(pick(values)) + 1
+
+
+def finish(run: RunDir, card: dict[str, Any], monitor: str, metrics: dict,
+           title: str) -> TrainResult:
+    """Completes a run: adds the epochs to the card, writes it and the curves.
+
+    Args:
+        run: The run folder, with the model already exported to ``run.model_dir``.
+        card: The model card so far (see :mod:`model_training.cards`).
+        monitor: The metric that picked the best epoch.
+        metrics: Validation metrics of the exported model.
+        title: Title of the training-curve plot.
+    """
+    history = cards.read_history(run.history)
+    epochs = len(history.get("loss", []))
+    card.update({"validation_metrics": metrics, "epochs_trained": epochs,
+                 "best_epoch": best_epoch(history, monitor), "monitor": monitor})
+    card_path = cards.write_card(run.model_dir, card)
+    cards.plot_history(history, run.curves, title)
+    return TrainResult(output=run.root, model_dir=run.model_dir, keras_path=run.keras_copy,
+                       card_path=card_path, curves_path=run.curves, metrics=metrics,
+                       epochs=epochs)

@@ -34,10 +34,11 @@ import numpy as np
 from footprints import contracts
 from footprints.errors import InputError
 from model_training import cards, configs, evaluation, export, fitting, losses, schedules, unet
-from model_training.configs import SegmenterConfig
 from model_training import segmentation_data as sd
+from model_training.configs import SegmenterConfig
 
 log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass(frozen=True)
 class SegmentationData:
@@ -136,7 +137,6 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
     model.save(run.keras_copy)
     metrics = evaluate_exported(run.model_dir, prepared.val, config.threshold,
                                 config.batch_size)
-    history = cards.read_history(run.history)
     label_files = [config.footprints] if config.footprints else list(
         sd.expand_globs(config.masks, "mask tiles", "area/masks/*.tif"))
     card = cards.base_card("building-segmenter", dataclasses.asdict(config))
@@ -153,7 +153,6 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
                   "receptive_halo": prepared.assets.receptive_halo},
         "class_mapping": {"0": "background", "1": "building"},
         "output": "mask: probability that the pixel is part of a building",
-        "validation_metrics": {**metrics, "patches": len(prepared.val)},
         "training_data": {
             "images": cards.fingerprint(prepared.tiles),
             "labels": cards.fingerprint(label_files),
@@ -162,15 +161,9 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
             "building_fraction": prepared.building_fraction,
             "split": f"bottom {config.val_fraction:.0%} of each tile (at least one patch)",
         },
-        "epochs_trained": len(history.get("loss", [])),
-        "best_epoch": fitting.best_epoch(history, options.monitor),
     })
-    card_path = cards.write_card(run.model_dir, card)
-    cards.plot_history(history, run.curves, f"segmenter (U-Net depth {config.depth})")
-    return fitting.TrainResult(output=run.root, model_dir=run.model_dir,
-                               keras_path=run.keras_copy, card_path=card_path,
-                               curves_path=run.curves, metrics=metrics,
-                               epochs=len(history.get("loss", [])))
+    return fitting.finish(run, card, options.monitor, {**metrics, "patches": len(prepared.val)},
+                          f"segmenter (U-Net depth {config.depth})")
 
 
 def evaluate_exported(model_dir: str, patches: sd.Patches, threshold: float = 0.5,

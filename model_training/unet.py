@@ -28,6 +28,7 @@ from model_training.configs import CENTRES, UNetConfig, receptive_field, recepti
 
 __all__ = ["CENTRES", "UNetConfig", "build_unet", "receptive_field", "receptive_halo"]
 
+
 def _conv(x, filters: int, name: str, dilation: int = 1):
     x = layers.Conv2D(filters, 3, padding="same", dilation_rate=dilation, use_bias=False,
                       name=f"{name}_conv")(x)

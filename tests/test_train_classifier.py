@@ -19,7 +19,7 @@ from model_training.classifier import train_classifier
 from model_training.configs import ClassifierConfig
 
 SIZE = 32
-FAST = dict(image_size=SIZE, filters=(16, 32, 64), batch_size=32, verbose=0, seed=3)
+FAST = dict(image_size=SIZE, batch_size=32, verbose=0, seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -133,7 +133,7 @@ def _add_classifier(tasks) -> None:
     p.add_argument("--image-size", type=int, default=_default(c, "image_size"),
                    help="model input size; chips are resized to it (default: %(default)s)")
     p.add_argument("--filters", type=_int_tuple, default=_default(c, "filters"),
-                   metavar="N,N,...", help="small-cnn filters per stack (default: 32,64,128)")
+                   metavar="N,N,...", help="small-cnn filters per stack (default: 16,32,64)")
     p.add_argument("--alpha", type=float, default=_default(c, "alpha"),
                    help="mobilenetv2 width multiplier; must match --weights "
                         "(default: %(default)s)")
