@@ -380,8 +380,10 @@ def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, 
             models["gray16"], "--output", out, "--tta", "flips", "--binary-mask",
             "--halo", "4", "--runner", "DirectRunner"]
     assert cli.main(argv) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["tiles"]["written"] == 2 and printed["footprints"]["count"] == 2
+    printed = capsys.readouterr().out
+    assert "segment: 2 tiles -> 2 masks" in printed and "footprints: 2 buildings" in printed
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["tiles"]["written"] == 2 and summary["footprints"]["count"] == 2
     with rasterio.open(os.path.join(out, "masks", "g0.tif")) as src:
         assert src.count == 2 and src.descriptions[1] == "building"
         binary = src.read(2)

@@ -136,7 +136,7 @@ def run(args, beam_args) -> int:
               if isinstance(v, (int, float))})
     started = time.time()
     segmenter = os.path.join(out, "models", "segmenter")
-    _cli(["train", "segmenter", "--images", tiles_glob, "--footprints", area.footprints,
+    _cli(["train", "segmenter", "--rasters", tiles_glob, "--footprints", area.footprints,
           "--output", segmenter, "--epochs", str(args.epochs), "--overwrite", "--quiet"])
     card = contracts.read_model_card(os.path.join(segmenter, "model"))
     _stage(report, "train_segmenter", started, model=os.path.join(segmenter, "model"),

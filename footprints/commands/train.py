@@ -25,9 +25,9 @@ from model_training.configs import (BACKBONES, CACHE_HELP, CENTRES, MONITORS, SC
 EPILOG = """\
 examples:
   footprints train classifier --train 'chips/train-*.tfrecord*' --output runs/classifier
-  footprints train segmenter --images 'area/tiles/*.tif' \\
+  footprints train segmenter --rasters 'area/tiles/*.tif' \\
       --footprints area/footprints.gpkg --output runs/segmenter
-  footprints train lr-find --images 'area/tiles/*.tif' --masks 'area/masks/*.tif' \\
+  footprints train lr-find --rasters 'area/tiles/*.tif' --masks 'area/masks/*.tif' \\
       --output runs/lr
 
 Each run writes OUTPUT/model (the SavedModel contract, with
@@ -50,10 +50,10 @@ examples:
 SEGMENTER_EPILOG = """\
 examples:
   # RGB tiles and footprint polygons (any CRS; reprojected to each tile's)
-  footprints train segmenter --images 'area/tiles/*.tif' \\
+  footprints train segmenter --rasters 'area/tiles/*.tif' \\
       --footprints area/footprints.gpkg --output runs/seg
   # 4-band uint16 tiles with mask GeoTIFFs named like the tiles
-  footprints train segmenter --images 'tiles/*.tif' --masks 'masks/*.tif' \\
+  footprints train segmenter --rasters 'tiles/*.tif' --masks 'masks/*.tif' \\
       --scaling percentile --residual --centre serial-dilated \\
       --loss focal+jaccard --output runs/seg4
 """
@@ -65,7 +65,7 @@ OUTPUT/lr_find.json, and prints the suggested rate. Pass a rate near the
 suggestion as `footprints train segmenter --learning-rate`.
 
 example:
-  footprints train lr-find --images 'area/tiles/*.tif' \\
+  footprints train lr-find --rasters 'area/tiles/*.tif' \\
       --footprints area/footprints.gpkg --output runs/lr
 """
 
@@ -165,7 +165,8 @@ def _add_classifier(tasks) -> None:
 
 def _segmenter_flags(p: argparse.ArgumentParser) -> None:
     s = SegmenterConfig
-    p.add_argument("--images", required=True, metavar="GLOB",
+    p.add_argument("--rasters", "--raster", "--images", dest="images", required=True,
+                   metavar="GLOB",
                    help="orthophoto GeoTIFFs (uint8 or uint16, any band count)")
     labels = p.add_mutually_exclusive_group(required=True)
     labels.add_argument("--footprints", metavar="PATH",
