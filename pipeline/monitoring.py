@@ -105,3 +105,19 @@ def add_metrics_to_summary(summary_path: str, metrics: dict) -> dict:
         summary["metrics"] = metrics
         write_json_atomic(summary_path, summary)
     return summary
+
+
+def run_to_summary(pipeline: beam.Pipeline, summary_path: str) -> dict:
+    """Runs a built job whose last step writes ``summary_path``; returns that summary.
+
+    An older summary is deleted first, so a killed run leaves none behind and
+    a summary's presence means a finished run. The run's metrics are added to
+    it afterwards.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    if FileSystems.exists(summary_path):
+        FileSystems.delete([summary_path])
+    result = pipeline.run()
+    result.wait_until_finish()
+    return add_metrics_to_summary(summary_path, collect_metrics(result))

@@ -33,7 +33,7 @@ from footprints import contracts
 from footprints.errors import ConfigError, InputError
 from pipeline import chipping
 from pipeline.counting import count_all, count_by
-from pipeline.monitoring import ShowProgress, add_metrics_to_summary, collect_metrics
+from pipeline.monitoring import ShowProgress, run_to_summary
 from pipeline.sources import images as image_source
 from pipeline.sources import tile_index, vectors
 from pipeline.sources.open_rasters import OpenRasters
@@ -375,9 +375,7 @@ def run(config: PrepareConfig, beam_args: list[str] | None = None) -> dict:
     options = PipelineOptions(beam_args or [])
     p = beam.Pipeline(options=options)
     build(p, config, info)
-    result = p.run()
-    result.wait_until_finish()
-    return add_metrics_to_summary(config.summary_path, collect_metrics(result))
+    return run_to_summary(p, config.summary_path)
 
 
 def _with_value_range(config: PrepareConfig) -> PrepareConfig:

@@ -38,7 +38,7 @@ from footprints import contracts
 from footprints.contracts import ErrorRecord
 from footprints.errors import ConfigError
 from pipeline.inference import ScoreRecords
-from pipeline.monitoring import ShowProgress, add_metrics_to_summary, collect_metrics
+from pipeline.monitoring import ShowProgress, run_to_summary
 from pipeline.inference.handlers import (
     MODEL_FORMATS,
     ChipScoreHandler,
@@ -368,19 +368,12 @@ def count_streams(pcolls: dict[str, beam.PCollection], label: str = "Counts"
 
 
 def run_config(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict:
-    """Runs the job to completion; returns the summary it wrote.
-
-    An older ``summary.json`` is deleted first, so a run that is killed
-    leaves no summary behind: its presence means a finished run.
-    """
-    summary_path = join(config.output, SUMMARY_FILE)
+    """Runs the job to completion; returns the summary it wrote (see
+    :func:`pipeline.monitoring.run_to_summary`)."""
     if not FileSystems.exists(config.output):
         FileSystems.mkdirs(config.output)
-    if FileSystems.exists(summary_path):
-        FileSystems.delete([summary_path])
-    result = build_pipeline(config, PipelineOptions(list(beam_args))).run()
-    result.wait_until_finish()
-    return add_metrics_to_summary(summary_path, collect_metrics(result))
+    return run_to_summary(build_pipeline(config, PipelineOptions(list(beam_args))),
+                          join(config.output, SUMMARY_FILE))
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -43,7 +43,7 @@ from footprints.errors import ConfigError, ContractError
 from pipeline.counting import count_by
 from pipeline.inference.handlers import accelerator_count
 from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModelHandler
-from pipeline.monitoring import ShowProgress, add_metrics_to_summary, collect_metrics
+from pipeline.monitoring import ShowProgress, run_to_summary
 from pipeline.polygonize import ChipFootprints, Polygonize
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
 from pipeline.stitching.iou import mask_iou
@@ -419,19 +419,12 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
 
 
 def run_config(config: SegmentConfig, beam_args: Sequence[str] = ()) -> dict:
-    """Runs the job to completion; returns the summary it wrote.
-
-    An older ``summary.json`` is deleted first, so its presence means a
-    finished run.
-    """
-    summary_path = join(config.output, SUMMARY_FILE)
+    """Runs the job to completion; returns the summary it wrote (see
+    :func:`pipeline.monitoring.run_to_summary`)."""
     if not FileSystems.exists(config.output):
         FileSystems.mkdirs(config.output)
-    if FileSystems.exists(summary_path):
-        FileSystems.delete([summary_path])
-    result = build_pipeline(config, PipelineOptions(list(beam_args))).run()
-    result.wait_until_finish()
-    return add_metrics_to_summary(summary_path, collect_metrics(result))
+    return run_to_summary(build_pipeline(config, PipelineOptions(list(beam_args))),
+                          join(config.output, SUMMARY_FILE))
 
 
 def run(argv: Sequence[str] | None = None) -> int:
