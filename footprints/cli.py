@@ -57,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _drop_known_noise(record: logging.LogRecord) -> bool:
+    """Drops a Beam 2.77 warning that says nothing to a user.
+
+    Beam's RunInference imports its model manager together with the
+    ``resource`` module, and the manager needs PyTorch; without PyTorch the
+    import fails, ``resource`` is set to None, and every batch warns that
+    memory cannot be measured, on Linux too.
+    """
+    return "Resource module is not available" not in str(record.msg)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -66,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=getattr(logging, args.log_level),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().addFilter(_drop_known_noise)
     try:
         return int(args.handler(args, unknown) or 0)
     except FootprintsError as exc:
