@@ -37,6 +37,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from footprints import contracts
 from footprints.contracts import ErrorRecord
 from footprints.errors import ConfigError
+from pipeline.counting import count_all
 from pipeline.inference import ScoreRecords
 from pipeline.monitoring import ShowProgress, run_to_summary
 from pipeline.inference.handlers import (
@@ -307,7 +308,7 @@ def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) 
     read = p | "ReadChips" >> ReadChipRecords(config.chips)
     result = read.records | "ScoreChips" >> scorer
     errors = (read[ReadChipRecords.ERRORS], result.errors) | "AllErrors" >> beam.Flatten()
-    counts = count_streams({"records_read": read.records,
+    counts = count_all(p, {"records_read": read.records,
                             "read_errors": read[ReadChipRecords.ERRORS],
                             "scored": result.scores, "errors": errors})
     fractions = {"default": float(config.fractions.default),
@@ -324,47 +325,6 @@ def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) 
              csv=config.csv, bigquery_table=config.bigquery_table,
              num_shards=config.num_shards))
     return p
-
-
-class _CountByName(beam.CombineFn):
-    """Counts elements per stream name; every name of ``names`` is present, 0 if empty."""
-
-    def __init__(self, names: Sequence[str]):
-        self._names = tuple(names)
-
-    def create_accumulator(self):
-        return dict.fromkeys(self._names, 0)
-
-    def add_input(self, acc, name):
-        acc[name] += 1
-        return acc
-
-    def merge_accumulators(self, accs):
-        accs = iter(accs)
-        total = next(accs)
-        for acc in accs:
-            for name, n in acc.items():
-                total[name] += n
-        return total
-
-    def extract_output(self, acc):
-        return dict(sorted(acc.items()))
-
-
-def count_streams(pcolls: dict[str, beam.PCollection], label: str = "Counts"
-                  ) -> beam.PCollection:
-    """A singleton ``{name: count}`` of several PCollections, as data.
-
-    One combine over the tagged, flattened streams: the same numbers as one
-    ``Count.Globally`` per stream (``pipeline.counting.count_all``), with a
-    quarter of the transforms (each costs graph translation and stage set-up
-    time on every runner).
-    """
-    tagged = [pcoll | f"{label}.Tag.{name}" >> beam.Map(lambda _, n=name: n)
-              for name, pcoll in pcolls.items()]
-    return (tagged
-            | f"{label}.All" >> beam.Flatten()
-            | f"{label}.Count" >> beam.CombineGlobally(_CountByName(list(pcolls))))
 
 
 def run_config(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict:
