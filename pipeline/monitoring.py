@@ -110,12 +110,18 @@ def add_metrics_to_summary(summary_path: str, metrics: dict) -> dict:
 def run_to_summary(pipeline: beam.Pipeline, summary_path: str) -> dict:
     """Runs a built job whose last step writes ``summary_path``; returns that summary.
 
-    An older summary is deleted first, so a killed run leaves none behind and
+    The summary's folder is created if needed. An older summary is deleted
+    first, so a killed run leaves none behind and
     a summary's presence means a finished run. The run's metrics are added to
     it afterwards.
     """
+    import posixpath
+
     from apache_beam.io.filesystems import FileSystems
 
+    folder = posixpath.dirname(summary_path)
+    if folder and not FileSystems.exists(folder):
+        FileSystems.mkdirs(folder)
     if FileSystems.exists(summary_path):
         FileSystems.delete([summary_path])
     result = pipeline.run()

@@ -367,9 +367,6 @@ def check_inputs(config: PrepareConfig) -> vectors.VectorInfo | None:
 def run(config: PrepareConfig, beam_args: list[str] | None = None) -> dict:
     """Runs ``prepare`` and returns its summary (also at ``config.summary_path``)."""
     info = check_inputs(config)
-    parent = os.path.dirname(config.output)
-    if parent and "://" not in parent:
-        os.makedirs(parent, exist_ok=True)
     if config.spec.value_range is None and info is not None:
         config = _with_value_range(config)
     options = PipelineOptions(beam_args or [])

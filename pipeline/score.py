@@ -330,8 +330,6 @@ def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) 
 def run_config(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict:
     """Runs the job to completion; returns the summary it wrote (see
     :func:`pipeline.monitoring.run_to_summary`)."""
-    if not FileSystems.exists(config.output):
-        FileSystems.mkdirs(config.output)
     return run_to_summary(build_pipeline(config, PipelineOptions(list(beam_args))),
                           join(config.output, SUMMARY_FILE))
 

@@ -421,8 +421,6 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
 def run_config(config: SegmentConfig, beam_args: Sequence[str] = ()) -> dict:
     """Runs the job to completion; returns the summary it wrote (see
     :func:`pipeline.monitoring.run_to_summary`)."""
-    if not FileSystems.exists(config.output):
-        FileSystems.mkdirs(config.output)
     return run_to_summary(build_pipeline(config, PipelineOptions(list(beam_args))),
                           join(config.output, SUMMARY_FILE))
 

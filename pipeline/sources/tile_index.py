@@ -67,7 +67,13 @@ class TileInfo:
 
 
 def crs_string(crs) -> str:
-    """``EPSG:nnnn`` when the CRS has a code, else its WKT."""
+    """``EPSG:nnnn`` when the CRS has a code, else its WKT.
+
+    Takes a rasterio CRS, a pyproj CRS, PROJJSON or any text pyproj reads.
+    """
+    import pyproj
+
+    crs = pyproj.CRS.from_user_input(crs)
     epsg = crs.to_epsg()
     return f"EPSG:{epsg}" if epsg else crs.to_wkt()
 

@@ -23,6 +23,7 @@ import shapely
 
 from footprints.contracts import ErrorRecord
 from footprints.errors import InputError
+from pipeline.sources.tile_index import crs_string
 
 RANGE_SIZE = 2000
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
@@ -65,14 +66,6 @@ def _is_parquet(path: str) -> bool:
     return path.lower().endswith(PARQUET_SUFFIXES)
 
 
-def _crs_string(crs) -> str:
-    import pyproj
-
-    crs = pyproj.CRS.from_user_input(crs)
-    epsg = crs.to_epsg()
-    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
-
-
 def _parquet_geo(path: str) -> tuple[str, str]:
     import pyarrow.parquet as pq
 
@@ -84,7 +77,7 @@ def _parquet_geo(path: str) -> tuple[str, str]:
     geo = json.loads(meta[b"geo"])
     column = geo.get("primary_column", "geometry")
     crs = geo["columns"][column].get("crs", "OGC:CRS84")
-    return column, _crs_string(crs)
+    return column, crs_string(crs)
 
 
 def inspect_vector(path: str, id_field: str | None, class_field: str | None,
@@ -112,7 +105,7 @@ def inspect_vector(path: str, id_field: str | None, class_field: str | None,
                 raise InputError(
                     f"footprint file {path!r} has no CRS; set one, e.g. "
                     "ogr2ogr -a_srs EPSG:4326 fixed.gpkg input.gpkg")
-            crs = _crs_string(info["crs"])
+            crs = crs_string(info["crs"])
             fields = tuple(info["fields"])
             features = int(info["features"])
     except InputError:
