@@ -21,3 +21,10 @@ class ContractError(FootprintsError, ValueError):
 
 class InputError(FootprintsError, ValueError):
     """An input file cannot be used (unreadable, no CRS, wrong bands, ...)."""
+
+
+# Exit codes of the ``footprints`` command; each means one thing.
+EXIT_OK = 0  # done: outputs written, counts reconcile, quality gates passed
+EXIT_FAILED = 1  # the run failed part-way (an error during the pipeline or training)
+EXIT_USAGE = 2  # nothing ran: invalid flags or inputs
+EXIT_CHECK = 3  # done, but counts do not reconcile or a quality gate tripped
