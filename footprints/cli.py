@@ -7,10 +7,16 @@ build a Beam pipeline, ``beam_passthrough=True``. Flags that a pipeline
 command does not know are passed through as Beam pipeline options
 (``--runner``, ``--direct_num_workers``, ``--project``, ...).
 
-Exit codes: 0 success; 2 invalid flags or inputs (the message says how to fix
-them; nothing ran); 1 a failure during the run, or counts that do not
-reconcile (one line on stderr; ``--log-level DEBUG`` adds the traceback);
-130 interrupted.
+One exact command line: every parser is built with ``allow_abbrev=False``,
+so ``--region`` is never taken for ``--region-field``; a flag that is neither
+ours nor a registered Beam pipeline option ends the command with exit 2 and a
+"did you mean" before anything is read or built (Beam itself would only log
+"Discarding unparseable args" and run with the defaults).
+
+Exit codes (:mod:`footprints.errors`): 0 done; 1 the run failed part-way (one
+line on stderr; ``--log-level DEBUG`` adds the traceback); 2 nothing ran:
+invalid flags or inputs (the message says how to fix them); 3 done, but counts
+do not reconcile or a quality gate tripped; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,19 +28,128 @@ import pkgutil
 import sys
 
 from footprints import __version__
-from footprints.errors import FootprintsError
+from footprints.errors import EXIT_FAILED, EXIT_USAGE, FootprintsError
 
 EPILOG = """\
 Pipeline subcommands (prepare, score, segment, demo) accept Beam pipeline
 options after their own flags, for example:
   footprints prepare ... --runner DirectRunner --direct_num_workers 2 \\
       --direct_running_mode multi_processing
+Flags match exactly (no abbreviations); a flag that is neither the command's
+nor a Beam pipeline option stops the command before anything runs.
+
+exit codes:
+  0  done: outputs written, counts reconcile, quality gates passed
+  1  the run failed part-way (one line on stderr; --log-level DEBUG for the traceback)
+  2  nothing ran: invalid flags or inputs (the message says how to fix them)
+  3  done, but counts do not reconcile or a quality gate tripped (see the warnings)
+  130 interrupted
 """
+
+
+class ExactArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser that never matches a flag by its prefix.
+
+    Used for the top-level parser and, as ``parser_class`` of the
+    subparsers, inherited by every subcommand's parser (and theirs), so no
+    command can forget ``allow_abbrev=False``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    return [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+
+
+def beam_option_parser() -> argparse.ArgumentParser:
+    """One parser holding every Beam pipeline option registered in this process.
+
+    Beam's own ``PipelineOptions.get_all_options`` builds its parser from
+    ``PipelineOptions.__subclasses__()``; this walks the subclasses
+    recursively, so options classes derived from another (and those
+    registered by imported runners) count too.
+    """
+    from apache_beam.options import pipeline_options
+
+    seen: dict[str, type] = {}
+    todo = list(pipeline_options.PipelineOptions.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        if str(cls) in seen:
+            continue
+        seen[str(cls)] = cls
+        todo.extend(cls.__subclasses__())
+    beam_parser = pipeline_options._BeamArgumentParser(
+        allow_abbrev=False, add_help=False, conflict_handler="resolve")
+    for cls in seen.values():
+        cls._add_argparse_args(beam_parser)  # pylint: disable=protected-access
+    return beam_parser
+
+
+def unknown_options(subparser: argparse.ArgumentParser, beam_args: list[str]) -> str | None:
+    """Why ``beam_args`` (what our parser left) are not all Beam options, or None.
+
+    Returns:
+        ``"unknown option --mask-treshold; did you mean --mask-threshold?"``
+        for the first flag that is neither ours nor Beam's, with the closest
+        of both as the suggestion.
+    """
+    import difflib
+
+    beam_parser = beam_option_parser()
+    _, left = beam_parser.parse_known_args(beam_args)
+    if not left:
+        return None
+    flag = next((a for a in left if a.startswith("-")), left[0])
+    if not flag.startswith("-"):
+        return (f"unexpected argument {flag!r}: the command takes no positional arguments; "
+                "quote globs so the shell does not expand them, e.g. 'tiles/*.tif'")
+    name = flag.split("=", 1)[0]
+    ours = _option_strings(subparser)
+    close = (difflib.get_close_matches(name, ours, n=1, cutoff=0.75)
+             or difflib.get_close_matches(name, _option_strings(beam_parser), n=1, cutoff=0.75))
+    hint = (f"; did you mean {close[0]}?" if close
+            else f": neither a flag of {subparser.prog} (see --help) nor a Beam pipeline "
+                 "option")
+    return f"unknown option {name}{hint}"
+
+
+def _subparser(parser: argparse.ArgumentParser, args: argparse.Namespace
+               ) -> argparse.ArgumentParser:
+    """The parser of the (sub)command that ``args`` came from."""
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[args.command]
+
+
+def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Parses a ``footprints`` command line exactly; exits 2 on any unknown flag.
+
+    Returns:
+        The parsed flags and the Beam pipeline options (what the command
+        passes on to Beam), in their original order.
+    """
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    sub = _subparser(parser, args)
+    if unknown and not getattr(args, "beam_passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:
+        problem = unknown_options(sub, unknown)
+        if problem:
+            sub.error(problem)
+    return args, unknown
+
+
+#: Subcommands that own an output location: a folder, or a path prefix (prepare).
+OUTPUT_LAYOUTS = {"prepare": "prefix", "score": "folder", "segment": "folder"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every discovered subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = ExactArgumentParser(
         prog="footprints",
         description=(
             "Residential or not, and where, for every building in an area: "
@@ -46,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="WARNING",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging level (default: %(default)s)")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                       parser_class=ExactArgumentParser)
     import footprints.commands as commands
 
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -54,7 +170,53 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"footprints.commands.{info.name}")
         module.register(subparsers)
+    for name, layout in OUTPUT_LAYOUTS.items():
+        subparsers.choices[name].add_argument(
+            "--overwrite", action="store_true",
+            help="run even if the output " + ("folder" if layout == "folder" else "prefix's "
+                                              "folder") + " holds files no footprints run "
+            "writes, and delete them first (what earlier runs wrote is always replaced)")
     return parser
+
+
+def output_location(args: argparse.Namespace):
+    """The :class:`pipeline.writers.files.OutputLocation` a command writes, or None."""
+    layout = OUTPUT_LAYOUTS.get(args.command)
+    if layout is None or not getattr(args, "output", None):
+        return None
+    from pipeline.writers.files import OutputLocation
+
+    return OutputLocation(args.output, prefix=layout == "prefix")
+
+
+def check_output_first(args: argparse.Namespace):
+    """Validates (and with ``--overwrite`` clears) the output before anything runs."""
+    location = output_location(args)
+    if location is None:
+        return None
+    from pipeline.writers.files import check_output, claim_output
+
+    from footprints.contracts import model_dir_of
+
+    for flag in ("model", "classifier"):  # `train --output seg` wrote seg/model
+        if getattr(args, flag, None):
+            setattr(args, flag, model_dir_of(getattr(args, flag)))
+    check_output(location, overwrite=args.overwrite)
+    if args.overwrite and not getattr(args, "dry_run", False):
+        claim_output(location, overwrite=True)
+    return location
+
+
+def print_warnings(summary_path: str) -> None:
+    """Prints the ``warnings`` of a finished run's summary.json, one per line."""
+    from pipeline.writers.files import read_json
+
+    try:
+        warnings = read_json(summary_path).get("warnings") or []
+    except (OSError, ValueError):
+        return
+    for w in warnings:
+        print(f"  WARNING [{w.get('code')}]: {w.get('message')}")
 
 
 def _drop_known_noise(record: logging.LogRecord) -> bool:
@@ -71,18 +233,19 @@ def _drop_known_noise(record: logging.LogRecord) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown and not getattr(args, "beam_passthrough", False):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args, unknown = parse_command_line(argv)
     logging.basicConfig(level=getattr(logging, args.log_level),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().addFilter(_drop_known_noise)
     try:
-        return int(args.handler(args, unknown) or 0)
+        location = check_output_first(args)
+        code = int(args.handler(args, unknown) or 0)
+        if location is not None and not getattr(args, "dry_run", False):
+            print_warnings(location.summary_path)
+        return code
     except FootprintsError as exc:
         print(f"footprints {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"footprints {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -91,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
         print(f"footprints {args.command}: failed: {type(exc).__name__}: {reason} "
               "(rerun with --log-level DEBUG for the traceback)", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

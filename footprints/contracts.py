@@ -346,6 +346,20 @@ def read_segmenter_assets(model_dir: str) -> SegmenterAssets:
         return SegmenterAssets.from_json(f.read())
 
 
+def model_dir_of(path: str) -> str:
+    """The SavedModel directory a ``--model`` path means.
+
+    ``footprints train ... --output seg`` writes the SavedModel to
+    ``seg/model``; passing ``seg`` means that model, so it is accepted.
+    Any other path is returned as it is.
+    """
+    inner = os.path.join(path, "model")
+    if (not os.path.exists(os.path.join(path, "saved_model.pb"))
+            and os.path.exists(os.path.join(inner, "saved_model.pb"))):
+        return inner
+    return path
+
+
 def _signature(model_dir: str, kind: str):
     import tensorflow as tf
 
@@ -353,7 +367,7 @@ def _signature(model_dir: str, kind: str):
             os.path.join(model_dir, "saved_model.pb")):
         raise ContractError(
             f"{model_dir!r} is not a SavedModel directory (no saved_model.pb); pass the "
-            f"directory that `footprints train {kind}` exported")
+            f"directory that `footprints train {kind}` exported (its --output/model)")
     try:
         loaded = tf.saved_model.load(model_dir)
     except Exception as exc:

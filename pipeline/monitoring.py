@@ -7,7 +7,7 @@
   every run; ``FOOTPRINTS_PROGRESS=0`` silences it.
 * :func:`collect_metrics` reads a finished run's Beam counters and
   distributions back (records read, scored, dead-lettered, windows skipped,
-  batch sizes, inference latency) and :func:`add_metrics_to_summary` writes
+  batch sizes, inference latency) and :func:`run_to_summary` writes
   them into the run's ``summary.json`` under ``metrics``. Counts that must
   reconcile are computed as data in the pipeline (see
   :mod:`pipeline.counting`); these metrics are for monitoring, and some
@@ -21,9 +21,11 @@ import sys
 import time
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipeline.writers.files import read_json, write_json_atomic
+from pipeline.writers.files import (OutputLocation, claim_output, read_json, write_json_atomic,
+                                    written_files)
 
 PROGRESS_ENV = "FOOTPRINTS_PROGRESS"
 
@@ -98,32 +100,54 @@ def collect_metrics(result) -> dict:
             "distributions": dict(sorted(distributions.items()))}
 
 
-def add_metrics_to_summary(summary_path: str, metrics: dict) -> dict:
-    """Adds ``metrics`` to a finished run's summary.json (atomically); returns it."""
+def run_to_summary(pipeline: beam.Pipeline, summary_path: str) -> dict:
+    """Runs a built job whose last step writes ``summary_path``; returns that summary.
+
+    The run owns the location the summary names (its folder, or for
+    ``PREFIX-summary.json`` the ``PREFIX-*`` files): before the job starts,
+    everything an earlier run of any command left there is removed
+    (:func:`pipeline.writers.files.claim_output`), the summary first, so a
+    killed run leaves none behind and a summary's presence means a finished
+    run. Afterwards the run's metrics and ``files`` (every file it wrote,
+    relative to the output folder) are added to the summary.
+    """
+    location = OutputLocation.of_summary(summary_path)
+    if FileSystems.exists(summary_path):
+        FileSystems.delete([summary_path])
+    claim_output(location)
+    result = pipeline.run()
+    result.wait_until_finish()
     summary = read_json(summary_path)
+    summary["files"] = written_files(location)
+    metrics = collect_metrics(result)
     if metrics:
         summary["metrics"] = metrics
+    write_json_atomic(summary_path, summary)
+    return summary
+
+
+def add_warnings(summary_path: str, warnings: list[dict]) -> dict:
+    """Appends ``{"code", "message"}`` warnings to a finished run's summary.json; returns it."""
+    summary = read_json(summary_path)
+    if warnings:
+        summary["warnings"] = [*summary.get("warnings", []), *warnings]
         write_json_atomic(summary_path, summary)
     return summary
 
 
-def run_to_summary(pipeline: beam.Pipeline, summary_path: str) -> dict:
-    """Runs a built job whose last step writes ``summary_path``; returns that summary.
+def duplicate_warnings(duplicates: dict | None) -> list[dict]:
+    """A ``duplicate_id`` warning when footprint ids repeat, else [].
 
-    The summary's folder is created if needed. An older summary is deleted
-    first, so a killed run leaves none behind and
-    a summary's presence means a finished run. The run's metrics are added to
-    it afterwards.
+    Args:
+        duplicates: summary.json ``duplicates`` (``count``, ``records``,
+            ``examples``), as :func:`pipeline.writers.scores.duplicate_report`
+            makes it.
     """
-    import posixpath
-
-    from apache_beam.io.filesystems import FileSystems
-
-    folder = posixpath.dirname(summary_path)
-    if folder and not FileSystems.exists(folder):
-        FileSystems.mkdirs(folder)
-    if FileSystems.exists(summary_path):
-        FileSystems.delete([summary_path])
-    result = pipeline.run()
-    result.wait_until_finish()
-    return add_metrics_to_summary(summary_path, collect_metrics(result))
+    if not duplicates or not duplicates.get("count"):
+        return []
+    examples = ", ".join(repr(e["footprint_id"]) for e in duplicates.get("examples", [])[:3])
+    return [{"code": "duplicate_id",
+             "message": f"{duplicates['count']} footprint ids occur more than once "
+                        f"({duplicates.get('records', '?')} records, e.g. {examples}); every "
+                        "record was kept and counted, so each such footprint counts once per "
+                        "record: give every footprint a unique id (--id-field)"}]

@@ -282,9 +282,16 @@ class ChipsFromFootprints(beam.PTransform):
         return {"chips": cut.chips, ERRORS: errors, "footprints": footprints.footprints}
 
 
-def _summary(counts, labels, unlabelled, error_reasons, config: PrepareConfig, kind):
+def _summary(counts, labels, unlabelled, error_reasons, repeated, config: PrepareConfig,
+             kind):
+    from pipeline.monitoring import duplicate_warnings
+    from pipeline.writers.scores import duplicate_report
+
     inputs = counts["inputs"]
+    duplicates = duplicate_report(repeated)
     return {
+        "duplicates": duplicates,
+        "warnings": duplicate_warnings(duplicates),
         "kind": kind,
         "output": config.output,
         "inputs": inputs,
@@ -340,11 +347,16 @@ def build(pipeline: beam.Pipeline, config: PrepareConfig,
         chips | "Unlabelled" >> beam.Filter(lambda pair: pair[0].label is None),
         lambda pair: pair[1] if pair[1] is not None else "(no class)", "UnlabelledClasses")
     reasons = count_by(all_errors, lambda e: e.error, "ErrorReasons")
+    # Repeated ids are kept (each chip is a record) but counted and warned about.
+    repeated = (chips
+                | "Id" >> beam.Map(lambda pair: (pair[0].footprint_id, 1))
+                | "IdCount" >> beam.CombinePerKey(sum)
+                | "Repeated" >> beam.Filter(lambda kv: kv[1] > 1))
     summary = (counts
                | "Summary" >> beam.Map(
                    _summary, beam.pvalue.AsSingleton(labels),
                    beam.pvalue.AsSingleton(unlabelled), beam.pvalue.AsSingleton(reasons),
-                   config, kind)
+                   beam.pvalue.AsList(repeated), config, kind)
                | "AfterShards" >> beam.Map(lambda s, files: {**s, "shards": files},
                                            beam.pvalue.AsSingleton(shards)))
     _ = summary | "WriteSummary" >> WriteJson(config.summary_path)

@@ -18,6 +18,11 @@ writes PREFIX-00000-of-0000N.tfrecord[.gz], PREFIX-errors/ (Parquet dead letters
 and PREFIX-summary.json (counts that reconcile: inputs = chips + errors).
 Unknown flags are Beam pipeline options, e.g. --runner DirectRunner
 --direct_num_workers 2 --direct_running_mode multi_processing.
+Nodata is never data: a footprint whose pixels are mostly nodata or masked is
+dead-lettered (nodata); a partly masked chip carries its mask (image/mask).
+Repeated footprint ids are kept, counted (summary "duplicates") and warned about.
+exit codes: 0 done; 1 the run failed; 2 invalid flags or inputs (nothing ran);
+3 done, but the counts do not reconcile.
 """
 
 
@@ -132,9 +137,11 @@ def run(args, beam_args) -> int:
 
         print(prepare_plan(config))
         return 0
+    from footprints.errors import EXIT_CHECK, EXIT_OK
+
     summary = prepare.run(config, beam_args)
     print(format_summary(summary))
-    return 0 if summary["reconciles"] else 1
+    return EXIT_OK if summary["reconciles"] else EXIT_CHECK
 
 
 def format_summary(summary: dict) -> str:
@@ -153,6 +160,8 @@ def format_summary(summary: dict) -> str:
     if summary["error_reasons"]:
         lines.append("  errors by reason: " + ", ".join(
             f"{k} {v}" for k, v in summary["error_reasons"].items()))
+    if summary.get("duplicates", {}).get("count"):
+        lines.append(f"  duplicate footprint ids: {summary['duplicates']['count']}")
     if summary["unlabelled_classes"]:
         lines.append("  unlabelled (class not in the class lists): " + ", ".join(
             f"{k} {v}" for k, v in summary["unlabelled_classes"].items()))

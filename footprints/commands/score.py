@@ -35,7 +35,9 @@ examples:
 
 counties.csv:  region,residential_fraction
                county-a,0.35
-exit codes: 0 done, 1 counts did not reconcile, 2 invalid flags or inputs (nothing ran).
+exit codes: 0 done; 1 the run failed; 2 invalid flags or inputs (nothing ran); 3 done, but
+counts do not reconcile or --strict-regions found a --region-fractions row no chip matches.
+Repeated footprint ids are kept, counted (summary.json "duplicates") and warned about.
 """
 
 
@@ -54,6 +56,9 @@ def register(subparsers) -> None:
                              "their own in --region-fractions")
     parser.add_argument("--region-fractions", metavar="CSV",
                         help="CSV with header region,residential_fraction")
+    parser.add_argument("--strict-regions", action="store_true",
+                        help="exit 3 when a --region-fractions row matches no chip's region "
+                             "(always a warning in summary.json)")
     parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--batch-size", type=int, default=64, metavar="N",
                         help="largest batch handed to the model (default: %(default)s)")
@@ -87,7 +92,11 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Validates the flags, runs the job, prints the per-region result."""
     from footprints.commands._plans import score_lines, score_plan
-    from pipeline.score import ScoreConfig, run_config
+    from footprints.errors import EXIT_CHECK, EXIT_OK
+    from pipeline.monitoring import add_warnings, duplicate_warnings
+    from pipeline.score import SUMMARY_FILE, ScoreConfig, run_config
+    from pipeline.thresholds.fractions import unmatched_regions
+    from pipeline.writers.files import join
 
     config = ScoreConfig.create(
         chips=args.chips, model_dir=args.model, residential_fraction=args.residential_fraction,
@@ -100,6 +109,12 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         print(score_plan(config))
         return 0
     summary = run_config(config, beam_args)
+    unmatched = unmatched_regions(config.fractions, summary["regions"])
+    summary = add_warnings(join(args.output, SUMMARY_FILE),
+                           unmatched + duplicate_warnings(summary.get("duplicates")))
     print(score_lines(summary))
     print(f"  outputs: {args.output}/scores/, errors/, summary.json")
-    return 0 if summary["totals"]["reconciled"] else 1
+    if not summary["totals"]["reconciled"] or (args.strict_regions and unmatched):
+        return EXIT_CHECK
+    return EXIT_OK
+

@@ -35,7 +35,8 @@ examples:
       --classifier models/classifier/model --residential-fraction 0.45 \\
       --truth-masks 'area/masks/*.tif' --output out/segment
 
-exit codes: 0 done, 1 counts did not reconcile, 2 invalid flags or inputs (nothing ran).
+exit codes: 0 done; 1 the run failed; 2 invalid flags or inputs (nothing ran); 3 done, but
+counts do not reconcile.
 """
 
 
@@ -126,4 +127,6 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     print(f"  outputs: {args.output}/masks/, footprints/, errors/, summary.json"
           + (", scores/" if config.classifier else ""))
     rec = summary["reconciliation"]
-    return 0 if rec["tiles_ok"] and rec["windows_ok"] else 1
+    from footprints.errors import EXIT_CHECK, EXIT_OK
+
+    return EXIT_OK if rec["tiles_ok"] and rec["windows_ok"] else EXIT_CHECK

@@ -6,7 +6,11 @@ The CSV has a header ``region,residential_fraction`` and one row per region::
     county-041,0.62
     county-043,0.48
 
-Regions not in it use ``--residential-fraction``. Fractions are kept as exact
+Regions not in it use ``--residential-fraction``. A row whose region no chip
+carries (a typo such as ``county-41`` for ``county-041``) would leave the real
+region on the default without a word, so :func:`unmatched_regions` names such
+rows after the run: a ``unmatched_region`` warning in summary.json, and a
+failed run under ``--strict-regions``. Fractions are kept as exact
 decimals (``Fraction("0.62")``) so ``k = floor(p * N + 1/2)`` does not depend
 on binary rounding.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+from collections.abc import Iterable
 from fractions import Fraction
 
 from apache_beam.io.filesystems import FileSystems
@@ -97,3 +102,23 @@ def read_region_fractions(path: str, default: Fraction) -> RegionFractions:
             raise ConfigError(f"{where}: region {region!r} appears twice; keep one row")
         seen[region] = parse_fraction(row[1], where)
     return RegionFractions(default, tuple(sorted(seen.items())))
+
+
+def unmatched_regions(fractions: RegionFractions, seen: Iterable[str]) -> list[dict[str, str]]:
+    """Warnings for the per-region rows that match no region of the chips.
+
+    Args:
+        fractions: The run's targets.
+        seen: The regions the chips carried (summary.json ``regions``).
+
+    Returns:
+        One ``{"code": "unmatched_region", "message": ...}`` per unmatched
+        row, sorted by region; [] when every row matched.
+    """
+    seen = set(seen)
+    known = ", ".join(sorted(seen)[:10]) or "none"
+    return [{"code": "unmatched_region",
+             "message": f"--region-fractions names region {region!r} (target {float(f):.2%}), "
+                        f"but no chip carries it (the chips' regions: {known}); its row was "
+                        "not used: check the spelling against the chips' region values"}
+            for region, f in fractions.per_region if region not in seen]

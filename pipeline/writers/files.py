@@ -12,6 +12,17 @@ folder, and this module does them:
 * single files written by the driver or a DoFn (``summary.json``) go through
   :func:`write_json_atomic`: a temporary name, then a rename.
 
+A run also owns its output location (:class:`OutputLocation`: a folder for
+``score`` and ``segment``, a path prefix for ``prepare``).
+:func:`check_output` validates it before anything is read or built (creatable,
+writable, not a file, not under a file; ``gs://`` syntax, and access where
+credentials exist) and refuses a folder holding something no footprints run
+writes, unless ``--overwrite``; :func:`claim_output` then removes everything
+an earlier run of any command could have left there (a ``scores.csv`` from a
+``--csv`` run, ``scores/`` from a ``segment --classifier`` run), so nothing
+stale sits beside the new outputs; :func:`written_files` lists what the run
+wrote, for ``summary.json``'s ``files``.
+
 Everything goes through Beam's ``FileSystems``, so the same code writes to a
 local disk, ``gs://`` or any filesystem Beam knows.
 """
@@ -20,13 +31,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import posixpath
+import re
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+
+from footprints.errors import ConfigError
+
+#: What any footprints run writes into its output folder (score, segment, report).
+FOLDER_OUTPUTS = frozenset({"summary.json", "scores", "scores.csv", "errors", "masks",
+                            "footprints", "report.html"})
+#: Names beside a prepare prefix ``P``: ``P-00000-of-00004.tfrecord[.gz]``, ``P-errors``, ...
+_PREFIX_OUTPUT = re.compile(r"-(\d{5}-of-\d{5}\.tfrecord(\.gz)?|errors|summary\.json)$")
+#: Temporary names of an interrupted atomic write (see :func:`write_json_atomic`).
+_TMP = re.compile(r"\.tmp-[0-9a-f]{32}$")
+_GCS = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
 
 
 def join(directory: str, *names: str) -> str:
@@ -102,3 +126,161 @@ def read_json(path: str) -> Any:
     """Reads a JSON file through Beam's FileSystems."""
     with FileSystems.open(path) as f:
         return json.loads(f.read().decode("utf-8"))
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputLocation:
+    """Where a run writes: a folder (``score``, ``segment``) or a prefix (``prepare``).
+
+    Attributes:
+        path: ``--output`` as given: ``out/score`` or ``gs://b/runs/x``; for a
+            prefix, ``out/chips/area`` (shards ``out/chips/area-00000-of-...``).
+        prefix: True when ``path`` is a path prefix.
+    """
+
+    path: str
+    prefix: bool = False
+
+    @property
+    def folder(self) -> str:
+        """The folder the outputs lie in; ``files`` in summary.json are relative to it."""
+        if not self.prefix:
+            return self.path.rstrip("/") or "/"
+        return posixpath.dirname(self.path) if "://" in self.path else (
+            os.path.dirname(self.path) or ".")
+
+    @property
+    def summary_path(self) -> str:
+        return f"{self.path}-summary.json" if self.prefix else join(self.path, "summary.json")
+
+    @classmethod
+    def of_summary(cls, summary_path: str) -> OutputLocation:
+        """The location a run's ``summary.json`` belongs to (its name tells the layout)."""
+        if summary_path.endswith("-summary.json"):
+            return cls(summary_path[:-len("-summary.json")], prefix=True)
+        return cls(posixpath.dirname(summary_path) if "://" in summary_path
+                   else os.path.dirname(summary_path))
+
+    def recognises(self, name: str) -> bool:
+        """Whether ``name`` (an entry of :attr:`folder`) is something a run writes here."""
+        name = _TMP.sub("", name)
+        if self.prefix:
+            base = posixpath.basename(self.path)
+            return name.startswith(base) and bool(_PREFIX_OUTPUT.fullmatch(name[len(base):]))
+        return name in FOLDER_OUTPUTS
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` belongs to this run: everything in a folder, ``P-*`` for a prefix."""
+        return self.recognises(name) if self.prefix else True
+
+
+def _entries(folder: str) -> list[str]:
+    """Names directly in ``folder`` (local or any Beam filesystem); [] if it does not exist."""
+    if "://" not in folder:
+        return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    matched = FileSystems.match([join(folder, "**")])[0].metadata_list
+    return sorted({m.path[len(folder.rstrip("/")) + 1:].split("/", 1)[0] for m in matched})
+
+
+def _check_local(folder: str, what: str) -> None:
+    """``folder`` (to be created if needed) can hold this run's files."""
+    path = os.path.abspath(folder)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{what}: {folder!r} is a file, not a folder; pass a folder path "
+                          "(it is created if needed) or delete the file")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{what}: {folder!r} lies under {parent!r}, which is a file; pass a "
+                          "path whose parents are folders")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what}: cannot write in {parent!r} (permission denied); pass a "
+                          "folder you can write to, or fix its permissions")
+
+
+def _check_gcs(folder: str, what: str) -> None:
+    if not _GCS.match(folder):
+        raise ConfigError(f"{what}: {folder!r} is not a valid gs:// path; write "
+                          "gs://BUCKET/path with a lower-case bucket name")
+    try:
+        import google.auth
+
+        google.auth.default()
+    except Exception:  # no credentials here (e.g. a template build): Dataflow checks later
+        return
+    try:
+        FileSystems.match([join(folder, "*")])
+    except Exception as exc:
+        raise ConfigError(f"{what}: {folder!r} cannot be listed ({type(exc).__name__}: "
+                          f"{exc}); check the bucket name and your access to it") from None
+
+
+def check_output(location: OutputLocation, overwrite: bool = False) -> None:
+    """Validates an output location before anything is read or built.
+
+    Raises:
+        ConfigError: the location is a file, lies under a file, cannot be
+            written, is a malformed ``gs://`` path, or (a folder) holds
+            entries no footprints run writes and ``overwrite`` is False.
+    """
+    what = "--output"
+    if location.prefix and location.path.endswith(("/", os.sep)):
+        raise ConfigError(f"{what} {location.path!r} must be a path prefix such as "
+                          "out/chips/area (shards become out/chips/area-00000-of-...)")
+    folder = location.folder
+    if folder.startswith("gs://"):
+        _check_gcs(folder, what)
+    elif "://" not in folder:
+        _check_local(folder, what)
+    if location.prefix or overwrite:
+        return
+    strange = [n for n in _entries(folder) if not location.recognises(n)]
+    if strange:
+        shown = ", ".join(strange[:5]) + (" ..." if len(strange) > 5 else "")
+        raise ConfigError(
+            f"{what} {location.path!r} holds {len(strange)} entries no footprints run "
+            f"writes ({shown}); a run replaces its output folder, so pass an empty or new "
+            "folder, or add --overwrite to delete them")
+
+
+def claim_output(location: OutputLocation, overwrite: bool = False) -> list[str]:
+    """Removes what earlier runs left at ``location``; returns the removed names.
+
+    Recognised outputs of any command go (a ``scores.csv`` this run will not
+    write, ``scores/`` of a ``segment --classifier`` run); anything else
+    stays unless ``overwrite``. The folder is created.
+    """
+    folder = location.folder
+    names = [n for n in _entries(folder)
+             if location.owns(n) and (overwrite or location.recognises(n))]
+    for name in names:
+        path = join(folder, name)
+        if "://" not in path and os.path.isdir(path) and not os.path.islink(path):
+            import shutil
+
+            shutil.rmtree(path)
+        elif FileSystems.exists(path) or os.path.islink(path):
+            FileSystems.delete([path])
+    if not FileSystems.exists(folder):
+        FileSystems.mkdirs(folder)
+    return names
+
+
+def written_files(location: OutputLocation) -> list[str]:
+    """Every file of this run at ``location``, relative to its folder, sorted.
+
+    Called when the run has finished; :func:`claim_output` cleared the
+    location at its start, so what is there now is what the run wrote. The
+    summary itself is not listed (it is the list).
+    """
+    folder = location.folder.rstrip("/") or "/"
+    if "://" in folder:
+        matched = FileSystems.match([join(folder, "**")])[0].metadata_list
+        paths = [m.path[len(folder) + 1:] for m in matched]
+    else:
+        paths = [os.path.relpath(os.path.join(d, f), folder).replace(os.sep, "/")
+                 for d, _, names in os.walk(folder) for f in names]
+    files = [p for p in paths if location.owns(p.split("/", 1)[0]) and not _TMP.search(p)]
+    summary = posixpath.basename(location.summary_path)
+    return sorted(f for f in files if f != summary)
