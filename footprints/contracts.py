@@ -48,6 +48,7 @@ REGION_KEY = "region"
 LABEL_KEY = "label"
 WKB_KEY = "footprint/wkb"
 CRS_KEY = "footprint/crs"
+MASK_KEY = "image/mask"
 
 #: Region given to chips that carry none: the whole run is one region.
 DEFAULT_REGION = "all"
@@ -75,6 +76,10 @@ CHIP_FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec(LABEL_KEY, "int64", False, "1 residential, 0 non-residential"),
     FeatureSpec(WKB_KEY, "bytes", False, "footprint polygon, WKB"),
     FeatureSpec(CRS_KEY, "bytes", False, "CRS of the polygon, e.g. EPSG:26915"),
+    FeatureSpec(MASK_KEY, "bytes", False,
+                "PNG, one band, the image's size: 255 where the pixel holds data, 0 where it "
+                "is nodata or masked (absent: every pixel holds data); models ignore masked "
+                "pixels"),
 )
 
 
@@ -89,6 +94,8 @@ class Chip:
         label: 1 residential, 0 non-residential, None if unknown.
         wkb: Footprint polygon as WKB, or None.
         crs: CRS of ``wkb`` (for example ``EPSG:32615``), or None.
+        mask: PNG validity mask (255 data, 0 nodata), or None when every
+            pixel holds data.
     """
 
     footprint_id: str
@@ -97,6 +104,7 @@ class Chip:
     label: int | None = None
     wkb: bytes | None = None
     crs: str | None = None
+    mask: bytes | None = None
 
     def __post_init__(self):
         if not self.footprint_id:
@@ -134,6 +142,8 @@ def encode_chip(chip: Chip) -> bytes:
         feature[WKB_KEY].bytes_list.value.append(chip.wkb)
     if chip.crs is not None:
         feature[CRS_KEY].bytes_list.value.append(chip.crs.encode("utf-8"))
+    if chip.mask is not None:
+        feature[MASK_KEY].bytes_list.value.append(chip.mask)
     return example.SerializeToString()
 
 
@@ -188,6 +198,7 @@ def decode_chip(record: bytes) -> Chip:
         label=values.get(LABEL_KEY),
         wkb=values.get(WKB_KEY),
         crs=text.get(CRS_KEY),
+        mask=values.get(MASK_KEY),
     )
 
 

@@ -30,6 +30,7 @@ import tensorflow as tf
 from footprints import contracts
 from footprints.errors import ConfigError, InputError
 from model_training import augment as aug
+from model_training.masking import fill_masked
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ _FEATURES = {
     contracts.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
     contracts.ID_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
     contracts.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=_NO_LABEL),
+    contracts.MASK_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
 }
 
 
@@ -346,7 +348,8 @@ def classifier_dataset(split: ChipSplit, options: InputOptions, training: bool,
                               is_decodable(record[contracts.IMAGE_KEY]))
 
     def to_example(record):
-        image = decode_resize(record[contracts.IMAGE_KEY], size)
+        image = fill_masked(decode_resize(record[contracts.IMAGE_KEY], size),
+                            record[contracts.MASK_KEY])  # masked pixels carry no signal
         return image, tf.cast(record[contracts.LABEL_KEY], tf.float32)
 
     ds = (split.parsed(deterministic=not training)

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from footprints import contracts
 from model_training import data
+from model_training.masking import fill_masked
 
 
 class _ClassifierServing(tf.Module):
@@ -52,11 +53,13 @@ class _ClassifierServing(tf.Module):
 
     def _serve(self, examples):
         size = self._image_size
-        encoded = data.parse_chips(examples)[contracts.IMAGE_KEY]
+        parsed = data.parse_chips(examples)
+        encoded = parsed[contracts.IMAGE_KEY]
         ok = data.is_decodable(encoded)
         safe = tf.where(ok, encoded, self._placeholder)
-        images = tf.map_fn(
-            lambda e: data.decode_resize(e, size), safe,
+        images = tf.map_fn(  # masked pixels carry no signal (model_training.masking)
+            lambda em: fill_masked(data.decode_resize(em[0], size), em[1]),
+            (safe, parsed[contracts.MASK_KEY]),
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
         scores = tf.reshape(tf.cast(self.model(images, training=False), tf.float32), [-1])
         nan = tf.fill(tf.shape(scores), tf.constant(float("nan"), tf.float32))

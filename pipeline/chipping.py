@@ -10,9 +10,17 @@ The square is laid on the pixel grid of the *primary* tile (the one holding
 most of the footprint), so a chip inside one tile is an exact windowed read.
 Where the square runs over the tile's edge the rest is filled from the
 neighbouring tiles: an exact read for tiles on the same grid, a
-``rasterio.warp.reproject`` for tiles in another CRS or grid. Pixels no tile
-covers stay 0. Then the chip is converted to 8 bits (when the rasters are
-not), resized to ``size`` and encoded as PNG or JPEG.
+``rasterio.warp.reproject`` for tiles in another CRS or grid. Neighbours
+must have the primary tile's band count and data type (else ``band_mismatch``:
+pasting a 3-band tile into a 1-band chip has no meaning).
+
+Nodata is never data: each tile's masks (nodata values, internal mask bands
+as NAIP COGs carry them, alpha) are read with the pixels, and pixels no tile
+covers are masked too. A footprint whose own pixels are less than
+``min_coverage`` valid is dead-lettered (``nodata``); a chip with some masked
+pixels carries its mask (``image/mask``, see :mod:`footprints.contracts`) and
+the masked pixels are 0. Then the chip is converted to 8 bits (when the
+rasters are not), resized to ``size`` and encoded as PNG or JPEG.
 
 Everything here is a plain function over rasterio datasets, tested without
 Beam; :mod:`pipeline.prepare` runs it in a DoFn.
@@ -156,7 +164,7 @@ def _grid_offset(tile: TileInfo, primary: TileInfo) -> tuple[int, int] | None:
     return round(dx), round(dy)
 
 
-def _paste_aligned(out, filled, ds, tile, offset, window, bands):
+def _paste_aligned(out, filled, valid, ds, tile, offset, window, bands):
     """Reads the part of ``window`` that ``tile`` holds, exactly, into ``out``."""
     dx, dy = offset
     local = windows.Window(window.col_off - dx, window.row_off - dy, window.width, window.height)
@@ -167,13 +175,15 @@ def _paste_aligned(out, filled, ds, tile, offset, window, bands):
     r0, c0 = int(inside.row_off - local.row_off), int(inside.col_off - local.col_off)
     h, w = int(inside.height), int(inside.width)
     data = ds.read(bands, window=inside)
+    good = np.all(ds.read_masks(bands, window=inside) > 0, axis=0)
     region = (slice(r0, r0 + h), slice(c0, c0 + w))
     todo = ~filled[region]
     out[:, region[0], region[1]][:, todo] = data[:, todo]
+    valid[region] |= todo & good
     filled[region] |= todo
 
 
-def _paste_warped(out, filled, ds, tile, window, primary, bands, resampling):
+def _paste_warped(out, filled, valid, ds, tile, window, primary, bands, resampling):
     """Reprojects what ``tile`` holds of the chip onto the chip grid."""
     from rasterio.enums import Resampling
     from rasterio.warp import reproject, transform_bounds
@@ -192,6 +202,7 @@ def _paste_warped(out, filled, ds, tile, window, primary, bands, resampling):
     except windows.WindowError:
         return
     data = ds.read(bands, window=src_win)
+    good = np.all(ds.read_masks(bands, window=src_win) > 0, axis=0)
     src_transform = windows.transform(src_win, tile.affine)
     shape = out.shape[1:]
     warped = np.zeros((len(bands), *shape), dtype=out.dtype)
@@ -199,16 +210,23 @@ def _paste_warped(out, filled, ds, tile, window, primary, bands, resampling):
     common = dict(src_transform=src_transform, src_crs=tile.crs,
                   dst_transform=dst_transform, dst_crs=primary.crs)
     reproject(data, warped, resampling=Resampling[resampling], **common)
-    reproject(np.ones(data.shape[1:], np.uint8), covered, resampling=Resampling.nearest,
-              dst_nodata=0, **common)
+    # 1 on the tile, 2 where it also holds data; nearest, so masks do not blur.
+    reproject(np.where(good, 2, 1).astype(np.uint8), covered,
+              resampling=Resampling.nearest, dst_nodata=0, **common)
     todo = (covered > 0) & ~filled
     out[:, todo] = warped[:, todo]
+    valid |= todo & (covered == 2)
     filled |= todo
 
 
 def read_chip(footprint_hits: Sequence[TileHit], chip_hits: Sequence[TileHit],
               open_dataset: Callable[[str], object], spec: ChipSpec) -> np.ndarray:
     """Reads the raw chip pixels, band-first, from every tile under the chip.
+
+    Returns:
+        The pixels as a masked array (``numpy.ma``): masked where every tile
+        under the pixel has nodata there, or no tile covers it; masked pixels
+        hold 0.
 
     Args:
         footprint_hits: Tiles under the footprint, primary first
@@ -220,8 +238,10 @@ def read_chip(footprint_hits: Sequence[TileHit], chip_hits: Sequence[TileHit],
         spec: How to cut.
 
     Raises:
-        ChipError: no raster under the footprint, too little coverage, or a
-            band the rasters lack.
+        ChipError: no raster under the footprint, too little coverage, a
+            band the rasters lack (``band_mismatch``, also for neighbours
+            with another band count or data type), or a footprint mostly on
+            nodata (``nodata``).
     """
     if not footprint_hits:
         raise ChipError("no_raster", "no raster tile lies under the footprint; check that "
@@ -237,19 +257,47 @@ def read_chip(footprint_hits: Sequence[TileHit], chip_hits: Sequence[TileHit],
     window = chip_window(primary_hit.geometry, primary, spec)
     out = np.zeros((len(bands), int(window.height), int(window.width)), dtype=primary.dtype)
     filled = np.zeros(out.shape[1:], dtype=bool)
+    valid = np.zeros(out.shape[1:], dtype=bool)
     # The primary tile first, so that where tiles overlap its pixels win.
     ordered = [primary] + sorted({h.tile for h in chip_hits} - {primary}, key=lambda t: t.path)
     for tile in ordered:
+        if (tile.count, tile.dtype) != (primary.count, primary.dtype):
+            raise ChipError(
+                "band_mismatch",
+                f"the chip spans {primary.path!r} ({primary.count} bands, {primary.dtype}) "
+                f"and its neighbour {tile.path!r} ({tile.count} bands, {tile.dtype}); "
+                "chips need tiles of one band layout: convert the tiles to one layout "
+                "(e.g. gdal_translate -b 1 -b 2 -b 3) or prepare them in separate runs")
         ds = open_dataset(tile.path)
-        tile_bands = spec.bands_for(tile.count)
         offset = _grid_offset(tile, primary)
         if offset is not None:
-            _paste_aligned(out, filled, ds, tile, offset, window, tile_bands)
+            _paste_aligned(out, filled, valid, ds, tile, offset, window, bands)
         else:
-            _paste_warped(out, filled, ds, tile, window, primary, tile_bands, spec.resampling)
+            _paste_warped(out, filled, valid, ds, tile, window, primary, bands,
+                          spec.resampling)
         if filled.all():
             break
-    return out
+    share = valid_share(primary_hit.geometry, valid, windows.transform(window, primary.affine))
+    if share < spec.min_coverage:
+        raise ChipError("nodata",
+                        f"only {share:.0%} of the footprint's pixels hold data (the rest is "
+                        f"nodata or masked; --min-coverage {spec.min_coverage}); the tiles "
+                        "have no usable imagery there")
+    out[:, ~valid] = 0
+    return np.ma.MaskedArray(out, mask=np.broadcast_to(~valid, out.shape))
+
+
+def valid_share(geom: shapely.Geometry, valid: np.ndarray, transform) -> float:
+    """Share of the footprint's pixels (all it touches) that hold data."""
+    from rasterio.features import geometry_mask
+
+    inside = geometry_mask([geom], valid.shape, transform, all_touched=True, invert=True)
+    if not inside.any():  # a degenerate polygon: judge by the pixel under its centre
+        col, row = ~transform * (geom.centroid.x, geom.centroid.y)
+        row = min(max(int(row), 0), valid.shape[0] - 1)
+        col = min(max(int(col), 0), valid.shape[1] - 1)
+        return float(valid[row, col])
+    return float(valid[inside].mean())
 
 
 def chip_box(footprint_hits: Sequence[TileHit], spec: ChipSpec) -> tuple[shapely.Polygon, str]:
@@ -264,19 +312,25 @@ def to_uint8(chip: np.ndarray, value_range: tuple[float, float] | None) -> np.nd
     """Maps raw pixels to 0..255: as they are for uint8, else linearly from ``value_range``."""
     if chip.dtype == np.uint8 and value_range is None:
         return chip
+    mask = np.ma.getmask(chip)
+    chip = np.ma.getdata(chip)
     if value_range is None:
         info = np.iinfo(chip.dtype) if chip.dtype.kind in "ui" else None
         value_range = (0.0, float(info.max)) if info else (0.0, 1.0)
     low, high = value_range
     scaled = (chip.astype(np.float32) - low) * (255.0 / (high - low))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    out = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    if mask is not np.ma.nomask:  # masked pixels stay 0 and masked
+        out[mask] = 0
+        return np.ma.MaskedArray(out, mask=mask)
+    return out
 
 
 def encode_image(chip: np.ndarray, spec: ChipSpec) -> bytes:
     """Band-first uint8 pixels -> resized PNG/JPEG bytes."""
     from PIL import Image
 
-    hwc = np.ascontiguousarray(np.moveaxis(chip, 0, -1))
+    hwc = np.ascontiguousarray(np.moveaxis(np.ma.getdata(chip), 0, -1))
     image = Image.fromarray(hwc[..., 0] if hwc.shape[-1] == 1 else hwc)
     if spec.size and image.size != (spec.size, spec.size):
         method = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
@@ -287,6 +341,24 @@ def encode_image(chip: np.ndarray, spec: ChipSpec) -> bytes:
         image.save(buf, format="JPEG", quality=95)
     else:
         image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def encode_mask(chip: np.ndarray, spec: ChipSpec) -> bytes | None:
+    """The chip's validity mask as a one-band PNG (255 data, 0 masked), or None if all valid.
+
+    Resized like the image, but with nearest neighbour, so it stays 0/255.
+    """
+    from PIL import Image
+
+    masked = np.ma.getmaskarray(chip)
+    if not masked.any():
+        return None
+    image = Image.fromarray(np.where(masked.any(axis=0), 0, 255).astype(np.uint8))
+    if spec.size and image.size != (spec.size, spec.size):
+        image = image.resize((spec.size, spec.size), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
     return buf.getvalue()
 
 

@@ -172,8 +172,9 @@ class CutChipDoFn(beam.DoFn):
             pixels = chipping.read_chip(hits, index.touching(box, box_crs), self._datasets,
                                         self.spec)
             self.latency.update(int((time.perf_counter() - started) * 1000))
-            image = chipping.encode_image(
-                chipping.to_uint8(pixels, self.spec.value_range), self.spec)
+            pixels = chipping.to_uint8(pixels, self.spec.value_range)
+            image = chipping.encode_image(pixels, self.spec)
+            mask = chipping.encode_mask(pixels, self.spec)
         except chipping.ChipError as exc:
             self.failed.inc()
             yield beam.pvalue.TaggedOutput(ERRORS, contracts.ErrorRecord(
@@ -187,7 +188,7 @@ class CutChipDoFn(beam.DoFn):
             return
         self.cut.inc()
         yield contracts.Chip(
-            footprint_id=footprint.footprint_id, image=image,
+            footprint_id=footprint.footprint_id, image=image, mask=mask,
             region=footprint.region, label=self.class_map.label_of(footprint.klass),
             wkb=footprint.wkb, crs=footprint.crs), footprint.klass
 

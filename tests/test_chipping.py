@@ -134,10 +134,11 @@ def test_window_outside_tile_reads_nothing(tmp_path):
     info = read_tile_info(noise_tiles(tmp_path, n=1, size=50)[0])
     out = np.zeros((3, 10, 10), np.uint8)
     filled = np.zeros((10, 10), bool)
+    valid = np.zeros((10, 10), bool)
     with rasterio.open(info.path) as ds:
-        chipping._paste_aligned(out, filled, ds, info, (0, 0), Window(-20, 0, 10, 10),
+        chipping._paste_aligned(out, filled, valid, ds, info, (0, 0), Window(-20, 0, 10, 10),
                                 (1, 2, 3))
-    assert not filled.any() and not out.any()
+    assert not filled.any() and not valid.any() and not out.any()
 
 
 def test_min_extent_is_metres_on_lon_lat_and_feet_tiles():
@@ -157,3 +158,75 @@ def test_min_extent_is_metres_on_lon_lat_and_feet_tiles():
     win = chipping.chip_window(shapely.box(3_000_100, 9_999_800, 3_000_101, 9_999_801), feet,
                                spec)
     assert win.width == win.height == math.ceil(20 / 0.3048006)
+
+
+# --------------------------------------------------------------------------
+# Nodata is never data (issue 11, case 3), and neighbours of another layout (case 5)
+# --------------------------------------------------------------------------
+
+def _uint16_tile(path, fill=None, nodata=None, **profile):
+    from rasterio.transform import from_origin
+
+    profile.setdefault("transform", from_origin(X0, Y0, RES, RES))
+    rng = np.random.default_rng(3)
+    data = rng.integers(100, 4000, (1, 100, 100)).astype(np.uint16)
+    if fill is not None:
+        data[:] = fill
+    return write_tile(path, data, nodata=nodata, **profile)
+
+
+def test_all_nodata_tile_dead_letters_the_footprint(tmp_path):
+    # A 16-bit single-band tile holding only its nodata value.
+    index = TileIndex([read_tile_info(_uint16_tile(tmp_path / "t.tif", fill=0, nodata=0))])
+    with pytest.raises(chipping.ChipError) as err:
+        _cut(index, shapely.box(X0 + 10, Y0 - 20, X0 + 20, Y0 - 10), chipping.ChipSpec())
+    assert err.value.error == "nodata" and "nodata or masked" in str(err.value)
+
+
+def test_internal_mask_band_hides_pixels_as_naip_cogs_do(tmp_path):
+    # 4-band NAIP-like uint8 tile whose internal (per-dataset) mask hides the west half.
+    rng = np.random.default_rng(5)
+    data = rng.integers(1, 255, (4, 100, 100)).astype(np.uint8)
+    path = tmp_path / "naip.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", driver="GTiff", width=100, height=100, count=4,
+                           dtype="uint8", crs=UTM, tiled=True, blockxsize=64, blockysize=64,
+                           transform=rasterio.transform.from_origin(X0, Y0, RES, RES)) as dst:
+            dst.write(data)
+            mask = np.full((100, 100), 255, np.uint8)
+            mask[:, :50] = 0
+            dst.write_mask(mask)
+    index = TileIndex([read_tile_info(str(path))])
+    spec = chipping.ChipSpec(size=0, min_extent=0, margin=0.5)
+    west = shapely.box(X0 + 5, Y0 - 20, X0 + 15, Y0 - 10)  # pixels 10..30: all masked
+    with pytest.raises(chipping.ChipError) as err:
+        _cut(index, west, spec)
+    assert err.value.error == "nodata"
+    # Across the mask edge: 2/3 of the footprint holds data, so it is chipped with its mask.
+    seam = shapely.box(X0 + 20, Y0 - 20, X0 + 35, Y0 - 10)  # columns 40..70
+    chip = _cut(index, seam, spec)
+    masked = np.ma.getmaskarray(chip)[0]
+    cols = np.arange(chip.shape[2]) + int(chipping.chip_window(seam, index.tiles[0], spec)
+                                          .col_off)
+    assert masked[:, cols < 50].all() and not masked[:, cols >= 50].any()
+    assert not np.ma.getdata(chip)[:, :, cols < 50].any()  # masked pixels are 0
+    png = chipping.encode_mask(chipping.to_uint8(chip, None), spec)
+    from raster_fixtures import decode_png
+
+    assert set(np.unique(decode_png(png))) == {0, 255}
+    full = _cut(index, shapely.box(X0 + 35, Y0 - 20, X0 + 45, Y0 - 10), spec)
+    assert chipping.encode_mask(full, spec) is None  # all data: no mask feature
+
+
+def test_neighbour_with_another_band_count_is_a_band_mismatch(tmp_path):
+    # A 1-band uint16 tile beside a 3-band uint8 tile; the chip spans the seam.
+    from rasterio.transform import from_origin
+
+    one = _uint16_tile(tmp_path / "a.tif", transform=from_origin(X0, Y0, RES, RES))
+    three = write_tile(tmp_path / "b.tif", np.ones((3, 100, 100), np.uint8),
+                       transform=from_origin(X0 + 50, Y0, RES, RES))
+    index = TileIndex([read_tile_info(one), read_tile_info(three)])
+    with pytest.raises(chipping.ChipError) as err:
+        _cut(index, shapely.box(X0 + 44, Y0 - 20, X0 + 49, Y0 - 15), chipping.ChipSpec())
+    assert err.value.error == "band_mismatch"
+    assert "a.tif" in str(err.value) and "b.tif" in str(err.value)
