@@ -58,10 +58,25 @@ def _read_json(path: str) -> dict:
         return json.load(f)
 
 
+def run_files(directory: str, suffix: str) -> list[str]:
+    """The ``*suffix`` files of ``directory`` that its run wrote.
+
+    A run's summary.json lists its files (``files``, relative to the run
+    folder); when it does, only those are read, so nothing an earlier run
+    left behind is mixed in. Older runs without the list: a glob.
+    """
+    run_dir, name = os.path.split(directory.rstrip("/"))
+    listed = _read_json(os.path.join(run_dir, SUMMARY_FILE)).get("files")
+    if listed is None:
+        return sorted(glob.glob(os.path.join(directory, f"*{suffix}")))
+    return sorted(os.path.join(run_dir, f) for f in listed
+                  if f.startswith(f"{name}/") and f.count("/") == 1 and f.endswith(suffix))
+
+
 def _read_table(directory: str, columns: list[str] | None = None):
     import pyarrow.parquet as pq
 
-    files = sorted(glob.glob(os.path.join(directory, "*.parquet")))
+    files = run_files(directory, ".parquet")
     if not files:
         return None
     return pq.read_table(files, columns=columns)
@@ -169,7 +184,7 @@ def score_section(run_dir: str) -> str:
 
 def _match_masks(raster_glob: str | None, masks_dir: str) -> list[tuple[str, str, str]]:
     masks = {os.path.splitext(os.path.basename(m))[0]: m
-             for m in glob.glob(os.path.join(masks_dir, "*.tif"))}
+             for m in run_files(masks_dir, ".tif")}
     pairs = []
     for raster in sorted(glob.glob(raster_glob or "")):
         stem = os.path.splitext(os.path.basename(raster))[0]
@@ -214,7 +229,7 @@ def segment_section(run_dir: str, thumbnails: int = 6) -> str:
         step = max(1, len(pairs) // thumbnails)
         out.append(_img(plots.mask_thumbnails(pairs[::step][:thumbnails]),
                         "building masks over imagery"))
-    masks = sorted(glob.glob(os.path.join(masks_dir, "*.tif")))
+    masks = run_files(masks_dir, ".tif")
     if masks:
         coverage = {os.path.splitext(os.path.basename(m))[0]: mask_coverage(m)
                     for m in masks[:60]}
