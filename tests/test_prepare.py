@@ -244,3 +244,49 @@ def test_summary_holds_stage_metrics_and_progress_is_shown(messy_area, tmp_path,
     assert counters["prepare/footprints_dead_lettered"] == 2  # no raster under them
     assert summary["metrics"]["distributions"]["prepare/chip_read_ms"]["count"] == 2
     assert "progress [chips]: 2 done" in capfd.readouterr().err
+
+
+def test_nodata_and_masked_pixels_are_never_chip_data(tmp_path):
+    """Issue 11 cases 3 and 5: nodata tiles, NAIP-style internal masks, repeated ids."""
+    from rasterio.transform import from_origin
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    # West: a 16-bit single-band tile that is all nodata (0).
+    write_tile(folder / "a.tif", np.zeros((1, 100, 100), np.uint16), nodata=0,
+               transform=from_origin(X0, Y0, RES, RES))
+    # East: a 16-bit tile whose west half (columns 0..49) the internal mask hides.
+    rng = np.random.default_rng(1)
+    data = rng.integers(500, 4000, (1, 100, 100)).astype(np.uint16)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(folder / "b.tif", "w", driver="GTiff", width=100, height=100,
+                           count=1, dtype="uint16", crs="EPSG:32615", tiled=True,
+                           blockxsize=64, blockysize=64,
+                           transform=from_origin(X0 + 50, Y0, RES, RES)) as dst:
+            dst.write(data)
+            mask = np.full((100, 100), 255, np.uint8)
+            mask[:, :50] = 0
+            dst.write_mask(mask)
+    geoms = [shapely.box(X0 + 10, Y0 - 20, X0 + 20, Y0 - 10),   # on the nodata tile
+             shapely.box(X0 + 60, Y0 - 20, X0 + 70, Y0 - 10),   # under the mask
+             shapely.box(X0 + 70, Y0 - 20, X0 + 85, Y0 - 10),   # across the mask's edge
+             shapely.box(X0 + 85, Y0 - 20, X0 + 95, Y0 - 10),   # all data
+             shapely.box(X0 + 86, Y0 - 40, X0 + 94, Y0 - 30)]   # all data, repeated id
+    vector = write_footprints(tmp_path / "fp.gpkg", geoms, ["n", "m", "edge", "ok", "ok"])
+    prefix = str(tmp_path / "out" / "c")
+    summary = _run(prepare.PrepareConfig(output=prefix, rasters=f"{folder}/*.tif",
+                                         footprints=vector, id_field="id", num_shards=1,
+                                         spec=ChipSpec(size=32, min_extent=0, margin=0.5)))
+    assert summary["reconciles"] and summary["chips"] == 3 and summary["errors"] == 2
+    assert {(e["record"], e["error"]) for e in _errors(prefix)} == {("n", "nodata"),
+                                                                     ("m", "nodata")}
+    chips = {c.footprint_id: c for c in read_shards(f"{prefix}-*.tfrecord")}
+    assert chips.keys() == {"edge", "ok"}
+    edge = decode_png(chips["edge"].mask)
+    assert edge.shape[:2] == (32, 32) and (edge == 0).any() and (edge == 255).any()
+    assert (decode_png(chips["edge"].image)[edge[..., 0] == 0] == 0).all()
+    assert chips["ok"].mask is None
+    assert summary["duplicates"]["count"] == 1
+    assert [w["code"] for w in summary["warnings"]] == ["duplicate_id"]
+    assert sorted(summary["files"]) == ["c-00000-of-00001.tfrecord",
+                                        *[f for f in summary["files"] if "errors" in f]]
