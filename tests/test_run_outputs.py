@@ -1,0 +1,62 @@
+"""A run owns its output folder (issue 11, cases 2 and 5) across commands, end to end.
+
+``segment --classifier`` then a rerun without it must not leave the first
+run's ``scores/`` beside the new outputs, the new summary.json must list
+exactly what the second run wrote, and ``footprints report`` must read only
+those files. ``--model DIR`` where ``DIR/model`` holds the SavedModel (what
+``footprints train ... --output DIR`` writes) is accepted.
+"""
+
+import json
+import os
+
+import pytest
+import segment_helpers as helpers
+from score_helpers import save_classifier
+
+from footprints import cli
+
+
+@pytest.fixture(scope="module")
+def area(tmp_path_factory):
+    root = tmp_path_factory.mktemp("owned")
+    data, _ = helpers.bright_scene(96, 96, [(10, 10, 40, 40), (55, 50, 85, 80)], seed=1)
+    helpers.write_tile(str(root / "tiles" / "t0.tif"), data)
+    helpers.save_bright_segmenter(str(root / "seg" / "model"), window_size=64)
+    save_classifier(str(root / "clf" / "model"))
+    return root
+
+
+def test_model_folder_written_by_train_is_accepted(area, capsys):
+    argv = ["segment", "--raster", str(area / "tiles" / "*.tif"), "--model", str(area / "seg"),
+            "--classifier", str(area / "clf"), "--residential-fraction", "0.5",
+            "--output", str(area / "dry"), "--dry-run"]
+    assert cli.main(argv) == 0
+    assert f"model: {area / 'seg' / 'model'}" in capsys.readouterr().out
+    assert not os.path.exists(area / "dry")
+
+
+@pytest.mark.slow
+def test_segment_rerun_without_classifier_leaves_no_stale_scores(area, capsys):
+    from footprints.report import build_report, run_files
+
+    out = area / "out"
+    base = ["segment", "--raster", str(area / "tiles" / "*.tif"), "--model", str(area / "seg"),
+            "--output", str(out), "--halo", "8", "--min-area", "1"]
+    assert cli.main(base + ["--classifier", str(area / "clf"),
+                            "--residential-fraction", "0.5"]) == 0
+    first = json.loads((out / "summary.json").read_text())
+    assert any(f.startswith("scores/") for f in first["files"])
+    build_report(str(out))
+    assert cli.main(base) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert not (out / "scores").exists() and not (out / "report.html").exists()
+    assert not summary.get("scores")
+    on_disk = sorted(os.path.relpath(os.path.join(d, f), out).replace(os.sep, "/")
+                     for d, _, names in os.walk(out) for f in names if f != "summary.json")
+    assert summary["files"] == on_disk
+    assert {f.split("/")[0] for f in summary["files"]} == {"masks", "footprints", "errors"}
+    # A file the run did not write (dropped there later) is not read by the report.
+    stray = out / "masks" / "stray.tif"
+    stray.write_bytes((out / "masks" / "t0.tif").read_bytes())
+    assert str(stray) not in run_files(str(out / "masks"), ".tif")
