@@ -54,6 +54,20 @@ def transformer(src: str, dst: str):
     return pyproj.Transformer.from_crs(src, dst, always_xy=True)
 
 
+def check_crs(crs: str, flag: str = "--output-crs") -> str:
+    """Raises ConfigError unless pyproj understands ``crs``; returns it."""
+    import pyproj
+
+    from footprints.errors import ConfigError
+
+    try:
+        pyproj.CRS.from_user_input(crs)
+    except pyproj.exceptions.CRSError as exc:
+        raise ConfigError(f"{flag} {crs!r} is not a CRS ({exc}); use e.g. EPSG:4326 "
+                          "(lon/lat, what BigQuery needs) or the tiles' EPSG code") from None
+    return crs
+
+
 def is_geographic(crs: str | None) -> bool:
     """Whether ``crs`` is a lon/lat CRS (None reads as OGC:CRS84, as in GeoParquet)."""
     import pyproj

@@ -191,15 +191,19 @@ class WriteCsv(beam.PTransform):
 # BigQuery
 # --------------------------------------------------------------------------
 
-def _loaded_schema(schema) -> dict:
-    # Rows streamed by WriteToBigQuery: no bbox, and an infinite threshold
-    # (a region with k = 0) arrives as NULL, since BigQuery JSON rejects inf.
+def bigquery_load_schema(schema) -> dict:
+    """The BigQuery schema of the rows :class:`WriteScoresBigQuery` loads from ``schema``.
+
+    No ``bbox`` (BigQuery indexes GEOGRAPHY itself), and ``threshold``
+    nullable: an infinite threshold (a region with k = 0) arrives as NULL,
+    since BigQuery's JSON loads reject inf.
+    """
     fields = bigquery_schema(geoparquet_schema(schema, None), covering=False)["fields"]
     return {"fields": [{**f, "mode": "NULLABLE"} if f["name"] == "threshold" else f
                        for f in fields]}
 
 
-BIGQUERY_SCHEMA = _loaded_schema(contracts.SCORES_SCHEMA)
+BIGQUERY_SCHEMA = bigquery_load_schema(contracts.SCORES_SCHEMA)
 
 
 def check_bigquery_table(table: str) -> str:
