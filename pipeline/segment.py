@@ -19,6 +19,7 @@ Stages, each from its own module::
     Classify        pipeline.writers.footprints    classified/: footprint + label, one row each
   with --csv / --bigquery-table:
     WriteCsv, WriteScoresBigQuery  pipeline.writers.scores  the run's main table
+    Catalog         pipeline.writers.stac          stac/: a Collection, an Item per mask
     summary.json    this module                    reconciles tiles, windows (and chips); last
 
 :func:`build_pipeline` wires them for a :class:`SegmentConfig`;
@@ -325,6 +326,7 @@ def build_summary(counts: Mapping[str, int], *, config: SegmentConfig, masks: Ma
         "footprints": {"count": c["footprints"], "crs": config.footprints_crs,
                        "files": tables["footprints"]},
         "masks": dict(masks),
+        "stac": tables.get("stac", []),
     }
     if config.classifier:
         summary["scores"] = {
@@ -428,16 +430,26 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
     tallies.append(cores | "Tally.cores" >> beam.Map(lambda core: f"cores_{core.status}"))
     tallies.append(errors | "Tally.reasons" >> beam.Map(lambda e: f"{REASON}{e.error}"))
     counts = count_by(tallies | "Tallies" >> beam.Flatten(), lambda name: name, "Counts")
+    from pipeline.writers.stac import write_catalog
+
+    tables["stac"] = masks["written"] | "Catalog" >> beam.Map(
+        write_catalog, beam.pvalue.AsList(masks["entries"]), config.output, config.run_id,
+        default_model_id(config.model_dir), beam.pvalue.AsDict(dates),
+        beam.pvalue.AsDict(_named(tables, "Catalog")))
     summary = counts | "Summary" >> beam.Map(
         lambda c, **side: build_summary(c, config=config, **side),
         masks=beam.pvalue.AsSingleton(masks["written"]),
         skipped=beam.pvalue.AsList(stitched.skipped),
-        tables=beam.pvalue.AsDict(
-            [files | f"{name}Files" >> beam.Map(lambda f, n: (n, f), name)
-             for name, files in tables.items()] | "Tables" >> beam.Flatten()),
+        tables=beam.pvalue.AsDict(_named(tables, "Summary")),
         **side)
     _ = summary | "WriteSummary" >> WriteJson(join(config.output, SUMMARY_FILE))
     return p
+
+
+def _named(tables: Mapping[str, Any], label: str):
+    """``(name, files)`` pairs of the tables' file lists, as one PCollection."""
+    return ([files | f"{label}.{name}Files" >> beam.Map(lambda f, n: (n, f), name)
+             for name, files in tables.items()] | f"{label}.Tables" >> beam.Flatten())
 
 
 def _write_main_table(config: SegmentConfig, name: str, rows, schema) -> None:

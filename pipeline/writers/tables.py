@@ -182,9 +182,12 @@ def geo_file_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema,
     missing = shapely.is_missing(geoms)
     bbox = pa.StructArray.from_arrays(
         [pa.array(bounds[:, i], pa.float64()) for i in range(4)],
-        fields=list(BBOX_TYPE), mask=pa.array(missing))
+        fields=list(BBOX_TYPE), mask=pa.array(missing) if missing.any() else None)
     at = table.schema.get_field_index(column) + 1
-    table = table.add_column(at, pa.field(BBOX_COLUMN, BBOX_TYPE, nullable=True), bbox)
+    # The covering repeats as its geometry does (GeoParquet's rule): required
+    # for a required geometry.
+    nullable = schema.field(column).nullable
+    table = table.add_column(at, pa.field(BBOX_COLUMN, BBOX_TYPE, nullable=nullable), bbox)
     meta = geo_metadata(schema)
     col = meta["columns"][column]
     present = geoms[~missing]
@@ -279,7 +282,7 @@ def bigquery_schema(schema: pa.Schema, covering: bool = True) -> dict:
     for f in schema:
         fields.append(field(f))
         if covering and f.name == geometry:
-            fields.append(field(pa.field(BBOX_COLUMN, BBOX_TYPE)))
+            fields.append(field(pa.field(BBOX_COLUMN, BBOX_TYPE, nullable=f.nullable)))
     return {"fields": fields}
 
 
