@@ -15,9 +15,11 @@ Three contracts live here:
   tf.string [None] -> ``score`` float32 [None]) and the segmenter SavedModel
   (``serving_default``: ``images`` uint8 [None, H, W, C] -> ``mask`` float32
   [None, H, W]) with its :class:`SegmenterAssets` JSON under ``assets/``.
-* **Output tables**: the Arrow schemas of ``scores/``, ``errors/`` and
-  ``footprints/`` (:data:`SCORES_SCHEMA`, :data:`ERRORS_SCHEMA`,
-  :data:`FOOTPRINTS_SCHEMA`).
+* **Output tables**: the Arrow schemas of ``scores/``, ``errors/``,
+  ``footprints/`` and ``classified/`` (:data:`SCORES_SCHEMA`,
+  :data:`ERRORS_SCHEMA`, :data:`FOOTPRINTS_SCHEMA`,
+  :data:`CLASSIFIED_SCHEMA`). Geometry tables also carry a ``bbox`` struct
+  column that the writer adds (GeoParquet's covering).
 
 TensorFlow is imported lazily so that ``footprints --help`` stays fast.
 """
@@ -458,6 +460,8 @@ SCORES_SCHEMA = pa.schema([
     pa.field("target_fraction", pa.float32(), nullable=False),
     pa.field("model_id", pa.string(), nullable=False),
     pa.field("run_id", pa.string(), nullable=False),
+    pa.field("centroid_lon", pa.float64()),
+    pa.field("centroid_lat", pa.float64()),
     pa.field("geometry", pa.binary()),
 ])
 
@@ -469,11 +473,34 @@ ERRORS_SCHEMA = pa.schema([
     pa.field("message", pa.string(), nullable=False),
 ])
 
-FOOTPRINTS_SCHEMA = pa.schema([
+_FOOTPRINT_FIELDS = [
     pa.field("footprint_id", pa.string(), nullable=False),
     pa.field("tile", pa.string(), nullable=False),
     pa.field("area_m2", pa.float64(), nullable=False),
     pa.field("mean_probability", pa.float32(), nullable=False),
+    pa.field("centroid_lon", pa.float64(), nullable=False),
+    pa.field("centroid_lat", pa.float64(), nullable=False),
+    pa.field("segmenter_model_id", pa.string(), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("imagery_date", pa.date32()),
+]
+
+FOOTPRINTS_SCHEMA = pa.schema(
+    [*_FOOTPRINT_FIELDS, pa.field("geometry", pa.binary(), nullable=False)])
+
+#: ``classified/``: one row per building of ``segment --classifier``, with
+#: its footprint, its residential label and the provenance of both. The
+#: classification columns are null for a building that could not be chipped
+#: or scored (its reason is in ``errors/``).
+CLASSIFIED_SCHEMA = pa.schema([
+    *_FOOTPRINT_FIELDS,
+    pa.field("region", pa.string()),
+    pa.field("score", pa.float32()),
+    pa.field("percentile", pa.float32()),
+    pa.field("is_residential", pa.bool_()),
+    pa.field("threshold", pa.float32()),
+    pa.field("target_fraction", pa.float32()),
+    pa.field("classifier_model_id", pa.string()),
     pa.field("geometry", pa.binary(), nullable=False),
 ])
 

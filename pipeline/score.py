@@ -292,6 +292,10 @@ class ScoreConfig:
             check_model(model_dir, kwargs.get("model_format", "savedmodel"))
         if kwargs.get("crs") is None:
             kwargs["crs"] = peek_crs(shards)
+        else:
+            from pipeline.writers.geo import check_crs
+
+            check_crs(kwargs["crs"])
         return cls(chips=chips, model_dir=model_dir, fractions=fractions, output=output,
                    **kwargs)
 

@@ -10,11 +10,16 @@ Stages, each from its own module::
     StitchTiles     pipeline.stitching.transforms  group by tile, place cores
     WriteMasks      pipeline.writers.masks         masks/<tile>.tif (COG), masks/mosaic.vrt
     Polygonize      pipeline.polygonize            trace, merge across tiles, simplify
-    WriteTable      pipeline.writers.tables        footprints/ (GeoParquet), errors/
+    Provenance      pipeline.writers.footprints    stable ids, lon/lat, model, run, tile, date
+    WriteGeoTable   pipeline.writers.tables        footprints/ (GeoParquet 1.1), errors/
   with --classifier:
     ChipFootprints  pipeline.polygonize            chips of the footprints, cut as `prepare` does
     ScoreChips      pipeline.score                 RunInference + exact residential fraction
-    WriteTable      pipeline.writers.tables        scores/ (GeoParquet)
+    WriteGeoTable   pipeline.writers.tables        scores/ (GeoParquet 1.1)
+    Classify        pipeline.writers.footprints    classified/: footprint + label, one row each
+  with --csv / --bigquery-table:
+    WriteCsv, WriteScoresBigQuery  pipeline.writers.scores  the run's main table
+    Catalog         pipeline.writers.stac          stac/: a Collection, an Item per mask
     summary.json    this module                    reconciles tiles, windows (and chips); last
 
 :func:`build_pipeline` wires them for a :class:`SegmentConfig`;
@@ -50,7 +55,8 @@ from pipeline.stitching.iou import mask_iou
 from pipeline.stitching.transforms import PlanWindows, StitchTiles
 from pipeline.writers.files import WriteJson, join
 from pipeline.writers.masks import WriteMasks
-from pipeline.writers.tables import WriteErrors, WriteTable, geoparquet_schema
+from pipeline.writers.footprints import classified_row, footprint_row, tiff_date
+from pipeline.writers.tables import WriteErrors, WriteGeoTable, geoparquet_schema
 
 __all__ = ["SegmentConfig", "build_pipeline", "mask_iou", "run", "run_config"]
 
@@ -59,6 +65,7 @@ MASKS_DIR = "masks"
 FOOTPRINTS_DIR = "footprints"
 ERRORS_DIR = "errors"
 SCORES_DIR = "scores"
+CLASSIFIED_DIR = "classified"
 REASON = "reason:"
 
 
@@ -111,7 +118,8 @@ class SegmentConfig:
         binary_mask: Also write the binary mask as band 2 of each COG.
         simplify: Footprint simplification tolerance, pixels.
         min_area: Smallest footprint kept, square metres.
-        footprints_crs: CRS of ``footprints/`` (default: the tiles' CRS).
+        footprints_crs: CRS of every geometry table (``--output-crs``;
+            default: the tiles' CRS).
         truth_masks: Glob of true masks; their IoU goes into summary.json.
         run_id: Id of this run (tags of the masks, summary, scores).
         classifier: Classifier SavedModel; with it, footprints are chipped
@@ -120,6 +128,11 @@ class SegmentConfig:
         classifier_batch_size: Largest batch of chips handed to the classifier.
         chip_spec: How chips are cut (:class:`pipeline.chipping.ChipSpec`);
             for tiles that are not uint8, with a stretch fixed for the run.
+        imagery_date: Date of the imagery for every row (None: each tile's
+            TIFF ``DateTime`` tag, else null).
+        csv: Also write the main table (``classified/`` with a classifier,
+            else ``footprints/``) as ``<table>.csv``.
+        bigquery_table: Also load the main table into ``PROJECT:DATASET.TABLE``.
     """
 
     raster: str
@@ -142,6 +155,9 @@ class SegmentConfig:
     residential_fraction: Any = None
     classifier_batch_size: int = 64
     chip_spec: Any = None
+    imagery_date: Any = None
+    csv: bool = False
+    bigquery_table: str | None = None
 
     @property
     def window_size(self) -> int:
@@ -198,10 +214,20 @@ class SegmentConfig:
         if kwargs.get("truth_masks") and not matched_files(kwargs["truth_masks"]):
             raise ConfigError(f"--truth-masks {kwargs['truth_masks']!r} matches no files")
         if kwargs.get("footprints_crs"):
-            _check_crs(kwargs["footprints_crs"])
+            from pipeline.writers.geo import check_crs
+
+            check_crs(kwargs["footprints_crs"])
         else:
             kwargs["footprints_crs"] = peek_crs(matched_files(raster))
         kwargs["run_id"] = kwargs.get("run_id") or new_run_id()
+        if kwargs.get("imagery_date") is not None:
+            from pipeline.writers.footprints import parse_imagery_date
+
+            kwargs["imagery_date"] = parse_imagery_date(str(kwargs["imagery_date"]))
+        if kwargs.get("bigquery_table"):
+            from pipeline.writers.scores import check_bigquery_table
+
+            check_bigquery_table(kwargs["bigquery_table"])
         if kwargs.get("classifier"):
             kwargs.update(_check_classifier(kwargs, raster, assets, check_model))
         elif kwargs.get("residential_fraction") is not None:
@@ -209,16 +235,6 @@ class SegmentConfig:
                               "scores the footprints)")
         return cls(raster=raster, model_dir=model_dir, output=output, assets=assets,
                    halo=halo, **kwargs)
-
-
-def _check_crs(crs: str) -> None:
-    import pyproj
-
-    try:
-        pyproj.CRS.from_user_input(crs)
-    except pyproj.exceptions.CRSError as exc:
-        raise ConfigError(f"--footprints-crs {crs!r} is not a CRS ({exc}); use e.g. "
-                          "EPSG:4326") from None
 
 
 def _check_classifier(kwargs: dict, raster: str, assets: SegmenterAssets,
@@ -310,6 +326,7 @@ def build_summary(counts: Mapping[str, int], *, config: SegmentConfig, masks: Ma
         "footprints": {"count": c["footprints"], "crs": config.footprints_crs,
                        "files": tables["footprints"]},
         "masks": dict(masks),
+        "stac": tables.get("stac", []),
     }
     if config.classifier:
         summary["scores"] = {
@@ -327,6 +344,10 @@ def build_summary(counts: Mapping[str, int], *, config: SegmentConfig, masks: Ma
                         for r in sorted(regions or [])},
             "files": tables.get("scores", []),
         }
+        summary["classified"] = {"count": c["classified"], "files": tables["classified"],
+                                 "crs": config.footprints_crs,
+                                 # One row per footprint, scored or not.
+                                 "reconciled": c["classified"] == c["footprints"]}
     if config.truth_masks:
         summary["truth"] = mask_iou(masks["masks"], matched_files(config.truth_masks),
                                     config.mask_threshold)
@@ -353,11 +374,20 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
     masks = stitched.masks | "WriteMasks" >> WriteMasks(
         join(config.output, MASKS_DIR), config.mask_threshold if config.binary_mask else None,
         {"MODEL": os.path.basename(os.path.normpath(config.model_dir)), "RUN_ID": config.run_id})
-    rows = stitched.masks | "Polygonize" >> Polygonize(
-        config.mask_threshold, config.simplify, config.min_area, config.footprints_crs)
-    footprint_files = rows | "WriteFootprints" >> WriteTable(
+    from pipeline.score import default_model_id
+
+    dates = checked.tiles | "ImageryDates" >> beam.Map(
+        lambda t, fixed: (t.scene, fixed or tiff_date(t.path)), config.imagery_date)
+    rows = (stitched.masks
+            | "Polygonize" >> Polygonize(config.mask_threshold, config.simplify,
+                                         config.min_area, config.footprints_crs)
+            | "Provenance" >> beam.Map(footprint_row, config.footprints_crs,
+                                       default_model_id(config.model_dir), config.run_id,
+                                       beam.pvalue.AsDict(dates)))
+    footprint_files = rows | "WriteFootprints" >> WriteGeoTable(
         join(config.output, FOOTPRINTS_DIR),
         geoparquet_schema(contracts.FOOTPRINTS_SCHEMA, config.footprints_crs, ["Polygon"]))
+    main_table = (FOOTPRINTS_DIR, rows, contracts.FOOTPRINTS_SCHEMA)
 
     error_parts = [matched.errors, checked.errors, read.errors, predicted["errors"],
                    stitched.errors]
@@ -375,6 +405,19 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
                                                "score_errors")})
         tables["scores"] = scored["files"]
         side["regions"] = beam.pvalue.AsList(scored["regions"])
+        classified = ({"footprint": rows | "FootprintById" >> beam.Map(
+                          lambda r: (r["footprint_id"], r)),
+                       "score": scored["scored"] | "ScoreById" >> beam.Map(
+                           lambda r: (r["footprint_id"], r))}
+                      | "JoinScores" >> beam.CoGroupByKey()
+                      | "Classify" >> beam.Map(classified_row,
+                                               default_model_id(config.classifier)))
+        tables["classified"] = classified | "WriteClassified" >> WriteGeoTable(
+            join(config.output, CLASSIFIED_DIR),
+            geoparquet_schema(contracts.CLASSIFIED_SCHEMA, config.footprints_crs, ["Polygon"]))
+        counted["classified"] = classified
+        main_table = (CLASSIFIED_DIR, classified, contracts.CLASSIFIED_SCHEMA)
+    _write_main_table(config, *main_table)
 
     errors = error_parts | "AllErrors" >> beam.Flatten()
     tables["errors"] = errors | "WriteErrors" >> WriteErrors(join(config.output, ERRORS_DIR))
@@ -387,22 +430,43 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
     tallies.append(cores | "Tally.cores" >> beam.Map(lambda core: f"cores_{core.status}"))
     tallies.append(errors | "Tally.reasons" >> beam.Map(lambda e: f"{REASON}{e.error}"))
     counts = count_by(tallies | "Tallies" >> beam.Flatten(), lambda name: name, "Counts")
+    from pipeline.writers.stac import write_catalog
+
+    tables["stac"] = masks["written"] | "Catalog" >> beam.Map(
+        write_catalog, beam.pvalue.AsList(masks["entries"]), config.output, config.run_id,
+        default_model_id(config.model_dir), beam.pvalue.AsDict(dates),
+        beam.pvalue.AsDict(_named(tables, "Catalog")))
     summary = counts | "Summary" >> beam.Map(
         lambda c, **side: build_summary(c, config=config, **side),
         masks=beam.pvalue.AsSingleton(masks["written"]),
         skipped=beam.pvalue.AsList(stitched.skipped),
-        tables=beam.pvalue.AsDict(
-            [files | f"{name}Files" >> beam.Map(lambda f, n: (n, f), name)
-             for name, files in tables.items()] | "Tables" >> beam.Flatten()),
+        tables=beam.pvalue.AsDict(_named(tables, "Summary")),
         **side)
     _ = summary | "WriteSummary" >> WriteJson(join(config.output, SUMMARY_FILE))
     return p
 
 
+def _named(tables: Mapping[str, Any], label: str):
+    """``(name, files)`` pairs of the tables' file lists, as one PCollection."""
+    return ([files | f"{label}.{name}Files" >> beam.Map(lambda f, n: (n, f), name)
+             for name, files in tables.items()] | f"{label}.Tables" >> beam.Flatten())
+
+
+def _write_main_table(config: SegmentConfig, name: str, rows, schema) -> None:
+    """``--csv`` and ``--bigquery-table``: the run's main table, as ``footprints score`` writes."""
+    from pipeline.writers.scores import WriteCsv, WriteScoresBigQuery, bigquery_load_schema
+
+    if config.csv:
+        _ = rows | "Csv" >> WriteCsv(join(config.output, f"{name}.csv"), list(schema.names))
+    if config.bigquery_table:
+        _ = rows | "BigQuery" >> WriteScoresBigQuery(
+            config.bigquery_table, config.footprints_crs, bigquery_load_schema(schema))
+
+
 def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
     """Chips the footprints from their tiles and runs the scoring path on them."""
     from pipeline.score import ScoreChips
-    from pipeline.writers.scores import scores_schema
+    from pipeline.writers.scores import scores_schema, write_table
 
     chips = {"rows": rows, "tiles": tiles} | "ChipFootprints" >> ChipFootprints(
         config.footprints_crs, config.chip_spec)
@@ -411,8 +475,8 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
         batch_size=config.classifier_batch_size, run_id=config.run_id,
         crs=config.footprints_crs, accelerator=config.accelerator,
         model_copies=accelerator_count(config.accelerator) if config.accelerator else None)
-    files = result.scores | "WriteScores" >> WriteTable(
-        join(config.output, SCORES_DIR), scores_schema(config.footprints_crs))
+    files = write_table(result.scores, "WriteScores", join(config.output, SCORES_DIR),
+                        scores_schema(config.footprints_crs))
     return {"chips": chips["records"], "chip_errors": chips["errors"],
             "scored": result.scores, "score_errors": result.errors,
             "regions": result.regions, "files": files}

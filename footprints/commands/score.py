@@ -82,7 +82,10 @@ def register(subparsers) -> None:
                              "percentiles are within 100*(E + 1/(2(Q-1))) points")
     parser.add_argument("--num-shards", type=int, default=1,
                         help="files in scores/ (0: the runner decides; default: %(default)s)")
-    parser.add_argument("--crs", help="CRS of the geometry column (default: the chips' CRS)")
+    parser.add_argument("--output-crs", "--crs", dest="crs", metavar="CRS",
+                        help="CRS of the geometry column, e.g. EPSG:4326 for BigQuery "
+                             "(default: the chips' CRS); centroid_lon/centroid_lat are always "
+                             "EPSG:4326")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the inputs and print the plan (files, tiles, windows, "
                              "estimated work) without running anything")

@@ -17,11 +17,13 @@ halo, batched inference, seamless stitching. Writes OUTPUT/masks/<tile>.tif
 (Cloud-Optimized GeoTIFF on the tile's grid: band 1 probability x 255,
 band 2 the binary mask with --binary-mask; nodata stays masked),
 OUTPUT/masks/mosaic.vrt, OUTPUT/footprints/ (GeoParquet polygons, merged
-across tile edges), OUTPUT/errors/ (tiles that cannot be used, and why) and
+across tile edges, with stable ids, lon/lat centroids and provenance),
+OUTPUT/errors/ (tiles that cannot be used, and why) and
 OUTPUT/summary.json (written last; reconciles tiles and windows). With
 --classifier and --residential-fraction, also OUTPUT/scores/: the footprints
-chipped from the same tiles, scored and labelled as `footprints score` does.
-See docs/segmentation.md.
+chipped from the same tiles, scored and labelled as `footprints score` does,
+and OUTPUT/classified/: one row per building with its footprint and label.
+See docs/segmentation.md and docs/data-dictionary.md.
 """
 
 
@@ -77,8 +79,19 @@ def register(subparsers) -> None:
     parser.add_argument("--min-area", type=float, default=4.0, metavar="M2",
                         help="drop footprints smaller than this, square metres (default: "
                              "%(default)s)")
-    parser.add_argument("--footprints-crs", metavar="CRS",
-                        help="CRS of footprints/ (default: the tiles' CRS)")
+    parser.add_argument("--output-crs", "--footprints-crs", dest="footprints_crs",
+                        metavar="CRS",
+                        help="CRS of the geometry in every table, e.g. EPSG:4326 for "
+                             "BigQuery (default: the tiles' CRS); centroid_lon/centroid_lat "
+                             "are always EPSG:4326")
+    parser.add_argument("--imagery-date", metavar="YYYY-MM-DD",
+                        help="date of the imagery on every row (default: each tile's TIFF "
+                             "DateTime tag, else empty)")
+    parser.add_argument("--csv", action="store_true",
+                        help="also write the main table (classified/ with --classifier, else "
+                             "footprints/) as OUTPUT/<table>.csv, geometry as WKT")
+    parser.add_argument("--bigquery-table", metavar="PROJECT:DATASET.TABLE",
+                        help="also load the main table into BigQuery (replaces the table)")
     parser.add_argument("--truth-masks", metavar="GLOB",
                         help="true 0/1 masks on the tiles' grids; building IoU goes into "
                              "summary.json")
@@ -110,7 +123,8 @@ def config_from_args(args: argparse.Namespace):
         simplify=args.simplify, min_area=args.min_area, footprints_crs=args.footprints_crs,
         truth_masks=args.truth_masks, run_id=args.run_id, classifier=args.classifier,
         residential_fraction=args.residential_fraction,
-        classifier_batch_size=args.classifier_batch_size)
+        classifier_batch_size=args.classifier_batch_size, imagery_date=args.imagery_date,
+        csv=args.csv, bigquery_table=args.bigquery_table)
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -125,7 +139,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     summary = run_config(config, beam_args)
     print(segment_lines(summary))
     print(f"  outputs: {args.output}/masks/, footprints/, errors/, summary.json"
-          + (", scores/" if config.classifier else ""))
+          + (", scores/, classified/" if config.classifier else ""))
     rec = summary["reconciliation"]
     from footprints.errors import EXIT_CHECK, EXIT_OK
 

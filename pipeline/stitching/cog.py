@@ -2,8 +2,11 @@
 
 The mask has exactly the tile's CRS, geotransform and size, so it overlays
 the tile pixel for pixel. Band 1 is the building probability as uint8
-(``round(p * 255)``; the tag ``PROBABILITY_SCALE`` says so); with a threshold,
-band 2 is the binary mask (1 building, 0 not) at ``p >= threshold``. Pixels
+(``round(p * 255)``) with band scale 1/255 and offset 0, so QGIS, GDAL and
+rasterio (``read(masked=True) * scales[0]``) read probabilities in [0, 1];
+the tag ``PROBABILITY_SCALE`` repeats it for older readers. With a
+threshold, band 2 is the binary mask (1 building, 0 not) at
+``p >= threshold``, scale 1. Pixels
 that are nodata in the tile are masked by an internal per-dataset mask rather
 than a nodata value, because every uint8 value is a valid probability.
 
@@ -34,6 +37,7 @@ COG_OPTIONS = {
     "bigtiff": "IF_SAFER",
 }
 PROBABILITY_BAND = "building_probability"
+PROBABILITY_SCALE = 1 / 255
 BINARY_BAND = "building"
 
 
@@ -78,7 +82,7 @@ def encode_mask_cog(mask: TileMask, threshold: float | None = None,
         names.append(BINARY_BAND)
     profile = dict(driver="COG", width=tile.width, height=tile.height, count=len(bands),
                    dtype="uint8", crs=tile.crs, transform=tile.affine, **COG_OPTIONS)
-    all_tags = {"PROBABILITY_SCALE": str(1 / 255), "SOURCE": tile.path, **(tags or {})}
+    all_tags = {"PROBABILITY_SCALE": str(PROBABILITY_SCALE), "SOURCE": tile.path, **(tags or {})}
     if threshold is not None:
         all_tags["THRESHOLD"] = str(threshold)
     with MemoryFile() as memfile:
@@ -86,6 +90,9 @@ def encode_mask_cog(mask: TileMask, threshold: float | None = None,
             dst.write(np.stack(bands))
             for index, name in enumerate(names, start=1):
                 dst.set_band_description(index, name)
+            # Readers apply value * scale + offset: probability for band 1.
+            dst.scales = [PROBABILITY_SCALE] + [1.0] * (len(bands) - 1)
+            dst.offsets = [0.0] * len(bands)
             dst.update_tags(**all_tags)
             if mask.valid is not None:
                 dst.write_mask(mask.valid)

@@ -2,13 +2,17 @@
 
 * ``scores/`` is a Parquet table with the columns of
   ``footprints.contracts.SCORES_SCHEMA``. When the chips carry polygons,
-  ``geometry`` is WKB in one CRS (chips in another CRS are reprojected) and
-  the files carry GeoParquet metadata, so geopandas and DuckDB read the
-  column as geometry.
+  ``geometry`` is WKB in one CRS (chips in another CRS are reprojected),
+  exterior rings counterclockwise, every row has ``centroid_lon``/
+  ``centroid_lat`` in EPSG:4326, and the files are complete GeoParquet 1.1
+  (:class:`pipeline.writers.tables.WriteGeoTable`), so geopandas, DuckDB
+  and BigQuery read the column as geometry; ``scores.bigquery.json`` beside
+  it is the table's BigQuery schema.
 * ``--csv`` adds ``scores.csv`` (geometry as WKT) next to it.
 * ``--bigquery-table`` loads the same rows into BigQuery, replacing the
   table; ``geometry`` becomes a ``GEOGRAPHY`` (WKT in WGS 84, as BigQuery
-  requires).
+  requires). ``footprints segment`` writes its tables through the same
+  :class:`WriteCsv` and :class:`WriteScoresBigQuery`.
 * ``summary.json`` is written last, after every table is in place, so its
   presence means the run finished; the command deletes an older one before
   the run starts.
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import io
 import math
 import re
@@ -32,7 +35,14 @@ from footprints import contracts
 from footprints.errors import ConfigError
 from pipeline.thresholds import LabelledBatch, RegionResult
 from pipeline.writers.files import WriteJson, join
-from pipeline.writers.tables import WriteErrors, WriteTable, geoparquet_schema
+from pipeline.writers import geo
+from pipeline.writers.tables import (
+    WriteErrors,
+    WriteGeoTable,
+    WriteTable,
+    bigquery_schema,
+    geoparquet_schema,
+)
 
 SCORES_DIR = "scores"
 ERRORS_DIR = "errors"
@@ -47,13 +57,6 @@ _BQ_TABLE_RE = re.compile(r"^[A-Za-z0-9.:_-]+:[A-Za-z0-9_]+\.[A-Za-z0-9_$-]+$")
 # Rows
 # --------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=64)
-def _transformer(src: str, dst: str):
-    import pyproj
-
-    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
-
-
 def reproject_wkbs(wkbs: list[bytes], src: str, dst: str) -> list[bytes]:
     """WKB geometries from CRS ``src`` to ``dst`` (x/y order, as GIS software writes).
 
@@ -64,7 +67,7 @@ def reproject_wkbs(wkbs: list[bytes], src: str, dst: str) -> list[bytes]:
 
     if src == dst or not wkbs:
         return list(wkbs)
-    transformer = _transformer(src, dst)
+    transformer = geo.transformer(src, dst)
 
     def move(xy):
         x, y = transformer.transform(xy[:, 0], xy[:, 1])
@@ -102,26 +105,55 @@ def score_rows(labelled: LabelledBatch, model_id: str, run_id: str,
             for i, wkb in zip(positions, reproject_wkbs([geometries[i] for i in positions],
                                                         src, crs)):
                 geometries[i] = wkb
+    lon, lat, geometries = geometry_columns(geometries, crs)
     return [
         {"footprint_id": meta.footprint_id, "region": meta.region, "score": score,
          "percentile": pct, "is_residential": residential, "label": meta.label,
          "threshold": threshold, "target_fraction": target, "model_id": model_id,
-         "run_id": run_id, "geometry": geometry}
-        for meta, score, pct, residential, threshold, target, geometry in zip(
+         "run_id": run_id, "centroid_lon": x, "centroid_lat": y, "geometry": geometry}
+        for meta, score, pct, residential, threshold, target, x, y, geometry in zip(
             metas, labelled.scores.tolist(), labelled.percentiles.tolist(),
             labelled.is_residential.tolist(), labelled.thresholds.tolist(),
-            labelled.targets.tolist(), geometries)]
+            labelled.targets.tolist(), lon, lat, geometries)]
+
+
+def geometry_columns(wkbs: list[bytes | None], crs: str | None
+                     ) -> tuple[list[float | None], list[float | None], list[bytes | None]]:
+    """Centroid lon/lat (EPSG:4326) and counterclockwise WKB of polygons in ``crs``.
+
+    One shapely parse and one pyproj call for the batch; missing geometries
+    give None. Without a CRS (chips that carry none) nothing can be placed.
+    """
+    import shapely
+
+    if crs is None or not any(w is not None for w in wkbs):
+        return [None] * len(wkbs), [None] * len(wkbs), list(wkbs)
+    geoms = geo.orient_ccw(shapely.from_wkb(np.array(wkbs, dtype=object)))
+    lon, lat = geo.lonlat_centroids(geoms, crs)
+    out = [None if g is None else shapely.to_wkb(g) for g in geoms]
+    return ([None if np.isnan(v) else float(v) for v in lon],
+            [None if np.isnan(v) else float(v) for v in lat], out)
 
 
 def scores_schema(crs: str | None):
-    """``SCORES_SCHEMA``, with GeoParquet metadata when the chips carry polygons in ``crs``."""
+    """``SCORES_SCHEMA``, with GeoParquet metadata when the chips carry polygons in ``crs``.
+
+    The geometry types are left to each file, which lists exactly those it holds.
+    """
     if crs is None:
         return contracts.SCORES_SCHEMA
-    return geoparquet_schema(contracts.SCORES_SCHEMA, crs, ["Polygon", "MultiPolygon"])
+    return geoparquet_schema(contracts.SCORES_SCHEMA, crs)
 
 
-def csv_line(row: Mapping[str, Any]) -> str:
-    """One CSV line of a scores row; geometry as WKT."""
+def write_table(rows, label: str, directory: str, schema, num_shards: int = 1):
+    """``rows | label >> WriteGeoTable`` for a schema with GeoParquet metadata, else ``WriteTable``."""
+    if b"geo" in (schema.metadata or {}):
+        return rows | label >> WriteGeoTable(directory, schema, num_shards=num_shards)
+    return rows | label >> WriteTable(directory, schema, num_shards=num_shards)
+
+
+def csv_line(row: Mapping[str, Any], columns: list[str] = CSV_COLUMNS) -> str:
+    """One CSV line of a table row; geometry as WKT."""
     import shapely
 
     values = dict(row)
@@ -129,27 +161,49 @@ def csv_line(row: Mapping[str, Any]) -> str:
         values["geometry"] = shapely.from_wkb(values["geometry"]).wkt
     buf = io.StringIO()
     csv.writer(buf, lineterminator="").writerow(
-        ["" if values[c] is None else values[c] for c in CSV_COLUMNS])
+        ["" if values.get(c) is None else values[c] for c in columns])
     return buf.getvalue()
+
+
+@dataclasses.dataclass
+class WriteCsv(beam.PTransform):
+    """Writes table rows to one CSV file (header first, geometry as WKT).
+
+    Returns a singleton PCollection (the list of files) once the file is in place.
+    """
+
+    path: str
+    columns: list[str] = dataclasses.field(default_factory=lambda: list(CSV_COLUMNS))
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, rows):
+        return (rows
+                | "CsvLine" >> beam.Map(csv_line, self.columns)
+                | "WriteCsv" >> beam.io.WriteToText(
+                    self.path, num_shards=1, shard_name_template="",
+                    header=",".join(self.columns))
+                | "CsvDone" >> beam.combiners.ToList())
 
 
 # --------------------------------------------------------------------------
 # BigQuery
 # --------------------------------------------------------------------------
 
-BIGQUERY_SCHEMA = {"fields": [
-    {"name": "footprint_id", "type": "STRING", "mode": "REQUIRED"},
-    {"name": "region", "type": "STRING", "mode": "REQUIRED"},
-    {"name": "score", "type": "FLOAT64", "mode": "REQUIRED"},
-    {"name": "percentile", "type": "FLOAT64", "mode": "REQUIRED"},
-    {"name": "is_residential", "type": "BOOL", "mode": "REQUIRED"},
-    {"name": "label", "type": "INT64", "mode": "NULLABLE"},
-    {"name": "threshold", "type": "FLOAT64", "mode": "NULLABLE"},
-    {"name": "target_fraction", "type": "FLOAT64", "mode": "REQUIRED"},
-    {"name": "model_id", "type": "STRING", "mode": "REQUIRED"},
-    {"name": "run_id", "type": "STRING", "mode": "REQUIRED"},
-    {"name": "geometry", "type": "GEOGRAPHY", "mode": "NULLABLE"},
-]}
+def bigquery_load_schema(schema) -> dict:
+    """The BigQuery schema of the rows :class:`WriteScoresBigQuery` loads from ``schema``.
+
+    No ``bbox`` (BigQuery indexes GEOGRAPHY itself), and ``threshold``
+    nullable: an infinite threshold (a region with k = 0) arrives as NULL,
+    since BigQuery's JSON loads reject inf.
+    """
+    fields = bigquery_schema(geoparquet_schema(schema, None), covering=False)["fields"]
+    return {"fields": [{**f, "mode": "NULLABLE"} if f["name"] == "threshold" else f
+                       for f in fields]}
+
+
+BIGQUERY_SCHEMA = bigquery_load_schema(contracts.SCORES_SCHEMA)
 
 
 def check_bigquery_table(table: str) -> str:
@@ -169,8 +223,10 @@ def bigquery_row(row: Mapping[str, Any], crs: str | None) -> dict[str, Any]:
     if out.get("geometry") is not None:
         wkb = out["geometry"]
         if crs is not None:
-            wkb = reproject_wkb(wkb, crs, "EPSG:4326")
-        out["geometry"] = shapely.from_wkb(wkb).wkt
+            wkb = reproject_wkb(wkb, crs, geo.WGS84)
+        out["geometry"] = geo.orient_ccw([shapely.from_wkb(wkb)])[0].wkt
+    if out.get("imagery_date") is not None:
+        out["imagery_date"] = out["imagery_date"].isoformat()
     if out.get("threshold") is not None and not math.isfinite(out["threshold"]):
         out["threshold"] = None  # BigQuery JSON loads reject inf
     return out
@@ -178,10 +234,17 @@ def bigquery_row(row: Mapping[str, Any], crs: str | None) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class WriteScoresBigQuery(beam.PTransform):
-    """Loads scores rows into a BigQuery table, replacing its contents."""
+    """Loads table rows into a BigQuery table, replacing its contents.
+
+    Attributes:
+        table: ``PROJECT:DATASET.TABLE``.
+        crs: CRS of the rows' geometry (moved to WGS 84 for GEOGRAPHY).
+        schema: BigQuery schema of the rows (default: that of ``scores/``).
+    """
 
     table: str
     crs: str | None = None
+    schema: dict = dataclasses.field(default_factory=lambda: BIGQUERY_SCHEMA)
 
     def __post_init__(self):
         super().__init__()
@@ -190,7 +253,7 @@ class WriteScoresBigQuery(beam.PTransform):
         return (rows
                 | "ToBigQueryRow" >> beam.Map(bigquery_row, self.crs)
                 | "WriteBigQuery" >> beam.io.WriteToBigQuery(
-                    self.table, schema=BIGQUERY_SCHEMA,
+                    self.table, schema=self.schema,
                     method=beam.io.WriteToBigQuery.Method.FILE_LOADS,
                     create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
                     # A rerun replaces the table, like the Parquet outputs.
@@ -290,19 +353,12 @@ class WriteScoreOutputs(beam.PTransform):
     def expand(self, inputs):
         rows = inputs["scores"]
         written = [
-            rows | "Scores" >> WriteTable(join(self.output, SCORES_DIR), scores_schema(self.crs),
-                                          num_shards=self.num_shards),
+            write_table(rows, "Scores", join(self.output, SCORES_DIR), scores_schema(self.crs),
+                        self.num_shards),
             inputs["errors"] | "Errors" >> WriteErrors(join(self.output, ERRORS_DIR)),
         ]
         if self.csv:
-            csv_path = join(self.output, CSV_FILE)
-            written.append(
-                rows
-                | "CsvLine" >> beam.Map(csv_line)
-                | "WriteCsv" >> beam.io.WriteToText(
-                    csv_path, num_shards=1, shard_name_template="",
-                    header=",".join(CSV_COLUMNS))
-                | "CsvDone" >> beam.combiners.ToList())
+            written.append(rows | "Csv" >> WriteCsv(join(self.output, CSV_FILE)))
         if self.bigquery_table:
             rows | "BigQuery" >> WriteScoresBigQuery(self.bigquery_table, self.crs)
 

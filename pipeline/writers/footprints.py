@@ -1,0 +1,102 @@
+"""The rows of ``footprints/`` and ``classified/``: a building with its provenance.
+
+:func:`pipeline.polygonize.finish` gives each building its polygon, area
+and mask confidence; this module makes the row a data team can join on
+without reading our code:
+
+* a stable id (:func:`pipeline.writers.geo.stable_ids`) instead of the
+  polygonizer's ``<tile>-<n>``, which shifts whenever a building before it
+  appears or goes;
+* ``centroid_lon``/``centroid_lat`` (EPSG:4326) and a counterclockwise
+  exterior ring, whatever ``--output-crs`` the geometry is in;
+* ``area_m2`` of the polygon as written (after simplification; geodesic in
+  lon/lat), so it matches what a reader measures on the geometry;
+* provenance on every row: ``segmenter_model_id``, ``run_id``, the source
+  ``tile`` (for a building merged across tile edges, the tile holding most
+  of its pixels) and ``imagery_date`` (``--imagery-date``, else the tile's
+  TIFF ``DateTime`` tag, else null).
+
+With ``--classifier``, :func:`classified_row` joins a footprint with its
+scores row into one ``classified/`` row (:data:`CLASSIFIED_SCHEMA`).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from footprints import contracts
+from footprints.errors import ConfigError
+from pipeline.writers import geo
+
+#: The classification columns ``classified/`` takes from a ``scores/`` row.
+SCORE_COLUMNS = ("region", "score", "percentile", "is_residential", "threshold",
+                 "target_fraction")
+
+
+def parse_imagery_date(text: str) -> datetime.date:
+    """An ``--imagery-date`` (ISO ``YYYY-MM-DD``); raises ConfigError with the fix."""
+    try:
+        return datetime.date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--imagery-date {text!r} is not a date; write it as YYYY-MM-DD, "
+                          "for example 2024-06-30") from None
+
+
+def tiff_date(path: str) -> datetime.date | None:
+    """The date of a GeoTIFF's ``DateTime`` tag (``YYYY:MM:DD HH:MM:SS``), or None."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as src:
+            text = src.tags().get("TIFFTAG_DATETIME", "")
+    except rasterio.errors.RasterioError:
+        return None
+    try:
+        return datetime.datetime.strptime(text.strip()[:10], "%Y:%m:%d").date()
+    except ValueError:
+        return None  # absent or not the TIFF format: unknown, not a guess
+
+
+def footprint_row(row: Mapping[str, Any], crs: str | None, model_id: str, run_id: str,
+                  dates: Mapping[str, datetime.date | None]) -> dict[str, Any]:
+    """The ``footprints/`` row (:data:`FOOTPRINTS_SCHEMA`) of a polygonized building.
+
+    Args:
+        row: A row of :func:`pipeline.polygonize.finish` (geometry WKB in ``crs``).
+        crs: The CRS of the table's geometry.
+        model_id: The segmenter's id.
+        run_id: This run's id.
+        dates: Tile scene -> imagery date.
+    """
+    import shapely
+
+    from pipeline.polygonize import area_m2
+
+    geom = geo.orient_ccw([shapely.from_wkb(row["geometry"])])
+    lon, lat = geo.lonlat_centroids(geom, crs)
+    return {**row, "footprint_id": geo.stable_ids(geom, crs)[0],
+            # Of the polygon as written (simplified, in the table's CRS), so
+            # it is what anyone who measures the geometry gets.
+            "area_m2": area_m2(geom[0], crs) if crs else row["area_m2"],
+            "centroid_lon": float(lon[0]), "centroid_lat": float(lat[0]),
+            "segmenter_model_id": model_id, "run_id": run_id,
+            "imagery_date": dates.get(row["tile"]), "geometry": shapely.to_wkb(geom[0])}
+
+
+def classified_row(item: tuple[str, Mapping[str, Iterable]], classifier_id: str
+                   ) -> dict[str, Any]:
+    """One ``classified/`` row from a footprint and its scores row (if it was scored).
+
+    ``item`` is a CoGroupByKey result ``(id, {"footprint": [row], "score": [row]})``.
+    """
+    footprint_id, joined = item
+    (footprint,) = list(joined["footprint"])
+    scores = list(joined["score"])
+    out = {name: footprint[name] for name in contracts.CLASSIFIED_SCHEMA.names
+           if name in footprint}
+    score = scores[0] if scores else {}
+    out.update({name: score.get(name) for name in SCORE_COLUMNS})
+    out["classifier_model_id"] = classifier_id if scores else None
+    return out

@@ -1,0 +1,293 @@
+"""The tables as data teams load them: GeoParquet 1.1 in full, lon/lat, BigQuery's rules.
+
+A real ``footprints segment --classifier`` run over two 4-band NAIP-like
+tiles in Texas state-plane feet (EPSG:2278, one with a TIFF DateTime tag),
+written in EPSG:4326, and a real ``footprints score`` run in UTM. Every
+table is checked the way its consumers read it: the geoparquet-validator
+from PyPI (core, covering and distribution classes), DuckDB (native
+GEOMETRY), geopandas and pyarrow; lon/lat and areas against shapely in a
+metric CRS; BigQuery's rules (ranges, orientation, validity, schema types)
+since BigQuery itself cannot run here.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import duckdb
+import geopandas as gpd
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import rasterio
+import shapely
+from rasterio.transform import from_origin
+
+import score_helpers
+import segment_helpers as helpers
+from footprints import cli, contracts
+from pipeline.writers import geo
+from pipeline.writers.tables import bigquery_schema, geo_file_table, geoparquet_schema
+
+FEET = "EPSG:2278"  # NAD83 / Texas South Central (ftUS)
+ORIGIN = (3_120_000.0, 13_842_000.0)  # Houston
+FT = 1.0  # pixel size, US survey feet
+
+
+# --------------------------------------------------------------------------
+# Plain functions
+# --------------------------------------------------------------------------
+
+def test_hilbert_keys_walk_a_grid_cell_by_adjacent_cell():
+    xs, ys = np.meshgrid(np.arange(8.0), np.arange(8.0))
+    keys = geo.hilbert_keys(xs.ravel(), ys.ravel(), (0, 0, 7, 7), order=3)
+    assert sorted(keys.tolist()) == list(range(64))
+    path = np.column_stack([xs.ravel(), ys.ravel()])[np.argsort(keys)]
+    steps = np.abs(np.diff(path, axis=0)).sum(axis=1)
+    assert (steps == 1).all()  # a Hilbert curve never jumps
+
+
+def test_quadkeys_match_bing_tile_numbering():
+    # Bing's documented example: tile x=3, y=5 at level 3 is quadkey "213".
+    n = 8
+    lon = (3 + 0.5) / n * 360 - 180
+    lat = np.degrees(np.arctan(np.sinh(np.pi * (1 - 2 * (5 + 0.5) / n))))
+    assert geo.quadkeys(np.array([lon]), np.array([lat]), level=3) == ["213"]
+
+
+def test_stable_ids_depend_on_the_polygon_only():
+    a = shapely.box(500_000, 4_200_000, 500_010, 4_200_008)
+    b = shapely.box(500_100, 4_200_000, 500_110, 4_200_008)
+    ids = geo.stable_ids([a, b], "EPSG:32615")
+    assert ids == geo.stable_ids([a, b], "EPSG:32615")
+    assert geo.stable_ids([b], "EPSG:32615") == ids[1:]  # neighbours do not matter
+    assert len(set(ids)) == 2 and all(len(i.split("-")[0]) == geo.QUADKEY_LEVEL for i in ids)
+    # The same building in another CRS keeps its id (ids come from lon/lat).
+    moved = geo.to_lonlat([a], "EPSG:32615")
+    assert geo.stable_ids(moved, "EPSG:4326") == ids[:1]
+
+
+def test_sphere_problems_catch_what_bigquery_rejects_or_reads_otherwise():
+    good = geo.orient_ccw([shapely.box(-93.0, 42.0, -92.9999, 42.0001)])[0]
+    assert geo.sphere_problems([good]) == []
+    clockwise = shapely.box(-93.0, 42.0, -92.9999, 42.0001, ccw=False)
+    across = shapely.box(-179.9, 0, 179.9, 0.001)
+    huge = shapely.box(-93.0, 42.0, -92.0, 42.001)
+    problems = geo.sphere_problems([clockwise, across, huge, None])
+    assert any("row 0: clockwise" in p for p in problems)
+    assert any("row 1: spans the antimeridian" in p for p in problems)
+    assert any("row 2: an edge of" in p for p in problems)
+
+
+def test_many_row_groups_sorted_along_the_curve_pass_the_distribution_class(tmp_path):
+    import geoparquet_validator as gpv
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(500_000, 510_000, 6000)
+    y = rng.uniform(4_200_000, 4_210_000, 6000)
+    geoms = [shapely.box(a, b, a + 12, b + 9) for a, b in zip(x, y)]
+    lon, lat = geo.lonlat_centroids(geoms, "EPSG:32615")
+    schema = geoparquet_schema(pa.schema([
+        pa.field("footprint_id", pa.string(), nullable=False),
+        pa.field("centroid_lon", pa.float64()), pa.field("centroid_lat", pa.float64()),
+        pa.field("geometry", pa.binary())]), "EPSG:32615")
+    rows = [{"footprint_id": f"f{i}", "centroid_lon": lon[i], "centroid_lat": lat[i],
+             "geometry": shapely.to_wkb(g)} for i, g in enumerate(geoms)]
+    table = geo_file_table(rows, schema)
+    path = str(tmp_path / "t.parquet")
+    pq.write_table(table, path, row_group_size=500, compression="zstd")
+    report = gpv.check(path)
+    for cls in ("core", "covering", "distribution"):
+        assert gpv.conformant(report, cls), gpv.failed(report)
+    order = {o["id"]: o["status"] for o in report["outcomes"]}
+    assert order["/conf/distribution/spatial-order"] == "pass"
+    # The same rows in random order fail the spatial-order test: it can fail.
+    shuffled = pq.read_table(path).take(rng.permutation(6000))
+    pq.write_table(shuffled, path, row_group_size=500, compression="zstd")
+    assert "/conf/distribution/spatial-order" in gpv.failed(gpv.check(path))
+
+
+def test_bigquery_schema_types_follow_the_arrow_schema():
+    schema = geoparquet_schema(contracts.CLASSIFIED_SCHEMA, "EPSG:4326")
+    fields = {f["name"]: f for f in bigquery_schema(schema)["fields"]}
+    assert fields["geometry"] == {"name": "geometry", "type": "GEOGRAPHY", "mode": "REQUIRED"}
+    assert fields["imagery_date"]["type"] == "DATE"
+    assert fields["centroid_lon"]["type"] == "FLOAT64"
+    assert fields["is_residential"] == {"name": "is_residential", "type": "BOOL",
+                                        "mode": "NULLABLE"}
+    assert fields["bbox"]["type"] == "RECORD"
+    assert [f["name"] for f in fields["bbox"]["fields"]] == ["xmin", "ymin", "xmax", "ymax"]
+    names = [f["name"] for f in bigquery_schema(schema)["fields"]]
+    assert names == [*contracts.CLASSIFIED_SCHEMA.names, "bbox"]
+
+
+# --------------------------------------------------------------------------
+# A segment run in state-plane feet, written in lon/lat
+# --------------------------------------------------------------------------
+
+def _tiles(root):
+    # Two adjacent 4-band tiles; a building crosses their shared edge.
+    a, _ = helpers.bright_scene(120, 100, [(10, 10, 40, 50), (60, 70, 90, 100)], bands=4,
+                                seed=1)
+    b, _ = helpers.bright_scene(120, 100, [(60, 0, 90, 30), (20, 40, 50, 80)], bands=4, seed=2)
+    path_a = helpers.write_tile(str(root / "tiles" / "a.tif"), a, crs=FEET,
+                                transform=from_origin(*ORIGIN, FT, FT))
+    helpers.write_tile(str(root / "tiles" / "b.tif"), b, crs=FEET,
+                       transform=from_origin(ORIGIN[0] + 100 * FT, ORIGIN[1], FT, FT))
+    with rasterio.open(path_a, "r+") as dst:
+        dst.update_tags(TIFFTAG_DATETIME="2024:06:30 10:15:00")
+    return str(root / "tiles" / "*.tif")
+
+
+@pytest.fixture(scope="module")
+def lonlat_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tables")
+    model = helpers.save_bright_segmenter(str(root / "segmenter"), window_size=64)
+    classifier = score_helpers.save_classifier(str(root / "classifier"), "brightness")
+    tiles = _tiles(root)
+    args = ["segment", "--raster", tiles, "--model", model, "--classifier", classifier,
+            "--residential-fraction", "0.5", "--output-crs", "EPSG:4326", "--min-area", "1",
+            "--binary-mask", "--csv", "--run-id", "first"]
+    assert cli.main([*args, "--output", str(root / "out")]) == 0
+    assert cli.main([*args, "--output", str(root / "again"), "--imagery-date",
+                     "2025-01-02"]) == 0
+    return root
+
+
+def _tables(root):
+    return {name: str(root / "out" / name) for name in ("footprints", "scores", "classified")}
+
+
+@pytest.mark.slow
+def test_every_table_passes_the_geoparquet_validator(lonlat_run):
+    import geoparquet_validator as gpv
+
+    for name, folder in _tables(lonlat_run).items():
+        files = glob.glob(os.path.join(folder, "*.parquet"))
+        assert files, name
+        for path in files:
+            report = gpv.check(path)
+            for cls in ("core", "covering", "distribution"):
+                assert gpv.conformant(report, cls), (name, gpv.failed(report))
+            meta = json.loads(pq.read_schema(path).metadata[b"geo"])["columns"]["geometry"]
+            assert meta["geometry_types"] == ["Polygon"]
+            assert meta["edges"] == "planar" and meta["orientation"] == "counterclockwise"
+            assert meta["crs"]["id"] == {"authority": "EPSG", "code": 4326}
+            assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+@pytest.mark.slow
+def test_tables_read_in_duckdb_geopandas_and_pyarrow_agree_with_shapely(lonlat_run):
+    con = duckdb.connect()
+    for name, folder in _tables(lonlat_run).items():
+        arrow = pq.read_table(folder)
+        frame = gpd.read_parquet(folder)
+        ddb = con.sql(f"SELECT footprint_id, ST_AsWKB(geometry) AS wkb, centroid_lon, "
+                      f"centroid_lat FROM read_parquet('{folder}/*.parquet') "
+                      f"ORDER BY footprint_id").fetchall()
+        assert len(ddb) == len(frame) == arrow.num_rows > 0, name
+        assert frame.crs.to_epsg() == 4326
+        geoms = shapely.from_wkb([bytes(r[1]) for r in ddb])
+        assert geo.sphere_problems(geoms) == []
+        # Centroid lon/lat: the building's centre, in range, inside the tiles.
+        lon = np.array([r[2] for r in ddb])
+        lat = np.array([r[3] for r in ddb])
+        assert ((-95.5 < lon) & (lon < -95.3) & (29.7 < lat) & (lat < 29.8)).all()
+        metric = frame.to_crs(frame.estimate_utm_crs())
+        centre = metric.centroid.to_crs(4326)
+        by_id = dict(zip(frame.footprint_id, zip(centre.x, centre.y)))
+        for fid, x, y in zip([r[0] for r in ddb], lon, lat):
+            assert by_id[fid] == pytest.approx((x, y), abs=1e-6)
+        if "area_m2" in frame:
+            np.testing.assert_allclose(metric.area, frame.area_m2, rtol=0.005)
+
+
+@pytest.mark.slow
+def test_classified_table_has_every_building_labelled_with_provenance(lonlat_run):
+    out = lonlat_run / "out"
+    classified = pq.read_table(out / "classified").to_pylist()
+    footprints = pq.read_table(out / "footprints").to_pylist()
+    scores = {r["footprint_id"]: r for r in pq.read_table(out / "scores").to_pylist()}
+    assert sorted(r["footprint_id"] for r in classified) == sorted(
+        r["footprint_id"] for r in footprints)
+    assert sum(r["is_residential"] for r in classified) == round(0.5 * len(classified))
+    for row in classified:
+        score = scores[row["footprint_id"]]
+        assert (row["score"], row["percentile"], row["threshold"]) == (
+            score["score"], score["percentile"], score["threshold"])
+        assert row["run_id"] == "first" and row["target_fraction"] == 0.5
+        assert row["segmenter_model_id"].startswith("segmenter@")
+        assert row["classifier_model_id"].startswith("classifier@")
+        assert row["mean_probability"] > 0.5 and row["area_m2"] > 0
+        assert row["tile"] in ("a", "b")
+    dates = {r["tile"]: r["imagery_date"] for r in classified}
+    assert str(dates["a"]) == "2024-06-30" and dates["b"] is None  # b has no DateTime tag
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["classified"]["reconciled"] and summary["classified"]["count"] == len(
+        classified)
+    with open(out / "classified.csv") as f:
+        lines = f.read().splitlines()
+    assert lines[0].split(",") == list(contracts.CLASSIFIED_SCHEMA.names)
+    assert len(lines) == len(classified) + 1
+    bq = json.loads((out / "classified.bigquery.json").read_text())
+    assert {"name": "geometry", "type": "GEOGRAPHY", "mode": "REQUIRED"} in bq
+
+
+@pytest.mark.slow
+def test_ids_are_stable_across_reruns_and_the_date_flag_wins(lonlat_run):
+    first = pq.read_table(lonlat_run / "out" / "classified").to_pylist()
+    again = pq.read_table(lonlat_run / "again" / "classified").to_pylist()
+    assert sorted(r["footprint_id"] for r in first) == sorted(r["footprint_id"] for r in again)
+    assert {str(r["imagery_date"]) for r in again} == {"2025-01-02"}
+
+
+@pytest.mark.slow
+def test_masks_read_as_probabilities_and_are_catalogued(lonlat_run):
+    import pystac
+
+    out = lonlat_run / "out"
+    with rasterio.open(out / "masks" / "a.tif") as mask:
+        assert mask.scales == (1 / 255, 1.0) and mask.offsets == (0.0, 0.0)
+        assert mask.descriptions == ("building_probability", "building")
+        probability = mask.read(1) * mask.scales[0] + mask.offsets[0]
+    assert 0.0 <= probability.min() and probability.max() <= 1.0
+    collection = pystac.Collection.from_file(str(out / "stac" / "collection.json"))
+    assert collection.id == "first"
+    items = sorted(collection.get_items(), key=lambda i: i.id)
+    assert [i.id for i in items] == ["a", "b"]
+    a = items[0]
+    assert str(a.datetime.date()) == "2024-06-30"
+    assert a.properties["proj:code"] == FEET
+    assert a.assets["mask"].extra_fields["raster:bands"][0]["scale"] == pytest.approx(1 / 255)
+    assert os.path.exists(a.assets["mask"].get_absolute_href())
+    tables = {k.split("/")[0] for k in collection.assets}
+    assert tables >= {"footprints", "scores", "classified", "errors"}
+    for asset in collection.assets.values():
+        assert os.path.exists(asset.get_absolute_href()), asset.href
+    lon, lat = shapely.geometry.shape(a.geometry).centroid.coords[0]
+    assert -95.5 < lon < -95.3 and 29.7 < lat < 29.8
+
+
+@pytest.mark.slow
+def test_segment_bigquery_route_is_built_with_lonlat_rows(lonlat_run, tmp_path):
+    from footprints.commands.segment import config_from_args
+    from pipeline.segment import build_pipeline
+    from pipeline.writers.scores import bigquery_load_schema, bigquery_row
+
+    parser_args = ["segment", "--raster", str(lonlat_run / "tiles" / "*.tif"), "--model",
+                   str(lonlat_run / "segmenter"), "--output", str(tmp_path),
+                   "--bigquery-table", "my-project:footprints.buildings"]
+    args = cli.build_parser().parse_known_args(parser_args)[0]
+    p = build_pipeline(config_from_args(args))
+    names = [t.unique_name for t in p.to_runner_api().components.transforms.values()]
+    assert any(n.endswith("WriteBigQuery") for n in names)
+    schema = bigquery_load_schema(contracts.FOOTPRINTS_SCHEMA)
+    assert {f["name"] for f in schema["fields"]} == set(contracts.FOOTPRINTS_SCHEMA.names)
+    row = pq.read_table(lonlat_run / "out" / "footprints").to_pylist()[0]
+    loaded = bigquery_row(row, "EPSG:4326")
+    polygon = shapely.from_wkt(loaded["geometry"])
+    assert polygon.exterior.is_ccw and geo.sphere_problems([polygon]) == []
+    assert loaded["imagery_date"] in ("2024-06-30", None)
