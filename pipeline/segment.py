@@ -110,7 +110,8 @@ class SegmentConfig:
             (footprints, the binary band, IoU).
         binary_mask: Also write the binary mask as band 2 of each COG.
         simplify: Footprint simplification tolerance, pixels.
-        min_area: Smallest footprint kept, square metres.
+        min_area: Smallest footprint kept, square metres (of the written polygon).
+        regularize: Right-angle footprint outlines (``buildingregulariser``).
         footprints_crs: CRS of ``footprints/`` (default: the tiles' CRS).
         truth_masks: Glob of true masks; their IoU goes into summary.json.
         run_id: Id of this run (tags of the masks, summary, scores).
@@ -135,6 +136,7 @@ class SegmentConfig:
     binary_mask: bool = False
     simplify: float = 1.0
     min_area: float = 4.0
+    regularize: bool = False
     footprints_crs: str | None = None
     truth_masks: str | None = None
     run_id: str = ""
@@ -354,10 +356,14 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
         join(config.output, MASKS_DIR), config.mask_threshold if config.binary_mask else None,
         {"MODEL": os.path.basename(os.path.normpath(config.model_dir)), "RUN_ID": config.run_id})
     rows = stitched.masks | "Polygonize" >> Polygonize(
-        config.mask_threshold, config.simplify, config.min_area, config.footprints_crs)
+        config.mask_threshold, config.simplify, config.min_area, config.footprints_crs,
+        config.regularize)
+    # MultiPolygon: a building that simplification or reprojection split
+    # keeps all its parts (see pipeline.polygonize.polygonal).
     footprint_files = rows | "WriteFootprints" >> WriteTable(
         join(config.output, FOOTPRINTS_DIR),
-        geoparquet_schema(contracts.FOOTPRINTS_SCHEMA, config.footprints_crs, ["Polygon"]))
+        geoparquet_schema(contracts.FOOTPRINTS_SCHEMA, config.footprints_crs,
+                          ["Polygon", "MultiPolygon"]))
 
     error_parts = [matched.errors, checked.errors, read.errors, predicted["errors"],
                    stitched.errors]
