@@ -301,6 +301,33 @@ def regularize(geometry: Polygon, pixel_size: float) -> Polygon | MultiPolygon:
     return geoms[0] if len(geoms) == 1 else shapely.unary_union(geoms)
 
 
+MAX_AREA_CHANGE = 0.02
+
+
+def simplify(geometry: Polygon, tolerance: float) -> Polygon:
+    """Douglas-Peucker that removes pixel stairs but keeps the building's area.
+
+    On a small building a one-pixel tolerance can cut a whole row of pixels
+    (a 10 x 20 pixel roof with notched corners lost 12% of its area; small
+    round roofs up to 20%): Douglas-Peucker takes chords, and on a ring its
+    choice of chord is arbitrary. So the tolerance is halved until the area
+    changes by at most :data:`MAX_AREA_CHANGE` (2%), and the traced
+    polygon is kept when even a quarter of it does not.
+
+    Plain Douglas-Peucker is fast on large, ragged masks; the slower
+    topology-preserving variant is used only where the plain one broke the
+    polygon.
+    """
+    area = geometry.area
+    for step in (tolerance, tolerance / 2, tolerance / 4):
+        simple = geometry.simplify(step, preserve_topology=False)
+        if not (simple.geom_type == "Polygon" and simple.is_valid and not simple.is_empty):
+            simple = geometry.simplify(step, preserve_topology=True)
+        if abs(simple.area - area) <= MAX_AREA_CHANGE * area:
+            return simple
+    return geometry
+
+
 def finish(footprint: Footprint, simplify_pixels: float, min_area_m2: float,
            output_crs: str | None = None, regularize_edges: bool = False) -> dict | None:
     """The ``footprints/`` row of a footprint, or None if it is too small.
@@ -328,11 +355,7 @@ def finish(footprint: Footprint, simplify_pixels: float, min_area_m2: float,
     if regularize_edges:
         geom = regularize(geom, footprint.pixel_size)
     elif tolerance > 0:
-        # Plain Douglas-Peucker is fast on large, ragged masks; the slower
-        # topology-preserving variant is only needed where it broke something.
-        simple = geom.simplify(tolerance, preserve_topology=False)
-        geom = (simple if simple.geom_type == "Polygon" and simple.is_valid and not simple.is_empty
-                else geom.simplify(tolerance, preserve_topology=True))
+        geom = simplify(geom, tolerance)
     geom, repaired = polygonal(geom)
     if geom is None:  # cannot happen for a traced region; kept unsimplified if it does
         geom, repaired = footprint.geometry, True

@@ -46,7 +46,7 @@ from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModel
 from pipeline.monitoring import ShowProgress, run_to_summary
 from pipeline.polygonize import ChipFootprints, Polygonize
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
-from pipeline.stitching.iou import mask_iou
+from pipeline.stitching.iou import mask_iou, truth_summary
 from pipeline.stitching.transforms import PlanWindows, StitchTiles
 from pipeline.writers.files import WriteJson, join
 from pipeline.writers.masks import WriteMasks
@@ -113,7 +113,10 @@ class SegmentConfig:
         min_area: Smallest footprint kept, square metres (of the written polygon).
         regularize: Right-angle footprint outlines (``buildingregulariser``).
         footprints_crs: CRS of ``footprints/`` (default: the tiles' CRS).
-        truth_masks: Glob of true masks; their IoU goes into summary.json.
+        truth_masks: Glob of true masks; pixel IoU and object F1 against
+            them go into summary.json (``truth``).
+        truth_footprints: A vector file of true building polygons (any CRS),
+            instead of ``truth_masks``.
         run_id: Id of this run (tags of the masks, summary, scores).
         classifier: Classifier SavedModel; with it, footprints are chipped
             and scored into ``scores/``.
@@ -139,6 +142,7 @@ class SegmentConfig:
     regularize: bool = False
     footprints_crs: str | None = None
     truth_masks: str | None = None
+    truth_footprints: str | None = None
     run_id: str = ""
     classifier: str | None = None
     residential_fraction: Any = None
@@ -197,8 +201,13 @@ class SegmentConfig:
             raise ConfigError(f"--mask-threshold {threshold!r} must be in (0, 1]")
         if kwargs.get("simplify", 1.0) < 0 or kwargs.get("min_area", 4.0) < 0:
             raise ConfigError("--simplify and --min-area must be 0 or more")
-        if kwargs.get("truth_masks") and not matched_files(kwargs["truth_masks"]):
-            raise ConfigError(f"--truth-masks {kwargs['truth_masks']!r} matches no files")
+        _check_truth(kwargs)
+        if kwargs.get("regularize"):
+            try:
+                import buildingregulariser  # noqa: F401
+            except ImportError:
+                raise ConfigError("--regularize needs the buildingregulariser package: "
+                                  "pip install 'footprints[regularize]'") from None
         if kwargs.get("footprints_crs"):
             _check_crs(kwargs["footprints_crs"])
         else:
@@ -211,6 +220,24 @@ class SegmentConfig:
                               "scores the footprints)")
         return cls(raster=raster, model_dir=model_dir, output=output, assets=assets,
                    halo=halo, **kwargs)
+
+
+def _check_truth(kwargs: dict) -> None:
+    """Validates ``--truth-masks`` / ``--truth-footprints`` (one of them, readable)."""
+    from footprints.errors import InputError
+    from pipeline.sources.vectors import inspect_vector
+
+    masks, footprints = kwargs.get("truth_masks"), kwargs.get("truth_footprints")
+    if masks and footprints:
+        raise ConfigError("pass one truth: --truth-masks GLOB or --truth-footprints FILE, "
+                          "not both")
+    if masks and not matched_files(masks):
+        raise ConfigError(f"--truth-masks {masks!r} matches no files")
+    if footprints:
+        try:
+            inspect_vector(footprints, None, None, None)
+        except InputError as exc:
+            raise ConfigError(f"--truth-footprints: {exc}") from None
 
 
 def _check_crs(crs: str) -> None:
@@ -329,9 +356,13 @@ def build_summary(counts: Mapping[str, int], *, config: SegmentConfig, masks: Ma
                         for r in sorted(regions or [])},
             "files": tables.get("scores", []),
         }
-    if config.truth_masks:
-        summary["truth"] = mask_iou(masks["masks"], matched_files(config.truth_masks),
-                                    config.mask_threshold)
+    if config.truth_masks or config.truth_footprints:
+        summary["truth"] = truth_summary(
+            output=config.output, mask_paths=masks["masks"],
+            footprint_files=tables["footprints"], crs=config.footprints_crs,
+            threshold=config.mask_threshold,
+            truth_masks=matched_files(config.truth_masks) if config.truth_masks else (),
+            truth_footprints=config.truth_footprints)
     return summary
 
 

@@ -6,7 +6,8 @@ import shapely
 from rasterio.transform import from_origin
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from pipeline.polygonize import Footprint, finish, oriented, polygonal, polygonize_tile, regularize
+from pipeline.polygonize import (MAX_AREA_CHANGE, Footprint, finish, oriented, polygonal,
+                                 polygonize_tile, regularize, simplify)
 
 UTM = "EPSG:32615"
 TRANSFORM = from_origin(500000.0, 4_200_000.0, 0.5, 0.5)
@@ -22,16 +23,41 @@ def _disc(radius: float, size: int = 24) -> np.ndarray:
     return ((rows - size // 2) ** 2 + (cols - size // 2) ** 2) <= radius * radius
 
 
-@pytest.mark.parametrize("radius", [2.5, 3.0, 4.0, 7.0])
-def test_area_is_measured_on_the_written_polygon(radius):
-    # A small round roof: Douglas-Peucker at one pixel cuts its corners, so
-    # the area of the traced pixels (what used to be reported) is up to ~20%
-    # off the polygon in the table.
-    part = _traced(_disc(radius))
+def _notched_roof() -> np.ndarray:
+    """A 10 x 20 pixel roof whose four corner pixels the segmenter missed (blurred corners)."""
+    mask = np.zeros((30, 40), bool)
+    mask[10:20, 10:30] = True
+    mask[[10, 10, 19, 19], [10, 29, 10, 29]] = False
+    return mask
+
+
+def test_area_is_measured_on_the_written_polygon_and_simplification_keeps_it():
+    # Reproduces the old fault: at one pixel, Douglas-Peucker on this ring
+    # takes a chord that cuts a whole row of pixels: the written polygon had
+    # 12% less area than the area_m2 reported (taken before simplifying).
+    part = _traced(_notched_roof())
+    one_pixel = part.geometry.simplify(part.pixel_size, preserve_topology=False)
+    assert one_pixel.area < 0.9 * part.geometry.area
     row = finish(part, simplify_pixels=1.0, min_area_m2=0.0)
     written = shapely.from_wkb(row["geometry"])
     assert row["area_m2"] == pytest.approx(written.area, rel=1e-12)
-    assert written.area != pytest.approx(part.geometry.area, rel=1e-3)
+    assert written.area == pytest.approx(part.geometry.area, rel=MAX_AREA_CHANGE)
+
+
+@pytest.mark.parametrize("radius", [2.5, 4.0, 9.0, 15.0])
+def test_round_roofs_keep_their_area_within_two_percent(radius):
+    part = _traced(_disc(radius, 40))
+    row = finish(part, 1.0, 0.0)
+    written = shapely.from_wkb(row["geometry"])
+    assert row["area_m2"] == pytest.approx(written.area, rel=1e-12)
+    assert written.area == pytest.approx(part.geometry.area, rel=MAX_AREA_CHANGE)
+
+
+def test_simplify_falls_back_to_smaller_tolerances():
+    ring = _traced(_disc(9.0, 40)).geometry
+    simple = simplify(ring, 0.5)  # one pixel moves the outline 7% outwards
+    assert 12 < len(simple.exterior.coords) < len(ring.exterior.coords)
+    assert simple.area == pytest.approx(ring.area, rel=MAX_AREA_CHANGE)
 
 
 def test_area_in_state_plane_feet_and_after_reprojection():
@@ -44,9 +70,13 @@ def test_area_in_state_plane_feet_and_after_reprojection():
 
 
 def test_min_area_applies_to_the_written_polygon():
-    part = _traced(_disc(2.5))  # 21 pixels = 5.25 m2 traced, 4.25 m2 written
-    assert finish(part, 1.0, min_area_m2=5.0) is None
-    assert finish(part, 0.0, min_area_m2=5.0)["area_m2"] == pytest.approx(5.25)
+    part = _traced(_disc(15.0, 40))  # simplification adds 1.7% here
+    written = finish(part, 1.0, 0.0)["area_m2"]
+    traced = part.geometry.area
+    assert written != pytest.approx(traced, rel=1e-6)
+    between = (written + traced) / 2
+    assert (finish(part, 1.0, between) is None) == (written < between)
+    assert (finish(part, 0.0, between) is None) == (traced < between)
 
 
 def test_exterior_rings_counterclockwise_and_holes_clockwise():
