@@ -27,6 +27,13 @@ TEST = [
     "hypothesis>=6.100,<7",
     "duckdb>=1.1,<3",
     "geopandas>=1.0,<2",
+    "buildingregulariser>=0.2.5,<0.3",
+]
+
+# `footprints segment --regularize` (right-angle footprints).
+REGULARIZE = [
+    "buildingregulariser>=0.2.5,<0.3",
+    "geopandas>=1.0,<2",
 ]
 
 setuptools.setup(
@@ -44,6 +51,6 @@ setuptools.setup(
         include=["footprints", "footprints.*", "pipeline", "pipeline.*",
                  "model_training", "model_training.*"]),
     install_requires=REQUIRED,
-    extras_require={"test": TEST},
+    extras_require={"test": TEST, "regularize": REGULARIZE},
     entry_points={"console_scripts": ["footprints=footprints.cli:main"]},
 )

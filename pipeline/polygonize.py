@@ -15,23 +15,27 @@ those on tile edges), so this gathering is cheap. Tiles are assumed not to
 overlap; overlapping tiles would give duplicate footprints.
 
 Then each footprint is finished (:func:`finish`): simplified with a
-tolerance in pixels (topology preserved, so holes stay holes), dropped if
-smaller than the minimum area, and measured in square metres (geodesic area
-on the WGS 84 ellipsoid for geographic CRSs, planar area times the CRS unit
-otherwise). Simplifying after merging keeps the shared edges of parts exact
-until they are unioned.
+tolerance in pixels (or, with ``--regularize``, given right-angle outlines by
+``buildingregulariser``), repaired where that broke it (``make_valid``, every
+polygonal part kept: a split building becomes a MultiPolygon, never a lost
+lobe), reprojected, oriented (exterior rings counterclockwise, holes
+clockwise) and only then measured in square metres (geodesic area on the
+WGS 84 ellipsoid for geographic CRSs, planar area times the CRS unit
+otherwise) and held to the minimum area: ``area_m2`` is the area of the
+polygon in the table. Simplifying after merging keeps the shared edges of
+parts exact until they are unioned.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import apache_beam as beam
 import numpy as np
 import shapely
-from shapely.geometry import Polygon, shape
+from shapely.geometry import MultiPolygon, Polygon, shape
 
 from pipeline.stitching.cog import threshold_uint8
 
@@ -223,50 +227,154 @@ def to_crs(geometry: Polygon, src: str, dst: str | None) -> Polygon:
         transformer.transform(xy[:, 0], xy[:, 1])))
 
 
+def polygonal(geometry) -> tuple[Polygon | MultiPolygon | None, bool]:
+    """``geometry`` made valid with every polygonal part kept.
+
+    Returns:
+        ``(geometry, repaired)``: the geometry itself when it is already a
+        valid polygon; else :func:`shapely.make_valid`'s result with its
+        lines and points dropped (they have no area), as one Polygon or a
+        MultiPolygon when the repair split it, and ``repaired`` True. None
+        when nothing polygonal is left.
+
+    Example: a bow-tie ``Polygon([(0, 0), (2, 2), (2, 0), (0, 2)])`` ->
+    ``(MultiPolygon of its two triangles, True)``.
+    """
+    if geometry.is_valid and geometry.geom_type == "Polygon" and not geometry.is_empty:
+        return geometry, False
+    repaired = shapely.make_valid(geometry) if not geometry.is_valid else geometry
+    parts = [g for g in shapely.get_parts(repaired)
+             if g.geom_type in ("Polygon", "MultiPolygon") and not g.is_empty]
+    parts = [p for g in parts for p in shapely.get_parts(g)]
+    if not parts:
+        return None, True
+    return (parts[0] if len(parts) == 1 else MultiPolygon(parts)), True
+
+
+def oriented(geometry: Polygon | MultiPolygon) -> Polygon | MultiPolygon:
+    """Normalized (a stable vertex order) with exterior rings counterclockwise, holes clockwise.
+
+    That is the OGC / GeoJSON (RFC 7946) convention; ``shapely.normalize``
+    alone gives the opposite (GEOS's clockwise shells).
+    """
+    return shapely.orient_polygons(shapely.normalize(geometry), exterior_cw=False)
+
+
+def regularize(geometry: Polygon, pixel_size: float) -> Polygon | MultiPolygon:
+    """Right-angle footprint of a traced building (``buildingregulariser``).
+
+    Edges are aligned to the building's main direction or perpendicular to
+    it (45 degrees allowed where the outline really is diagonal), as the
+    Microsoft building footprints are. The library works in CRS units; both
+    its tolerances (merge parallel edges closer than this; pre-simplify by
+    this) are two pixels: at one pixel or less, the pixel stairs of a
+    rotated building survive as short edges (measured on an L-shaped
+    building at 23 degrees: 35 vertices at one pixel, 6 at two, IoU with
+    the true outline 0.86 and 0.91), so the same call suits any pixel size.
+
+    Returns:
+        The regularized geometry; the input when the library returns nothing
+        (it drops slivers it cannot regularize), so no building is lost.
+
+    Raises:
+        ImportError: with the install command, when the ``regularize``
+            extra is missing.
+    """
+    try:
+        import geopandas
+        from buildingregulariser import regularize_geodataframe
+    except ImportError as exc:
+        raise ImportError(
+            "--regularize needs the buildingregulariser package: "
+            "pip install 'footprints[regularize]'") from exc
+    import warnings
+
+    frame = geopandas.GeoDataFrame(geometry=[geometry])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its notes on invalid input: repaired below
+        out = regularize_geodataframe(
+            frame, parallel_threshold=2 * pixel_size, simplify=True,
+            simplify_tolerance=2 * pixel_size, allow_circles=False, num_cores=1)
+    geoms = [g for g in out.geometry if g is not None and not g.is_empty]
+    if not geoms:
+        return geometry
+    return geoms[0] if len(geoms) == 1 else shapely.unary_union(geoms)
+
+
+MAX_AREA_CHANGE = 0.02
+
+
+def simplify(geometry: Polygon, tolerance: float) -> Polygon:
+    """Douglas-Peucker that removes pixel stairs but keeps the building's area.
+
+    On a small building a one-pixel tolerance can cut a whole row of pixels
+    (a 10 x 20 pixel roof with notched corners lost 12% of its area; small
+    round roofs up to 20%): Douglas-Peucker takes chords, and on a ring its
+    choice of chord is arbitrary. So the tolerance is halved until the area
+    changes by at most :data:`MAX_AREA_CHANGE` (2%), and the traced
+    polygon is kept when even a quarter of it does not.
+
+    Plain Douglas-Peucker is fast on large, ragged masks; the slower
+    topology-preserving variant is used only where the plain one broke the
+    polygon.
+    """
+    area = geometry.area
+    for step in (tolerance, tolerance / 2, tolerance / 4):
+        simple = geometry.simplify(step, preserve_topology=False)
+        if not (simple.geom_type == "Polygon" and simple.is_valid and not simple.is_empty):
+            simple = geometry.simplify(step, preserve_topology=True)
+        if abs(simple.area - area) <= MAX_AREA_CHANGE * area:
+            return simple
+    return geometry
+
+
 def finish(footprint: Footprint, simplify_pixels: float, min_area_m2: float,
-           output_crs: str | None = None) -> dict | None:
+           output_crs: str | None = None, regularize_edges: bool = False) -> dict | None:
     """The ``footprints/`` row of a footprint, or None if it is too small.
+
+    The steps, in order: simplify (or regularize), repair what that broke
+    (:func:`polygonal`: parts kept, never dropped), reproject, repair again
+    (reprojection can fold a ring), orient (:func:`oriented`), then measure
+    ``area_m2`` on exactly the polygon that is written and apply the
+    minimum area to it.
 
     Args:
         footprint: A whole footprint (merged if it was cut by tile edges).
         simplify_pixels: Douglas-Peucker tolerance in pixels (0: none).
         min_area_m2: Footprints smaller than this are dropped.
         output_crs: CRS of the table's geometry (None: the footprint's own).
+        regularize_edges: Right-angle outlines (:func:`regularize`) instead
+            of plain simplification.
 
     Returns:
-        A dict fitting :data:`footprints.contracts.FOOTPRINTS_SCHEMA`.
+        A dict fitting :data:`footprints.contracts.FOOTPRINTS_SCHEMA`, plus
+        ``"repaired"`` (bool, popped by the Beam step before writing).
     """
     geom = footprint.geometry
-    area = area_m2(geom, footprint.crs)
+    tolerance = simplify_pixels * footprint.pixel_size
+    if regularize_edges:
+        geom = regularize(geom, footprint.pixel_size)
+    elif tolerance > 0:
+        geom = simplify(geom, tolerance)
+    geom, repaired = polygonal(geom)
+    if geom is None:  # cannot happen for a traced region; kept unsimplified if it does
+        geom, repaired = footprint.geometry, True
+    crs = output_crs or footprint.crs
+    geom, repaired_again = polygonal(to_crs(geom, footprint.crs, output_crs))
+    if geom is None:
+        return None
+    geom = oriented(geom)
+    area = area_m2(geom, crs)
     if area < min_area_m2:
         return None
-    if simplify_pixels > 0:
-        # Plain Douglas-Peucker is fast on large, ragged masks; the slower
-        # topology-preserving variant is only needed where it broke something.
-        tolerance = simplify_pixels * footprint.pixel_size
-        simple = geom.simplify(tolerance, preserve_topology=False)
-        geom = (simple if simple.geom_type == "Polygon" and simple.is_valid and not simple.is_empty
-                else geom.simplify(tolerance, preserve_topology=True))
-    if not geom.is_valid:
-        # Keep the table's single geometry type: the largest polygon of the repair.
-        repaired = shapely.make_valid(geom)
-        polygons = [g for g in getattr(repaired, "geoms", [repaired]) if g.geom_type == "Polygon"]
-        geom = max(polygons, key=lambda g: g.area) if polygons else geom
-    geom = shapely.normalize(to_crs(geom, footprint.crs, output_crs))
     return {
         "footprint_id": footprint.footprint_id,
         "tile": footprint.tile,
         "area_m2": area,
         "mean_probability": float(np.float32(footprint.mean_probability)),
         "geometry": shapely.to_wkb(geom),
+        "repaired": repaired or repaired_again,
     }
-
-
-def finish_all(footprints: Sequence[Footprint], simplify_pixels: float, min_area_m2: float,
-               output_crs: str | None = None) -> list[dict]:
-    """:func:`finish` over many, dropping the small ones."""
-    rows = (finish(f, simplify_pixels, min_area_m2, output_crs) for f in footprints)
-    return [row for row in rows if row is not None]
 
 
 # --------------------------------------------------------------------------
@@ -296,12 +404,14 @@ def _merge(item):
 
 
 def _finish(footprint: Footprint, simplify_pixels: float, min_area_m2: float,
-            output_crs: str | None):
-    row = finish(footprint, simplify_pixels, min_area_m2, output_crs)
+            output_crs: str | None, regularize_edges: bool):
+    row = finish(footprint, simplify_pixels, min_area_m2, output_crs, regularize_edges)
     if row is None:
         beam.metrics.Metrics.counter(NAMESPACE, "footprints_too_small").inc()
         return
     beam.metrics.Metrics.counter(NAMESPACE, "footprints").inc()
+    if row.pop("repaired"):
+        beam.metrics.Metrics.counter(NAMESPACE, "footprints_repaired").inc()
     yield row
 
 
@@ -314,12 +424,14 @@ class Polygonize(beam.PTransform):
         simplify_pixels: Simplification tolerance, pixels.
         min_area_m2: Smallest footprint kept, square metres.
         output_crs: CRS of the rows' geometry (None: each tile's own).
+        regularize: Right-angle outlines instead of plain simplification.
     """
 
     threshold: float
     simplify_pixels: float
     min_area_m2: float
     output_crs: str | None = None
+    regularize: bool = False
 
     def __post_init__(self):
         super().__init__()
@@ -334,7 +446,7 @@ class Polygonize(beam.PTransform):
         return ((traced.whole, merged)
                 | "AllFootprints" >> beam.Flatten()
                 | "Finish" >> beam.FlatMap(_finish, self.simplify_pixels, self.min_area_m2,
-                                           self.output_crs))
+                                           self.output_crs, self.regularize))
 
 
 # --------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModel
 from pipeline.monitoring import ShowProgress, run_to_summary
 from pipeline.polygonize import ChipFootprints, Polygonize
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
-from pipeline.stitching.iou import mask_iou
+from pipeline.stitching.iou import mask_iou, truth_summary
 from pipeline.stitching.transforms import PlanWindows, StitchTiles
 from pipeline.writers.files import WriteJson, join
 from pipeline.writers.masks import WriteMasks
@@ -117,10 +117,14 @@ class SegmentConfig:
             (footprints, the binary band, IoU).
         binary_mask: Also write the binary mask as band 2 of each COG.
         simplify: Footprint simplification tolerance, pixels.
-        min_area: Smallest footprint kept, square metres.
+        min_area: Smallest footprint kept, square metres (of the written polygon).
+        regularize: Right-angle footprint outlines (``buildingregulariser``).
         footprints_crs: CRS of every geometry table (``--output-crs``;
             default: the tiles' CRS).
-        truth_masks: Glob of true masks; their IoU goes into summary.json.
+        truth_masks: Glob of true masks; pixel IoU and object F1 against
+            them go into summary.json (``truth``).
+        truth_footprints: A vector file of true building polygons (any CRS),
+            instead of ``truth_masks``.
         run_id: Id of this run (tags of the masks, summary, scores).
         classifier: Classifier SavedModel; with it, footprints are chipped
             and scored into ``scores/``.
@@ -148,8 +152,10 @@ class SegmentConfig:
     binary_mask: bool = False
     simplify: float = 1.0
     min_area: float = 4.0
+    regularize: bool = False
     footprints_crs: str | None = None
     truth_masks: str | None = None
+    truth_footprints: str | None = None
     run_id: str = ""
     classifier: str | None = None
     residential_fraction: Any = None
@@ -211,8 +217,13 @@ class SegmentConfig:
             raise ConfigError(f"--mask-threshold {threshold!r} must be in (0, 1]")
         if kwargs.get("simplify", 1.0) < 0 or kwargs.get("min_area", 4.0) < 0:
             raise ConfigError("--simplify and --min-area must be 0 or more")
-        if kwargs.get("truth_masks") and not matched_files(kwargs["truth_masks"]):
-            raise ConfigError(f"--truth-masks {kwargs['truth_masks']!r} matches no files")
+        _check_truth(kwargs)
+        if kwargs.get("regularize"):
+            try:
+                import buildingregulariser  # noqa: F401
+            except ImportError:
+                raise ConfigError("--regularize needs the buildingregulariser package: "
+                                  "pip install 'footprints[regularize]'") from None
         if kwargs.get("footprints_crs"):
             from pipeline.writers.geo import check_crs
 
@@ -235,6 +246,24 @@ class SegmentConfig:
                               "scores the footprints)")
         return cls(raster=raster, model_dir=model_dir, output=output, assets=assets,
                    halo=halo, **kwargs)
+
+
+def _check_truth(kwargs: dict) -> None:
+    """Validates ``--truth-masks`` / ``--truth-footprints`` (one of them, readable)."""
+    from footprints.errors import InputError
+    from pipeline.sources.vectors import inspect_vector
+
+    masks, footprints = kwargs.get("truth_masks"), kwargs.get("truth_footprints")
+    if masks and footprints:
+        raise ConfigError("pass one truth: --truth-masks GLOB or --truth-footprints FILE, "
+                          "not both")
+    if masks and not matched_files(masks):
+        raise ConfigError(f"--truth-masks {masks!r} matches no files")
+    if footprints:
+        try:
+            inspect_vector(footprints, None, None, None)
+        except InputError as exc:
+            raise ConfigError(f"--truth-footprints: {exc}") from None
 
 
 def _check_classifier(kwargs: dict, raster: str, assets: SegmenterAssets,
@@ -348,9 +377,13 @@ def build_summary(counts: Mapping[str, int], *, config: SegmentConfig, masks: Ma
                                  "crs": config.footprints_crs,
                                  # One row per footprint, scored or not.
                                  "reconciled": c["classified"] == c["footprints"]}
-    if config.truth_masks:
-        summary["truth"] = mask_iou(masks["masks"], matched_files(config.truth_masks),
-                                    config.mask_threshold)
+    if config.truth_masks or config.truth_footprints:
+        summary["truth"] = truth_summary(
+            output=config.output, mask_paths=masks["masks"],
+            footprint_files=tables["footprints"], crs=config.footprints_crs,
+            threshold=config.mask_threshold,
+            truth_masks=matched_files(config.truth_masks) if config.truth_masks else (),
+            truth_footprints=config.truth_footprints)
     return summary
 
 
@@ -380,13 +413,18 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
         lambda t, fixed: (t.scene, fixed or tiff_date(t.path)), config.imagery_date)
     rows = (stitched.masks
             | "Polygonize" >> Polygonize(config.mask_threshold, config.simplify,
-                                         config.min_area, config.footprints_crs)
+                                         config.min_area, config.footprints_crs,
+                                         config.regularize)
             | "Provenance" >> beam.Map(footprint_row, config.footprints_crs,
                                        default_model_id(config.model_dir), config.run_id,
                                        beam.pvalue.AsDict(dates)))
     footprint_files = rows | "WriteFootprints" >> WriteGeoTable(
         join(config.output, FOOTPRINTS_DIR),
-        geoparquet_schema(contracts.FOOTPRINTS_SCHEMA, config.footprints_crs, ["Polygon"]))
+        # MultiPolygon: a building that simplification or reprojection split
+        # keeps all its parts (see pipeline.polygonize.polygonal); each file
+        # declares the types it holds.
+        geoparquet_schema(contracts.FOOTPRINTS_SCHEMA, config.footprints_crs,
+                          ["Polygon", "MultiPolygon"]))
     main_table = (FOOTPRINTS_DIR, rows, contracts.FOOTPRINTS_SCHEMA)
 
     error_parts = [matched.errors, checked.errors, read.errors, predicted["errors"],
@@ -414,7 +452,8 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
                                                default_model_id(config.classifier)))
         tables["classified"] = classified | "WriteClassified" >> WriteGeoTable(
             join(config.output, CLASSIFIED_DIR),
-            geoparquet_schema(contracts.CLASSIFIED_SCHEMA, config.footprints_crs, ["Polygon"]))
+            geoparquet_schema(contracts.CLASSIFIED_SCHEMA, config.footprints_crs,
+                              ["Polygon", "MultiPolygon"]))
         counted["classified"] = classified
         main_table = (CLASSIFIED_DIR, classified, contracts.CLASSIFIED_SCHEMA)
     _write_main_table(config, *main_table)

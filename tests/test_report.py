@@ -1,5 +1,7 @@
 """report.html: built from a run's outputs, self-contained, and rendered by a real browser."""
 
+import base64
+import io
 import json
 import os
 import re
@@ -10,7 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from raster_fixtures import noise_tiles, write_tile
+from raster_fixtures import RES, UTM, X0, Y0, noise_tiles, write_tile
+from rasterio.transform import from_origin
 
 from footprints import cli, contracts
 from footprints.report import build_report, find_runs
@@ -18,7 +21,7 @@ from footprints.report import build_report, find_runs
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _score_run(folder, n=200, seed=0):
+def _score_run(folder, n=200, seed=0, model=None):
     rng = np.random.default_rng(seed)
     (folder / "scores").mkdir(parents=True)
     (folder / "errors").mkdir()
@@ -32,6 +35,11 @@ def _score_run(folder, n=200, seed=0):
         summary_regions[region] = {"n": len(idx), "k": k, "target_fraction": target,
                                    "achieved_fraction": k / len(idx), "exact": True,
                                    "threshold": threshold}
+        # What the calibrated model expects (helper cls's fields): county-a
+        # agrees with its target, county-b does not.
+        summary_regions[region]["scores"] = {
+            "expected_fraction": 0.31 if region == "county-a" else 0.41,
+            "expected_sd": 0.03, "can_rank": True}
         for i in idx:
             rows.append(dict(footprint_id=f"fp-{i}", region=region, score=float(scores[i]),
                              percentile=0.5, is_residential=bool(scores[i] >= threshold),
@@ -47,7 +55,7 @@ def _score_run(folder, n=200, seed=0):
     pq.write_table(pa.Table.from_pylist(errors, schema=contracts.ERRORS_SCHEMA),
                    folder / "errors" / "part-00000-of-00001.parquet")
     (folder / "summary.json").write_text(json.dumps({
-        "run": {"run_id": "r1", "model": str(folder / "no-model")},
+        "run": {"run_id": "r1", "model": model or str(folder / "no-model")},
         "regions": summary_regions,
         "totals": {"input_records": n + 2, "scored": n, "errors": 2, "reconciled": True,
                    "residential": sum(r["k"] for r in summary_regions.values())},
@@ -55,26 +63,106 @@ def _score_run(folder, n=200, seed=0):
     return folder
 
 
-def _segment_run(folder, tmp_path):
+def _model(folder, *, weak=False, kind="footprint-classifier"):
+    """A model folder as training leaves it: model/assets/model_card.json and the curves PNG."""
+    from PIL import Image
+
+    assets = folder / "model" / "assets"
+    assets.mkdir(parents=True)
+    edges = np.linspace(0, 1, 16).tolist()
+    mean = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    (assets / "model_card.json").write_text(json.dumps({
+        "model_type": kind, "metrics": {"auc": 0.55 if weak else 0.97},
+        "quality": {"weak": weak, "reasons": ["AUC 0.55 < 0.6"] if weak else [],
+                    "auc": 0.55 if weak else 0.97, "ece": 0.031, "ece_uncalibrated": 0.12,
+                    "temperature": 1.7, "reliability": {
+                        "bin_edges": edges, "mean_score": mean,
+                        "fraction_positive": [min(1.0, m * 1.05) for m in mean],
+                        "count": [10 + i for i in range(15)]}},
+        "splits": {"train": {"buildings": 800, "chips": 800},
+                   "validation": {"buildings": 200, "chips": 200}}}))
+    # A recognisable curves image: its bytes must reach the page unchanged.
+    Image.fromarray(np.full((40, 60, 3), (10, 200, 30), np.uint8)).save(
+        folder / "training_curves.png")
+    return str(folder / "model")
+
+
+def _segment_run(folder, tmp_path, *, files=True, model=None):
+    """A segment run's outputs of the agreed shapes: masks, footprints, truth/, summary.json."""
+    import rasterio
+    import shapely
+    from shapely.geometry import box
+
+    from pipeline.writers.tables import geoparquet_schema
+
     tiles = tmp_path / "tiles"
-    tiles.mkdir()
+    tiles.mkdir(exist_ok=True)
     paths = noise_tiles(tiles, n=2, size=64)
     (folder / "masks").mkdir(parents=True)
-    import rasterio
-
     for path in paths:
         with rasterio.open(path) as src:
             mask = np.zeros((1, 64, 64), np.uint8)
             mask[0, 10:30, 10:40] = 255
             write_tile(folder / "masks" / os.path.basename(path), mask, crs=src.crs,
                        transform=src.transform)
-    (folder / "summary.json").write_text(json.dumps({
-        "raster": str(tiles / "*.tif"),
+    # A mask an earlier run left behind: not in `files`, so never shown.
+    write_tile(folder / "masks" / "stale.tif", np.zeros((1, 64, 64), np.uint8),
+               transform=from_origin(X0 + 5000, Y0, RES, RES))
+    x0, y0 = X0, Y0
+    found = box(x0 + 5, y0 - 15, x0 + 20, y0 - 5)  # t0's mask rectangle, in metres
+    false = box(x0 + 32 + 5, y0 - 15, x0 + 32 + 20, y0 - 5)  # on t1
+    missed = box(x0 + 2, y0 - 30, x0 + 8, y0 - 24)
+    (folder / "footprints").mkdir()
+    rows = [{"footprint_id": f"t{i}-000000", "tile": f"t{i}", "area_m2": g.area,
+             "mean_probability": 1.0, "geometry": shapely.to_wkb(g)}
+            for i, g in enumerate((found, false))]
+    pq.write_table(contracts.validate_rows(rows, geoparquet_schema(
+        contracts.FOOTPRINTS_SCHEMA, UTM, ["Polygon"])),
+        folder / "footprints" / "part-00000-of-00001.parquet")
+    (folder / "truth").mkdir()
+    objects = pa.table({
+        "status": ["true_positive", "false_positive", "false_negative"],
+        "footprint_id": ["t0-000000", "t1-000000", None], "truth_index": [0, None, 1],
+        "tile": ["t0", "t1", "t0"], "iou": [0.93, None, None],
+        "geometry": [shapely.to_wkb(g) for g in (found, false, missed)]})
+    pq.write_table(objects, folder / "truth" / "objects.parquet")
+    summary = {
+        "raster": str(tiles / "*.tif"), "model": model, "mask_threshold": 0.5,
         "tiles": {"matched": 2, "written": 2, "rejected": 0, "skipped_nodata": 0, "failed": 0},
         "windows": {"planned": 8, "inferred": 8, "nodata": 0, "failed": 0},
         "reconciliation": {"tiles_ok": True, "windows_ok": True},
-        "footprints": {"count": 2}, "truth": {"iou": 0.71}}))
+        "footprints": {"count": 2, "crs": UTM},
+        "warnings": [{"code": "scores_cannot_rank",
+                      "message": "Scores in region area tie for 90% of footprints."}],
+        "truth": {"iou": 0.71, "tiles": {"t0": 0.8, "t1": 0.6},
+                  "source": {"kind": "footprints", "features": 2, "rejected": 0},
+                  "tile_objects": {"t0": {"true_positive": 1, "false_positive": 0,
+                                          "false_negative": 1},
+                                   "t1": {"true_positive": 0, "false_positive": 1,
+                                          "false_negative": 0}},
+                  "objects": {"iou_threshold": 0.5, "matching": "one-to-one, greedy by IoU",
+                              "predicted": 2, "truth": 2, "true_positives": 1,
+                              "false_positives": 1, "false_negatives": 1, "precision": 0.5,
+                              "recall": 0.5, "f1": 0.5, "mean_matched_iou": 0.93},
+                  "files": ["truth/objects.parquet"]}}
+    if files:
+        summary["files"] = ["footprints/part-00000-of-00001.parquet", "masks/t0.tif",
+                            "masks/t1.tif", "truth/objects.parquet"]
+    (folder / "summary.json").write_text(json.dumps(summary))
     return folder
+
+
+def _colour_share(png: bytes, hex_colour: str, tolerance: int = 40) -> float:
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    target = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return float((np.abs(rgb - target).sum(axis=-1) < tolerance).mean())
+
+
+def _images(page):
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"',
+                                                   page)]
 
 
 def test_score_report_shows_regions_fractions_errors_and_accuracy(tmp_path):
@@ -89,11 +177,74 @@ def test_score_report_shows_regions_fractions_errors_and_accuracy(tmp_path):
     assert "http://" not in page and "https://" not in page  # nothing loaded from outside
 
 
-def test_segment_report_has_thumbnails_coverage_and_iou(tmp_path):
-    run = _segment_run(tmp_path / "seg", tmp_path)
+def test_score_report_shows_what_the_model_expects_beside_the_target(tmp_path):
+    model = _model(tmp_path / "models" / "classifier")
+    run = _score_run(tmp_path / "score", model=model)
     page = open(build_report(str(run)), encoding="utf-8").read()
-    assert "0.710" in page and "Tiles reconcile: yes" in page
-    assert len(re.findall(r"data:image/png;base64", page)) == 2  # thumbnails, coverage
+    assert "31% +/- 3%" in page and "41% +/- 3%" in page
+    a, b = (page[page.index(f"<td>{r}</td>"):].split("</tr>")[0] for r in ("county-a",
+                                                                          "county-b"))
+    assert "agree" in a and "DISAGREE" not in a
+    assert "DISAGREE: target +9% vs the model" in b
+    assert 'alt="reliability diagram"' in page and "ECE" not in page.split("<h3>Model")[0]
+    assert "quality ece" in page and "0.031" in page
+    curves = (tmp_path / "models" / "classifier" / "training_curves.png").read_bytes()
+    assert curves in _images(page)  # embedded as it is
+
+
+def test_segment_report_measures_maps_links_and_every_tile(tmp_path):
+    model = _model(tmp_path / "models" / "segmenter", kind="footprint-segmenter")
+    run = _segment_run(tmp_path / "seg", tmp_path, model=model)
+    page = open(build_report(str(run)), encoding="utf-8").read()
+    assert "Tiles reconcile: yes" in page
+    # The measures and the per-tile table.
+    for text in ("pixel IoU, all tiles", "0.710", "object F1", "missed (false negatives)",
+                 "<td>t0</td><td>0.800</td><td>1</td><td>0</td><td>1</td>",
+                 "<td>t1</td><td>0.600</td><td>0</td><td>1</td><td>0</td>"):
+        assert text in page, text
+    # Relative links that resolve from the report's folder; nothing stale.
+    hrefs = re.findall(r'href="([^"]+)"', page)
+    assert {"masks/t0.tif", "masks/t1.tif", "summary.json", "truth/objects.parquet",
+            "footprints/part-00000-of-00001.parquet"} <= set(hrefs)
+    assert all((run / h).exists() for h in hrefs)
+    assert "stale" not in page
+    # No absolute path of the machine: not the run folder, not the input tiles.
+    assert str(tmp_path) not in page and "/tmp" not in page
+    # Maps: the mosaic and the tile panels colour found/false/missed as the legend says.
+    from footprints.report.maps import STYLES
+
+    images = _images(page)
+    mosaic = images[page[:page.index('alt="mosaic of every tile')].count("data:image/png")]
+    for status in ("true_positive", "false_positive", "false_negative"):
+        assert _colour_share(mosaic, STYLES[status][0]) > 0.0005, status
+    assert 'alt="tiles t0, t1"' in page and 'alt="pixel IoU per tile"' in page
+    # The segmenter's curves are embedded; a weak model and the run's warning head the page.
+    assert (tmp_path / "models" / "segmenter" / "training_curves.png").read_bytes() in images
+
+
+def test_warnings_and_weak_models_are_a_red_banner_at_the_top(tmp_path):
+    model = _model(tmp_path / "models" / "classifier", weak=True)
+    run = _score_run(tmp_path / "out", model=model)
+    _segment_run(tmp_path / "out" / "segment", tmp_path)
+    page = open(build_report(str(run)), encoding="utf-8").read()
+    top = page[:page.index("<h2>")]
+    assert "class='banner'" in top and "2 warnings" in top
+    assert "scores_cannot_rank" in top and "Scores in region area tie" in top
+    assert "weak_model" in top and "AUC 0.55 &lt; 0.6" in top
+    quiet = _score_run(tmp_path / "quiet", model=_model(tmp_path / "models" / "good"))
+    assert "class='banner'" not in open(build_report(str(quiet)), encoding="utf-8").read()
+
+
+def test_maps_draw_a_legend_with_counts(tmp_path):
+    from shapely.geometry import box
+
+    from footprints.report import maps
+
+    plt, fig, axes = maps._figure(1, 1, (3, 3))
+    handles = maps._draw_footprints(axes[0, 0], {"residential": [box(0, 0, 1, 1)] * 3,
+                                                 "non_residential": []}, 1.0)
+    plt.close(fig)
+    assert [h.get_label() for h in handles] == ["residential (3)", "non-residential (0)"]
 
 
 def test_report_command(tmp_path, capsys):
@@ -117,15 +268,17 @@ def _chromium(args, tmp_path):
                     reason="Chromium not installed (quickstart.sh test installs it)")
 def test_report_renders_with_its_images_in_headless_chromium(tmp_path):
     assert CHROMIUM, "CI must have Chromium: quickstart.sh test installs Debian's chromium"
-    run = _score_run(tmp_path / "score")
+    run = _score_run(tmp_path / "score", model=_model(tmp_path / "models" / "classifier"))
     _segment_run(tmp_path / "score" / "segment", tmp_path)
     path = build_report(str(run))
+    expected = len(_images(open(path, encoding="utf-8").read()))
     result = _chromium(["--dump-dom", f"file://{path}"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     total = re.search(r'data-images-total="(\d+)"', result.stdout)
     loaded = re.search(r'data-images-loaded="(\d+)"', result.stdout)
     assert total and loaded, "the page's load handler did not run"
-    assert int(total.group(1)) == 4 and loaded.group(1) == total.group(1)
+    # histograms, matrix, reliability, curves; mosaic, tiles, IoU bars, coverage
+    assert int(total.group(1)) == expected == 8 and loaded.group(1) == total.group(1)
     shot = tmp_path / "shot.png"
     result = _chromium([f"--screenshot={shot}", "--window-size=1200,1600", f"file://{path}"],
                        tmp_path)

@@ -307,6 +307,13 @@ def test_pipeline_writes_cog_masks_on_each_tiles_grid(mixed_run):
         assert mosaic.bounds.right == _utm_origin(1100)[0]  # d ends 1100 px east
     assert summary["truth"]["iou"] > 0.95
     assert set(summary["truth"]["tiles"]) == {"a", "b"}
+    # Objects: the building on the a|b edge counts once on both sides; the
+    # footprints of c and d (no truth there) are not counted.
+    objects = summary["truth"]["objects"]
+    assert (objects["predicted"], objects["truth"], objects["true_positives"]) == (2, 2, 2)
+    assert objects["precision"] == objects["recall"] == objects["f1"] == 1.0
+    assert objects["mean_matched_iou"] > 0.9
+    assert (d / "out" / "truth" / "objects.parquet").exists()
 
 
 def test_pipeline_writes_footprints_merged_across_tiles(mixed_run):
@@ -323,7 +330,11 @@ def test_pipeline_writes_footprints_merged_across_tiles(mixed_run):
                 if shapely.from_wkb(r["geometry"]).bounds[0] < _utm_origin(130)[0]
                 < shapely.from_wkb(r["geometry"]).bounds[2]]
     assert len(crossing) == 1
-    assert crossing[0]["area_m2"] == pytest.approx(30 * 60 * PX * PX, rel=0.03)
+    # area_m2 is the written polygon's: simplification cuts the blurred
+    # corners, so it is a few percent under the drawn 30 x 60 pixels.
+    assert crossing[0]["area_m2"] == pytest.approx(
+        shapely.from_wkb(crossing[0]["geometry"]).area, rel=1e-9)
+    assert crossing[0]["area_m2"] == pytest.approx(30 * 60 * PX * PX, rel=0.07)
     assert crossing[0]["mean_probability"] > 0.9
     # The EPSG:4326 tile's building is reprojected into the table's CRS.
     (geo_row,) = rows["c"]
@@ -396,25 +407,44 @@ def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, 
     assert summary["tiles"]["written"] == 1 and summary["tta"] == "flips"
 
 
-def test_sample_area_end_to_end_with_truth_iou(models, tmp_path):
+def test_sample_area_end_to_end_against_true_footprints(models, tmp_path, capsys):
+    """``--truth-footprints`` (another CRS) through the CLI agrees with the true masks."""
     from footprints.sample_area import SampleAreaConfig, generate_sample_area
+    from pipeline.stitching.iou import truth_summary
 
     area = generate_sample_area(str(tmp_path / "area"), SampleAreaConfig(
-        seed=0, tiles_x=2, tiles_y=2, tile_size=256, bands="rgbn", dtype="uint16"))
+        seed=0, tiles_x=2, tiles_y=2, tile_size=256, bands="rgbn", dtype="uint16",
+        footprints_crs="EPSG:4326"))
     model = helpers.save_bright_segmenter(str(tmp_path / "m16"), raw_dtype="uint16",
                                           window_size=64)
-    config = SegmentConfig.create(
-        raster=os.path.join(area.root, "tiles", "*.tif"), model_dir=model,
-        output=str(tmp_path / "out"), batch_size=16,
-        truth_masks=os.path.join(os.path.dirname(area.masks[0]), "*.tif"))
-    summary = run_config(config)
+    out = tmp_path / "out"
+    assert cli.main(["segment", "--raster", os.path.join(area.root, "tiles", "*.tif"),
+                     "--model", model, "--output", str(out), "--batch-size", "16",
+                     "--truth-footprints", area.footprints]) == 0
+    assert "against the truth: pixel IoU" in capsys.readouterr().out
+    summary = json.load(open(out / "summary.json"))
     assert summary["tiles"]["written"] == 4 and summary["reconciliation"]["windows_ok"]
     truth = summary["truth"]
+    assert truth["source"]["kind"] == "footprints" and truth["source"]["rejected"] == 0
     assert sorted(truth["tiles"]) == sorted(os.path.splitext(os.path.basename(t))[0]
                                             for t in area.tiles)
-    assert truth["unmatched_masks"] == [] and truth["unmatched_truths"] == []
-    assert 0.0 <= truth["iou"] <= 1.0
     assert summary["footprints"]["crs"] == area.crs
+    # The same outputs measured against the true masks the area drew from
+    # the same polygons: pixel IoU within rasterization noise, objects equal
+    # up to buildings whose burnt and drawn outlines differ near 0.5 IoU.
+    masks = sorted(str(p) for p in (out / "masks").glob("*.tif"))
+    by_masks = truth_summary(output=str(tmp_path / "again"), mask_paths=masks,
+                             footprint_files=summary["footprints"]["files"], crs=area.crs,
+                             threshold=0.5, truth_masks=list(area.masks))
+    assert truth["iou"] == pytest.approx(by_masks["iou"], abs=0.02)
+    a, b = truth["objects"], by_masks["objects"]
+    assert a["predicted"] == b["predicted"] > 0
+    assert abs(a["truth"] - b["truth"]) <= max(2, 0.1 * b["truth"])
+    assert abs(a["true_positives"] - b["true_positives"]) <= max(2, 0.1 * b["truth"])
+    for key in ("precision", "recall", "f1"):
+        assert 0.0 <= a[key] <= 1.0
+    assert sum(t["true_positive"] + t["false_positive"]
+               for t in truth["tile_objects"].values()) == a["predicted"]
 
 
 def test_pipeline_with_accelerator_hints_the_inference_steps_only(models, tmp_path):

@@ -155,7 +155,17 @@ def segment_lines(summary: dict) -> str:
              f"failed); reconciles: {ok}",
              f"  footprints: {summary['footprints']['count']:,} buildings"]
     if summary.get("truth"):
-        lines.append(f"  building IoU against the true masks: {summary['truth']['iou']:.3f}")
+        truth, objects = summary["truth"], summary["truth"].get("objects") or {}
+
+        def num(x):
+            return "-" if x is None else f"{x:.3f}"
+
+        lines.append(f"  against the truth: pixel IoU {num(truth.get('iou'))}; buildings at "
+                     f"IoU >= {objects.get('iou_threshold', 0.5)}: precision "
+                     f"{num(objects.get('precision'))}, recall {num(objects.get('recall'))}, "
+                     f"F1 {num(objects.get('f1'))} ({objects.get('true_positives', 0)} found, "
+                     f"{objects.get('false_positives', 0)} false, "
+                     f"{objects.get('false_negatives', 0)} missed)")
     if summary.get("scores"):
         s = summary["scores"]
         lines.append(f"  classified: {s['scored']:,} footprints; " + "; ".join(

@@ -23,7 +23,10 @@ OUTPUT/summary.json (written last; reconciles tiles and windows). With
 --classifier and --residential-fraction, also OUTPUT/scores/: the footprints
 chipped from the same tiles, scored and labelled as `footprints score` does,
 and OUTPUT/classified/: one row per building with its footprint and label.
-See docs/segmentation.md and docs/data-dictionary.md.
+With --truth-masks or --truth-footprints, summary.json's `truth` holds pixel
+IoU per tile and object precision, recall and F1 at IoU >= 0.5, and
+OUTPUT/truth/objects.parquet each footprint's match (true/false positive,
+false negative). See docs/segmentation.md and docs/data-dictionary.md.
 """
 
 
@@ -92,9 +95,19 @@ def register(subparsers) -> None:
                              "footprints/) as OUTPUT/<table>.csv, geometry as WKT")
     parser.add_argument("--bigquery-table", metavar="PROJECT:DATASET.TABLE",
                         help="also load the main table into BigQuery (replaces the table)")
-    parser.add_argument("--truth-masks", metavar="GLOB",
-                        help="true 0/1 masks on the tiles' grids; building IoU goes into "
-                             "summary.json")
+    parser.add_argument("--regularize", action="store_true",
+                        help="right-angle footprint outlines (edges aligned to each "
+                             "building's main direction, as the Microsoft footprints are) "
+                             "instead of plain simplification; needs "
+                             "pip install 'footprints[regularize]'")
+    truth = parser.add_mutually_exclusive_group()
+    truth.add_argument("--truth-masks", metavar="GLOB",
+                       help="true 0/1 masks on the tiles' grids; pixel IoU per tile and "
+                            "object precision/recall/F1 at IoU >= 0.5 go into summary.json "
+                            "(truth) and the report")
+    truth.add_argument("--truth-footprints", metavar="FILE",
+                       help="true building polygons instead (GeoPackage, GeoJSON, "
+                            "Shapefile, GeoParquet; any CRS, reprojected)")
     parser.add_argument("--run-id", help="id of this run (default: generated)")
     scoring = parser.add_argument_group(
         "scoring", "chip the footprints from the same tiles and run the `footprints score` "
@@ -121,7 +134,8 @@ def config_from_args(args: argparse.Namespace):
         accelerator=args.accelerator, mask_threshold=args.mask_threshold,
         binary_mask=args.binary_mask,
         simplify=args.simplify, min_area=args.min_area, footprints_crs=args.footprints_crs,
-        truth_masks=args.truth_masks, run_id=args.run_id, classifier=args.classifier,
+        regularize=args.regularize, truth_masks=args.truth_masks,
+        truth_footprints=args.truth_footprints, run_id=args.run_id, classifier=args.classifier,
         residential_fraction=args.residential_fraction,
         classifier_batch_size=args.classifier_batch_size, imagery_date=args.imagery_date,
         csv=args.csv, bigquery_table=args.bigquery_table)

@@ -24,9 +24,10 @@ def _figure(nrows: int, ncols: int, size: tuple[float, float]):
     return plt, fig, axes
 
 
-def _png(plt, fig) -> bytes:
+def _png(plt, fig, tight: bool = True) -> bytes:
     buf = io.BytesIO()
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return buf.getvalue()
@@ -81,38 +82,6 @@ def coverage_bars(coverage: Mapping[str, float]) -> bytes:
     return _png(plt, fig)
 
 
-def mask_thumbnails(pairs: Sequence[tuple[str, str, str]], size: int = 256) -> bytes:
-    """Masks over imagery: ``(name, raster path, mask path)`` per panel.
-
-    Rasters are read decimated (``out_shape``), so a thumbnail of a large tile
-    costs an overview read, not the whole tile.
-    """
-    import rasterio
-
-    ncols = min(3, max(1, len(pairs)))
-    nrows = max(1, math.ceil(len(pairs) / ncols))
-    plt, fig, axes = _figure(nrows, ncols, (3.4 * ncols, 3.4 * nrows))
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (name, raster, mask) in zip(axes.flat, pairs):
-        with rasterio.open(raster) as src:
-            bands = [1, 2, 3] if src.count >= 3 else [1]
-            img = src.read(bands, out_shape=(len(bands), size, size)).astype(np.float32)
-        low, high = np.percentile(img, [1, 99])
-        img = np.clip((img - low) / max(high - low, 1e-6), 0, 1)
-        img = np.moveaxis(img, 0, -1)
-        if img.shape[-1] == 1:
-            img = np.repeat(img, 3, axis=-1)
-        with rasterio.open(mask) as src:
-            prob = src.read(1, out_shape=(size, size)).astype(np.float32) / 255.0
-        overlay = img.copy()
-        building = prob >= 0.5
-        overlay[building] = 0.45 * overlay[building] + 0.55 * np.array([1.0, 0.1, 0.1])
-        ax.imshow(overlay)
-        ax.set_title(name, fontsize=8)
-    return _png(plt, fig)
-
-
 def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> bytes:
     """A 2x2 (or NxN) confusion matrix with counts in the cells."""
     m = np.asarray(matrix)
@@ -126,4 +95,62 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> 
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_xlabel("labelled by footprints", fontsize=8)
     ax.set_ylabel("truth", fontsize=8)
+    return _png(plt, fig)
+
+
+def reliability_diagram(reliability: Mapping[str, Sequence], ece: float | None = None,
+                        ece_uncalibrated: float | None = None) -> bytes:
+    """Fraction of residential footprints against mean score, per score bin.
+
+    Args:
+        reliability: The model card's ``quality.reliability``: ``bin_edges``
+            (n + 1), ``mean_score``, ``fraction_positive`` and ``count`` (n
+            each; empty bins may hold None).
+        ece: Expected calibration error of the scores the model serves.
+        ece_uncalibrated: The same before calibration, if known.
+    """
+    edges = np.asarray(reliability.get("bin_edges") or [], dtype=float)
+    mean = np.asarray([np.nan if v is None else v for v in reliability.get("mean_score") or []],
+                      dtype=float)
+    frac = np.asarray([np.nan if v is None else v
+                       for v in reliability.get("fraction_positive") or []], dtype=float)
+    count = np.asarray([v or 0 for v in reliability.get("count") or []], dtype=float)
+    plt, fig, axes = _figure(1, 2, (8.4, 3.4))
+    ax, hist = axes[0, 0], axes[0, 1]
+    ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--", label="perfectly calibrated")
+    used = (count > 0) & np.isfinite(mean) & np.isfinite(frac)
+    if used.any():
+        ax.plot(mean[used], frac[used], marker="o", color="#4c78a8", label="model")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean score in bin (what the model says)", fontsize=8)
+    ax.set_ylabel("share residential (what it is)", fontsize=8)
+    parts = [f"ECE {ece:.3f}" if ece is not None else None,
+             f"before calibration {ece_uncalibrated:.3f}" if ece_uncalibrated is not None
+             else None]
+    ax.set_title("reliability on the validation split" + (
+        "\n" + ", ".join(p for p in parts if p) if any(parts) else ""), fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    if len(edges) == len(count) + 1 and len(count):
+        hist.bar(edges[:-1], count, width=np.diff(edges), align="edge", color="#72b7b2",
+                 edgecolor="white", label="footprints per bin")
+        hist.legend(fontsize=8)
+    hist.set_xlabel("score", fontsize=8)
+    hist.set_ylabel("footprints", fontsize=8)
+    hist.set_title("scores per bin", fontsize=9)
+    return _png(plt, fig)
+
+
+def tile_iou_bars(ious: Mapping[str, float | None]) -> bytes:
+    """Pixel IoU per tile, one bar each (tiles without a union left empty)."""
+    names = sorted(ious)
+    plt, fig, axes = _figure(1, 1, (max(4.0, 0.45 * len(names) + 2), 3.0))
+    ax = axes[0, 0]
+    values = [ious[n] if ious[n] is not None else 0.0 for n in names]
+    ax.bar(range(len(names)), values, color="#4c78a8", label="pixel IoU")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("pixel IoU")
+    ax.legend(fontsize=8)
+    ax.set_title("building IoU per tile against the truth", fontsize=9)
     return _png(plt, fig)

@@ -1,0 +1,229 @@
+"""The report's maps: imagery with building masks and footprints, every one with a legend.
+
+Two views of a segment run, both drawn from what the run wrote:
+
+* :func:`mosaic` -- every tile of the area, read decimated (an overview
+  read, not the whole tile) and placed by its bounds on one map, with the
+  footprints drawn over it, coloured by a category (true positive / false
+  positive / missed against the truth; residential / non-residential when
+  the run scored them);
+* :func:`tile_panels` -- one panel per tile at a larger scale: imagery, the
+  mask at the run's threshold tinted, and the same coloured footprints.
+
+Tiles in another CRS than the map's are warped on the fly (``WarpedVRT``).
+Footprints arrive as shapely geometries in the map's CRS, grouped by
+category; :data:`STYLES` fixes each category's colour and legend text, so
+every map of every report means the same thing by the same colour.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from footprints.report.plots import _figure, _png
+
+#: category -> (edge colour, legend text). Colour-blind safe (Okabe-Ito).
+STYLES = {
+    "true_positive": ("#009e73", "found (true positive, IoU >= 0.5)"),
+    "false_positive": ("#d55e00", "false positive (no true building)"),
+    "false_negative": ("#0072b2", "missed (false negative, true building)"),
+    "residential": ("#e69f00", "residential"),
+    "non_residential": ("#56b4e9", "non-residential"),
+    "footprint": ("#ffd400", "footprint"),
+}
+MASK_COLOUR = np.array([1.0, 0.1, 0.6])
+MASK_LEGEND = "building mask (probability >= threshold)"
+
+
+def _stretch(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """[bands, H, W] raw values -> [H, W, 3] floats 0..1 (1-99% stretch over valid pixels)."""
+    img = img.astype(np.float32)
+    values = img[:, valid] if valid.any() else img.reshape(img.shape[0], -1)
+    low, high = np.percentile(values, [1, 99]) if values.size else (0.0, 1.0)
+    img = np.clip((img - low) / max(high - low, 1e-6), 0, 1)
+    img = np.moveaxis(img, 0, -1)
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)
+    img[~valid] = 1.0  # nodata white, so it is not read as dark ground
+    return img
+
+
+def read_rgb(path: str, out_shape: tuple[int, int], crs: str | None = None):
+    """A tile read decimated to ``out_shape`` as RGB floats, and its bounds.
+
+    Args:
+        path: The tile.
+        out_shape: (rows, cols) wanted.
+        crs: Warp to this CRS first (None: the tile's own).
+
+    Returns:
+        ``(rgb [H, W, 3], (left, bottom, right, top))``.
+    """
+    import rasterio
+    from rasterio.vrt import WarpedVRT
+
+    with rasterio.open(path) as src:
+        if crs and src.crs and src.crs.to_string() != crs:
+            with WarpedVRT(src, crs=crs) as vrt:
+                return _read(vrt, out_shape)
+        return _read(src, out_shape)
+
+
+def _read(src, out_shape):
+    bands = [1, 2, 3] if src.count >= 3 else [1]
+    img = src.read(bands, out_shape=(len(bands), *out_shape))
+    valid = src.read_masks(1, out_shape=out_shape) > 0
+    return _stretch(img, valid), tuple(src.bounds)
+
+
+def read_mask(path: str, out_shape: tuple[int, int], threshold: float,
+              crs: str | None = None) -> np.ndarray:
+    """The building mask (probability >= threshold) of a mask COG, decimated: bool [H, W]."""
+    import rasterio
+    from rasterio.vrt import WarpedVRT
+
+    with rasterio.open(path) as src:
+        if crs and src.crs and src.crs.to_string() != crs:
+            with WarpedVRT(src, crs=crs) as vrt:
+                prob = vrt.read(1, out_shape=out_shape)
+        else:
+            prob = src.read(1, out_shape=out_shape)
+    return prob.astype(np.float32) / 255.0 >= threshold
+
+
+def _draw_footprints(ax, layers: Mapping[str, Sequence], width: float) -> list:
+    """Outlines of each category as one compound path; returns the legend handles."""
+    from matplotlib.patches import Patch, PathPatch
+    from matplotlib.path import Path
+
+    handles = []
+    for category, geoms in layers.items():
+        colour, text = STYLES[category]
+        rings = []
+        for geom in geoms:
+            for polygon in getattr(geom, "geoms", [geom]):
+                for ring in (polygon.exterior, *polygon.interiors):
+                    coords = np.asarray(ring.coords)
+                    if len(coords) >= 3:
+                        codes = np.full(len(coords), Path.LINETO, dtype=Path.code_type)
+                        codes[0], codes[-1] = Path.MOVETO, Path.CLOSEPOLY
+                        rings.append(Path(coords, codes))
+        if rings:
+            ax.add_patch(PathPatch(Path.make_compound_path(*rings), facecolor="none",
+                                   edgecolor=colour, linewidth=width))
+        handles.append(Patch(facecolor="none", edgecolor=colour, linewidth=2,
+                             label=f"{text} ({len(geoms)})"))
+    return handles
+
+
+def _mask_overlay(rgb: np.ndarray, building: np.ndarray) -> np.ndarray:
+    out = rgb.copy()
+    out[building] = 0.5 * out[building] + 0.5 * MASK_COLOUR
+    return out
+
+
+def mosaic(tiles: Sequence[tuple[str, str, str | None]], crs: str | None,
+           layers: Mapping[str, Sequence], threshold: float, title: str,
+           max_pixels: int = 1000) -> bytes:
+    """The whole area on one map: decimated imagery of every tile, masks tinted, footprints.
+
+    Args:
+        tiles: ``(name, raster path, mask path or None)`` of every tile.
+        crs: The map's CRS (that of ``layers``); tiles in another are warped.
+        layers: Category (a key of :data:`STYLES`) -> geometries in ``crs``.
+        threshold: The run's mask threshold (for the tint).
+        title: Figure title.
+        max_pixels: Width or height of the mosaic's imagery, at most.
+    """
+    from matplotlib.patches import Patch
+
+    placed = []
+    for name, raster, mask in tiles:
+        rgb, bounds = read_rgb(raster, (8, 8), crs)  # cheap: the bounds in the map's CRS
+        placed.append((name, raster, mask, bounds))
+    left = min(b[0] for *_, b in placed)
+    bottom = min(b[1] for *_, b in placed)
+    right = max(b[2] for *_, b in placed)
+    top = max(b[3] for *_, b in placed)
+    scale = max_pixels / max(right - left, top - bottom, 1e-12)  # map pixels per CRS unit
+    aspect = (top - bottom) / max(right - left, 1e-12)
+    width = 9.0
+    plt, fig, axes = _figure(1, 1, (width + 3.2, max(3.0, width * aspect)))
+    ax = axes[0, 0]
+    for name, raster, mask, (l, b, r, t) in placed:
+        shape = (max(2, round((t - b) * scale)), max(2, round((r - l) * scale)))
+        rgb, _ = read_rgb(raster, shape, crs)
+        if mask:
+            rgb = _mask_overlay(rgb, read_mask(mask, shape, threshold, crs))
+        ax.imshow(rgb, extent=(l, r, b, t), interpolation="nearest")
+        ax.add_patch(_frame(l, b, r, t))
+        if len(placed) <= 64:
+            ax.text(l + 0.01 * (right - left), t - 0.01 * (top - bottom), name, fontsize=6,
+                    va="top", color="white",
+                    bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+    handles = _draw_footprints(ax, layers, 0.9)
+    handles.insert(0, Patch(facecolor=MASK_COLOUR, alpha=0.5, label=MASK_LEGEND))
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
+    ax.set_aspect("equal")
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel(f"x ({crs})" if crs else "x", fontsize=8)
+    ax.set_ylabel("y", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+              title="legend", title_fontsize=8, frameon=True)
+    return _png(plt, fig)
+
+
+def _frame(l, b, r, t):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((l, b), r - l, t - b, fill=False, edgecolor="white", linewidth=0.5,
+                     linestyle=":")
+
+
+def tile_panels(tiles: Sequence[tuple[str, str, str | None, str]], crs: str | None,
+                layers: Mapping[str, Sequence], threshold: float, size: int = 256,
+                ncols: int = 4) -> bytes:
+    """One panel per tile: imagery, mask tint, footprints; one legend for all panels.
+
+    Args:
+        tiles: ``(name, raster path, mask path or None, caption)`` per panel.
+        crs: CRS of ``layers`` (tiles in another are warped to it).
+        layers: Category -> geometries in ``crs`` (each panel shows those on it).
+        threshold: The run's mask threshold.
+        size: Pixels of each panel's longer side.
+        ncols: Panels per row.
+    """
+    import shapely
+    from matplotlib.patches import Patch
+
+    ncols = min(ncols, max(1, len(tiles)))
+    nrows = max(1, math.ceil(len(tiles) / ncols))
+    plt, fig, axes = _figure(nrows, ncols, (3.1 * ncols, 3.1 * nrows + 0.9))
+    trees = {c: (shapely.STRtree(list(g)), list(g)) for c, g in layers.items() if len(g)}
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, raster, mask, caption) in zip(axes.flat, tiles):
+        rgb, (l, b, r, t) = read_rgb(raster, (size, size), crs)
+        shape = (size, max(2, round(size * (r - l) / max(t - b, 1e-12))))
+        rgb, _ = read_rgb(raster, shape, crs)
+        if mask:
+            rgb = _mask_overlay(rgb, read_mask(mask, shape, threshold, crs))
+        ax.imshow(rgb, extent=(l, r, b, t), interpolation="nearest")
+        window = shapely.box(l, b, r, t)
+        on_tile = {c: [geoms[i] for i in tree.query(window)] for c, (tree, geoms) in trees.items()}
+        _draw_footprints(ax, on_tile, 1.2)
+        ax.set_xlim(l, r)
+        ax.set_ylim(b, t)
+        ax.set_title(f"{name}\n{caption}" if caption else name, fontsize=8)
+    handles = [Patch(facecolor=MASK_COLOUR, alpha=0.5, label=MASK_LEGEND)]
+    handles += [Patch(facecolor="none", edgecolor=STYLES[c][0], linewidth=2, label=STYLES[c][1])
+                for c in layers]
+    fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8,
+               frameon=True)
+    fig.tight_layout(rect=(0, 0.9 / (3.1 * nrows + 0.9), 1, 1))
+    return _png(plt, fig, tight=False)

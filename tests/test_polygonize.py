@@ -1,0 +1,151 @@
+"""Finished footprints: the area of the written polygon, ring orientation, repairs, regularization."""
+
+import numpy as np
+import pytest
+import shapely
+from rasterio.transform import from_origin
+from shapely.geometry import MultiPolygon, Polygon, box
+
+from pipeline.polygonize import (MAX_AREA_CHANGE, Footprint, finish, oriented, polygonal,
+                                 polygonize_tile, regularize, simplify)
+
+UTM = "EPSG:32615"
+TRANSFORM = from_origin(500000.0, 4_200_000.0, 0.5, 0.5)
+
+
+def _traced(mask: np.ndarray) -> Footprint:
+    (part,) = polygonize_tile(mask.astype(np.uint8) * 255, None, TRANSFORM, 0.5, "t", UTM)
+    return part
+
+
+def _disc(radius: float, size: int = 24) -> np.ndarray:
+    rows, cols = np.mgrid[0:size, 0:size]
+    return ((rows - size // 2) ** 2 + (cols - size // 2) ** 2) <= radius * radius
+
+
+def _notched_roof() -> np.ndarray:
+    """A 10 x 20 pixel roof whose four corner pixels the segmenter missed (blurred corners)."""
+    mask = np.zeros((30, 40), bool)
+    mask[10:20, 10:30] = True
+    mask[[10, 10, 19, 19], [10, 29, 10, 29]] = False
+    return mask
+
+
+def test_area_is_measured_on_the_written_polygon_and_simplification_keeps_it():
+    # Reproduces the old fault: at one pixel, Douglas-Peucker on this ring
+    # takes a chord that cuts a whole row of pixels: the written polygon had
+    # 12% less area than the area_m2 reported (taken before simplifying).
+    part = _traced(_notched_roof())
+    one_pixel = part.geometry.simplify(part.pixel_size, preserve_topology=False)
+    assert one_pixel.area < 0.9 * part.geometry.area
+    row = finish(part, simplify_pixels=1.0, min_area_m2=0.0)
+    written = shapely.from_wkb(row["geometry"])
+    assert row["area_m2"] == pytest.approx(written.area, rel=1e-12)
+    assert written.area == pytest.approx(part.geometry.area, rel=MAX_AREA_CHANGE)
+
+
+@pytest.mark.parametrize("radius", [2.5, 4.0, 9.0, 15.0])
+def test_round_roofs_keep_their_area_within_two_percent(radius):
+    part = _traced(_disc(radius, 40))
+    row = finish(part, 1.0, 0.0)
+    written = shapely.from_wkb(row["geometry"])
+    assert row["area_m2"] == pytest.approx(written.area, rel=1e-12)
+    assert written.area == pytest.approx(part.geometry.area, rel=MAX_AREA_CHANGE)
+
+
+def test_simplify_falls_back_to_smaller_tolerances():
+    ring = _traced(_disc(9.0, 40)).geometry
+    simple = simplify(ring, 0.5)  # one pixel moves the outline 7% outwards
+    assert 12 < len(simple.exterior.coords) < len(ring.exterior.coords)
+    assert simple.area == pytest.approx(ring.area, rel=MAX_AREA_CHANGE)
+
+
+def test_area_in_state_plane_feet_and_after_reprojection():
+    part = _traced(_disc(6.0))
+    row = finish(part, 1.0, 0.0, output_crs="EPSG:2263")  # NY Long Island, US feet
+    written = shapely.from_wkb(row["geometry"])
+    assert row["area_m2"] == pytest.approx(written.area * 0.3048006 ** 2, rel=1e-5)
+    in_utm = finish(part, 1.0, 0.0)
+    assert row["area_m2"] == pytest.approx(in_utm["area_m2"], rel=0.01)
+
+
+def test_min_area_applies_to_the_written_polygon():
+    part = _traced(_disc(15.0, 40))  # simplification adds 1.7% here
+    written = finish(part, 1.0, 0.0)["area_m2"]
+    traced = part.geometry.area
+    assert written != pytest.approx(traced, rel=1e-6)
+    between = (written + traced) / 2
+    assert (finish(part, 1.0, between) is None) == (written < between)
+    assert (finish(part, 0.0, between) is None) == (traced < between)
+
+
+def test_exterior_rings_counterclockwise_and_holes_clockwise():
+    mask = np.zeros((30, 30), bool)
+    mask[3:25, 3:25] = True
+    mask[10:15, 10:15] = False  # a courtyard
+    row = finish(_traced(mask), 1.0, 0.0)
+    geom = shapely.from_wkb(row["geometry"])
+    assert geom.exterior.is_ccw
+    assert [ring.is_ccw for ring in geom.interiors] == [False]
+    multi = oriented(MultiPolygon([box(0, 0, 1, 1), box(2, 0, 3, 1)]))
+    assert all(p.exterior.is_ccw for p in multi.geoms)
+
+
+def test_repair_keeps_every_polygonal_part():
+    bowtie = Polygon([(0, 0), (2, 2), (2, 0), (0, 2)])
+    assert not bowtie.is_valid
+    fixed, repaired = polygonal(bowtie)
+    assert repaired and fixed.is_valid and fixed.geom_type == "MultiPolygon"
+    assert len(fixed.geoms) == 2 and fixed.area == pytest.approx(2.0)
+    square = box(0, 0, 1, 1)
+    assert polygonal(square) == (square, False)
+
+
+def test_a_fold_made_by_reprojection_is_repaired_not_dropped():
+    # A bow-tie in the traced geometry stands for any ring that an output
+    # CRS folds: both lobes reach the table.
+    part = Footprint("t-000000", "t", UTM, Polygon(
+        [(500000, 4199990), (500010, 4200000), (500010, 4199990), (500000, 4200000)]),
+        pixels=200, probability_sum=200.0, pixel_size=0.5)
+    row = finish(part, 0.0, 0.0)
+    geom = shapely.from_wkb(row["geometry"])
+    assert row["repaired"] and geom.geom_type == "MultiPolygon" and geom.is_valid
+    assert row["area_m2"] == pytest.approx(50.0)
+
+
+def _rotated_building(angle: float, seed: int) -> tuple[np.ndarray, Polygon]:
+    """A rasterized L-shaped building at ``angle`` degrees with a ragged edge, and its truth."""
+    from rasterio import features
+    from shapely import affinity
+
+    truth = Polygon([(0, 0), (24, 0), (24, 10), (12, 10), (12, 18), (0, 18)])
+    truth = affinity.translate(affinity.rotate(truth, angle, origin=(12, 9)), 8, 8)
+    mask = features.rasterize([truth], out_shape=(40, 40), all_touched=False).astype(bool)
+    edge = mask ^ features.rasterize([truth.buffer(-1.0)], out_shape=(40, 40)).astype(bool)
+    rng = np.random.default_rng(seed)
+    mask[edge & (rng.random(mask.shape) < 0.25)] = False  # a segmenter's ragged border
+    return mask, truth
+
+
+def test_regularized_outline_has_right_angles_and_few_vertices():
+    mask, truth = _rotated_building(23.0, seed=3)
+    part = _traced(mask)
+    row = finish(part, 1.0, 0.0, regularize_edges=True)
+    geom = shapely.from_wkb(row["geometry"])
+    coords = np.asarray(geom.exterior.coords)[:-1]
+    assert len(coords) <= 8  # an L has 6 corners
+    edges = np.diff(np.vstack([coords, coords[:1]]), axis=0)
+    angles = np.degrees(np.arctan2(edges[:, 1], edges[:, 0])) % 90
+    off = np.abs(angles - angles[0]) % 90
+    assert np.all(np.minimum(off, 90 - off) < 1.0)  # every corner a right angle
+    assert row["area_m2"] == pytest.approx(geom.area)
+    # Pixel units -> CRS units, to compare with the truth drawn in pixels.
+    pixel_truth = shapely.transform(truth, lambda xy: np.column_stack(
+        (TRANSFORM.c + 0.5 * xy[:, 0], TRANSFORM.f - 0.5 * xy[:, 1])))
+    iou = geom.intersection(pixel_truth).area / geom.union(pixel_truth).area
+    assert iou > 0.85
+
+
+def test_regularize_keeps_a_building_it_cannot_square():
+    sliver = box(0, 0, 0.4, 0.4)  # smaller than its tolerances
+    assert regularize(sliver, 0.5).area > 0
