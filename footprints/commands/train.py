@@ -297,8 +297,7 @@ def quality_gate(quality: dict, allow_weak: bool) -> int:
     if not quality.get("weak"):
         return EXIT_OK
     bar = "!" * 72
-    print(f"{bar}
-WARNING: weak model: it cannot be trusted to rank footprints")
+    print(f"{bar}\nWARNING: weak model: it cannot be trusted to rank footprints")
     for reason in quality.get("reasons", []):
         print(f"  - {reason}")
     print("  Train on more chips or longer, or check the labels; pass --allow-weak-model "
