@@ -161,3 +161,56 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str, title: str) 
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+#: File name of the reliability diagram, beside the model card in ``assets/``.
+RELIABILITY_PNG = "reliability.png"
+
+
+def reliability_path(model_dir: str) -> str:
+    """``<model_dir>/assets/reliability.png`` (the folder is created)."""
+    assets = os.path.join(model_dir, "assets")
+    os.makedirs(assets, exist_ok=True)
+    return os.path.join(assets, RELIABILITY_PNG)
+
+
+def plot_reliability(calibrated: Mapping[str, Sequence], uncalibrated: Mapping[str, Sequence],
+                     path: str, title: str) -> str:
+    """Draws a reliability diagram (fraction positive against mean score per bin).
+
+    Args:
+        calibrated: Bins of :func:`model_training.evaluation.reliability` for
+            the served (calibrated) scores.
+        uncalibrated: The same bins for the network's own scores.
+        path: PNG to write.
+        title: What was scored, for the subtitle.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.2, 5.0), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    for bins, name, marker in ((uncalibrated, "before calibration", "x"),
+                               (calibrated, "after calibration", "o")):
+        pairs = [(m, f) for m, f in zip(bins["mean_score"], bins["fraction_positive"],
+                                        strict=True) if m is not None]
+        if pairs:
+            xs, ys = zip(*pairs, strict=True)
+            ax.plot(xs, ys, marker=marker, label=name)
+    ax.set_ylabel("fraction residential")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize="small", loc="upper left")
+    ax.set_title(f"Reliability ({len(calibrated['count'])} bins)\n{title}", fontsize="medium")
+    edges = calibrated["bin_edges"]
+    hist.bar(edges[:-1], calibrated["count"], width=np.diff(edges), align="edge",
+             edgecolor="white")
+    hist.set_xlabel("score (after calibration)")
+    hist.set_ylabel("footprints")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -11,7 +11,15 @@
    fine-tuned at a lower rate (:mod:`model_training.fitting`);
 5. restore the best epoch's weights, export the SavedModel contract and a
    ``.keras`` copy, score the validation records *through the exported
-   model*, and write the model card and the training curves.
+   model*, fit Platt calibration on those scores and export again with it
+   in the graph (so ``score`` is a calibrated probability);
+6. judge the model (:func:`model_training.evaluation.weak_reasons`: AUC,
+   one predicted class, no spread), and write the model card with its
+   ``quality`` and ``splits``, the reliability diagram and the curves.
+
+The run is repeatable: :func:`model_training.fitting.seed_everything` seeds
+every generator and turns on op determinism, and the input pipeline keeps a
+fixed order, so the same chips and seed give the same weights and scores.
 
 The command ``footprints train classifier`` is a thin layer over it.
 """
@@ -90,7 +98,7 @@ def train_classifier(config: ClassifierConfig,
 
     run = fitting.RunDir(config.output)
     state = run.start(config.resume, config.overwrite)
-    keras.utils.set_random_seed(config.seed)
+    fitting.seed_everything(config.seed)
     options = data.InputOptions(image_size=config.image_size, batch_size=config.batch_size,
                                 augment=config.augment, cache=config.cache,
                                 shuffle_buffer=config.shuffle_buffer, seed=config.seed)
@@ -117,7 +125,16 @@ def train_classifier(config: ClassifierConfig,
 
     export.export_classifier(model, run.model_dir, config.image_size)
     model.save(run.keras_copy)
-    metrics = evaluate_exported(run.model_dir, val_split, config.batch_size)
+    labels, raw = score_exported(run.model_dir, val_split, config.batch_size)
+    a, b = evaluation.fit_platt(labels, raw)
+    export.export_classifier(model, run.model_dir, config.image_size, calibration=(a, b))
+    labels, scores = score_exported(run.model_dir, val_split, config.batch_size)
+    metrics = evaluation.binary_metrics(labels, scores)
+    quality = classifier_quality(labels, raw, scores, (a, b))
+    metrics["ece"] = quality["ece"]
+    cards.plot_reliability(quality["reliability"], quality["reliability_uncalibrated"],
+                           cards.reliability_path(run.model_dir),
+                           f"validation split, {len(labels)} footprints")
     card = cards.base_card("footprint-classifier", dataclasses.asdict(config))
     card.update({
         "backbone": backbone,
@@ -137,6 +154,11 @@ def train_classifier(config: ClassifierConfig,
             "val_fraction": config.val_fraction if config.val is None else None,
         },
         "class_weight": fit_options.class_weight,
+        "calibration": {"method": "platt", "a": a, "b": b, "fitted_on": "validation",
+                        "formula": "score = sigmoid(a * logit(p) + b), p the network's "
+                                   "output; in the exported graph"},
+        "quality": quality,
+        "splits": {"train": _split_counts(train_counts), "validation": _split_counts(val_counts)},
     })
     return fitting.finish(run, card, config.monitor, metrics, f"classifier ({backbone})")
 
@@ -162,9 +184,48 @@ def _fit_phases(model: keras.Model, config: ClassifierConfig, run: fitting.RunDi
         resumed = False
 
 
-def evaluate_exported(model_dir: str, split: data.ChipSplit,
-                      batch_size: int = 64) -> dict[str, object]:
-    """Scores a split's labelled records with the exported model; see evaluation."""
+def _split_counts(counts: data.LabelCounts) -> dict[str, object]:
+    """The model card's per-split counts: chips per class (each chip one building)."""
+    return {"buildings": counts.usable, "chips": counts.usable, "per_class": counts.named(),
+            "unlabelled": counts.unlabelled, "undecodable": counts.undecodable}
+
+
+def classifier_quality(labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarray,
+                       calibration: tuple[float, float]) -> dict[str, object]:
+    """The model card's ``quality``: the gate's verdict and the calibration measures.
+
+    Args:
+        labels: Validation labels.
+        raw: The exported model's scores before calibration.
+        calibrated: Its scores after (what ``score`` serves).
+        calibration: Platt ``(a, b)``.
+
+    Returns:
+        ``weak`` and ``reasons`` (:func:`~model_training.evaluation.weak_reasons`),
+        ``auc``, ``ece`` and ``ece_uncalibrated`` (15 bins), ``temperature``
+        (``1 / a``), the score ``spread`` and the ``reliability`` bins before
+        and after calibration.
+    """
+    reasons = evaluation.weak_reasons(labels, raw)
+    auc = evaluation.binary_auc(labels[~np.isnan(calibrated)],
+                                calibrated[~np.isnan(calibrated)])
+    return {
+        "weak": bool(reasons),
+        "reasons": reasons,
+        "auc": None if math.isnan(auc) else auc,
+        "ece": evaluation.expected_calibration_error(labels, calibrated),
+        "ece_uncalibrated": evaluation.expected_calibration_error(labels, raw),
+        "ece_bins": evaluation.ECE_BINS,
+        "temperature": 1.0 / calibration[0],
+        "spread": evaluation.score_spread(raw),
+        "reliability": evaluation.reliability(labels, calibrated),
+        "reliability_uncalibrated": evaluation.reliability(labels, raw),
+    }
+
+
+def score_exported(model_dir: str, split: data.ChipSplit,
+                   batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, scores)`` of a split's labelled records, scored by the exported model."""
     serve = export.load_serving(model_dir)
     labels, scores = [], []
     ds = split.parsed().map(
@@ -176,4 +237,6 @@ def evaluate_exported(model_dir: str, split: data.ChipSplit,
         out = serve(examples=tf.boolean_mask(serialized, keep))
         scores.append(out["score"].numpy())
         labels.append(label.numpy()[keep])
-    return evaluation.binary_metrics(np.concatenate(labels), np.concatenate(scores))
+    if not labels:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.concatenate(labels), np.concatenate(scores)

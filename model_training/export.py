@@ -9,7 +9,9 @@ the contract's, and puts the preprocessing in the graph:
 * **classifier** (``examples`` tf.string [None] -> ``score`` float32 [None]):
   parses chip records, decodes PNG or JPEG (RGB, grey or RGBA, 8- or 16-bit)
   with :func:`model_training.data.decode_resize`, the function training used,
-  and runs the model. A record whose image bytes are not PNG or JPEG at all
+  and runs the model, then applies the Platt calibration fitted on the
+  validation split (:func:`model_training.evaluation.fit_platt`), so
+  ``score`` is a calibrated probability. A record whose image bytes are not PNG or JPEG at all
   scores NaN instead of failing its batch; a record that is not a
   ``tf.train.Example``, or an image that is truncated after a valid header,
   still fails the batch, which is why the scoring pipeline decode-checks
@@ -33,17 +35,19 @@ import keras
 import tensorflow as tf
 
 from footprints import contracts
-from model_training import data
+from model_training import data, evaluation
 from model_training.masking import fill_masked
 
 
 class _ClassifierServing(tf.Module):
     """The classifier contract around a Keras model taking 0..255 float images."""
 
-    def __init__(self, model: keras.Model, image_size: int):
+    def __init__(self, model: keras.Model, image_size: int,
+                 calibration: tuple[float, float] | None = None):
         super().__init__()
         self.model = model
         self._image_size = image_size
+        self._calibration = calibration
         # A valid one-pixel PNG stands in for undecodable images so the batch
         # decodes; their scores are replaced by NaN afterwards.
         self._placeholder = tf.constant(tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8)).numpy())
@@ -62,8 +66,18 @@ class _ClassifierServing(tf.Module):
             (safe, parsed[contracts.MASK_KEY]),
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
         scores = tf.reshape(tf.cast(self.model(images, training=False), tf.float32), [-1])
+        if self._calibration is not None:
+            scores = _platt(scores, *self._calibration)
         nan = tf.fill(tf.shape(scores), tf.constant(float("nan"), tf.float32))
         return {contracts.CLASSIFIER_OUTPUT: tf.where(ok, scores, nan)}
+
+
+def _platt(scores: tf.Tensor, a: float, b: float) -> tf.Tensor:
+    """``sigmoid(a * logit(p) + b)`` in float64, as evaluation.apply_platt computes it."""
+    p = tf.clip_by_value(tf.cast(scores, tf.float64), evaluation.LOGIT_EPS,
+                         1.0 - evaluation.LOGIT_EPS)
+    z = tf.math.log(p) - tf.math.log1p(-p)
+    return tf.cast(tf.sigmoid(a * z + b), tf.float32)
 
 
 class _SegmenterServing(tf.Module):
@@ -100,7 +114,8 @@ def _save(module: tf.Module, model_dir: str) -> None:
     os.replace(tmp, model_dir)
 
 
-def export_classifier(model: keras.Model, model_dir: str, image_size: int) -> str:
+def export_classifier(model: keras.Model, model_dir: str, image_size: int,
+                      calibration: tuple[float, float] | None = None) -> str:
     """Saves ``model`` as a classifier SavedModel at ``model_dir``.
 
     Args:
@@ -108,11 +123,13 @@ def export_classifier(model: keras.Model, model_dir: str, image_size: int) -> st
             images with values 0..255 to probabilities ``[N, 1]`` (or ``[N]``).
         model_dir: Folder to write; replaced if it exists.
         image_size: The model's input height and width.
+        calibration: Platt ``(a, b)`` baked into the graph after the model,
+            or None to serve the model's own probabilities.
 
     Returns:
         ``model_dir``.
     """
-    _save(_ClassifierServing(model, image_size), model_dir)
+    _save(_ClassifierServing(model, image_size, calibration), model_dir)
     return model_dir
 
 

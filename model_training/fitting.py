@@ -31,6 +31,25 @@ from model_training import cards
 log = logging.getLogger(__name__)
 
 
+def seed_everything(seed: int) -> None:
+    """Makes a training run repeatable: one seed, deterministic ops.
+
+    Seeds Python's, NumPy's and TensorFlow's generators (Keras' initializers
+    and dropout draw from them) and turns on TensorFlow's op determinism,
+    which picks deterministic kernels and makes tf.data keep element order
+    and run maps with random ops one element at a time. With the input
+    pipeline of :mod:`model_training.data`, the same chips and seed then give
+    bit-identical weights on the same machine, TensorFlow build and thread
+    count (see the README on what differs across machines).
+
+    The setting is process-wide and stays on after training: it slows some
+    ops a little, and on GPUs ops without a deterministic kernel raise
+    ``UnimplementedError`` instead of silently differing.
+    """
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
 @dataclasses.dataclass(frozen=True)
 class RunDir:
     """The files of one training run under ``root``."""

@@ -115,7 +115,7 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
     prepared = prepare_data(config)
     run = fitting.RunDir(config.output)
     state = run.start(config.resume, config.overwrite)
-    keras.utils.set_random_seed(config.seed)
+    fitting.seed_everything(config.seed)
     steps = max(1, math.ceil(len(prepared.train) / config.batch_size))
     train_ds = sd.segmentation_dataset(prepared.train, config.batch_size, True,
                                        config.augment, config.seed)
@@ -182,7 +182,7 @@ def find_learning_rate(config: SegmenterConfig, min_lr: float = 1e-5, max_lr: fl
     Writes ``<output>/lr_find.png`` and ``<output>/lr_find.json``.
     """
     prepared = prepare_data(config)
-    keras.utils.set_random_seed(config.seed)
+    fitting.seed_everything(config.seed)
     train_ds = sd.segmentation_dataset(prepared.train, config.batch_size, True,
                                        config.augment, config.seed)
     model = build_compiled(config, prepared.assets.band_count, 1, learning_rate=min_lr)

@@ -56,6 +56,7 @@ from pipeline.sources.chips import (
     validate_chip,
 )
 from pipeline.thresholds import LabelExactFraction
+from pipeline.thresholds.expected import model_warnings
 from pipeline.thresholds.fractions import RegionFractions, parse_fraction, read_region_fractions
 from pipeline.thresholds.selection import DEFAULT_EPSILON, percentile_bound
 from pipeline.writers.files import join
@@ -327,7 +328,8 @@ def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) 
          | "Write" >> WriteScoreOutputs(
              config.output, scorer.model_id, scorer.run_id, crs=config.crs, run_info=run_info,
              csv=config.csv, bigquery_table=config.bigquery_table,
-             num_shards=config.num_shards))
+             num_shards=config.num_shards,
+             warnings=model_warnings(config.model_dir, "classifier")))
     return p
 
 

@@ -53,6 +53,7 @@ from pipeline.polygonize import ChipFootprints, Polygonize
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
 from pipeline.stitching.iou import mask_iou, truth_summary
 from pipeline.stitching.transforms import PlanWindows, StitchTiles
+from pipeline.thresholds.expected import model_warnings, rank_warnings, regions_with_stats
 from pipeline.writers.files import WriteJson, join
 from pipeline.writers.masks import WriteMasks
 from pipeline.writers.footprints import classified_row, footprint_row, tiff_date
@@ -304,7 +305,8 @@ def _check_classifier(kwargs: dict, raster: str, assets: SegmenterAssets,
 
 def build_summary(counts: Mapping[str, int], *, config: SegmentConfig, masks: Mapping,
                   skipped: list[dict], tables: Mapping[str, list[str]],
-                  regions: list | None = None) -> dict:
+                  regions: list | None = None,
+                  model_warnings: list[dict[str, str]] | None = None) -> dict:
     """The ``summary.json`` of a run: counts that reconcile, and where things are.
 
     ``counts`` maps PCollection names to sizes (``paths``, ``tiles``,
@@ -369,7 +371,8 @@ def build_summary(counts: Mapping[str, int], *, config: SegmentConfig, masks: Ma
             "reconciled": (c["footprints"] == c["chips"] + c["chip_errors"]
                            and c["chips"] == c["scored"] + c["score_errors"]),
             "regions": {r.region: {"n": r.n, "k": r.k, "target_fraction": r.target_fraction,
-                                   "threshold": r.threshold, "residential": r.residential}
+                                   "threshold": r.threshold, "residential": r.residential,
+                                   "scores": r.scores}
                         for r in sorted(regions or [])},
             "files": tables.get("scores", []),
         }
@@ -384,7 +387,17 @@ def build_summary(counts: Mapping[str, int], *, config: SegmentConfig, masks: Ma
             threshold=config.mask_threshold,
             truth_masks=matched_files(config.truth_masks) if config.truth_masks else (),
             truth_footprints=config.truth_footprints)
+    summary["warnings"] = [*(model_warnings or []), *rank_warnings(
+        regions_with_stats(regions or []))]
     return summary
+
+
+def model_card_warnings(config: SegmentConfig) -> list[dict[str, str]]:
+    """``weak_model`` for each model whose card failed its quality gate (read once, here)."""
+    out = model_warnings(config.model_dir, "segmenter")
+    if config.classifier:
+        out += model_warnings(config.classifier, "classifier")
+    return out
 
 
 def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None) -> beam.Pipeline:
@@ -477,6 +490,7 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
         beam.pvalue.AsDict(_named(tables, "Catalog")))
     summary = counts | "Summary" >> beam.Map(
         lambda c, **side: build_summary(c, config=config, **side),
+        model_warnings=model_card_warnings(config),
         masks=beam.pvalue.AsSingleton(masks["written"]),
         skipped=beam.pvalue.AsList(stitched.skipped),
         tables=beam.pvalue.AsDict(_named(tables, "Summary")),

@@ -142,7 +142,22 @@ def score_lines(summary: dict) -> str:
             f"{k} {v}" for k, v in totals["errors_by_reason"].items()))
     if summary.get("duplicates", {}).get("count"):
         lines.append(f"  duplicate footprint ids: {summary['duplicates']['count']}")
+    lines += _share_lines(summary["regions"])
+    lines += warning_lines(summary)
     return "\n".join(lines)
+
+
+def _share_lines(regions: dict) -> list[str]:
+    """``region A: target 45%, model expects 41% +/- 3%`` per region with score stats."""
+    from pipeline.thresholds.expected import share_line
+
+    return ["  " + share_line(name, r["target_fraction"], r.get("scores"))
+            for name, r in sorted(regions.items()) if r.get("scores")]
+
+
+def warning_lines(summary: dict) -> list[str]:
+    """The summary's ``warnings``, one loud line each (nothing when there are none)."""
+    return [f"WARNING [{w['code']}]: {w['message']}" for w in summary.get("warnings") or []]
 
 
 def segment_lines(summary: dict) -> str:
@@ -171,7 +186,9 @@ def segment_lines(summary: dict) -> str:
         lines.append(f"  classified: {s['scored']:,} footprints; " + "; ".join(
             f"{name}: {r['k']} of {r['n']} residential"
             for name, r in sorted(s["regions"].items())))
+        lines += _share_lines(s["regions"])
     if summary["errors"]["total"]:
         lines.append("  rejected by reason: " + ", ".join(
             f"{k} {v}" for k, v in summary["errors"]["by_reason"].items()))
+    lines += warning_lines(summary)
     return "\n".join(lines)

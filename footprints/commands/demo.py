@@ -1,10 +1,14 @@
 """``footprints demo``: the whole product on the generated sample area.
 
-The Quick start's first command runs this. It builds a seeded sample area,
-then runs each stage exactly as a user would run the subcommands, into one
-output folder, and ends with a short account of what each stage produced.
-Stages run in order; each writes under ``--output``, and a rerun replaces
-what the previous run wrote.
+The Quick start's first command runs this. It builds two seeded sample
+areas: a larger **training area** (another seed, thousands of footprints)
+that the classifier learns from, and the **demo area** that everything is
+then run on. The classifier never sees a chip of the demo area, so the
+accuracy and the calibration error the demo reports are out of sample.
+Each stage runs exactly as a user would run the subcommands, into one
+output folder, and the demo ends with a short account of what each stage
+produced. Stages run in order; each writes under ``--output``, and a rerun
+replaces what the previous run wrote (nothing is cached between runs).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 import time
 
 from footprints import contracts
-from footprints.errors import ConfigError
+from footprints.errors import EXIT_CHECK, EXIT_OK, ConfigError
 
 EPILOG = """\
 example:
@@ -23,8 +27,10 @@ example:
   footprints demo --output demo-output --tiles 2x2 --seed 7 --runner DirectRunner
 
 outputs (under --output):
-  area/         the sample area: tiles/*.tif, masks/*.tif (truth), footprints.gpkg
-  chips/        chip shards cut around every footprint, with errors and summary
+  train_area/   the classifier's training area (another seed, larger)
+  area/         the demo area: tiles/*.tif, masks/*.tif (truth), footprints.gpkg
+  chips/        chip shards: train-* (training area), area-* (demo area), with errors
+                and summaries
   models/       classifier/ and segmenter/: SavedModels, model cards, curves
   score/        scores/ (GeoParquet), errors/, summary.json for the true footprints
   segment/      masks/ (COG + mosaic.vrt), footprints/, scores/, errors/, summary.json
@@ -49,7 +55,13 @@ def register(subparsers) -> None:
     p.add_argument("--residential-fraction", type=float, default=None, metavar="P",
                    help="the residential share to enforce (default: the area's true share)")
     p.add_argument("--epochs", type=int, default=12,
-                   help="training epochs for both models (default: %(default)s)")
+                   help="training epochs of the segmenter (default: %(default)s)")
+    p.add_argument("--classifier-epochs", type=int, default=6,
+                   help="training epochs of the classifier on the training area "
+                        "(default: %(default)s)")
+    p.add_argument("--train-tiles", default="10x10",
+                   help="training area size in 512-px tiles, COLSxROWS; its seed is "
+                        "--seed + 10000 (default: %(default)s)")
     p.set_defaults(handler=run, beam_passthrough=True)
 
 
@@ -61,6 +73,14 @@ def _tiles(text: str) -> tuple[int, int]:
     if not (1 <= cols <= 16 and 1 <= rows <= 16):
         raise ConfigError(f"--tiles {text!r}: use 1 to 16 tiles each way")
     return cols, rows
+
+
+#: The training area's seed is the demo seed plus this, so the two never coincide.
+TRAIN_SEED_OFFSET = 10_000
+#: The training area's building density (the generator's largest).
+TRAIN_DENSITY = 5.0
+#: Below this held-out accuracy at the target fraction the demo warns.
+MIN_HELD_OUT_ACCURACY = 0.90
 
 
 def _stage(report: dict, name: str, started: float, **facts) -> None:
@@ -82,24 +102,35 @@ class StageFailed(RuntimeError):
 
 
 def run(args, beam_args) -> int:
-    """Runs every stage; returns 0 when each stage's counts reconcile."""
+    """Runs every stage; returns 0 when each stage's counts reconcile and nothing
+    warned (a weak or inaccurate classifier, scores that cannot rank), else 3."""
     from footprints.commands.prepare import format_summary
     from footprints.report import build_report
     from footprints.sample_area import SampleAreaConfig, generate_sample_area, is_residential
     from pipeline import prepare
 
     cols, rows = _tiles(args.tiles)
+    train_cols, train_rows = _tiles(args.train_tiles)
     if args.residential_fraction is not None and not 0 <= args.residential_fraction <= 1:
         raise ConfigError(f"--residential-fraction {args.residential_fraction!r} must be a "
                           "share between 0 and 1, e.g. 0.45")
-    if args.epochs < 1:
-        raise ConfigError(f"--epochs {args.epochs!r} must be at least 1")
+    if args.epochs < 1 or args.classifier_epochs < 1:
+        raise ConfigError(f"--epochs {args.epochs!r} and --classifier-epochs "
+                          f"{args.classifier_epochs!r} must be at least 1")
     beam_args = list(beam_args) or ["--runner", "DirectRunner"]
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)
-    report: dict = {"output": out, "seed": args.seed, "stages": {}}
+    report: dict = {"output": out, "seed": args.seed, "stages": {}, "warnings": []}
 
-    # 1. The sample area: imagery, true footprints, true masks.
+    # 1. The two sample areas: imagery, true footprints, true masks.
+    started = time.time()
+    train_seed = args.seed + TRAIN_SEED_OFFSET
+    train_area = generate_sample_area(os.path.join(out, "train_area"), SampleAreaConfig(
+        seed=train_seed, tiles_x=train_cols, tiles_y=train_rows, density=TRAIN_DENSITY))
+    _stage(report, "training_area", started, seed=train_seed, tiles=len(train_area.tiles),
+           footprints=train_area.counts["total"])
+    print(f"demo: training area (seed {train_seed}) with {len(train_area.tiles)} tiles and "
+          f"{train_area.counts['total']} footprints in {out}/train_area")
     started = time.time()
     area = generate_sample_area(os.path.join(out, "area"), SampleAreaConfig(
         seed=args.seed, tiles_x=cols, tiles_y=rows, density=args.density))
@@ -114,7 +145,16 @@ def run(args, beam_args) -> int:
     tiles_glob = os.path.join(area.root, "tiles", "*.tif")
     masks_glob = os.path.join(area.root, "masks", "*.tif")
 
-    # 2. Chips around the true footprints.
+    # 2. Chips around the true footprints of each area, once per run.
+    started = time.time()
+    train_prefix = os.path.join(out, "chips", "train")
+    train_chips = prepare.run(prepare.PrepareConfig(
+        output=train_prefix, rasters=os.path.join(train_area.root, "tiles", "*.tif"),
+        footprints=train_area.footprints, id_field="id", class_field="building",
+        region_field="region", num_shards=4), beam_args)
+    print(format_summary(train_chips))
+    _stage(report, "prepare_training", started, **{k: train_chips[k] for k in (
+        "inputs", "chips", "errors", "reconciles")})
     started = time.time()
     chips_prefix = os.path.join(out, "chips", "area")
     chips = prepare.run(prepare.PrepareConfig(
@@ -125,15 +165,20 @@ def run(args, beam_args) -> int:
         "inputs", "chips", "errors", "reconciles")})
     chip_glob = f"{chips_prefix}-*-of-*.tfrecord"
 
-    # 3. The two models, trained on the sample area.
+    # 3. The two models: the classifier on the training area only; the
+    # segmenter on the demo area's tiles.
     started = time.time()
     classifier = os.path.join(out, "models", "classifier")
-    _cli(["train", "classifier", "--train", chip_glob, "--output", classifier,
-          "--epochs", str(args.epochs), "--overwrite", "--quiet"])
+    _cli(["train", "classifier", "--train", f"{train_prefix}-*-of-*.tfrecord",
+          "--output", classifier, "--epochs", str(args.classifier_epochs), "--overwrite",
+          "--quiet", "--seed", str(args.seed), "--allow-weak-model"])
     card = contracts.read_model_card(os.path.join(classifier, "model"))
+    quality = card.get("quality") or {}
     _stage(report, "train_classifier", started, model=os.path.join(classifier, "model"),
+           trained_on="train_area", val_ece=quality.get("ece"),
+           val_ece_uncalibrated=quality.get("ece_uncalibrated"), weak=quality.get("weak"),
            **{f"val_{k}": v for k, v in (card.get("validation_metrics") or {}).items()
-              if isinstance(v, (int, float))})
+              if isinstance(v, (int, float)) and k != "ece"})
     started = time.time()
     segmenter = os.path.join(out, "models", "segmenter")
     _cli(["train", "segmenter", "--rasters", tiles_glob, "--footprints", area.footprints,
@@ -148,10 +193,15 @@ def run(args, beam_args) -> int:
     score_dir = os.path.join(out, "score")
     _cli(["score", "--chips", chip_glob, "--model", os.path.join(classifier, "model"),
           "--residential-fraction", str(fraction), "--output", score_dir, *beam_args])
-    totals = _read(os.path.join(score_dir, "summary.json")).get("totals", {})
+    score_summary = _read(os.path.join(score_dir, "summary.json"))
+    totals = score_summary.get("totals", {})
+    held_out = held_out_quality(os.path.join(score_dir, "scores"))
+    report["held_out"] = held_out
+    report["warnings"] += score_summary.get("warnings", [])
     _stage(report, "score", started, target_fraction=fraction, scored=totals.get("scored"),
            errors=totals.get("errors"), residential=totals.get("residential"),
-           reconciles=totals.get("reconciled"), exact=totals.get("all_regions_exact"))
+           reconciles=totals.get("reconciled"), exact=totals.get("all_regions_exact"),
+           held_out_accuracy=held_out["accuracy_at_target"], held_out_ece=held_out["ece"])
 
     # 5. From raw tiles: masks, footprints, and their classification in one job.
     started = time.time()
@@ -161,19 +211,75 @@ def run(args, beam_args) -> int:
           "--classifier", os.path.join(classifier, "model"),
           "--residential-fraction", str(fraction), *beam_args])
     seg = _read(os.path.join(segment_dir, "summary.json"))
+    report["warnings"] += [w for w in seg.get("warnings", []) if w not in report["warnings"]]
     rec = seg.get("reconciliation", {})
     _stage(report, "segment", started, building_iou=(seg.get("truth") or {}).get("iou"),
            footprints=(seg.get("footprints") or {}).get("count"),
            reconciles=bool(rec.get("tiles_ok") and rec.get("windows_ok")))
 
     ok = all(stage.get("reconciles", True) for stage in report["stages"].values())
+    accuracy = held_out["accuracy_at_target"]
+    if accuracy is not None and accuracy < MIN_HELD_OUT_ACCURACY:
+        report["warnings"].append({"code": "weak_model", "message": (
+            f"the classifier labels only {accuracy:.1%} of the demo area's footprints right at "
+            f"the target fraction (held out; the demo expects at least "
+            f"{MIN_HELD_OUT_ACCURACY:.0%})")})
     path = os.path.join(out, "demo_summary.json")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     os.replace(path + ".tmp", path)
     report_path = build_report(out, "footprints demo: sample area")
-    print(f"\ndemo: done. Summary: {path}\ndemo: open the report: {report_path}")
-    return 0 if ok else 1
+    print(f"\ndemo: classifier on the held-out demo area ({held_out['footprints']} "
+          f"footprints it never saw): accuracy at the target fraction "
+          f"{_pct(accuracy)}, ECE {_num(held_out['ece'])} ({held_out['ece_bins']} bins), "
+          f"AUC {_num(held_out['auc'])}")
+    for warning in report["warnings"]:
+        print(f"WARNING [{warning['code']}]: {warning['message']}")
+    print(f"demo: done. Summary: {path}\ndemo: open the report: {report_path}")
+    # Done either way; 3 says a count or a quality check did not hold.
+    return EXIT_OK if ok and not report["warnings"] else EXIT_CHECK
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def held_out_quality(scores_dir: str) -> dict:
+    """Accuracy at the target fraction, ECE and AUC of a score run's labelled rows.
+
+    Args:
+        scores_dir: The ``scores/`` Parquet folder of a ``footprints score`` run
+            whose chips carry true labels.
+
+    Returns:
+        ``footprints`` (labelled rows), ``accuracy_at_target`` (share of rows
+        whose ``is_residential`` equals the true label), ``ece`` (15 bins, of
+        the calibrated ``score``), ``ece_bins`` and ``auc``; None values when
+        no row has a label.
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from model_training import evaluation
+
+    table = pq.read_table(scores_dir, columns=["score", "label", "is_residential"])
+    label = np.asarray(table["label"].to_numpy(zero_copy_only=False), dtype=np.float64)
+    keep = ~np.isnan(label)
+    label = label[keep].astype(np.int64)
+    score = np.asarray(table["score"].to_numpy(zero_copy_only=False), dtype=np.float64)[keep]
+    chosen = np.asarray(table["is_residential"].to_numpy(zero_copy_only=False), bool)[keep]
+    if not label.size:
+        return {"footprints": 0, "accuracy_at_target": None, "ece": None,
+                "ece_bins": evaluation.ECE_BINS, "auc": None}
+    return {"footprints": int(label.size),
+            "accuracy_at_target": float(np.mean(chosen == (label == 1))),
+            "ece": evaluation.expected_calibration_error(label, score),
+            "ece_bins": evaluation.ECE_BINS,
+            "auc": evaluation.binary_auc(label, score)}
 
 
 def _read(path: str) -> dict:

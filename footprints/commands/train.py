@@ -159,6 +159,10 @@ def _add_classifier(tasks) -> None:
                         "(default: %(default)s)")
     p.add_argument("--no-augment", dest="augment", action="store_false",
                    help="turn off random flips, rotations, brightness and contrast")
+    p.add_argument("--allow-weak-model", action="store_true",
+                   help="exit 0 even when the quality gate finds the model degenerate "
+                        "(validation AUC below 0.6, one predicted class, or no score "
+                        "spread); the model card still records it as weak")
     _common_run_flags(p, c)
     p.set_defaults(task_handler=_run_classifier)
 
@@ -277,11 +281,39 @@ def _report(result) -> int:
     return 0
 
 
+def quality_gate(quality: dict, allow_weak: bool) -> int:
+    """Prints the quality gate's verdict; returns the exit code it asks for.
+
+    A weak model (card ``quality.weak``) prints a loud warning with each
+    reason and gives :data:`~footprints.errors.EXIT_CHECK` (3), unless
+    ``allow_weak`` (``--allow-weak-model``).
+    """
+    from footprints.errors import EXIT_CHECK, EXIT_OK
+
+    if quality.get("ece") is not None:
+        print(f"calibration: ECE {quality['ece']:.3f} after, "
+              f"{quality['ece_uncalibrated']:.3f} before (validation, "
+              f"{quality.get('ece_bins', 15)} bins)")
+    if not quality.get("weak"):
+        return EXIT_OK
+    bar = "!" * 72
+    print(f"{bar}\nWARNING: weak model: it cannot be trusted to rank footprints")
+    for reason in quality.get("reasons", []):
+        print(f"  - {reason}")
+    print("  Train on more chips or longer, or check the labels; pass --allow-weak-model "
+          f"to accept it anyway.\n{bar}")
+    return EXIT_OK if allow_weak else EXIT_CHECK
+
+
 def _run_classifier(args: argparse.Namespace) -> int:
     config = _config(ClassifierConfig, args)
     from model_training.classifier import train_classifier
 
-    return _report(train_classifier(config))
+    result = train_classifier(config)
+    _report(result)
+    with open(result.card_path, encoding="utf-8") as f:
+        quality = json.load(f).get("quality", {})
+    return quality_gate(quality, args.allow_weak_model)
 
 
 def _run_segmenter(args: argparse.Namespace) -> int:

@@ -15,6 +15,11 @@ per-element cost is paid per batch. Its ``expand()`` is the algorithm:
 4. group only the bracket elements by region and pick exactly the missing
    ``k - above`` by rank key;
 5. label the batches with their regions' thresholds (a side input).
+
+Beside the threshold, each region's :class:`RegionResult` carries what its
+scores say (:mod:`pipeline.thresholds.expected`): the share a calibrated
+model expects, with its Poisson-binomial spread, and whether the scores can
+rank at all; one more combiner per region, fed one array per batch.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 
 from pipeline.inference import ScoredBatch
 from pipeline.sources.chips import ChipMeta
+from pipeline.thresholds.expected import ScoreStatsFn
 from pipeline.thresholds.fractions import RegionFractions
 from pipeline.thresholds.selection import (
     DEFAULT_EPSILON,
@@ -64,7 +70,11 @@ class LabelledBatch(NamedTuple):
 
 
 class RegionResult(NamedTuple):
-    """What the summary reports for one region."""
+    """What the summary reports for one region.
+
+    ``scores`` is :func:`pipeline.thresholds.expected.score_stats` of the
+    region's scores (expected share, its sd, spread, ties), or None.
+    """
 
     region: str
     n: int
@@ -73,6 +83,7 @@ class RegionResult(NamedTuple):
     threshold: float
     residential: int
     bracket_size: int
+    scores: dict | None = None
 
 
 class _CountMin(beam.CombineFn):
@@ -179,7 +190,13 @@ class SplitByBracketFn(beam.DoFn):
         yield LabelledBatch(batch.metas, batch.scores, pct, above, unknown, unknown)
 
 
-def _resolve(grouped, plans: dict[str, RegionPlan]):
+def _region_scores(batch: ScoredBatch):
+    """``(region, scores)`` for each region of a batch."""
+    for region, idx in batch.by_region().items():
+        yield region, batch.scores[idx]
+
+
+def _resolve(grouped, plans: dict[str, RegionPlan], stats: dict[str, dict] | None = None):
     """Exact pass of one region: yields its labelled bracket chips, then its RegionResult."""
     region, groups = grouped
     plan = plans[region]
@@ -197,7 +214,8 @@ def _resolve(grouped, plans: dict[str, RegionPlan]):
             np.asarray(res.selected, dtype=bool),
             np.full(len(inside), res.threshold), np.full(len(inside), target))
     yield beam.pvalue.TaggedOutput("regions", RegionResult(
-        region, plan.n, plan.k, target, res.threshold, res.residential, len(inside)))
+        region, plan.n, plan.k, target, res.threshold, res.residential, len(inside),
+        (stats or {}).get(region)))
 
 
 def _label_outside(batch: LabelledBatch, results: dict[str, RegionResult]) -> LabelledBatch:
@@ -236,6 +254,10 @@ class LabelExactFraction(beam.PTransform):
                  | "CountAndSketch" >> beam.CombinePerKey(_CountSketch(self.epsilon))
                  | "Plan" >> beam.Map(_plan, self.fractions, self.epsilon))
         plans_si = beam.pvalue.AsDict(plans)
+        stats_si = beam.pvalue.AsDict(
+            scored
+            | "RegionScores" >> beam.FlatMap(_region_scores)
+            | "ScoreStats" >> beam.CombinePerKey(ScoreStatsFn()))
 
         sides = scored | "SplitByBracket" >> beam.ParDo(SplitByBracketFn(), plans_si).with_outputs(
             SplitByBracketFn.ABOVE, SplitByBracketFn.INSIDE, main="outside")
@@ -246,7 +268,7 @@ class LabelExactFraction(beam.PTransform):
         resolved = ({"plan": plans, "inside": sides[SplitByBracketFn.INSIDE],
                      "above": above_stats}
                     | "GroupBracket" >> beam.CoGroupByKey()
-                    | "ExactPass" >> beam.FlatMap(_resolve, plans_si).with_outputs(
+                    | "ExactPass" >> beam.FlatMap(_resolve, plans_si, stats_si).with_outputs(
                         "regions", main="chips"))
         results_si = beam.pvalue.AsDict(
             resolved.regions | "ByName" >> beam.Map(lambda r: (r.region, r)))

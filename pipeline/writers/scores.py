@@ -25,7 +25,7 @@ import dataclasses
 import io
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -34,6 +34,7 @@ import numpy as np
 from footprints import contracts
 from footprints.errors import ConfigError
 from pipeline.thresholds import LabelledBatch, RegionResult
+from pipeline.thresholds.expected import rank_warnings, regions_with_stats
 from pipeline.writers.files import WriteJson, join
 from pipeline.writers import geo
 from pipeline.writers.tables import (
@@ -270,7 +271,8 @@ def _finite(x: float) -> float | None:
 
 def build_summary(counts: Mapping[str, int], regions: list[RegionResult],
                   residential: Mapping[str, int], errors_by_reason: Mapping[str, int],
-                  duplicates: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
+                  duplicates: Mapping[str, Any], run: Mapping[str, Any],
+                  warnings: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
     """The ``summary.json`` document of a scoring run.
 
     Args:
@@ -281,6 +283,8 @@ def build_summary(counts: Mapping[str, int], regions: list[RegionResult],
         errors_by_reason: Dead letters per ``stage/error``.
         duplicates: ``{"count": ids seen more than once, "examples": [...]}``.
         run: Run facts (run_id, model, fractions, epsilon, outputs).
+        warnings: Warnings known before the run (a weak model); the
+            regions' ``scores_cannot_rank`` warnings are added to them.
     """
     input_records = counts["records_read"] + counts["read_errors"]
     per_region = {}
@@ -293,6 +297,8 @@ def build_summary(counts: Mapping[str, int], regions: list[RegionResult],
             "exact": achieved == r.k,
             "threshold": _finite(r.threshold),
             "exact_pass_size": r.bracket_size,
+            # What the calibrated scores expect (see pipeline.thresholds.expected).
+            "scores": r.scores,
         }
     return {
         "run": dict(run),
@@ -308,6 +314,7 @@ def build_summary(counts: Mapping[str, int], regions: list[RegionResult],
             "all_regions_exact": all(v["exact"] for v in per_region.values()),
         },
         "duplicates": dict(duplicates),
+        "warnings": [*map(dict, warnings), *rank_warnings(regions_with_stats(regions))],
     }
 
 
@@ -331,6 +338,7 @@ class WriteScoreOutputs(beam.PTransform):
         csv: Also write ``scores.csv``.
         bigquery_table: Also load ``PROJECT:DATASET.TABLE``.
         num_shards: Files in ``scores/`` (0 lets the runner decide).
+        warnings: Warnings for the summary known before the run (a weak model).
 
     Input: a dict with ``scores`` (``SCORES_SCHEMA`` rows, as
     :func:`score_rows` makes them), ``regions`` (RegionResult),
@@ -346,6 +354,7 @@ class WriteScoreOutputs(beam.PTransform):
     csv: bool = False
     bigquery_table: str | None = None
     num_shards: int = 1
+    warnings: Sequence[Mapping[str, str]] = ()
 
     def __post_init__(self):
         super().__init__()
@@ -378,7 +387,8 @@ class WriteScoreOutputs(beam.PTransform):
         summary = (inputs["counts"]
                    | "Summary" >> beam.Map(
                        lambda counts, regions, res, why, dups, run, *_: build_summary(
-                           counts, regions, dict(res), dict(why), duplicate_report(dups), run),
+                           counts, regions, dict(res), dict(why), duplicate_report(dups), run,
+                           self.warnings),
                        beam.pvalue.AsList(inputs["regions"]), beam.pvalue.AsList(residential),
                        beam.pvalue.AsList(reasons), beam.pvalue.AsList(repeated),
                        {**self.run_info, "run_id": self.run_id, "model_id": self.model_id},
