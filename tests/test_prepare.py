@@ -161,7 +161,7 @@ def test_rerun_replaces_shards_and_gzip(messy_area, tmp_path):
     prefix = str(tmp_path / "rerun" / "chips")
     base = dict(output=prefix, rasters=f"{folder}/*.tif", footprints=vector, id_field="id")
     _run(prepare.PrepareConfig(**base, num_shards=4))
-    assert len(glob.glob(f"{prefix}-*")) == 4 + 2  # shards + errors dir + summary
+    assert len(glob.glob(f"{prefix}-*")) == 4 + 3  # shards + errors dir + its schema + summary
     _run(prepare.PrepareConfig(**base, num_shards=2, compression="gzip"))
     shards = sorted(glob.glob(f"{prefix}-*-of-*"))
     assert [s.rsplit("/", 1)[-1] for s in shards] == [

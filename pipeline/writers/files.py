@@ -44,10 +44,14 @@ from apache_beam.io.filesystems import FileSystems
 from footprints.errors import ConfigError
 
 #: What any footprints run writes into its output folder (score, segment, report).
-FOLDER_OUTPUTS = frozenset({"summary.json", "scores", "scores.csv", "errors", "masks",
-                            "footprints", "report.html"})
+FOLDER_OUTPUTS = frozenset({
+    "summary.json", "report.html", "masks", "stac", "truth",
+    *(f"{table}{suffix}" for table in ("scores", "errors", "footprints", "classified")
+      for suffix in ("", ".csv", ".bigquery.json")),
+})
 #: Names beside a prepare prefix ``P``: ``P-00000-of-00004.tfrecord[.gz]``, ``P-errors``, ...
-_PREFIX_OUTPUT = re.compile(r"-(\d{5}-of-\d{5}\.tfrecord(\.gz)?|errors|summary\.json)$")
+_PREFIX_OUTPUT = re.compile(
+    r"-(\d{5}-of-\d{5}\.tfrecord(\.gz)?|errors(\.bigquery\.json)?|summary\.json)$")
 #: Temporary names of an interrupted atomic write (see :func:`write_json_atomic`).
 _TMP = re.compile(r"\.tmp-[0-9a-f]{32}$")
 _GCS = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
