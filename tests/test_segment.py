@@ -476,6 +476,8 @@ def test_pipeline_with_accelerator_hints_the_inference_steps_only(models, tmp_pa
     (["--halo", "40"], "--halo 40"),
     (["--batch-size", "2", "--min-batch-size", "4"], "min <= batch size"),
     (["--model", "/nonexistent"], "does not exist"),
+    (["--truth-footprints", "/nonexistent.gpkg"], "--truth-footprints: footprint file"),
+    (["--truth-masks", "/nonexistent/*.tif"], "--truth-masks '/nonexistent/*.tif' matches no"),
 ])
 def test_cli_rejects_bad_flags_before_building_a_pipeline(models, tmp_path, capsys, flags,
                                                           message):
