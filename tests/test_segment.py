@@ -389,12 +389,17 @@ def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, 
     out = str(tmp_path / "out")
     argv = ["segment", "--raster", str(tmp_path / "tiles" / "*.tif"), "--model",
             models["gray16"], "--output", out, "--tta", "flips", "--binary-mask",
-            "--halo", "4", "--runner", "DirectRunner"]
+            "--halo", "4", "--regularize", "--runner", "DirectRunner"]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "segment: 2 tiles -> 2 masks" in printed and "footprints: 2 buildings" in printed
     summary = json.load(open(os.path.join(out, "summary.json")))
     assert summary["tiles"]["written"] == 2 and summary["footprints"]["count"] == 2
+    # --regularize: the blurred-corner rectangles come out as four right-angled corners.
+    for row in pq.read_table(os.path.join(out, "footprints")).to_pylist():
+        geom = shapely.from_wkb(row["geometry"])
+        assert len(geom.exterior.coords) == 5 and geom.exterior.is_ccw
+        assert row["area_m2"] == pytest.approx(geom.area)
     with rasterio.open(os.path.join(out, "masks", "g0.tif")) as src:
         assert src.count == 2 and src.descriptions[1] == "building"
         binary = src.read(2)
