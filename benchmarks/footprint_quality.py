@@ -43,8 +43,9 @@ sys.path[:0] = [ROOT]
 def _ragged(mask: np.ndarray, flip: float, rng: np.random.Generator) -> np.ndarray:
     """Flips border pixels (4-neighbour differs) with probability ``flip``."""
     padded = np.pad(mask, 1, mode="edge")
-    border = ((padded[1:-1, 1:-1] != padded[:-2, 1:-1]) | (padded[1:-1, 1:-1] != padded[2:, 1:-1])
-              | (padded[1:-1, 1:-1] != padded[1:-1, :-2]) | (padded[1:-1, 1:-1] != padded[1:-1, 2:]))
+    centre = padded[1:-1, 1:-1]
+    border = ((centre != padded[:-2, 1:-1]) | (centre != padded[2:, 1:-1])
+              | (centre != padded[1:-1, :-2]) | (centre != padded[1:-1, 2:]))
     flips = border & (rng.random(mask.shape) < flip)
     return np.where(flips, ~mask, mask)
 

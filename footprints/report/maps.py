@@ -167,20 +167,21 @@ def mosaic(tiles: Sequence[tuple[str, str, str | None]], crs: str | None,
     plt, fig, axes = _figure(1, 1, (width + 3.2, max(3.0, width * aspect)))
     ax = axes[0, 0]
     reads = []
-    for name, raster, mask, (l, b, r, t) in placed:
-        shape = (max(2, round((t - b) * scale)), max(2, round((r - l) * scale)))
+    for _, raster, _, (x0, y0, x1, y1) in placed:
+        shape = (max(2, round((y1 - y0) * scale)), max(2, round((x1 - x0) * scale)))
         img, valid, _ = read_raw(raster, shape, crs)
         reads.append((img, valid, shape))
     pooled = np.concatenate([img[:, valid] for img, valid, _ in reads], axis=1)
     limits = tuple(np.percentile(pooled, [1, 99])) if pooled.size else None
-    for (name, raster, mask, (l, b, r, t)), (img, valid, shape) in zip(placed, reads):
+    for (name, _, mask, (x0, y0, x1, y1)), (img, valid, shape) in zip(placed, reads,
+                                                                       strict=True):
         rgb = _stretch(img, valid, limits)
         if mask:
             rgb = _mask_overlay(rgb, read_mask(mask, shape, threshold, crs))
-        ax.imshow(rgb, extent=(l, r, b, t), interpolation="nearest")
-        ax.add_patch(_frame(l, b, r, t))
+        ax.imshow(rgb, extent=(x0, x1, y0, y1), interpolation="nearest")
+        ax.add_patch(_frame(x0, y0, x1, y1))
         if len(placed) <= 64:
-            ax.text(l + 0.01 * (right - left), t - 0.01 * (top - bottom), name, fontsize=6,
+            ax.text(x0 + 0.01 * (right - left), y1 - 0.01 * (top - bottom), name, fontsize=6,
                     va="top", color="white",
                     bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
     handles = _draw_footprints(ax, layers, 0.9)
@@ -197,10 +198,10 @@ def mosaic(tiles: Sequence[tuple[str, str, str | None]], crs: str | None,
     return _png(plt, fig)
 
 
-def _frame(l, b, r, t):
+def _frame(x0, y0, x1, y1):
     from matplotlib.patches import Rectangle
 
-    return Rectangle((l, b), r - l, t - b, fill=False, edgecolor="white", linewidth=0.5,
+    return Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linewidth=0.5,
                      linestyle=":")
 
 
@@ -228,17 +229,17 @@ def tile_panels(tiles: Sequence[tuple[str, str, str | None, str]], crs: str | No
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, raster, mask, caption) in zip(axes.flat, tiles):
-        *_, (l, b, r, t) = read_raw(raster, (8, 8), crs)  # the bounds in the map CRS
-        shape = (size, max(2, round(size * (r - l) / max(t - b, 1e-12))))
+        *_, (x0, y0, x1, y1) = read_raw(raster, (8, 8), crs)  # the bounds in the map CRS
+        shape = (size, max(2, round(size * (x1 - x0) / max(y1 - y0, 1e-12))))
         rgb, _ = read_rgb(raster, shape, crs)
         if mask:
             rgb = _mask_overlay(rgb, read_mask(mask, shape, threshold, crs))
-        ax.imshow(rgb, extent=(l, r, b, t), interpolation="nearest")
-        window = shapely.box(l, b, r, t)
+        ax.imshow(rgb, extent=(x0, x1, y0, y1), interpolation="nearest")
+        window = shapely.box(x0, y0, x1, y1)
         on_tile = {c: [geoms[i] for i in tree.query(window)] for c, (tree, geoms) in trees.items()}
         _draw_footprints(ax, on_tile, 1.2)
-        ax.set_xlim(l, r)
-        ax.set_ylim(b, t)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
         ax.set_title(f"{name}\n{caption}" if caption else name, fontsize=8)
     handles = [Patch(facecolor=MASK_COLOUR, alpha=0.5, label=MASK_LEGEND)]
     handles += [Patch(facecolor=STYLES[c][0] + "4d", edgecolor=STYLES[c][0], linewidth=2,
