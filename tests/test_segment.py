@@ -412,6 +412,7 @@ def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, 
     assert summary["tiles"]["written"] == 1 and summary["tta"] == "flips"
 
 
+@pytest.mark.slow
 def test_sample_area_end_to_end_against_true_footprints(models, tmp_path, capsys):
     """``--truth-footprints`` (another CRS) through the CLI agrees with the true masks."""
     from footprints.sample_area import SampleAreaConfig, generate_sample_area
