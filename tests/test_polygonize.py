@@ -1,4 +1,4 @@
-"""Finished footprints: the area of the written polygon, ring orientation, repairs, regularization."""
+"""Finished footprints: area of the written polygon, ring orientation, repairs, right angles."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,16 @@ import shapely
 from rasterio.transform import from_origin
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from pipeline.polygonize import (MAX_AREA_CHANGE, Footprint, finish, oriented, polygonal,
-                                 polygonize_tile, regularize, simplify)
+from pipeline.polygonize import (
+    MAX_AREA_CHANGE,
+    Footprint,
+    finish,
+    oriented,
+    polygonal,
+    polygonize_tile,
+    regularize,
+    simplify,
+)
 
 UTM = "EPSG:32615"
 TRANSFORM = from_origin(500000.0, 4_200_000.0, 0.5, 0.5)

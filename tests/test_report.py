@@ -264,6 +264,7 @@ def _chromium(args, tmp_path):
         capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
                     reason="Chromium not installed (quickstart.sh test installs it)")
 def test_report_renders_with_its_images_in_headless_chromium(tmp_path):

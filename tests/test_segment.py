@@ -389,12 +389,17 @@ def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, 
     out = str(tmp_path / "out")
     argv = ["segment", "--raster", str(tmp_path / "tiles" / "*.tif"), "--model",
             models["gray16"], "--output", out, "--tta", "flips", "--binary-mask",
-            "--halo", "4", "--runner", "DirectRunner"]
+            "--halo", "4", "--regularize", "--runner", "DirectRunner"]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "segment: 2 tiles -> 2 masks" in printed and "footprints: 2 buildings" in printed
     summary = json.load(open(os.path.join(out, "summary.json")))
     assert summary["tiles"]["written"] == 2 and summary["footprints"]["count"] == 2
+    # --regularize: the blurred-corner rectangles come out as four right-angled corners.
+    for row in pq.read_table(os.path.join(out, "footprints")).to_pylist():
+        geom = shapely.from_wkb(row["geometry"])
+        assert len(geom.exterior.coords) == 5 and geom.exterior.is_ccw
+        assert row["area_m2"] == pytest.approx(geom.area)
     with rasterio.open(os.path.join(out, "masks", "g0.tif")) as src:
         assert src.count == 2 and src.descriptions[1] == "building"
         binary = src.read(2)
@@ -407,6 +412,7 @@ def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, 
     assert summary["tiles"]["written"] == 1 and summary["tta"] == "flips"
 
 
+@pytest.mark.slow
 def test_sample_area_end_to_end_against_true_footprints(models, tmp_path, capsys):
     """``--truth-footprints`` (another CRS) through the CLI agrees with the true masks."""
     from footprints.sample_area import SampleAreaConfig, generate_sample_area
@@ -476,6 +482,8 @@ def test_pipeline_with_accelerator_hints_the_inference_steps_only(models, tmp_pa
     (["--halo", "40"], "--halo 40"),
     (["--batch-size", "2", "--min-batch-size", "4"], "min <= batch size"),
     (["--model", "/nonexistent"], "does not exist"),
+    (["--truth-footprints", "/nonexistent.gpkg"], "--truth-footprints: footprint file"),
+    (["--truth-masks", "/nonexistent/*.tif"], "--truth-masks '/nonexistent/*.tif' matches no"),
 ])
 def test_cli_rejects_bad_flags_before_building_a_pipeline(models, tmp_path, capsys, flags,
                                                           message):

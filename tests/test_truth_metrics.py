@@ -10,8 +10,13 @@ import shapely
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from pipeline.stitching.iou import (footprint_iou, match_objects, object_scores,
-                                    read_truth_footprints, truth_from_masks)
+from pipeline.stitching.iou import (
+    footprint_iou,
+    match_objects,
+    object_scores,
+    read_truth_footprints,
+    truth_from_masks,
+)
 
 UTM = "EPSG:32615"
 

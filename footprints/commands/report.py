@@ -13,8 +13,10 @@ example:
   footprints report demo-output --title "Demo county"
 
 The report is built from what the run wrote (summary.json, scores/, errors/,
-masks/), so it can be rebuilt at any time and works for runs on any runner.
-It is one self-contained HTML file: open it in any browser, offline.
+masks/, footprints/, truth/; only the files summary.json lists, when it lists
+them), so it can be rebuilt at any time and works for runs on any runner.
+It is one self-contained HTML file: open it in any browser, offline. Paths
+are relative to the folder; no absolute path of the machine is written.
 """
 
 
@@ -22,9 +24,14 @@ def register(subparsers) -> None:
     """Adds the ``report`` subcommand."""
     p = subparsers.add_parser(
         "report", help="build report.html for a run's output folder",
-        description="Build a self-contained HTML report (score distributions per region "
-                    "with thresholds, target vs achieved fractions, errors by reason, "
-                    "masks over imagery, accuracy and IoU against truth when known).",
+        description="Build a self-contained HTML report: a red banner for every warning "
+                    "(weak models, scores that cannot rank), score distributions per region "
+                    "with thresholds, target vs achieved vs what the model expects, errors by "
+                    "reason, a mosaic of the area and a panel per tile with masks and "
+                    "footprints (found/false/missed against the truth, or residential/"
+                    "non-residential), pixel IoU per tile and object precision/recall/F1, "
+                    "reliability diagrams and training curves, and relative links to the "
+                    "outputs.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("output", metavar="DIR", help="the run's --output folder")
     p.add_argument("--title", help="heading of the report")

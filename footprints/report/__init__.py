@@ -53,18 +53,19 @@ DEMO_SUMMARY = "demo_summary.json"
 
 _ROOTS: list[str] = []  # the output folder being reported on (set by build_report)
 _SHOWN_MODELS: set[str] = set()  # each model's card once per page
-_ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"<>|,;()\[\]]+/)+")
+_ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"<>|,;()\[\]]+/)*([^\s/'\"<>|,;()\[\]]+/)")
 
 
 def _scrub(text: str) -> str:
     """Paths under the output folder made relative; other absolute paths cut to their tail.
 
     Example: with root ``/runs/r1``, ``"read /runs/r1/masks/a.tif and
-    /data/tiles/a.tif"`` -> ``"read masks/a.tif and .../a.tif"``.
+    /data/area/tiles/a.tif"`` -> ``"read masks/a.tif and .../tiles/a.tif"``
+    (the last folder kept: it usually says what the file is).
     """
     for root in _ROOTS:
         text = text.replace(root + "/", "").replace(root, ".")
-    return _ABSOLUTE.sub(".../", text)
+    return _ABSOLUTE.sub(r".../\1", text)
 
 
 def _esc(value) -> str:
@@ -164,7 +165,7 @@ def _card(model_dir: str | None) -> dict:
     return contracts.read_model_card(model_dir) if model_dir and os.path.isdir(model_dir) else {}
 
 
-def model_section(model_dir: str | None) -> str:
+def model_section(model_dir: str | None, label: str = "Model") -> str:
     """A model's card at a glance: facts, quality, reliability diagram, training curves.
 
     The training curves are the ``training_curves.png`` that training writes
@@ -194,7 +195,7 @@ def model_section(model_dir: str | None) -> str:
     for split, counts in (card.get("splits") or {}).items():
         if isinstance(counts, dict):
             facts.append((f"{split} split", ", ".join(f"{k} {v}" for k, v in counts.items())))
-    out = ["<h3>Model</h3>", _table(["fact", "value"], facts)]
+    out = [f"<h3>{_esc(label)}</h3>", _table(["fact", "value"], facts)]
     if quality.get("reliability"):
         out.append(_img(plots.reliability_diagram(quality["reliability"], quality.get("ece"),
                                                   quality.get("ece_uncalibrated")),
@@ -254,14 +255,15 @@ def score_section(run_dir: str) -> str:
     table = _read_table(os.path.join(run_dir, "scores"),
                         ["region", "score", "label", "is_residential"])
     out = []
+    expects = any(_expected(r)[0] is not None for r in regions.values())
     out.append(_table(
-        ["region", "footprints N", "residential k", "target", "achieved", "model expects",
-         "target vs model", "threshold", "exact"],
+        ["region", "footprints N", "residential k", "target", "achieved"]
+        + (["model expects", "target vs model"] if expects else []) + ["threshold", "exact"],
         [(name, r.get("n"), r.get("k"), _pct(r.get("target_fraction")),
-          _pct(r.get("achieved_fraction")), *_expects(r),
+          _pct(r.get("achieved_fraction")), *(_expects(r) if expects else ()),
           "-" if r.get("threshold") is None else f"{r['threshold']:.4f}",
           _ok(r.get("exact"))) for name, r in sorted(regions.items())]))
-    if any(_expected(r)[0] is not None for r in regions.values()):
+    if expects:
         out.append("<p class='meta'>\"Model expects\": the mean calibrated score of the "
                    "region's footprints (the share the model expects to be residential) +/- "
                    "its standard deviation; a target far outside it means the target and the "
@@ -291,7 +293,7 @@ def score_section(run_dir: str) -> str:
                        f"label: accuracy <b>{accuracy:.1%}</b> at the enforced fractions.</p>")
             out.append(_img(plots.confusion_matrix(matrix, ["non-res.", "residential"]),
                             "confusion matrix"))
-    out.append(model_section(model))
+    out.append(model_section(model, "Classifier model"))
     return "".join(out)
 
 
@@ -436,7 +438,7 @@ def segment_section(run_dir: str, panels_per_image: int = 12, max_panels: int = 
         out.append(f"<h3>Every tile</h3><p>{len(pairs)} tiles"
                    + (f"; the first {max_panels} are shown here, all are in the mosaic above"
                       if len(pairs) > max_panels else "")
-                   + (f"; footprints: {_esc(title)}" if title else "") + ".</p>")
+                   + (f"; outlines: {_esc(title)}" if title else "") + ".</p>")
         for i in range(0, len(shown), panels_per_image):
             chunk = [(n, r, m, captions.get(n, "")) for n, r, m in shown[i:i + panels_per_image]]
             out.append(_img(maps.tile_panels(chunk, crs, layer, threshold),
@@ -445,7 +447,7 @@ def segment_section(run_dir: str, panels_per_image: int = 12, max_panels: int = 
         coverage = {os.path.splitext(os.path.basename(m))[0]: mask_coverage(m)
                     for m in masks[:60]}
         out.append(_img(plots.coverage_bars(coverage), "mask coverage per tile"))
-    out.append(model_section(summary.get("model")))
+    out.append(model_section(summary.get("model"), "Segmenter model"))
     return "".join(out)
 
 

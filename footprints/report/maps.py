@@ -38,11 +38,19 @@ MASK_COLOUR = np.array([1.0, 0.1, 0.6])
 MASK_LEGEND = "building mask (probability >= threshold)"
 
 
-def _stretch(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """[bands, H, W] raw values -> [H, W, 3] floats 0..1 (1-99% stretch over valid pixels)."""
-    img = img.astype(np.float32)
+def _limits(img: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
     values = img[:, valid] if valid.any() else img.reshape(img.shape[0], -1)
-    low, high = np.percentile(values, [1, 99]) if values.size else (0.0, 1.0)
+    return tuple(np.percentile(values, [1, 99])) if values.size else (0.0, 1.0)
+
+
+def _stretch(img: np.ndarray, valid: np.ndarray, limits=None) -> np.ndarray:
+    """[bands, H, W] raw values -> [H, W, 3] floats 0..1 (a 1-99% stretch over valid pixels).
+
+    ``limits`` (low, high) fixes the stretch, so that the tiles of a mosaic
+    share one and do not show as a patchwork of brightnesses.
+    """
+    img = img.astype(np.float32)
+    low, high = limits or _limits(img, valid)
     img = np.clip((img - low) / max(high - low, 1e-6), 0, 1)
     img = np.moveaxis(img, 0, -1)
     if img.shape[-1] == 1:
@@ -51,16 +59,11 @@ def _stretch(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return img
 
 
-def read_rgb(path: str, out_shape: tuple[int, int], crs: str | None = None):
-    """A tile read decimated to ``out_shape`` as RGB floats, and its bounds.
+def read_raw(path: str, out_shape: tuple[int, int], crs: str | None = None):
+    """A tile read decimated to ``out_shape``: ``(bands [n, H, W], valid [H, W], bounds)``.
 
-    Args:
-        path: The tile.
-        out_shape: (rows, cols) wanted.
-        crs: Warp to this CRS first (None: the tile's own).
-
-    Returns:
-        ``(rgb [H, W, 3], (left, bottom, right, top))``.
+    Three bands (1-3) when the tile has them, else band 1; ``crs`` warps the
+    tile to that CRS first (None: the tile's own).
     """
     import rasterio
     from rasterio.vrt import WarpedVRT
@@ -76,7 +79,13 @@ def _read(src, out_shape):
     bands = [1, 2, 3] if src.count >= 3 else [1]
     img = src.read(bands, out_shape=(len(bands), *out_shape))
     valid = src.read_masks(1, out_shape=out_shape) > 0
-    return _stretch(img, valid), tuple(src.bounds)
+    return img, valid, tuple(src.bounds)
+
+
+def read_rgb(path: str, out_shape: tuple[int, int], crs: str | None = None):
+    """:func:`read_raw` stretched to RGB floats: ``(rgb [H, W, 3], bounds)``."""
+    img, valid, bounds = read_raw(path, out_shape, crs)
+    return _stretch(img, valid), bounds
 
 
 def read_mask(path: str, out_shape: tuple[int, int], threshold: float,
@@ -112,9 +121,13 @@ def _draw_footprints(ax, layers: Mapping[str, Sequence], width: float) -> list:
                         codes[0], codes[-1] = Path.MOVETO, Path.CLOSEPOLY
                         rings.append(Path(coords, codes))
         if rings:
+            # A light fill of the category's colour: thin outlines alone vanish
+            # on a busy roof.
+            ax.add_patch(PathPatch(Path.make_compound_path(*rings), facecolor=colour,
+                                   alpha=0.3, edgecolor="none"))
             ax.add_patch(PathPatch(Path.make_compound_path(*rings), facecolor="none",
                                    edgecolor=colour, linewidth=width))
-        handles.append(Patch(facecolor="none", edgecolor=colour, linewidth=2,
+        handles.append(Patch(facecolor=colour + "4d", edgecolor=colour, linewidth=2,
                              label=f"{text} ({len(geoms)})"))
     return handles
 
@@ -142,7 +155,7 @@ def mosaic(tiles: Sequence[tuple[str, str, str | None]], crs: str | None,
 
     placed = []
     for name, raster, mask in tiles:
-        rgb, bounds = read_rgb(raster, (8, 8), crs)  # cheap: the bounds in the map's CRS
+        *_, bounds = read_raw(raster, (8, 8), crs)  # cheap: the bounds in the map's CRS
         placed.append((name, raster, mask, bounds))
     left = min(b[0] for *_, b in placed)
     bottom = min(b[1] for *_, b in placed)
@@ -153,15 +166,22 @@ def mosaic(tiles: Sequence[tuple[str, str, str | None]], crs: str | None,
     width = 9.0
     plt, fig, axes = _figure(1, 1, (width + 3.2, max(3.0, width * aspect)))
     ax = axes[0, 0]
-    for name, raster, mask, (l, b, r, t) in placed:
-        shape = (max(2, round((t - b) * scale)), max(2, round((r - l) * scale)))
-        rgb, _ = read_rgb(raster, shape, crs)
+    reads = []
+    for _, raster, _, (x0, y0, x1, y1) in placed:
+        shape = (max(2, round((y1 - y0) * scale)), max(2, round((x1 - x0) * scale)))
+        img, valid, _ = read_raw(raster, shape, crs)
+        reads.append((img, valid, shape))
+    pooled = np.concatenate([img[:, valid] for img, valid, _ in reads], axis=1)
+    limits = tuple(np.percentile(pooled, [1, 99])) if pooled.size else None
+    for (name, _, mask, (x0, y0, x1, y1)), (img, valid, shape) in zip(placed, reads,
+                                                                       strict=True):
+        rgb = _stretch(img, valid, limits)
         if mask:
             rgb = _mask_overlay(rgb, read_mask(mask, shape, threshold, crs))
-        ax.imshow(rgb, extent=(l, r, b, t), interpolation="nearest")
-        ax.add_patch(_frame(l, b, r, t))
+        ax.imshow(rgb, extent=(x0, x1, y0, y1), interpolation="nearest")
+        ax.add_patch(_frame(x0, y0, x1, y1))
         if len(placed) <= 64:
-            ax.text(l + 0.01 * (right - left), t - 0.01 * (top - bottom), name, fontsize=6,
+            ax.text(x0 + 0.01 * (right - left), y1 - 0.01 * (top - bottom), name, fontsize=6,
                     va="top", color="white",
                     bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
     handles = _draw_footprints(ax, layers, 0.9)
@@ -178,10 +198,10 @@ def mosaic(tiles: Sequence[tuple[str, str, str | None]], crs: str | None,
     return _png(plt, fig)
 
 
-def _frame(l, b, r, t):
+def _frame(x0, y0, x1, y1):
     from matplotlib.patches import Rectangle
 
-    return Rectangle((l, b), r - l, t - b, fill=False, edgecolor="white", linewidth=0.5,
+    return Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linewidth=0.5,
                      linestyle=":")
 
 
@@ -203,27 +223,30 @@ def tile_panels(tiles: Sequence[tuple[str, str, str | None, str]], crs: str | No
 
     ncols = min(ncols, max(1, len(tiles)))
     nrows = max(1, math.ceil(len(tiles) / ncols))
-    plt, fig, axes = _figure(nrows, ncols, (3.1 * ncols, 3.1 * nrows + 0.9))
+    height = 3.5 * nrows + 0.7
+    plt, fig, axes = _figure(nrows, ncols, (3.1 * ncols, height))
     trees = {c: (shapely.STRtree(list(g)), list(g)) for c, g in layers.items() if len(g)}
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, raster, mask, caption) in zip(axes.flat, tiles):
-        rgb, (l, b, r, t) = read_rgb(raster, (size, size), crs)
-        shape = (size, max(2, round(size * (r - l) / max(t - b, 1e-12))))
+        *_, (x0, y0, x1, y1) = read_raw(raster, (8, 8), crs)  # the bounds in the map CRS
+        shape = (size, max(2, round(size * (x1 - x0) / max(y1 - y0, 1e-12))))
         rgb, _ = read_rgb(raster, shape, crs)
         if mask:
             rgb = _mask_overlay(rgb, read_mask(mask, shape, threshold, crs))
-        ax.imshow(rgb, extent=(l, r, b, t), interpolation="nearest")
-        window = shapely.box(l, b, r, t)
+        ax.imshow(rgb, extent=(x0, x1, y0, y1), interpolation="nearest")
+        window = shapely.box(x0, y0, x1, y1)
         on_tile = {c: [geoms[i] for i in tree.query(window)] for c, (tree, geoms) in trees.items()}
         _draw_footprints(ax, on_tile, 1.2)
-        ax.set_xlim(l, r)
-        ax.set_ylim(b, t)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
         ax.set_title(f"{name}\n{caption}" if caption else name, fontsize=8)
     handles = [Patch(facecolor=MASK_COLOUR, alpha=0.5, label=MASK_LEGEND)]
-    handles += [Patch(facecolor="none", edgecolor=STYLES[c][0], linewidth=2, label=STYLES[c][1])
-                for c in layers]
+    handles += [Patch(facecolor=STYLES[c][0] + "4d", edgecolor=STYLES[c][0], linewidth=2,
+                      label=STYLES[c][1]) for c in layers]
     fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8,
                frameon=True)
-    fig.tight_layout(rect=(0, 0.9 / (3.1 * nrows + 0.9), 1, 1))
+    # Room for two-line titles above each panel and the legend below all.
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.45 / height, bottom=0.6 / height,
+                        hspace=0.45 / 3.0, wspace=0.05)
     return _png(plt, fig, tight=False)
