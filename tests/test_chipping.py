@@ -230,3 +230,20 @@ def test_neighbour_with_another_band_count_is_a_band_mismatch(tmp_path):
         _cut(index, shapely.box(X0 + 44, Y0 - 20, X0 + 49, Y0 - 15), chipping.ChipSpec())
     assert err.value.error == "band_mismatch"
     assert "a.tif" in str(err.value) and "b.tif" in str(err.value)
+
+
+def test_rgb_beside_rgb_nir_is_reconciled_on_the_shared_bands(tmp_path):
+    # NAIP-style 4-band (RGB + NIR) tile east of an RGB tile; the chip spans the seam.
+    from rasterio.transform import from_origin
+
+    rgb = write_tile(tmp_path / "a.tif", np.full((3, 100, 100), 10, np.uint8),
+                     transform=from_origin(X0, Y0, RES, RES))
+    rgbn = np.stack([np.full((100, 100), v, np.uint8) for v in (50, 60, 70, 200)])
+    four = write_tile(tmp_path / "b.tif", rgbn, transform=from_origin(X0 + 50, Y0, RES, RES))
+    index = TileIndex([read_tile_info(rgb), read_tile_info(four)])
+    chip = _cut(index, shapely.box(X0 + 40, Y0 - 20, X0 + 49, Y0 - 15),
+                chipping.ChipSpec(min_extent=0))
+    assert chip.shape[0] == 3 and not np.ma.getmaskarray(chip).any()
+    # West of the seam the RGB tile, east of it bands 1-3 of the 4-band tile (never NIR).
+    assert set(np.unique(chip[:, :, 0])) == {10}
+    assert [set(np.unique(chip[b, :, -1])) for b in range(3)] == [{50}, {60}, {70}]
