@@ -83,3 +83,16 @@ def decode_png(data: bytes) -> np.ndarray:
 
     arr = np.asarray(Image.open(io.BytesIO(data)))
     return arr[..., None] if arr.ndim == 2 else arr
+
+
+def footprint_rows(rows, crs):
+    """``rows`` (footprint_id, tile, area_m2, mean_probability, geometry WKB) completed
+    with the provenance columns of ``footprints.contracts.FOOTPRINTS_SCHEMA``."""
+    import shapely
+
+    from pipeline.writers.geo import lonlat_centroids
+
+    lon, lat = lonlat_centroids([shapely.from_wkb(r["geometry"]) for r in rows], crs)
+    return [{**r, "centroid_lon": float(x), "centroid_lat": float(y),
+             "segmenter_model_id": "segmenter", "run_id": "test-run"}
+            for r, x, y in zip(rows, lon, lat, strict=True)]

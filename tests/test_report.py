@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from raster_fixtures import RES, UTM, X0, Y0, noise_tiles, write_tile
+from raster_fixtures import RES, UTM, X0, Y0, footprint_rows, noise_tiles, write_tile
 from rasterio.transform import from_origin
 
 from footprints import cli, contracts
@@ -113,14 +113,9 @@ def _segment_run(folder, tmp_path, *, files=True, model=None):
     false = box(x0 + 32 + 5, y0 - 15, x0 + 32 + 20, y0 - 5)  # on t1
     missed = box(x0 + 2, y0 - 30, x0 + 8, y0 - 24)
     (folder / "footprints").mkdir()
-    from pipeline.writers.geo import lonlat_centroids
-
-    lon, lat = lonlat_centroids([found, false], UTM)
-    rows = [{"footprint_id": f"t{i}-000000", "tile": f"t{i}", "area_m2": g.area,
-             "mean_probability": 1.0, "centroid_lon": float(lon[i]),
-             "centroid_lat": float(lat[i]), "segmenter_model_id": "seg", "run_id": "r1",
-             "geometry": shapely.to_wkb(g)}
-            for i, g in enumerate((found, false))]
+    rows = footprint_rows([{"footprint_id": f"t{i}-000000", "tile": f"t{i}", "area_m2": g.area,
+                            "mean_probability": 1.0, "geometry": shapely.to_wkb(g)}
+                           for i, g in enumerate((found, false))], UTM)
     pq.write_table(contracts.validate_rows(rows, geoparquet_schema(
         contracts.FOOTPRINTS_SCHEMA, UTM, ["Polygon"])),
         folder / "footprints" / "part-00000-of-00001.parquet")

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import rasterio
 import shapely
+from raster_fixtures import footprint_rows
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
@@ -150,7 +151,7 @@ def test_objects_table_is_written_for_the_report(tmp_path):
             {"footprint_id": "t-000001", "tile": "t", "area_m2": 1.0, "mean_probability": 1.0,
              "geometry": shapely.to_wkb(box(x0, y0 - 10, x0 + 1, y0 - 9))}]
     table_path = tmp_path / "footprints.parquet"
-    pq.write_table(contracts.validate_rows(rows, geoparquet_schema(
+    pq.write_table(contracts.validate_rows(footprint_rows(rows, UTM), geoparquet_schema(
         contracts.FOOTPRINTS_SCHEMA, UTM, ["Polygon"])), table_path)
     summary = truth_summary(output=str(tmp_path), mask_paths=[mask],
                             footprint_files=[str(table_path)], crs=UTM, threshold=0.5,
