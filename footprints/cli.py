@@ -83,7 +83,8 @@ def beam_option_parser() -> argparse.ArgumentParser:
         seen[str(cls)] = cls
         todo.extend(cls.__subclasses__())
     beam_parser = pipeline_options._BeamArgumentParser(
-        allow_abbrev=False, add_help=False, conflict_handler="resolve")
+        prog="footprints (Beam pipeline options)", allow_abbrev=False, add_help=False,
+        conflict_handler="resolve")
     for cls in seen.values():
         cls._add_argparse_args(beam_parser)  # pylint: disable=protected-access
     return beam_parser
@@ -135,7 +136,12 @@ def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args, unknown = parser.parse_known_args(argv)
     sub = _subparser(parser, args)
     if unknown and not getattr(args, "beam_passthrough", False):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        import difflib
+
+        flag = unknown[0].split("=", 1)[0]
+        close = difflib.get_close_matches(flag, _option_strings(sub), n=1, cutoff=0.75)
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}"
+                     + (f"; did you mean {close[0]}?" if close else ""))
     if unknown:
         problem = unknown_options(sub, unknown)
         if problem:

@@ -10,9 +10,11 @@ The square is laid on the pixel grid of the *primary* tile (the one holding
 most of the footprint), so a chip inside one tile is an exact windowed read.
 Where the square runs over the tile's edge the rest is filled from the
 neighbouring tiles: an exact read for tiles on the same grid, a
-``rasterio.warp.reproject`` for tiles in another CRS or grid. Neighbours
-must have the primary tile's band count and data type (else ``band_mismatch``:
-pasting a 3-band tile into a 1-band chip has no meaning).
+``rasterio.warp.reproject`` for tiles in another CRS or grid. Neighbours must
+give the same bands in the same data type (a 4-band NAIP tile beside a 3-band
+one gives bands 1,2,3 of both); otherwise the footprint is dead-lettered as
+``band_mismatch``: pasting a 3-band uint8 tile into a 1-band uint16 chip has
+no meaning.
 
 Nodata is never data: each tile's masks (nodata values, internal mask bands
 as NAIP COGs carry them, alpha) are read with the pixels, and pixels no tile
@@ -261,12 +263,16 @@ def read_chip(footprint_hits: Sequence[TileHit], chip_hits: Sequence[TileHit],
     # The primary tile first, so that where tiles overlap its pixels win.
     ordered = [primary] + sorted({h.tile for h in chip_hits} - {primary}, key=lambda t: t.path)
     for tile in ordered:
-        if (tile.count, tile.dtype) != (primary.count, primary.dtype):
+        try:
+            same = spec.bands_for(tile.count) == bands and tile.dtype == primary.dtype
+        except ChipError:
+            same = False
+        if not same:  # e.g. a 1-band uint16 tile beside a 3-band uint8 one
             raise ChipError(
                 "band_mismatch",
                 f"the chip spans {primary.path!r} ({primary.count} bands, {primary.dtype}) "
-                f"and its neighbour {tile.path!r} ({tile.count} bands, {tile.dtype}); "
-                "chips need tiles of one band layout: convert the tiles to one layout "
+                f"and its neighbour {tile.path!r} ({tile.count} bands, {tile.dtype}), which "
+                f"cannot give the same bands {bands}: convert the tiles to one layout "
                 "(e.g. gdal_translate -b 1 -b 2 -b 3) or prepare them in separate runs")
         ds = open_dataset(tile.path)
         offset = _grid_offset(tile, primary)
