@@ -83,7 +83,8 @@ def beam_option_parser() -> argparse.ArgumentParser:
         seen[str(cls)] = cls
         todo.extend(cls.__subclasses__())
     beam_parser = pipeline_options._BeamArgumentParser(
-        allow_abbrev=False, add_help=False, conflict_handler="resolve")
+        prog="footprints (Beam pipeline options)", allow_abbrev=False, add_help=False,
+        conflict_handler="resolve")
     for cls in seen.values():
         cls._add_argparse_args(beam_parser)  # pylint: disable=protected-access
     return beam_parser
@@ -135,7 +136,12 @@ def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args, unknown = parser.parse_known_args(argv)
     sub = _subparser(parser, args)
     if unknown and not getattr(args, "beam_passthrough", False):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        import difflib
+
+        flag = unknown[0].split("=", 1)[0]
+        close = difflib.get_close_matches(flag, _option_strings(sub), n=1, cutoff=0.75)
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}"
+                     + (f"; did you mean {close[0]}?" if close else ""))
     if unknown:
         problem = unknown_options(sub, unknown)
         if problem:
@@ -171,11 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"footprints.commands.{info.name}")
         module.register(subparsers)
     for name, layout in OUTPUT_LAYOUTS.items():
-        subparsers.choices[name].add_argument(
-            "--overwrite", action="store_true",
-            help="run even if the output " + ("folder" if layout == "folder" else "prefix's "
-                                              "folder") + " holds files no footprints run "
-            "writes, and delete them first (what earlier runs wrote is always replaced)")
+        if layout == "folder":  # a prefix shares its folder: only PREFIX-* is ever touched
+            subparsers.choices[name].add_argument(
+                "--overwrite", action="store_true",
+                help="run even if --output holds files no footprints run writes, and "
+                     "delete them first (what earlier runs wrote is always replaced)")
     return parser
 
 
@@ -196,15 +202,26 @@ def check_output_first(args: argparse.Namespace):
         return None
     from pipeline.writers.files import check_output, claim_output
 
-    from footprints.contracts import model_dir_of
-
-    for flag in ("model", "classifier"):  # `train --output seg` wrote seg/model
-        if getattr(args, flag, None):
-            setattr(args, flag, model_dir_of(getattr(args, flag)))
-    check_output(location, overwrite=args.overwrite)
-    if args.overwrite and not getattr(args, "dry_run", False):
+    overwrite = getattr(args, "overwrite", False)
+    check_output(location, overwrite=overwrite)
+    if overwrite and not getattr(args, "dry_run", False):
         claim_output(location, overwrite=True)
     return location
+
+
+def resolve_model_dirs(args: argparse.Namespace) -> None:
+    """``--model DIR`` / ``--classifier DIR`` where ``DIR/model`` is the SavedModel.
+
+    ``footprints train ... --output DIR`` writes the SavedModel to
+    ``DIR/model``; passing ``DIR`` means that model.
+    """
+    from footprints.contracts import model_dir_of
+
+    if args.command not in OUTPUT_LAYOUTS:
+        return
+    for flag in ("model", "classifier"):
+        if getattr(args, flag, None):
+            setattr(args, flag, model_dir_of(getattr(args, flag)))
 
 
 def print_warnings(summary_path: str) -> None:
@@ -239,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().addFilter(_drop_known_noise)
     try:
         location = check_output_first(args)
+        resolve_model_dirs(args)
         code = int(args.handler(args, unknown) or 0)
         if location is not None and not getattr(args, "dry_run", False):
             print_warnings(location.summary_path)

@@ -10,10 +10,11 @@ The square is laid on the pixel grid of the *primary* tile (the one holding
 most of the footprint), so a chip inside one tile is an exact windowed read.
 Where the square runs over the tile's edge the rest is filled from the
 neighbouring tiles: an exact read for tiles on the same grid, a
-``rasterio.warp.reproject`` for tiles in another CRS or grid. Neighbours
-must have the primary tile's data type and band layout (else ``band_mismatch``:
-pasting a 3-band tile into a 1-band chip has no meaning); RGB and RGB +
-near-infrared tiles share their first three bands and are reconciled.
+``rasterio.warp.reproject`` for tiles in another CRS or grid. Neighbours must
+give the same bands in the same data type (a 4-band NAIP tile beside a 3-band
+one gives bands 1,2,3 of both); otherwise the footprint is dead-lettered as
+``band_mismatch``: pasting a 3-band uint8 tile into a 1-band uint16 chip has
+no meaning.
 
 Nodata is never data: each tile's masks (nodata values, internal mask bands
 as NAIP COGs carry them, alpha) are read with the pixels, and pixels no tile
@@ -220,19 +221,6 @@ def _paste_warped(out, filled, valid, ds, tile, window, primary, bands, resampli
     filled |= todo
 
 
-def same_layout(tile, primary, bands: Sequence[int], explicit: bool) -> bool:
-    """Whether ``tile``'s pixels can fill a chip laid on ``primary``.
-
-    The data type must match. An RGB tile beside an RGB + near-infrared one
-    (NAIP's 4 bands) shares bands 1-3, so the default bands reconcile them;
-    otherwise (a gray tile beside a colour one) the band counts must match,
-    and bands passed with ``--bands`` must exist in both.
-    """
-    if tile.dtype != primary.dtype or max(bands) > tile.count:
-        return False
-    return explicit or tile.count == primary.count or min(tile.count, primary.count) >= 3
-
-
 def read_chip(footprint_hits: Sequence[TileHit], chip_hits: Sequence[TileHit],
               open_dataset: Callable[[str], object], spec: ChipSpec) -> np.ndarray:
     """Reads the raw chip pixels, band-first, from every tile under the chip.
@@ -275,12 +263,16 @@ def read_chip(footprint_hits: Sequence[TileHit], chip_hits: Sequence[TileHit],
     # The primary tile first, so that where tiles overlap its pixels win.
     ordered = [primary] + sorted({h.tile for h in chip_hits} - {primary}, key=lambda t: t.path)
     for tile in ordered:
-        if not same_layout(tile, primary, bands, explicit=bool(spec.bands)):
+        try:
+            same = spec.bands_for(tile.count) == bands and tile.dtype == primary.dtype
+        except ChipError:
+            same = False
+        if not same:  # e.g. a 1-band uint16 tile beside a 3-band uint8 one
             raise ChipError(
                 "band_mismatch",
                 f"the chip spans {primary.path!r} ({primary.count} bands, {primary.dtype}) "
-                f"and its neighbour {tile.path!r} ({tile.count} bands, {tile.dtype}); "
-                "chips need tiles of one band layout: convert the tiles to one layout "
+                f"and its neighbour {tile.path!r} ({tile.count} bands, {tile.dtype}), which "
+                f"cannot give the same bands {bands}: convert the tiles to one layout "
                 "(e.g. gdal_translate -b 1 -b 2 -b 3) or prepare them in separate runs")
         ds = open_dataset(tile.path)
         offset = _grid_offset(tile, primary)

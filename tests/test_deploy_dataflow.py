@@ -334,3 +334,42 @@ def test_documented_prepare_command_line_translates_with_region(inputs):
         result = pipeline.run()
         assert result.job.options.view_as(GoogleCloudOptions).region == "us-central1"
         assert result.job.proto_pipeline.components.transforms  # translated for Dataflow
+
+
+def test_documented_launcher_command_lines_parse_and_translate(inputs, capsys):
+    """docs/deploy.md's `launch.py direct` lines: every flag is footprints' or Beam's."""
+    import shlex
+
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+
+    from tests.test_docs_commands import documented_commands
+
+    lines = [line for _, line in documented_commands("python")
+             if line.startswith("python deploy/dataflow/launch.py direct")]
+    assert lines, "docs/deploy.md documents no `launch.py direct` line"
+    env = {"$BUCKET": "gs://fake-bucket", "$PROJECT": "fake-project",
+           "$REGION": "us-central1", "$IMAGE": IMAGE}
+    local = {"--raster": inputs["tiles"], "--chips": inputs["chips"]}
+    for line in lines:
+        for name, value in env.items():
+            line = line.replace(name, value)
+        argv = shlex.split(line)[2:]
+        argv.insert(argv.index("--"), "--print")
+        assert launch.main(argv) == 0
+        command = shlex.split(capsys.readouterr().out.strip().splitlines()[-1])
+        assert command[0] == "footprints"
+        job = command[1]
+        for flag, value in local.items():
+            if flag in command:
+                command[command.index(flag) + 1] = value
+        command[command.index("--model") + 1] = (inputs["segmenter"] if job == "segment"
+                                                 else inputs["classifier"])
+        args, beam_args = cli.parse_command_line(command[1:])
+        options = PipelineOptions([*beam_args, "--dry_run=True", "--no_auth"])
+        assert options.view_as(GoogleCloudOptions).region == "us-central1"
+        assert job == "segment", "add the translation of this job's documented line"
+        from footprints.commands.segment import config_from_args
+        from pipeline.segment import build_pipeline
+
+        result = build_pipeline(config_from_args(args), options).run()  # the documented flags
+        assert _hinted_transforms(result.job.proto_pipeline)  # the L4 hint reached the job

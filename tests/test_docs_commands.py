@@ -24,8 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)
 
 
-def documented_commands() -> list[tuple[str, str]]:
-    """``(file, command line)`` for every ``footprints ...`` line of a bash block."""
+def documented_commands(program: str = "footprints") -> list[tuple[str, str]]:
+    """``(file, command line)`` for every ``PROGRAM ...`` line of a code block."""
     found = []
     for path in [os.path.join(ROOT, "README.md"), *sorted(glob.glob(os.path.join(ROOT, "docs",
                                                                                  "*.md")))]:
@@ -36,7 +36,7 @@ def documented_commands() -> list[tuple[str, str]]:
             for line in joined.splitlines():
                 line = line.strip().removeprefix("$ ").replace("[", "").replace("]", "")
                 line = line.split(" #", 1)[0].split(" | ", 1)[0].split(" && ", 1)[0]
-                if line.startswith("footprints "):
+                if line.startswith(f"{program} "):
                     found.append((os.path.relpath(path, ROOT), line))
     return found
 

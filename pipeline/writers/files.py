@@ -34,6 +34,7 @@ import json
 import os
 import posixpath
 import re
+import shutil
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -260,11 +261,17 @@ def claim_output(location: OutputLocation, overwrite: bool = False) -> list[str]
              if location.owns(n) and (overwrite or location.recognises(n))]
     for name in names:
         path = join(folder, name)
-        if "://" not in path and os.path.isdir(path) and not os.path.islink(path):
-            import shutil
-
-            shutil.rmtree(path)
-        elif FileSystems.exists(path) or os.path.islink(path):
+        if "://" not in path:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            continue
+        # Object stores have no folders: delete the objects under the name, then the name.
+        inner = [m.path for m in FileSystems.match([join(path, "**")])[0].metadata_list]
+        if inner:
+            FileSystems.delete(inner)
+        if FileSystems.exists(path):
             FileSystems.delete([path])
     if not FileSystems.exists(folder):
         FileSystems.mkdirs(folder)
