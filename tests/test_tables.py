@@ -291,3 +291,39 @@ def test_segment_bigquery_route_is_built_with_lonlat_rows(lonlat_run, tmp_path):
     polygon = shapely.from_wkt(loaded["geometry"])
     assert polygon.exterior.is_ccw and geo.sphere_problems([polygon]) == []
     assert loaded["imagery_date"] in ("2024-06-30", None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["gpkg", "fgb", "geojson"])
+def test_export_writes_styled_vector_files_for_desktop_gis(lonlat_run, tmp_path, fmt, capsys):
+    import sqlite3
+    import xml.etree.ElementTree as ET
+
+    import pyogrio
+
+    path = str(tmp_path / f"buildings.{fmt}")
+    assert cli.main(["export", "--format", fmt, str(lonlat_run / "out"), "--output",
+                     path]) == 0
+    assert "3 footprints" in capsys.readouterr().out
+    meta, table = pyogrio.read_arrow(path, layer="footprints")
+    classified = pq.read_table(lonlat_run / "out" / "classified")
+    assert table.num_rows == classified.num_rows
+    assert meta["crs"] in ("EPSG:4326", "OGC:CRS84")
+    assert sorted(table.column("footprint_id").to_pylist()) == sorted(
+        classified.column("footprint_id").to_pylist())
+    assert table.column("is_residential").to_pylist().count(True) == sum(
+        classified.column("is_residential").to_pylist())
+    renderer = ET.parse(path.rsplit(".", 1)[0] + ".qml").getroot().find("renderer-v2")
+    assert renderer.get("attr") == 'to_int("is_residential")'
+    assert [c.get("label") for c in renderer.iter("category")] == [
+        "residential", "non-residential", "not classified"]
+    if fmt == "gpkg":
+        with sqlite3.connect(path) as db:
+            (name, default), = db.execute(
+                "SELECT f_table_name, useAsDefault FROM layer_styles").fetchall()
+        assert (name, default) == ("footprints", 1)
+
+
+def test_export_rejects_a_folder_without_tables(tmp_path, capsys):
+    assert cli.main(["export", "--format", "gpkg", str(tmp_path)]) == 2
+    assert "neither classified/ nor footprints/" in capsys.readouterr().err
