@@ -24,18 +24,12 @@ import pyarrow.parquet as pq
 import pytest
 import rasterio
 import shapely
-from rasterio.transform import from_origin
 
-import score_helpers
-import segment_helpers as helpers
+from table_fixtures import FEET, classified_run
+
 from footprints import cli, contracts
 from pipeline.writers import geo
 from pipeline.writers.tables import bigquery_schema, geo_file_table, geoparquet_schema
-
-FEET = "EPSG:2278"  # NAD83 / Texas South Central (ftUS)
-ORIGIN = (3_120_000.0, 13_842_000.0)  # Houston
-FT = 1.0  # pixel size, US survey feet
-
 
 # --------------------------------------------------------------------------
 # Plain functions
@@ -128,30 +122,10 @@ def test_bigquery_schema_types_follow_the_arrow_schema():
 # A segment run in state-plane feet, written in lon/lat
 # --------------------------------------------------------------------------
 
-def _tiles(root):
-    # Two adjacent 4-band tiles; a building crosses their shared edge.
-    a, _ = helpers.bright_scene(120, 100, [(10, 10, 40, 50), (60, 70, 90, 100)], bands=4,
-                                seed=1)
-    b, _ = helpers.bright_scene(120, 100, [(60, 0, 90, 30), (20, 40, 50, 80)], bands=4, seed=2)
-    path_a = helpers.write_tile(str(root / "tiles" / "a.tif"), a, crs=FEET,
-                                transform=from_origin(*ORIGIN, FT, FT))
-    helpers.write_tile(str(root / "tiles" / "b.tif"), b, crs=FEET,
-                       transform=from_origin(ORIGIN[0] + 100 * FT, ORIGIN[1], FT, FT))
-    with rasterio.open(path_a, "r+") as dst:
-        dst.update_tags(TIFFTAG_DATETIME="2024:06:30 10:15:00")
-    return str(root / "tiles" / "*.tif")
-
-
 @pytest.fixture(scope="module")
 def lonlat_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tables")
-    model = helpers.save_bright_segmenter(str(root / "segmenter"), window_size=64)
-    classifier = score_helpers.save_classifier(str(root / "classifier"), "brightness")
-    tiles = _tiles(root)
-    args = ["segment", "--raster", tiles, "--model", model, "--classifier", classifier,
-            "--residential-fraction", "0.5", "--output-crs", "EPSG:4326", "--min-area", "1",
-            "--binary-mask", "--csv", "--run-id", "first"]
-    assert cli.main([*args, "--output", str(root / "out")]) == 0
+    args = classified_run(root, root / "out")
     assert cli.main([*args, "--output", str(root / "again"), "--imagery-date",
                      "2025-01-02"]) == 0
     return root
