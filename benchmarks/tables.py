@@ -132,10 +132,10 @@ def main(argv=None) -> int:
         counts = {}
         for _ in range(args.repeat):
             for name, path in paths.items():
-                t, _ = timed(lambda: pq.read_table(path))
+                t, _ = timed(lambda path=path: pq.read_table(path))
                 times[name]["read"].append(t)
                 sql = window_query(path, window, use_bbox=name == "geoparquet")
-                t, [(count,)] = timed(lambda: con.sql(sql).fetchall())
+                t, [(count,)] = timed(lambda sql=sql: con.sql(sql).fetchall())
                 times[name]["query"].append(t)
                 counts[name] = count
         if counts["plain"] != counts["geoparquet"]:

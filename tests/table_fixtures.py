@@ -3,16 +3,17 @@
 Two adjacent 4-band NAIP-like tiles in Texas state-plane feet (EPSG:2278,
 Houston), a building across their shared edge, tile ``a`` with a TIFF
 DateTime tag and ``b`` without; the bright-pixel segmenter and the
-brightness classifier of the test helpers; output in EPSG:4326.
+brightness classifier of the test helpers; output in EPSG:4326, outlines
+not simplified.
 """
 
 from __future__ import annotations
 
 import rasterio
-from rasterio.transform import from_origin
-
 import score_helpers
 import segment_helpers as helpers
+from rasterio.transform import from_origin
+
 from footprints import cli
 
 FEET = "EPSG:2278"  # NAD83 / Texas South Central (ftUS)
@@ -44,6 +45,9 @@ def classified_run(root, output) -> list[str]:
     args = ["segment", "--raster", write_tiles(root), "--model", model,
             "--classifier", classifier, "--residential-fraction", "0.5",
             "--output-crs", "EPSG:4326", "--min-area", "1", "--binary-mask", "--csv",
+            # Traced outlines as they are: the area and lon/lat checks then
+            # measure the reprojection alone, not the simplifier.
+            "--simplify", "0",
             "--run-id", "first"]
     assert cli.main([*args, "--output", str(output)]) == 0
     return args

@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 import pytest
 import rasterio
 import shapely
-
 from table_fixtures import FEET, classified_run
 
 from footprints import cli, contracts
@@ -82,7 +81,7 @@ def test_many_row_groups_sorted_along_the_curve_pass_the_distribution_class(tmp_
     rng = np.random.default_rng(0)
     x = rng.uniform(500_000, 510_000, 6000)
     y = rng.uniform(4_200_000, 4_210_000, 6000)
-    geoms = [shapely.box(a, b, a + 12, b + 9) for a, b in zip(x, y)]
+    geoms = [shapely.box(a, b, a + 12, b + 9) for a, b in zip(x, y, strict=True)]
     lon, lat = geo.lonlat_centroids(geoms, "EPSG:32615")
     schema = geoparquet_schema(pa.schema([
         pa.field("footprint_id", pa.string(), nullable=False),
@@ -172,8 +171,8 @@ def test_tables_read_in_duckdb_geopandas_and_pyarrow_agree_with_shapely(lonlat_r
         assert ((-95.5 < lon) & (lon < -95.3) & (29.7 < lat) & (lat < 29.8)).all()
         metric = frame.to_crs(frame.estimate_utm_crs())
         centre = metric.centroid.to_crs(4326)
-        by_id = dict(zip(frame.footprint_id, zip(centre.x, centre.y)))
-        for fid, x, y in zip([r[0] for r in ddb], lon, lat):
+        by_id = dict(zip(frame.footprint_id, zip(centre.x, centre.y, strict=True), strict=True))
+        for fid, x, y in zip([r[0] for r in ddb], lon, lat, strict=True):
             assert by_id[fid] == pytest.approx((x, y), abs=1e-6)
         if "area_m2" in frame:
             np.testing.assert_allclose(metric.area, frame.area_m2, rtol=0.005)

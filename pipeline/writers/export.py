@@ -105,6 +105,7 @@ def export_footprints(run_dir: str, fmt: str, output: str | None = None) -> dict
 
     Returns:
         ``{"path", "style", "features", "crs", "table"}``.
+
     """
     import json
 
@@ -129,9 +130,18 @@ def export_footprints(run_dir: str, fmt: str, output: str | None = None) -> dict
     if os.path.exists(output):
         os.remove(output)  # a rerun replaces; GDAL would append or refuse
     options = {"RFC7946": "YES"} if fmt == "geojson" else None
+    import shapely
+
+    types = set(shapely.get_type_id(shapely.from_wkb(
+        table.column("geometry").to_numpy(zero_copy_only=False))).tolist())
+    # One declared type (QGIS then knows the layer's type up front): Polygon,
+    # or MultiPolygon when a building was split, the rest promoted to it.
+    kind = "Polygon" if types <= {3} else "MultiPolygon"
+    if kind == "MultiPolygon":
+        table = _promote_to_multi(table)
     pyogrio.write_arrow(table.replace_schema_metadata(None), output, layer=LAYER,
                         driver=FORMATS[fmt], geometry_name="geometry",
-                        geometry_type="Polygon", crs=crs, layer_options=options)
+                        geometry_type=kind, crs=crs, layer_options=options)
     field = "is_residential"
     qml = style_qml(field)
     style = os.path.splitext(output)[0] + ".qml"
@@ -141,6 +151,16 @@ def export_footprints(run_dir: str, fmt: str, output: str | None = None) -> dict
         _add_layer_style(output, qml, field)
     return {"path": output, "style": style, "features": table.num_rows, "crs": crs,
             "table": folder}
+
+
+def _promote_to_multi(table: pa.Table) -> pa.Table:
+    import shapely
+
+    geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+    multi = [g if g.geom_type == "MultiPolygon" else shapely.MultiPolygon([g]) for g in geoms]
+    index = table.schema.get_field_index("geometry")
+    return table.set_column(index, table.schema.field(index),
+                            pa.array(shapely.to_wkb(multi).tolist(), pa.binary()))
 
 
 def _to_lonlat(table: pa.Table, crs: str) -> pa.Table:
