@@ -300,3 +300,17 @@ def test_export_writes_styled_vector_files_for_desktop_gis(lonlat_run, tmp_path,
 def test_export_rejects_a_folder_without_tables(tmp_path, capsys):
     assert cli.main(["export", "--format", "gpkg", str(tmp_path)]) == 2
     assert "neither classified/ nor footprints/" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, message", [
+    (["--bigquery-table", "no-dataset"], "must be PROJECT:DATASET.TABLE"),
+    (["--imagery-date", "30/06/2024"], "write it as YYYY-MM-DD"),
+    (["--output-crs", "EPSG:99999"], "is not a CRS"),
+])
+def test_segment_rejects_bad_table_flags_before_running(lonlat_run, tmp_path, capsys, flags,
+                                                        message):
+    code = cli.main(["segment", "--raster", str(lonlat_run / "tiles" / "*.tif"), "--model",
+                     str(lonlat_run / "segmenter"), "--output", str(tmp_path / "out"), *flags])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
