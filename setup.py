@@ -14,12 +14,13 @@ REQUIRED = [
     "tensorboard>=2.21,<2.22",
     "numpy>=1.26,<3",
     "rasterio>=1.4,<1.5",
-    "shapely>=2.0,<3",
+    "shapely>=2.1,<3",
     "pyproj>=3.6,<4",
     "pyogrio>=0.9,<1",
     "pyarrow>=14,<24",
     "pillow>=10,<13",
     "matplotlib>=3.8,<4",
+    "pystac>=1.12,<2",
 ]
 
 TEST = [
@@ -28,6 +29,7 @@ TEST = [
     "duckdb>=1.1,<3",
     "geopandas>=1.0,<2",
     "buildingregulariser>=0.2.5,<0.3",
+    "geoparquet-validator>=0.2,<1",
 ]
 
 # `footprints segment --regularize` (right-angle footprints).

@@ -1,4 +1,10 @@
-"""The worked examples in docs/querying.md run against a real `footprints score` output."""
+"""The worked examples in docs/querying.md run against real `score` and `segment` outputs.
+
+``OUTPUT`` is a `footprints score` run (UTM polygons), ``SEGMENT`` a
+`footprints segment --classifier --output-crs EPSG:4326` run over state-plane
+tiles (tests/table_fixtures.py); every Python block of the page runs, in
+order, in one namespace, as a reader would paste them.
+"""
 
 import os
 import re
@@ -6,6 +12,7 @@ import re
 import pytest
 import shapely
 from score_helpers import chip_record, save_classifier, write_shards
+from table_fixtures import classified_run
 
 from footprints import cli
 
@@ -37,16 +44,31 @@ def score_output(tmp_path_factory):
     return str(out)
 
 
-def test_querying_doc_has_duckdb_and_geopandas_examples():
+@pytest.fixture(scope="module")
+def segment_output(tmp_path_factory):
+    root = tmp_path_factory.mktemp("docs-segment")
+    classified_run(root, root / "out")
+    return str(root / "out")
+
+
+def test_querying_doc_has_duckdb_geopandas_pyarrow_and_bigquery_examples():
     blocks = python_blocks(DOC)
-    assert any("duckdb" in b for b in blocks) and any("geopandas" in b for b in blocks)
+    for reader in ("duckdb", "geopandas", "pyarrow", "bigquery.json"):
+        assert any(reader in b for b in blocks), reader
+    text = open(DOC, encoding="utf-8").read()
+    assert "bq load --source_format=PARQUET" in text and "bq mk --table" in text
 
 
-def test_every_python_example_in_querying_doc_runs(score_output, capsys):
-    namespace = {"OUTPUT": score_output}
+@pytest.mark.slow
+def test_every_python_example_in_querying_doc_runs(score_output, segment_output, capsys):
+    namespace = {"OUTPUT": score_output, "SEGMENT": segment_output}
     for block in python_blocks(DOC):
         exec(compile(block, DOC, "exec"), namespace)  # noqa: S102 - our own docs
     out = capsys.readouterr().out
     assert "county-a: 14 of 35 residential" in out  # floor(0.4 * 35 + 0.5)
     assert "county-b: 10 of 25 residential" in out
     assert "CRS: EPSG 32615 footprints: 60" in out
+    assert "GEOMETRY POLYGON" in out
+    assert "classified CRS: EPSG 4326 buildings: 3" in out
+    assert "GEOGRAPHY DATE BOOL RECORD" in out
+    assert re.search(r"^[1-9]\d* buildings in the window$", out, re.M)

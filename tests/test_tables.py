@@ -24,18 +24,11 @@ import pyarrow.parquet as pq
 import pytest
 import rasterio
 import shapely
-from rasterio.transform import from_origin
+from table_fixtures import FEET, classified_run
 
-import score_helpers
-import segment_helpers as helpers
 from footprints import cli, contracts
 from pipeline.writers import geo
 from pipeline.writers.tables import bigquery_schema, geo_file_table, geoparquet_schema
-
-FEET = "EPSG:2278"  # NAD83 / Texas South Central (ftUS)
-ORIGIN = (3_120_000.0, 13_842_000.0)  # Houston
-FT = 1.0  # pixel size, US survey feet
-
 
 # --------------------------------------------------------------------------
 # Plain functions
@@ -88,7 +81,7 @@ def test_many_row_groups_sorted_along_the_curve_pass_the_distribution_class(tmp_
     rng = np.random.default_rng(0)
     x = rng.uniform(500_000, 510_000, 6000)
     y = rng.uniform(4_200_000, 4_210_000, 6000)
-    geoms = [shapely.box(a, b, a + 12, b + 9) for a, b in zip(x, y)]
+    geoms = [shapely.box(a, b, a + 12, b + 9) for a, b in zip(x, y, strict=True)]
     lon, lat = geo.lonlat_centroids(geoms, "EPSG:32615")
     schema = geoparquet_schema(pa.schema([
         pa.field("footprint_id", pa.string(), nullable=False),
@@ -128,30 +121,10 @@ def test_bigquery_schema_types_follow_the_arrow_schema():
 # A segment run in state-plane feet, written in lon/lat
 # --------------------------------------------------------------------------
 
-def _tiles(root):
-    # Two adjacent 4-band tiles; a building crosses their shared edge.
-    a, _ = helpers.bright_scene(120, 100, [(10, 10, 40, 50), (60, 70, 90, 100)], bands=4,
-                                seed=1)
-    b, _ = helpers.bright_scene(120, 100, [(60, 0, 90, 30), (20, 40, 50, 80)], bands=4, seed=2)
-    path_a = helpers.write_tile(str(root / "tiles" / "a.tif"), a, crs=FEET,
-                                transform=from_origin(*ORIGIN, FT, FT))
-    helpers.write_tile(str(root / "tiles" / "b.tif"), b, crs=FEET,
-                       transform=from_origin(ORIGIN[0] + 100 * FT, ORIGIN[1], FT, FT))
-    with rasterio.open(path_a, "r+") as dst:
-        dst.update_tags(TIFFTAG_DATETIME="2024:06:30 10:15:00")
-    return str(root / "tiles" / "*.tif")
-
-
 @pytest.fixture(scope="module")
 def lonlat_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tables")
-    model = helpers.save_bright_segmenter(str(root / "segmenter"), window_size=64)
-    classifier = score_helpers.save_classifier(str(root / "classifier"), "brightness")
-    tiles = _tiles(root)
-    args = ["segment", "--raster", tiles, "--model", model, "--classifier", classifier,
-            "--residential-fraction", "0.5", "--output-crs", "EPSG:4326", "--min-area", "1",
-            "--binary-mask", "--csv", "--run-id", "first"]
-    assert cli.main([*args, "--output", str(root / "out")]) == 0
+    args = classified_run(root, root / "out")
     assert cli.main([*args, "--output", str(root / "again"), "--imagery-date",
                      "2025-01-02"]) == 0
     return root
@@ -198,8 +171,8 @@ def test_tables_read_in_duckdb_geopandas_and_pyarrow_agree_with_shapely(lonlat_r
         assert ((-95.5 < lon) & (lon < -95.3) & (29.7 < lat) & (lat < 29.8)).all()
         metric = frame.to_crs(frame.estimate_utm_crs())
         centre = metric.centroid.to_crs(4326)
-        by_id = dict(zip(frame.footprint_id, zip(centre.x, centre.y)))
-        for fid, x, y in zip([r[0] for r in ddb], lon, lat):
+        by_id = dict(zip(frame.footprint_id, zip(centre.x, centre.y, strict=True), strict=True))
+        for fid, x, y in zip([r[0] for r in ddb], lon, lat, strict=True):
             assert by_id[fid] == pytest.approx((x, y), abs=1e-6)
         if "area_m2" in frame:
             np.testing.assert_allclose(metric.area, frame.area_m2, rtol=0.005)
@@ -291,3 +264,53 @@ def test_segment_bigquery_route_is_built_with_lonlat_rows(lonlat_run, tmp_path):
     polygon = shapely.from_wkt(loaded["geometry"])
     assert polygon.exterior.is_ccw and geo.sphere_problems([polygon]) == []
     assert loaded["imagery_date"] in ("2024-06-30", None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["gpkg", "fgb", "geojson"])
+def test_export_writes_styled_vector_files_for_desktop_gis(lonlat_run, tmp_path, fmt, capsys):
+    import sqlite3
+    import xml.etree.ElementTree as ET
+
+    import pyogrio
+
+    path = str(tmp_path / f"buildings.{fmt}")
+    assert cli.main(["export", "--format", fmt, str(lonlat_run / "out"), "--output",
+                     path]) == 0
+    assert "3 footprints" in capsys.readouterr().out
+    meta, table = pyogrio.read_arrow(path, layer="footprints")
+    classified = pq.read_table(lonlat_run / "out" / "classified")
+    assert table.num_rows == classified.num_rows
+    assert meta["crs"] in ("EPSG:4326", "OGC:CRS84")
+    assert sorted(table.column("footprint_id").to_pylist()) == sorted(
+        classified.column("footprint_id").to_pylist())
+    assert table.column("is_residential").to_pylist().count(True) == sum(
+        classified.column("is_residential").to_pylist())
+    renderer = ET.parse(path.rsplit(".", 1)[0] + ".qml").getroot().find("renderer-v2")
+    assert renderer.get("attr") == 'to_int("is_residential")'
+    assert [c.get("label") for c in renderer.iter("category")] == [
+        "residential", "non-residential", "not classified"]
+    if fmt == "gpkg":
+        with sqlite3.connect(path) as db:
+            (name, default), = db.execute(
+                "SELECT f_table_name, useAsDefault FROM layer_styles").fetchall()
+        assert (name, default) == ("footprints", 1)
+
+
+def test_export_rejects_a_folder_without_tables(tmp_path, capsys):
+    assert cli.main(["export", "--format", "gpkg", str(tmp_path)]) == 2
+    assert "neither classified/ nor footprints/" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, message", [
+    (["--bigquery-table", "no-dataset"], "must be PROJECT:DATASET.TABLE"),
+    (["--imagery-date", "30/06/2024"], "write it as YYYY-MM-DD"),
+    (["--output-crs", "EPSG:99999"], "is not a CRS"),
+])
+def test_segment_rejects_bad_table_flags_before_running(lonlat_run, tmp_path, capsys, flags,
+                                                        message):
+    code = cli.main(["segment", "--raster", str(lonlat_run / "tiles" / "*.tif"), "--model",
+                     str(lonlat_run / "segmenter"), "--output", str(tmp_path / "out"), *flags])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -33,7 +33,8 @@ outputs (under --output):
                 and summaries
   models/       classifier/ and segmenter/: SavedModels, model cards, curves
   score/        scores/ (GeoParquet), errors/, summary.json for the true footprints
-  segment/      masks/ (COG + mosaic.vrt), footprints/, scores/, errors/, summary.json
+  segment/      masks/ (COG + mosaic.vrt), footprints/, scores/, classified/, stac/, errors/,
+                summary.json
   demo_summary.json   what every stage produced, in one file
   report.html   the run report: open it in a browser
 """

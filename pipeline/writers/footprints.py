@@ -9,8 +9,6 @@ without reading our code:
   appears or goes;
 * ``centroid_lon``/``centroid_lat`` (EPSG:4326) and a counterclockwise
   exterior ring, whatever ``--output-crs`` the geometry is in;
-* ``area_m2`` of the polygon as written (after simplification; geodesic in
-  lon/lat), so it matches what a reader measures on the geometry;
 * provenance on every row: ``segmenter_model_id``, ``run_id``, the source
   ``tile`` (for a building merged across tile edges, the tile holding most
   of its pixels) and ``imagery_date`` (``--imagery-date``, else the tile's
@@ -69,17 +67,13 @@ def footprint_row(row: Mapping[str, Any], crs: str | None, model_id: str, run_id
         model_id: The segmenter's id.
         run_id: This run's id.
         dates: Tile scene -> imagery date.
+
     """
     import shapely
-
-    from pipeline.polygonize import area_m2
 
     geom = geo.orient_ccw([shapely.from_wkb(row["geometry"])])
     lon, lat = geo.lonlat_centroids(geom, crs)
     return {**row, "footprint_id": geo.stable_ids(geom, crs)[0],
-            # Of the polygon as written (simplified, in the table's CRS), so
-            # it is what anyone who measures the geometry gets.
-            "area_m2": area_m2(geom[0], crs) if crs else row["area_m2"],
             "centroid_lon": float(lon[0]), "centroid_lat": float(lat[0]),
             "segmenter_model_id": model_id, "run_id": run_id,
             "imagery_date": dates.get(row["tile"]), "geometry": shapely.to_wkb(geom[0])}

@@ -136,7 +136,7 @@ def stable_ids(geoms, crs: str | None) -> list[str]:
     lon, lat = lonlat_centroids(lonlat, WGS84)
     keys = quadkeys(lon, lat)
     out = []
-    for key, geom in zip(keys, lonlat):
+    for key, geom in zip(keys, lonlat, strict=True):
         coords = np.round(shapely.get_coordinates(geom), 7) + 0.0  # no "-0.0"
         out.append(f"{key}-{hashlib.sha1(coords.tobytes()).hexdigest()[:8]}")
     return out

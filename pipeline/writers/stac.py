@@ -52,7 +52,7 @@ def mask_item(entry, output: str, date: datetime.date | None, run_time: datetime
     footprint = geo.orient_ccw(geo.to_lonlat(
         [shapely.box(left, bottom, right, top).segmentize(
             max(right - left, top - bottom) / 16)], entry.crs))[0]
-    when = (datetime.datetime.combine(date, datetime.time(), datetime.timezone.utc)
+    when = (datetime.datetime.combine(date, datetime.time(), datetime.UTC)
             if date else run_time)
     item = pystac.Item(
         id=scene, geometry=shapely.geometry.mapping(footprint), bbox=list(footprint.bounds),
@@ -94,11 +94,12 @@ def write_catalog(written: Mapping[str, Any], entries: Sequence, output: str, ru
         dates: Tile scene -> imagery date (or None).
         tables: Table name -> its files (``footprints``, ``classified``, ...).
         run_time: When the run happened (default: now), for undated imagery.
+
     """
     import pystac
 
     del written
-    run_time = run_time or datetime.datetime.now(datetime.timezone.utc)
+    run_time = run_time or datetime.datetime.now(datetime.UTC)
     stac_dir = join(output, STAC_DIR)
     items = [mask_item(e, output, dates.get(_scene(e.path)), run_time)
              for e in sorted(entries, key=lambda e: e.path)]

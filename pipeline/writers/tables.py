@@ -59,6 +59,28 @@ def table_pattern(directory: str, prefix: str = "part") -> str:
 
 
 @dataclasses.dataclass
+class _FinishTable(beam.PTransform):
+    """After a table's files are written: older shards removed, the BigQuery schema beside it.
+
+    Input: the written file names. Output: one element, their sorted list.
+    """
+
+    directory: str
+    prefix: str
+    schema: pa.Schema
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, written):
+        return (written
+                | "ReplaceOlder" >> RemoveStaleShards(table_pattern(self.directory, self.prefix))
+                | "BigQuerySchema" >> beam.Map(_write_bigquery_schema,
+                                               bigquery_schema_path(self.directory),
+                                               self.schema))
+
+
+@dataclasses.dataclass
 class WriteTable(beam.PTransform):
     """Writes dict rows to a sharded Parquet table that replaces earlier runs.
 
@@ -68,8 +90,12 @@ class WriteTable(beam.PTransform):
         num_shards: Number of files; 1 keeps small tables in one file.
         prefix: File name prefix inside ``directory``.
 
+    Beside the folder, ``<folder>.bigquery.json`` holds the table's BigQuery
+    schema (:func:`bigquery_schema`).
+
     Returns:
         A PCollection with one element: the sorted list of files written.
+
     """
 
     directory: str
@@ -84,11 +110,7 @@ class WriteTable(beam.PTransform):
         written = rows | "WriteParquet" >> beam.io.WriteToParquet(
             join(self.directory, self.prefix), self.schema, num_shards=self.num_shards,
             codec=COMPRESSION, shard_name_template=SHARD_TEMPLATE, file_name_suffix=".parquet")
-        return (written
-                | "ReplaceOlder" >> RemoveStaleShards(table_pattern(self.directory, self.prefix))
-                | "BigQuerySchema" >> beam.Map(_write_bigquery_schema,
-                                               bigquery_schema_path(self.directory),
-                                               self.schema))
+        return written | "Finish" >> _FinishTable(self.directory, self.prefix, self.schema)
 
 
 @dataclasses.dataclass
@@ -121,6 +143,7 @@ def geoparquet_schema(schema: pa.Schema, crs: str | None, geometry_types: Sequen
         geometry_types: GeoParquet geometry type names, e.g. ``["Polygon"]``;
             empty: any (each file then lists exactly what it holds).
         column: Name of the WKB column.
+
     """
     meta: dict = {"encoding": "WKB", "geometry_types": list(geometry_types),
                   # Buildings are metres across: straight lines in the CRS,
@@ -159,6 +182,7 @@ def geo_file_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema,
         The table with a ``bbox`` struct column after the geometry, and
         ``geo`` metadata naming it as the covering, with this file's
         ``bbox`` and exact ``geometry_types``.
+
     """
     import shapely
 
@@ -322,10 +346,11 @@ class WriteGeoTable(beam.PTransform):
         rows_per_file: Rows per file when ``num_shards`` is 0.
 
     Beside the folder, ``<folder>.bigquery.json`` holds the table's
-    BigQuery schema (:func:`bigquery_schema`), for ``bq load --schema``.
+    BigQuery schema (:func:`bigquery_schema`), for ``bq mk``.
 
     Returns:
         A PCollection with one element: the sorted list of files written.
+
     """
 
     directory: str
@@ -350,8 +375,4 @@ class WriteGeoTable(beam.PTransform):
                    | "WriteShard" >> beam.Map(_write_shard, beam.pvalue.AsSingleton(plan),
                                             self.directory, self.prefix, self.schema,
                                             self.row_group_rows))
-        return (written
-                | "ReplaceOlder" >> RemoveStaleShards(table_pattern(self.directory, self.prefix))
-                | "BigQuerySchema" >> beam.Map(_write_bigquery_schema,
-                                               bigquery_schema_path(self.directory),
-                                               self.schema))
+        return written | "Finish" >> _FinishTable(self.directory, self.prefix, self.schema)
