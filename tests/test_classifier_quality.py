@@ -239,3 +239,22 @@ def test_train_exits_3_on_shuffled_labels_and_score_warns(tmp_path, capsys):
         summary = json.load(f)
     assert summary["warnings"][0]["code"] == "weak_model"
     assert "WARNING [weak_model]" in capsys.readouterr().out
+
+
+def test_demo_held_out_quality_reads_the_scores_table(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from footprints.commands.demo import held_out_quality
+
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    pq.write_table(pa.table({
+        "score": pa.array([0.1, 0.9, 0.9, 0.9, 0.4], pa.float32()),
+        "label": pa.array([0, 1, 1, 1, None], pa.int8()),
+        "is_residential": [False, True, True, False, True]}), str(folder / "part-0.parquet"))
+    quality = held_out_quality(str(folder))
+    assert quality["footprints"] == 4  # the unlabelled row is left out
+    assert quality["accuracy_at_target"] == pytest.approx(0.75)
+    assert quality["ece"] == pytest.approx(0.1, abs=1e-6) and quality["ece_bins"] == 15
+    assert quality["auc"] == 1.0
