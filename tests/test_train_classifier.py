@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from footprints import cli, contracts
 from footprints.errors import ConfigError
-from model_training import classifier_models, data, export, synthetic
+from model_training import classifier_models, data, evaluation, export, synthetic
 from model_training.classifier import train_classifier
 from model_training.configs import ClassifierConfig
 
@@ -66,12 +66,18 @@ def test_classifier_learns_a_separable_set_and_exports_the_contract(chips, tmp_p
                                           & (scores[[0, 1, 2, 4, 5, 6]] <= 1))
     assert serve(examples=tf.constant([], tf.string))["score"].shape == (0,)
 
-    # The .keras copy is the same model, fed decoded images.
+    # The .keras copy is the same network, fed decoded images; the served
+    # score is its output through the card's Platt calibration.
     copy = keras.models.load_model(result.keras_path)
     parsed = data.parse_chips(tf.stack(records))
     images = tf.stack([data.decode_resize(e, SIZE) for e in parsed[contracts.IMAGE_KEY]])
-    np.testing.assert_allclose(copy(images).numpy()[:, 0], serve(
-        examples=tf.stack(records))["score"].numpy(), atol=1e-5)
+    calibration = card["calibration"]
+    np.testing.assert_allclose(
+        evaluation.apply_platt(copy(images).numpy()[:, 0], calibration["a"], calibration["b"]),
+        serve(examples=tf.stack(records))["score"].numpy(), atol=1e-4)
+    assert card["quality"]["weak"] is False and card["quality"]["ece"] <= 0.15
+    assert card["splits"]["validation"]["chips"] == result.metrics["examples"]
+    assert os.path.getsize(os.path.join(result.model_dir, "assets", "reliability.png")) > 5000
 
     # A fresh run over it is refused; --resume continues with one more epoch.
     flags = ["train", "classifier", "--train", chips, "--output", output, "--image-size",
