@@ -92,6 +92,7 @@ def apply_colour(batch: tf.Tensor, brightness: tf.Tensor, contrast: tf.Tensor,
         batch: Float ``[B, H, W, C]`` in ``[0, max_value]``.
         brightness: ``[B]`` shifts in the image's units.
         contrast: ``[B]`` factors (1 is no change).
+        max_value: The top of the image's value range.
     """
     mean = tf.reduce_mean(batch, axis=[1, 2, 3], keepdims=True)
     out = (batch - mean) * contrast[:, None, None, None] + mean + brightness[:, None, None, None]

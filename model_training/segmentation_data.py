@@ -467,7 +467,6 @@ def split_counts(tiles: list[Tile], train_areas: list[np.ndarray]) -> dict:
 
     A building counts on the side that holds most of its pixels.
     """
-    import rasterio.features as features
 
     counts = {side: {"buildings": 0, "building_pixels": 0, "valid_pixels": 0}
               for side in ("train", "validation")}

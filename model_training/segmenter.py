@@ -28,14 +28,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 
 import keras
 import numpy as np
 
 from footprints import contracts
-from footprints.errors import InputError
 from model_training import cards, configs, evaluation, export, fitting, losses, schedules, unet
 from model_training import segmentation_data as sd
 from model_training.configs import SegmenterConfig

@@ -212,21 +212,20 @@ def test_tiles_too_small_to_split_are_refused(tmp_path):
         sd.split_blocks(tiles, 64, 0.2)
 
 
-def _sampler(tmp_path, building_share=0.5, augmentation=sd.Augmentation(), nodata_rows=0,
-             spacing=40):
+def _sampler(tmp_path, building_share=0.5, augmentation=None, nodata_rows=0, spacing=40):
     image, mask = buildings_tile(tmp_path, 256, 256, nodata_rows=nodata_rows, spacing=spacing)
     tiles, info = sd.load_tiles(image, masks=mask)
     areas = [np.ones((256, 256), bool)]
     offset, scale = sd.fit_scaling(tiles, info, areas)
     assets = contracts.SegmenterAssets(window_size=64, bands=(1,), raw_dtype="uint16",
                                        offset=offset, scale=scale)
-    return tiles, sd.PatchSampler(tiles, assets, areas, 32, augmentation, building_share)
+    return tiles, sd.PatchSampler(tiles, assets, areas, 32, augmentation or sd.Augmentation(),
+                                  building_share)
 
 
 def _batches(sampler, steps=20, batch=8, seed=0):
-    x, y = zip(*[(a.numpy(), b.numpy()) for a, b in
-                 sampler.dataset(steps, batch, seed).take(steps)])
-    return np.concatenate(x), np.concatenate(y)
+    pairs = [(a.numpy(), b.numpy()) for a, b in sampler.dataset(steps, batch, seed).take(steps)]
+    return np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
 
 
 def test_patch_sampler_oversamples_buildings(tmp_path):

@@ -54,7 +54,12 @@ from footprints.sample_area.config import (
     _parse_crs,
 )
 from footprints.sample_area.geometry import _Blocker, _rect
-from footprints.sample_area.writing import _reproject, _write_footprints, _write_geotiff, _write_json
+from footprints.sample_area.writing import (
+    _reproject,
+    _write_footprints,
+    _write_geotiff,
+    _write_json,
+)
 
 #: Bands a real-like tile can have.
 REAL_LIKE_BANDS = ("gray", "rgbn")
