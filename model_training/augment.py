@@ -60,3 +60,40 @@ def random_colour(image: tf.Tensor, brightness: float = 0.1, contrast: float = 0
     if contrast > 0:
         image = tf.image.random_contrast(image, 1.0 - contrast, 1.0 + contrast)
     return tf.clip_by_value(image, 0.0, max_value)
+
+
+def apply_spatial(batch: tf.Tensor, flip: tf.Tensor, rot: tf.Tensor) -> tf.Tensor:
+    """Applies given flips and rotations to a batch of square patches.
+
+    The seeded counterpart of :func:`random_spatial`: the decisions come in
+    as data (drawn by the caller's seeded generator), so the result does not
+    depend on op-level random state.
+
+    Args:
+        batch: ``[B, P, P, C]``; image and mask channels together, so they move as one.
+        flip: ``[B]`` bool, left-right flip first.
+        rot: ``[B]`` int, number of 90-degree counterclockwise turns (0..3).
+    """
+    out = tf.where(flip[:, None, None, None], tf.reverse(batch, axis=[2]), batch)
+    turned = out
+    for k in (1, 2, 3):
+        turned = tf.where((rot == k)[:, None, None, None], tf.image.rot90(out, k), turned)
+    return turned
+
+
+def apply_colour(batch: tf.Tensor, brightness: tf.Tensor, contrast: tf.Tensor,
+                 max_value: float = 255.0) -> tf.Tensor:
+    """Given per-patch brightness shifts and contrast factors, clipped to range.
+
+    Contrast scales each patch around its own mean, as
+    ``tf.image.adjust_contrast`` does.
+
+    Args:
+        batch: Float ``[B, H, W, C]`` in ``[0, max_value]``.
+        brightness: ``[B]`` shifts in the image's units.
+        contrast: ``[B]`` factors (1 is no change).
+        max_value: The top of the image's value range.
+    """
+    mean = tf.reduce_mean(batch, axis=[1, 2, 3], keepdims=True)
+    out = (batch - mean) * contrast[:, None, None, None] + mean + brightness[:, None, None, None]
+    return tf.clip_by_value(out, 0.0, max_value)

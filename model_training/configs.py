@@ -251,8 +251,8 @@ class SegmenterConfig(RunSettings):
         bands: 1-based bands to use, or None for all.
         scaling: ``auto``, ``identity`` or ``percentile`` (see fit_scaling).
         patch_size: Training patch height and width (a multiple of 2**depth).
-        stride: Step between training patches (default: the patch size).
-        val_fraction: Height fraction of each tile kept for validation.
+        val_fraction: Share of each tile's square blocks (two patch sides)
+            held out for validation, stratified by building density.
         window_size: Window the pipeline feeds the exported model (default:
             the larger of 256 and the patch size), recorded in the assets.
         depth: U-Net levels.
@@ -261,16 +261,23 @@ class SegmenterConfig(RunSettings):
         centre: ``plain``, ``serial-dilated`` or ``parallel-dilated``.
         loss: Loss spec, e.g. ``bce+jaccard`` (see losses.parse_loss).
         batch_size: Patches per batch.
-        epochs: Epochs.
+        steps: Gradient steps of the whole run. Training is sized by steps of
+            randomly sampled patches, not by passes over a fixed patch set: a
+            small area has few distinct patches, and 12 passes over 3 batches
+            (the old default) is 36 steps, far too few to learn from.
+        eval_every: Steps between validations (a Keras "epoch"): each one
+            checks the validation blocks, keeps the best checkpoint and may
+            stop early.
+        epochs: If given, ``steps = epochs * eval_every`` (for callers that
+            think in epochs); None: from ``steps``.
         learning_rate: Peak rate for one-cycle, else the Adam rate.
         schedule: ``one-cycle``, ``plateau`` (halve on stall) or ``constant``.
-        patience: Early-stopping patience in epochs; None: off for one-cycle
-            (stopping early would skip the annealing), 5 otherwise.
-        augment: Joint flips/rotations of image and mask, brightness and
-            contrast of the image. Off by default: in the short runs the
-            defaults aim at (a few hundred steps on the demo area) it slowed
-            fitting more than it helped (validation IoU 0.49 with, 0.77
-            without, on the test area); turn it on for longer runs.
+        patience: Validations without improvement before stopping; None:
+            4, and with one-cycle only once the rate has started to fall.
+        augment: Random flips/rotations and zoom of image and mask together,
+            brightness and contrast of the image; on by default (areas small
+            enough to train from in memory are small data).
+        building_share: Share of sampled patches centred on buildings.
         threshold: Probability above which a pixel is a building (metrics).
 
     Also takes the keyword-only :class:`RunSettings`.
@@ -283,8 +290,7 @@ class SegmenterConfig(RunSettings):
     bands: tuple[int, ...] | None = None
     scaling: str = "auto"
     patch_size: int = 128
-    stride: int | None = None
-    val_fraction: float = 0.25
+    val_fraction: float = 0.2
     window_size: int | None = None
     depth: int = 3
     filters: int = 16
@@ -292,11 +298,14 @@ class SegmenterConfig(RunSettings):
     centre: str = "plain"
     loss: str = "bce+jaccard"
     batch_size: int = 8
-    epochs: int = 12
+    steps: int = 1000
+    eval_every: int = 100
+    epochs: int | None = None
     learning_rate: float = 2e-3
     schedule: str = "one-cycle"
     patience: int | None = None
-    augment: bool = False
+    augment: bool = True
+    building_share: float = 0.5
     threshold: float = 0.5
 
     def __post_init__(self):
@@ -309,14 +318,17 @@ class SegmenterConfig(RunSettings):
                 raise ConfigError(
                     f"{name} {value} must be at least 8 and a multiple of {multiple} "
                     f"(2**depth for --depth {self.depth})")
-        if self.stride is not None and not 1 <= self.stride <= self.patch_size:
-            raise ConfigError(f"--stride {self.stride} must be between 1 and --patch-size")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction {self.val_fraction!r} must be between 0 and 1")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"--schedule {self.schedule!r} must be one of {SCHEDULES}")
-        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise ConfigError("--epochs, --batch-size and --learning-rate must be positive")
+        if (self.steps < 1 or self.eval_every < 1 or self.batch_size < 1
+                or self.learning_rate <= 0 or (self.epochs is not None and self.epochs < 1)):
+            raise ConfigError("--steps, --eval-every, --epochs, --batch-size and "
+                              "--learning-rate must be positive")
+        if not 0.0 <= self.building_share <= 1.0:
+            raise ConfigError(f"--building-share {self.building_share!r} must be between 0 "
+                              "and 1")
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"--threshold {self.threshold!r} must be between 0 and 1")
         if self.scaling not in SCALINGS:
@@ -333,7 +345,24 @@ class SegmenterConfig(RunSettings):
         return self.window_size or max(256, self.patch_size)
 
     @property
-    def patience_epochs(self) -> int:
-        if self.patience is not None:
-            return self.patience
-        return 0 if self.schedule == "one-cycle" else 5
+    def rounds(self) -> int:
+        """Validations (Keras epochs) of the run."""
+        if self.epochs is not None:
+            return self.epochs
+        return math.ceil(self.steps / self.eval_every)
+
+    @property
+    def total_steps(self) -> int:
+        """Gradient steps of the run: ``steps`` rounded up to whole validation rounds."""
+        return self.rounds * self.eval_every
+
+    @property
+    def patience_rounds(self) -> int:
+        """Validations without improvement before stopping."""
+        return 4 if self.patience is None else self.patience
+
+    @property
+    def stop_from_round(self) -> int:
+        """First validation at which early stopping may act: with one-cycle,
+        past the rising part (0.3 of the steps), where a stall is not yet news."""
+        return math.ceil(0.3 * self.rounds) if self.schedule == "one-cycle" else 0

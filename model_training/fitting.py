@@ -161,6 +161,7 @@ class FitOptions:
         tensorboard: Write TensorBoard logs under ``logs/``.
         class_weight: Optional per-class loss weights.
         verbose: Keras fit verbosity (0 silent, 2 one line per epoch).
+        start_from_epoch: Epochs before early stopping may act (0: from the start).
     """
 
     steps_per_epoch: int
@@ -171,6 +172,7 @@ class FitOptions:
     tensorboard: bool = True
     class_weight: dict[int, float] | None = None
     verbose: int = 2
+    start_from_epoch: int = 0
 
 
 class _LogLearningRate(keras.callbacks.Callback):
@@ -249,7 +251,8 @@ def callbacks(run: RunDir, options: FitOptions) -> list[keras.callbacks.Callback
             min_lr=1e-6))
     if options.patience > 0:
         out.append(keras.callbacks.EarlyStopping(
-            monitor=options.monitor, mode=options.mode, patience=options.patience))
+            monitor=options.monitor, mode=options.mode, patience=options.patience,
+            start_from_epoch=options.start_from_epoch))
     if options.tensorboard and tensorboard_available():
         out.append(keras.callbacks.TensorBoard(run.logs, write_graph=False, profile_batch=0))
     # Last, so it sees every value the others add to the logs; append=True so

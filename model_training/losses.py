@@ -13,6 +13,12 @@ satisfied by predicting background. The losses here can be combined:
 A loss spec is terms joined by ``+``, each optionally weighted:
 ``bce+jaccard``, ``focal``, ``0.5*bce+jaccard`` (:func:`parse_loss`).
 
+**Pixel weights.** The target may carry a second channel, a 0/1 weight per
+pixel (``[B, H, W, 2]``: mask, weight): a pixel of weight 0 (nodata, or
+outside the training area) adds nothing to any term nor to the metric, so
+the model is never taught what lies under a nodata collar. A one-channel
+target weighs every pixel 1.
+
 :class:`BuildingIoU` is the metric the model card reports: intersection over
 union of *thresholded* predictions and the building class, accumulated over
 all pixels of an epoch (not Keras' MeanIoU, which averages over both
@@ -31,30 +37,43 @@ __all__ = ["TERMS", "BuildingIoU", "SegmentationLoss", "bce", "dice", "focal", "
 _EPS = 1e-7
 
 
-def _per_image(x):
-    return ops.mean(ops.reshape(x, (ops.shape(x)[0], -1)), axis=-1)
+def split_target(y_true, y_pred):
+    """``(mask, weight)`` from a target with an optional weight channel."""
+    y_true = ops.cast(y_true, y_pred.dtype)
+    if y_true.shape[-1] == 2:
+        return y_true[..., :1], y_true[..., 1:]
+    return y_true, ops.ones_like(y_true)
 
 
-def bce(y_true, y_pred):
-    """Per-image mean binary cross-entropy."""
+def _per_image(x, weight):
+    flat = (ops.shape(x)[0], -1)
+    total = ops.sum(ops.reshape(x * weight, flat), axis=-1)
+    return total / ops.maximum(ops.sum(ops.reshape(weight, flat), axis=-1), 1.0)
+
+
+def bce(y_true, y_pred, weight=1.0):
+    """Per-image weighted mean binary cross-entropy."""
     p = ops.clip(y_pred, _EPS, 1.0 - _EPS)
-    return _per_image(-(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p)))
+    return _per_image(-(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p)),
+                      weight * ops.ones_like(p))
 
 
-def focal(y_true, y_pred, gamma: float = 2.0, alpha: float = 0.25):
-    """Per-image mean focal loss; ``alpha`` weighs the building class."""
+def focal(y_true, y_pred, gamma: float = 2.0, alpha: float = 0.25, weight=1.0):
+    """Per-image weighted mean focal loss; ``alpha`` weighs the building class."""
     p = ops.clip(y_pred, _EPS, 1.0 - _EPS)
     p_t = y_true * p + (1.0 - y_true) * (1.0 - p)
     alpha_t = y_true * alpha + (1.0 - y_true) * (1.0 - alpha)
-    return _per_image(-alpha_t * ops.power(1.0 - p_t, gamma) * ops.log(p_t))
+    return _per_image(-alpha_t * ops.power(1.0 - p_t, gamma) * ops.log(p_t),
+                      weight * ops.ones_like(p))
 
 
-def _overlaps(y_true, y_pred):
+def _overlaps(y_true, y_pred, weight=1.0):
     # Sums over the whole batch, not per image: most patches of a sparse scene
     # hold no building, and a per-image soft IoU of an empty patch is
     # 1 - 1 / (1 + sum(p)), which punishes a faint haze of probability as
     # hard as a missed house and drowns the gradient of the real buildings.
-    return ops.sum(y_true * y_pred), ops.sum(y_true), ops.sum(y_pred)
+    t, p = y_true * weight, y_pred * weight
+    return ops.sum(t * y_pred), ops.sum(t), ops.sum(p)
 
 
 def _per_sample(value, y_true):
@@ -62,15 +81,15 @@ def _per_sample(value, y_true):
     return ops.ones((ops.shape(y_true)[0],), dtype=value.dtype) * value
 
 
-def jaccard(y_true, y_pred, smooth: float = 1.0):
+def jaccard(y_true, y_pred, smooth: float = 1.0, weight=1.0):
     """Soft Jaccard (IoU) loss over the batch, repeated per example."""
-    inter, t, p = _overlaps(y_true, y_pred)
+    inter, t, p = _overlaps(y_true, y_pred, weight)
     return _per_sample(1.0 - (inter + smooth) / (t + p - inter + smooth), y_true)
 
 
-def dice(y_true, y_pred, smooth: float = 1.0):
+def dice(y_true, y_pred, smooth: float = 1.0, weight=1.0):
     """Soft Dice loss over the batch, repeated per example."""
-    inter, t, p = _overlaps(y_true, y_pred)
+    inter, t, p = _overlaps(y_true, y_pred, weight)
     return _per_sample(1.0 - (2.0 * inter + smooth) / (t + p + smooth), y_true)
 
 
@@ -87,17 +106,17 @@ class SegmentationLoss(keras.losses.Loss):
         self._terms = parse_loss(spec)
 
     def call(self, y_true, y_pred):
-        y_true = ops.cast(y_true, y_pred.dtype)
+        y_true, pixel_weight = split_target(y_true, y_pred)
         total = 0.0
         for weight, name in self._terms:
             if name == "bce":
-                value = bce(y_true, y_pred)
+                value = bce(y_true, y_pred, pixel_weight)
             elif name == "focal":
-                value = focal(y_true, y_pred, self.gamma, self.alpha)
+                value = focal(y_true, y_pred, self.gamma, self.alpha, pixel_weight)
             elif name == "jaccard":
-                value = jaccard(y_true, y_pred)
+                value = jaccard(y_true, y_pred, weight=pixel_weight)
             else:
-                value = dice(y_true, y_pred)
+                value = dice(y_true, y_pred, weight=pixel_weight)
             total = total + weight * value
         return total
 
@@ -108,7 +127,8 @@ class SegmentationLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="footprints")
 class BuildingIoU(keras.metrics.Metric):
-    """IoU of the building class from thresholded predictions, over all pixels seen.
+    """IoU of the building class from thresholded predictions, over all pixels seen
+    (pixels of weight 0 left out).
 
     Example:
         truth [1, 1, 0, 0], probabilities [0.9, 0.2, 0.7, 0.1], threshold 0.5
@@ -123,8 +143,9 @@ class BuildingIoU(keras.metrics.Metric):
         self.union = self.add_variable(shape=(), initializer="zeros", name="union")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        truth = ops.cast(y_true > 0.5, "float32")
-        pred = ops.cast(y_pred > self.threshold, "float32")
+        y_true, weight = split_target(y_true, ops.cast(y_pred, "float32"))
+        truth = ops.cast(y_true > 0.5, "float32") * weight
+        pred = ops.cast(y_pred > self.threshold, "float32") * weight
         inter = ops.sum(truth * pred)
         self.intersection.assign_add(inter)
         self.union.assign_add(ops.sum(truth) + ops.sum(pred) - inter)

@@ -11,16 +11,24 @@ The story, as :func:`load_tiles` and :func:`make_patches` run it:
    tile by file name (:func:`pair_masks`), which must share the tile's grid.
    Labels that touch no tile stop the run with an error, not a model that
    learned "no buildings anywhere".
-3. **Split** each tile into a training part and a validation strip along its
-   bottom edge (:func:`split_rows`), so validation sees every tile (and every
-   region) but never a pixel that training saw.
+3. **Split** (:func:`split_blocks`): square blocks of two patch sides are
+   held out for validation, stratified by building density (so validation
+   holds buildings, sparse and dense ground alike) and never seen by
+   training: a training window must lie wholly outside every block. The
+   split's buildings and pixels per side go into the model card.
 4. **Scale** raw pixels to the model's uint8 input with per-band statistics
-   fitted on the training part only (:func:`fit_scaling`), the same mapping
+   fitted on the training area only (:func:`fit_scaling`), the same mapping
    the pipeline applies at serving time (``contracts.scale_to_model_input``).
-5. **Cut** patches of a given size and stride, skipping patches with no valid
-   pixel (:func:`window_starts`, :func:`make_patches`), and feed them to
-   tf.data with joint spatial augmentation and image-only colour augmentation
-   (:func:`segmentation_dataset`).
+5. **Sample** training patches (:class:`PatchSampler`): each step draws a
+   fresh batch of random windows from the training area, half of them on
+   buildings, with a random zoom, flip/rotation, brightness and contrast,
+   every choice made by a seeded numpy generator up front. A small area has
+   few distinct fixed patches; random windows give many, which is what lets
+   a model learn from ~40 buildings instead of memorizing them. Nodata
+   pixels travel as a weight channel of the target (0: no loss, not
+   measured; see :mod:`model_training.losses`).
+6. **Validate** on the blocks cut into non-overlapping patches
+   (:func:`block_patches`, :func:`validation_dataset`).
 
 Tiles are read whole into memory: training areas for this model are small
 (the demo is nine 512-pixel tiles); cut larger areas into several runs or
@@ -297,24 +305,6 @@ def load_tiles(images: str, footprints: str | None = None, masks: str | None = N
 # Splitting, scaling and patches
 # --------------------------------------------------------------------------
 
-def split_rows(height: int, patch_size: int, val_fraction: float) -> int:
-    """The first row of a tile's validation strip (the rows below it).
-
-    The strip is ``val_fraction`` of the height and at least one patch tall;
-    the training part above it must also hold at least one patch.
-
-    Raises:
-        ConfigError: if the tile is too short for a patch in both parts.
-    """
-    val_rows = max(patch_size, math.ceil(height * val_fraction))
-    if height - val_rows < patch_size:
-        raise ConfigError(
-            f"tiles of height {height} are too small for a {patch_size}-pixel patch in both "
-            f"the training part and the {val_rows}-row validation strip; lower --patch-size "
-            "or --val-fraction")
-    return height - val_rows
-
-
 def window_starts(length: int, size: int, stride: int) -> list[int]:
     """Start offsets of windows of ``size`` every ``stride`` over ``length``.
 
@@ -332,14 +322,20 @@ def window_starts(length: int, size: int, stride: int) -> list[int]:
     return starts
 
 
-def fit_scaling(tiles: list[Tile], info: ImageInfo, train_rows: list[int],
+def fit_scaling(tiles: list[Tile], info: ImageInfo, train_areas: list[np.ndarray],
                 mode: str = "auto") -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-band offset and scale mapping raw pixels to the model's 0..255.
 
     ``identity`` keeps uint8 values as they are. ``percentile`` maps each
-    band's 1st..99th percentile (over valid pixels of the training parts) to
+    band's 1st..99th percentile (over valid pixels of the training areas) to
     0..255, which suits 12- or 16-bit sensors and odd bands such as NIR.
     ``auto`` is identity for uint8 and percentile for uint16.
+
+    Args:
+        tiles: The tiles.
+        info: What they share.
+        train_areas: Per tile, ``[H, W]`` bool, True where training may look.
+        mode: One of :data:`SCALINGS`.
 
     Raises:
         ConfigError: for identity scaling of uint16 tiles.
@@ -354,13 +350,10 @@ def fit_scaling(tiles: list[Tile], info: ImageInfo, train_rows: list[int],
             raise ConfigError(f"--scaling identity needs uint8 tiles, these are {info.dtype}; "
                               "use --scaling percentile")
         return (0.0,) * n, (1.0,) * n
-    samples = []
-    total = sum(int(t.valid[:r].sum()) for t, r in zip(tiles, train_rows, strict=True))
-    step = max(1, total // _MAX_STAT_PIXELS)
-    for tile, rows in zip(tiles, train_rows, strict=True):
-        samples.append(tile.image[:rows][tile.valid[:rows]][::step])
-    pixels = np.concatenate(samples).astype(np.float64)
-    low, high = np.percentile(pixels, PERCENTILES, axis=0)
+    usable = [t.valid & area for t, area in zip(tiles, train_areas, strict=True)]
+    step = max(1, sum(int(u.sum()) for u in usable) // _MAX_STAT_PIXELS)
+    pixels = np.concatenate([t.image[u][::step] for t, u in zip(tiles, usable, strict=True)])
+    low, high = np.percentile(pixels.astype(np.float64), PERCENTILES, axis=0)
     offset, scale = [], []
     for band, lo, hi in zip(info.bands, low, high, strict=True):
         if hi <= lo:
@@ -371,67 +364,338 @@ def fit_scaling(tiles: list[Tile], info: ImageInfo, train_rows: list[int],
     return tuple(offset), tuple(scale)
 
 
+# --------------------------------------------------------------------------
+# The validation split: spatially separate blocks, stratified by density
+# --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """A square of one tile held out for validation: ``tile`` index, top row,
+    left column and side in pixels."""
+
+    tile: int
+    row: int
+    col: int
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Where validation looks and where training may look.
+
+    Attributes:
+        blocks: The validation blocks.
+        train_areas: Per tile, ``[H, W]`` bool, True outside every validation
+            block (training windows must lie wholly inside it).
+        counts: Buildings (connected label regions, counted by where their
+            pixels fall), labelled pixels and valid pixels per split:
+            ``{"train": {...}, "validation": {...}}``.
+    """
+
+    blocks: tuple[Block, ...]
+    train_areas: tuple[np.ndarray, ...]
+    counts: dict
+
+
+def _candidate_blocks(tiles: list[Tile], size: int) -> list[tuple[Block, float]]:
+    """Every whole block of ``size`` that is at least half valid, with its building density."""
+    out = []
+    for index, tile in enumerate(tiles):
+        height, width = tile.valid.shape
+        for row in range(0, height - size + 1, size):
+            for col in range(0, width - size + 1, size):
+                valid = tile.valid[row:row + size, col:col + size]
+                if valid.mean() < 0.5:
+                    continue
+                density = float(tile.label[row:row + size, col:col + size].sum() / valid.sum())
+                out.append((Block(index, row, col, size), density))
+    return out
+
+
+def split_blocks(tiles: list[Tile], patch_size: int, val_fraction: float,
+                 seed: int = 0) -> Split:
+    """Holds out square blocks for validation, stratified by building density.
+
+    Each tile is cut into blocks of two patch sides (one when the tiles are too
+    small for that); blocks less than half valid are never held out. The
+    blocks are ranked by the fraction of their valid pixels that are building
+    and cut into as many equal strata as blocks are to be held out
+    (``val_fraction`` of them, at least one); one block is drawn from each
+    stratum with a seeded generator, from the stratum's blocks that hold
+    buildings when there are any. So validation spans sparse and dense
+    ground, and holds buildings whenever the labels have any.
+
+    Example:
+        12 usable blocks, val_fraction 0.2 -> 2 strata of 6 (sparse, dense);
+        one block drawn from each.
+
+    Raises:
+        ConfigError: if the tiles cannot give two usable blocks (one to
+            validate on, one to train on).
+        InputError: if the training area keeps no building pixel.
+    """
+    rng = np.random.default_rng([seed, 1])
+    for size in (2 * patch_size, patch_size):
+        candidates = _candidate_blocks(tiles, size)
+        if len(candidates) >= 2:
+            break
+    else:
+        raise ConfigError(
+            f"the tiles hold fewer than two mostly valid {patch_size}-pixel blocks, one to "
+            "validate on and one to train on; lower --patch-size or add tiles")
+    n_val = min(len(candidates) - 1, max(1, round(val_fraction * len(candidates))))
+    # Ties in density (many empty blocks) are broken at random, not by position.
+    order = np.lexsort((rng.random(len(candidates)), [d for _, d in candidates]))
+    chosen = []
+    for stratum in np.array_split(order, n_val):
+        with_buildings = [i for i in stratum if candidates[i][1] > 0]
+        pool = with_buildings or list(stratum)
+        chosen.append(candidates[int(rng.choice(pool))][0])
+    areas = [np.ones(t.valid.shape, bool) for t in tiles]
+    for b in chosen:
+        areas[b.tile][b.row:b.row + b.size, b.col:b.col + b.size] = False
+    counts = split_counts(tiles, areas)
+    if counts["train"]["building_pixels"] == 0:
+        raise InputError(
+            "the training area holds no building pixel (every labelled building fell in the "
+            "validation blocks); lower --val-fraction or add tiles with buildings")
+    return Split(tuple(chosen), tuple(areas), counts)
+
+
+def split_counts(tiles: list[Tile], train_areas: list[np.ndarray]) -> dict:
+    """Buildings, building pixels and valid pixels on each side of a split.
+
+    A building counts on the side that holds most of its pixels.
+    """
+
+    counts = {side: {"buildings": 0, "building_pixels": 0, "valid_pixels": 0}
+              for side in ("train", "validation")}
+    for tile, area in zip(tiles, train_areas, strict=True):
+        for side, where in (("train", area), ("validation", ~area)):
+            counts[side]["building_pixels"] += int(tile.label[where].sum())
+            counts[side]["valid_pixels"] += int(tile.valid[where].sum())
+        labels = _connected(tile.label)
+        for region in range(1, labels.max() + 1):
+            inside = labels == region
+            side = "train" if area[inside].mean() >= 0.5 else "validation"
+            counts[side]["buildings"] += 1
+    return counts
+
+
+def _connected(mask: np.ndarray) -> np.ndarray:
+    """Labels 4-connected regions of a 0/1 mask 1..N (0 background)."""
+    import rasterio.features as features
+    from rasterio.transform import Affine
+
+    labels = np.zeros(mask.shape, np.int32)
+    shapes = features.shapes(mask.astype(np.uint8), mask=mask > 0, connectivity=4,
+                             transform=Affine.identity())
+    burn = [(geom, i + 1) for i, (geom, _) in enumerate(shapes)]
+    if burn:
+        labels = features.rasterize(burn, out_shape=mask.shape, dtype="int32")
+    return labels
+
+
+# --------------------------------------------------------------------------
+# Validation patches and the training patch sampler
+# --------------------------------------------------------------------------
+
 @dataclasses.dataclass(frozen=True)
 class Patches:
     """Model-ready patches: ``images`` uint8 ``[N, P, P, C]``, ``masks`` uint8
-    ``[N, P, P, 1]``, and how many all-nodata windows were skipped."""
+    ``[N, P, P, 1]`` and ``weights`` uint8 ``[N, P, P, 1]`` (1 valid pixel, 0
+    nodata or outside the split: no loss, not measured)."""
 
     images: np.ndarray
     masks: np.ndarray
-    skipped: int
+    weights: np.ndarray
 
     def __len__(self) -> int:
         return len(self.images)
 
 
-def make_patches(tiles: list[Tile], assets: contracts.SegmenterAssets, row_ranges:
-                 list[tuple[int, int]], size: int, stride: int) -> Patches:
-    """Cuts scaled patches from the given row range of each tile.
+def block_patches(tiles: list[Tile], assets: contracts.SegmenterAssets,
+                  blocks: tuple[Block, ...], size: int) -> Patches:
+    """Cuts each block into non-overlapping scaled patches of ``size``."""
+    images, masks, weights = [], [], []
+    for block in blocks:
+        tile = tiles[block.tile]
+        rows = slice(block.row, block.row + block.size)
+        cols = slice(block.col, block.col + block.size)
+        scaled = contracts.scale_to_model_input(tile.image[rows, cols], assets)
+        for r in window_starts(block.size, size, size):
+            for c in window_starts(block.size, size, size):
+                cut = (slice(r, r + size), slice(c, c + size))
+                images.append(scaled[cut])
+                masks.append(tile.label[rows, cols][cut][..., None])
+                weights.append(tile.valid[rows, cols][cut][..., None].astype(np.uint8))
+    return Patches(np.stack(images), np.stack(masks), np.stack(weights))
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """What the training sampler varies (all drawn from the run's seed).
+
+    Attributes:
+        spatial: The eight flips/rotations of image and mask together.
+        brightness: Largest brightness shift, in the model's 0..255 units.
+        contrast: Contrast factor drawn from ``[1 - contrast, 1 + contrast]``.
+        scale: Largest zoom factor; patches are cut at ``1/scale..scale``
+            times the patch size and resized to it (log-uniform).
+    """
+
+    spatial: bool = True
+    brightness: float = 20.0
+    contrast: float = 0.2
+    scale: float = 1.25
+
+    @classmethod
+    def off(cls) -> Augmentation:
+        return cls(spatial=False, brightness=0.0, contrast=0.0, scale=1.0)
+
+
+class PatchSampler:
+    """Random training patches, oversampling buildings, as a tf.data pipeline.
+
+    Every draw is decided up front by a numpy generator seeded with the run's
+    seed: which window (one of the windows on an 8-pixel grid that lie
+    wholly in the training area and are at least a quarter valid), where in
+    it and at what zoom the patch is cut, its flip and rotation, brightness
+    and contrast. TensorFlow then only executes those decisions
+    (``crop_and_resize``, bilinear for the image, nearest for mask and
+    weight), so the same seed gives the same patches in the same order,
+    whatever the thread count.
+
+    With ``building_share`` 0.5, half the draws are windows whose central
+    patch holds building pixels; the rest are drawn from all windows.
 
     Args:
         tiles: The tiles.
         assets: Scaling to the model's uint8 input.
-        row_ranges: ``(first row, end row)`` per tile.
-        size: Patch height and width.
-        stride: Step between patches.
+        train_areas: Per tile, where training may look.
+        patch_size: Output patch side.
+        augmentation: See :class:`Augmentation`.
+        building_share: Fraction of draws centred on buildings.
+        grid: Step between candidate windows, in pixels.
+
+    Raises:
+        InputError: if no window fits the training area.
     """
-    images, masks, skipped = [], [], 0
-    for tile, (top, bottom) in zip(tiles, row_ranges, strict=True):
-        scaled = contracts.scale_to_model_input(tile.image[top:bottom], assets)
-        valid, label = tile.valid[top:bottom], tile.label[top:bottom]
-        for r in window_starts(bottom - top, size, stride):
-            for c in window_starts(tile.image.shape[1], size, stride):
-                if not valid[r:r + size, c:c + size].any():
-                    skipped += 1
-                    continue
-                images.append(scaled[r:r + size, c:c + size])
-                masks.append(label[r:r + size, c:c + size, None])
-    channels = assets.band_count
-    if not images:
-        return Patches(np.zeros((0, size, size, channels), np.uint8),
-                       np.zeros((0, size, size, 1), np.uint8), skipped)
-    return Patches(np.stack(images), np.stack(masks), skipped)
+
+    def __init__(self, tiles: list[Tile], assets: contracts.SegmenterAssets,
+                 train_areas: tuple[np.ndarray, ...] | list[np.ndarray], patch_size: int,
+                 augmentation: Augmentation = Augmentation(), building_share: float = 0.5,
+                 grid: int = 8):
+        self.patch_size = patch_size
+        self.augmentation = augmentation
+        self.building_share = building_share
+        self.window = int(math.ceil(patch_size * augmentation.scale))
+        height = max(t.valid.shape[0] for t in tiles)
+        width = max(t.valid.shape[1] for t in tiles)
+        channels = assets.band_count
+        # One padded stack: scaled bands, then label, then weight (valid and trainable).
+        stack = np.zeros((len(tiles), height, width, channels + 2), np.uint8)
+        windows, central = [], []
+        for index, (tile, area) in enumerate(zip(tiles, train_areas, strict=True)):
+            h, w = tile.valid.shape
+            stack[index, :h, :w, :channels] = contracts.scale_to_model_input(tile.image, assets)
+            stack[index, :h, :w, channels] = tile.label
+            stack[index, :h, :w, channels + 1] = tile.valid & area
+            rows, cols, build = self._windows(tile, area, grid)
+            windows.append(np.column_stack([np.full(len(rows), index), rows, cols]))
+            central.append(build)
+        self.stack = stack
+        self.windows = np.concatenate(windows)
+        self.has_building = np.concatenate(central)
+        if len(self.windows) == 0:
+            raise InputError(
+                f"no {self.window}-pixel training window fits outside the validation blocks "
+                "in mostly valid pixels; lower --patch-size or --val-fraction")
+
+    def _windows(self, tile: Tile, area: np.ndarray, grid: int):
+        """Top-left corners of allowed windows and whether their centre holds buildings."""
+        size, p = self.window, self.patch_size
+        h, w = tile.valid.shape
+        if h < size or w < size:
+            return np.zeros(0, int), np.zeros(0, int), np.zeros(0, bool)
+        sums = {name: _integral(a) for name, a in (
+            ("blocked", ~area), ("valid", tile.valid), ("label", tile.label > 0))}
+        rows, cols = np.meshgrid(np.arange(0, h - size + 1, grid),
+                                 np.arange(0, w - size + 1, grid), indexing="ij")
+        rows, cols = rows.ravel(), cols.ravel()
+        blocked = _box_sum(sums["blocked"], rows, cols, size)
+        valid = _box_sum(sums["valid"], rows, cols, size)
+        inset = (size - p) // 2
+        building = _box_sum(sums["label"], rows + inset, cols + inset, p)
+        keep = (blocked == 0) & (valid >= 0.25 * size * size)
+        return rows[keep], cols[keep], building[keep] > 0
+
+    def draws(self, count: int, seed: int) -> dict[str, np.ndarray]:
+        """The decisions for ``count`` patches (see the class docstring)."""
+        rng = np.random.default_rng([seed, 2])
+        aug, size, p = self.augmentation, self.window, self.patch_size
+        everywhere = rng.integers(0, len(self.windows), count)
+        with_building = np.flatnonzero(self.has_building)
+        pick = everywhere
+        if len(with_building):
+            on_building = with_building[rng.integers(0, len(with_building), count)]
+            pick = np.where(rng.random(count) < self.building_share, on_building, everywhere)
+        zoom = np.exp(rng.uniform(-math.log(aug.scale), math.log(aug.scale), count))
+        crop = np.minimum(np.rint(p * zoom), size).astype(int)
+        shift_r = (rng.random(count) * (size - crop + 1)).astype(int)
+        shift_c = (rng.random(count) * (size - crop + 1)).astype(int)
+        tile, row, col = self.windows[pick].T
+        top, left = row + shift_r, col + shift_c
+        height, width = self.stack.shape[1] - 1, self.stack.shape[2] - 1
+        boxes = np.column_stack([top / height, left / width, (top + crop - 1) / height,
+                                 (left + crop - 1) / width]).astype(np.float32)
+        return {
+            "tile": tile.astype(np.int32), "box": boxes,
+            "flip": (rng.random(count) < 0.5) & aug.spatial,
+            "rot": rng.integers(0, 4, count).astype(np.int32) * aug.spatial,
+            "brightness": rng.uniform(-aug.brightness, aug.brightness, count)
+            .astype(np.float32),
+            "contrast": rng.uniform(1 - aug.contrast, 1 + aug.contrast, count)
+            .astype(np.float32),
+        }
+
+    def dataset(self, steps: int, batch_size: int, seed: int,
+                skip_steps: int = 0) -> tf.data.Dataset:
+        """``steps`` batches of ``(image [B, P, P, C] float32 0..255,
+        target [B, P, P, 2] float32: mask, weight)``, after ``skip_steps``."""
+        draws = self.draws(steps * batch_size, seed)
+        stack = tf.constant(self.stack)
+        channels = self.stack.shape[-1] - 2
+        size = (self.patch_size, self.patch_size)
+
+        def cut(d):
+            image = tf.image.crop_and_resize(stack[..., :channels], d["box"], d["tile"], size)
+            target = tf.image.crop_and_resize(stack[..., channels:], d["box"], d["tile"], size,
+                                              method="nearest")
+            both = aug.apply_spatial(tf.concat([image, target], -1), d["flip"], d["rot"])
+            image = aug.apply_colour(both[..., :channels], d["brightness"], d["contrast"])
+            return image, both[..., channels:]
+
+        ds = tf.data.Dataset.from_tensor_slices(draws).skip(skip_steps * batch_size)
+        ds = ds.batch(batch_size).map(cut, num_parallel_calls=AUTOTUNE)
+        # repeat(): the LR finder may ask for more steps than were drawn.
+        return ds.repeat().prefetch(AUTOTUNE)
 
 
-def segmentation_dataset(patches: Patches, batch_size: int, training: bool,
-                         augment: bool = True, seed: int = 0) -> tf.data.Dataset:
-    """Batches of ``(float32 image [B, P, P, C] in 0..255, float32 mask [B, P, P, 1])``.
+def _integral(a: np.ndarray) -> np.ndarray:
+    out = np.zeros((a.shape[0] + 1, a.shape[1] + 1), np.int64)
+    out[1:, 1:] = np.cumsum(np.cumsum(a.astype(np.int64), 0), 1)
+    return out
 
-    Patches are already in memory, so there is nothing to cache. Training
-    datasets are shuffled, repeated and augmented: one random flip/rotation
-    for image and mask together, brightness and contrast for the image only.
-    """
-    ds = tf.data.Dataset.from_tensor_slices((patches.images, patches.masks))
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.float32)),
-                num_parallel_calls=AUTOTUNE)
-    if training:
-        ds = ds.shuffle(len(patches), seed=seed, reshuffle_each_iteration=True).repeat()
-        if augment:
-            ds = ds.map(augment_pair, num_parallel_calls=AUTOTUNE, deterministic=False)
+
+def _box_sum(sums: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    return (sums[rows + size, cols + size] - sums[rows, cols + size]
+            - sums[rows + size, cols] + sums[rows, cols])
+
+
+def validation_dataset(patches: Patches, batch_size: int) -> tf.data.Dataset:
+    """Batches of ``(image float32, target [B, P, P, 2]: mask, weight)``, in order."""
+    target = np.concatenate([patches.masks, patches.weights], -1)
+    ds = tf.data.Dataset.from_tensor_slices((patches.images, target))
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.float32)))
     return ds.batch(batch_size).prefetch(AUTOTUNE)
-
-
-def augment_pair(image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Joint D4 symmetry of image and mask, then colour changes of the image only."""
-    image, mask = aug.random_spatial([image, mask])
-    return aug.random_colour(image), mask

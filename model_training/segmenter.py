@@ -2,19 +2,22 @@
 
 :func:`train_segmenter` is the whole job:
 
-1. read and label the tiles, split each into a training part and a
-   validation strip, fit the per-band scaling on the training parts and cut
-   patches (:func:`prepare_data`, over :mod:`model_training.segmentation_data`);
-   every input problem is reported here, before any training;
+1. read and label the tiles, hold out validation blocks stratified by
+   building density, fit the per-band scaling on the training area and cut
+   the validation patches (:func:`prepare_data`, over
+   :mod:`model_training.segmentation_data`); every input problem is reported
+   here, before any training;
 2. build the U-Net (:mod:`model_training.unet`), or load the last checkpoint
    when resuming, with the chosen loss (:mod:`model_training.losses`) and
-   learning-rate schedule (:mod:`model_training.schedules`);
-3. train with checkpoints (:mod:`model_training.fitting`), monitoring the
-   validation building IoU;
-4. restore the best epoch, export the SavedModel with its
+   learning-rate schedule over the run's steps (:mod:`model_training.schedules`);
+3. train for ``steps`` gradient steps on freshly sampled, augmented patches
+   (:class:`~model_training.segmentation_data.PatchSampler`), validating
+   every ``eval_every`` steps with checkpoints and early stopping
+   (:mod:`model_training.fitting`), monitoring the validation building IoU;
+4. restore the best checkpoint, export the SavedModel with its
    ``assets/segmenter.json`` (window size, bands, scaling, halo), a ``.keras``
    copy, measure the exported model on the validation patches, and write the
-   model card and curves.
+   model card (with the ``splits`` it trained and validated on) and curves.
 
 :func:`find_learning_rate` runs the learning-rate finder on the same data.
 The command ``footprints train segmenter`` is a thin layer over these.
@@ -25,14 +28,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 
 import keras
 import numpy as np
 
 from footprints import contracts
-from footprints.errors import InputError
 from model_training import cards, configs, evaluation, export, fitting, losses, schedules, unet
 from model_training import segmentation_data as sd
 from model_training.configs import SegmenterConfig
@@ -42,50 +43,47 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class SegmentationData:
-    """Patches and what describes them, ready for training."""
+    """The tiles, their split and what describes them, ready for training."""
 
-    train: sd.Patches
+    tiles: list[sd.Tile]
+    split: sd.Split
     val: sd.Patches
     assets: contracts.SegmenterAssets
-    tiles: tuple[str, ...]
+    paths: tuple[str, ...]
     building_fraction: float
 
 
 def prepare_data(config: SegmenterConfig) -> SegmentationData:
-    """Reads, labels, splits, scales and cuts the training data.
+    """Reads, labels, splits and scales the training data; cuts the validation patches.
 
     Raises:
-        InputError: for unusable tiles or labels, or no patches to train on.
+        InputError: for unusable tiles or labels, or no building to train on.
+        ConfigError: for tiles too small to split.
     """
     tiles, info = sd.load_tiles(config.images, config.footprints, config.masks, config.bands)
-    cuts = [sd.split_rows(t.image.shape[0], config.patch_size, config.val_fraction)
-            for t in tiles]
-    offset, scale = sd.fit_scaling(tiles, info, cuts, config.scaling)
+    split = sd.split_blocks(tiles, config.patch_size, config.val_fraction, config.seed)
+    offset, scale = sd.fit_scaling(tiles, info, list(split.train_areas), config.scaling)
     assets = contracts.SegmenterAssets(
         window_size=config.window, bands=info.bands, raw_dtype=info.dtype, offset=offset,
         scale=scale, band_names=info.band_names,
         receptive_halo=configs.receptive_halo(config.unet, config.window))
-    stride = config.stride or config.patch_size
-    train = sd.make_patches(tiles, assets, [(0, c) for c in cuts], config.patch_size, stride)
-    # Validation patches do not overlap, so no pixel is counted twice.
-    val = sd.make_patches(tiles, assets, [(c, t.image.shape[0]) for c, t in zip(
-        cuts, tiles, strict=True)], config.patch_size, config.patch_size)
-    for name, patches in (("training", train), ("validation", val)):
-        if len(patches) == 0:
-            raise InputError(
-                f"no {name} patch has valid pixels ({patches.skipped} all-nodata patches "
-                "skipped); check the tiles' nodata value or lower --patch-size")
-    if not train.masks.any():
-        raise InputError(
-            "the training parts of the tiles hold no building pixel (all buildings fall in "
-            "the validation strips); lower --val-fraction or add tiles with buildings")
-    fraction = float(train.masks.mean())
-    log.info("%d training and %d validation patches of %d px (%.1f%% building pixels)",
-             len(train), len(val), config.patch_size, 100 * fraction)
-    return SegmentationData(train, val, assets, tuple(t.path for t in tiles), fraction)
+    val = sd.block_patches(tiles, assets, split.blocks, config.patch_size)
+    train = split.counts["train"]
+    fraction = train["building_pixels"] / max(1, train["valid_pixels"])
+    log.info("validation: %d blocks (%d buildings); training: %d buildings, %.1f%% building "
+             "pixels", len(split.blocks), split.counts["validation"]["buildings"],
+             train["buildings"], 100 * fraction)
+    return SegmentationData(tiles, split, val, assets, tuple(t.path for t in tiles), fraction)
 
 
-def build_compiled(config: SegmenterConfig, bands: int, steps_per_epoch: int,
+def sampler_for(config: SegmenterConfig, prepared: SegmentationData) -> sd.PatchSampler:
+    """The training patch sampler the config asks for."""
+    augmentation = sd.Augmentation() if config.augment else sd.Augmentation.off()
+    return sd.PatchSampler(prepared.tiles, prepared.assets, prepared.split.train_areas,
+                           config.patch_size, augmentation, config.building_share)
+
+
+def build_compiled(config: SegmenterConfig, bands: int,
                    learning_rate: float | None = None) -> keras.Model:
     """A fresh U-Net compiled with the configured loss, schedule and metrics.
 
@@ -95,13 +93,12 @@ def build_compiled(config: SegmenterConfig, bands: int, steps_per_epoch: int,
     if learning_rate is not None:
         rate = learning_rate
     elif config.schedule == "one-cycle":
-        rate = schedules.OneCycle(config.learning_rate, config.epochs * steps_per_epoch)
+        rate = schedules.OneCycle(config.learning_rate, config.total_steps)
     else:
         rate = config.learning_rate
     model.compile(optimizer=keras.optimizers.Adam(rate), jit_compile=config.xla,
                   loss=losses.SegmentationLoss(config.loss),
-                  metrics=[losses.BuildingIoU(config.threshold),
-                           keras.metrics.BinaryAccuracy(name="accuracy")])
+                  metrics=[losses.BuildingIoU(config.threshold)])
     return model
 
 
@@ -116,27 +113,28 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
     run = fitting.RunDir(config.output)
     state = run.start(config.resume, config.overwrite)
     fitting.seed_everything(config.seed)
-    steps = max(1, math.ceil(len(prepared.train) / config.batch_size))
-    train_ds = sd.segmentation_dataset(prepared.train, config.batch_size, True,
-                                       config.augment, config.seed)
-    val_ds = sd.segmentation_dataset(prepared.val, config.batch_size, False)
+    initial_epoch = state["epoch"] + 1 if state is not None else 0
+    sampler = sampler_for(config, prepared)
+    train_ds = sampler.dataset(config.total_steps, config.batch_size, config.seed,
+                               skip_steps=initial_epoch * config.eval_every)
+    val_ds = sd.validation_dataset(prepared.val, config.batch_size)
     if state is not None:
         model = keras.models.load_model(run.last)
-        initial_epoch = state["epoch"] + 1
     else:
-        model = build_compiled(config, prepared.assets.band_count, steps)
-        initial_epoch = 0
+        model = build_compiled(config, prepared.assets.band_count)
     options = fitting.FitOptions(
-        steps_per_epoch=steps, monitor="val_building_iou", mode="max",
-        patience=config.patience_epochs, reduce_lr=config.schedule == "plateau",
-        tensorboard=config.tensorboard, verbose=config.verbose)
-    fitting.fit(model, train_ds, val_ds, run, options, initial_epoch, config.epochs)
+        steps_per_epoch=config.eval_every, monitor="val_building_iou", mode="max",
+        patience=config.patience_rounds, reduce_lr=config.schedule == "plateau",
+        tensorboard=config.tensorboard, verbose=config.verbose,
+        start_from_epoch=config.stop_from_round)
+    fitting.fit(model, train_ds, val_ds, run, options, initial_epoch, config.rounds)
     fitting.restore_best(model, run)
 
     export.export_segmenter(model, run.model_dir, prepared.assets, config.unet.multiple)
     model.save(run.keras_copy)
     metrics = evaluate_exported(run.model_dir, prepared.val, config.threshold,
                                 config.batch_size)
+    splits = prepared.split.counts
     label_files = [config.footprints] if config.footprints else list(
         sd.expand_globs(config.masks, "mask tiles", "area/masks/*.tif"))
     card = cards.base_card("building-segmenter", dataclasses.asdict(config))
@@ -154,13 +152,26 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
         "class_mapping": {"0": "background", "1": "building"},
         "output": "mask: probability that the pixel is part of a building",
         "training_data": {
-            "images": cards.fingerprint(prepared.tiles),
+            "images": cards.fingerprint(prepared.paths),
             "labels": cards.fingerprint(label_files),
-            "train_patches": len(prepared.train), "val_patches": len(prepared.val),
-            "skipped_nodata_patches": prepared.train.skipped + prepared.val.skipped,
+            "steps": config.total_steps, "batch_size": config.batch_size,
+            "sampled_patches": config.total_steps * config.batch_size,
+            "candidate_windows": len(sampler.windows),
+            "building_share": config.building_share,
+            "augment": dataclasses.asdict(sampler.augmentation),
+            "val_patches": len(prepared.val),
             "building_fraction": prepared.building_fraction,
-            "split": f"bottom {config.val_fraction:.0%} of each tile (at least one patch)",
+            "split": (f"{len(prepared.split.blocks)} validation blocks of "
+                      f"{prepared.split.blocks[0].size} px, {config.val_fraction:.0%} of the "
+                      "mostly valid blocks, stratified by building density"),
+            "val_blocks": [dataclasses.asdict(b) for b in prepared.split.blocks],
         },
+        "splits": {
+            side: {"buildings": c["buildings"], "pixels": c["valid_pixels"],
+                   "building_pixels": c["building_pixels"],
+                   **({"patches": len(prepared.val)} if side == "validation" else
+                      {"sampled_patches": config.total_steps * config.batch_size})}
+            for side, c in splits.items()},
     })
     return fitting.finish(run, card, options.monitor, {**metrics, "patches": len(prepared.val)},
                           f"segmenter (U-Net depth {config.depth})")
@@ -172,7 +183,9 @@ def evaluate_exported(model_dir: str, patches: sd.Patches, threshold: float = 0.
     serve = export.load_serving(model_dir)
     probs = [serve(images=patches.images[i:i + batch_size])[contracts.SEGMENTER_OUTPUT].numpy()
              for i in range(0, len(patches), batch_size)]
-    return evaluation.mask_metrics(patches.masks[..., 0], np.concatenate(probs), threshold)
+    measured = patches.weights[..., 0] > 0  # nodata pixels are not scored
+    return evaluation.mask_metrics(patches.masks[..., 0][measured],
+                                   np.concatenate(probs)[measured], threshold)
 
 
 def find_learning_rate(config: SegmenterConfig, min_lr: float = 1e-5, max_lr: float = 1.0,
@@ -183,9 +196,8 @@ def find_learning_rate(config: SegmenterConfig, min_lr: float = 1e-5, max_lr: fl
     """
     prepared = prepare_data(config)
     fitting.seed_everything(config.seed)
-    train_ds = sd.segmentation_dataset(prepared.train, config.batch_size, True,
-                                       config.augment, config.seed)
-    model = build_compiled(config, prepared.assets.band_count, 1, learning_rate=min_lr)
+    train_ds = sampler_for(config, prepared).dataset(steps, config.batch_size, config.seed)
+    model = build_compiled(config, prepared.assets.band_count, learning_rate=min_lr)
     result = schedules.lr_find(model, train_ds, min_lr, max_lr, steps)
     os.makedirs(config.output, exist_ok=True)
     schedules.plot_lr_find(result, os.path.join(config.output, "lr_find.png"),

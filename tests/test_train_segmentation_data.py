@@ -129,26 +129,37 @@ def test_window_starts_docstring_example():
     assert sd.window_starts(10, 4, 4) == [0, 4, 6]
 
 
-def test_split_rows_keeps_a_patch_on_both_sides():
-    assert sd.split_rows(256, 64, 0.25) == 192
-    assert sd.split_rows(256, 64, 0.1) == 192  # the strip is at least one patch
-    with pytest.raises(ConfigError, match="too small"):
-        sd.split_rows(100, 64, 0.25)
+def buildings_tile(tmp_path, height=256, width=256, nodata_rows=0, dtype="uint16", bands=1,
+                   seed=0, spacing=40):
+    """A noisy tile with bright 8-pixel square buildings every ``spacing`` pixels,
+    its mask, and an optional nodata band (value 0) along the top."""
+    rng = np.random.default_rng(seed)
+    top = 4095 if dtype == "uint16" else 255
+    data = rng.integers(top // 8, top // 3, (bands, height, width)).astype(dtype)
+    label = np.zeros((1, height, width), np.uint8)
+    for r in range(8, height - 16, spacing):
+        for c in range(8, width - 16, spacing):
+            label[0, r:r + 8, c:c + 8] = 1
+    data[:, label[0] > 0] = top - 10
+    data[:, :nodata_rows, :] = 0
+    image = write_tif(tmp_path / "t.tif", data, nodata=0)
+    mask = write_tif(tmp_path / "t_mask.tif", label)
+    return image, mask
 
 
-def test_uint16_four_band_tiles_get_per_band_scaling_and_nodata_patches_are_skipped(tmp_path):
+def test_uint16_four_band_tiles_get_per_band_scaling_fitted_on_the_training_area(tmp_path):
     rng = np.random.default_rng(3)
-    data = np.zeros((4, 128, 64), np.uint16)
+    data = np.zeros((4, 256, 128), np.uint16)
     for band, (lo, hi) in enumerate([(100, 900), (200, 1200), (300, 2000), (1000, 4000)]):
-        data[band] = rng.integers(lo, hi, (128, 64))
+        data[band] = rng.integers(lo, hi, (256, 128))
     data[:, :32, :] = 0  # a nodata band along the top
     path = write_tif(tmp_path / "t.tif", data, nodata=0)
-    label = np.zeros((1, 128, 64), np.uint8)
+    label = np.zeros((1, 256, 128), np.uint8)
     label[0, 40:60, 10:30] = 1
+    label[0, 140:160, 70:90] = 1
     write_tif(tmp_path / "t_mask.tif", label)
     config = SegmenterConfig(images=path, masks=str(tmp_path / "t_mask.tif"),
-                             output=str(tmp_path / "out"), patch_size=32, stride=32, depth=2,
-                             val_fraction=0.25)
+                             output=str(tmp_path / "out"), patch_size=32, depth=2)
     prepared = prepare_data(config)
     assets = prepared.assets
     assert assets.raw_dtype == "uint16" and assets.bands == (1, 2, 3, 4)
@@ -158,11 +169,127 @@ def test_uint16_four_band_tiles_get_per_band_scaling_and_nodata_patches_are_skip
     assert assets.scale[3] == pytest.approx(255 / 2940, rel=0.05)
     scaled = contracts.scale_to_model_input(data[:, 40:].transpose(1, 2, 0), assets)
     assert scaled.dtype == np.uint8 and scaled.min() == 0 and scaled.max() == 255
-    # 96 training rows: the 32-row nodata band is one skipped row of 2 patches.
-    assert prepared.train.skipped == 2
-    assert len(prepared.train) == 4 and len(prepared.val) == 2
-    assert prepared.train.images.shape[1:] == (32, 32, 4)
-    assert prepared.train.masks.sum() == 400
+    # Validation patches are whole blocks cut in patches, nodata weighed 0.
+    val = prepared.val
+    assert val.images.shape[1:] == (32, 32, 4) and val.weights.shape == val.masks.shape
+    for block in prepared.split.blocks:
+        assert block.size == 64 and not prepared.split.train_areas[0][
+            block.row:block.row + 64, block.col:block.col + 64].any()
+
+
+def test_validation_blocks_are_spatially_separate_and_hold_buildings(tmp_path):
+    image, mask = buildings_tile(tmp_path, 512, 512)
+    tiles, _ = sd.load_tiles(image, masks=mask)
+    # Buildings only in the left half: a density-blind split could miss them.
+    tiles[0].label[:, 256:] = 0
+    for seed in range(5):
+        split = sd.split_blocks(tiles, 64, 0.25, seed)
+        assert len(split.blocks) == 4  # 16 blocks of 128 px, a quarter held out
+        held = ~split.train_areas[0]
+        assert held.sum() == 4 * 128 * 128
+        assert split.counts["validation"]["buildings"] > 0
+        assert split.counts["train"]["buildings"] > 0
+        assert split.counts["train"]["building_pixels"] + split.counts["validation"][
+            "building_pixels"] == tiles[0].label.sum()
+        # Stratified: the sparse half of the blocks (no building) gives validation
+        # blocks too, not only the dense ones.
+        densities = [tiles[0].label[b.row:b.row + b.size, b.col:b.col + b.size].mean()
+                     for b in split.blocks]
+        assert min(densities) == 0 and max(densities) > 0
+        # No training window touches a validation block.
+        sampler = sd.PatchSampler(tiles, contracts.SegmenterAssets(
+            window_size=64, bands=(1,), raw_dtype="uint16", offset=(0.0,), scale=(0.06,)),
+            split.train_areas, 64)
+        for _, r, c in sampler.windows:
+            assert not held[r:r + sampler.window, c:c + sampler.window].any()
+    assert len({sd.split_blocks(tiles, 64, 0.25, s).blocks for s in range(5)}) > 1
+
+
+def test_tiles_too_small_to_split_are_refused(tmp_path):
+    image, mask = buildings_tile(tmp_path, 64, 64)
+    tiles, _ = sd.load_tiles(image, masks=mask)
+    with pytest.raises(ConfigError, match="fewer than two"):
+        sd.split_blocks(tiles, 64, 0.2)
+
+
+def _sampler(tmp_path, building_share=0.5, augmentation=None, nodata_rows=0, spacing=40):
+    image, mask = buildings_tile(tmp_path, 256, 256, nodata_rows=nodata_rows, spacing=spacing)
+    tiles, info = sd.load_tiles(image, masks=mask)
+    areas = [np.ones((256, 256), bool)]
+    offset, scale = sd.fit_scaling(tiles, info, areas)
+    assets = contracts.SegmenterAssets(window_size=64, bands=(1,), raw_dtype="uint16",
+                                       offset=offset, scale=scale)
+    return tiles, sd.PatchSampler(tiles, assets, areas, 32, augmentation or sd.Augmentation(),
+                                  building_share)
+
+
+def _batches(sampler, steps=20, batch=8, seed=0):
+    pairs = [(a.numpy(), b.numpy()) for a, b in sampler.dataset(steps, batch, seed).take(steps)]
+    return np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
+
+
+def test_patch_sampler_oversamples_buildings(tmp_path):
+    # Sparse buildings: 9 of 8 x 8 pixels, 0.9% of the tile.
+    tiles, sampler = _sampler(tmp_path, spacing=96)
+    area_fraction = tiles[0].label.mean()
+    _, y = _batches(sampler)
+    with_building = (y[..., 0].reshape(len(y), -1).max(axis=1) > 0).mean()
+    assert with_building >= 0.5
+    assert y[..., 0].mean() > 2 * area_fraction
+    _, uniform = _sampler(tmp_path, building_share=0.0, spacing=96)
+    _, y0 = _batches(uniform)
+    assert abs(y0[..., 0].mean() - area_fraction) < 0.5 * area_fraction
+    assert with_building > (y0[..., 0].reshape(len(y0), -1).max(axis=1) > 0).mean()
+
+
+def test_nodata_pixels_get_zero_loss_weight(tmp_path):
+    from model_training import losses
+
+    tiles, sampler = _sampler(tmp_path, augmentation=sd.Augmentation.off(), nodata_rows=100)
+    x, y = _batches(sampler, steps=10)
+    weight = y[..., 1]
+    assert 0 < weight.mean() < 1
+    # Weight 0 only where the image is nodata (raw 0, scaled to 0; some dark
+    # valid pixels scale to 0 too and keep their weight).
+    assert (x[..., 0][weight == 0] == 0).all()
+    assert ((x[..., 0] == 0) & (weight == 1)).mean() < 0.05
+    # Predictions under weight 0 change neither the loss nor the metric.
+    loss = losses.SegmentationLoss("bce+jaccard")
+    pred = np.clip(y[..., :1] * 0.8 + 0.1, 0, 1).astype("float32")
+    noisy = np.where(weight[..., None] == 0, 0.99, pred).astype("float32")
+    assert float(loss(y, pred)) == pytest.approx(float(loss(y, noisy)), rel=1e-5)
+    plain = float(loss(y[..., :1], noisy))
+    assert plain > float(loss(y, noisy)) + 0.1  # unweighted, the collar would count
+    iou = losses.BuildingIoU()
+    iou.update_state(y, noisy)
+    assert float(iou.result()) == pytest.approx(1.0)
+
+
+def test_same_seed_same_patches_and_augmentation(tmp_path):
+    _, sampler = _sampler(tmp_path)
+    a = _batches(sampler, steps=4, seed=3)
+    b = _batches(sampler, steps=4, seed=3)
+    c = _batches(sampler, steps=4, seed=4)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    # Resuming skips exactly the steps already trained.
+    skipped = [x.numpy() for x, _ in sampler.dataset(4, 8, 3, skip_steps=2).take(2)]
+    np.testing.assert_array_equal(np.concatenate(skipped), a[0][16:])
+
+
+def test_augmentation_moves_image_and_mask_together(tmp_path):
+    _, sampler = _sampler(tmp_path)
+    x, y = _batches(sampler, steps=10)
+    # Buildings are the bright pixels: after flips, rotations, zoom and colour
+    # changes they still coincide with the mask (up to resampling at edges).
+    brightest = x[..., 0] > np.percentile(x[..., 0], 100 * (1 - y[..., 0].mean()))
+    agree = (brightest == (y[..., 0] > 0)).mean()
+    assert agree > 0.97
+    # Zoom and colour are really applied: patches differ from plain crops.
+    _, plain = _sampler(tmp_path, augmentation=sd.Augmentation.off())
+    px, _ = _batches(plain, steps=10)
+    assert not np.allclose(x.std(axis=(1, 2, 3)), px.std(axis=(1, 2, 3)))
 
 
 def test_identity_scaling_refuses_uint16(tmp_path):
@@ -170,16 +297,4 @@ def test_identity_scaling_refuses_uint16(tmp_path):
     tiles, info = sd.load_tiles(path, footprints=write_vector(tmp_path / "f.gpkg",
                                                               [square(4, 4, 10)]))
     with pytest.raises(ConfigError, match="percentile"):
-        sd.fit_scaling(tiles, info, [96], "identity")
-
-
-def test_segmentation_dataset_batches_and_augments_jointly():
-    images = np.zeros((6, 16, 16, 3), np.uint8)
-    images[:, :4, :, 0] = 255  # the mask marks exactly the red rows
-    masks = (images[..., :1] > 0).astype(np.uint8)
-    ds = sd.segmentation_dataset(sd.Patches(images, masks, 0), 4, training=True)
-    x, y = next(iter(ds))
-    assert x.shape == (4, 16, 16, 3) and y.shape == (4, 16, 16, 1)
-    # Colour changes the image, never the mask; geometry moves both.
-    np.testing.assert_array_equal(x.numpy()[..., 0] > x.numpy()[..., 1] + 50,
-                                  y.numpy()[..., 0] > 0)
+        sd.fit_scaling(tiles, info, [np.ones((128, 64), bool)], "identity")

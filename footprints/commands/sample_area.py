@@ -25,7 +25,19 @@ writes:
   /tmp/area/masks/tile_r{row}_c{col}.tif   true building masks (uint8 0/1), same grids
   /tmp/area/footprints.<ext>               footprints: id, building (OSM value), region
   /tmp/area/manifest.json                  config, counts and files; written last
+
+real-like style (a hard test for the segmenter: one 12-bit band, sensor noise,
+off-nadir lean, shadows, trees over roofs, a nodata collar, labels in EPSG:4326):
+  footprints sample-area --style real-like --output /tmp/rl --seed 0 [--bands rgbn]
+writes:
+  /tmp/rl/tiles/{west,east}.tif   the two halves of one tile, ~40 buildings each
+  /tmp/rl/masks/{west,east}.tif   true footprint masks, same grids
+  /tmp/rl/footprints.geojson      footprint (ground) outlines, EPSG:4326
+  /tmp/rl/manifest.json
 """
+
+#: Flags of the default style that the real-like style does not take.
+_DEFAULT_ONLY = ("tiles", "dtype", "regions", "density")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,28 +54,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", required=True, metavar="DIR",
                         help="folder to write (created; earlier outputs there are replaced)")
+    parser.add_argument("--style", choices=("default", "real-like"), default="default",
+                        help="default: the colour sample area of the demo; real-like: one "
+                             "tile in two halves, built to test the segmenter the way real "
+                             "single-band imagery does (see below) (default: %(default)s)")
     parser.add_argument("--seed", default="0", help="random seed, an integer >= 0 (default: 0)")
-    parser.add_argument("--tiles", default="2x2", metavar="XxY",
-                        help="tiles across x tiles down, e.g. 3x2 (default: %(default)s)")
-    parser.add_argument("--tile-size", default="512", metavar="PX",
-                        help="pixels per tile side (default: %(default)s)")
+    parser.add_argument("--tiles", default=None, metavar="XxY",
+                        help="tiles across x tiles down, e.g. 3x2 (default: 2x2)")
+    parser.add_argument("--tile-size", default=None, metavar="PX",
+                        help="pixels per tile side (default: 512; real-like: the tile's "
+                             "width, 1536, its height half of it)")
     parser.add_argument("--pixel-size", default="0.5", metavar="M",
                         help="metres per pixel, 0.1 to 2.0 (default: %(default)s)")
     parser.add_argument("--crs", default="EPSG:32615",
                         help="projected CRS of the tiles, in metres (default: %(default)s)")
-    parser.add_argument("--bands", default="rgb",
-                        help="rgb, rgbn (with near infrared) or gray (default: %(default)s)")
-    parser.add_argument("--dtype", default="uint8",
-                        help="uint8, or uint16 for 12-bit values (default: %(default)s)")
-    parser.add_argument("--footprints-format", default="gpkg",
-                        help="gpkg, geojson, shp or parquet (GeoParquet) (default: %(default)s)")
+    parser.add_argument("--bands", default=None,
+                        help="rgb, rgbn (with near infrared) or gray (default: rgb; real-like: "
+                             "gray or rgbn, default gray)")
+    parser.add_argument("--dtype", default=None,
+                        help="uint8, or uint16 for 12-bit values (default: uint8)")
+    parser.add_argument("--footprints-format", default=None,
+                        help="gpkg, geojson, shp or parquet (GeoParquet) (default: gpkg; "
+                             "real-like: geojson)")
     parser.add_argument("--footprints-crs", default=None, metavar="CRS",
                         help="write the footprints in this CRS, e.g. EPSG:4326 "
-                             "(default: the tiles' CRS)")
-    parser.add_argument("--regions", default="2", metavar="N",
-                        help="number of region labels, split west to east (default: %(default)s)")
-    parser.add_argument("--density", default="1.0",
-                        help="multiplier on the number of buildings (default: %(default)s)")
+                             "(default: the tiles' CRS; real-like: EPSG:4326)")
+    parser.add_argument("--regions", default=None, metavar="N",
+                        help="number of region labels, split west to east (default: 2)")
+    parser.add_argument("--density", default=None,
+                        help="multiplier on the number of buildings (default: 1.0)")
     parser.set_defaults(handler=run)
 
 
@@ -89,26 +108,50 @@ def _number(flag: str, text: str, kind: type, example: str):
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Builds the config from the flags, writes the area and prints a one-line summary."""
+    if args.style == "real-like":
+        return _run_real_like(args)
     from footprints.sample_area import SampleAreaConfig, generate_sample_area
 
-    tiles_x, tiles_y = parse_tiles(args.tiles)
+    tiles_x, tiles_y = parse_tiles(args.tiles or "2x2")
     config = SampleAreaConfig(
         seed=_number("--seed", args.seed, int, "--seed 7"),
         tiles_x=tiles_x,
         tiles_y=tiles_y,
-        tile_size=_number("--tile-size", args.tile_size, int, "--tile-size 512"),
+        tile_size=_number("--tile-size", args.tile_size or "512", int, "--tile-size 512"),
         pixel_size=_number("--pixel-size", args.pixel_size, float, "--pixel-size 0.5"),
         crs=args.crs,
-        bands=args.bands,
-        dtype=args.dtype,
-        footprints_format=args.footprints_format,
+        bands=args.bands or "rgb",
+        dtype=args.dtype or "uint8",
+        footprints_format=args.footprints_format or "gpkg",
         footprints_crs=args.footprints_crs,
-        regions=_number("--regions", args.regions, int, "--regions 2"),
-        density=_number("--density", args.density, float, "--density 1.5"),
+        regions=_number("--regions", args.regions or "2", int, "--regions 2"),
+        density=_number("--density", args.density or "1.0", float, "--density 1.5"),
     )
     area = generate_sample_area(args.output, config)
     classes = ", ".join(f"{k} {v}" for k, v in area.counts.items() if k != "total")
     print(f"sample area: {len(area.tiles)} tiles ({tiles_x}x{tiles_y} of {config.tile_size} px "
           f"at {config.pixel_size} m), {area.counts['total']} footprints ({classes}) "
           f"in {area.root}")
+    return 0
+
+
+def _run_real_like(args: argparse.Namespace) -> int:
+    """``--style real-like``: one tile in two halves (see the epilog)."""
+    from footprints.sample_area.reallike import RealLikeConfig, generate_real_like
+
+    given = [f"--{name}" for name in _DEFAULT_ONLY if getattr(args, name) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} do not apply to --style real-like (one tile "
+                          "in two halves, 12-bit); drop them")
+    width = _number("--tile-size", args.tile_size or "1536", int, "--tile-size 1536")
+    config = RealLikeConfig(
+        seed=_number("--seed", args.seed, int, "--seed 7"), width=width,
+        pixel_size=_number("--pixel-size", args.pixel_size, float, "--pixel-size 0.5"),
+        crs=args.crs, bands=args.bands or "gray",
+        footprints_crs=args.footprints_crs or "EPSG:4326",
+        footprints_format=args.footprints_format or "geojson")
+    area = generate_real_like(args.output, config)
+    print(f"real-like tile: {config.width}x{config.height} px at {config.pixel_size} m, "
+          f"{config.bands}, halves {', '.join(area.tiles)}; {area.counts['west']} + "
+          f"{area.counts['east']} buildings; footprints {area.footprints}")
     return 0

@@ -52,10 +52,15 @@ examples:
   # RGB tiles and footprint polygons (any CRS; reprojected to each tile's)
   footprints train segmenter --rasters 'area/tiles/*.tif' \\
       --footprints area/footprints.gpkg --output runs/seg
-  # 4-band uint16 tiles with mask GeoTIFFs named like the tiles
+  # 4-band uint16 tiles with mask GeoTIFFs named like the tiles, a longer run
   footprints train segmenter --rasters 'tiles/*.tif' --masks 'masks/*.tif' \\
       --scaling percentile --residual --centre serial-dilated \\
-      --loss focal+jaccard --output runs/seg4
+      --loss focal+jaccard --steps 3000 --output runs/seg4
+
+Training is sized in gradient steps (--steps) of randomly sampled patches,
+half of them on buildings, augmented; validation every --eval-every steps on
+held-out blocks keeps the best checkpoint. --epochs N, if given, means
+N validations (N x --eval-every steps).
 """
 
 LR_FIND_EPILOG = """\
@@ -186,10 +191,11 @@ def _segmenter_flags(p: argparse.ArgumentParser) -> None:
                         "for uint8, percentile for uint16) (default: %(default)s)")
     p.add_argument("--patch-size", type=int, default=_default(s, "patch_size"),
                    help="training patch size, a multiple of 2**depth (default: %(default)s)")
-    p.add_argument("--stride", type=int, default=None,
-                   help="step between training patches (default: the patch size)")
     p.add_argument("--val-fraction", type=float, default=_default(s, "val_fraction"),
-                   help="height fraction of each tile, at its bottom, kept for validation "
+                   help="share of the tiles' square blocks (two patch sides) held out for "
+                        "validation, stratified by building density (default: %(default)s)")
+    p.add_argument("--building-share", type=float, default=_default(s, "building_share"),
+                   help="share of sampled training patches centred on buildings "
                         "(default: %(default)s)")
     p.add_argument("--depth", type=int, default=_default(s, "depth"),
                    help="U-Net levels (default: %(default)s)")
@@ -221,11 +227,17 @@ def _add_segmenter(tasks) -> None:
                    help="learning-rate schedule; with one-cycle --learning-rate is the "
                         "peak (default: %(default)s)")
     p.add_argument("--patience", type=int, default=None,
-                   help="early-stopping patience (default: off for one-cycle, else 5)")
-    p.add_argument("--augment", action="store_true",
-                   help="random flips/rotations of image and mask together, brightness and "
-                        "contrast of the image (off by default: it slows short runs; turn it "
-                        "on when training for longer)")
+                   help="validations without improvement before stopping (default: 4; "
+                        "with one-cycle only after the first 30%% of the steps)")
+    p.add_argument("--steps", type=int, default=_default(s, "steps"),
+                   help="gradient steps of the run, each on a fresh batch of sampled "
+                        "patches (default: %(default)s)")
+    p.add_argument("--eval-every", type=int, default=_default(s, "eval_every"),
+                   help="steps between validations, checkpoints and early-stopping checks "
+                        "(default: %(default)s)")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="turn off random flips/rotations and zoom of image and mask "
+                        "together, and brightness/contrast of the image (on by default)")
     _common_run_flags(p, s)
     p.set_defaults(task_handler=_run_segmenter)
 

@@ -39,13 +39,18 @@ def _tmp_path(final: str) -> str:
 
 
 def _write_geotiff(path: str, data: np.ndarray, config: SampleAreaConfig, transform: Affine,
-                   descriptions: Sequence[str], photometric: str | None) -> None:
+                   descriptions: Sequence[str], photometric: str | None,
+                   nodata: float | None = None) -> None:
+    # ``config`` is any config with ``crs``, ``block_size`` and ``seed``
+    # (SampleAreaConfig or RealLikeConfig).
     profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
                    dtype=data.dtype.name, crs=config.crs, transform=transform, tiled=True,
                    blockxsize=config.block_size, blockysize=config.block_size,
                    compress="deflate", predictor=2)
     if photometric:
         profile["photometric"] = photometric
+    if nodata is not None:
+        profile["nodata"] = nodata
     tmp = _tmp_path(path)
     try:
         with rasterio.open(tmp, "w", **profile) as dst:
