@@ -18,8 +18,9 @@ cannot give (it fixes the file metadata before the first row):
   that extent and each shard is sorted along it (by ``centroid_lon``/
   ``centroid_lat``), so a row group covers a compact area; each file gets a
   ``bbox`` covering column (struct ``xmin, ymin, xmax, ymax``, whose
-  row-group statistics let DuckDB, GDAL and BigQuery skip row groups), its
-  own ``bbox`` and exact ``geometry_types`` in the ``geo`` metadata, and
+  row-group statistics let readers such as DuckDB and pyarrow skip row
+  groups), its own ``bbox`` and exact ``geometry_types`` in the ``geo``
+  metadata, and
   ``edges: planar`` and ``orientation: counterclockwise`` declared. Each
   file is written by the one worker that holds its shard, to a temporary
   name, then renamed.
