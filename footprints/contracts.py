@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from footprints.errors import ContractError
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
 
 # --------------------------------------------------------------------------
 # Chip record
