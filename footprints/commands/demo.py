@@ -140,7 +140,8 @@ def run(args, beam_args) -> int:
     # The segmenter is sized in steps, not epochs: 300 steps of sampled patches
     # cost what the old 12 epochs over fixed patches did (~290 steps here). No
     # augmentation: on this large, easy area and so few steps it slowed fitting
-    # (docs/training.md); the real-like benchmark trains with it.
+    # (measured on the demo-style area at ~300 steps: validation IoU 0.49 with,
+    # 0.77 without); the real-like benchmark trains with it.
     _cli(["train", "segmenter", "--rasters", tiles_glob, "--footprints", area.footprints,
           "--output", segmenter, "--steps", "300", "--eval-every", "50", "--no-augment",
           "--overwrite", "--quiet"])
