@@ -24,8 +24,9 @@ machine the wall time grows with the load, the CPU seconds much less).
 
 Usage::
 
-    python benchmarks/segmenter_quality.py --seed 0 --work /tmp/segq
+    python benchmarks/segmenter_quality.py --seeds 0 --work /tmp/segq
     python benchmarks/segmenter_quality.py --seeds 0,1 --work /tmp/segq   # the spread
+    python benchmarks/segmenter_quality.py --seeds 0 --model OLD/model     # another model
 """
 
 from __future__ import annotations
@@ -120,35 +121,40 @@ def _predicted(folder: str) -> tuple[np.ndarray, object]:
     return np.array(geoms, dtype=object), (pyproj.CRS.from_json_dict(crs) if crs else None)
 
 
-def run_once(seed: int, work: str, extra: list[str]) -> dict:
-    """Generate, train with defaults, segment the held-out half, measure."""
+def run_once(seed: int, work: str, extra: list[str], trained: str | None = None) -> dict:
+    """Generate, train with defaults (or take ``trained``), segment the held-out half,
+    measure."""
     root = os.path.join(work, f"seed{seed}")
     area = generate_real_like(os.path.join(root, "area"), RealLikeConfig(seed=seed))
     load_before = os.getloadavg()
-    model = os.path.join(root, "segmenter")
-    train_wall, train_cpu = _cli(["train", "segmenter", "--rasters", area.tiles[0],
-                                  "--footprints", area.footprints, "--output", model,
-                                  "--seed", str(seed), "--overwrite", "--no-tensorboard",
-                                  *extra])
+    train_wall = train_cpu = float("nan")
+    if trained is None:
+        model_dir = os.path.join(root, "segmenter", "model")
+        train_wall, train_cpu = _cli(["train", "segmenter", "--rasters", area.tiles[0],
+                                      "--footprints", area.footprints, "--output",
+                                      os.path.dirname(model_dir), "--seed", str(seed),
+                                      "--overwrite", "--no-tensorboard", *extra])
+    else:
+        model_dir = trained
     load_after = os.getloadavg()
-    with open(os.path.join(model, "model", "assets", "model_card.json"), encoding="utf-8") as f:
+    with open(os.path.join(model_dir, "assets", "model_card.json"), encoding="utf-8") as f:
         card = json.load(f)
     out = os.path.join(root, "segment-east")
-    segment_wall, _ = _cli(["segment", "--raster", area.tiles[1], "--model",
-                            os.path.join(model, "model"), "--output", out])
+    segment_wall, _ = _cli(["segment", "--raster", area.tiles[1], "--model", model_dir,
+                            "--output", out])
     mask = os.path.join(out, "masks", "east.tif")
     with rasterio.open(area.tiles[1]) as src:
         import pyproj
         crs = pyproj.CRS.from_user_input(src.crs)
     predicted, _ = _predicted(os.path.join(out, "footprints"))
     truth = _east_truth(area, crs)
-    steps = card["training_data"]["steps"]
+    steps = card["training_data"].get("steps") or float("nan")
     return {
         "seed": seed,
         "heldout_pixel_iou": round(pixel_iou(mask, area.masks[1]), 4),
         "heldout_objects_at_iou_0.5": object_scores(predicted, truth),
         "validation_iou": card["validation_metrics"]["iou"],
-        "splits": card["splits"],
+        "splits": card.get("splits"),
         "steps": steps, "epochs_trained": card["epochs_trained"],
         "best_epoch": card["best_epoch"],
         "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1),
@@ -165,9 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="/tmp/segmenter_quality", help="scratch folder")
     parser.add_argument("--train-args", default="",
                         help="extra flags for `train segmenter` (default: none, the defaults)")
+    parser.add_argument("--model", default=None, metavar="DIR",
+                        help="skip training and measure this SavedModel (for example one "
+                             "trained on the west half by an older version)")
     args = parser.parse_args(argv)
     extra = args.train_args.split()
-    results = [run_once(int(s), args.work, extra) for s in args.seeds.split(",")]
+    results = [run_once(int(s), args.work, extra, args.model) for s in args.seeds.split(",")]
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(),
                "python": platform.python_version()}
     print(json.dumps({"machine": machine, "train_args": extra or "defaults",

@@ -42,7 +42,7 @@ def test_segmenter_learns_buildings_and_exports_the_contract(area, tmp_path):
     config = SegmenterConfig(
         images=os.path.join(area.root, "tiles", "*.tif"), footprints=area.footprints,
         output=str(tmp_path / "seg"), patch_size=64, steps=200, eval_every=50, batch_size=8,
-        learning_rate=0.002, verbose=0, seed=0)
+        learning_rate=0.002, augment=False, verbose=0, seed=0)
     result = train_segmenter(config)
     print(f"segmenter validation metrics: {result.metrics}")
 
