@@ -1,10 +1,12 @@
 """Does the demo's classifier work out of sample, is it calibrated, is it repeatable?
 
 For each seed, the script does what ``footprints demo`` does for the
-classifier: it generates the training area (seed + 10000, ``--train-tiles``,
-density 5) and the demo area (the seed, ``--tiles``, density 4), cuts chips
-of both with ``footprints prepare``'s pipeline, trains the classifier on the
-training area only, and scores the demo area's chips with the exported model.
+classifier: it generates the training areas and cuts their chips with the
+demo's own :func:`footprints.commands.demo.training_chips` (``--train-areas``
+areas of 4x4 tiles, seeds seed + 10000, ...), generates the demo area (the
+seed, ``--tiles``, density 4) and cuts its chips, trains the classifier on
+the training areas only, and scores the demo area's chips with the exported
+model.
 It prints, per seed and as min / mean / max over the seeds:
 
 * **accuracy at the target fraction** on the held-out demo area: per region
@@ -21,7 +23,7 @@ It prints, per seed and as min / mean / max over the seeds:
   weight (0.0 means bit-identical).
 
 Usage:
-    python benchmarks/model_quality.py [--seeds 0,1,2] [--train-tiles 10x10]
+    python benchmarks/model_quality.py [--seeds 0,1,2] [--train-areas 6]
         [--tiles 4x4] [--epochs 6] [--work DIR]
 
 It trains ``len(seeds) + 1`` classifiers; on 2 CPU cores allow about 3
@@ -136,7 +138,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--train-tiles", default="10x10")
+    parser.add_argument("--train-areas", type=int, default=6)
     parser.add_argument("--tiles", default="4x4")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--work", default=None, help="folder to work in (default: a temp dir)")
@@ -149,8 +151,10 @@ def main(argv: list[str] | None = None) -> None:
     for seed in seeds:
         started = time.perf_counter()
         root = os.path.join(work, f"seed-{seed}")
-        train_chips, _ = make_chips(os.path.join(root, "train"), seed + 10_000,
-                                    _tiles(args.train_tiles), 5.0)
+        from footprints.commands.demo import training_chips
+
+        train_chips = training_chips(os.path.join(root, "train"), os.path.join(root, "chips"),
+                                     seed, args.train_areas, ["--runner", "DirectRunner"])["glob"]
         demo_chips, fraction = make_chips(os.path.join(root, "demo"), seed, _tiles(args.tiles),
                                           4.0)
         result = train(train_chips, os.path.join(root, "classifier"), seed, args.epochs)

@@ -27,9 +27,9 @@ example:
   footprints demo --output demo-output --tiles 2x2 --seed 7 --runner DirectRunner
 
 outputs (under --output):
-  train_area/   the classifier's training area (another seed, larger)
+  train_area/   the classifier's training areas (other seeds, about 1,700 footprints)
   area/         the demo area: tiles/*.tif, masks/*.tif (truth), footprints.gpkg
-  chips/        chip shards: train-* (training area), area-* (demo area), with errors
+  chips/        chip shards: train-* (training areas), area-* (demo area), with errors
                 and summaries
   models/       classifier/ and segmenter/: SavedModels, model cards, curves
   score/        scores/ (GeoParquet), errors/, summary.json for the true footprints
@@ -60,9 +60,9 @@ def register(subparsers) -> None:
     p.add_argument("--classifier-epochs", type=int, default=6,
                    help="training epochs of the classifier on the training area "
                         "(default: %(default)s)")
-    p.add_argument("--train-tiles", default="10x10",
-                   help="training area size in 512-px tiles, COLSxROWS; its seed is "
-                        "--seed + 10000 (default: %(default)s)")
+    p.add_argument("--train-areas", type=int, default=TRAIN_AREAS,
+                   help="training areas of 4x4 tiles (about 290 footprints each), seeds "
+                        "--seed + 10000, + 10001, ... (default: %(default)s)")
     p.set_defaults(handler=run, beam_passthrough=True)
 
 
@@ -76,12 +76,52 @@ def _tiles(text: str) -> tuple[int, int]:
     return cols, rows
 
 
-#: The training area's seed is the demo seed plus this, so the two never coincide.
+#: The training areas' seeds start at the demo seed plus this, so they never coincide.
 TRAIN_SEED_OFFSET = 10_000
-#: The training area's building density (the generator's largest).
+#: The training areas' building density (the generator's largest).
 TRAIN_DENSITY = 5.0
+#: Training areas, and tiles across and down in each: several small areas, because the
+#: generator's time grows faster than its area (4x4 tiles: 15 s, 7x7: 120 s, measured).
+TRAIN_AREAS = 6
+TRAIN_TILES = 4
 #: Below this held-out accuracy at the target fraction the demo warns.
 MIN_HELD_OUT_ACCURACY = 0.90
+
+
+def training_chips(area_root: str, chips_root: str, seed: int, areas: int,
+                   beam_args: list[str]) -> dict:
+    """Generates the classifier's training areas and cuts their chips.
+
+    Area ``i`` has seed ``seed + TRAIN_SEED_OFFSET + i``, :data:`TRAIN_TILES`
+    tiles each way and density :data:`TRAIN_DENSITY`; its chips go to
+    ``chips_root/train-<i>-*-of-*.tfrecord``.
+
+    Returns:
+        ``glob`` (all the training shards), ``seeds``, ``tiles``,
+        ``footprints``, ``chips``, ``errors`` and ``reconciles`` (every
+        area's prepare counts reconcile).
+    """
+    from footprints.sample_area import SampleAreaConfig, generate_sample_area
+    from pipeline import prepare
+
+    facts = {"glob": os.path.join(chips_root, "train-*-*-of-*.tfrecord"), "seeds": [],
+             "tiles": 0, "footprints": 0, "chips": 0, "errors": 0, "reconciles": True}
+    for i in range(areas):
+        area_seed = seed + TRAIN_SEED_OFFSET + i
+        area = generate_sample_area(os.path.join(area_root, f"area-{i}"), SampleAreaConfig(
+            seed=area_seed, tiles_x=TRAIN_TILES, tiles_y=TRAIN_TILES, density=TRAIN_DENSITY))
+        summary = prepare.run(prepare.PrepareConfig(
+            output=os.path.join(chips_root, f"train-{i}"),
+            rasters=os.path.join(area.root, "tiles", "*.tif"), footprints=area.footprints,
+            id_field="id", class_field="building", region_field="region", num_shards=1),
+            beam_args)
+        facts["seeds"].append(area_seed)
+        facts["tiles"] += len(area.tiles)
+        facts["footprints"] += area.counts["total"]
+        facts["chips"] += summary["chips"]
+        facts["errors"] += summary["errors"]
+        facts["reconciles"] = facts["reconciles"] and bool(summary["reconciles"])
+    return facts
 
 
 def _stage(report: dict, name: str, started: float, **facts) -> None:
@@ -111,10 +151,11 @@ def run(args, beam_args) -> int:
     from pipeline import prepare
 
     cols, rows = _tiles(args.tiles)
-    train_cols, train_rows = _tiles(args.train_tiles)
     if args.residential_fraction is not None and not 0 <= args.residential_fraction <= 1:
         raise ConfigError(f"--residential-fraction {args.residential_fraction!r} must be a "
                           "share between 0 and 1, e.g. 0.45")
+    if args.train_areas < 1:
+        raise ConfigError(f"--train-areas {args.train_areas!r} must be at least 1")
     if args.segmenter_steps < 1 or args.classifier_epochs < 1:
         raise ConfigError(f"--segmenter-steps {args.segmenter_steps!r} and --classifier-epochs "
                           f"{args.classifier_epochs!r} must be at least 1")
@@ -123,15 +164,17 @@ def run(args, beam_args) -> int:
     os.makedirs(out, exist_ok=True)
     report: dict = {"output": out, "seed": args.seed, "stages": {}, "warnings": []}
 
-    # 1. The two sample areas: imagery, true footprints, true masks.
+    # 1. The sample areas: imagery, true footprints, true masks; the
+    # training areas' chips are cut here too, once per run.
     started = time.time()
-    train_seed = args.seed + TRAIN_SEED_OFFSET
-    train_area = generate_sample_area(os.path.join(out, "train_area"), SampleAreaConfig(
-        seed=train_seed, tiles_x=train_cols, tiles_y=train_rows, density=TRAIN_DENSITY))
-    _stage(report, "training_area", started, seed=train_seed, tiles=len(train_area.tiles),
-           footprints=train_area.counts["total"])
-    print(f"demo: training area (seed {train_seed}) with {len(train_area.tiles)} tiles and "
-          f"{train_area.counts['total']} footprints in {out}/train_area")
+    train = training_chips(os.path.join(out, "train_area"), os.path.join(out, "chips"),
+                           args.seed, args.train_areas, beam_args)
+    _stage(report, "training_area", started, seeds=train["seeds"], tiles=train["tiles"],
+           footprints=train["footprints"], chips=train["chips"], errors=train["errors"],
+           reconciles=train["reconciles"])
+    print(f"demo: {args.train_areas} training areas (seeds {train['seeds'][0]}.."
+          f"{train['seeds'][-1]}), {train['tiles']} tiles, {train['footprints']} footprints "
+          f"-> {train['chips']} chips in {out}/train_area")
     started = time.time()
     area = generate_sample_area(os.path.join(out, "area"), SampleAreaConfig(
         seed=args.seed, tiles_x=cols, tiles_y=rows, density=args.density))
@@ -146,16 +189,7 @@ def run(args, beam_args) -> int:
     tiles_glob = os.path.join(area.root, "tiles", "*.tif")
     masks_glob = os.path.join(area.root, "masks", "*.tif")
 
-    # 2. Chips around the true footprints of each area, once per run.
-    started = time.time()
-    train_prefix = os.path.join(out, "chips", "train")
-    train_chips = prepare.run(prepare.PrepareConfig(
-        output=train_prefix, rasters=os.path.join(train_area.root, "tiles", "*.tif"),
-        footprints=train_area.footprints, id_field="id", class_field="building",
-        region_field="region", num_shards=4), beam_args)
-    print(format_summary(train_chips))
-    _stage(report, "prepare_training", started, **{k: train_chips[k] for k in (
-        "inputs", "chips", "errors", "reconciles")})
+    # 2. Chips around the demo area's true footprints.
     started = time.time()
     chips_prefix = os.path.join(out, "chips", "area")
     chips = prepare.run(prepare.PrepareConfig(
@@ -170,7 +204,7 @@ def run(args, beam_args) -> int:
     # segmenter on the demo area's tiles.
     started = time.time()
     classifier = os.path.join(out, "models", "classifier")
-    _cli(["train", "classifier", "--train", f"{train_prefix}-*-of-*.tfrecord",
+    _cli(["train", "classifier", "--train", train["glob"],
           "--output", classifier, "--epochs", str(args.classifier_epochs), "--overwrite",
           "--quiet", "--seed", str(args.seed), "--allow-weak-model"])
     card = contracts.read_model_card(os.path.join(classifier, "model"))
