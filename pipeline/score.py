@@ -202,7 +202,7 @@ class ScoreChips(beam.PTransform):
 
 def default_model_id(model_dir: str) -> str:
     """The model card's ``model_id``, else ``<dir name>@<hash of saved_model.pb>``."""
-    card = contracts.read_model_card(model_dir) if os.path.isdir(model_dir) else {}
+    card = contracts.read_model_card(model_dir)
     if card.get("model_id"):
         return str(card["model_id"])
     digest = ""
