@@ -27,6 +27,8 @@ TEST = [
     "hypothesis>=6.100,<7",
     "duckdb>=1.1,<3",
     "geopandas>=1.0,<2",
+    # A local GCS server for tests/test_object_storage.py (every job on gs:// paths).
+    "gcp-storage-emulator>=2026.7,<2027",
 ]
 
 setuptools.setup(

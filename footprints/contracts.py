@@ -335,6 +335,19 @@ def scale_to_model_input(raw: np.ndarray, assets: SegmenterAssets) -> np.ndarray
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def model_dir_exists(model_dir: str) -> bool:
+    """Whether ``model_dir`` exists: a local path, or a URL with a saved_model.pb under it.
+
+    Object stores have no folders (``FileSystems.exists("gs://b/models/m")`` is False even
+    when objects lie under it), so a remote model is found by its ``saved_model.pb``.
+    """
+    if "://" not in model_dir:
+        return os.path.exists(model_dir)
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.exists(model_dir.rstrip("/") + "/saved_model.pb")
+
+
 def local_model_dir(model_dir: str) -> str:
     """A local copy of a model directory: ``model_dir`` itself when it is on local disk.
 

@@ -284,7 +284,7 @@ class ScoreConfig:
             accelerator_count(kwargs["accelerator"])
         if kwargs.get("bigquery_table"):
             check_bigquery_table(kwargs["bigquery_table"])
-        if not FileSystems.exists(model_dir):
+        if not contracts.model_dir_exists(model_dir):
             raise ConfigError(
                 f"--model {model_dir!r} does not exist; pass the classifier SavedModel "
                 "directory (`footprints train classifier` writes one)")

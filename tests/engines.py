@@ -40,7 +40,8 @@ FLINK_TIMEOUT_S = 120   # two JVMs on a busy 2-core machine
 STOP_TIMEOUT_S = 10
 
 
-def _versions() -> dict:
+def versions() -> dict:
+    """What deploy/flink/fetch-engines.sh fetched: ``{engine: {versions..., "paths": {...}}}``."""
     # fetch-engines.sh records what it fetched; the tests report and check these.
     path = os.path.join(ENGINES, "versions.json")
     if not os.path.exists(path):
@@ -55,7 +56,7 @@ def require(engine: str) -> dict:
     Skips the calling test when the engine has not been fetched, unless ``CI=true``: there
     a missing engine fails the test, with the command that fetches it.
     """
-    info = _versions().get(engine)
+    info = versions().get(engine)
     if info and all(os.path.exists(p) for p in info.get("paths", {}).values()):
         return info
     message = f"{engine} is not fetched into {ENGINES}: run `{FETCH}`"
@@ -181,7 +182,11 @@ taskmanager.host: localhost
 taskmanager.bind-host: localhost
 # Bounded memory: the JVMs are small, the SDK workers (TensorFlow) live in the worker pool.
 jobmanager.memory.process.size: 1024m
-taskmanager.memory.process.size: 1536m
+taskmanager.memory.process.size: 2048m
+# Beam's batch translation (Flink's DataSet API) runs every operator of a job at once, each
+# with its own network buffers: 512 MB of them (16384 buffers) for jobs of ~30 steps.
+taskmanager.memory.network.min: 512m
+taskmanager.memory.network.max: 512m
 taskmanager.numberOfTaskSlots: {slots}
 parallelism.default: {slots}
 io.tmp.dirs: {tmp}

@@ -86,6 +86,7 @@ def test_flink_cluster_job_server_and_worker_pool_fit_together():
     assert "--environment_type=EXTERNAL" in submit
     assert '--environment_config="${WORKER_POOL:-localhost:50000}"' in submit
     assert "--sdk_worker_parallelism=" in submit
+    assert "--experiments=pre_optimize=all" in submit
 
 
 @pytest.mark.parametrize("script", ["dataflow/build.sh", "flink/submit.sh",

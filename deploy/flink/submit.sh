@@ -12,6 +12,8 @@
 # ARTIFACT_ENDPOINT (default: the job server's host, port 8098) and WORKER_POOL (default
 # localhost:50000, the sidecar) override the two fixed endpoints; CI's local cluster
 # (tests/test_engines_flink.py) runs this script with both set to its loopback ports.
+# pre_optimize=all: the SDK fuses the job into stages itself; the Flink job server's fuser
+# (Beam Java 2.62) fails prepare's graph (apache/beam#34647).
 set -euo pipefail
 job=${1:?usage: submit.sh score|segment|prepare JOB_ENDPOINT [PARALLELISM] -- FLAGS}
 endpoint=${2:?JOB_ENDPOINT, e.g. localhost:8099}
@@ -25,4 +27,5 @@ exec footprints "$job" "$@" \
     --environment_type=EXTERNAL \
     --environment_config="${WORKER_POOL:-localhost:50000}" \
     --sdk_worker_parallelism="$parallelism" \
-    --parallelism="$parallelism"
+    --parallelism="$parallelism" \
+    --experiments=pre_optimize=all
