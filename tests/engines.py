@@ -65,6 +65,25 @@ def require(engine: str) -> dict:
     pytest.skip(message)
 
 
+@contextlib.contextmanager
+def deadline(seconds: int, what: str):
+    """Raises TimeoutError in the main thread if the block runs longer than ``seconds``.
+
+    A portable job's ``wait_until_finish`` has no timeout of its own: a stuck engine would
+    hang CI instead of failing it.
+    """
+    def expired(signum, frame):
+        raise TimeoutError(f"{what} did not finish in {seconds}s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def venv_env(**extra) -> dict:
     """This environment, with this interpreter's folder first on PATH.
 
