@@ -1,11 +1,13 @@
 """The deployment files agree with each other and with the installed Beam and TensorFlow.
 
-No Docker engine or cluster is available in CI, so the images and manifests
-cannot be run here; what can drift silently is checked instead: the SDK image
-and job-server versions against the Beam the pipelines are built with (a
-mismatch fails only at run time, on the cluster), the worker-pool sidecar's
-contract (``--worker_pool`` on port 50000, what ``--environment_config``
-points at), and that the scripts' shell syntax parses.
+No Docker engine is available in CI, so the images and manifests cannot be
+run here; what can drift silently is checked instead: the SDK image version
+against the Beam the pipelines are built with, the Flink and job-server versions
+against what CI's Flink cluster runs (``deploy/flink/fetch-engines.sh``,
+``tests/test_engines_flink.py``; a mismatch fails only at run time, on the
+cluster), the worker-pool sidecar's contract (``--worker_pool`` on port 50000,
+what ``--environment_config`` points at), and that the scripts' shell syntax
+parses.
 """
 
 from __future__ import annotations
