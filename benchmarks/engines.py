@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     names = args.engines.split(",")
     work = Path(tempfile.mkdtemp(prefix="engines-bench-"))
+    (work / "inputs").mkdir()
     inputs = runner_rows.build_inputs(work / "inputs")
     startup, times = {}, {}
     with engines.services() as started:
@@ -68,10 +69,7 @@ def main(argv=None) -> int:
             job, artifact = engines.start_flink_job_server(work / "flink", started, rest)
             worker = engines.start_worker_pool(work / "flink", started)
             startup["flink"] = time.monotonic() - t0
-            flags["flink"] = ["--runner=PortableRunner", f"--job_endpoint={job}",
-                              f"--artifact_endpoint={artifact}", "--environment_type=EXTERNAL",
-                              f"--environment_config={worker}", "--sdk_worker_parallelism=1",
-                              "--parallelism=2"]
+            flags["flink"] = engines.flink_submit_args(job, artifact, worker)
         if "prism" in names:
             prism = engines.require("prism")["paths"]["binary"]
             flags["prism"] = ["--runner=PrismRunner", f"--prism_location={prism}",

@@ -19,7 +19,6 @@ outside CI but fails it in CI (``CI=true``), where they must be there.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import signal
@@ -295,6 +294,19 @@ def start_flink_job_server(logs, started: list, flink_master: str) -> tuple[str,
     server.wait_for_port(job_port, FLINK_TIMEOUT_S)
     server.wait_for_port(artifact_port, FLINK_TIMEOUT_S)
     return f"localhost:{job_port}", f"localhost:{artifact_port}"
+
+
+def flink_submit_args(job_endpoint: str, artifact_endpoint: str, worker: str,
+                      parallelism: int = 2) -> list[str]:
+    """The Beam flags deploy/flink/submit.sh passes (test_deploy_manifests checks the script).
+
+    ``pre_optimize=all``: the SDK fuses the job into stages before submission; the job
+    server's own fuser (Beam Java 2.62) fails prepare's graph (apache/beam#34647).
+    """
+    return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}",
+            f"--artifact_endpoint={artifact_endpoint}", "--environment_type=EXTERNAL",
+            f"--environment_config={worker}", "--sdk_worker_parallelism=1",
+            f"--parallelism={parallelism}", "--experiments=pre_optimize=all"]
 
 
 def flink_jobs(rest: str) -> list[dict]:

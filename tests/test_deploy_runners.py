@@ -16,9 +16,8 @@ jobs' public entry points.
 
 from __future__ import annotations
 
-import pytest
-
 import engines
+import pytest
 import runner_rows
 
 pytestmark = pytest.mark.slow

@@ -25,9 +25,8 @@ import json
 import os
 import subprocess
 
-import pytest
-
 import engines
+import pytest
 import runner_rows
 
 pytestmark = pytest.mark.slow
@@ -61,15 +60,6 @@ def inputs(tmp_path_factory):
     return runner_rows.shared_inputs(tmp_path_factory)
 
 
-def submit_args(job_endpoint: str, artifact_endpoint: str, worker: str,
-                parallelism: int = 2) -> list[str]:
-    """The Beam flags deploy/flink/submit.sh passes (test_deploy_manifests checks they agree)."""
-    return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}",
-            f"--artifact_endpoint={artifact_endpoint}", "--environment_type=EXTERNAL",
-            f"--environment_config={worker}", "--sdk_worker_parallelism=1",
-            f"--parallelism={parallelism}", "--experiments=pre_optimize=all"]
-
-
 @pytest.mark.parametrize("job", sorted(runner_rows.JOBS))
 def test_flink_cluster_gives_the_same_rows(job, inputs, flink):
     reference = runner_rows.reference_rows(job, inputs)
@@ -77,7 +67,7 @@ def test_flink_cluster_gives_the_same_rows(job, inputs, flink):
     before = {j["jid"] for j in engines.flink_jobs(rest)}
     output = str(inputs["root"] / f"out-{job}-flink")
     rows = runner_rows.run_job(job, inputs, output,
-                               submit_args(job_endpoint, artifact_endpoint, worker))
+                               engines.flink_submit_args(job_endpoint, artifact_endpoint, worker))
     ran = [j for j in engines.flink_jobs(rest) if j["jid"] not in before]
     assert [j["state"] for j in ran] == ["FINISHED"], ran
     assert rows == reference

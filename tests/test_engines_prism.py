@@ -7,15 +7,14 @@ service; the SDK harness runs in this process (LOOPBACK, Prism's default).
 
 Note: Beam 2.77's DirectRunner itself tries Prism first for the pipelines it deems supported,
 downloading the binary from GitHub into ``~/.apache_beam/cache/prism``; offline that fails
-and it falls back to its in-process runner, which is what the reference rows come from here. Rows are compared
-with the in-process DirectRunner's (``runner_rows``).
+and it falls back to its in-process runner, which is what the reference rows come from here.
+Rows are compared with the in-process DirectRunner's (``runner_rows``).
 """
 
 from __future__ import annotations
 
-import pytest
-
 import engines
+import pytest
 import runner_rows
 
 pytestmark = pytest.mark.slow

@@ -24,9 +24,8 @@ import json
 import os
 import sys
 
-import pytest
-
 import engines
+import pytest
 import runner_rows
 
 pytestmark = pytest.mark.slow
