@@ -79,6 +79,8 @@ def main(argv=None) -> int:
             for name in names:
                 for i in range(args.repeats):
                     out = str(work / f"{job}-{name}-{i}")
+                    if name == "flink":
+                        engines.wait_until_flink_idle(rest)
                     t0 = time.monotonic()
                     runner_rows.JOBS[job][0](inputs, out, flags[name])
                     times.setdefault(job, {}).setdefault(name, []).append(

@@ -309,6 +309,24 @@ def flink_submit_args(job_endpoint: str, artifact_endpoint: str, worker: str,
             f"--parallelism={parallelism}", "--experiments=pre_optimize=all"]
 
 
+def wait_until_flink_idle(rest: str, timeout_s: float = FLINK_TIMEOUT_S) -> None:
+    """Waits until no job runs and every slot is free.
+
+    A finished job's network buffers go back to the TaskManager with its slots, a little
+    after the job is FINISHED; a job submitted at once can find too few ("Insufficient
+    number of network buffers: required 512, but only 505 available").
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        overview = _flink_overview(rest)
+        if (overview.get("jobs-running", 0) == 0
+                and overview.get("slots-available") == overview.get("slots-total")):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Flink at {rest} still busy after {timeout_s}s: {overview}")
+        time.sleep(0.5)
+
+
 def flink_jobs(rest: str) -> list[dict]:
     """The cluster's jobs as its REST API lists them (id, name, state)."""
     with urllib.request.urlopen(f"http://{rest}/jobs/overview", timeout=5) as response:

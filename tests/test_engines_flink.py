@@ -64,6 +64,7 @@ def inputs(tmp_path_factory):
 def test_flink_cluster_gives_the_same_rows(job, inputs, flink):
     reference = runner_rows.reference_rows(job, inputs)
     rest, job_endpoint, artifact_endpoint, worker = flink
+    engines.wait_until_flink_idle(rest)
     before = {j["jid"] for j in engines.flink_jobs(rest)}
     output = str(inputs["root"] / f"out-{job}-flink")
     rows = runner_rows.run_job(job, inputs, output,
@@ -77,6 +78,7 @@ def test_submit_script_runs_score_on_the_flink_cluster(inputs, flink, tmp_path):
     """docs/deploy.md's submit command, as documented, against the local cluster."""
     reference = runner_rows.reference_rows("score", inputs)
     rest, job_endpoint, artifact_endpoint, worker = flink
+    engines.wait_until_flink_idle(rest)
     before = {j["jid"] for j in engines.flink_jobs(rest)}
     output = str(tmp_path / "score")
     # The two endpoints the script fixes for the compose/Kubernetes layout (artifact port
