@@ -30,6 +30,8 @@ TEST = [
     "geopandas>=1.0,<2",
     "buildingregulariser>=0.2.5,<0.3",
     "geoparquet-validator>=0.2,<1",
+    # A local GCS server for tests/test_object_storage.py (every job on gs:// paths).
+    "gcp-storage-emulator>=2026.7,<2027",
 ]
 
 # `footprints segment --regularize` (right-angle footprints).

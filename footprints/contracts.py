@@ -348,9 +348,58 @@ def scale_to_model_input(raw: np.ndarray, assets: SegmenterAssets) -> np.ndarray
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def model_dir_exists(model_dir: str) -> bool:
+    """Whether ``model_dir`` exists: a local path, or a URL with a saved_model.pb under it.
+
+    Object stores have no folders (``FileSystems.exists("gs://b/models/m")`` is False even
+    when objects lie under it), so a remote model is found by its ``saved_model.pb``.
+    """
+    if "://" not in model_dir:
+        return os.path.exists(model_dir)
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.exists(model_dir.rstrip("/") + "/saved_model.pb")
+
+
+def local_model_dir(model_dir: str) -> str:
+    """A local copy of a model directory: ``model_dir`` itself when it is on local disk.
+
+    TensorFlow reads ``gs://`` only from Google's own endpoint (it cannot be pointed at a
+    storage emulator or another S3/GCS-compatible store) and knows no other object store, so
+    a remote model (any URL Beam's ``FileSystems`` reads: ``gs://``, ``s3://``, ...) is copied
+    once per process to a temporary folder and loaded from there. Models are small next to
+    the worker's disk; the copy is keyed by the URL, so every load in a process shares it.
+    """
+    if "://" not in model_dir:
+        return model_dir
+    import hashlib
+    import tempfile
+
+    from apache_beam.io.filesystems import FileSystems
+
+    url = model_dir.rstrip("/")
+    local = os.path.join(tempfile.gettempdir(), "footprints-models",
+                         hashlib.sha1(url.encode()).hexdigest()[:16])
+    done = os.path.join(local, ".complete")
+    if os.path.exists(done):
+        return local
+    files = FileSystems.match([url + "/**"])[0].metadata_list
+    if not files:
+        raise ContractError(f"{model_dir!r} holds no files; pass the model directory")
+    for meta in files:
+        target = os.path.join(local, meta.path[len(url) + 1:])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        # Write aside and rename, so a process killed mid-copy leaves no partial file.
+        with FileSystems.open(meta.path) as src, open(target + ".part", "wb") as dst:
+            dst.write(src.read())
+        os.replace(target + ".part", target)
+    open(done, "w").close()
+    return local
+
+
 def read_segmenter_assets(model_dir: str) -> SegmenterAssets:
     """Reads ``<model_dir>/assets/segmenter.json``."""
-    path = os.path.join(model_dir, "assets", SEGMENTER_ASSETS)
+    path = os.path.join(local_model_dir(model_dir), "assets", SEGMENTER_ASSETS)
     if not os.path.exists(path):
         raise ContractError(
             f"{model_dir!r} has no assets/{SEGMENTER_ASSETS}; export the segmenter with "
@@ -376,13 +425,13 @@ def model_dir_of(path: str) -> str:
 def _signature(model_dir: str, kind: str):
     import tensorflow as tf
 
-    if not os.path.isdir(model_dir) or not os.path.exists(
-            os.path.join(model_dir, "saved_model.pb")):
+    local = local_model_dir(model_dir)
+    if not os.path.isdir(local) or not os.path.exists(os.path.join(local, "saved_model.pb")):
         raise ContractError(
             f"{model_dir!r} is not a SavedModel directory (no saved_model.pb); pass the "
             f"directory that `footprints train {kind}` exported (its --output/model)")
     try:
-        loaded = tf.saved_model.load(model_dir)
+        loaded = tf.saved_model.load(local)
     except Exception as exc:
         raise ContractError(f"cannot load SavedModel {model_dir!r}: {exc}") from exc
     if SIGNATURE not in loaded.signatures:
@@ -437,8 +486,8 @@ def check_segmenter_model(model_dir: str) -> SegmenterAssets:
 
 def read_model_card(model_dir: str) -> dict:
     """The model card JSON next to a model (``<model>/assets/model_card.json``), or {}."""
-    for path in (os.path.join(model_dir, "assets", MODEL_CARD),
-                 os.path.join(model_dir, MODEL_CARD)):
+    local = local_model_dir(model_dir)
+    for path in (os.path.join(local, "assets", MODEL_CARD), os.path.join(local, MODEL_CARD)):
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 return json.load(f)

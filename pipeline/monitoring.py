@@ -72,6 +72,13 @@ class ShowProgress(beam.PTransform):
         return pcoll | beam.ParDo(_ProgressFn(self.what, self.every))
 
 
+def _is_system_metric(metric) -> bool:
+    # Prism reports the SDK's own monitoring infos (element counts, msecs per bundle,
+    # data-channel indexes) as counters in namespace "beam" named "metric:...:v1"; they are
+    # not the job's counts and differ from runner to runner.
+    return metric.namespace == "beam" and metric.name.startswith("metric:")
+
+
 def collect_metrics(result) -> dict:
     """``{"counters": {ns/name: n}, "distributions": {ns/name: {...}}}`` of a run.
 
@@ -86,6 +93,8 @@ def collect_metrics(result) -> dict:
 
     counters: dict[str, int] = {}
     for r in query.get("counters", []):
+        if _is_system_metric(r.key.metric):
+            continue
         key = f"{r.key.metric.namespace}/{r.key.metric.name}"
         counters[key] = counters.get(key, 0) + int(value(r) or 0)
     distributions: dict[str, dict] = {}

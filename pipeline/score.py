@@ -203,7 +203,7 @@ class ScoreChips(beam.PTransform):
 
 def default_model_id(model_dir: str) -> str:
     """The model card's ``model_id``, else ``<dir name>@<hash of saved_model.pb>``."""
-    card = contracts.read_model_card(model_dir) if os.path.isdir(model_dir) else {}
+    card = contracts.read_model_card(model_dir)
     if card.get("model_id"):
         return str(card["model_id"])
     digest = ""
@@ -285,7 +285,7 @@ class ScoreConfig:
             accelerator_count(kwargs["accelerator"])
         if kwargs.get("bigquery_table"):
             check_bigquery_table(kwargs["bigquery_table"])
-        if not FileSystems.exists(model_dir):
+        if not contracts.model_dir_exists(model_dir):
             raise ConfigError(
                 f"--model {model_dir!r} does not exist; pass the classifier SavedModel "
                 "directory (`footprints train classifier` writes one)")

@@ -186,7 +186,7 @@ class SegmentConfig:
             raise ConfigError(
                 f"--raster {raster!r} matches no files; pass a glob of orthophoto tiles such "
                 "as 'area/tiles/*.tif' (quote it so the shell does not expand it)")
-        if not os.path.isdir(model_dir) and not FileSystems.exists(model_dir):
+        if not contracts.model_dir_exists(model_dir):
             raise ConfigError(
                 f"--model {model_dir!r} does not exist; pass the segmenter SavedModel directory "
                 "(`footprints train segmenter` writes one)")
@@ -280,7 +280,7 @@ def _check_classifier(kwargs: dict, raster: str, assets: SegmenterAssets,
     fraction = parse_fraction(str(kwargs["residential_fraction"]), "--residential-fraction")
     if kwargs.get("classifier_batch_size", 64) < 1:
         raise ConfigError("--classifier-batch-size must be at least 1")
-    if not os.path.isdir(classifier) and not FileSystems.exists(classifier):
+    if not contracts.model_dir_exists(classifier):
         raise ConfigError(f"--classifier {classifier!r} does not exist; pass the classifier "
                           "SavedModel directory (`footprints train classifier` writes one)")
     if check_model:

@@ -91,7 +91,7 @@ class SavedModelScorer:
         import tensorflow as tf
 
         enable_memory_growth()
-        self._model = tf.saved_model.load(model_dir)
+        self._model = tf.saved_model.load(contracts.local_model_dir(model_dir))
         self._fn = self._model.signatures[contracts.SIGNATURE]
         self._tf = tf
 
@@ -144,11 +144,12 @@ def tfx_output_key(model_dir: str) -> str:
     """
     import tensorflow as tf
 
-    if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
+    local = contracts.local_model_dir(model_dir)
+    if not os.path.exists(os.path.join(local, "saved_model.pb")):
         raise ContractError(
             f"{model_dir!r} is not a SavedModel directory (no saved_model.pb); pass the "
             "directory the TFX Trainer or Pusher exported")
-    loaded = tf.saved_model.load(model_dir)
+    loaded = tf.saved_model.load(local)
     if contracts.SIGNATURE not in loaded.signatures:
         raise ContractError(f"SavedModel {model_dir!r} has no {contracts.SIGNATURE!r} signature")
     fn = loaded.signatures[contracts.SIGNATURE]

@@ -96,7 +96,7 @@ class Segmenter:
 
         handlers.enable_memory_growth()
         # Keep the loaded object: the signature's variables live as long as it does.
-        self._loaded = tf.saved_model.load(model_dir)
+        self._loaded = tf.saved_model.load(contracts.local_model_dir(model_dir))
         self._fn = self._loaded.signatures[contracts.SIGNATURE]
         self._tf = tf
         self.model_dir = model_dir

@@ -80,6 +80,15 @@ def _parquet_geo(path: str) -> tuple[str, str]:
     return column, crs_string(crs)
 
 
+def _exists(path: str) -> bool:
+    # gs:// and other URLs through Beam's FileSystems; GDAL reads them (/vsigs/, ...).
+    if "://" in path:
+        from apache_beam.io.filesystems import FileSystems
+
+        return FileSystems.exists(path)
+    return os.path.exists(path)
+
+
 def inspect_vector(path: str, id_field: str | None, class_field: str | None,
                    region_field: str | None) -> VectorInfo:
     """Reads a vector file's CRS, feature count and fields; checks the asked fields.
@@ -87,7 +96,7 @@ def inspect_vector(path: str, id_field: str | None, class_field: str | None,
     Raises:
         InputError: the file cannot be opened, has no CRS, or lacks a field.
     """
-    if not os.path.exists(path):
+    if not _exists(path):
         raise InputError(f"footprint file {path!r} does not exist")
     try:
         if _is_parquet(path):
