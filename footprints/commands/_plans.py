@@ -143,7 +143,6 @@ def score_lines(summary: dict) -> str:
     if summary.get("duplicates", {}).get("count"):
         lines.append(f"  duplicate footprint ids: {summary['duplicates']['count']}")
     lines += _share_lines(summary["regions"])
-    lines += warning_lines(summary)
     return "\n".join(lines)
 
 
@@ -153,11 +152,6 @@ def _share_lines(regions: dict) -> list[str]:
 
     return ["  " + share_line(name, r["target_fraction"], r.get("scores"))
             for name, r in sorted(regions.items()) if r.get("scores")]
-
-
-def warning_lines(summary: dict) -> list[str]:
-    """The summary's ``warnings``, one loud line each (nothing when there are none)."""
-    return [f"WARNING [{w['code']}]: {w['message']}" for w in summary.get("warnings") or []]
 
 
 def segment_lines(summary: dict) -> str:
@@ -190,5 +184,4 @@ def segment_lines(summary: dict) -> str:
     if summary["errors"]["total"]:
         lines.append("  rejected by reason: " + ", ".join(
             f"{k} {v}" for k, v in summary["errors"]["by_reason"].items()))
-    lines += warning_lines(summary)
     return "\n".join(lines)
