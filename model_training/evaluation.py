@@ -268,3 +268,26 @@ def weak_reasons(labels: np.ndarray, raw_scores: np.ndarray,
         reasons.append(f"the scores hardly vary: 90% of them lie within {spread:.3f} of "
                        f"each other (less than {MIN_SPREAD})")
     return reasons
+
+
+#: A segmenter whose validation building IoU is below this is weak.
+MIN_SEGMENTER_IOU = 0.3
+
+
+def segmenter_weak_reasons(metrics: dict) -> list[str]:
+    """Why a segmenter is degenerate on its validation patches; [] if it is not.
+
+    ``metrics`` is :func:`mask_metrics`' result. A building IoU below
+    :data:`MIN_SEGMENTER_IOU` (random masks of the demo's building share
+    score about 0.1; the seed study reached 0.64) or no building pixel
+    predicted at all.
+    """
+    reasons = []
+    iou = metrics.get("iou")
+    if iou is None or not iou >= MIN_SEGMENTER_IOU:
+        reasons.append(f"validation building IoU {iou if iou is None else round(iou, 3)} is "
+                       f"below {MIN_SEGMENTER_IOU}: the masks barely find the buildings")
+    if metrics.get("precision", 0.0) == 0.0 and metrics.get("recall", 0.0) == 0.0:
+        reasons.append("no validation pixel is predicted as building")
+    return reasons
+

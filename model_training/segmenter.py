@@ -135,6 +135,7 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
     metrics = evaluate_exported(run.model_dir, prepared.val, config.threshold,
                                 config.batch_size)
     splits = prepared.split.counts
+    reasons = evaluation.segmenter_weak_reasons(metrics)
     label_files = [config.footprints] if config.footprints else list(
         sd.expand_globs(config.masks, "mask tiles", "area/masks/*.tif"))
     card = cards.base_card("building-segmenter", dataclasses.asdict(config))
@@ -166,6 +167,8 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
                       "mostly valid blocks, stratified by building density"),
             "val_blocks": [dataclasses.asdict(b) for b in prepared.split.blocks],
         },
+        "quality": {"weak": bool(reasons), "reasons": reasons, "iou": metrics.get("iou"),
+                    "min_iou": evaluation.MIN_SEGMENTER_IOU},
         "splits": {
             side: {"buildings": c["buildings"], "pixels": c["valid_pixels"],
                    "building_pixels": c["building_pixels"],

@@ -232,3 +232,17 @@ def test_read_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
     assert history["loss"] == [1.0, 0.8, 0.7] and history["epoch"] == [0, 1, 2]
     png = cards.plot_history(history, str(tmp_path / "c.png"), "t")
     assert os.path.getsize(png) > 1000
+
+
+def test_segmenter_quality_gate_flags_masks_that_miss_the_buildings():
+    from model_training.evaluation import mask_metrics, segmenter_weak_reasons
+
+    truth = np.zeros((4, 32, 32), bool)
+    truth[:, 8:20, 8:20] = True
+    good = truth.astype(np.float32) * 0.9
+    assert segmenter_weak_reasons(mask_metrics(truth, good)) == []
+    shifted = np.roll(good, 10, axis=2)  # overlaps the buildings by 2 of 12 columns
+    (low,) = segmenter_weak_reasons(mask_metrics(truth, shifted))
+    assert "below 0.3" in low
+    nothing = segmenter_weak_reasons(mask_metrics(truth, np.zeros_like(good)))
+    assert len(nothing) == 2 and "no validation pixel" in nothing[1]

@@ -220,6 +220,10 @@ def _add_segmenter(tasks) -> None:
         epilog=SEGMENTER_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     s = SegmenterConfig
     _segmenter_flags(p)
+    p.add_argument("--allow-weak-model", action="store_true",
+                   help="exit 0 even when the quality gate finds the model degenerate "
+                        "(validation building IoU below 0.3, or no building predicted); "
+                        "the model card still records it as weak")
     p.add_argument("--window-size", type=int, default=None,
                    help="window the pipeline feeds the model, recorded in the model's "
                         "assets (default: the larger of 256 and --patch-size)")
@@ -309,10 +313,10 @@ def quality_gate(quality: dict, allow_weak: bool) -> int:
     if not quality.get("weak"):
         return EXIT_OK
     bar = "!" * 72
-    print(f"{bar}\nWARNING: weak model: it cannot be trusted to rank footprints")
+    print(f"{bar}\nWARNING: weak model: its results cannot be trusted")
     for reason in quality.get("reasons", []):
         print(f"  - {reason}")
-    print("  Train on more chips or longer, or check the labels; pass --allow-weak-model "
+    print("  Train on more data or longer, or check the labels; pass --allow-weak-model "
           f"to accept it anyway.\n{bar}")
     return EXIT_OK if allow_weak else EXIT_CHECK
 
@@ -332,7 +336,12 @@ def _run_segmenter(args: argparse.Namespace) -> int:
     config = _config(SegmenterConfig, args)
     from model_training.segmenter import train_segmenter
 
-    return _report(train_segmenter(config))
+    result = train_segmenter(config)
+    _report(result)
+    from footprints import contracts
+
+    card = contracts.read_model_card(result.model_dir)
+    return quality_gate(card.get("quality") or {}, args.allow_weak_model)
 
 
 def _run_lr_find(args: argparse.Namespace) -> int:
