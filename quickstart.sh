@@ -35,6 +35,13 @@ case "$job" in
       echo "quickstart: installing Debian's chromium for the report test"
       apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null
     fi
+    # The engine tests run a local Flink cluster and Prism, fetched once into .tools/
+    # (PyPI, Maven Central, the Go module proxy) where Java, Maven and Go are installed;
+    # without them those tests skip (in CI, CI=true, they fail instead).
+    if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 \
+        && command -v go >/dev/null 2>&1; then
+      PYTHON="$VENV/bin/python" timeout 1200 bash deploy/flink/fetch-engines.sh
+    fi
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   setup)
