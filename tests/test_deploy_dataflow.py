@@ -230,7 +230,7 @@ GOOD = {"chips": "gs://my-bucket/chips/area-*.tfrecord.gz",
         "residential_fraction": "0.35", "batch_size": "256", "tta": "d4",
         "accelerator": "type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8",
         "csv": "true", "bigquery_table": "my-project:footprints.scores",
-        "quantile_epsilon": "1e-3", "mask_threshold": "0.5", "crs": "EPSG:4326"}
+        "quantile_epsilon": "1e-3", "mask_threshold": "0.5", "output_crs": "EPSG:4326"}
 BAD = {"chips": "chips/*.tfrecord", "output": "/tmp/out", "residential_fraction": "1.5",
        "batch_size": "0", "tta": "flip", "accelerator": "nvidia-l4", "csv": "yes please",
        "bigquery_table": "just-a-table"}
