@@ -222,7 +222,8 @@ def test_score_rerun_leaves_nothing_stale_and_says_what_is_silent(tmp_path, caps
     summary = json.loads((out / "summary.json").read_text())
     assert not (out / "scores.csv").exists()
     assert summary["files"] and all((out / f).is_file() for f in summary["files"])
-    assert {f.split("/")[0] for f in summary["files"]} == {"scores", "errors"}
+    assert {f.split("/")[0] for f in summary["files"]} == {
+        "scores", "errors", "scores.bigquery.json", "errors.bigquery.json"}
     codes = [w["code"] for w in summary["warnings"]]
     assert codes == ["unmatched_region", "duplicate_id"]
     assert "'county-41'" in summary["warnings"][0]["message"]
