@@ -51,11 +51,15 @@ def test_segment_rerun_without_classifier_leaves_no_stale_scores(area, capsys):
     assert cli.main(base) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert not (out / "scores").exists() and not (out / "report.html").exists()
+    assert first["classified"]["count"] > 0
     assert not summary.get("scores")
     on_disk = sorted(os.path.relpath(os.path.join(d, f), out).replace(os.sep, "/")
                      for d, _, names in os.walk(out) for f in names if f != "summary.json")
     assert summary["files"] == on_disk
-    assert {f.split("/")[0] for f in summary["files"]} == {"masks", "footprints", "errors"}
+    assert {f.split("/")[0] for f in summary["files"]} == {
+        "masks", "footprints", "errors", "stac", "footprints.bigquery.json",
+        "errors.bigquery.json"}
+    assert not (out / "classified").exists() and not (out / "classified.bigquery.json").exists()
     # A file the run did not write (dropped there later) is not read by the report.
     stray = out / "masks" / "stray.tif"
     stray.write_bytes((out / "masks" / "t0.tif").read_bytes())
