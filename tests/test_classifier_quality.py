@@ -258,3 +258,12 @@ def test_demo_held_out_quality_reads_the_scores_table(tmp_path):
     assert quality["accuracy_at_target"] == pytest.approx(0.75)
     assert quality["ece"] == pytest.approx(0.1, abs=1e-6) and quality["ece_bins"] == 15
     assert quality["auc"] == 1.0
+
+
+def test_expected_share_is_the_same_to_the_last_digit_however_bundles_split():
+    # Runners split and merge a region's batches in different orders; float sums
+    # then differ in the last digit, fixed-point sums do not.
+    p = np.random.default_rng(7).random(1000).astype(np.float32)
+    whole = _stats(p)
+    assert _stats(p[:3], p[3:500], p[500:]) == whole
+    assert _stats(p[::-1][:10], p[::-1][10:]) == whole

@@ -37,31 +37,45 @@ MIN_SPREAD = 0.02
 MAX_TIED_SHARE = 0.5
 
 
+#: Sums of scores are kept in fixed point, in units of 2**-40 (a rounding of at
+#: most 5e-13 per score): integer sums do not depend on the order in which
+#: workers and bundles add them, so every runner reports the same figures to
+#: the last digit (float sums differed in the 17th digit between runners).
+FIXED_POINT = 2 ** 40
+
+
 class ScoreStatsFn(beam.CombineFn):
     """Per region: count, sum of p, sum of p(1 - p), and a score histogram.
 
-    The accumulator is a float64 array ``[n, sum p, sum p(1-p), bins...]``,
-    so merging is one addition however many workers score the region.
+    The accumulator is ``[n, sum p, sum p(1-p), histogram]``: Python ints
+    (sums in units of :data:`FIXED_POINT`) and an int64 array, so merging is
+    exact addition however many workers score the region, in any order.
     """
 
     def create_accumulator(self):
-        return np.zeros(3 + HISTOGRAM_BINS)
+        return [0, 0, 0, np.zeros(HISTOGRAM_BINS, np.int64)]
 
     def add_input(self, acc, scores):
         p = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
-        acc[0] += p.size
-        acc[1] += p.sum()
-        acc[2] += (p * (1.0 - p)).sum()
         bins = np.minimum((p * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)
-        acc[3:] += np.bincount(bins, minlength=HISTOGRAM_BINS)
-        return acc
+        return [acc[0] + int(p.size), acc[1] + _fixed_sum(p), acc[2] + _fixed_sum(p * (1.0 - p)),
+                acc[3] + np.bincount(bins, minlength=HISTOGRAM_BINS)]
 
     def merge_accumulators(self, accs):
-        accs = list(accs)
-        return np.sum(accs, axis=0) if accs else self.create_accumulator()
+        total = self.create_accumulator()
+        for acc in accs:
+            total = [total[0] + acc[0], total[1] + acc[1], total[2] + acc[2], total[3] + acc[3]]
+        return total
 
     def extract_output(self, acc):
         return score_stats(acc)
+
+
+def _fixed_sum(values: np.ndarray) -> int:
+    """``sum(values)`` in units of :data:`FIXED_POINT`, exactly (values in [0, 1])."""
+    # 2**40 per value and at most 2**22 values per int64 chunk: no overflow.
+    fixed = np.rint(values * FIXED_POINT).astype(np.int64)
+    return sum(int(chunk.sum()) for chunk in np.array_split(fixed, max(1, fixed.size >> 22)))
 
 
 def score_stats(acc: np.ndarray) -> dict[str, Any]:
@@ -78,14 +92,14 @@ def score_stats(acc: np.ndarray) -> dict[str, Any]:
     if n == 0:
         return {"n": 0, "expected_fraction": None, "expected_sd": None, "spread": None,
                 "tied_share": None, "can_rank": False}
-    hist = acc[3:]
+    hist = np.asarray(acc[3])
     cumulative = np.cumsum(hist) / n
     low = int(np.searchsorted(cumulative, 0.05, side="left"))
     high = int(np.searchsorted(cumulative, 0.95, side="left"))
     spread = (high - low) / HISTOGRAM_BINS
     tied = float(hist.max() / n)
-    return {"n": n, "expected_fraction": float(acc[1] / n),
-            "expected_sd": float(math.sqrt(max(acc[2], 0.0)) / n),
+    return {"n": n, "expected_fraction": float(acc[1] / FIXED_POINT / n),
+            "expected_sd": float(math.sqrt(max(acc[2], 0) / FIXED_POINT) / n),
             "spread": spread, "tied_share": tied,
             "can_rank": bool(spread >= MIN_SPREAD and tied <= MAX_TIED_SHARE)}
 
