@@ -331,3 +331,15 @@ def flink_jobs(rest: str) -> list[dict]:
     """The cluster's jobs as its REST API lists them (id, name, state)."""
     with urllib.request.urlopen(f"http://{rest}/jobs/overview", timeout=5) as response:
         return json.load(response)["jobs"]
+
+
+#: One small job, DirectRunner reference included, on a busy 2-core machine.
+JOB_TIMEOUT_S = 900
+
+
+@pytest.fixture(autouse=True)
+def bounded_job(request):
+    """Fails an engine test that runs past :data:`JOB_TIMEOUT_S` (portable waits have none)."""
+    with deadline(JOB_TIMEOUT_S, request.node.name):
+        yield
+

@@ -18,6 +18,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import pyarrow.parquet as pq
 import rasterio
 import shapely
@@ -190,3 +191,10 @@ def check_reference(job: str, rows: dict) -> None:
     else:
         assert len(rows["masks"]) == 2 and rows["footprints"]
         assert rows["summary"]["reconciliation"]["tiles_ok"]
+
+
+@pytest.fixture(scope="module", name="inputs")
+def engine_inputs(tmp_path_factory):
+    """:func:`shared_inputs` once per engine test module."""
+    return shared_inputs(tmp_path_factory)
+

@@ -46,18 +46,9 @@ def flink(tmp_path_factory):
         yield rest, job, artifact, worker
 
 
-JOB_TIMEOUT_S = 900   # one small job, DirectRunner reference included, on a busy 2-core machine
-
-
-@pytest.fixture(autouse=True)
-def bounded(request):
-    with engines.deadline(JOB_TIMEOUT_S, request.node.name):
-        yield
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return runner_rows.shared_inputs(tmp_path_factory)
+# One deadline per job and the shared inputs: the same for every engine test.
+bounded = engines.bounded_job
+inputs = runner_rows.engine_inputs
 
 
 @pytest.mark.parametrize("job", sorted(runner_rows.JOBS))

@@ -164,10 +164,7 @@ def _add_classifier(tasks) -> None:
                         "(default: %(default)s)")
     p.add_argument("--no-augment", dest="augment", action="store_false",
                    help="turn off random flips, rotations, brightness and contrast")
-    p.add_argument("--allow-weak-model", action="store_true",
-                   help="exit 0 even when the quality gate finds the model degenerate "
-                        "(validation AUC below 0.6, one predicted class, or no score "
-                        "spread); the model card still records it as weak")
+    _allow_weak_flag(p, "validation AUC below 0.6, one predicted class, or no score spread")
     _common_run_flags(p, c)
     p.set_defaults(task_handler=_run_classifier)
 
@@ -220,10 +217,7 @@ def _add_segmenter(tasks) -> None:
         epilog=SEGMENTER_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     s = SegmenterConfig
     _segmenter_flags(p)
-    p.add_argument("--allow-weak-model", action="store_true",
-                   help="exit 0 even when the quality gate finds the model degenerate "
-                        "(validation building IoU below 0.3, or no building predicted); "
-                        "the model card still records it as weak")
+    _allow_weak_flag(p, "validation building IoU below 0.3, or no building predicted")
     p.add_argument("--window-size", type=int, default=None,
                    help="window the pipeline feeds the model, recorded in the model's "
                         "assets (default: the larger of 256 and --patch-size)")
@@ -244,6 +238,13 @@ def _add_segmenter(tasks) -> None:
                         "together, and brightness/contrast of the image (on by default)")
     _common_run_flags(p, s)
     p.set_defaults(task_handler=_run_segmenter)
+
+
+def _allow_weak_flag(p, gate: str) -> None:
+    """``--allow-weak-model``; ``gate`` says what makes this model weak."""
+    p.add_argument("--allow-weak-model", action="store_true",
+                   help=f"exit 0 even when the quality gate finds the model degenerate "
+                        f"({gate}); the model card still records it as weak")
 
 
 def _add_lr_find(tasks) -> None:
