@@ -52,8 +52,15 @@ setuptools.setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(
-        include=["footprints", "footprints.*", "pipeline", "pipeline.*",
-                 "model_training", "model_training.*"]),
+        include=[
+            "footprints",
+            "footprints.*",
+            "pipeline",
+            "pipeline.*",
+            "model_training",
+            "model_training.*",
+        ]
+    ),
     install_requires=REQUIRED,
     extras_require={"test": TEST, "regularize": REGULARIZE},
     entry_points={"console_scripts": ["footprints=footprints.cli:main"]},

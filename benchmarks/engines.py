@@ -58,10 +58,13 @@ def main(argv=None) -> int:
             worker = engines.start_worker_pool(work / "portable", started)
             job = engines.start_local_job_service(work / "portable", started)
             startup["portable"] = time.monotonic() - t0
-            flags["portable"] = ["--runner=PortableRunner", f"--job_endpoint={job}",
-                                 "--environment_type=EXTERNAL",
-                                 f"--environment_config={worker}",
-                                 "--sdk_worker_parallelism=1"]
+            flags["portable"] = [
+                "--runner=PortableRunner",
+                f"--job_endpoint={job}",
+                "--environment_type=EXTERNAL",
+                f"--environment_config={worker}",
+                "--sdk_worker_parallelism=1",
+            ]
         if "flink" in names:
             t0 = time.monotonic()
             (work / "flink").mkdir()
@@ -72,9 +75,12 @@ def main(argv=None) -> int:
             flags["flink"] = engines.flink_submit_args(job, artifact, worker)
         if "prism" in names:
             prism = engines.require("prism")["paths"]["binary"]
-            flags["prism"] = ["--runner=PrismRunner", f"--prism_location={prism}",
-                              "--prism_log_level=warn",
-                              "--experiments=disable_prism_server_singleton"]
+            flags["prism"] = [
+                "--runner=PrismRunner",
+                f"--prism_location={prism}",
+                "--prism_log_level=warn",
+                "--experiments=disable_prism_server_singleton",
+            ]
         for job in args.jobs.split(","):
             for name in names:
                 for i in range(args.repeats):
@@ -83,10 +89,8 @@ def main(argv=None) -> int:
                         engines.wait_until_flink_idle(rest)
                     t0 = time.monotonic()
                     runner_rows.JOBS[job][0](inputs, out, flags[name])
-                    times.setdefault(job, {}).setdefault(name, []).append(
-                        time.monotonic() - t0)
-                    print(f"{job:8s} {name:9s} run {i}: {times[job][name][-1]:7.1f} s",
-                          flush=True)
+                    times.setdefault(job, {}).setdefault(name, []).append(time.monotonic() - t0)
+                    print(f"{job:8s} {name:9s} run {i}: {times[job][name][-1]:7.1f} s", flush=True)
     print("\nengine start-up (s):", {k: round(v, 1) for k, v in startup.items()})
     print(f"\n| job | {' | '.join(names)} |\n|---|{'---|' * len(names)}")
     for job, by_engine in times.items():
@@ -103,8 +107,11 @@ def main(argv=None) -> int:
         print(f"| {job} | {' | '.join(cells)} |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"startup_s": startup, "times_s": times,
-                       "versions": engines.versions()}, f, indent=2)
+            json.dump(
+                {"startup_s": startup, "times_s": times, "versions": engines.versions()},
+                f,
+                indent=2,
+            )
     return 0
 
 

@@ -52,14 +52,24 @@ def make_chips(root: str, seed: int, tiles: tuple[int, int], density: float) -> 
     from footprints.sample_area import SampleAreaConfig, generate_sample_area, is_residential
     from pipeline import prepare
 
-    area = generate_sample_area(os.path.join(root, "area"), SampleAreaConfig(
-        seed=seed, tiles_x=tiles[0], tiles_y=tiles[1], density=density))
+    area = generate_sample_area(
+        os.path.join(root, "area"),
+        SampleAreaConfig(seed=seed, tiles_x=tiles[0], tiles_y=tiles[1], density=density),
+    )
     residential = sum(n for k, n in area.counts.items() if k != "total" and is_residential(k))
     prefix = os.path.join(root, "chips", "chips")
-    prepare.run(prepare.PrepareConfig(
-        output=prefix, rasters=os.path.join(area.root, "tiles", "*.tif"),
-        footprints=area.footprints, id_field="id", class_field="building",
-        region_field="region", num_shards=4), ["--runner", "DirectRunner"])
+    prepare.run(
+        prepare.PrepareConfig(
+            output=prefix,
+            rasters=os.path.join(area.root, "tiles", "*.tif"),
+            footprints=area.footprints,
+            id_field="id",
+            class_field="building",
+            region_field="region",
+            num_shards=4,
+        ),
+        ["--runner", "DirectRunner"],
+    )
     return f"{prefix}-*-of-*.tfrecord", round(residential / max(area.counts["total"], 1), 2)
 
 
@@ -71,8 +81,10 @@ def held_out_scores(model_dir: str, chips: str) -> tuple[np.ndarray, np.ndarray,
     from model_training import data, export
 
     serve = export.load_serving(model_dir)
-    features = {contracts.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
-                contracts.REGION_KEY: tf.io.FixedLenFeature([], tf.string, default_value="")}
+    features = {
+        contracts.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        contracts.REGION_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
     labels, scores, regions = [], [], []
     for batch in data.record_dataset(data.list_shards(chips)).batch(256):
         parsed = tf.io.parse_example(batch, features)
@@ -82,8 +94,9 @@ def held_out_scores(model_dir: str, chips: str) -> tuple[np.ndarray, np.ndarray,
     return np.concatenate(labels), np.concatenate(scores).astype(np.float64), regions
 
 
-def accuracy_at_fraction(labels: np.ndarray, scores: np.ndarray, regions: list[str],
-                         fraction: float) -> float:
+def accuracy_at_fraction(
+    labels: np.ndarray, scores: np.ndarray, regions: list[str], fraction: float
+) -> float:
     """Share of chips labelled right when the top ``floor(p N + 1/2)`` per region are residential."""
     chosen = np.zeros(len(labels), bool)
     regions_arr = np.asarray(regions)
@@ -99,9 +112,17 @@ def train(chips: str, output: str, seed: int, epochs: int):
     from model_training.classifier import train_classifier
     from model_training.configs import ClassifierConfig
 
-    return train_classifier(ClassifierConfig(
-        train=chips, output=output, epochs=epochs, seed=seed, overwrite=True, verbose=0,
-        tensorboard=False))
+    return train_classifier(
+        ClassifierConfig(
+            train=chips,
+            output=output,
+            epochs=epochs,
+            seed=seed,
+            overwrite=True,
+            verbose=0,
+            tensorboard=False,
+        )
+    )
 
 
 def evaluate(result, chips: str, fraction: float) -> dict:
@@ -116,23 +137,30 @@ def evaluate(result, chips: str, fraction: float) -> dict:
     card = contracts.read_model_card(result.model_dir)
     a, b = card["calibration"]["a"], card["calibration"]["b"]
     raw = 1.0 / (1.0 + np.exp(-(evaluation.logit(scores) - b) / a))
-    return {"footprints": int(labels.size),
-            "accuracy": accuracy_at_fraction(labels, scores, regions, fraction),
-            "ece": evaluation.expected_calibration_error(labels, scores),
-            "ece_uncalibrated": evaluation.expected_calibration_error(labels, raw),
-            "auc": evaluation.binary_auc(labels, scores),
-            "weak": card["quality"]["weak"], "scores": scores}
+    return {
+        "footprints": int(labels.size),
+        "accuracy": accuracy_at_fraction(labels, scores, regions, fraction),
+        "ece": evaluation.expected_calibration_error(labels, scores),
+        "ece_uncalibrated": evaluation.expected_calibration_error(labels, raw),
+        "auc": evaluation.binary_auc(labels, scores),
+        "weak": card["quality"]["weak"],
+        "scores": scores,
+    }
 
 
 def machine() -> str:
     import tensorflow as tf
 
-    threads = (tf.config.threading.get_intra_op_parallelism_threads(),
-               tf.config.threading.get_inter_op_parallelism_threads())
-    return (f"{platform.machine()} {platform.processor() or platform.platform()}, "
-            f"{os.cpu_count()} CPUs, TensorFlow {tf.__version__} "
-            f"(intra/inter-op threads {threads[0] or 'auto'}/{threads[1] or 'auto'}), "
-            f"GPUs: {len(tf.config.list_physical_devices('GPU'))}")
+    threads = (
+        tf.config.threading.get_intra_op_parallelism_threads(),
+        tf.config.threading.get_inter_op_parallelism_threads(),
+    )
+    return (
+        f"{platform.machine()} {platform.processor() or platform.platform()}, "
+        f"{os.cpu_count()} CPUs, TensorFlow {tf.__version__} "
+        f"(intra/inter-op threads {threads[0] or 'auto'}/{threads[1] or 'auto'}), "
+        f"GPUs: {len(tf.config.list_physical_devices('GPU'))}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -153,20 +181,27 @@ def main(argv: list[str] | None = None) -> None:
         root = os.path.join(work, f"seed-{seed}")
         from footprints.commands.demo import training_chips
 
-        train_chips = training_chips(os.path.join(root, "train"), os.path.join(root, "chips"),
-                                     seed, args.train_areas, ["--runner", "DirectRunner"])["glob"]
-        demo_chips, fraction = make_chips(os.path.join(root, "demo"), seed, _tiles(args.tiles),
-                                          4.0)
+        train_chips = training_chips(
+            os.path.join(root, "train"),
+            os.path.join(root, "chips"),
+            seed,
+            args.train_areas,
+            ["--runner", "DirectRunner"],
+        )["glob"]
+        demo_chips, fraction = make_chips(os.path.join(root, "demo"), seed, _tiles(args.tiles), 4.0)
         result = train(train_chips, os.path.join(root, "classifier"), seed, args.epochs)
         row = evaluate(result, demo_chips, fraction)
         row.update(seed=seed, fraction=fraction, seconds=time.perf_counter() - started)
         rows.append(row)
         if first is None:
             first = (train_chips, demo_chips, fraction, root, result, row)
-        print(f"seed {seed}: held-out accuracy at target {fraction:.0%}: {row['accuracy']:.3f}, "
-              f"ECE {row['ece']:.3f} (uncalibrated {row['ece_uncalibrated']:.3f}), "
-              f"AUC {row['auc']:.3f}, {row['footprints']} footprints, weak={row['weak']}, "
-              f"{row['seconds']:.0f} s", flush=True)
+        print(
+            f"seed {seed}: held-out accuracy at target {fraction:.0%}: {row['accuracy']:.3f}, "
+            f"ECE {row['ece']:.3f} (uncalibrated {row['ece_uncalibrated']:.3f}), "
+            f"AUC {row['auc']:.3f}, {row['footprints']} footprints, weak={row['weak']}, "
+            f"{row['seconds']:.0f} s",
+            flush=True,
+        )
 
     import keras
 
@@ -185,8 +220,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"held-out accuracy at the target fraction over seeds {seeds}: {spread('accuracy')}")
     print(f"held-out ECE (15 bins), calibrated: {spread('ece')}")
     print(f"held-out ECE (15 bins), uncalibrated: {spread('ece_uncalibrated')}")
-    print(f"determinism (seed {seeds[0]}, trained twice): max |score difference| "
-          f"{score_diff:.3g}, max |weight difference| {weight_diff:.3g}")
+    print(
+        f"determinism (seed {seeds[0]}, trained twice): max |score difference| "
+        f"{score_diff:.3g}, max |weight difference| {weight_diff:.3g}"
+    )
 
 
 if __name__ == "__main__":

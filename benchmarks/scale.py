@@ -53,6 +53,7 @@ TILE = 256
 # Inputs
 # --------------------------------------------------------------------------
 
+
 def write_chips(directory: str, n: int, shards: int = 8) -> str:
     """N chip records in ``shards`` shards; 256 distinct PNGs reused (encoding is not measured)."""
     import numpy as np
@@ -68,12 +69,16 @@ def write_chips(directory: str, n: int, shards: int = 8) -> str:
         Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
         pngs.append(buf.getvalue())
     os.makedirs(directory, exist_ok=True)
-    writers = [tf.io.TFRecordWriter(os.path.join(
-        directory, os.path.basename(contracts.shard_name("chips", i, shards))))
-        for i in range(shards)]
+    writers = [
+        tf.io.TFRecordWriter(
+            os.path.join(directory, os.path.basename(contracts.shard_name("chips", i, shards)))
+        )
+        for i in range(shards)
+    ]
     for i in range(n):
-        chip = contracts.Chip(footprint_id=f"fp-{i:08d}", image=pngs[i % 256],
-                              region="north" if i % 3 else "south")
+        chip = contracts.Chip(
+            footprint_id=f"fp-{i:08d}", image=pngs[i % 256], region="north" if i % 3 else "south"
+        )
         writers[i % shards].write(contracts.encode_chip(chip))
     for w in writers:
         w.close()
@@ -88,14 +93,16 @@ def write_tiles(directory: str, n: int) -> str:
         rects = [(20 + 30 * k, 16 + 50 * k, 50 + 30 * k, 60 + 50 * k) for k in range(4)]
         data, _ = segment_helpers.bright_scene(TILE, TILE, rects, seed=i)
         origin = (segment_helpers.UTM_ORIGIN[0] + i * TILE * 0.5, segment_helpers.UTM_ORIGIN[1])
-        segment_helpers.write_tile(os.path.join(directory, f"t{i:05d}.tif"), data,
-                                   origin=origin, blocksize=256)
+        segment_helpers.write_tile(
+            os.path.join(directory, f"t{i:05d}.tif"), data, origin=origin, blocksize=256
+        )
     return os.path.join(directory, "*.tif")
 
 
 # --------------------------------------------------------------------------
 # One measured run (in a subprocess)
 # --------------------------------------------------------------------------
+
 
 def _peak_mib() -> float:
     import resource
@@ -111,16 +118,23 @@ def run_one(job: str, inputs: str, model: str, output: str, runner_args: list[st
     if job == "score":
         from pipeline.score import ScoreConfig, run_config
 
-        config = ScoreConfig.create(chips=inputs, model_dir=model, residential_fraction="0.3",
-                                    output=output, batch_size=256, num_shards=0,
-                                    run_id="scale")
+        config = ScoreConfig.create(
+            chips=inputs,
+            model_dir=model,
+            residential_fraction="0.3",
+            output=output,
+            batch_size=256,
+            num_shards=0,
+            run_id="scale",
+        )
         summary = run_config(config, runner_args)
         n = summary["totals"]["scored"]
     else:
         from pipeline.segment import SegmentConfig, run_config
 
-        config = SegmentConfig.create(raster=inputs, model_dir=model, output=output, halo=8,
-                                      batch_size=16, run_id="scale")
+        config = SegmentConfig.create(
+            raster=inputs, model_dir=model, output=output, halo=8, batch_size=16, run_id="scale"
+        )
         summary = run_config(config, runner_args)
         n = summary["tiles"]["written"]
     return {"n": n, "seconds": time.perf_counter() - start, "peak_mib": _peak_mib()}
@@ -145,8 +159,13 @@ def measure(job: str, n: int, workdir: str, runner_args: list[str]) -> dict:
             segment_helpers.save_bright_segmenter(model, window_size=64)
     spec = json.dumps([job, inputs, model, os.path.join(base, "out"), runner_args])
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run([sys.executable, __file__, "--child", spec], env=env,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", spec],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{job} N={n} failed:\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -170,13 +189,17 @@ def verdict(rows: list[dict]) -> str:
     a, b = rows[-2], rows[-1]
     mem = b["peak_mib"] / a["peak_mib"]
     if b["seconds"] <= a["seconds"] * 1.1:
-        return (f"peak memory x{mem:.2f} from N={a['n']:,} to N={b['n']:,}; fixed costs "
-                "dominate the wall time at these sizes, run larger N to see the slope")
+        return (
+            f"peak memory x{mem:.2f} from N={a['n']:,} to N={b['n']:,}; fixed costs "
+            "dominate the wall time at these sizes, run larger N to see the slope"
+        )
     marginal = (b["n"] - a["n"]) / max(b["seconds"] - a["seconds"], 1e-9)
-    return (f"peak memory x{mem:.2f} from N={a['n']:,} to N={b['n']:,} "
-            f"({'within' if mem <= 1.2 else 'OVER'} the 1.2x goal); marginal throughput "
-            f"between them {marginal:,.0f} {UNITS[b['job']]}/s vs {b['per_s']:,.0f} overall "
-            f"({'linear' if marginal >= 0.8 * a['per_s'] else 'slower than linear'})")
+    return (
+        f"peak memory x{mem:.2f} from N={a['n']:,} to N={b['n']:,} "
+        f"({'within' if mem <= 1.2 else 'OVER'} the 1.2x goal); marginal throughput "
+        f"between them {marginal:,.0f} {UNITS[b['job']]}/s vs {b['per_s']:,.0f} overall "
+        f"({'linear' if marginal >= 0.8 * a['per_s'] else 'slower than linear'})"
+    )
 
 
 def write_report(results: dict[str, list[dict]], runner_args: list[str], md: str, png: str):
@@ -191,11 +214,20 @@ def write_report(results: dict[str, list[dict]], runner_args: list[str], md: str
         rows = results[job]
         ns = [r["n"] for r in rows]
         axes[row][0].plot(ns, [r["per_s"] for r in rows], "o-")
-        axes[row][0].set(xscale="log", xlabel=f"N ({UNITS[job]})",
-                         ylabel=f"{UNITS[job]}/s", title=f"{job}: throughput")
+        axes[row][0].set(
+            xscale="log",
+            xlabel=f"N ({UNITS[job]})",
+            ylabel=f"{UNITS[job]}/s",
+            title=f"{job}: throughput",
+        )
         axes[row][1].plot(ns, [r["peak_mib"] for r in rows], "o-", color="tab:red")
-        axes[row][1].set(xscale="log", xlabel=f"N ({UNITS[job]})", ylabel="peak RSS (MiB)",
-                         title=f"{job}: peak memory", ylim=(0, None))
+        axes[row][1].set(
+            xscale="log",
+            xlabel=f"N ({UNITS[job]})",
+            ylabel="peak RSS (MiB)",
+            title=f"{job}: peak memory",
+            ylim=(0, None),
+        )
         for ax in axes[row]:
             ax.grid(True, alpha=0.3)
     fig.tight_layout()
@@ -219,11 +251,17 @@ def write_report(results: dict[str, list[dict]], runner_args: list[str], md: str
         f"![throughput and memory]({os.path.basename(png)})",
     ]
     for job in jobs:
-        lines += ["", f"## {job}", "", f"| N ({UNITS[job]}) | wall time (s) | {UNITS[job]}/s "
-                  "| peak RSS (MiB) |", "|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"## {job}",
+            "",
+            f"| N ({UNITS[job]}) | wall time (s) | {UNITS[job]}/s | peak RSS (MiB) |",
+            "|---:|---:|---:|---:|",
+        ]
         for r in results[job]:
-            lines.append(f"| {r['n']:,} | {r['seconds']:.1f} | {r['per_s']:,.1f} "
-                         f"| {r['peak_mib']:,.0f} |")
+            lines.append(
+                f"| {r['n']:,} | {r['seconds']:.1f} | {r['per_s']:,.1f} | {r['peak_mib']:,.0f} |"
+            )
         lines += ["", f"Verdict: {verdict(results[job])}."]
     with open(md, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
@@ -231,10 +269,16 @@ def write_report(results: dict[str, list[dict]], runner_args: list[str], md: str
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--score-sizes", default=DEFAULT_SCORE_SIZES,
-                        help="chip counts, comma-separated (empty: skip score)")
-    parser.add_argument("--segment-sizes", default=DEFAULT_SEGMENT_SIZES,
-                        help="tile counts, comma-separated (empty: skip segment)")
+    parser.add_argument(
+        "--score-sizes",
+        default=DEFAULT_SCORE_SIZES,
+        help="chip counts, comma-separated (empty: skip score)",
+    )
+    parser.add_argument(
+        "--segment-sizes",
+        default=DEFAULT_SEGMENT_SIZES,
+        help="tile counts, comma-separated (empty: skip segment)",
+    )
     parser.add_argument("--runner-args", default="", help="Beam options for every run")
     parser.add_argument("--markdown", default=os.path.join(ROOT, "docs", "scale.md"))
     parser.add_argument("--plot", default=os.path.join(ROOT, "docs", "scale.png"))
@@ -252,8 +296,11 @@ def main(argv=None) -> int:
             for n in sorted(int(s) for s in text.split(",") if s.strip()):
                 r = measure(job, n, workdir, runner_args)
                 results.setdefault(job, []).append(r)
-                print(f"{job:8s} N={n:>9,}  {r['seconds']:8.1f} s  {r['per_s']:10,.1f}/s  "
-                      f"peak {r['peak_mib']:8,.0f} MiB", flush=True)
+                print(
+                    f"{job:8s} N={n:>9,}  {r['seconds']:8.1f} s  {r['per_s']:10,.1f}/s  "
+                    f"peak {r['peak_mib']:8,.0f} MiB",
+                    flush=True,
+                )
     for job, rows in results.items():
         print(f"{job}: {verdict(rows)}")
     write_report(results, runner_args, args.markdown, args.plot)

@@ -74,28 +74,41 @@ def plain_tf(raster: str, model: str, batch: int) -> dict:
     height, width, _ = image.shape
     core = WINDOW - 2 * HALO
     rows, cols = -(-height // core), -(-width // core)
-    padded = np.pad(image, ((HALO, rows * core - height + HALO),
-                            (HALO, cols * core - width + HALO), (0, 0)), mode="reflect")
+    padded = np.pad(
+        image,
+        ((HALO, rows * core - height + HALO), (HALO, cols * core - width + HALO), (0, 0)),
+        mode="reflect",
+    )
     mask = np.zeros((rows * core, cols * core), np.uint8)
     origins = [(r * core, c * core) for r in range(rows) for c in range(cols)]
     for i in range(0, len(origins), batch):
-        chunk = origins[i:i + batch]
-        windows = np.stack([padded[r:r + WINDOW, c:c + WINDOW] for r, c in chunk])
+        chunk = origins[i : i + batch]
+        windows = np.stack([padded[r : r + WINDOW, c : c + WINDOW] for r, c in chunk])
         probs = fn(images=tf.constant(windows))["mask"].numpy()
         for (r, c), p in zip(chunk, probs):
-            mask[r:r + core, c:c + core] = np.rint(p[HALO:-HALO, HALO:-HALO] * 255)
+            mask[r : r + core, c : c + core] = np.rint(p[HALO:-HALO, HALO:-HALO] * 255)
     mask = mask[:height, :width]
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "pixels": height * width, "windows": len(origins),
-            "peak_mib": _peak_mib()}
+    return {
+        "seconds": seconds,
+        "pixels": height * width,
+        "windows": len(origins),
+        "peak_mib": _peak_mib(),
+    }
 
 
 def pipeline(raster: str, model: str, batch: int, output: str) -> dict:
     from pipeline.segment import SegmentConfig, run_config
 
     start = time.perf_counter()
-    config = SegmentConfig.create(raster=raster, model_dir=model, output=output, halo=HALO,
-                                  batch_size=batch, check_model=False)
+    config = SegmentConfig.create(
+        raster=raster,
+        model_dir=model,
+        output=output,
+        halo=HALO,
+        batch_size=batch,
+        check_model=False,
+    )
     summary = run_config(config, ["--runner", "DirectRunner"])
     seconds = time.perf_counter() - start
     pixels = 0
@@ -104,9 +117,14 @@ def pipeline(raster: str, model: str, batch: int, output: str) -> dict:
     for path in glob.glob(raster):
         with rasterio.open(path) as src:
             pixels += src.width * src.height
-    return {"seconds": seconds, "pixels": pixels, "windows": summary["windows"]["planned"],
-            "tiles": summary["tiles"]["written"], "footprints": summary["footprints"]["count"],
-            "peak_mib": _peak_mib()}
+    return {
+        "seconds": seconds,
+        "pixels": pixels,
+        "windows": summary["windows"]["planned"],
+        "tiles": summary["tiles"]["written"],
+        "footprints": summary["footprints"]["count"],
+        "peak_mib": _peak_mib(),
+    }
 
 
 def baseline(model: str) -> dict:
@@ -134,31 +152,52 @@ def _child(args) -> None:
 
 
 def _run(mode: str, raster: str, model: str, batch: int, output: str = "") -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", mode, "--raster", raster,
-           "--model", model, "--batch-size", str(batch), "--output", output]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        mode,
+        "--raster",
+        raster,
+        "--model",
+        model,
+        "--batch-size",
+        str(batch),
+        "--output",
+        output,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
     if done.returncode or not lines:
         sys.exit(f"{mode} run failed:\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _write_tiles(folder: str, size: int, count: int) -> str:
     import numpy as np
-
     import segment_helpers as helpers
 
     for i in range(count):
         # Buildings every 40 m on a noisy ground: masks with realistic
         # polygon counts, so polygonizing costs what it would on real data.
         rng = np.random.default_rng(i)
-        rects = [(r + int(rng.integers(0, 20)), c + int(rng.integers(0, 20)),
-                  r + 30 + int(rng.integers(0, 30)), c + 30 + int(rng.integers(0, 30)))
-                 for r in range(0, size - 60, 80) for c in range(0, size - 60, 80)]
+        rects = [
+            (
+                r + int(rng.integers(0, 20)),
+                c + int(rng.integers(0, 20)),
+                r + 30 + int(rng.integers(0, 30)),
+                c + 30 + int(rng.integers(0, 30)),
+            )
+            for r in range(0, size - 60, 80)
+            for c in range(0, size - 60, 80)
+        ]
         data, _ = helpers.bright_scene(size, size, rects, seed=i)
-        helpers.write_tile(os.path.join(folder, f"t{i}.tif"), data, blocksize=256,
-                           origin=(helpers.UTM_ORIGIN[0] + i * size * 0.5,
-                                   helpers.UTM_ORIGIN[1]))
+        helpers.write_tile(
+            os.path.join(folder, f"t{i}.tif"),
+            data,
+            blocksize=256,
+            origin=(helpers.UTM_ORIGIN[0] + i * size * 0.5, helpers.UTM_ORIGIN[1]),
+        )
     return os.path.join(folder, "*.tif")
 
 
@@ -168,9 +207,12 @@ def _rate(got: dict) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tile-sizes", default="1024,4096",
-                        help="tiles for throughput; the smallest and largest also give the "
-                             "steady-state ratio (start-up cost removed)")
+    parser.add_argument(
+        "--tile-sizes",
+        default="1024,4096",
+        help="tiles for throughput; the smallest and largest also give the "
+        "steady-state ratio (start-up cost removed)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--memory-sizes", default="512,1024,2048,4096")
     parser.add_argument("--tile-counts", default="1,4")
@@ -187,11 +229,18 @@ def main(argv=None) -> None:
     import segment_helpers as helpers
 
     with tempfile.TemporaryDirectory(prefix="bench-segment-") as tmp:
-        heavy = helpers.save_conv_segmenter(os.path.join(tmp, "conv"), window_size=WINDOW,
-                                            dilations=(1, 2, 4, 8), width=16, brightness=0.2)
+        heavy = helpers.save_conv_segmenter(
+            os.path.join(tmp, "conv"),
+            window_size=WINDOW,
+            dilations=(1, 2, 4, 8),
+            width=16,
+            brightness=0.2,
+        )
         cheap = helpers.save_bright_segmenter(os.path.join(tmp, "bright"), window_size=WINDOW)
-        print(f"throughput: RGB uint8 tiles, window {WINDOW}, halo {HALO}, batch "
-              f"{args.batch_size}, conv segmenter (4 dilated 3x3 layers, 16 channels)")
+        print(
+            f"throughput: RGB uint8 tiles, window {WINDOW}, halo {HALO}, batch "
+            f"{args.batch_size}, conv segmenter (4 dilated 3x3 layers, 16 channels)"
+        )
         print("  tile px   mode       seconds   Mpx/s  windows  peak RSS")
         results = {}
         for size in [int(s) for s in args.tile_sizes.split(",") if s]:
@@ -200,15 +249,20 @@ def main(argv=None) -> None:
             for _ in range(args.repeats):
                 # Alternated, so that load from other processes hits both alike.
                 for mode in ("plain", "pipeline"):
-                    got = _run(mode, raster, heavy, args.batch_size,
-                               os.path.join(tmp, f"out-{size}"))
+                    got = _run(
+                        mode, raster, heavy, args.batch_size, os.path.join(tmp, f"out-{size}")
+                    )
                     if mode not in best or got["seconds"] < best[mode]["seconds"]:
                         best[mode] = got
             for mode, got in best.items():
-                print(f"  {size:5d}^2  {mode:9s} {got['seconds']:8.1f}  {_rate(got):6.2f}  "
-                      f"{got['windows']:7d}  {got['peak_mib']:6.0f} MiB")
-            print(f"  {size:5d}^2  ratio pipeline / plain TF: "
-                  f"{_rate(best['pipeline']) / _rate(best['plain']):.2f} (goal >= 0.9)")
+                print(
+                    f"  {size:5d}^2  {mode:9s} {got['seconds']:8.1f}  {_rate(got):6.2f}  "
+                    f"{got['windows']:7d}  {got['peak_mib']:6.0f} MiB"
+                )
+            print(
+                f"  {size:5d}^2  ratio pipeline / plain TF: "
+                f"{_rate(best['pipeline']) / _rate(best['plain']):.2f} (goal >= 0.9)"
+            )
             results[size] = best
         if len(results) > 1:
             small, large = results[min(results)], results[max(results)]
@@ -216,26 +270,36 @@ def main(argv=None) -> None:
             plain = extra_px / (large["plain"]["seconds"] - small["plain"]["seconds"])
             piped = extra_px / (large["pipeline"]["seconds"] - small["pipeline"]["seconds"])
             fixed = small["pipeline"]["seconds"] - small["pipeline"]["pixels"] / piped
-            print(f"  steady state (from {min(results)}^2 to {max(results)}^2): pipeline "
-                  f"{piped / 1e6:.2f} Mpx/s, plain {plain / 1e6:.2f} Mpx/s, ratio "
-                  f"{piped / plain:.2f}; pipeline start-up about {fixed:.1f} s")
+            print(
+                f"  steady state (from {min(results)}^2 to {max(results)}^2): pipeline "
+                f"{piped / 1e6:.2f} Mpx/s, plain {plain / 1e6:.2f} Mpx/s, ratio "
+                f"{piped / plain:.2f}; pipeline start-up about {fixed:.1f} s"
+            )
 
         sizes = [int(s) for s in args.memory_sizes.split(",") if s]
         if not sizes:
             return
-        base = _run("baseline", os.path.join(tmp, "speed-*", "*.tif"), cheap,
-                    args.batch_size)["peak_mib"]
+        base = _run("baseline", os.path.join(tmp, "speed-*", "*.tif"), cheap, args.batch_size)[
+            "peak_mib"
+        ]
         print(f"\nmemory: cheap segmenter; baseline (libraries + model loaded) {base:.0f} MiB")
         print("  tiles  tile px    stitch buffer  peak RSS  above baseline  seconds")
         counts = [int(c) for c in args.tile_counts.split(",") if c]
         cases = [(s, 1) for s in sizes] + [(min(sizes), c) for c in counts if c != 1]
         for size, count in cases:
             folder = os.path.join(tmp, f"mem-{size}-{count}")
-            got = _run("pipeline", _write_tiles(folder, size, count), cheap, args.batch_size,
-                       os.path.join(folder, "out"))
+            got = _run(
+                "pipeline",
+                _write_tiles(folder, size, count),
+                cheap,
+                args.batch_size,
+                os.path.join(folder, "out"),
+            )
             stitch = size * size * 2 / 2**20  # uint8 probability + bool validity
-            print(f"  {count:5d}  {size:5d}^2  {stitch:10.1f} MiB  {got['peak_mib']:6.0f} MiB"
-                  f"  {got['peak_mib'] - base:10.0f} MiB  {got['seconds']:7.1f}")
+            print(
+                f"  {count:5d}  {size:5d}^2  {stitch:10.1f} MiB  {got['peak_mib']:6.0f} MiB"
+                f"  {got['peak_mib'] - base:10.0f} MiB  {got['seconds']:7.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,11 @@ def _cli(args: list[str]) -> tuple[float, float]:
     """Runs ``footprints`` in a child process; returns its wall and CPU seconds."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "footprints.cli", *args], check=True,
-                   stdout=subprocess.DEVNULL if "--quiet" in args else None)
+    subprocess.run(
+        [sys.executable, "-m", "footprints.cli", *args],
+        check=True,
+        stdout=subprocess.DEVNULL if "--quiet" in args else None,
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -92,8 +95,14 @@ def object_scores(predicted: np.ndarray, truth: np.ndarray, min_iou: float = 0.5
     precision = tp / len(predicted) if len(predicted) else 0.0
     recall = tp / len(truth) if len(truth) else 0.0
     f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "matched": tp,
-            "predicted": len(predicted), "true": len(truth)}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "matched": tp,
+        "predicted": len(predicted),
+        "true": len(truth),
+    }
 
 
 def _east_truth(area, crs) -> np.ndarray:
@@ -130,21 +139,36 @@ def run_once(seed: int, work: str, extra: list[str], trained: str | None = None)
     train_wall = train_cpu = float("nan")
     if trained is None:
         model_dir = os.path.join(root, "segmenter", "model")
-        train_wall, train_cpu = _cli(["train", "segmenter", "--rasters", area.tiles[0],
-                                      "--footprints", area.footprints, "--output",
-                                      os.path.dirname(model_dir), "--seed", str(seed),
-                                      "--overwrite", "--no-tensorboard", *extra])
+        train_wall, train_cpu = _cli(
+            [
+                "train",
+                "segmenter",
+                "--rasters",
+                area.tiles[0],
+                "--footprints",
+                area.footprints,
+                "--output",
+                os.path.dirname(model_dir),
+                "--seed",
+                str(seed),
+                "--overwrite",
+                "--no-tensorboard",
+                *extra,
+            ]
+        )
     else:
         model_dir = trained
     load_after = os.getloadavg()
     with open(os.path.join(model_dir, "assets", "model_card.json"), encoding="utf-8") as f:
         card = json.load(f)
     out = os.path.join(root, "segment-east")
-    segment_wall, _ = _cli(["segment", "--raster", area.tiles[1], "--model", model_dir,
-                            "--output", out])
+    segment_wall, _ = _cli(
+        ["segment", "--raster", area.tiles[1], "--model", model_dir, "--output", out]
+    )
     mask = os.path.join(out, "masks", "east.tif")
     with rasterio.open(area.tiles[1]) as src:
         import pyproj
+
         crs = pyproj.CRS.from_user_input(src.crs)
     predicted, _ = _predicted(os.path.join(out, "footprints"))
     truth = _east_truth(area, crs)
@@ -155,9 +179,11 @@ def run_once(seed: int, work: str, extra: list[str], trained: str | None = None)
         "heldout_objects_at_iou_0.5": object_scores(predicted, truth),
         "validation_iou": card["validation_metrics"]["iou"],
         "splits": card.get("splits"),
-        "steps": steps, "epochs_trained": card["epochs_trained"],
+        "steps": steps,
+        "epochs_trained": card["epochs_trained"],
         "best_epoch": card["best_epoch"],
-        "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1),
+        "train_wall_s": round(train_wall, 1),
+        "train_cpu_s": round(train_cpu, 1),
         "cpu_s_per_step": round(train_cpu / steps, 3),
         "wall_s_per_step": round(train_wall / steps, 3),
         "segment_wall_s": round(segment_wall, 1),
@@ -169,23 +195,38 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     parser.add_argument("--work", default="/tmp/segmenter_quality", help="scratch folder")
-    parser.add_argument("--train-args", default="",
-                        help="extra flags for `train segmenter` (default: none, the defaults)")
-    parser.add_argument("--model", default=None, metavar="DIR",
-                        help="skip training and measure this SavedModel (for example one "
-                             "trained on the west half by an older version)")
+    parser.add_argument(
+        "--train-args",
+        default="",
+        help="extra flags for `train segmenter` (default: none, the defaults)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="DIR",
+        help="skip training and measure this SavedModel (for example one "
+        "trained on the west half by an older version)",
+    )
     args = parser.parse_args(argv)
     extra = args.train_args.split()
     results = [run_once(int(s), args.work, extra, args.model) for s in args.seeds.split(",")]
-    machine = {"platform": platform.platform(), "cpus": os.cpu_count(),
-               "python": platform.python_version()}
-    print(json.dumps({"machine": machine, "train_args": extra or "defaults",
-                      "runs": results}, indent=1))
+    machine = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    print(
+        json.dumps(
+            {"machine": machine, "train_args": extra or "defaults", "runs": results}, indent=1
+        )
+    )
     ious = [r["heldout_pixel_iou"] for r in results]
     f1s = [r["heldout_objects_at_iou_0.5"]["f1"] for r in results]
-    print(f"held-out pixel IoU: {min(ious):.3f}..{max(ious):.3f} over seeds {args.seeds}; "
-          f"object F1@0.5: {min(f1s):.3f}..{max(f1s):.3f}; training CPU s: "
-          f"{', '.join(str(r['train_cpu_s']) for r in results)}")
+    print(
+        f"held-out pixel IoU: {min(ious):.3f}..{max(ious):.3f} over seeds {args.seeds}; "
+        f"object F1@0.5: {min(f1s):.3f}..{max(f1s):.3f}; training CPU s: "
+        f"{', '.join(str(r['train_cpu_s']) for r in results)}"
+    )
     return 0
 
 

@@ -54,11 +54,24 @@ def make_rows(n: int, seed: int = 0) -> list[dict]:
     wkbs = list(shapely.to_wkb(shapely.box(x, y, x + 12, y + 9)))
     lon, lat, wkbs = geometry_columns(wkbs, UTM)
     score = rng.random(n).astype(np.float32)
-    return [{"footprint_id": f"fp-{i:07d}", "region": "all", "score": float(score[i]),
-             "percentile": float(score[i] * 100), "is_residential": bool(score[i] > 0.6),
-             "label": None, "threshold": 0.6, "target_fraction": 0.4, "model_id": "m",
-             "run_id": "bench", "centroid_lon": lon[i], "centroid_lat": lat[i],
-             "geometry": wkbs[i]} for i in range(n)]
+    return [
+        {
+            "footprint_id": f"fp-{i:07d}",
+            "region": "all",
+            "score": float(score[i]),
+            "percentile": float(score[i] * 100),
+            "is_residential": bool(score[i] > 0.6),
+            "label": None,
+            "threshold": 0.6,
+            "target_fraction": 0.4,
+            "model_id": "m",
+            "run_id": "bench",
+            "centroid_lon": lon[i],
+            "centroid_lat": lat[i],
+            "geometry": wkbs[i],
+        }
+        for i in range(n)
+    ]
 
 
 def write_both(rows: list[dict], folder: str) -> dict[str, str]:
@@ -70,8 +83,9 @@ def write_both(rows: list[dict], folder: str) -> dict[str, str]:
 
     schema = scores_schema(UTM)
     plain = os.path.join(folder, "plain.parquet")
-    pq.write_table(contracts.validate_rows(rows, schema), plain, compression="none",
-                   row_group_size=len(rows))
+    pq.write_table(
+        contracts.validate_rows(rows, schema), plain, compression="none", row_group_size=len(rows)
+    )
     geo = os.path.join(folder, "geoparquet.parquet")
     with open(geo, "wb") as f:
         f.write(parquet_bytes(geo_file_table(rows, schema)))
@@ -80,12 +94,17 @@ def write_both(rows: list[dict], folder: str) -> dict[str, str]:
 
 def window_query(path: str, window: tuple[float, float, float, float], use_bbox: bool) -> str:
     xmin, ymin, xmax, ymax = window
-    wkt = (f"POLYGON(({xmin} {ymin}, {xmax} {ymin}, {xmax} {ymax}, {xmin} {ymax}, "
-           f"{xmin} {ymin}))")
-    where = (f"bbox.xmax >= {xmin} AND bbox.xmin <= {xmax} AND bbox.ymax >= {ymin} "
-             f"AND bbox.ymin <= {ymax} AND " if use_bbox else "")
-    return (f"SELECT count(*) FROM read_parquet('{path}') WHERE {where}"
-            f"ST_Intersects_Extent(geometry, ST_GeomFromWKB(ST_AsWKB('{wkt}'::GEOMETRY)))")
+    wkt = f"POLYGON(({xmin} {ymin}, {xmax} {ymin}, {xmax} {ymax}, {xmin} {ymax}, {xmin} {ymin}))"
+    where = (
+        f"bbox.xmax >= {xmin} AND bbox.xmin <= {xmax} AND bbox.ymax >= {ymin} "
+        f"AND bbox.ymin <= {ymax} AND "
+        if use_bbox
+        else ""
+    )
+    return (
+        f"SELECT count(*) FROM read_parquet('{path}') WHERE {where}"
+        f"ST_Intersects_Extent(geometry, ST_GeomFromWKB(ST_AsWKB('{wkt}'::GEOMETRY)))"
+    )
 
 
 def skippable(path: str, window) -> float:
@@ -100,8 +119,12 @@ def skippable(path: str, window) -> float:
     for g in range(meta.num_row_groups):
         rg = meta.row_group(g)
         s = {k: rg.column(i).statistics for k, i in idx.items()}
-        if (s["xmin"].min > xmax or s["xmax"].max < xmin or s["ymin"].min > ymax
-                or s["ymax"].max < ymin):
+        if (
+            s["xmin"].min > xmax
+            or s["xmax"].max < xmin
+            or s["ymin"].min > ymax
+            or s["ymax"].max < ymin
+        ):
             skip += 1
     return skip / meta.num_row_groups
 
@@ -141,21 +164,30 @@ def main(argv=None) -> int:
         if counts["plain"] != counts["geoparquet"]:
             raise SystemExit(f"the two queries disagree: {counts}")
         sizes = {name: os.path.getsize(path) for name, path in paths.items()}
-        print(f"{args.rows} rows, seed {args.seed}, {args.repeat} repeats; window holds "
-              f"{counts['plain']} rows; geoparquet row groups skippable by bbox statistics: "
-              f"{skippable(paths['geoparquet'], window):.1%} of "
-              f"{pq.ParquetFile(paths['geoparquet']).metadata.num_row_groups}")
+        print(
+            f"{args.rows} rows, seed {args.seed}, {args.repeat} repeats; window holds "
+            f"{counts['plain']} rows; geoparquet row groups skippable by bbox statistics: "
+            f"{skippable(paths['geoparquet'], window):.1%} of "
+            f"{pq.ParquetFile(paths['geoparquet']).metadata.num_row_groups}"
+        )
         for name in paths:
             line = [f"{name:>11}: size {sizes[name] / 1e6:7.2f} MB"]
             for what in ("read", "query"):
                 ts = times[name][what]
-                line.append(f"{what} {statistics.median(ts) * 1e3:7.1f} ms "
-                            f"[{min(ts) * 1e3:.1f}-{max(ts) * 1e3:.1f}]")
+                line.append(
+                    f"{what} {statistics.median(ts) * 1e3:7.1f} ms "
+                    f"[{min(ts) * 1e3:.1f}-{max(ts) * 1e3:.1f}]"
+                )
             print(", ".join(line))
-        ratio = {what: statistics.median(times["geoparquet"][what])
-                 / statistics.median(times["plain"][what]) for what in ("read", "query")}
-        print(f"geoparquet / plain: size {sizes['geoparquet'] / sizes['plain']:.2f}, "
-              f"read {ratio['read']:.2f}, filtered query {ratio['query']:.2f}")
+        ratio = {
+            what: statistics.median(times["geoparquet"][what])
+            / statistics.median(times["plain"][what])
+            for what in ("read", "query")
+        }
+        print(
+            f"geoparquet / plain: size {sizes['geoparquet'] / sizes['plain']:.2f}, "
+            f"read {ratio['read']:.2f}, filtered query {ratio['query']:.2f}"
+        )
     return 0
 
 

@@ -50,8 +50,7 @@ def _count(split: data.ChipSplit) -> int:
 
 def model_rate(model: keras.Model, options: data.InputOptions, batches: int) -> float:
     """Images/s of the training step alone, on one batch held in memory."""
-    x = tf.random.uniform((options.batch_size, options.image_size, options.image_size, 3),
-                          0, 255)
+    x = tf.random.uniform((options.batch_size, options.image_size, options.image_size, 3), 0, 255)
     y = tf.cast(tf.random.uniform((options.batch_size,)) < 0.5, tf.float32)
     model.train_on_batch(x, y)  # trace
     start = time.perf_counter()
@@ -60,8 +59,9 @@ def model_rate(model: keras.Model, options: data.InputOptions, batches: int) -> 
     return batches * options.batch_size / (time.perf_counter() - start)
 
 
-def fit_rate(model: keras.Model, split: data.ChipSplit, options: data.InputOptions,
-             batches: int) -> float:
+def fit_rate(
+    model: keras.Model, split: data.ChipSplit, options: data.InputOptions, batches: int
+) -> float:
     """Images/s of model.fit fed by the pipeline (after a warm-up epoch)."""
     ds = data.classifier_dataset(split, options, training=True)
     warm = math.ceil(_count(split) / options.batch_size) + 1
@@ -74,24 +74,29 @@ def fit_rate(model: keras.Model, split: data.ChipSplit, options: data.InputOptio
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chips", type=int, default=512)
-    parser.add_argument("--chip-size", type=int, default=96,
-                        help="stored chip size; chips are resized to --image-size")
+    parser.add_argument(
+        "--chip-size",
+        type=int,
+        default=96,
+        help="stored chip size; chips are resized to --image-size",
+    )
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--backbone", default="small-cnn",
-                        choices=classifier_models.BACKBONES)
+    parser.add_argument("--backbone", default="small-cnn", choices=classifier_models.BACKBONES)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(0)
     with tempfile.TemporaryDirectory() as folder:
-        paths = synthetic.write_chip_shards(folder, args.chips, size=args.chip_size,
-                                            num_shards=4, formats=("png", "jpeg"))
+        paths = synthetic.write_chip_shards(
+            folder, args.chips, size=args.chip_size, num_shards=4, formats=("png", "jpeg")
+        )
         split = data.ChipSplit(tuple(paths))
         figures: dict[str, float] = {}
         for cache in ("none", "memory"):
-            options = data.InputOptions(image_size=args.image_size,
-                                        batch_size=args.batch_size, cache=cache)
+            options = data.InputOptions(
+                image_size=args.image_size, batch_size=args.batch_size, cache=cache
+            )
             # The pipeline alone is fast: time ten times more batches for a stable figure.
             figures[f"input_{cache}"] = input_rate(split, options, 10 * args.batches)
         options = data.InputOptions(image_size=args.image_size, batch_size=args.batch_size)
@@ -99,13 +104,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         compile_classifier(model, 1e-3)
         figures["model_step"] = model_rate(model, options, args.batches)
         for cache in ("none", "memory"):
-            options = data.InputOptions(image_size=args.image_size,
-                                        batch_size=args.batch_size, cache=cache)
+            options = data.InputOptions(
+                image_size=args.image_size, batch_size=args.batch_size, cache=cache
+            )
             figures[f"fit_{cache}"] = fit_rate(model, split, options, args.batches)
 
-    print(f"classifier input benchmark: {args.chips} chips of {args.chip_size} px "
-          f"(PNG/JPEG) -> {args.image_size} px, batch {args.batch_size}, "
-          f"{args.backbone}, {args.batches} batches, TF {tf.__version__}")
+    print(
+        f"classifier input benchmark: {args.chips} chips of {args.chip_size} px "
+        f"(PNG/JPEG) -> {args.image_size} px, batch {args.batch_size}, "
+        f"{args.backbone}, {args.batches} batches, TF {tf.__version__}"
+    )
     print(f"{'measure':<34}{'images/s':>12}")
     labels = {
         "input_none": "tf.data input, no cache",
@@ -131,8 +139,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         # for the same cores, which only the fit-to-step ratio shows.
         share = figures[f"fit_{cache}"] / figures["model_step"]
         verdict = "input-bound" if share < 0.8 else "not input-bound"
-        print(f"cache {cache}: model.fit runs at {share:.0%} of the bare step rate -> "
-              f"training is {verdict} on this machine")
+        print(
+            f"cache {cache}: model.fit runs at {share:.0%} of the bare step rate -> "
+            f"training is {verdict} on this machine"
+        )
     return {**figures, **{k: float(np.round(v, 3)) for k, v in ratios.items()}}
 
 

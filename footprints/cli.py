@@ -83,8 +83,11 @@ def beam_option_parser() -> argparse.ArgumentParser:
         seen[str(cls)] = cls
         todo.extend(cls.__subclasses__())
     beam_parser = pipeline_options._BeamArgumentParser(
-        prog="footprints (Beam pipeline options)", allow_abbrev=False, add_help=False,
-        conflict_handler="resolve")
+        prog="footprints (Beam pipeline options)",
+        allow_abbrev=False,
+        add_help=False,
+        conflict_handler="resolve",
+    )
     for cls in seen.values():
         cls._add_argparse_args(beam_parser)  # pylint: disable=protected-access
     return beam_parser
@@ -106,20 +109,26 @@ def unknown_options(subparser: argparse.ArgumentParser, beam_args: list[str]) ->
         return None
     flag = next((a for a in left if a.startswith("-")), left[0])
     if not flag.startswith("-"):
-        return (f"unexpected argument {flag!r}: the command takes no positional arguments; "
-                "quote globs so the shell does not expand them, e.g. 'tiles/*.tif'")
+        return (
+            f"unexpected argument {flag!r}: the command takes no positional arguments; "
+            "quote globs so the shell does not expand them, e.g. 'tiles/*.tif'"
+        )
     name = flag.split("=", 1)[0]
     ours = _option_strings(subparser)
-    close = (difflib.get_close_matches(name, ours, n=1, cutoff=0.75)
-             or difflib.get_close_matches(name, _option_strings(beam_parser), n=1, cutoff=0.75))
-    hint = (f"; did you mean {close[0]}?" if close
-            else f": neither a flag of {subparser.prog} (see --help) nor a Beam pipeline "
-                 "option")
+    close = difflib.get_close_matches(name, ours, n=1, cutoff=0.75) or difflib.get_close_matches(
+        name, _option_strings(beam_parser), n=1, cutoff=0.75
+    )
+    hint = (
+        f"; did you mean {close[0]}?"
+        if close
+        else f": neither a flag of {subparser.prog} (see --help) nor a Beam pipeline option"
+    )
     return f"unknown option {name}{hint}"
 
 
-def _subparser(parser: argparse.ArgumentParser, args: argparse.Namespace
-               ) -> argparse.ArgumentParser:
+def _subparser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
     """The parser of the (sub)command that ``args`` came from."""
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return action.choices[args.command]
@@ -140,8 +149,10 @@ def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
         flag = unknown[0].split("=", 1)[0]
         close = difflib.get_close_matches(flag, _option_strings(sub), n=1, cutoff=0.75)
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}"
-                     + (f"; did you mean {close[0]}?" if close else ""))
+        parser.error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+            + (f"; did you mean {close[0]}?" if close else "")
+        )
     if unknown:
         problem = unknown_options(sub, unknown)
         if problem:
@@ -159,16 +170,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="footprints",
         description=(
             "Residential or not, and where, for every building in an area: "
-            "Beam pipelines and Keras training over aerial orthophotos."),
+            "Beam pipelines and Keras training over aerial orthophotos."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"footprints {__version__}")
-    parser.add_argument("--log-level", default="WARNING",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="logging level (default: %(default)s)")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                       parser_class=ExactArgumentParser)
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default: %(default)s)",
+    )
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=ExactArgumentParser
+    )
     import footprints.commands as commands
 
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -179,9 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, layout in OUTPUT_LAYOUTS.items():
         if layout == "folder":  # a prefix shares its folder: only PREFIX-* is ever touched
             subparsers.choices[name].add_argument(
-                "--overwrite", action="store_true",
+                "--overwrite",
+                action="store_true",
                 help="run even if --output holds files no footprints run writes, and "
-                     "delete them first (what earlier runs wrote is always replaced)")
+                "delete them first (what earlier runs wrote is always replaced)",
+            )
     return parser
 
 
@@ -251,8 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args, unknown = parse_command_line(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger().addFilter(_drop_known_noise)
     try:
         location = check_output_first(args)
@@ -270,8 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a failure during the run: one line, traceback on request
         logging.getLogger("footprints").debug("traceback", exc_info=True)
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-        print(f"footprints {args.command}: failed: {type(exc).__name__}: {reason} "
-              "(rerun with --log-level DEBUG for the traceback)", file=sys.stderr)
+        print(
+            f"footprints {args.command}: failed: {type(exc).__name__}: {reason} "
+            "(rerun with --log-level DEBUG for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
 
 

@@ -73,15 +73,23 @@ class FeatureSpec:
 CHIP_FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec(IMAGE_KEY, "bytes", True, "PNG or JPEG of the chip (RGB or one band)"),
     FeatureSpec(ID_KEY, "bytes", True, "unique id of the footprint (UTF-8)"),
-    FeatureSpec(REGION_KEY, "bytes", False,
-                "key for per-region residential fractions (county, project area)"),
+    FeatureSpec(
+        REGION_KEY,
+        "bytes",
+        False,
+        "key for per-region residential fractions (county, project area)",
+    ),
     FeatureSpec(LABEL_KEY, "int64", False, "1 residential, 0 non-residential"),
     FeatureSpec(WKB_KEY, "bytes", False, "footprint polygon, WKB"),
     FeatureSpec(CRS_KEY, "bytes", False, "CRS of the polygon, e.g. EPSG:26915"),
-    FeatureSpec(MASK_KEY, "bytes", False,
-                "PNG, one band, the image's size: 255 where the pixel holds data, 0 where it "
-                "is nodata or masked (absent: every pixel holds data); models ignore masked "
-                "pixels"),
+    FeatureSpec(
+        MASK_KEY,
+        "bytes",
+        False,
+        "PNG, one band, the image's size: 255 where the pixel holds data, 0 where it "
+        "is nodata or masked (absent: every pixel holds data); models ignore masked "
+        "pixels",
+    ),
 )
 
 
@@ -116,10 +124,12 @@ class Chip:
         if self.label not in (None, RESIDENTIAL, NON_RESIDENTIAL):
             raise ContractError(
                 f"chip {self.footprint_id!r} has label {self.label!r}; "
-                f"use {RESIDENTIAL} (residential) or {NON_RESIDENTIAL} (non-residential)")
+                f"use {RESIDENTIAL} (residential) or {NON_RESIDENTIAL} (non-residential)"
+            )
         if self.wkb is not None and not self.crs:
             raise ContractError(
-                f"chip {self.footprint_id!r} has a polygon but no CRS; set footprint/crs")
+                f"chip {self.footprint_id!r} has a polygon but no CRS; set footprint/crs"
+            )
 
 
 def _example_pb2():
@@ -156,11 +166,13 @@ def _single(feature, spec: FeatureSpec, footprint: str):
     if len(other) or len(feature.float_list.value):
         raise ContractError(
             f"record {footprint}: feature {spec.name!r} must be {spec.kind}; "
-            "write it with the type in the chip-record table of docs/contracts.md")
+            "write it with the type in the chip-record table of docs/contracts.md"
+        )
     if len(values) != 1:
         raise ContractError(
             f"record {footprint}: feature {spec.name!r} must hold exactly one value, "
-            f"found {len(values)}")
+            f"found {len(values)}"
+        )
     return values[0]
 
 
@@ -182,7 +194,8 @@ def decode_chip(record: bytes) -> Chip:
         if spec.required and spec.name not in feature:
             raise ContractError(
                 f"record lacks required feature {spec.name!r}; every chip record needs "
-                f"{IMAGE_KEY!r} and {ID_KEY!r}")
+                f"{IMAGE_KEY!r} and {ID_KEY!r}"
+            )
     fid_bytes = _single(feature[ID_KEY], CHIP_FEATURES[1], "<no id>")
     try:
         fid = fid_bytes.decode("utf-8")
@@ -236,8 +249,7 @@ def parse_shard_name(path: str) -> tuple[str, int, int, str]:
     """
     match = _SHARD_RE.search(path)
     if not match:
-        raise ContractError(
-            f"{path!r} is not named PREFIX-00000-of-000NN.tfrecord[.gz]")
+        raise ContractError(f"{path!r} is not named PREFIX-00000-of-000NN.tfrecord[.gz]")
     prefix = path[: match.start()]
     return prefix, int(match.group(1)), int(match.group(2)), "gzip" if match.group(3) else "none"
 
@@ -298,7 +310,8 @@ class SegmenterAssets:
         if len(self.offset) != n or len(self.scale) != n:
             raise ContractError(
                 f"offset ({len(self.offset)}) and scale ({len(self.scale)}) need one value "
-                f"per band ({n})")
+                f"per band ({n})"
+            )
         if self.band_names and len(self.band_names) != n:
             raise ContractError(f"band_names {self.band_names!r} needs one name per band")
         if self.raw_dtype not in ("uint8", "uint16"):
@@ -331,15 +344,21 @@ class SegmenterAssets:
     @classmethod
     def identity(cls, window_size: int, band_count: int = 3) -> SegmenterAssets:
         """Assets for uint8 imagery fed as it is (offset 0, scale 1)."""
-        return cls(window_size=window_size, bands=tuple(range(1, band_count + 1)),
-                   raw_dtype="uint8", offset=(0.0,) * band_count, scale=(1.0,) * band_count)
+        return cls(
+            window_size=window_size,
+            bands=tuple(range(1, band_count + 1)),
+            raw_dtype="uint8",
+            offset=(0.0,) * band_count,
+            scale=(1.0,) * band_count,
+        )
 
 
 def scale_to_model_input(raw: np.ndarray, assets: SegmenterAssets) -> np.ndarray:
     """Maps raw pixels, shaped [..., bands], to the segmenter's uint8 input."""
     if raw.shape[-1] != assets.band_count:
         raise ContractError(
-            f"pixels have {raw.shape[-1]} bands, the model expects {assets.band_count}")
+            f"pixels have {raw.shape[-1]} bands, the model expects {assets.band_count}"
+        )
     offset = np.asarray(assets.offset, dtype=np.float32)
     scale = np.asarray(assets.scale, dtype=np.float32)
     if raw.dtype == np.uint8 and not offset.any() and (scale == 1).all():
@@ -378,8 +397,9 @@ def local_model_dir(model_dir: str) -> str:
     from apache_beam.io.filesystems import FileSystems
 
     url = model_dir.rstrip("/")
-    local = os.path.join(tempfile.gettempdir(), "footprints-models",
-                         hashlib.sha1(url.encode()).hexdigest()[:16])
+    local = os.path.join(
+        tempfile.gettempdir(), "footprints-models", hashlib.sha1(url.encode()).hexdigest()[:16]
+    )
     done = os.path.join(local, ".complete")
     if os.path.exists(done):
         return local
@@ -387,7 +407,7 @@ def local_model_dir(model_dir: str) -> str:
     if not files:
         raise ContractError(f"{model_dir!r} holds no files; pass the model directory")
     for meta in files:
-        target = os.path.join(local, meta.path[len(url) + 1:])
+        target = os.path.join(local, meta.path[len(url) + 1 :])
         os.makedirs(os.path.dirname(target), exist_ok=True)
         # Write aside and rename, so a process killed mid-copy leaves no partial file.
         with FileSystems.open(meta.path) as src, open(target + ".part", "wb") as dst:
@@ -403,7 +423,8 @@ def read_segmenter_assets(model_dir: str) -> SegmenterAssets:
     if not os.path.exists(path):
         raise ContractError(
             f"{model_dir!r} has no assets/{SEGMENTER_ASSETS}; export the segmenter with "
-            "`footprints train segmenter` or write the file as in docs/contracts.md")
+            "`footprints train segmenter` or write the file as in docs/contracts.md"
+        )
     with open(path, encoding="utf-8") as f:
         return SegmenterAssets.from_json(f.read())
 
@@ -416,8 +437,9 @@ def model_dir_of(path: str) -> str:
     Any other path is returned as it is.
     """
     inner = os.path.join(path, "model")
-    if (not os.path.exists(os.path.join(path, "saved_model.pb"))
-            and os.path.exists(os.path.join(inner, "saved_model.pb"))):
+    if not os.path.exists(os.path.join(path, "saved_model.pb")) and os.path.exists(
+        os.path.join(inner, "saved_model.pb")
+    ):
         return inner
     return path
 
@@ -429,7 +451,8 @@ def _signature(model_dir: str, kind: str):
     if not os.path.isdir(local) or not os.path.exists(os.path.join(local, "saved_model.pb")):
         raise ContractError(
             f"{model_dir!r} is not a SavedModel directory (no saved_model.pb); pass the "
-            f"directory that `footprints train {kind}` exported (its --output/model)")
+            f"directory that `footprints train {kind}` exported (its --output/model)"
+        )
     try:
         loaded = tf.saved_model.load(local)
     except Exception as exc:
@@ -437,7 +460,8 @@ def _signature(model_dir: str, kind: str):
     if SIGNATURE not in loaded.signatures:
         raise ContractError(
             f"SavedModel {model_dir!r} has no {SIGNATURE!r} signature "
-            f"(it has {sorted(loaded.signatures)})")
+            f"(it has {sorted(loaded.signatures)})"
+        )
     return loaded, loaded.signatures[SIGNATURE]
 
 
@@ -446,41 +470,64 @@ def _check_io(model_dir, fn, name, dtype, rank, outputs, out_name, out_dtype, ou
     if set(inputs) != {name}:
         raise ContractError(
             f"{model_dir!r}: {SIGNATURE} must take exactly one input {name!r}, "
-            f"it takes {sorted(inputs)}")
+            f"it takes {sorted(inputs)}"
+        )
     spec = inputs[name]
     if spec.dtype.name != dtype or spec.shape.rank != rank:
         raise ContractError(
             f"{model_dir!r}: input {name!r} must be {dtype} of rank {rank}, "
-            f"it is {spec.dtype.name} {spec.shape}")
+            f"it is {spec.dtype.name} {spec.shape}"
+        )
     if out_name not in outputs:
         raise ContractError(
-            f"{model_dir!r}: {SIGNATURE} must return {out_name!r}, it returns {sorted(outputs)}")
+            f"{model_dir!r}: {SIGNATURE} must return {out_name!r}, it returns {sorted(outputs)}"
+        )
     out = outputs[out_name]
     if out.dtype.name != out_dtype or out.shape.rank != out_rank:
         raise ContractError(
             f"{model_dir!r}: output {out_name!r} must be {out_dtype} of rank {out_rank}, "
-            f"it is {out.dtype.name} {out.shape}")
+            f"it is {out.dtype.name} {out.shape}"
+        )
 
 
 def check_classifier_model(model_dir: str) -> None:
     """Raises :class:`ContractError` unless ``model_dir`` meets the classifier contract."""
     _, fn = _signature(model_dir, "classifier")
-    _check_io(model_dir, fn, CLASSIFIER_INPUT, "string", 1, fn.structured_outputs,
-              CLASSIFIER_OUTPUT, "float32", 1)
+    _check_io(
+        model_dir,
+        fn,
+        CLASSIFIER_INPUT,
+        "string",
+        1,
+        fn.structured_outputs,
+        CLASSIFIER_OUTPUT,
+        "float32",
+        1,
+    )
 
 
 def check_segmenter_model(model_dir: str) -> SegmenterAssets:
     """Checks the segmenter contract and returns the model's assets."""
     assets = read_segmenter_assets(model_dir)
     _, fn = _signature(model_dir, "segmenter")
-    _check_io(model_dir, fn, SEGMENTER_INPUT, "uint8", 4, fn.structured_outputs,
-              SEGMENTER_OUTPUT, "float32", 3)
+    _check_io(
+        model_dir,
+        fn,
+        SEGMENTER_INPUT,
+        "uint8",
+        4,
+        fn.structured_outputs,
+        SEGMENTER_OUTPUT,
+        "float32",
+        3,
+    )
     _, inputs = fn.structured_input_signature
     channels = inputs[SEGMENTER_INPUT].shape[-1]
     if channels is not None and channels != assets.band_count:
         raise ContractError(
             f"{model_dir!r}: the model takes {channels} channels but its assets list "
-            f"{assets.band_count} bands")
+            f"{assets.band_count} bands"
+        )
     return assets
 
 
@@ -498,29 +545,33 @@ def read_model_card(model_dir: str) -> dict:
 # Output tables
 # --------------------------------------------------------------------------
 
-SCORES_SCHEMA = pa.schema([
-    pa.field("footprint_id", pa.string(), nullable=False),
-    pa.field("region", pa.string(), nullable=False),
-    pa.field("score", pa.float32(), nullable=False),
-    pa.field("percentile", pa.float32(), nullable=False),
-    pa.field("is_residential", pa.bool_(), nullable=False),
-    pa.field("label", pa.int8()),
-    pa.field("threshold", pa.float32(), nullable=False),
-    pa.field("target_fraction", pa.float32(), nullable=False),
-    pa.field("model_id", pa.string(), nullable=False),
-    pa.field("run_id", pa.string(), nullable=False),
-    pa.field("centroid_lon", pa.float64()),
-    pa.field("centroid_lat", pa.float64()),
-    pa.field("geometry", pa.binary()),
-])
+SCORES_SCHEMA = pa.schema(
+    [
+        pa.field("footprint_id", pa.string(), nullable=False),
+        pa.field("region", pa.string(), nullable=False),
+        pa.field("score", pa.float32(), nullable=False),
+        pa.field("percentile", pa.float32(), nullable=False),
+        pa.field("is_residential", pa.bool_(), nullable=False),
+        pa.field("label", pa.int8()),
+        pa.field("threshold", pa.float32(), nullable=False),
+        pa.field("target_fraction", pa.float32(), nullable=False),
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("centroid_lon", pa.float64()),
+        pa.field("centroid_lat", pa.float64()),
+        pa.field("geometry", pa.binary()),
+    ]
+)
 
-ERRORS_SCHEMA = pa.schema([
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("record", pa.string(), nullable=False),
-    pa.field("stage", pa.string(), nullable=False),
-    pa.field("error", pa.string(), nullable=False),
-    pa.field("message", pa.string(), nullable=False),
-])
+ERRORS_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("record", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("error", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+    ]
+)
 
 _FOOTPRINT_FIELDS = [
     pa.field("footprint_id", pa.string(), nullable=False),
@@ -535,23 +586,26 @@ _FOOTPRINT_FIELDS = [
 ]
 
 FOOTPRINTS_SCHEMA = pa.schema(
-    [*_FOOTPRINT_FIELDS, pa.field("geometry", pa.binary(), nullable=False)])
+    [*_FOOTPRINT_FIELDS, pa.field("geometry", pa.binary(), nullable=False)]
+)
 
 #: ``classified/``: one row per building of ``segment --classifier``, with
 #: its footprint, its residential label and the provenance of both. The
 #: classification columns are null for a building that could not be chipped
 #: or scored (its reason is in ``errors/``).
-CLASSIFIED_SCHEMA = pa.schema([
-    *_FOOTPRINT_FIELDS,
-    pa.field("region", pa.string()),
-    pa.field("score", pa.float32()),
-    pa.field("percentile", pa.float32()),
-    pa.field("is_residential", pa.bool_()),
-    pa.field("threshold", pa.float32()),
-    pa.field("target_fraction", pa.float32()),
-    pa.field("classifier_model_id", pa.string()),
-    pa.field("geometry", pa.binary(), nullable=False),
-])
+CLASSIFIED_SCHEMA = pa.schema(
+    [
+        *_FOOTPRINT_FIELDS,
+        pa.field("region", pa.string()),
+        pa.field("score", pa.float32()),
+        pa.field("percentile", pa.float32()),
+        pa.field("is_residential", pa.bool_()),
+        pa.field("threshold", pa.float32()),
+        pa.field("target_fraction", pa.float32()),
+        pa.field("classifier_model_id", pa.string()),
+        pa.field("geometry", pa.binary(), nullable=False),
+    ]
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,8 +41,9 @@ def random_spatial(tensors: Sequence[tf.Tensor]) -> list[tf.Tensor]:
     return out
 
 
-def random_colour(image: tf.Tensor, brightness: float = 0.1, contrast: float = 0.2,
-                  max_value: float = 255.0) -> tf.Tensor:
+def random_colour(
+    image: tf.Tensor, brightness: float = 0.1, contrast: float = 0.2, max_value: float = 255.0
+) -> tf.Tensor:
     """Random brightness and contrast for a float image in ``[0, max_value]``.
 
     Args:
@@ -81,8 +82,9 @@ def apply_spatial(batch: tf.Tensor, flip: tf.Tensor, rot: tf.Tensor) -> tf.Tenso
     return turned
 
 
-def apply_colour(batch: tf.Tensor, brightness: tf.Tensor, contrast: tf.Tensor,
-                 max_value: float = 255.0) -> tf.Tensor:
+def apply_colour(
+    batch: tf.Tensor, brightness: tf.Tensor, contrast: tf.Tensor, max_value: float = 255.0
+) -> tf.Tensor:
     """Given per-patch brightness shifts and contrast factors, clipped to range.
 
     Contrast scales each patch around its own mean, as

@@ -65,8 +65,13 @@ def fingerprint(files: Iterable[str]) -> dict[str, Any]:
 
     entries = []
     for path in sorted(set(files)):
-        entries.append({"name": os.path.basename(path), "bytes": tf.io.gfile.stat(path).length,
-                        "sha256": file_sha256(path)})
+        entries.append(
+            {
+                "name": os.path.basename(path),
+                "bytes": tf.io.gfile.stat(path).length,
+                "sha256": file_sha256(path),
+            }
+        )
     overall = hashlib.sha256("\n".join(sorted(e["sha256"] for e in entries)).encode())
     return {"sha256": overall.hexdigest(), "files": entries}
 
@@ -136,8 +141,11 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str, title: str) 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    names = [k for k in history if not k.startswith("val_") and k not in ("epoch",)
-             and k != "learning_rate"]
+    names = [
+        k
+        for k in history
+        if not k.startswith("val_") and k not in ("epoch",) and k != "learning_rate"
+    ]
     names = sorted(names, key=lambda n: (n != "loss", n))
     panels = max(1, len(names)) + ("learning_rate" in history)
     fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.2), squeeze=False)
@@ -174,8 +182,9 @@ def reliability_path(model_dir: str) -> str:
     return os.path.join(assets, RELIABILITY_PNG)
 
 
-def plot_reliability(calibrated: Mapping[str, Sequence], uncalibrated: Mapping[str, Sequence],
-                     path: str, title: str) -> str:
+def plot_reliability(
+    calibrated: Mapping[str, Sequence], uncalibrated: Mapping[str, Sequence], path: str, title: str
+) -> str:
     """Draws a reliability diagram (fraction positive against mean score per bin).
 
     Args:
@@ -190,13 +199,19 @@ def plot_reliability(calibrated: Mapping[str, Sequence], uncalibrated: Mapping[s
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.2, 5.0), sharex=True,
-                                   gridspec_kw={"height_ratios": [3, 1]})
+    fig, (ax, hist) = plt.subplots(
+        2, 1, figsize=(4.2, 5.0), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
-    for bins, name, marker in ((uncalibrated, "before calibration", "x"),
-                               (calibrated, "after calibration", "o")):
-        pairs = [(m, f) for m, f in zip(bins["mean_score"], bins["fraction_positive"],
-                                        strict=True) if m is not None]
+    for bins, name, marker in (
+        (uncalibrated, "before calibration", "x"),
+        (calibrated, "after calibration", "o"),
+    ):
+        pairs = [
+            (m, f)
+            for m, f in zip(bins["mean_score"], bins["fraction_positive"], strict=True)
+            if m is not None
+        ]
         if pairs:
             xs, ys = zip(*pairs, strict=True)
             ax.plot(xs, ys, marker=marker, label=name)
@@ -206,8 +221,7 @@ def plot_reliability(calibrated: Mapping[str, Sequence], uncalibrated: Mapping[s
     ax.legend(fontsize="small", loc="upper left")
     ax.set_title(f"Reliability ({len(calibrated['count'])} bins)\n{title}", fontsize="medium")
     edges = calibrated["bin_edges"]
-    hist.bar(edges[:-1], calibrated["count"], width=np.diff(edges), align="edge",
-             edgecolor="white")
+    hist.bar(edges[:-1], calibrated["count"], width=np.diff(edges), align="edge", edgecolor="white")
     hist.set_xlabel("score (after calibration)")
     hist.set_ylabel("footprints")
     fig.tight_layout()

@@ -47,32 +47,41 @@ def compile_classifier(model: keras.Model, learning_rate: float, xla: bool = Fal
         jit_compile=xla,
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
-                 keras.metrics.Precision(name="precision"),
-                 keras.metrics.Recall(name="recall"),
-                 keras.metrics.AUC(name="auc")])
+        metrics=[
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.Precision(name="precision"),
+            keras.metrics.Recall(name="recall"),
+            keras.metrics.AUC(name="auc"),
+        ],
+    )
 
 
 def _splits(config: ClassifierConfig) -> tuple[data.ChipSplit, data.ChipSplit]:
     train_files = data.list_shards(config.train)
     if config.val is None:
-        return (data.ChipSplit(train_files, "train", config.val_fraction),
-                data.ChipSplit(train_files, "val", config.val_fraction))
+        return (
+            data.ChipSplit(train_files, "train", config.val_fraction),
+            data.ChipSplit(train_files, "val", config.val_fraction),
+        )
     return data.ChipSplit(train_files), data.ChipSplit(data.list_shards(config.val))
 
 
-def _phases(config: ClassifierConfig, model: keras.Model) -> list[tuple[int, int, bool | None,
-                                                                          float]]:
+def _phases(
+    config: ClassifierConfig, model: keras.Model
+) -> list[tuple[int, int, bool | None, float]]:
     """(start, end, backbone trainable or None, learning rate) per training phase."""
     if config.freeze_epochs and classifier_models.has_backbone(model):
         fine = config.fine_tune_learning_rate or config.learning_rate / 10.0
-        return [(0, config.freeze_epochs, False, config.learning_rate),
-                (config.freeze_epochs, config.epochs, True, fine)]
+        return [
+            (0, config.freeze_epochs, False, config.learning_rate),
+            (config.freeze_epochs, config.epochs, True, fine),
+        ]
     return [(0, config.epochs, None, config.learning_rate)]
 
 
-def train_classifier(config: ClassifierConfig,
-                     model: keras.Model | None = None) -> fitting.TrainResult:
+def train_classifier(
+    config: ClassifierConfig, model: keras.Model | None = None
+) -> fitting.TrainResult:
     """Trains, exports and documents a classifier; see the module docstring.
 
     Args:
@@ -93,32 +102,45 @@ def train_classifier(config: ClassifierConfig,
     train_counts.check("training", train_split.files)
     val_counts = data.count_labels(val_split)
     val_counts.check("validation", val_split.files)
-    log.info("training examples %s, validation examples %s",
-             train_counts.named(), val_counts.named())
+    log.info(
+        "training examples %s, validation examples %s", train_counts.named(), val_counts.named()
+    )
 
     run = fitting.RunDir(config.output)
     state = run.start(config.resume, config.overwrite)
     fitting.seed_everything(config.seed)
-    options = data.InputOptions(image_size=config.image_size, batch_size=config.batch_size,
-                                augment=config.augment, cache=config.cache,
-                                shuffle_buffer=config.shuffle_buffer, seed=config.seed)
+    options = data.InputOptions(
+        image_size=config.image_size,
+        batch_size=config.batch_size,
+        augment=config.augment,
+        cache=config.cache,
+        shuffle_buffer=config.shuffle_buffer,
+        seed=config.seed,
+    )
     train_ds = data.classifier_dataset(train_split, options, training=True)
-    val_ds = data.classifier_dataset(val_split, options, training=False,
-                                     count=val_counts.usable)
+    val_ds = data.classifier_dataset(val_split, options, training=False, count=val_counts.usable)
 
     backbone = config.backbone if model is None else f"custom ({model.name})"
     if state is not None:
         model = keras.models.load_model(run.last)
     elif model is None:
         model = classifier_models.build_classifier(
-            config.backbone, config.image_size, config.weights, config.filters,
-            config.dropout, config.alpha)
+            config.backbone,
+            config.image_size,
+            config.weights,
+            config.filters,
+            config.dropout,
+            config.alpha,
+        )
     fit_options = fitting.FitOptions(
         steps_per_epoch=max(1, math.ceil(train_counts.usable / config.batch_size)),
-        monitor=config.monitor, mode="min" if config.monitor == "val_loss" else "max",
-        patience=config.patience, tensorboard=config.tensorboard, verbose=config.verbose,
-        class_weight=train_counts.class_weights() if config.class_weight == "balanced"
-        else None)
+        monitor=config.monitor,
+        mode="min" if config.monitor == "val_loss" else "max",
+        patience=config.patience,
+        tensorboard=config.tensorboard,
+        verbose=config.verbose,
+        class_weight=train_counts.class_weights() if config.class_weight == "balanced" else None,
+    )
 
     _fit_phases(model, config, run, state, train_ds, val_ds, fit_options)
     fitting.restore_best(model, run)
@@ -132,40 +154,69 @@ def train_classifier(config: ClassifierConfig,
     metrics = evaluation.binary_metrics(labels, scores)
     quality = classifier_quality(labels, raw, scores, (a, b))
     metrics["ece"] = quality["ece"]
-    cards.plot_reliability(quality["reliability"], quality["reliability_uncalibrated"],
-                           cards.reliability_path(run.model_dir),
-                           f"validation split, {len(labels)} footprints")
+    cards.plot_reliability(
+        quality["reliability"],
+        quality["reliability_uncalibrated"],
+        cards.reliability_path(run.model_dir),
+        f"validation split, {len(labels)} footprints",
+    )
     card = cards.base_card("footprint-classifier", dataclasses.asdict(config))
-    card.update({
-        "backbone": backbone,
-        "weights": config.weights or "random initialization",
-        "input": {"image_size": config.image_size, "channels": 3, "value_range": [0, 255],
-                  "encodings": ["PNG", "JPEG"],
-                  "serving": "serialized chip records; decode, resize and normalize in graph"},
-        "class_mapping": {str(k): v for k, v in data.CLASS_NAMES.items()},
-        "output": "score: probability that the footprint is residential (class 1)",
-        "training_data": {
-            "train": {"fingerprint": cards.fingerprint(train_split.files),
-                      "subset": train_split.subset, "counts": train_counts.named(),
-                      "unlabelled": train_counts.unlabelled,
-                      "undecodable": train_counts.undecodable},
-            "validation": {"fingerprint": cards.fingerprint(val_split.files),
-                           "subset": val_split.subset, "counts": val_counts.named()},
-            "val_fraction": config.val_fraction if config.val is None else None,
-        },
-        "class_weight": fit_options.class_weight,
-        "calibration": {"method": "platt", "a": a, "b": b, "fitted_on": "validation",
-                        "formula": "score = sigmoid(a * logit(p) + b), p the network's "
-                                   "output; in the exported graph"},
-        "quality": quality,
-        "splits": {"train": _split_counts(train_counts), "validation": _split_counts(val_counts)},
-    })
+    card.update(
+        {
+            "backbone": backbone,
+            "weights": config.weights or "random initialization",
+            "input": {
+                "image_size": config.image_size,
+                "channels": 3,
+                "value_range": [0, 255],
+                "encodings": ["PNG", "JPEG"],
+                "serving": "serialized chip records; decode, resize and normalize in graph",
+            },
+            "class_mapping": {str(k): v for k, v in data.CLASS_NAMES.items()},
+            "output": "score: probability that the footprint is residential (class 1)",
+            "training_data": {
+                "train": {
+                    "fingerprint": cards.fingerprint(train_split.files),
+                    "subset": train_split.subset,
+                    "counts": train_counts.named(),
+                    "unlabelled": train_counts.unlabelled,
+                    "undecodable": train_counts.undecodable,
+                },
+                "validation": {
+                    "fingerprint": cards.fingerprint(val_split.files),
+                    "subset": val_split.subset,
+                    "counts": val_counts.named(),
+                },
+                "val_fraction": config.val_fraction if config.val is None else None,
+            },
+            "class_weight": fit_options.class_weight,
+            "calibration": {
+                "method": "platt",
+                "a": a,
+                "b": b,
+                "fitted_on": "validation",
+                "formula": "score = sigmoid(a * logit(p) + b), p the network's "
+                "output; in the exported graph",
+            },
+            "quality": quality,
+            "splits": {
+                "train": _split_counts(train_counts),
+                "validation": _split_counts(val_counts),
+            },
+        }
+    )
     return fitting.finish(run, card, config.monitor, metrics, f"classifier ({backbone})")
 
 
-def _fit_phases(model: keras.Model, config: ClassifierConfig, run: fitting.RunDir,
-                state: dict | None, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
-                options: fitting.FitOptions) -> None:
+def _fit_phases(
+    model: keras.Model,
+    config: ClassifierConfig,
+    run: fitting.RunDir,
+    state: dict | None,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset,
+    options: fitting.FitOptions,
+) -> None:
     """Trains each phase (frozen base, then fine-tuning) still ahead of the run."""
     initial_epoch = state["epoch"] + 1 if state else 0
     resumed = state is not None
@@ -186,12 +237,18 @@ def _fit_phases(model: keras.Model, config: ClassifierConfig, run: fitting.RunDi
 
 def _split_counts(counts: data.LabelCounts) -> dict[str, object]:
     """The model card's per-split counts: chips per class (each chip one building)."""
-    return {"buildings": counts.usable, "chips": counts.usable, "per_class": counts.named(),
-            "unlabelled": counts.unlabelled, "undecodable": counts.undecodable}
+    return {
+        "buildings": counts.usable,
+        "chips": counts.usable,
+        "per_class": counts.named(),
+        "unlabelled": counts.unlabelled,
+        "undecodable": counts.undecodable,
+    }
 
 
-def classifier_quality(labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarray,
-                       calibration: tuple[float, float]) -> dict[str, object]:
+def classifier_quality(
+    labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, calibration: tuple[float, float]
+) -> dict[str, object]:
     """The model card's ``quality``: the gate's verdict and the calibration measures.
 
     Args:
@@ -207,8 +264,7 @@ def classifier_quality(labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarr
         and after calibration.
     """
     reasons = evaluation.weak_reasons(labels, raw)
-    auc = evaluation.binary_auc(labels[~np.isnan(calibrated)],
-                                calibrated[~np.isnan(calibrated)])
+    auc = evaluation.binary_auc(labels[~np.isnan(calibrated)], calibrated[~np.isnan(calibrated)])
     return {
         "weak": bool(reasons),
         "reasons": reasons,
@@ -223,13 +279,15 @@ def classifier_quality(labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarr
     }
 
 
-def score_exported(model_dir: str, split: data.ChipSplit,
-                   batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def score_exported(
+    model_dir: str, split: data.ChipSplit, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """``(labels, scores)`` of a split's labelled records, scored by the exported model."""
     serve = export.load_serving(model_dir)
     labels, scores = [], []
-    ds = split.parsed().map(
-        lambda r: (r[data.SERIALIZED], r[contracts.LABEL_KEY])).batch(batch_size)
+    ds = (
+        split.parsed().map(lambda r: (r[data.SERIALIZED], r[contracts.LABEL_KEY])).batch(batch_size)
+    )
     for serialized, label in ds:
         keep = label.numpy() >= 0
         if not keep.any():

@@ -25,15 +25,15 @@ import keras
 from keras import layers
 
 from footprints.errors import ConfigError
-
 from model_training.configs import BACKBONES
 
 #: Name of the pretrained base inside a mobilenetv2 classifier (see set_backbone_trainable).
 BASE_NAME = "backbone"
 
 
-def small_cnn(image_size: int, filters: Sequence[int] = (16, 32, 64),
-              dropout: float = 0.25) -> keras.Model:
+def small_cnn(
+    image_size: int, filters: Sequence[int] = (16, 32, 64), dropout: float = 0.25
+) -> keras.Model:
     """Conv-BatchNorm-Pool-Dropout stacks with a sigmoid head.
 
     Args:
@@ -44,7 +44,8 @@ def small_cnn(image_size: int, filters: Sequence[int] = (16, 32, 64),
     if image_size < 2 ** len(filters):
         raise ConfigError(
             f"image size {image_size} is too small for {len(filters)} pooling stages; "
-            f"use at least {2 ** len(filters)} or fewer --filters")
+            f"use at least {2 ** len(filters)} or fewer --filters"
+        )
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
     for i, n in enumerate(filters):
@@ -63,8 +64,9 @@ def small_cnn(image_size: int, filters: Sequence[int] = (16, 32, 64),
     return keras.Model(inputs, outputs, name="small_cnn")
 
 
-def mobilenetv2(image_size: int, weights: str | None = None, alpha: float = 1.0,
-                dropout: float = 0.2) -> keras.Model:
+def mobilenetv2(
+    image_size: int, weights: str | None = None, alpha: float = 1.0, dropout: float = 0.2
+) -> keras.Model:
     """MobileNetV2 without its top, plus a sigmoid head.
 
     Args:
@@ -82,7 +84,8 @@ def mobilenetv2(image_size: int, weights: str | None = None, alpha: float = 1.0,
     if weights is not None and not os.path.exists(weights):
         raise ConfigError(
             f"weights file {weights!r} does not exist; copy a MobileNetV2 no-top weights "
-            "file (.h5 or .weights.h5) onto this machine, or pass --weights none")
+            "file (.h5 or .weights.h5) onto this machine, or pass --weights none"
+        )
     try:
         with warnings.catch_warnings():
             # Keras 3.15 warns about MobileNetV2's weightless op containers when
@@ -90,12 +93,17 @@ def mobilenetv2(image_size: int, weights: str | None = None, alpha: float = 1.0,
             # compare them one by one).
             warnings.filterwarnings("ignore", message="Skipping nested container")
             base = keras.applications.MobileNetV2(
-                input_shape=(image_size, image_size, 3), include_top=False, weights=weights,
-                alpha=alpha, pooling="avg")
+                input_shape=(image_size, image_size, 3),
+                include_top=False,
+                weights=weights,
+                alpha=alpha,
+                pooling="avg",
+            )
     except ValueError as exc:
         raise ConfigError(
             f"cannot load MobileNetV2 (alpha={alpha}) weights from {weights!r}: {exc}; the "
-            "file must hold a no-top MobileNetV2 of the same alpha") from exc
+            "file must hold a no-top MobileNetV2 of the same alpha"
+        ) from exc
     base.name = BASE_NAME
     inputs = keras.Input((image_size, image_size, 3), name="image")
     # MobileNetV2 was trained on inputs in [-1, 1].
@@ -106,9 +114,14 @@ def mobilenetv2(image_size: int, weights: str | None = None, alpha: float = 1.0,
     return keras.Model(inputs, outputs, name="mobilenetv2_classifier")
 
 
-def build_classifier(backbone: str, image_size: int, weights: str | None = None,
-                     filters: Sequence[int] = (16, 32, 64), dropout: float = 0.25,
-                     alpha: float = 1.0) -> keras.Model:
+def build_classifier(
+    backbone: str,
+    image_size: int,
+    weights: str | None = None,
+    filters: Sequence[int] = (16, 32, 64),
+    dropout: float = 0.25,
+    alpha: float = 1.0,
+) -> keras.Model:
     """Builds the named backbone (one of :data:`BACKBONES`)."""
     if backbone == "small-cnn":
         if weights is not None:

@@ -64,7 +64,7 @@ class UNetConfig:
     @property
     def multiple(self) -> int:
         """Input height and width must be multiples of this."""
-        return 2 ** self.depth
+        return 2**self.depth
 
 
 def receptive_field(config: UNetConfig) -> int:
@@ -82,7 +82,7 @@ def receptive_field(config: UNetConfig) -> int:
     rf, jump = 1, 1
     for _ in range(config.depth):
         rf += 2 * 2 * jump  # two 3x3 convs
-        rf += jump          # 2x2 pooling
+        rf += jump  # 2x2 pooling
         jump *= 2
     if config.centre == "plain":
         rf += 2 * 2 * jump
@@ -123,7 +123,8 @@ def parse_loss(spec: str) -> tuple[tuple[float, str], ...]:
         if name not in TERMS:
             raise ConfigError(
                 f"loss term {name!r} in {spec!r} is not one of {TERMS}; combine terms with "
-                "'+', e.g. bce+jaccard or 0.5*focal+jaccard")
+                "'+', e.g. bce+jaccard or 0.5*focal+jaccard"
+            )
         try:
             value = float(weight) if weight else 1.0
         except ValueError as exc:
@@ -214,8 +215,7 @@ class ClassifierConfig(RunSettings):
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
-            raise ConfigError(
-                f"--backbone {self.backbone!r} is not one of {BACKBONES}")
+            raise ConfigError(f"--backbone {self.backbone!r} is not one of {BACKBONES}")
         if self.weights is not None and self.backbone != "mobilenetv2":
             raise ConfigError("--weights needs --backbone mobilenetv2")
         if self.freeze_epochs and self.backbone != "mobilenetv2":
@@ -223,14 +223,17 @@ class ClassifierConfig(RunSettings):
         if not 0 <= self.freeze_epochs < self.epochs:
             raise ConfigError(
                 f"--freeze-epochs {self.freeze_epochs} must be below --epochs {self.epochs} "
-                "so that some epochs fine-tune the whole model")
+                "so that some epochs fine-tune the whole model"
+            )
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 8:
             raise ConfigError(
                 f"--epochs ({self.epochs}) and --batch-size ({self.batch_size}) must be "
-                f"positive and --image-size ({self.image_size}) at least 8")
+                f"positive and --image-size ({self.image_size}) at least 8"
+            )
         if self.val is None and not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(
-                f"--val-fraction {self.val_fraction!r} must be between 0 and 1, or pass --val")
+                f"--val-fraction {self.val_fraction!r} must be between 0 and 1, or pass --val"
+            )
         if self.class_weight not in ("balanced", "none"):
             raise ConfigError(f"--class-weight {self.class_weight!r} must be balanced or none")
         if self.monitor not in MONITORS:
@@ -312,23 +315,28 @@ class SegmenterConfig(RunSettings):
         if (self.footprints is None) == (self.masks is None):
             raise ConfigError("pass either --footprints (polygons) or --masks (mask GeoTIFFs)")
         multiple = self.unet.multiple
-        for name, value in (("--patch-size", self.patch_size),
-                            ("--window-size", self.window)):
+        for name, value in (("--patch-size", self.patch_size), ("--window-size", self.window)):
             if value < 8 or value % multiple:
                 raise ConfigError(
                     f"{name} {value} must be at least 8 and a multiple of {multiple} "
-                    f"(2**depth for --depth {self.depth})")
+                    f"(2**depth for --depth {self.depth})"
+                )
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction {self.val_fraction!r} must be between 0 and 1")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"--schedule {self.schedule!r} must be one of {SCHEDULES}")
-        if (self.steps < 1 or self.eval_every < 1 or self.batch_size < 1
-                or self.learning_rate <= 0 or (self.epochs is not None and self.epochs < 1)):
-            raise ConfigError("--steps, --eval-every, --epochs, --batch-size and "
-                              "--learning-rate must be positive")
+        if (
+            self.steps < 1
+            or self.eval_every < 1
+            or self.batch_size < 1
+            or self.learning_rate <= 0
+            or (self.epochs is not None and self.epochs < 1)
+        ):
+            raise ConfigError(
+                "--steps, --eval-every, --epochs, --batch-size and --learning-rate must be positive"
+            )
         if not 0.0 <= self.building_share <= 1.0:
-            raise ConfigError(f"--building-share {self.building_share!r} must be between 0 "
-                              "and 1")
+            raise ConfigError(f"--building-share {self.building_share!r} must be between 0 and 1")
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"--threshold {self.threshold!r} must be between 0 and 1")
         if self.scaling not in SCALINGS:
@@ -337,8 +345,9 @@ class SegmenterConfig(RunSettings):
 
     @property
     def unet(self) -> UNetConfig:
-        return UNetConfig(depth=self.depth, filters=self.filters, residual=self.residual,
-                               centre=self.centre)
+        return UNetConfig(
+            depth=self.depth, filters=self.filters, residual=self.residual, centre=self.centre
+        )
 
     @property
     def window(self) -> int:
@@ -364,5 +373,6 @@ class SegmenterConfig(RunSettings):
     @property
     def stop_from_round(self) -> int:
         """First validation at which early stopping may act: with one-cycle,
-        past the rising part (0.3 of the steps), where a stall is not yet news."""
+        past the rising part (0.3 of the steps), where a stall is not yet news.
+        """
         return math.ceil(0.3 * self.rounds) if self.schedule == "one-cycle" else 0

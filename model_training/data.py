@@ -45,8 +45,7 @@ log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
 
 #: The classes a chip label can take, and what they mean.
-CLASS_NAMES = {contracts.NON_RESIDENTIAL: "non-residential",
-               contracts.RESIDENTIAL: "residential"}
+CLASS_NAMES = {contracts.NON_RESIDENTIAL: "non-residential", contracts.RESIDENTIAL: "residential"}
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -67,6 +66,7 @@ _FEATURES = {
 # --------------------------------------------------------------------------
 # Decoding, shared with the exported model
 # --------------------------------------------------------------------------
+
 
 def is_decodable(encoded: tf.Tensor) -> tf.Tensor:
     """True where the bytes start like a PNG or a JPEG.
@@ -103,8 +103,7 @@ def decode_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
         float32 tensor ``[image_size, image_size, 3]`` with values in 0..255.
     """
     image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
-    image = tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size],
-                            antialias=True)
+    image = tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], antialias=True)
     image = tf.clip_by_value(image, 0.0, 255.0)
     image.set_shape([image_size, image_size, 3])
     return image
@@ -123,6 +122,7 @@ def parse_chips(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 # --------------------------------------------------------------------------
 # Shards and splits
 # --------------------------------------------------------------------------
+
 
 def expand_globs(patterns: str, what: str, example: str) -> tuple[str, ...]:
     """Expands comma-separated globs to a sorted tuple of files.
@@ -143,7 +143,8 @@ def expand_globs(patterns: str, what: str, example: str) -> tuple[str, ...]:
         if not matched:
             raise InputError(
                 f"no {what} match {pattern!r}; pass a glob such as {example!r} "
-                "(quote it so the shell does not expand it)")
+                "(quote it so the shell does not expand it)"
+            )
         files.update(matched)
     if not files:
         raise InputError(f"no {what} in {patterns!r}; pass a glob such as {example!r}")
@@ -169,7 +170,8 @@ def record_dataset(files: tuple[str, ...], deterministic: bool = True) -> tf.dat
         lambda path, comp: tf.data.TFRecordDataset(path, compression_type=comp),
         cycle_length=max(1, min(len(files), 8)),
         num_parallel_calls=AUTOTUNE,
-        deterministic=deterministic)
+        deterministic=deterministic,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,16 +195,20 @@ class ChipSplit:
         if self.subset != "all" and not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(
                 f"val_fraction {self.val_fraction!r} must be between 0 and 1 (exclusive), "
-                "for example 0.2")
+                "for example 0.2"
+            )
 
     def parsed(self, deterministic: bool = True) -> tf.data.Dataset:
         """Parsed records of this split: dicts of image, id, label and the
-        serialized record itself (``SERIALIZED``, for feeding an exported model)."""
+        serialized record itself (``SERIALIZED``, for feeding an exported model).
+        """
+
         def parse(serialized):
             return dict(parse_chips(serialized), **{SERIALIZED: serialized})
 
         ds = record_dataset(self.files, deterministic).map(
-            parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+            parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic
+        )
         if self.subset == "all":
             return ds
         cut = int(round(self.val_fraction * _SPLIT_BUCKETS))
@@ -241,18 +247,21 @@ class LabelCounts:
         if self.records == 0:
             raise InputError(
                 f"the {name} split is empty: {where} hold no chip records for it; "
-                "check the glob, or lower --val-fraction if only validation is empty")
+                "check the glob, or lower --val-fraction if only validation is empty"
+            )
         if self.usable == 0:
             raise InputError(
                 f"the {name} split has {self.records} records but none with a label and a "
                 f"PNG/JPEG image ({self.unlabelled} unlabelled, {self.undecodable} "
-                "undecodable); write labels with `footprints prepare --labels ...`")
+                "undecodable); write labels with `footprints prepare --labels ...`"
+            )
         missing = [CLASS_NAMES[c] for c, n in sorted(self.per_class.items()) if n == 0]
         if missing:
             raise InputError(
                 f"the {name} split has no {' or '.join(missing)} examples "
                 f"(counts {self.named()}); a classifier needs both classes: add chips of "
-                "the missing class or change the split")
+                "the missing class or change the split"
+            )
 
     def named(self) -> dict[str, int]:
         """Per-class counts keyed by class name."""
@@ -275,6 +284,7 @@ def count_labels(split: ChipSplit) -> LabelCounts:
         InputError: if a shard cannot be read or holds records that are not
             chip records.
     """
+
     def summarize(record):
         return record[contracts.LABEL_KEY], is_decodable(record[contracts.IMAGE_KEY])
 
@@ -288,7 +298,8 @@ def count_labels(split: ChipSplit) -> LabelCounts:
         raise InputError(
             f"cannot read chip records from {len(split.files)} shard(s) such as "
             f"{split.files[0]!r}: {exc.message.splitlines()[0]}; are they TFRecord chip "
-            "shards (named .tfrecord, or .tfrecord.gz when GZIP-compressed)?") from exc
+            "shards (named .tfrecord, or .tfrecord.gz when GZIP-compressed)?"
+        ) from exc
     label = np.concatenate(labels) if labels else np.zeros(0, np.int64)
     ok = np.concatenate(decodable) if decodable else np.zeros(0, bool)
     labelled = label != _NO_LABEL
@@ -296,18 +307,21 @@ def count_labels(split: ChipSplit) -> LabelCounts:
     if bad:
         raise InputError(
             f"labels {sorted(bad)} in {split.files[0]!r} are not chip labels; use "
-            f"{contracts.RESIDENTIAL} (residential) or {contracts.NON_RESIDENTIAL}")
+            f"{contracts.RESIDENTIAL} (residential) or {contracts.NON_RESIDENTIAL}"
+        )
     use = labelled & ok
     return LabelCounts(
         records=int(label.size),
         per_class={c: int(np.sum(use & (label == c))) for c in sorted(CLASS_NAMES)},
         unlabelled=int(np.sum(~labelled)),
-        undecodable=int(np.sum(labelled & ~ok)))
+        undecodable=int(np.sum(labelled & ~ok)),
+    )
 
 
 # --------------------------------------------------------------------------
 # The training dataset
 # --------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class InputOptions:
@@ -338,8 +352,9 @@ def apply_cache(ds: tf.data.Dataset, cache: str) -> tf.data.Dataset:
     return ds.cache("" if cache == "memory" else cache)
 
 
-def classifier_dataset(split: ChipSplit, options: InputOptions, training: bool,
-                       count: int | None = None) -> tf.data.Dataset:
+def classifier_dataset(
+    split: ChipSplit, options: InputOptions, training: bool, count: int | None = None
+) -> tf.data.Dataset:
     """Batches of ``(float32 image [B, S, S, 3] in 0..255, float32 label [B])``.
 
     Training datasets repeat forever (the trainer sets steps per epoch from
@@ -352,26 +367,31 @@ def classifier_dataset(split: ChipSplit, options: InputOptions, training: bool,
     size = options.image_size
 
     def usable(record):
-        return tf.logical_and(record[contracts.LABEL_KEY] != _NO_LABEL,
-                              is_decodable(record[contracts.IMAGE_KEY]))
+        return tf.logical_and(
+            record[contracts.LABEL_KEY] != _NO_LABEL, is_decodable(record[contracts.IMAGE_KEY])
+        )
 
     def to_example(record):
-        image = fill_masked(decode_resize(record[contracts.IMAGE_KEY], size),
-                            record[contracts.MASK_KEY])  # masked pixels carry no signal
+        image = fill_masked(
+            decode_resize(record[contracts.IMAGE_KEY], size), record[contracts.MASK_KEY]
+        )  # masked pixels carry no signal
         return image, tf.cast(record[contracts.LABEL_KEY], tf.float32)
 
     # Deterministic even for training: a reordered stream before the seeded
     # shuffle gives another model for the same seed (the demo once varied by
     # 0.43 in score between two runs of one seed).
-    ds = (split.parsed()
-          .filter(usable)
-          .map(to_example, num_parallel_calls=AUTOTUNE, deterministic=True))
+    ds = (
+        split.parsed()
+        .filter(usable)
+        .map(to_example, num_parallel_calls=AUTOTUNE, deterministic=True)
+    )
     if count is not None:
         ds = ds.apply(tf.data.experimental.assert_cardinality(count))
     ds = apply_cache(ds, options.cache)
     if training:
-        ds = ds.shuffle(options.shuffle_buffer, seed=options.seed,
-                        reshuffle_each_iteration=True).repeat()
+        ds = ds.shuffle(
+            options.shuffle_buffer, seed=options.seed, reshuffle_each_iteration=True
+        ).repeat()
         if options.augment:
             # Sequential: stateful random ops give the same draws only in a fixed order.
             ds = ds.map(augment_example)

@@ -28,12 +28,13 @@ def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     # Average ranks over runs of tied scores.
     _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
     for start, count in zip(first, counts, strict=True):
-        ranks[order[start:start + count]] = start + (count + 1) / 2.0
+        ranks[order[start : start + count]] = start + (count + 1) / 2.0
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def binary_metrics(labels: np.ndarray, scores: np.ndarray,
-                   threshold: float = 0.5) -> dict[str, object]:
+def binary_metrics(
+    labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5
+) -> dict[str, object]:
     """Accuracy, precision, recall, F1, AUC and the confusion matrix.
 
     Args:
@@ -76,8 +77,9 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray,
     }
 
 
-def mask_metrics(truth: np.ndarray, probability: np.ndarray,
-                 threshold: float = 0.5) -> dict[str, float]:
+def mask_metrics(
+    truth: np.ndarray, probability: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
     """Building-class IoU, precision and recall of thresholded masks.
 
     Args:
@@ -110,8 +112,7 @@ def mask_metrics(truth: np.ndarray, probability: np.ndarray,
 ECE_BINS = 15
 
 
-def reliability(labels: np.ndarray, scores: np.ndarray,
-                bins: int = ECE_BINS) -> dict[str, list]:
+def reliability(labels: np.ndarray, scores: np.ndarray, bins: int = ECE_BINS) -> dict[str, list]:
     """Reliability-diagram bins: mean score against the fraction of positives.
 
     Args:
@@ -135,14 +136,17 @@ def reliability(labels: np.ndarray, scores: np.ndarray,
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, score_sum / np.maximum(count, 1), np.nan)
         positive = np.where(count > 0, positive_sum / np.maximum(count, 1), np.nan)
-    return {"bin_edges": edges.tolist(),
-            "mean_score": [None if np.isnan(v) else float(v) for v in mean],
-            "fraction_positive": [None if np.isnan(v) else float(v) for v in positive],
-            "count": count.astype(int).tolist()}
+    return {
+        "bin_edges": edges.tolist(),
+        "mean_score": [None if np.isnan(v) else float(v) for v in mean],
+        "fraction_positive": [None if np.isnan(v) else float(v) for v in positive],
+        "count": count.astype(int).tolist(),
+    }
 
 
-def expected_calibration_error(labels: np.ndarray, scores: np.ndarray,
-                               bins: int = ECE_BINS) -> float:
+def expected_calibration_error(
+    labels: np.ndarray, scores: np.ndarray, bins: int = ECE_BINS
+) -> float:
     """ECE: the count-weighted mean gap between mean score and positive share per bin.
 
     ``sum_b (n_b / N) * |mean score_b - fraction positive_b|`` over ``bins``
@@ -156,9 +160,16 @@ def expected_calibration_error(labels: np.ndarray, scores: np.ndarray,
     total = sum(table["count"])
     if not total:
         return float("nan")
-    return float(sum(n * abs(m - f) for n, m, f in zip(
-        table["count"], table["mean_score"], table["fraction_positive"], strict=True)
-        if n) / total)
+    return float(
+        sum(
+            n * abs(m - f)
+            for n, m, f in zip(
+                table["count"], table["mean_score"], table["fraction_positive"], strict=True
+            )
+            if n
+        )
+        / total
+    )
 
 
 #: Scores are clipped this far from 0 and 1 before taking their logit.
@@ -171,8 +182,9 @@ def logit(scores: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def fit_platt(labels: np.ndarray, scores: np.ndarray, iterations: int = 100,
-              ridge: float = 1e-3) -> tuple[float, float]:
+def fit_platt(
+    labels: np.ndarray, scores: np.ndarray, iterations: int = 100, ridge: float = 1e-3
+) -> tuple[float, float]:
     """Platt scaling: ``(a, b)`` with ``calibrated = sigmoid(a * logit(score) + b)``.
 
     A one-feature logistic regression of the labels on the model's logits,
@@ -201,8 +213,9 @@ def fit_platt(labels: np.ndarray, scores: np.ndarray, iterations: int = 100,
         p = 1.0 / (1.0 + np.exp(-(a * x + b)))
         w = p * (1.0 - p)
         grad = np.array([np.sum((p - labels) * x) + ridge * (a - 1.0), np.sum(p - labels)])
-        hess = np.array([[np.sum(w * x * x) + ridge, np.sum(w * x)],
-                         [np.sum(w * x), np.sum(w) + ridge]])
+        hess = np.array(
+            [[np.sum(w * x * x) + ridge, np.sum(w * x)], [np.sum(w * x), np.sum(w) + ridge]]
+        )
         step = np.linalg.solve(hess, grad)
         a, b = a - step[0], b - step[1]
         if np.max(np.abs(step)) < 1e-9:
@@ -239,8 +252,7 @@ def score_spread(scores: np.ndarray) -> float:
     return float(high - low)
 
 
-def weak_reasons(labels: np.ndarray, raw_scores: np.ndarray,
-                 threshold: float = 0.5) -> list[str]:
+def weak_reasons(labels: np.ndarray, raw_scores: np.ndarray, threshold: float = 0.5) -> list[str]:
     """Why a classifier is degenerate on its validation split; [] if it is not.
 
     Three checks, on the model's own (uncalibrated) scores, each a sentence:
@@ -256,17 +268,23 @@ def weak_reasons(labels: np.ndarray, raw_scores: np.ndarray,
     reasons = []
     auc = binary_auc(labels, raw)
     if not auc >= MIN_AUC:  # NaN counts as weak
-        reasons.append(f"validation AUC {auc:.3f} is below {MIN_AUC}: the scores barely "
-                       "rank residential above non-residential footprints")
+        reasons.append(
+            f"validation AUC {auc:.3f} is below {MIN_AUC}: the scores barely "
+            "rank residential above non-residential footprints"
+        )
     predicted = raw >= threshold
     if raw.size and (predicted.all() or not predicted.any()):
         name = "residential" if predicted.all() else "non-residential"
-        reasons.append(f"every one of the {raw.size} validation footprints is predicted "
-                       f"{name} at threshold {threshold}")
+        reasons.append(
+            f"every one of the {raw.size} validation footprints is predicted "
+            f"{name} at threshold {threshold}"
+        )
     spread = score_spread(raw)
     if spread < MIN_SPREAD:
-        reasons.append(f"the scores hardly vary: 90% of them lie within {spread:.3f} of "
-                       f"each other (less than {MIN_SPREAD})")
+        reasons.append(
+            f"the scores hardly vary: 90% of them lie within {spread:.3f} of "
+            f"each other (less than {MIN_SPREAD})"
+        )
     return reasons
 
 
@@ -285,9 +303,10 @@ def segmenter_weak_reasons(metrics: dict) -> list[str]:
     reasons = []
     iou = metrics.get("iou")
     if iou is None or not iou >= MIN_SEGMENTER_IOU:
-        reasons.append(f"validation building IoU {iou if iou is None else round(iou, 3)} is "
-                       f"below {MIN_SEGMENTER_IOU}: the masks barely find the buildings")
+        reasons.append(
+            f"validation building IoU {iou if iou is None else round(iou, 3)} is "
+            f"below {MIN_SEGMENTER_IOU}: the masks barely find the buildings"
+        )
     if metrics.get("precision", 0.0) == 0.0 and metrics.get("recall", 0.0) == 0.0:
         reasons.append("no validation pixel is predicted as building")
     return reasons
-

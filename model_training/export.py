@@ -42,8 +42,9 @@ from model_training.masking import fill_masked
 class _ClassifierServing(tf.Module):
     """The classifier contract around a Keras model taking 0..255 float images."""
 
-    def __init__(self, model: keras.Model, image_size: int,
-                 calibration: tuple[float, float] | None = None):
+    def __init__(
+        self, model: keras.Model, image_size: int, calibration: tuple[float, float] | None = None
+    ):
         super().__init__()
         self.model = model
         self._image_size = image_size
@@ -53,7 +54,8 @@ class _ClassifierServing(tf.Module):
         self._placeholder = tf.constant(tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8)).numpy())
         self.serve = tf.function(
             self._serve,
-            input_signature=[tf.TensorSpec([None], tf.string, name=contracts.CLASSIFIER_INPUT)])
+            input_signature=[tf.TensorSpec([None], tf.string, name=contracts.CLASSIFIER_INPUT)],
+        )
 
     def _serve(self, examples):
         size = self._image_size
@@ -64,7 +66,8 @@ class _ClassifierServing(tf.Module):
         images = tf.map_fn(  # masked pixels carry no signal (model_training.masking)
             lambda em: fill_masked(data.decode_resize(em[0], size), em[1]),
             (safe, parsed[contracts.MASK_KEY]),
-            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+        )
         scores = tf.reshape(tf.cast(self.model(images, training=False), tf.float32), [-1])
         if self._calibration is not None:
             scores = _platt(scores, *self._calibration)
@@ -74,8 +77,9 @@ class _ClassifierServing(tf.Module):
 
 def _platt(scores: tf.Tensor, a: float, b: float) -> tf.Tensor:
     """``sigmoid(a * logit(p) + b)`` in float64, as evaluation.apply_platt computes it."""
-    p = tf.clip_by_value(tf.cast(scores, tf.float64), evaluation.LOGIT_EPS,
-                         1.0 - evaluation.LOGIT_EPS)
+    p = tf.clip_by_value(
+        tf.cast(scores, tf.float64), evaluation.LOGIT_EPS, 1.0 - evaluation.LOGIT_EPS
+    )
     z = tf.math.log(p) - tf.math.log1p(-p)
     return tf.cast(tf.sigmoid(a * z + b), tf.float32)
 
@@ -89,15 +93,18 @@ class _SegmenterServing(tf.Module):
         self._multiple = multiple
         self.serve = tf.function(
             self._serve,
-            input_signature=[tf.TensorSpec([None, None, None, bands], tf.uint8,
-                                           name=contracts.SEGMENTER_INPUT)])
+            input_signature=[
+                tf.TensorSpec([None, None, None, bands], tf.uint8, name=contracts.SEGMENTER_INPUT)
+            ],
+        )
 
     def _serve(self, images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         pad_h = (-height) % self._multiple
         pad_w = (-width) % self._multiple
-        x = tf.pad(tf.cast(images, tf.float32), [[0, 0], [0, pad_h], [0, pad_w], [0, 0]],
-                   mode="SYMMETRIC")
+        x = tf.pad(
+            tf.cast(images, tf.float32), [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC"
+        )
         probs = tf.cast(self.model(x, training=False), tf.float32)
         return {contracts.SEGMENTER_OUTPUT: probs[:, :height, :width, 0]}
 
@@ -107,15 +114,20 @@ def _save(module: tf.Module, model_dir: str) -> None:
     # half-written model where the pipeline would load it.
     tmp = model_dir.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tf.saved_model.save(module, tmp,
-                        signatures={contracts.SIGNATURE: module.serve.get_concrete_function()})
+    tf.saved_model.save(
+        module, tmp, signatures={contracts.SIGNATURE: module.serve.get_concrete_function()}
+    )
     os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
     shutil.rmtree(model_dir, ignore_errors=True)
     os.replace(tmp, model_dir)
 
 
-def export_classifier(model: keras.Model, model_dir: str, image_size: int,
-                      calibration: tuple[float, float] | None = None) -> str:
+def export_classifier(
+    model: keras.Model,
+    model_dir: str,
+    image_size: int,
+    calibration: tuple[float, float] | None = None,
+) -> str:
     """Saves ``model`` as a classifier SavedModel at ``model_dir``.
 
     Args:
@@ -133,8 +145,9 @@ def export_classifier(model: keras.Model, model_dir: str, image_size: int,
     return model_dir
 
 
-def export_segmenter(model: keras.Model, model_dir: str, assets: contracts.SegmenterAssets,
-                     multiple: int = 1) -> str:
+def export_segmenter(
+    model: keras.Model, model_dir: str, assets: contracts.SegmenterAssets, multiple: int = 1
+) -> str:
     """Saves ``model`` as a segmenter SavedModel with ``assets/segmenter.json``.
 
     Args:
@@ -149,8 +162,9 @@ def export_segmenter(model: keras.Model, model_dir: str, assets: contracts.Segme
         ``model_dir``.
     """
     _save(_SegmenterServing(model, assets.band_count, multiple), model_dir)
-    with open(os.path.join(model_dir, "assets", contracts.SEGMENTER_ASSETS), "w",
-              encoding="utf-8") as f:
+    with open(
+        os.path.join(model_dir, "assets", contracts.SEGMENTER_ASSETS), "w", encoding="utf-8"
+    ) as f:
         f.write(assets.to_json())
     return model_dir
 

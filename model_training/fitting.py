@@ -113,7 +113,8 @@ class RunDir:
         elif has_previous and not overwrite:
             raise ConfigError(
                 f"{self.root!r} holds checkpoints of a previous run; pass --resume to "
-                "continue it, --overwrite to start again, or choose another --output")
+                "continue it, --overwrite to start again, or choose another --output"
+            )
         for stale in (self.checkpoints, self.logs):
             shutil.rmtree(stale, ignore_errors=True)
         for stale in (self.history,):
@@ -180,8 +181,9 @@ class _LogLearningRate(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
-                self.model.optimizer.learning_rate))
+            logs["learning_rate"] = float(
+                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            )
 
 
 class _SaveState(keras.callbacks.Callback):
@@ -198,8 +200,11 @@ class _SaveState(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         best = self._best.best
-        state = {"epoch": int(epoch), "monitor": self._best.monitor,
-                 "best": None if best is None else float(best)}
+        state = {
+            "epoch": int(epoch),
+            "monitor": self._best.monitor,
+            "best": None if best is None else float(best),
+        }
         tmp = self._run.state + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(state, f)
@@ -215,8 +220,10 @@ def tensorboard_available() -> bool:
     """
     if importlib.util.find_spec("tensorboard") is not None:
         return True
-    log.warning("TensorBoard logs skipped: the tensorboard package is not installed "
-                "(pip install tensorboard to get them)")
+    log.warning(
+        "TensorBoard logs skipped: the tensorboard package is not installed "
+        "(pip install tensorboard to get them)"
+    )
     return False
 
 
@@ -230,14 +237,20 @@ def saved_state(run: RunDir) -> dict[str, Any] | None:
 
 def callbacks(run: RunDir, options: FitOptions) -> list[keras.callbacks.Callback]:
     """The callbacks of a run: best and last checkpoints, LR on plateau,
-    early stopping, TensorBoard and CSV history."""
+    early stopping, TensorBoard and CSV history.
+    """
     # A later fit in the same run (resume, or the fine-tuning phase) must only
     # replace best.keras with something better than what it already holds.
     state = saved_state(run)
     previous_best = state.get("best") if state else None
     best = keras.callbacks.ModelCheckpoint(
-        run.best, monitor=options.monitor, mode=options.mode, save_best_only=True,
-        save_weights_only=True, initial_value_threshold=previous_best)
+        run.best,
+        monitor=options.monitor,
+        mode=options.mode,
+        save_best_only=True,
+        save_weights_only=True,
+        initial_value_threshold=previous_best,
+    )
     out: list[keras.callbacks.Callback] = [
         _LogLearningRate(),
         best,
@@ -246,13 +259,20 @@ def callbacks(run: RunDir, options: FitOptions) -> list[keras.callbacks.Callback
         keras.callbacks.TerminateOnNaN(),
     ]
     if options.reduce_lr:
-        out.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=max(1, options.patience // 2),
-            min_lr=1e-6))
+        out.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=max(1, options.patience // 2), min_lr=1e-6
+            )
+        )
     if options.patience > 0:
-        out.append(keras.callbacks.EarlyStopping(
-            monitor=options.monitor, mode=options.mode, patience=options.patience,
-            start_from_epoch=options.start_from_epoch))
+        out.append(
+            keras.callbacks.EarlyStopping(
+                monitor=options.monitor,
+                mode=options.mode,
+                patience=options.patience,
+                start_from_epoch=options.start_from_epoch,
+            )
+        )
     if options.tensorboard and tensorboard_available():
         out.append(keras.callbacks.TensorBoard(run.logs, write_graph=False, profile_batch=0))
     # Last, so it sees every value the others add to the logs; append=True so
@@ -261,15 +281,29 @@ def callbacks(run: RunDir, options: FitOptions) -> list[keras.callbacks.Callback
     return out
 
 
-def fit(model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, run: RunDir,
-        options: FitOptions, initial_epoch: int, epochs: int) -> None:
+def fit(
+    model: keras.Model,
+    train: tf.data.Dataset,
+    val: tf.data.Dataset,
+    run: RunDir,
+    options: FitOptions,
+    initial_epoch: int,
+    epochs: int,
+) -> None:
     """Trains ``model`` from ``initial_epoch`` up to (not including) ``epochs``."""
     if initial_epoch >= epochs:
         return
-    model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
-              steps_per_epoch=options.steps_per_epoch, class_weight=options.class_weight,
-              callbacks=callbacks(run, options), verbose=options.verbose,
-              shuffle=False)  # the datasets shuffle themselves
+    model.fit(
+        train,
+        validation_data=val,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=options.steps_per_epoch,
+        class_weight=options.class_weight,
+        callbacks=callbacks(run, options),
+        verbose=options.verbose,
+        shuffle=False,
+    )  # the datasets shuffle themselves
 
 
 def restore_best(model: keras.Model, run: RunDir) -> None:
@@ -289,8 +323,9 @@ def best_epoch(history: dict[str, list[float]], monitor: str) -> int | None:
     return int(pick(values)) + 1
 
 
-def finish(run: RunDir, card: dict[str, Any], monitor: str, metrics: dict,
-           title: str) -> TrainResult:
+def finish(
+    run: RunDir, card: dict[str, Any], monitor: str, metrics: dict, title: str
+) -> TrainResult:
     """Completes a run: adds the epochs to the card, writes it and the curves.
 
     Args:
@@ -302,10 +337,22 @@ def finish(run: RunDir, card: dict[str, Any], monitor: str, metrics: dict,
     """
     history = cards.read_history(run.history)
     epochs = len(history.get("loss", []))
-    card.update({"validation_metrics": metrics, "epochs_trained": epochs,
-                 "best_epoch": best_epoch(history, monitor), "monitor": monitor})
+    card.update(
+        {
+            "validation_metrics": metrics,
+            "epochs_trained": epochs,
+            "best_epoch": best_epoch(history, monitor),
+            "monitor": monitor,
+        }
+    )
     card_path = cards.write_card(run.model_dir, card)
     cards.plot_history(history, run.curves, title)
-    return TrainResult(output=run.root, model_dir=run.model_dir, keras_path=run.keras_copy,
-                       card_path=card_path, curves_path=run.curves, metrics=metrics,
-                       epochs=epochs)
+    return TrainResult(
+        output=run.root,
+        model_dir=run.model_dir,
+        keras_path=run.keras_copy,
+        card_path=card_path,
+        curves_path=run.curves,
+        metrics=metrics,
+        epochs=epochs,
+    )

@@ -32,8 +32,16 @@ from keras import ops
 
 from model_training.configs import TERMS, parse_loss
 
-__all__ = ["TERMS", "BuildingIoU", "SegmentationLoss", "bce", "dice", "focal", "jaccard",
-           "parse_loss"]
+__all__ = [
+    "TERMS",
+    "BuildingIoU",
+    "SegmentationLoss",
+    "bce",
+    "dice",
+    "focal",
+    "jaccard",
+    "parse_loss",
+]
 _EPS = 1e-7
 
 
@@ -54,8 +62,9 @@ def _per_image(x, weight):
 def bce(y_true, y_pred, weight=1.0):
     """Per-image weighted mean binary cross-entropy."""
     p = ops.clip(y_pred, _EPS, 1.0 - _EPS)
-    return _per_image(-(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p)),
-                      weight * ops.ones_like(p))
+    return _per_image(
+        -(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p)), weight * ops.ones_like(p)
+    )
 
 
 def focal(y_true, y_pred, gamma: float = 2.0, alpha: float = 0.25, weight=1.0):
@@ -63,8 +72,9 @@ def focal(y_true, y_pred, gamma: float = 2.0, alpha: float = 0.25, weight=1.0):
     p = ops.clip(y_pred, _EPS, 1.0 - _EPS)
     p_t = y_true * p + (1.0 - y_true) * (1.0 - p)
     alpha_t = y_true * alpha + (1.0 - y_true) * (1.0 - alpha)
-    return _per_image(-alpha_t * ops.power(1.0 - p_t, gamma) * ops.log(p_t),
-                      weight * ops.ones_like(p))
+    return _per_image(
+        -alpha_t * ops.power(1.0 - p_t, gamma) * ops.log(p_t), weight * ops.ones_like(p)
+    )
 
 
 def _overlaps(y_true, y_pred, weight=1.0):
@@ -97,8 +107,14 @@ def dice(y_true, y_pred, smooth: float = 1.0, weight=1.0):
 class SegmentationLoss(keras.losses.Loss):
     """A weighted sum of the terms of a loss spec (see :func:`parse_loss`)."""
 
-    def __init__(self, spec: str = "bce+jaccard", gamma: float = 2.0, alpha: float = 0.25,
-                 name: str = "segmentation_loss", **kwargs):
+    def __init__(
+        self,
+        spec: str = "bce+jaccard",
+        gamma: float = 2.0,
+        alpha: float = 0.25,
+        name: str = "segmentation_loss",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         self.spec = spec
         self.gamma = gamma
@@ -121,8 +137,7 @@ class SegmentationLoss(keras.losses.Loss):
         return total
 
     def get_config(self):
-        return {**super().get_config(), "spec": self.spec, "gamma": self.gamma,
-                "alpha": self.alpha}
+        return {**super().get_config(), "spec": self.spec, "gamma": self.gamma, "alpha": self.alpha}
 
 
 @keras.saving.register_keras_serializable(package="footprints")
@@ -138,8 +153,7 @@ class BuildingIoU(keras.metrics.Metric):
     def __init__(self, threshold: float = 0.5, name: str = "building_iou", **kwargs):
         super().__init__(name=name, **kwargs)
         self.threshold = threshold
-        self.intersection = self.add_variable(shape=(), initializer="zeros",
-                                              name="intersection")
+        self.intersection = self.add_variable(shape=(), initializer="zeros", name="intersection")
         self.union = self.add_variable(shape=(), initializer="zeros", name="union")
 
     def update_state(self, y_true, y_pred, sample_weight=None):

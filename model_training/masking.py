@@ -37,8 +37,9 @@ def fill_masked(image: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
 
     def fill():
         raw = tf.io.decode_png(mask, channels=1)
-        weight = tf.image.resize(tf.cast(raw, tf.float32) / 255.0, tf.shape(image)[:2],
-                                 antialias=True)
+        weight = tf.image.resize(
+            tf.cast(raw, tf.float32) / 255.0, tf.shape(image)[:2], antialias=True
+        )
         valid = tf.cast(weight > 0.999, tf.float32)
         count = tf.reduce_sum(valid)
         mean = tf.reduce_sum(image * valid, axis=[0, 1]) / tf.maximum(count, 1.0)

@@ -38,12 +38,19 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         final_div_factor: End rate is the start rate divided by this.
     """
 
-    def __init__(self, max_lr: float, total_steps: int, pct_start: float = 0.3,
-                 div_factor: float = 25.0, final_div_factor: float = 1e3):
+    def __init__(
+        self,
+        max_lr: float,
+        total_steps: int,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e3,
+    ):
         if max_lr <= 0 or total_steps < 1 or not 0.0 < pct_start < 1.0:
             raise ConfigError(
                 f"one-cycle needs max_lr > 0 ({max_lr}), total_steps >= 1 ({total_steps}) "
-                f"and 0 < pct_start < 1 ({pct_start})")
+                f"and 0 < pct_start < 1 ({pct_start})"
+            )
         self.max_lr = float(max_lr)
         self.total_steps = int(total_steps)
         self.pct_start = float(pct_start)
@@ -66,9 +73,13 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         return ops.where(step < up, rising, falling)
 
     def get_config(self):
-        return {"max_lr": self.max_lr, "total_steps": self.total_steps,
-                "pct_start": self.pct_start, "div_factor": self.div_factor,
-                "final_div_factor": self.final_div_factor}
+        return {
+            "max_lr": self.max_lr,
+            "total_steps": self.total_steps,
+            "pct_start": self.pct_start,
+            "div_factor": self.div_factor,
+            "final_div_factor": self.final_div_factor,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +124,7 @@ def smooth(losses, beta: float = 0.9) -> np.ndarray:
     out, avg = [], 0.0
     for i, value in enumerate(losses, start=1):
         avg = beta * avg + (1 - beta) * value
-        out.append(avg / (1 - beta ** i))
+        out.append(avg / (1 - beta**i))
     return np.asarray(out)
 
 
@@ -132,12 +143,18 @@ def suggest_lr(rates, smoothed) -> float:
     lowest = int(np.argmin(smoothed))
     if lowest < 2:
         return float(rates[lowest] / 10.0)
-    slope = np.gradient(smoothed[:lowest + 1], np.log(rates[:lowest + 1]))
+    slope = np.gradient(smoothed[: lowest + 1], np.log(rates[: lowest + 1]))
     return float(rates[int(np.argmin(slope))])
 
 
-def lr_find(model: keras.Model, dataset, min_lr: float = 1e-6, max_lr: float = 1.0,
-            steps: int = 100, stop_factor: float = 4.0) -> LRFindResult:
+def lr_find(
+    model: keras.Model,
+    dataset,
+    min_lr: float = 1e-6,
+    max_lr: float = 1.0,
+    steps: int = 100,
+    stop_factor: float = 4.0,
+) -> LRFindResult:
     """Sweeps the learning rate of a compiled model; see the module docstring.
 
     The model's weights change: build a fresh model for the real training.
@@ -153,16 +170,20 @@ def lr_find(model: keras.Model, dataset, min_lr: float = 1e-6, max_lr: float = 1
     if not 0 < min_lr < max_lr or steps < 5:
         raise ConfigError(
             f"lr-find needs 0 < --min-lr ({min_lr}) < --max-lr ({max_lr}) and --steps >= 5 "
-            f"({steps})")
+            f"({steps})"
+        )
     rates = np.geomspace(min_lr, max_lr, steps)
     sweep = _Sweep(rates, stop_factor)
-    model.fit(dataset, epochs=1, steps_per_epoch=steps, callbacks=[sweep], verbose=0,
-              shuffle=False)
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, callbacks=[sweep], verbose=0, shuffle=False)
     losses = np.asarray(sweep.losses)
     smoothed = smooth(losses)
-    used = rates[:len(losses)]
-    return LRFindResult(tuple(map(float, used)), tuple(map(float, losses)),
-                        tuple(map(float, smoothed)), suggest_lr(used, smoothed))
+    used = rates[: len(losses)]
+    return LRFindResult(
+        tuple(map(float, used)),
+        tuple(map(float, losses)),
+        tuple(map(float, smoothed)),
+        suggest_lr(used, smoothed),
+    )
 
 
 def plot_lr_find(result: LRFindResult, path: str, title: str = "learning-rate finder") -> str:
@@ -175,8 +196,9 @@ def plot_lr_find(result: LRFindResult, path: str, title: str = "learning-rate fi
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(result.learning_rates, result.losses, alpha=0.3, label="loss")
     ax.plot(result.learning_rates, result.smoothed, label="smoothed")
-    ax.axvline(result.suggestion, color="red", linestyle="--",
-               label=f"suggested {result.suggestion:.2g}")
+    ax.axvline(
+        result.suggestion, color="red", linestyle="--", label=f"suggested {result.suggestion:.2g}"
+    )
     ax.set_xscale("log")
     finite = [v for v in result.smoothed if math.isfinite(v)]
     if finite:

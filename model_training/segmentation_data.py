@@ -86,6 +86,7 @@ class Tile:
 # Reading images and labels
 # --------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class ImageInfo:
     """What the tiles share: band count, dtype, names, and the bands used."""
@@ -110,26 +111,33 @@ def inspect_images(paths: tuple[str, ...], bands: tuple[int, ...] | None) -> Ima
             with rasterio.open(path) as src:
                 if src.crs is None:
                     raise InputError(
-                        f"tile {path!r} has no CRS; assign one (gdal_edit.py -a_srs EPSG:...)")
+                        f"tile {path!r} has no CRS; assign one (gdal_edit.py -a_srs EPSG:...)"
+                    )
                 seen.setdefault((src.count, src.dtypes[0]), []).append(path)
                 names = names or tuple(d or "" for d in src.descriptions)
         except rasterio.RasterioIOError as exc:
             raise InputError(f"cannot open tile {path!r}: {exc}") from exc
     if len(seen) > 1:
-        groups = "; ".join(f"{n} band(s) {d}: {len(p)} tile(s) such as {p[0]!r}"
-                           for (n, d), p in sorted(seen.items()))
+        groups = "; ".join(
+            f"{n} band(s) {d}: {len(p)} tile(s) such as {p[0]!r}"
+            for (n, d), p in sorted(seen.items())
+        )
         raise InputError(
             f"tiles differ in band count or dtype ({groups}); train on tiles of one kind, "
-            "or select common bands with --bands and convert the dtype first")
+            "or select common bands with --bands and convert the dtype first"
+        )
     (count, dtype), _ = next(iter(seen.items()))
     if dtype not in ("uint8", "uint16"):
         raise InputError(
             f"tiles are {dtype}; the segmenter takes uint8 or uint16 imagery "
-            "(convert with gdal_translate -ot UInt16 -scale)")
+            "(convert with gdal_translate -ot UInt16 -scale)"
+        )
     chosen = tuple(bands) if bands else tuple(range(1, count + 1))
     if any(b < 1 or b > count for b in chosen):
-        raise InputError(f"--bands {','.join(map(str, chosen))} asks for bands the tiles "
-                         f"do not have (they have {count}: 1..{count})")
+        raise InputError(
+            f"--bands {','.join(map(str, chosen))} asks for bands the tiles "
+            f"do not have (they have {count}: 1..{count})"
+        )
     picked = tuple(names[b - 1] for b in chosen) if all(names) else ()
     return ImageInfo(count, dtype, chosen, picked)
 
@@ -162,8 +170,9 @@ def read_footprints(path: str) -> tuple[np.ndarray, pyproj.CRS]:
     except Exception as exc:  # pyogrio/pyarrow raise their own error types
         raise InputError(f"cannot read footprints {path!r}: {exc}") from exc
     if not crs:
-        raise InputError(f"footprints {path!r} have no CRS; write the file with one "
-                         "(ogr2ogr -a_srs EPSG:...)")
+        raise InputError(
+            f"footprints {path!r} have no CRS; write the file with one (ogr2ogr -a_srs EPSG:...)"
+        )
     geoms = geoms[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)]
     return shapely.make_valid(geoms), pyproj.CRS.from_user_input(crs)
 
@@ -213,8 +222,12 @@ class FootprintRasterizer:
             if len(hits) == 0:
                 return np.zeros((src.height, src.width), np.uint8)
             return rasterio.features.rasterize(
-                ((g, 1) for g in geoms[hits]), out_shape=(src.height, src.width),
-                transform=src.transform, fill=0, dtype="uint8")
+                ((g, 1) for g in geoms[hits]),
+                out_shape=(src.height, src.width),
+                transform=src.transform,
+                fill=0,
+                dtype="uint8",
+            )
 
 
 def rasterize_footprints(vector_path: str, tile_paths: tuple[str, ...]) -> list[np.ndarray]:
@@ -247,7 +260,8 @@ def pair_masks(images: tuple[str, ...], masks: tuple[str, ...]) -> list[str]:
         if len(found) != 1:
             raise InputError(
                 f"image {image!r} has {len(found)} matching masks ({found}); name each mask "
-                "like its image (tile.tif -> tile.tif in another folder, or tile_mask.tif)")
+                "like its image (tile.tif -> tile.tif in another folder, or tile_mask.tif)"
+            )
         pairs.append(found[0])
     return pairs
 
@@ -255,17 +269,25 @@ def pair_masks(images: tuple[str, ...], masks: tuple[str, ...]) -> list[str]:
 def read_mask(mask_path: str, image_path: str) -> np.ndarray:
     """A mask GeoTIFF as 0/1 uint8, checked to be on its image's grid."""
     with rasterio.open(mask_path) as msk, rasterio.open(image_path) as img:
-        same = (msk.width, msk.height) == (img.width, img.height) and \
-            msk.transform.almost_equals(img.transform) and msk.crs == img.crs
+        same = (
+            (msk.width, msk.height) == (img.width, img.height)
+            and msk.transform.almost_equals(img.transform)
+            and msk.crs == img.crs
+        )
         if not same:
             raise InputError(
                 f"mask {mask_path!r} is not on the grid of {image_path!r} (size, transform or "
-                "CRS differ); write masks on their image's grid, or pass --footprints instead")
+                "CRS differ); write masks on their image's grid, or pass --footprints instead"
+            )
         return (msk.read(1) > 0).astype(np.uint8)
 
 
-def load_tiles(images: str, footprints: str | None = None, masks: str | None = None,
-               bands: tuple[int, ...] | None = None) -> tuple[list[Tile], ImageInfo]:
+def load_tiles(
+    images: str,
+    footprints: str | None = None,
+    masks: str | None = None,
+    bands: tuple[int, ...] | None = None,
+) -> tuple[list[Tile], ImageInfo]:
     """Reads and labels every tile; see the module docstring.
 
     Args:
@@ -297,13 +319,15 @@ def load_tiles(images: str, footprints: str | None = None, masks: str | None = N
         raise InputError(
             f"{source} mark no building pixel inside the {len(tiles)} tile(s) such as "
             f"{paths[0]!r}; do the labels overlap the imagery (same area, a CRS the file "
-            "declares correctly)?")
+            "declares correctly)?"
+        )
     return tiles, info
 
 
 # --------------------------------------------------------------------------
 # Splitting, scaling and patches
 # --------------------------------------------------------------------------
+
 
 def window_starts(length: int, size: int, stride: int) -> list[int]:
     """Start offsets of windows of ``size`` every ``stride`` over ``length``.
@@ -322,8 +346,9 @@ def window_starts(length: int, size: int, stride: int) -> list[int]:
     return starts
 
 
-def fit_scaling(tiles: list[Tile], info: ImageInfo, train_areas: list[np.ndarray],
-                mode: str = "auto") -> tuple[tuple[float, ...], tuple[float, ...]]:
+def fit_scaling(
+    tiles: list[Tile], info: ImageInfo, train_areas: list[np.ndarray], mode: str = "auto"
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-band offset and scale mapping raw pixels to the model's 0..255.
 
     ``identity`` keeps uint8 values as they are. ``percentile`` maps each
@@ -347,8 +372,10 @@ def fit_scaling(tiles: list[Tile], info: ImageInfo, train_areas: list[np.ndarray
         mode = "identity" if info.dtype == "uint8" else "percentile"
     if mode == "identity":
         if info.dtype != "uint8":
-            raise ConfigError(f"--scaling identity needs uint8 tiles, these are {info.dtype}; "
-                              "use --scaling percentile")
+            raise ConfigError(
+                f"--scaling identity needs uint8 tiles, these are {info.dtype}; "
+                "use --scaling percentile"
+            )
         return (0.0,) * n, (1.0,) * n
     usable = [t.valid & area for t, area in zip(tiles, train_areas, strict=True)]
     step = max(1, sum(int(u.sum()) for u in usable) // _MAX_STAT_PIXELS)
@@ -368,10 +395,12 @@ def fit_scaling(tiles: list[Tile], info: ImageInfo, train_areas: list[np.ndarray
 # The validation split: spatially separate blocks, stratified by density
 # --------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class Block:
     """A square of one tile held out for validation: ``tile`` index, top row,
-    left column and side in pixels."""
+    left column and side in pixels.
+    """
 
     tile: int
     row: int
@@ -404,16 +433,15 @@ def _candidate_blocks(tiles: list[Tile], size: int) -> list[tuple[Block, float]]
         height, width = tile.valid.shape
         for row in range(0, height - size + 1, size):
             for col in range(0, width - size + 1, size):
-                valid = tile.valid[row:row + size, col:col + size]
+                valid = tile.valid[row : row + size, col : col + size]
                 if valid.mean() < 0.5:
                     continue
-                density = float(tile.label[row:row + size, col:col + size].sum() / valid.sum())
+                density = float(tile.label[row : row + size, col : col + size].sum() / valid.sum())
                 out.append((Block(index, row, col, size), density))
     return out
 
 
-def split_blocks(tiles: list[Tile], patch_size: int, val_fraction: float,
-                 seed: int = 0) -> Split:
+def split_blocks(tiles: list[Tile], patch_size: int, val_fraction: float, seed: int = 0) -> Split:
     """Holds out square blocks for validation, stratified by building density.
 
     Each tile is cut into blocks of two patch sides (one when the tiles are too
@@ -442,7 +470,8 @@ def split_blocks(tiles: list[Tile], patch_size: int, val_fraction: float,
     else:
         raise ConfigError(
             f"the tiles hold fewer than two mostly valid {patch_size}-pixel blocks, one to "
-            "validate on and one to train on; lower --patch-size or add tiles")
+            "validate on and one to train on; lower --patch-size or add tiles"
+        )
     n_val = min(len(candidates) - 1, max(1, round(val_fraction * len(candidates))))
     # Ties in density (many empty blocks) are broken at random, not by position.
     order = np.lexsort((rng.random(len(candidates)), [d for _, d in candidates]))
@@ -453,12 +482,13 @@ def split_blocks(tiles: list[Tile], patch_size: int, val_fraction: float,
         chosen.append(candidates[int(rng.choice(pool))][0])
     areas = [np.ones(t.valid.shape, bool) for t in tiles]
     for b in chosen:
-        areas[b.tile][b.row:b.row + b.size, b.col:b.col + b.size] = False
+        areas[b.tile][b.row : b.row + b.size, b.col : b.col + b.size] = False
     counts = split_counts(tiles, areas)
     if counts["train"]["building_pixels"] == 0:
         raise InputError(
             "the training area holds no building pixel (every labelled building fell in the "
-            "validation blocks); lower --val-fraction or add tiles with buildings")
+            "validation blocks); lower --val-fraction or add tiles with buildings"
+        )
     return Split(tuple(chosen), tuple(areas), counts)
 
 
@@ -467,9 +497,10 @@ def split_counts(tiles: list[Tile], train_areas: list[np.ndarray]) -> dict:
 
     A building counts on the side that holds most of its pixels.
     """
-
-    counts = {side: {"buildings": 0, "building_pixels": 0, "valid_pixels": 0}
-              for side in ("train", "validation")}
+    counts = {
+        side: {"buildings": 0, "building_pixels": 0, "valid_pixels": 0}
+        for side in ("train", "validation")
+    }
     for tile, area in zip(tiles, train_areas, strict=True):
         for side, where in (("train", area), ("validation", ~area)):
             counts[side]["building_pixels"] += int(tile.label[where].sum())
@@ -488,8 +519,9 @@ def _connected(mask: np.ndarray) -> np.ndarray:
     from rasterio.transform import Affine
 
     labels = np.zeros(mask.shape, np.int32)
-    shapes = features.shapes(mask.astype(np.uint8), mask=mask > 0, connectivity=4,
-                             transform=Affine.identity())
+    shapes = features.shapes(
+        mask.astype(np.uint8), mask=mask > 0, connectivity=4, transform=Affine.identity()
+    )
     burn = [(geom, i + 1) for i, (geom, _) in enumerate(shapes)]
     if burn:
         labels = features.rasterize(burn, out_shape=mask.shape, dtype="int32")
@@ -500,11 +532,13 @@ def _connected(mask: np.ndarray) -> np.ndarray:
 # Validation patches and the training patch sampler
 # --------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class Patches:
     """Model-ready patches: ``images`` uint8 ``[N, P, P, C]``, ``masks`` uint8
     ``[N, P, P, 1]`` and ``weights`` uint8 ``[N, P, P, 1]`` (1 valid pixel, 0
-    nodata or outside the split: no loss, not measured)."""
+    nodata or outside the split: no loss, not measured).
+    """
 
     images: np.ndarray
     masks: np.ndarray
@@ -514,8 +548,9 @@ class Patches:
         return len(self.images)
 
 
-def block_patches(tiles: list[Tile], assets: contracts.SegmenterAssets,
-                  blocks: tuple[Block, ...], size: int) -> Patches:
+def block_patches(
+    tiles: list[Tile], assets: contracts.SegmenterAssets, blocks: tuple[Block, ...], size: int
+) -> Patches:
     """Cuts each block into non-overlapping scaled patches of ``size``."""
     images, masks, weights = [], [], []
     for block in blocks:
@@ -582,10 +617,16 @@ class PatchSampler:
         InputError: if no window fits the training area.
     """
 
-    def __init__(self, tiles: list[Tile], assets: contracts.SegmenterAssets,
-                 train_areas: tuple[np.ndarray, ...] | list[np.ndarray], patch_size: int,
-                 augmentation: Augmentation = Augmentation(), building_share: float = 0.5,
-                 grid: int = 8):
+    def __init__(
+        self,
+        tiles: list[Tile],
+        assets: contracts.SegmenterAssets,
+        train_areas: tuple[np.ndarray, ...] | list[np.ndarray],
+        patch_size: int,
+        augmentation: Augmentation = Augmentation(),
+        building_share: float = 0.5,
+        grid: int = 8,
+    ):
         self.patch_size = patch_size
         self.augmentation = augmentation
         self.building_share = building_share
@@ -610,7 +651,8 @@ class PatchSampler:
         if len(self.windows) == 0:
             raise InputError(
                 f"no {self.window}-pixel training window fits outside the validation blocks "
-                "in mostly valid pixels; lower --patch-size or --val-fraction")
+                "in mostly valid pixels; lower --patch-size or --val-fraction"
+            )
 
     def _windows(self, tile: Tile, area: np.ndarray, grid: int):
         """Top-left corners of allowed windows and whether their centre holds buildings."""
@@ -618,10 +660,13 @@ class PatchSampler:
         h, w = tile.valid.shape
         if h < size or w < size:
             return np.zeros(0, int), np.zeros(0, int), np.zeros(0, bool)
-        sums = {name: _integral(a) for name, a in (
-            ("blocked", ~area), ("valid", tile.valid), ("label", tile.label > 0))}
-        rows, cols = np.meshgrid(np.arange(0, h - size + 1, grid),
-                                 np.arange(0, w - size + 1, grid), indexing="ij")
+        sums = {
+            name: _integral(a)
+            for name, a in (("blocked", ~area), ("valid", tile.valid), ("label", tile.label > 0))
+        }
+        rows, cols = np.meshgrid(
+            np.arange(0, h - size + 1, grid), np.arange(0, w - size + 1, grid), indexing="ij"
+        )
         rows, cols = rows.ravel(), cols.ravel()
         blocked = _box_sum(sums["blocked"], rows, cols, size)
         valid = _box_sum(sums["valid"], rows, cols, size)
@@ -647,22 +692,24 @@ class PatchSampler:
         tile, row, col = self.windows[pick].T
         top, left = row + shift_r, col + shift_c
         height, width = self.stack.shape[1] - 1, self.stack.shape[2] - 1
-        boxes = np.column_stack([top / height, left / width, (top + crop - 1) / height,
-                                 (left + crop - 1) / width]).astype(np.float32)
+        boxes = np.column_stack(
+            [top / height, left / width, (top + crop - 1) / height, (left + crop - 1) / width]
+        ).astype(np.float32)
         return {
-            "tile": tile.astype(np.int32), "box": boxes,
+            "tile": tile.astype(np.int32),
+            "box": boxes,
             "flip": (rng.random(count) < 0.5) & aug.spatial,
             "rot": rng.integers(0, 4, count).astype(np.int32) * aug.spatial,
-            "brightness": rng.uniform(-aug.brightness, aug.brightness, count)
-            .astype(np.float32),
-            "contrast": rng.uniform(1 - aug.contrast, 1 + aug.contrast, count)
-            .astype(np.float32),
+            "brightness": rng.uniform(-aug.brightness, aug.brightness, count).astype(np.float32),
+            "contrast": rng.uniform(1 - aug.contrast, 1 + aug.contrast, count).astype(np.float32),
         }
 
-    def dataset(self, steps: int, batch_size: int, seed: int,
-                skip_steps: int = 0) -> tf.data.Dataset:
+    def dataset(
+        self, steps: int, batch_size: int, seed: int, skip_steps: int = 0
+    ) -> tf.data.Dataset:
         """``steps`` batches of ``(image [B, P, P, C] float32 0..255,
-        target [B, P, P, 2] float32: mask, weight)``, after ``skip_steps``."""
+        target [B, P, P, 2] float32: mask, weight)``, after ``skip_steps``.
+        """
         draws = self.draws(steps * batch_size, seed)
         stack = tf.constant(self.stack)
         channels = self.stack.shape[-1] - 2
@@ -670,8 +717,9 @@ class PatchSampler:
 
         def cut(d):
             image = tf.image.crop_and_resize(stack[..., :channels], d["box"], d["tile"], size)
-            target = tf.image.crop_and_resize(stack[..., channels:], d["box"], d["tile"], size,
-                                              method="nearest")
+            target = tf.image.crop_and_resize(
+                stack[..., channels:], d["box"], d["tile"], size, method="nearest"
+            )
             both = aug.apply_spatial(tf.concat([image, target], -1), d["flip"], d["rot"])
             image = aug.apply_colour(both[..., :channels], d["brightness"], d["contrast"])
             return image, both[..., channels:]
@@ -689,8 +737,12 @@ def _integral(a: np.ndarray) -> np.ndarray:
 
 
 def _box_sum(sums: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
-    return (sums[rows + size, cols + size] - sums[rows, cols + size]
-            - sums[rows + size, cols] + sums[rows, cols])
+    return (
+        sums[rows + size, cols + size]
+        - sums[rows, cols + size]
+        - sums[rows + size, cols]
+        + sums[rows, cols]
+    )
 
 
 def validation_dataset(patches: Patches, batch_size: int) -> tf.data.Dataset:

@@ -64,27 +64,43 @@ def prepare_data(config: SegmenterConfig) -> SegmentationData:
     split = sd.split_blocks(tiles, config.patch_size, config.val_fraction, config.seed)
     offset, scale = sd.fit_scaling(tiles, info, list(split.train_areas), config.scaling)
     assets = contracts.SegmenterAssets(
-        window_size=config.window, bands=info.bands, raw_dtype=info.dtype, offset=offset,
-        scale=scale, band_names=info.band_names,
-        receptive_halo=configs.receptive_halo(config.unet, config.window))
+        window_size=config.window,
+        bands=info.bands,
+        raw_dtype=info.dtype,
+        offset=offset,
+        scale=scale,
+        band_names=info.band_names,
+        receptive_halo=configs.receptive_halo(config.unet, config.window),
+    )
     val = sd.block_patches(tiles, assets, split.blocks, config.patch_size)
     train = split.counts["train"]
     fraction = train["building_pixels"] / max(1, train["valid_pixels"])
-    log.info("validation: %d blocks (%d buildings); training: %d buildings, %.1f%% building "
-             "pixels", len(split.blocks), split.counts["validation"]["buildings"],
-             train["buildings"], 100 * fraction)
+    log.info(
+        "validation: %d blocks (%d buildings); training: %d buildings, %.1f%% building pixels",
+        len(split.blocks),
+        split.counts["validation"]["buildings"],
+        train["buildings"],
+        100 * fraction,
+    )
     return SegmentationData(tiles, split, val, assets, tuple(t.path for t in tiles), fraction)
 
 
 def sampler_for(config: SegmenterConfig, prepared: SegmentationData) -> sd.PatchSampler:
     """The training patch sampler the config asks for."""
     augmentation = sd.Augmentation() if config.augment else sd.Augmentation.off()
-    return sd.PatchSampler(prepared.tiles, prepared.assets, prepared.split.train_areas,
-                           config.patch_size, augmentation, config.building_share)
+    return sd.PatchSampler(
+        prepared.tiles,
+        prepared.assets,
+        prepared.split.train_areas,
+        config.patch_size,
+        augmentation,
+        config.building_share,
+    )
 
 
-def build_compiled(config: SegmenterConfig, bands: int,
-                   learning_rate: float | None = None) -> keras.Model:
+def build_compiled(
+    config: SegmenterConfig, bands: int, learning_rate: float | None = None
+) -> keras.Model:
     """A fresh U-Net compiled with the configured loss, schedule and metrics.
 
     ``learning_rate`` overrides the schedule with a constant (lr-find).
@@ -96,9 +112,12 @@ def build_compiled(config: SegmenterConfig, bands: int,
         rate = schedules.OneCycle(config.learning_rate, config.total_steps)
     else:
         rate = config.learning_rate
-    model.compile(optimizer=keras.optimizers.Adam(rate), jit_compile=config.xla,
-                  loss=losses.SegmentationLoss(config.loss),
-                  metrics=[losses.BuildingIoU(config.threshold)])
+    model.compile(
+        optimizer=keras.optimizers.Adam(rate),
+        jit_compile=config.xla,
+        loss=losses.SegmentationLoss(config.loss),
+        metrics=[losses.BuildingIoU(config.threshold)],
+    )
     return model
 
 
@@ -115,84 +134,127 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
     fitting.seed_everything(config.seed)
     initial_epoch = state["epoch"] + 1 if state is not None else 0
     sampler = sampler_for(config, prepared)
-    train_ds = sampler.dataset(config.total_steps, config.batch_size, config.seed,
-                               skip_steps=initial_epoch * config.eval_every)
+    train_ds = sampler.dataset(
+        config.total_steps,
+        config.batch_size,
+        config.seed,
+        skip_steps=initial_epoch * config.eval_every,
+    )
     val_ds = sd.validation_dataset(prepared.val, config.batch_size)
     if state is not None:
         model = keras.models.load_model(run.last)
     else:
         model = build_compiled(config, prepared.assets.band_count)
     options = fitting.FitOptions(
-        steps_per_epoch=config.eval_every, monitor="val_building_iou", mode="max",
-        patience=config.patience_rounds, reduce_lr=config.schedule == "plateau",
-        tensorboard=config.tensorboard, verbose=config.verbose,
-        start_from_epoch=config.stop_from_round)
+        steps_per_epoch=config.eval_every,
+        monitor="val_building_iou",
+        mode="max",
+        patience=config.patience_rounds,
+        reduce_lr=config.schedule == "plateau",
+        tensorboard=config.tensorboard,
+        verbose=config.verbose,
+        start_from_epoch=config.stop_from_round,
+    )
     fitting.fit(model, train_ds, val_ds, run, options, initial_epoch, config.rounds)
     fitting.restore_best(model, run)
 
     export.export_segmenter(model, run.model_dir, prepared.assets, config.unet.multiple)
     model.save(run.keras_copy)
-    metrics = evaluate_exported(run.model_dir, prepared.val, config.threshold,
-                                config.batch_size)
+    metrics = evaluate_exported(run.model_dir, prepared.val, config.threshold, config.batch_size)
     splits = prepared.split.counts
     reasons = evaluation.segmenter_weak_reasons(metrics)
-    label_files = [config.footprints] if config.footprints else list(
-        sd.expand_globs(config.masks, "mask tiles", "area/masks/*.tif"))
+    label_files = (
+        [config.footprints]
+        if config.footprints
+        else list(sd.expand_globs(config.masks, "mask tiles", "area/masks/*.tif"))
+    )
     card = cards.base_card("building-segmenter", dataclasses.asdict(config))
-    card.update({
-        "architecture": {**dataclasses.asdict(config.unet),
-                         "receptive_field": configs.receptive_field(config.unet),
-                         "parameters": model.count_params()},
-        "input": {"window_size": prepared.assets.window_size,
-                  "bands": list(prepared.assets.bands),
-                  "band_names": list(prepared.assets.band_names),
-                  "raw_dtype": prepared.assets.raw_dtype,
-                  "scaling": {"offset": list(prepared.assets.offset),
-                              "scale": list(prepared.assets.scale)},
-                  "receptive_halo": prepared.assets.receptive_halo},
-        "class_mapping": {"0": "background", "1": "building"},
-        "output": "mask: probability that the pixel is part of a building",
-        "training_data": {
-            "images": cards.fingerprint(prepared.paths),
-            "labels": cards.fingerprint(label_files),
-            "steps": config.total_steps, "batch_size": config.batch_size,
-            "sampled_patches": config.total_steps * config.batch_size,
-            "candidate_windows": len(sampler.windows),
-            "building_share": config.building_share,
-            "augment": dataclasses.asdict(sampler.augmentation),
-            "val_patches": len(prepared.val),
-            "building_fraction": prepared.building_fraction,
-            "split": (f"{len(prepared.split.blocks)} validation blocks of "
-                      f"{prepared.split.blocks[0].size} px, {config.val_fraction:.0%} of the "
-                      "mostly valid blocks, stratified by building density"),
-            "val_blocks": [dataclasses.asdict(b) for b in prepared.split.blocks],
-        },
-        "quality": {"weak": bool(reasons), "reasons": reasons, "iou": metrics.get("iou"),
-                    "min_iou": evaluation.MIN_SEGMENTER_IOU},
-        "splits": {
-            side: {"buildings": c["buildings"], "pixels": c["valid_pixels"],
-                   "building_pixels": c["building_pixels"],
-                   **({"patches": len(prepared.val)} if side == "validation" else
-                      {"sampled_patches": config.total_steps * config.batch_size})}
-            for side, c in splits.items()},
-    })
-    return fitting.finish(run, card, options.monitor, {**metrics, "patches": len(prepared.val)},
-                          f"segmenter (U-Net depth {config.depth})")
+    card.update(
+        {
+            "architecture": {
+                **dataclasses.asdict(config.unet),
+                "receptive_field": configs.receptive_field(config.unet),
+                "parameters": model.count_params(),
+            },
+            "input": {
+                "window_size": prepared.assets.window_size,
+                "bands": list(prepared.assets.bands),
+                "band_names": list(prepared.assets.band_names),
+                "raw_dtype": prepared.assets.raw_dtype,
+                "scaling": {
+                    "offset": list(prepared.assets.offset),
+                    "scale": list(prepared.assets.scale),
+                },
+                "receptive_halo": prepared.assets.receptive_halo,
+            },
+            "class_mapping": {"0": "background", "1": "building"},
+            "output": "mask: probability that the pixel is part of a building",
+            "training_data": {
+                "images": cards.fingerprint(prepared.paths),
+                "labels": cards.fingerprint(label_files),
+                "steps": config.total_steps,
+                "batch_size": config.batch_size,
+                "sampled_patches": config.total_steps * config.batch_size,
+                "candidate_windows": len(sampler.windows),
+                "building_share": config.building_share,
+                "augment": dataclasses.asdict(sampler.augmentation),
+                "val_patches": len(prepared.val),
+                "building_fraction": prepared.building_fraction,
+                "split": (
+                    f"{len(prepared.split.blocks)} validation blocks of "
+                    f"{prepared.split.blocks[0].size} px, {config.val_fraction:.0%} of the "
+                    "mostly valid blocks, stratified by building density"
+                ),
+                "val_blocks": [dataclasses.asdict(b) for b in prepared.split.blocks],
+            },
+            "quality": {
+                "weak": bool(reasons),
+                "reasons": reasons,
+                "iou": metrics.get("iou"),
+                "min_iou": evaluation.MIN_SEGMENTER_IOU,
+            },
+            "splits": {
+                side: {
+                    "buildings": c["buildings"],
+                    "pixels": c["valid_pixels"],
+                    "building_pixels": c["building_pixels"],
+                    **(
+                        {"patches": len(prepared.val)}
+                        if side == "validation"
+                        else {"sampled_patches": config.total_steps * config.batch_size}
+                    ),
+                }
+                for side, c in splits.items()
+            },
+        }
+    )
+    return fitting.finish(
+        run,
+        card,
+        options.monitor,
+        {**metrics, "patches": len(prepared.val)},
+        f"segmenter (U-Net depth {config.depth})",
+    )
 
 
-def evaluate_exported(model_dir: str, patches: sd.Patches, threshold: float = 0.5,
-                      batch_size: int = 16) -> dict[str, float]:
+def evaluate_exported(
+    model_dir: str, patches: sd.Patches, threshold: float = 0.5, batch_size: int = 16
+) -> dict[str, float]:
     """Building IoU, precision and recall of the exported model on ``patches``."""
     serve = export.load_serving(model_dir)
-    probs = [serve(images=patches.images[i:i + batch_size])[contracts.SEGMENTER_OUTPUT].numpy()
-             for i in range(0, len(patches), batch_size)]
+    probs = [
+        serve(images=patches.images[i : i + batch_size])[contracts.SEGMENTER_OUTPUT].numpy()
+        for i in range(0, len(patches), batch_size)
+    ]
     measured = patches.weights[..., 0] > 0  # nodata pixels are not scored
-    return evaluation.mask_metrics(patches.masks[..., 0][measured],
-                                   np.concatenate(probs)[measured], threshold)
+    return evaluation.mask_metrics(
+        patches.masks[..., 0][measured], np.concatenate(probs)[measured], threshold
+    )
 
 
-def find_learning_rate(config: SegmenterConfig, min_lr: float = 1e-5, max_lr: float = 1.0,
-                       steps: int = 100) -> schedules.LRFindResult:
+def find_learning_rate(
+    config: SegmenterConfig, min_lr: float = 1e-5, max_lr: float = 1.0, steps: int = 100
+) -> schedules.LRFindResult:
     """Runs the LR finder on the segmenter's data and model.
 
     Writes ``<output>/lr_find.png`` and ``<output>/lr_find.json``.
@@ -203,8 +265,11 @@ def find_learning_rate(config: SegmenterConfig, min_lr: float = 1e-5, max_lr: fl
     model = build_compiled(config, prepared.assets.band_count, learning_rate=min_lr)
     result = schedules.lr_find(model, train_ds, min_lr, max_lr, steps)
     os.makedirs(config.output, exist_ok=True)
-    schedules.plot_lr_find(result, os.path.join(config.output, "lr_find.png"),
-                           f"U-Net depth {config.depth}, loss {config.loss}")
+    schedules.plot_lr_find(
+        result,
+        os.path.join(config.output, "lr_find.png"),
+        f"U-Net depth {config.depth}, loss {config.loss}",
+    )
     with open(os.path.join(config.output, "lr_find.json"), "w", encoding="utf-8") as f:
         json.dump(result.to_dict(), f, indent=1)
     return result

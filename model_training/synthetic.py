@@ -30,8 +30,9 @@ def synthetic_chip(rng: np.random.Generator, label: int, size: int = 48) -> np.n
         extent = rng.uniform(0.25, 0.45)
     else:
         ground = np.array([110, 110, 110]) + rng.integers(-15, 16, 3)
-        roof = (np.array([200, 200, 205]) if rng.random() < 0.5
-                else np.array([70, 90, 150])) + rng.integers(-20, 21, 3)
+        roof = (
+            np.array([200, 200, 205]) if rng.random() < 0.5 else np.array([70, 90, 150])
+        ) + rng.integers(-20, 21, 3)
         extent = rng.uniform(0.55, 0.85)
     image = np.empty((size, size, 3), np.float64)
     image[:] = ground
@@ -40,7 +41,7 @@ def synthetic_chip(rng: np.random.Generator, label: int, size: int = 48) -> np.n
     h, w = min(h, size), min(w, size)
     top = rng.integers(0, size - h + 1)
     left = rng.integers(0, size - w + 1)
-    image[top:top + h, left:left + w] = roof
+    image[top : top + h, left : left + w] = roof
     image += rng.normal(0, 8, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 
@@ -52,10 +53,19 @@ def encode_image(image: np.ndarray, fmt: str = "png") -> bytes:
     return buffer.getvalue()
 
 
-def write_chip_shards(out_dir: str, count: int, seed: int = 0, size: int = 48,
-                      num_shards: int = 2, prefix: str = "chips", compression: str = "none",
-                      positive_fraction: float = 0.5, formats: tuple[str, ...] = ("png",),
-                      grey_fraction: float = 0.0, region: str | None = None) -> list[str]:
+def write_chip_shards(
+    out_dir: str,
+    count: int,
+    seed: int = 0,
+    size: int = 48,
+    num_shards: int = 2,
+    prefix: str = "chips",
+    compression: str = "none",
+    positive_fraction: float = 0.5,
+    formats: tuple[str, ...] = ("png",),
+    grey_fraction: float = 0.0,
+    region: str | None = None,
+) -> list[str]:
     """Writes ``count`` synthetic chip records to ``num_shards`` shards.
 
     Args:
@@ -78,8 +88,10 @@ def write_chip_shards(out_dir: str, count: int, seed: int = 0, size: int = 48,
 
     rng = np.random.default_rng(seed)
     os.makedirs(out_dir, exist_ok=True)
-    paths = [os.path.join(out_dir, contracts.shard_name(prefix, i, num_shards, compression))
-             for i in range(num_shards)]
+    paths = [
+        os.path.join(out_dir, contracts.shard_name(prefix, i, num_shards, compression))
+        for i in range(num_shards)
+    ]
     options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
     writers = [tf.io.TFRecordWriter(p, options) for p in paths]
     try:
@@ -88,9 +100,12 @@ def write_chip_shards(out_dir: str, count: int, seed: int = 0, size: int = 48,
             image = synthetic_chip(rng, label, size)
             if rng.random() < grey_fraction:
                 image = image.mean(axis=2).astype(np.uint8)
-            chip = contracts.Chip(footprint_id=f"fp-{seed}-{i:06d}",
-                                  image=encode_image(image, formats[i % len(formats)]),
-                                  region=region, label=label)
+            chip = contracts.Chip(
+                footprint_id=f"fp-{seed}-{i:06d}",
+                image=encode_image(image, formats[i % len(formats)]),
+                region=region,
+                label=label,
+            )
             writers[i % num_shards].write(contracts.encode_chip(chip))
     finally:
         for writer in writers:

@@ -30,8 +30,9 @@ __all__ = ["CENTRES", "UNetConfig", "build_unet", "receptive_field", "receptive_
 
 
 def _conv(x, filters: int, name: str, dilation: int = 1):
-    x = layers.Conv2D(filters, 3, padding="same", dilation_rate=dilation, use_bias=False,
-                      name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        filters, 3, padding="same", dilation_rate=dilation, use_bias=False, name=f"{name}_conv"
+    )(x)
     # momentum 0.9: few steps per epoch on small areas (see classifier_models).
     x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
@@ -72,19 +73,16 @@ def build_unet(bands: int, config: UNetConfig = UNetConfig()) -> keras.Model:
     x = layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
     skips = []
     for level in range(config.depth):
-        x = _block(x, config.filters * 2 ** level, f"enc{level}", config.residual)
+        x = _block(x, config.filters * 2**level, f"enc{level}", config.residual)
         skips.append(x)
         x = layers.MaxPooling2D(name=f"pool{level}")(x)
-    x = _centre(x, config.filters * 2 ** config.depth, config)
+    x = _centre(x, config.filters * 2**config.depth, config)
     if config.dropout:
         x = layers.SpatialDropout2D(config.dropout, name="centre_dropout")(x)
     for level in reversed(range(config.depth)):
-        filters = config.filters * 2 ** level
+        filters = config.filters * 2**level
         x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level}")(x)
         x = layers.Concatenate(name=f"skip{level}")([x, skips[level]])
         x = _block(x, filters, f"dec{level}", config.residual)
     outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="mask")(x)
     return keras.Model(inputs, outputs, name="unet")
-
-
-

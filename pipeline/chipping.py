@@ -90,12 +90,14 @@ class ChipSpec:
             raise ConfigError(f"--min-extent {self.min_extent!r} must be >= 0")
         if self.bands and (len(self.bands) not in (1, 3) or min(self.bands) < 1):
             raise ConfigError(
-                f"--bands {self.bands!r} must name 1 or 3 bands, 1-based (e.g. 1,2,3)")
+                f"--bands {self.bands!r} must name 1 or 3 bands, 1-based (e.g. 1,2,3)"
+            )
         if self.value_range and not self.value_range[0] < self.value_range[1]:
             raise ConfigError(f"--value-range {self.value_range!r} needs LOW < HIGH")
         if self.image_format not in IMAGE_FORMATS:
-            raise ConfigError(f"--image-format {self.image_format!r} must be one of "
-                              f"{IMAGE_FORMATS}")
+            raise ConfigError(
+                f"--image-format {self.image_format!r} must be one of {IMAGE_FORMATS}"
+            )
         if not 0 < self.min_coverage <= 1:
             raise ConfigError(f"--min-coverage {self.min_coverage!r} must be in (0, 1]")
         if self.resampling not in RESAMPLING:
@@ -105,8 +107,9 @@ class ChipSpec:
         """The bands to read from a raster with ``count`` bands."""
         bands = self.bands or ((1, 2, 3) if count >= 3 else (1,))
         if max(bands) > count:
-            raise ChipError("band_mismatch",
-                            f"the raster has {count} bands, --bands asks for {bands}")
+            raise ChipError(
+                "band_mismatch", f"the raster has {count} bands, --bands asks for {bands}"
+            )
         return bands
 
 
@@ -146,8 +149,7 @@ def chip_window(geom: shapely.Geometry, tile: TileInfo, spec: ChipSpec) -> windo
     # Sizes are compared in metres, so min_extent means the same on a UTM tile,
     # a State Plane tile in US feet and a lon/lat tile.
     mx, my = metres_per_unit(tile.crs, (miny + maxy) / 2)
-    side = max(spec.min_extent,
-               max((maxx - minx) * mx, (maxy - miny) * my) * (1 + 2 * spec.margin))
+    side = max(spec.min_extent, max((maxx - minx) * mx, (maxy - miny) * my) * (1 + 2 * spec.margin))
     res_x, res_y = tile.resolution
     cols = max(1, math.ceil(side / (res_x * mx)))
     rows = max(1, math.ceil(side / (res_y * my)))
@@ -209,20 +211,33 @@ def _paste_warped(out, filled, valid, ds, tile, window, primary, bands, resampli
     shape = out.shape[1:]
     warped = np.zeros((len(bands), *shape), dtype=out.dtype)
     covered = np.zeros(shape, dtype=np.uint8)
-    common = dict(src_transform=src_transform, src_crs=tile.crs,
-                  dst_transform=dst_transform, dst_crs=primary.crs)
+    common = dict(
+        src_transform=src_transform,
+        src_crs=tile.crs,
+        dst_transform=dst_transform,
+        dst_crs=primary.crs,
+    )
     reproject(data, warped, resampling=Resampling[resampling], **common)
     # 1 on the tile, 2 where it also holds data; nearest, so masks do not blur.
-    reproject(np.where(good, 2, 1).astype(np.uint8), covered,
-              resampling=Resampling.nearest, dst_nodata=0, **common)
+    reproject(
+        np.where(good, 2, 1).astype(np.uint8),
+        covered,
+        resampling=Resampling.nearest,
+        dst_nodata=0,
+        **common,
+    )
     todo = (covered > 0) & ~filled
     out[:, todo] = warped[:, todo]
     valid |= todo & (covered == 2)
     filled |= todo
 
 
-def read_chip(footprint_hits: Sequence[TileHit], chip_hits: Sequence[TileHit],
-              open_dataset: Callable[[str], object], spec: ChipSpec) -> np.ndarray:
+def read_chip(
+    footprint_hits: Sequence[TileHit],
+    chip_hits: Sequence[TileHit],
+    open_dataset: Callable[[str], object],
+    spec: ChipSpec,
+) -> np.ndarray:
     """Reads the raw chip pixels, band-first, from every tile under the chip.
 
     Returns:
@@ -246,13 +261,18 @@ def read_chip(footprint_hits: Sequence[TileHit], chip_hits: Sequence[TileHit],
             nodata (``nodata``).
     """
     if not footprint_hits:
-        raise ChipError("no_raster", "no raster tile lies under the footprint; check that "
-                        "--rasters covers the footprints and both CRSs are right")
+        raise ChipError(
+            "no_raster",
+            "no raster tile lies under the footprint; check that "
+            "--rasters covers the footprints and both CRSs are right",
+        )
     coverage = min(1.0, sum(hit.fraction for hit in footprint_hits))
     if coverage < spec.min_coverage:
-        raise ChipError("partly_outside_rasters",
-                        f"only {coverage:.0%} of the footprint lies on the rasters "
-                        f"(--min-coverage {spec.min_coverage})")
+        raise ChipError(
+            "partly_outside_rasters",
+            f"only {coverage:.0%} of the footprint lies on the rasters "
+            f"(--min-coverage {spec.min_coverage})",
+        )
     primary_hit = footprint_hits[0]
     primary = primary_hit.tile
     bands = spec.bands_for(primary.count)
@@ -273,22 +293,24 @@ def read_chip(footprint_hits: Sequence[TileHit], chip_hits: Sequence[TileHit],
                 f"the chip spans {primary.path!r} ({primary.count} bands, {primary.dtype}) "
                 f"and its neighbour {tile.path!r} ({tile.count} bands, {tile.dtype}), which "
                 f"cannot give the same bands {bands}: convert the tiles to one layout "
-                "(e.g. gdal_translate -b 1 -b 2 -b 3) or prepare them in separate runs")
+                "(e.g. gdal_translate -b 1 -b 2 -b 3) or prepare them in separate runs",
+            )
         ds = open_dataset(tile.path)
         offset = _grid_offset(tile, primary)
         if offset is not None:
             _paste_aligned(out, filled, valid, ds, tile, offset, window, bands)
         else:
-            _paste_warped(out, filled, valid, ds, tile, window, primary, bands,
-                          spec.resampling)
+            _paste_warped(out, filled, valid, ds, tile, window, primary, bands, spec.resampling)
         if filled.all():
             break
     share = valid_share(primary_hit.geometry, valid, windows.transform(window, primary.affine))
     if share < spec.min_coverage:
-        raise ChipError("nodata",
-                        f"only {share:.0%} of the footprint's pixels hold data (the rest is "
-                        f"nodata or masked; --min-coverage {spec.min_coverage}); the tiles "
-                        "have no usable imagery there")
+        raise ChipError(
+            "nodata",
+            f"only {share:.0%} of the footprint's pixels hold data (the rest is "
+            f"nodata or masked; --min-coverage {spec.min_coverage}); the tiles "
+            "have no usable imagery there",
+        )
     out[:, ~valid] = 0
     return np.ma.MaskedArray(out, mask=np.broadcast_to(~valid, out.shape))
 
@@ -339,8 +361,12 @@ def encode_image(chip: np.ndarray, spec: ChipSpec) -> bytes:
     hwc = np.ascontiguousarray(np.moveaxis(np.ma.getdata(chip), 0, -1))
     image = Image.fromarray(hwc[..., 0] if hwc.shape[-1] == 1 else hwc)
     if spec.size and image.size != (spec.size, spec.size):
-        method = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-                  "cubic": Image.Resampling.BICUBIC, "average": Image.Resampling.BOX}
+        method = {
+            "nearest": Image.Resampling.NEAREST,
+            "bilinear": Image.Resampling.BILINEAR,
+            "cubic": Image.Resampling.BICUBIC,
+            "average": Image.Resampling.BOX,
+        }
         image = image.resize((spec.size, spec.size), method[spec.resampling])
     buf = io.BytesIO()
     if spec.image_format == "jpeg":
@@ -368,8 +394,9 @@ def encode_mask(chip: np.ndarray, spec: ChipSpec) -> bytes | None:
     return buf.getvalue()
 
 
-def estimate_value_range(tiles: Sequence[TileInfo], bands: tuple[int, ...],
-                         max_tiles: int = 8) -> tuple[float, float]:
+def estimate_value_range(
+    tiles: Sequence[TileInfo], bands: tuple[int, ...], max_tiles: int = 8
+) -> tuple[float, float]:
     """A (0.5%, 99.5%) percentile stretch for non-uint8 rasters, from decimated reads.
 
     Computed once in the driver over at most ``max_tiles`` tiles (sorted by
@@ -382,8 +409,7 @@ def estimate_value_range(tiles: Sequence[TileInfo], bands: tuple[int, ...],
     for tile in sorted(tiles, key=lambda t: t.path)[:max_tiles]:
         with rasterio.open(tile.path) as src:
             shape = (min(256, src.height), min(256, src.width))
-            data = src.read([b for b in bands if b <= src.count], out_shape=shape,
-                            masked=True)
+            data = src.read([b for b in bands if b <= src.count], out_shape=shape, masked=True)
             samples.append(data.compressed())
     values = np.concatenate(samples) if samples else np.array([0, 1])
     low, high = np.percentile(values, [0.5, 99.5])

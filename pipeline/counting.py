@@ -40,8 +40,9 @@ class _CountByName(beam.CombineFn):
         return dict(sorted(acc.items()))
 
 
-def count_all(pipeline: beam.Pipeline, pcolls: Mapping[str, beam.PCollection],
-              label: str = "Counts") -> beam.PCollection:
+def count_all(
+    pipeline: beam.Pipeline, pcolls: Mapping[str, beam.PCollection], label: str = "Counts"
+) -> beam.PCollection:
     """Counts each PCollection; returns a singleton PCollection ``{name: count}``.
 
     Example: ``count_all(p, {"chips": chips, "errors": errors})`` gives one
@@ -53,17 +54,23 @@ def count_all(pipeline: beam.Pipeline, pcolls: Mapping[str, beam.PCollection],
     start-up time on DirectRunner, and a per-name ``CombinePerKey`` would add
     a shuffle.
     """
-    tagged = [pcoll | f"{label}.Tag.{name}" >> beam.Map(lambda _, n=name: n)
-              for name, pcoll in pcolls.items()]
-    return (tagged
-            | f"{label}.All" >> beam.Flatten(pipeline=pipeline)
-            | f"{label}.Count" >> beam.CombineGlobally(_CountByName(tuple(pcolls))))
+    tagged = [
+        pcoll | f"{label}.Tag.{name}" >> beam.Map(lambda _, n=name: n)
+        for name, pcoll in pcolls.items()
+    ]
+    return (
+        tagged
+        | f"{label}.All" >> beam.Flatten(pipeline=pipeline)
+        | f"{label}.Count" >> beam.CombineGlobally(_CountByName(tuple(pcolls)))
+    )
 
 
 def count_by(pcoll: beam.PCollection, key_fn, label: str) -> beam.PCollection:
     """A singleton ``{key: count}`` of ``key_fn(element)`` over ``pcoll``."""
-    return (pcoll
-            | f"{label}.Key" >> beam.Map(lambda x: (str(key_fn(x)), 1))
-            | f"{label}.Sum" >> beam.CombinePerKey(sum)
-            | f"{label}.ToDict" >> beam.combiners.ToDict()
-            | f"{label}.Sorted" >> beam.Map(lambda d: dict(sorted(d.items()))))
+    return (
+        pcoll
+        | f"{label}.Key" >> beam.Map(lambda x: (str(key_fn(x)), 1))
+        | f"{label}.Sum" >> beam.CombinePerKey(sum)
+        | f"{label}.ToDict" >> beam.combiners.ToDict()
+        | f"{label}.Sorted" >> beam.Map(lambda d: dict(sorted(d.items())))
+    )

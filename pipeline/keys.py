@@ -85,7 +85,7 @@ def _encode_text(text: str) -> bytes:
 
 def _decode_text(data: bytes) -> tuple[str, int]:
     (n,) = struct.unpack_from(">I", data, 0)
-    return data[4:4 + n].decode("utf-8"), 4 + n
+    return data[4 : 4 + n].decode("utf-8"), 4 + n
 
 
 class TileKeyCoder(beam.coders.Coder):

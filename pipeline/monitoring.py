@@ -24,8 +24,13 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipeline.writers.files import (OutputLocation, claim_output, read_json, write_json_atomic,
-                                    written_files)
+from pipeline.writers.files import (
+    OutputLocation,
+    claim_output,
+    read_json,
+    write_json_atomic,
+    written_files,
+)
 
 PROGRESS_ENV = "FOOTPRINTS_PROGRESS"
 
@@ -49,15 +54,23 @@ class _ProgressFn(beam.DoFn):
             if now - self._last >= self.every:
                 self._last = now
                 rate = self._count / max(now - self._start, 1e-9)
-                print(f"  progress [{self.what}]: {self._count} done, {rate:,.1f}/s "
-                      f"(pid {os.getpid()})", file=sys.stderr, flush=True)
+                print(
+                    f"  progress [{self.what}]: {self._count} done, {rate:,.1f}/s "
+                    f"(pid {os.getpid()})",
+                    file=sys.stderr,
+                    flush=True,
+                )
         yield element
 
     def teardown(self):
         if self._enabled and self._count:
             elapsed = time.monotonic() - self._start
-            print(f"  progress [{self.what}]: {self._count} done in {elapsed:,.1f} s "
-                  f"(pid {os.getpid()})", file=sys.stderr, flush=True)
+            print(
+                f"  progress [{self.what}]: {self._count} done in {elapsed:,.1f} s "
+                f"(pid {os.getpid()})",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 class ShowProgress(beam.PTransform):
@@ -88,6 +101,7 @@ def collect_metrics(result) -> dict:
         query = result.metrics().query(MetricsFilter())
     except Exception:  # a runner without metrics support
         return {}
+
     def value(r):
         return r.committed if r.committed is not None else r.attempted
 
@@ -103,10 +117,17 @@ def collect_metrics(result) -> dict:
         if d is None or not d.count:
             continue
         key = f"{r.key.metric.namespace}/{r.key.metric.name}"
-        distributions[key] = {"count": d.count, "sum": d.sum, "min": d.min, "max": d.max,
-                              "mean": d.sum / d.count}
-    return {"counters": dict(sorted(counters.items())),
-            "distributions": dict(sorted(distributions.items()))}
+        distributions[key] = {
+            "count": d.count,
+            "sum": d.sum,
+            "min": d.min,
+            "max": d.max,
+            "mean": d.sum / d.count,
+        }
+    return {
+        "counters": dict(sorted(counters.items())),
+        "distributions": dict(sorted(distributions.items())),
+    }
 
 
 def run_to_summary(pipeline: beam.Pipeline, summary_path: str) -> dict:
@@ -155,8 +176,12 @@ def duplicate_warnings(duplicates: dict | None) -> list[dict]:
     if not duplicates or not duplicates.get("count"):
         return []
     examples = ", ".join(repr(e["footprint_id"]) for e in duplicates.get("examples", [])[:3])
-    return [{"code": "duplicate_id",
-             "message": f"{duplicates['count']} footprint ids occur more than once "
-                        f"({duplicates.get('records', '?')} records, e.g. {examples}); every "
-                        "record was kept and counted, so each such footprint counts once per "
-                        "record: give every footprint a unique id (--id-field)"}]
+    return [
+        {
+            "code": "duplicate_id",
+            "message": f"{duplicates['count']} footprint ids occur more than once "
+            f"({duplicates.get('records', '?')} records, e.g. {examples}); every "
+            "record was kept and counted, so each such footprint counts once per "
+            "record: give every footprint a unique id (--id-field)",
+        }
+    ]

@@ -71,8 +71,14 @@ class Footprint:
         return self.probability_sum / self.pixels if self.pixels else 0.0
 
 
-def polygonize_tile(probability: np.ndarray, valid: np.ndarray | None, transform,
-                    threshold: float, scene: str, crs: str) -> list[Footprint]:
+def polygonize_tile(
+    probability: np.ndarray,
+    valid: np.ndarray | None,
+    transform,
+    threshold: float,
+    scene: str,
+    crs: str,
+) -> list[Footprint]:
     """Traces the buildings of one tile's mask.
 
     Args:
@@ -99,28 +105,49 @@ def polygonize_tile(probability: np.ndarray, valid: np.ndarray | None, transform
     rows, cols = building.shape
     # Traced in pixel coordinates first: edges are then exact integers, and
     # the same polygons rasterize back onto the grid for the mean probability.
-    polygons = np.array([shape(geom) for geom, _ in features.shapes(
-        building.view(np.uint8), mask=building, connectivity=4,
-        transform=Affine.identity())], dtype=object)
-    labels = features.rasterize(((p, i + 1) for i, p in enumerate(polygons)),
-                                out_shape=building.shape, dtype="int32")[building]
+    polygons = np.array(
+        [
+            shape(geom)
+            for geom, _ in features.shapes(
+                building.view(np.uint8), mask=building, connectivity=4, transform=Affine.identity()
+            )
+        ],
+        dtype=object,
+    )
+    labels = features.rasterize(
+        ((p, i + 1) for i, p in enumerate(polygons)), out_shape=building.shape, dtype="int32"
+    )[building]
     # Only building pixels carry a label: averaging over them alone skips
     # the (usually larger) background.
     n = len(polygons) + 1
     counts = np.bincount(labels, minlength=n)
     sums = np.bincount(labels, weights=probability[building], minlength=n) / 255.0
     bounds = shapely.bounds(polygons)
-    on_edge = ((bounds[:, 0] <= 0) | (bounds[:, 1] <= 0) | (bounds[:, 2] >= cols)
-               | (bounds[:, 3] >= rows))
+    on_edge = (
+        (bounds[:, 0] <= 0) | (bounds[:, 1] <= 0) | (bounds[:, 2] >= cols) | (bounds[:, 3] >= rows)
+    )
     t = transform
     # One vectorized affine map for all polygons: pixel (col, row) -> CRS (x, y).
-    placed = shapely.transform(polygons, lambda xy: np.column_stack(
-        (t.c + t.a * xy[:, 0] + t.b * xy[:, 1], t.f + t.d * xy[:, 0] + t.e * xy[:, 1])))
+    placed = shapely.transform(
+        polygons,
+        lambda xy: np.column_stack(
+            (t.c + t.a * xy[:, 0] + t.b * xy[:, 1], t.f + t.d * xy[:, 0] + t.e * xy[:, 1])
+        ),
+    )
     pixel_size = max(abs(t.a), abs(t.e))
-    return [Footprint(footprint_id=f"{scene}-{i:06d}", tile=scene, crs=crs, geometry=geom,
-                      pixels=int(counts[i + 1]), probability_sum=float(sums[i + 1]),
-                      pixel_size=pixel_size, on_edge=bool(on_edge[i]))
-            for i, geom in enumerate(placed)]
+    return [
+        Footprint(
+            footprint_id=f"{scene}-{i:06d}",
+            tile=scene,
+            crs=crs,
+            geometry=geom,
+            pixels=int(counts[i + 1]),
+            probability_sum=float(sums[i + 1]),
+            pixel_size=pixel_size,
+            on_edge=bool(on_edge[i]),
+        )
+        for i, geom in enumerate(placed)
+    ]
 
 
 def _snap(geometry: Polygon, grid: float) -> Polygon:
@@ -181,16 +208,24 @@ def merge_parts(parts: Iterable[Footprint]) -> list[Footprint]:
                 continue
             # Parts that only touch at a corner stay apart: each union
             # polygon takes the parts whose interior point it holds.
-            members = [parts[i] for i in group
-                       if whole.contains(shapely.point_on_surface(geoms[i]))]
+            members = [
+                parts[i] for i in group if whole.contains(shapely.point_on_surface(geoms[i]))
+            ]
             if not members:
                 continue
             main = min(members, key=lambda p: (-p.pixels, p.footprint_id))
-            out.append(Footprint(
-                footprint_id=members[0].footprint_id, tile=main.tile, crs=main.crs,
-                geometry=whole, pixels=sum(p.pixels for p in members),
-                probability_sum=sum(p.probability_sum for p in members),
-                pixel_size=main.pixel_size, on_edge=len(members) > 1))
+            out.append(
+                Footprint(
+                    footprint_id=members[0].footprint_id,
+                    tile=main.tile,
+                    crs=main.crs,
+                    geometry=whole,
+                    pixels=sum(p.pixels for p in members),
+                    probability_sum=sum(p.probability_sum for p in members),
+                    pixel_size=main.pixel_size,
+                    on_edge=len(members) > 1,
+                )
+            )
     return sorted(out, key=lambda f: f.footprint_id)
 
 
@@ -223,8 +258,9 @@ def to_crs(geometry: Polygon, src: str, dst: str | None) -> Polygon:
     if dst is None or src == dst:
         return geometry
     transformer = _transformer(src, dst)
-    return shapely.transform(geometry, lambda xy: np.column_stack(
-        transformer.transform(xy[:, 0], xy[:, 1])))
+    return shapely.transform(
+        geometry, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
+    )
 
 
 def polygonal(geometry) -> tuple[Polygon | MultiPolygon | None, bool]:
@@ -243,8 +279,11 @@ def polygonal(geometry) -> tuple[Polygon | MultiPolygon | None, bool]:
     if geometry.is_valid and geometry.geom_type == "Polygon" and not geometry.is_empty:
         return geometry, False
     repaired = shapely.make_valid(geometry) if not geometry.is_valid else geometry
-    parts = [g for g in shapely.get_parts(repaired)
-             if g.geom_type in ("Polygon", "MultiPolygon") and not g.is_empty]
+    parts = [
+        g
+        for g in shapely.get_parts(repaired)
+        if g.geom_type in ("Polygon", "MultiPolygon") and not g.is_empty
+    ]
     parts = [p for g in parts for p in shapely.get_parts(g)]
     if not parts:
         return None, True
@@ -289,17 +328,25 @@ def regularize(geometry: Polygon, pixel_size: float) -> Polygon | MultiPolygon:
     except ImportError as exc:
         raise ImportError(
             "--regularize needs the buildingregulariser package: "
-            "pip install 'footprints[regularize]'") from exc
+            "pip install 'footprints[regularize]'"
+        ) from exc
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its notes on odd input: repaired by polygonal()
         results = regularize_single_polygon(
-            geometry, parallel_threshold=2 * pixel_size, allow_45_degree=True,
-            diagonal_threshold_reduction=15, allow_circles=False, circle_threshold=0.9,
-            simplify=True, simplify_tolerance=2 * pixel_size)
-    geoms = [r["geometry"] for r in results
-             if r["geometry"] is not None and not r["geometry"].is_empty]
+            geometry,
+            parallel_threshold=2 * pixel_size,
+            allow_45_degree=True,
+            diagonal_threshold_reduction=15,
+            allow_circles=False,
+            circle_threshold=0.9,
+            simplify=True,
+            simplify_tolerance=2 * pixel_size,
+        )
+    geoms = [
+        r["geometry"] for r in results if r["geometry"] is not None and not r["geometry"].is_empty
+    ]
     if not geoms:
         return geometry
     out = geoms[0] if len(geoms) == 1 else shapely.unary_union(geoms)
@@ -340,8 +387,13 @@ def simplify(geometry: Polygon, tolerance: float) -> Polygon:
     return geometry
 
 
-def finish(footprint: Footprint, simplify_pixels: float, min_area_m2: float,
-           output_crs: str | None = None, regularize_edges: bool = False) -> dict | None:
+def finish(
+    footprint: Footprint,
+    simplify_pixels: float,
+    min_area_m2: float,
+    output_crs: str | None = None,
+    regularize_edges: bool = False,
+) -> dict | None:
     """The ``footprints/`` row of a footprint, or None if it is too small.
 
     The steps, in order: simplify (or regularize), repair what that broke
@@ -399,8 +451,9 @@ PARTS = "parts"
 
 def _trace(mask, threshold: float):
     tile = mask.tile
-    traced = polygonize_tile(mask.probability, mask.valid, tile.affine, threshold, tile.scene,
-                             tile.crs)
+    traced = polygonize_tile(
+        mask.probability, mask.valid, tile.affine, threshold, tile.scene, tile.crs
+    )
     beam.metrics.Metrics.counter(NAMESPACE, "regions_traced").inc(len(traced))
     for footprint in traced:
         yield beam.pvalue.TaggedOutput(PARTS, footprint) if footprint.on_edge else footprint
@@ -415,8 +468,13 @@ def _merge(item):
     return merged
 
 
-def _finish(footprint: Footprint, simplify_pixels: float, min_area_m2: float,
-            output_crs: str | None, regularize_edges: bool):
+def _finish(
+    footprint: Footprint,
+    simplify_pixels: float,
+    min_area_m2: float,
+    output_crs: str | None,
+    regularize_edges: bool,
+):
     row = finish(footprint, simplify_pixels, min_area_m2, output_crs, regularize_edges)
     if row is None:
         beam.metrics.Metrics.counter(NAMESPACE, "footprints_too_small").inc()
@@ -450,15 +508,22 @@ class Polygonize(beam.PTransform):
 
     def expand(self, masks):
         traced = masks | "Trace" >> beam.FlatMap(_trace, self.threshold).with_outputs(
-            PARTS, main="whole")
-        merged = (traced[PARTS]
-                  | "ByCrs" >> beam.Map(lambda part: (part.crs, part))
-                  | "GatherParts" >> beam.GroupByKey()
-                  | "Merge" >> beam.FlatMap(_merge))
-        return ((traced.whole, merged)
-                | "AllFootprints" >> beam.Flatten()
-                | "Finish" >> beam.FlatMap(_finish, self.simplify_pixels, self.min_area_m2,
-                                           self.output_crs, self.regularize))
+            PARTS, main="whole"
+        )
+        merged = (
+            traced[PARTS]
+            | "ByCrs" >> beam.Map(lambda part: (part.crs, part))
+            | "GatherParts" >> beam.GroupByKey()
+            | "Merge" >> beam.FlatMap(_merge)
+        )
+        return (
+            (traced.whole, merged)
+            | "AllFootprints" >> beam.Flatten()
+            | "Finish"
+            >> beam.FlatMap(
+                _finish, self.simplify_pixels, self.min_area_m2, self.output_crs, self.regularize
+            )
+        )
 
 
 # --------------------------------------------------------------------------
@@ -478,8 +543,13 @@ def as_vector_footprint(row: dict, crs: str | None, sources: dict[str, str]):
     """
     from pipeline.sources.vectors import Footprint as VectorFootprint
 
-    return VectorFootprint(footprint_id=row["footprint_id"], wkb=row["geometry"], crs=crs,
-                           source=sources.get(row["tile"], row["tile"]), index=0)
+    return VectorFootprint(
+        footprint_id=row["footprint_id"],
+        wkb=row["geometry"],
+        crs=crs,
+        source=sources.get(row["tile"], row["tile"]),
+        index=0,
+    )
 
 
 def _chip_tiles(tile):
@@ -521,15 +591,19 @@ class ChipFootprints(beam.PTransform):
 
         tiles = inputs["tiles"]
         headers = tiles | "TileHeaders" >> beam.FlatMap(_chip_tiles)
-        sources = beam.pvalue.AsDict(tiles | "ScenePaths" >> beam.Map(
-            lambda t: (t.scene, t.path)))
+        sources = beam.pvalue.AsDict(tiles | "ScenePaths" >> beam.Map(lambda t: (t.scene, t.path)))
         footprints = inputs["rows"] | "AsFootprint" >> beam.Map(
-            as_vector_footprint, self.crs, sources)
-        cut = (footprints
-               | "Spread" >> beam.Reshuffle()
-               | "Cut" >> beam.ParDo(CutChipDoFn(self.spec, ClassMap()),
-                                     beam.pvalue.AsList(headers))
-               .with_outputs(CHIP_ERRORS, main="chips"))
+            as_vector_footprint, self.crs, sources
+        )
+        cut = (
+            footprints
+            | "Spread" >> beam.Reshuffle()
+            | "Cut"
+            >> beam.ParDo(
+                CutChipDoFn(self.spec, ClassMap()), beam.pvalue.AsList(headers)
+            ).with_outputs(CHIP_ERRORS, main="chips")
+        )
         records = cut.chips | "Encode" >> beam.Map(
-            lambda chip_and_class: contracts.encode_chip(chip_and_class[0]))
+            lambda chip_and_class: contracts.encode_chip(chip_and_class[0])
+        )
         return {"records": records, CHIP_ERRORS: cut[CHIP_ERRORS]}

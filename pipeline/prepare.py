@@ -46,13 +46,45 @@ ERRORS = "errors"
 
 #: OpenStreetMap ``building=*`` values (and the notebooks' folder names) by class.
 DEFAULT_RESIDENTIAL = (
-    "house", "houses", "detached", "residential", "apartments", "semidetached_house",
-    "terrace", "bungalow", "cabin", "farm", "dormitory", "home", "static_caravan")
+    "house",
+    "houses",
+    "detached",
+    "residential",
+    "apartments",
+    "semidetached_house",
+    "terrace",
+    "bungalow",
+    "cabin",
+    "farm",
+    "dormitory",
+    "home",
+    "static_caravan",
+)
 DEFAULT_NON_RESIDENTIAL = (
-    "barn", "barns", "shed", "garage", "garages", "farm_auxiliary", "industrial",
-    "commercial", "retail", "warehouse", "office", "church", "school", "greenhouse",
-    "hangar", "stable", "cowshed", "silo", "carport", "service", "outbuilding",
-    "non-residential", "non_residential")
+    "barn",
+    "barns",
+    "shed",
+    "garage",
+    "garages",
+    "farm_auxiliary",
+    "industrial",
+    "commercial",
+    "retail",
+    "warehouse",
+    "office",
+    "church",
+    "school",
+    "greenhouse",
+    "hangar",
+    "stable",
+    "cowshed",
+    "silo",
+    "carport",
+    "service",
+    "outbuilding",
+    "non-residential",
+    "non_residential",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +101,10 @@ class ClassMap:
     def __post_init__(self):
         both = {c.lower() for c in self.residential} & {c.lower() for c in self.non_residential}
         if both:
-            raise ConfigError(f"classes {sorted(both)} are listed as both residential and "
-                              "non-residential; remove them from one list")
+            raise ConfigError(
+                f"classes {sorted(both)} are listed as both residential and "
+                "non-residential; remove them from one list"
+            )
 
     def label_of(self, klass: str | None) -> int | None:
         if klass is None:
@@ -105,21 +139,25 @@ class PrepareConfig:
 
     def __post_init__(self):
         if bool(self.images) == bool(self.rasters or self.footprints):
-            raise ConfigError("give either --images DIR, or --rasters GLOB with "
-                              "--footprints FILE")
+            raise ConfigError("give either --images DIR, or --rasters GLOB with --footprints FILE")
         if self.rasters and not self.footprints or self.footprints and not self.rasters:
-            raise ConfigError("--rasters and --footprints go together: the tiles to cut "
-                              "from and the polygons to cut")
+            raise ConfigError(
+                "--rasters and --footprints go together: the tiles to cut "
+                "from and the polygons to cut"
+            )
         if self.images and not os.path.isdir(self.images):
             raise ConfigError(f"--images {self.images!r} is not a folder")
         if self.num_shards < 1:
             raise ConfigError(f"--num-shards {self.num_shards!r} must be at least 1")
         if self.compression not in contracts.COMPRESSIONS:
-            raise ConfigError(f"--compression {self.compression!r} must be one of "
-                              f"{contracts.COMPRESSIONS}")
+            raise ConfigError(
+                f"--compression {self.compression!r} must be one of {contracts.COMPRESSIONS}"
+            )
         if not self.output or self.output.endswith(("/", os.sep)):
-            raise ConfigError(f"--output {self.output!r} must be a path prefix such as "
-                              "out/chips/area (shards become out/chips/area-00000-of-...)")
+            raise ConfigError(
+                f"--output {self.output!r} must be a path prefix such as "
+                "out/chips/area (shards become out/chips/area-00000-of-...)"
+            )
 
     @property
     def errors_dir(self) -> str:
@@ -165,32 +203,54 @@ class CutChipDoFn(beam.DoFn):
             hits = index.touching(geom, footprint.crs)
             if not hits:
                 raise chipping.ChipError(
-                    "no_raster", "no raster tile lies under the footprint; check that "
-                    "--rasters covers it and that both files have the right CRS")
+                    "no_raster",
+                    "no raster tile lies under the footprint; check that "
+                    "--rasters covers it and that both files have the right CRS",
+                )
             box, box_crs = chipping.chip_box(hits, self.spec)
             started = time.perf_counter()
-            pixels = chipping.read_chip(hits, index.touching(box, box_crs), self._datasets,
-                                        self.spec)
+            pixels = chipping.read_chip(
+                hits, index.touching(box, box_crs), self._datasets, self.spec
+            )
             self.latency.update(int((time.perf_counter() - started) * 1000))
             pixels = chipping.to_uint8(pixels, self.spec.value_range)
             image = chipping.encode_image(pixels, self.spec)
             mask = chipping.encode_mask(pixels, self.spec)
         except chipping.ChipError as exc:
             self.failed.inc()
-            yield beam.pvalue.TaggedOutput(ERRORS, contracts.ErrorRecord(
-                footprint.source, footprint.footprint_id, "chip", exc.error, str(exc)))
+            yield beam.pvalue.TaggedOutput(
+                ERRORS,
+                contracts.ErrorRecord(
+                    footprint.source, footprint.footprint_id, "chip", exc.error, str(exc)
+                ),
+            )
             return
         except Exception as exc:  # a raster that fails mid-read: dead-letter, keep going
             self.failed.inc()
-            yield beam.pvalue.TaggedOutput(ERRORS, contracts.ErrorRecord(
-                footprint.source, footprint.footprint_id, "chip", "read_failed",
-                f"{type(exc).__name__}: {exc}"))
+            yield beam.pvalue.TaggedOutput(
+                ERRORS,
+                contracts.ErrorRecord(
+                    footprint.source,
+                    footprint.footprint_id,
+                    "chip",
+                    "read_failed",
+                    f"{type(exc).__name__}: {exc}",
+                ),
+            )
             return
         self.cut.inc()
-        yield contracts.Chip(
-            footprint_id=footprint.footprint_id, image=image, mask=mask,
-            region=footprint.region, label=self.class_map.label_of(footprint.klass),
-            wkb=footprint.wkb, crs=footprint.crs), footprint.klass
+        yield (
+            contracts.Chip(
+                footprint_id=footprint.footprint_id,
+                image=image,
+                mask=mask,
+                region=footprint.region,
+                label=self.class_map.label_of(footprint.klass),
+                wkb=footprint.wkb,
+                crs=footprint.crs,
+            ),
+            footprint.klass,
+        )
 
 
 def _split_errors(element):
@@ -213,18 +273,25 @@ class ChipsFromImages(beam.PTransform):
 
     def expand(self, pbegin):
         root = self.root.rstrip("/")
-        return (pbegin
-                | "Match" >> fileio.MatchFiles(f"{root}/**")
-                | "OnlyImages" >> beam.Filter(lambda m: image_source.is_image_path(m.path))
-                | "Spread" >> beam.Reshuffle()
-                | "Read" >> fileio.ReadMatches()
-                | "Decode" >> beam.Map(
-                    lambda f, root, cmap, size: _with_class(
-                        image_source.image_chip(f.metadata.path, f.read(), root,
-                                                cmap.label_of, size), f.metadata.path, root),
-                    root, self.class_map, self.size)
-                | "SplitErrors" >> beam.FlatMap(_split_errors).with_outputs(
-                    ERRORS, main="chips"))
+        return (
+            pbegin
+            | "Match" >> fileio.MatchFiles(f"{root}/**")
+            | "OnlyImages" >> beam.Filter(lambda m: image_source.is_image_path(m.path))
+            | "Spread" >> beam.Reshuffle()
+            | "Read" >> fileio.ReadMatches()
+            | "Decode"
+            >> beam.Map(
+                lambda f, root, cmap, size: _with_class(
+                    image_source.image_chip(f.metadata.path, f.read(), root, cmap.label_of, size),
+                    f.metadata.path,
+                    root,
+                ),
+                root,
+                self.class_map,
+                self.size,
+            )
+            | "SplitErrors" >> beam.FlatMap(_split_errors).with_outputs(ERRORS, main="chips")
+        )
 
 
 def _with_class(result, path, root):
@@ -243,13 +310,14 @@ class ReadTiles(beam.PTransform):
         super().__init__()
 
     def expand(self, pbegin):
-        return (pbegin
-                | "Match" >> fileio.MatchFiles(self.pattern)
-                | "Path" >> beam.Map(lambda m: m.path)
-                | "Spread" >> beam.Reshuffle()
-                | "Header" >> beam.Map(tile_index.read_tile_info)
-                | "SplitErrors" >> beam.FlatMap(_split_errors).with_outputs(
-                    ERRORS, main="tiles"))
+        return (
+            pbegin
+            | "Match" >> fileio.MatchFiles(self.pattern)
+            | "Path" >> beam.Map(lambda m: m.path)
+            | "Spread" >> beam.Reshuffle()
+            | "Header" >> beam.Map(tile_index.read_tile_info)
+            | "SplitErrors" >> beam.FlatMap(_split_errors).with_outputs(ERRORS, main="tiles")
+        )
 
 
 @dataclasses.dataclass
@@ -265,26 +333,33 @@ class ChipsFromFootprints(beam.PTransform):
 
     def expand(self, pbegin):
         c = self.config
-        footprints = (pbegin
-                      | "Ranges" >> beam.Create(vectors.plan_ranges(self.info))
-                      | "SpreadRanges" >> beam.Reshuffle()
-                      | "ReadRange" >> beam.FlatMap(
-                          lambda r, crs: vectors.read_footprints(
-                              *r, crs, c.id_field, c.class_field, c.region_field),
-                          self.info.crs)
-                      | "SplitBadGeometry" >> beam.FlatMap(_split_errors)
-                      .with_outputs(ERRORS, main="footprints"))
-        cut = (footprints.footprints
-               | "SpreadFootprints" >> beam.Reshuffle()
-               | "Cut" >> beam.ParDo(CutChipDoFn(c.spec, c.class_map),
-                                     beam.pvalue.AsList(self.tiles))
-               .with_outputs(ERRORS, main="chips"))
+        footprints = (
+            pbegin
+            | "Ranges" >> beam.Create(vectors.plan_ranges(self.info))
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "ReadRange"
+            >> beam.FlatMap(
+                lambda r, crs: vectors.read_footprints(
+                    *r, crs, c.id_field, c.class_field, c.region_field
+                ),
+                self.info.crs,
+            )
+            | "SplitBadGeometry"
+            >> beam.FlatMap(_split_errors).with_outputs(ERRORS, main="footprints")
+        )
+        cut = (
+            footprints.footprints
+            | "SpreadFootprints" >> beam.Reshuffle()
+            | "Cut"
+            >> beam.ParDo(
+                CutChipDoFn(c.spec, c.class_map), beam.pvalue.AsList(self.tiles)
+            ).with_outputs(ERRORS, main="chips")
+        )
         errors = (footprints[ERRORS], cut[ERRORS]) | "FootprintErrors" >> beam.Flatten()
         return {"chips": cut.chips, ERRORS: errors, "footprints": footprints.footprints}
 
 
-def _summary(counts, labels, unlabelled, error_reasons, repeated, config: PrepareConfig,
-             kind):
+def _summary(counts, labels, unlabelled, error_reasons, repeated, config: PrepareConfig, kind):
     from pipeline.monitoring import duplicate_warnings
     from pipeline.writers.scores import duplicate_report
 
@@ -309,13 +384,15 @@ def _summary(counts, labels, unlabelled, error_reasons, repeated, config: Prepar
     }
 
 
-def build(pipeline: beam.Pipeline, config: PrepareConfig,
-          info: vectors.VectorInfo | None = None) -> dict[str, beam.PCollection]:
+def build(
+    pipeline: beam.Pipeline, config: PrepareConfig, info: vectors.VectorInfo | None = None
+) -> dict[str, beam.PCollection]:
     """Adds the prepare stages to ``pipeline``; returns its main PCollections."""
     counted: dict[str, beam.PCollection] = {}
     if config.images:
-        out = pipeline | "Images" >> ChipsFromImages(config.images, config.class_map,
-                                                     config.spec.size)
+        out = pipeline | "Images" >> ChipsFromImages(
+            config.images, config.class_map, config.spec.size
+        )
         chips, item_errors = out.chips, out[ERRORS]
         tile_errors = None
         counted["inputs"] = (chips, item_errors) | "AllImages" >> beam.Flatten()
@@ -324,42 +401,60 @@ def build(pipeline: beam.Pipeline, config: PrepareConfig,
         tiles = pipeline | "Tiles" >> ReadTiles(config.rasters)
         fp = pipeline | "Footprints" >> ChipsFromFootprints(tiles.tiles, info, config)
         chips, item_errors, tile_errors = fp["chips"], fp[ERRORS], tiles[ERRORS]
-        read_errors = (item_errors
-                       | "ReadErrorsOnly" >> beam.Filter(lambda e: e.stage == "read_vector"))
-        counted["inputs"] = ((fp["footprints"], read_errors)
-                             | "AllFootprints" >> beam.Flatten())
+        read_errors = item_errors | "ReadErrorsOnly" >> beam.Filter(
+            lambda e: e.stage == "read_vector"
+        )
+        counted["inputs"] = (fp["footprints"], read_errors) | "AllFootprints" >> beam.Flatten()
         counted["tiles"] = tiles.tiles
         counted["tile_errors"] = tile_errors
         kind = "footprints"
     counted["chips"], counted["errors"] = chips, item_errors
 
-    all_errors = ((item_errors, tile_errors) if tile_errors is not None else (item_errors,)
-                  ) | "AllErrors" >> beam.Flatten()
+    all_errors = (
+        (item_errors, tile_errors) if tile_errors is not None else (item_errors,)
+    ) | "AllErrors" >> beam.Flatten()
     _ = all_errors | "WriteErrors" >> WriteErrors(config.errors_dir)
-    shards = (chips
-              | "Progress" >> ShowProgress("chips")
-              | "Encode" >> beam.Map(lambda pair: contracts.encode_chip(pair[0]))
-              | "WriteChips" >> WriteChips(config.output, config.num_shards, config.compression))
+    shards = (
+        chips
+        | "Progress" >> ShowProgress("chips")
+        | "Encode" >> beam.Map(lambda pair: contracts.encode_chip(pair[0]))
+        | "WriteChips" >> WriteChips(config.output, config.num_shards, config.compression)
+    )
 
     counts = count_all(pipeline, counted)
-    labels = count_by(chips, lambda pair: {1: "residential", 0: "non_residential"}.get(
-        pair[0].label, "unlabelled"), "Labels")
+    labels = count_by(
+        chips,
+        lambda pair: {1: "residential", 0: "non_residential"}.get(pair[0].label, "unlabelled"),
+        "Labels",
+    )
     unlabelled = count_by(
         chips | "Unlabelled" >> beam.Filter(lambda pair: pair[0].label is None),
-        lambda pair: pair[1] if pair[1] is not None else "(no class)", "UnlabelledClasses")
+        lambda pair: pair[1] if pair[1] is not None else "(no class)",
+        "UnlabelledClasses",
+    )
     reasons = count_by(all_errors, lambda e: e.error, "ErrorReasons")
     # Repeated ids are kept (each chip is a record) but counted and warned about.
-    repeated = (chips
-                | "Id" >> beam.Map(lambda pair: (pair[0].footprint_id, 1))
-                | "IdCount" >> beam.CombinePerKey(sum)
-                | "Repeated" >> beam.Filter(lambda kv: kv[1] > 1))
-    summary = (counts
-               | "Summary" >> beam.Map(
-                   _summary, beam.pvalue.AsSingleton(labels),
-                   beam.pvalue.AsSingleton(unlabelled), beam.pvalue.AsSingleton(reasons),
-                   beam.pvalue.AsList(repeated), config, kind)
-               | "AfterShards" >> beam.Map(lambda s, files: {**s, "shards": files},
-                                           beam.pvalue.AsSingleton(shards)))
+    repeated = (
+        chips
+        | "Id" >> beam.Map(lambda pair: (pair[0].footprint_id, 1))
+        | "IdCount" >> beam.CombinePerKey(sum)
+        | "Repeated" >> beam.Filter(lambda kv: kv[1] > 1)
+    )
+    summary = (
+        counts
+        | "Summary"
+        >> beam.Map(
+            _summary,
+            beam.pvalue.AsSingleton(labels),
+            beam.pvalue.AsSingleton(unlabelled),
+            beam.pvalue.AsSingleton(reasons),
+            beam.pvalue.AsList(repeated),
+            config,
+            kind,
+        )
+        | "AfterShards"
+        >> beam.Map(lambda s, files: {**s, "shards": files}, beam.pvalue.AsSingleton(shards))
+    )
     _ = summary | "WriteSummary" >> WriteJson(config.summary_path)
     return {"chips": chips, ERRORS: all_errors, "summary": summary, "shards": shards}
 
@@ -371,10 +466,13 @@ def check_inputs(config: PrepareConfig) -> vectors.VectorInfo | None:
     from apache_beam.io.filesystems import FileSystems
 
     if not FileSystems.match([config.rasters])[0].metadata_list:
-        raise InputError(f"--rasters {config.rasters!r} matches no file; quote the glob "
-                         "so the shell does not expand it, e.g. 'tiles/*.tif'")
-    return vectors.inspect_vector(config.footprints, config.id_field, config.class_field,
-                                  config.region_field)
+        raise InputError(
+            f"--rasters {config.rasters!r} matches no file; quote the glob "
+            "so the shell does not expand it, e.g. 'tiles/*.tif'"
+        )
+    return vectors.inspect_vector(
+        config.footprints, config.id_field, config.class_field, config.region_field
+    )
 
 
 def run(config: PrepareConfig, beam_args: list[str] | None = None) -> dict:
@@ -393,12 +491,16 @@ def _with_value_range(config: PrepareConfig) -> PrepareConfig:
     from apache_beam.io.filesystems import FileSystems
 
     paths = [m.path for m in FileSystems.match([config.rasters])[0].metadata_list]
-    infos = [i for i in map(tile_index.read_tile_info, sorted(paths)[:8])
-             if isinstance(i, tile_index.TileInfo)]
+    infos = [
+        i
+        for i in map(tile_index.read_tile_info, sorted(paths)[:8])
+        if isinstance(i, tile_index.TileInfo)
+    ]
     if not infos or all(i.dtype == "uint8" for i in infos):
         return config
     bands = config.spec.bands_for(min(i.count for i in infos))
     value_range = chipping.estimate_value_range(infos, bands)
     LOG.info("rasters are %s: stretching %s to 0..255", infos[0].dtype, value_range)
-    return dataclasses.replace(config, spec=dataclasses.replace(config.spec,
-                                                                value_range=value_range))
+    return dataclasses.replace(
+        config, spec=dataclasses.replace(config.spec, value_range=value_range)
+    )

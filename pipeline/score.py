@@ -39,13 +39,13 @@ from footprints.contracts import ErrorRecord
 from footprints.errors import ConfigError
 from pipeline.counting import count_all
 from pipeline.inference import ScoreRecords
-from pipeline.monitoring import ShowProgress, run_to_summary
 from pipeline.inference.handlers import (
     MODEL_FORMATS,
     ChipScoreHandler,
     accelerator_count,
     check_model,
 )
+from pipeline.monitoring import ShowProgress, run_to_summary
 from pipeline.sources.chips import (
     NAMESPACE,
     ChipMeta,
@@ -85,7 +85,8 @@ def as_located(element: Any) -> LocatedRecord:
         return LocatedRecord(str(element[0]), str(element[1]), element[2])
     raise TypeError(
         f"ScoreChips takes bytes, (source, record) or (source, position, record), "
-        f"got {type(element).__name__}")
+        f"got {type(element).__name__}"
+    )
 
 
 class ValidateChipsFn(beam.DoFn):
@@ -175,29 +176,40 @@ class ScoreChips(beam.PTransform):
         if not 0 < self.epsilon <= 0.1:
             raise ConfigError(
                 f"quantile epsilon {self.epsilon!r} must be in (0, 0.1]; the default "
-                f"{DEFAULT_EPSILON} suits regions up to billions of footprints")
+                f"{DEFAULT_EPSILON} suits regions up to billions of footprints"
+            )
         self.model_id = self.model_id or default_model_id(self.model_dir)
         self.run_id = self.run_id or new_run_id()
 
     def handler(self) -> ChipScoreHandler:
         """The model handler this transform scores with."""
         return ChipScoreHandler(
-            self.model_dir, min_batch_size=self.min_batch_size or self.batch_size,
-            max_batch_size=self.batch_size, model_format=self.model_format,
-            accelerator=self.accelerator, model_copies=self.model_copies)
+            self.model_dir,
+            min_batch_size=self.min_batch_size or self.batch_size,
+            max_batch_size=self.batch_size,
+            model_format=self.model_format,
+            accelerator=self.accelerator,
+            model_copies=self.model_copies,
+        )
 
     def expand(self, records):
         checked = records | "Validate" >> beam.ParDo(ValidateChipsFn()).with_outputs(
-            ValidateChipsFn.ERRORS, main="chips")
-        scored = (checked.chips
-                  | "Progress" >> ShowProgress("chips")
-                  | "Score" >> ScoreRecords(self.handler()))
+            ValidateChipsFn.ERRORS, main="chips"
+        )
+        scored = (
+            checked.chips
+            | "Progress" >> ShowProgress("chips")
+            | "Score" >> ScoreRecords(self.handler())
+        )
         labelled = scored.scores | "Label" >> LabelExactFraction(self.fractions, self.epsilon)
         # Batches until here; one row per chip from now on (the public output).
         rows = labelled["chips"] | "ToRows" >> beam.FlatMap(
-            score_rows, self.model_id, self.run_id, self.crs)
-        errors = ((checked[ValidateChipsFn.ERRORS], scored[ScoreRecords.ERRORS])
-                  | "ScoreErrors" >> beam.Flatten())
+            score_rows, self.model_id, self.run_id, self.crs
+        )
+        errors = (
+            checked[ValidateChipsFn.ERRORS],
+            scored[ScoreRecords.ERRORS],
+        ) | "ScoreErrors" >> beam.Flatten()
         return ScoreChipsResult(rows, errors, labelled["regions"])
 
 
@@ -224,6 +236,7 @@ def new_run_id() -> str:
 # The command's job
 # --------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class ScoreConfig:
     """Validated settings of ``footprints score``; see :meth:`create`."""
@@ -245,9 +258,17 @@ class ScoreConfig:
     crs: str | None = None
 
     @classmethod
-    def create(cls, *, chips: str, model_dir: str, residential_fraction: str | float,
-               output: str, region_fractions: str | None = None, check_model_dir: bool = True,
-               **kwargs) -> ScoreConfig:
+    def create(
+        cls,
+        *,
+        chips: str,
+        model_dir: str,
+        residential_fraction: str | float,
+        output: str,
+        region_fractions: str | None = None,
+        check_model_dir: bool = True,
+        **kwargs,
+    ) -> ScoreConfig:
         """Validates every setting; raises ConfigError/ContractError before any job starts.
 
         The chip glob must match files, the model must meet the classifier
@@ -256,13 +277,17 @@ class ScoreConfig:
         output CRS defaults to that of the first chip that carries a polygon.
         """
         default = parse_fraction(str(residential_fraction), "--residential-fraction")
-        fractions = (read_region_fractions(region_fractions, default) if region_fractions
-                     else RegionFractions(default))
+        fractions = (
+            read_region_fractions(region_fractions, default)
+            if region_fractions
+            else RegionFractions(default)
+        )
         shards = matched_shards(chips)
         if not shards:
             raise ConfigError(
                 f"--chips {chips!r} matches no files; pass a glob of chip shards such as "
-                "'chips/*.tfrecord*'")
+                "'chips/*.tfrecord*'"
+            )
         for path in shards:
             try:
                 contracts.parse_shard_name(path)
@@ -273,7 +298,8 @@ class ScoreConfig:
         if not 1 <= low <= batch:
             raise ConfigError(
                 f"--batch-size {batch} and --min-batch-size {low} must satisfy "
-                "1 <= min <= batch size")
+                "1 <= min <= batch size"
+            )
         eps = kwargs.get("epsilon", DEFAULT_EPSILON)
         if not 0 < eps <= 0.1:
             raise ConfigError(f"--quantile-epsilon {eps!r} must be in (0, 0.1]")
@@ -288,7 +314,8 @@ class ScoreConfig:
         if not contracts.model_dir_exists(model_dir):
             raise ConfigError(
                 f"--model {model_dir!r} does not exist; pass the classifier SavedModel "
-                "directory (`footprints train classifier` writes one)")
+                "directory (`footprints train classifier` writes one)"
+            )
         if check_model_dir:
             check_model(model_dir, kwargs.get("model_format", "savedmodel"))
         if kwargs.get("crs") is None:
@@ -297,8 +324,7 @@ class ScoreConfig:
             from pipeline.writers.geo import check_crs
 
             check_crs(kwargs["crs"])
-        return cls(chips=chips, model_dir=model_dir, fractions=fractions, output=output,
-                   **kwargs)
+        return cls(chips=chips, model_dir=model_dir, fractions=fractions, output=output, **kwargs)
 
 
 def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) -> beam.Pipeline:
@@ -306,38 +332,70 @@ def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) 
     p = beam.Pipeline(options=options or PipelineOptions([]))
     copies = accelerator_count(config.accelerator) if config.accelerator else None
     scorer = ScoreChips(
-        config.model_dir, config.fractions, batch_size=config.batch_size,
-        min_batch_size=config.min_batch_size, model_id=config.model_id,
-        run_id=config.run_id, crs=config.crs, model_format=config.model_format,
-        accelerator=config.accelerator, model_copies=copies, epsilon=config.epsilon)
+        config.model_dir,
+        config.fractions,
+        batch_size=config.batch_size,
+        min_batch_size=config.min_batch_size,
+        model_id=config.model_id,
+        run_id=config.run_id,
+        crs=config.crs,
+        model_format=config.model_format,
+        accelerator=config.accelerator,
+        model_copies=copies,
+        epsilon=config.epsilon,
+    )
     read = p | "ReadChips" >> ReadChipRecords(config.chips)
     result = read.records | "ScoreChips" >> scorer
     errors = (read[ReadChipRecords.ERRORS], result.errors) | "AllErrors" >> beam.Flatten()
-    counts = count_all(p, {"records_read": read.records,
-                            "read_errors": read[ReadChipRecords.ERRORS],
-                            "scored": result.scores, "errors": errors})
-    fractions = {"default": float(config.fractions.default),
-                 "per_region": {r: float(f) for r, f in config.fractions.per_region}}
-    run_info = {"chips": config.chips, "model": config.model_dir,
-                "model_format": config.model_format, "fractions": fractions,
-                "quantile_epsilon": config.epsilon,
-                "percentile_error_bound_points": percentile_bound(config.epsilon),
-                "batch_size": config.batch_size, "crs": config.crs}
-    _ = ({"scores": result.scores, "errors": errors, "regions": result.regions,
-          "counts": counts}
-         | "Write" >> WriteScoreOutputs(
-             config.output, scorer.model_id, scorer.run_id, crs=config.crs, run_info=run_info,
-             csv=config.csv, bigquery_table=config.bigquery_table,
-             num_shards=config.num_shards,
-             warnings=model_warnings(config.model_dir, "classifier")))
+    counts = count_all(
+        p,
+        {
+            "records_read": read.records,
+            "read_errors": read[ReadChipRecords.ERRORS],
+            "scored": result.scores,
+            "errors": errors,
+        },
+    )
+    fractions = {
+        "default": float(config.fractions.default),
+        "per_region": {r: float(f) for r, f in config.fractions.per_region},
+    }
+    run_info = {
+        "chips": config.chips,
+        "model": config.model_dir,
+        "model_format": config.model_format,
+        "fractions": fractions,
+        "quantile_epsilon": config.epsilon,
+        "percentile_error_bound_points": percentile_bound(config.epsilon),
+        "batch_size": config.batch_size,
+        "crs": config.crs,
+    }
+    _ = {
+        "scores": result.scores,
+        "errors": errors,
+        "regions": result.regions,
+        "counts": counts,
+    } | "Write" >> WriteScoreOutputs(
+        config.output,
+        scorer.model_id,
+        scorer.run_id,
+        crs=config.crs,
+        run_info=run_info,
+        csv=config.csv,
+        bigquery_table=config.bigquery_table,
+        num_shards=config.num_shards,
+        warnings=model_warnings(config.model_dir, "classifier"),
+    )
     return p
 
 
 def run_config(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict:
     """Runs the job to completion; returns the summary it wrote (see
-    :func:`pipeline.monitoring.run_to_summary`)."""
-    return run_to_summary(build_pipeline(config, PipelineOptions(list(beam_args))),
-                          join(config.output, SUMMARY_FILE))
+    :func:`pipeline.monitoring.run_to_summary`).
+    """
+    return run_to_summary(
+        build_pipeline(config, PipelineOptions(list(beam_args))), join(config.output, SUMMARY_FILE)
+    )
 
 
 def run(argv: Sequence[str] | None = None) -> int:

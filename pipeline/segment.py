@@ -55,8 +55,8 @@ from pipeline.stitching.iou import mask_iou, truth_summary
 from pipeline.stitching.transforms import PlanWindows, StitchTiles
 from pipeline.thresholds.expected import model_warnings, rank_warnings, regions_with_stats
 from pipeline.writers.files import WriteJson, join
-from pipeline.writers.masks import WriteMasks
 from pipeline.writers.footprints import classified_row, footprint_row, tiff_date
+from pipeline.writers.masks import WriteMasks
 from pipeline.writers.tables import WriteErrors, WriteGeoTable, geoparquet_schema
 
 __all__ = ["SegmentConfig", "build_pipeline", "mask_iou", "run", "run_config"]
@@ -171,8 +171,16 @@ class SegmentConfig:
         return self.assets.window_size
 
     @classmethod
-    def create(cls, *, raster: str, model_dir: str, output: str, halo: int | None = None,
-               check_model: bool = True, **kwargs: Any) -> SegmentConfig:
+    def create(
+        cls,
+        *,
+        raster: str,
+        model_dir: str,
+        output: str,
+        halo: int | None = None,
+        check_model: bool = True,
+        **kwargs: Any,
+    ) -> SegmentConfig:
         """Validates every setting; raises ConfigError before any job starts.
 
         The raster glob must match files; the model must meet the segmenter
@@ -185,14 +193,19 @@ class SegmentConfig:
         if not matched_files(raster):
             raise ConfigError(
                 f"--raster {raster!r} matches no files; pass a glob of orthophoto tiles such "
-                "as 'area/tiles/*.tif' (quote it so the shell does not expand it)")
+                "as 'area/tiles/*.tif' (quote it so the shell does not expand it)"
+            )
         if not contracts.model_dir_exists(model_dir):
             raise ConfigError(
                 f"--model {model_dir!r} does not exist; pass the segmenter SavedModel directory "
-                "(`footprints train segmenter` writes one)")
+                "(`footprints train segmenter` writes one)"
+            )
         try:
-            assets = (contracts.check_segmenter_model(model_dir) if check_model
-                      else contracts.read_segmenter_assets(model_dir))
+            assets = (
+                contracts.check_segmenter_model(model_dir)
+                if check_model
+                else contracts.read_segmenter_assets(model_dir)
+            )
         except ContractError as exc:
             raise ConfigError(f"--model: {exc}") from None
         window = assets.window_size
@@ -202,13 +215,15 @@ class SegmentConfig:
             raise ConfigError(
                 f"--halo {halo!r} must be at least 0 and leave a core of at least one pixel "
                 f"in the model's {window}-pixel windows (at most {(window - 1) // 2}); the "
-                "model's receptive radius is a good value")
+                "model's receptive radius is a good value"
+            )
         batch = kwargs.get("batch_size", 8)
         low = kwargs.get("min_batch_size") or batch
         if not 1 <= low <= batch:
             raise ConfigError(
                 f"--batch-size {batch} and --min-batch-size {low} must satisfy "
-                "1 <= min <= batch size")
+                "1 <= min <= batch size"
+            )
         if kwargs.get("tta", "none") not in TTA_MODES:
             raise ConfigError(f"--tta {kwargs['tta']!r} must be one of {TTA_MODES}")
         if kwargs.get("accelerator"):
@@ -223,8 +238,10 @@ class SegmentConfig:
             try:
                 import buildingregulariser  # noqa: F401
             except ImportError:
-                raise ConfigError("--regularize needs the buildingregulariser package: "
-                                  "pip install 'footprints[regularize]'") from None
+                raise ConfigError(
+                    "--regularize needs the buildingregulariser package: "
+                    "pip install 'footprints[regularize]'"
+                ) from None
         if kwargs.get("footprints_crs"):
             from pipeline.writers.geo import check_crs
 
@@ -243,10 +260,13 @@ class SegmentConfig:
         if kwargs.get("classifier"):
             kwargs.update(_check_classifier(kwargs, raster, assets, check_model))
         elif kwargs.get("residential_fraction") is not None:
-            raise ConfigError("--residential-fraction needs --classifier DIR (the model that "
-                              "scores the footprints)")
-        return cls(raster=raster, model_dir=model_dir, output=output, assets=assets,
-                   halo=halo, **kwargs)
+            raise ConfigError(
+                "--residential-fraction needs --classifier DIR (the model that "
+                "scores the footprints)"
+            )
+        return cls(
+            raster=raster, model_dir=model_dir, output=output, assets=assets, halo=halo, **kwargs
+        )
 
 
 def _check_truth(kwargs: dict) -> None:
@@ -256,8 +276,7 @@ def _check_truth(kwargs: dict) -> None:
 
     masks, footprints = kwargs.get("truth_masks"), kwargs.get("truth_footprints")
     if masks and footprints:
-        raise ConfigError("pass one truth: --truth-masks GLOB or --truth-footprints FILE, "
-                          "not both")
+        raise ConfigError("pass one truth: --truth-masks GLOB or --truth-footprints FILE, not both")
     if masks and not matched_files(masks):
         raise ConfigError(f"--truth-masks {masks!r} matches no files")
     if footprints:
@@ -267,22 +286,27 @@ def _check_truth(kwargs: dict) -> None:
             raise ConfigError(f"--truth-footprints: {exc}") from None
 
 
-def _check_classifier(kwargs: dict, raster: str, assets: SegmenterAssets,
-                      check_model: bool) -> dict:
+def _check_classifier(
+    kwargs: dict, raster: str, assets: SegmenterAssets, check_model: bool
+) -> dict:
     """Validates the scoring flags; returns the settings to add to the config."""
     from pipeline import chipping
     from pipeline.thresholds.fractions import parse_fraction
 
     classifier = kwargs["classifier"]
     if kwargs.get("residential_fraction") is None:
-        raise ConfigError("--classifier needs --residential-fraction P, the share of "
-                          "footprints to label residential (e.g. 0.35)")
+        raise ConfigError(
+            "--classifier needs --residential-fraction P, the share of "
+            "footprints to label residential (e.g. 0.35)"
+        )
     fraction = parse_fraction(str(kwargs["residential_fraction"]), "--residential-fraction")
     if kwargs.get("classifier_batch_size", 64) < 1:
         raise ConfigError("--classifier-batch-size must be at least 1")
     if not contracts.model_dir_exists(classifier):
-        raise ConfigError(f"--classifier {classifier!r} does not exist; pass the classifier "
-                          "SavedModel directory (`footprints train classifier` writes one)")
+        raise ConfigError(
+            f"--classifier {classifier!r} does not exist; pass the classifier "
+            "SavedModel directory (`footprints train classifier` writes one)"
+        )
     if check_model:
         try:
             contracts.check_classifier_model(classifier)
@@ -294,19 +318,29 @@ def _check_classifier(kwargs: dict, raster: str, assets: SegmenterAssets,
         # that chip brightness is comparable across tiles.
         from pipeline.sources import tile_index
 
-        infos = [i for i in map(tile_index.read_tile_info, matched_files(raster)[:8])
-                 if isinstance(i, tile_index.TileInfo)]
+        infos = [
+            i
+            for i in map(tile_index.read_tile_info, matched_files(raster)[:8])
+            if isinstance(i, tile_index.TileInfo)
+        ]
         if infos:
             bands = spec.bands_for(min(i.count for i in infos))
             spec = dataclasses.replace(
-                spec, value_range=chipping.estimate_value_range(infos, bands))
+                spec, value_range=chipping.estimate_value_range(infos, bands)
+            )
     return {"residential_fraction": fraction, "chip_spec": spec}
 
 
-def build_summary(counts: Mapping[str, int], *, config: SegmentConfig, masks: Mapping,
-                  skipped: list[dict], tables: Mapping[str, list[str]],
-                  regions: list | None = None,
-                  model_warnings: list[dict[str, str]] | None = None) -> dict:
+def build_summary(
+    counts: Mapping[str, int],
+    *,
+    config: SegmentConfig,
+    masks: Mapping,
+    skipped: list[dict],
+    tables: Mapping[str, list[str]],
+    regions: list | None = None,
+    model_warnings: list[dict[str, str]] | None = None,
+) -> dict:
     """The ``summary.json`` of a run: counts that reconcile, and where things are.
 
     ``counts`` maps PCollection names to sizes (``paths``, ``tiles``,
@@ -344,18 +378,24 @@ def build_summary(counts: Mapping[str, int], *, config: SegmentConfig, masks: Ma
         "windows": windows,
         "reconciliation": {
             "tiles": "matched == written + skipped_nodata + failed + rejected",
-            "tiles_ok": tiles["matched"] == (tiles["written"] + tiles["skipped_nodata"]
-                                             + tiles["failed"] + tiles["rejected"]),
+            "tiles_ok": tiles["matched"]
+            == (tiles["written"] + tiles["skipped_nodata"] + tiles["failed"] + tiles["rejected"]),
             "windows": "planned == inferred + nodata + failed",
-            "windows_ok": windows["planned"] == (windows["inferred"] + windows["nodata"]
-                                                 + windows["failed"]),
+            "windows_ok": windows["planned"]
+            == (windows["inferred"] + windows["nodata"] + windows["failed"]),
         },
         "skipped_tiles": sorted(skipped, key=lambda s: s["scene"]),
-        "errors": {"total": c["errors"],
-                   "by_reason": {k[len(REASON):]: v for k, v in sorted(c.items())
-                                 if k.startswith(REASON)}},
-        "footprints": {"count": c["footprints"], "crs": config.footprints_crs,
-                       "files": tables["footprints"]},
+        "errors": {
+            "total": c["errors"],
+            "by_reason": {
+                k[len(REASON) :]: v for k, v in sorted(c.items()) if k.startswith(REASON)
+            },
+        },
+        "footprints": {
+            "count": c["footprints"],
+            "crs": config.footprints_crs,
+            "files": tables["footprints"],
+        },
         "masks": dict(masks),
         "stac": tables.get("stac", []),
     }
@@ -368,27 +408,44 @@ def build_summary(counts: Mapping[str, int], *, config: SegmentConfig, masks: Ma
             "chip_errors": c["chip_errors"],
             "scored": c["scored"],
             "score_errors": c["score_errors"],
-            "reconciled": (c["footprints"] == c["chips"] + c["chip_errors"]
-                           and c["chips"] == c["scored"] + c["score_errors"]),
-            "regions": {r.region: {"n": r.n, "k": r.k, "target_fraction": r.target_fraction,
-                                   "threshold": r.threshold, "residential": r.residential,
-                                   "scores": r.scores}
-                        for r in sorted(regions or [])},
+            "reconciled": (
+                c["footprints"] == c["chips"] + c["chip_errors"]
+                and c["chips"] == c["scored"] + c["score_errors"]
+            ),
+            "regions": {
+                r.region: {
+                    "n": r.n,
+                    "k": r.k,
+                    "target_fraction": r.target_fraction,
+                    "threshold": r.threshold,
+                    "residential": r.residential,
+                    "scores": r.scores,
+                }
+                for r in sorted(regions or [])
+            },
             "files": tables.get("scores", []),
         }
-        summary["classified"] = {"count": c["classified"], "files": tables["classified"],
-                                 "crs": config.footprints_crs,
-                                 # One row per footprint, scored or not.
-                                 "reconciled": c["classified"] == c["footprints"]}
+        summary["classified"] = {
+            "count": c["classified"],
+            "files": tables["classified"],
+            "crs": config.footprints_crs,
+            # One row per footprint, scored or not.
+            "reconciled": c["classified"] == c["footprints"],
+        }
     if config.truth_masks or config.truth_footprints:
         summary["truth"] = truth_summary(
-            output=config.output, mask_paths=masks["masks"],
-            footprint_files=tables["footprints"], crs=config.footprints_crs,
+            output=config.output,
+            mask_paths=masks["masks"],
+            footprint_files=tables["footprints"],
+            crs=config.footprints_crs,
             threshold=config.mask_threshold,
             truth_masks=matched_files(config.truth_masks) if config.truth_masks else (),
-            truth_footprints=config.truth_footprints)
-    summary["warnings"] = [*(model_warnings or []), *rank_warnings(
-        regions_with_stats(regions or []))]
+            truth_footprints=config.truth_footprints,
+        )
+    summary["warnings"] = [
+        *(model_warnings or []),
+        *rank_warnings(regions_with_stats(regions or [])),
+    ]
     return summary
 
 
@@ -405,68 +462,104 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
     p = beam.Pipeline(options=options or PipelineOptions([]))
     size, halo, assets = config.window_size, config.halo, config.assets
     handler = SegmenterModelHandler(
-        config.model_dir, tta=config.tta, min_batch_size=config.min_batch_size or config.batch_size,
-        max_batch_size=config.batch_size, accelerator=config.accelerator)
+        config.model_dir,
+        tta=config.tta,
+        min_batch_size=config.min_batch_size or config.batch_size,
+        max_batch_size=config.batch_size,
+        accelerator=config.accelerator,
+    )
 
     matched = p | "MatchTiles" >> MatchTiles(config.raster)
     checked = matched.paths | "ValidateTiles" >> ValidateTiles(assets)
     planned = checked.tiles | "PlanWindows" >> PlanWindows(size, halo)
     read = planned | "ReadWindows" >> ReadWindows(assets)
     predicted = read.windows | "Segment" >> RunSegmenter(handler)
-    cores = ((predicted["cores"], read[NODATA]) | "AllCores" >> beam.Flatten()
-             | "Progress" >> ShowProgress("windows"))
+    cores = (
+        (predicted["cores"], read[NODATA])
+        | "AllCores" >> beam.Flatten()
+        | "Progress" >> ShowProgress("windows")
+    )
     stitched = {"tiles": checked.tiles, "cores": cores} | "StitchTiles" >> StitchTiles(size, halo)
 
     masks = stitched.masks | "WriteMasks" >> WriteMasks(
-        join(config.output, MASKS_DIR), config.mask_threshold if config.binary_mask else None,
-        {"MODEL": os.path.basename(os.path.normpath(config.model_dir)), "RUN_ID": config.run_id})
+        join(config.output, MASKS_DIR),
+        config.mask_threshold if config.binary_mask else None,
+        {"MODEL": os.path.basename(os.path.normpath(config.model_dir)), "RUN_ID": config.run_id},
+    )
     from pipeline.score import default_model_id
 
     dates = checked.tiles | "ImageryDates" >> beam.Map(
-        lambda t, fixed: (t.scene, fixed or tiff_date(t.path)), config.imagery_date)
-    rows = (stitched.masks
-            | "Polygonize" >> Polygonize(config.mask_threshold, config.simplify,
-                                         config.min_area, config.footprints_crs,
-                                         config.regularize)
-            | "Provenance" >> beam.Map(footprint_row, config.footprints_crs,
-                                       default_model_id(config.model_dir), config.run_id,
-                                       beam.pvalue.AsDict(dates)))
+        lambda t, fixed: (t.scene, fixed or tiff_date(t.path)), config.imagery_date
+    )
+    rows = (
+        stitched.masks
+        | "Polygonize"
+        >> Polygonize(
+            config.mask_threshold,
+            config.simplify,
+            config.min_area,
+            config.footprints_crs,
+            config.regularize,
+        )
+        | "Provenance"
+        >> beam.Map(
+            footprint_row,
+            config.footprints_crs,
+            default_model_id(config.model_dir),
+            config.run_id,
+            beam.pvalue.AsDict(dates),
+        )
+    )
     footprint_files = rows | "WriteFootprints" >> WriteGeoTable(
         join(config.output, FOOTPRINTS_DIR),
         # MultiPolygon: a building that simplification or reprojection split
         # keeps all its parts (see pipeline.polygonize.polygonal); each file
         # declares the types it holds.
-        geoparquet_schema(contracts.FOOTPRINTS_SCHEMA, config.footprints_crs,
-                          ["Polygon", "MultiPolygon"]))
+        geoparquet_schema(
+            contracts.FOOTPRINTS_SCHEMA, config.footprints_crs, ["Polygon", "MultiPolygon"]
+        ),
+    )
     main_table = (FOOTPRINTS_DIR, rows, contracts.FOOTPRINTS_SCHEMA)
 
-    error_parts = [matched.errors, checked.errors, read.errors, predicted["errors"],
-                   stitched.errors]
+    error_parts = [
+        matched.errors,
+        checked.errors,
+        read.errors,
+        predicted["errors"],
+        stitched.errors,
+    ]
     counted = {
-        "paths": matched.paths, "match_errors": matched.errors,
-        "validate_errors": checked.errors, "tiles": checked.tiles,
-        "windows_planned": planned, "masks": masks["entries"], "footprints": rows,
+        "paths": matched.paths,
+        "match_errors": matched.errors,
+        "validate_errors": checked.errors,
+        "tiles": checked.tiles,
+        "windows_planned": planned,
+        "masks": masks["entries"],
+        "footprints": rows,
     }
     tables = {"footprints": footprint_files}
     side = {}
     if config.classifier:
         scored = _score_footprints(config, rows, checked.tiles)
         error_parts += [scored["chip_errors"], scored["score_errors"]]
-        counted.update({k: scored[k] for k in ("chips", "chip_errors", "scored",
-                                               "score_errors")})
+        counted.update({k: scored[k] for k in ("chips", "chip_errors", "scored", "score_errors")})
         tables["scores"] = scored["files"]
         side["regions"] = beam.pvalue.AsList(scored["regions"])
-        classified = ({"footprint": rows | "FootprintById" >> beam.Map(
-                          lambda r: (r["footprint_id"], r)),
-                       "score": scored["scored"] | "ScoreById" >> beam.Map(
-                           lambda r: (r["footprint_id"], r))}
-                      | "JoinScores" >> beam.CoGroupByKey()
-                      | "Classify" >> beam.Map(classified_row,
-                                               default_model_id(config.classifier)))
+        classified = (
+            {
+                "footprint": rows | "FootprintById" >> beam.Map(lambda r: (r["footprint_id"], r)),
+                "score": scored["scored"]
+                | "ScoreById" >> beam.Map(lambda r: (r["footprint_id"], r)),
+            }
+            | "JoinScores" >> beam.CoGroupByKey()
+            | "Classify" >> beam.Map(classified_row, default_model_id(config.classifier))
+        )
         tables["classified"] = classified | "WriteClassified" >> WriteGeoTable(
             join(config.output, CLASSIFIED_DIR),
-            geoparquet_schema(contracts.CLASSIFIED_SCHEMA, config.footprints_crs,
-                              ["Polygon", "MultiPolygon"]))
+            geoparquet_schema(
+                contracts.CLASSIFIED_SCHEMA, config.footprints_crs, ["Polygon", "MultiPolygon"]
+            ),
+        )
         counted["classified"] = classified
         main_table = (CLASSIFIED_DIR, classified, contracts.CLASSIFIED_SCHEMA)
     _write_main_table(config, *main_table)
@@ -477,32 +570,41 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
     # One tally of names and one CombinePerKey, rather than a global count
     # per PCollection: half the job's transforms and ten fewer shuffles,
     # which is most of the job's start-up on the DirectRunner.
-    tallies = [pcoll | f"Tally.{name}" >> beam.Map(lambda _, n: n, name)
-               for name, pcoll in counted.items()]
+    tallies = [
+        pcoll | f"Tally.{name}" >> beam.Map(lambda _, n: n, name) for name, pcoll in counted.items()
+    ]
     tallies.append(cores | "Tally.cores" >> beam.Map(lambda core: f"cores_{core.status}"))
     tallies.append(errors | "Tally.reasons" >> beam.Map(lambda e: f"{REASON}{e.error}"))
     counts = count_by(tallies | "Tallies" >> beam.Flatten(), lambda name: name, "Counts")
     from pipeline.writers.stac import write_catalog
 
     tables["stac"] = masks["written"] | "Catalog" >> beam.Map(
-        write_catalog, beam.pvalue.AsList(masks["entries"]), config.output, config.run_id,
-        default_model_id(config.model_dir), beam.pvalue.AsDict(dates),
-        beam.pvalue.AsDict(_named(tables, "Catalog")))
+        write_catalog,
+        beam.pvalue.AsList(masks["entries"]),
+        config.output,
+        config.run_id,
+        default_model_id(config.model_dir),
+        beam.pvalue.AsDict(dates),
+        beam.pvalue.AsDict(_named(tables, "Catalog")),
+    )
     summary = counts | "Summary" >> beam.Map(
         lambda c, **side: build_summary(c, config=config, **side),
         model_warnings=model_card_warnings(config),
         masks=beam.pvalue.AsSingleton(masks["written"]),
         skipped=beam.pvalue.AsList(stitched.skipped),
         tables=beam.pvalue.AsDict(_named(tables, "Summary")),
-        **side)
+        **side,
+    )
     _ = summary | "WriteSummary" >> WriteJson(join(config.output, SUMMARY_FILE))
     return p
 
 
 def _named(tables: Mapping[str, Any], label: str):
     """``(name, files)`` pairs of the tables' file lists, as one PCollection."""
-    return ([files | f"{label}.{name}Files" >> beam.Map(lambda f, n: (n, f), name)
-             for name, files in tables.items()] | f"{label}.Tables" >> beam.Flatten())
+    return [
+        files | f"{label}.{name}Files" >> beam.Map(lambda f, n: (n, f), name)
+        for name, files in tables.items()
+    ] | f"{label}.Tables" >> beam.Flatten()
 
 
 def _write_main_table(config: SegmentConfig, name: str, rows, schema) -> None:
@@ -513,7 +615,8 @@ def _write_main_table(config: SegmentConfig, name: str, rows, schema) -> None:
         _ = rows | "Csv" >> WriteCsv(join(config.output, f"{name}.csv"), list(schema.names))
     if config.bigquery_table:
         _ = rows | "BigQuery" >> WriteScoresBigQuery(
-            config.bigquery_table, config.footprints_crs, bigquery_load_schema(schema))
+            config.bigquery_table, config.footprints_crs, bigquery_load_schema(schema)
+        )
 
 
 def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
@@ -522,24 +625,40 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
     from pipeline.writers.scores import scores_schema, write_table
 
     chips = {"rows": rows, "tiles": tiles} | "ChipFootprints" >> ChipFootprints(
-        config.footprints_crs, config.chip_spec)
+        config.footprints_crs, config.chip_spec
+    )
     result = chips["records"] | "ScoreChips" >> ScoreChips(
-        config.classifier, config.residential_fraction,
-        batch_size=config.classifier_batch_size, run_id=config.run_id,
-        crs=config.footprints_crs, accelerator=config.accelerator,
-        model_copies=accelerator_count(config.accelerator) if config.accelerator else None)
-    files = write_table(result.scores, "WriteScores", join(config.output, SCORES_DIR),
-                        scores_schema(config.footprints_crs))
-    return {"chips": chips["records"], "chip_errors": chips["errors"],
-            "scored": result.scores, "score_errors": result.errors,
-            "regions": result.regions, "files": files}
+        config.classifier,
+        config.residential_fraction,
+        batch_size=config.classifier_batch_size,
+        run_id=config.run_id,
+        crs=config.footprints_crs,
+        accelerator=config.accelerator,
+        model_copies=accelerator_count(config.accelerator) if config.accelerator else None,
+    )
+    files = write_table(
+        result.scores,
+        "WriteScores",
+        join(config.output, SCORES_DIR),
+        scores_schema(config.footprints_crs),
+    )
+    return {
+        "chips": chips["records"],
+        "chip_errors": chips["errors"],
+        "scored": result.scores,
+        "score_errors": result.errors,
+        "regions": result.regions,
+        "files": files,
+    }
 
 
 def run_config(config: SegmentConfig, beam_args: Sequence[str] = ()) -> dict:
     """Runs the job to completion; returns the summary it wrote (see
-    :func:`pipeline.monitoring.run_to_summary`)."""
-    return run_to_summary(build_pipeline(config, PipelineOptions(list(beam_args))),
-                          join(config.output, SUMMARY_FILE))
+    :func:`pipeline.monitoring.run_to_summary`).
+    """
+    return run_to_summary(
+        build_pipeline(config, PipelineOptions(list(beam_args))), join(config.output, SUMMARY_FILE)
+    )
 
 
 def run(argv: Sequence[str] | None = None) -> int:

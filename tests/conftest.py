@@ -13,5 +13,6 @@ def sample_area(tmp_path_factory):
     """A 2x2-tile sample area (512 px tiles, 0.5 m, EPSG:32615), seed 0."""
     from footprints.sample_area import SampleAreaConfig, generate_sample_area
 
-    return generate_sample_area(str(tmp_path_factory.mktemp("sample_area")),
-                                SampleAreaConfig(seed=0))
+    return generate_sample_area(
+        str(tmp_path_factory.mktemp("sample_area")), SampleAreaConfig(seed=0)
+    )

@@ -35,7 +35,7 @@ ENGINES = os.environ.get("FOOTPRINTS_ENGINES", os.path.join(ROOT, ".tools"))
 FETCH = "bash deploy/flink/fetch-engines.sh"
 
 STARTUP_TIMEOUT_S = 60
-FLINK_TIMEOUT_S = 120   # two JVMs on a busy 2-core machine
+FLINK_TIMEOUT_S = 120  # two JVMs on a busy 2-core machine
 STOP_TIMEOUT_S = 10
 
 
@@ -71,6 +71,7 @@ def deadline(seconds: int, what: str):
     A portable job's ``wait_until_finish`` has no timeout of its own: a stuck engine would
     hang CI instead of failing it.
     """
+
     def expired(signum, frame):
         raise TimeoutError(f"{what} did not finish in {seconds}s")
 
@@ -89,8 +90,12 @@ def venv_env(**extra) -> dict:
     Beam's worker pool starts SDK workers with a bare ``python``: it must be this
     environment's (in the Beam SDK container it is the image's).
     """
-    return dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
-                + os.environ.get("PATH", ""), TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    return dict(
+        os.environ,
+        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        **extra,
+    )
 
 
 def free_port() -> int:
@@ -108,8 +113,13 @@ class Service:
         self.name = name
         self.log_path = os.path.join(str(logs), f"{name}.log")
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(args, env=env or venv_env(), stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            args,
+            env=env or venv_env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def tail(self, n: int = 3000) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
@@ -117,8 +127,7 @@ class Service:
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n"
-                               f"{self.tail()}")
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
 
     def wait_for_port(self, port: int, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
@@ -128,8 +137,7 @@ class Service:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     return
             time.sleep(0.2)
-        raise TimeoutError(f"{self.name} did not listen on {port} in {timeout_s}s:\n"
-                           f"{self.tail()}")
+        raise TimeoutError(f"{self.name} did not listen on {port} in {timeout_s}s:\n{self.tail()}")
 
     def stop(self) -> None:
         """Stops the service and every process it started (its whole process group)."""
@@ -160,9 +168,16 @@ def services():
 def start_worker_pool(logs, started: list) -> str:
     """Starts the Python SDK worker pool; returns its endpoint for --environment_config."""
     port = free_port()
-    pool = Service("worker_pool", [sys.executable, "-m",
-                                   "apache_beam.runners.worker.worker_pool_main",
-                                   f"--service_port={port}"], logs)
+    pool = Service(
+        "worker_pool",
+        [
+            sys.executable,
+            "-m",
+            "apache_beam.runners.worker.worker_pool_main",
+            f"--service_port={port}",
+        ],
+        logs,
+    )
     started.append(pool)
     pool.wait_for_port(port)
     return f"localhost:{port}"
@@ -171,9 +186,17 @@ def start_worker_pool(logs, started: list) -> str:
 def start_local_job_service(logs, started: list) -> str:
     """Starts Beam's Python job service; returns its endpoint for --job_endpoint."""
     port_file = os.path.join(str(logs), "job_service.port")
-    job = Service("job_service", [sys.executable, "-m",
-                                  "apache_beam.runners.portability.local_job_service_main",
-                                  "--port=0", f"--port_file={port_file}"], logs)
+    job = Service(
+        "job_service",
+        [
+            sys.executable,
+            "-m",
+            "apache_beam.runners.portability.local_job_service_main",
+            "--port=0",
+            f"--port_file={port_file}",
+        ],
+        logs,
+    )
     started.append(job)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while not (os.path.exists(port_file) and open(port_file).read().strip()):
@@ -227,12 +250,25 @@ def _flink_jvm_args(home: str, conf: str, which: str) -> list[str]:
     # What bin/jobmanager.sh and bin/taskmanager.sh do: Flink's BashJavaUtils turns the
     # configured process size into -Xmx/-Xms/... and the matching -D memory options.
     out = subprocess.run(
-        ["java", "-cp", f"{home}/bin/bash-java-utils.jar:{home}/lib/*",
-         "org.apache.flink.runtime.util.bash.BashJavaUtils", f"GET_{which}_RESOURCE_PARAMS",
-         "--configDir", conf], capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S,
-        check=True).stdout
-    results = [line.split(":", 1)[1] for line in out.splitlines()
-               if line.startswith("BASH_JAVA_UTILS_EXEC_RESULT:")]
+        [
+            "java",
+            "-cp",
+            f"{home}/bin/bash-java-utils.jar:{home}/lib/*",
+            "org.apache.flink.runtime.util.bash.BashJavaUtils",
+            f"GET_{which}_RESOURCE_PARAMS",
+            "--configDir",
+            conf,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_S,
+        check=True,
+    ).stdout
+    results = [
+        line.split(":", 1)[1]
+        for line in out.splitlines()
+        if line.startswith("BASH_JAVA_UTILS_EXEC_RESULT:")
+    ]
     jvm, dynamic = results[-2].split(), results[-1].split()
     return jvm, dynamic
 
@@ -250,19 +286,34 @@ def start_flink_cluster(logs, started: list, slots: int = 2) -> str:
     os.makedirs(conf, exist_ok=True)
     rest_port = free_port()
     with open(os.path.join(conf, "config.yaml"), "w", encoding="utf-8") as f:
-        f.write(FLINK_CONF.format(rpc_port=free_port(), rest_port=rest_port, slots=slots,
-                                  tmp=os.path.join(str(logs), "flink-tmp")))
+        f.write(
+            FLINK_CONF.format(
+                rpc_port=free_port(),
+                rest_port=rest_port,
+                slots=slots,
+                tmp=os.path.join(str(logs), "flink-tmp"),
+            )
+        )
     classpath = f"{home}/lib/*"
     with open(os.path.join(conf, "log4j.properties"), "w", encoding="utf-8") as f:
         f.write(LOG4J)
-    for which, main in (("JM", "org.apache.flink.runtime.entrypoint."
-                               "StandaloneSessionClusterEntrypoint"),
-                        ("TM", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner")):
+    for which, main in (
+        ("JM", "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint"),
+        ("TM", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"),
+    ):
         jvm, dynamic = _flink_jvm_args(home, conf, which)
         name = "flink_jobmanager" if which == "JM" else "flink_taskmanager"
-        args = (["java", *jvm, f"-Dlog.file={logs}/{name}.flink.log",
-                 f"-Dlog4j.configurationFile=file:{conf}/log4j.properties", "-cp", classpath, main,
-                 "--configDir", conf] + dynamic)
+        args = [
+            "java",
+            *jvm,
+            f"-Dlog.file={logs}/{name}.flink.log",
+            f"-Dlog4j.configurationFile=file:{conf}/log4j.properties",
+            "-cp",
+            classpath,
+            main,
+            "--configDir",
+            conf,
+        ] + dynamic
         started.append(Service(name, args, logs, env=venv_env(FLINK_CONF_DIR=conf)))
         if which == "JM":
             started[-1].wait_for_port(rest_port, FLINK_TIMEOUT_S)
@@ -275,8 +326,10 @@ def start_flink_cluster(logs, started: list, slots: int = 2) -> str:
             if _flink_overview(rest).get("taskmanagers", 0) >= 1:
                 return rest
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no TaskManager registered with {rest} in "
-                               f"{FLINK_TIMEOUT_S}s:\n{started[-1].tail()}")
+            raise TimeoutError(
+                f"no TaskManager registered with {rest} in "
+                f"{FLINK_TIMEOUT_S}s:\n{started[-1].tail()}"
+            )
         time.sleep(0.5)
 
 
@@ -284,29 +337,47 @@ def start_flink_job_server(logs, started: list, flink_master: str) -> tuple[str,
     """Starts Beam's Flink job server; returns its (job, artifact) endpoints."""
     info = require("flink")
     job_port, artifact_port, expansion_port = free_port(), free_port(), free_port()
-    server = Service("flink_job_server", [
-        "java", "-Xmx768m", "-cp", os.path.join(info["paths"]["job_server_lib"], "*"),
-        "org.apache.beam.runners.flink.FlinkJobServerDriver",
-        f"--flink-master={flink_master}", "--job-host=localhost", f"--job-port={job_port}",
-        f"--artifact-port={artifact_port}", f"--expansion-port={expansion_port}",
-        f"--artifacts-dir={logs}/artifacts"], logs)
+    server = Service(
+        "flink_job_server",
+        [
+            "java",
+            "-Xmx768m",
+            "-cp",
+            os.path.join(info["paths"]["job_server_lib"], "*"),
+            "org.apache.beam.runners.flink.FlinkJobServerDriver",
+            f"--flink-master={flink_master}",
+            "--job-host=localhost",
+            f"--job-port={job_port}",
+            f"--artifact-port={artifact_port}",
+            f"--expansion-port={expansion_port}",
+            f"--artifacts-dir={logs}/artifacts",
+        ],
+        logs,
+    )
     started.append(server)
     server.wait_for_port(job_port, FLINK_TIMEOUT_S)
     server.wait_for_port(artifact_port, FLINK_TIMEOUT_S)
     return f"localhost:{job_port}", f"localhost:{artifact_port}"
 
 
-def flink_submit_args(job_endpoint: str, artifact_endpoint: str, worker: str,
-                      parallelism: int = 2) -> list[str]:
+def flink_submit_args(
+    job_endpoint: str, artifact_endpoint: str, worker: str, parallelism: int = 2
+) -> list[str]:
     """The Beam flags deploy/flink/submit.sh passes (test_deploy_manifests checks the script).
 
     ``pre_optimize=all``: the SDK fuses the job into stages before submission; the job
     server's own fuser (Beam Java 2.62) fails prepare's graph (apache/beam#34647).
     """
-    return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}",
-            f"--artifact_endpoint={artifact_endpoint}", "--environment_type=EXTERNAL",
-            f"--environment_config={worker}", "--sdk_worker_parallelism=1",
-            f"--parallelism={parallelism}", "--experiments=pre_optimize=all"]
+    return [
+        "--runner=PortableRunner",
+        f"--job_endpoint={job_endpoint}",
+        f"--artifact_endpoint={artifact_endpoint}",
+        "--environment_type=EXTERNAL",
+        f"--environment_config={worker}",
+        "--sdk_worker_parallelism=1",
+        f"--parallelism={parallelism}",
+        "--experiments=pre_optimize=all",
+    ]
 
 
 def wait_until_flink_idle(rest: str, timeout_s: float = FLINK_TIMEOUT_S) -> None:
@@ -319,8 +390,9 @@ def wait_until_flink_idle(rest: str, timeout_s: float = FLINK_TIMEOUT_S) -> None
     deadline = time.monotonic() + timeout_s
     while True:
         overview = _flink_overview(rest)
-        if (overview.get("jobs-running", 0) == 0
-                and overview.get("slots-available") == overview.get("slots-total")):
+        if overview.get("jobs-running", 0) == 0 and overview.get("slots-available") == overview.get(
+            "slots-total"
+        ):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"Flink at {rest} still busy after {timeout_s}s: {overview}")
@@ -342,4 +414,3 @@ def bounded_job(request):
     """Fails an engine test that runs past :data:`JOB_TIMEOUT_S` (portable waits have none)."""
     with deadline(JOB_TIMEOUT_S, request.node.name):
         yield
-

@@ -20,9 +20,17 @@ X0, Y0, RES = 500_000.0, 4_650_000.0, 0.5
 def write_tile(path, data: np.ndarray, crs=UTM, transform=None, **profile) -> str:
     """Writes band-first ``data`` as a tiled GeoTIFF; ``crs=None`` writes none."""
     count, height, width = data.shape
-    profile = {"driver": "GTiff", "width": width, "height": height, "count": count,
-               "dtype": data.dtype.name, "tiled": True, "blockxsize": 64, "blockysize": 64,
-               **profile}
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": data.dtype.name,
+        "tiled": True,
+        "blockxsize": 64,
+        "blockysize": 64,
+        **profile,
+    }
     if crs is not None:
         profile["crs"] = crs
     if transform is not None:
@@ -39,13 +47,15 @@ def noise_tiles(folder, n=2, size=200, seed=0, count=3, dtype="uint8") -> list[s
     paths = []
     for i in range(n):
         data = rng.integers(0, high, (count, size, size)).astype(dtype)
-        paths.append(write_tile(folder / f"t{i}.tif", data,
-                                transform=from_origin(X0 + i * size * RES, Y0, RES, RES)))
+        paths.append(
+            write_tile(
+                folder / f"t{i}.tif", data, transform=from_origin(X0 + i * size * RES, Y0, RES, RES)
+            )
+        )
     return paths
 
 
-def write_footprints(path, geoms, ids, classes=None, regions=None, crs=UTM,
-                     driver="GPKG") -> str:
+def write_footprints(path, geoms, ids, classes=None, regions=None, crs=UTM, driver="GPKG") -> str:
     """Writes polygons with ``id``/``building``/``region`` attributes via pyogrio."""
     fields, values = ["id"], [np.array(ids, dtype=object)]
     if classes is not None:
@@ -54,8 +64,15 @@ def write_footprints(path, geoms, ids, classes=None, regions=None, crs=UTM,
     if regions is not None:
         fields.append("region")
         values.append(np.array(regions, dtype=object))
-    pyogrio.raw.write(str(path), np.array(shapely.to_wkb(geoms), dtype=object), values,
-                      fields=fields, geometry_type="Unknown", crs=crs, driver=driver)
+    pyogrio.raw.write(
+        str(path),
+        np.array(shapely.to_wkb(geoms), dtype=object),
+        values,
+        fields=fields,
+        geometry_type="Unknown",
+        crs=crs,
+        driver=driver,
+    )
     return str(path)
 
 
@@ -93,6 +110,13 @@ def footprint_rows(rows, crs):
     from pipeline.writers.geo import lonlat_centroids
 
     lon, lat = lonlat_centroids([shapely.from_wkb(r["geometry"]) for r in rows], crs)
-    return [{**r, "centroid_lon": float(x), "centroid_lat": float(y),
-             "segmenter_model_id": "segmenter", "run_id": "test-run"}
-            for r, x, y in zip(rows, lon, lat, strict=True)]
+    return [
+        {
+            **r,
+            "centroid_lon": float(x),
+            "centroid_lat": float(y),
+            "segmenter_model_id": "segmenter",
+            "run_id": "test-run",
+        }
+        for r, x, y in zip(rows, lon, lat, strict=True)
+    ]

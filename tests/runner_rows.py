@@ -18,8 +18,8 @@ import json
 import os
 
 import numpy as np
-import pytest
 import pyarrow.parquet as pq
+import pytest
 import rasterio
 import shapely
 
@@ -47,29 +47,43 @@ def build_inputs(root) -> dict:
         ids.append(f"fp-{i:02d}")
     geoms.append(shapely.box(X0 - 500, Y0, X0 - 490, Y0 + 10))
     ids.append("off-raster")
-    footprints = write_footprints(root / "footprints.gpkg", geoms, ids,
-                                  classes=["house", "barn", "shed", "church"] * 4 + ["house"],
-                                  regions=["north"] * 9 + ["south"] * 8)
-    records = [chip_record(f"c-{i:03d}", (i * 37) % 256 if i % 5 else 255,
-                           region="north" if i < 60 else "south") for i in range(100)]
+    footprints = write_footprints(
+        root / "footprints.gpkg",
+        geoms,
+        ids,
+        classes=["house", "barn", "shed", "church"] * 4 + ["house"],
+        regions=["north"] * 9 + ["south"] * 8,
+    )
+    records = [
+        chip_record(
+            f"c-{i:03d}", (i * 37) % 256 if i % 5 else 255, region="north" if i < 60 else "south"
+        )
+        for i in range(100)
+    ]
     records.append(b"not a chip record")
     write_shards(str(root / "chips"), records, 3)
     a, _ = segment_helpers.bright_scene(100, 90, [(10, 10, 40, 50), (50, 60, 80, 90)], seed=1)
     b, _ = segment_helpers.bright_scene(100, 70, [(50, 0, 80, 30)], seed=2)
     segment_helpers.write_tile(str(root / "tiles" / "a.tif"), a)
-    segment_helpers.write_tile(str(root / "tiles" / "b.tif"), b,
-                               origin=(segment_helpers.UTM_ORIGIN[0] + 90 * 0.5,
-                                       segment_helpers.UTM_ORIGIN[1]))
-    segment_helpers.write_tile(str(root / "tiles" / "e.tif"), np.zeros((3, 40, 40), np.uint8),
-                               origin=(segment_helpers.UTM_ORIGIN[0] + 2000,
-                                       segment_helpers.UTM_ORIGIN[1]), nodata=0)
+    segment_helpers.write_tile(
+        str(root / "tiles" / "b.tif"),
+        b,
+        origin=(segment_helpers.UTM_ORIGIN[0] + 90 * 0.5, segment_helpers.UTM_ORIGIN[1]),
+    )
+    segment_helpers.write_tile(
+        str(root / "tiles" / "e.tif"),
+        np.zeros((3, 40, 40), np.uint8),
+        origin=(segment_helpers.UTM_ORIGIN[0] + 2000, segment_helpers.UTM_ORIGIN[1]),
+        nodata=0,
+    )
     return {
-        "root": root, "rasters": str(root / "ortho" / "*.tif"), "footprints": footprints,
+        "root": root,
+        "rasters": str(root / "ortho" / "*.tif"),
+        "footprints": footprints,
         "chips": str(root / "chips" / "*.tfrecord"),
         "classifier": save_classifier(str(root / "classifier")),
         "tiles": str(root / "tiles" / "*.tif"),
-        "segmenter": segment_helpers.save_bright_segmenter(str(root / "segmenter"),
-                                                           window_size=64),
+        "segmenter": segment_helpers.save_bright_segmenter(str(root / "segmenter"), window_size=64),
     }
 
 
@@ -86,47 +100,70 @@ def start_prepare(inputs, output, beam_args) -> dict:
     from pipeline.chipping import ChipSpec
 
     config = prepare.PrepareConfig(
-        output=_join(output, "chips"), rasters=inputs["rasters"],
-        footprints=inputs["footprints"], id_field="id", class_field="building",
-        region_field="region", spec=ChipSpec(size=0, margin=0.25, min_extent=6.0),
-        num_shards=2)
+        output=_join(output, "chips"),
+        rasters=inputs["rasters"],
+        footprints=inputs["footprints"],
+        id_field="id",
+        class_field="building",
+        region_field="region",
+        spec=ChipSpec(size=0, margin=0.25, min_extent=6.0),
+        num_shards=2,
+    )
     return prepare.run(config, beam_args)
 
 
 def prepare_rows(output, summary) -> dict:
     from raster_fixtures import read_shards
 
-    chips = sorted((c.footprint_id, c.label, c.region, c.crs, c.wkb,
-                    hashlib.sha256(c.image).hexdigest())
-                   for c in read_shards(os.path.join(output, "chips-*-of-*.tfrecord")))
+    chips = sorted(
+        (c.footprint_id, c.label, c.region, c.crs, c.wkb, hashlib.sha256(c.image).hexdigest())
+        for c in read_shards(os.path.join(output, "chips-*-of-*.tfrecord"))
+    )
     # Paths name each run's own output; timing distributions differ from run to run.
     ignore = {"output", "shards", "metrics"}
-    return {"chips": chips, "errors": table(os.path.join(output, "chips-errors")),
-            "summary": {k: v for k, v in summary.items() if k not in ignore},
-            "counters": summary.get("metrics", {}).get("counters")}
+    return {
+        "chips": chips,
+        "errors": table(os.path.join(output, "chips-errors")),
+        "summary": {k: v for k, v in summary.items() if k not in ignore},
+        "counters": summary.get("metrics", {}).get("counters"),
+    }
 
 
 def start_score(inputs, output, beam_args) -> dict:
     from pipeline.score import ScoreConfig, run_config
 
     config = ScoreConfig.create(
-        chips=inputs["chips"], model_dir=inputs["classifier"], residential_fraction="0.4",
-        output=output, batch_size=16, run_id="same-run", epsilon=0.05)
+        chips=inputs["chips"],
+        model_dir=inputs["classifier"],
+        residential_fraction="0.4",
+        output=output,
+        batch_size=16,
+        run_id="same-run",
+        epsilon=0.05,
+    )
     return run_config(config, beam_args)
 
 
 def score_rows(output, summary) -> dict:
-    return {"scores": table(os.path.join(output, "scores"), key="footprint_id"),
-            "errors": table(os.path.join(output, "errors")),
-            "summary": {k: summary[k] for k in ("regions", "totals")}}
+    return {
+        "scores": table(os.path.join(output, "scores"), key="footprint_id"),
+        "errors": table(os.path.join(output, "errors")),
+        "summary": {k: summary[k] for k in ("regions", "totals")},
+    }
 
 
 def start_segment(inputs, output, beam_args) -> dict:
     from pipeline.segment import SegmentConfig, run_config
 
-    config = SegmentConfig.create(raster=inputs["tiles"], model_dir=inputs["segmenter"],
-                                  output=output, halo=8, batch_size=4, run_id="same-run",
-                                  min_area=1.0)
+    config = SegmentConfig.create(
+        raster=inputs["tiles"],
+        model_dir=inputs["segmenter"],
+        output=output,
+        halo=8,
+        batch_size=4,
+        run_id="same-run",
+        min_area=1.0,
+    )
     return run_config(config, beam_args)
 
 
@@ -134,12 +171,17 @@ def segment_rows(output, summary) -> dict:
     masks = {}
     for path in sorted(glob.glob(os.path.join(output, "masks", "*.tif"))):
         with rasterio.open(path) as src:
-            masks[os.path.basename(path)] = (src.crs.to_string(), tuple(src.transform),
-                                             hashlib.sha256(src.read().tobytes()).hexdigest())
-    return {"masks": masks,
-            "footprints": table(os.path.join(output, "footprints"), key="geometry"),
-            "errors": table(os.path.join(output, "errors")),
-            "summary": {k: summary[k] for k in ("tiles", "windows", "errors", "reconciliation")}}
+            masks[os.path.basename(path)] = (
+                src.crs.to_string(),
+                tuple(src.transform),
+                hashlib.sha256(src.read().tobytes()).hexdigest(),
+            )
+    return {
+        "masks": masks,
+        "footprints": table(os.path.join(output, "footprints"), key="geometry"),
+        "errors": table(os.path.join(output, "errors")),
+        "summary": {k: summary[k] for k in ("tiles", "windows", "errors", "reconciliation")},
+    }
 
 
 def table(folder: str, key: str | None = None) -> list[dict]:
@@ -148,8 +190,7 @@ def table(folder: str, key: str | None = None) -> list[dict]:
     if not files:
         return []
     rows = pq.read_table(files).to_pylist()
-    return sorted(rows, key=lambda r: (r[key] if key else json.dumps(r, sort_keys=True,
-                                                                      default=str)))
+    return sorted(rows, key=lambda r: r[key] if key else json.dumps(r, sort_keys=True, default=str))
 
 
 def _join(output: str, name: str) -> str:
@@ -158,8 +199,11 @@ def _join(output: str, name: str) -> str:
 
 
 # job -> (run it, read its rows back from a local output folder)
-JOBS = {"prepare": (start_prepare, prepare_rows), "score": (start_score, score_rows),
-        "segment": (start_segment, segment_rows)}
+JOBS = {
+    "prepare": (start_prepare, prepare_rows),
+    "score": (start_score, score_rows),
+    "segment": (start_segment, segment_rows),
+}
 
 
 def run_job(job: str, inputs: dict, output: str, beam_args: list[str]) -> dict:
@@ -197,4 +241,3 @@ def check_reference(job: str, rows: dict) -> None:
 def engine_inputs(tmp_path_factory):
     """:func:`shared_inputs` once per engine test module."""
     return shared_inputs(tmp_path_factory)
-

@@ -33,7 +33,8 @@ def _build_module(kind: str, size: int, seed: int):
             rng = np.random.default_rng(seed)
             self.kernels = [
                 tf.Variable(rng.normal(0, 0.3, (3, 3, cin, cout)).astype("float32"))
-                for cin, cout in ((3, 16), (16, 32), (32, 64))]
+                for cin, cout in ((3, 16), (16, 32), (32, 64))
+            ]
             self.dense = tf.Variable(rng.normal(0, 0.3, (64, 1)).astype("float32"))
 
         def _brightness(self, encoded):
@@ -48,16 +49,21 @@ def _build_module(kind: str, size: int, seed: int):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def serve(self, examples):
             parsed = tf.io.parse_example(
-                examples, {contracts.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
+                examples, {contracts.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+            )
             encoded = parsed[contracts.IMAGE_KEY]
             if kind in ("brightness", "broken"):
-                score = tf.map_fn(self._brightness, encoded,
-                                  fn_output_signature=tf.TensorSpec([], tf.float32))
+                score = tf.map_fn(
+                    self._brightness, encoded, fn_output_signature=tf.TensorSpec([], tf.float32)
+                )
                 if kind == "broken":  # one score too many: meets the signature, not the contract
                     score = tf.concat([score, [0.5]], axis=0)
             else:
-                x = tf.map_fn(self._pixels, encoded,
-                              fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+                x = tf.map_fn(
+                    self._pixels,
+                    encoded,
+                    fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+                )
                 for kernel in self.kernels:
                     x = tf.nn.relu(tf.nn.conv2d(x, kernel, strides=2, padding="SAME"))
                 x = tf.reduce_mean(x, axis=[1, 2])
@@ -67,8 +73,13 @@ def _build_module(kind: str, size: int, seed: int):
     return ChipClassifier()
 
 
-def save_classifier(path: str, kind: str = "brightness", size: int = 64, seed: int = 0,
-                    output_name: str = contracts.CLASSIFIER_OUTPUT) -> str:
+def save_classifier(
+    path: str,
+    kind: str = "brightness",
+    size: int = 64,
+    seed: int = 0,
+    output_name: str = contracts.CLASSIFIER_OUTPUT,
+) -> str:
     """Saves a contract classifier SavedModel to ``path``; returns ``path``.
 
     ``output_name`` other than ``score`` gives a TFX-style model whose output
@@ -107,18 +118,28 @@ def png(value: int, size: int = 8, noise_seed: int | None = None) -> bytes:
 
 def chip_record(footprint_id: str, value: int, region: str | None = None, **kwargs) -> bytes:
     """A serialized chip record with a solid-grey PNG of brightness ``value``."""
-    return contracts.encode_chip(contracts.Chip(
-        footprint_id=footprint_id, image=png(value), region=region, **kwargs))
+    return contracts.encode_chip(
+        contracts.Chip(footprint_id=footprint_id, image=png(value), region=region, **kwargs)
+    )
 
 
-def write_shards(directory: str, records: list[bytes], num_shards: int = 2,
-                 compression: str = "none", prefix: str = "chips") -> list[str]:
+def write_shards(
+    directory: str,
+    records: list[bytes],
+    num_shards: int = 2,
+    compression: str = "none",
+    prefix: str = "chips",
+) -> list[str]:
     """Writes records round-robin into contract-named TFRecord shards."""
     import tensorflow as tf
 
     os.makedirs(directory, exist_ok=True)
-    paths = [os.path.join(directory, os.path.basename(
-        contracts.shard_name(prefix, i, num_shards, compression))) for i in range(num_shards)]
+    paths = [
+        os.path.join(
+            directory, os.path.basename(contracts.shard_name(prefix, i, num_shards, compression))
+        )
+        for i in range(num_shards)
+    ]
     options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
     writers = [tf.io.TFRecordWriter(p, options) for p in paths]
     for i, record in enumerate(records):

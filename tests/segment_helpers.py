@@ -46,15 +46,28 @@ def _assets(window_size, bands, raw_dtype, receptive_halo, scale=None, offset=No
     n = len(bands)
     if scale is None:
         scale = (1.0 if raw_dtype == "uint8" else 255.0 / 4095.0,) * n
-    return SegmenterAssets(window_size=window_size, bands=tuple(bands), raw_dtype=raw_dtype,
-                           offset=tuple(offset or (0.0,) * n), scale=tuple(scale),
-                           receptive_halo=receptive_halo)
+    return SegmenterAssets(
+        window_size=window_size,
+        bands=tuple(bands),
+        raw_dtype=raw_dtype,
+        offset=tuple(offset or (0.0,) * n),
+        scale=tuple(scale),
+        receptive_halo=receptive_halo,
+    )
 
 
-def save_conv_segmenter(model_dir: str, *, bands=(1, 2, 3), window_size: int = 64,
-                        dilations=(1, 2, 4), width: int = 8, seed: int = 0,
-                        raw_dtype: str = "uint8", receptive_halo: int | None = None,
-                        brightness: float = 0.0) -> str:
+def save_conv_segmenter(
+    model_dir: str,
+    *,
+    bands=(1, 2, 3),
+    window_size: int = 64,
+    dilations=(1, 2, 4),
+    width: int = 8,
+    seed: int = 0,
+    raw_dtype: str = "uint8",
+    receptive_halo: int | None = None,
+    brightness: float = 0.0,
+) -> str:
     """Saves a random dilated-conv segmenter; its receptive radius is ``sum(dilations)``.
 
     With ``brightness`` > 0 the logits also get ``brightness * (mean band - 128)``, so
@@ -81,8 +94,9 @@ def save_conv_segmenter(model_dir: str, *, bands=(1, 2, 3), window_size: int = 6
             self.biases = [tf.Variable(b.astype(np.float32)) for b in biases]
             self.head = tf.Variable(head.astype(np.float32))
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.uint8,
-                                                    name="images")])
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")]
+        )
         def serve(self, images):
             x = tf.cast(images, tf.float32) / 255.0 - 0.5
             for k, b, d in zip(self.kernels, self.biases, dilations):
@@ -93,14 +107,23 @@ def save_conv_segmenter(model_dir: str, *, bands=(1, 2, 3), window_size: int = 6
                 logits = 0.1 * logits + brightness * (mean - 128.0)
             return {"mask": tf.sigmoid(logits)[..., 0]}
 
-    assets = _assets(window_size, bands, raw_dtype,
-                     radius if receptive_halo is None else receptive_halo)
+    assets = _assets(
+        window_size, bands, raw_dtype, radius if receptive_halo is None else receptive_halo
+    )
     return _save(model_dir, ConvSegmenter(), assets)
 
 
-def save_bright_segmenter(model_dir: str, *, bands=(1, 2, 3), window_size: int = 64,
-                          raw_dtype: str = "uint8", level: float = 128.0, gain: float = 0.2,
-                          poison_value: int | None = None, scale=None) -> str:
+def save_bright_segmenter(
+    model_dir: str,
+    *,
+    bands=(1, 2, 3),
+    window_size: int = 64,
+    raw_dtype: str = "uint8",
+    level: float = 128.0,
+    gain: float = 0.2,
+    poison_value: int | None = None,
+    scale=None,
+) -> str:
     """Saves a segmenter that calls bright pixels buildings (receptive radius 1).
 
     ``p = sigmoid(gain * (box3x3(mean over bands) - level))`` on the uint8 model
@@ -117,14 +140,18 @@ def save_bright_segmenter(model_dir: str, *, bands=(1, 2, 3), window_size: int =
             super().__init__()
             self.box = tf.Variable(box)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.uint8,
-                                                    name="images")])
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")]
+        )
         def serve(self, images):
             if poison_value is not None:
-                poisoned = tf.reduce_all(tf.equal(images, tf.cast(poison_value, tf.uint8)),
-                                         axis=[1, 2, 3])
-                tf.debugging.Assert(tf.logical_not(tf.reduce_any(poisoned)),
-                                    ["a poisoned window reached the test model"])
+                poisoned = tf.reduce_all(
+                    tf.equal(images, tf.cast(poison_value, tf.uint8)), axis=[1, 2, 3]
+                )
+                tf.debugging.Assert(
+                    tf.logical_not(tf.reduce_any(poisoned)),
+                    ["a poisoned window reached the test model"],
+                )
             mean = tf.nn.conv2d(tf.cast(images, tf.float32), self.box, 1, "SAME")
             return {"mask": tf.sigmoid(gain * (mean - level))[..., 0]}
 
@@ -139,13 +166,29 @@ def run_whole(model_dir: str, image: np.ndarray) -> np.ndarray:
     return fn(images=tf.constant(image[None]))["mask"].numpy()[0]
 
 
-def write_tile(path: str, data: np.ndarray, *, crs: str | None = UTM, transform=None,
-               pixel_size: float = 0.5, origin=UTM_ORIGIN, nodata=None, tiled: bool = True,
-               blocksize: int = 64, compress: str = "deflate") -> str:
+def write_tile(
+    path: str,
+    data: np.ndarray,
+    *,
+    crs: str | None = UTM,
+    transform=None,
+    pixel_size: float = 0.5,
+    origin=UTM_ORIGIN,
+    nodata=None,
+    tiled: bool = True,
+    blocksize: int = 64,
+    compress: str = "deflate",
+) -> str:
     """Writes ``data`` ([bands, H, W]) as a GeoTIFF with a real CRS; returns ``path``."""
     bands, height, width = data.shape
-    profile = dict(driver="GTiff", width=width, height=height, count=bands,
-                   dtype=data.dtype.name, compress=compress)
+    profile = dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=bands,
+        dtype=data.dtype.name,
+        compress=compress,
+    )
     if crs is not None:
         profile["crs"] = crs
         profile["transform"] = transform or from_origin(*origin, pixel_size, pixel_size)
@@ -161,8 +204,17 @@ def write_tile(path: str, data: np.ndarray, *, crs: str | None = UTM, transform=
     return path
 
 
-def bright_scene(height: int, width: int, rects, *, bands: int = 3, dtype="uint8",
-                 seed: int = 0, dark: int = 40, bright: int = 220) -> tuple[np.ndarray, np.ndarray]:
+def bright_scene(
+    height: int,
+    width: int,
+    rects,
+    *,
+    bands: int = 3,
+    dtype="uint8",
+    seed: int = 0,
+    dark: int = 40,
+    bright: int = 220,
+) -> tuple[np.ndarray, np.ndarray]:
     """A dark, noisy ground with bright rectangles (row0, col0, row1, col1) as buildings.
 
     Returns:

@@ -23,13 +23,17 @@ FT = 1.0  # pixel size, US survey feet
 
 def write_tiles(root) -> str:
     """Writes the two tiles under ``root/tiles``; returns their glob."""
-    a, _ = helpers.bright_scene(120, 100, [(10, 10, 40, 50), (60, 70, 90, 100)], bands=4,
-                                seed=1)
+    a, _ = helpers.bright_scene(120, 100, [(10, 10, 40, 50), (60, 70, 90, 100)], bands=4, seed=1)
     b, _ = helpers.bright_scene(120, 100, [(60, 0, 90, 30), (20, 40, 50, 80)], bands=4, seed=2)
-    path_a = helpers.write_tile(str(root / "tiles" / "a.tif"), a, crs=FEET,
-                                transform=from_origin(*ORIGIN, FT, FT))
-    helpers.write_tile(str(root / "tiles" / "b.tif"), b, crs=FEET,
-                       transform=from_origin(ORIGIN[0] + 100 * FT, ORIGIN[1], FT, FT))
+    path_a = helpers.write_tile(
+        str(root / "tiles" / "a.tif"), a, crs=FEET, transform=from_origin(*ORIGIN, FT, FT)
+    )
+    helpers.write_tile(
+        str(root / "tiles" / "b.tif"),
+        b,
+        crs=FEET,
+        transform=from_origin(ORIGIN[0] + 100 * FT, ORIGIN[1], FT, FT),
+    )
     with rasterio.open(path_a, "r+") as dst:
         dst.update_tags(TIFFTAG_DATETIME="2024:06:30 10:15:00")
     return str(root / "tiles" / "*.tif")
@@ -42,12 +46,28 @@ def classified_run(root, output) -> list[str]:
     """
     model = helpers.save_bright_segmenter(str(root / "segmenter"), window_size=64)
     classifier = score_helpers.save_classifier(str(root / "classifier"), "brightness")
-    args = ["segment", "--raster", write_tiles(root), "--model", model,
-            "--classifier", classifier, "--residential-fraction", "0.5",
-            "--output-crs", "EPSG:4326", "--min-area", "1", "--binary-mask", "--csv",
-            # Traced outlines as they are: the area and lon/lat checks then
-            # measure the reprojection alone, not the simplifier.
-            "--simplify", "0",
-            "--run-id", "first"]
+    args = [
+        "segment",
+        "--raster",
+        write_tiles(root),
+        "--model",
+        model,
+        "--classifier",
+        classifier,
+        "--residential-fraction",
+        "0.5",
+        "--output-crs",
+        "EPSG:4326",
+        "--min-area",
+        "1",
+        "--binary-mask",
+        "--csv",
+        # Traced outlines as they are: the area and lon/lat checks then
+        # measure the reprojection alone, not the simplifier.
+        "--simplify",
+        "0",
+        "--run-id",
+        "first",
+    ]
     assert cli.main([*args, "--output", str(output)]) == 0
     return args

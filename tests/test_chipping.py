@@ -7,9 +7,9 @@ import pytest
 import rasterio
 import rasterio.merge
 import shapely
+from raster_fixtures import RES, UTM, X0, Y0, noise_tiles, write_tile
 from rasterio.warp import calculate_default_transform, reproject
 from rasterio.windows import Window
-from raster_fixtures import RES, UTM, X0, Y0, noise_tiles, write_tile
 
 from footprints.errors import ConfigError
 from pipeline import chipping
@@ -58,7 +58,7 @@ def test_chip_across_a_tile_edge_equals_the_mosaic(tmp_path):
     mosaic, transform = rasterio.merge.merge(paths)
     win = chipping.chip_window(geom, read_tile_info(paths[0]), spec)
     r0, c0 = int(win.row_off), int(win.col_off)  # mosaic shares tile 0's origin
-    expected = mosaic[:, r0:r0 + int(win.height), c0:c0 + int(win.width)]
+    expected = mosaic[:, r0 : r0 + int(win.height), c0 : c0 + int(win.width)]
     assert chip.shape == expected.shape and np.array_equal(chip, expected)
 
 
@@ -73,12 +73,18 @@ def test_neighbour_in_another_crs_is_reprojected_into_the_chip(tmp_path):
         src_transform, src_crs = dst.transform, dst.crs
     dst_crs = "EPSG:3857"
     bounds = rasterio.transform.array_bounds(100, 100, src_transform)
-    t, w, h = calculate_default_transform(src_crs, dst_crs, 100, 100,
-                                          left=bounds[0], bottom=bounds[1],
-                                          right=bounds[2], top=bounds[3])
+    t, w, h = calculate_default_transform(
+        src_crs, dst_crs, 100, 100, left=bounds[0], bottom=bounds[1], right=bounds[2], top=bounds[3]
+    )
     warped = np.zeros((3, h, w), np.uint8)
-    reproject(smooth, warped, src_transform=src_transform, src_crs=src_crs, dst_transform=t,
-              dst_crs=dst_crs)
+    reproject(
+        smooth,
+        warped,
+        src_transform=src_transform,
+        src_crs=src_crs,
+        dst_transform=t,
+        dst_crs=dst_crs,
+    )
     mercator = write_tile(tmp_path / "east_3857.tif", warped, crs=dst_crs, transform=t)
     edge = X0 + 100 * RES
     geom = shapely.box(edge - 8, Y0 - 30, edge + 1, Y0 - 20)
@@ -88,7 +94,7 @@ def test_neighbour_in_another_crs_is_reprojected_into_the_chip(tmp_path):
     assert aligned.shape == mixed.shape
     win = chipping.chip_window(geom, read_tile_info(west), spec)
     east_cols = slice(int(100 - win.col_off) + 2, None)  # away from the seam
-    east_part = (mixed[:, 2:-2, east_cols].astype(int) - aligned[:, 2:-2, east_cols])
+    east_part = mixed[:, 2:-2, east_cols].astype(int) - aligned[:, 2:-2, east_cols]
     assert (mixed[:, :, east_cols] > 0).mean() > 0.95  # filled, not left as zeros
     assert np.abs(east_part).mean() < 12  # and with the right content
 
@@ -106,8 +112,9 @@ def test_errors_for_no_raster_low_coverage_and_missing_band(tmp_path):
         _cut(index, mostly_out, spec)
     assert err.value.error == "partly_outside_rasters"
     with pytest.raises(chipping.ChipError) as err:
-        _cut(index, shapely.box(X0 + 5, Y0 - 10, X0 + 10, Y0 - 5),
-             chipping.ChipSpec(bands=(1, 2, 5)))
+        _cut(
+            index, shapely.box(X0 + 5, Y0 - 10, X0 + 10, Y0 - 5), chipping.ChipSpec(bands=(1, 2, 5))
+        )
     assert err.value.error == "band_mismatch"
 
 
@@ -123,8 +130,14 @@ def test_uint16_is_stretched_and_resized_png(tmp_path):
 
 
 def test_chip_spec_rejects_bad_values():
-    for bad in (dict(size=3), dict(margin=-1), dict(bands=(1, 2)), dict(value_range=(5, 5)),
-                dict(image_format="gif"), dict(min_coverage=0)):
+    for bad in (
+        dict(size=3),
+        dict(margin=-1),
+        dict(bands=(1, 2)),
+        dict(value_range=(5, 5)),
+        dict(image_format="gif"),
+        dict(min_coverage=0),
+    ):
         with pytest.raises(ConfigError):
             chipping.ChipSpec(**bad)
 
@@ -136,8 +149,9 @@ def test_window_outside_tile_reads_nothing(tmp_path):
     filled = np.zeros((10, 10), bool)
     valid = np.zeros((10, 10), bool)
     with rasterio.open(info.path) as ds:
-        chipping._paste_aligned(out, filled, valid, ds, info, (0, 0), Window(-20, 0, 10, 10),
-                                (1, 2, 3))
+        chipping._paste_aligned(
+            out, filled, valid, ds, info, (0, 0), Window(-20, 0, 10, 10), (1, 2, 3)
+        )
     assert not filled.any() and not valid.any() and not out.any()
 
 
@@ -147,22 +161,24 @@ def test_min_extent_is_metres_on_lon_lat_and_feet_tiles():
     spec = chipping.ChipSpec(margin=0.0, min_extent=20.0)
     lat = 42.0
     deg = 0.5 / 111_320  # about half a metre per pixel
-    lonlat = TileInfo("t.tif", "EPSG:4326", (deg, 0, -93.0, 0, -deg, lat + 0.01), 4000, 4000, 3,
-                      "uint8")
+    lonlat = TileInfo(
+        "t.tif", "EPSG:4326", (deg, 0, -93.0, 0, -deg, lat + 0.01), 4000, 4000, 3, "uint8"
+    )
     tiny = shapely.box(-92.99, lat, -92.99 + 2 * deg, lat + 2 * deg)
     win = chipping.chip_window(tiny, lonlat, spec)
     assert win.height == 40  # 20 m at 0.5 m per pixel
     assert 36 <= win.width * math.cos(math.radians(lat)) <= 44
-    feet = TileInfo("f.tif", "EPSG:2277", (1.0, 0, 3_000_000, 0, -1.0, 10_000_000), 500, 500,
-                    3, "uint8")  # Texas Central, US survey feet, 1 ft pixels
-    win = chipping.chip_window(shapely.box(3_000_100, 9_999_800, 3_000_101, 9_999_801), feet,
-                               spec)
+    feet = TileInfo(
+        "f.tif", "EPSG:2277", (1.0, 0, 3_000_000, 0, -1.0, 10_000_000), 500, 500, 3, "uint8"
+    )  # Texas Central, US survey feet, 1 ft pixels
+    win = chipping.chip_window(shapely.box(3_000_100, 9_999_800, 3_000_101, 9_999_801), feet, spec)
     assert win.width == win.height == math.ceil(20 / 0.3048006)
 
 
 # --------------------------------------------------------------------------
 # Nodata is never data (issue 11, case 3), and neighbours of another layout (case 5)
 # --------------------------------------------------------------------------
+
 
 def _uint16_tile(path, fill=None, nodata=None, **profile):
     from rasterio.transform import from_origin
@@ -189,9 +205,20 @@ def test_internal_mask_band_hides_pixels_as_naip_cogs_do(tmp_path):
     data = rng.integers(1, 255, (4, 100, 100)).astype(np.uint8)
     path = tmp_path / "naip.tif"
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(path, "w", driver="GTiff", width=100, height=100, count=4,
-                           dtype="uint8", crs=UTM, tiled=True, blockxsize=64, blockysize=64,
-                           transform=rasterio.transform.from_origin(X0, Y0, RES, RES)) as dst:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=100,
+            height=100,
+            count=4,
+            dtype="uint8",
+            crs=UTM,
+            tiled=True,
+            blockxsize=64,
+            blockysize=64,
+            transform=rasterio.transform.from_origin(X0, Y0, RES, RES),
+        ) as dst:
             dst.write(data)
             mask = np.full((100, 100), 255, np.uint8)
             mask[:, :50] = 0
@@ -206,8 +233,7 @@ def test_internal_mask_band_hides_pixels_as_naip_cogs_do(tmp_path):
     seam = shapely.box(X0 + 20, Y0 - 20, X0 + 35, Y0 - 10)  # columns 40..70
     chip = _cut(index, seam, spec)
     masked = np.ma.getmaskarray(chip)[0]
-    cols = np.arange(chip.shape[2]) + int(chipping.chip_window(seam, index.tiles[0], spec)
-                                          .col_off)
+    cols = np.arange(chip.shape[2]) + int(chipping.chip_window(seam, index.tiles[0], spec).col_off)
     assert masked[:, cols < 50].all() and not masked[:, cols >= 50].any()
     assert not np.ma.getdata(chip)[:, :, cols < 50].any()  # masked pixels are 0
     png = chipping.encode_mask(chipping.to_uint8(chip, None), spec)
@@ -223,8 +249,11 @@ def test_neighbour_with_another_band_count_is_a_band_mismatch(tmp_path):
     from rasterio.transform import from_origin
 
     one = _uint16_tile(tmp_path / "a.tif", transform=from_origin(X0, Y0, RES, RES))
-    three = write_tile(tmp_path / "b.tif", np.ones((3, 100, 100), np.uint8),
-                       transform=from_origin(X0 + 50, Y0, RES, RES))
+    three = write_tile(
+        tmp_path / "b.tif",
+        np.ones((3, 100, 100), np.uint8),
+        transform=from_origin(X0 + 50, Y0, RES, RES),
+    )
     index = TileIndex([read_tile_info(one), read_tile_info(three)])
     with pytest.raises(chipping.ChipError) as err:
         _cut(index, shapely.box(X0 + 44, Y0 - 20, X0 + 49, Y0 - 15), chipping.ChipSpec())
@@ -236,13 +265,17 @@ def test_rgb_beside_rgb_nir_is_reconciled_on_the_shared_bands(tmp_path):
     # NAIP-style 4-band (RGB + NIR) tile east of an RGB tile; the chip spans the seam.
     from rasterio.transform import from_origin
 
-    rgb = write_tile(tmp_path / "a.tif", np.full((3, 100, 100), 10, np.uint8),
-                     transform=from_origin(X0, Y0, RES, RES))
+    rgb = write_tile(
+        tmp_path / "a.tif",
+        np.full((3, 100, 100), 10, np.uint8),
+        transform=from_origin(X0, Y0, RES, RES),
+    )
     rgbn = np.stack([np.full((100, 100), v, np.uint8) for v in (50, 60, 70, 200)])
     four = write_tile(tmp_path / "b.tif", rgbn, transform=from_origin(X0 + 50, Y0, RES, RES))
     index = TileIndex([read_tile_info(rgb), read_tile_info(four)])
-    chip = _cut(index, shapely.box(X0 + 40, Y0 - 20, X0 + 49, Y0 - 15),
-                chipping.ChipSpec(min_extent=0))
+    chip = _cut(
+        index, shapely.box(X0 + 40, Y0 - 20, X0 + 49, Y0 - 15), chipping.ChipSpec(min_extent=0)
+    )
     assert chip.shape[0] == 3 and not np.ma.getmaskarray(chip).any()
     # West of the seam the RGB tile, east of it bands 1-3 of the 4-band tile (never NIR).
     assert set(np.unique(chip[:, :, 0])) == {10}

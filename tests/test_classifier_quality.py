@@ -20,18 +20,18 @@ from footprints import cli, contracts
 from footprints.commands.train import quality_gate
 from model_training import evaluation
 from pipeline.thresholds import expected
-
 from tests.score_helpers import chip_record, save_classifier, write_shards
-
 
 # --------------------------------------------------------------------------
 # Calibration measures
 # --------------------------------------------------------------------------
 
+
 def test_ece_of_a_worked_example():
     # bins of width 1/15: 0.1 alone (gap 0.1), three 0.9s with label 1 (gap 0.1)
     assert evaluation.expected_calibration_error(
-        [0, 1, 1, 1], [0.1, 0.9, 0.9, 0.9]) == pytest.approx(0.1)
+        [0, 1, 1, 1], [0.1, 0.9, 0.9, 0.9]
+    ) == pytest.approx(0.1)
     table = evaluation.reliability([0, 1, 1, 1], [0.1, 0.9, 0.9, 0.9])
     assert len(table["bin_edges"]) == evaluation.ECE_BINS + 1
     assert sum(table["count"]) == 4 and table["count"][1] == 1 and table["count"][13] == 3
@@ -59,7 +59,8 @@ def test_platt_recovers_a_known_distortion_and_cuts_the_ece():
     assert before > 0.1 and after < 0.02
     # Platt keeps the order of the scores, so the AUC does not move.
     assert evaluation.binary_auc(labels, calibrated) == pytest.approx(
-        evaluation.binary_auc(labels, raw))
+        evaluation.binary_auc(labels, raw)
+    )
     # Nothing to fit on one class: the identity.
     assert evaluation.fit_platt(np.ones(5), raw[:5]) == (1.0, 0.0)
 
@@ -79,8 +80,12 @@ def test_weak_reasons_name_each_degenerate_case():
 
 
 def test_quality_gate_exit_codes(capsys):
-    weak = {"weak": True, "reasons": ["validation AUC 0.500 is below 0.6"], "ece": 0.2,
-            "ece_uncalibrated": 0.3}
+    weak = {
+        "weak": True,
+        "reasons": ["validation AUC 0.500 is below 0.6"],
+        "ece": 0.2,
+        "ece_uncalibrated": 0.3,
+    }
     assert quality_gate(weak, allow_weak=False) == 3
     out = capsys.readouterr().out
     assert "WARNING: weak model" in out and "AUC 0.500" in out and "--allow-weak-model" in out
@@ -91,6 +96,7 @@ def test_quality_gate_exit_codes(capsys):
 # --------------------------------------------------------------------------
 # Expected share and rankability per region
 # --------------------------------------------------------------------------
+
 
 def _stats(*batches):
     fn = expected.ScoreStatsFn()
@@ -113,7 +119,8 @@ def test_expected_share_is_the_poisson_binomial_mean_and_sd():
     assert s["expected_fraction"] == pytest.approx(draws.mean(), abs=0.002)
     assert s["expected_sd"] == pytest.approx(draws.std(), rel=0.05)
     assert expected.share_line("A", 0.45, {"expected_fraction": 0.41, "expected_sd": 0.03}) == (
-        "region A: target 45%, model expects 41% +/- 3%")
+        "region A: target 45%, model expects 41% +/- 3%"
+    )
 
 
 def test_narrow_or_tied_scores_cannot_rank():
@@ -132,6 +139,7 @@ def test_narrow_or_tied_scores_cannot_rank():
 # End to end: the score run warns about a degenerate model
 # --------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_score_warns_about_a_constant_model(tmp_path, capsys):
     # The brightness contract model on chips of one grey level: every score
@@ -139,15 +147,36 @@ def test_score_warns_about_a_constant_model(tmp_path, capsys):
     model = save_classifier(str(tmp_path / "constant"), "brightness")
     os.makedirs(os.path.join(model, "assets"), exist_ok=True)
     with open(os.path.join(model, "assets", contracts.MODEL_CARD), "w") as f:
-        json.dump({"quality": {"weak": True, "reasons": ["every one of the 40 validation "
-                                                          "footprints is predicted residential"]}},
-                  f)
-    records = [chip_record(f"fp-{i}", 140, region="north" if i % 2 else "south",
-                           label=int(i % 3 == 0)) for i in range(60)]
+        json.dump(
+            {
+                "quality": {
+                    "weak": True,
+                    "reasons": [
+                        "every one of the 40 validation footprints is predicted residential"
+                    ],
+                }
+            },
+            f,
+        )
+    records = [
+        chip_record(f"fp-{i}", 140, region="north" if i % 2 else "south", label=int(i % 3 == 0))
+        for i in range(60)
+    ]
     write_shards(str(tmp_path / "chips"), records)
     out = str(tmp_path / "out")
-    code = cli.main(["score", "--chips", str(tmp_path / "chips" / "*.tfrecord"), "--model",
-                     model, "--residential-fraction", "0.4", "--output", out])
+    code = cli.main(
+        [
+            "score",
+            "--chips",
+            str(tmp_path / "chips" / "*.tfrecord"),
+            "--model",
+            model,
+            "--residential-fraction",
+            "0.4",
+            "--output",
+            out,
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     with open(os.path.join(out, "summary.json")) as f:
@@ -165,9 +194,24 @@ def test_score_warns_about_a_constant_model(tmp_path, capsys):
 # Real training: repeatable, and the gate trips on a model that learned nothing
 # --------------------------------------------------------------------------
 
+
 def _train_flags(chips: str, output: str, seed: int) -> list[str]:
-    return ["train", "classifier", "--train", chips, "--output", output, "--image-size", "32",
-            "--epochs", "2", "--quiet", "--seed", str(seed), "--no-tensorboard"]
+    return [
+        "train",
+        "classifier",
+        "--train",
+        chips,
+        "--output",
+        output,
+        "--image-size",
+        "32",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--seed",
+        str(seed),
+        "--no-tensorboard",
+    ]
 
 
 def _served_scores(model_dir: str, chips: str) -> np.ndarray:
@@ -184,8 +228,9 @@ def small_chips(tmp_path_factory):
     from model_training import synthetic
 
     folder = tmp_path_factory.mktemp("repeat")
-    synthetic.write_chip_shards(str(folder), 160, seed=4, size=32, num_shards=3,
-                                formats=("png", "jpeg"))
+    synthetic.write_chip_shards(
+        str(folder), 160, seed=4, size=32, num_shards=3, formats=("png", "jpeg")
+    )
     return str(folder / "chips-*.tfrecord")
 
 
@@ -198,8 +243,10 @@ def test_one_seed_gives_bit_identical_weights_and_scores(small_chips, tmp_path):
         output = str(tmp_path / name)
         assert cli.main(_train_flags(small_chips, output, seed)) in (0, 3)
         model = keras.models.load_model(os.path.join(output, "model.keras"))
-        runs[name] = ([w.copy() for w in model.get_weights()],
-                      _served_scores(os.path.join(output, "model"), small_chips))
+        runs[name] = (
+            [w.copy() for w in model.get_weights()],
+            _served_scores(os.path.join(output, "model"), small_chips),
+        )
     (weights_a, scores_a), (weights_b, scores_b) = runs["a"], runs["b"]
     assert len(weights_a) == len(weights_b)
     for wa, wb in zip(weights_a, weights_b, strict=True):
@@ -218,9 +265,16 @@ def test_train_exits_3_on_shuffled_labels_and_score_warns(tmp_path, capsys):
     records = []
     for i in range(160):
         image = synthetic.synthetic_chip(rng, int(rng.random() < 0.5), 32)
-        records.append(contracts.encode_chip(contracts.Chip(
-            footprint_id=f"shuffled-{i}", image=synthetic.encode_image(image),
-            region="a", label=int(rng.random() < 0.5))))
+        records.append(
+            contracts.encode_chip(
+                contracts.Chip(
+                    footprint_id=f"shuffled-{i}",
+                    image=synthetic.encode_image(image),
+                    region="a",
+                    label=int(rng.random() < 0.5),
+                )
+            )
+        )
     write_shards(str(tmp_path / "chips"), records, num_shards=2)
     chips = str(tmp_path / "chips" / "*.tfrecord")
     output = str(tmp_path / "weak")
@@ -229,11 +283,26 @@ def test_train_exits_3_on_shuffled_labels_and_score_warns(tmp_path, capsys):
     assert "WARNING: weak model" in printed
     card = contracts.read_model_card(os.path.join(output, "model"))
     assert card["quality"]["weak"] is True and card["quality"]["reasons"]
-    assert set(card["quality"]["reliability"]) == {"bin_edges", "mean_score",
-                                                   "fraction_positive", "count"}
+    assert set(card["quality"]["reliability"]) == {
+        "bin_edges",
+        "mean_score",
+        "fraction_positive",
+        "count",
+    }
 
-    code = cli.main(["score", "--chips", chips, "--model", os.path.join(output, "model"),
-                     "--residential-fraction", "0.5", "--output", str(tmp_path / "scored")])
+    code = cli.main(
+        [
+            "score",
+            "--chips",
+            chips,
+            "--model",
+            os.path.join(output, "model"),
+            "--residential-fraction",
+            "0.5",
+            "--output",
+            str(tmp_path / "scored"),
+        ]
+    )
     assert code == 0
     with open(tmp_path / "scored" / "summary.json") as f:
         summary = json.load(f)
@@ -249,10 +318,16 @@ def test_demo_held_out_quality_reads_the_scores_table(tmp_path):
 
     folder = tmp_path / "scores"
     folder.mkdir()
-    pq.write_table(pa.table({
-        "score": pa.array([0.1, 0.9, 0.9, 0.9, 0.4], pa.float32()),
-        "label": pa.array([0, 1, 1, 1, None], pa.int8()),
-        "is_residential": [False, True, True, False, True]}), str(folder / "part-0.parquet"))
+    pq.write_table(
+        pa.table(
+            {
+                "score": pa.array([0.1, 0.9, 0.9, 0.9, 0.4], pa.float32()),
+                "label": pa.array([0, 1, 1, 1, None], pa.int8()),
+                "is_residential": [False, True, True, False, True],
+            }
+        ),
+        str(folder / "part-0.parquet"),
+    )
     quality = held_out_quality(str(folder))
     assert quality["footprints"] == 4  # the unlabelled row is left out
     assert quality["accuracy_at_target"] == pytest.approx(0.75)

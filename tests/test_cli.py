@@ -26,8 +26,9 @@ def test_every_subcommand_has_useful_help(capsys):
 
 def test_console_script_runs_help():
     bin_dir = sys.executable.rsplit("/", 1)[0]
-    result = subprocess.run([f"{bin_dir}/footprints", "--help"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [f"{bin_dir}/footprints", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "prepare" in result.stdout
 
 
@@ -39,9 +40,19 @@ def test_unknown_flag_on_a_non_pipeline_command_is_an_error(capsys, tmp_path):
 
 
 def test_bad_value_gives_exit_2_and_a_fix(capsys, tmp_path):
-    code = cli.main(["prepare", "--rasters", str(tmp_path / "*.tif"), "--footprints",
-                     str(tmp_path / "f.gpkg"), "--output", str(tmp_path / "c"),
-                     "--num-shards", "0"])
+    code = cli.main(
+        [
+            "prepare",
+            "--rasters",
+            str(tmp_path / "*.tif"),
+            "--footprints",
+            str(tmp_path / "f.gpkg"),
+            "--output",
+            str(tmp_path / "c"),
+            "--num-shards",
+            "0",
+        ]
+    )
     assert code == 2
     assert "--num-shards 0 must be at least 1" in capsys.readouterr().err
 
@@ -56,26 +67,69 @@ def test_dry_runs_validate_print_the_plan_and_write_nothing(tmp_path, capsys):
     tiles.mkdir()
     noise_tiles(tiles, n=2, size=100)
     (tiles / "junk.tif").write_bytes(b"not a tiff")
-    vector = write_footprints(tmp_path / "fp.gpkg", [shapely.box(X0 + 5, Y0 - 9, X0 + 9, Y0 - 5)],
-                              ["a"])
+    vector = write_footprints(
+        tmp_path / "fp.gpkg", [shapely.box(X0 + 5, Y0 - 9, X0 + 9, Y0 - 5)], ["a"]
+    )
     out = tmp_path / "out"
-    assert cli.main(["prepare", "--rasters", str(tiles / "*.tif"), "--footprints", vector,
-                     "--output", str(out / "chips"), "--dry-run"]) == 0
+    assert (
+        cli.main(
+            [
+                "prepare",
+                "--rasters",
+                str(tiles / "*.tif"),
+                "--footprints",
+                vector,
+                "--output",
+                str(out / "chips"),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     plan = capsys.readouterr().out
     assert "3 files match" in plan and "2 usable" in plan and "1 rejected" in plan
     assert "1 features" in plan
 
     write_shards(str(tmp_path / "chips"), [chip_record(f"f{i}", i) for i in range(10)], 2)
     model = save_classifier(str(tmp_path / "clf"))
-    assert cli.main(["score", "--chips", str(tmp_path / "chips" / "*.tfrecord"), "--model",
-                     model, "--residential-fraction", "0.3", "--output", str(out / "s"),
-                     "--dry-run"]) == 0
+    assert (
+        cli.main(
+            [
+                "score",
+                "--chips",
+                str(tmp_path / "chips" / "*.tfrecord"),
+                "--model",
+                model,
+                "--residential-fraction",
+                "0.3",
+                "--output",
+                str(out / "s"),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     plan = capsys.readouterr().out
     assert "2 shards match" in plan and "about 10 records" in plan and "30.00%" in plan
 
     seg = save_conv_segmenter(str(tmp_path / "seg"), window_size=64)
-    assert cli.main(["segment", "--raster", str(tiles / "*.tif"), "--model", seg, "--output",
-                     str(out / "g"), "--halo", "8", "--dry-run"]) == 0
+    assert (
+        cli.main(
+            [
+                "segment",
+                "--raster",
+                str(tiles / "*.tif"),
+                "--model",
+                seg,
+                "--output",
+                str(out / "g"),
+                "--halo",
+                "8",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     plan = capsys.readouterr().out
     assert "2 valid, 1 rejected" in plan and "windows over 0.0 Mpx" in plan
     windows = int(plan.split("work: ")[1].split(" windows")[0])
@@ -101,16 +155,72 @@ def test_failure_during_a_run_is_one_line_and_exit_1(tmp_path, capsys, monkeypat
 # Issue 11: one exact command line, outputs checked first, a run owns its output
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv, message", [
-    (["segment", "--raster", "t/*.tif", "--model", "m", "--output", "o",
-      "--mask-treshold", "0.7"], "unknown option --mask-treshold; did you mean --mask-threshold?"),
-    (["score", "--chips", "c", "--model", "m", "--residential-fraction", "0.3", "--output", "o",
-      "--batchsize", "8"], "unknown option --batchsize; did you mean --batch-size?"),
-    (["score", "--chips", "c", "--model", "m", "--residential-fraction", "0.3", "--output", "o",
-      "--bogus-flag", "1"], "unknown option --bogus-flag"),
-    (["prepare", "--images", "i", "--output", "o/c", "--runner", "DirectRunner",
-      "--direct_num_worker", "2"], "did you mean --direct_num_workers?"),
-])
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            [
+                "segment",
+                "--raster",
+                "t/*.tif",
+                "--model",
+                "m",
+                "--output",
+                "o",
+                "--mask-treshold",
+                "0.7",
+            ],
+            "unknown option --mask-treshold; did you mean --mask-threshold?",
+        ),
+        (
+            [
+                "score",
+                "--chips",
+                "c",
+                "--model",
+                "m",
+                "--residential-fraction",
+                "0.3",
+                "--output",
+                "o",
+                "--batchsize",
+                "8",
+            ],
+            "unknown option --batchsize; did you mean --batch-size?",
+        ),
+        (
+            [
+                "score",
+                "--chips",
+                "c",
+                "--model",
+                "m",
+                "--residential-fraction",
+                "0.3",
+                "--output",
+                "o",
+                "--bogus-flag",
+                "1",
+            ],
+            "unknown option --bogus-flag",
+        ),
+        (
+            [
+                "prepare",
+                "--images",
+                "i",
+                "--output",
+                "o/c",
+                "--runner",
+                "DirectRunner",
+                "--direct_num_worker",
+                "2",
+            ],
+            "did you mean --direct_num_workers?",
+        ),
+    ],
+)
 def test_typos_stop_before_anything_runs(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as done:
@@ -122,16 +232,43 @@ def test_typos_stop_before_anything_runs(argv, message, capsys, tmp_path, monkey
 
 def test_beam_region_is_not_taken_for_our_region_flags():
     args, beam = cli.parse_command_line(
-        ["prepare", "--rasters", "r/*.tif", "--footprints", "f.gpkg", "--output", "o/c",
-         "--runner", "DataflowRunner", "--project", "P", "--region", "us-central1"])
+        [
+            "prepare",
+            "--rasters",
+            "r/*.tif",
+            "--footprints",
+            "f.gpkg",
+            "--output",
+            "o/c",
+            "--runner",
+            "DataflowRunner",
+            "--project",
+            "P",
+            "--region",
+            "us-central1",
+        ]
+    )
     assert args.region_field is None and beam[-2:] == ["--region", "us-central1"]
     args, beam = cli.parse_command_line(
-        ["score", "--chips", "c", "--model", "m", "--residential-fraction", "0.3",
-         "--output", "o", "--region", "us-central1"])
+        [
+            "score",
+            "--chips",
+            "c",
+            "--model",
+            "m",
+            "--residential-fraction",
+            "0.3",
+            "--output",
+            "o",
+            "--region",
+            "us-central1",
+        ]
+    )
     assert args.region_fractions is None and beam == ["--region", "us-central1"]
     with pytest.raises(SystemExit):  # and our own flags are never abbreviated either
-        cli.parse_command_line(["score", "--chips", "c", "--model", "m", "--residential-frac",
-                                "0.3", "--output", "o"])
+        cli.parse_command_line(
+            ["score", "--chips", "c", "--model", "m", "--residential-frac", "0.3", "--output", "o"]
+        )
 
 
 def test_help_documents_the_exit_codes(capsys):
@@ -152,11 +289,22 @@ def test_bad_output_locations_fail_first_with_the_fix(tmp_path, capsys):
     stray.mkdir()
     (stray / "notes.txt").write_text("mine")
     # The chips and the model do not exist: the output is checked before them.
-    base = ["score", "--chips", str(tmp_path / "none*"), "--model", str(tmp_path / "nomodel"),
-            "--residential-fraction", "0.3", "--output"]
-    cases = {str(afile): "is a file, not a folder", str(afile / "sub"): "which is a file",
-             "gs://Bad_Bucket/x": "not a valid gs:// path",
-             str(stray): "entries no footprints run writes (notes.txt)"}
+    base = [
+        "score",
+        "--chips",
+        str(tmp_path / "none*"),
+        "--model",
+        str(tmp_path / "nomodel"),
+        "--residential-fraction",
+        "0.3",
+        "--output",
+    ]
+    cases = {
+        str(afile): "is a file, not a folder",
+        str(afile / "sub"): "which is a file",
+        "gs://Bad_Bucket/x": "not a valid gs:// path",
+        str(stray): "entries no footprints run writes (notes.txt)",
+    }
     if os.geteuid() != 0:  # root writes anywhere
         cases[str(locked / "out")] = "permission denied"
     for output, message in cases.items():
@@ -184,16 +332,25 @@ def test_claim_output_removes_what_any_earlier_run_left(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["keep.txt"]
     chips = tmp_path / "chips"
     chips.mkdir()
-    for name in ("area-00000-of-00002.tfrecord", "area-summary.json", "area-2023-00000-of-"
-                 "00001.tfrecord", "other-00000-of-00001.tfrecord"):
+    for name in (
+        "area-00000-of-00002.tfrecord",
+        "area-summary.json",
+        "area-2023-00000-of-00001.tfrecord",
+        "other-00000-of-00001.tfrecord",
+    ):
         (chips / name).write_text("x")
     (chips / "area-errors").mkdir()
     (chips / "area-errors" / "e.parquet").write_text("x")
     location = OutputLocation(str(chips / "area"), prefix=True)
-    assert claim_output(location) == ["area-00000-of-00002.tfrecord", "area-errors",
-                                      "area-summary.json"]
-    assert sorted(p.name for p in chips.iterdir()) == ["area-2023-00000-of-00001.tfrecord",
-                                                       "other-00000-of-00001.tfrecord"]
+    assert claim_output(location) == [
+        "area-00000-of-00002.tfrecord",
+        "area-errors",
+        "area-summary.json",
+    ]
+    assert sorted(p.name for p in chips.iterdir()) == [
+        "area-2023-00000-of-00001.tfrecord",
+        "other-00000-of-00001.tfrecord",
+    ]
     (chips / "area-00000-of-00001.tfrecord").write_text("new")
     assert written_files(location) == ["area-00000-of-00001.tfrecord"]
 
@@ -212,8 +369,17 @@ def test_score_rerun_leaves_nothing_stale_and_says_what_is_silent(tmp_path, caps
     fractions = tmp_path / "fractions.csv"
     fractions.write_text("region,residential_fraction\ncounty-41,0.6\n")  # typo: no such region
     out = tmp_path / "out"
-    base = ["score", "--chips", str(tmp_path / "chips" / "*.tfrecord"), "--model",
-            str(tmp_path / "clf"), "--residential-fraction", "0.3", "--output", str(out)]
+    base = [
+        "score",
+        "--chips",
+        str(tmp_path / "chips" / "*.tfrecord"),
+        "--model",
+        str(tmp_path / "clf"),
+        "--residential-fraction",
+        "0.3",
+        "--output",
+        str(out),
+    ]
     assert cli.main(base + ["--csv"]) == 0
     assert (out / "scores.csv").exists()
     capsys.readouterr()
@@ -223,7 +389,11 @@ def test_score_rerun_leaves_nothing_stale_and_says_what_is_silent(tmp_path, caps
     assert not (out / "scores.csv").exists()
     assert summary["files"] and all((out / f).is_file() for f in summary["files"])
     assert {f.split("/")[0] for f in summary["files"]} == {
-        "scores", "errors", "scores.bigquery.json", "errors.bigquery.json"}
+        "scores",
+        "errors",
+        "scores.bigquery.json",
+        "errors.bigquery.json",
+    }
     codes = [w["code"] for w in summary["warnings"]]
     assert codes == ["unmatched_region", "duplicate_id"]
     assert "'county-41'" in summary["warnings"][0]["message"]

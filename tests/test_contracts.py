@@ -10,8 +10,9 @@ from footprints.errors import ContractError
 
 
 def test_chip_round_trip_keeps_every_feature():
-    chip = contracts.Chip("fp-1", b"\x89PNGdata", region="county-a", label=1,
-                          wkb=b"\x01\x03", crs="EPSG:32615")
+    chip = contracts.Chip(
+        "fp-1", b"\x89PNGdata", region="county-a", label=1, wkb=b"\x01\x03", crs="EPSG:32615"
+    )
     assert contracts.decode_chip(contracts.encode_chip(chip)) == chip
 
 
@@ -25,13 +26,17 @@ def test_chip_round_trip_optional_features_absent():
 
 def test_records_parse_with_tf_feature_spec():
     """The contract's names and types are what tf.io.parse_example sees."""
-    records = [contracts.encode_chip(contracts.Chip(f"id{i}", b"img", label=i % 2))
-               for i in range(3)]
-    parsed = tf.io.parse_example(records, {
-        contracts.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
-        contracts.ID_KEY: tf.io.FixedLenFeature([], tf.string),
-        contracts.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
-    })
+    records = [
+        contracts.encode_chip(contracts.Chip(f"id{i}", b"img", label=i % 2)) for i in range(3)
+    ]
+    parsed = tf.io.parse_example(
+        records,
+        {
+            contracts.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+            contracts.ID_KEY: tf.io.FixedLenFeature([], tf.string),
+            contracts.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        },
+    )
     assert parsed[contracts.ID_KEY].numpy().tolist() == [b"id0", b"id1", b"id2"]
     assert parsed[contracts.LABEL_KEY].numpy().tolist() == [0, 1, 0]
 
@@ -46,14 +51,17 @@ def _example(**features) -> bytes:
     return ex.SerializeToString()
 
 
-@pytest.mark.parametrize("record, fragment", [
-    (_example(**{"footprint/id": b"a"}), "image/encoded"),
-    (_example(**{"image/encoded": b"x"}), "footprint/id"),
-    (_example(**{"image/encoded": b"x", "footprint/id": b"a", "label": b"1"}), "int64"),
-    (_example(**{"image/encoded": b"x", "footprint/id": b"a", "label": 7}), "label 7"),
-    (_example(**{"image/encoded": b"x", "footprint/id": b""}), "non-empty"),
-    (b"\xff\xfe not a proto", "tf.train.Example"),
-])
+@pytest.mark.parametrize(
+    "record, fragment",
+    [
+        (_example(**{"footprint/id": b"a"}), "image/encoded"),
+        (_example(**{"image/encoded": b"x"}), "footprint/id"),
+        (_example(**{"image/encoded": b"x", "footprint/id": b"a", "label": b"1"}), "int64"),
+        (_example(**{"image/encoded": b"x", "footprint/id": b"a", "label": 7}), "label 7"),
+        (_example(**{"image/encoded": b"x", "footprint/id": b""}), "non-empty"),
+        (b"\xff\xfe not a proto", "tf.train.Example"),
+    ],
+)
 def test_decode_rejects_records_off_contract(record, fragment):
     with pytest.raises(ContractError, match=fragment):
         contracts.decode_chip(record)
@@ -74,10 +82,15 @@ def test_shard_names_round_trip():
 
 
 def test_segmenter_assets_json_round_trip_and_validation():
-    assets = contracts.SegmenterAssets(window_size=256, bands=(1, 2, 3, 4), raw_dtype="uint16",
-                                       offset=(10.0,) * 4, scale=(0.06,) * 4,
-                                       band_names=("red", "green", "blue", "nir"),
-                                       receptive_halo=32)
+    assets = contracts.SegmenterAssets(
+        window_size=256,
+        bands=(1, 2, 3, 4),
+        raw_dtype="uint16",
+        offset=(10.0,) * 4,
+        scale=(0.06,) * 4,
+        band_names=("red", "green", "blue", "nir"),
+        receptive_halo=32,
+    )
     back = contracts.SegmenterAssets.from_json(assets.to_json())
     assert back == assets and back.band_count == 4
     with pytest.raises(ContractError, match="one value per band"):
@@ -89,8 +102,9 @@ def test_segmenter_assets_json_round_trip_and_validation():
 
 
 def test_scale_to_model_input_maps_uint16_to_uint8():
-    assets = contracts.SegmenterAssets(64, (1, 2), "uint16", offset=(100.0, 0.0),
-                                       scale=(0.1, 255 / 4095))
+    assets = contracts.SegmenterAssets(
+        64, (1, 2), "uint16", offset=(100.0, 0.0), scale=(0.1, 255 / 4095)
+    )
     raw = np.array([[[100, 0], [2650, 4095], [60000, 2047]]], dtype=np.uint16)
     out = contracts.scale_to_model_input(raw, assets)
     assert out.dtype == np.uint8
@@ -135,18 +149,30 @@ def test_segmenter_contract_needs_assets(tmp_path):
         contracts.check_segmenter_model(str(path))
     (path / "assets").mkdir(exist_ok=True)
     (path / "assets" / contracts.SEGMENTER_ASSETS).write_text(
-        contracts.SegmenterAssets.identity(64, 3).to_json())
+        contracts.SegmenterAssets.identity(64, 3).to_json()
+    )
     assert contracts.check_segmenter_model(str(path)).window_size == 64
     (path / "assets" / contracts.SEGMENTER_ASSETS).write_text(
-        contracts.SegmenterAssets.identity(64, 4).to_json())
+        contracts.SegmenterAssets.identity(64, 4).to_json()
+    )
     with pytest.raises(ContractError, match="3 channels"):
         contracts.check_segmenter_model(str(path))
 
 
 def test_output_schemas_accept_contract_rows_and_reject_others():
-    row = dict(footprint_id="a", region="all", score=0.7, percentile=0.5, is_residential=True,
-               label=None, threshold=0.6, target_fraction=0.4, model_id="m", run_id="r",
-               geometry=None)
+    row = dict(
+        footprint_id="a",
+        region="all",
+        score=0.7,
+        percentile=0.5,
+        is_residential=True,
+        label=None,
+        threshold=0.6,
+        target_fraction=0.4,
+        model_id="m",
+        run_id="r",
+        geometry=None,
+    )
     table = contracts.validate_rows([row], contracts.SCORES_SCHEMA)
     assert table.schema.field("score").type == pa.float32()
     with pytest.raises(ContractError):

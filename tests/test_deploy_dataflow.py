@@ -36,8 +36,9 @@ ACCELERATOR_URN = "beam:resources:accelerator:v1"
 
 def _load(name: str):
     """A script of deploy/dataflow as a module (deploy/ is not a package: it ships as files)."""
-    spec = importlib.util.spec_from_file_location(f"deploy_dataflow_{name}",
-                                                  os.path.join(DATAFLOW, f"{name}.py"))
+    spec = importlib.util.spec_from_file_location(
+        f"deploy_dataflow_{name}", os.path.join(DATAFLOW, f"{name}.py")
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -56,15 +57,15 @@ def inputs(tmp_path_factory):
     from tests.score_helpers import chip_record, save_classifier, write_shards
 
     root = tmp_path_factory.mktemp("dataflow")
-    write_shards(str(root / "chips"), [chip_record(f"fp-{i}", i * 20, region="r")
-                                       for i in range(8)], 2)
+    write_shards(
+        str(root / "chips"), [chip_record(f"fp-{i}", i * 20, region="r") for i in range(8)], 2
+    )
     data, _ = segment_helpers.bright_scene(96, 96, [(10, 10, 40, 40)])
     segment_helpers.write_tile(str(root / "tiles" / "t0.tif"), data)
     return {
         "chips": str(root / "chips" / "*.tfrecord"),
         "classifier": save_classifier(str(root / "classifier")),
-        "segmenter": segment_helpers.save_bright_segmenter(str(root / "segmenter"),
-                                                           window_size=64),
+        "segmenter": segment_helpers.save_bright_segmenter(str(root / "segmenter"), window_size=64),
         "tiles": str(root / "tiles" / "*.tif"),
         "root": root,
     }
@@ -86,20 +87,37 @@ def _parse(job: str, flags: list[str]):
     args, unknown = cli.build_parser().parse_known_args([job, *flags])
     assert not unknown, (
         f"footprints {job} does not know {unknown}: these flags would be passed to Beam as "
-        "pipeline options and silently ignored (issue 6 needs them on the job)")
+        "pipeline options and silently ignored (issue 6 needs them on the job)"
+    )
     return args
 
 
 def _score_pipeline(inputs, target, options):
     from pipeline.score import ScoreConfig, build_pipeline
 
-    args = _parse("score", ["--chips", inputs["chips"], "--model", inputs["classifier"],
-                            "--residential-fraction", "0.3", "--output", "gs://fake-bucket/out",
-                            *launch.footprints_flags("score", target)])
+    args = _parse(
+        "score",
+        [
+            "--chips",
+            inputs["chips"],
+            "--model",
+            inputs["classifier"],
+            "--residential-fraction",
+            "0.3",
+            "--output",
+            "gs://fake-bucket/out",
+            *launch.footprints_flags("score", target),
+        ],
+    )
     config = ScoreConfig.create(
-        chips=args.chips, model_dir=args.model, residential_fraction=args.residential_fraction,
-        output=args.output, batch_size=args.batch_size, accelerator=args.accelerator,
-        run_id="dry-run")
+        chips=args.chips,
+        model_dir=args.model,
+        residential_fraction=args.residential_fraction,
+        output=args.output,
+        batch_size=args.batch_size,
+        accelerator=args.accelerator,
+        run_id="dry-run",
+    )
     return build_pipeline(config, options)
 
 
@@ -107,9 +125,20 @@ def _segment_pipeline(inputs, target, options):
     from footprints.commands.segment import config_from_args
     from pipeline.segment import build_pipeline
 
-    args = _parse("segment", ["--raster", inputs["tiles"], "--model", inputs["segmenter"],
-                              "--output", "gs://fake-bucket/out", "--run-id", "dry-run",
-                              *launch.footprints_flags("segment", target)])
+    args = _parse(
+        "segment",
+        [
+            "--raster",
+            inputs["tiles"],
+            "--model",
+            inputs["segmenter"],
+            "--output",
+            "gs://fake-bucket/out",
+            "--run-id",
+            "dry-run",
+            *launch.footprints_flags("segment", target),
+        ],
+    )
     return build_pipeline(config_from_args(args), options)
 
 
@@ -120,9 +149,12 @@ def _prepare_pipeline(inputs, target, options):
     from pipeline.sources import vectors
 
     footprints = _footprints_file(inputs)
-    config = prepare.PrepareConfig(output="gs://fake-bucket/chips/area",
-                                   rasters=inputs["tiles"], footprints=footprints,
-                                   id_field="id")
+    config = prepare.PrepareConfig(
+        output="gs://fake-bucket/chips/area",
+        rasters=inputs["tiles"],
+        footprints=footprints,
+        id_field="id",
+    )
     pipeline = beam.Pipeline(options=options)
     prepare.build(pipeline, config, vectors.inspect_vector(footprints, "id", None, None))
     return pipeline
@@ -137,8 +169,7 @@ def _footprints_file(inputs) -> str:
     return str(path)
 
 
-BUILDERS = {"score": _score_pipeline, "segment": _segment_pipeline,
-            "prepare": _prepare_pipeline}
+BUILDERS = {"score": _score_pipeline, "segment": _segment_pipeline, "prepare": _prepare_pipeline}
 
 
 def _translate(job: str, inputs, target):
@@ -149,26 +180,33 @@ def _translate(job: str, inputs, target):
     result = BUILDERS[job](inputs, target, options).run()
     proto = result.job.proto_pipeline  # set by the runner just before it would submit
     environment = apiclient.Environment(
-        [], options, apiclient._FNAPI_ENVIRONMENT_MAJOR_VERSION,
-        "gs://fake-bucket/staging/pipeline.pb", proto)
+        [],
+        options,
+        apiclient._FNAPI_ENVIRONMENT_MAJOR_VERSION,
+        "gs://fake-bucket/staging/pipeline.pb",
+        proto,
+    )
     return proto, environment.proto
 
 
 def _hinted_transforms(proto) -> dict[str, dict]:
     """Leaf transforms whose environment carries resource hints: name -> hints."""
     envs = proto.components.environments
-    return {t.unique_name: dict(envs[t.environment_id].resource_hints)
-            for t in proto.components.transforms.values()
-            if t.environment_id and not t.subtransforms
-            and envs[t.environment_id].resource_hints}
+    return {
+        t.unique_name: dict(envs[t.environment_id].resource_hints)
+        for t in proto.components.transforms.values()
+        if t.environment_id and not t.subtransforms and envs[t.environment_id].resource_hints
+    }
 
 
 def _images(proto) -> set[str]:
     from apache_beam.portability.api import beam_runner_api_pb2
     from apache_beam.utils import proto_utils
 
-    return {proto_utils.parse_Bytes(env.payload, beam_runner_api_pb2.DockerPayload)
-            .container_image for env in proto.components.environments.values()}
+    return {
+        proto_utils.parse_Bytes(env.payload, beam_runner_api_pb2.DockerPayload).container_image
+        for env in proto.components.environments.values()
+    }
 
 
 @pytest.mark.parametrize("job", ["score", "segment"])
@@ -202,7 +240,8 @@ def test_whole_job_gpu_workers_run_one_sdk_process(inputs, job):
     assert pool.worker_harness_container_image == IMAGE
     assert pool.num_threads_per_worker == 8
     assert list(environment.service_options) == [
-        "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"]
+        "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"
+    ]
     assert "no_use_multiple_sdk_containers" in environment.experiments
     assert "use_multiple_sdk_containers" not in environment.experiments
 
@@ -219,34 +258,52 @@ def test_prepare_translates_for_cpu_workers(inputs):
 # Flex Template metadata and its entry point
 # --------------------------------------------------------------------------
 
+
 def _metadata(job):
     with open(os.path.join(DATAFLOW, "templates", f"{job}-metadata.json")) as f:
         return json.load(f)
 
 
-GOOD = {"chips": "gs://my-bucket/chips/area-*.tfrecord.gz",
-        "model": "gs://my-bucket/models/m",
-        "raster": "gs://my-bucket/orthos/*.tif", "output": "gs://my-bucket/runs/x",
-        "residential_fraction": "0.35", "batch_size": "256", "tta": "d4",
-        "accelerator": "type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8",
-        "csv": "true", "bigquery_table": "my-project:footprints.scores",
-        "quantile_epsilon": "1e-3", "mask_threshold": "0.5", "output_crs": "EPSG:4326"}
-BAD = {"chips": "chips/*.tfrecord", "output": "/tmp/out", "residential_fraction": "1.5",
-       "batch_size": "0", "tta": "flip", "accelerator": "nvidia-l4", "csv": "yes please",
-       "bigquery_table": "just-a-table"}
+GOOD = {
+    "chips": "gs://my-bucket/chips/area-*.tfrecord.gz",
+    "model": "gs://my-bucket/models/m",
+    "raster": "gs://my-bucket/orthos/*.tif",
+    "output": "gs://my-bucket/runs/x",
+    "residential_fraction": "0.35",
+    "batch_size": "256",
+    "tta": "d4",
+    "accelerator": "type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8",
+    "csv": "true",
+    "bigquery_table": "my-project:footprints.scores",
+    "quantile_epsilon": "1e-3",
+    "mask_threshold": "0.5",
+    "output_crs": "EPSG:4326",
+}
+BAD = {
+    "chips": "chips/*.tfrecord",
+    "output": "/tmp/out",
+    "residential_fraction": "1.5",
+    "batch_size": "0",
+    "tta": "flip",
+    "accelerator": "nvidia-l4",
+    "csv": "yes please",
+    "bigquery_table": "just-a-table",
+}
 
 
 @pytest.mark.parametrize("job", ["score", "segment"])
 def test_template_parameters_are_the_commands_flags(job):
     meta = _metadata(job)
-    parser_actions = {a.option_strings[0]: a for a in
-                      template_main._subparser(job)._actions if a.option_strings}
+    parser_actions = {
+        a.option_strings[0]: a for a in template_main._subparser(job)._actions if a.option_strings
+    }
     names = [p["name"] for p in meta["parameters"]]
     assert len(names) == len(set(names))
     for param in meta["parameters"]:
         flag = "--" + param["name"].replace("_", "-")
         assert flag in parser_actions, (
-            f"template parameter {param['name']!r} is not a flag of footprints {job}")
+            f"template parameter {param['name']!r} is not a flag of footprints {job}"
+        )
         assert param["isOptional"] == (not parser_actions[flag].required), param["name"]
         for regex in param.get("regexes", []):
             if param["name"] in GOOD:
@@ -254,24 +311,48 @@ def test_template_parameters_are_the_commands_flags(job):
             if param["name"] in BAD:
                 assert not re.match(regex, BAD[param["name"]]), (param["name"], regex)
     required = {a.option_strings[0] for a in parser_actions.values() if a.required}
-    assert required == {"--" + n.replace("_", "-") for n in names
-                        if not meta["parameters"][names.index(n)]["isOptional"]}
+    assert required == {
+        "--" + n.replace("_", "-")
+        for n in names
+        if not meta["parameters"][names.index(n)]["isOptional"]
+    }
 
 
 def test_template_entry_maps_parameters_to_the_command_line(inputs):
-    argv = ["--chips=gs://b/chips/*.tfrecord", "--model=gs://b/m", "--residential_fraction=0.3",
-            "--output=gs://b/out", "--csv=true", "--min_batch_size=", "--batch_size=256",
-            "--runner=DataflowRunner", "--project=p", f"--sdk_container_image={IMAGE}"]
+    argv = [
+        "--chips=gs://b/chips/*.tfrecord",
+        "--model=gs://b/m",
+        "--residential_fraction=0.3",
+        "--output=gs://b/out",
+        "--csv=true",
+        "--min_batch_size=",
+        "--batch_size=256",
+        "--runner=DataflowRunner",
+        "--project=p",
+        f"--sdk_container_image={IMAGE}",
+    ]
     assert template_main.job_of(argv) == "score"
     cli_args = template_main.to_cli_args("score", argv)
-    assert cli_args == ["score", "--chips", "gs://b/chips/*.tfrecord", "--model", "gs://b/m",
-                        "--residential-fraction", "0.3", "--output", "gs://b/out", "--csv",
-                        "--batch-size", "256", "--runner=DataflowRunner", "--project=p",
-                        f"--sdk_container_image={IMAGE}"]
+    assert cli_args == [
+        "score",
+        "--chips",
+        "gs://b/chips/*.tfrecord",
+        "--model",
+        "gs://b/m",
+        "--residential-fraction",
+        "0.3",
+        "--output",
+        "gs://b/out",
+        "--csv",
+        "--batch-size",
+        "256",
+        "--runner=DataflowRunner",
+        "--project=p",
+        f"--sdk_container_image={IMAGE}",
+    ]
     args, unknown = cli.build_parser().parse_known_args(cli_args)
     assert args.csv and args.batch_size == 256 and args.min_batch_size is None
-    assert unknown == ["--runner=DataflowRunner", "--project=p",
-                       f"--sdk_container_image={IMAGE}"]
+    assert unknown == ["--runner=DataflowRunner", "--project=p", f"--sdk_container_image={IMAGE}"]
     assert template_main.job_of(["--raster=gs://b/*.tif", "--model=m"]) == "segment"
     with pytest.raises(SystemExit, match="exactly one of --chips"):
         template_main.job_of(["--model=m"])
@@ -281,15 +362,21 @@ def test_launcher_commands_carry_the_gpu_configuration():
     right = launch.direct_command("segment", _target(gpu="l4"), ["--raster", "gs://b/*.tif"])
     assert right[:2] == ["footprints", "segment"]
     assert right[right.index("--accelerator") + 1] == (
-        "type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8")
+        "type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8"
+    )
     assert not [a for a in right if "worker_accelerator" in a]
     assert right.index("--raster") > right.index("--batch-size")  # user flags win
 
-    run = launch.template_command("score", _target(gpu="t4", gpu_mode="whole-job"),
-                                  "gs://b/templates/score.json", ["chips=gs://b/c/*"])
+    run = launch.template_command(
+        "score",
+        _target(gpu="t4", gpu_mode="whole-job"),
+        "gs://b/templates/score.json",
+        ["chips=gs://b/c/*"],
+    )
     params = dict(p.split("=", 1) for p in run[-1].removeprefix("--parameters=^~^").split("~"))
     assert params["dataflow_service_options"] == (
-        "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver")
+        "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"
+    )
     assert params["sdk_container_image"] == IMAGE and "accelerator" not in params
     assert "--worker-machine-type=n1-standard-8" in run
     with pytest.raises(ValueError, match="gs://"):
@@ -299,6 +386,7 @@ def test_launcher_commands_carry_the_gpu_configuration():
 # --------------------------------------------------------------------------
 # The documented Dataflow command lines (docs/deploy.md), exactly as written
 # --------------------------------------------------------------------------
+
 
 def test_documented_prepare_command_line_translates_with_region(inputs):
     """Issue 11: `--region` reached --region-field; now it reaches Beam and the job translates."""
@@ -312,11 +400,18 @@ def test_documented_prepare_command_line_translates_with_region(inputs):
     from pipeline.sources import vectors
     from tests.test_docs_commands import documented_commands
 
-    lines = [line for where, line in documented_commands()
-             if where == os.path.join("docs", "deploy.md") and "DataflowRunner" in line]
+    lines = [
+        line
+        for where, line in documented_commands()
+        if where == os.path.join("docs", "deploy.md") and "DataflowRunner" in line
+    ]
     assert lines, "docs/deploy.md documents no DataflowRunner command line"
-    env = {"$BUCKET": "gs://fake-bucket", "$PROJECT": "fake-project",
-           "$REGION": "us-central1", "$IMAGE": IMAGE}
+    env = {
+        "$BUCKET": "gs://fake-bucket",
+        "$PROJECT": "fake-project",
+        "$REGION": "us-central1",
+        "$IMAGE": IMAGE,
+    }
     for line in lines:
         for name, value in env.items():
             line = line.replace(name, value)
@@ -329,8 +424,7 @@ def test_documented_prepare_command_line_translates_with_region(inputs):
         assert options.view_as(GoogleCloudOptions).region == "us-central1"
         config = config_from_args(args)
         pipeline = beam.Pipeline(options=options)
-        prepare.build(pipeline, config, vectors.inspect_vector(
-            config.footprints, "id", None, None))
+        prepare.build(pipeline, config, vectors.inspect_vector(config.footprints, "id", None, None))
         result = pipeline.run()
         assert result.job.options.view_as(GoogleCloudOptions).region == "us-central1"
         assert result.job.proto_pipeline.components.transforms  # translated for Dataflow
@@ -344,11 +438,18 @@ def test_documented_launcher_command_lines_parse_and_translate(inputs, capsys):
 
     from tests.test_docs_commands import documented_commands
 
-    lines = [line for _, line in documented_commands("python")
-             if line.startswith("python deploy/dataflow/launch.py direct")]
+    lines = [
+        line
+        for _, line in documented_commands("python")
+        if line.startswith("python deploy/dataflow/launch.py direct")
+    ]
     assert lines, "docs/deploy.md documents no `launch.py direct` line"
-    env = {"$BUCKET": "gs://fake-bucket", "$PROJECT": "fake-project",
-           "$REGION": "us-central1", "$IMAGE": IMAGE}
+    env = {
+        "$BUCKET": "gs://fake-bucket",
+        "$PROJECT": "fake-project",
+        "$REGION": "us-central1",
+        "$IMAGE": IMAGE,
+    }
     local = {"--raster": inputs["tiles"], "--chips": inputs["chips"]}
     for line in lines:
         for name, value in env.items():
@@ -362,8 +463,9 @@ def test_documented_launcher_command_lines_parse_and_translate(inputs, capsys):
         for flag, value in local.items():
             if flag in command:
                 command[command.index(flag) + 1] = value
-        command[command.index("--model") + 1] = (inputs["segmenter"] if job == "segment"
-                                                 else inputs["classifier"])
+        command[command.index("--model") + 1] = (
+            inputs["segmenter"] if job == "segment" else inputs["classifier"]
+        )
         args, beam_args = cli.parse_command_line(command[1:])
         options = PipelineOptions([*beam_args, "--dry_run=True", "--no_auth"])
         assert options.view_as(GoogleCloudOptions).region == "us-central1"

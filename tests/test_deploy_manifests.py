@@ -54,19 +54,26 @@ def _flink_version(image: str) -> str:
 def _engine_default(name: str) -> str:
     # deploy/flink/fetch-engines.sh fetches what CI's Flink cluster runs
     # (tests/test_engines_flink.py): the deployment files must name the same versions.
-    return re.search(rf"^{name}=\$\{{{name}:-([^}}]+)\}}", _read("flink", "fetch-engines.sh"),
-                     re.M).group(1)
+    return re.search(
+        rf"^{name}=\$\{{{name}:-([^}}]+)\}}", _read("flink", "fetch-engines.sh"), re.M
+    ).group(1)
 
 
 def test_flink_cluster_job_server_and_worker_pool_fit_together():
     compose = yaml.safe_load(_read("flink", "docker-compose.yml"))["services"]
-    k8s = {d["kind"]: d for name in ("flink-deployment.yaml", "job-server.yaml")
-           for d in _yaml_docs("flink", "k8s", name)}
+    k8s = {
+        d["kind"]: d
+        for name in ("flink-deployment.yaml", "job-server.yaml")
+        for d in _yaml_docs("flink", "k8s", name)
+    }
     flink = k8s["FlinkDeployment"]["spec"]
     job_server = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]
 
-    versions = {_flink_version(compose["jobmanager"]["image"]),
-                _flink_version(compose["taskmanager"]["image"]), _flink_version(flink["image"])}
+    versions = {
+        _flink_version(compose["jobmanager"]["image"]),
+        _flink_version(compose["taskmanager"]["image"]),
+        _flink_version(flink["image"]),
+    }
     assert len(versions) == 1
     version = versions.pop()
     assert version == _engine_default("FLINK_VERSION")
@@ -91,9 +98,11 @@ def test_flink_cluster_job_server_and_worker_pool_fit_together():
     assert "--experiments=pre_optimize=all" in submit
 
 
-@pytest.mark.parametrize("script", ["dataflow/build.sh", "flink/submit.sh",
-                                    "flink/fetch-engines.sh"])
+@pytest.mark.parametrize(
+    "script", ["dataflow/build.sh", "flink/submit.sh", "flink/fetch-engines.sh"]
+)
 def test_shell_scripts_parse(script):
-    done = subprocess.run(["bash", "-n", os.path.join(DEPLOY, script)], capture_output=True,
-                          text=True, timeout=30)
+    done = subprocess.run(
+        ["bash", "-n", os.path.join(DEPLOY, script)], capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stderr

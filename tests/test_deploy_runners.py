@@ -40,13 +40,18 @@ def inputs(tmp_path_factory):
 
 @pytest.mark.parametrize("job", sorted(runner_rows.JOBS))
 def test_portable_runner_with_external_worker_pool_gives_the_same_rows(
-        job, inputs, portable_services):
+    job, inputs, portable_services
+):
     reference = runner_rows.reference_rows(job, inputs)
     endpoint, worker = portable_services
     output = str(inputs["root"] / f"out-{job}-portable")
-    args = ["--runner=PortableRunner", f"--job_endpoint={endpoint}",
-            "--environment_type=EXTERNAL", f"--environment_config={worker}",
-            "--sdk_worker_parallelism=1"]
+    args = [
+        "--runner=PortableRunner",
+        f"--job_endpoint={endpoint}",
+        "--environment_type=EXTERNAL",
+        f"--environment_config={worker}",
+        "--sdk_worker_parallelism=1",
+    ]
     assert runner_rows.run_job(job, inputs, output, args) == reference
 
 
@@ -54,6 +59,9 @@ def test_portable_runner_with_external_worker_pool_gives_the_same_rows(
 def test_direct_multi_processing_gives_the_same_rows(job, inputs):
     reference = runner_rows.reference_rows(job, inputs)
     output = str(inputs["root"] / f"out-{job}-multi")
-    args = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-            "--direct_num_workers=2"]
+    args = [
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+    ]
     assert runner_rows.run_job(job, inputs, output, args) == reference

@@ -27,8 +27,10 @@ BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)
 def documented_commands(program: str = "footprints") -> list[tuple[str, str]]:
     """``(file, command line)`` for every ``PROGRAM ...`` line of a code block."""
     found = []
-    for path in [os.path.join(ROOT, "README.md"), *sorted(glob.glob(os.path.join(ROOT, "docs",
-                                                                                 "*.md")))]:
+    for path in [
+        os.path.join(ROOT, "README.md"),
+        *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))),
+    ]:
         with open(path, encoding="utf-8") as f:
             text = f.read()
         for block in BLOCK.findall(text):
@@ -49,8 +51,9 @@ def test_the_docs_have_command_lines():
     assert any("--region" in c.split() for _, c in COMMANDS), "no documented Dataflow line"
 
 
-@pytest.mark.parametrize("where, line", COMMANDS, ids=[f"{w}:{i}" for i, (w, _) in
-                                                       enumerate(COMMANDS)])
+@pytest.mark.parametrize(
+    "where, line", COMMANDS, ids=[f"{w}:{i}" for i, (w, _) in enumerate(COMMANDS)]
+)
 def test_documented_command_line_parses(where, line):
     argv = shlex.split(line)[1:]
     if "..." not in argv:

@@ -30,16 +30,32 @@ def score_output(tmp_path_factory):
     records = []
     for i in range(60):
         x, y = 500_000 + 20 * (i % 10), 4_650_000 - 20 * (i // 10)
-        records.append(chip_record(f"fp-{i:03d}", (i * 37) % 256,
-                                   region="county-a" if i < 35 else "county-b",
-                                   wkb=shapely.box(x, y, x + 12, y + 9).wkb, crs="EPSG:32615",
-                                   label=i % 2))
+        records.append(
+            chip_record(
+                f"fp-{i:03d}",
+                (i * 37) % 256,
+                region="county-a" if i < 35 else "county-b",
+                wkb=shapely.box(x, y, x + 12, y + 9).wkb,
+                crs="EPSG:32615",
+                label=i % 2,
+            )
+        )
     write_shards(str(root / "chips"), records, num_shards=2)
     model = save_classifier(str(root / "model"))
     out = root / "out"
-    code = cli.main(["score", "--chips", str(root / "chips" / "*.tfrecord"), "--model",
-                     model,
-                     "--residential-fraction", "0.4", "--output", str(out)])
+    code = cli.main(
+        [
+            "score",
+            "--chips",
+            str(root / "chips" / "*.tfrecord"),
+            "--model",
+            model,
+            "--residential-fraction",
+            "0.4",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     return str(out)
 

@@ -31,7 +31,7 @@ import runner_rows
 
 pytestmark = pytest.mark.slow
 
-SUBMIT_TIMEOUT_S = 600   # one small job on a busy 2-core machine takes about a minute
+SUBMIT_TIMEOUT_S = 600  # one small job on a busy 2-core machine takes about a minute
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +58,9 @@ def test_flink_cluster_gives_the_same_rows(job, inputs, flink):
     engines.wait_until_flink_idle(rest)
     before = {j["jid"] for j in engines.flink_jobs(rest)}
     output = str(inputs["root"] / f"out-{job}-flink")
-    rows = runner_rows.run_job(job, inputs, output,
-                               engines.flink_submit_args(job_endpoint, artifact_endpoint, worker))
+    rows = runner_rows.run_job(
+        job, inputs, output, engines.flink_submit_args(job_endpoint, artifact_endpoint, worker)
+    )
     ran = [j for j in engines.flink_jobs(rest) if j["jid"] not in before]
     assert [j["state"] for j in ran] == ["FINISHED"], ran
     assert rows == reference
@@ -76,11 +77,33 @@ def test_submit_script_runs_score_on_the_flink_cluster(inputs, flink, tmp_path):
     # 8098, worker pool on localhost:50000) are this cluster's loopback ports here.
     env = engines.venv_env(ARTIFACT_ENDPOINT=artifact_endpoint, WORKER_POOL=worker)
     done = subprocess.run(
-        ["bash", os.path.join(engines.ROOT, "deploy", "flink", "submit.sh"), "score",
-         job_endpoint, "2", "--", "--chips", inputs["chips"], "--model", inputs["classifier"],
-         "--residential-fraction", "0.4", "--output", output, "--batch-size", "16",
-         "--run-id", "same-run", "--quantile-epsilon", "0.05"],
-        env=env, capture_output=True, text=True, timeout=SUBMIT_TIMEOUT_S)
+        [
+            "bash",
+            os.path.join(engines.ROOT, "deploy", "flink", "submit.sh"),
+            "score",
+            job_endpoint,
+            "2",
+            "--",
+            "--chips",
+            inputs["chips"],
+            "--model",
+            inputs["classifier"],
+            "--residential-fraction",
+            "0.4",
+            "--output",
+            output,
+            "--batch-size",
+            "16",
+            "--run-id",
+            "same-run",
+            "--quantile-epsilon",
+            "0.05",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBMIT_TIMEOUT_S,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     ran = [j for j in engines.flink_jobs(rest) if j["jid"] not in before]
     assert [j["state"] for j in ran] == ["FINISHED"], ran

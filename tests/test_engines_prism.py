@@ -37,6 +37,10 @@ def test_prism_gives_the_same_rows(job, inputs, prism):
     # Beam 2.77's DirectRunner first tries Prism itself (downloading it from GitHub, which
     # fails offline, then falls back), and PrismRunner keeps one job server per process:
     # without this experiment the run would reuse that server, built without our binary.
-    args = ["--runner=PrismRunner", f"--prism_location={prism}", "--prism_log_level=warn",
-            "--experiments=disable_prism_server_singleton"]
+    args = [
+        "--runner=PrismRunner",
+        f"--prism_location={prism}",
+        "--prism_log_level=warn",
+        "--experiments=disable_prism_server_singleton",
+    ]
     assert runner_rows.run_job(job, inputs, output, args) == reference

@@ -20,8 +20,7 @@ def test_masked_pixels_take_the_valid_mean_and_no_mask_changes_nothing():
     valid_mean = image[:, 4:].reshape(-1, 3).mean(axis=0)
     np.testing.assert_allclose(out[:, :4], np.broadcast_to(valid_mean, (8, 4, 3)), rtol=1e-5)
     np.testing.assert_array_equal(out[:, 4:], image[:, 4:])
-    np.testing.assert_array_equal(fill_masked(tf.constant(image), tf.constant(b"")).numpy(),
-                                  image)
+    np.testing.assert_array_equal(fill_masked(tf.constant(image), tf.constant(b"")).numpy(), image)
 
 
 def test_mask_of_another_size_is_resized_and_blended_pixels_count_as_masked():
@@ -43,8 +42,10 @@ def test_exported_classifier_ignores_masked_pixels(tmp_path):
     # A "model" that reports the darkest pixel (0..1): black nodata would dominate it.
     inputs = keras.Input((16, 16, 3))
     darkest = keras.layers.Lambda(
-        lambda x: keras.ops.min(keras.ops.reshape(x, (-1, 16 * 16 * 3)), axis=1,
-                                keepdims=True) / 255.0)(inputs)
+        lambda x: (
+            keras.ops.min(keras.ops.reshape(x, (-1, 16 * 16 * 3)), axis=1, keepdims=True) / 255.0
+        )
+    )(inputs)
     fn = load_serving(export_classifier(keras.Model(inputs, darkest), str(tmp_path / "m"), 16))
     image = np.full((16, 16, 3), 200, np.uint8)
     image[:, :6] = 0  # nodata

@@ -14,8 +14,22 @@ def test_segment_summary_holds_metrics_and_progress_is_printed(tmp_path, capfd):
     noise_tiles(tiles, n=2, size=80)
     model = save_conv_segmenter(str(tmp_path / "seg"), window_size=64)
     out = tmp_path / "out"
-    assert cli.main(["segment", "--raster", str(tiles / "*.tif"), "--model", model,
-                     "--output", str(out), "--halo", "8"]) == 0
+    assert (
+        cli.main(
+            [
+                "segment",
+                "--raster",
+                str(tiles / "*.tif"),
+                "--model",
+                model,
+                "--output",
+                str(out),
+                "--halo",
+                "8",
+            ]
+        )
+        == 0
+    )
     summary = read_json(str(out / "summary.json"))
     counters = summary["metrics"]["counters"]
     assert counters[f"{NAMESPACE}/windows_inferred"] == summary["windows"]["inferred"] > 0
@@ -30,9 +44,24 @@ def test_score_summary_holds_metrics_and_progress_is_printed(tmp_path, capfd):
     write_shards(str(tmp_path / "chips"), [chip_record(f"f{i}", i * 9) for i in range(24)], 2)
     model = save_classifier(str(tmp_path / "clf"))
     out = tmp_path / "out"
-    assert cli.main(["score", "--chips", str(tmp_path / "chips" / "*.tfrecord"), "--model",
-                     model, "--residential-fraction", "0.25", "--output", str(out),
-                     "--batch-size", "8"]) == 0
+    assert (
+        cli.main(
+            [
+                "score",
+                "--chips",
+                str(tmp_path / "chips" / "*.tfrecord"),
+                "--model",
+                model,
+                "--residential-fraction",
+                "0.25",
+                "--output",
+                str(out),
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     summary = read_json(str(out / "summary.json"))
     counters = summary["metrics"]["counters"]
     assert counters["score/records_read"] == 24

@@ -48,9 +48,20 @@ def gcs(tmp_path_factory):
     }
     saved = {k: os.environ.get(k) for k in settings}
     with engines.services() as started:
-        emulator = engines.Service("gcs_emulator", [
-            sys.executable, "-m", "gcp_storage_emulator", "start", "--host=localhost",
-            f"--port={port}", "--in-memory", f"--default-bucket={BUCKET}"], logs)
+        emulator = engines.Service(
+            "gcs_emulator",
+            [
+                sys.executable,
+                "-m",
+                "gcp_storage_emulator",
+                "start",
+                "--host=localhost",
+                f"--port={port}",
+                "--in-memory",
+                f"--default-bucket={BUCKET}",
+            ],
+            logs,
+        )
         started.append(emulator)
         emulator.wait_for_port(port)
         os.environ.update(settings)
@@ -70,8 +81,10 @@ def upload_tree(local: str, url: str) -> None:
     for folder, _, names in os.walk(local):
         for name in names:
             path = os.path.join(folder, name)
-            with open(path, "rb") as src, FileSystems.create(
-                    url + "/" + os.path.relpath(path, local)) as dst:
+            with (
+                open(path, "rb") as src,
+                FileSystems.create(url + "/" + os.path.relpath(path, local)) as dst,
+            ):
                 dst.write(src.read())
 
 
@@ -81,7 +94,7 @@ def download_tree(url: str, local: str) -> list[str]:
 
     names = []
     for meta in FileSystems.match([url + "/**"])[0].metadata_list:
-        name = meta.path[len(url) + 1:]
+        name = meta.path[len(url) + 1 :]
         os.makedirs(os.path.dirname(os.path.join(local, name)), exist_ok=True)
         with FileSystems.open(meta.path) as src, open(os.path.join(local, name), "wb") as dst:
             dst.write(src.read())
@@ -103,27 +116,32 @@ def remote_inputs(inputs, gcs):
     upload_tree_file = os.path.join(root, "footprints.gpkg")
     from apache_beam.io.filesystems import FileSystems
 
-    with open(upload_tree_file, "rb") as src, FileSystems.create(
-            f"{gcs}/inputs/footprints.gpkg") as dst:
+    with (
+        open(upload_tree_file, "rb") as src,
+        FileSystems.create(f"{gcs}/inputs/footprints.gpkg") as dst,
+    ):
         dst.write(src.read())
-    remote = {k: v.replace(root, f"{gcs}/inputs") if isinstance(v, str) else v
-              for k, v in inputs.items()}
+    remote = {
+        k: v.replace(root, f"{gcs}/inputs") if isinstance(v, str) else v for k, v in inputs.items()
+    }
     assert all(v.startswith("gs://") for k, v in remote.items() if k != "root"), remote
     return remote
 
 
 # What each job must have written to the bucket (besides its tables' parquet files).
 EXPECTED = {
-    "prepare": {"chips-summary.json", "chips-00000-of-00002.tfrecord",
-                "chips-00001-of-00002.tfrecord"},
+    "prepare": {
+        "chips-summary.json",
+        "chips-00000-of-00002.tfrecord",
+        "chips-00001-of-00002.tfrecord",
+    },
     "score": {"summary.json"},
     "segment": {"summary.json"},
 }
 
 
 @pytest.mark.parametrize("job", sorted(runner_rows.JOBS))
-def test_job_reads_and_writes_gs_and_gives_the_same_rows(job, inputs, remote_inputs, gcs,
-                                                         tmp_path):
+def test_job_reads_and_writes_gs_and_gives_the_same_rows(job, inputs, remote_inputs, gcs, tmp_path):
     reference = runner_rows.reference_rows(job, inputs)
     url = f"{gcs}/runs/{job}"
     start, rows_of = runner_rows.JOBS[job]

@@ -72,7 +72,7 @@ def test_area_in_state_plane_feet_and_after_reprojection():
     part = _traced(_disc(6.0))
     row = finish(part, 1.0, 0.0, output_crs="EPSG:2263")  # NY Long Island, US feet
     written = shapely.from_wkb(row["geometry"])
-    assert row["area_m2"] == pytest.approx(written.area * 0.3048006 ** 2, rel=1e-5)
+    assert row["area_m2"] == pytest.approx(written.area * 0.3048006**2, rel=1e-5)
     in_utm = finish(part, 1.0, 0.0)
     assert row["area_m2"] == pytest.approx(in_utm["area_m2"], rel=0.01)
 
@@ -112,9 +112,15 @@ def test_repair_keeps_every_polygonal_part():
 def test_a_fold_made_by_reprojection_is_repaired_not_dropped():
     # A bow-tie in the traced geometry stands for any ring that an output
     # CRS folds: both lobes reach the table.
-    part = Footprint("t-000000", "t", UTM, Polygon(
-        [(500000, 4199990), (500010, 4200000), (500010, 4199990), (500000, 4200000)]),
-        pixels=200, probability_sum=200.0, pixel_size=0.5)
+    part = Footprint(
+        "t-000000",
+        "t",
+        UTM,
+        Polygon([(500000, 4199990), (500010, 4200000), (500010, 4199990), (500000, 4200000)]),
+        pixels=200,
+        probability_sum=200.0,
+        pixel_size=0.5,
+    )
     row = finish(part, 0.0, 0.0)
     geom = shapely.from_wkb(row["geometry"])
     assert row["repaired"] and geom.geom_type == "MultiPolygon" and geom.is_valid
@@ -148,8 +154,10 @@ def test_regularized_outline_has_right_angles_and_few_vertices():
     assert np.all(np.minimum(off, 90 - off) < 1.0)  # every corner a right angle
     assert row["area_m2"] == pytest.approx(geom.area)
     # Pixel units -> CRS units, to compare with the truth drawn in pixels.
-    pixel_truth = shapely.transform(truth, lambda xy: np.column_stack(
-        (TRANSFORM.c + 0.5 * xy[:, 0], TRANSFORM.f - 0.5 * xy[:, 1])))
+    pixel_truth = shapely.transform(
+        truth,
+        lambda xy: np.column_stack((TRANSFORM.c + 0.5 * xy[:, 0], TRANSFORM.f - 0.5 * xy[:, 1])),
+    )
     iou = geom.intersection(pixel_truth).area / geom.union(pixel_truth).area
     assert iou > 0.85
 

@@ -32,34 +32,69 @@ def _score_run(folder, n=200, seed=0, model=None):
         idx = np.flatnonzero(regions == region)
         k = int(np.floor(target * len(idx) + 0.5))
         threshold = float(np.sort(scores[idx])[::-1][k - 1])
-        summary_regions[region] = {"n": len(idx), "k": k, "target_fraction": target,
-                                   "achieved_fraction": k / len(idx), "exact": True,
-                                   "threshold": threshold}
+        summary_regions[region] = {
+            "n": len(idx),
+            "k": k,
+            "target_fraction": target,
+            "achieved_fraction": k / len(idx),
+            "exact": True,
+            "threshold": threshold,
+        }
         # What the calibrated model expects (helper cls's fields): county-a
         # agrees with its target, county-b does not.
         summary_regions[region]["scores"] = {
             "expected_fraction": 0.31 if region == "county-a" else 0.41,
-            "expected_sd": 0.03, "can_rank": True}
+            "expected_sd": 0.03,
+            "can_rank": True,
+        }
         for i in idx:
-            rows.append(dict(footprint_id=f"fp-{i}", region=region, score=float(scores[i]),
-                             percentile=0.5, is_residential=bool(scores[i] >= threshold),
-                             label=int(rng.random() < 0.4), threshold=threshold,
-                             target_fraction=target, model_id="m1", run_id="r1",
-                             geometry=None))
-    pq.write_table(contracts.validate_rows(rows, contracts.SCORES_SCHEMA),
-                   folder / "scores" / "part-00000-of-00001.parquet")
-    errors = [contracts.ErrorRecord("chips-00001-of-00002.tfrecord", "fp-x", "decode",
-                                    "undecodable_image", "not a PNG").to_row(),
-              contracts.ErrorRecord("chips-00001-of-00002.tfrecord", "offset 1234", "read",
-                                    "corrupt_record", "CRC mismatch").to_row()]
-    pq.write_table(pa.Table.from_pylist(errors, schema=contracts.ERRORS_SCHEMA),
-                   folder / "errors" / "part-00000-of-00001.parquet")
-    (folder / "summary.json").write_text(json.dumps({
-        "run": {"run_id": "r1", "model": model or str(folder / "no-model")},
-        "regions": summary_regions,
-        "totals": {"input_records": n + 2, "scored": n, "errors": 2, "reconciled": True,
-                   "residential": sum(r["k"] for r in summary_regions.values())},
-        "duplicates": {"count": 0}}))
+            rows.append(
+                dict(
+                    footprint_id=f"fp-{i}",
+                    region=region,
+                    score=float(scores[i]),
+                    percentile=0.5,
+                    is_residential=bool(scores[i] >= threshold),
+                    label=int(rng.random() < 0.4),
+                    threshold=threshold,
+                    target_fraction=target,
+                    model_id="m1",
+                    run_id="r1",
+                    geometry=None,
+                )
+            )
+    pq.write_table(
+        contracts.validate_rows(rows, contracts.SCORES_SCHEMA),
+        folder / "scores" / "part-00000-of-00001.parquet",
+    )
+    errors = [
+        contracts.ErrorRecord(
+            "chips-00001-of-00002.tfrecord", "fp-x", "decode", "undecodable_image", "not a PNG"
+        ).to_row(),
+        contracts.ErrorRecord(
+            "chips-00001-of-00002.tfrecord", "offset 1234", "read", "corrupt_record", "CRC mismatch"
+        ).to_row(),
+    ]
+    pq.write_table(
+        pa.Table.from_pylist(errors, schema=contracts.ERRORS_SCHEMA),
+        folder / "errors" / "part-00000-of-00001.parquet",
+    )
+    (folder / "summary.json").write_text(
+        json.dumps(
+            {
+                "run": {"run_id": "r1", "model": model or str(folder / "no-model")},
+                "regions": summary_regions,
+                "totals": {
+                    "input_records": n + 2,
+                    "scored": n,
+                    "errors": 2,
+                    "reconciled": True,
+                    "residential": sum(r["k"] for r in summary_regions.values()),
+                },
+                "duplicates": {"count": 0},
+            }
+        )
+    )
     return folder
 
 
@@ -71,19 +106,36 @@ def _model(folder, *, weak=False, kind="footprint-classifier"):
     assets.mkdir(parents=True)
     edges = np.linspace(0, 1, 16).tolist()
     mean = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
-    (assets / "model_card.json").write_text(json.dumps({
-        "model_type": kind, "metrics": {"auc": 0.55 if weak else 0.97},
-        "quality": {"weak": weak, "reasons": ["AUC 0.55 < 0.6"] if weak else [],
-                    "auc": 0.55 if weak else 0.97, "ece": 0.031, "ece_uncalibrated": 0.12,
-                    "temperature": 1.7, "reliability": {
-                        "bin_edges": edges, "mean_score": mean,
+    (assets / "model_card.json").write_text(
+        json.dumps(
+            {
+                "model_type": kind,
+                "metrics": {"auc": 0.55 if weak else 0.97},
+                "quality": {
+                    "weak": weak,
+                    "reasons": ["AUC 0.55 < 0.6"] if weak else [],
+                    "auc": 0.55 if weak else 0.97,
+                    "ece": 0.031,
+                    "ece_uncalibrated": 0.12,
+                    "temperature": 1.7,
+                    "reliability": {
+                        "bin_edges": edges,
+                        "mean_score": mean,
                         "fraction_positive": [min(1.0, m * 1.05) for m in mean],
-                        "count": [10 + i for i in range(15)]}},
-        "splits": {"train": {"buildings": 800, "chips": 800},
-                   "validation": {"buildings": 200, "chips": 200}}}))
+                        "count": [10 + i for i in range(15)],
+                    },
+                },
+                "splits": {
+                    "train": {"buildings": 800, "chips": 800},
+                    "validation": {"buildings": 200, "chips": 200},
+                },
+            }
+        )
+    )
     # A recognisable curves image: its bytes must reach the page unchanged.
     Image.fromarray(np.full((40, 60, 3), (10, 200, 30), np.uint8)).save(
-        folder / "training_curves.png")
+        folder / "training_curves.png"
+    )
     return str(folder / "model")
 
 
@@ -103,51 +155,99 @@ def _segment_run(folder, tmp_path, *, files=True, model=None):
         with rasterio.open(path) as src:
             mask = np.zeros((1, 64, 64), np.uint8)
             mask[0, 10:30, 10:40] = 255
-            write_tile(folder / "masks" / os.path.basename(path), mask, crs=src.crs,
-                       transform=src.transform)
+            write_tile(
+                folder / "masks" / os.path.basename(path),
+                mask,
+                crs=src.crs,
+                transform=src.transform,
+            )
     # A mask an earlier run left behind: not in `files`, so never shown.
-    write_tile(folder / "masks" / "stale.tif", np.zeros((1, 64, 64), np.uint8),
-               transform=from_origin(X0 + 5000, Y0, RES, RES))
+    write_tile(
+        folder / "masks" / "stale.tif",
+        np.zeros((1, 64, 64), np.uint8),
+        transform=from_origin(X0 + 5000, Y0, RES, RES),
+    )
     x0, y0 = X0, Y0
     found = box(x0 + 5, y0 - 15, x0 + 20, y0 - 5)  # t0's mask rectangle, in metres
     false = box(x0 + 32 + 5, y0 - 15, x0 + 32 + 20, y0 - 5)  # on t1
     missed = box(x0 + 2, y0 - 30, x0 + 8, y0 - 24)
     (folder / "footprints").mkdir()
-    rows = footprint_rows([{"footprint_id": f"t{i}-000000", "tile": f"t{i}", "area_m2": g.area,
-                            "mean_probability": 1.0, "geometry": shapely.to_wkb(g)}
-                           for i, g in enumerate((found, false))], UTM)
-    pq.write_table(contracts.validate_rows(rows, geoparquet_schema(
-        contracts.FOOTPRINTS_SCHEMA, UTM, ["Polygon"])),
-        folder / "footprints" / "part-00000-of-00001.parquet")
+    rows = footprint_rows(
+        [
+            {
+                "footprint_id": f"t{i}-000000",
+                "tile": f"t{i}",
+                "area_m2": g.area,
+                "mean_probability": 1.0,
+                "geometry": shapely.to_wkb(g),
+            }
+            for i, g in enumerate((found, false))
+        ],
+        UTM,
+    )
+    pq.write_table(
+        contracts.validate_rows(
+            rows, geoparquet_schema(contracts.FOOTPRINTS_SCHEMA, UTM, ["Polygon"])
+        ),
+        folder / "footprints" / "part-00000-of-00001.parquet",
+    )
     (folder / "truth").mkdir()
-    objects = pa.table({
-        "status": ["true_positive", "false_positive", "false_negative"],
-        "footprint_id": ["t0-000000", "t1-000000", None], "truth_index": [0, None, 1],
-        "tile": ["t0", "t1", "t0"], "iou": [0.93, None, None],
-        "geometry": [shapely.to_wkb(g) for g in (found, false, missed)]})
+    objects = pa.table(
+        {
+            "status": ["true_positive", "false_positive", "false_negative"],
+            "footprint_id": ["t0-000000", "t1-000000", None],
+            "truth_index": [0, None, 1],
+            "tile": ["t0", "t1", "t0"],
+            "iou": [0.93, None, None],
+            "geometry": [shapely.to_wkb(g) for g in (found, false, missed)],
+        }
+    )
     pq.write_table(objects, folder / "truth" / "objects.parquet")
     summary = {
-        "raster": str(tiles / "*.tif"), "model": model, "mask_threshold": 0.5,
+        "raster": str(tiles / "*.tif"),
+        "model": model,
+        "mask_threshold": 0.5,
         "tiles": {"matched": 2, "written": 2, "rejected": 0, "skipped_nodata": 0, "failed": 0},
         "windows": {"planned": 8, "inferred": 8, "nodata": 0, "failed": 0},
         "reconciliation": {"tiles_ok": True, "windows_ok": True},
         "footprints": {"count": 2, "crs": UTM},
-        "warnings": [{"code": "scores_cannot_rank",
-                      "message": "Scores in region area tie for 90% of footprints."}],
-        "truth": {"iou": 0.71, "tiles": {"t0": 0.8, "t1": 0.6},
-                  "source": {"kind": "footprints", "features": 2, "rejected": 0},
-                  "tile_objects": {"t0": {"true_positive": 1, "false_positive": 0,
-                                          "false_negative": 1},
-                                   "t1": {"true_positive": 0, "false_positive": 1,
-                                          "false_negative": 0}},
-                  "objects": {"iou_threshold": 0.5, "matching": "one-to-one, greedy by IoU",
-                              "predicted": 2, "truth": 2, "true_positives": 1,
-                              "false_positives": 1, "false_negatives": 1, "precision": 0.5,
-                              "recall": 0.5, "f1": 0.5, "mean_matched_iou": 0.93},
-                  "files": ["truth/objects.parquet"]}}
+        "warnings": [
+            {
+                "code": "scores_cannot_rank",
+                "message": "Scores in region area tie for 90% of footprints.",
+            }
+        ],
+        "truth": {
+            "iou": 0.71,
+            "tiles": {"t0": 0.8, "t1": 0.6},
+            "source": {"kind": "footprints", "features": 2, "rejected": 0},
+            "tile_objects": {
+                "t0": {"true_positive": 1, "false_positive": 0, "false_negative": 1},
+                "t1": {"true_positive": 0, "false_positive": 1, "false_negative": 0},
+            },
+            "objects": {
+                "iou_threshold": 0.5,
+                "matching": "one-to-one, greedy by IoU",
+                "predicted": 2,
+                "truth": 2,
+                "true_positives": 1,
+                "false_positives": 1,
+                "false_negatives": 1,
+                "precision": 0.5,
+                "recall": 0.5,
+                "f1": 0.5,
+                "mean_matched_iou": 0.93,
+            },
+            "files": ["truth/objects.parquet"],
+        },
+    }
     if files:
-        summary["files"] = ["footprints/part-00000-of-00001.parquet", "masks/t0.tif",
-                            "masks/t1.tif", "truth/objects.parquet"]
+        summary["files"] = [
+            "footprints/part-00000-of-00001.parquet",
+            "masks/t0.tif",
+            "masks/t1.tif",
+            "truth/objects.parquet",
+        ]
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
@@ -156,13 +256,12 @@ def _colour_share(png: bytes, hex_colour: str, tolerance: int = 40) -> float:
     from PIL import Image
 
     rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-    target = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    target = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
     return float((np.abs(rgb - target).sum(axis=-1) < tolerance).mean())
 
 
 def _images(page):
-    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"',
-                                                   page)]
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
 
 
 def test_score_report_shows_regions_fractions_errors_and_accuracy(tmp_path):
@@ -170,8 +269,16 @@ def test_score_report_shows_regions_fractions_errors_and_accuracy(tmp_path):
     path = build_report(str(run))
     page = open(path, encoding="utf-8").read()
     assert find_runs(str(run)) == [("score", str(run))]
-    for text in ("county-a", "county-b", "30.00%", "50.00%", "undecodable_image",
-                 "CRC mismatch", "accuracy", "reconciles: yes"):
+    for text in (
+        "county-a",
+        "county-b",
+        "30.00%",
+        "50.00%",
+        "undecodable_image",
+        "CRC mismatch",
+        "accuracy",
+        "reconciles: yes",
+    ):
         assert text in page, text
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 2  # histograms, matrix
     assert "http://" not in page and "https://" not in page  # nothing loaded from outside
@@ -182,8 +289,7 @@ def test_score_report_shows_what_the_model_expects_beside_the_target(tmp_path):
     run = _score_run(tmp_path / "score", model=model)
     page = open(build_report(str(run)), encoding="utf-8").read()
     assert "31% +/- 3%" in page and "41% +/- 3%" in page
-    a, b = (page[page.index(f"<td>{r}</td>"):].split("</tr>")[0] for r in ("county-a",
-                                                                          "county-b"))
+    a, b = (page[page.index(f"<td>{r}</td>") :].split("</tr>")[0] for r in ("county-a", "county-b"))
     assert "agree" in a and "DISAGREE" not in a
     assert "DISAGREE: target +9% vs the model" in b
     assert 'alt="reliability diagram"' in page and "ECE" not in page.split("<h3>Model")[0]
@@ -198,14 +304,24 @@ def test_segment_report_measures_maps_links_and_every_tile(tmp_path):
     page = open(build_report(str(run)), encoding="utf-8").read()
     assert "Tiles reconcile: yes" in page
     # The measures and the per-tile table.
-    for text in ("pixel IoU, all tiles", "0.710", "object F1", "missed (false negatives)",
-                 "<td>t0</td><td>0.800</td><td>1</td><td>0</td><td>1</td>",
-                 "<td>t1</td><td>0.600</td><td>0</td><td>1</td><td>0</td>"):
+    for text in (
+        "pixel IoU, all tiles",
+        "0.710",
+        "object F1",
+        "missed (false negatives)",
+        "<td>t0</td><td>0.800</td><td>1</td><td>0</td><td>1</td>",
+        "<td>t1</td><td>0.600</td><td>0</td><td>1</td><td>0</td>",
+    ):
         assert text in page, text
     # Relative links that resolve from the report's folder; nothing stale.
     hrefs = re.findall(r'href="([^"]+)"', page)
-    assert {"masks/t0.tif", "masks/t1.tif", "summary.json", "truth/objects.parquet",
-            "footprints/part-00000-of-00001.parquet"} <= set(hrefs)
+    assert {
+        "masks/t0.tif",
+        "masks/t1.tif",
+        "summary.json",
+        "truth/objects.parquet",
+        "footprints/part-00000-of-00001.parquet",
+    } <= set(hrefs)
     assert all((run / h).exists() for h in hrefs)
     assert "stale" not in page
     # No absolute path of the machine: not the run folder, not the input tiles.
@@ -214,7 +330,7 @@ def test_segment_report_measures_maps_links_and_every_tile(tmp_path):
     from footprints.report.maps import STYLES
 
     images = _images(page)
-    mosaic = images[page[:page.index('alt="mosaic of every tile')].count("data:image/png")]
+    mosaic = images[page[: page.index('alt="mosaic of every tile')].count("data:image/png")]
     for status in ("true_positive", "false_positive", "false_negative"):
         assert _colour_share(mosaic, STYLES[status][0]) > 0.0005, status
     assert 'alt="tiles t0, t1"' in page and 'alt="pixel IoU per tile"' in page
@@ -227,7 +343,7 @@ def test_warnings_and_weak_models_are_a_red_banner_at_the_top(tmp_path):
     run = _score_run(tmp_path / "out", model=model)
     _segment_run(tmp_path / "out" / "segment", tmp_path)
     page = open(build_report(str(run)), encoding="utf-8").read()
-    top = page[:page.index("<h2>")]
+    top = page[: page.index("<h2>")]
     assert "class='banner'" in top and "2 warnings" in top
     assert "scores_cannot_rank" in top and "Scores in region area tie" in top
     assert "weak_model" in top and "AUC 0.55 &lt; 0.6" in top
@@ -241,8 +357,9 @@ def test_maps_draw_a_legend_with_counts(tmp_path):
     from footprints.report import maps
 
     plt, fig, axes = maps._figure(1, 1, (3, 3))
-    handles = maps._draw_footprints(axes[0, 0], {"residential": [box(0, 0, 1, 1)] * 3,
-                                                 "non_residential": []}, 1.0)
+    handles = maps._draw_footprints(
+        axes[0, 0], {"residential": [box(0, 0, 1, 1)] * 3, "non_residential": []}, 1.0
+    )
     plt.close(fig)
     assert [h.get_label() for h in handles] == ["residential (3)", "non-residential (0)"]
 
@@ -257,16 +374,31 @@ def test_report_command(tmp_path, capsys):
 
 def _chromium(args, tmp_path):
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'chrome-profile'}",
-         "--virtual-time-budget=5000", *args],
-        capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chrome-profile'}",
+            "--virtual-time-budget=5000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
-                    reason="Chromium not installed (quickstart.sh test installs it)")
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Chromium not installed (quickstart.sh test installs it)",
+)
 def test_report_renders_with_its_images_in_headless_chromium(tmp_path):
     assert CHROMIUM, "CI must have Chromium: quickstart.sh test installs Debian's chromium"
     run = _score_run(tmp_path / "score", model=_model(tmp_path / "models" / "classifier"))
@@ -281,8 +413,9 @@ def test_report_renders_with_its_images_in_headless_chromium(tmp_path):
     # histograms, matrix, reliability, curves; mosaic, tiles, IoU bars, coverage
     assert int(total.group(1)) == expected == 8 and loaded.group(1) == total.group(1)
     shot = tmp_path / "shot.png"
-    result = _chromium([f"--screenshot={shot}", "--window-size=1200,1600", f"file://{path}"],
-                       tmp_path)
+    result = _chromium(
+        [f"--screenshot={shot}", "--window-size=1200,1600", f"file://{path}"], tmp_path
+    )
     assert result.returncode == 0 and shot.exists()
     from PIL import Image
 

@@ -28,9 +28,20 @@ def area(tmp_path_factory):
 
 
 def test_model_folder_written_by_train_is_accepted(area, capsys):
-    argv = ["segment", "--raster", str(area / "tiles" / "*.tif"), "--model", str(area / "seg"),
-            "--classifier", str(area / "clf"), "--residential-fraction", "0.5",
-            "--output", str(area / "dry"), "--dry-run"]
+    argv = [
+        "segment",
+        "--raster",
+        str(area / "tiles" / "*.tif"),
+        "--model",
+        str(area / "seg"),
+        "--classifier",
+        str(area / "clf"),
+        "--residential-fraction",
+        "0.5",
+        "--output",
+        str(area / "dry"),
+        "--dry-run",
+    ]
     assert cli.main(argv) == 0
     assert f"model: {area / 'seg' / 'model'}" in capsys.readouterr().out
     assert not os.path.exists(area / "dry")
@@ -41,10 +52,22 @@ def test_segment_rerun_without_classifier_leaves_no_stale_scores(area, capsys):
     from footprints.report import build_report, run_files
 
     out = area / "out"
-    base = ["segment", "--raster", str(area / "tiles" / "*.tif"), "--model", str(area / "seg"),
-            "--output", str(out), "--halo", "8", "--min-area", "1"]
-    assert cli.main(base + ["--classifier", str(area / "clf"),
-                            "--residential-fraction", "0.5"]) == 0
+    base = [
+        "segment",
+        "--raster",
+        str(area / "tiles" / "*.tif"),
+        "--model",
+        str(area / "seg"),
+        "--output",
+        str(out),
+        "--halo",
+        "8",
+        "--min-area",
+        "1",
+    ]
+    assert (
+        cli.main(base + ["--classifier", str(area / "clf"), "--residential-fraction", "0.5"]) == 0
+    )
     first = json.loads((out / "summary.json").read_text())
     assert any(f.startswith("scores/") for f in first["files"])
     build_report(str(out))
@@ -53,12 +76,21 @@ def test_segment_rerun_without_classifier_leaves_no_stale_scores(area, capsys):
     assert not (out / "scores").exists() and not (out / "report.html").exists()
     assert first["classified"]["count"] > 0
     assert not summary.get("scores")
-    on_disk = sorted(os.path.relpath(os.path.join(d, f), out).replace(os.sep, "/")
-                     for d, _, names in os.walk(out) for f in names if f != "summary.json")
+    on_disk = sorted(
+        os.path.relpath(os.path.join(d, f), out).replace(os.sep, "/")
+        for d, _, names in os.walk(out)
+        for f in names
+        if f != "summary.json"
+    )
     assert summary["files"] == on_disk
     assert {f.split("/")[0] for f in summary["files"]} == {
-        "masks", "footprints", "errors", "stac", "footprints.bigquery.json",
-        "errors.bigquery.json"}
+        "masks",
+        "footprints",
+        "errors",
+        "stac",
+        "footprints.bigquery.json",
+        "errors.bigquery.json",
+    }
     assert not (out / "classified").exists() and not (out / "classified.bigquery.json").exists()
     # A file the run did not write (dropped there later) is not read by the report.
     stray = out / "masks" / "stray.tif"

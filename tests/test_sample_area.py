@@ -83,7 +83,8 @@ def test_tiles_are_georeferenced_tiled_rgb_geotiffs(area):
             assert src.crs == rasterio.crs.CRS.from_string("EPSG:32615")
             assert src.res == (0.5, 0.5)
             assert src.transform == rasterio.transform.from_origin(
-                500000.0 + col * 256.0, 4650000.0 - row * 256.0, 0.5, 0.5)
+                500000.0 + col * 256.0, 4650000.0 - row * 256.0, 0.5, 0.5
+            )
             assert (src.width, src.height, src.count) == (512, 512, 3)
             assert src.dtypes == ("uint8",) * 3
             assert src.block_shapes == [(256, 256)] * 3
@@ -93,7 +94,9 @@ def test_tiles_are_georeferenced_tiled_rgb_geotiffs(area):
             assert src.nodata is None
             data = src.read()
         assert 20 < data.mean() < 220 and data.std() > 10  # an image, not a constant
-    assert config.tile_transform(1, 1) == rasterio.transform.from_origin(500256.0, 4649744.0, 0.5, 0.5)
+    assert config.tile_transform(1, 1) == rasterio.transform.from_origin(
+        500256.0, 4649744.0, 0.5, 0.5
+    )
     assert not [n for n in os.listdir(area.root) if n.startswith(".")]
 
 
@@ -106,7 +109,8 @@ def test_masks_equal_rasterized_footprints_from_the_file(area, vectors):
         mask, transform, profile = read_tile(mask_path)
         assert profile["dtype"] == "uint8" and profile["transform"] == read_tile(tile_path)[1]
         expected = rasterio.features.rasterize(
-            ((g, 1) for g in geoms), out_shape=mask.shape[1:], transform=transform, dtype="uint8")
+            ((g, 1) for g in geoms), out_shape=mask.shape[1:], transform=transform, dtype="uint8"
+        )
         np.testing.assert_array_equal(mask[0], expected)
         covered += int(mask.sum())
     assert set(np.unique(mask)) <= {0, 1}
@@ -116,8 +120,10 @@ def test_masks_equal_rasterized_footprints_from_the_file(area, vectors):
 def test_some_footprints_straddle_tile_edges(area, vectors):
     geoms = vectors[0]
     x_edge, y_edge = 500256.0, 4649744.0
-    edges = shapely.union(shapely.LineString([(x_edge, 4649488.0), (x_edge, 4650000.0)]),
-                          shapely.LineString([(500000.0, y_edge), (500512.0, y_edge)]))
+    edges = shapely.union(
+        shapely.LineString([(x_edge, 4649488.0), (x_edge, 4650000.0)]),
+        shapely.LineString([(500000.0, y_edge), (500512.0, y_edge)]),
+    )
     assert int(shapely.intersects(geoms, edges).sum()) >= 2
 
 
@@ -153,9 +159,12 @@ def test_residential_and_non_residential_overlap_in_size_and_roof_colour(area, v
     sums, counts = np.zeros((len(geoms), 3)), np.zeros(len(geoms))
     for tile_path in area.tiles:
         data, transform, _ = read_tile(tile_path)
-        ids = rasterio.features.rasterize(((g, i + 1) for i, g in enumerate(geoms)),
-                                          out_shape=data.shape[1:], transform=transform,
-                                          dtype="int32")
+        ids = rasterio.features.rasterize(
+            ((g, i + 1) for i, g in enumerate(geoms)),
+            out_shape=data.shape[1:],
+            transform=transform,
+            dtype="int32",
+        )
         for band in range(3):
             sums[:, band] += np.bincount(ids.ravel(), data[band].ravel(), len(geoms) + 1)[1:]
         counts += np.bincount(ids.ravel(), minlength=len(geoms) + 1)[1:]
@@ -168,8 +177,9 @@ def test_residential_and_non_residential_overlap_in_size_and_roof_colour(area, v
 
 def test_footprints_crs_reprojects_onto_the_right_pixels(tmp_path):
     area = generate_sample_area(
-        str(tmp_path), SampleAreaConfig(seed=2, footprints_crs="EPSG:4326",
-                                        footprints_format="geojson", **SMALL))
+        str(tmp_path),
+        SampleAreaConfig(seed=2, footprints_crs="EPSG:4326", footprints_format="geojson", **SMALL),
+    )
     geoms, _, crs = read_vectors(area.footprints)
     assert crs.to_epsg() == 4326
     lon, lat = shapely.get_coordinates(geoms).T
@@ -178,16 +188,18 @@ def test_footprints_crs_reprojects_onto_the_right_pixels(tmp_path):
     utm = shapely.transform(geoms, lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
     for mask_path in area.masks:
         mask, transform, _ = read_tile(mask_path)
-        burnt = rasterio.features.rasterize(((g, 1) for g in utm), out_shape=mask.shape[1:],
-                                            transform=transform, dtype="uint8")
+        burnt = rasterio.features.rasterize(
+            ((g, 1) for g in utm), out_shape=mask.shape[1:], transform=transform, dtype="uint8"
+        )
         assert np.mean(burnt == mask[0]) > 0.9995
         assert mask.sum() > 0
 
 
 @pytest.mark.parametrize("fmt", ["gpkg", "geojson", "shp", "parquet"])
 def test_each_footprints_format_is_readable(tmp_path, fmt):
-    area = generate_sample_area(str(tmp_path), SampleAreaConfig(seed=4, footprints_format=fmt,
-                                                                **SMALL))
+    area = generate_sample_area(
+        str(tmp_path), SampleAreaConfig(seed=4, footprints_format=fmt, **SMALL)
+    )
     assert area.footprints.endswith("." + fmt)
     geoms, columns, crs = read_vectors(area.footprints)
     assert crs == pyproj.CRS.from_user_input("EPSG:32615")
@@ -201,8 +213,9 @@ def test_each_footprints_format_is_readable(tmp_path, fmt):
 
 
 def test_uint16_four_band_tiles_hold_12_bit_values_with_bright_vegetation_nir(tmp_path):
-    area = generate_sample_area(str(tmp_path), SampleAreaConfig(seed=3, bands="rgbn",
-                                                                dtype="uint16", **SMALL))
+    area = generate_sample_area(
+        str(tmp_path), SampleAreaConfig(seed=3, bands="rgbn", dtype="uint16", **SMALL)
+    )
     data, _, profile = read_tile(area.tiles[0])
     mask = read_tile(area.masks[0])[0][0].astype(bool)
     assert profile["count"] == 4 and profile["dtype"] == "uint16"
@@ -216,8 +229,9 @@ def test_uint16_four_band_tiles_hold_12_bit_values_with_bright_vegetation_nir(tm
 
 def test_gray_tiles_are_luminance(tmp_path):
     rgb = generate_sample_area(str(tmp_path / "rgb"), SampleAreaConfig(seed=8, **SMALL))
-    gray = generate_sample_area(str(tmp_path / "gray"), SampleAreaConfig(seed=8, bands="gray",
-                                                                         **SMALL))
+    gray = generate_sample_area(
+        str(tmp_path / "gray"), SampleAreaConfig(seed=8, bands="gray", **SMALL)
+    )
     colour, _, _ = read_tile(rgb.tiles[0])
     mono, _, profile = read_tile(gray.tiles[0])
     assert profile["count"] == 1 and profile["dtype"] == "uint8"
@@ -230,28 +244,32 @@ def test_gray_tiles_are_luminance(tmp_path):
 def test_rerun_into_the_same_folder_replaces_outputs(tmp_path):
     generate_sample_area(str(tmp_path), SampleAreaConfig(seed=1, footprints_format="shp", **SMALL))
     assert os.path.exists(tmp_path / "tiles" / "tile_r0_c1.tif")
-    area = generate_sample_area(str(tmp_path), SampleAreaConfig(
-        seed=1, tiles_x=1, tiles_y=1, tile_size=256, pixel_size=1.0))
+    area = generate_sample_area(
+        str(tmp_path), SampleAreaConfig(seed=1, tiles_x=1, tiles_y=1, tile_size=256, pixel_size=1.0)
+    )
     assert sorted(os.listdir(tmp_path / "tiles")) == ["tile_r0_c0.tif"]
     assert sorted(os.listdir(tmp_path / "masks")) == ["tile_r0_c0.tif"]
     assert sorted(os.listdir(tmp_path)) == ["footprints.gpkg", "manifest.json", "masks", "tiles"]
     assert area.tiles == (str(tmp_path / "tiles" / "tile_r0_c0.tif"),)
 
 
-@pytest.mark.parametrize("field, value, hint", [
-    ("pixel_size", 5.0, "0.1 and 2.0"),
-    ("bands", "cmyk", "rgb, rgbn, gray"),
-    ("dtype", "float32", "uint8, uint16"),
-    ("crs", "EPSG:4326", "UTM"),
-    ("footprints_crs", "not a crs", "EPSG:4326"),
-    ("footprints_format", "kml", "parquet"),
-    ("block_size", 100, "multiple of 16"),
-    ("tiles_x", 0, "1 to 64"),
-    ("seed", -1, "non-negative"),
-    ("regions", 27, "1 to 26"),
-    ("density", 0.0, "0.1 and 5"),
-    ("origin", (1.0,), "upper-left"),
-])
+@pytest.mark.parametrize(
+    "field, value, hint",
+    [
+        ("pixel_size", 5.0, "0.1 and 2.0"),
+        ("bands", "cmyk", "rgb, rgbn, gray"),
+        ("dtype", "float32", "uint8, uint16"),
+        ("crs", "EPSG:4326", "UTM"),
+        ("footprints_crs", "not a crs", "EPSG:4326"),
+        ("footprints_format", "kml", "parquet"),
+        ("block_size", 100, "multiple of 16"),
+        ("tiles_x", 0, "1 to 64"),
+        ("seed", -1, "non-negative"),
+        ("regions", 27, "1 to 26"),
+        ("density", 0.0, "0.1 and 5"),
+        ("origin", (1.0,), "upper-left"),
+    ],
+)
 def test_invalid_config_says_how_to_fix(field, value, hint):
     with pytest.raises(ConfigError, match=re.escape(hint)):
         SampleAreaConfig(**{field: value})
@@ -259,9 +277,25 @@ def test_invalid_config_says_how_to_fix(field, value, hint):
 
 def test_cli_writes_an_area_and_prints_a_summary(tmp_path, capsys):
     out = tmp_path / "cli"
-    code = cli.main(["sample-area", "--output", str(out), "--seed", "9", "--tiles", "2x1",
-                     "--tile-size", "256", "--pixel-size", "1.0", "--footprints-format",
-                     "parquet", "--regions", "1"])
+    code = cli.main(
+        [
+            "sample-area",
+            "--output",
+            str(out),
+            "--seed",
+            "9",
+            "--tiles",
+            "2x1",
+            "--tile-size",
+            "256",
+            "--pixel-size",
+            "1.0",
+            "--footprints-format",
+            "parquet",
+            "--regions",
+            "1",
+        ]
+    )
     assert code == 0
     line = capsys.readouterr().out.strip()
     assert "2 tiles" in line and str(out) in line and "footprints" in line
@@ -270,10 +304,17 @@ def test_cli_writes_an_area_and_prints_a_summary(tmp_path, capsys):
     assert sorted(os.listdir(out / "tiles")) == ["tile_r0_c0.tif", "tile_r0_c1.tif"]
 
 
-@pytest.mark.parametrize("flags", [
-    ["--tiles", "3by2"], ["--bands", "cmyk"], ["--seed", "-1"], ["--pixel-size", "abc"],
-    ["--footprints-format", "kml"], ["--density", "lots"],
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--tiles", "3by2"],
+        ["--bands", "cmyk"],
+        ["--seed", "-1"],
+        ["--pixel-size", "abc"],
+        ["--footprints-format", "kml"],
+        ["--density", "lots"],
+    ],
+)
 def test_cli_bad_flags_exit_2_with_a_fix(tmp_path, capsys, flags):
     assert cli.main(["sample-area", "--output", str(tmp_path / "x"), *flags]) == 2
     assert "error:" in capsys.readouterr().err

@@ -76,12 +76,14 @@ def test_same_seed_same_bytes_and_four_band_variant(tmp_path, area):
     for a, b in zip(area.tiles + area.masks, again.tiles + again.masks, strict=True):
         with open(a, "rb") as fa, open(b, "rb") as fb:
             assert fa.read() == fb.read()
-    other = generate_real_like(str(tmp_path / "other"), RealLikeConfig(
-        seed=6, width=512, buildings_per_half=12))
+    other = generate_real_like(
+        str(tmp_path / "other"), RealLikeConfig(seed=6, width=512, buildings_per_half=12)
+    )
     with rasterio.open(area.tiles[0]) as x, rasterio.open(other.tiles[0]) as y:
         assert not np.array_equal(x.read(), y.read())
-    four = generate_real_like(str(tmp_path / "rgbn"), RealLikeConfig(seed=5, width=512,
-                                                                      bands="rgbn"))
+    four = generate_real_like(
+        str(tmp_path / "rgbn"), RealLikeConfig(seed=5, width=512, bands="rgbn")
+    )
     with rasterio.open(four.tiles[1]) as src:
         assert src.count == 4 and src.descriptions == ("red", "green", "blue", "nir")
         assert src.nodata == NODATA
@@ -89,12 +91,13 @@ def test_same_seed_same_bytes_and_four_band_variant(tmp_path, area):
 
 def test_cli_style_real_like_and_its_flag_checks(tmp_path, capsys):
     out = str(tmp_path / "cli")
-    assert cli.main(["sample-area", "--style", "real-like", "--output", out,
-                     "--tile-size", "512"]) == 0
+    assert (
+        cli.main(["sample-area", "--style", "real-like", "--output", out, "--tile-size", "512"])
+        == 0
+    )
     assert "real-like tile: 512x256" in capsys.readouterr().out
     assert os.path.exists(os.path.join(out, "tiles", "east.tif"))
-    assert cli.main(["sample-area", "--style", "real-like", "--output", out,
-                     "--density", "2"]) == 2
+    assert cli.main(["sample-area", "--style", "real-like", "--output", out, "--density", "2"]) == 2
     assert "do not apply" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="not one of"):
         RealLikeConfig(bands="rgb")

@@ -54,8 +54,7 @@ def _good_records():
         else:
             wkb = crs = None
         fid = f"fp-{i:04d}"
-        records.append(chip_record(fid, _value(i), region=region, wkb=wkb, crs=crs,
-                                   label=i % 2))
+        records.append(chip_record(fid, _value(i), region=region, wkb=wkb, crs=crs, label=i % 2))
         truth[fid] = _value(i)
     # The same id twice (different scores): scored twice and reported.
     records.append(chip_record("fp-0700", 17, region="south"))
@@ -64,8 +63,12 @@ def _good_records():
 
 def _frame(record: bytes) -> bytes:
     length = struct.pack("<Q", len(record))
-    return (length + struct.pack("<I", masked_crc32c(length)) + record
-            + struct.pack("<I", masked_crc32c(record)))
+    return (
+        length
+        + struct.pack("<I", masked_crc32c(length))
+        + record
+        + struct.pack("<I", masked_crc32c(record))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +87,12 @@ def dataset(tmp_path_factory):
     no_id.features.feature[contracts.IMAGE_KEY].bytes_list.value.append(png(5))
     good = png(99)
     damaged_pixels = good[:41] + bytes(len(good) - 53) + good[-12:]  # header and IEND intact
-    bad = [contracts.encode_chip(contracts.Chip("bad-image", b"\x00\x01not an image")),
-           no_id.SerializeToString(),
-           b"\x0f\xffnot a tf.train.Example",
-           contracts.encode_chip(contracts.Chip("bad-pixels", damaged_pixels))]
+    bad = [
+        contracts.encode_chip(contracts.Chip("bad-image", b"\x00\x01not an image")),
+        no_id.SerializeToString(),
+        b"\x0f\xffnot a tf.train.Example",
+        contracts.encode_chip(contracts.Chip("bad-pixels", damaged_pixels)),
+    ]
     extra = [chip_record(f"mixed-{i}", 200, region="north") for i in range(6)]
     write_shards(str(chips), extra[:3] + bad + extra[3:], 1, prefix="mixed")
 
@@ -100,21 +105,41 @@ def dataset(tmp_path_factory):
     broken = bytearray(frames[2])
     broken[30] ^= 0xFF
     (chips / "crc-00000-of-00001.tfrecord").write_bytes(
-        frames[0] + frames[1] + bytes(broken) + frames[3])
+        frames[0] + frames[1] + bytes(broken) + frames[3]
+    )
 
     fractions_csv = root / "fractions.csv"
     fractions_csv.write_text("region,residential_fraction\nnorth,0.35\nsouth,0.5\n")
-    return {"root": root, "model": model, "chips": str(chips / "*.tfrecord*"),
-            "fractions": str(fractions_csv), "truth": truth,
-            "offset_cut": 3 * len(_frame(cut[0])),
-            "offset_crc": 2 * len(_frame(crc[0]))}
+    return {
+        "root": root,
+        "model": model,
+        "chips": str(chips / "*.tfrecord*"),
+        "fractions": str(fractions_csv),
+        "truth": truth,
+        "offset_cut": 3 * len(_frame(cut[0])),
+        "offset_crc": 2 * len(_frame(crc[0])),
+    }
 
 
 def _score(dataset, output, *extra) -> int:
-    return cli.main(["score", "--chips", dataset["chips"], "--model", dataset["model"],
-                     "--residential-fraction", str(DEFAULT_FRACTION),
-                     "--region-fractions", dataset["fractions"], "--output", str(output),
-                     "--batch-size", "16", *extra])
+    return cli.main(
+        [
+            "score",
+            "--chips",
+            dataset["chips"],
+            "--model",
+            dataset["model"],
+            "--residential-fraction",
+            str(DEFAULT_FRACTION),
+            "--region-fractions",
+            dataset["fractions"],
+            "--output",
+            str(output),
+            "--batch-size",
+            "16",
+            *extra,
+        ]
+    )
 
 
 def _read(output):
@@ -147,7 +172,11 @@ def test_exactly_k_per_region_with_ties_and_saturation(in_process):
         assert list(group.is_residential) == exact_top_k(keys, k), region
         info = summary["regions"][region]
         assert (info["n"], info["k"], info["residential"], info["exact"]) == (
-            len(group), k, k, True)
+            len(group),
+            k,
+            k,
+            True,
+        )
         lowest = group[group.is_residential].score.min()
         assert info["threshold"] == pytest.approx(float(lowest))
         assert (group.threshold == np.float32(lowest)).all()
@@ -169,15 +198,22 @@ def test_scores_follow_the_model(in_process, dataset):
 
 def test_dead_letters_and_reconciliation(in_process, dataset):
     _, scores, errors, summary = in_process
-    got = {(os.path.basename(s), r, st, e)
-           for s, r, st, e in zip(errors.source, errors.record, errors.stage, errors.error)}
+    got = {
+        (os.path.basename(s), r, st, e)
+        for s, r, st, e in zip(errors.source, errors.record, errors.stage, errors.error)
+    }
     mixed = "mixed-00000-of-00001.tfrecord"
-    assert {(mixed, "bad-image", "validate", "undecodable_image"),
-            (mixed, "bad-pixels", "inference", "model_rejected_record"),
-            ("cut-00000-of-00001.tfrecord", f"offset {dataset['offset_cut']}", "read",
-             "truncated_shard"),
-            ("crc-00000-of-00001.tfrecord", f"offset {dataset['offset_crc']}", "read",
-             "corrupt_shard")} <= got
+    assert {
+        (mixed, "bad-image", "validate", "undecodable_image"),
+        (mixed, "bad-pixels", "inference", "model_rejected_record"),
+        (
+            "cut-00000-of-00001.tfrecord",
+            f"offset {dataset['offset_cut']}",
+            "read",
+            "truncated_shard",
+        ),
+        ("crc-00000-of-00001.tfrecord", f"offset {dataset['offset_crc']}", "read", "corrupt_shard"),
+    } <= got
     invalid = errors[errors.error == "invalid_record"]
     assert len(invalid) == 2 and all(r.startswith("offset ") for r in invalid.record)
     assert len(errors) == 6
@@ -224,8 +260,19 @@ def test_geoparquet_and_csv(in_process):
 def test_multi_processing_gives_identical_labels(in_process, dataset):
     output = dataset["root"] / "out-multi"
     # A coarse sketch too, so the approximate bracket path runs in the pipeline.
-    assert _score(dataset, output, "--quantile-epsilon", "0.05", "--runner", "DirectRunner",
-                  "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
+    assert (
+        _score(
+            dataset,
+            output,
+            "--quantile-epsilon",
+            "0.05",
+            "--runner",
+            "DirectRunner",
+            "--direct_running_mode=multi_processing",
+            "--direct_num_workers=2",
+        )
+        == 0
+    )
     scores, errors, summary = _read(output)
     assert _labels(scores) == _labels(in_process[1])
     assert summary["totals"] == in_process[3]["totals"]
@@ -234,9 +281,16 @@ def test_multi_processing_gives_identical_labels(in_process, dataset):
 
 def test_rerun_replaces_and_failed_run_leaves_no_summary(dataset, tmp_path, capsys):
     output = tmp_path / "out"
-    args = ["--chips", dataset["chips"].replace("*.tfrecord*", "chips-*.tfrecord"),
-            "--model", dataset["model"], "--residential-fraction", "0.5",
-            "--output", str(output)]
+    args = [
+        "--chips",
+        dataset["chips"].replace("*.tfrecord*", "chips-*.tfrecord"),
+        "--model",
+        dataset["model"],
+        "--residential-fraction",
+        "0.5",
+        "--output",
+        str(output),
+    ]
     assert cli.main(["score", *args, "--num-shards", "3", "--run-id", "first"]) == 0
     assert len(glob.glob(str(output / "scores" / "*.parquet"))) == 3
     assert cli.main(["score", *args, "--num-shards", "1", "--run-id", "second"]) == 0
@@ -255,20 +309,27 @@ def test_rerun_replaces_and_failed_run_leaves_no_summary(dataset, tmp_path, caps
     assert not (output / "summary.json").exists()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"--residential-fraction": "1.5"}, "outside \\[0, 1\\]"),
-    ({"--model": "/nonexistent/model"}, "does not exist"),
-    ({"--chips": "/nonexistent/*.tfrecord"}, "matches no files"),
-    ({"--batch-size": "0"}, "1 <= min <= batch size"),
-    ({"--accelerator": "nvidia-t4"}, "type:GPU_TYPE;count:N"),
-    ({"--bigquery-table": "just-a-table"}, "PROJECT:DATASET.TABLE"),
-    ({"--quantile-epsilon": "0.5"}, "must be in \\(0, 0.1\\]"),
-    ({"--region-fractions": "BAD_CSV"}, "line 2"),
-    ({"--model": "WRONG_MODEL"}, "must return 'score'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"--residential-fraction": "1.5"}, "outside \\[0, 1\\]"),
+        ({"--model": "/nonexistent/model"}, "does not exist"),
+        ({"--chips": "/nonexistent/*.tfrecord"}, "matches no files"),
+        ({"--batch-size": "0"}, "1 <= min <= batch size"),
+        ({"--accelerator": "nvidia-t4"}, "type:GPU_TYPE;count:N"),
+        ({"--bigquery-table": "just-a-table"}, "PROJECT:DATASET.TABLE"),
+        ({"--quantile-epsilon": "0.5"}, "must be in \\(0, 0.1\\]"),
+        ({"--region-fractions": "BAD_CSV"}, "line 2"),
+        ({"--model": "WRONG_MODEL"}, "must return 'score'"),
+    ],
+)
 def test_invalid_flags_fail_before_the_pipeline(dataset, tmp_path, capsys, change, message):
-    flags = {"--chips": dataset["chips"], "--model": dataset["model"],
-             "--residential-fraction": "0.3", "--output": str(tmp_path / "out")}
+    flags = {
+        "--chips": dataset["chips"],
+        "--model": dataset["model"],
+        "--residential-fraction": "0.3",
+        "--output": str(tmp_path / "out"),
+    }
     flags.update(change)
     if flags.get("--region-fractions") == "BAD_CSV":
         (tmp_path / "bad.csv").write_text("region,residential_fraction\nnorth,-0.1\n")
@@ -296,15 +357,26 @@ def test_score_chips_on_bytes_with_the_tfx_handler(dataset):
     records = [chip_record(f"t{i}", v) for i, v in enumerate([0, 255, 255, 255, 10, 128])]
     records.append(b"junk")
     with test_pipeline.TestPipeline() as p:
-        result = (p | beam.Create(records)
-                  | ScoreChips(model, "0.5", batch_size=4, model_format="tfx",
-                               run_id="r", model_id="m"))
-        assert_that(result.scores | beam.Map(lambda r: (r["footprint_id"], r["is_residential"])),
-                    equal_to(_expected_tfx_labels()), label="Labels")
-        assert_that(result.errors | beam.Map(lambda e: (e.source, e.stage, e.error)),
-                    equal_to([("<pipeline>", "validate", "invalid_record")]), label="Errors")
-        assert_that(result.regions | beam.Map(lambda r: (r.region, r.n, r.k)),
-                    equal_to([("all", 6, 3)]), label="Regions")
+        result = (
+            p
+            | beam.Create(records)
+            | ScoreChips(model, "0.5", batch_size=4, model_format="tfx", run_id="r", model_id="m")
+        )
+        assert_that(
+            result.scores | beam.Map(lambda r: (r["footprint_id"], r["is_residential"])),
+            equal_to(_expected_tfx_labels()),
+            label="Labels",
+        )
+        assert_that(
+            result.errors | beam.Map(lambda e: (e.source, e.stage, e.error)),
+            equal_to([("<pipeline>", "validate", "invalid_record")]),
+            label="Errors",
+        )
+        assert_that(
+            result.regions | beam.Map(lambda r: (r.region, r.n, r.k)),
+            equal_to([("all", 6, 3)]),
+            label="Regions",
+        )
 
 
 def _expected_tfx_labels():
@@ -315,30 +387,43 @@ def _expected_tfx_labels():
 
 def test_pipeline_construction_with_bigquery_and_accelerator(dataset, tmp_path):
     config = ScoreConfig.create(
-        chips=dataset["chips"], model_dir=dataset["model"], residential_fraction="0.3",
-        output=str(tmp_path / "out"), bigquery_table="my-project:footprints.scores",
+        chips=dataset["chips"],
+        model_dir=dataset["model"],
+        residential_fraction="0.3",
+        output=str(tmp_path / "out"),
+        bigquery_table="my-project:footprints.scores",
         accelerator="type:nvidia-tesla-t4;count:1;install-nvidia-driver",
-        check_model_dir=False)
+        check_model_dir=False,
+    )
     p = build_pipeline(config)
     proto = p.to_runner_api()
     transforms = proto.components.transforms
     bq = [t for t in transforms.values() if t.unique_name.endswith("WriteBigQuery")]
     assert bq, "WriteToBigQuery is not in the graph"
-    inference = [t for t in transforms.values()
-                 if t.unique_name.endswith("BeamML_RunInference") and not t.subtransforms]
+    inference = [
+        t
+        for t in transforms.values()
+        if t.unique_name.endswith("BeamML_RunInference") and not t.subtransforms
+    ]
     assert inference
-    env_hints = {h for t in inference
-                 for h in proto.components.environments[t.environment_id].resource_hints}
-    hint_values = {v for t in inference
-                   for v in proto.components.environments[t.environment_id]
-                   .resource_hints.values()}
+    env_hints = {
+        h for t in inference for h in proto.components.environments[t.environment_id].resource_hints
+    }
+    hint_values = {
+        v
+        for t in inference
+        for v in proto.components.environments[t.environment_id].resource_hints.values()
+    }
     assert any("accelerator" in h for h in env_hints)
     assert b"type:nvidia-tesla-t4;count:1;install-nvidia-driver" in hint_values
     from pipeline.writers.scores import BIGQUERY_SCHEMA, bigquery_row
 
-    assert {"name": "geometry", "type": "GEOGRAPHY", "mode": "NULLABLE"} in \
-        BIGQUERY_SCHEMA["fields"]
-    row = bigquery_row({"geometry": shapely.box(500000, 4600000, 500010, 4600010).wkb,
-                        "threshold": float("inf")}, "EPSG:32615")
+    assert {"name": "geometry", "type": "GEOGRAPHY", "mode": "NULLABLE"} in BIGQUERY_SCHEMA[
+        "fields"
+    ]
+    row = bigquery_row(
+        {"geometry": shapely.box(500000, 4600000, 500010, 4600010).wkb, "threshold": float("inf")},
+        "EPSG:32615",
+    )
     lon, lat = shapely.from_wkt(row["geometry"]).centroid.coords[0]
     assert -94 < lon < -92 and 41 < lat < 42.5 and row["threshold"] is None

@@ -33,8 +33,12 @@ def test_reader_matches_tensorflow(tmp_path, records, compression):
 
     (path,) = write_shards(str(tmp_path), records, 1, compression)
     ours = [r.record for r in read_shard(path)]
-    theirs = [r.numpy() for r in tf.data.TFRecordDataset(
-        path, compression_type="GZIP" if compression == "gzip" else "")]
+    theirs = [
+        r.numpy()
+        for r in tf.data.TFRecordDataset(
+            path, compression_type="GZIP" if compression == "gzip" else ""
+        )
+    ]
     assert ours == theirs == records
 
 
@@ -51,8 +55,12 @@ def _framed(records):
     for r in records:
         offsets.append(buf.tell())
         length = struct.pack("<Q", len(r))
-        buf.write(length + struct.pack("<I", masked_crc32c(length)) + r
-                  + struct.pack("<I", masked_crc32c(r)))
+        buf.write(
+            length
+            + struct.pack("<I", masked_crc32c(length))
+            + r
+            + struct.pack("<I", masked_crc32c(r))
+        )
     return buf.getvalue(), offsets
 
 
@@ -92,13 +100,17 @@ def test_corrupt_length_crc_is_caught(records):
 def test_damaged_shard_gives_records_then_one_dead_letter(tmp_path, records):
     data, offsets = _framed(records[:5])
     path = tmp_path / "chips-00000-of-00001.tfrecord"
-    path.write_bytes(data[:offsets[4] + 7])
+    path.write_bytes(data[: offsets[4] + 7])
     items = list(read_shard(str(path)))
     assert [i.record for i in items[:-1]] == records[:4]
     err = items[-1]
     assert isinstance(err, ErrorRecord)
     assert (err.source, err.record, err.stage, err.error) == (
-        str(path), f"offset {offsets[4]}", "read", "truncated_shard")
+        str(path),
+        f"offset {offsets[4]}",
+        "read",
+        "truncated_shard",
+    )
     assert "Rewrite the shard" in err.message
 
 

@@ -14,11 +14,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import rasterio
+import score_helpers
+import segment_helpers as helpers
 import shapely
 from rasterio.transform import Affine, from_origin
 
-import score_helpers
-import segment_helpers as helpers
 from footprints import cli
 from footprints.contracts import SegmenterAssets
 from pipeline.chipping import ChipSpec
@@ -46,12 +46,15 @@ PX = 0.5
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     return {
-        "bright": helpers.save_bright_segmenter(str(root / "bright"), window_size=64,
-                                                poison_value=77),
-        "conv": helpers.save_conv_segmenter(str(root / "conv"), window_size=32,
-                                            dilations=(1, 2, 4)),
-        "gray16": helpers.save_bright_segmenter(str(root / "gray16"), bands=(1,),
-                                                raw_dtype="uint16", window_size=64),
+        "bright": helpers.save_bright_segmenter(
+            str(root / "bright"), window_size=64, poison_value=77
+        ),
+        "conv": helpers.save_conv_segmenter(
+            str(root / "conv"), window_size=32, dilations=(1, 2, 4)
+        ),
+        "gray16": helpers.save_bright_segmenter(
+            str(root / "gray16"), bands=(1,), raw_dtype="uint16", window_size=64
+        ),
     }
 
 
@@ -61,6 +64,7 @@ RGB = SegmenterAssets.identity(64, 3)
 # --------------------------------------------------------------------------
 # Validation and reads (no Beam)
 # --------------------------------------------------------------------------
+
 
 def _truncated(tmp_path):
     data, _ = helpers.bright_scene(150, 130, [], seed=3)
@@ -72,11 +76,14 @@ def _truncated(tmp_path):
 
 
 BAD_TILES = {
-    "no_crs": lambda d: helpers.write_tile(str(d / "x.tif"), np.zeros((3, 20, 20), np.uint8),
-                                           crs=None),
+    "no_crs": lambda d: helpers.write_tile(
+        str(d / "x.tif"), np.zeros((3, 20, 20), np.uint8), crs=None
+    ),
     "not_north_up": lambda d: helpers.write_tile(
-        str(d / "x.tif"), np.zeros((3, 20, 20), np.uint8),
-        transform=Affine(0.5, 0.1, 500000.0, 0.1, -0.5, 4200000.0)),
+        str(d / "x.tif"),
+        np.zeros((3, 20, 20), np.uint8),
+        transform=Affine(0.5, 0.1, 500000.0, 0.1, -0.5, 4200000.0),
+    ),
     "unreadable": lambda d: (d / "x.tif").write_text("not a raster") or str(d / "x.tif"),
     "truncated": _truncated,
     "band_count": lambda d: helpers.write_tile(str(d / "x.tif"), np.zeros((1, 20, 20), np.uint8)),
@@ -118,20 +125,28 @@ def test_read_window_pads_at_edges_and_reads_nodata(tmp_path):
             pixels, valid = read_window(src, tile, plan, RGB)
             window = plan.window
             inside = window.intersect(Box(0, 0, 70, 50))
-            ref = cut_and_pad(image[inside.row:inside.bottom, inside.col:inside.right], inside,
-                              window, 70, 50)
+            ref = cut_and_pad(
+                image[inside.row : inside.bottom, inside.col : inside.right], inside, window, 70, 50
+            )
             np.testing.assert_array_equal(pixels, ref)
             ref_valid = cut_and_pad(
-                expected_valid[inside.row:inside.bottom, inside.col:inside.right], inside,
-                window, 70, 50, mode="constant", constant_values=False)
+                expected_valid[inside.row : inside.bottom, inside.col : inside.right],
+                inside,
+                window,
+                70,
+                50,
+                mode="constant",
+                constant_values=False,
+            )
             np.testing.assert_array_equal(valid, ref_valid)
 
 
 def test_open_rasters_keeps_the_most_recent_tiles_open(tmp_path):
     from pipeline.sources.open_rasters import OpenRasters
 
-    paths = [helpers.write_tile(str(tmp_path / f"{n}.tif"), np.zeros((3, 8, 8), np.uint8))
-             for n in "abc"]
+    paths = [
+        helpers.write_tile(str(tmp_path / f"{n}.tif"), np.zeros((3, 8, 8), np.uint8)) for n in "abc"
+    ]
     rasters = OpenRasters(size=2)
     a, b = rasters(paths[0]), rasters(paths[1])
     assert rasters(paths[0]) is a and len(rasters) == 2
@@ -150,6 +165,7 @@ def test_open_rasters_keeps_the_most_recent_tiles_open(tmp_path):
 # Inference (no Beam)
 # --------------------------------------------------------------------------
 
+
 def test_tta_averages_the_model_over_flips_and_rotations():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (2, 16, 16, 3)).astype(np.uint8)
@@ -159,15 +175,17 @@ def test_tta_averages_the_model_over_flips_and_rotations():
 
     assert len(augmentations("d4")) == 8 and len(augmentations("flips")) == 4
     np.testing.assert_allclose(predict(model, images, "none"), model(images))
-    flipped = [model(images),
-               model(images[:, :, ::-1])[:, :, ::-1],
-               model(images[:, ::-1])[:, ::-1],
-               model(images[:, ::-1, ::-1])[:, ::-1, ::-1]]
-    np.testing.assert_allclose(predict(model, images, "flips"), np.mean(flipped, axis=0),
-                               rtol=1e-6)
+    flipped = [
+        model(images),
+        model(images[:, :, ::-1])[:, :, ::-1],
+        model(images[:, ::-1])[:, ::-1],
+        model(images[:, ::-1, ::-1])[:, ::-1, ::-1],
+    ]
+    np.testing.assert_allclose(predict(model, images, "flips"), np.mean(flipped, axis=0), rtol=1e-6)
     # Every D4 view maps back onto the original pixels: a per-pixel model is unchanged.
-    np.testing.assert_allclose(predict(lambda x: x[..., 1] / 255.0, images, "d4"),
-                               images[..., 1] / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        predict(lambda x: x[..., 1] / 255.0, images, "d4"), images[..., 1] / 255.0, rtol=1e-6
+    )
 
 
 def test_one_bad_window_does_not_fail_its_batch(models):
@@ -191,8 +209,9 @@ def _loop_without_beam(model, image, size, halo):
     parts = []
     for plan in plan_windows("t", h, w, size, halo):
         inside = plan.window.intersect(Box(0, 0, h, w))
-        pixels = cut_and_pad(image[inside.row:inside.bottom, inside.col:inside.right], inside,
-                             plan.window, h, w)
+        pixels = cut_and_pad(
+            image[inside.row : inside.bottom, inside.col : inside.right], inside, plan.window, h, w
+        )
         parts.append(CorePrediction.inferred(plan, model(pixels[None])[0], None))
     return stitch_tile(tile, parts, size, halo).probability
 
@@ -200,9 +219,17 @@ def _loop_without_beam(model, image, size, halo):
 def helpers_tile(h, w):
     from pipeline.sources.rasters import TileInfo
 
-    return TileInfo(path="t.tif", scene="t", height=h, width=w, crs=UTM,
-                    transform=(PX, 0, 500000.0, 0, -PX, 4200000.0), block_shape=(64, 64),
-                    masked=False, dtype="uint8")
+    return TileInfo(
+        path="t.tif",
+        scene="t",
+        height=h,
+        width=w,
+        crs=UTM,
+        transform=(PX, 0, 500000.0, 0, -PX, 4200000.0),
+        block_shape=(64, 64),
+        masked=False,
+        dtype="uint8",
+    )
 
 
 def test_halo_removes_seams_and_its_absence_shows_them(models):
@@ -222,6 +249,7 @@ def test_halo_removes_seams_and_its_absence_shows_them(models):
 # --------------------------------------------------------------------------
 # The pipeline
 # --------------------------------------------------------------------------
+
 
 def _utm_origin(col_px=0.0, row_px=0.0):
     return (helpers.UTM_ORIGIN[0] + col_px * PX, helpers.UTM_ORIGIN[1] - row_px * PX)
@@ -245,17 +273,20 @@ def mixed_run(models, tmp_path_factory):
     _write_truth(str(truths / "truth_b.tif"), truth_b, _utm_origin(130))
     # c: geographic CRS, smaller than a window.
     c, _ = helpers.bright_scene(30, 40, [(10, 10, 20, 30)], seed=3)
-    helpers.write_tile(str(tiles / "c.tif"), c, crs="EPSG:4326",
-                       transform=from_origin(-93.0, 45.0, 1e-5, 1e-5))
+    helpers.write_tile(
+        str(tiles / "c.tif"), c, crs="EPSG:4326", transform=from_origin(-93.0, 45.0, 1e-5, 1e-5)
+    )
     # d: the left half is nodata; e: all nodata.
     dd, _ = helpers.bright_scene(100, 100, [(40, 60, 70, 90)], seed=4)
     dd[:, :, :50] = 0
     helpers.write_tile(str(tiles / "d.tif"), dd, origin=_utm_origin(1000), nodata=0)
-    helpers.write_tile(str(tiles / "e.tif"), np.zeros((3, 80, 80), np.uint8),
-                       origin=_utm_origin(2000), nodata=0)
+    helpers.write_tile(
+        str(tiles / "e.tif"), np.zeros((3, 80, 80), np.uint8), origin=_utm_origin(2000), nodata=0
+    )
     # k: every window poisons the model.
-    helpers.write_tile(str(tiles / "k.tif"), np.full((3, 70, 70), 77, np.uint8),
-                       origin=_utm_origin(3000))
+    helpers.write_tile(
+        str(tiles / "k.tif"), np.full((3, 70, 70), 77, np.uint8), origin=_utm_origin(3000)
+    )
     # Tiles that go to errors/.
     helpers.write_tile(str(tiles / "f.tif"), np.zeros((3, 20, 20), np.uint8), crs=None)
     shutil.copy(_truncated(d), tiles / "g.tif")
@@ -265,40 +296,67 @@ def mixed_run(models, tmp_path_factory):
     helpers.write_tile(str(d / "tiles2" / "a.tif"), a)  # same scene name as tiles/a.tif
     classifier = score_helpers.save_classifier(str(d / "classifier"), "brightness")
     config = SegmentConfig.create(
-        raster=str(d / "tiles*" / "*.tif"), model_dir=models["bright"], output=str(d / "out"),
-        halo=8, batch_size=4, truth_masks=str(truths / "*.tif"), min_area=1.0,
-        classifier=classifier, residential_fraction="0.5",
+        raster=str(d / "tiles*" / "*.tif"),
+        model_dir=models["bright"],
+        output=str(d / "out"),
+        halo=8,
+        batch_size=4,
+        truth_masks=str(truths / "*.tif"),
+        min_area=1.0,
+        classifier=classifier,
+        residential_fraction="0.5",
         # min_extent is taken in CRS units by pipeline.chipping (degrees for c.tif), so
         # the default 20 would ask for a 2e6-pixel chip there; 0 keeps chips footprint-sized.
-        chip_spec=ChipSpec(min_extent=0.0))
+        chip_spec=ChipSpec(min_extent=0.0),
+    )
     return d, config, run_config(config)
 
 
 def test_pipeline_accounts_for_every_tile_and_window(mixed_run):
     """Counts reconcile: every matched tile and planned window is written or explained."""
     _, _, summary = mixed_run
-    assert summary["tiles"] == {"matched": 12, "rejected": 6, "valid": 6, "written": 4,
-                                "skipped_nodata": 1, "failed": 1}
+    assert summary["tiles"] == {
+        "matched": 12,
+        "rejected": 6,
+        "valid": 6,
+        "written": 4,
+        "skipped_nodata": 1,
+        "failed": 1,
+    }
     windows = summary["windows"]
     assert windows["failed"] == 4 and windows["nodata"] == 4 + 2
     assert summary["reconciliation"]["tiles_ok"] and summary["reconciliation"]["windows_ok"]
     assert summary["errors"]["by_reason"] == {
-        "band_count": 1, "dtype": 1, "duplicate_scene": 1, "inference_failed": 4,
-        "no_crs": 1, "no_window_inferred": 1, "truncated": 1, "unreadable": 1}
+        "band_count": 1,
+        "dtype": 1,
+        "duplicate_scene": 1,
+        "inference_failed": 4,
+        "no_crs": 1,
+        "no_window_inferred": 1,
+        "truncated": 1,
+        "unreadable": 1,
+    }
     assert [s["scene"] for s in summary["skipped_tiles"]] == ["e", "k"]
 
 
 def test_pipeline_writes_cog_masks_on_each_tiles_grid(mixed_run):
     d, _, summary = mixed_run
     masks = d / "out" / "masks"
-    assert sorted(os.listdir(masks)) == ["a.tif", "b.tif", "c.tif", "d.tif",
-                                         "mosaic-EPSG_4326.vrt", "mosaic.vrt"]
+    assert sorted(os.listdir(masks)) == [
+        "a.tif",
+        "b.tif",
+        "c.tif",
+        "d.tif",
+        "mosaic-EPSG_4326.vrt",
+        "mosaic.vrt",
+    ]
     for scene in "abcd":
-        with rasterio.open(d / "tiles" / f"{scene}.tif") as tile, \
-                rasterio.open(masks / f"{scene}.tif") as mask:
+        with (
+            rasterio.open(d / "tiles" / f"{scene}.tif") as tile,
+            rasterio.open(masks / f"{scene}.tif") as mask,
+        ):
             assert mask.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
-            assert (mask.crs, mask.transform, mask.shape) == (tile.crs, tile.transform,
-                                                              tile.shape)
+            assert (mask.crs, mask.transform, mask.shape) == (tile.crs, tile.transform, tile.shape)
             valid = mask.read_masks(1) > 0
             np.testing.assert_array_equal(valid, tile.read_masks([1, 2, 3]).any(axis=0))
     with rasterio.open(masks / "mosaic.vrt") as mosaic:
@@ -326,14 +384,19 @@ def test_pipeline_writes_footprints_merged_across_tiles(mixed_run):
         rows[r["tile"]].append(r)
     assert summary["footprints"]["count"] == table.num_rows == 4
     # The building on the a|b edge is one footprint, 30 x 60 pixels.
-    crossing = [r for r in table.to_pylist()
-                if shapely.from_wkb(r["geometry"]).bounds[0] < _utm_origin(130)[0]
-                < shapely.from_wkb(r["geometry"]).bounds[2]]
+    crossing = [
+        r
+        for r in table.to_pylist()
+        if shapely.from_wkb(r["geometry"]).bounds[0]
+        < _utm_origin(130)[0]
+        < shapely.from_wkb(r["geometry"]).bounds[2]
+    ]
     assert len(crossing) == 1
     # area_m2 is the written polygon's: simplification cuts the blurred
     # corners, so it is a few percent under the drawn 30 x 60 pixels.
     assert crossing[0]["area_m2"] == pytest.approx(
-        shapely.from_wkb(crossing[0]["geometry"]).area, rel=1e-9)
+        shapely.from_wkb(crossing[0]["geometry"]).area, rel=1e-9
+    )
     assert crossing[0]["area_m2"] == pytest.approx(30 * 60 * PX * PX, rel=0.07)
     assert crossing[0]["mean_probability"] > 0.9
     # The EPSG:4326 tile's building is reprojected into the table's CRS.
@@ -351,8 +414,7 @@ def test_pipeline_scores_its_footprints_with_the_classifier(mixed_run):
     scores = pq.read_table(d / "out" / "scores")
     rows = scores.to_pylist()
     # Every footprint is chipped from the tiles and scored, in the footprints' CRS.
-    assert sorted(r["footprint_id"] for r in rows) == sorted(
-        f["footprint_id"] for f in footprints)
+    assert sorted(r["footprint_id"] for r in rows) == sorted(f["footprint_id"] for f in footprints)
     geo = json.loads(scores.schema.metadata[b"geo"])
     assert geo["columns"]["geometry"]["crs"]["id"] == {"authority": "EPSG", "code": 32615}
     by_id = {f["footprint_id"]: f["geometry"] for f in footprints}
@@ -367,9 +429,13 @@ def test_pipeline_scores_its_footprints_with_the_classifier(mixed_run):
 def test_stitched_mask_equals_whole_tile_inference(models, tmp_path):
     image = helpers.random_image(100, 90, seed=7)
     helpers.write_tile(str(tmp_path / "t.tif"), image, blocksize=16)
-    config = SegmentConfig.create(raster=str(tmp_path / "t.tif"), model_dir=models["conv"],
-                                  output=str(tmp_path / "out"), batch_size=3,
-                                  min_batch_size=2)
+    config = SegmentConfig.create(
+        raster=str(tmp_path / "t.tif"),
+        model_dir=models["conv"],
+        output=str(tmp_path / "out"),
+        batch_size=3,
+        min_batch_size=2,
+    )
     assert config.halo == 7  # the model's receptive radius, from its assets
     summary = run_config(config)
     assert summary["windows"]["planned"] == summary["windows"]["inferred"] > 9
@@ -384,12 +450,25 @@ def test_stitched_mask_equals_whole_tile_inference(models, tmp_path):
 def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, capsys):
     for i, (rects, seed) in enumerate([([(5, 5, 30, 30)], 1), ([(40, 40, 60, 70)], 2)]):
         data, _ = helpers.bright_scene(90, 80, rects, bands=1, dtype="uint16", seed=seed)
-        helpers.write_tile(str(tmp_path / "tiles" / f"g{i}.tif"), data,
-                           origin=_utm_origin(200 * i))
+        helpers.write_tile(str(tmp_path / "tiles" / f"g{i}.tif"), data, origin=_utm_origin(200 * i))
     out = str(tmp_path / "out")
-    argv = ["segment", "--raster", str(tmp_path / "tiles" / "*.tif"), "--model",
-            models["gray16"], "--output", out, "--tta", "flips", "--binary-mask",
-            "--halo", "4", "--regularize", "--runner", "DirectRunner"]
+    argv = [
+        "segment",
+        "--raster",
+        str(tmp_path / "tiles" / "*.tif"),
+        "--model",
+        models["gray16"],
+        "--output",
+        out,
+        "--tta",
+        "flips",
+        "--binary-mask",
+        "--halo",
+        "4",
+        "--regularize",
+        "--runner",
+        "DirectRunner",
+    ]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "segment: 2 tiles -> 2 masks" in printed and "footprints: 2 buildings" in printed
@@ -418,30 +497,59 @@ def test_sample_area_end_to_end_against_true_footprints(models, tmp_path, capsys
     from footprints.sample_area import SampleAreaConfig, generate_sample_area
     from pipeline.stitching.iou import truth_summary
 
-    area = generate_sample_area(str(tmp_path / "area"), SampleAreaConfig(
-        seed=0, tiles_x=2, tiles_y=2, tile_size=256, bands="rgbn", dtype="uint16",
-        footprints_crs="EPSG:4326"))
-    model = helpers.save_bright_segmenter(str(tmp_path / "m16"), raw_dtype="uint16",
-                                          window_size=64)
+    area = generate_sample_area(
+        str(tmp_path / "area"),
+        SampleAreaConfig(
+            seed=0,
+            tiles_x=2,
+            tiles_y=2,
+            tile_size=256,
+            bands="rgbn",
+            dtype="uint16",
+            footprints_crs="EPSG:4326",
+        ),
+    )
+    model = helpers.save_bright_segmenter(str(tmp_path / "m16"), raw_dtype="uint16", window_size=64)
     out = tmp_path / "out"
-    assert cli.main(["segment", "--raster", os.path.join(area.root, "tiles", "*.tif"),
-                     "--model", model, "--output", str(out), "--batch-size", "16",
-                     "--truth-footprints", area.footprints]) == 0
+    assert (
+        cli.main(
+            [
+                "segment",
+                "--raster",
+                os.path.join(area.root, "tiles", "*.tif"),
+                "--model",
+                model,
+                "--output",
+                str(out),
+                "--batch-size",
+                "16",
+                "--truth-footprints",
+                area.footprints,
+            ]
+        )
+        == 0
+    )
     assert "against the truth: pixel IoU" in capsys.readouterr().out
     summary = json.load(open(out / "summary.json"))
     assert summary["tiles"]["written"] == 4 and summary["reconciliation"]["windows_ok"]
     truth = summary["truth"]
     assert truth["source"]["kind"] == "footprints" and truth["source"]["rejected"] == 0
-    assert sorted(truth["tiles"]) == sorted(os.path.splitext(os.path.basename(t))[0]
-                                            for t in area.tiles)
+    assert sorted(truth["tiles"]) == sorted(
+        os.path.splitext(os.path.basename(t))[0] for t in area.tiles
+    )
     assert summary["footprints"]["crs"] == area.crs
     # The same outputs measured against the true masks the area drew from
     # the same polygons: pixel IoU within rasterization noise, objects equal
     # up to buildings whose burnt and drawn outlines differ near 0.5 IoU.
     masks = sorted(str(p) for p in (out / "masks").glob("*.tif"))
-    by_masks = truth_summary(output=str(tmp_path / "again"), mask_paths=masks,
-                             footprint_files=summary["footprints"]["files"], crs=area.crs,
-                             threshold=0.5, truth_masks=list(area.masks))
+    by_masks = truth_summary(
+        output=str(tmp_path / "again"),
+        mask_paths=masks,
+        footprint_files=summary["footprints"]["files"],
+        crs=area.crs,
+        threshold=0.5,
+        truth_masks=list(area.masks),
+    )
     assert truth["iou"] == pytest.approx(by_masks["iou"], abs=0.02)
     a, b = truth["objects"], by_masks["objects"]
     assert a["predicted"] == b["predicted"] > 0
@@ -449,8 +557,10 @@ def test_sample_area_end_to_end_against_true_footprints(models, tmp_path, capsys
     assert abs(a["true_positives"] - b["true_positives"]) <= max(2, 0.1 * b["truth"])
     for key in ("precision", "recall", "f1"):
         assert 0.0 <= a[key] <= 1.0
-    assert sum(t["true_positive"] + t["false_positive"]
-               for t in truth["tile_objects"].values()) == a["predicted"]
+    assert (
+        sum(t["true_positive"] + t["false_positive"] for t in truth["tile_objects"].values())
+        == a["predicted"]
+    )
 
 
 def test_pipeline_with_accelerator_hints_the_inference_steps_only(models, tmp_path):
@@ -461,35 +571,48 @@ def test_pipeline_with_accelerator_hints_the_inference_steps_only(models, tmp_pa
     data, _ = helpers.bright_scene(70, 70, [(10, 10, 40, 40)])
     helpers.write_tile(str(tmp_path / "t.tif"), data)
     config = SegmentConfig.create(
-        raster=str(tmp_path / "t.tif"), model_dir=models["bright"], output=str(tmp_path / "out"),
-        accelerator=hint, classifier=score_helpers.save_classifier(str(tmp_path / "cls")),
-        residential_fraction="0.5", check_model=False)
+        raster=str(tmp_path / "t.tif"),
+        model_dir=models["bright"],
+        output=str(tmp_path / "out"),
+        accelerator=hint,
+        classifier=score_helpers.save_classifier(str(tmp_path / "cls")),
+        residential_fraction="0.5",
+        check_model=False,
+    )
     proto = build_pipeline(config).to_runner_api()
     envs = proto.components.environments
-    hinted = {t.unique_name: dict(envs[t.environment_id].resource_hints)
-              for t in proto.components.transforms.values()
-              if t.environment_id and not t.subtransforms
-              and envs[t.environment_id].resource_hints}
+    hinted = {
+        t.unique_name: dict(envs[t.environment_id].resource_hints)
+        for t in proto.components.transforms.values()
+        if t.environment_id and not t.subtransforms and envs[t.environment_id].resource_hints
+    }
     # Reads, windowing, stitching, chipping and writes stay on CPU workers.
-    assert sorted(hinted) == ["ScoreChips/Score/RunInference/BeamML_RunInference",
-                              "Segment/RunInference/BeamML_RunInference"]
+    assert sorted(hinted) == [
+        "ScoreChips/Score/RunInference/BeamML_RunInference",
+        "Segment/RunInference/BeamML_RunInference",
+    ]
     assert all(h == {"beam:resources:accelerator:v1": hint.encode()} for h in hinted.values())
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--raster", "/nonexistent/*.tif"], "matches no files"),
-    (["--accelerator", "nvidia-l4"], "type:GPU_TYPE;count:N"),
-    (["--halo", "40"], "--halo 40"),
-    (["--batch-size", "2", "--min-batch-size", "4"], "min <= batch size"),
-    (["--model", "/nonexistent"], "does not exist"),
-    (["--truth-footprints", "/nonexistent.gpkg"], "--truth-footprints: footprint file"),
-    (["--truth-masks", "/nonexistent/*.tif"], "--truth-masks '/nonexistent/*.tif' matches no"),
-])
-def test_cli_rejects_bad_flags_before_building_a_pipeline(models, tmp_path, capsys, flags,
-                                                          message):
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--raster", "/nonexistent/*.tif"], "matches no files"),
+        (["--accelerator", "nvidia-l4"], "type:GPU_TYPE;count:N"),
+        (["--halo", "40"], "--halo 40"),
+        (["--batch-size", "2", "--min-batch-size", "4"], "min <= batch size"),
+        (["--model", "/nonexistent"], "does not exist"),
+        (["--truth-footprints", "/nonexistent.gpkg"], "--truth-footprints: footprint file"),
+        (["--truth-masks", "/nonexistent/*.tif"], "--truth-masks '/nonexistent/*.tif' matches no"),
+    ],
+)
+def test_cli_rejects_bad_flags_before_building_a_pipeline(models, tmp_path, capsys, flags, message):
     helpers.write_tile(str(tmp_path / "t.tif"), np.zeros((3, 10, 10), np.uint8))
-    base = {"--raster": str(tmp_path / "*.tif"), "--model": models["conv"],
-            "--output": str(tmp_path / "out")}
+    base = {
+        "--raster": str(tmp_path / "*.tif"),
+        "--model": models["conv"],
+        "--output": str(tmp_path / "out"),
+    }
     for flag, value in zip(flags[::2], flags[1::2]):
         base[flag] = value
     argv = ["segment"] + [x for kv in base.items() for x in kv]

@@ -39,18 +39,39 @@ from pipeline.stitching.windows import (
 UTM = "EPSG:32615"
 
 
-def tile_info(height, width, *, crs=UTM, transform=(0.5, 0, 500000.0, 0, -0.5, 4200000.0),
-              scene="t", masked=False):
-    return TileInfo(path=f"/in/{scene}.tif", scene=scene, height=height, width=width, crs=crs,
-                    transform=transform, block_shape=(64, 64), masked=masked, dtype="uint8")
+def tile_info(
+    height,
+    width,
+    *,
+    crs=UTM,
+    transform=(0.5, 0, 500000.0, 0, -0.5, 4200000.0),
+    scene="t",
+    masked=False,
+):
+    return TileInfo(
+        path=f"/in/{scene}.tif",
+        scene=scene,
+        height=height,
+        width=width,
+        crs=crs,
+        transform=transform,
+        block_shape=(64, 64),
+        masked=masked,
+        dtype="uint8",
+    )
 
 
 # --------------------------------------------------------------------------
 # Keys
 # --------------------------------------------------------------------------
 
-@given(st.text(min_size=1).filter(lambda s: "/" not in s), st.integers(-2**40, 2**40),
-       st.integers(-2**40, 2**40), st.integers(1, 2**20))
+
+@given(
+    st.text(min_size=1).filter(lambda s: "/" not in s),
+    st.integers(-(2**40), 2**40),
+    st.integers(-(2**40), 2**40),
+    st.integers(1, 2**20),
+)
 def test_window_key_coder_round_trips_deterministically(scene, row, col, size):
     key = WindowKey(scene, row, col, size)
     coder = WindowKeyCoder()
@@ -74,6 +95,7 @@ def test_keys_use_their_registered_deterministic_coders():
 # Planning
 # --------------------------------------------------------------------------
 
+
 @settings(max_examples=300, deadline=None)
 @given(st.integers(1, 700), st.integers(8, 128), st.data())
 def test_plan_axis_cores_partition_the_axis_with_enough_context(extent, size, data):
@@ -96,7 +118,10 @@ def test_plan_axis_cores_partition_the_axis_with_enough_context(extent, size, da
 
 def test_plan_windows_examples():
     assert [(w.start, w.core_start, w.core_stop) for w in plan_axis(100, 64, 16)] == [
-        (0, 0, 32), (16, 32, 64), (36, 64, 100)]
+        (0, 0, 32),
+        (16, 32, 64),
+        (36, 64, 100),
+    ]
     plans = plan_windows("t", 100, 40, 64, 16)
     assert len(plans) == 3 == count_windows(100, 40, 64, 16)
     assert {p.key.col for p in plans} == {-24}
@@ -122,21 +147,29 @@ def test_cut_and_pad_pads_only_outside_the_tile():
     tile = rng.integers(0, 255, (50, 40, 3)).astype(np.uint8)
     window = Box(-5, 30, 20, 20)
     at = read_box(window, 50, 40, (16, 16))
-    read = tile[at.row:at.bottom, at.col:at.right]
+    read = tile[at.row : at.bottom, at.col : at.right]
     out = cut_and_pad(read, at, window, 50, 40)
     assert out.shape == (20, 20, 3)
     np.testing.assert_array_equal(out[5:, :10], tile[0:15, 30:40])
     # The part inside the tile, mirrored over the edges it hangs across.
     reference = np.pad(tile[0:15, 30:40], ((5, 0), (0, 10), (0, 0)), mode="reflect")
     np.testing.assert_array_equal(out, reference)
-    mask = cut_and_pad(np.ones((at.height, at.width), bool), at, window, 50, 40,
-                       mode="constant", constant_values=False)
+    mask = cut_and_pad(
+        np.ones((at.height, at.width), bool),
+        at,
+        window,
+        50,
+        40,
+        mode="constant",
+        constant_values=False,
+    )
     assert mask[5:, :10].all() and not mask[:5].any() and not mask[:, 10:].any()
 
 
 # --------------------------------------------------------------------------
 # Stitching
 # --------------------------------------------------------------------------
+
 
 def _fake_predictions(tile, size, halo, truth):
     """Predictions whose core pixels equal ``truth`` at the tile pixel they stand for."""
@@ -145,7 +178,9 @@ def _fake_predictions(tile, size, halo, truth):
         window = plan.window
         full = np.zeros((size, size), np.float32)
         inside = window.intersect(Box(0, 0, tile.height, tile.width))
-        full[inside.slices_in(window)] = truth[inside.row:inside.bottom, inside.col:inside.right]
+        full[inside.slices_in(window)] = truth[
+            inside.row : inside.bottom, inside.col : inside.right
+        ]
         out.append(CorePrediction.inferred(plan, full, None))
     return out
 
@@ -156,8 +191,7 @@ def test_stitch_places_every_core_in_any_order():
     parts = _fake_predictions(tile, 32, 6, truth)[::-1]
     mask = stitch_tile(tile, parts, 32, 6)
     np.testing.assert_array_equal(mask.probability, quantize(truth))
-    assert mask.valid is None and mask.windows == {"inferred": len(parts), "nodata": 0,
-                                                   "failed": 0}
+    assert mask.valid is None and mask.windows == {"inferred": len(parts), "nodata": 0, "failed": 0}
     with pytest.raises(StitchError, match="planned"):
         stitch_tile(tile, parts[1:], 32, 6)
     with pytest.raises(StitchError, match="twice"):
@@ -171,12 +205,11 @@ def test_stitch_marks_windows_not_inferred_invalid():
     parts += [CorePrediction.inferred(p, np.ones((32, 32), np.float32), None) for p in plans[1:]]
     mask = stitch_tile(tile, parts, 32, 4)
     core = plans[0].core
-    assert not mask.valid[core.row:core.bottom, core.col:core.right].any()
-    assert mask.probability[core.row:core.bottom, core.col:core.right].max() == 0
+    assert not mask.valid[core.row : core.bottom, core.col : core.right].any()
+    assert mask.probability[core.row : core.bottom, core.col : core.right].max() == 0
     assert mask.valid.sum() == 40 * 40 - core.height * core.width
     assert not mask.skipped
-    assert stitch_tile(tile, [CorePrediction.missing(p, "nodata") for p in plans],
-                       32, 4).skipped
+    assert stitch_tile(tile, [CorePrediction.missing(p, "nodata") for p in plans], 32, 4).skipped
 
 
 def test_quantize_and_threshold_agree():
@@ -190,9 +223,9 @@ def test_quantize_and_threshold_agree():
 # COG and VRT
 # --------------------------------------------------------------------------
 
+
 def _mask(tile, seed=0, valid=None):
-    prob = np.random.default_rng(seed).integers(0, 256, (tile.height, tile.width)).astype(
-        np.uint8)
+    prob = np.random.default_rng(seed).integers(0, 256, (tile.height, tile.width)).astype(np.uint8)
     if valid is not None:
         prob[~valid] = 0
     return TileMask(tile, prob, valid, {"inferred": 1})
@@ -225,16 +258,24 @@ def test_mask_is_a_valid_cog_on_the_tile_grid_and_rewrites_atomically(tmp_path):
 def test_mosaic_vrt_reads_back_every_mask_in_place(tmp_path):
     a = tile_info(60, 80, scene="a")
     b = tile_info(60, 50, scene="b", transform=(0.5, 0, 500040.0, 0, -0.5, 4200000.0))
-    geo = tile_info(30, 30, scene="g", crs="EPSG:4326",
-                    transform=(1e-5, 0, -93.0, 0, -1e-5, 45.0))
+    geo = tile_info(30, 30, scene="g", crs="EPSG:4326", transform=(1e-5, 0, -93.0, 0, -1e-5, 45.0))
     valid = np.ones((60, 80), bool)
     valid[:10] = False
     masks = {"a": _mask(a, 1, valid), "b": _mask(b, 2), "g": _mask(geo, 3)}
     entries = []
     for scene, m in masks.items():
         path = write_mask_cog(str(tmp_path / f"{scene}.tif"), m)
-        entries.append(MaskEntry(path, m.tile.crs, m.tile.transform, m.tile.width,
-                                 m.tile.height, 1, m.valid is not None))
+        entries.append(
+            MaskEntry(
+                path,
+                m.tile.crs,
+                m.tile.transform,
+                m.tile.width,
+                m.tile.height,
+                1,
+                m.valid is not None,
+            )
+        )
     assert list(group_by_crs(entries)) == ["mosaic.vrt", "mosaic-EPSG_4326.vrt"]
     mosaic, geo_vrt = write_mosaics(entries, str(tmp_path), ["building_probability"])
     with rasterio.open(mosaic) as src:
@@ -254,6 +295,7 @@ def test_mosaic_vrt_reads_back_every_mask_in_place(tmp_path):
 # --------------------------------------------------------------------------
 # Polygons
 # --------------------------------------------------------------------------
+
 
 def test_polygonize_keeps_holes_and_mean_probability():
     tile = tile_info(40, 40)
@@ -287,9 +329,11 @@ def test_buildings_cut_by_tile_edges_merge_into_one():
     pr[5:10, 0:8] = 128
     pb = np.zeros((20, 20), np.uint8)
     pb[0:4, 5:9] = 255  # touches b's top edge but only at a corner of l's part
-    parts = (polygonize_tile(pl, None, left.affine, 0.5, "l", UTM)
-             + polygonize_tile(pr, None, right.affine, 0.5, "r", UTM)
-             + polygonize_tile(pb, None, below.affine, 0.5, "b", UTM))
+    parts = (
+        polygonize_tile(pl, None, left.affine, 0.5, "l", UTM)
+        + polygonize_tile(pr, None, right.affine, 0.5, "r", UTM)
+        + polygonize_tile(pb, None, below.affine, 0.5, "b", UTM)
+    )
     assert all(p.on_edge for p in parts)
     merged = sorted(merge_parts(parts), key=lambda f: f.footprint_id)
     assert len(merged) == 3
@@ -303,7 +347,7 @@ def test_buildings_cut_by_tile_edges_merge_into_one():
 def test_min_area_and_geodesic_area():
     geo = box(-93.0, 45.0, -92.9999, 45.0001)  # about 7.9 m x 11.1 m
     assert area_m2(geo, "EPSG:4326") == pytest.approx(87.5, rel=0.02)
-    assert area_m2(box(0, 0, 10, 10), "EPSG:2263") == pytest.approx(100 * 0.3048 ** 2, rel=1e-3)
+    assert area_m2(box(0, 0, 10, 10), "EPSG:2263") == pytest.approx(100 * 0.3048**2, rel=1e-3)
     tile = tile_info(20, 20)
     prob = np.zeros((20, 20), np.uint8)
     prob[2:4, 2:4] = 255  # 1 m2
@@ -315,21 +359,20 @@ def test_min_area_and_geodesic_area():
 def test_simplification_removes_pixel_stairs():
     tile = tile_info(60, 60)
     rows, cols = np.mgrid[0:60, 0:60]
-    prob = ((cols > rows // 2 + 5) & (cols < 50) & (rows > 5) & (rows < 55)).astype(
-        np.uint8) * 255
+    prob = ((cols > rows // 2 + 5) & (cols < 50) & (rows > 5) & (rows < 55)).astype(np.uint8) * 255
     (part,) = polygonize_tile(prob, None, tile.affine, 0.5, "t", UTM)
     raw = finish(part, 0, 0)
     simple = finish(part, 1.0, 0)
     n_raw = len(shapely.from_wkb(raw["geometry"]).exterior.coords)
     n_simple = len(shapely.from_wkb(simple["geometry"]).exterior.coords)
     assert n_simple < n_raw / 4
-    assert shapely.from_wkb(simple["geometry"]).area == pytest.approx(part.geometry.area,
-                                                                      rel=0.05)
+    assert shapely.from_wkb(simple["geometry"]).area == pytest.approx(part.geometry.area, rel=0.05)
 
 
 # --------------------------------------------------------------------------
 # IoU
 # --------------------------------------------------------------------------
+
 
 def test_mask_iou_pairs_by_grid_not_name(tmp_path):
     tile = tile_info(10, 10)
@@ -338,15 +381,24 @@ def test_mask_iou_pairs_by_grid_not_name(tmp_path):
     write_mask_cog(str(tmp_path / "t.tif"), TileMask(tile, prob, None, {}))
     truth = np.zeros((1, 10, 10), np.uint8)
     truth[0, :, 3:] = 1  # 70 true; 30 in both; union 100
-    profile = dict(driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs=UTM,
-                   transform=from_origin(500000.0, 4200000.0, 0.5, 0.5))
+    profile = dict(
+        driver="GTiff",
+        width=10,
+        height=10,
+        count=1,
+        dtype="uint8",
+        crs=UTM,
+        transform=from_origin(500000.0, 4200000.0, 0.5, 0.5),
+    )
     with rasterio.open(tmp_path / "truth_of_t.tif", "w", **profile) as dst:
         dst.write(truth)
     profile["transform"] = from_origin(100.0, 100.0, 1.0, 1.0)
     with rasterio.open(tmp_path / "elsewhere.tif", "w", **profile) as dst:
         dst.write(truth)
-    got = mask_iou([str(tmp_path / "t.tif")],
-                   [str(tmp_path / "truth_of_t.tif"), str(tmp_path / "elsewhere.tif")])
+    got = mask_iou(
+        [str(tmp_path / "t.tif")],
+        [str(tmp_path / "truth_of_t.tif"), str(tmp_path / "elsewhere.tif")],
+    )
     assert got["iou"] == pytest.approx(0.3) and got["tiles"] == {"t": pytest.approx(0.3)}
     assert got["unmatched_truths"] == [str(tmp_path / "elsewhere.tif")]
     assert got["unmatched_masks"] == []

@@ -34,6 +34,7 @@ from pipeline.writers.tables import bigquery_schema, geo_file_table, geoparquet_
 # Plain functions
 # --------------------------------------------------------------------------
 
+
 def test_hilbert_keys_walk_a_grid_cell_by_adjacent_cell():
     xs, ys = np.meshgrid(np.arange(8.0), np.arange(8.0))
     keys = geo.hilbert_keys(xs.ravel(), ys.ravel(), (0, 0, 7, 7), order=3)
@@ -83,12 +84,26 @@ def test_many_row_groups_sorted_along_the_curve_pass_the_distribution_class(tmp_
     y = rng.uniform(4_200_000, 4_210_000, 6000)
     geoms = [shapely.box(a, b, a + 12, b + 9) for a, b in zip(x, y, strict=True)]
     lon, lat = geo.lonlat_centroids(geoms, "EPSG:32615")
-    schema = geoparquet_schema(pa.schema([
-        pa.field("footprint_id", pa.string(), nullable=False),
-        pa.field("centroid_lon", pa.float64()), pa.field("centroid_lat", pa.float64()),
-        pa.field("geometry", pa.binary())]), "EPSG:32615")
-    rows = [{"footprint_id": f"f{i}", "centroid_lon": lon[i], "centroid_lat": lat[i],
-             "geometry": shapely.to_wkb(g)} for i, g in enumerate(geoms)]
+    schema = geoparquet_schema(
+        pa.schema(
+            [
+                pa.field("footprint_id", pa.string(), nullable=False),
+                pa.field("centroid_lon", pa.float64()),
+                pa.field("centroid_lat", pa.float64()),
+                pa.field("geometry", pa.binary()),
+            ]
+        ),
+        "EPSG:32615",
+    )
+    rows = [
+        {
+            "footprint_id": f"f{i}",
+            "centroid_lon": lon[i],
+            "centroid_lat": lat[i],
+            "geometry": shapely.to_wkb(g),
+        }
+        for i, g in enumerate(geoms)
+    ]
     table = geo_file_table(rows, schema)
     path = str(tmp_path / "t.parquet")
     pq.write_table(table, path, row_group_size=500, compression="zstd")
@@ -109,8 +124,11 @@ def test_bigquery_schema_types_follow_the_arrow_schema():
     assert fields["geometry"] == {"name": "geometry", "type": "GEOGRAPHY", "mode": "REQUIRED"}
     assert fields["imagery_date"]["type"] == "DATE"
     assert fields["centroid_lon"]["type"] == "FLOAT64"
-    assert fields["is_residential"] == {"name": "is_residential", "type": "BOOL",
-                                        "mode": "NULLABLE"}
+    assert fields["is_residential"] == {
+        "name": "is_residential",
+        "type": "BOOL",
+        "mode": "NULLABLE",
+    }
     assert fields["bbox"]["type"] == "RECORD"
     assert [f["name"] for f in fields["bbox"]["fields"]] == ["xmin", "ymin", "xmax", "ymax"]
     names = [f["name"] for f in bigquery_schema(schema)["fields"]]
@@ -121,12 +139,12 @@ def test_bigquery_schema_types_follow_the_arrow_schema():
 # A segment run in state-plane feet, written in lon/lat
 # --------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def lonlat_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tables")
     args = classified_run(root, root / "out")
-    assert cli.main([*args, "--output", str(root / "again"), "--imagery-date",
-                     "2025-01-02"]) == 0
+    assert cli.main([*args, "--output", str(root / "again"), "--imagery-date", "2025-01-02"]) == 0
     return root
 
 
@@ -158,9 +176,11 @@ def test_tables_read_in_duckdb_geopandas_and_pyarrow_agree_with_shapely(lonlat_r
     for name, folder in _tables(lonlat_run).items():
         arrow = pq.read_table(folder)
         frame = gpd.read_parquet(folder)
-        ddb = con.sql(f"SELECT footprint_id, ST_AsWKB(geometry) AS wkb, centroid_lon, "
-                      f"centroid_lat FROM read_parquet('{folder}/*.parquet') "
-                      f"ORDER BY footprint_id").fetchall()
+        ddb = con.sql(
+            f"SELECT footprint_id, ST_AsWKB(geometry) AS wkb, centroid_lon, "
+            f"centroid_lat FROM read_parquet('{folder}/*.parquet') "
+            f"ORDER BY footprint_id"
+        ).fetchall()
         assert len(ddb) == len(frame) == arrow.num_rows > 0, name
         assert frame.crs.to_epsg() == 4326
         geoms = shapely.from_wkb([bytes(r[1]) for r in ddb])
@@ -185,12 +205,16 @@ def test_classified_table_has_every_building_labelled_with_provenance(lonlat_run
     footprints = pq.read_table(out / "footprints").to_pylist()
     scores = {r["footprint_id"]: r for r in pq.read_table(out / "scores").to_pylist()}
     assert sorted(r["footprint_id"] for r in classified) == sorted(
-        r["footprint_id"] for r in footprints)
+        r["footprint_id"] for r in footprints
+    )
     assert sum(r["is_residential"] for r in classified) == round(0.5 * len(classified))
     for row in classified:
         score = scores[row["footprint_id"]]
         assert (row["score"], row["percentile"], row["threshold"]) == (
-            score["score"], score["percentile"], score["threshold"])
+            score["score"],
+            score["percentile"],
+            score["threshold"],
+        )
         assert row["run_id"] == "first" and row["target_fraction"] == 0.5
         assert row["segmenter_model_id"].startswith("segmenter@")
         assert row["classifier_model_id"].startswith("classifier@")
@@ -199,8 +223,7 @@ def test_classified_table_has_every_building_labelled_with_provenance(lonlat_run
     dates = {r["tile"]: r["imagery_date"] for r in classified}
     assert str(dates["a"]) == "2024-06-30" and dates["b"] is None  # b has no DateTime tag
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["classified"]["reconciled"] and summary["classified"]["count"] == len(
-        classified)
+    assert summary["classified"]["reconciled"] and summary["classified"]["count"] == len(classified)
     with open(out / "classified.csv") as f:
         lines = f.read().splitlines()
     assert lines[0].split(",") == list(contracts.CLASSIFIED_SCHEMA.names)
@@ -250,9 +273,17 @@ def test_segment_bigquery_route_is_built_with_lonlat_rows(lonlat_run, tmp_path):
     from pipeline.segment import build_pipeline
     from pipeline.writers.scores import bigquery_load_schema, bigquery_row
 
-    parser_args = ["segment", "--raster", str(lonlat_run / "tiles" / "*.tif"), "--model",
-                   str(lonlat_run / "segmenter"), "--output", str(tmp_path),
-                   "--bigquery-table", "my-project:footprints.buildings"]
+    parser_args = [
+        "segment",
+        "--raster",
+        str(lonlat_run / "tiles" / "*.tif"),
+        "--model",
+        str(lonlat_run / "segmenter"),
+        "--output",
+        str(tmp_path),
+        "--bigquery-table",
+        "my-project:footprints.buildings",
+    ]
     args = cli.build_parser().parse_known_args(parser_args)[0]
     p = build_pipeline(config_from_args(args))
     names = [t.unique_name for t in p.to_runner_api().components.transforms.values()]
@@ -275,25 +306,30 @@ def test_export_writes_styled_vector_files_for_desktop_gis(lonlat_run, tmp_path,
     import pyogrio
 
     path = str(tmp_path / f"buildings.{fmt}")
-    assert cli.main(["export", "--format", fmt, str(lonlat_run / "out"), "--output",
-                     path]) == 0
+    assert cli.main(["export", "--format", fmt, str(lonlat_run / "out"), "--output", path]) == 0
     assert "3 footprints" in capsys.readouterr().out
     meta, table = pyogrio.read_arrow(path, layer="footprints")
     classified = pq.read_table(lonlat_run / "out" / "classified")
     assert table.num_rows == classified.num_rows
     assert meta["crs"] in ("EPSG:4326", "OGC:CRS84")
     assert sorted(table.column("footprint_id").to_pylist()) == sorted(
-        classified.column("footprint_id").to_pylist())
+        classified.column("footprint_id").to_pylist()
+    )
     assert table.column("is_residential").to_pylist().count(True) == sum(
-        classified.column("is_residential").to_pylist())
+        classified.column("is_residential").to_pylist()
+    )
     renderer = ET.parse(path.rsplit(".", 1)[0] + ".qml").getroot().find("renderer-v2")
     assert renderer.get("attr") == 'to_int("is_residential")'
     assert [c.get("label") for c in renderer.iter("category")] == [
-        "residential", "non-residential", "not classified"]
+        "residential",
+        "non-residential",
+        "not classified",
+    ]
     if fmt == "gpkg":
         with sqlite3.connect(path) as db:
-            (name, default), = db.execute(
-                "SELECT f_table_name, useAsDefault FROM layer_styles").fetchall()
+            ((name, default),) = db.execute(
+                "SELECT f_table_name, useAsDefault FROM layer_styles"
+            ).fetchall()
         assert (name, default) == ("footprints", 1)
 
 
@@ -303,14 +339,28 @@ def test_export_rejects_a_folder_without_tables(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flags, message", [
-    (["--bigquery-table", "no-dataset"], "must be PROJECT:DATASET.TABLE"),
-    (["--imagery-date", "30/06/2024"], "write it as YYYY-MM-DD"),
-    (["--output-crs", "EPSG:99999"], "is not a CRS"),
-])
-def test_segment_rejects_bad_table_flags_before_running(lonlat_run, tmp_path, capsys, flags,
-                                                        message):
-    code = cli.main(["segment", "--raster", str(lonlat_run / "tiles" / "*.tif"), "--model",
-                     str(lonlat_run / "segmenter"), "--output", str(tmp_path / "out"), *flags])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--bigquery-table", "no-dataset"], "must be PROJECT:DATASET.TABLE"),
+        (["--imagery-date", "30/06/2024"], "write it as YYYY-MM-DD"),
+        (["--output-crs", "EPSG:99999"], "is not a CRS"),
+    ],
+)
+def test_segment_rejects_bad_table_flags_before_running(
+    lonlat_run, tmp_path, capsys, flags, message
+):
+    code = cli.main(
+        [
+            "segment",
+            "--raster",
+            str(lonlat_run / "tiles" / "*.tif"),
+            "--model",
+            str(lonlat_run / "segmenter"),
+            "--output",
+            str(tmp_path / "out"),
+            *flags,
+        ]
+    )
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -29,15 +29,18 @@ from pipeline.thresholds.selection import (
 )
 
 
-@pytest.mark.parametrize("n, p, k", [
-    (10, "0.25", 3),      # 2.5 rounds half up
-    (10, "0.15", 2),      # 1.5 exactly: binary 0.15 * 10 would give 1.4999...
-    (7, "1/2", 4),
-    (0, "0.3", 0),
-    (5, "0", 0),
-    (5, "1", 5),
-    (1000, "0.333", 333),
-])
+@pytest.mark.parametrize(
+    "n, p, k",
+    [
+        (10, "0.25", 3),  # 2.5 rounds half up
+        (10, "0.15", 2),  # 1.5 exactly: binary 0.15 * 10 would give 1.4999...
+        (7, "1/2", 4),
+        (0, "0.3", 0),
+        (5, "0", 0),
+        (5, "1", 5),
+        (1000, "0.333", 333),
+    ],
+)
 def test_target_count_rounds_half_up_exactly(n, p, k):
     assert target_count(n, Fraction(p)) == k
 
@@ -46,7 +49,7 @@ def test_tie_hash_is_fixed_across_processes():
     # A constant, not hash(): Python salts hash() per process.
     assert tie_hash("fp-0001") == tie_hash("fp-0001")
     assert tie_hash("fp-0001") != tie_hash("fp-0002")
-    assert 0 <= tie_hash("") < 2 ** 63
+    assert 0 <= tie_hash("") < 2**63
 
 
 def test_tie_hash_value_is_stable():
@@ -100,14 +103,19 @@ _region = st.lists(_scores, min_size=1, max_size=400)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(regions=st.lists(_region, min_size=1, max_size=3),
-       p=st.lists(st.fractions(min_value=0, max_value=1, max_denominator=1000),
-                  min_size=3, max_size=3),
-       epsilon=st.sampled_from([0.1, 0.05, 0.01]),
-       partitions=st.integers(1, 4))
+@given(
+    regions=st.lists(_region, min_size=1, max_size=3),
+    p=st.lists(
+        st.fractions(min_value=0, max_value=1, max_denominator=1000), min_size=3, max_size=3
+    ),
+    epsilon=st.sampled_from([0.1, 0.05, 0.01]),
+    partitions=st.integers(1, 4),
+)
 def test_distributed_selection_is_exact_with_ties_and_saturation(regions, p, epsilon, partitions):
-    data = {f"r{i}": [(s, f"fp-{i}-{j}") for j, s in enumerate(scores)]
-            for i, scores in enumerate(regions)}
+    data = {
+        f"r{i}": [(s, f"fp-{i}-{j}") for j, s in enumerate(scores)]
+        for i, scores in enumerate(regions)
+    }
     targets = {f"r{i}": p[i] for i in range(len(regions))}
     got = select_distributed(data, targets, epsilon, partitions)
     for region, items in data.items():
@@ -139,8 +147,7 @@ def test_bracket_is_small_even_with_saturated_scores():
 
 
 @settings(max_examples=15, deadline=None)
-@given(n=st.integers(2, 3000), epsilon=st.sampled_from([0.05, 0.02]),
-       seed=st.integers(0, 10_000))
+@given(n=st.integers(2, 3000), epsilon=st.sampled_from([0.05, 0.02]), seed=st.integers(0, 10_000))
 def test_percentile_within_documented_bound(n, epsilon, seed):
     import random
 
@@ -158,10 +165,16 @@ def test_percentile_within_documented_bound(n, epsilon, seed):
 
 
 @settings(max_examples=20, deadline=None)
-@given(scores=st.lists(st.one_of(st.sampled_from([0.0, -0.0, 1.0, 0.5]),
-                                 st.floats(-2, 2, allow_nan=False, width=32)),
-                       min_size=2, max_size=300),
-       epsilon=st.sampled_from([0.1, 0.01]))
+@given(
+    scores=st.lists(
+        st.one_of(
+            st.sampled_from([0.0, -0.0, 1.0, 0.5]), st.floats(-2, 2, allow_nan=False, width=32)
+        ),
+        min_size=2,
+        max_size=300,
+    ),
+    epsilon=st.sampled_from([0.1, 0.01]),
+)
 def test_batched_keys_sides_and_percentiles_match_the_scalar_ones(scores, epsilon):
     import numpy as np
 
@@ -173,12 +186,14 @@ def test_batched_keys_sides_and_percentiles_match_the_scalar_ones(scores, epsilo
     by_rank = sorted(range(len(ids)), key=lambda i: rank_key(scores[i] + 0.0, ids[i]))
     assert all(keys[a] <= keys[b] for a, b in zip(by_rank, by_rank[1:]))
     fn = quantile_combine_fn(epsilon, batched=True)
-    acc = fn.add_input(fn.add_input(fn.create_accumulator(), keys[::2].tolist()),
-                       keys[1::2].tolist())
+    acc = fn.add_input(
+        fn.add_input(fn.create_accumulator(), keys[::2].tolist()), keys[1::2].tolist()
+    )
     plan = plan_region("r", len(ids), Fraction(1, 3), fn.extract_output(acc), epsilon)
     above, below = plan.sides(keys)
-    assert [("above" if a else "below" if b else "inside") for a, b in zip(above, below)] == \
-        [plan.side(int(k)) for k in keys]
+    assert [("above" if a else "below" if b else "inside") for a, b in zip(above, below)] == [
+        plan.side(int(k)) for k in keys
+    ]
     assert percentiles(plan, keys).tolist() == [percentile(plan, int(k)) for k in keys]
 
 
@@ -204,14 +219,17 @@ def test_read_region_fractions(tmp_path):
     assert fr.for_region("a") == Fraction(1, 4) and fr.for_region("zzz") == Fraction(1, 10)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("name,fraction\na,0.5\n", "header"),
-    ("region,residential_fraction\na,0.5\na,0.6\n", "line 3: region 'a' appears twice"),
-    ("region,residential_fraction\na,2\n", "line 2.*outside"),
-    ("region,residential_fraction\n,0.2\n", "line 2: the region is empty"),
-    ("region,residential_fraction\na,0.2,x\n", "expected 2 columns"),
-    ("", "header"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name,fraction\na,0.5\n", "header"),
+        ("region,residential_fraction\na,0.5\na,0.6\n", "line 3: region 'a' appears twice"),
+        ("region,residential_fraction\na,2\n", "line 2.*outside"),
+        ("region,residential_fraction\n,0.2\n", "line 2: the region is empty"),
+        ("region,residential_fraction\na,0.2,x\n", "expected 2 columns"),
+        ("", "header"),
+    ],
+)
 def test_read_region_fractions_rejects_bad_rows(tmp_path, text, message):
     path = tmp_path / "f.csv"
     path.write_text(text)

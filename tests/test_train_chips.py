@@ -61,15 +61,21 @@ def _chip(i, label, image=None):
 
 def test_counts_mix_plain_and_gzip_shards_and_skip_unlabelled_and_bad_images(tmp_path):
     _write(tmp_path, [_chip(0, 0), _chip(1, 1), _chip(2, None)], index=0, shards=2)
-    _write(tmp_path, [_chip(3, 1), _chip(4, 1, image=b"garbage")], index=1, shards=2,
-           compression="gzip")
+    _write(
+        tmp_path,
+        [_chip(3, 1), _chip(4, 1, image=b"garbage")],
+        index=1,
+        shards=2,
+        compression="gzip",
+    )
     split = data.ChipSplit(data.list_shards(str(tmp_path / "chips-*")))
     counts = data.count_labels(split)
     assert counts.records == 5 and counts.per_class == {0: 1, 1: 2}
     assert counts.unlabelled == 1 and counts.undecodable == 1
     assert counts.class_weights() == {0: pytest.approx(1.5), 1: pytest.approx(0.75)}
-    ds = data.classifier_dataset(split, data.InputOptions(image_size=8, batch_size=8),
-                                 training=False)
+    ds = data.classifier_dataset(
+        split, data.InputOptions(image_size=8, batch_size=8), training=False
+    )
     labels = np.concatenate([y.numpy() for _, y in ds])
     assert sorted(labels.tolist()) == [0.0, 1.0, 1.0]
 
@@ -107,11 +113,9 @@ def test_train_and_val_splits_are_disjoint_stable_and_near_the_fraction(tmp_path
 
 def test_training_dataset_repeats_augments_and_caches(tmp_path):
     paths = synthetic.write_chip_shards(str(tmp_path), 20, seed=1, size=12)
-    options = data.InputOptions(image_size=12, batch_size=8,
-                                cache=str(tmp_path / "cache"), seed=1)
+    options = data.InputOptions(image_size=12, batch_size=8, cache=str(tmp_path / "cache"), seed=1)
     ds = data.classifier_dataset(data.ChipSplit(tuple(paths)), options, training=True)
     batches = list(ds.take(5))  # 40 examples from 20: it repeats
     assert all(x.shape == (8, 12, 12, 3) for x, _ in batches)
-    assert all(float(tf.reduce_min(x)) >= 0 and float(tf.reduce_max(x)) <= 255
-               for x, _ in batches)
+    assert all(float(tf.reduce_min(x)) >= 0 and float(tf.reduce_max(x)) <= 255 for x, _ in batches)
     assert list(tmp_path.glob("cache*"))  # the on-disk cache was written

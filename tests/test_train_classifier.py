@@ -25,8 +25,9 @@ FAST = dict(image_size=SIZE, batch_size=32, verbose=0, seed=3)
 @pytest.fixture(scope="module")
 def chips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("chips")
-    synthetic.write_chip_shards(str(folder), 360, seed=7, size=40, num_shards=3,
-                                formats=("png", "jpeg"), grey_fraction=0.1)
+    synthetic.write_chip_shards(
+        str(folder), 360, seed=7, size=40, num_shards=3, formats=("png", "jpeg"), grey_fraction=0.1
+    )
     return str(folder / "chips-*.tfrecord")
 
 
@@ -62,8 +63,9 @@ def test_classifier_learns_a_separable_set_and_exports_the_contract(chips, tmp_p
     scores = serve(examples=tf.stack(records[:3] + [tf.constant(bad)] + records[3:]))["score"]
     scores = scores.numpy()
     assert scores.shape == (7,) and scores.dtype == np.float32
-    assert np.isnan(scores[3]) and np.all((scores[[0, 1, 2, 4, 5, 6]] >= 0)
-                                          & (scores[[0, 1, 2, 4, 5, 6]] <= 1))
+    assert np.isnan(scores[3]) and np.all(
+        (scores[[0, 1, 2, 4, 5, 6]] >= 0) & (scores[[0, 1, 2, 4, 5, 6]] <= 1)
+    )
     assert serve(examples=tf.constant([], tf.string))["score"].shape == (0,)
 
     # The .keras copy is the same network, fed decoded images; the served
@@ -74,14 +76,29 @@ def test_classifier_learns_a_separable_set_and_exports_the_contract(chips, tmp_p
     calibration = card["calibration"]
     np.testing.assert_allclose(
         evaluation.apply_platt(copy(images).numpy()[:, 0], calibration["a"], calibration["b"]),
-        serve(examples=tf.stack(records))["score"].numpy(), atol=1e-4)
+        serve(examples=tf.stack(records))["score"].numpy(),
+        atol=1e-4,
+    )
     assert card["quality"]["weak"] is False and card["quality"]["ece"] <= 0.15
     assert card["splits"]["validation"]["chips"] == result.metrics["examples"]
     assert os.path.getsize(os.path.join(result.model_dir, "assets", "reliability.png")) > 5000
 
     # A fresh run over it is refused; --resume continues with one more epoch.
-    flags = ["train", "classifier", "--train", chips, "--output", output, "--image-size",
-             str(SIZE), "--epochs", "7", "--quiet", "--seed", "3"]
+    flags = [
+        "train",
+        "classifier",
+        "--train",
+        chips,
+        "--output",
+        output,
+        "--image-size",
+        str(SIZE),
+        "--epochs",
+        "7",
+        "--quiet",
+        "--seed",
+        "3",
+    ]
     assert cli.main(flags) == 2
     assert len(_history(output)) == 6
     assert cli.main(flags + ["--resume"]) == 0
@@ -92,8 +109,9 @@ def test_classifier_learns_a_separable_set_and_exports_the_contract(chips, tmp_p
 
 def test_mobilenetv2_loads_a_local_weights_file(tmp_path):
     keras.utils.set_random_seed(0)
-    base = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), include_top=False,
-                                          weights=None, alpha=0.35, pooling="avg")
+    base = keras.applications.MobileNetV2(
+        input_shape=(SIZE, SIZE, 3), include_top=False, weights=None, alpha=0.35, pooling="avg"
+    )
     weights = str(tmp_path / "mobilenet_v2_0.35_no_top.weights.h5")
     base.save_weights(weights)
     model = classifier_models.build_classifier("mobilenetv2", SIZE, weights, alpha=0.35)
@@ -108,10 +126,14 @@ def test_mobilenetv2_loads_a_local_weights_file(tmp_path):
 
 def _with_backbone(size):
     """A small model shaped like the mobilenetv2 classifier: a named base and a head."""
-    base = keras.Sequential([keras.Input((size, size, 3)),
-                             keras.layers.Conv2D(8, 3, activation="relu"),
-                             keras.layers.GlobalAveragePooling2D()],
-                            name=classifier_models.BASE_NAME)
+    base = keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+        ],
+        name=classifier_models.BASE_NAME,
+    )
     inputs = keras.Input((size, size, 3))
     x = base(keras.layers.Rescaling(1 / 255)(inputs))
     return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x), name="tiny")
@@ -128,12 +150,19 @@ def test_freeze_then_fine_tune_keeps_the_base_fixed_first(chips, tmp_path, monke
 
     def fit_and_snapshot(model, *args, **kwargs):
         real_fit(model, *args, **kwargs)
-        after_phase.append([w.numpy().copy() for w in
-                            model.get_layer(classifier_models.BASE_NAME).weights])
+        after_phase.append(
+            [w.numpy().copy() for w in model.get_layer(classifier_models.BASE_NAME).weights]
+        )
 
     monkeypatch.setattr(fitting, "fit", fit_and_snapshot)
-    config = ClassifierConfig(train=chips, output=str(tmp_path / "ft"), backbone="mobilenetv2",
-                              epochs=2, freeze_epochs=1, **FAST)
+    config = ClassifierConfig(
+        train=chips,
+        output=str(tmp_path / "ft"),
+        backbone="mobilenetv2",
+        epochs=2,
+        freeze_epochs=1,
+        **FAST,
+    )
     result = train_classifier(config, model=model)
 
     assert len(after_phase) == 2
@@ -150,14 +179,43 @@ def test_freeze_then_fine_tune_keeps_the_base_fixed_first(chips, tmp_path, monke
 def test_bad_flags_and_inputs_exit_2_before_training(tmp_path, capsys):
     empty = tmp_path / contracts.shard_name("empty", 0, 1)
     tf.io.TFRecordWriter(str(empty)).close()
-    assert cli.main(["train", "classifier", "--train", str(empty), "--output",
-                     str(tmp_path / "o")]) == 2
+    assert (
+        cli.main(["train", "classifier", "--train", str(empty), "--output", str(tmp_path / "o")])
+        == 2
+    )
     assert "empty" in capsys.readouterr().err
-    assert cli.main(["train", "classifier", "--train", str(empty), "--output",
-                     str(tmp_path / "o"), "--backbone", "mobilenetv2", "--weights",
-                     str(tmp_path / "missing.h5")]) == 2
-    assert cli.main(["train", "classifier", "--train", str(empty), "--output",
-                     str(tmp_path / "o"), "--freeze-epochs", "2"]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "classifier",
+                "--train",
+                str(empty),
+                "--output",
+                str(tmp_path / "o"),
+                "--backbone",
+                "mobilenetv2",
+                "--weights",
+                str(tmp_path / "missing.h5"),
+            ]
+        )
+        == 2
+    )
+    assert (
+        cli.main(
+            [
+                "train",
+                "classifier",
+                "--train",
+                str(empty),
+                "--output",
+                str(tmp_path / "o"),
+                "--freeze-epochs",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert "mobilenetv2" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="does not exist"):
         classifier_models.mobilenetv2(SIZE, str(tmp_path / "missing.h5"))

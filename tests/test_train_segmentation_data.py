@@ -26,10 +26,18 @@ PIXEL = 1.0
 def write_tif(path, data, crs=CRS, origin=ORIGIN, nodata=None):
     """Writes [bands, H, W] data as a GeoTIFF with a 1 m grid."""
     bands, height, width = data.shape
-    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=bands,
-                       dtype=data.dtype.name, crs=crs, transform=from_origin(*origin, PIXEL,
-                                                                               PIXEL),
-                       nodata=nodata) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=bands,
+        dtype=data.dtype.name,
+        crs=crs,
+        transform=from_origin(*origin, PIXEL, PIXEL),
+        nodata=nodata,
+    ) as dst:
         dst.write(data)
     return str(path)
 
@@ -43,11 +51,21 @@ def square(col, row, size, origin=ORIGIN):
 def write_vector(path, geoms, crs=CRS):
     if crs != CRS:
         transformer = pyproj.Transformer.from_crs(CRS, crs, always_xy=True)
-        geoms = [shapely.transform(g, lambda xy: np.column_stack(
-            transformer.transform(xy[:, 0], xy[:, 1]))) for g in geoms]
-    pyogrio.raw.write(str(path), shapely.to_wkb(np.array(geoms, dtype=object)),
-                      [np.array([f"b{i}" for i in range(len(geoms))], dtype=object)], ["id"],
-                      driver="GPKG", geometry_type="Polygon", crs=crs)
+        geoms = [
+            shapely.transform(
+                g, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
+            )
+            for g in geoms
+        ]
+    pyogrio.raw.write(
+        str(path),
+        shapely.to_wkb(np.array(geoms, dtype=object)),
+        [np.array([f"b{i}" for i in range(len(geoms))], dtype=object)],
+        ["id"],
+        driver="GPKG",
+        geometry_type="Polygon",
+        crs=crs,
+    )
     return str(path)
 
 
@@ -62,8 +80,9 @@ def test_footprints_are_rasterized_on_each_tile_grid(tmp_path, vector_crs):
     t0 = write_tif(tmp_path / "t0.tif", rgb())
     t1 = write_tif(tmp_path / "t1.tif", rgb(seed=1), origin=second)
     # One building in t0, one straddling the edge between t0 and t1.
-    vector = write_vector(tmp_path / "fp.gpkg",
-                          [square(10, 20, 8), square(60, 5, 10)], crs=vector_crs)
+    vector = write_vector(
+        tmp_path / "fp.gpkg", [square(10, 20, 8), square(60, 5, 10)], crs=vector_crs
+    )
     m0, m1 = sd.rasterize_footprints(vector, (t0, t1))
     expected0 = np.zeros((64, 64), np.uint8)
     expected0[20:28, 10:18] = 1
@@ -95,17 +114,20 @@ def test_mismatched_band_counts_are_reported_before_reading(tmp_path):
 def test_masks_pair_by_name_and_must_share_the_grid(tmp_path):
     (tmp_path / "tiles").mkdir()
     (tmp_path / "masks").mkdir()
-    images = (write_tif(tmp_path / "tiles" / "r0.tif", rgb()),
-              write_tif(tmp_path / "tiles" / "r1.tif", rgb()))
+    images = (
+        write_tif(tmp_path / "tiles" / "r0.tif", rgb()),
+        write_tif(tmp_path / "tiles" / "r1.tif", rgb()),
+    )
     label = np.zeros((1, 64, 64), np.uint8)
     label[0, 3:9, 3:9] = 1
-    masks = (write_tif(tmp_path / "masks" / "r1_mask.tif", label),
-             write_tif(tmp_path / "masks" / "r0.tif", label))
+    masks = (
+        write_tif(tmp_path / "masks" / "r1_mask.tif", label),
+        write_tif(tmp_path / "masks" / "r0.tif", label),
+    )
     assert sd.pair_masks(images, masks) == [masks[1], masks[0]]
     with pytest.raises(InputError, match="matching masks"):
         sd.pair_masks(images, masks[:1])
-    shifted = write_tif(tmp_path / "masks" / "moved.tif", label,
-                        origin=(ORIGIN[0] + 5, ORIGIN[1]))
+    shifted = write_tif(tmp_path / "masks" / "moved.tif", label, origin=(ORIGIN[0] + 5, ORIGIN[1]))
     with pytest.raises(InputError, match="not on the grid"):
         sd.read_mask(shifted, images[0])
 
@@ -121,7 +143,7 @@ def test_window_starts_cover_every_pixel_inside_the_tile(length, size, stride):
     assert all(0 <= s <= length - size for s in starts)
     covered = np.zeros(length, bool)
     for s in starts:
-        covered[s:s + size] = True
+        covered[s : s + size] = True
     assert covered.all()
 
 
@@ -129,8 +151,9 @@ def test_window_starts_docstring_example():
     assert sd.window_starts(10, 4, 4) == [0, 4, 6]
 
 
-def buildings_tile(tmp_path, height=256, width=256, nodata_rows=0, dtype="uint16", bands=1,
-                   seed=0, spacing=40):
+def buildings_tile(
+    tmp_path, height=256, width=256, nodata_rows=0, dtype="uint16", bands=1, seed=0, spacing=40
+):
     """A noisy tile with bright 8-pixel square buildings every ``spacing`` pixels,
     its mask, and an optional nodata band (value 0) along the top."""
     rng = np.random.default_rng(seed)
@@ -139,7 +162,7 @@ def buildings_tile(tmp_path, height=256, width=256, nodata_rows=0, dtype="uint16
     label = np.zeros((1, height, width), np.uint8)
     for r in range(8, height - 16, spacing):
         for c in range(8, width - 16, spacing):
-            label[0, r:r + 8, c:c + 8] = 1
+            label[0, r : r + 8, c : c + 8] = 1
     data[:, label[0] > 0] = top - 10
     data[:, :nodata_rows, :] = 0
     image = write_tif(tmp_path / "t.tif", data, nodata=0)
@@ -158,8 +181,13 @@ def test_uint16_four_band_tiles_get_per_band_scaling_fitted_on_the_training_area
     label[0, 40:60, 10:30] = 1
     label[0, 140:160, 70:90] = 1
     write_tif(tmp_path / "t_mask.tif", label)
-    config = SegmenterConfig(images=path, masks=str(tmp_path / "t_mask.tif"),
-                             output=str(tmp_path / "out"), patch_size=32, depth=2)
+    config = SegmenterConfig(
+        images=path,
+        masks=str(tmp_path / "t_mask.tif"),
+        output=str(tmp_path / "out"),
+        patch_size=32,
+        depth=2,
+    )
     prepared = prepare_data(config)
     assets = prepared.assets
     assert assets.raw_dtype == "uint16" and assets.bands == (1, 2, 3, 4)
@@ -173,8 +201,12 @@ def test_uint16_four_band_tiles_get_per_band_scaling_fitted_on_the_training_area
     val = prepared.val
     assert val.images.shape[1:] == (32, 32, 4) and val.weights.shape == val.masks.shape
     for block in prepared.split.blocks:
-        assert block.size == 64 and not prepared.split.train_areas[0][
-            block.row:block.row + 64, block.col:block.col + 64].any()
+        assert (
+            block.size == 64
+            and not prepared.split.train_areas[0][
+                block.row : block.row + 64, block.col : block.col + 64
+            ].any()
+        )
 
 
 def test_validation_blocks_are_spatially_separate_and_hold_buildings(tmp_path):
@@ -189,19 +221,28 @@ def test_validation_blocks_are_spatially_separate_and_hold_buildings(tmp_path):
         assert held.sum() == 4 * 128 * 128
         assert split.counts["validation"]["buildings"] > 0
         assert split.counts["train"]["buildings"] > 0
-        assert split.counts["train"]["building_pixels"] + split.counts["validation"][
-            "building_pixels"] == tiles[0].label.sum()
+        assert (
+            split.counts["train"]["building_pixels"] + split.counts["validation"]["building_pixels"]
+            == tiles[0].label.sum()
+        )
         # Stratified: the sparse half of the blocks (no building) gives validation
         # blocks too, not only the dense ones.
-        densities = [tiles[0].label[b.row:b.row + b.size, b.col:b.col + b.size].mean()
-                     for b in split.blocks]
+        densities = [
+            tiles[0].label[b.row : b.row + b.size, b.col : b.col + b.size].mean()
+            for b in split.blocks
+        ]
         assert min(densities) == 0 and max(densities) > 0
         # No training window touches a validation block.
-        sampler = sd.PatchSampler(tiles, contracts.SegmenterAssets(
-            window_size=64, bands=(1,), raw_dtype="uint16", offset=(0.0,), scale=(0.06,)),
-            split.train_areas, 64)
+        sampler = sd.PatchSampler(
+            tiles,
+            contracts.SegmenterAssets(
+                window_size=64, bands=(1,), raw_dtype="uint16", offset=(0.0,), scale=(0.06,)
+            ),
+            split.train_areas,
+            64,
+        )
         for _, r, c in sampler.windows:
-            assert not held[r:r + sampler.window, c:c + sampler.window].any()
+            assert not held[r : r + sampler.window, c : c + sampler.window].any()
     assert len({sd.split_blocks(tiles, 64, 0.25, s).blocks for s in range(5)}) > 1
 
 
@@ -217,10 +258,12 @@ def _sampler(tmp_path, building_share=0.5, augmentation=None, nodata_rows=0, spa
     tiles, info = sd.load_tiles(image, masks=mask)
     areas = [np.ones((256, 256), bool)]
     offset, scale = sd.fit_scaling(tiles, info, areas)
-    assets = contracts.SegmenterAssets(window_size=64, bands=(1,), raw_dtype="uint16",
-                                       offset=offset, scale=scale)
-    return tiles, sd.PatchSampler(tiles, assets, areas, 32, augmentation or sd.Augmentation(),
-                                  building_share)
+    assets = contracts.SegmenterAssets(
+        window_size=64, bands=(1,), raw_dtype="uint16", offset=offset, scale=scale
+    )
+    return tiles, sd.PatchSampler(
+        tiles, assets, areas, 32, augmentation or sd.Augmentation(), building_share
+    )
 
 
 def _batches(sampler, steps=20, batch=8, seed=0):
@@ -294,7 +337,8 @@ def test_augmentation_moves_image_and_mask_together(tmp_path):
 
 def test_identity_scaling_refuses_uint16(tmp_path):
     path = write_tif(tmp_path / "t.tif", rgb(128, 64, dtype="uint16"))
-    tiles, info = sd.load_tiles(path, footprints=write_vector(tmp_path / "f.gpkg",
-                                                              [square(4, 4, 10)]))
+    tiles, info = sd.load_tiles(
+        path, footprints=write_vector(tmp_path / "f.gpkg", [square(4, 4, 10)])
+    )
     with pytest.raises(ConfigError, match="percentile"):
         sd.fit_scaling(tiles, info, [np.ones((128, 64), bool)], "identity")

@@ -25,24 +25,43 @@ def area(tmp_path_factory):
     # a CI budget. Footprints in lon/lat exercise the reprojection to the tiles' CRS.
     return generate_sample_area(
         str(tmp_path_factory.mktemp("area")),
-        SampleAreaConfig(seed=0, tiles_x=2, tiles_y=2, tile_size=256, pixel_size=1.0,
-                         footprints_crs="EPSG:4326"))
+        SampleAreaConfig(
+            seed=0, tiles_x=2, tiles_y=2, tile_size=256, pixel_size=1.0, footprints_crs="EPSG:4326"
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
 def small_rgbn_area(tmp_path_factory):
     return generate_sample_area(
         str(tmp_path_factory.mktemp("rgbn")),
-        SampleAreaConfig(seed=1, tiles_x=2, tiles_y=1, tile_size=128, pixel_size=1.0,
-                         bands="rgbn", dtype="uint16"))
+        SampleAreaConfig(
+            seed=1,
+            tiles_x=2,
+            tiles_y=1,
+            tile_size=128,
+            pixel_size=1.0,
+            bands="rgbn",
+            dtype="uint16",
+        ),
+    )
 
 
 @pytest.mark.slow
 def test_segmenter_learns_buildings_and_exports_the_contract(area, tmp_path):
     config = SegmenterConfig(
-        images=os.path.join(area.root, "tiles", "*.tif"), footprints=area.footprints,
-        output=str(tmp_path / "seg"), patch_size=64, steps=200, eval_every=50, batch_size=8,
-        learning_rate=0.002, augment=False, verbose=0, seed=0)
+        images=os.path.join(area.root, "tiles", "*.tif"),
+        footprints=area.footprints,
+        output=str(tmp_path / "seg"),
+        patch_size=64,
+        steps=200,
+        eval_every=50,
+        batch_size=8,
+        learning_rate=0.002,
+        augment=False,
+        verbose=0,
+        seed=0,
+    )
     result = train_segmenter(config)
     print(f"segmenter validation metrics: {result.metrics}")
 
@@ -69,22 +88,56 @@ def test_segmenter_learns_buildings_and_exports_the_contract(area, tmp_path):
     assert odd.shape == (1, 100, 120) and odd.dtype == np.float32
     model = keras.models.load_model(result.keras_path)
     window = pixels[:, :128, :128]
-    np.testing.assert_allclose(serve(images=window)["mask"].numpy(),
-                               model(window.astype("float32")).numpy()[..., 0], atol=1e-5)
+    np.testing.assert_allclose(
+        serve(images=window)["mask"].numpy(),
+        model(window.astype("float32")).numpy()[..., 0],
+        atol=1e-5,
+    )
 
 
 @pytest.mark.slow
-def test_four_band_uint16_variant_and_lr_find_through_the_cli(small_rgbn_area, tmp_path,
-                                                             capsys):
+def test_four_band_uint16_variant_and_lr_find_through_the_cli(small_rgbn_area, tmp_path, capsys):
     images = os.path.join(small_rgbn_area.root, "tiles", "*.tif")
     masks = os.path.join(small_rgbn_area.root, "masks", "*.tif")
-    common = ["--images", images, "--masks", masks, "--patch-size", "32", "--depth", "2",
-              "--filters", "4"]
+    common = [
+        "--images",
+        images,
+        "--masks",
+        masks,
+        "--patch-size",
+        "32",
+        "--depth",
+        "2",
+        "--filters",
+        "4",
+    ]
     output = str(tmp_path / "seg4")
-    assert cli.main(["train", "segmenter", *common, "--residual", "--centre",
-                     "parallel-dilated", "--loss", "0.5*focal+dice", "--steps", "4",
-                     "--eval-every", "2", "--schedule", "plateau", "--window-size", "64",
-                     "--quiet", "--output", output]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "segmenter",
+                *common,
+                "--residual",
+                "--centre",
+                "parallel-dilated",
+                "--loss",
+                "0.5*focal+dice",
+                "--steps",
+                "4",
+                "--eval-every",
+                "2",
+                "--schedule",
+                "plateau",
+                "--window-size",
+                "64",
+                "--quiet",
+                "--output",
+                output,
+            ]
+        )
+        == 0
+    )
     assets = contracts.check_segmenter_model(os.path.join(output, "model"))
     assert assets.band_count == 4 and assets.raw_dtype == "uint16"
     assert assets.band_names == ("red", "green", "blue", "nir")
@@ -112,31 +165,38 @@ def test_segmenter_input_errors_exit_2(small_rgbn_area, tmp_path, capsys):
     base = ["train", "segmenter", "--images", images, "--output", str(tmp_path / "o")]
     assert cli.main([*base, "--masks", str(tmp_path / "none-*.tif")]) == 2
     assert "no mask tiles match" in capsys.readouterr().err
-    assert cli.main([*base, "--footprints", small_rgbn_area.footprints, "--bands",
-                     "1,2,3,4,5"]) == 2
+    assert (
+        cli.main([*base, "--footprints", small_rgbn_area.footprints, "--bands", "1,2,3,4,5"]) == 2
+    )
     assert "bands the tiles do not have" in capsys.readouterr().err
-    assert cli.main([*base, "--footprints", small_rgbn_area.footprints, "--patch-size",
-                     "30"]) == 2
+    assert cli.main([*base, "--footprints", small_rgbn_area.footprints, "--patch-size", "30"]) == 2
     assert "multiple of 8" in capsys.readouterr().err
-    assert cli.main([*base, "--footprints", small_rgbn_area.footprints, "--loss",
-                     "mse"]) == 2
+    assert cli.main([*base, "--footprints", small_rgbn_area.footprints, "--loss", "mse"]) == 2
     assert "not one of" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_short_default_style_run_learns_a_real_like_tile_and_holds_out_the_other_half(
-        tmp_path):
+def test_short_default_style_run_learns_a_real_like_tile_and_holds_out_the_other_half(tmp_path):
     """The issue's failure, small: single-band 12-bit imagery with nodata, roofs
     leaning off their footprints, labels in lon/lat. Trained on the west half,
     measured on the east half it never saw. The old defaults (36 steps over a
     fixed patch set) reached IoU 0.01 on such a tile; a short run of the new
     sampler must be clearly above chance (predicting "building" everywhere
     scores the building fraction, ~0.07)."""
-    area = generate_real_like(str(tmp_path / "area"), RealLikeConfig(
-        seed=3, width=768, buildings_per_half=20))
-    config = SegmenterConfig(images=area.tiles[0], footprints=area.footprints,
-                             output=str(tmp_path / "seg"), patch_size=64, steps=300,
-                             eval_every=100, verbose=0, seed=0, tensorboard=False)
+    area = generate_real_like(
+        str(tmp_path / "area"), RealLikeConfig(seed=3, width=768, buildings_per_half=20)
+    )
+    config = SegmenterConfig(
+        images=area.tiles[0],
+        footprints=area.footprints,
+        output=str(tmp_path / "seg"),
+        patch_size=64,
+        steps=300,
+        eval_every=100,
+        verbose=0,
+        seed=0,
+        tensorboard=False,
+    )
     result = train_segmenter(config)
     assets = contracts.check_segmenter_model(result.model_dir)
     assert assets.raw_dtype == "uint16" and assets.band_count == 1

@@ -17,8 +17,8 @@ from footprints.errors import ConfigError
 from model_training import augment, cards, evaluation, losses, schedules, unet
 from model_training.configs import UNetConfig, parse_loss, receptive_field, receptive_halo
 
-
 # ------------------------------------------------------------------ losses
+
 
 def test_parse_loss_weights_and_errors():
     assert parse_loss("0.5*bce+jaccard") == ((0.5, "bce"), (1.0, "jaccard"))
@@ -88,6 +88,7 @@ def test_building_iou_is_one_when_nothing_to_find_and_nothing_found():
 
 # ------------------------------------------------------------------ metrics
 
+
 def test_binary_metrics_docstring_example():
     m = evaluation.binary_metrics([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.9])
     assert m["accuracy"] == 0.75
@@ -117,9 +118,11 @@ def test_auc_matches_pairwise_definition_with_ties(pairs):
 
 # ------------------------------------------------------------------ schedules
 
+
 def test_one_cycle_rises_to_peak_then_anneals():
-    sched = schedules.OneCycle(0.01, total_steps=100, pct_start=0.3, div_factor=25,
-                               final_div_factor=1e3)
+    sched = schedules.OneCycle(
+        0.01, total_steps=100, pct_start=0.3, div_factor=25, final_div_factor=1e3
+    )
     rates = np.array([float(sched(s)) for s in range(0, 101)])
     assert rates[0] == pytest.approx(0.01 / 25, rel=1e-5)
     assert rates.max() == pytest.approx(0.01, rel=1e-5)
@@ -162,6 +165,7 @@ def test_lr_find_sweeps_and_stops_on_divergence(tmp_path):
 
 # ------------------------------------------------------------------ U-Net
 
+
 def test_receptive_field_docstring_example_and_halo():
     assert receptive_field(UNetConfig(depth=3)) == 96
     assert receptive_field(UNetConfig(depth=3, centre="serial-dilated")) > 96
@@ -169,11 +173,15 @@ def test_receptive_field_docstring_example_and_halo():
     assert receptive_halo(UNetConfig(depth=4), 128) == 32  # capped at a quarter window
 
 
-@pytest.mark.parametrize("config", [
-    UNetConfig(depth=2, filters=4),
-    UNetConfig(depth=2, filters=4, residual=True, centre="serial-dilated", dilations=(1, 2)),
-    UNetConfig(depth=2, filters=4, residual=True, centre="parallel-dilated", dilations=(1, 2)),
-], ids=["plain", "residual-serial", "residual-parallel"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        UNetConfig(depth=2, filters=4),
+        UNetConfig(depth=2, filters=4, residual=True, centre="serial-dilated", dilations=(1, 2)),
+        UNetConfig(depth=2, filters=4, residual=True, centre="parallel-dilated", dilations=(1, 2)),
+    ],
+    ids=["plain", "residual-serial", "residual-parallel"],
+)
 def test_unet_variants_map_images_to_masks_within_their_receptive_field(config):
     keras.utils.set_random_seed(0)
     model = unet.build_unet(2, config)
@@ -192,6 +200,7 @@ def test_unet_variants_map_images_to_masks_within_their_receptive_field(config):
 
 
 # ------------------------------------------------------------------ augmentation
+
 
 def test_random_spatial_moves_image_and_mask_together():
     tf.random.set_seed(1)
@@ -213,6 +222,7 @@ def test_random_colour_stays_in_range():
 
 
 # ------------------------------------------------------------------ cards
+
 
 def test_fingerprint_follows_content_not_location(tmp_path):
     a = tmp_path / "a" / "x.bin"

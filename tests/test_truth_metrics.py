@@ -25,18 +25,21 @@ UTM = "EPSG:32615"
 def test_matching_examples_with_known_answers():
     truth = [box(0, 0, 10, 10), box(20, 0, 30, 10), box(40, 0, 50, 10), box(60, 0, 70, 10)]
     predicted = [
-        box(0, 0, 10, 9),      # IoU 0.9 with truth 0
-        box(20, 0, 30, 4),     # IoU 0.4 with truth 1: below the threshold
-        box(41, 0, 51, 10),    # IoU 9/11 with truth 2
-        box(41, 0, 50, 10),    # IoU 0.9 with truth 2: the better one wins it
+        box(0, 0, 10, 9),  # IoU 0.9 with truth 0
+        box(20, 0, 30, 4),  # IoU 0.4 with truth 1: below the threshold
+        box(41, 0, 51, 10),  # IoU 9/11 with truth 2
+        box(41, 0, 50, 10),  # IoU 0.9 with truth 2: the better one wins it
         box(100, 0, 110, 10),  # nothing there
     ]
     matches = match_objects(predicted, truth)
     assert [(i, j) for i, j, _ in matches] == [(0, 0), (3, 2)]
     assert matches[0][2] == pytest.approx(0.9) and matches[1][2] == pytest.approx(0.9)
     scores = object_scores(len(predicted), len(truth), matches)
-    assert (scores["true_positives"], scores["false_positives"],
-            scores["false_negatives"]) == (2, 3, 2)
+    assert (scores["true_positives"], scores["false_positives"], scores["false_negatives"]) == (
+        2,
+        3,
+        2,
+    )
     assert scores["precision"] == pytest.approx(2 / 5)
     assert scores["recall"] == pytest.approx(2 / 4)
     assert scores["f1"] == pytest.approx(2 * 2 / (2 * 2 + 3 + 2))
@@ -71,16 +74,27 @@ def test_greedy_matching_equals_the_optimum_on_random_buildings():
         def iou(a, b):
             return a.intersection(b).area / a.union(b).area
 
-        best = max(sum(iou(p, truth[j]) >= 0.5 for p, j in zip(predicted, perm))
-                   for perm in permutations(range(4)))
+        best = max(
+            sum(iou(p, truth[j]) >= 0.5 for p, j in zip(predicted, perm))
+            for perm in permutations(range(4))
+        )
         assert got == best
 
 
 def _grid(path, crs=UTM, origin=(500000.0, 4_200_000.0), size=20, value=None):
     data = np.zeros((1, size, size), np.uint8) if value is None else value
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1,
-                       dtype="uint8", crs=crs, transform=from_origin(*origin, 0.5, 0.5),
-                       nodata=None) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype="uint8",
+        crs=crs,
+        transform=from_origin(*origin, 0.5, 0.5),
+        nodata=None,
+    ) as dst:
         dst.write(data)
     return str(path)
 
@@ -110,8 +124,10 @@ def test_truth_masks_trace_one_building_across_two_tiles(tmp_path):
     right = np.zeros((1, 20, 20), np.uint8)
     right[0, 5:10, 0:5] = 1
     right[0, 15:18, 10:13] = 1
-    paths = [_grid(tmp_path / "l.tif", value=left),
-             _grid(tmp_path / "r.tif", origin=(500010.0, 4_200_000.0), value=right)]
+    paths = [
+        _grid(tmp_path / "l.tif", value=left),
+        _grid(tmp_path / "r.tif", origin=(500010.0, 4_200_000.0), value=right),
+    ]
     polygons = sorted(truth_from_masks(paths, UTM), key=lambda g: -g.area)
     assert [g.area for g in polygons] == pytest.approx([50 * 0.25, 9 * 0.25])
     in_wgs84 = truth_from_masks(paths, "EPSG:4326")
@@ -120,13 +136,26 @@ def test_truth_masks_trace_one_building_across_two_tiles(tmp_path):
 
 def test_unusable_truth_features_are_counted(tmp_path):
     path = tmp_path / "truth.geojson"
-    path.write_text(json.dumps({"type": "FeatureCollection", "crs": {
-        "type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32615"}},
-        "features": [
-            {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(
-                box(0, 0, 1, 1))},
-            {"type": "Feature", "properties": {}, "geometry": {
-                "type": "LineString", "coordinates": [[0, 0], [1, 1]]}}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32615"}},
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {},
+                        "geometry": shapely.geometry.mapping(box(0, 0, 1, 1)),
+                    },
+                    {
+                        "type": "Feature",
+                        "properties": {},
+                        "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]},
+                    },
+                ],
+            }
+        )
+    )
     polygons, rejected = read_truth_footprints(str(path), UTM)
     assert len(polygons) == 1 and rejected == 1
 
@@ -146,23 +175,52 @@ def test_objects_table_is_written_for_the_report(tmp_path):
     truth_path = _grid(tmp_path / "truth.tif", value=truth)
     # One footprint that matches, one that is false.
     x0, y0 = 500000.0, 4_200_000.0
-    rows = [{"footprint_id": "t-000000", "tile": "t", "area_m2": 20.0, "mean_probability": 1.0,
-             "geometry": shapely.to_wkb(box(x0 + 2, y0 - 5, x0 + 7, y0 - 1))},
-            {"footprint_id": "t-000001", "tile": "t", "area_m2": 1.0, "mean_probability": 1.0,
-             "geometry": shapely.to_wkb(box(x0, y0 - 10, x0 + 1, y0 - 9))}]
+    rows = [
+        {
+            "footprint_id": "t-000000",
+            "tile": "t",
+            "area_m2": 20.0,
+            "mean_probability": 1.0,
+            "geometry": shapely.to_wkb(box(x0 + 2, y0 - 5, x0 + 7, y0 - 1)),
+        },
+        {
+            "footprint_id": "t-000001",
+            "tile": "t",
+            "area_m2": 1.0,
+            "mean_probability": 1.0,
+            "geometry": shapely.to_wkb(box(x0, y0 - 10, x0 + 1, y0 - 9)),
+        },
+    ]
     table_path = tmp_path / "footprints.parquet"
-    pq.write_table(contracts.validate_rows(footprint_rows(rows, UTM), geoparquet_schema(
-        contracts.FOOTPRINTS_SCHEMA, UTM, ["Polygon"])), table_path)
-    summary = truth_summary(output=str(tmp_path), mask_paths=[mask],
-                            footprint_files=[str(table_path)], crs=UTM, threshold=0.5,
-                            truth_masks=[truth_path])
+    pq.write_table(
+        contracts.validate_rows(
+            footprint_rows(rows, UTM),
+            geoparquet_schema(contracts.FOOTPRINTS_SCHEMA, UTM, ["Polygon"]),
+        ),
+        table_path,
+    )
+    summary = truth_summary(
+        output=str(tmp_path),
+        mask_paths=[mask],
+        footprint_files=[str(table_path)],
+        crs=UTM,
+        threshold=0.5,
+        truth_masks=[truth_path],
+    )
     objects = summary["objects"]
-    assert (objects["true_positives"], objects["false_positives"],
-            objects["false_negatives"]) == (1, 1, 1)
-    assert summary["tile_objects"] == {"t": {"true_positive": 1, "false_positive": 1,
-                                             "false_negative": 1}}
+    assert (objects["true_positives"], objects["false_positives"], objects["false_negatives"]) == (
+        1,
+        1,
+        1,
+    )
+    assert summary["tile_objects"] == {
+        "t": {"true_positive": 1, "false_positive": 1, "false_negative": 1}
+    }
     assert summary["files"] == [OBJECTS_FILE]
     written = pq.read_table(tmp_path / OBJECTS_FILE).to_pylist()
-    assert sorted(r["status"] for r in written) == ["false_negative", "false_positive",
-                                                    "true_positive"]
+    assert sorted(r["status"] for r in written) == [
+        "false_negative",
+        "false_positive",
+        "true_positive",
+    ]
     assert b"geo" in pq.read_schema(tmp_path / OBJECTS_FILE).metadata

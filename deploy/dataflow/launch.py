@@ -77,8 +77,12 @@ GPUS = {
 #: Batch sizes that fit the GPU's memory with the shipped models (see docs/deploy.md):
 #: chips are 224 px RGB for the classifier, windows 512 px RGB for the U-Net.
 BATCH_SIZES = {
-    ("score", "l4"): 256, ("score", "t4"): 128, ("score", "none"): 64,
-    ("segment", "l4"): 16, ("segment", "t4"): 8, ("segment", "none"): 4,
+    ("score", "l4"): 256,
+    ("score", "t4"): 128,
+    ("score", "none"): 64,
+    ("segment", "l4"): 16,
+    ("segment", "t4"): 8,
+    ("segment", "none"): 4,
 }
 
 
@@ -154,8 +158,7 @@ def direct_command(job: str, target: Target, job_flags: Sequence[str]) -> list[s
 
     ``job_flags`` come last, so a user's ``--batch-size`` overrides the default.
     """
-    return ["footprints", job, *footprints_flags(job, target), *job_flags,
-            *beam_options(target)]
+    return ["footprints", job, *footprints_flags(job, target), *job_flags, *beam_options(target)]
 
 
 def template_parameters(job: str, target: Target) -> dict[str, str]:
@@ -166,19 +169,27 @@ def template_parameters(job: str, target: Target) -> dict[str, str]:
     return params
 
 
-def template_command(job: str, target: Target, template: str,
-                     parameters: Sequence[str]) -> list[str]:
+def template_command(
+    job: str, target: Target, template: str, parameters: Sequence[str]
+) -> list[str]:
     """``gcloud dataflow flex-template run`` for ``job``'s template spec."""
     name = target.job_name or f"footprints-{job}"
     params = template_parameters(job, target)
     params.update(p.split("=", 1) for p in parameters)
     params["sdk_container_image"] = target.image
-    command = ["gcloud", "dataflow", "flex-template", "run", name,
-               f"--project={target.project}", f"--region={target.region}",
-               f"--template-file-gcs-location={template}",
-               f"--temp-location={target.bucket.rstrip('/')}/tmp",
-               f"--staging-location={target.bucket.rstrip('/')}/staging",
-               f"--max-workers={target.max_workers}"]
+    command = [
+        "gcloud",
+        "dataflow",
+        "flex-template",
+        "run",
+        name,
+        f"--project={target.project}",
+        f"--region={target.region}",
+        f"--template-file-gcs-location={template}",
+        f"--temp-location={target.bucket.rstrip('/')}/tmp",
+        f"--staging-location={target.bucket.rstrip('/')}/staging",
+        f"--max-workers={target.max_workers}",
+    ]
     if target.gpu == "none" or target.gpu_mode == "right-fitting":
         command.append(f"--worker-machine-type={target.cpu_machine_type}")
     else:
@@ -189,7 +200,8 @@ def template_command(job: str, target: Target, template: str,
         ]
         # Pipeline options, passed by the launcher to main.py and on to Beam.
         params["dataflow_service_options"] = (
-            f"worker_accelerator={gpu.hint(with_machine_type=False)}")
+            f"worker_accelerator={gpu.hint(with_machine_type=False)}"
+        )
         params["number_of_worker_harness_threads"] = "8"
     # gcloud splits --parameters on commas; a custom delimiter keeps hints whole.
     command.append("--parameters=^~^" + "~".join(f"{k}={v}" for k, v in params.items()))
@@ -199,7 +211,8 @@ def template_command(job: str, target: Target, template: str,
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deploy/dataflow/launch.py",
-        description="Submit footprints score/segment to Dataflow (see docs/deploy.md).")
+        description="Submit footprints score/segment to Dataflow (see docs/deploy.md).",
+    )
     parser.add_argument("mode", choices=["direct", "template"])
     parser.add_argument("job", choices=JOBS)
     parser.add_argument("--project", required=True)
@@ -213,8 +226,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--job-name")
     parser.add_argument("--template", help="gs:// path of the template spec (template mode)")
     parser.add_argument("--print", action="store_true", help="print the command, do not run it")
-    parser.epilog = ("After --: footprints flags (direct) or NAME=VALUE template parameters "
-                     "(template).")
+    parser.epilog = (
+        "After --: footprints flags (direct) or NAME=VALUE template parameters (template)."
+    )
     return parser
 
 
@@ -222,10 +236,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Builds the command for the chosen mode and runs (or prints) it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
-    args, rest = _parser().parse_args(argv[:split]), argv[split + 1:]
+    args, rest = _parser().parse_args(argv[:split]), argv[split + 1 :]
     try:
-        target = Target(args.project, args.region, args.bucket, args.image, args.gpu,
-                        args.gpu_mode, args.cpu_machine_type, args.max_workers, args.job_name)
+        target = Target(
+            args.project,
+            args.region,
+            args.bucket,
+            args.image,
+            args.gpu,
+            args.gpu_mode,
+            args.cpu_machine_type,
+            args.max_workers,
+            args.job_name,
+        )
     except ValueError as exc:
         print(f"launch.py: error: {exc}", file=sys.stderr)
         return 2
@@ -233,8 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = direct_command(args.job, target, rest)
     else:
         if not args.template:
-            print("launch.py: error: template mode needs --template gs://.../JOB.json "
-                  "(build.sh templates writes it)", file=sys.stderr)
+            print(
+                "launch.py: error: template mode needs --template gs://.../JOB.json "
+                "(build.sh templates writes it)",
+                file=sys.stderr,
+            )
             return 2
         command = template_command(args.job, target, args.template, rest)
     print(shlex.join(command), flush=True)

@@ -42,8 +42,10 @@ def job_of(argv: Sequence[str]) -> str:
     names = {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
     jobs = {job for name, job in JOB_BY_PARAMETER.items() if name in names}
     if len(jobs) != 1:
-        raise SystemExit("main.py: give exactly one of --chips (score template) or --raster "
-                         f"(segment template); got {sorted(names)}")
+        raise SystemExit(
+            "main.py: give exactly one of --chips (score template) or --raster "
+            f"(segment template); got {sorted(names)}"
+        )
     return jobs.pop()
 
 

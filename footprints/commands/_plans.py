@@ -37,28 +37,38 @@ def prepare_plan(config) -> str:
         files = [os.path.join(d, f) for d, _, names in os.walk(config.images) for f in names]
         images = [f for f in files if is_image_path(f)]
         classes = Counter(class_of(f, config.images)[1] or "(no class)" for f in images)
-        lines.append(f"  images: {_plural(len(images), 'file')} in {config.images} "
-                     f"({', '.join(f'{k} {v}' for k, v in sorted(classes.items()))})")
+        lines.append(
+            f"  images: {_plural(len(images), 'file')} in {config.images} "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(classes.items()))})"
+        )
         work = len(images)
     else:
         tiles = [tile_index.read_tile_info(p) for p in _matched(config.rasters)]
         bad = [t for t in tiles if isinstance(t, contracts.ErrorRecord)]
         good = [t for t in tiles if not isinstance(t, contracts.ErrorRecord)]
         crss = Counter(t.crs for t in good)
-        lines.append(f"  rasters: {_plural(len(tiles), 'file')} match {config.rasters!r}; "
-                     f"{len(good)} usable ({', '.join(f'{c}: {n}' for c, n in crss.items())})"
-                     f", {len(bad)} rejected")
+        lines.append(
+            f"  rasters: {_plural(len(tiles), 'file')} match {config.rasters!r}; "
+            f"{len(good)} usable ({', '.join(f'{c}: {n}' for c, n in crss.items())})"
+            f", {len(bad)} rejected"
+        )
         for record in bad[:10]:
             lines.append(f"    rejected {record.source}: {record.error}: {record.message}")
-        lines.append(f"  footprints: {info.features:,} features in {info.path} ({info.crs}), "
-                     f"read in {len(vectors.plan_ranges(info))} parallel ranges")
+        lines.append(
+            f"  footprints: {info.features:,} features in {info.path} ({info.crs}), "
+            f"read in {len(vectors.plan_ranges(info))} parallel ranges"
+        )
         work = info.features
     spec = config.spec
-    lines.append(f"  chips: up to {work:,}, {spec.size or 'native'} px, margin {spec.margin}, "
-                 f"min extent {spec.min_extent} m, {spec.image_format}")
-    lines.append(f"  output: {config.num_shards} x "
-                 f"{contracts.shard_name(config.output, 0, config.num_shards, config.compression)}"
-                 f" ...; {config.errors_dir}/; {config.summary_path}")
+    lines.append(
+        f"  chips: up to {work:,}, {spec.size or 'native'} px, margin {spec.margin}, "
+        f"min extent {spec.min_extent} m, {spec.image_format}"
+    )
+    lines.append(
+        f"  output: {config.num_shards} x "
+        f"{contracts.shard_name(config.output, 0, config.num_shards, config.compression)}"
+        f" ...; {config.errors_dir}/; {config.summary_path}"
+    )
     return "\n".join(lines)
 
 
@@ -68,17 +78,19 @@ def score_plan(config) -> str:
     sizes = [os.path.getsize(p) for p in shards if os.path.exists(p)]
     first = _count_records(shards[0]) if shards else 0
     estimate = int(first * sum(sizes) / sizes[0]) if sizes and sizes[0] else first
-    lines = ["plan: footprints score (dry run, nothing written)",
-             f"  chips: {_plural(len(shards), 'shard')} match {config.chips!r}, "
-             f"{sum(sizes) / 1e6:,.1f} MB, about {estimate:,} records "
-             f"({first:,} in the first shard)",
-             f"  model: {config.model_dir} (meets the classifier contract)",
-             f"  targets: {float(config.fractions.default):.2%} by default"
-             + "".join(f", {r} {float(f):.2%}" for r, f in config.fractions.per_region),
-             f"  batches: {config.min_batch_size or config.batch_size} to {config.batch_size} "
-             "chips; about "
-             f"{max(1, estimate // max(config.batch_size, 1)):,} model calls",
-             f"  output: {config.output}/scores/, errors/, summary.json"]
+    lines = [
+        "plan: footprints score (dry run, nothing written)",
+        f"  chips: {_plural(len(shards), 'shard')} match {config.chips!r}, "
+        f"{sum(sizes) / 1e6:,.1f} MB, about {estimate:,} records "
+        f"({first:,} in the first shard)",
+        f"  model: {config.model_dir} (meets the classifier contract)",
+        f"  targets: {float(config.fractions.default):.2%} by default"
+        + "".join(f", {r} {float(f):.2%}" for r, f in config.fractions.per_region),
+        f"  batches: {config.min_batch_size or config.batch_size} to {config.batch_size} "
+        "chips; about "
+        f"{max(1, estimate // max(config.batch_size, 1)):,} model calls",
+        f"  output: {config.output}/scores/, errors/, summary.json",
+    ]
     return "\n".join(lines)
 
 
@@ -111,35 +123,45 @@ def segment_plan(config) -> str:
         valid += 1
         windows += count_windows(tile.height, tile.width, config.window_size, config.halo)
         pixels += tile.height * tile.width
-    lines = ["plan: footprints segment (dry run, nothing written)",
-             f"  tiles: {_plural(len(paths), 'file')} match {config.raster!r}; {valid} valid, "
-             f"{len(rejected)} rejected"]
+    lines = [
+        "plan: footprints segment (dry run, nothing written)",
+        f"  tiles: {_plural(len(paths), 'file')} match {config.raster!r}; {valid} valid, "
+        f"{len(rejected)} rejected",
+    ]
     for path, exc in rejected[:10]:
         lines.append(f"    rejected {path}: {exc}")
-    lines += [f"  model: {config.model_dir}: window {config.window_size} px, halo "
-              f"{config.halo} px, bands {list(config.assets.bands)}",
-              f"  work: {windows:,} windows over {pixels / 1e6:,.1f} Mpx"
-              + (f", test-time augmentation {config.tta}" if config.tta != "none" else ""),
-              f"  output: {config.output}/masks/ (COG + mosaic.vrt), footprints/, errors/, "
-              "summary.json" + (", scores/" if config.classifier else "")]
+    lines += [
+        f"  model: {config.model_dir}: window {config.window_size} px, halo "
+        f"{config.halo} px, bands {list(config.assets.bands)}",
+        f"  work: {windows:,} windows over {pixels / 1e6:,.1f} Mpx"
+        + (f", test-time augmentation {config.tta}" if config.tta != "none" else ""),
+        f"  output: {config.output}/masks/ (COG + mosaic.vrt), footprints/, errors/, "
+        "summary.json" + (", scores/" if config.classifier else ""),
+    ]
     return "\n".join(lines)
 
 
 def score_lines(summary: dict) -> str:
     """Per-region result and totals of a score run, for a person."""
     totals = summary["totals"]
-    lines = [f"score: {totals['input_records']:,} records -> {totals['scored']:,} scored + "
-             f"{totals['errors']:,} rejected (reconciles: "
-             f"{'yes' if totals['reconciled'] else 'NO'}); {totals['residential']:,} "
-             "residential"]
+    lines = [
+        f"score: {totals['input_records']:,} records -> {totals['scored']:,} scored + "
+        f"{totals['errors']:,} rejected (reconciles: "
+        f"{'yes' if totals['reconciled'] else 'NO'}); {totals['residential']:,} "
+        "residential"
+    ]
     for name, r in sorted(summary["regions"].items()):
         threshold = "-" if r.get("threshold") is None else f"{r['threshold']:.4f}"
-        lines.append(f"  {name}: {r['k']:,} of {r['n']:,} residential (target "
-                     f"{r['target_fraction']:.2%}, achieved {r['achieved_fraction'] or 0:.2%}, "
-                     f"threshold {threshold}, exact {'yes' if r['exact'] else 'NO'})")
+        lines.append(
+            f"  {name}: {r['k']:,} of {r['n']:,} residential (target "
+            f"{r['target_fraction']:.2%}, achieved {r['achieved_fraction'] or 0:.2%}, "
+            f"threshold {threshold}, exact {'yes' if r['exact'] else 'NO'})"
+        )
     if totals.get("errors_by_reason"):
-        lines.append("  rejected by reason: " + ", ".join(
-            f"{k} {v}" for k, v in totals["errors_by_reason"].items()))
+        lines.append(
+            "  rejected by reason: "
+            + ", ".join(f"{k} {v}" for k, v in totals["errors_by_reason"].items())
+        )
     if summary.get("duplicates", {}).get("count"):
         lines.append(f"  duplicate footprint ids: {summary['duplicates']['count']}")
     lines += _share_lines(summary["regions"])
@@ -150,38 +172,51 @@ def _share_lines(regions: dict) -> list[str]:
     """``region A: target 45%, model expects 41% +/- 3%`` per region with score stats."""
     from pipeline.thresholds.expected import share_line
 
-    return ["  " + share_line(name, r["target_fraction"], r.get("scores"))
-            for name, r in sorted(regions.items()) if r.get("scores")]
+    return [
+        "  " + share_line(name, r["target_fraction"], r.get("scores"))
+        for name, r in sorted(regions.items())
+        if r.get("scores")
+    ]
 
 
 def segment_lines(summary: dict) -> str:
     """Tiles, windows, footprints, IoU and scores of a segment run, for a person."""
     t, w, rec = summary["tiles"], summary["windows"], summary["reconciliation"]
     ok = "yes" if rec["tiles_ok"] and rec["windows_ok"] else "NO"
-    lines = [f"segment: {t['matched']} tiles -> {t['written']} masks, {t['skipped_nodata']} "
-             f"all-nodata, {t['failed']} failed, {t['rejected']} rejected; {w['planned']:,} "
-             f"windows ({w['inferred']:,} inferred, {w['nodata']:,} nodata, {w['failed']} "
-             f"failed); reconciles: {ok}",
-             f"  footprints: {summary['footprints']['count']:,} buildings"]
+    lines = [
+        f"segment: {t['matched']} tiles -> {t['written']} masks, {t['skipped_nodata']} "
+        f"all-nodata, {t['failed']} failed, {t['rejected']} rejected; {w['planned']:,} "
+        f"windows ({w['inferred']:,} inferred, {w['nodata']:,} nodata, {w['failed']} "
+        f"failed); reconciles: {ok}",
+        f"  footprints: {summary['footprints']['count']:,} buildings",
+    ]
     if summary.get("truth"):
         truth, objects = summary["truth"], summary["truth"].get("objects") or {}
 
         def num(x):
             return "-" if x is None else f"{x:.3f}"
 
-        lines.append(f"  against the truth: pixel IoU {num(truth.get('iou'))}; buildings at "
-                     f"IoU >= {objects.get('iou_threshold', 0.5)}: precision "
-                     f"{num(objects.get('precision'))}, recall {num(objects.get('recall'))}, "
-                     f"F1 {num(objects.get('f1'))} ({objects.get('true_positives', 0)} found, "
-                     f"{objects.get('false_positives', 0)} false, "
-                     f"{objects.get('false_negatives', 0)} missed)")
+        lines.append(
+            f"  against the truth: pixel IoU {num(truth.get('iou'))}; buildings at "
+            f"IoU >= {objects.get('iou_threshold', 0.5)}: precision "
+            f"{num(objects.get('precision'))}, recall {num(objects.get('recall'))}, "
+            f"F1 {num(objects.get('f1'))} ({objects.get('true_positives', 0)} found, "
+            f"{objects.get('false_positives', 0)} false, "
+            f"{objects.get('false_negatives', 0)} missed)"
+        )
     if summary.get("scores"):
         s = summary["scores"]
-        lines.append(f"  classified: {s['scored']:,} footprints; " + "; ".join(
-            f"{name}: {r['k']} of {r['n']} residential"
-            for name, r in sorted(s["regions"].items())))
+        lines.append(
+            f"  classified: {s['scored']:,} footprints; "
+            + "; ".join(
+                f"{name}: {r['k']} of {r['n']} residential"
+                for name, r in sorted(s["regions"].items())
+            )
+        )
         lines += _share_lines(s["regions"])
     if summary["errors"]["total"]:
-        lines.append("  rejected by reason: " + ", ".join(
-            f"{k} {v}" for k, v in summary["errors"]["by_reason"].items()))
+        lines.append(
+            "  rejected by reason: "
+            + ", ".join(f"{k} {v}" for k, v in summary["errors"]["by_reason"].items())
+        )
     return "\n".join(lines)

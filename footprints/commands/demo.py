@@ -43,26 +43,52 @@ outputs (under --output):
 def register(subparsers) -> None:
     """Adds the ``demo`` subcommand."""
     p = subparsers.add_parser(
-        "demo", help="run the whole product on a generated sample area",
+        "demo",
+        help="run the whole product on a generated sample area",
         description="Generate the seeded sample area and run every stage of footprints "
-                    "on it with DirectRunner (or the runner you pass).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "on it with DirectRunner (or the runner you pass).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--output", required=True, help="folder for everything the demo writes")
     p.add_argument("--seed", type=int, default=0, help="sample area seed (default: 0)")
-    p.add_argument("--tiles", default="4x4",
-                   help="sample area size in 512-px tiles, COLSxROWS (default: %(default)s)")
-    p.add_argument("--density", type=float, default=4.0,
-                   help="building density of the sample area (default: %(default)s)")
-    p.add_argument("--residential-fraction", type=float, default=None, metavar="P",
-                   help="the residential share to enforce (default: the area's true share)")
-    p.add_argument("--segmenter-steps", type=int, default=300,
-                   help="gradient steps of the segmenter's training (default: %(default)s)")
-    p.add_argument("--classifier-epochs", type=int, default=6,
-                   help="training epochs of the classifier on the training area "
-                        "(default: %(default)s)")
-    p.add_argument("--train-areas", type=int, default=TRAIN_AREAS,
-                   help="training areas of 4x4 tiles (about 290 footprints each), seeds "
-                        "--seed + 10000, + 10001, ... (default: %(default)s)")
+    p.add_argument(
+        "--tiles",
+        default="4x4",
+        help="sample area size in 512-px tiles, COLSxROWS (default: %(default)s)",
+    )
+    p.add_argument(
+        "--density",
+        type=float,
+        default=4.0,
+        help="building density of the sample area (default: %(default)s)",
+    )
+    p.add_argument(
+        "--residential-fraction",
+        type=float,
+        default=None,
+        metavar="P",
+        help="the residential share to enforce (default: the area's true share)",
+    )
+    p.add_argument(
+        "--segmenter-steps",
+        type=int,
+        default=300,
+        help="gradient steps of the segmenter's training (default: %(default)s)",
+    )
+    p.add_argument(
+        "--classifier-epochs",
+        type=int,
+        default=6,
+        help="training epochs of the classifier on the training area (default: %(default)s)",
+    )
+    p.add_argument(
+        "--train-areas",
+        type=int,
+        default=TRAIN_AREAS,
+        help="training areas of 4x4 tiles (about 290 footprints each), seeds "
+        "--seed + 10000, + 10001, ... (default: %(default)s)",
+    )
     p.set_defaults(handler=run, beam_passthrough=True)
 
 
@@ -88,8 +114,9 @@ TRAIN_TILES = 4
 MIN_HELD_OUT_ACCURACY = 0.90
 
 
-def training_chips(area_root: str, chips_root: str, seed: int, areas: int,
-                   beam_args: list[str]) -> dict:
+def training_chips(
+    area_root: str, chips_root: str, seed: int, areas: int, beam_args: list[str]
+) -> dict:
     """Generates the classifier's training areas and cuts their chips.
 
     Area ``i`` has seed ``seed + TRAIN_SEED_OFFSET + i``, :data:`TRAIN_TILES`
@@ -104,17 +131,35 @@ def training_chips(area_root: str, chips_root: str, seed: int, areas: int,
     from footprints.sample_area import SampleAreaConfig, generate_sample_area
     from pipeline import prepare
 
-    facts = {"glob": os.path.join(chips_root, "train-*-*-of-*.tfrecord"), "seeds": [],
-             "tiles": 0, "footprints": 0, "chips": 0, "errors": 0, "reconciles": True}
+    facts = {
+        "glob": os.path.join(chips_root, "train-*-*-of-*.tfrecord"),
+        "seeds": [],
+        "tiles": 0,
+        "footprints": 0,
+        "chips": 0,
+        "errors": 0,
+        "reconciles": True,
+    }
     for i in range(areas):
         area_seed = seed + TRAIN_SEED_OFFSET + i
-        area = generate_sample_area(os.path.join(area_root, f"area-{i}"), SampleAreaConfig(
-            seed=area_seed, tiles_x=TRAIN_TILES, tiles_y=TRAIN_TILES, density=TRAIN_DENSITY))
-        summary = prepare.run(prepare.PrepareConfig(
-            output=os.path.join(chips_root, f"train-{i}"),
-            rasters=os.path.join(area.root, "tiles", "*.tif"), footprints=area.footprints,
-            id_field="id", class_field="building", region_field="region", num_shards=1),
-            beam_args)
+        area = generate_sample_area(
+            os.path.join(area_root, f"area-{i}"),
+            SampleAreaConfig(
+                seed=area_seed, tiles_x=TRAIN_TILES, tiles_y=TRAIN_TILES, density=TRAIN_DENSITY
+            ),
+        )
+        summary = prepare.run(
+            prepare.PrepareConfig(
+                output=os.path.join(chips_root, f"train-{i}"),
+                rasters=os.path.join(area.root, "tiles", "*.tif"),
+                footprints=area.footprints,
+                id_field="id",
+                class_field="building",
+                region_field="region",
+                num_shards=1,
+            ),
+            beam_args,
+        )
         facts["seeds"].append(area_seed)
         facts["tiles"] += len(area.tiles)
         facts["footprints"] += area.counts["total"]
@@ -144,7 +189,8 @@ class StageFailed(RuntimeError):
 
 def run(args, beam_args) -> int:
     """Runs every stage; returns 0 when each stage's counts reconcile and nothing
-    warned (a weak or inaccurate classifier, scores that cannot rank), else 3."""
+    warned (a weak or inaccurate classifier, scores that cannot rank), else 3.
+    """
     from footprints.commands.prepare import format_summary
     from footprints.report import build_report
     from footprints.sample_area import SampleAreaConfig, generate_sample_area, is_residential
@@ -152,13 +198,17 @@ def run(args, beam_args) -> int:
 
     cols, rows = _tiles(args.tiles)
     if args.residential_fraction is not None and not 0 <= args.residential_fraction <= 1:
-        raise ConfigError(f"--residential-fraction {args.residential_fraction!r} must be a "
-                          "share between 0 and 1, e.g. 0.45")
+        raise ConfigError(
+            f"--residential-fraction {args.residential_fraction!r} must be a "
+            "share between 0 and 1, e.g. 0.45"
+        )
     if args.train_areas < 1:
         raise ConfigError(f"--train-areas {args.train_areas!r} must be at least 1")
     if args.segmenter_steps < 1 or args.classifier_epochs < 1:
-        raise ConfigError(f"--segmenter-steps {args.segmenter_steps!r} and --classifier-epochs "
-                          f"{args.classifier_epochs!r} must be at least 1")
+        raise ConfigError(
+            f"--segmenter-steps {args.segmenter_steps!r} and --classifier-epochs "
+            f"{args.classifier_epochs!r} must be at least 1"
+        )
     beam_args = list(beam_args) or ["--runner", "DirectRunner"]
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)
@@ -167,53 +217,115 @@ def run(args, beam_args) -> int:
     # 1. The sample areas: imagery, true footprints, true masks; the
     # training areas' chips are cut here too, once per run.
     started = time.time()
-    train = training_chips(os.path.join(out, "train_area"), os.path.join(out, "chips"),
-                           args.seed, args.train_areas, beam_args)
-    _stage(report, "training_area", started, seeds=train["seeds"], tiles=train["tiles"],
-           footprints=train["footprints"], chips=train["chips"], errors=train["errors"],
-           reconciles=train["reconciles"])
-    print(f"demo: {args.train_areas} training areas (seeds {train['seeds'][0]}.."
-          f"{train['seeds'][-1]}), {train['tiles']} tiles, {train['footprints']} footprints "
-          f"-> {train['chips']} chips in {out}/train_area")
+    train = training_chips(
+        os.path.join(out, "train_area"),
+        os.path.join(out, "chips"),
+        args.seed,
+        args.train_areas,
+        beam_args,
+    )
+    _stage(
+        report,
+        "training_area",
+        started,
+        seeds=train["seeds"],
+        tiles=train["tiles"],
+        footprints=train["footprints"],
+        chips=train["chips"],
+        errors=train["errors"],
+        reconciles=train["reconciles"],
+    )
+    print(
+        f"demo: {args.train_areas} training areas (seeds {train['seeds'][0]}.."
+        f"{train['seeds'][-1]}), {train['tiles']} tiles, {train['footprints']} footprints "
+        f"-> {train['chips']} chips in {out}/train_area"
+    )
     started = time.time()
-    area = generate_sample_area(os.path.join(out, "area"), SampleAreaConfig(
-        seed=args.seed, tiles_x=cols, tiles_y=rows, density=args.density))
+    area = generate_sample_area(
+        os.path.join(out, "area"),
+        SampleAreaConfig(seed=args.seed, tiles_x=cols, tiles_y=rows, density=args.density),
+    )
     residential = sum(n for k, n in area.counts.items() if k != "total" and is_residential(k))
     fraction = args.residential_fraction
     if fraction is None:  # the analyst's expectation: here, the area's true share
         fraction = round(residential / max(area.counts["total"], 1), 2)
-    _stage(report, "sample_area", started, tiles=len(area.tiles),
-           footprints=area.counts["total"], true_residential=residential)
-    print(f"demo: sample area with {len(area.tiles)} tiles and {area.counts['total']} "
-          f"footprints ({residential} residential) in {out}/area")
+    _stage(
+        report,
+        "sample_area",
+        started,
+        tiles=len(area.tiles),
+        footprints=area.counts["total"],
+        true_residential=residential,
+    )
+    print(
+        f"demo: sample area with {len(area.tiles)} tiles and {area.counts['total']} "
+        f"footprints ({residential} residential) in {out}/area"
+    )
     tiles_glob = os.path.join(area.root, "tiles", "*.tif")
     masks_glob = os.path.join(area.root, "masks", "*.tif")
 
     # 2. Chips around the demo area's true footprints.
     started = time.time()
     chips_prefix = os.path.join(out, "chips", "area")
-    chips = prepare.run(prepare.PrepareConfig(
-        output=chips_prefix, rasters=tiles_glob, footprints=area.footprints, id_field="id",
-        class_field="building", region_field="region", num_shards=4), beam_args)
+    chips = prepare.run(
+        prepare.PrepareConfig(
+            output=chips_prefix,
+            rasters=tiles_glob,
+            footprints=area.footprints,
+            id_field="id",
+            class_field="building",
+            region_field="region",
+            num_shards=4,
+        ),
+        beam_args,
+    )
     print(format_summary(chips))
-    _stage(report, "prepare", started, **{k: chips[k] for k in (
-        "inputs", "chips", "errors", "reconciles")})
+    _stage(
+        report,
+        "prepare",
+        started,
+        **{k: chips[k] for k in ("inputs", "chips", "errors", "reconciles")},
+    )
     chip_glob = f"{chips_prefix}-*-of-*.tfrecord"
 
     # 3. The two models: the classifier on the training area only; the
     # segmenter on the demo area's tiles.
     started = time.time()
     classifier = os.path.join(out, "models", "classifier")
-    _cli(["train", "classifier", "--train", train["glob"],
-          "--output", classifier, "--epochs", str(args.classifier_epochs), "--overwrite",
-          "--quiet", "--seed", str(args.seed), "--allow-weak-model"])
+    _cli(
+        [
+            "train",
+            "classifier",
+            "--train",
+            train["glob"],
+            "--output",
+            classifier,
+            "--epochs",
+            str(args.classifier_epochs),
+            "--overwrite",
+            "--quiet",
+            "--seed",
+            str(args.seed),
+            "--allow-weak-model",
+        ]
+    )
     card = contracts.read_model_card(os.path.join(classifier, "model"))
     quality = card.get("quality") or {}
-    _stage(report, "train_classifier", started, model=os.path.join(classifier, "model"),
-           trained_on="train_area", val_ece=quality.get("ece"),
-           val_ece_uncalibrated=quality.get("ece_uncalibrated"), weak=quality.get("weak"),
-           **{f"val_{k}": v for k, v in (card.get("validation_metrics") or {}).items()
-              if isinstance(v, (int, float)) and k != "ece"})
+    _stage(
+        report,
+        "train_classifier",
+        started,
+        model=os.path.join(classifier, "model"),
+        trained_on="train_area",
+        val_ece=quality.get("ece"),
+        val_ece_uncalibrated=quality.get("ece_uncalibrated"),
+        weak=quality.get("weak"),
+        **{
+            f"val_{k}": v
+            for k, v in (card.get("validation_metrics") or {}).items()
+            if isinstance(v, (int, float)) and k != "ece"
+        },
+    )
     started = time.time()
     segmenter = os.path.join(out, "models", "segmenter")
     # The segmenter is sized in steps, not epochs: the default 300 steps of
@@ -221,60 +333,132 @@ def run(args, beam_args) -> int:
     # augmentation: on this large, easy area and so few steps it slowed fitting
     # (measured on the demo-style area at ~300 steps: validation IoU 0.49 with,
     # 0.77 without); the real-like benchmark trains with it.
-    _cli(["train", "segmenter", "--rasters", tiles_glob, "--footprints", area.footprints,
-          "--output", segmenter, "--steps", str(args.segmenter_steps), "--eval-every", "50",
-          "--no-augment", "--allow-weak-model",
-          "--overwrite", "--quiet"])
+    _cli(
+        [
+            "train",
+            "segmenter",
+            "--rasters",
+            tiles_glob,
+            "--footprints",
+            area.footprints,
+            "--output",
+            segmenter,
+            "--steps",
+            str(args.segmenter_steps),
+            "--eval-every",
+            "50",
+            "--no-augment",
+            "--allow-weak-model",
+            "--overwrite",
+            "--quiet",
+        ]
+    )
     card = contracts.read_model_card(os.path.join(segmenter, "model"))
-    _stage(report, "train_segmenter", started, model=os.path.join(segmenter, "model"),
-           **{f"val_{k}": v for k, v in (card.get("validation_metrics") or {}).items()
-              if isinstance(v, (int, float))})
+    _stage(
+        report,
+        "train_segmenter",
+        started,
+        model=os.path.join(segmenter, "model"),
+        **{
+            f"val_{k}": v
+            for k, v in (card.get("validation_metrics") or {}).items()
+            if isinstance(v, (int, float))
+        },
+    )
 
     # 4. Score the true footprints' chips at the analyst's residential share.
     started = time.time()
     score_dir = os.path.join(out, "score")
-    _cli(["score", "--chips", chip_glob, "--model", os.path.join(classifier, "model"),
-          "--residential-fraction", str(fraction), "--output", score_dir, *beam_args])
+    _cli(
+        [
+            "score",
+            "--chips",
+            chip_glob,
+            "--model",
+            os.path.join(classifier, "model"),
+            "--residential-fraction",
+            str(fraction),
+            "--output",
+            score_dir,
+            *beam_args,
+        ]
+    )
     score_summary = _read(os.path.join(score_dir, "summary.json"))
     totals = score_summary.get("totals", {})
     held_out = held_out_quality(os.path.join(score_dir, "scores"))
     report["held_out"] = held_out
     report["warnings"] += score_summary.get("warnings", [])
-    _stage(report, "score", started, target_fraction=fraction, scored=totals.get("scored"),
-           errors=totals.get("errors"), residential=totals.get("residential"),
-           reconciles=totals.get("reconciled"), exact=totals.get("all_regions_exact"),
-           held_out_accuracy=held_out["accuracy_at_target"], held_out_ece=held_out["ece"])
+    _stage(
+        report,
+        "score",
+        started,
+        target_fraction=fraction,
+        scored=totals.get("scored"),
+        errors=totals.get("errors"),
+        residential=totals.get("residential"),
+        reconciles=totals.get("reconciled"),
+        exact=totals.get("all_regions_exact"),
+        held_out_accuracy=held_out["accuracy_at_target"],
+        held_out_ece=held_out["ece"],
+    )
 
     # 5. From raw tiles: masks, footprints, and their classification in one job.
     started = time.time()
     segment_dir = os.path.join(out, "segment")
-    _cli(["segment", "--raster", tiles_glob, "--model", os.path.join(segmenter, "model"),
-          "--output", segment_dir, "--truth-masks", masks_glob,
-          "--classifier", os.path.join(classifier, "model"),
-          "--residential-fraction", str(fraction), *beam_args])
+    _cli(
+        [
+            "segment",
+            "--raster",
+            tiles_glob,
+            "--model",
+            os.path.join(segmenter, "model"),
+            "--output",
+            segment_dir,
+            "--truth-masks",
+            masks_glob,
+            "--classifier",
+            os.path.join(classifier, "model"),
+            "--residential-fraction",
+            str(fraction),
+            *beam_args,
+        ]
+    )
     seg = _read(os.path.join(segment_dir, "summary.json"))
     report["warnings"] += [w for w in seg.get("warnings", []) if w not in report["warnings"]]
     rec = seg.get("reconciliation", {})
-    _stage(report, "segment", started, building_iou=(seg.get("truth") or {}).get("iou"),
-           footprints=(seg.get("footprints") or {}).get("count"),
-           reconciles=bool(rec.get("tiles_ok") and rec.get("windows_ok")))
+    _stage(
+        report,
+        "segment",
+        started,
+        building_iou=(seg.get("truth") or {}).get("iou"),
+        footprints=(seg.get("footprints") or {}).get("count"),
+        reconciles=bool(rec.get("tiles_ok") and rec.get("windows_ok")),
+    )
 
     ok = all(stage.get("reconciles", True) for stage in report["stages"].values())
     accuracy = held_out["accuracy_at_target"]
     if accuracy is not None and accuracy < MIN_HELD_OUT_ACCURACY:
-        report["warnings"].append({"code": "weak_model", "message": (
-            f"the classifier labels only {accuracy:.1%} of the demo area's footprints right at "
-            f"the target fraction (held out; the demo expects at least "
-            f"{MIN_HELD_OUT_ACCURACY:.0%})")})
+        report["warnings"].append(
+            {
+                "code": "weak_model",
+                "message": (
+                    f"the classifier labels only {accuracy:.1%} of the demo area's footprints right at "
+                    f"the target fraction (held out; the demo expects at least "
+                    f"{MIN_HELD_OUT_ACCURACY:.0%})"
+                ),
+            }
+        )
     path = os.path.join(out, "demo_summary.json")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     os.replace(path + ".tmp", path)
     report_path = build_report(out, "footprints demo: sample area")
-    print(f"\ndemo: classifier on the held-out demo area ({held_out['footprints']} "
-          f"footprints it never saw): accuracy at the target fraction "
-          f"{_pct(accuracy)}, ECE {_num(held_out['ece'])} ({held_out['ece_bins']} bins), "
-          f"AUC {_num(held_out['auc'])}")
+    print(
+        f"\ndemo: classifier on the held-out demo area ({held_out['footprints']} "
+        f"footprints it never saw): accuracy at the target fraction "
+        f"{_pct(accuracy)}, ECE {_num(held_out['ece'])} ({held_out['ece_bins']} bins), "
+        f"AUC {_num(held_out['auc'])}"
+    )
     for warning in report["warnings"]:
         print(f"WARNING [{warning['code']}]: {warning['message']}")
     print(f"demo: done. Summary: {path}\ndemo: open the report: {report_path}")
@@ -315,13 +499,20 @@ def held_out_quality(scores_dir: str) -> dict:
     score = np.asarray(table["score"].to_numpy(zero_copy_only=False), dtype=np.float64)[keep]
     chosen = np.asarray(table["is_residential"].to_numpy(zero_copy_only=False), bool)[keep]
     if not label.size:
-        return {"footprints": 0, "accuracy_at_target": None, "ece": None,
-                "ece_bins": evaluation.ECE_BINS, "auc": None}
-    return {"footprints": int(label.size),
-            "accuracy_at_target": float(np.mean(chosen == (label == 1))),
-            "ece": evaluation.expected_calibration_error(label, score),
+        return {
+            "footprints": 0,
+            "accuracy_at_target": None,
+            "ece": None,
             "ece_bins": evaluation.ECE_BINS,
-            "auc": evaluation.binary_auc(label, score)}
+            "auc": None,
+        }
+    return {
+        "footprints": int(label.size),
+        "accuracy_at_target": float(np.mean(chosen == (label == 1))),
+        "ece": evaluation.expected_calibration_error(label, score),
+        "ece_bins": evaluation.ECE_BINS,
+        "auc": evaluation.binary_auc(label, score),
+    }
 
 
 def _read(path: str) -> dict:

@@ -34,15 +34,23 @@ def register(subparsers) -> None:
     from pipeline.writers.export import FORMATS
 
     parser = subparsers.add_parser(
-        "export", help="write a run's classified footprints as GeoPackage, GeoJSON or "
-                       "FlatGeobuf for QGIS/ArcGIS",
-        description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "export",
+        help="write a run's classified footprints as GeoPackage, GeoJSON or "
+        "FlatGeobuf for QGIS/ArcGIS",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("run_dir", metavar="DIR", help="the --output folder of a segment run")
-    parser.add_argument("--format", required=True, choices=sorted(FORMATS),
-                        help="gpkg (GeoPackage), geojson (RFC 7946) or fgb (FlatGeobuf)")
-    parser.add_argument("--output", metavar="FILE",
-                        help="file to write (default: DIR/export/footprints.FORMAT)")
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=sorted(FORMATS),
+        help="gpkg (GeoPackage), geojson (RFC 7946) or fgb (FlatGeobuf)",
+    )
+    parser.add_argument(
+        "--output", metavar="FILE", help="file to write (default: DIR/export/footprints.FORMAT)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -53,9 +61,13 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.writers.export import export_footprints
 
     if not os.path.isdir(args.run_dir):
-        raise ConfigError(f"{args.run_dir!r} is not a folder; pass the --output folder of a "
-                          "finished `footprints segment` run")
+        raise ConfigError(
+            f"{args.run_dir!r} is not a folder; pass the --output folder of a "
+            "finished `footprints segment` run"
+        )
     done = export_footprints(args.run_dir, args.format, args.output)
-    print(f"export: {done['features']} footprints from {done['table']} -> {done['path']} "
-          f"({done['crs']}); style: {done['style']}")
+    print(
+        f"export: {done['features']} footprints from {done['table']} -> {done['path']} "
+        f"({done['crs']}); style: {done['style']}"
+    )
     return EXIT_OK

@@ -23,16 +23,19 @@ are relative to the folder; no absolute path of the machine is written.
 def register(subparsers) -> None:
     """Adds the ``report`` subcommand."""
     p = subparsers.add_parser(
-        "report", help="build report.html for a run's output folder",
+        "report",
+        help="build report.html for a run's output folder",
         description="Build a self-contained HTML report: a red banner for every warning "
-                    "(weak models, scores that cannot rank), score distributions per region "
-                    "with thresholds, target vs achieved vs what the model expects, errors by "
-                    "reason, a mosaic of the area and a panel per tile with masks and "
-                    "footprints (found/false/missed against the truth, or residential/"
-                    "non-residential), pixel IoU per tile and object precision/recall/F1, "
-                    "reliability diagrams and training curves, and relative links to the "
-                    "outputs.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "(weak models, scores that cannot rank), score distributions per region "
+        "with thresholds, target vs achieved vs what the model expects, errors by "
+        "reason, a mosaic of the area and a panel per tile with masks and "
+        "footprints (found/false/missed against the truth, or residential/"
+        "non-residential), pixel IoU per tile and object precision/recall/F1, "
+        "reliability diagrams and training curves, and relative links to the "
+        "outputs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("output", metavar="DIR", help="the run's --output folder")
     p.add_argument("--title", help="heading of the report")
     p.set_defaults(handler=run)
@@ -43,8 +46,10 @@ def run(args, beam_args) -> int:
     from footprints.report import build_report
 
     if not os.path.isdir(args.output):
-        raise ConfigError(f"{args.output!r} is not a folder; pass the --output folder of a "
-                          "finished score, segment or demo run")
+        raise ConfigError(
+            f"{args.output!r} is not a folder; pass the --output folder of a "
+            "finished score, segment or demo run"
+        )
     path = build_report(args.output, args.title)
     print(f"report: {path}")
     return 0

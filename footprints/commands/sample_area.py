@@ -48,41 +48,80 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Writes a realistic rural-suburban sample area from a seed: orthophoto "
             "GeoTIFF tiles, the true building footprints (houses, barns, sheds, "
-            "commercial, ...) and their masks. The same flags give the same bytes."),
+            "commercial, ...) and their masks. The same flags give the same bytes."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--output", required=True, metavar="DIR",
-                        help="folder to write (created; earlier outputs there are replaced)")
-    parser.add_argument("--style", choices=("default", "real-like"), default="default",
-                        help="default: the colour sample area of the demo; real-like: one "
-                             "tile in two halves, built to test the segmenter the way real "
-                             "single-band imagery does (see below) (default: %(default)s)")
+    parser.add_argument(
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="folder to write (created; earlier outputs there are replaced)",
+    )
+    parser.add_argument(
+        "--style",
+        choices=("default", "real-like"),
+        default="default",
+        help="default: the colour sample area of the demo; real-like: one "
+        "tile in two halves, built to test the segmenter the way real "
+        "single-band imagery does (see below) (default: %(default)s)",
+    )
     parser.add_argument("--seed", default="0", help="random seed, an integer >= 0 (default: 0)")
-    parser.add_argument("--tiles", default=None, metavar="XxY",
-                        help="tiles across x tiles down, e.g. 3x2 (default: 2x2)")
-    parser.add_argument("--tile-size", default=None, metavar="PX",
-                        help="pixels per tile side (default: 512; real-like: the tile's "
-                             "width, 1536, its height half of it)")
-    parser.add_argument("--pixel-size", default="0.5", metavar="M",
-                        help="metres per pixel, 0.1 to 2.0 (default: %(default)s)")
-    parser.add_argument("--crs", default="EPSG:32615",
-                        help="projected CRS of the tiles, in metres (default: %(default)s)")
-    parser.add_argument("--bands", default=None,
-                        help="rgb, rgbn (with near infrared) or gray (default: rgb; real-like: "
-                             "gray or rgbn, default gray)")
-    parser.add_argument("--dtype", default=None,
-                        help="uint8, or uint16 for 12-bit values (default: uint8)")
-    parser.add_argument("--footprints-format", default=None,
-                        help="gpkg, geojson, shp or parquet (GeoParquet) (default: gpkg; "
-                             "real-like: geojson)")
-    parser.add_argument("--footprints-crs", default=None, metavar="CRS",
-                        help="write the footprints in this CRS, e.g. EPSG:4326 "
-                             "(default: the tiles' CRS; real-like: EPSG:4326)")
-    parser.add_argument("--regions", default=None, metavar="N",
-                        help="number of region labels, split west to east (default: 2)")
-    parser.add_argument("--density", default=None,
-                        help="multiplier on the number of buildings (default: 1.0)")
+    parser.add_argument(
+        "--tiles",
+        default=None,
+        metavar="XxY",
+        help="tiles across x tiles down, e.g. 3x2 (default: 2x2)",
+    )
+    parser.add_argument(
+        "--tile-size",
+        default=None,
+        metavar="PX",
+        help="pixels per tile side (default: 512; real-like: the tile's "
+        "width, 1536, its height half of it)",
+    )
+    parser.add_argument(
+        "--pixel-size",
+        default="0.5",
+        metavar="M",
+        help="metres per pixel, 0.1 to 2.0 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--crs",
+        default="EPSG:32615",
+        help="projected CRS of the tiles, in metres (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bands",
+        default=None,
+        help="rgb, rgbn (with near infrared) or gray (default: rgb; real-like: "
+        "gray or rgbn, default gray)",
+    )
+    parser.add_argument(
+        "--dtype", default=None, help="uint8, or uint16 for 12-bit values (default: uint8)"
+    )
+    parser.add_argument(
+        "--footprints-format",
+        default=None,
+        help="gpkg, geojson, shp or parquet (GeoParquet) (default: gpkg; real-like: geojson)",
+    )
+    parser.add_argument(
+        "--footprints-crs",
+        default=None,
+        metavar="CRS",
+        help="write the footprints in this CRS, e.g. EPSG:4326 "
+        "(default: the tiles' CRS; real-like: EPSG:4326)",
+    )
+    parser.add_argument(
+        "--regions",
+        default=None,
+        metavar="N",
+        help="number of region labels, split west to east (default: 2)",
+    )
+    parser.add_argument(
+        "--density", default=None, help="multiplier on the number of buildings (default: 1.0)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -102,8 +141,9 @@ def _number(flag: str, text: str, kind: type, example: str):
     try:
         return kind(text)
     except ValueError:
-        raise ConfigError(f"{flag} {text!r} is not a valid {kind.__name__}; "
-                          f"write it like {example}") from None
+        raise ConfigError(
+            f"{flag} {text!r} is not a valid {kind.__name__}; write it like {example}"
+        ) from None
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -129,9 +169,11 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     )
     area = generate_sample_area(args.output, config)
     classes = ", ".join(f"{k} {v}" for k, v in area.counts.items() if k != "total")
-    print(f"sample area: {len(area.tiles)} tiles ({tiles_x}x{tiles_y} of {config.tile_size} px "
-          f"at {config.pixel_size} m), {area.counts['total']} footprints ({classes}) "
-          f"in {area.root}")
+    print(
+        f"sample area: {len(area.tiles)} tiles ({tiles_x}x{tiles_y} of {config.tile_size} px "
+        f"at {config.pixel_size} m), {area.counts['total']} footprints ({classes}) "
+        f"in {area.root}"
+    )
     return 0
 
 
@@ -141,17 +183,24 @@ def _run_real_like(args: argparse.Namespace) -> int:
 
     given = [f"--{name}" for name in _DEFAULT_ONLY if getattr(args, name) is not None]
     if given:
-        raise ConfigError(f"{', '.join(given)} do not apply to --style real-like (one tile "
-                          "in two halves, 12-bit); drop them")
+        raise ConfigError(
+            f"{', '.join(given)} do not apply to --style real-like (one tile "
+            "in two halves, 12-bit); drop them"
+        )
     width = _number("--tile-size", args.tile_size or "1536", int, "--tile-size 1536")
     config = RealLikeConfig(
-        seed=_number("--seed", args.seed, int, "--seed 7"), width=width,
+        seed=_number("--seed", args.seed, int, "--seed 7"),
+        width=width,
         pixel_size=_number("--pixel-size", args.pixel_size, float, "--pixel-size 0.5"),
-        crs=args.crs, bands=args.bands or "gray",
+        crs=args.crs,
+        bands=args.bands or "gray",
         footprints_crs=args.footprints_crs or "EPSG:4326",
-        footprints_format=args.footprints_format or "geojson")
+        footprints_format=args.footprints_format or "geojson",
+    )
     area = generate_real_like(args.output, config)
-    print(f"real-like tile: {config.width}x{config.height} px at {config.pixel_size} m, "
-          f"{config.bands}, halves {', '.join(area.tiles)}; {area.counts['west']} + "
-          f"{area.counts['east']} buildings; footprints {area.footprints}")
+    print(
+        f"real-like tile: {config.width}x{config.height} px at {config.pixel_size} m, "
+        f"{config.bands}, halves {', '.join(area.tiles)}; {area.counts['west']} + "
+        f"{area.counts['east']} buildings; footprints {area.footprints}"
+    )
     return 0

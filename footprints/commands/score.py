@@ -44,51 +44,101 @@ Repeated footprint ids are kept, counted (summary.json "duplicates") and warned 
 def register(subparsers) -> None:
     """Adds the ``score`` subcommand."""
     parser = subparsers.add_parser(
-        "score", help="score footprint chips and label the target residential fraction",
-        description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chips", required=True, metavar="GLOB",
-                        help="chip shards, e.g. 'chips/*.tfrecord*' (plain or .gz)")
-    parser.add_argument("--model", required=True, metavar="DIR",
-                        help="classifier SavedModel directory")
-    parser.add_argument("--residential-fraction", required=True, metavar="P",
-                        help="target residential fraction in [0, 1] for regions without "
-                             "their own in --region-fractions")
-    parser.add_argument("--region-fractions", metavar="CSV",
-                        help="CSV with header region,residential_fraction")
-    parser.add_argument("--strict-regions", action="store_true",
-                        help="exit 3 when a --region-fractions row matches no chip's region "
-                             "(always a warning in summary.json)")
+        "score",
+        help="score footprint chips and label the target residential fraction",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--chips",
+        required=True,
+        metavar="GLOB",
+        help="chip shards, e.g. 'chips/*.tfrecord*' (plain or .gz)",
+    )
+    parser.add_argument(
+        "--model", required=True, metavar="DIR", help="classifier SavedModel directory"
+    )
+    parser.add_argument(
+        "--residential-fraction",
+        required=True,
+        metavar="P",
+        help="target residential fraction in [0, 1] for regions without "
+        "their own in --region-fractions",
+    )
+    parser.add_argument(
+        "--region-fractions", metavar="CSV", help="CSV with header region,residential_fraction"
+    )
+    parser.add_argument(
+        "--strict-regions",
+        action="store_true",
+        help="exit 3 when a --region-fractions row matches no chip's region "
+        "(always a warning in summary.json)",
+    )
     parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="N",
-                        help="largest batch handed to the model (default: %(default)s)")
-    parser.add_argument("--min-batch-size", type=int, metavar="N",
-                        help="smallest batch (default: --batch-size)")
-    parser.add_argument("--model-format", choices=["savedmodel", "tfx"], default="savedmodel",
-                        help="savedmodel: TF2 signature (default); tfx: tfx-bsl handler for "
-                             "TFX-trained models")
-    parser.add_argument("--accelerator", metavar="HINT",
-                        help="Beam accelerator hint for the inference step, e.g. "
-                             "'type:nvidia-tesla-t4;count:1;install-nvidia-driver'; loads one "
-                             "model per GPU")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        metavar="N",
+        help="largest batch handed to the model (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-batch-size", type=int, metavar="N", help="smallest batch (default: --batch-size)"
+    )
+    parser.add_argument(
+        "--model-format",
+        choices=["savedmodel", "tfx"],
+        default="savedmodel",
+        help="savedmodel: TF2 signature (default); tfx: tfx-bsl handler for TFX-trained models",
+    )
+    parser.add_argument(
+        "--accelerator",
+        metavar="HINT",
+        help="Beam accelerator hint for the inference step, e.g. "
+        "'type:nvidia-tesla-t4;count:1;install-nvidia-driver'; loads one "
+        "model per GPU",
+    )
     parser.add_argument("--csv", action="store_true", help="also write OUTPUT/scores.csv")
-    parser.add_argument("--bigquery-table", metavar="PROJECT:DATASET.TABLE",
-                        help="also load the scores into BigQuery (replaces the table)")
+    parser.add_argument(
+        "--bigquery-table",
+        metavar="PROJECT:DATASET.TABLE",
+        help="also load the scores into BigQuery (replaces the table)",
+    )
     parser.add_argument("--run-id", help="id written on every row (default: generated)")
-    parser.add_argument("--model-id", help="model id for every row (default: model card, "
-                                           "else directory name and hash)")
-    parser.add_argument("--quantile-epsilon", type=float, default=1e-3, metavar="E",
-                        help="rank error of the quantile sketch (default: %(default)s); "
-                             "percentiles are within 100*(E + 1/(2(Q-1))) points")
-    parser.add_argument("--num-shards", type=int, default=1,
-                        help="files in scores/ (0: the runner decides; default: %(default)s)")
-    parser.add_argument("--output-crs", "--crs", dest="crs", metavar="CRS",
-                        help="CRS of the geometry column, e.g. EPSG:4326 for BigQuery "
-                             "(default: the chips' CRS); centroid_lon/centroid_lat are always "
-                             "EPSG:4326")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="validate the inputs and print the plan (files, tiles, windows, "
-                             "estimated work) without running anything")
+    parser.add_argument(
+        "--model-id",
+        help="model id for every row (default: model card, else directory name and hash)",
+    )
+    parser.add_argument(
+        "--quantile-epsilon",
+        type=float,
+        default=1e-3,
+        metavar="E",
+        help="rank error of the quantile sketch (default: %(default)s); "
+        "percentiles are within 100*(E + 1/(2(Q-1))) points",
+    )
+    parser.add_argument(
+        "--num-shards",
+        type=int,
+        default=1,
+        help="files in scores/ (0: the runner decides; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--output-crs",
+        "--crs",
+        dest="crs",
+        metavar="CRS",
+        help="CRS of the geometry column, e.g. EPSG:4326 for BigQuery "
+        "(default: the chips' CRS); centroid_lon/centroid_lat are always "
+        "EPSG:4326",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the inputs and print the plan (files, tiles, windows, "
+        "estimated work) without running anything",
+    )
     parser.set_defaults(handler=run, beam_passthrough=True)
 
 
@@ -102,22 +152,33 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.writers.files import join
 
     config = ScoreConfig.create(
-        chips=args.chips, model_dir=args.model, residential_fraction=args.residential_fraction,
-        region_fractions=args.region_fractions, output=args.output, batch_size=args.batch_size,
-        min_batch_size=args.min_batch_size, model_format=args.model_format,
-        accelerator=args.accelerator, csv=args.csv, bigquery_table=args.bigquery_table,
-        run_id=args.run_id, model_id=args.model_id, epsilon=args.quantile_epsilon,
-        num_shards=args.num_shards, crs=args.crs)
+        chips=args.chips,
+        model_dir=args.model,
+        residential_fraction=args.residential_fraction,
+        region_fractions=args.region_fractions,
+        output=args.output,
+        batch_size=args.batch_size,
+        min_batch_size=args.min_batch_size,
+        model_format=args.model_format,
+        accelerator=args.accelerator,
+        csv=args.csv,
+        bigquery_table=args.bigquery_table,
+        run_id=args.run_id,
+        model_id=args.model_id,
+        epsilon=args.quantile_epsilon,
+        num_shards=args.num_shards,
+        crs=args.crs,
+    )
     if args.dry_run:
         print(score_plan(config))
         return 0
     summary = run_config(config, beam_args)
     unmatched = unmatched_regions(config.fractions, summary["regions"])
-    summary = add_warnings(join(args.output, SUMMARY_FILE),
-                           unmatched + duplicate_warnings(summary.get("duplicates")))
+    summary = add_warnings(
+        join(args.output, SUMMARY_FILE), unmatched + duplicate_warnings(summary.get("duplicates"))
+    )
     print(score_lines(summary))
     print(f"  outputs: {args.output}/scores/, errors/, summary.json")
     if not summary["totals"]["reconciled"] or (args.strict_regions and unmatched):
         return EXIT_CHECK
     return EXIT_OK
-

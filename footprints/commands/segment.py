@@ -48,79 +48,159 @@ counts do not reconcile.
 def register(subparsers) -> None:
     """Adds the ``segment`` subcommand."""
     parser = subparsers.add_parser(
-        "segment", help="segment buildings in orthophoto tiles: COG masks and footprints",
-        description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--raster", "--rasters", dest="raster", required=True, metavar="GLOB",
-                        help="orthophoto tiles, e.g. 'area/tiles/*.tif' (quoted)")
-    parser.add_argument("--model", required=True, metavar="DIR",
-                        help="segmenter SavedModel directory (with assets/segmenter.json)")
+        "segment",
+        help="segment buildings in orthophoto tiles: COG masks and footprints",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--raster",
+        "--rasters",
+        dest="raster",
+        required=True,
+        metavar="GLOB",
+        help="orthophoto tiles, e.g. 'area/tiles/*.tif' (quoted)",
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR",
+        help="segmenter SavedModel directory (with assets/segmenter.json)",
+    )
     parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--halo", type=int, metavar="PIXELS",
-                        help="context kept around each window's core; at least the model's "
-                             "receptive radius for seamless masks (default: the model's "
-                             "receptive_halo asset, else window/8)")
-    parser.add_argument("--batch-size", type=int, default=8, metavar="N",
-                        help="largest batch of windows handed to the model (default: "
-                             "%(default)s)")
-    parser.add_argument("--min-batch-size", type=int, metavar="N",
-                        help="smallest batch (default: --batch-size)")
-    parser.add_argument("--tta", choices=["none", "flips", "d4"], default="none",
-                        help="test-time augmentation: average over 4 flips or 8 rotations and "
-                             "flips (default: %(default)s)")
-    parser.add_argument("--accelerator", metavar="HINT",
-                        help="Beam accelerator hint for the inference steps (segmenter and "
-                             "classifier), e.g. 'type:nvidia-l4;count:1;install-nvidia-driver'; "
-                             "loads one model per GPU")
-    parser.add_argument("--mask-threshold", type=float, default=0.5, metavar="P",
-                        help="building probability threshold for footprints and the binary "
-                             "mask (default: %(default)s)")
-    parser.add_argument("--binary-mask", action="store_true",
-                        help="also write the binary mask (1 building) as band 2 of each COG")
-    parser.add_argument("--simplify", type=float, default=1.0, metavar="PIXELS",
-                        help="footprint simplification tolerance (default: %(default)s)")
-    parser.add_argument("--min-area", type=float, default=4.0, metavar="M2",
-                        help="drop footprints smaller than this, square metres (default: "
-                             "%(default)s)")
-    parser.add_argument("--output-crs", "--footprints-crs", dest="footprints_crs",
-                        metavar="CRS",
-                        help="CRS of the geometry in every table, e.g. EPSG:4326 for "
-                             "BigQuery (default: the tiles' CRS); centroid_lon/centroid_lat "
-                             "are always EPSG:4326")
-    parser.add_argument("--imagery-date", metavar="YYYY-MM-DD",
-                        help="date of the imagery on every row (default: each tile's TIFF "
-                             "DateTime tag, else empty)")
-    parser.add_argument("--csv", action="store_true",
-                        help="also write the main table (classified/ with --classifier, else "
-                             "footprints/) as OUTPUT/<table>.csv, geometry as WKT")
-    parser.add_argument("--bigquery-table", metavar="PROJECT:DATASET.TABLE",
-                        help="also load the main table into BigQuery (replaces the table)")
-    parser.add_argument("--regularize", action="store_true",
-                        help="right-angle footprint outlines (edges aligned to each "
-                             "building's main direction, as the Microsoft footprints are) "
-                             "instead of plain simplification; needs "
-                             "pip install 'footprints[regularize]'")
+    parser.add_argument(
+        "--halo",
+        type=int,
+        metavar="PIXELS",
+        help="context kept around each window's core; at least the model's "
+        "receptive radius for seamless masks (default: the model's "
+        "receptive_halo asset, else window/8)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        metavar="N",
+        help="largest batch of windows handed to the model (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-batch-size", type=int, metavar="N", help="smallest batch (default: --batch-size)"
+    )
+    parser.add_argument(
+        "--tta",
+        choices=["none", "flips", "d4"],
+        default="none",
+        help="test-time augmentation: average over 4 flips or 8 rotations and "
+        "flips (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--accelerator",
+        metavar="HINT",
+        help="Beam accelerator hint for the inference steps (segmenter and "
+        "classifier), e.g. 'type:nvidia-l4;count:1;install-nvidia-driver'; "
+        "loads one model per GPU",
+    )
+    parser.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=0.5,
+        metavar="P",
+        help="building probability threshold for footprints and the binary "
+        "mask (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--binary-mask",
+        action="store_true",
+        help="also write the binary mask (1 building) as band 2 of each COG",
+    )
+    parser.add_argument(
+        "--simplify",
+        type=float,
+        default=1.0,
+        metavar="PIXELS",
+        help="footprint simplification tolerance (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-area",
+        type=float,
+        default=4.0,
+        metavar="M2",
+        help="drop footprints smaller than this, square metres (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--output-crs",
+        "--footprints-crs",
+        dest="footprints_crs",
+        metavar="CRS",
+        help="CRS of the geometry in every table, e.g. EPSG:4326 for "
+        "BigQuery (default: the tiles' CRS); centroid_lon/centroid_lat "
+        "are always EPSG:4326",
+    )
+    parser.add_argument(
+        "--imagery-date",
+        metavar="YYYY-MM-DD",
+        help="date of the imagery on every row (default: each tile's TIFF "
+        "DateTime tag, else empty)",
+    )
+    parser.add_argument(
+        "--csv",
+        action="store_true",
+        help="also write the main table (classified/ with --classifier, else "
+        "footprints/) as OUTPUT/<table>.csv, geometry as WKT",
+    )
+    parser.add_argument(
+        "--bigquery-table",
+        metavar="PROJECT:DATASET.TABLE",
+        help="also load the main table into BigQuery (replaces the table)",
+    )
+    parser.add_argument(
+        "--regularize",
+        action="store_true",
+        help="right-angle footprint outlines (edges aligned to each "
+        "building's main direction, as the Microsoft footprints are) "
+        "instead of plain simplification; needs "
+        "pip install 'footprints[regularize]'",
+    )
     truth = parser.add_mutually_exclusive_group()
-    truth.add_argument("--truth-masks", metavar="GLOB",
-                       help="true 0/1 masks on the tiles' grids; pixel IoU per tile and "
-                            "object precision/recall/F1 at IoU >= 0.5 go into summary.json "
-                            "(truth) and the report")
-    truth.add_argument("--truth-footprints", metavar="FILE",
-                       help="true building polygons instead (GeoPackage, GeoJSON, "
-                            "Shapefile, GeoParquet; any CRS, reprojected)")
+    truth.add_argument(
+        "--truth-masks",
+        metavar="GLOB",
+        help="true 0/1 masks on the tiles' grids; pixel IoU per tile and "
+        "object precision/recall/F1 at IoU >= 0.5 go into summary.json "
+        "(truth) and the report",
+    )
+    truth.add_argument(
+        "--truth-footprints",
+        metavar="FILE",
+        help="true building polygons instead (GeoPackage, GeoJSON, "
+        "Shapefile, GeoParquet; any CRS, reprojected)",
+    )
     parser.add_argument("--run-id", help="id of this run (default: generated)")
     scoring = parser.add_argument_group(
-        "scoring", "chip the footprints from the same tiles and run the `footprints score` "
-                   "path on them in the same job, into OUTPUT/scores/")
+        "scoring",
+        "chip the footprints from the same tiles and run the `footprints score` "
+        "path on them in the same job, into OUTPUT/scores/",
+    )
     scoring.add_argument("--classifier", metavar="DIR", help="classifier SavedModel directory")
-    scoring.add_argument("--residential-fraction", metavar="P",
-                         help="target residential fraction in [0, 1] (with --classifier)")
-    scoring.add_argument("--classifier-batch-size", type=int, default=64, metavar="N",
-                         help="largest batch of chips handed to the classifier (default: "
-                              "%(default)s)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="validate the inputs and print the plan (files, tiles, windows, "
-                             "estimated work) without running anything")
+    scoring.add_argument(
+        "--residential-fraction",
+        metavar="P",
+        help="target residential fraction in [0, 1] (with --classifier)",
+    )
+    scoring.add_argument(
+        "--classifier-batch-size",
+        type=int,
+        default=64,
+        metavar="N",
+        help="largest batch of chips handed to the classifier (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the inputs and print the plan (files, tiles, windows, "
+        "estimated work) without running anything",
+    )
     parser.set_defaults(handler=run, beam_passthrough=True)
 
 
@@ -129,16 +209,30 @@ def config_from_args(args: argparse.Namespace):
     from pipeline.segment import SegmentConfig
 
     return SegmentConfig.create(
-        raster=args.raster, model_dir=args.model, output=args.output, halo=args.halo,
-        batch_size=args.batch_size, min_batch_size=args.min_batch_size, tta=args.tta,
-        accelerator=args.accelerator, mask_threshold=args.mask_threshold,
+        raster=args.raster,
+        model_dir=args.model,
+        output=args.output,
+        halo=args.halo,
+        batch_size=args.batch_size,
+        min_batch_size=args.min_batch_size,
+        tta=args.tta,
+        accelerator=args.accelerator,
+        mask_threshold=args.mask_threshold,
         binary_mask=args.binary_mask,
-        simplify=args.simplify, min_area=args.min_area, footprints_crs=args.footprints_crs,
-        regularize=args.regularize, truth_masks=args.truth_masks,
-        truth_footprints=args.truth_footprints, run_id=args.run_id, classifier=args.classifier,
+        simplify=args.simplify,
+        min_area=args.min_area,
+        footprints_crs=args.footprints_crs,
+        regularize=args.regularize,
+        truth_masks=args.truth_masks,
+        truth_footprints=args.truth_footprints,
+        run_id=args.run_id,
+        classifier=args.classifier,
         residential_fraction=args.residential_fraction,
-        classifier_batch_size=args.classifier_batch_size, imagery_date=args.imagery_date,
-        csv=args.csv, bigquery_table=args.bigquery_table)
+        classifier_batch_size=args.classifier_batch_size,
+        imagery_date=args.imagery_date,
+        csv=args.csv,
+        bigquery_table=args.bigquery_table,
+    )
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -152,8 +246,10 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         return 0
     summary = run_config(config, beam_args)
     print(segment_lines(summary))
-    print(f"  outputs: {args.output}/masks/, footprints/, errors/, summary.json"
-          + (", scores/, classified/" if config.classifier else ""))
+    print(
+        f"  outputs: {args.output}/masks/, footprints/, errors/, summary.json"
+        + (", scores/, classified/" if config.classifier else "")
+    )
     rec = summary["reconciliation"]
     from footprints.errors import EXIT_CHECK, EXIT_OK
 

@@ -90,8 +90,7 @@ def _img(png: bytes, alt: str) -> str:
 
 def _table(header: Iterable[str], rows: Iterable[Iterable]) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>"
-                   for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -117,8 +116,11 @@ def run_files(directory: str, suffix: str) -> list[str]:
     listed = _read_json(os.path.join(run_dir, SUMMARY_FILE)).get("files")
     if listed is None:
         return sorted(glob.glob(os.path.join(directory, f"*{suffix}")))
-    return sorted(os.path.join(run_dir, f) for f in listed
-                  if f.startswith(f"{name}/") and f.count("/") == 1 and f.endswith(suffix))
+    return sorted(
+        os.path.join(run_dir, f)
+        for f in listed
+        if f.startswith(f"{name}/") and f.count("/") == 1 and f.endswith(suffix)
+    )
 
 
 def _read_table(directory: str, columns: list[str] | None = None):
@@ -138,6 +140,7 @@ def _ok(flag) -> str:
 # Sections
 # --------------------------------------------------------------------------
 
+
 def errors_section(run_dir: str, examples: int = 3) -> str:
     """Dead letters by stage and reason, with a few examples each."""
     table = _read_table(os.path.join(run_dir, "errors"))
@@ -147,13 +150,27 @@ def errors_section(run_dir: str, examples: int = 3) -> str:
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["stage"], row["error"]), []).append(row)
-    out = [f"<p>{len(rows)} records were rejected and kept in <code>errors/</code>; "
-           "nothing else was lost.</p>"]
-    out.append(_table(["stage", "reason", "count", "examples (record: message)"], [
-        (stage, error, len(items), " | ".join(
-            f"{r['record'] or os.path.basename(r['source'])}: {r['message']}"
-            for r in items[:examples]))
-        for (stage, error), items in sorted(groups.items(), key=lambda kv: -len(kv[1]))]))
+    out = [
+        f"<p>{len(rows)} records were rejected and kept in <code>errors/</code>; "
+        "nothing else was lost.</p>"
+    ]
+    out.append(
+        _table(
+            ["stage", "reason", "count", "examples (record: message)"],
+            [
+                (
+                    stage,
+                    error,
+                    len(items),
+                    " | ".join(
+                        f"{r['record'] or os.path.basename(r['source'])}: {r['message']}"
+                        for r in items[:examples]
+                    ),
+                )
+                for (stage, error), items in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+            ],
+        )
+    )
     return "".join(out)
 
 
@@ -177,8 +194,15 @@ def model_section(model_dir: str | None, label: str = "Model") -> str:
     _SHOWN_MODELS.add(model_dir)
     card = _card(model_dir)
     facts = [("model", model_dir)]
-    for key in ("model_type", "model_id", "backbone", "input_size", "created_utc", "created",
-                "trained_at"):
+    for key in (
+        "model_type",
+        "model_id",
+        "backbone",
+        "input_size",
+        "created_utc",
+        "created",
+        "trained_at",
+    ):
         if key in card:
             facts.append((key, card[key]))
     metrics = card.get("validation_metrics") or card.get("metrics") or {}
@@ -190,20 +214,33 @@ def model_section(model_dir: str | None, label: str = "Model") -> str:
         if isinstance(quality.get(key), (int, float)):
             facts.append((f"quality {key}", f"{quality[key]:.3f}"))
     if quality:
-        facts.append(("quality gate", "WEAK: " + "; ".join(quality.get("reasons") or [])
-                      if quality.get("weak") else "passed"))
+        facts.append(
+            (
+                "quality gate",
+                "WEAK: " + "; ".join(quality.get("reasons") or [])
+                if quality.get("weak")
+                else "passed",
+            )
+        )
     for split, counts in (card.get("splits") or {}).items():
         if isinstance(counts, dict):
             facts.append((f"{split} split", ", ".join(f"{k} {v}" for k, v in counts.items())))
     out = [f"<h3>{_esc(label)}</h3>", _table(["fact", "value"], facts)]
     if quality.get("reliability"):
-        out.append(_img(plots.reliability_diagram(quality["reliability"], quality.get("ece"),
-                                                  quality.get("ece_uncalibrated")),
-                        "reliability diagram"))
+        out.append(
+            _img(
+                plots.reliability_diagram(
+                    quality["reliability"], quality.get("ece"), quality.get("ece_uncalibrated")
+                ),
+                "reliability diagram",
+            )
+        )
     curves = os.path.join(os.path.dirname(os.path.normpath(model_dir)), "training_curves.png")
     if os.path.exists(curves):
-        out.append("<p>Training curves (loss and metrics per epoch, training and "
-                   "validation):</p>" + _png_file(curves, "training curves"))
+        out.append(
+            "<p>Training curves (loss and metrics per epoch, training and "
+            "validation):</p>" + _png_file(curves, "training curves")
+        )
     return "".join(out)
 
 
@@ -214,7 +251,7 @@ def _expected(region: dict) -> tuple[float | None, float | None]:
 
 
 def _expects(region: dict) -> tuple[str, str]:
-    """"model expects" and "target vs model" cells of a region."""
+    """ "model expects" and "target vs model" cells of a region."""
     expected, sd = _expected(region)
     if expected is None:
         return "-", "-"
@@ -225,8 +262,11 @@ def _expects(region: dict) -> tuple[str, str]:
     gap = target - expected
     # Two sd and two points of slack: a gap beyond it is the imagery disagreeing.
     slack = 2 * (sd or 0.0) + 0.02
-    verdict = "agree" if abs(gap) <= slack else (
-        f"DISAGREE: target {gap:+.0%} vs the model; check the target or the imagery")
+    verdict = (
+        "agree"
+        if abs(gap) <= slack
+        else (f"DISAGREE: target {gap:+.0%} vs the model; check the target or the imagery")
+    )
     return text, verdict
 
 
@@ -245,65 +285,97 @@ def score_section(run_dir: str) -> str:
     regions = summary.get("regions", {})
     totals = summary.get("totals") or {
         "input_records": summary.get("input_records", summary.get("scored")),
-        "scored": summary.get("scored"), "errors": summary.get("errors", 0),
+        "scored": summary.get("scored"),
+        "errors": summary.get("errors", 0),
         "reconciled": summary.get("reconciled"),
-        "residential": sum(r.get("residential", r.get("k", 0)) for r in regions.values())}
+        "residential": sum(r.get("residential", r.get("k", 0)) for r in regions.values()),
+    }
     for r in regions.values():
         if r.get("achieved_fraction") is None and r.get("n"):
             r["achieved_fraction"] = r.get("residential", r.get("k", 0)) / r["n"]
         r.setdefault("exact", r.get("residential", r.get("k")) == r.get("k"))
-    table = _read_table(os.path.join(run_dir, "scores"),
-                        ["region", "score", "label", "is_residential"])
+    table = _read_table(
+        os.path.join(run_dir, "scores"), ["region", "score", "label", "is_residential"]
+    )
     out = []
     expects = any(_expected(r)[0] is not None for r in regions.values())
-    out.append(_table(
-        ["region", "footprints N", "residential k", "target", "achieved"]
-        + (["model expects", "target vs model"] if expects else []) + ["threshold", "exact"],
-        [(name, r.get("n"), r.get("k"), _pct(r.get("target_fraction")),
-          _pct(r.get("achieved_fraction")), *(_expects(r) if expects else ()),
-          "-" if r.get("threshold") is None else f"{r['threshold']:.4f}",
-          _ok(r.get("exact"))) for name, r in sorted(regions.items())]))
+    out.append(
+        _table(
+            ["region", "footprints N", "residential k", "target", "achieved"]
+            + (["model expects", "target vs model"] if expects else [])
+            + ["threshold", "exact"],
+            [
+                (
+                    name,
+                    r.get("n"),
+                    r.get("k"),
+                    _pct(r.get("target_fraction")),
+                    _pct(r.get("achieved_fraction")),
+                    *(_expects(r) if expects else ()),
+                    "-" if r.get("threshold") is None else f"{r['threshold']:.4f}",
+                    _ok(r.get("exact")),
+                )
+                for name, r in sorted(regions.items())
+            ],
+        )
+    )
     if expects:
-        out.append("<p class='meta'>\"Model expects\": the mean calibrated score of the "
-                   "region's footprints (the share the model expects to be residential) +/- "
-                   "its standard deviation; a target far outside it means the target and the "
-                   "imagery disagree.</p>")
+        out.append(
+            "<p class='meta'>\"Model expects\": the mean calibrated score of the "
+            "region's footprints (the share the model expects to be residential) +/- "
+            "its standard deviation; a target far outside it means the target and the "
+            "imagery disagree.</p>"
+        )
     out.append(
         f"<p>Records in: <b>{totals.get('input_records', '?')}</b> = scored "
         f"<b>{totals.get('scored', '?')}</b> + rejected <b>{totals.get('errors', '?')}</b> "
         f"(reconciles: {_ok(totals.get('reconciled'))}). Residential: "
         f"{totals.get('residential', '?')}. Duplicate ids: "
-        f"{summary.get('duplicates', {}).get('count', 0)}.</p>")
+        f"{summary.get('duplicates', {}).get('count', 0)}.</p>"
+    )
     if table is not None and table.num_rows:
         region = np.asarray(table.column("region").to_pylist(), dtype=object)
         score = table.column("score").to_numpy(zero_copy_only=False)
         by_region = {r: score[region == r] for r in sorted(set(region))}
-        out.append(_img(plots.score_histograms(by_region, regions),
-                        "score distribution per region with threshold"))
+        out.append(
+            _img(
+                plots.score_histograms(by_region, regions),
+                "score distribution per region with threshold",
+            )
+        )
         labels = table.column("label").to_pylist()
-        known = [(lab, pred) for lab, pred in zip(labels, table.column(
-            "is_residential").to_pylist()) if lab is not None]
+        known = [
+            (lab, pred)
+            for lab, pred in zip(labels, table.column("is_residential").to_pylist())
+            if lab is not None
+        ]
         if known:
             truth = np.array([k[0] for k in known])
             pred = np.array([int(k[1]) for k in known])
-            matrix = [[int(((truth == t) & (pred == p)).sum()) for p in (0, 1)]
-                      for t in (0, 1)]
+            matrix = [[int(((truth == t) & (pred == p)).sum()) for p in (0, 1)] for t in (0, 1)]
             accuracy = float((truth == pred).mean())
-            out.append(f"<h3>Against known labels</h3><p>{len(known)} footprints carry a "
-                       f"label: accuracy <b>{accuracy:.1%}</b> at the enforced fractions.</p>")
-            out.append(_img(plots.confusion_matrix(matrix, ["non-res.", "residential"]),
-                            "confusion matrix"))
+            out.append(
+                f"<h3>Against known labels</h3><p>{len(known)} footprints carry a "
+                f"label: accuracy <b>{accuracy:.1%}</b> at the enforced fractions.</p>"
+            )
+            out.append(
+                _img(
+                    plots.confusion_matrix(matrix, ["non-res.", "residential"]), "confusion matrix"
+                )
+            )
     out.append(model_section(model, "Classifier model"))
     return "".join(out)
 
 
 def _match_masks(raster_glob: str | None, masks: list[str]) -> list[tuple[str, str, str]]:
     """``(scene, raster, mask)`` of every mask; the mask itself stands in for a lost raster."""
-    rasters = {os.path.splitext(os.path.basename(r))[0]: r
-               for r in sorted(glob.glob(raster_glob or ""))}
-    return [(scene, rasters.get(scene, mask), mask)
-            for scene, mask in sorted((os.path.splitext(os.path.basename(m))[0], m)
-                                      for m in masks)]
+    rasters = {
+        os.path.splitext(os.path.basename(r))[0]: r for r in sorted(glob.glob(raster_glob or ""))
+    }
+    return [
+        (scene, rasters.get(scene, mask), mask)
+        for scene, mask in sorted((os.path.splitext(os.path.basename(m))[0], m) for m in masks)
+    ]
 
 
 def mask_coverage(mask_path: str, size: int = 512) -> float:
@@ -311,8 +383,7 @@ def mask_coverage(mask_path: str, size: int = 512) -> float:
     import rasterio
 
     with rasterio.open(mask_path) as src:
-        data = src.read(1, out_shape=(min(size, src.height), min(size, src.width)),
-                        masked=True)
+        data = src.read(1, out_shape=(min(size, src.height), min(size, src.width)), masked=True)
     valid = data.compressed()
     return float((valid >= 128).mean()) if valid.size else 0.0
 
@@ -341,15 +412,25 @@ def footprint_layers(run_dir: str) -> list[tuple[str, dict]]:
     objects = _read_table(os.path.join(run_dir, "truth"))
     if objects is not None and "status" in objects.column_names:
         groups = _geometries(objects, "status")
-        maps_.append(("footprints against the truth", {
-            c: groups.get(c, []) for c in ("true_positive", "false_positive",
-                                           "false_negative")}))
+        maps_.append(
+            (
+                "footprints against the truth",
+                {
+                    c: groups.get(c, [])
+                    for c in ("true_positive", "false_positive", "false_negative")
+                },
+            )
+        )
     scores = _read_table(os.path.join(run_dir, "scores"), ["is_residential", "geometry"])
     if scores is not None and scores.num_rows:
         groups = _geometries(scores, "is_residential")
         if groups:
-            maps_.append(("footprints classified", {"residential": groups.get(True, []),
-                                                    "non_residential": groups.get(False, [])}))
+            maps_.append(
+                (
+                    "footprints classified",
+                    {"residential": groups.get(True, []), "non_residential": groups.get(False, [])},
+                )
+            )
     if not maps_:
         table = _read_table(os.path.join(run_dir, "footprints"), ["geometry"])
         if table is not None:
@@ -362,24 +443,35 @@ def truth_section(run_dir: str, truth: dict, masks: list[str]) -> str:
     objects = truth.get("objects") or {}
     source = truth.get("source") or {}
     kind = {"masks": "true masks", "footprints": "true footprints"}.get(
-        source.get("kind"), "the truth")
-    out = [f"<h3>Against the truth ({_esc(kind)})</h3>",
-           _table(["measure", "value"], [
-               ("pixel IoU, all tiles (building pixels)", _num(truth.get("iou"))),
-               (f"object precision at IoU >= {objects.get('iou_threshold', 0.5)}",
-                _num(objects.get("precision"))),
-               ("object recall", _num(objects.get("recall"))),
-               ("object F1", _num(objects.get("f1"))),
-               ("found (true positives)", objects.get("true_positives", "-")),
-               ("false positives", objects.get("false_positives", "-")),
-               ("missed (false negatives)", objects.get("false_negatives", "-")),
-               ("mean IoU of the found", _num(objects.get("mean_matched_iou"))),
-               ("true buildings / footprints measured",
-                f"{objects.get('truth', '-')} / {objects.get('predicted', '-')}")]),
-           "<p class='meta'>Objects are matched one to one (SpaceNet's building metric): a "
-           "footprint is found when it overlaps a true building with IoU of at least 0.5; "
-           f"{_esc(objects.get('matching', ''))}. Only tiles that have a truth are "
-           "counted.</p>"]
+        source.get("kind"), "the truth"
+    )
+    out = [
+        f"<h3>Against the truth ({_esc(kind)})</h3>",
+        _table(
+            ["measure", "value"],
+            [
+                ("pixel IoU, all tiles (building pixels)", _num(truth.get("iou"))),
+                (
+                    f"object precision at IoU >= {objects.get('iou_threshold', 0.5)}",
+                    _num(objects.get("precision")),
+                ),
+                ("object recall", _num(objects.get("recall"))),
+                ("object F1", _num(objects.get("f1"))),
+                ("found (true positives)", objects.get("true_positives", "-")),
+                ("false positives", objects.get("false_positives", "-")),
+                ("missed (false negatives)", objects.get("false_negatives", "-")),
+                ("mean IoU of the found", _num(objects.get("mean_matched_iou"))),
+                (
+                    "true buildings / footprints measured",
+                    f"{objects.get('truth', '-')} / {objects.get('predicted', '-')}",
+                ),
+            ],
+        ),
+        "<p class='meta'>Objects are matched one to one (SpaceNet's building metric): a "
+        "footprint is found when it overlaps a true building with IoU of at least 0.5; "
+        f"{_esc(objects.get('matching', ''))}. Only tiles that have a truth are "
+        "counted.</p>",
+    ]
     by_tile = truth.get("tile_objects") or {}
     ious = truth.get("tiles") or {}
     mask_of = {os.path.splitext(os.path.basename(m))[0]: m for m in masks}
@@ -387,16 +479,29 @@ def truth_section(run_dir: str, truth: dict, masks: list[str]) -> str:
     for scene in sorted(set(ious) | set(by_tile)):
         counts = by_tile.get(scene, {})
         link = _link(run_dir, mask_of[scene], "mask") if scene in mask_of else "-"
-        rows.append((scene, _num(ious.get(scene)), counts.get("true_positive", 0),
-                     counts.get("false_positive", 0), counts.get("false_negative", 0), link))
+        rows.append(
+            (
+                scene,
+                _num(ious.get(scene)),
+                counts.get("true_positive", 0),
+                counts.get("false_positive", 0),
+                counts.get("false_negative", 0),
+                link,
+            )
+        )
     if rows:
-        head = "".join(f"<th>{h}</th>" for h in ("tile", "pixel IoU", "found", "false",
-                                                 "missed", "file"))
-        body = "".join("<tr>" + "".join(
-            f"<td>{c if i == 5 else _esc(c)}</td>" for i, c in enumerate(row)) + "</tr>"
-            for row in rows)
-        out.append(f"<h3>Per tile</h3><table><thead><tr>{head}</tr></thead>"
-                   f"<tbody>{body}</tbody></table>")
+        head = "".join(
+            f"<th>{h}</th>" for h in ("tile", "pixel IoU", "found", "false", "missed", "file")
+        )
+        body = "".join(
+            "<tr>"
+            + "".join(f"<td>{c if i == 5 else _esc(c)}</td>" for i, c in enumerate(row))
+            + "</tr>"
+            for row in rows
+        )
+        out.append(
+            f"<h3>Per tile</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        )
         if len(ious) > 1:
             out.append(_img(plots.tile_iou_bars(ious), "pixel IoU per tile"))
     return "".join(out)
@@ -408,11 +513,16 @@ def segment_section(run_dir: str, panels_per_image: int = 12, max_panels: int = 
     tiles = summary.get("tiles", {})
     windows = summary.get("windows", {})
     rec = summary.get("reconciliation", {})
-    out = [_table(["what", "count"], [(f"tiles {k}", v) for k, v in tiles.items()]
-                  + [(f"windows {k}", v) for k, v in windows.items()]),
-           f"<p>Tiles reconcile: {_ok(rec.get('tiles_ok'))}; windows reconcile: "
-           f"{_ok(rec.get('windows_ok'))}. Footprints found: "
-           f"<b>{summary.get('footprints', {}).get('count', '?')}</b>.</p>"]
+    out = [
+        _table(
+            ["what", "count"],
+            [(f"tiles {k}", v) for k, v in tiles.items()]
+            + [(f"windows {k}", v) for k, v in windows.items()],
+        ),
+        f"<p>Tiles reconcile: {_ok(rec.get('tiles_ok'))}; windows reconcile: "
+        f"{_ok(rec.get('windows_ok'))}. Footprints found: "
+        f"<b>{summary.get('footprints', {}).get('count', '?')}</b>.</p>",
+    ]
     masks = run_files(os.path.join(run_dir, "masks"), ".tif")
     truth = summary.get("truth")
     if truth:
@@ -424,28 +534,43 @@ def segment_section(run_dir: str, panels_per_image: int = 12, max_panels: int = 
     if pairs:
         out.append("<h3>The whole area</h3>")
         for title, layer in layers or [("masks", {})]:
-            out.append(_img(maps.mosaic(pairs, crs, layer, threshold, f"mosaic: {title}"),
-                            f"mosaic of every tile: {title}"))
+            out.append(
+                _img(
+                    maps.mosaic(pairs, crs, layer, threshold, f"mosaic: {title}"),
+                    f"mosaic of every tile: {title}",
+                )
+            )
         captions = {}
-        for scene in ((truth or {}).get("tiles") or {}):
+        for scene in (truth or {}).get("tiles") or {}:
             counts = ((truth or {}).get("tile_objects") or {}).get(scene, {})
-            captions[scene] = (f"IoU {_num(truth['tiles'][scene], 2)}, found "
-                               f"{counts.get('true_positive', 0)}, false "
-                               f"{counts.get('false_positive', 0)}, missed "
-                               f"{counts.get('false_negative', 0)}")
+            captions[scene] = (
+                f"IoU {_num(truth['tiles'][scene], 2)}, found "
+                f"{counts.get('true_positive', 0)}, false "
+                f"{counts.get('false_positive', 0)}, missed "
+                f"{counts.get('false_negative', 0)}"
+            )
         shown = pairs[:max_panels]
         title, layer = (layers or [("", {})])[0]
-        out.append(f"<h3>Every tile</h3><p>{len(pairs)} tiles"
-                   + (f"; the first {max_panels} are shown here, all are in the mosaic above"
-                      if len(pairs) > max_panels else "")
-                   + (f"; outlines: {_esc(title)}" if title else "") + ".</p>")
+        out.append(
+            f"<h3>Every tile</h3><p>{len(pairs)} tiles"
+            + (
+                f"; the first {max_panels} are shown here, all are in the mosaic above"
+                if len(pairs) > max_panels
+                else ""
+            )
+            + (f"; outlines: {_esc(title)}" if title else "")
+            + ".</p>"
+        )
         for i in range(0, len(shown), panels_per_image):
-            chunk = [(n, r, m, captions.get(n, "")) for n, r, m in shown[i:i + panels_per_image]]
-            out.append(_img(maps.tile_panels(chunk, crs, layer, threshold),
-                            "tiles " + ", ".join(c[0] for c in chunk)))
+            chunk = [(n, r, m, captions.get(n, "")) for n, r, m in shown[i : i + panels_per_image]]
+            out.append(
+                _img(
+                    maps.tile_panels(chunk, crs, layer, threshold),
+                    "tiles " + ", ".join(c[0] for c in chunk),
+                )
+            )
     if masks:
-        coverage = {os.path.splitext(os.path.basename(m))[0]: mask_coverage(m)
-                    for m in masks[:60]}
+        coverage = {os.path.splitext(os.path.basename(m))[0]: mask_coverage(m) for m in masks[:60]}
         out.append(_img(plots.coverage_bars(coverage), "mask coverage per tile"))
     out.append(model_section(summary.get("model"), "Segmenter model"))
     return "".join(out)
@@ -457,17 +582,28 @@ def outputs_section(run_dir: str) -> str:
     summary = os.path.join(run_dir, SUMMARY_FILE)
     if os.path.exists(summary):
         links.append(_link(run_dir, summary, "summary.json (every count of the run)"))
-    for folder, what in (("footprints", "footprints"), ("scores", "scores"),
-                         ("truth", "each footprint's match"), ("errors", "rejected records")):
+    for folder, what in (
+        ("footprints", "footprints"),
+        ("scores", "scores"),
+        ("truth", "each footprint's match"),
+        ("errors", "rejected records"),
+    ):
         for path in run_files(os.path.join(run_dir, folder), ".parquet"):
-            links.append(_link(run_dir, path) + f" ({what}, GeoParquet)"
-                         if folder != "errors" else _link(run_dir, path) + f" ({what})")
+            links.append(
+                _link(run_dir, path) + f" ({what}, GeoParquet)"
+                if folder != "errors"
+                else _link(run_dir, path) + f" ({what})"
+            )
     for path in run_files(os.path.join(run_dir, "masks"), ".vrt"):
         links.append(_link(run_dir, path) + " (all masks as one raster, for GIS)")
     masks = run_files(os.path.join(run_dir, "masks"), ".tif")
     if masks:
-        links.append(f"{len(masks)} masks: " + ", ".join(
-            _link(run_dir, m, os.path.splitext(os.path.basename(m))[0]) for m in masks[:200]))
+        links.append(
+            f"{len(masks)} masks: "
+            + ", ".join(
+                _link(run_dir, m, os.path.splitext(os.path.basename(m))[0]) for m in masks[:200]
+            )
+        )
     if not links:
         return ""
     return "<ul class='links'>" + "".join(f"<li>{link}</li>" for link in links) + "</ul>"
@@ -491,16 +627,27 @@ def warnings_of(output_dir: str, runs: list[tuple[str, str]], demo: dict) -> lis
         where = os.path.relpath(folder, output_dir)
         for w in summary.get("warnings") or []:
             found.append({**w, "where": where})
-        models += [(summary.get("run") or {}).get("model"), summary.get("model"),
-                   (summary.get("scores") or {}).get("classifier")
-                   if isinstance(summary.get("scores"), dict) else None]
+        models += [
+            (summary.get("run") or {}).get("model"),
+            summary.get("model"),
+            (summary.get("scores") or {}).get("classifier")
+            if isinstance(summary.get("scores"), dict)
+            else None,
+        ]
     for model in dict.fromkeys(m for m in models if m):
         quality = _card(model).get("quality") or {}
         if quality.get("weak"):
-            found.append({"code": "weak_model", "where": model, "message": (
-                f"the model {model} failed its quality gate: "
-                + ("; ".join(quality.get("reasons") or []) or "no reason recorded")
-                + ". Its results are not trustworthy; retrain it with more or better data.")})
+            found.append(
+                {
+                    "code": "weak_model",
+                    "where": model,
+                    "message": (
+                        f"the model {model} failed its quality gate: "
+                        + ("; ".join(quality.get("reasons") or []) or "no reason recorded")
+                        + ". Its results are not trustworthy; retrain it with more or better data."
+                    ),
+                }
+            )
     seen, out = set(), []
     for w in found:
         key = (w.get("code"), w.get("message"))
@@ -514,20 +661,27 @@ def banner(warnings: list[dict]) -> str:
     """The red banner at the top of the page, one line per warning (empty: nothing)."""
     if not warnings:
         return ""
-    items = "".join(f"<li><b>{_esc(w.get('code', 'warning'))}</b> ({_esc(w.get('where', ''))})"
-                    f": {_esc(w.get('message', ''))}</li>" for w in warnings)
-    return (f"<div class='banner' role='alert'><b>{len(warnings)} warning"
-            f"{'s' if len(warnings) != 1 else ''}: read before using these results</b>"
-            f"<ul>{items}</ul></div>")
+    items = "".join(
+        f"<li><b>{_esc(w.get('code', 'warning'))}</b> ({_esc(w.get('where', ''))})"
+        f": {_esc(w.get('message', ''))}</li>"
+        for w in warnings
+    )
+    return (
+        f"<div class='banner' role='alert'><b>{len(warnings)} warning"
+        f"{'s' if len(warnings) != 1 else ''}: read before using these results</b>"
+        f"<ul>{items}</ul></div>"
+    )
 
 
 def demo_section(summary: dict) -> str:
     """The demo's stages at a glance."""
     rows = []
     for name, stage in summary.get("stages", {}).items():
-        facts = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                          for k, v in stage.items()
-                          if isinstance(v, (int, float, str, bool)) and k != "seconds")
+        facts = ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in stage.items()
+            if isinstance(v, (int, float, str, bool)) and k != "seconds"
+        )
         rows.append((name, facts, stage.get("seconds", "")))
     return _table(["stage", "result", "seconds"], rows)
 
@@ -599,10 +753,12 @@ def build_report(output_dir: str, title: str | None = None) -> str:
 def _page(output_dir: str, title: str | None) -> str:
     demo = _read_json(os.path.join(output_dir, DEMO_SUMMARY))
     runs = find_runs(output_dir)
-    parts = [f"<h1>{_esc(title or 'footprints run report')}</h1>",
-             f"<p class='meta'>{_esc(os.path.basename(output_dir))}/ &middot; built "
-             f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}</p>",
-             banner(warnings_of(output_dir, runs, demo))]
+    parts = [
+        f"<h1>{_esc(title or 'footprints run report')}</h1>",
+        f"<p class='meta'>{_esc(os.path.basename(output_dir))}/ &middot; built "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}</p>",
+        banner(warnings_of(output_dir, runs, demo)),
+    ]
     if demo:
         parts.append("<h2>Demo stages</h2>" + demo_section(demo))
     if not runs and not demo:
@@ -620,6 +776,8 @@ def _page(output_dir: str, title: str | None) -> str:
         links = outputs_section(folder)
         if links:
             parts.append(f"<h3>Outputs{label}</h3>" + links)
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{_esc(title or 'footprints report')}</title><style>{_STYLE}</style>"
-            f"<script>{_SCRIPT}</script></head><body>{''.join(parts)}</body></html>")
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{_esc(title or 'footprints report')}</title><style>{_STYLE}</style>"
+        f"<script>{_SCRIPT}</script></head><body>{''.join(parts)}</body></html>"
+    )

@@ -88,8 +88,9 @@ def read_rgb(path: str, out_shape: tuple[int, int], crs: str | None = None):
     return _stretch(img, valid), bounds
 
 
-def read_mask(path: str, out_shape: tuple[int, int], threshold: float,
-              crs: str | None = None) -> np.ndarray:
+def read_mask(
+    path: str, out_shape: tuple[int, int], threshold: float, crs: str | None = None
+) -> np.ndarray:
     """The building mask (probability >= threshold) of a mask COG, decimated: bool [H, W]."""
     import rasterio
     from rasterio.vrt import WarpedVRT
@@ -123,12 +124,27 @@ def _draw_footprints(ax, layers: Mapping[str, Sequence], width: float) -> list:
         if rings:
             # A light fill of the category's colour: thin outlines alone vanish
             # on a busy roof.
-            ax.add_patch(PathPatch(Path.make_compound_path(*rings), facecolor=colour,
-                                   alpha=0.3, edgecolor="none"))
-            ax.add_patch(PathPatch(Path.make_compound_path(*rings), facecolor="none",
-                                   edgecolor=colour, linewidth=width))
-        handles.append(Patch(facecolor=colour + "4d", edgecolor=colour, linewidth=2,
-                             label=f"{text} ({len(geoms)})"))
+            ax.add_patch(
+                PathPatch(
+                    Path.make_compound_path(*rings), facecolor=colour, alpha=0.3, edgecolor="none"
+                )
+            )
+            ax.add_patch(
+                PathPatch(
+                    Path.make_compound_path(*rings),
+                    facecolor="none",
+                    edgecolor=colour,
+                    linewidth=width,
+                )
+            )
+        handles.append(
+            Patch(
+                facecolor=colour + "4d",
+                edgecolor=colour,
+                linewidth=2,
+                label=f"{text} ({len(geoms)})",
+            )
+        )
     return handles
 
 
@@ -138,9 +154,14 @@ def _mask_overlay(rgb: np.ndarray, building: np.ndarray) -> np.ndarray:
     return out
 
 
-def mosaic(tiles: Sequence[tuple[str, str, str | None]], crs: str | None,
-           layers: Mapping[str, Sequence], threshold: float, title: str,
-           max_pixels: int = 1000) -> bytes:
+def mosaic(
+    tiles: Sequence[tuple[str, str, str | None]],
+    crs: str | None,
+    layers: Mapping[str, Sequence],
+    threshold: float,
+    title: str,
+    max_pixels: int = 1000,
+) -> bytes:
     """The whole area on one map: decimated imagery of every tile, masks tinted, footprints.
 
     Args:
@@ -173,17 +194,22 @@ def mosaic(tiles: Sequence[tuple[str, str, str | None]], crs: str | None,
         reads.append((img, valid, shape))
     pooled = np.concatenate([img[:, valid] for img, valid, _ in reads], axis=1)
     limits = tuple(np.percentile(pooled, [1, 99])) if pooled.size else None
-    for (name, _, mask, (x0, y0, x1, y1)), (img, valid, shape) in zip(placed, reads,
-                                                                       strict=True):
+    for (name, _, mask, (x0, y0, x1, y1)), (img, valid, shape) in zip(placed, reads, strict=True):
         rgb = _stretch(img, valid, limits)
         if mask:
             rgb = _mask_overlay(rgb, read_mask(mask, shape, threshold, crs))
         ax.imshow(rgb, extent=(x0, x1, y0, y1), interpolation="nearest")
         ax.add_patch(_frame(x0, y0, x1, y1))
         if len(placed) <= 64:
-            ax.text(x0 + 0.01 * (right - left), y1 - 0.01 * (top - bottom), name, fontsize=6,
-                    va="top", color="white",
-                    bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+            ax.text(
+                x0 + 0.01 * (right - left),
+                y1 - 0.01 * (top - bottom),
+                name,
+                fontsize=6,
+                va="top",
+                color="white",
+                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0},
+            )
     handles = _draw_footprints(ax, layers, 0.9)
     handles.insert(0, Patch(facecolor=MASK_COLOUR, alpha=0.5, label=MASK_LEGEND))
     ax.set_xlim(left, right)
@@ -193,21 +219,34 @@ def mosaic(tiles: Sequence[tuple[str, str, str | None]], crs: str | None,
     ax.set_xlabel(f"x ({crs})" if crs else "x", fontsize=8)
     ax.set_ylabel("y", fontsize=8)
     ax.set_title(title, fontsize=10)
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-              title="legend", title_fontsize=8, frameon=True)
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        title="legend",
+        title_fontsize=8,
+        frameon=True,
+    )
     return _png(plt, fig)
 
 
 def _frame(x0, y0, x1, y1):
     from matplotlib.patches import Rectangle
 
-    return Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linewidth=0.5,
-                     linestyle=":")
+    return Rectangle(
+        (x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linewidth=0.5, linestyle=":"
+    )
 
 
-def tile_panels(tiles: Sequence[tuple[str, str, str | None, str]], crs: str | None,
-                layers: Mapping[str, Sequence], threshold: float, size: int = 256,
-                ncols: int = 4) -> bytes:
+def tile_panels(
+    tiles: Sequence[tuple[str, str, str | None, str]],
+    crs: str | None,
+    layers: Mapping[str, Sequence],
+    threshold: float,
+    size: int = 256,
+    ncols: int = 4,
+) -> bytes:
     """One panel per tile: imagery, mask tint, footprints; one legend for all panels.
 
     Args:
@@ -242,11 +281,22 @@ def tile_panels(tiles: Sequence[tuple[str, str, str | None, str]], crs: str | No
         ax.set_ylim(y0, y1)
         ax.set_title(f"{name}\n{caption}" if caption else name, fontsize=8)
     handles = [Patch(facecolor=MASK_COLOUR, alpha=0.5, label=MASK_LEGEND)]
-    handles += [Patch(facecolor=STYLES[c][0] + "4d", edgecolor=STYLES[c][0], linewidth=2,
-                      label=STYLES[c][1]) for c in layers]
-    fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8,
-               frameon=True)
+    handles += [
+        Patch(
+            facecolor=STYLES[c][0] + "4d", edgecolor=STYLES[c][0], linewidth=2, label=STYLES[c][1]
+        )
+        for c in layers
+    ]
+    fig.legend(
+        handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=True
+    )
     # Room for two-line titles above each panel and the legend below all.
-    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.45 / height, bottom=0.6 / height,
-                        hspace=0.45 / 3.0, wspace=0.05)
+    fig.subplots_adjust(
+        left=0.01,
+        right=0.99,
+        top=1 - 0.45 / height,
+        bottom=0.6 / height,
+        hspace=0.45 / 3.0,
+        wspace=0.05,
+    )
     return _png(plt, fig, tight=False)

@@ -33,8 +33,11 @@ def _png(plt, fig, tight: bool = True) -> bytes:
     return buf.getvalue()
 
 
-def score_histograms(scores_by_region: Mapping[str, np.ndarray],
-                     regions: Mapping[str, Mapping], max_regions: int = 12) -> bytes:
+def score_histograms(
+    scores_by_region: Mapping[str, np.ndarray],
+    regions: Mapping[str, Mapping],
+    max_regions: int = 12,
+) -> bytes:
     """One histogram of scores per region, with the chosen threshold and the target.
 
     Args:
@@ -48,7 +51,7 @@ def score_histograms(scores_by_region: Mapping[str, np.ndarray],
     ncols = min(3, len(names))
     nrows = math.ceil(len(names) / ncols)
     plt, fig, axes = _figure(nrows, ncols, (4.2 * ncols, 2.8 * nrows))
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(names) :]:
         ax.axis("off")
     for ax, name in zip(axes.flat, names):
         values = scores_by_region.get(name, np.array([]))
@@ -63,8 +66,10 @@ def score_histograms(scores_by_region: Mapping[str, np.ndarray],
         subtitle = ""
         if target is not None and achieved is not None:
             subtitle = f"\ntarget {target:.1%}, achieved {achieved:.1%}"
-        ax.set_title(f"{name}: {info.get('k', '?')} of {info.get('n', len(values))} "
-                     f"residential{subtitle}", fontsize=9)
+        ax.set_title(
+            f"{name}: {info.get('k', '?')} of {info.get('n', len(values))} residential{subtitle}",
+            fontsize=9,
+        )
         ax.set_xlabel("score (probability residential)", fontsize=8)
         ax.set_ylabel("footprints", fontsize=8)
     return _png(plt, fig)
@@ -89,8 +94,9 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> 
     ax = axes[0, 0]
     ax.imshow(m, cmap="Blues")
     for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, str(v), ha="center", va="center",
-                color="white" if v > m.max() / 2 else "black")
+        ax.text(
+            j, i, str(v), ha="center", va="center", color="white" if v > m.max() / 2 else "black"
+        )
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_xlabel("labelled by footprints", fontsize=8)
@@ -98,8 +104,11 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> 
     return _png(plt, fig)
 
 
-def reliability_diagram(reliability: Mapping[str, Sequence], ece: float | None = None,
-                        ece_uncalibrated: float | None = None) -> bytes:
+def reliability_diagram(
+    reliability: Mapping[str, Sequence],
+    ece: float | None = None,
+    ece_uncalibrated: float | None = None,
+) -> bytes:
     """Fraction of residential footprints against mean score, per score bin.
 
     Args:
@@ -110,10 +119,13 @@ def reliability_diagram(reliability: Mapping[str, Sequence], ece: float | None =
         ece_uncalibrated: The same before calibration, if known.
     """
     edges = np.asarray(reliability.get("bin_edges") or [], dtype=float)
-    mean = np.asarray([np.nan if v is None else v for v in reliability.get("mean_score") or []],
-                      dtype=float)
-    frac = np.asarray([np.nan if v is None else v
-                       for v in reliability.get("fraction_positive") or []], dtype=float)
+    mean = np.asarray(
+        [np.nan if v is None else v for v in reliability.get("mean_score") or []], dtype=float
+    )
+    frac = np.asarray(
+        [np.nan if v is None else v for v in reliability.get("fraction_positive") or []],
+        dtype=float,
+    )
     count = np.asarray([v or 0 for v in reliability.get("count") or []], dtype=float)
     plt, fig, axes = _figure(1, 2, (8.4, 3.4))
     ax, hist = axes[0, 0], axes[0, 1]
@@ -125,15 +137,26 @@ def reliability_diagram(reliability: Mapping[str, Sequence], ece: float | None =
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean score in bin (what the model says)", fontsize=8)
     ax.set_ylabel("share residential (what it is)", fontsize=8)
-    parts = [f"ECE {ece:.3f}" if ece is not None else None,
-             f"before calibration {ece_uncalibrated:.3f}" if ece_uncalibrated is not None
-             else None]
-    ax.set_title("reliability on the validation split" + (
-        "\n" + ", ".join(p for p in parts if p) if any(parts) else ""), fontsize=9)
+    parts = [
+        f"ECE {ece:.3f}" if ece is not None else None,
+        f"before calibration {ece_uncalibrated:.3f}" if ece_uncalibrated is not None else None,
+    ]
+    ax.set_title(
+        "reliability on the validation split"
+        + ("\n" + ", ".join(p for p in parts if p) if any(parts) else ""),
+        fontsize=9,
+    )
     ax.legend(fontsize=8, loc="upper left")
     if len(edges) == len(count) + 1 and len(count):
-        hist.bar(edges[:-1], count, width=np.diff(edges), align="edge", color="#72b7b2",
-                 edgecolor="white", label="footprints per bin")
+        hist.bar(
+            edges[:-1],
+            count,
+            width=np.diff(edges),
+            align="edge",
+            color="#72b7b2",
+            edgecolor="white",
+            label="footprints per bin",
+        )
         hist.legend(fontsize=8)
     hist.set_xlabel("score", fontsize=8)
     hist.set_ylabel("footprints", fontsize=8)

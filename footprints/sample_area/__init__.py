@@ -62,7 +62,15 @@ from footprints.sample_area.config import (
 from footprints.sample_area.generator import generate_sample_area
 
 __all__ = [
-    "BAND_NAMES", "DTYPE_MAX", "FOOTPRINT_FORMATS", "MANIFEST_NAME", "MAX_CANVAS_PIXELS",
-    "NON_RESIDENTIAL_CLASSES", "RESIDENTIAL_CLASSES", "SampleArea", "SampleAreaConfig",
-    "generate_sample_area", "is_residential",
+    "BAND_NAMES",
+    "DTYPE_MAX",
+    "FOOTPRINT_FORMATS",
+    "MANIFEST_NAME",
+    "MAX_CANVAS_PIXELS",
+    "NON_RESIDENTIAL_CLASSES",
+    "RESIDENTIAL_CLASSES",
+    "SampleArea",
+    "SampleAreaConfig",
+    "generate_sample_area",
+    "is_residential",
 ]

@@ -92,8 +92,9 @@ class _PlanBuilder:
         return self.center + s * self.e1 + t * self.e2
 
     def frame_rect(self, s0: float, s1: float, t0: float, t1: float) -> Polygon:
-        return Polygon([self.frame(s0, t0), self.frame(s1, t0), self.frame(s1, t1),
-                        self.frame(s0, t1)])
+        return Polygon(
+            [self.frame(s0, t0), self.frame(s1, t0), self.frame(s1, t1), self.frame(s0, t1)]
+        )
 
     # -- buildings, cars and trees -----------------------------------------------
 
@@ -128,8 +129,17 @@ class _PlanBuilder:
         "retail": ({"flat": 1.0}, "flat", (5.0, 8.0)),
     }
 
-    def _building(self, kind: str, parts, *, roof: str | None = None, palette: str | None = None,
-                  colour=None, height: float | None = None, check: bool = False) -> bool:
+    def _building(
+        self,
+        kind: str,
+        parts,
+        *,
+        roof: str | None = None,
+        palette: str | None = None,
+        colour=None,
+        height: float | None = None,
+        check: bool = False,
+    ) -> bool:
         """Adds a building made of rectangular parts (center, length, width, angle)."""
         rng = self.rng
         roofs, default_palette, heights = self._DEFAULTS[kind]
@@ -137,8 +147,11 @@ class _PlanBuilder:
         footprint = shapely.union_all(rects) if len(rects) > 1 else rects[0]
         if footprint.geom_type != "Polygon":
             return False
-        if check and (not self.inner.contains(footprint) or self.built.hits(footprint.buffer(1.5))
-                      or self.road_block.hits(footprint)):
+        if check and (
+            not self.inner.contains(footprint)
+            or self.built.hits(footprint.buffer(1.5))
+            or self.road_block.hits(footprint)
+        ):
             return False
         if roof is None:
             names = list(roofs)
@@ -170,7 +183,9 @@ class _PlanBuilder:
             p = math.radians(pitch_deg)
             normal = np.array([*(direction * math.sin(p)), math.cos(p)])
         ambient, diffuse = 0.35, 0.65
-        return (ambient + diffuse * max(0.0, float(normal @ sun))) / (ambient + diffuse * math.sin(elev))
+        return (ambient + diffuse * max(0.0, float(normal @ sun))) / (
+            ambient + diffuse * math.sin(elev)
+        )
 
     def _roof(self, c, length, width, angle, roof, rgb, material, panel) -> None:
         rng = self.rng
@@ -186,41 +201,66 @@ class _PlanBuilder:
             inner = _rect(c, length - 1.0, width - 1.0, angle)
             self.objects.add(inner, _rgbn(base, material), noise=0.03, mottle=0.05, patch=0.06)
             for _ in range(int(length * width / 180.0 * rng.uniform(0.5, 1.5))):
-                unit_c = c + axis * rng.uniform(-hl + 3, hl - 3) + normal * rng.uniform(-hw + 3, hw - 3)
+                unit_c = (
+                    c + axis * rng.uniform(-hl + 3, hl - 3) + normal * rng.uniform(-hw + 3, hw - 3)
+                )
                 hvac = _rect(unit_c, rng.uniform(1.2, 3.2), rng.uniform(1.0, 2.4), angle)
-                self.objects.add(shapely.affinity.translate(hvac, *(self.shadow_per_m * 1.2)).intersection(inner),
-                                 _rgbn(base * 0.55, material), noise=0.03)
-                self.objects.add(hvac, _rgbn(_jitter(rng, (178, 180, 180), 0.1), "metal"), noise=0.04)
+                self.objects.add(
+                    shapely.affinity.translate(hvac, *(self.shadow_per_m * 1.2)).intersection(
+                        inner
+                    ),
+                    _rgbn(base * 0.55, material),
+                    noise=0.03,
+                )
+                self.objects.add(
+                    hvac, _rgbn(_jitter(rng, (178, 180, 180), 0.1), "metal"), noise=0.04
+                )
             return
         pitch = rng.uniform(22.0, 38.0)
         if roof == "shed":
             side = rng.choice([-1.0, 1.0])
-            self.objects.add(_rect(c, length, width, angle),
-                             _rgbn(base * self._facet_gain(normal * side, 10.0), material), **tex)
+            self.objects.add(
+                _rect(c, length, width, angle),
+                _rgbn(base * self._facet_gain(normal * side, 10.0), material),
+                **tex,
+            )
             return
         if roof == "hip" and length >= width:
             inset = hw
             r0, r1 = c - axis * (hl - inset), c + axis * (hl - inset)
             p0, p1 = c - axis * hl - normal * hw, c + axis * hl - normal * hw
             p2, p3 = c + axis * hl + normal * hw, c - axis * hl + normal * hw
-            facets = [([p0, p1, r1, r0], -normal), ([p1, p2, r1], axis),
-                      ([p2, p3, r0, r1], normal), ([p3, p0, r0], -axis)]
+            facets = [
+                ([p0, p1, r1, r0], -normal),
+                ([p1, p2, r1], axis),
+                ([p2, p3, r0, r1], normal),
+                ([p3, p0, r0], -axis),
+            ]
             for corners, facing in facets:
-                self.objects.add(Polygon(corners),
-                                 _rgbn(base * self._facet_gain(facing, pitch), material), **tex)
+                self.objects.add(
+                    Polygon(corners), _rgbn(base * self._facet_gain(facing, pitch), material), **tex
+                )
             if hl > hw:
                 self.objects.add(LineString([r0, r1]), _rgbn(base * 1.15, material), noise=0.03)
             return
         if roof == "gambrel":
-            strips = [(-hw, -0.3 * width, -1, 60.0), (-0.3 * width, 0.0, -1, 20.0),
-                      (0.0, 0.3 * width, 1, 20.0), (0.3 * width, hw, 1, 60.0)]
+            strips = [
+                (-hw, -0.3 * width, -1, 60.0),
+                (-0.3 * width, 0.0, -1, 20.0),
+                (0.0, 0.3 * width, 1, 20.0),
+                (0.3 * width, hw, 1, 60.0),
+            ]
         else:  # gable: the ridge runs along the length
             strips = [(-hw, 0.0, -1, pitch), (0.0, hw, 1, pitch)]
         for f0, f1, side, slope in strips:
-            self.objects.add(_strip(c, axis, hl, f0, f1),
-                             _rgbn(base * self._facet_gain(normal * side, slope), material), **tex)
-        self.objects.add(LineString([c - axis * hl, c + axis * hl]),
-                         _rgbn(base * 1.12, material), noise=0.03)
+            self.objects.add(
+                _strip(c, axis, hl, f0, f1),
+                _rgbn(base * self._facet_gain(normal * side, slope), material),
+                **tex,
+            )
+        self.objects.add(
+            LineString([c - axis * hl, c + axis * hl]), _rgbn(base * 1.12, material), noise=0.03
+        )
 
     def _record(self, footprint: Polygon, kind: str) -> None:
         self.footprints.append(_Footprint(shapely.normalize(footprint), kind))
@@ -240,8 +280,16 @@ class _PlanBuilder:
             lobe = _circle(at + rng.normal(0, radius * 0.45, 2), radius * rng.uniform(0.6, 0.9))
             shape = shapely.union(shape, lobe)
         rgb = (34, 56, 38) if conifer else (48, 72, 40)
-        self.trees.add(shape, _rgbn(_jitter(rng, rgb, 0.15), "tree"), noise=0.1, mottle=0.22,
-                       patch=0.05, center=at, radius=radius, radial=_CANOPY)
+        self.trees.add(
+            shape,
+            _rgbn(_jitter(rng, rgb, 0.15), "tree"),
+            noise=0.1,
+            mottle=0.22,
+            patch=0.05,
+            center=at,
+            radius=radius,
+            radial=_CANOPY,
+        )
         # The crown shades the ground around the trunk; only its offset shows.
         height = radius * rng.uniform(1.6, 2.6)
         self.shadows.append(_hull_shadow(shape, self.shadow_per_m * height * 0.6))
@@ -251,6 +299,9 @@ class _PlanBuilder:
         body = _rect(center, 4.6, 1.85, angle)
         rgb = _CAR[int(rng.integers(len(_CAR)))]
         self.objects.add(body, _rgbn(_jitter(rng, rgb, 0.05), "man"), noise=0.05)
-        self.objects.add(_rect(center + _unit(angle) * 0.2, 1.9, 1.5, angle),
-                         _rgbn(np.array(rgb) * 0.45 + 15, "man"), noise=0.04)
+        self.objects.add(
+            _rect(center + _unit(angle) * 0.2, 1.9, 1.5, angle),
+            _rgbn(np.array(rgb) * 0.45 + 15, "man"),
+            noise=0.04,
+        )
         self.shadows.append(_hull_shadow(body, self.shadow_per_m * 1.5))

@@ -28,7 +28,14 @@ from footprints.errors import ConfigError
 RESIDENTIAL_CLASSES: tuple[str, ...] = ("house", "detached", "residential", "apartments")
 #: ``building`` values counted as non-residential (label 0).
 NON_RESIDENTIAL_CLASSES: tuple[str, ...] = (
-    "barn", "shed", "garage", "farm_auxiliary", "commercial", "industrial", "retail")
+    "barn",
+    "shed",
+    "garage",
+    "farm_auxiliary",
+    "commercial",
+    "industrial",
+    "retail",
+)
 
 #: Band names per ``bands`` mode, in file order (also the band descriptions).
 BAND_NAMES: dict[str, tuple[str, ...]] = {
@@ -63,7 +70,8 @@ def is_residential(building: str) -> bool:
         return False
     raise ValueError(
         f"unknown building value {building!r}; expected one of "
-        f"{RESIDENTIAL_CLASSES + NON_RESIDENTIAL_CLASSES}")
+        f"{RESIDENTIAL_CLASSES + NON_RESIDENTIAL_CLASSES}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,24 +124,38 @@ class SampleAreaConfig:
         if self.block_size % 16:
             raise ConfigError(
                 f"block_size {self.block_size!r} is not a multiple of 16, which GeoTIFF "
-                "tiling requires; use 128, 256 or 512")
+                "tiling requires; use 128, 256 or 512"
+            )
         pixels = self.tiles_x * self.tiles_y * self.tile_size**2
         if pixels > MAX_CANVAS_PIXELS:
             raise ConfigError(
                 f"{self.tiles_x}x{self.tiles_y} tiles of {self.tile_size} px are {pixels:,} "
                 f"pixels, more than the {MAX_CANVAS_PIXELS:,} this generator renders; "
-                "use fewer or smaller tiles")
-        object.__setattr__(self, "pixel_size", _check_float(
-            "pixel_size", self.pixel_size, 0.1, 2.0,
-            "use metres per pixel between 0.1 and 2.0 (0.3 to 0.6 is typical)"))
-        object.__setattr__(self, "density", _check_float(
-            "density", self.density, 0.1, 5.0, "use a multiplier between 0.1 and 5"))
+                "use fewer or smaller tiles"
+            )
+        object.__setattr__(
+            self,
+            "pixel_size",
+            _check_float(
+                "pixel_size",
+                self.pixel_size,
+                0.1,
+                2.0,
+                "use metres per pixel between 0.1 and 2.0 (0.3 to 0.6 is typical)",
+            ),
+        )
+        object.__setattr__(
+            self,
+            "density",
+            _check_float("density", self.density, 0.1, 5.0, "use a multiplier between 0.1 and 5"),
+        )
         _check_int("regions", self.regions, 1, 26, "use 1 to 26 regions")
         tile_crs = _parse_crs("crs", self.crs)
         if not tile_crs.is_projected or tile_crs.axis_info[0].unit_name not in ("metre", "meter"):
             raise ConfigError(
                 f"crs {self.crs!r} is not a projected CRS in metres; use a UTM zone "
-                "such as 'EPSG:32615'")
+                "such as 'EPSG:32615'"
+            )
         if self.footprints_crs is not None:
             _parse_crs("footprints_crs", self.footprints_crs)
         try:
@@ -143,15 +165,18 @@ class SampleAreaConfig:
         if len(origin) != 2 or not all(math.isfinite(v) for v in origin):
             raise ConfigError(
                 f"origin {self.origin!r} is not an (x, y) pair of finite numbers; "
-                "give the upper-left corner in the tiles' CRS, e.g. (500000.0, 4650000.0)")
+                "give the upper-left corner in the tiles' CRS, e.g. (500000.0, 4650000.0)"
+            )
         object.__setattr__(self, "origin", origin)
         for name, value, allowed in (
-                ("bands", self.bands, BAND_NAMES),
-                ("dtype", self.dtype, DTYPE_MAX),
-                ("footprints_format", self.footprints_format, FOOTPRINT_FORMATS)):
+            ("bands", self.bands, BAND_NAMES),
+            ("dtype", self.dtype, DTYPE_MAX),
+            ("footprints_format", self.footprints_format, FOOTPRINT_FORMATS),
+        ):
             if value not in allowed:
                 raise ConfigError(
-                    f"{name} {value!r} is not supported; use one of {', '.join(allowed)}")
+                    f"{name} {value!r} is not supported; use one of {', '.join(allowed)}"
+                )
 
     @property
     def width_m(self) -> float:
@@ -198,7 +223,8 @@ def _parse_crs(name: str, value: Any) -> pyproj.CRS:
     except (pyproj.exceptions.CRSError, TypeError) as exc:
         raise ConfigError(
             f"{name} {value!r} is not a CRS pyproj understands ({exc}); "
-            "use an authority code such as 'EPSG:32615' or 'EPSG:4326'") from None
+            "use an authority code such as 'EPSG:32615' or 'EPSG:4326'"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)

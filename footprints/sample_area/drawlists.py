@@ -29,33 +29,71 @@ class _DrawList:
     grain-bin cone around ``center``.
     """
 
-    _TEX = ("noise", "mottle", "patch", "s_amp", "s_period", "s_angle", "s_phase", "s_sharp",
-            "cx", "cy", "radius", "radial")
+    _TEX = (
+        "noise",
+        "mottle",
+        "patch",
+        "s_amp",
+        "s_period",
+        "s_angle",
+        "s_phase",
+        "s_sharp",
+        "cx",
+        "cy",
+        "radius",
+        "radial",
+    )
 
     def __init__(self):
         self.geoms: list = []
         self.rgbn: list = []
         self.tex: list = []
 
-    def add(self, geom, rgbn, *, noise: float = 0.03, mottle: float = 0.0, patch: float = 0.0,
-            stripes: tuple[float, float, float, bool] | None = None, phase: float = 0.0,
-            center: Sequence[float] = (0.0, 0.0), radius: float = 0.0,
-            radial: int = _NO_RADIAL) -> None:
+    def add(
+        self,
+        geom,
+        rgbn,
+        *,
+        noise: float = 0.03,
+        mottle: float = 0.0,
+        patch: float = 0.0,
+        stripes: tuple[float, float, float, bool] | None = None,
+        phase: float = 0.0,
+        center: Sequence[float] = (0.0, 0.0),
+        radius: float = 0.0,
+        radial: int = _NO_RADIAL,
+    ) -> None:
         if geom is None or geom.is_empty:
             return
         angle, period, amp, sharp = stripes or (0.0, 1.0, 0.0, False)
         self.geoms.append(geom)
         self.rgbn.append(rgbn)
-        self.tex.append((noise, mottle, patch, amp, period, angle, phase, float(sharp),
-                         float(center[0]), float(center[1]), radius, radial))
+        self.tex.append(
+            (
+                noise,
+                mottle,
+                patch,
+                amp,
+                period,
+                angle,
+                phase,
+                float(sharp),
+                float(center[0]),
+                float(center[1]),
+                radius,
+                radial,
+            )
+        )
 
     def freeze(self, x0: float, y0: float) -> dict[str, np.ndarray]:
         geoms = np.array(self.geoms, dtype=object)
         if len(geoms):
             geoms = shapely.transform(geoms, lambda xy: xy + np.array([x0, y0]))
-        arrays = {"geoms": geoms,
-                  "bounds": shapely.bounds(geoms).reshape(-1, 4) if len(geoms) else np.empty((0, 4)),
-                  "rgbn": np.array(self.rgbn, np.float32).reshape(-1, 4)}
+        arrays = {
+            "geoms": geoms,
+            "bounds": shapely.bounds(geoms).reshape(-1, 4) if len(geoms) else np.empty((0, 4)),
+            "rgbn": np.array(self.rgbn, np.float32).reshape(-1, 4),
+        }
         tex = np.array(self.tex, np.float64).reshape(-1, len(self._TEX))
         for i, name in enumerate(self._TEX):
             arrays[name] = tex[:, i]

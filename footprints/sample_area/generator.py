@@ -67,8 +67,9 @@ def generate_sample_area(out_dir: str, config: SampleAreaConfig = _DEFAULT_CONFI
             ``out_dir`` exists and is not a folder.
     """
     if not isinstance(config, SampleAreaConfig):
-        raise ConfigError(f"config {config!r} is not a SampleAreaConfig; build one with "
-                          "SampleAreaConfig(...)")
+        raise ConfigError(
+            f"config {config!r} is not a SampleAreaConfig; build one with SampleAreaConfig(...)"
+        )
     root = os.path.abspath(out_dir)
     if os.path.exists(root) and not os.path.isdir(root):
         raise ConfigError(f"output {out_dir!r} exists and is not a folder; pick another path")
@@ -86,11 +87,14 @@ def generate_sample_area(out_dir: str, config: SampleAreaConfig = _DEFAULT_CONFI
     world = shapely.transform(local, lambda xy: xy + np.array([x0, y0])) if len(local) else local
     regions = config.region_names
     centroid_x = shapely.get_x(shapely.centroid(local)) if len(local) else np.empty(0)
-    region_index = np.clip((centroid_x / config.width_m * config.regions).astype(int), 0,
-                           config.regions - 1)
-    attrs = {"id": [f"fp-{i + 1:06d}" for i in range(len(local))],
-             "building": [f.building for f in plan.footprints],
-             "region": [regions[i] for i in region_index]}
+    region_index = np.clip(
+        (centroid_x / config.width_m * config.regions).astype(int), 0, config.regions - 1
+    )
+    attrs = {
+        "id": [f"fp-{i + 1:06d}" for i in range(len(local))],
+        "building": [f.building for f in plan.footprints],
+        "region": [regions[i] for i in region_index],
+    }
 
     renderer = _Renderer(plan, config)
     tiles, masks, names, tile_entries = [], [], set(), []
@@ -103,20 +107,35 @@ def generate_sample_area(out_dir: str, config: SampleAreaConfig = _DEFAULT_CONFI
             tile_path = os.path.join(root, "tiles", name)
             mask_path = os.path.join(root, "masks", name)
             data = _to_bands(renderer.render(row, col), config.bands, config.dtype)
-            _write_geotiff(tile_path, data, config, transform, BAND_NAMES[config.bands], photometric)
+            _write_geotiff(
+                tile_path, data, config, transform, BAND_NAMES[config.bands], photometric
+            )
             tile = _Tile(row, col, config.tile_size, config.pixel_size, transform)
             mask = _burn({"geoms": world, "bounds": bounds}, tile)
-            _write_geotiff(mask_path, (mask > 0).astype(np.uint8)[None], config, transform,
-                           ("building",), None)
+            _write_geotiff(
+                mask_path, (mask > 0).astype(np.uint8)[None], config, transform, ("building",), None
+            )
             tiles.append(tile_path)
             masks.append(mask_path)
             names.add(name)
-            tile_entries.append({"row": row, "col": col, "tile": f"tiles/{name}",
-                                 "mask": f"masks/{name}", "transform": list(transform)[:6]})
+            tile_entries.append(
+                {
+                    "row": row,
+                    "col": col,
+                    "tile": f"tiles/{name}",
+                    "mask": f"masks/{name}",
+                    "transform": list(transform)[:6],
+                }
+            )
 
     out_crs = config.footprints_crs or config.crs
-    footprints = _write_footprints(root, _reproject(world, config.crs, config.footprints_crs),
-                                   attrs, out_crs, config.footprints_format)
+    footprints = _write_footprints(
+        root,
+        _reproject(world, config.crs, config.footprints_crs),
+        attrs,
+        out_crs,
+        config.footprints_format,
+    )
     _remove_stale(root, names, footprints)
 
     counts: dict[str, int] = {}
@@ -124,26 +143,41 @@ def generate_sample_area(out_dir: str, config: SampleAreaConfig = _DEFAULT_CONFI
         counts[value] = counts.get(value, 0) + 1
     counts = dict(sorted(counts.items()))
     counts["total"] = len(attrs["building"])
-    _write_json(manifest, {
-        "generator": "footprints.sample_area",
-        "config": dataclasses.asdict(config),
-        "crs": config.crs,
-        "footprints_crs": out_crs,
-        "bounds": [x0, y0 - config.height_m, x0 + config.width_m, y0],
-        "pixel_size": config.pixel_size,
-        "bands": list(BAND_NAMES[config.bands]),
-        "dtype": config.dtype,
-        "max_value": DTYPE_MAX[config.dtype],
-        "nodata": None,
-        "tiles": tile_entries,
-        "footprints": os.path.basename(footprints),
-        "counts": counts,
-        "regions": list(regions),
-        "residential_classes": list(RESIDENTIAL_CLASSES),
-        "non_residential_classes": list(NON_RESIDENTIAL_CLASSES),
-        "sun": plan.sun,
-    })
-    logger.info("sample area of %d tiles and %d footprints in %s (%.1f s)", len(tiles),
-                counts["total"], root, time.perf_counter() - started)
-    return SampleArea(root=root, tiles=tuple(tiles), masks=tuple(masks), footprints=footprints,
-                      crs=config.crs, config=config, counts=counts)
+    _write_json(
+        manifest,
+        {
+            "generator": "footprints.sample_area",
+            "config": dataclasses.asdict(config),
+            "crs": config.crs,
+            "footprints_crs": out_crs,
+            "bounds": [x0, y0 - config.height_m, x0 + config.width_m, y0],
+            "pixel_size": config.pixel_size,
+            "bands": list(BAND_NAMES[config.bands]),
+            "dtype": config.dtype,
+            "max_value": DTYPE_MAX[config.dtype],
+            "nodata": None,
+            "tiles": tile_entries,
+            "footprints": os.path.basename(footprints),
+            "counts": counts,
+            "regions": list(regions),
+            "residential_classes": list(RESIDENTIAL_CLASSES),
+            "non_residential_classes": list(NON_RESIDENTIAL_CLASSES),
+            "sun": plan.sun,
+        },
+    )
+    logger.info(
+        "sample area of %d tiles and %d footprints in %s (%.1f s)",
+        len(tiles),
+        counts["total"],
+        root,
+        time.perf_counter() - started,
+    )
+    return SampleArea(
+        root=root,
+        tiles=tuple(tiles),
+        masks=tuple(masks),
+        footprints=footprints,
+        crs=config.crs,
+        config=config,
+        counts=counts,
+    )

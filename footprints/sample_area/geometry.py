@@ -22,14 +22,16 @@ def _unit(angle: float) -> np.ndarray:
     return np.array([math.cos(angle), math.sin(angle)])
 
 
-def _strip(center: np.ndarray, axis: np.ndarray, half_length: float,
-           f0: float, f1: float) -> Polygon:
+def _strip(
+    center: np.ndarray, axis: np.ndarray, half_length: float, f0: float, f1: float
+) -> Polygon:
     # Corners from one formula, so neighbouring strips share exact vertices and
     # their union is exactly the footprint rectangle (no pixel falls between).
     normal = np.array([-axis[1], axis[0]])
     a, b = axis * half_length, normal
-    return Polygon([center - a + b * f0, center + a + b * f0,
-                    center + a + b * f1, center - a + b * f1])
+    return Polygon(
+        [center - a + b * f0, center + a + b * f0, center + a + b * f1, center - a + b * f1]
+    )
 
 
 def _rect(center: np.ndarray, length: float, width: float, angle: float) -> Polygon:

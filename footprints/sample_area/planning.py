@@ -39,8 +39,12 @@ class _Planner(_SitePlanner):
     def plan(self) -> _Plan:
         s_roads, t_roads = self._plan_roads()
         self._plan_fields(s_roads, t_roads)
-        crossings = [(s, t) for s in s_roads for t in t_roads
-                     if self.inner.contains(Point(*self.frame(s, t)))]
+        crossings = [
+            (s, t)
+            for s in s_roads
+            for t in t_roads
+            if self.inner.contains(Point(*self.frame(s, t)))
+        ]
         density = self.config.density
         area_km2 = self.w * self.h / 1e6
         for crossing in self.rng.permutation(len(crossings)):
@@ -66,12 +70,18 @@ class _Planner(_SitePlanner):
         for extent in (self.w, self.h):
             first = self.rng.uniform(-0.22, 0.22) * extent
             spacing = self.rng.uniform(380.0, 560.0)
-            positions.append(sorted(first + k * spacing for k in range(-12, 13)
-                                    if abs(first + k * spacing) < self.reach - 30))
+            positions.append(
+                sorted(
+                    first + k * spacing
+                    for k in range(-12, 13)
+                    if abs(first + k * spacing) < self.reach - 30
+                )
+            )
         s_roads, t_roads = positions
         r = self.reach
-        lines = ([LineString([self.frame(s, -r), self.frame(s, r)]) for s in s_roads]
-                 + [LineString([self.frame(-r, t), self.frame(r, t)]) for t in t_roads])
+        lines = [LineString([self.frame(s, -r), self.frame(s, r)]) for s in s_roads] + [
+            LineString([self.frame(-r, t), self.frame(r, t)]) for t in t_roads
+        ]
         for i, line in enumerate(lines):
             paved = i == 0 or self.rng.random() < 0.7
             road = _Road(line, self.rng.uniform(3.4, 4.2) if paved else 3.3, paved)
@@ -101,9 +111,15 @@ class _Planner(_SitePlanner):
             stripe = None
             if stripes is not None:
                 stripe = (angle, self.rng.uniform(stripes[0], stripes[1]), stripes[2], False)
-            self.ground.add(poly, _rgbn(_jitter(self.rng, rgb, 0.1), material), noise=0.035,
-                            mottle=0.03, patch=patch, stripes=stripe,
-                            phase=self.rng.random())
+            self.ground.add(
+                poly,
+                _rgbn(_jitter(self.rng, rgb, 0.1), material),
+                noise=0.035,
+                mottle=0.03,
+                patch=patch,
+                stripes=stripe,
+                phase=self.rng.random(),
+            )
 
     def _fencerow(self, poly: Polygon) -> None:
         # Old fence lines between fields grow into broken rows of trees.
@@ -132,8 +148,13 @@ class _Planner(_SitePlanner):
             self._split(s0, s1, t0 + f * dt, t1, out)
 
     def _woodlot(self, poly: Polygon) -> None:
-        self.ground.add(poly, _rgbn(_jitter(self.rng, (62, 78, 46)), "tree"), noise=0.06,
-                        mottle=0.15, patch=0.08)
+        self.ground.add(
+            poly,
+            _rgbn(_jitter(self.rng, (62, 78, 46)), "tree"),
+            noise=0.06,
+            mottle=0.15,
+            patch=0.08,
+        )
         clipped = poly.intersection(self.area.buffer(10))
         if clipped.is_empty:
             return
@@ -152,29 +173,48 @@ class _Planner(_SitePlanner):
         for road in self.roads:
             hw = road.half_width
             if road.paved:
-                self.ground.add(road.line.buffer(hw + 1.3, cap_style="flat"),
-                                _rgbn((150, 142, 126), "soil"), noise=0.06, mottle=0.05)
-                self.ground.add(road.line.buffer(hw, cap_style="flat"),
-                                _rgbn(_jitter(self.rng, (98, 99, 100), 0.06), "man"),
-                                noise=0.04, mottle=0.04, patch=0.05)
+                self.ground.add(
+                    road.line.buffer(hw + 1.3, cap_style="flat"),
+                    _rgbn((150, 142, 126), "soil"),
+                    noise=0.06,
+                    mottle=0.05,
+                )
+                self.ground.add(
+                    road.line.buffer(hw, cap_style="flat"),
+                    _rgbn(_jitter(self.rng, (98, 99, 100), 0.06), "man"),
+                    noise=0.04,
+                    mottle=0.04,
+                    patch=0.05,
+                )
                 self._dashes(road.line, (172, 158, 104))
                 for side in (-1, 1):
-                    self.ground.add(road.line.offset_curve(side * (hw - 0.35)),
-                                    _rgbn((150, 150, 146), "man"), noise=0.03)
+                    self.ground.add(
+                        road.line.offset_curve(side * (hw - 0.35)),
+                        _rgbn((150, 150, 146), "man"),
+                        noise=0.03,
+                    )
             else:
-                self.ground.add(road.line.buffer(hw, cap_style="flat"),
-                                _rgbn(_jitter(self.rng, (166, 152, 128), 0.05), "soil"),
-                                noise=0.06, mottle=0.06, patch=0.05)
+                self.ground.add(
+                    road.line.buffer(hw, cap_style="flat"),
+                    _rgbn(_jitter(self.rng, (166, 152, 128), 0.05), "soil"),
+                    noise=0.06,
+                    mottle=0.06,
+                    patch=0.05,
+                )
                 for side in (-1, 1):
-                    self.ground.add(road.line.offset_curve(side * 1.0).buffer(0.5),
-                                    _rgbn((146, 134, 114), "soil"), noise=0.05)
+                    self.ground.add(
+                        road.line.offset_curve(side * 1.0).buffer(0.5),
+                        _rgbn((146, 134, 114), "soil"),
+                        noise=0.05,
+                    )
 
     def _dashes(self, line: LineString, rgb) -> None:
         dash, gap = 3.0, 9.0
         pos = float(self.rng.uniform(0, gap))
         while pos + dash < line.length:
-            self.ground.add(shapely.ops.substring(line, pos, pos + dash),
-                            _rgbn(rgb, "man"), noise=0.02)
+            self.ground.add(
+                shapely.ops.substring(line, pos, pos + dash), _rgbn(rgb, "man"), noise=0.02
+            )
             pos += dash + gap
 
     # -- making sure of the classes and of buildings across tile edges ------------
@@ -190,8 +230,10 @@ class _Planner(_SitePlanner):
                 a, b = road.line.coords[0], road.line.coords[-1]
                 tangent = np.subtract(b, a) / road.line.length
                 normal = np.array([-tangent[1], tangent[0]])
-                self._tree(at + normal * rng.choice([-1, 1]) * (road.half_width + rng.uniform(5, 10)),
-                           rng.uniform(2.5, 5.0))
+                self._tree(
+                    at + normal * rng.choice([-1, 1]) * (road.half_width + rng.uniform(5, 10)),
+                    rng.uniform(2.5, 5.0),
+                )
 
     def _ensure_classes(self) -> None:
         """Puts at least one residential and one non-residential building in the area."""
@@ -201,16 +243,27 @@ class _Planner(_SitePlanner):
                 continue
             for _ in range(200):
                 c = np.array([rng.uniform(15, self.w - 15), rng.uniform(-self.h + 15, -15)])
-                if self._building(kind, [(c, rng.uniform(10, 16), rng.uniform(8, 11),
-                                          self.theta + rng.normal(0, 0.05))], check=True):
+                if self._building(
+                    kind,
+                    [
+                        (
+                            c,
+                            rng.uniform(10, 16),
+                            rng.uniform(8, 11),
+                            self.theta + rng.normal(0, 0.05),
+                        )
+                    ],
+                    check=True,
+                ):
                     break
 
     def _ensure_straddlers(self) -> None:
         """Makes sure some buildings cross internal tile edges, as real ones do."""
         c = self.config
         span = c.tile_size * c.pixel_size
-        edges = ([LineString([(k * span, 0), (k * span, -self.h)]) for k in range(1, c.tiles_x)]
-                 + [LineString([(0, -k * span), (self.w, -k * span)]) for k in range(1, c.tiles_y)])
+        edges = [LineString([(k * span, 0), (k * span, -self.h)]) for k in range(1, c.tiles_x)] + [
+            LineString([(0, -k * span), (self.w, -k * span)]) for k in range(1, c.tiles_y)
+        ]
         if not edges:
             return
         lines = shapely.union_all(edges)
@@ -223,8 +276,11 @@ class _Planner(_SitePlanner):
             at = np.array(edge.interpolate(rng.uniform(0.05, 0.95) * edge.length).coords[0])
             kind = str(rng.choice(["shed", "farm_auxiliary", "house"]))
             size = rng.uniform(4.0, 7.0) if kind == "shed" else rng.uniform(9.0, 16.0)
-            if self._building(kind, [(at + rng.normal(0, 1.0, 2), size, size * 0.7,
-                                      self.theta + rng.normal(0, 0.3))], check=True):
+            if self._building(
+                kind,
+                [(at + rng.normal(0, 1.0, 2), size, size * 0.7, self.theta + rng.normal(0, 0.3))],
+                check=True,
+            ):
                 crossing += 1
 
     # -- output ------------------------------------------------------------------
@@ -238,8 +294,14 @@ class _Planner(_SitePlanner):
         shadows = np.array(self.shadows, dtype=object)
         if len(shadows):
             shadows = shapely.transform(shadows, lambda xy: xy + np.array([x0, y0]))
-        return _Plan(ground=self.ground.freeze(x0, y0), shadows=shadows,
-                     objects=self.objects.freeze(x0, y0), trees=self.trees.freeze(x0, y0),
-                     footprints=self.footprints,
-                     sun={"azimuth_deg": round(self.sun_azimuth, 2),
-                          "elevation_deg": round(self.sun_elevation, 2)})
+        return _Plan(
+            ground=self.ground.freeze(x0, y0),
+            shadows=shadows,
+            objects=self.objects.freeze(x0, y0),
+            trees=self.trees.freeze(x0, y0),
+            footprints=self.footprints,
+            sun={
+                "azimuth_deg": round(self.sun_azimuth, 2),
+                "elevation_deg": round(self.sun_elevation, 2),
+            },
+        )

@@ -103,26 +103,35 @@ class RealLikeConfig:
         _check_int("seed", self.seed, 0, 2**63 - 1, "use a non-negative integer such as 0")
         _check_int("width", self.width, 256, 4096, "use 256 to 4096 pixels, e.g. 1536")
         if self.width % 32:
-            raise ConfigError(f"width {self.width} must be a multiple of 32 (two halves of "
-                              "whole GeoTIFF blocks); use e.g. 1024 or 1536")
+            raise ConfigError(
+                f"width {self.width} must be a multiple of 32 (two halves of "
+                "whole GeoTIFF blocks); use e.g. 1024 or 1536"
+            )
         if self.height is None:
             object.__setattr__(self, "height", self.width // 2)
         _check_int("height", self.height, 128, 4096, "use 128 to 4096 pixels")
         _check_int("buildings_per_half", self.buildings_per_half, 1, 400, "use 1 to 400")
         _check_int("block_size", self.block_size, 16, 4096, "use a multiple of 16, e.g. 256")
-        object.__setattr__(self, "pixel_size", _check_float(
-            "pixel_size", self.pixel_size, 0.1, 2.0, "use metres per pixel, e.g. 0.5"))
+        object.__setattr__(
+            self,
+            "pixel_size",
+            _check_float("pixel_size", self.pixel_size, 0.1, 2.0, "use metres per pixel, e.g. 0.5"),
+        )
         tile_crs = _parse_crs("crs", self.crs)
         if not tile_crs.is_projected:
-            raise ConfigError(f"crs {self.crs!r} is not projected; use a UTM zone such as "
-                              "'EPSG:32615'")
+            raise ConfigError(
+                f"crs {self.crs!r} is not projected; use a UTM zone such as 'EPSG:32615'"
+            )
         _parse_crs("footprints_crs", self.footprints_crs)
         if self.bands not in REAL_LIKE_BANDS:
-            raise ConfigError(f"bands {self.bands!r} is not one of {REAL_LIKE_BANDS} for the "
-                              "real-like style")
+            raise ConfigError(
+                f"bands {self.bands!r} is not one of {REAL_LIKE_BANDS} for the real-like style"
+            )
         if self.footprints_format not in FOOTPRINT_FORMATS:
-            raise ConfigError(f"footprints_format {self.footprints_format!r} is not one of "
-                              f"{', '.join(FOOTPRINT_FORMATS)}")
+            raise ConfigError(
+                f"footprints_format {self.footprints_format!r} is not one of "
+                f"{', '.join(FOOTPRINT_FORMATS)}"
+            )
         object.__setattr__(self, "origin", tuple(float(v) for v in self.origin))
 
 
@@ -151,7 +160,7 @@ def _smooth(field: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur by FFT (periodic edges, which noise fields do not mind)."""
     fy = np.fft.fftfreq(field.shape[0])[:, None]
     fx = np.fft.rfftfreq(field.shape[1])[None, :]
-    gain = np.exp(-2 * (math.pi * sigma) ** 2 * (fx ** 2 + fy ** 2))
+    gain = np.exp(-2 * (math.pi * sigma) ** 2 * (fx**2 + fy**2))
     return np.fft.irfft2(np.fft.rfft2(field) * gain, s=field.shape)
 
 
@@ -166,8 +175,9 @@ def _burn(shapes, shape: tuple[int, int], dtype="float32", fill=0) -> np.ndarray
     shapes = [(g, v) for g, v in shapes if g is not None and not g.is_empty]
     if not shapes:
         return np.full(shape, fill, dtype)
-    return rasterio.features.rasterize(shapes, out_shape=shape, transform=Affine.identity(),
-                                       fill=fill, dtype=dtype)
+    return rasterio.features.rasterize(
+        shapes, out_shape=shape, transform=Affine.identity(), fill=fill, dtype=dtype
+    )
 
 
 def _sweep(part, offset: tuple[float, float]):
@@ -178,20 +188,21 @@ def _sweep(part, offset: tuple[float, float]):
 
 @dataclasses.dataclass
 class _Building:
-    parts: list            # convex rectangles (pixels) whose union is the footprint
+    parts: list  # convex rectangles (pixels) whose union is the footprint
     height_m: float
-    roof: float            # roof reflectance 0..1
+    roof: float  # roof reflectance 0..1
     gable: bool
-    axis: float            # long-axis angle, radians
-    colour: np.ndarray     # per-band multipliers (rgbn)
+    axis: float  # long-axis angle, radians
+    colour: np.ndarray  # per-band multipliers (rgbn)
 
     @property
     def footprint(self):
         return shapely.union_all(self.parts)
 
 
-def _place_buildings(rng: np.random.Generator, config: RealLikeConfig,
-                     blocker: _Blocker) -> list[_Building]:
+def _place_buildings(
+    rng: np.random.Generator, config: RealLikeConfig, blocker: _Blocker
+) -> list[_Building]:
     """Rejection-samples buildings in each half, clear of the cut and of each other."""
     px = config.pixel_size
     half = config.width / 2
@@ -214,22 +225,37 @@ def _place_buildings(rng: np.random.Generator, config: RealLikeConfig,
                 parts.append(_rect(np.array([x, y]) + end + normal, wing, width * 0.8, axis))
             footprint = shapely.union_all(parts)
             halo = footprint.buffer(4.0 / px)
-            if blocker.hits(halo) or not shapely.box(side * half + 2, 2, (side + 1) * half - 2,
-                                                     config.height - 2).contains(halo):
+            if blocker.hits(halo) or not shapely.box(
+                side * half + 2, 2, (side + 1) * half - 2, config.height - 2
+            ).contains(halo):
                 continue
             blocker.add(footprint)
             kind = rng.random()
             # A third darker than the ground, half about as bright, the rest bright.
-            roof = (rng.uniform(0.10, 0.24) if kind < 0.33 else rng.uniform(0.28, 0.5)
-                    if kind < 0.83 else rng.uniform(0.6, 0.85))
-            out.append(_Building(parts, rng.uniform(3.0, 11.0), roof, rng.random() < 0.6,
-                                 axis, rng.uniform(0.8, 1.2, 4)))
+            roof = (
+                rng.uniform(0.10, 0.24)
+                if kind < 0.33
+                else rng.uniform(0.28, 0.5)
+                if kind < 0.83
+                else rng.uniform(0.6, 0.85)
+            )
+            out.append(
+                _Building(
+                    parts,
+                    rng.uniform(3.0, 11.0),
+                    roof,
+                    rng.random() < 0.6,
+                    axis,
+                    rng.uniform(0.8, 1.2, 4),
+                )
+            )
             placed += 1
     return out
 
 
 def _collar(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """Valid-pixel mask with an irregular nodata collar along the north and east edges."""
+
     def edge(length: int, depth: float) -> np.ndarray:
         walk = np.cumsum(rng.normal(0, 1.5, length))
         walk = _smooth(walk[None, :], 6)[0]
@@ -244,8 +270,9 @@ def _collar(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return valid
 
 
-def _render(rng: np.random.Generator, config: RealLikeConfig,
-            buildings: list[_Building]) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    rng: np.random.Generator, config: RealLikeConfig, buildings: list[_Building]
+) -> tuple[np.ndarray, np.ndarray]:
     """Reflectance bands ``[B, H, W]`` (0..1) and the valid mask of the whole tile."""
     h, w, px = config.height, config.width, config.pixel_size
     shape = (h, w)
@@ -256,8 +283,14 @@ def _render(rng: np.random.Generator, config: RealLikeConfig,
     parcels = []
     for _ in range(12):
         centre = (rng.uniform(0, w), rng.uniform(0, h))
-        parcels.append((_rect(centre, rng.uniform(40, 160) / px, rng.uniform(30, 120) / px,
-                              rng.normal(0, 0.2)), rng.uniform(-0.1, 0.1)))
+        parcels.append(
+            (
+                _rect(
+                    centre, rng.uniform(40, 160) / px, rng.uniform(30, 120) / px, rng.normal(0, 0.2)
+                ),
+                rng.uniform(-0.1, 0.1),
+            )
+        )
     ground += _burn(parcels, shape)
     vegetation = np.clip(0.5 + 0.3 * _noise(rng, shape, 20 / px), 0, 1)  # for NIR
     # Roads: long straight strips, asphalt dark or concrete bright.
@@ -268,8 +301,9 @@ def _render(rng: np.random.Generator, config: RealLikeConfig,
         angle = math.pi / 2 + rng.normal(0, 0.05) if vertical else rng.normal(0, 0.05)
         centre = (pos, h / 2) if vertical else (w / 2, pos)
         road = _rect(centre, 3 * max(w, h), rng.uniform(6, 9) / px, angle)
-        road = shapely.difference(road, shapely.union_all(
-            [b.footprint.buffer(3 / px) for b in buildings]))
+        road = shapely.difference(
+            road, shapely.union_all([b.footprint.buffer(3 / px) for b in buildings])
+        )
         roads.append((road, rng.choice([0.2, 0.55])))
     road_value = _burn(roads, shape, fill=-1)
     ground = np.where(road_value >= 0, road_value + 0.01 * _noise(rng, shape, 1.0), ground)
@@ -326,12 +360,22 @@ def _render(rng: np.random.Generator, config: RealLikeConfig,
     for b in rng.choice(len(buildings), size=len(buildings) // 3, replace=False):
         x0, y0, x1, y1 = buildings[b].footprint.bounds
         trees.append((rng.choice([x0, x1]), rng.uniform(y0, y1), rng.uniform(2.5, 5) / px))
-    canopy_shadow = _burn([(shapely.Point(x, y).buffer(r).buffer(0), 1) for x, y, r in
-                           [(x + shadow_dir[0] * r, y + shadow_dir[1] * r, r)
-                            for x, y, r in trees]], shape) > 0
+    canopy_shadow = (
+        _burn(
+            [
+                (shapely.Point(x, y).buffer(r).buffer(0), 1)
+                for x, y, r in [
+                    (x + shadow_dir[0] * r, y + shadow_dir[1] * r, r) for x, y, r in trees
+                ]
+            ],
+            shape,
+        )
+        > 0
+    )
     image[:, canopy_shadow & ~is_roof] *= 0.7
-    canopy = _burn([(shapely.Point(x, y).buffer(r, quad_segs=8), 1) for x, y, r in trees],
-                   shape) > 0
+    canopy = (
+        _burn([(shapely.Point(x, y).buffer(r, quad_segs=8), 1) for x, y, r in trees], shape) > 0
+    )
     leaves = 0.25 + 0.05 * _noise(rng, shape, 1.2 / px)
     for band in range(nbands):
         value = leaves * (2.2 if band == 3 else 1.0)
@@ -374,9 +418,11 @@ def generate_real_like(out_dir: str, config: RealLikeConfig = RealLikeConfig()) 
     world = shapely.transform(local, lambda xy: np.column_stack(to_world * (xy[:, 0], xy[:, 1])))
     half = config.width // 2
     sides = np.array([0 if b.footprint.centroid.x < half else 1 for b in buildings])
-    attrs = {"id": [f"rl-{i + 1:04d}" for i in range(len(buildings))],
-             "building": ["yes"] * len(buildings),
-             "half": [_HALVES[s] for s in sides]}
+    attrs = {
+        "id": [f"rl-{i + 1:04d}" for i in range(len(buildings))],
+        "building": ["yes"] * len(buildings),
+        "half": [_HALVES[s] for s in sides],
+    }
     full_mask = _burn([(g, 1) for g in local], (config.height, config.width), "uint8")
     tiles, masks, entries = [], [], []
     names = BAND_NAMES[config.bands]
@@ -388,16 +434,42 @@ def generate_real_like(out_dir: str, config: RealLikeConfig = RealLikeConfig()) 
         _write_geotiff(mask, full_mask[None, :, cols], config, transform, ("building",), None)
         tiles.append(tile)
         masks.append(mask)
-        entries.append({"half": name, "tile": f"tiles/{name}.tif", "mask": f"masks/{name}.tif",
-                        "transform": list(transform)[:6]})
-    footprints = _write_footprints(root, _reproject(world, config.crs, config.footprints_crs),
-                                   attrs, config.footprints_crs, config.footprints_format)
-    counts = {"west": int((sides == 0).sum()), "east": int((sides == 1).sum()),
-              "total": len(buildings)}
-    _write_json(manifest, {
-        "generator": "footprints.sample_area.reallike", "config": dataclasses.asdict(config),
-        "crs": config.crs, "footprints_crs": config.footprints_crs, "pixel_size": px,
-        "bands": list(names), "dtype": "uint16", "max_value": 4095, "nodata": NODATA,
-        "tiles": entries, "footprints": os.path.basename(footprints), "counts": counts,
-        "labels": "footprint (ground) outlines; roofs lean off nadir and may not cover them"})
+        entries.append(
+            {
+                "half": name,
+                "tile": f"tiles/{name}.tif",
+                "mask": f"masks/{name}.tif",
+                "transform": list(transform)[:6],
+            }
+        )
+    footprints = _write_footprints(
+        root,
+        _reproject(world, config.crs, config.footprints_crs),
+        attrs,
+        config.footprints_crs,
+        config.footprints_format,
+    )
+    counts = {
+        "west": int((sides == 0).sum()),
+        "east": int((sides == 1).sum()),
+        "total": len(buildings),
+    }
+    _write_json(
+        manifest,
+        {
+            "generator": "footprints.sample_area.reallike",
+            "config": dataclasses.asdict(config),
+            "crs": config.crs,
+            "footprints_crs": config.footprints_crs,
+            "pixel_size": px,
+            "bands": list(names),
+            "dtype": "uint16",
+            "max_value": 4095,
+            "nodata": NODATA,
+            "tiles": entries,
+            "footprints": os.path.basename(footprints),
+            "counts": counts,
+            "labels": "footprint (ground) outlines; roofs lean off nadir and may not cover them",
+        },
+    )
     return RealLikeArea(root, tuple(tiles), tuple(masks), footprints, counts, config)

@@ -67,8 +67,12 @@ def _burn(layer: dict, tile: _Tile) -> np.ndarray:
         return np.zeros((tile.size, tile.size), np.int32)
     geoms = layer["geoms"]
     return rasterio.features.rasterize(
-        ((geoms[i], int(i) + 1) for i in idx), out_shape=(tile.size, tile.size),
-        transform=tile.transform, fill=0, dtype="int32")
+        ((geoms[i], int(i) + 1) for i in idx),
+        out_shape=(tile.size, tile.size),
+        transform=tile.transform,
+        fill=0,
+        dtype="int32",
+    )
 
 
 def _paint(canvas: np.ndarray, layer: dict, tile: _Tile, fields: dict, sun_h: np.ndarray) -> None:
@@ -78,9 +82,12 @@ def _paint(canvas: np.ndarray, layer: dict, tile: _Tile, fields: dict, sun_h: np
     if not rows.size:
         return
     k = ids[rows, cols] - 1
-    gain = (1.0 + layer["noise"][k] * fields["fine"][rows, cols]
-            + layer["mottle"][k] * fields["mottle"][rows, cols]
-            + layer["patch"][k] * fields["patch"][rows, cols])
+    gain = (
+        1.0
+        + layer["noise"][k] * fields["fine"][rows, cols]
+        + layer["mottle"][k] * fields["mottle"][rows, cols]
+        + layer["patch"][k] * fields["patch"][rows, cols]
+    )
     ps = tile.pixel_size
     # Pixel centres in the planner's local frame (metres from the area's corner).
     lx = (tile.col * tile.size + cols + 0.5) * ps
@@ -91,8 +98,11 @@ def _paint(canvas: np.ndarray, layer: dict, tile: _Tile, fields: dict, sun_h: np
         ang = layer["s_angle"][ks]
         u = (lx[sel] - layer["cx"][ks]) * np.cos(ang) + (ly[sel] - layer["cy"][ks]) * np.sin(ang)
         phase = u / layer["s_period"][ks] + layer["s_phase"][ks]
-        wave = np.where(layer["s_sharp"][ks] > 0, np.where(phase % 1.0 < 0.22, -1.0, 0.3),
-                        np.sin(2 * np.pi * phase))
+        wave = np.where(
+            layer["s_sharp"][ks] > 0,
+            np.where(phase % 1.0 < 0.22, -1.0, 0.3),
+            np.sin(2 * np.pi * phase),
+        )
         gain[sel] *= 1.0 + layer["s_amp"][ks] * wave
     sel = np.nonzero(layer["radial"][k] > 0)[0]
     if sel.size:
@@ -124,8 +134,14 @@ class _Renderer:
         rng = np.random.default_rng([config.seed, 1])
         h_px, w_px = config.tiles_y * config.tile_size, config.tiles_x * config.tile_size
         ps = config.pixel_size
-        self.mottle = [_ValueNoise(rng, h_px, w_px, 1.2 / ps), _ValueNoise(rng, h_px, w_px, 3.5 / ps)]
-        self.patch = [_ValueNoise(rng, h_px, w_px, 12.0 / ps), _ValueNoise(rng, h_px, w_px, 40.0 / ps)]
+        self.mottle = [
+            _ValueNoise(rng, h_px, w_px, 1.2 / ps),
+            _ValueNoise(rng, h_px, w_px, 3.5 / ps),
+        ]
+        self.patch = [
+            _ValueNoise(rng, h_px, w_px, 12.0 / ps),
+            _ValueNoise(rng, h_px, w_px, 40.0 / ps),
+        ]
         # Each tile of a mosaic comes from a different exposure: a small gain
         # and colour cast per tile, as in real county orthophotos.
         count = config.tiles_x * config.tiles_y
@@ -145,16 +161,22 @@ class _Renderer:
         r0, c0 = row * size, col * size
         fields = {
             "fine": rng.standard_normal((size, size), dtype=np.float32),
-            "mottle": 0.8 * self.mottle[0].sample(r0, c0, size) + 0.6 * self.mottle[1].sample(r0, c0, size),
-            "patch": 0.6 * self.patch[0].sample(r0, c0, size) + 0.8 * self.patch[1].sample(r0, c0, size),
+            "mottle": 0.8 * self.mottle[0].sample(r0, c0, size)
+            + 0.6 * self.mottle[1].sample(r0, c0, size),
+            "patch": 0.6 * self.patch[0].sample(r0, c0, size)
+            + 0.8 * self.patch[1].sample(r0, c0, size),
         }
         canvas = np.empty((size, size, 4), np.float32)
         canvas[:] = (110, 128, 70, 170)  # grass, should any pixel escape every parcel
         _paint(canvas, self.plan.ground, tile, fields, self.sun_h)
         if len(self.plan.shadows):
             shade = rasterio.features.rasterize(
-                ((g, 1) for g in self.plan.shadows), out_shape=(size, size),
-                transform=tile.transform, fill=0, dtype="uint8").astype(bool)
+                ((g, 1) for g in self.plan.shadows),
+                out_shape=(size, size),
+                transform=tile.transform,
+                fill=0,
+                dtype="uint8",
+            ).astype(bool)
             canvas[shade] *= self.shadow
         _paint(canvas, self.plan.objects, tile, fields, self.sun_h)
         _paint(canvas, self.plan.trees, tile, fields, self.sun_h)
@@ -163,7 +185,9 @@ class _Renderer:
         lum = canvas[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
         canvas[..., :3] = lum[..., None] + (canvas[..., :3] - lum[..., None]) * 0.8
         index = row * c.tiles_x + col
-        canvas = canvas * (self.gains[index] * self.casts[index]).astype(np.float32) * 0.93 + self.haze
+        canvas = (
+            canvas * (self.gains[index] * self.casts[index]).astype(np.float32) * 0.93 + self.haze
+        )
         canvas += rng.normal(0.0, 1.6, canvas.shape).astype(np.float32)
         return canvas
 
@@ -173,7 +197,7 @@ def _to_bands(canvas: np.ndarray, bands: str, dtype: str) -> np.ndarray:
     if bands == "gray":
         data = (0.299 * canvas[..., 0] + 0.587 * canvas[..., 1] + 0.114 * canvas[..., 2])[None]
     else:
-        data = np.moveaxis(canvas[..., :len(BAND_NAMES[bands])], -1, 0)
+        data = np.moveaxis(canvas[..., : len(BAND_NAMES[bands])], -1, 0)
     top = DTYPE_MAX[dtype]
     scaled = data * (top / 255.0) if top != 255 else data
     return np.clip(np.rint(scaled), 0, top).astype(dtype)

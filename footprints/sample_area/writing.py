@@ -38,15 +38,31 @@ def _tmp_path(final: str) -> str:
     return os.path.join(folder, f"{_TMP_PREFIX}{os.getpid()}-{name}")
 
 
-def _write_geotiff(path: str, data: np.ndarray, config: SampleAreaConfig, transform: Affine,
-                   descriptions: Sequence[str], photometric: str | None,
-                   nodata: float | None = None) -> None:
+def _write_geotiff(
+    path: str,
+    data: np.ndarray,
+    config: SampleAreaConfig,
+    transform: Affine,
+    descriptions: Sequence[str],
+    photometric: str | None,
+    nodata: float | None = None,
+) -> None:
     # ``config`` is any config with ``crs``, ``block_size`` and ``seed``
     # (SampleAreaConfig or RealLikeConfig).
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                   dtype=data.dtype.name, crs=config.crs, transform=transform, tiled=True,
-                   blockxsize=config.block_size, blockysize=config.block_size,
-                   compress="deflate", predictor=2)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype.name,
+        crs=config.crs,
+        transform=transform,
+        tiled=True,
+        blockxsize=config.block_size,
+        blockysize=config.block_size,
+        compress="deflate",
+        predictor=2,
+    )
     if photometric:
         profile["photometric"] = photometric
     if nodata is not None:
@@ -75,8 +91,9 @@ def _reproject(geoms: np.ndarray, source: str, target: str | None) -> np.ndarray
     return shapely.transform(geoms, move)
 
 
-def _write_footprints(root: str, geoms: np.ndarray, attrs: dict[str, list[str]], crs: str,
-                      fmt: str) -> str:
+def _write_footprints(
+    root: str, geoms: np.ndarray, attrs: dict[str, list[str]], crs: str, fmt: str
+) -> str:
     driver, ext = FOOTPRINT_FORMATS[fmt]
     final = os.path.join(root, "footprints" + ext)
     staging = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=root)
@@ -86,9 +103,16 @@ def _write_footprints(root: str, geoms: np.ndarray, attrs: dict[str, list[str]],
             _write_geoparquet(target, geoms, attrs, crs)
         else:
             pyogrio.raw.write(
-                target, shapely.to_wkb(geoms), [np.array(v, dtype=object) for v in attrs.values()],
-                list(attrs), layer="footprints", driver=driver, geometry_type="Polygon", crs=crs,
-                **({"encoding": "UTF-8"} if fmt == "shp" else {}))
+                target,
+                shapely.to_wkb(geoms),
+                [np.array(v, dtype=object) for v in attrs.values()],
+                list(attrs),
+                layer="footprints",
+                driver=driver,
+                geometry_type="Polygon",
+                crs=crs,
+                **({"encoding": "UTF-8"} if fmt == "shp" else {}),
+            )
         for name in sorted(os.listdir(staging)):
             os.replace(os.path.join(staging, name), os.path.join(root, name))
     finally:
@@ -101,9 +125,14 @@ def _write_geoparquet(path: str, geoms: np.ndarray, attrs: dict[str, list[str]],
     geo = {
         "version": "1.0.0",
         "primary_column": "geometry",
-        "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon"],
-                                 "crs": pyproj.CRS.from_user_input(crs).to_json_dict(),
-                                 **({"bbox": bbox} if bbox else {})}},
+        "columns": {
+            "geometry": {
+                "encoding": "WKB",
+                "geometry_types": ["Polygon"],
+                "crs": pyproj.CRS.from_user_input(crs).to_json_dict(),
+                **({"bbox": bbox} if bbox else {}),
+            }
+        },
     }
     columns = {name: pa.array(values, pa.string()) for name, values in attrs.items()}
     columns["geometry"] = pa.array(list(shapely.to_wkb(geoms)), pa.binary())

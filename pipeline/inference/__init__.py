@@ -30,8 +30,7 @@ from pipeline.inference.handlers import (
 )
 from pipeline.sources.chips import ChipMeta
 
-__all__ = ["ChipScoreHandler", "InferenceFailure", "ScoreRecords", "ScoredBatch",
-           "split_outcomes"]
+__all__ = ["ChipScoreHandler", "InferenceFailure", "ScoreRecords", "ScoredBatch", "split_outcomes"]
 
 
 class ScoredBatch(NamedTuple):
@@ -65,23 +64,34 @@ class ScoredBatch(NamedTuple):
         return ScoredBatch(tuple(self.metas[i] for i in positions), self.scores[positions])
 
 
-def split_outcomes(metas: Sequence[ChipMeta], outcomes: Sequence[float | InferenceFailure]
-                   ) -> tuple[ScoredBatch | None, list[ErrorRecord]]:
+def split_outcomes(
+    metas: Sequence[ChipMeta], outcomes: Sequence[float | InferenceFailure]
+) -> tuple[ScoredBatch | None, list[ErrorRecord]]:
     """A batch's outcomes as the scored sub-batch (None if empty) and dead letters."""
     good, errors = [], []
     for i, (meta, outcome) in enumerate(zip(metas, outcomes)):
         if isinstance(outcome, InferenceFailure):
-            errors.append(ErrorRecord(source=meta.source, record=meta.footprint_id,
-                                      stage=INFERENCE_STAGE, error=outcome.error,
-                                      message=outcome.message))
+            errors.append(
+                ErrorRecord(
+                    source=meta.source,
+                    record=meta.footprint_id,
+                    stage=INFERENCE_STAGE,
+                    error=outcome.error,
+                    message=outcome.message,
+                )
+            )
         else:
             good.append(i)
     if not good:
         return None, errors
     if len(good) == len(metas):
         return ScoredBatch(tuple(metas), np.asarray(outcomes, dtype=np.float32)), errors
-    return (ScoredBatch(tuple(metas[i] for i in good),
-                        np.asarray([outcomes[i] for i in good], dtype=np.float32)), errors)
+    return (
+        ScoredBatch(
+            tuple(metas[i] for i in good), np.asarray([outcomes[i] for i in good], dtype=np.float32)
+        ),
+        errors,
+    )
 
 
 class SplitOutcomesFn(beam.DoFn):
@@ -123,7 +133,8 @@ class ScoreRecords(beam.PTransform):
         super().__init__()
 
     def expand(self, pairs):
-        return (pairs
-                | "RunInference" >> RunInference(self.handler, metrics_namespace=NAMESPACE)
-                | "Split" >> beam.ParDo(SplitOutcomesFn()).with_outputs(
-                    self.ERRORS, main="scores"))
+        return (
+            pairs
+            | "RunInference" >> RunInference(self.handler, metrics_namespace=NAMESPACE)
+            | "Split" >> beam.ParDo(SplitOutcomesFn()).with_outputs(self.ERRORS, main="scores")
+        )

@@ -57,8 +57,7 @@ NAMESPACE = "score"
 MODEL_FORMATS = ("savedmodel", "tfx")
 INFERENCE_STAGE = "inference"
 
-_ACCELERATOR_RE = re.compile(
-    r"^type:[A-Za-z0-9_.-]+;count:([1-9][0-9]*)(;[A-Za-z0-9_:.=-]+)*$")
+_ACCELERATOR_RE = re.compile(r"^type:[A-Za-z0-9_.-]+;count:([1-9][0-9]*)(;[A-Za-z0-9_:.=-]+)*$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +115,10 @@ class TfxScorer:
         import tensorflow as tf
 
         logs = self._handler.run_inference(list(records), self._session)
-        out = [tf.make_ndarray(log.predict_log.response.outputs[self._output_key]).reshape(-1)[0]
-               for log in logs]
+        out = [
+            tf.make_ndarray(log.predict_log.response.outputs[self._output_key]).reshape(-1)[0]
+            for log in logs
+        ]
         return np.asarray(out, dtype=np.float32)
 
 
@@ -127,7 +128,9 @@ def _tfx_handler(model_dir: str, min_batch_size: int, max_batch_size: int):
 
     spec = model_spec_pb2.InferenceSpecType(
         saved_model_spec=model_spec_pb2.SavedModelSpec(
-            model_path=model_dir, signature_name=[contracts.SIGNATURE]))
+            model_path=model_dir, signature_name=[contracts.SIGNATURE]
+        )
+    )
     spec.batch_parameters.min_batch_size = min_batch_size
     spec.batch_parameters.max_batch_size = max_batch_size
     return CreateModelHandler(spec)
@@ -148,7 +151,8 @@ def tfx_output_key(model_dir: str) -> str:
     if not os.path.exists(os.path.join(local, "saved_model.pb")):
         raise ContractError(
             f"{model_dir!r} is not a SavedModel directory (no saved_model.pb); pass the "
-            "directory the TFX Trainer or Pusher exported")
+            "directory the TFX Trainer or Pusher exported"
+        )
     loaded = tf.saved_model.load(local)
     if contracts.SIGNATURE not in loaded.signatures:
         raise ContractError(f"SavedModel {model_dir!r} has no {contracts.SIGNATURE!r} signature")
@@ -157,7 +161,8 @@ def tfx_output_key(model_dir: str) -> str:
     if len(inputs) != 1 or next(iter(inputs.values())).dtype != tf.string:
         raise ContractError(
             f"{model_dir!r}: a TFX model's {contracts.SIGNATURE} must take one tf.string input "
-            f"of serialized tf.Example, it takes {inputs}")
+            f"of serialized tf.Example, it takes {inputs}"
+        )
     outputs = fn.structured_outputs
     if contracts.CLASSIFIER_OUTPUT in outputs:
         return contracts.CLASSIFIER_OUTPUT
@@ -165,7 +170,8 @@ def tfx_output_key(model_dir: str) -> str:
         return next(iter(outputs))
     raise ContractError(
         f"{model_dir!r}: {contracts.SIGNATURE} returns {sorted(outputs)}; name the residential "
-        f"probability {contracts.CLASSIFIER_OUTPUT!r} or return a single output")
+        f"probability {contracts.CLASSIFIER_OUTPUT!r} or return a single output"
+    )
 
 
 def check_model(model_dir: str, model_format: str) -> None:
@@ -188,7 +194,8 @@ def accelerator_count(accelerator: str) -> int:
         raise ConfigError(
             f"--accelerator {accelerator!r} is not a Beam accelerator hint; write it as "
             "type:GPU_TYPE;count:N[;install-nvidia-driver], for example "
-            "type:nvidia-tesla-t4;count:1;install-nvidia-driver")
+            "type:nvidia-tesla-t4;count:1;install-nvidia-driver"
+        )
     return int(match.group(1))
 
 
@@ -222,17 +229,26 @@ class ChipScoreHandler(ModelHandler):
             worker processes (one per GPU); None loads one per process.
     """
 
-    def __init__(self, model_dir: str, *, min_batch_size: int, max_batch_size: int,
-                 model_format: str = "savedmodel", accelerator: str | None = None,
-                 model_copies: int | None = None):
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        min_batch_size: int,
+        max_batch_size: int,
+        model_format: str = "savedmodel",
+        accelerator: str | None = None,
+        model_copies: int | None = None,
+    ):
         if not 1 <= min_batch_size <= max_batch_size:
             raise ConfigError(
                 f"batch sizes must satisfy 1 <= min ({min_batch_size}) <= max "
-                f"({max_batch_size}); set --min-batch-size no larger than --batch-size")
+                f"({max_batch_size}); set --min-batch-size no larger than --batch-size"
+            )
         if model_format not in MODEL_FORMATS:
             raise ConfigError(f"model format {model_format!r} must be one of {MODEL_FORMATS}")
-        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size,
-                         model_copies=model_copies)
+        super().__init__(
+            min_batch_size=min_batch_size, max_batch_size=max_batch_size, model_copies=model_copies
+        )
         self._model_dir = model_dir
         self._model_format = model_format
         self._accelerator = accelerator
@@ -251,9 +267,12 @@ class ChipScoreHandler(ModelHandler):
             return TfxScorer(self._tfx, self._tfx_key)
         return SavedModelScorer(self._model_dir)
 
-    def run_inference(self, batch: Sequence[tuple[Any, bytes]], model,
-                      inference_args: dict[str, Any] | None = None
-                      ) -> list[tuple[list[Any], list[float | InferenceFailure]]]:
+    def run_inference(
+        self,
+        batch: Sequence[tuple[Any, bytes]],
+        model,
+        inference_args: dict[str, Any] | None = None,
+    ) -> list[tuple[list[Any], list[float | InferenceFailure]]]:
         """Scores a batch; returns ONE element: ``(metas, outcomes)`` for the whole batch.
 
         Each outcome is a score or an :class:`InferenceFailure`, in batch order.
@@ -272,20 +291,31 @@ class ChipScoreHandler(ModelHandler):
         except tf.errors.InvalidArgumentError as exc:
             if len(records) == 1:
                 self._isolated.inc()
-                return [InferenceFailure(
-                    "model_rejected_record",
-                    f"the model could not score this record: {tf_error_reason(exc)} The image is "
-                    "probably damaged inside its pixel data; re-encode the chip.")]
+                return [
+                    InferenceFailure(
+                        "model_rejected_record",
+                        f"the model could not score this record: {tf_error_reason(exc)} The image is "
+                        "probably damaged inside its pixel data; re-encode the chip.",
+                    )
+                ]
             half = len(records) // 2
-            return (self._score_isolating(model, records[:half])
-                    + self._score_isolating(model, records[half:]))
+            return self._score_isolating(model, records[:half]) + self._score_isolating(
+                model, records[half:]
+            )
         if len(scores) != len(records):
             raise ContractError(
                 f"the model returned {len(scores)} scores for {len(records)} records; its "
-                f"{contracts.CLASSIFIER_OUTPUT!r} output must have one value per input record")
-        return [float(s) if math.isfinite(s) else InferenceFailure(
-            "non_finite_score", f"the model returned {s} for this record; check the model's "
-            "input normalization") for s in scores.tolist()]
+                f"{contracts.CLASSIFIER_OUTPUT!r} output must have one value per input record"
+            )
+        return [
+            float(s)
+            if math.isfinite(s)
+            else InferenceFailure(
+                "non_finite_score",
+                f"the model returned {s} for this record; check the model's input normalization",
+            )
+            for s in scores.tolist()
+        ]
 
     def get_num_bytes(self, batch: Sequence[tuple[Any, bytes]]) -> int:
         # The default pickles the whole batch just to measure it.
@@ -298,5 +328,7 @@ class ChipScoreHandler(ModelHandler):
         return {"accelerator": self._accelerator} if self._accelerator else {}
 
     def __repr__(self) -> str:
-        return (f"ChipScoreHandler({self._model_dir!r}, format={self._model_format}, "
-                f"batch={self.batch_elements_kwargs()})")
+        return (
+            f"ChipScoreHandler({self._model_dir!r}, format={self._model_format}, "
+            f"batch={self.batch_elements_kwargs()})"
+        )

@@ -108,7 +108,8 @@ class Segmenter:
         if mask.shape != images.shape[:3]:
             raise ValueError(
                 f"{self.model_dir!r} returned a mask shaped {mask.shape} for images shaped "
-                f"{images.shape}; the segmenter contract wants [N, H, W]")
+                f"{images.shape}; the segmenter contract wants [N, H, W]"
+            )
         return mask
 
 
@@ -130,8 +131,9 @@ class InferenceFailure:
     message: str
 
 
-class SegmenterModelHandler(ModelHandler[tuple[WindowInput, Array],
-                                         tuple[WindowInput, Any], Segmenter]):
+class SegmenterModelHandler(
+    ModelHandler[tuple[WindowInput, Array], tuple[WindowInput, Any], Segmenter]
+):
     """RunInference's seam to a segmenter SavedModel.
 
     Elements are ``(WindowInput, uint8 image [size, size, bands])``;
@@ -150,13 +152,21 @@ class SegmenterModelHandler(ModelHandler[tuple[WindowInput, Array],
             shared by its processes.
     """
 
-    def __init__(self, model_dir: str, *, tta: str = "none", min_batch_size: int,
-                 max_batch_size: int, accelerator: str | None = None):
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        tta: str = "none",
+        min_batch_size: int,
+        max_batch_size: int,
+        accelerator: str | None = None,
+    ):
         if tta not in TTA_MODES:
             raise ValueError(f"tta {tta!r} is not one of {TTA_MODES}")
         copies = handlers.accelerator_count(accelerator) if accelerator else None
-        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size,
-                         model_copies=copies)
+        super().__init__(
+            min_batch_size=min_batch_size, max_batch_size=max_batch_size, model_copies=copies
+        )
         self._model_dir = model_dir
         self._tta = tta
         self._accelerator = accelerator
@@ -164,16 +174,20 @@ class SegmenterModelHandler(ModelHandler[tuple[WindowInput, Array],
     def load_model(self) -> Segmenter:
         return Segmenter(self._model_dir)
 
-    def run_inference(self, batch: Sequence[tuple[WindowInput, Array]], model: Segmenter,
-                      inference_args: dict[str, Any] | None = None
-                      ) -> list[tuple[WindowInput, Any]]:
+    def run_inference(
+        self,
+        batch: Sequence[tuple[WindowInput, Array]],
+        model: Segmenter,
+        inference_args: dict[str, Any] | None = None,
+    ) -> list[tuple[WindowInput, Any]]:
         try:
             probabilities = predict(model, np.stack([image for _, image in batch]), self._tta)
         except Exception as exc:  # TF raises many types; each window gets its own verdict
             if len(batch) == 1:
                 return [(batch[0][0], InferenceFailure(f"{type(exc).__name__}: {exc}"))]
-            LOG.warning("a batch of %d windows failed (%s); retrying them one by one",
-                        len(batch), exc)
+            LOG.warning(
+                "a batch of %d windows failed (%s); retrying them one by one", len(batch), exc
+            )
             return [result for item in batch for result in self.run_inference([item], model)]
         return [(meta, p) for (meta, _), p in zip(batch, probabilities)]
 
@@ -190,10 +204,19 @@ class SegmenterModelHandler(ModelHandler[tuple[WindowInput, Array],
 
 def _failed(meta: WindowInput, stage: str, message: str) -> Iterator:
     yield CorePrediction.missing(meta.plan, FAILED)
-    yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
-        source=meta.source, record=str(meta.plan.key), stage=stage, error="inference_failed",
-        message=(f"the segmenter failed on window {meta.plan.key}: {message}; check that the "
-                 "model accepts any batch of uint8 windows of its window size")))
+    yield beam.pvalue.TaggedOutput(
+        ERRORS,
+        ErrorRecord(
+            source=meta.source,
+            record=str(meta.plan.key),
+            stage=stage,
+            error="inference_failed",
+            message=(
+                f"the segmenter failed on window {meta.plan.key}: {message}; check that the "
+                "model accepts any batch of uint8 windows of its window size"
+            ),
+        ),
+    )
 
 
 class _CropFn(beam.DoFn):
@@ -226,7 +249,9 @@ class RunSegmenter(beam.PTransform):
         super().__init__()
 
     def expand(self, windows):
-        cropped = (windows
-                   | "RunInference" >> RunInference(self.handler)
-                   | "CropHalo" >> beam.ParDo(_CropFn()).with_outputs(ERRORS, main="cores"))
+        cropped = (
+            windows
+            | "RunInference" >> RunInference(self.handler)
+            | "CropHalo" >> beam.ParDo(_CropFn()).with_outputs(ERRORS, main="cores")
+        )
         return {"cores": cropped.cores, ERRORS: cropped[ERRORS]}

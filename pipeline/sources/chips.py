@@ -107,8 +107,15 @@ class ChipMeta(NamedTuple):
     @classmethod
     def of(cls, chip: Chip, located: LocatedRecord) -> ChipMeta:
         """The metadata of a validated chip; chips without a region get the default."""
-        return cls(chip.footprint_id, chip.region or contracts.DEFAULT_REGION, chip.label,
-                   chip.wkb, chip.crs, located.source, located.position)
+        return cls(
+            chip.footprint_id,
+            chip.region or contracts.DEFAULT_REGION,
+            chip.label,
+            chip.wkb,
+            chip.crs,
+            located.source,
+            located.position,
+        )
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -152,8 +159,11 @@ def iter_tfrecords(f) -> Iterator[tuple[int, bytes]]:
         if not header:
             return
         if len(header) < 12:
-            raise ShardDamage(offset, "truncated_shard",
-                              f"the file ends inside a record header ({len(header)} of 12 bytes)")
+            raise ShardDamage(
+                offset,
+                "truncated_shard",
+                f"the file ends inside a record header ({len(header)} of 12 bytes)",
+            )
         length, length_crc = _HEADER.unpack(header)
         if masked_crc32c(header[:8]) != length_crc:
             raise ShardDamage(offset, "corrupt_shard", "the record length fails its CRC32C check")
@@ -164,8 +174,9 @@ def iter_tfrecords(f) -> Iterator[tuple[int, bytes]]:
         except (EOFError, OSError, zlib.error) as exc:
             raise ShardDamage(offset, "unreadable_shard", str(exc)) from exc
         if len(body) < length + 4:
-            raise ShardDamage(offset, "truncated_shard",
-                              f"the file ends inside a record of {length} bytes")
+            raise ShardDamage(
+                offset, "truncated_shard", f"the file ends inside a record of {length} bytes"
+            )
         data = body[:length]
         (data_crc,) = _FOOTER.unpack_from(body, length)
         if masked_crc32c(data) != data_crc:
@@ -196,15 +207,24 @@ def read_shard(path: str) -> Iterator[LocatedRecord | ErrorRecord]:
                 yield LocatedRecord(path, f"offset {offset}", data)
     except ShardDamage as damage:
         yield ErrorRecord(
-            source=path, record=f"offset {damage.offset}{suffix}", stage=READ_STAGE,
+            source=path,
+            record=f"offset {damage.offset}{suffix}",
+            stage=READ_STAGE,
             error=damage.reason,
-            message=(f"{damage}; the records before this offset were scored, the rest of "
-                     "the shard was skipped. Rewrite the shard from its source (for example "
-                     "rerun `footprints prepare`) and score it again."))
+            message=(
+                f"{damage}; the records before this offset were scored, the rest of "
+                "the shard was skipped. Rewrite the shard from its source (for example "
+                "rerun `footprints prepare`) and score it again."
+            ),
+        )
     except OSError as exc:
         yield ErrorRecord(
-            source=path, record="offset 0", stage=READ_STAGE, error="unreadable_shard",
-            message=f"cannot open the shard: {exc}; check that it exists and is readable")
+            source=path,
+            record="offset 0",
+            stage=READ_STAGE,
+            error="unreadable_shard",
+            message=f"cannot open the shard: {exc}; check that it exists and is readable",
+        )
 
 
 class ReadShardFn(beam.DoFn):
@@ -251,13 +271,15 @@ class ReadChipRecords(beam.PTransform):
         super().__init__()
 
     def expand(self, pbegin):
-        return (pbegin
-                | "Match" >> fileio.MatchFiles(self.pattern)
-                | "Path" >> beam.Map(lambda metadata: metadata.path)
-                # Spread shards over workers before the expensive per-shard work.
-                | "SpreadShards" >> beam.Reshuffle()
-                | "ReadShard" >> beam.ParDo(ReadShardFn()).with_outputs(
-                    ReadShardFn.ERRORS, main="records"))
+        return (
+            pbegin
+            | "Match" >> fileio.MatchFiles(self.pattern)
+            | "Path" >> beam.Map(lambda metadata: metadata.path)
+            # Spread shards over workers before the expensive per-shard work.
+            | "SpreadShards" >> beam.Reshuffle()
+            | "ReadShard"
+            >> beam.ParDo(ReadShardFn()).with_outputs(ReadShardFn.ERRORS, main="records")
+        )
 
 
 def matched_shards(pattern: str) -> list[str]:
@@ -314,7 +336,7 @@ def image_problem(image: bytes) -> str | None:
         if kind != b"IHDR" or length != 13:
             return "the PNG does not start with an IHDR chunk"
         (crc,) = struct.unpack_from(">I", image, 8 + 8 + 13)
-        if zlib.crc32(image[12:12 + 4 + 13]) != crc:
+        if zlib.crc32(image[12 : 12 + 4 + 13]) != crc:
             return "the PNG header fails its CRC check"
         width, height, depth, color = struct.unpack_from(">IIBB", image, 16)
         if width == 0 or height == 0:
@@ -343,15 +365,22 @@ def validate_chip(located: LocatedRecord) -> Chip | ErrorRecord:
         chip = contracts.decode_chip(located.record)
     except ContractError as exc:
         return ErrorRecord(
-            source=located.source, record=located.position, stage=VALIDATE_STAGE,
+            source=located.source,
+            record=located.position,
+            stage=VALIDATE_STAGE,
             error="invalid_record",
-            message=(f"{exc}. Write chip records with footprints.contracts.encode_chip "
-                     "or `footprints prepare`."))
+            message=(
+                f"{exc}. Write chip records with footprints.contracts.encode_chip "
+                "or `footprints prepare`."
+            ),
+        )
     problem = image_problem(chip.image)
     if problem is not None:
         return ErrorRecord(
-            source=located.source, record=chip.footprint_id, stage=VALIDATE_STAGE,
+            source=located.source,
+            record=chip.footprint_id,
+            stage=VALIDATE_STAGE,
             error="undecodable_image",
-            message=(f"{problem} ({located.position}). Re-encode the chip image as PNG or "
-                     "JPEG."))
+            message=(f"{problem} ({located.position}). Re-encode the chip image as PNG or JPEG."),
+        )
     return chip

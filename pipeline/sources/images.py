@@ -37,8 +37,7 @@ def class_of(path: str, root: str) -> tuple[str, str | None]:
     return rel, (parts[0] if len(parts) > 1 else None)
 
 
-def image_chip(path: str, data: bytes, root: str, label_of, size: int = 0
-               ) -> Chip | ErrorRecord:
+def image_chip(path: str, data: bytes, root: str, label_of, size: int = 0) -> Chip | ErrorRecord:
     """Checks one image file and turns it into a :class:`Chip`.
 
     Args:
@@ -66,7 +65,11 @@ def image_chip(path: str, data: bytes, root: str, label_of, size: int = 0
                 image.save(buf, format="PNG")
                 data = buf.getvalue()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return ErrorRecord(path, fid, "read_image", "undecodable_image",
-                           f"cannot decode the image ({exc}); re-export it as PNG or JPEG")
-    return Chip(footprint_id=fid, image=data, label=label_of(klass),
-                region=None)
+        return ErrorRecord(
+            path,
+            fid,
+            "read_image",
+            "undecodable_image",
+            f"cannot decode the image ({exc}); re-export it as PNG or JPEG",
+        )
+    return Chip(footprint_id=fid, image=data, label=label_of(klass), region=None)

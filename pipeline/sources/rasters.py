@@ -107,47 +107,77 @@ def check_tile(src, assets: SegmenterAssets) -> TileInfo:
 
     path = src.name
     if src.crs is None:
-        raise TileRejected("no_crs", (
-            f"{path!r} has no CRS; assign the one it was produced in, e.g. "
-            "`rio edit-info --crs EPSG:26915 FILE` or `gdal_edit.py -a_srs EPSG:26915 FILE`"))
+        raise TileRejected(
+            "no_crs",
+            (
+                f"{path!r} has no CRS; assign the one it was produced in, e.g. "
+                "`rio edit-info --crs EPSG:26915 FILE` or `gdal_edit.py -a_srs EPSG:26915 FILE`"
+            ),
+        )
     transform = src.transform
     if transform.is_identity:
-        raise TileRejected("no_transform", (
-            f"{path!r} has no geotransform (pixel size and origin); georeference it, e.g. "
-            "`gdal_edit.py -a_ullr ULX ULY LRX LRY FILE`"))
+        raise TileRejected(
+            "no_transform",
+            (
+                f"{path!r} has no geotransform (pixel size and origin); georeference it, e.g. "
+                "`gdal_edit.py -a_ullr ULX ULY LRX LRY FILE`"
+            ),
+        )
     if transform.b != 0 or transform.d != 0 or transform.e >= 0:
-        raise TileRejected("not_north_up", (
-            f"{path!r} has a rotated or south-up geotransform {tuple(transform)[:6]!r}; "
-            "warp it north-up first: `gdalwarp SRC DST`"))
+        raise TileRejected(
+            "not_north_up",
+            (
+                f"{path!r} has a rotated or south-up geotransform {tuple(transform)[:6]!r}; "
+                "warp it north-up first: `gdalwarp SRC DST`"
+            ),
+        )
     if max(assets.bands) > src.count:
-        raise TileRejected("band_count", (
-            f"{path!r} has {src.count} band(s) but the model reads bands {assets.bands!r}; "
-            f"use tiles with at least {max(assets.bands)} bands or a model trained on "
-            f"{src.count}-band imagery"))
+        raise TileRejected(
+            "band_count",
+            (
+                f"{path!r} has {src.count} band(s) but the model reads bands {assets.bands!r}; "
+                f"use tiles with at least {max(assets.bands)} bands or a model trained on "
+                f"{src.count}-band imagery"
+            ),
+        )
     dtypes = {src.dtypes[b - 1] for b in assets.bands}
     if dtypes != {assets.raw_dtype}:
-        raise TileRejected("dtype", (
-            f"{path!r} bands {assets.bands!r} are {sorted(dtypes)} but the model's scaling was "
-            f"fitted on {assets.raw_dtype}; convert the tiles (`gdal_translate -ot "
-            f"{assets.raw_dtype.capitalize()} -scale ...`) or use a model for {sorted(dtypes)}"))
+        raise TileRejected(
+            "dtype",
+            (
+                f"{path!r} bands {assets.bands!r} are {sorted(dtypes)} but the model's scaling was "
+                f"fitted on {assets.raw_dtype}; convert the tiles (`gdal_translate -ot "
+                f"{assets.raw_dtype.capitalize()} -scale ...`) or use a model for {sorted(dtypes)}"
+            ),
+        )
     block_h, block_w = src.block_shapes[assets.bands[0] - 1]
     try:
         # The last block is the last thing written: reading it catches a
         # truncated download or copy for the price of one block.
         row0 = ((src.height - 1) // block_h) * block_h
         col0 = ((src.width - 1) // block_w) * block_w
-        src.read(list(assets.bands),
-                 window=Window(col0, row0, src.width - col0, src.height - row0))
+        src.read(list(assets.bands), window=Window(col0, row0, src.width - col0, src.height - row0))
     except Exception as exc:  # rasterio raises RasterioIOError, GDAL may raise others
-        raise TileRejected("truncated", (
-            f"{path!r} cannot be read to its end ({exc}); the file is probably truncated: "
-            "copy or download it again")) from exc
+        raise TileRejected(
+            "truncated",
+            (
+                f"{path!r} cannot be read to its end ({exc}); the file is probably truncated: "
+                "copy or download it again"
+            ),
+        ) from exc
     flags = [src.mask_flag_enums[b - 1] for b in assets.bands]
     masked = src.nodata is not None or any(MaskFlags.all_valid not in f for f in flags)
-    return TileInfo(path=path, scene=scene_of(path), height=src.height, width=src.width,
-                    crs=src.crs.to_string(), transform=tuple(transform)[:6],
-                    block_shape=(int(block_h), int(block_w)), masked=masked,
-                    dtype=assets.raw_dtype)
+    return TileInfo(
+        path=path,
+        scene=scene_of(path),
+        height=src.height,
+        width=src.width,
+        crs=src.crs.to_string(),
+        transform=tuple(transform)[:6],
+        block_shape=(int(block_h), int(block_w)),
+        masked=masked,
+        dtype=assets.raw_dtype,
+    )
 
 
 def validate_tile(path: str, assets: SegmenterAssets) -> TileInfo:
@@ -162,15 +192,20 @@ def validate_tile(path: str, assets: SegmenterAssets) -> TileInfo:
     try:
         src = rasterio.open(path)
     except Exception as exc:
-        raise TileRejected("unreadable", (
-            f"{path!r} is not a raster GDAL can read ({exc}); pass only GeoTIFF (or other "
-            "GDAL raster) tiles to --raster")) from exc
+        raise TileRejected(
+            "unreadable",
+            (
+                f"{path!r} is not a raster GDAL can read ({exc}); pass only GeoTIFF (or other "
+                "GDAL raster) tiles to --raster"
+            ),
+        ) from exc
     with src:
         return check_tile(src, assets)
 
 
-def read_window(src, tile: TileInfo, plan: WindowPlan,
-                assets: SegmenterAssets) -> tuple[np.ndarray, np.ndarray | None]:
+def read_window(
+    src, tile: TileInfo, plan: WindowPlan, assets: SegmenterAssets
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Reads one model window, padded at the tile's edges.
 
     Args:
@@ -195,8 +230,9 @@ def read_window(src, tile: TileInfo, plan: WindowPlan,
     # Not ``dataset_mask()``: that would follow a 4th band tagged alpha even
     # when the model reads only bands 1-3 and the 4th is near-infrared.
     mask = src.read_masks(list(assets.bands), window=box.to_window()).any(axis=0)
-    valid = cut_and_pad(mask, box, window, tile.height, tile.width,
-                        mode="constant", constant_values=False)
+    valid = cut_and_pad(
+        mask, box, window, tile.height, tile.width, mode="constant", constant_values=False
+    )
     return pixels, valid
 
 
@@ -232,11 +268,13 @@ class MatchTiles(beam.PTransform):
     def expand(self, pbegin):
         from apache_beam.io import fileio
 
-        return (pbegin
-                | "Match" >> fileio.MatchFiles(self.pattern)
-                | "Path" >> beam.Map(lambda m: m.path)
-                | "ByScene" >> beam.GroupBy(scene_of)
-                | "OnePerScene" >> beam.ParDo(_one_per_scene).with_outputs(ERRORS, main="paths"))
+        return (
+            pbegin
+            | "Match" >> fileio.MatchFiles(self.pattern)
+            | "Path" >> beam.Map(lambda m: m.path)
+            | "ByScene" >> beam.GroupBy(scene_of)
+            | "OnePerScene" >> beam.ParDo(_one_per_scene).with_outputs(ERRORS, main="paths")
+        )
 
 
 def _one_per_scene(item: tuple[str, Iterable[str]]) -> Iterator:
@@ -245,10 +283,19 @@ def _one_per_scene(item: tuple[str, Iterable[str]]) -> Iterator:
     yield first
     for other in others:
         beam.metrics.Metrics.counter(NAMESPACE, "tiles_duplicate_name").inc()
-        yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
-            source=other, record=scene, stage="match", error="duplicate_scene",
-            message=(f"{other!r} has the same name {scene!r} as {first!r}, so both would "
-                     f"write masks/{scene}.tif; rename one of them or run them separately")))
+        yield beam.pvalue.TaggedOutput(
+            ERRORS,
+            ErrorRecord(
+                source=other,
+                record=scene,
+                stage="match",
+                error="duplicate_scene",
+                message=(
+                    f"{other!r} has the same name {scene!r} as {first!r}, so both would "
+                    f"write masks/{scene}.tif; rename one of them or run them separately"
+                ),
+            ),
+        )
 
 
 class _ValidateFn(beam.DoFn):
@@ -262,9 +309,16 @@ class _ValidateFn(beam.DoFn):
             tile = validate_tile(path, self._assets)
         except TileRejected as exc:
             self._rejected.inc()
-            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
-                source=path, record=scene_of(path), stage="validate", error=exc.reason,
-                message=str(exc)))
+            yield beam.pvalue.TaggedOutput(
+                ERRORS,
+                ErrorRecord(
+                    source=path,
+                    record=scene_of(path),
+                    stage="validate",
+                    error=exc.reason,
+                    message=str(exc),
+                ),
+            )
             return
         self._valid.inc()
         yield tile
@@ -281,7 +335,8 @@ class ValidateTiles(beam.PTransform):
 
     def expand(self, paths):
         return paths | "Check" >> beam.ParDo(_ValidateFn(self.assets)).with_outputs(
-            ERRORS, main="tiles")
+            ERRORS, main="tiles"
+        )
 
 
 class _ReadFn(beam.DoFn):
@@ -310,10 +365,19 @@ class _ReadFn(beam.DoFn):
         except Exception as exc:  # a block that fails to decode fails only its window
             self._failed.inc()
             LOG.warning("cannot read window %s of %s: %s", plan.key, tile.path, exc)
-            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
-                source=tile.path, record=str(plan.key), stage="read", error="read_failed",
-                message=(f"reading window {plan.key} failed ({exc}); the file may be damaged: "
-                         "check it with `gdalinfo -checksum` and copy it again")))
+            yield beam.pvalue.TaggedOutput(
+                ERRORS,
+                ErrorRecord(
+                    source=tile.path,
+                    record=str(plan.key),
+                    stage="read",
+                    error="read_failed",
+                    message=(
+                        f"reading window {plan.key} failed ({exc}); the file may be damaged: "
+                        "check it with `gdalinfo -checksum` and copy it again"
+                    ),
+                ),
+            )
             yield beam.pvalue.TaggedOutput(NODATA, CorePrediction.missing(plan, "failed"))
             return
         core_valid = None
@@ -348,4 +412,5 @@ class ReadWindows(beam.PTransform):
 
     def expand(self, planned):
         return planned | "Read" >> beam.ParDo(_ReadFn(self.assets)).with_outputs(
-            NODATA, ERRORS, main="windows")
+            NODATA, ERRORS, main="windows"
+        )

@@ -87,24 +87,48 @@ def read_tile_info(path: str) -> TileInfo | ErrorRecord:
     try:
         with rasterio.open(path) as src:
             crs, transform = src.crs, src.transform
-            info = dict(width=src.width, height=src.height, count=src.count,
-                        dtype=src.dtypes[0], nodata=src.nodata)
+            info = dict(
+                width=src.width,
+                height=src.height,
+                count=src.count,
+                dtype=src.dtypes[0],
+                nodata=src.nodata,
+            )
             # One pixel of the last block: a truncated file fails here, at the
             # cost of a single block read, instead of in the middle of chipping.
             src.read(1, window=Window(src.width - 1, src.height - 1, 1, 1))
     except (RasterioIOError, OSError) as exc:
-        return ErrorRecord(path, "", "read_raster", "unreadable_raster",
-                           f"not a readable raster ({exc}); check the file is a complete GeoTIFF")
+        return ErrorRecord(
+            path,
+            "",
+            "read_raster",
+            "unreadable_raster",
+            f"not a readable raster ({exc}); check the file is a complete GeoTIFF",
+        )
     if crs is None:
-        return ErrorRecord(path, "", "read_raster", "no_crs",
-                           "the raster has no CRS; assign one, e.g. gdal_edit.py -a_srs "
-                           "EPSG:26915 tile.tif")
+        return ErrorRecord(
+            path,
+            "",
+            "read_raster",
+            "no_crs",
+            "the raster has no CRS; assign one, e.g. gdal_edit.py -a_srs EPSG:26915 tile.tif",
+        )
     if transform.is_identity:
-        return ErrorRecord(path, "", "read_raster", "no_transform",
-                           "the raster has no geotransform; georeference it first")
+        return ErrorRecord(
+            path,
+            "",
+            "read_raster",
+            "no_transform",
+            "the raster has no geotransform; georeference it first",
+        )
     if transform.b != 0 or transform.d != 0:
-        return ErrorRecord(path, "", "read_raster", "rotated_transform",
-                           "rotated rasters are not supported; warp it north-up with gdalwarp")
+        return ErrorRecord(
+            path,
+            "",
+            "read_raster",
+            "rotated_transform",
+            "rotated rasters are not supported; warp it north-up with gdalwarp",
+        )
     return TileInfo(path=path, crs=crs_string(crs), transform=tuple(transform)[:6], **info)
 
 
@@ -148,8 +172,10 @@ class TileIndex:
             groups: dict[str, list[TileInfo]] = {}
             for tile in self.tiles:
                 groups.setdefault(tile.crs, []).append(tile)
-            self._trees = {crs: (shapely.STRtree([t.box for t in group]), group)
-                           for crs, group in groups.items()}
+            self._trees = {
+                crs: (shapely.STRtree([t.box for t in group]), group)
+                for crs, group in groups.items()
+            }
         return self._trees
 
     def __len__(self):

@@ -73,7 +73,8 @@ def _parquet_geo(path: str) -> tuple[str, str]:
     if b"geo" not in meta:
         raise InputError(
             f"{path!r} has no GeoParquet 'geo' metadata; write it with geopandas "
-            "(GeoDataFrame.to_parquet) or convert it with ogr2ogr -f Parquet")
+            "(GeoDataFrame.to_parquet) or convert it with ogr2ogr -f Parquet"
+        )
     geo = json.loads(meta[b"geo"])
     column = geo.get("primary_column", "geometry")
     crs = geo["columns"][column].get("crs", "OGC:CRS84")
@@ -89,8 +90,9 @@ def _exists(path: str) -> bool:
     return os.path.exists(path)
 
 
-def inspect_vector(path: str, id_field: str | None, class_field: str | None,
-                   region_field: str | None) -> VectorInfo:
+def inspect_vector(
+    path: str, id_field: str | None, class_field: str | None, region_field: str | None
+) -> VectorInfo:
     """Reads a vector file's CRS, feature count and fields; checks the asked fields.
 
     Raises:
@@ -113,7 +115,8 @@ def inspect_vector(path: str, id_field: str | None, class_field: str | None,
             if info["crs"] is None:
                 raise InputError(
                     f"footprint file {path!r} has no CRS; set one, e.g. "
-                    "ogr2ogr -a_srs EPSG:4326 fixed.gpkg input.gpkg")
+                    "ogr2ogr -a_srs EPSG:4326 fixed.gpkg input.gpkg"
+                )
             crs = crs_string(info["crs"])
             fields = tuple(info["fields"])
             features = int(info["features"])
@@ -121,11 +124,15 @@ def inspect_vector(path: str, id_field: str | None, class_field: str | None,
         raise
     except Exception as exc:
         raise InputError(f"cannot read footprint file {path!r}: {exc}") from exc
-    for flag, name in (("--id-field", id_field), ("--class-field", class_field),
-                       ("--region-field", region_field)):
+    for flag, name in (
+        ("--id-field", id_field),
+        ("--class-field", class_field),
+        ("--region-field", region_field),
+    ):
         if name and name not in fields:
             raise InputError(
-                f"{flag} {name!r} is not a field of {path!r}; its fields are {list(fields)}")
+                f"{flag} {name!r} is not a field of {path!r}; its fields are {list(fields)}"
+            )
     return VectorInfo(path=path, crs=crs, features=features, fields=fields)
 
 
@@ -135,8 +142,10 @@ def plan_ranges(info: VectorInfo, size: int = RANGE_SIZE) -> list[tuple[str, int
     Example: 4500 features, size 2000 -> starts 0, 2000, 4000 with counts
     2000, 2000, 500.
     """
-    return [(info.path, start, min(size, info.features - start))
-            for start in range(0, info.features, size)]
+    return [
+        (info.path, start, min(size, info.features - start))
+        for start in range(0, info.features, size)
+    ]
 
 
 def _read_range(path: str, start: int, count: int, columns: list[str]):
@@ -146,12 +155,15 @@ def _read_range(path: str, start: int, count: int, columns: list[str]):
 
         column, _ = _parquet_geo(path)
         table = pq.read_table(path, columns=[column, *columns]).slice(start, count)
-        return (table.column(column).to_pylist(),
-                {name: table.column(name).to_pylist() for name in columns})
+        return (
+            table.column(column).to_pylist(),
+            {name: table.column(name).to_pylist() for name in columns},
+        )
     import pyogrio.raw
 
     meta, _, geometry, field_data = pyogrio.raw.read(
-        path, columns=columns, skip_features=start, max_features=count)
+        path, columns=columns, skip_features=start, max_features=count
+    )
     # pyogrio returns fields in the file's order, not the order asked for.
     names = list(meta["fields"])
     return list(geometry), {name: list(field_data[names.index(name)]) for name in columns}
@@ -183,19 +195,29 @@ def check_polygon(wkb: bytes | None) -> tuple[shapely.Geometry | None, str, str]
     if geom.is_empty:
         return None, "missing_geometry", "the geometry is empty"
     if geom.geom_type not in ("Polygon", "MultiPolygon"):
-        return None, "not_a_polygon", (
-            f"footprints must be polygons, this is a {geom.geom_type}")
+        return None, "not_a_polygon", (f"footprints must be polygons, this is a {geom.geom_type}")
     if not geom.is_valid:
         reason = shapely.is_valid_reason(geom)
-        return None, "invalid_geometry", (
-            f"invalid polygon ({reason}); repair it, e.g. with shapely.make_valid or "
-            "ogr2ogr -makevalid")
+        return (
+            None,
+            "invalid_geometry",
+            (
+                f"invalid polygon ({reason}); repair it, e.g. with shapely.make_valid or "
+                "ogr2ogr -makevalid"
+            ),
+        )
     return geom, "", ""
 
 
-def read_footprints(path: str, start: int, count: int, crs: str, id_field: str | None,
-                    class_field: str | None, region_field: str | None
-                    ) -> Iterator[Footprint | ErrorRecord]:
+def read_footprints(
+    path: str,
+    start: int,
+    count: int,
+    crs: str,
+    id_field: str | None,
+    class_field: str | None,
+    region_field: str | None,
+) -> Iterator[Footprint | ErrorRecord]:
     """Reads one range of a vector file; yields footprints and dead letters."""
     columns = [c for c in dict.fromkeys((id_field, class_field, region_field)) if c]
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -203,8 +225,13 @@ def read_footprints(path: str, start: int, count: int, crs: str, id_field: str |
         geometries, fields = _read_range(path, start, count, columns)
     except Exception as exc:
         for index in range(start, start + count):
-            yield ErrorRecord(path, str(index), "read_vector", "unreadable_feature",
-                              f"cannot read features {start}..{start + count}: {exc}")
+            yield ErrorRecord(
+                path,
+                str(index),
+                "read_vector",
+                "unreadable_feature",
+                f"cannot read features {start}..{start + count}: {exc}",
+            )
         return
     for offset, wkb in enumerate(geometries):
         index = start + offset
@@ -215,6 +242,11 @@ def read_footprints(path: str, start: int, count: int, crs: str, id_field: str |
             yield ErrorRecord(path, fid, "read_vector", error, message)
             continue
         yield Footprint(
-            footprint_id=fid, wkb=shapely.to_wkb(geom), crs=crs, source=path, index=index,
+            footprint_id=fid,
+            wkb=shapely.to_wkb(geom),
+            crs=crs,
+            source=path,
+            index=index,
             klass=_text(fields[class_field][offset]) if class_field else None,
-            region=_text(fields[region_field][offset]) if region_field else None)
+            region=_text(fields[region_field][offset]) if region_field else None,
+        )

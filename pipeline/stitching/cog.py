@@ -63,8 +63,9 @@ def threshold_uint8(threshold: float) -> int:
     return int(np.ceil(threshold * 255.0 - 1e-9))
 
 
-def encode_mask_cog(mask: TileMask, threshold: float | None = None,
-                    tags: dict[str, str] | None = None) -> bytes:
+def encode_mask_cog(
+    mask: TileMask, threshold: float | None = None, tags: dict[str, str] | None = None
+) -> bytes:
     """The COG bytes of a tile's mask.
 
     Args:
@@ -80,8 +81,16 @@ def encode_mask_cog(mask: TileMask, threshold: float | None = None,
     if threshold is not None:
         bands.append(binary_mask(mask.probability, threshold))
         names.append(BINARY_BAND)
-    profile = dict(driver="COG", width=tile.width, height=tile.height, count=len(bands),
-                   dtype="uint8", crs=tile.crs, transform=tile.affine, **COG_OPTIONS)
+    profile = dict(
+        driver="COG",
+        width=tile.width,
+        height=tile.height,
+        count=len(bands),
+        dtype="uint8",
+        crs=tile.crs,
+        transform=tile.affine,
+        **COG_OPTIONS,
+    )
     all_tags = {"PROBABILITY_SCALE": str(PROBABILITY_SCALE), "SOURCE": tile.path, **(tags or {})}
     if threshold is not None:
         all_tags["THRESHOLD"] = str(threshold)
@@ -99,7 +108,8 @@ def encode_mask_cog(mask: TileMask, threshold: float | None = None,
         return memfile.read()
 
 
-def write_mask_cog(path: str, mask: TileMask, threshold: float | None = None,
-                   tags: dict[str, str] | None = None) -> str:
+def write_mask_cog(
+    path: str, mask: TileMask, threshold: float | None = None, tags: dict[str, str] | None = None
+) -> str:
     """Writes a tile's mask to ``path`` as a COG, atomically; returns ``path``."""
     return write_bytes_atomic(path, encode_mask_cog(mask, threshold, tags), "image/tiff")

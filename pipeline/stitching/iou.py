@@ -46,8 +46,12 @@ from pipeline.stitching.cog import threshold_uint8
 
 def _grid(src) -> tuple:
     # Rounded: the same grid written by two programs can differ in the last bits.
-    return (src.crs.to_string() if src.crs else None, tuple(round(v, 9) for v in src.transform[:6]),
-            src.height, src.width)
+    return (
+        src.crs.to_string() if src.crs else None,
+        tuple(round(v, 9) for v in src.transform[:6]),
+        src.height,
+        src.width,
+    )
 
 
 def _pixel_iou(mask_paths: Sequence[str], threshold: float, truth_of) -> dict:
@@ -82,8 +86,7 @@ def _pixel_iou(mask_paths: Sequence[str], threshold: float, truth_of) -> dict:
     }
 
 
-def mask_iou(mask_paths: Sequence[str], truth_paths: Sequence[str],
-             threshold: float = 0.5) -> dict:
+def mask_iou(mask_paths: Sequence[str], truth_paths: Sequence[str], threshold: float = 0.5) -> dict:
     """IoU of building pixels over all masks that have a truth on the same grid.
 
     Args:
@@ -117,8 +120,9 @@ def mask_iou(mask_paths: Sequence[str], truth_paths: Sequence[str],
     return result
 
 
-def footprint_iou(mask_paths: Sequence[str], polygons: Sequence, crs: str,
-                  threshold: float = 0.5) -> dict:
+def footprint_iou(
+    mask_paths: Sequence[str], polygons: Sequence, crs: str, threshold: float = 0.5
+) -> dict:
     """Pixel IoU of masks against true polygons (in ``crs``), burnt onto each mask's grid.
 
     A pixel is a true building when its centre lies in a true polygon (GDAL's
@@ -136,14 +140,21 @@ def footprint_iou(mask_paths: Sequence[str], polygons: Sequence, crs: str,
         # The mask's bounds in the truth's CRS select candidates; they are
         # then reprojected to the mask's CRS to be burnt.
         left, bottom, right, top = src.bounds
-        outline = to_crs(shapely.box(left, bottom, right, top).segmentize(
-            (right - left) / 8), src.crs.to_string(), crs)
+        outline = to_crs(
+            shapely.box(left, bottom, right, top).segmentize((right - left) / 8),
+            src.crs.to_string(),
+            crs,
+        )
         near = [polygons[i] for i in tree.query(outline, predicate="intersects")]
         if not near:
             return np.zeros((src.height, src.width), bool)
         placed = [to_crs(g, crs, src.crs.to_string()) for g in near]
-        return features.rasterize(placed, out_shape=(src.height, src.width),
-                                  transform=src.transform, dtype="uint8") > 0
+        return (
+            features.rasterize(
+                placed, out_shape=(src.height, src.width), transform=src.transform, dtype="uint8"
+            )
+            > 0
+        )
 
     result = _pixel_iou(mask_paths, threshold, truth_of)
     result["unmatched_truths"] = []
@@ -158,8 +169,9 @@ IOU_THRESHOLD = 0.5
 TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE = "true_positive", "false_positive", "false_negative"
 
 
-def match_objects(predicted: Sequence, truth: Sequence,
-                  iou_threshold: float = IOU_THRESHOLD) -> list[tuple[int, int, float]]:
+def match_objects(
+    predicted: Sequence, truth: Sequence, iou_threshold: float = IOU_THRESHOLD
+) -> list[tuple[int, int, float]]:
     """One-to-one matches ``(predicted index, truth index, IoU)`` with IoU >= the threshold.
 
     Greedy by IoU, highest first, over the pairs an STRtree finds
@@ -190,20 +202,28 @@ def match_objects(predicted: Sequence, truth: Sequence,
     return sorted(matches)
 
 
-def object_scores(n_predicted: int, n_truth: int, matches: Sequence,
-                  iou_threshold: float = IOU_THRESHOLD) -> dict:
+def object_scores(
+    n_predicted: int, n_truth: int, matches: Sequence, iou_threshold: float = IOU_THRESHOLD
+) -> dict:
     """Precision, recall and F1 of a matching (None where undefined: nothing to divide)."""
     tp = len(matches)
     fp, fn = n_predicted - tp, n_truth - tp
     precision = tp / n_predicted if n_predicted else None
     recall = tp / n_truth if n_truth else None
     f1 = (2 * tp / (2 * tp + fp + fn)) if (tp + fp + fn) else None
-    return {"iou_threshold": iou_threshold,
-            "matching": "one-to-one, greedy by IoU (optimal at IoU >= 0.5)",
-            "predicted": n_predicted, "truth": n_truth,
-            "true_positives": tp, "false_positives": fp, "false_negatives": fn,
-            "precision": precision, "recall": recall, "f1": f1,
-            "mean_matched_iou": float(np.mean([m[2] for m in matches])) if matches else None}
+    return {
+        "iou_threshold": iou_threshold,
+        "matching": "one-to-one, greedy by IoU (optimal at IoU >= 0.5)",
+        "predicted": n_predicted,
+        "truth": n_truth,
+        "true_positives": tp,
+        "false_positives": fp,
+        "false_negatives": fn,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "mean_matched_iou": float(np.mean([m[2] for m in matches])) if matches else None,
+    }
 
 
 def truth_from_masks(truth_paths: Sequence[str], crs: str | None) -> list:
@@ -217,8 +237,7 @@ def truth_from_masks(truth_paths: Sequence[str], crs: str | None) -> list:
         with rasterio.open(path) as src:
             building = (src.read(1) > 0).astype(np.uint8) * 255
             tile_crs = src.crs.to_string() if src.crs else None
-            traced = polygonize_tile(building, None, src.transform, 0.5, scene_of(path),
-                                     tile_crs)
+            traced = polygonize_tile(building, None, src.transform, 0.5, scene_of(path), tile_crs)
         for f in traced:
             (parts.setdefault(f.crs, []) if f.on_edge else whole).append(f)
     for group in parts.values():
@@ -275,13 +294,20 @@ def _write_objects(path: str, rows: list[dict], crs: str | None) -> None:
 
     from pipeline.writers.tables import geoparquet_schema
 
-    schema = geoparquet_schema(pa.schema([
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("footprint_id", pa.string()),
-        pa.field("truth_index", pa.int64()),
-        pa.field("tile", pa.string()),
-        pa.field("iou", pa.float64()),
-        pa.field("geometry", pa.binary(), nullable=False)]), crs, ["Polygon", "MultiPolygon"])
+    schema = geoparquet_schema(
+        pa.schema(
+            [
+                pa.field("status", pa.string(), nullable=False),
+                pa.field("footprint_id", pa.string()),
+                pa.field("truth_index", pa.int64()),
+                pa.field("tile", pa.string()),
+                pa.field("iou", pa.float64()),
+                pa.field("geometry", pa.binary(), nullable=False),
+            ]
+        ),
+        crs,
+        ["Polygon", "MultiPolygon"],
+    )
     table = pa.Table.from_pylist(rows, schema=schema)
     tmp = f"{path}.tmp"
     with FileSystems.create(tmp) as f:
@@ -294,10 +320,17 @@ def _tile_of(geometry, tile_boxes: list[tuple[str, object]]) -> str | None:
     return next((name for name, outline in tile_boxes if outline.covers(point)), None)
 
 
-def truth_summary(*, output: str, mask_paths: Sequence[str], footprint_files: Sequence[str],
-                  crs: str | None, threshold: float, truth_masks: Sequence[str] = (),
-                  truth_footprints: str | None = None,
-                  iou_threshold: float = IOU_THRESHOLD) -> dict:
+def truth_summary(
+    *,
+    output: str,
+    mask_paths: Sequence[str],
+    footprint_files: Sequence[str],
+    crs: str | None,
+    threshold: float,
+    truth_masks: Sequence[str] = (),
+    truth_footprints: str | None = None,
+    iou_threshold: float = IOU_THRESHOLD,
+) -> dict:
     """The ``truth`` section of a segment run's summary; writes ``truth/objects.parquet``.
 
     Args:
@@ -325,8 +358,7 @@ def truth_summary(*, output: str, mask_paths: Sequence[str], footprint_files: Se
     if truth_footprints:
         truth, rejected = read_truth_footprints(truth_footprints, crs)
         pixels = footprint_iou(mask_paths, truth, crs, threshold)
-        source = {"kind": "footprints", "features": len(truth) + rejected,
-                  "rejected": rejected}
+        source = {"kind": "footprints", "features": len(truth) + rejected, "rejected": rejected}
     else:
         pixels = mask_iou(mask_paths, truth_masks, threshold)
         truth = truth_from_masks(truth_masks, crs)
@@ -338,12 +370,16 @@ def truth_summary(*, output: str, mask_paths: Sequence[str], footprint_files: Se
     for path in sorted(mask_paths):
         with rasterio.open(path) as src:
             if src.crs is not None and scene_of(path) in measured:
-                boxes.append((scene_of(path), to_crs(shapely.box(*src.bounds),
-                                                     src.crs.to_string(), crs)))
+                boxes.append(
+                    (scene_of(path), to_crs(shapely.box(*src.bounds), src.crs.to_string(), crs))
+                )
     predicted, ids, tiles = _read_footprints(footprint_files)
     kept = [i for i, tile in enumerate(tiles) if tile in measured]
-    predicted, ids, tiles = ([predicted[i] for i in kept], [ids[i] for i in kept],
-                             [tiles[i] for i in kept])
+    predicted, ids, tiles = (
+        [predicted[i] for i in kept],
+        [ids[i] for i in kept],
+        [tiles[i] for i in kept],
+    )
     truth_tiles = [_tile_of(g, boxes) for g in truth]
     truth = [g for g, tile in zip(truth, truth_tiles) if tile is not None]
     truth_tiles = [tile for tile in truth_tiles if tile is not None]
@@ -352,8 +388,9 @@ def truth_summary(*, output: str, mask_paths: Sequence[str], footprint_files: Se
 
     def tally(tile, key):
         if tile is not None:
-            counts = by_tile.setdefault(tile, {TRUE_POSITIVE: 0, FALSE_POSITIVE: 0,
-                                               FALSE_NEGATIVE: 0})
+            counts = by_tile.setdefault(
+                tile, {TRUE_POSITIVE: 0, FALSE_POSITIVE: 0, FALSE_NEGATIVE: 0}
+            )
             counts[key] += 1
 
     rows = []
@@ -363,15 +400,35 @@ def truth_summary(*, output: str, mask_paths: Sequence[str], footprint_files: Se
         status = TRUE_POSITIVE if i in matched_p else FALSE_POSITIVE
         j, iou = matched_p.get(i, (None, None))
         tally(tiles[i], status)
-        rows.append({"status": status, "footprint_id": ids[i], "truth_index": j,
-                     "tile": tiles[i], "iou": iou, "geometry": shapely.to_wkb(geom)})
+        rows.append(
+            {
+                "status": status,
+                "footprint_id": ids[i],
+                "truth_index": j,
+                "tile": tiles[i],
+                "iou": iou,
+                "geometry": shapely.to_wkb(geom),
+            }
+        )
     for j, geom in enumerate(truth):
         if j not in matched_t:
             tile = truth_tiles[j]
             tally(tile, FALSE_NEGATIVE)
-            rows.append({"status": FALSE_NEGATIVE, "footprint_id": None, "truth_index": j,
-                         "tile": tile, "iou": None, "geometry": shapely.to_wkb(geom)})
+            rows.append(
+                {
+                    "status": FALSE_NEGATIVE,
+                    "footprint_id": None,
+                    "truth_index": j,
+                    "tile": tile,
+                    "iou": None,
+                    "geometry": shapely.to_wkb(geom),
+                }
+            )
     _write_objects(join(output, OBJECTS_FILE), rows, crs)
-    return {**pixels, "source": source,
-            "objects": object_scores(len(predicted), len(truth), matches, iou_threshold),
-            "tile_objects": dict(sorted(by_tile.items())), "files": [OBJECTS_FILE]}
+    return {
+        **pixels,
+        "source": source,
+        "objects": object_scores(len(predicted), len(truth), matches, iou_threshold),
+        "tile_objects": dict(sorted(by_tile.items())),
+        "files": [OBJECTS_FILE],
+    }

@@ -66,12 +66,15 @@ class CorePrediction:
         if self.status not in STATUSES:
             raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
         if (self.probability is None) != (self.status != INFERRED):
-            raise ValueError(f"window {self.key}: a {self.status} window "
-                             f"{'needs' if self.status == INFERRED else 'has no'} probabilities")
+            raise ValueError(
+                f"window {self.key}: a {self.status} window "
+                f"{'needs' if self.status == INFERRED else 'has no'} probabilities"
+            )
 
     @classmethod
-    def inferred(cls, plan: WindowPlan, prediction: np.ndarray,
-                 valid: np.ndarray | None) -> CorePrediction:
+    def inferred(
+        cls, plan: WindowPlan, prediction: np.ndarray, valid: np.ndarray | None
+    ) -> CorePrediction:
         """Crops a window's float prediction to its core and quantizes it."""
         return cls(plan.key, plan.core, INFERRED, quantize(crop_core(prediction, plan)), valid)
 
@@ -145,16 +148,20 @@ class TileStitcher:
         """
         if len(self._seen) != self._expected:
             raise StitchError(
-                f"tile {self.tile.scene!r} got {len(self._seen)} windows, "
-                f"planned {self._expected}")
+                f"tile {self.tile.scene!r} got {len(self._seen)} windows, planned {self._expected}"
+            )
         valid: np.ndarray | None = self._valid
         if valid.all():
             valid = None
         else:
             # Invalid pixels are masked in the file; zeros there also compress best.
             self._probability[~valid] = 0
-        return TileMask(self.tile, self._probability, valid,
-                        {status: self._counts.get(status, 0) for status in STATUSES})
+        return TileMask(
+            self.tile,
+            self._probability,
+            valid,
+            {status: self._counts.get(status, 0) for status in STATUSES},
+        )
 
 
 def stitch_tile(tile, predictions: Iterable[CorePrediction], size: int, halo: int) -> TileMask:

@@ -44,9 +44,7 @@ class PlanWindows(beam.PTransform):
         super().__init__()
 
     def expand(self, tiles):
-        return (tiles
-                | "Plan" >> beam.FlatMap(self._plan)
-                | "Spread" >> beam.Reshuffle())
+        return tiles | "Plan" >> beam.FlatMap(self._plan) | "Spread" >> beam.Reshuffle()
 
     def _plan(self, tile):
         plans = plan_windows(tile.scene, tile.height, tile.width, self.size, self.halo)
@@ -90,14 +88,24 @@ class _StitchFn(beam.DoFn):
         reason = "failed" if mask.windows["failed"] else "nodata"
         if reason == "failed":
             self._failed.inc()
-            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(
-                source=tile.path, record=key.scene, stage="stitch", error="no_window_inferred",
-                message=(f"no window of {key.scene!r} could be read or inferred; see the "
-                         "window errors of this file above and fix the file or the model")))
+            yield beam.pvalue.TaggedOutput(
+                ERRORS,
+                ErrorRecord(
+                    source=tile.path,
+                    record=key.scene,
+                    stage="stitch",
+                    error="no_window_inferred",
+                    message=(
+                        f"no window of {key.scene!r} could be read or inferred; see the "
+                        "window errors of this file above and fix the file or the model"
+                    ),
+                ),
+            )
         else:
             self._skipped.inc()
-        yield beam.pvalue.TaggedOutput(SKIPPED, {"scene": key.scene, "reason": reason,
-                                                 "windows": mask.windows})
+        yield beam.pvalue.TaggedOutput(
+            SKIPPED, {"scene": key.scene, "reason": reason, "windows": mask.windows}
+        )
 
 
 @dataclasses.dataclass
@@ -120,11 +128,17 @@ class StitchTiles(beam.PTransform):
 
     def expand(self, inputs):
         keyed_tiles = inputs["tiles"] | "KeyTiles" >> beam.Map(
-            lambda tile: (tile.key, tile)).with_output_types(tuple[TileKey, Any])
+            lambda tile: (tile.key, tile)
+        ).with_output_types(tuple[TileKey, Any])
         keyed_cores = inputs["cores"] | "KeyCores" >> beam.Map(
-            lambda core: (core.key.tile, core)).with_output_types(tuple[TileKey, Any])
-        return ((keyed_tiles, keyed_cores)
-                | "Together" >> beam.Flatten()
-                | "ByTile" >> beam.GroupByKey()
-                | "Stitch" >> beam.ParDo(_StitchFn(self.size, self.halo)).with_outputs(
-                    SKIPPED, ERRORS, main="masks"))
+            lambda core: (core.key.tile, core)
+        ).with_output_types(tuple[TileKey, Any])
+        return (
+            (keyed_tiles, keyed_cores)
+            | "Together" >> beam.Flatten()
+            | "ByTile" >> beam.GroupByKey()
+            | "Stitch"
+            >> beam.ParDo(_StitchFn(self.size, self.halo)).with_outputs(
+                SKIPPED, ERRORS, main="masks"
+            )
+        )

@@ -65,8 +65,10 @@ def group_by_crs(entries: Sequence[MaskEntry]) -> dict[str, list[MaskEntry]]:
     for entry in sorted(entries, key=lambda e: e.path):
         groups[entry.crs].append(entry)
     ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    return {(MOSAIC if i == 0 else f"mosaic-{_crs_slug(crs)}.vrt"): members
-            for i, (crs, members) in enumerate(ordered)}
+    return {
+        (MOSAIC if i == 0 else f"mosaic-{_crs_slug(crs)}.vrt"): members
+        for i, (crs, members) in enumerate(ordered)
+    }
 
 
 def _axis_mapping(crs: str) -> str:
@@ -78,8 +80,9 @@ def _axis_mapping(crs: str) -> str:
     return "2,1" if axes and axes[0].direction.lower() in ("north", "south") else "1,2"
 
 
-def _source(entry: MaskEntry, band: str, vrt_dir: str, origin: tuple[float, float],
-            res: tuple[float, float]) -> str:
+def _source(
+    entry: MaskEntry, band: str, vrt_dir: str, origin: tuple[float, float], res: tuple[float, float]
+) -> str:
     a, _, c, _, e, f = entry.transform
     rel = posixpath.relpath(entry.path, vrt_dir) if vrt_dir else entry.path
     x_off, y_off = (c - origin[0]) / res[0], (origin[1] - f) / res[1]
@@ -94,11 +97,13 @@ def _source(entry: MaskEntry, band: str, vrt_dir: str, origin: tuple[float, floa
         f'        <SrcRect xOff="0" yOff="0" xSize="{entry.width}" ySize="{entry.height}"/>\n'
         f'        <DstRect xOff="{x_off:.10g}" yOff="{y_off:.10g}" xSize="{x_size:.10g}" '
         f'ySize="{y_size:.10g}"/>\n'
-        "      </SimpleSource>\n")
+        "      </SimpleSource>\n"
+    )
 
 
-def mosaic_vrt_xml(entries: Sequence[MaskEntry], vrt_dir: str,
-                   band_names: Sequence[str] = ()) -> str:
+def mosaic_vrt_xml(
+    entries: Sequence[MaskEntry], vrt_dir: str, band_names: Sequence[str] = ()
+) -> str:
     """The VRT XML over ``entries`` (all in one CRS), with paths relative to ``vrt_dir``.
 
     Raises:
@@ -109,8 +114,9 @@ def mosaic_vrt_xml(entries: Sequence[MaskEntry], vrt_dir: str,
     if not entries:
         raise ValueError("a mosaic needs at least one mask")
     if len({e.crs for e in entries}) != 1 or len({e.count for e in entries}) != 1:
-        raise ValueError("masks of one mosaic must share their CRS and band count; "
-                         "use group_by_crs first")
+        raise ValueError(
+            "masks of one mosaic must share their CRS and band count; use group_by_crs first"
+        )
     res = (min(abs(e.transform[0]) for e in entries), min(abs(e.transform[4]) for e in entries))
     bounds = [e.bounds for e in entries]
     left, bottom = min(b[0] for b in bounds), min(b[1] for b in bounds)
@@ -147,14 +153,20 @@ def _constant_source(entry: MaskEntry, vrt_dir: str, origin, res) -> str:
     # A ComplexSource with ScaleRatio 0 and offset 255 reads as all-valid
     # wherever this mask lies, without a mask in the file.
     simple = _source(entry, "1", vrt_dir, origin, res)
-    return (simple.replace("<SimpleSource>", "<ComplexSource>")
-            .replace("</SimpleSource>", "</ComplexSource>")
-            .replace("        <SrcRect", '        <ScaleOffset>255</ScaleOffset>\n'
-                     '        <ScaleRatio>0</ScaleRatio>\n        <SrcRect'))
+    return (
+        simple.replace("<SimpleSource>", "<ComplexSource>")
+        .replace("</SimpleSource>", "</ComplexSource>")
+        .replace(
+            "        <SrcRect",
+            "        <ScaleOffset>255</ScaleOffset>\n"
+            "        <ScaleRatio>0</ScaleRatio>\n        <SrcRect",
+        )
+    )
 
 
-def write_mosaics(entries: Sequence[MaskEntry], masks_dir: str,
-                  band_names: Sequence[str] = ()) -> list[str]:
+def write_mosaics(
+    entries: Sequence[MaskEntry], masks_dir: str, band_names: Sequence[str] = ()
+) -> list[str]:
     """Writes ``mosaic.vrt`` (and per-CRS VRTs if CRSs differ) into ``masks_dir``.
 
     Returns:
@@ -165,6 +177,9 @@ def write_mosaics(entries: Sequence[MaskEntry], masks_dir: str,
     written = []
     for name, members in group_by_crs(entries).items():
         xml = mosaic_vrt_xml(members, masks_dir, band_names)
-        written.append(write_bytes_atomic(posixpath.join(masks_dir, name), xml.encode("utf-8"),
-                                          "application/xml"))
+        written.append(
+            write_bytes_atomic(
+                posixpath.join(masks_dir, name), xml.encode("utf-8"), "application/xml"
+            )
+        )
     return written

@@ -34,6 +34,7 @@ Example (one axis: a 100-pixel tile, 64-pixel windows, halo 16, so
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 
 from pipeline.keys import WindowKey
@@ -85,8 +86,12 @@ class Box:
         return Box(row, col, bottom - row, right - col)
 
     def contains(self, other: Box) -> bool:
-        return (self.row <= other.row and self.col <= other.col
-                and other.bottom <= self.bottom and other.right <= self.right)
+        return (
+            self.row <= other.row
+            and self.col <= other.col
+            and other.bottom <= self.bottom
+            and other.right <= self.right
+        )
 
     def slices_in(self, outer: Box) -> tuple[slice, slice]:
         """Numpy slices that select this box from an array covering ``outer``."""
@@ -170,10 +175,12 @@ def plan_windows(scene: str, height: int, width: int, size: int, halo: int) -> l
     """
     rows, cols = plan_axis(height, size, halo), plan_axis(width, size, halo)
     return [
-        WindowPlan(WindowKey(scene, r.start, c.start, size),
-                   Box(r.core_start, c.core_start, r.core_stop - r.core_start,
-                       c.core_stop - c.core_start))
-        for r in rows for c in cols
+        WindowPlan(
+            WindowKey(scene, r.start, c.start, size),
+            Box(r.core_start, c.core_start, r.core_stop - r.core_start, c.core_stop - c.core_start),
+        )
+        for r in rows
+        for c in cols
     ]
 
 
@@ -214,8 +221,15 @@ def read_box(window: Box, height: int, width: int, block_shape: tuple[int, int])
     return Box(r0, c0, r1 - r0, c1 - c0)
 
 
-def cut_and_pad(read: np.ndarray, read_at: Box, window: Box, height: int, width: int,
-                mode: str = PAD_MODE, **pad_kwargs) -> np.ndarray:
+def cut_and_pad(
+    read: np.ndarray,
+    read_at: Box,
+    window: Box,
+    height: int,
+    width: int,
+    mode: str = PAD_MODE,
+    **pad_kwargs,
+) -> np.ndarray:
     """Cuts ``window`` out of pixels read at ``read_at``, padding beyond the tile.
 
     Args:
@@ -232,8 +246,10 @@ def cut_and_pad(read: np.ndarray, read_at: Box, window: Box, height: int, width:
     """
     inside = window.intersect(Box(0, 0, height, width))
     part = read[inside.slices_in(read_at)]
-    pads = [(inside.row - window.row, window.bottom - inside.bottom),
-            (inside.col - window.col, window.right - inside.right)]
+    pads = [
+        (inside.row - window.row, window.bottom - inside.bottom),
+        (inside.col - window.col, window.right - inside.right),
+    ]
     if not any(a or b for a, b in pads):
         return part
     pads += [(0, 0)] * (part.ndim - 2)

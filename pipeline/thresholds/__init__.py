@@ -117,8 +117,7 @@ class _CountSketch(beam.CombineFn):
 
     def merge_accumulators(self, accs):
         accs = list(accs)
-        return (sum(a[0] for a in accs),
-                self._sketch.merge_accumulators([a[1] for a in accs]))
+        return (sum(a[0] for a in accs), self._sketch.merge_accumulators([a[1] for a in accs]))
 
     def compact(self, acc):
         return acc[0], self._sketch.compact(acc[1])
@@ -178,8 +177,9 @@ class SplitByBracketFn(beam.DoFn):
             for i in idx[~(is_above | is_below)]:
                 self._inside.inc()
                 outside[i] = False
-                yield beam.pvalue.TaggedOutput(self.INSIDE, (region, (
-                    batch.metas[i], float(batch.scores[i]), float(pct[i]))))
+                yield beam.pvalue.TaggedOutput(
+                    self.INSIDE, (region, (batch.metas[i], float(batch.scores[i]), float(pct[i])))
+                )
         if not outside.all():
             kept = np.flatnonzero(outside)
             if not len(kept):
@@ -202,8 +202,9 @@ def _resolve(grouped, plans: dict[str, RegionPlan], stats: dict[str, dict] | Non
     plan = plans[region]
     inside = list(groups["inside"])
     above, above_min = (list(groups["above"]) or [(0, math.inf)])[0]
-    keys = [rank_key(score, meta.footprint_id, meta.source, meta.position)
-            for meta, score, _ in inside]
+    keys = [
+        rank_key(score, meta.footprint_id, meta.source, meta.position) for meta, score, _ in inside
+    ]
     res = resolve_bracket(plan, above, above_min if above else None, keys)
     target = float(plan.target)
     if inside:
@@ -212,17 +213,30 @@ def _resolve(grouped, plans: dict[str, RegionPlan], stats: dict[str, dict] | Non
             np.asarray([score for _, score, _ in inside], dtype=np.float32),
             np.asarray([pct for _, _, pct in inside], dtype=np.float64),
             np.asarray(res.selected, dtype=bool),
-            np.full(len(inside), res.threshold), np.full(len(inside), target))
-    yield beam.pvalue.TaggedOutput("regions", RegionResult(
-        region, plan.n, plan.k, target, res.threshold, res.residential, len(inside),
-        (stats or {}).get(region)))
+            np.full(len(inside), res.threshold),
+            np.full(len(inside), target),
+        )
+    yield beam.pvalue.TaggedOutput(
+        "regions",
+        RegionResult(
+            region,
+            plan.n,
+            plan.k,
+            target,
+            res.threshold,
+            res.residential,
+            len(inside),
+            (stats or {}).get(region),
+        ),
+    )
 
 
 def _label_outside(batch: LabelledBatch, results: dict[str, RegionResult]) -> LabelledBatch:
     regions = [results[meta.region] for meta in batch.metas]
     return batch._replace(
         thresholds=np.asarray([r.threshold for r in regions], dtype=np.float64),
-        targets=np.asarray([r.target_fraction for r in regions], dtype=np.float64))
+        targets=np.asarray([r.target_fraction for r in regions], dtype=np.float64),
+    )
 
 
 @dataclasses.dataclass
@@ -249,29 +263,36 @@ class LabelExactFraction(beam.PTransform):
         super().__init__()
 
     def expand(self, scored):
-        plans = (scored
-                 | "SketchKeys" >> beam.FlatMap(_sketch_inputs)
-                 | "CountAndSketch" >> beam.CombinePerKey(_CountSketch(self.epsilon))
-                 | "Plan" >> beam.Map(_plan, self.fractions, self.epsilon))
+        plans = (
+            scored
+            | "SketchKeys" >> beam.FlatMap(_sketch_inputs)
+            | "CountAndSketch" >> beam.CombinePerKey(_CountSketch(self.epsilon))
+            | "Plan" >> beam.Map(_plan, self.fractions, self.epsilon)
+        )
         plans_si = beam.pvalue.AsDict(plans)
         stats_si = beam.pvalue.AsDict(
             scored
             | "RegionScores" >> beam.FlatMap(_region_scores)
-            | "ScoreStats" >> beam.CombinePerKey(ScoreStatsFn()))
+            | "ScoreStats" >> beam.CombinePerKey(ScoreStatsFn())
+        )
 
         sides = scored | "SplitByBracket" >> beam.ParDo(SplitByBracketFn(), plans_si).with_outputs(
-            SplitByBracketFn.ABOVE, SplitByBracketFn.INSIDE, main="outside")
+            SplitByBracketFn.ABOVE, SplitByBracketFn.INSIDE, main="outside"
+        )
         above_stats = sides[SplitByBracketFn.ABOVE] | "AboveCountMin" >> beam.CombinePerKey(
-            _CountMin())
+            _CountMin()
+        )
         # Every region has a plan, so every region gets a group, even with an
         # empty bracket (k = 0 or k = N).
-        resolved = ({"plan": plans, "inside": sides[SplitByBracketFn.INSIDE],
-                     "above": above_stats}
-                    | "GroupBracket" >> beam.CoGroupByKey()
-                    | "ExactPass" >> beam.FlatMap(_resolve, plans_si, stats_si).with_outputs(
-                        "regions", main="chips"))
+        resolved = (
+            {"plan": plans, "inside": sides[SplitByBracketFn.INSIDE], "above": above_stats}
+            | "GroupBracket" >> beam.CoGroupByKey()
+            | "ExactPass"
+            >> beam.FlatMap(_resolve, plans_si, stats_si).with_outputs("regions", main="chips")
+        )
         results_si = beam.pvalue.AsDict(
-            resolved.regions | "ByName" >> beam.Map(lambda r: (r.region, r)))
+            resolved.regions | "ByName" >> beam.Map(lambda r: (r.region, r))
+        )
         outside = sides.outside | "LabelOutside" >> beam.Map(_label_outside, results_si)
         chips = (resolved.chips, outside) | "AllLabelled" >> beam.Flatten()
         return {"chips": chips, "regions": resolved.regions}

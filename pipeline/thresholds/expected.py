@@ -41,7 +41,7 @@ MAX_TIED_SHARE = 0.5
 #: most 5e-13 per score): integer sums do not depend on the order in which
 #: workers and bundles add them, so every runner reports the same figures to
 #: the last digit (float sums differed in the 17th digit between runners).
-FIXED_POINT = 2 ** 40
+FIXED_POINT = 2**40
 
 
 class ScoreStatsFn(beam.CombineFn):
@@ -58,8 +58,12 @@ class ScoreStatsFn(beam.CombineFn):
     def add_input(self, acc, scores):
         p = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
         bins = np.minimum((p * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)
-        return [acc[0] + int(p.size), acc[1] + _fixed_sum(p), acc[2] + _fixed_sum(p * (1.0 - p)),
-                acc[3] + np.bincount(bins, minlength=HISTOGRAM_BINS)]
+        return [
+            acc[0] + int(p.size),
+            acc[1] + _fixed_sum(p),
+            acc[2] + _fixed_sum(p * (1.0 - p)),
+            acc[3] + np.bincount(bins, minlength=HISTOGRAM_BINS),
+        ]
 
     def merge_accumulators(self, accs):
         total = self.create_accumulator()
@@ -90,18 +94,28 @@ def score_stats(acc: np.ndarray) -> dict[str, Any]:
     """
     n = int(acc[0])
     if n == 0:
-        return {"n": 0, "expected_fraction": None, "expected_sd": None, "spread": None,
-                "tied_share": None, "can_rank": False}
+        return {
+            "n": 0,
+            "expected_fraction": None,
+            "expected_sd": None,
+            "spread": None,
+            "tied_share": None,
+            "can_rank": False,
+        }
     hist = np.asarray(acc[3])
     cumulative = np.cumsum(hist) / n
     low = int(np.searchsorted(cumulative, 0.05, side="left"))
     high = int(np.searchsorted(cumulative, 0.95, side="left"))
     spread = (high - low) / HISTOGRAM_BINS
     tied = float(hist.max() / n)
-    return {"n": n, "expected_fraction": float(acc[1] / FIXED_POINT / n),
-            "expected_sd": float(math.sqrt(max(acc[2], 0) / FIXED_POINT) / n),
-            "spread": spread, "tied_share": tied,
-            "can_rank": bool(spread >= MIN_SPREAD and tied <= MAX_TIED_SHARE)}
+    return {
+        "n": n,
+        "expected_fraction": float(acc[1] / FIXED_POINT / n),
+        "expected_sd": float(math.sqrt(max(acc[2], 0) / FIXED_POINT) / n),
+        "spread": spread,
+        "tied_share": tied,
+        "can_rank": bool(spread >= MIN_SPREAD and tied <= MAX_TIED_SHARE),
+    }
 
 
 def warning(code: str, message: str) -> dict[str, str]:
@@ -119,13 +133,16 @@ def rank_warnings(regions: Mapping[str, Mapping[str, Any]]) -> list[dict[str, st
     for name, stats in sorted(regions.items()):
         if not stats or stats.get("can_rank", True) or not stats.get("n"):
             continue
-        out.append(warning(
-            "scores_cannot_rank",
-            f"region {name}: the scores cannot rank its {stats['n']:,} footprints (90% of "
-            f"them within {stats['spread']:.3f}, {stats['tied_share']:.0%} within 0.001 of "
-            "each other), so which footprints are labelled residential is decided by the "
-            "id tie-break, not the imagery; check the model (its card's quality) and the "
-            "chips"))
+        out.append(
+            warning(
+                "scores_cannot_rank",
+                f"region {name}: the scores cannot rank its {stats['n']:,} footprints (90% of "
+                f"them within {stats['spread']:.3f}, {stats['tied_share']:.0%} within 0.001 of "
+                "each other), so which footprints are labelled residential is decided by the "
+                "id tie-break, not the imagery; check the model (its card's quality) and the "
+                "chips",
+            )
+        )
     return out
 
 
@@ -146,18 +163,24 @@ def model_warnings(model_dir: str, what: str) -> list[dict[str, str]]:
     if not quality.get("weak"):
         return []
     reasons = "; ".join(quality.get("reasons") or ["no reason recorded"])
-    return [warning("weak_model",
-                    f"the {what} {model_dir} failed its quality gate at training: "
-                    f"{reasons}. Its results here cannot be trusted; retrain it on more or "
-                    "better-labelled data")]
+    return [
+        warning(
+            "weak_model",
+            f"the {what} {model_dir} failed its quality gate at training: "
+            f"{reasons}. Its results here cannot be trusted; retrain it on more or "
+            "better-labelled data",
+        )
+    ]
 
 
 def share_line(name: str, target: float, stats: Mapping[str, Any] | None) -> str:
     """``region A: target 45%, model expects 41% +/- 3%`` (the sd, one sigma)."""
     if not stats or stats.get("expected_fraction") is None:
         return f"region {name}: target {target:.0%}, model expects - (no scores)"
-    return (f"region {name}: target {target:.0%}, model expects "
-            f"{stats['expected_fraction']:.0%} +/- {stats['expected_sd']:.0%}")
+    return (
+        f"region {name}: target {target:.0%}, model expects "
+        f"{stats['expected_fraction']:.0%} +/- {stats['expected_sd']:.0%}"
+    )
 
 
 def regions_with_stats(results: Iterable) -> dict[str, dict[str, Any]]:

@@ -41,11 +41,13 @@ def parse_fraction(text: str, where: str) -> Fraction:
     except (ValueError, ZeroDivisionError):
         raise ConfigError(
             f"{where}: {text!r} is not a number; write the residential fraction as a "
-            "decimal between 0 and 1, e.g. 0.35") from None
+            "decimal between 0 and 1, e.g. 0.35"
+        ) from None
     if not 0 <= value <= 1:
         raise ConfigError(
             f"{where}: {text!r} is outside [0, 1]; a residential fraction is a share of "
-            "buildings, e.g. 0.35 for 35%")
+            "buildings, e.g. 0.35 for 35%"
+        )
     return value
 
 
@@ -86,15 +88,18 @@ def read_region_fractions(path: str, default: Fraction) -> RegionFractions:
         found = rows[0] if rows else "an empty file"
         raise ConfigError(
             f"--region-fractions {path!r}: the first line must be the header "
-            f"{','.join(CSV_HEADER)}, found {found!r}")
+            f"{','.join(CSV_HEADER)}, found {found!r}"
+        )
     seen: dict[str, Fraction] = {}
     for line, row in enumerate(rows[1:], start=2):
         if not any(c.strip() for c in row):
             continue
         where = f"--region-fractions {path!r} line {line}"
         if len(row) != 2:
-            raise ConfigError(f"{where}: expected 2 columns (region,residential_fraction), "
-                              f"found {len(row)}: {row!r}")
+            raise ConfigError(
+                f"{where}: expected 2 columns (region,residential_fraction), "
+                f"found {len(row)}: {row!r}"
+            )
         region = row[0].strip()
         if not region:
             raise ConfigError(f"{where}: the region is empty")
@@ -117,8 +122,13 @@ def unmatched_regions(fractions: RegionFractions, seen: Iterable[str]) -> list[d
     """
     seen = set(seen)
     known = ", ".join(sorted(seen)[:10]) or "none"
-    return [{"code": "unmatched_region",
-             "message": f"--region-fractions names region {region!r} (target {float(f):.2%}), "
-                        f"but no chip carries it (the chips' regions: {known}); its row was "
-                        "not used: check the spelling against the chips' region values"}
-            for region, f in fractions.per_region if region not in seen]
+    return [
+        {
+            "code": "unmatched_region",
+            "message": f"--region-fractions names region {region!r} (target {float(f):.2%}), "
+            f"but no chip carries it (the chips' regions: {known}); its row was "
+            "not used: check the spelling against the chips' region values",
+        }
+        for region, f in fractions.per_region
+        if region not in seen
+    ]

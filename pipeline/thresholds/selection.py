@@ -89,8 +89,9 @@ def sketch_keys(scores: Sequence[float] | np.ndarray, footprint_ids: Sequence[st
     """
     bits = (np.asarray(scores, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
     ordered = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
-    hashes = np.fromiter((tie_hash(f) >> 31 for f in footprint_ids), dtype=np.uint64,
-                         count=len(footprint_ids))
+    hashes = np.fromiter(
+        (tie_hash(f) >> 31 for f in footprint_ids), dtype=np.uint64, count=len(footprint_ids)
+    )
     return (ordered.astype(np.uint64) << np.uint64(32)) | hashes
 
 
@@ -126,8 +127,9 @@ def quantile_combine_fn(epsilon: float, batched: bool = False) -> ApproximateQua
 
     ``batched``: inputs are lists of keys (one call per batch, not per key).
     """
-    return ApproximateQuantilesCombineFn.create(num_quantiles=num_quantiles(epsilon),
-                                                epsilon=epsilon, input_batched=batched)
+    return ApproximateQuantilesCombineFn.create(
+        num_quantiles=num_quantiles(epsilon), epsilon=epsilon, input_batched=batched
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,15 +174,18 @@ class RegionPlan:
         if self.k == 0 or self.k >= self.n:
             every = np.ones(len(keys), dtype=bool)
             return (~every, every) if self.k == 0 else (every, ~every)
-        above = (keys > np.uint64(self.hi) if self.hi is not None
-                 else np.zeros(len(keys), dtype=bool))
-        below = (keys < np.uint64(self.lo) if self.lo is not None
-                 else np.zeros(len(keys), dtype=bool))
+        above = (
+            keys > np.uint64(self.hi) if self.hi is not None else np.zeros(len(keys), dtype=bool)
+        )
+        below = (
+            keys < np.uint64(self.lo) if self.lo is not None else np.zeros(len(keys), dtype=bool)
+        )
         return above, below
 
 
-def plan_region(region: str, n: int, target: Fraction, quantiles: Sequence[SketchKey],
-                epsilon: float) -> RegionPlan:
+def plan_region(
+    region: str, n: int, target: Fraction, quantiles: Sequence[SketchKey], epsilon: float
+) -> RegionPlan:
     """Brackets the k-th largest sketch key of a region from its quantile sketch.
 
     With ``r = N - k`` the ascending rank of the lowest residential footprint
@@ -248,8 +253,9 @@ def percentile(plan: RegionPlan, key: SketchKey) -> float:
     return 100.0 * min(max(position / (len(q) - 1), 0.0), 1.0)
 
 
-def percentiles(plan: RegionPlan, keys: np.ndarray,
-                quantiles: np.ndarray | None = None) -> np.ndarray:
+def percentiles(
+    plan: RegionPlan, keys: np.ndarray, quantiles: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`percentile` of a uint64 array of sketch keys, vectorized.
 
     ``quantiles``: ``plan.quantiles`` as a uint64 array, when the caller
@@ -280,8 +286,9 @@ class Resolution:
     residential: int
 
 
-def resolve_bracket(plan: RegionPlan, above: int, above_min_score: float | None,
-                    inside: Sequence[RankKey]) -> Resolution:
+def resolve_bracket(
+    plan: RegionPlan, above: int, above_min_score: float | None, inside: Sequence[RankKey]
+) -> Resolution:
     """Picks exactly ``k - above`` of the bracket's elements, by rank key.
 
     Args:
@@ -299,7 +306,8 @@ def resolve_bracket(plan: RegionPlan, above: int, above_min_score: float | None,
             f"region {plan.region!r}: the quantile bracket [{plan.lo}, {plan.hi}] holds "
             f"{len(inside)} footprints with {above} above it, which cannot give exactly "
             f"k={plan.k} of N={plan.n}. This is a bug; report it with the region's size and "
-            "rerun with a smaller --quantile-epsilon meanwhile.")
+            "rerun with a smaller --quantile-epsilon meanwhile."
+        )
     order = sorted(range(len(inside)), key=inside.__getitem__, reverse=True)
     chosen = set(order[:need])
     if need > 0:
@@ -308,8 +316,9 @@ def resolve_bracket(plan: RegionPlan, above: int, above_min_score: float | None,
         threshold = above_min_score
     else:
         threshold = math.inf
-    return Resolution(tuple(i in chosen for i in range(len(inside))), float(threshold),
-                      above + need)
+    return Resolution(
+        tuple(i in chosen for i in range(len(inside))), float(threshold), above + need
+    )
 
 
 def exact_top_k(keys: Sequence[RankKey], k: int) -> list[bool]:
@@ -319,8 +328,12 @@ def exact_top_k(keys: Sequence[RankKey], k: int) -> list[bool]:
     return [i in chosen for i in range(len(keys))]
 
 
-def select_distributed(regions: dict[str, list[tuple[float, str]]], targets: dict[str, Fraction],
-                       epsilon: float, partitions: int = 3) -> dict[str, list[bool]]:
+def select_distributed(
+    regions: dict[str, list[tuple[float, str]]],
+    targets: dict[str, Fraction],
+    epsilon: float,
+    partitions: int = 3,
+) -> dict[str, list[bool]]:
     """The distributed algorithm run in memory, for tests and documentation.
 
     The sketch is built in ``partitions`` pieces and merged, as workers would.

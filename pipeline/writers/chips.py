@@ -50,5 +50,6 @@ class WriteChips(beam.PTransform):
             file_name_suffix=contracts.shard_suffix(self.compression),
             num_shards=self.num_shards,
             shard_name_template=contracts.SHARD_TEMPLATE,
-            compression_type=CompressionTypes.GZIP if gzip else CompressionTypes.UNCOMPRESSED)
+            compression_type=CompressionTypes.GZIP if gzip else CompressionTypes.UNCOMPRESSED,
+        )
         return written | "ReplaceOlder" >> RemoveStaleShards(shard_glob(self.prefix))

@@ -32,8 +32,11 @@ LAYER = "footprints"
 TABLES = ("classified", "footprints")
 
 #: (value of is_residential, label, fill colour r,g,b) of the style's categories.
-CATEGORIES = (("1", "residential", "215,48,39"), ("0", "non-residential", "69,117,180"),
-              ("", "not classified", "160,160,160"))
+CATEGORIES = (
+    ("1", "residential", "215,48,39"),
+    ("0", "non-residential", "69,117,180"),
+    ("", "not classified", "160,160,160"),
+)
 
 
 def source_table(run_dir: str) -> str:
@@ -44,7 +47,8 @@ def source_table(run_dir: str) -> str:
             return folder
     raise ConfigError(
         f"{run_dir!r} holds neither classified/ nor footprints/; pass the --output folder of "
-        "a finished `footprints segment` run")
+        "a finished `footprints segment` run"
+    )
 
 
 def style_qml(field: str = "is_residential") -> str:
@@ -57,8 +61,7 @@ def style_qml(field: str = "is_residential") -> str:
     """
     symbols, categories = [], []
     for i, (value, label, rgb) in enumerate(CATEGORIES):
-        categories.append(f'<category render="true" symbol="{i}" value="{value}" '
-                          f'label="{label}"/>')
+        categories.append(f'<category render="true" symbol="{i}" value="{value}" label="{label}"/>')
         symbols.append(
             f'<symbol type="fill" name="{i}" alpha="0.6" force_rhr="0" clip_to_extent="1">'
             f'<layer class="SimpleFill" enabled="1" pass="0" locked="0"><Option type="Map">'
@@ -66,15 +69,18 @@ def style_qml(field: str = "is_residential") -> str:
             f'<Option name="outline_color" value="35,35,35,255" type="QString"/>'
             f'<Option name="outline_width" value="0.26" type="QString"/>'
             f'<Option name="style" value="solid" type="QString"/>'
-            f'</Option></layer></symbol>')
-    return ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-            '<qgis version="3.34" styleCategories="Symbology">\n'
-            f'<renderer-v2 type="categorizedSymbol" attr="to_int(&quot;{field}&quot;)" '
-            'enableorderby="0" '
-            'forceraster="0" symbollevels="0">\n'
-            f"<categories>{''.join(categories)}</categories>\n"
-            f"<symbols>{''.join(symbols)}</symbols>\n"
-            "</renderer-v2>\n</qgis>\n")
+            f"</Option></layer></symbol>"
+        )
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.34" styleCategories="Symbology">\n'
+        f'<renderer-v2 type="categorizedSymbol" attr="to_int(&quot;{field}&quot;)" '
+        'enableorderby="0" '
+        'forceraster="0" symbollevels="0">\n'
+        f"<categories>{''.join(categories)}</categories>\n"
+        f"<symbols>{''.join(symbols)}</symbols>\n"
+        "</renderer-v2>\n</qgis>\n"
+    )
 
 
 def _add_layer_style(path: str, qml: str, field: str) -> None:
@@ -86,13 +92,18 @@ def _add_layer_style(path: str, qml: str, field: str) -> None:
             "f_table_catalog TEXT(256), f_table_schema TEXT(256), f_table_name TEXT(256), "
             "f_geometry_column TEXT(256), styleName TEXT(30), styleQML TEXT, styleSLD TEXT, "
             "useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30), "
-            "update_time DATETIME DEFAULT CURRENT_TIMESTAMP)")
-        db.execute("INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, "
-                   "f_geometry_column, styleName, styleQML, styleSLD, useAsDefault, "
-                   "description) VALUES ('', '', ?, 'geometry', ?, ?, '', 1, ?)",
-                   (LAYER, f"{LAYER} by {field}", qml, f"{field}: residential vs not"))
-        db.execute("INSERT OR REPLACE INTO gpkg_contents (table_name, data_type, identifier) "
-                   "VALUES ('layer_styles', 'attributes', 'layer_styles')")
+            "update_time DATETIME DEFAULT CURRENT_TIMESTAMP)"
+        )
+        db.execute(
+            "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, "
+            "f_geometry_column, styleName, styleQML, styleSLD, useAsDefault, "
+            "description) VALUES ('', '', ?, 'geometry', ?, ?, '', 1, ?)",
+            (LAYER, f"{LAYER} by {field}", qml, f"{field}: residential vs not"),
+        )
+        db.execute(
+            "INSERT OR REPLACE INTO gpkg_contents (table_name, data_type, identifier) "
+            "VALUES ('layer_styles', 'attributes', 'layer_styles')"
+        )
 
 
 def export_footprints(run_dir: str, fmt: str, output: str | None = None) -> dict:
@@ -132,16 +143,26 @@ def export_footprints(run_dir: str, fmt: str, output: str | None = None) -> dict
     options = {"RFC7946": "YES"} if fmt == "geojson" else None
     import shapely
 
-    types = set(shapely.get_type_id(shapely.from_wkb(
-        table.column("geometry").to_numpy(zero_copy_only=False))).tolist())
+    types = set(
+        shapely.get_type_id(
+            shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+        ).tolist()
+    )
     # One declared type (QGIS then knows the layer's type up front): Polygon,
     # or MultiPolygon when a building was split, the rest promoted to it.
     kind = "Polygon" if types <= {3} else "MultiPolygon"
     if kind == "MultiPolygon":
         table = _promote_to_multi(table)
-    pyogrio.write_arrow(table.replace_schema_metadata(None), output, layer=LAYER,
-                        driver=FORMATS[fmt], geometry_name="geometry",
-                        geometry_type=kind, crs=crs, layer_options=options)
+    pyogrio.write_arrow(
+        table.replace_schema_metadata(None),
+        output,
+        layer=LAYER,
+        driver=FORMATS[fmt],
+        geometry_name="geometry",
+        geometry_type=kind,
+        crs=crs,
+        layer_options=options,
+    )
     field = "is_residential"
     qml = style_qml(field)
     style = os.path.splitext(output)[0] + ".qml"
@@ -149,8 +170,7 @@ def export_footprints(run_dir: str, fmt: str, output: str | None = None) -> dict
         f.write(qml)
     if fmt == "gpkg":
         _add_layer_style(output, qml, field)
-    return {"path": output, "style": style, "features": table.num_rows, "crs": crs,
-            "table": folder}
+    return {"path": output, "style": style, "features": table.num_rows, "crs": crs, "table": folder}
 
 
 def _promote_to_multi(table: pa.Table) -> pa.Table:
@@ -159,8 +179,9 @@ def _promote_to_multi(table: pa.Table) -> pa.Table:
     geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
     multi = [g if g.geom_type == "MultiPolygon" else shapely.MultiPolygon([g]) for g in geoms]
     index = table.schema.get_field_index("geometry")
-    return table.set_column(index, table.schema.field(index),
-                            pa.array(shapely.to_wkb(multi).tolist(), pa.binary()))
+    return table.set_column(
+        index, table.schema.field(index), pa.array(shapely.to_wkb(multi).tolist(), pa.binary())
+    )
 
 
 def _to_lonlat(table: pa.Table, crs: str) -> pa.Table:
@@ -171,5 +192,6 @@ def _to_lonlat(table: pa.Table, crs: str) -> pa.Table:
     geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
     moved = geo.orient_ccw(geo.to_lonlat(geoms, crs))
     index = table.schema.get_field_index("geometry")
-    return table.set_column(index, table.schema.field(index),
-                            pa.array(shapely.to_wkb(moved).tolist(), pa.binary()))
+    return table.set_column(
+        index, table.schema.field(index), pa.array(shapely.to_wkb(moved).tolist(), pa.binary())
+    )

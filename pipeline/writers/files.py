@@ -45,14 +45,24 @@ from apache_beam.io.filesystems import FileSystems
 from footprints.errors import ConfigError
 
 #: What any footprints run writes into its output folder (score, segment, report).
-FOLDER_OUTPUTS = frozenset({
-    "summary.json", "report.html", "masks", "stac", "truth",
-    *(f"{table}{suffix}" for table in ("scores", "errors", "footprints", "classified")
-      for suffix in ("", ".csv", ".bigquery.json")),
-})
+FOLDER_OUTPUTS = frozenset(
+    {
+        "summary.json",
+        "report.html",
+        "masks",
+        "stac",
+        "truth",
+        *(
+            f"{table}{suffix}"
+            for table in ("scores", "errors", "footprints", "classified")
+            for suffix in ("", ".csv", ".bigquery.json")
+        ),
+    }
+)
 #: Names beside a prepare prefix ``P``: ``P-00000-of-00004.tfrecord[.gz]``, ``P-errors``, ...
 _PREFIX_OUTPUT = re.compile(
-    r"-(\d{5}-of-\d{5}\.tfrecord(\.gz)?|errors(\.bigquery\.json)?|summary\.json)$")
+    r"-(\d{5}-of-\d{5}\.tfrecord(\.gz)?|errors(\.bigquery\.json)?|summary\.json)$"
+)
 #: Temporary names of an interrupted atomic write (see :func:`write_json_atomic`).
 _TMP = re.compile(r"\.tmp-[0-9a-f]{32}$")
 _GCS = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
@@ -97,9 +107,11 @@ class RemoveStaleShards(beam.PTransform):
         super().__init__()
 
     def expand(self, written):
-        return (written
-                | "AllWritten" >> beam.combiners.ToList()
-                | "DeleteStale" >> beam.Map(remove_stale_shards, self.pattern))
+        return (
+            written
+            | "AllWritten" >> beam.combiners.ToList()
+            | "DeleteStale" >> beam.Map(remove_stale_shards, self.pattern)
+        )
 
 
 def write_json_atomic(path: str, obj: Any) -> str:
@@ -123,8 +135,9 @@ class WriteJson(beam.PTransform):
         super().__init__()
 
     def expand(self, pcoll):
-        return pcoll | "WriteJsonFile" >> beam.Map(lambda obj, path: write_json_atomic(path, obj),
-                                                   self.path)
+        return pcoll | "WriteJsonFile" >> beam.Map(
+            lambda obj, path: write_json_atomic(path, obj), self.path
+        )
 
 
 def read_json(path: str) -> Any:
@@ -151,8 +164,11 @@ class OutputLocation:
         """The folder the outputs lie in; ``files`` in summary.json are relative to it."""
         if not self.prefix:
             return self.path.rstrip("/") or "/"
-        return posixpath.dirname(self.path) if "://" in self.path else (
-            os.path.dirname(self.path) or ".")
+        return (
+            posixpath.dirname(self.path)
+            if "://" in self.path
+            else (os.path.dirname(self.path) or ".")
+        )
 
     @property
     def summary_path(self) -> str:
@@ -162,16 +178,19 @@ class OutputLocation:
     def of_summary(cls, summary_path: str) -> OutputLocation:
         """The location a run's ``summary.json`` belongs to (its name tells the layout)."""
         if summary_path.endswith("-summary.json"):
-            return cls(summary_path[:-len("-summary.json")], prefix=True)
-        return cls(posixpath.dirname(summary_path) if "://" in summary_path
-                   else os.path.dirname(summary_path))
+            return cls(summary_path[: -len("-summary.json")], prefix=True)
+        return cls(
+            posixpath.dirname(summary_path)
+            if "://" in summary_path
+            else os.path.dirname(summary_path)
+        )
 
     def recognises(self, name: str) -> bool:
         """Whether ``name`` (an entry of :attr:`folder`) is something a run writes here."""
         name = _TMP.sub("", name)
         if self.prefix:
             base = posixpath.basename(self.path)
-            return name.startswith(base) and bool(_PREFIX_OUTPUT.fullmatch(name[len(base):]))
+            return name.startswith(base) and bool(_PREFIX_OUTPUT.fullmatch(name[len(base) :]))
         return name in FOLDER_OUTPUTS
 
     def owns(self, name: str) -> bool:
@@ -184,30 +203,38 @@ def _entries(folder: str) -> list[str]:
     if "://" not in folder:
         return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     matched = FileSystems.match([join(folder, "**")])[0].metadata_list
-    return sorted({m.path[len(folder.rstrip("/")) + 1:].split("/", 1)[0] for m in matched})
+    return sorted({m.path[len(folder.rstrip("/")) + 1 :].split("/", 1)[0] for m in matched})
 
 
 def _check_local(folder: str, what: str) -> None:
     """``folder`` (to be created if needed) can hold this run's files."""
     path = os.path.abspath(folder)
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError(f"{what}: {folder!r} is a file, not a folder; pass a folder path "
-                          "(it is created if needed) or delete the file")
+        raise ConfigError(
+            f"{what}: {folder!r} is a file, not a folder; pass a folder path "
+            "(it is created if needed) or delete the file"
+        )
     parent = path
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise ConfigError(f"{what}: {folder!r} lies under {parent!r}, which is a file; pass a "
-                          "path whose parents are folders")
+        raise ConfigError(
+            f"{what}: {folder!r} lies under {parent!r}, which is a file; pass a "
+            "path whose parents are folders"
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what}: cannot write in {parent!r} (permission denied); pass a "
-                          "folder you can write to, or fix its permissions")
+        raise ConfigError(
+            f"{what}: cannot write in {parent!r} (permission denied); pass a "
+            "folder you can write to, or fix its permissions"
+        )
 
 
 def _check_gcs(folder: str, what: str) -> None:
     if not _GCS.match(folder):
-        raise ConfigError(f"{what}: {folder!r} is not a valid gs:// path; write "
-                          "gs://BUCKET/path with a lower-case bucket name")
+        raise ConfigError(
+            f"{what}: {folder!r} is not a valid gs:// path; write "
+            "gs://BUCKET/path with a lower-case bucket name"
+        )
     try:
         import google.auth
 
@@ -217,8 +244,10 @@ def _check_gcs(folder: str, what: str) -> None:
     try:
         FileSystems.match([join(folder, "*")])
     except Exception as exc:
-        raise ConfigError(f"{what}: {folder!r} cannot be listed ({type(exc).__name__}: "
-                          f"{exc}); check the bucket name and your access to it") from None
+        raise ConfigError(
+            f"{what}: {folder!r} cannot be listed ({type(exc).__name__}: "
+            f"{exc}); check the bucket name and your access to it"
+        ) from None
 
 
 def check_output(location: OutputLocation, overwrite: bool = False) -> None:
@@ -231,8 +260,10 @@ def check_output(location: OutputLocation, overwrite: bool = False) -> None:
     """
     what = "--output"
     if location.prefix and location.path.endswith(("/", os.sep)):
-        raise ConfigError(f"{what} {location.path!r} must be a path prefix such as "
-                          "out/chips/area (shards become out/chips/area-00000-of-...)")
+        raise ConfigError(
+            f"{what} {location.path!r} must be a path prefix such as "
+            "out/chips/area (shards become out/chips/area-00000-of-...)"
+        )
     folder = location.folder
     if folder.startswith("gs://"):
         _check_gcs(folder, what)
@@ -246,7 +277,8 @@ def check_output(location: OutputLocation, overwrite: bool = False) -> None:
         raise ConfigError(
             f"{what} {location.path!r} holds {len(strange)} entries no footprints run "
             f"writes ({shown}); a run replaces its output folder, so pass an empty or new "
-            "folder, or add --overwrite to delete them")
+            "folder, or add --overwrite to delete them"
+        )
 
 
 def claim_output(location: OutputLocation, overwrite: bool = False) -> list[str]:
@@ -257,8 +289,9 @@ def claim_output(location: OutputLocation, overwrite: bool = False) -> list[str]
     stays unless ``overwrite``. The folder is created.
     """
     folder = location.folder
-    names = [n for n in _entries(folder)
-             if location.owns(n) and (overwrite or location.recognises(n))]
+    names = [
+        n for n in _entries(folder) if location.owns(n) and (overwrite or location.recognises(n))
+    ]
     for name in names:
         path = join(folder, name)
         if "://" not in path:
@@ -288,10 +321,13 @@ def written_files(location: OutputLocation) -> list[str]:
     folder = location.folder.rstrip("/") or "/"
     if "://" in folder:
         matched = FileSystems.match([join(folder, "**")])[0].metadata_list
-        paths = [m.path[len(folder) + 1:] for m in matched]
+        paths = [m.path[len(folder) + 1 :] for m in matched]
     else:
-        paths = [os.path.relpath(os.path.join(d, f), folder).replace(os.sep, "/")
-                 for d, _, names in os.walk(folder) for f in names]
+        paths = [
+            os.path.relpath(os.path.join(d, f), folder).replace(os.sep, "/")
+            for d, _, names in os.walk(folder)
+            for f in names
+        ]
     files = [p for p in paths if location.owns(p.split("/", 1)[0]) and not _TMP.search(p)]
     summary = posixpath.basename(location.summary_path)
     return sorted(f for f in files if f != summary)

@@ -29,8 +29,7 @@ from footprints.errors import ConfigError
 from pipeline.writers import geo
 
 #: The classification columns ``classified/`` takes from a ``scores/`` row.
-SCORE_COLUMNS = ("region", "score", "percentile", "is_residential", "threshold",
-                 "target_fraction")
+SCORE_COLUMNS = ("region", "score", "percentile", "is_residential", "threshold", "target_fraction")
 
 
 def parse_imagery_date(text: str) -> datetime.date:
@@ -38,8 +37,9 @@ def parse_imagery_date(text: str) -> datetime.date:
     try:
         return datetime.date.fromisoformat(text)
     except (TypeError, ValueError):
-        raise ConfigError(f"--imagery-date {text!r} is not a date; write it as YYYY-MM-DD, "
-                          "for example 2024-06-30") from None
+        raise ConfigError(
+            f"--imagery-date {text!r} is not a date; write it as YYYY-MM-DD, for example 2024-06-30"
+        ) from None
 
 
 def tiff_date(path: str) -> datetime.date | None:
@@ -57,8 +57,13 @@ def tiff_date(path: str) -> datetime.date | None:
         return None  # absent or not the TIFF format: unknown, not a guess
 
 
-def footprint_row(row: Mapping[str, Any], crs: str | None, model_id: str, run_id: str,
-                  dates: Mapping[str, datetime.date | None]) -> dict[str, Any]:
+def footprint_row(
+    row: Mapping[str, Any],
+    crs: str | None,
+    model_id: str,
+    run_id: str,
+    dates: Mapping[str, datetime.date | None],
+) -> dict[str, Any]:
     """The ``footprints/`` row (:data:`FOOTPRINTS_SCHEMA`) of a polygonized building.
 
     Args:
@@ -73,14 +78,19 @@ def footprint_row(row: Mapping[str, Any], crs: str | None, model_id: str, run_id
 
     geom = geo.orient_ccw([shapely.from_wkb(row["geometry"])])
     lon, lat = geo.lonlat_centroids(geom, crs)
-    return {**row, "footprint_id": geo.stable_ids(geom, crs)[0],
-            "centroid_lon": float(lon[0]), "centroid_lat": float(lat[0]),
-            "segmenter_model_id": model_id, "run_id": run_id,
-            "imagery_date": dates.get(row["tile"]), "geometry": shapely.to_wkb(geom[0])}
+    return {
+        **row,
+        "footprint_id": geo.stable_ids(geom, crs)[0],
+        "centroid_lon": float(lon[0]),
+        "centroid_lat": float(lat[0]),
+        "segmenter_model_id": model_id,
+        "run_id": run_id,
+        "imagery_date": dates.get(row["tile"]),
+        "geometry": shapely.to_wkb(geom[0]),
+    }
 
 
-def classified_row(item: tuple[str, Mapping[str, Iterable]], classifier_id: str
-                   ) -> dict[str, Any]:
+def classified_row(item: tuple[str, Mapping[str, Iterable]], classifier_id: str) -> dict[str, Any]:
     """One ``classified/`` row from a footprint and its scores row (if it was scored).
 
     ``item`` is a CoGroupByKey result ``(id, {"footprint": [row], "score": [row]})``.
@@ -88,8 +98,7 @@ def classified_row(item: tuple[str, Mapping[str, Iterable]], classifier_id: str
     footprint_id, joined = item
     (footprint,) = list(joined["footprint"])
     scores = list(joined["score"])
-    out = {name: footprint[name] for name in contracts.CLASSIFIED_SCHEMA.names
-           if name in footprint}
+    out = {name: footprint[name] for name in contracts.CLASSIFIED_SCHEMA.names if name in footprint}
     score = scores[0] if scores else {}
     out.update({name: score.get(name) for name in SCORE_COLUMNS})
     out["classifier_model_id"] = classifier_id if scores else None

@@ -63,8 +63,10 @@ def check_crs(crs: str, flag: str = "--output-crs") -> str:
     try:
         pyproj.CRS.from_user_input(crs)
     except pyproj.exceptions.CRSError as exc:
-        raise ConfigError(f"{flag} {crs!r} is not a CRS ({exc}); use e.g. EPSG:4326 "
-                          "(lon/lat, what BigQuery needs) or the tiles' EPSG code") from None
+        raise ConfigError(
+            f"{flag} {crs!r} is not a CRS ({exc}); use e.g. EPSG:4326 "
+            "(lon/lat, what BigQuery needs) or the tiles' EPSG code"
+        ) from None
     return crs
 
 
@@ -110,8 +112,9 @@ def to_lonlat(geoms, crs: str | None):
     if crs is None or crs == WGS84:
         return np.asarray(geoms, dtype=object)
     t = transformer(crs, WGS84)
-    return shapely.transform(np.asarray(geoms, dtype=object), lambda xy: np.column_stack(
-        t.transform(xy[:, 0], xy[:, 1])))
+    return shapely.transform(
+        np.asarray(geoms, dtype=object), lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1]))
+    )
 
 
 def quadkeys(lon: np.ndarray, lat: np.ndarray, level: int = QUADKEY_LEVEL) -> list[str]:
@@ -142,8 +145,9 @@ def stable_ids(geoms, crs: str | None) -> list[str]:
     return out
 
 
-def hilbert_keys(x: np.ndarray, y: np.ndarray, extent: Sequence[float],
-                 order: int = HILBERT_ORDER) -> np.ndarray:
+def hilbert_keys(
+    x: np.ndarray, y: np.ndarray, extent: Sequence[float], order: int = HILBERT_ORDER
+) -> np.ndarray:
     """Distances along a Hilbert curve of ``order`` over ``extent`` (xmin, ymin, xmax, ymax).
 
     The classic xy-to-d walk, vectorized: at each level the quadrant adds
@@ -154,10 +158,12 @@ def hilbert_keys(x: np.ndarray, y: np.ndarray, extent: Sequence[float],
     xmin, ymin, xmax, ymax = extent
     span_x, span_y = max(xmax - xmin, 1e-12), max(ymax - ymin, 1e-12)
     missing = ~(np.isfinite(x) & np.isfinite(y))
-    xi = np.clip(((np.nan_to_num(x, nan=xmin) - xmin) / span_x * (n - 1)).astype(np.int64),
-                 0, n - 1)
-    yi = np.clip(((np.nan_to_num(y, nan=ymin) - ymin) / span_y * (n - 1)).astype(np.int64),
-                 0, n - 1)
+    xi = np.clip(
+        ((np.nan_to_num(x, nan=xmin) - xmin) / span_x * (n - 1)).astype(np.int64), 0, n - 1
+    )
+    yi = np.clip(
+        ((np.nan_to_num(y, nan=ymin) - ymin) / span_y * (n - 1)).astype(np.int64), 0, n - 1
+    )
     d = np.zeros(len(xi), dtype=np.int64)
     s = n >> 1
     while s > 0:

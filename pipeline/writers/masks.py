@@ -33,12 +33,17 @@ class _WriteMaskFn(beam.DoFn):
 
     def process(self, mask: TileMask):
         tile = mask.tile
-        path = write_mask_cog(mask_path(self._dir, tile.scene), mask, self._threshold,
-                              self._tags)
+        path = write_mask_cog(mask_path(self._dir, tile.scene), mask, self._threshold, self._tags)
         self._written.inc()
-        yield MaskEntry(path=path, crs=tile.crs, transform=tile.transform, width=tile.width,
-                        height=tile.height, count=1 if self._threshold is None else 2,
-                        masked=mask.valid is not None)
+        yield MaskEntry(
+            path=path,
+            crs=tile.crs,
+            transform=tile.transform,
+            width=tile.width,
+            height=tile.height,
+            count=1 if self._threshold is None else 2,
+            masked=mask.valid is not None,
+        )
 
 
 def finish_masks(entries: list[MaskEntry], masks_dir: str, binary: bool) -> dict:
@@ -75,9 +80,11 @@ class WriteMasks(beam.PTransform):
 
     def expand(self, masks):
         entries = masks | "WriteCOG" >> beam.ParDo(
-            _WriteMaskFn(self.masks_dir, self.threshold, self.tags))
-        written = (entries
-                   | "AllMasks" >> beam.combiners.ToList()
-                   | "Mosaic" >> beam.Map(finish_masks, self.masks_dir,
-                                          self.threshold is not None))
+            _WriteMaskFn(self.masks_dir, self.threshold, self.tags)
+        )
+        written = (
+            entries
+            | "AllMasks" >> beam.combiners.ToList()
+            | "Mosaic" >> beam.Map(finish_masks, self.masks_dir, self.threshold is not None)
+        )
         return {"entries": entries, "written": written}

@@ -35,8 +35,8 @@ from footprints import contracts
 from footprints.errors import ConfigError
 from pipeline.thresholds import LabelledBatch, RegionResult
 from pipeline.thresholds.expected import rank_warnings, regions_with_stats
-from pipeline.writers.files import WriteJson, join
 from pipeline.writers import geo
+from pipeline.writers.files import WriteJson, join
 from pipeline.writers.tables import (
     WriteErrors,
     WriteGeoTable,
@@ -57,6 +57,7 @@ _BQ_TABLE_RE = re.compile(r"^[A-Za-z0-9.:_-]+:[A-Za-z0-9_]+\.[A-Za-z0-9_$-]+$")
 # --------------------------------------------------------------------------
 # Rows
 # --------------------------------------------------------------------------
+
 
 def reproject_wkbs(wkbs: list[bytes], src: str, dst: str) -> list[bytes]:
     """WKB geometries from CRS ``src`` to ``dst`` (x/y order, as GIS software writes).
@@ -83,8 +84,9 @@ def reproject_wkb(wkb: bytes, src: str, dst: str) -> bytes:
     return reproject_wkbs([wkb], src, dst)[0]
 
 
-def score_rows(labelled: LabelledBatch, model_id: str, run_id: str,
-               crs: str | None = None) -> list[dict[str, Any]]:
+def score_rows(
+    labelled: LabelledBatch, model_id: str, run_id: str, crs: str | None = None
+) -> list[dict[str, Any]]:
     """The rows of ``scores/`` (``SCORES_SCHEMA``) of a labelled batch.
 
     Args:
@@ -103,23 +105,44 @@ def score_rows(labelled: LabelledBatch, model_id: str, run_id: str,
             if meta.wkb is not None and meta.crs and meta.crs != crs:
                 moved.setdefault(meta.crs, []).append(i)
         for src, positions in moved.items():
-            for i, wkb in zip(positions, reproject_wkbs([geometries[i] for i in positions],
-                                                        src, crs)):
+            for i, wkb in zip(
+                positions, reproject_wkbs([geometries[i] for i in positions], src, crs)
+            ):
                 geometries[i] = wkb
     lon, lat, geometries = geometry_columns(geometries, crs)
     return [
-        {"footprint_id": meta.footprint_id, "region": meta.region, "score": score,
-         "percentile": pct, "is_residential": residential, "label": meta.label,
-         "threshold": threshold, "target_fraction": target, "model_id": model_id,
-         "run_id": run_id, "centroid_lon": x, "centroid_lat": y, "geometry": geometry}
+        {
+            "footprint_id": meta.footprint_id,
+            "region": meta.region,
+            "score": score,
+            "percentile": pct,
+            "is_residential": residential,
+            "label": meta.label,
+            "threshold": threshold,
+            "target_fraction": target,
+            "model_id": model_id,
+            "run_id": run_id,
+            "centroid_lon": x,
+            "centroid_lat": y,
+            "geometry": geometry,
+        }
         for meta, score, pct, residential, threshold, target, x, y, geometry in zip(
-            metas, labelled.scores.tolist(), labelled.percentiles.tolist(),
-            labelled.is_residential.tolist(), labelled.thresholds.tolist(),
-            labelled.targets.tolist(), lon, lat, geometries)]
+            metas,
+            labelled.scores.tolist(),
+            labelled.percentiles.tolist(),
+            labelled.is_residential.tolist(),
+            labelled.thresholds.tolist(),
+            labelled.targets.tolist(),
+            lon,
+            lat,
+            geometries,
+        )
+    ]
 
 
-def geometry_columns(wkbs: list[bytes | None], crs: str | None
-                     ) -> tuple[list[float | None], list[float | None], list[bytes | None]]:
+def geometry_columns(
+    wkbs: list[bytes | None], crs: str | None
+) -> tuple[list[float | None], list[float | None], list[bytes | None]]:
     """Centroid lon/lat (EPSG:4326) and counterclockwise WKB of polygons in ``crs``.
 
     One shapely parse and one pyproj call for the batch; missing geometries
@@ -132,8 +155,11 @@ def geometry_columns(wkbs: list[bytes | None], crs: str | None
     geoms = geo.orient_ccw(shapely.from_wkb(np.array(wkbs, dtype=object)))
     lon, lat = geo.lonlat_centroids(geoms, crs)
     out = [None if g is None else shapely.to_wkb(g) for g in geoms]
-    return ([None if np.isnan(v) else float(v) for v in lon],
-            [None if np.isnan(v) else float(v) for v in lat], out)
+    return (
+        [None if np.isnan(v) else float(v) for v in lon],
+        [None if np.isnan(v) else float(v) for v in lat],
+        out,
+    )
 
 
 def scores_schema(crs: str | None):
@@ -162,7 +188,8 @@ def csv_line(row: Mapping[str, Any], columns: list[str] = CSV_COLUMNS) -> str:
         values["geometry"] = shapely.from_wkb(values["geometry"]).wkt
     buf = io.StringIO()
     csv.writer(buf, lineterminator="").writerow(
-        ["" if values.get(c) is None else values[c] for c in columns])
+        ["" if values.get(c) is None else values[c] for c in columns]
+    )
     return buf.getvalue()
 
 
@@ -180,17 +207,21 @@ class WriteCsv(beam.PTransform):
         super().__init__()
 
     def expand(self, rows):
-        return (rows
-                | "CsvLine" >> beam.Map(csv_line, self.columns)
-                | "WriteCsv" >> beam.io.WriteToText(
-                    self.path, num_shards=1, shard_name_template="",
-                    header=",".join(self.columns))
-                | "CsvDone" >> beam.combiners.ToList())
+        return (
+            rows
+            | "CsvLine" >> beam.Map(csv_line, self.columns)
+            | "WriteCsv"
+            >> beam.io.WriteToText(
+                self.path, num_shards=1, shard_name_template="", header=",".join(self.columns)
+            )
+            | "CsvDone" >> beam.combiners.ToList()
+        )
 
 
 # --------------------------------------------------------------------------
 # BigQuery
 # --------------------------------------------------------------------------
+
 
 def bigquery_load_schema(schema) -> dict:
     """The BigQuery schema of the rows :class:`WriteScoresBigQuery` loads from ``schema``.
@@ -200,8 +231,9 @@ def bigquery_load_schema(schema) -> dict:
     since BigQuery's JSON loads reject inf.
     """
     fields = bigquery_schema(geoparquet_schema(schema, None), covering=False)["fields"]
-    return {"fields": [{**f, "mode": "NULLABLE"} if f["name"] == "threshold" else f
-                       for f in fields]}
+    return {
+        "fields": [{**f, "mode": "NULLABLE"} if f["name"] == "threshold" else f for f in fields]
+    }
 
 
 BIGQUERY_SCHEMA = bigquery_load_schema(contracts.SCORES_SCHEMA)
@@ -212,7 +244,8 @@ def check_bigquery_table(table: str) -> str:
     if not _BQ_TABLE_RE.match(table):
         raise ConfigError(
             f"--bigquery-table {table!r} must be PROJECT:DATASET.TABLE, for example "
-            "my-project:footprints.scores")
+            "my-project:footprints.scores"
+        )
     return table
 
 
@@ -251,28 +284,39 @@ class WriteScoresBigQuery(beam.PTransform):
         super().__init__()
 
     def expand(self, rows):
-        return (rows
-                | "ToBigQueryRow" >> beam.Map(bigquery_row, self.crs)
-                | "WriteBigQuery" >> beam.io.WriteToBigQuery(
-                    self.table, schema=self.schema,
-                    method=beam.io.WriteToBigQuery.Method.FILE_LOADS,
-                    create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
-                    # A rerun replaces the table, like the Parquet outputs.
-                    write_disposition=beam.io.BigQueryDisposition.WRITE_TRUNCATE))
+        return (
+            rows
+            | "ToBigQueryRow" >> beam.Map(bigquery_row, self.crs)
+            | "WriteBigQuery"
+            >> beam.io.WriteToBigQuery(
+                self.table,
+                schema=self.schema,
+                method=beam.io.WriteToBigQuery.Method.FILE_LOADS,
+                create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+                # A rerun replaces the table, like the Parquet outputs.
+                write_disposition=beam.io.BigQueryDisposition.WRITE_TRUNCATE,
+            )
+        )
 
 
 # --------------------------------------------------------------------------
 # Summary
 # --------------------------------------------------------------------------
 
+
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def build_summary(counts: Mapping[str, int], regions: list[RegionResult],
-                  residential: Mapping[str, int], errors_by_reason: Mapping[str, int],
-                  duplicates: Mapping[str, Any], run: Mapping[str, Any],
-                  warnings: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
+def build_summary(
+    counts: Mapping[str, int],
+    regions: list[RegionResult],
+    residential: Mapping[str, int],
+    errors_by_reason: Mapping[str, int],
+    duplicates: Mapping[str, Any],
+    run: Mapping[str, Any],
+    warnings: Sequence[Mapping[str, str]] = (),
+) -> dict[str, Any]:
     """The ``summary.json`` document of a scoring run.
 
     Args:
@@ -291,7 +335,9 @@ def build_summary(counts: Mapping[str, int], regions: list[RegionResult],
     for r in sorted(regions):
         achieved = residential.get(r.region, 0)
         per_region[r.region] = {
-            "n": r.n, "k": r.k, "target_fraction": r.target_fraction,
+            "n": r.n,
+            "k": r.k,
+            "target_fraction": r.target_fraction,
             "residential": achieved,
             "achieved_fraction": achieved / r.n if r.n else None,
             "exact": achieved == r.k,
@@ -321,8 +367,11 @@ def build_summary(counts: Mapping[str, int], regions: list[RegionResult],
 def duplicate_report(id_counts: list[tuple[str, int]], limit: int = 20) -> dict[str, Any]:
     """``{"count": ids seen more than once, "records": their records, "examples": [...]}``."""
     dups = sorted((fid, n) for fid, n in id_counts if n > 1)
-    return {"count": len(dups), "records": sum(n for _, n in dups),
-            "examples": [{"footprint_id": f, "times": n} for f, n in dups[:limit]]}
+    return {
+        "count": len(dups),
+        "records": sum(n for _, n in dups),
+        "examples": [{"footprint_id": f, "times": n} for f, n in dups[:limit]],
+    }
 
 
 @dataclasses.dataclass
@@ -362,8 +411,13 @@ class WriteScoreOutputs(beam.PTransform):
     def expand(self, inputs):
         rows = inputs["scores"]
         written = [
-            write_table(rows, "Scores", join(self.output, SCORES_DIR), scores_schema(self.crs),
-                        self.num_shards),
+            write_table(
+                rows,
+                "Scores",
+                join(self.output, SCORES_DIR),
+                scores_schema(self.crs),
+                self.num_shards,
+            ),
             inputs["errors"] | "Errors" >> WriteErrors(join(self.output, ERRORS_DIR)),
         ]
         if self.csv:
@@ -371,27 +425,34 @@ class WriteScoreOutputs(beam.PTransform):
         if self.bigquery_table:
             rows | "BigQuery" >> WriteScoresBigQuery(self.bigquery_table, self.crs)
 
-        residential = (rows
-                       | "ResidentialRegion" >> beam.FlatMap(
-                           lambda r: [(r["region"], 1)] if r["is_residential"] else [])
-                       | "ResidentialCount" >> beam.CombinePerKey(sum))
-        reasons = (inputs["errors"]
-                   | "Reason" >> beam.Map(lambda e: (f"{e.stage}/{e.error}", 1))
-                   | "ReasonCount" >> beam.CombinePerKey(sum))
-        repeated = (rows
-                    | "Id" >> beam.Map(lambda r: (r["footprint_id"], 1))
-                    | "IdCount" >> beam.CombinePerKey(sum)
-                    | "Repeated" >> beam.Filter(lambda kv: kv[1] > 1))
+        residential = (
+            rows
+            | "ResidentialRegion"
+            >> beam.FlatMap(lambda r: [(r["region"], 1)] if r["is_residential"] else [])
+            | "ResidentialCount" >> beam.CombinePerKey(sum)
+        )
+        reasons = (
+            inputs["errors"]
+            | "Reason" >> beam.Map(lambda e: (f"{e.stage}/{e.error}", 1))
+            | "ReasonCount" >> beam.CombinePerKey(sum)
+        )
+        repeated = (
+            rows
+            | "Id" >> beam.Map(lambda r: (r["footprint_id"], 1))
+            | "IdCount" >> beam.CombinePerKey(sum)
+            | "Repeated" >> beam.Filter(lambda kv: kv[1] > 1)
+        )
         # The summary waits on every write (side inputs), so it appears last.
         done = [beam.pvalue.AsList(w) for w in written]
-        summary = (inputs["counts"]
-                   | "Summary" >> beam.Map(
-                       lambda counts, regions, res, why, dups, run, *_: build_summary(
-                           counts, regions, dict(res), dict(why), duplicate_report(dups), run,
-                           self.warnings),
-                       beam.pvalue.AsList(inputs["regions"]), beam.pvalue.AsList(residential),
-                       beam.pvalue.AsList(reasons), beam.pvalue.AsList(repeated),
-                       {**self.run_info, "run_id": self.run_id, "model_id": self.model_id},
-                       *done))
+        summary = inputs["counts"] | "Summary" >> beam.Map(
+            lambda counts, regions, res, why, dups, run, *_: build_summary(
+                counts, regions, dict(res), dict(why), duplicate_report(dups), run, self.warnings
+            ),
+            beam.pvalue.AsList(inputs["regions"]),
+            beam.pvalue.AsList(residential),
+            beam.pvalue.AsList(reasons),
+            beam.pvalue.AsList(repeated),
+            {**self.run_info, "run_id": self.run_id, "model_id": self.model_id},
+            *done,
+        )
         return summary | "WriteSummary" >> WriteJson(join(self.output, SUMMARY_FILE))
-

@@ -49,39 +49,64 @@ def mask_item(entry, output: str, date: datetime.date | None, run_time: datetime
 
     scene = posixpath.splitext(posixpath.basename(entry.path))[0]
     left, bottom, right, top = array_bounds(entry.height, entry.width, Affine(*entry.transform))
-    footprint = geo.orient_ccw(geo.to_lonlat(
-        [shapely.box(left, bottom, right, top).segmentize(
-            max(right - left, top - bottom) / 16)], entry.crs))[0]
-    when = (datetime.datetime.combine(date, datetime.time(), datetime.UTC)
-            if date else run_time)
+    footprint = geo.orient_ccw(
+        geo.to_lonlat(
+            [
+                shapely.box(left, bottom, right, top).segmentize(
+                    max(right - left, top - bottom) / 16
+                )
+            ],
+            entry.crs,
+        )
+    )[0]
+    when = datetime.datetime.combine(date, datetime.time(), datetime.UTC) if date else run_time
     item = pystac.Item(
-        id=scene, geometry=shapely.geometry.mapping(footprint), bbox=list(footprint.bounds),
+        id=scene,
+        geometry=shapely.geometry.mapping(footprint),
+        bbox=list(footprint.bounds),
         datetime=when,
-        properties={"footprints:datetime_source": "imagery" if date else "processing"})
+        properties={"footprints:datetime_source": "imagery" if date else "processing"},
+    )
     item_dir = join(output, STAC_DIR, scene)
-    item.add_asset("mask", pystac.Asset(
-        href=_relative(entry.path, item_dir), media_type=pystac.MediaType.COG,
-        roles=["data"], title="building probability mask"))
+    item.add_asset(
+        "mask",
+        pystac.Asset(
+            href=_relative(entry.path, item_dir),
+            media_type=pystac.MediaType.COG,
+            roles=["data"],
+            title="building probability mask",
+        ),
+    )
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     proj.code = entry.crs if entry.crs.upper().startswith("EPSG:") else None
     if proj.code is None:
         proj.wkt2 = entry.crs
     proj.shape = [entry.height, entry.width]
     proj.transform = list(entry.transform)
-    bands = [RasterBand.create(nodata=None, data_type=DataType.UINT8, scale=PROBABILITY_SCALE,
-                               offset=0.0)]
+    bands = [
+        RasterBand.create(
+            nodata=None, data_type=DataType.UINT8, scale=PROBABILITY_SCALE, offset=0.0
+        )
+    ]
     if entry.count > 1:
         bands.append(RasterBand.create(data_type=DataType.UINT8, scale=1.0, offset=0.0))
     RasterExtension.ext(item.assets["mask"], add_if_missing=True).bands = bands
     item.assets["mask"].description = "bands: " + ", ".join(
-        [PROBABILITY_BAND, BINARY_BAND][:entry.count])
+        [PROBABILITY_BAND, BINARY_BAND][: entry.count]
+    )
     return item
 
 
-def write_catalog(written: Mapping[str, Any], entries: Sequence, output: str, run_id: str,
-                  model_id: str, dates: Mapping[str, datetime.date | None],
-                  tables: Mapping[str, list[str]],
-                  run_time: datetime.datetime | None = None) -> list[str]:
+def write_catalog(
+    written: Mapping[str, Any],
+    entries: Sequence,
+    output: str,
+    run_id: str,
+    model_id: str,
+    dates: Mapping[str, datetime.date | None],
+    tables: Mapping[str, list[str]],
+    run_time: datetime.datetime | None = None,
+) -> list[str]:
     """Writes ``stac/collection.json`` and one Item per mask; returns the files written.
 
     Args:
@@ -101,46 +126,62 @@ def write_catalog(written: Mapping[str, Any], entries: Sequence, output: str, ru
     del written
     run_time = run_time or datetime.datetime.now(datetime.UTC)
     stac_dir = join(output, STAC_DIR)
-    items = [mask_item(e, output, dates.get(_scene(e.path)), run_time)
-             for e in sorted(entries, key=lambda e: e.path)]
+    items = [
+        mask_item(e, output, dates.get(_scene(e.path)), run_time)
+        for e in sorted(entries, key=lambda e: e.path)
+    ]
     if items:
         boxes = [i.bbox for i in items]
-        bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes),
-                max(b[2] for b in boxes), max(b[3] for b in boxes)]
+        bbox = [
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        ]
         times = [i.datetime for i in items]
         interval = [min(times), max(times)]
     else:
         bbox, interval = [-180.0, -90.0, 180.0, 90.0], [run_time, run_time]
     collection = pystac.Collection(
-        id=run_id, description=f"Building masks and footprints of run {run_id} "
-                               f"(segmenter {model_id}).",
-        extent=pystac.Extent(pystac.SpatialExtent([bbox]),
-                             pystac.TemporalExtent([interval])),
-        license="other", extra_fields={"footprints:segmenter_model_id": model_id})
+        id=run_id,
+        description=f"Building masks and footprints of run {run_id} (segmenter {model_id}).",
+        extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([interval])),
+        license="other",
+        extra_fields={"footprints:segmenter_model_id": model_id},
+    )
     for name, files in sorted(tables.items()):
         for path in files:
             if not path.endswith(".parquet"):
                 continue
             key = f"{name}/{posixpath.splitext(posixpath.basename(path))[0]}"
-            collection.add_asset(key, pystac.Asset(
-                href=_relative(path, stac_dir), media_type=PARQUET_TYPE, roles=["data"],
-                title=f"{name} table" + ("" if len(files) == 1 else f" ({key})")))
+            collection.add_asset(
+                key,
+                pystac.Asset(
+                    href=_relative(path, stac_dir),
+                    media_type=PARQUET_TYPE,
+                    roles=["data"],
+                    title=f"{name} table" + ("" if len(files) == 1 else f" ({key})"),
+                ),
+            )
     collection_path = join(stac_dir, "collection.json")
     out = []
     collection_dict = collection.to_dict(include_self_link=False)
     collection_dict["links"] = [
         {"rel": "item", "href": f"./{item.id}/{item.id}.json", "type": "application/json"}
-        for item in items]
+        for item in items
+    ]
     for item in items:
         item_dict = item.to_dict(include_self_link=False)
         item_dict["collection"] = run_id
         item_dict["links"] = [
             {"rel": "collection", "href": "../collection.json", "type": "application/json"},
             {"rel": "parent", "href": "../collection.json", "type": "application/json"},
-            {"rel": "root", "href": "../collection.json", "type": "application/json"}]
+            {"rel": "root", "href": "../collection.json", "type": "application/json"},
+        ]
         out.append(write_json_atomic(join(stac_dir, item.id, f"{item.id}.json"), item_dict))
     collection_dict["links"].append(
-        {"rel": "root", "href": "./collection.json", "type": "application/json"})
+        {"rel": "root", "href": "./collection.json", "type": "application/json"}
+    )
     out.append(write_json_atomic(collection_path, collection_dict))
     # Items of tiles an earlier run into this folder had and this one has not.
     remove_stale_shards(out, join(stac_dir, "*", "*.json"))

@@ -74,11 +74,12 @@ class _FinishTable(beam.PTransform):
         super().__init__()
 
     def expand(self, written):
-        return (written
-                | "ReplaceOlder" >> RemoveStaleShards(table_pattern(self.directory, self.prefix))
-                | "BigQuerySchema" >> beam.Map(_write_bigquery_schema,
-                                               bigquery_schema_path(self.directory),
-                                               self.schema))
+        return (
+            written
+            | "ReplaceOlder" >> RemoveStaleShards(table_pattern(self.directory, self.prefix))
+            | "BigQuerySchema"
+            >> beam.Map(_write_bigquery_schema, bigquery_schema_path(self.directory), self.schema)
+        )
 
 
 @dataclasses.dataclass
@@ -109,8 +110,13 @@ class WriteTable(beam.PTransform):
 
     def expand(self, rows):
         written = rows | "WriteParquet" >> beam.io.WriteToParquet(
-            join(self.directory, self.prefix), self.schema, num_shards=self.num_shards,
-            codec=COMPRESSION, shard_name_template=SHARD_TEMPLATE, file_name_suffix=".parquet")
+            join(self.directory, self.prefix),
+            self.schema,
+            num_shards=self.num_shards,
+            codec=COMPRESSION,
+            shard_name_template=SHARD_TEMPLATE,
+            file_name_suffix=".parquet",
+        )
         return written | "Finish" >> _FinishTable(self.directory, self.prefix, self.schema)
 
 
@@ -124,13 +130,16 @@ class WriteErrors(beam.PTransform):
         super().__init__()
 
     def expand(self, errors):
-        return (errors
-                | "ToRow" >> beam.Map(contracts.ErrorRecord.to_row)
-                | "Table" >> WriteTable(self.directory, contracts.ERRORS_SCHEMA))
+        return (
+            errors
+            | "ToRow" >> beam.Map(contracts.ErrorRecord.to_row)
+            | "Table" >> WriteTable(self.directory, contracts.ERRORS_SCHEMA)
+        )
 
 
-def geoparquet_schema(schema: pa.Schema, crs: str | None, geometry_types: Sequence[str] = (),
-                      column: str = "geometry") -> pa.Schema:
+def geoparquet_schema(
+    schema: pa.Schema, crs: str | None, geometry_types: Sequence[str] = (), column: str = "geometry"
+) -> pa.Schema:
     """Adds GeoParquet 1.1 ``geo`` metadata for a WKB column to ``schema``.
 
     The metadata a whole table shares; :func:`geo_file_table` adds what is
@@ -146,10 +155,14 @@ def geoparquet_schema(schema: pa.Schema, crs: str | None, geometry_types: Sequen
         column: Name of the WKB column.
 
     """
-    meta: dict = {"encoding": "WKB", "geometry_types": list(geometry_types),
-                  # Buildings are metres across: straight lines in the CRS,
-                  # and rings oriented as :func:`pipeline.writers.geo.orient_ccw` leaves them.
-                  "edges": "planar", "orientation": "counterclockwise"}
+    meta: dict = {
+        "encoding": "WKB",
+        "geometry_types": list(geometry_types),
+        # Buildings are metres across: straight lines in the CRS,
+        # and rings oriented as :func:`pipeline.writers.geo.orient_ccw` leaves them.
+        "edges": "planar",
+        "orientation": "counterclockwise",
+    }
     if crs is not None:
         import pyproj
 
@@ -164,12 +177,20 @@ def geo_metadata(schema: pa.Schema) -> dict:
     return json.loads(raw) if raw else {}
 
 
-_TYPE_NAMES = {0: "Point", 1: "LineString", 3: "Polygon", 4: "MultiPoint",
-               5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
+_TYPE_NAMES = {
+    0: "Point",
+    1: "LineString",
+    3: "Polygon",
+    4: "MultiPoint",
+    5: "MultiLineString",
+    6: "MultiPolygon",
+    7: "GeometryCollection",
+}
 
 
-def geo_file_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema,
-                   extent: Sequence[float] | None = None) -> pa.Table:
+def geo_file_table(
+    rows: Sequence[Mapping[str, Any]], schema: pa.Schema, extent: Sequence[float] | None = None
+) -> pa.Table:
     """One GeoParquet 1.1 file's table: rows sorted along a Hilbert curve, with a ``bbox``.
 
     Args:
@@ -196,8 +217,7 @@ def geo_file_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema,
         lat = table.column("centroid_lat").to_numpy(zero_copy_only=False).astype(float)
         finite = np.isfinite(lon) & np.isfinite(lat)
         if extent is None and finite.any():
-            extent = (lon[finite].min(), lat[finite].min(), lon[finite].max(),
-                      lat[finite].max())
+            extent = (lon[finite].min(), lat[finite].min(), lon[finite].max(), lat[finite].max())
         keys = geo.hilbert_keys(lon, lat, extent or (-180.0, -90.0, 180.0, 90.0))
         ids = np.asarray(table.column(0).to_pylist(), dtype=object)
         # The id breaks ties, so the order (and the file) is the same on every run.
@@ -207,7 +227,9 @@ def geo_file_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema,
     missing = shapely.is_missing(geoms)
     bbox = pa.StructArray.from_arrays(
         [pa.array(bounds[:, i], pa.float64()) for i in range(4)],
-        fields=list(BBOX_TYPE), mask=pa.array(missing) if missing.any() else None)
+        fields=list(BBOX_TYPE),
+        mask=pa.array(missing) if missing.any() else None,
+    )
     at = table.schema.get_field_index(column) + 1
     # The covering repeats as its geometry does (GeoParquet's rule): required
     # for a required geometry.
@@ -218,11 +240,16 @@ def geo_file_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema,
     present = geoms[~missing]
     col["geometry_types"] = sorted({_TYPE_NAMES[t] for t in shapely.get_type_id(present)})
     if len(present):
-        col["bbox"] = [float(np.nanmin(bounds[:, 0])), float(np.nanmin(bounds[:, 1])),
-                       float(np.nanmax(bounds[:, 2])), float(np.nanmax(bounds[:, 3]))]
+        col["bbox"] = [
+            float(np.nanmin(bounds[:, 0])),
+            float(np.nanmin(bounds[:, 1])),
+            float(np.nanmax(bounds[:, 2])),
+            float(np.nanmax(bounds[:, 3])),
+        ]
     col["covering"] = {"bbox": {k: [BBOX_COLUMN, k] for k in ("xmin", "ymin", "xmax", "ymax")}}
     return table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), b"geo": json.dumps(meta).encode()})
+        {**(table.schema.metadata or {}), b"geo": json.dumps(meta).encode()}
+    )
 
 
 def parquet_bytes(table: pa.Table, row_group_rows: int = ROW_GROUP_ROWS) -> bytes:
@@ -230,8 +257,9 @@ def parquet_bytes(table: pa.Table, row_group_rows: int = ROW_GROUP_ROWS) -> byte
     import pyarrow.parquet as pq
 
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression=COMPRESSION, row_group_size=row_group_rows,
-                   write_statistics=True)
+    pq.write_table(
+        table, sink, compression=COMPRESSION, row_group_size=row_group_rows, write_statistics=True
+    )
     return sink.getvalue().to_pybytes()
 
 
@@ -250,8 +278,13 @@ class _ExtentFn(beam.CombineFn):
 
     def merge_accumulators(self, accs):
         accs = list(accs)
-        return (sum(a[0] for a in accs), min(a[1] for a in accs), min(a[2] for a in accs),
-                max(a[3] for a in accs), max(a[4] for a in accs))
+        return (
+            sum(a[0] for a in accs),
+            min(a[1] for a in accs),
+            min(a[2] for a in accs),
+            max(a[3] for a in accs),
+            max(a[4] for a in accs),
+        )
 
     def extract_output(self, acc):
         n, *extent = acc
@@ -271,16 +304,24 @@ def _shard_of(row: Mapping[str, Any], plan: dict) -> tuple[int, Mapping[str, Any
         return 0, row
     # Ranges of a coarse curve: neighbours land in the same file.
     order = 8
-    key = geo.hilbert_keys(np.array([row.get("centroid_lon") or np.nan], float),
-                           np.array([row.get("centroid_lat") or np.nan], float),
-                           extent, order)[0]
+    key = geo.hilbert_keys(
+        np.array([row.get("centroid_lon") or np.nan], float),
+        np.array([row.get("centroid_lat") or np.nan], float),
+        extent,
+        order,
+    )[0]
     return min(n - 1, int(key) * n // (1 << (2 * order))), row
 
 
-_BQ_TYPES = [(pa.types.is_string, "STRING"), (pa.types.is_boolean, "BOOL"),
-             (pa.types.is_integer, "INT64"), (pa.types.is_floating, "FLOAT64"),
-             (pa.types.is_date, "DATE"), (pa.types.is_timestamp, "TIMESTAMP"),
-             (pa.types.is_binary, "BYTES")]
+_BQ_TYPES = [
+    (pa.types.is_string, "STRING"),
+    (pa.types.is_boolean, "BOOL"),
+    (pa.types.is_integer, "INT64"),
+    (pa.types.is_floating, "FLOAT64"),
+    (pa.types.is_date, "DATE"),
+    (pa.types.is_timestamp, "TIMESTAMP"),
+    (pa.types.is_binary, "BYTES"),
+]
 
 
 def bigquery_schema(schema: pa.Schema, covering: bool = True) -> dict:
@@ -296,9 +337,12 @@ def bigquery_schema(schema: pa.Schema, covering: bool = True) -> dict:
         if f.name == geometry:
             kind = "GEOGRAPHY"
         elif pa.types.is_struct(f.type):
-            return {"name": f.name, "type": "RECORD",
-                    "mode": "NULLABLE" if f.nullable else "REQUIRED",
-                    "fields": [field(f.type.field(i)) for i in range(f.type.num_fields)]}
+            return {
+                "name": f.name,
+                "type": "RECORD",
+                "mode": "NULLABLE" if f.nullable else "REQUIRED",
+                "fields": [field(f.type.field(i)) for i in range(f.type.num_fields)],
+            }
         else:
             kind = next(name for test, name in _BQ_TYPES if test(f.type))
         return {"name": f.name, "type": kind, "mode": "NULLABLE" if f.nullable else "REQUIRED"}
@@ -324,8 +368,9 @@ def _write_bigquery_schema(files: list[str], path: str, schema: pa.Schema) -> li
     return files
 
 
-def _write_shard(item, plan: dict, directory: str, prefix: str, schema: pa.Schema,
-                 row_group_rows: int) -> str:
+def _write_shard(
+    item, plan: dict, directory: str, prefix: str, schema: pa.Schema, row_group_rows: int
+) -> str:
     from pipeline.stitching.cog import write_bytes_atomic
 
     shard, grouped = item
@@ -365,15 +410,25 @@ class WriteGeoTable(beam.PTransform):
         super().__init__()
 
     def expand(self, rows):
-        plan = (rows
-                | "CountAndExtent" >> beam.CombineGlobally(_ExtentFn())
-                | "Plan" >> beam.Map(_plan, self.num_shards, self.rows_per_file))
+        plan = (
+            rows
+            | "CountAndExtent" >> beam.CombineGlobally(_ExtentFn())
+            | "Plan" >> beam.Map(_plan, self.num_shards, self.rows_per_file)
+        )
         keyed = rows | "Shard" >> beam.Map(_shard_of, beam.pvalue.AsSingleton(plan))
         # Every shard gets a file, an empty one too, so the table always exists.
         slots = plan | "Slots" >> beam.FlatMap(lambda p: [(i, None) for i in range(p["shards"])])
-        written = ({"rows": keyed, "slot": slots}
-                   | "ByShard" >> beam.CoGroupByKey()
-                   | "WriteShard" >> beam.Map(_write_shard, beam.pvalue.AsSingleton(plan),
-                                            self.directory, self.prefix, self.schema,
-                                            self.row_group_rows))
+        written = (
+            {"rows": keyed, "slot": slots}
+            | "ByShard" >> beam.CoGroupByKey()
+            | "WriteShard"
+            >> beam.Map(
+                _write_shard,
+                beam.pvalue.AsSingleton(plan),
+                self.directory,
+                self.prefix,
+                self.schema,
+                self.row_group_rows,
+            )
+        )
         return written | "Finish" >> _FinishTable(self.directory, self.prefix, self.schema)
