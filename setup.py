@@ -63,5 +63,5 @@ setuptools.setup(
     ),
     install_requires=REQUIRED,
     extras_require={"test": TEST, "regularize": REGULARIZE},
-    entry_points={"console_scripts": ["footprints=footprints.cli:main"]},
+    entry_points={"console_scripts": ["footprints=footprints_app.cli:main"]},
 )

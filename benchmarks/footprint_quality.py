@@ -1,6 +1,6 @@
 """Footprint outlines against the truth: traced, simplified, regularized.
 
-A seeded sample area (``footprints.sample_area``, the demo's generator: real
+A seeded sample area (``footprints_app.sample_area``, the demo's generator: real
 CRS, 0.5 m pixels, rotated houses, L shapes, sheds, large flat roofs) gives
 true building polygons and true masks. The masks stand in for a segmenter's
 output twice:
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     parser.add_argument("--min-area", type=float, default=4.0, help="as segment's --min-area")
     args = parser.parse_args(argv)
 
-    from footprints.sample_area import SampleAreaConfig, generate_sample_area
+    from footprints_app.sample_area import SampleAreaConfig, generate_sample_area
     from pipeline.stitching.iou import read_truth_footprints
 
     cols, rows = (int(v) for v in args.tiles.lower().split("x"))

@@ -2,7 +2,7 @@
 
 For each seed, the script does what ``footprints demo`` does for the
 classifier: it generates the training areas and cuts their chips with the
-demo's own :func:`footprints.commands.demo.training_chips` (``--train-areas``
+demo's own :func:`footprints_app.commands.demo.training_chips` (``--train-areas``
 areas of 4x4 tiles, seeds seed + 10000, ...), generates the demo area (the
 seed, ``--tiles``, density 4) and cuts its chips, trains the classifier on
 the training areas only, and scores the demo area's chips with the exported
@@ -49,7 +49,7 @@ def _tiles(text: str) -> tuple[int, int]:
 
 def make_chips(root: str, seed: int, tiles: tuple[int, int], density: float) -> tuple[str, float]:
     """Generates an area and cuts its chips; returns the shard glob and its true share."""
-    from footprints.sample_area import SampleAreaConfig, generate_sample_area, is_residential
+    from footprints_app.sample_area import SampleAreaConfig, generate_sample_area, is_residential
     from pipeline import prepare
 
     area = generate_sample_area(
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     for seed in seeds:
         started = time.perf_counter()
         root = os.path.join(work, f"seed-{seed}")
-        from footprints.commands.demo import training_chips
+        from footprints_app.commands.demo import training_chips
 
         train_chips = training_chips(
             os.path.join(root, "train"),

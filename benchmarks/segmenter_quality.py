@@ -2,7 +2,7 @@
 
 What a new user does with a real orthophoto, on a tile whose truth is known:
 
-1. generate a real-like tile (:mod:`footprints.sample_area.reallike`: one
+1. generate a real-like tile (:mod:`footprints_app.sample_area.reallike`: one
    12-bit band, sensor noise, off-nadir lean, shadows, trees over roofs, a
    nodata collar, labels in EPSG:4326) as two halves, ``west`` and ``east``,
    about 40 buildings each;
@@ -45,7 +45,7 @@ import numpy as np
 import rasterio
 import shapely
 
-from footprints.sample_area.reallike import RealLikeConfig, generate_real_like
+from footprints_app.sample_area.reallike import RealLikeConfig, generate_real_like
 
 
 def _cli(args: list[str]) -> tuple[float, float]:
@@ -53,7 +53,7 @@ def _cli(args: list[str]) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "footprints.cli", *args],
+        [sys.executable, "-m", "footprints_app.cli", *args],
         check=True,
         stdout=subprocess.DEVNULL if "--quiet" in args else None,
     )

@@ -4,8 +4,8 @@ The package holds what both the Beam pipelines (``pipeline``) and the Keras
 training code (``model_training``) share: the data and model contracts
 (:mod:`footprints.contracts`), the exception hierarchy
 (:mod:`footprints.errors`), the synthetic sample area
-(:mod:`footprints.sample_area`) and the ``footprints`` command line
-(:mod:`footprints.cli`).
+(:mod:`footprints_app.sample_area`) and the ``footprints`` command line
+(:mod:`footprints_app.cli`).
 """
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """The ``footprints`` command line.
 
-Subcommands are modules in :mod:`footprints.commands`, discovered at start-up:
+Subcommands are modules in :mod:`footprints_app.commands`, discovered at start-up:
 each defines ``register(subparsers)``, which adds its parser and sets
 ``handler`` (a function ``(args, beam_args) -> int``) and, for commands that
 build a Beam pipeline, ``beam_passthrough=True``. Flags that a pipeline
@@ -185,12 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=ExactArgumentParser
     )
-    import footprints.commands as commands
+    import footprints_app.commands as commands
 
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"footprints.commands.{info.name}")
+        module = importlib.import_module(f"footprints_app.commands.{info.name}")
         module.register(subparsers)
     for name, layout in OUTPUT_LAYOUTS.items():
         if layout == "folder":  # a prefix shares its folder: only PREFIX-* is ever touched

@@ -8,7 +8,7 @@ pixels. :func:`write_chip_shards` writes such chips as contract chip records
 in correctly named TFRecord shards.
 
 This is separable on purpose, to test that training learns; the realistic,
-overlapping sample area lives in :mod:`footprints.sample_area`.
+overlapping sample area lives in :mod:`footprints_app.sample_area`.
 """
 
 from __future__ import annotations

@@ -400,6 +400,6 @@ def run_config(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """``footprints score`` with these arguments; returns the exit code."""
-    from footprints import cli
+    from footprints_app import cli
 
     return cli.main(["score", *(argv or [])])

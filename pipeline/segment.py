@@ -663,6 +663,6 @@ def run_config(config: SegmentConfig, beam_args: Sequence[str] = ()) -> dict:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """``footprints segment`` with these arguments; returns the exit code."""
-    from footprints import cli
+    from footprints_app import cli
 
     return cli.main(["segment", *(argv or [])])

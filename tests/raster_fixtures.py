@@ -1,6 +1,6 @@
 """Tiny GeoTIFFs and vector files with a real CRS, for tests that need exact control.
 
-The sample area (``footprints.sample_area``) is realistic; these are the
+The sample area (``footprints_app.sample_area``) is realistic; these are the
 opposite: a few pixels of seeded noise, so a test can say exactly which
 pixel must land where.
 """

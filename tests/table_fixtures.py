@@ -14,7 +14,7 @@ import score_helpers
 import segment_helpers as helpers
 from rasterio.transform import from_origin
 
-from footprints import cli
+from footprints_app import cli
 
 FEET = "EPSG:2278"  # NAD83 / Texas South Central (ftUS)
 ORIGIN = (3_120_000.0, 13_842_000.0)  # Houston

@@ -16,8 +16,9 @@ import os
 import numpy as np
 import pytest
 
-from footprints import cli, contracts
-from footprints.commands.train import quality_gate
+from footprints import contracts
+from footprints_app import cli
+from footprints_app.commands.train import quality_gate
 from model_training import evaluation
 from pipeline.thresholds import expected
 from tests.score_helpers import chip_record, save_classifier, write_shards
@@ -314,7 +315,7 @@ def test_demo_held_out_quality_reads_the_scores_table(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from footprints.commands.demo import held_out_quality
+    from footprints_app.commands.demo import held_out_quality
 
     folder = tmp_path / "scores"
     folder.mkdir()

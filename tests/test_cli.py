@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from footprints import cli
+from footprints_app import cli
 
 
 def _subcommands():
@@ -138,7 +138,7 @@ def test_dry_runs_validate_print_the_plan_and_write_nothing(tmp_path, capsys):
 
 
 def test_failure_during_a_run_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
-    from footprints.commands import report
+    from footprints_app.commands import report
 
     def explode(args, beam_args):
         raise RuntimeError("disk full\nwhile writing report.html")

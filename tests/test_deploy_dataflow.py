@@ -24,7 +24,7 @@ import sys
 import pytest
 import shapely
 
-from footprints import cli
+from footprints_app import cli
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ def _score_pipeline(inputs, target, options):
 
 
 def _segment_pipeline(inputs, target, options):
-    from footprints.commands.segment import config_from_args
+    from footprints_app.commands.segment import config_from_args
     from pipeline.segment import build_pipeline
 
     args = _parse(
@@ -395,7 +395,7 @@ def test_documented_prepare_command_line_translates_with_region(inputs):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-    from footprints.commands.prepare import config_from_args
+    from footprints_app.commands.prepare import config_from_args
     from pipeline import prepare
     from pipeline.sources import vectors
     from tests.test_docs_commands import documented_commands
@@ -470,7 +470,7 @@ def test_documented_launcher_command_lines_parse_and_translate(inputs, capsys):
         options = PipelineOptions([*beam_args, "--dry_run=True", "--no_auth"])
         assert options.view_as(GoogleCloudOptions).region == "us-central1"
         assert job == "segment", "add the translation of this job's documented line"
-        from footprints.commands.segment import config_from_args
+        from footprints_app.commands.segment import config_from_args
         from pipeline.segment import build_pipeline
 
         result = build_pipeline(config_from_args(args), options).run()  # the documented flags

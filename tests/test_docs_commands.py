@@ -18,7 +18,7 @@ import shlex
 
 import pytest
 
-from footprints import cli
+from footprints_app import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)

@@ -14,7 +14,7 @@ import shapely
 from score_helpers import chip_record, save_classifier, write_shards
 from table_fixtures import classified_run
 
-from footprints import cli
+from footprints_app import cli
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "querying.md")
 

@@ -3,7 +3,7 @@
 from raster_fixtures import noise_tiles
 from segment_helpers import save_conv_segmenter
 
-from footprints import cli
+from footprints_app import cli
 from pipeline.inference.segmenter import NAMESPACE
 from pipeline.writers.files import read_json
 

@@ -24,7 +24,7 @@ from raster_fixtures import (
     write_tile,
 )
 
-from footprints import cli
+from footprints_app import cli
 from footprints.errors import ConfigError, InputError
 from pipeline import prepare
 from pipeline.chipping import ChipSpec

@@ -15,8 +15,9 @@ import pytest
 from raster_fixtures import RES, UTM, X0, Y0, footprint_rows, noise_tiles, write_tile
 from rasterio.transform import from_origin
 
-from footprints import cli, contracts
-from footprints.report import build_report, find_runs
+from footprints import contracts
+from footprints_app import cli
+from footprints_app.report import build_report, find_runs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -327,7 +328,7 @@ def test_segment_report_measures_maps_links_and_every_tile(tmp_path):
     # No absolute path of the machine: not the run folder, not the input tiles.
     assert str(tmp_path) not in page and "/tmp" not in page
     # Maps: the mosaic and the tile panels colour found/false/missed as the legend says.
-    from footprints.report.maps import STYLES
+    from footprints_app.report.maps import STYLES
 
     images = _images(page)
     mosaic = images[page[: page.index('alt="mosaic of every tile')].count("data:image/png")]
@@ -354,7 +355,7 @@ def test_warnings_and_weak_models_are_a_red_banner_at_the_top(tmp_path):
 def test_maps_draw_a_legend_with_counts(tmp_path):
     from shapely.geometry import box
 
-    from footprints.report import maps
+    from footprints_app.report import maps
 
     plt, fig, axes = maps._figure(1, 1, (3, 3))
     handles = maps._draw_footprints(

@@ -14,7 +14,7 @@ import pytest
 import segment_helpers as helpers
 from score_helpers import save_classifier
 
-from footprints import cli
+from footprints_app import cli
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_model_folder_written_by_train_is_accepted(area, capsys):
 
 @pytest.mark.slow
 def test_segment_rerun_without_classifier_leaves_no_stale_scores(area, capsys):
-    from footprints.report import build_report, run_files
+    from footprints_app.report import build_report, run_files
 
     out = area / "out"
     base = [

@@ -1,4 +1,4 @@
-"""Tests of the synthetic sample area (footprints.sample_area) and its CLI subcommand.
+"""Tests of the synthetic sample area (footprints_app.sample_area) and its CLI subcommand.
 
 Most tests share one default-sized area (2x2 tiles of 512 px, built once per
 module) and compare what is on disk with an independent reading: vectors with
@@ -21,9 +21,9 @@ import rasterio.features
 import shapely
 from rasterio.enums import ColorInterp
 
-from footprints import cli
+from footprints_app import cli
 from footprints.errors import ConfigError
-from footprints.sample_area import (
+from footprints_app.sample_area import (
     NON_RESIDENTIAL_CLASSES,
     RESIDENTIAL_CLASSES,
     SampleAreaConfig,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from footprints import cli
+from footprints_app import cli
 from footprints.errors import ConfigError
-from footprints.sample_area.reallike import NODATA, RealLikeConfig, generate_real_like
+from footprints_app.sample_area.reallike import NODATA, RealLikeConfig, generate_real_like
 from model_training import segmentation_data as sd
 
 SMALL = RealLikeConfig(seed=5, width=512, buildings_per_half=12)

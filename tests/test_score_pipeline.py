@@ -25,7 +25,8 @@ import shapely
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from footprints import cli, contracts
+from footprints import contracts
+from footprints_app import cli
 from pipeline.score import ScoreChips, ScoreConfig, build_pipeline
 from pipeline.sources.chips import masked_crc32c
 from pipeline.thresholds.selection import exact_top_k, rank_key, target_count

@@ -19,7 +19,7 @@ import segment_helpers as helpers
 import shapely
 from rasterio.transform import Affine, from_origin
 
-from footprints import cli
+from footprints_app import cli
 from footprints.contracts import SegmenterAssets
 from pipeline.chipping import ChipSpec
 from pipeline.inference.segmenter import (
@@ -494,7 +494,7 @@ def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, 
 @pytest.mark.slow
 def test_sample_area_end_to_end_against_true_footprints(models, tmp_path, capsys):
     """``--truth-footprints`` (another CRS) through the CLI agrees with the true masks."""
-    from footprints.sample_area import SampleAreaConfig, generate_sample_area
+    from footprints_app.sample_area import SampleAreaConfig, generate_sample_area
     from pipeline.stitching.iou import truth_summary
 
     area = generate_sample_area(

@@ -26,7 +26,8 @@ import rasterio
 import shapely
 from table_fixtures import FEET, classified_run
 
-from footprints import cli, contracts
+from footprints import contracts
+from footprints_app import cli
 from pipeline.writers import geo
 from pipeline.writers.tables import bigquery_schema, geo_file_table, geoparquet_schema
 
@@ -269,7 +270,7 @@ def test_masks_read_as_probabilities_and_are_catalogued(lonlat_run):
 
 @pytest.mark.slow
 def test_segment_bigquery_route_is_built_with_lonlat_rows(lonlat_run, tmp_path):
-    from footprints.commands.segment import config_from_args
+    from footprints_app.commands.segment import config_from_args
     from pipeline.segment import build_pipeline
     from pipeline.writers.scores import bigquery_load_schema, bigquery_row
 

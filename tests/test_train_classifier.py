@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from footprints import cli, contracts
+from footprints import contracts
+from footprints_app import cli
 from footprints.errors import ConfigError
 from model_training import classifier_models, data, evaluation, export, synthetic
 from model_training.classifier import train_classifier

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from footprints import cli, contracts
-from footprints.sample_area import SampleAreaConfig, generate_sample_area
-from footprints.sample_area.reallike import RealLikeConfig, generate_real_like
+from footprints import contracts
+from footprints_app import cli
+from footprints_app.sample_area import SampleAreaConfig, generate_sample_area
+from footprints_app.sample_area.reallike import RealLikeConfig, generate_real_like
 from model_training import export
 from model_training.configs import SegmenterConfig
 from model_training.segmenter import train_segmenter

@@ -28,7 +28,7 @@ FALSE = {"false", "0", "no", ""}
 
 
 def _subparser(job: str) -> argparse.ArgumentParser:
-    from footprints import cli
+    from footprints_app import cli
 
     parser = cli.build_parser()
     for action in parser._subparsers._group_actions:  # argparse keeps subparsers here
@@ -81,7 +81,7 @@ def to_cli_args(job: str, argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the job the template parameters describe; returns the exit code."""
-    from footprints import cli
+    from footprints_app import cli
 
     argv = list(sys.argv[1:] if argv is None else argv)
     return cli.main(to_cli_args(job_of(argv), argv))

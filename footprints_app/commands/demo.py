@@ -128,7 +128,7 @@ def training_chips(
         ``footprints``, ``chips``, ``errors`` and ``reconciles`` (every
         area's prepare counts reconcile).
     """
-    from footprints.sample_area import SampleAreaConfig, generate_sample_area
+    from footprints_app.sample_area import SampleAreaConfig, generate_sample_area
     from pipeline import prepare
 
     facts = {
@@ -175,7 +175,7 @@ def _stage(report: dict, name: str, started: float, **facts) -> None:
 
 def _cli(argv: list[str]) -> None:
     """Runs one subcommand exactly as a user would type it; stops the demo if it fails."""
-    from footprints import cli
+    from footprints_app import cli
 
     print("\n$ footprints " + " ".join(argv), flush=True)
     code = cli.main(argv)
@@ -191,9 +191,9 @@ def run(args, beam_args) -> int:
     """Runs every stage; returns 0 when each stage's counts reconcile and nothing
     warned (a weak or inaccurate classifier, scores that cannot rank), else 3.
     """
-    from footprints.commands.prepare import format_summary
-    from footprints.report import build_report
-    from footprints.sample_area import SampleAreaConfig, generate_sample_area, is_residential
+    from footprints_app.commands.prepare import format_summary
+    from footprints_app.report import build_report
+    from footprints_app.sample_area import SampleAreaConfig, generate_sample_area, is_residential
     from pipeline import prepare
 
     cols, rows = _tiles(args.tiles)

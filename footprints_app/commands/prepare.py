@@ -196,7 +196,7 @@ def run(args, beam_args) -> int:
 
     config = config_from_args(args)
     if args.dry_run:
-        from footprints.commands._plans import prepare_plan
+        from footprints_app.commands._plans import prepare_plan
 
         print(prepare_plan(config))
         return 0

@@ -43,7 +43,7 @@ def register(subparsers) -> None:
 
 def run(args, beam_args) -> int:
     """Builds the report and prints where it is."""
-    from footprints.report import build_report
+    from footprints_app.report import build_report
 
     if not os.path.isdir(args.output):
         raise ConfigError(

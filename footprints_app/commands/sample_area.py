@@ -3,7 +3,7 @@
 The area (orthophoto GeoTIFF tiles, true footprints, true masks and a
 manifest) is what the quickstart, the tests and a new user's first run feed
 to the other commands. Flags are read as text and validated here and in
-:class:`footprints.sample_area.SampleAreaConfig`, so a bad value exits with
+:class:`footprints_app.sample_area.SampleAreaConfig`, so a bad value exits with
 code 2 and a message that says how to fix it; the generator module is
 imported only when the command runs, to keep ``footprints --help`` fast.
 """
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Builds the config from the flags, writes the area and prints a one-line summary."""
     if args.style == "real-like":
         return _run_real_like(args)
-    from footprints.sample_area import SampleAreaConfig, generate_sample_area
+    from footprints_app.sample_area import SampleAreaConfig, generate_sample_area
 
     tiles_x, tiles_y = parse_tiles(args.tiles or "2x2")
     config = SampleAreaConfig(
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 def _run_real_like(args: argparse.Namespace) -> int:
     """``--style real-like``: one tile in two halves (see the epilog)."""
-    from footprints.sample_area.reallike import RealLikeConfig, generate_real_like
+    from footprints_app.sample_area.reallike import RealLikeConfig, generate_real_like
 
     given = [f"--{name}" for name in _DEFAULT_ONLY if getattr(args, name) is not None]
     if given:

@@ -237,7 +237,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Validates the flags, runs the job, prints the tile and window counts."""
-    from footprints.commands._plans import segment_lines, segment_plan
+    from footprints_app.commands._plans import segment_lines, segment_plan
     from pipeline.segment import run_config
 
     config = config_from_args(args)

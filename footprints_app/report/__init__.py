@@ -44,7 +44,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from footprints import contracts
-from footprints.report import maps, plots
+from footprints_app.report import maps, plots
 
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.json"

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from footprints.report.plots import _figure, _png
+from footprints_app.report.plots import _figure, _png
 
 #: category -> (edge colour, legend text). Colour-blind safe (Okabe-Ito).
 STYLES = {

@@ -47,7 +47,7 @@ Pixel values: 8-bit tiles use the full 0..255 range; 16-bit tiles hold
 value: every pixel of the area is imaged.
 """
 
-from footprints.sample_area.config import (
+from footprints_app.sample_area.config import (
     BAND_NAMES,
     DTYPE_MAX,
     FOOTPRINT_FORMATS,
@@ -59,7 +59,7 @@ from footprints.sample_area.config import (
     SampleAreaConfig,
     is_residential,
 )
-from footprints.sample_area.generator import generate_sample_area
+from footprints_app.sample_area.generator import generate_sample_area
 
 __all__ = [
     "BAND_NAMES",

@@ -8,8 +8,8 @@ shadow and footprint: a building made of rectangular parts (:meth:`_building`,
 which draws its roof facets lit by the sun), a tree and a car.
 
 The planning steps that decide *where* things go live in subclasses:
-:mod:`footprints.sample_area.sites` (house lots, farmsteads, commercial and
-apartment lots) and :mod:`footprints.sample_area.planning` (roads, fields and
+:mod:`footprints_app.sample_area.sites` (house lots, farmsteads, commercial and
+apartment lots) and :mod:`footprints_app.sample_area.planning` (roads, fields and
 the order of the steps). Every random draw goes through ``self.rng`` in a
 fixed order, so one seed gives one area.
 """
@@ -24,9 +24,9 @@ import shapely
 import shapely.affinity
 from shapely.geometry import LineString, Point, Polygon
 
-from footprints.sample_area.config import RESIDENTIAL_CLASSES, SampleAreaConfig
-from footprints.sample_area.drawlists import _CANOPY, _DrawList, _Footprint
-from footprints.sample_area.geometry import (
+from footprints_app.sample_area.config import RESIDENTIAL_CLASSES, SampleAreaConfig
+from footprints_app.sample_area.drawlists import _CANOPY, _DrawList, _Footprint
+from footprints_app.sample_area.geometry import (
     _Blocker,
     _circle,
     _hull_shadow,
@@ -34,7 +34,7 @@ from footprints.sample_area.geometry import (
     _strip,
     _unit,
 )
-from footprints.sample_area.palettes import (
+from footprints_app.sample_area.palettes import (
     _BARN,
     _CAR,
     _FLAT,

@@ -3,7 +3,7 @@
 :class:`SampleAreaConfig` is the one input of the generator. It is frozen and
 validated on construction, so a bad value fails before anything is planned
 or written, with a message that shows the value and how to fix it.
-:class:`SampleArea` is what :func:`~footprints.sample_area.generate_sample_area`
+:class:`SampleArea` is what :func:`~footprints_app.sample_area.generate_sample_area`
 returns: where the tiles, masks and footprints were written.
 
 The constants are the contract the rest of footprints reads the area by: the

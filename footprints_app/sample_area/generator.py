@@ -1,9 +1,9 @@
 """The generator: plan, render and write one sample area.
 
 :func:`generate_sample_area` wires the stages together: it plans the area
-(:mod:`~footprints.sample_area.planning`), renders and writes each tile and
-its mask (:mod:`~footprints.sample_area.rendering`,
-:mod:`~footprints.sample_area.writing`), writes the footprints with their
+(:mod:`~footprints_app.sample_area.planning`), renders and writes each tile and
+its mask (:mod:`~footprints_app.sample_area.rendering`,
+:mod:`~footprints_app.sample_area.writing`), writes the footprints with their
 ``id``, ``building`` and ``region`` attributes, removes stale outputs of an
 earlier run, and writes ``manifest.json`` last.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import shapely
 
 from footprints.errors import ConfigError
-from footprints.sample_area.config import (
+from footprints_app.sample_area.config import (
     BAND_NAMES,
     DTYPE_MAX,
     MANIFEST_NAME,
@@ -28,9 +28,9 @@ from footprints.sample_area.config import (
     SampleArea,
     SampleAreaConfig,
 )
-from footprints.sample_area.planning import _Planner
-from footprints.sample_area.rendering import _burn, _Renderer, _Tile, _to_bands
-from footprints.sample_area.writing import (
+from footprints_app.sample_area.planning import _Planner
+from footprints_app.sample_area.rendering import _burn, _Renderer, _Tile, _to_bands
+from footprints_app.sample_area.writing import (
     _remove_stale,
     _reproject,
     _write_footprints,

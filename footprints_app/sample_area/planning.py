@@ -5,10 +5,10 @@ grid of rural roads, crop-field parcels (and woodlots and fencerows) between
 them, a curved suburban street at some crossings, commercial and apartment
 lots, farmsteads, rural houses along the roads, roadside trees; then it makes
 sure both classes are present and that some buildings straddle tile edges,
-and freezes the draw lists into a :class:`~footprints.sample_area.drawlists._Plan`
+and freezes the draw lists into a :class:`~footprints_app.sample_area.drawlists._Plan`
 in the CRS's coordinates. The lots and buildings come from
-:mod:`footprints.sample_area.sites`, the primitives from
-:mod:`footprints.sample_area.builder`.
+:mod:`footprints_app.sample_area.sites`, the primitives from
+:mod:`footprints_app.sample_area.builder`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import shapely
 import shapely.ops
 from shapely.geometry import LineString, Point, Polygon
 
-from footprints.sample_area.builder import _Road
-from footprints.sample_area.config import NON_RESIDENTIAL_CLASSES, RESIDENTIAL_CLASSES
-from footprints.sample_area.drawlists import _Plan
-from footprints.sample_area.palettes import _FIELD_WEIGHTS, _FIELDS, _jitter, _pick, _rgbn
-from footprints.sample_area.sites import _SitePlanner
+from footprints_app.sample_area.builder import _Road
+from footprints_app.sample_area.config import NON_RESIDENTIAL_CLASSES, RESIDENTIAL_CLASSES
+from footprints_app.sample_area.drawlists import _Plan
+from footprints_app.sample_area.palettes import _FIELD_WEIGHTS, _FIELDS, _jitter, _pick, _rgbn
+from footprints_app.sample_area.sites import _SitePlanner
 
 
 class _Planner(_SitePlanner):

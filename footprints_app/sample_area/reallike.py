@@ -45,7 +45,7 @@ import shapely.affinity
 from rasterio.transform import Affine, from_origin
 
 from footprints.errors import ConfigError
-from footprints.sample_area.config import (
+from footprints_app.sample_area.config import (
     BAND_NAMES,
     FOOTPRINT_FORMATS,
     MANIFEST_NAME,
@@ -53,8 +53,8 @@ from footprints.sample_area.config import (
     _check_int,
     _parse_crs,
 )
-from footprints.sample_area.geometry import _Blocker, _rect
-from footprints.sample_area.writing import (
+from footprints_app.sample_area.geometry import _Blocker, _rect
+from footprints_app.sample_area.writing import (
     _reproject,
     _write_footprints,
     _write_geotiff,

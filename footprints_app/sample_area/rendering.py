@@ -18,8 +18,8 @@ import numpy as np
 import rasterio.features
 from rasterio.transform import Affine
 
-from footprints.sample_area.config import BAND_NAMES, DTYPE_MAX, SampleAreaConfig
-from footprints.sample_area.drawlists import _CANOPY, _Plan
+from footprints_app.sample_area.config import BAND_NAMES, DTYPE_MAX, SampleAreaConfig
+from footprints_app.sample_area.drawlists import _CANOPY, _Plan
 
 
 class _ValueNoise:

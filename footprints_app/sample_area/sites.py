@@ -5,7 +5,7 @@ checks it against roads and earlier parcels) and its ``_build_*`` partner
 lays it out: the lot's ground (lawn, gravel yard, asphalt) goes to
 ``late_ground`` so it is drawn over the fields but under the roads, then
 buildings, parking, cars and trees are added with the primitives of
-:class:`~footprints.sample_area.builder._PlanBuilder`.
+:class:`~footprints_app.sample_area.builder._PlanBuilder`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 import shapely
 from shapely.geometry import LineString, Point, Polygon
 
-from footprints.sample_area.builder import _PlanBuilder
-from footprints.sample_area.drawlists import _CONE
-from footprints.sample_area.geometry import _circle, _hull_shadow, _rect, _unit
-from footprints.sample_area.palettes import _jitter, _rgbn
+from footprints_app.sample_area.builder import _PlanBuilder
+from footprints_app.sample_area.drawlists import _CONE
+from footprints_app.sample_area.geometry import _circle, _hull_shadow, _rect, _unit
+from footprints_app.sample_area.palettes import _jitter, _rgbn
 
 
 class _SitePlanner(_PlanBuilder):

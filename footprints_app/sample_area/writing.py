@@ -26,7 +26,7 @@ import rasterio
 import shapely
 from rasterio.transform import Affine
 
-from footprints.sample_area.config import FOOTPRINT_FORMATS, SampleAreaConfig
+from footprints_app.sample_area.config import FOOTPRINT_FORMATS, SampleAreaConfig
 
 _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 _TILE_NAME = re.compile(r"^tile_r(\d+)_c(\d+)\.tif$")
