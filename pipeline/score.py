@@ -16,7 +16,7 @@ Stages, each from its own module::
 chip records (the segmentation job cuts them from its polygons) applies it
 and writes the result with :class:`~pipeline.writers.scores.WriteScoreOutputs`
 or its own sinks. :func:`build_pipeline` wires the ``footprints score``
-command; :func:`run_config` runs it; :func:`run` is the command line.
+command; :func:`run_config` runs it (what the command and the demo call).
 """
 
 from __future__ import annotations
@@ -396,10 +396,3 @@ def run_config(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict:
     return run_to_summary(
         build_pipeline(config, PipelineOptions(list(beam_args))), join(config.output, SUMMARY_FILE)
     )
-
-
-def run(argv: Sequence[str] | None = None) -> int:
-    """``footprints score`` with these arguments; returns the exit code."""
-    from footprints_app import cli
-
-    return cli.main(["score", *(argv or [])])

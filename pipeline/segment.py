@@ -24,8 +24,8 @@ Stages, each from its own module::
 
 :func:`build_pipeline` wires them for a :class:`SegmentConfig`;
 :func:`run_config` runs the job and returns its summary (what the demo
-calls); :func:`run` is the command line. :func:`mask_iou` measures masks
-against true masks.
+and the ``footprints segment`` command call). :func:`mask_iou` measures
+masks against true masks.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from pipeline.writers.footprints import classified_row, footprint_row, tiff_date
 from pipeline.writers.masks import WriteMasks
 from pipeline.writers.tables import WriteErrors, WriteGeoTable, geoparquet_schema
 
-__all__ = ["SegmentConfig", "build_pipeline", "mask_iou", "run", "run_config"]
+__all__ = ["SegmentConfig", "build_pipeline", "mask_iou", "run_config"]
 
 SUMMARY_FILE = "summary.json"
 MASKS_DIR = "masks"
@@ -659,10 +659,3 @@ def run_config(config: SegmentConfig, beam_args: Sequence[str] = ()) -> dict:
     return run_to_summary(
         build_pipeline(config, PipelineOptions(list(beam_args))), join(config.output, SUMMARY_FILE)
     )
-
-
-def run(argv: Sequence[str] | None = None) -> int:
-    """``footprints segment`` with these arguments; returns the exit code."""
-    from footprints_app import cli
-
-    return cli.main(["segment", *(argv or [])])
