@@ -16,7 +16,7 @@ Stages, each from its own module::
 chip records (the segmentation job cuts them from its polygons) applies it
 and writes the result with :class:`~pipeline.writers.scores.WriteScoreOutputs`
 or its own sinks. :func:`build_pipeline` wires the ``footprints score``
-command; :func:`run_config` runs it (what the command and the demo call).
+command; :func:`run_config` runs it (what the command calls).
 """
 
 from __future__ import annotations
