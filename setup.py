@@ -55,6 +55,8 @@ setuptools.setup(
         include=[
             "footprints",
             "footprints.*",
+            "footprints_app",
+            "footprints_app.*",
             "pipeline",
             "pipeline.*",
             "model_training",

@@ -1,11 +1,12 @@
 """footprints: residential or not, and where, for every building in an area.
 
-The package holds what both the Beam pipelines (``pipeline``) and the Keras
-training code (``model_training``) share: the data and model contracts
-(:mod:`footprints.contracts`), the exception hierarchy
-(:mod:`footprints.errors`), the synthetic sample area
-(:mod:`footprints_app.sample_area`) and the ``footprints`` command line
-(:mod:`footprints_app.cli`).
+This package is the floor every other layer stands on, and it imports none of
+them: the data and model contracts (:mod:`footprints.contracts`: chip records,
+model signatures, output tables) and the exception hierarchy with its exit
+codes (:mod:`footprints.errors`). The Beam pipelines (``pipeline``) and the
+Keras training code (``model_training``) build on it; the application on top
+(``footprints_app``: the ``footprints`` command line, run reports and the
+synthetic sample area) uses all three.
 """
 
 __version__ = "0.1.0"

@@ -33,6 +33,7 @@ from footprints import contracts
 from footprints.errors import ConfigError, InputError
 from pipeline import chipping
 from pipeline.counting import count_all, count_by
+from pipeline.labels import ClassMap
 from pipeline.monitoring import ShowProgress, run_to_summary
 from pipeline.sources import images as image_source
 from pipeline.sources import tile_index, vectors
@@ -43,78 +44,6 @@ from pipeline.writers.tables import WriteErrors
 
 LOG = logging.getLogger(__name__)
 ERRORS = "errors"
-
-#: OpenStreetMap ``building=*`` values (and the notebooks' folder names) by class.
-DEFAULT_RESIDENTIAL = (
-    "house",
-    "houses",
-    "detached",
-    "residential",
-    "apartments",
-    "semidetached_house",
-    "terrace",
-    "bungalow",
-    "cabin",
-    "farm",
-    "dormitory",
-    "home",
-    "static_caravan",
-)
-DEFAULT_NON_RESIDENTIAL = (
-    "barn",
-    "barns",
-    "shed",
-    "garage",
-    "garages",
-    "farm_auxiliary",
-    "industrial",
-    "commercial",
-    "retail",
-    "warehouse",
-    "office",
-    "church",
-    "school",
-    "greenhouse",
-    "hangar",
-    "stable",
-    "cowshed",
-    "silo",
-    "carport",
-    "service",
-    "outbuilding",
-    "non-residential",
-    "non_residential",
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassMap:
-    """Maps class names (folder names, attribute values) to chip labels.
-
-    Names are compared case-insensitively; a name in neither list gives no
-    label (the chip is written unlabelled and counted in the summary).
-    """
-
-    residential: tuple[str, ...] = DEFAULT_RESIDENTIAL
-    non_residential: tuple[str, ...] = DEFAULT_NON_RESIDENTIAL
-
-    def __post_init__(self):
-        both = {c.lower() for c in self.residential} & {c.lower() for c in self.non_residential}
-        if both:
-            raise ConfigError(
-                f"classes {sorted(both)} are listed as both residential and "
-                "non-residential; remove them from one list"
-            )
-
-    def label_of(self, klass: str | None) -> int | None:
-        if klass is None:
-            return None
-        name = klass.strip().lower()
-        if name in {c.lower() for c in self.residential}:
-            return contracts.RESIDENTIAL
-        if name in {c.lower() for c in self.non_residential}:
-            return contracts.NON_RESIDENTIAL
-        return None
 
 
 @dataclasses.dataclass(frozen=True)

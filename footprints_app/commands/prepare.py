@@ -49,8 +49,8 @@ def _range(text: str) -> tuple[float, float]:
 
 def register(subparsers) -> None:
     """Adds the ``prepare`` subcommand."""
-    from pipeline import prepare
     from pipeline.chipping import IMAGE_FORMATS, RESAMPLING, ChipSpec
+    from pipeline.labels import DEFAULT_NON_RESIDENTIAL, DEFAULT_RESIDENTIAL
 
     d = ChipSpec()
     p = subparsers.add_parser(
@@ -89,7 +89,7 @@ def register(subparsers) -> None:
         "--residential-classes",
         type=_csv,
         metavar="A,B,...",
-        default=prepare.DEFAULT_RESIDENTIAL,
+        default=DEFAULT_RESIDENTIAL,
         help="class values (or folder names) labelled residential "
         "(default: OSM house,detached,residential,apartments,...)",
     )
@@ -97,7 +97,7 @@ def register(subparsers) -> None:
         "--non-residential-classes",
         type=_csv,
         metavar="A,B,...",
-        default=prepare.DEFAULT_NON_RESIDENTIAL,
+        default=DEFAULT_NON_RESIDENTIAL,
         help="class values labelled non-residential "
         "(default: OSM barn,shed,garage,farm_auxiliary,commercial,...)",
     )
