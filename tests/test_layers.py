@@ -1,0 +1,159 @@
+"""The layers point one way (issue 13; docs/architecture.md, "Layers").
+
+From the bottom up:
+
+* the floor, ``footprints`` (contracts, errors, the version): imports none of
+  the project's other packages;
+* ``pipeline`` (Beam jobs) and ``model_training`` (Keras training): import the
+  floor only, and not each other. They meet through the floor's contracts
+  (chip records, model signatures), never through each other's code; none
+  imported the other when the layers were drawn, and a piece both need
+  belongs in the floor;
+* the application, ``footprints_app`` (the command line, reports, the sample
+  area): may import everything below it.
+
+The first test reads every module's imports with :mod:`ast` (module level and
+inside functions, relative ones resolved), so an import that only runs in a
+rarely used branch is caught too. The second runs the command line's
+``--help`` in a fresh interpreter and checks that neither Beam nor TensorFlow
+was loaded, which keeps ``footprints --help`` fast.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Each layered package and what it may import from the project.
+ALLOWED = {
+    "footprints": {"footprints"},
+    "pipeline": {"footprints", "pipeline"},
+    "model_training": {"footprints", "model_training"},
+    "footprints_app": {"footprints", "pipeline", "model_training", "footprints_app"},
+}
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imported(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in the file, nested ones included."""
+    name = _module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolved against the importing module's package
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.append((node.lineno, target))
+    return found
+
+
+def test_no_module_imports_a_layer_above_it():
+    offending = []
+    checked = 0
+    for package, allowed in ALLOWED.items():
+        for path in sorted((ROOT / package).rglob("*.py")):
+            checked += 1
+            for line, target in _imported(path):
+                top = target.split(".")[0]
+                if top in ALLOWED and top not in allowed:
+                    offending.append(f"{path.relative_to(ROOT)}:{line}: imports {target}")
+    assert checked > 50, f"only {checked} modules found under {ROOT}"
+    assert not offending, (
+        "imports that point up (or across, between pipeline and model_training); "
+        "move the caller up or the shared piece down into footprints/:\n" + "\n".join(offending)
+    )
+
+
+def test_the_import_reader_sees_nested_and_relative_imports(tmp_path):
+    # The check above can only fail if _imported finds imports inside functions and
+    # resolves relative ones; proven here on a module written for it.
+    package = tmp_path / "pipeline" / "sub"
+    package.mkdir(parents=True)
+    module = package / "mod.py"
+    module.write_text(
+        "import os\n"
+        "from . import sibling\n"
+        "from .. import other\n"
+        "def run():\n"
+        "    from footprints_app import cli\n",
+        encoding="utf-8",
+    )
+    assert _imported(module, tmp_path) == [
+        (1, "os"),
+        (2, "pipeline.sub"),
+        (3, "pipeline"),
+        (5, "footprints_app"),
+    ]
+
+
+#: Runs ``--help`` of the command and of every subcommand (nested ones too) in one
+#: interpreter, then reports the exit codes and which heavy frameworks were loaded.
+HELP_SCRIPT = """
+import argparse, contextlib, io, json, sys
+from footprints_app import cli
+
+def commands(parser, prefix=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name)
+                yield from commands(sub, (*prefix, name))
+
+codes = {}
+for argv in [(), *commands(cli.build_parser())]:
+    with contextlib.redirect_stdout(io.StringIO()) as shown:
+        try:
+            code = cli.main([*argv, "--help"])
+        except SystemExit as done:
+            code = done.code
+    codes[" ".join(argv)] = [code, "usage:" in shown.getvalue()]
+loaded = sorted(m for m in ("apache_beam", "tensorflow") if m in sys.modules)
+print(json.dumps({"codes": codes, "loaded": loaded}))
+"""
+
+
+def _python(*args: str) -> subprocess.CompletedProcess:
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env
+    )
+
+
+def test_help_loads_neither_beam_nor_tensorflow():
+    done = _python("-c", HELP_SCRIPT)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    codes = report["codes"]
+    for command in ("", "prepare", "train", "train classifier", "score", "segment", "demo"):
+        assert command in codes, f"no {command!r} subcommand found in {sorted(codes)}"
+    assert all(code == [0, True] for code in codes.values()), codes
+    assert report["loaded"] == [], (
+        f"--help loaded {report['loaded']}: import them inside the command's handler, "
+        "not at module level or in register()"
+    )
+
+
+def test_the_module_entry_point_runs():
+    done = _python("-m", "footprints_app.cli", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "usage: footprints" in done.stdout and "prepare" in done.stdout
