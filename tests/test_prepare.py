@@ -24,8 +24,8 @@ from raster_fixtures import (
     write_tile,
 )
 
-from footprints_app import cli
 from footprints.errors import ConfigError, InputError
+from footprints_app import cli
 from pipeline import prepare
 from pipeline.chipping import ChipSpec
 from pipeline.sources.tile_index import reproject_geometry

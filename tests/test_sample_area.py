@@ -21,8 +21,8 @@ import rasterio.features
 import shapely
 from rasterio.enums import ColorInterp
 
-from footprints_app import cli
 from footprints.errors import ConfigError
+from footprints_app import cli
 from footprints_app.sample_area import (
     NON_RESIDENTIAL_CLASSES,
     RESIDENTIAL_CLASSES,

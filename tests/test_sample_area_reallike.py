@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from footprints_app import cli
 from footprints.errors import ConfigError
+from footprints_app import cli
 from footprints_app.sample_area.reallike import NODATA, RealLikeConfig, generate_real_like
 from model_training import segmentation_data as sd
 

@@ -19,8 +19,8 @@ import segment_helpers as helpers
 import shapely
 from rasterio.transform import Affine, from_origin
 
-from footprints_app import cli
 from footprints.contracts import SegmenterAssets
+from footprints_app import cli
 from pipeline.chipping import ChipSpec
 from pipeline.inference.segmenter import (
     InferenceFailure,

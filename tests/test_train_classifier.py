@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from footprints import contracts
-from footprints_app import cli
 from footprints.errors import ConfigError
+from footprints_app import cli
 from model_training import classifier_models, data, evaluation, export, synthetic
 from model_training.classifier import train_classifier
 from model_training.configs import ClassifierConfig

@@ -144,8 +144,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Validates the flags, runs the job, prints the per-region result."""
-    from footprints_app.commands._plans import score_lines, score_plan
     from footprints.errors import EXIT_CHECK, EXIT_OK
+    from footprints_app.commands._plans import score_lines, score_plan
     from pipeline.monitoring import add_warnings, duplicate_warnings
     from pipeline.score import SUMMARY_FILE, ScoreConfig, run_config
     from pipeline.thresholds.fractions import unmatched_regions
