@@ -68,6 +68,7 @@ class Footprint:
 
     @property
     def mean_probability(self) -> float:
+        """Mean building probability over the polygon's pixels (0 for no pixels)."""
         return self.probability_sum / self.pixels if self.pixels else 0.0
 
 
@@ -169,7 +170,7 @@ def _components(geoms: list[Polygon]) -> list[list[int]]:
         return i
 
     left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
-    for i, j in zip(left.tolist(), right.tolist()):
+    for i, j in zip(left.tolist(), right.tolist(), strict=True):
         if i != j:
             parent[root(i)] = root(j)
     groups: dict[int, list[int]] = {}
@@ -507,6 +508,7 @@ class Polygonize(beam.PTransform):
         super().__init__()
 
     def expand(self, masks):
+        """Traces each mask, merges parts cut by tile edges, and returns footprint rows."""
         traced = masks | "Trace" >> beam.FlatMap(_trace, self.threshold).with_outputs(
             PARTS, main="whole"
         )
@@ -586,6 +588,7 @@ class ChipFootprints(beam.PTransform):
         super().__init__()
 
     def expand(self, inputs):
+        """Cuts one chip per footprint row; returns records and ``errors``."""
         from footprints import contracts
         from pipeline.prepare import ClassMap, CutChipDoFn
 

@@ -107,6 +107,7 @@ class ClassMap:
             )
 
     def label_of(self, klass: str | None) -> int | None:
+        """The class label of a footprint's class name (None if in neither list)."""
         if klass is None:
             return None
         name = klass.strip().lower()
@@ -161,10 +162,12 @@ class PrepareConfig:
 
     @property
     def errors_dir(self) -> str:
+        """Folder of the run's dead letters."""
         return f"{self.output}-errors"
 
     @property
     def summary_path(self) -> str:
+        """Path of the run's summary JSON."""
         return f"{self.output}-summary.json"
 
 
@@ -179,6 +182,7 @@ class CutChipDoFn(beam.DoFn):
         self.latency = beam.metrics.Metrics.distribution("prepare", "chip_read_ms")
 
     def setup(self):
+        """Opens the worker's raster cache."""
         # Footprint files are usually sorted spatially, so consecutive
         # footprints hit the same few tiles: each is opened about once per worker.
         self._datasets = OpenRasters(size=16)
@@ -186,6 +190,7 @@ class CutChipDoFn(beam.DoFn):
         self._index = None
 
     def teardown(self):
+        """Closes the cached rasters."""
         self._datasets.close()
 
     def _tile_index(self, tiles) -> tile_index.TileIndex:
@@ -195,6 +200,7 @@ class CutChipDoFn(beam.DoFn):
         return self._index
 
     def process(self, footprint: vectors.Footprint, tiles):
+        """Cuts the footprint's chip from the tiles it touches, or yields an error."""
         import shapely
 
         index = self._tile_index(tiles)
@@ -272,6 +278,7 @@ class ChipsFromImages(beam.PTransform):
         super().__init__()
 
     def expand(self, pbegin):
+        """Lists the folder's images and reads each as a chip."""
         root = self.root.rstrip("/")
         return (
             pbegin
@@ -310,6 +317,7 @@ class ReadTiles(beam.PTransform):
         super().__init__()
 
     def expand(self, pbegin):
+        """Matches the glob and reads each tile's header."""
         return (
             pbegin
             | "Match" >> fileio.MatchFiles(self.pattern)
@@ -332,6 +340,7 @@ class ChipsFromFootprints(beam.PTransform):
         super().__init__()
 
     def expand(self, pbegin):
+        """Reads the footprint file in ranges and cuts a chip per footprint."""
         c = self.config
         footprints = (
             pbegin

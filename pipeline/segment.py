@@ -168,6 +168,7 @@ class SegmentConfig:
 
     @property
     def window_size(self) -> int:
+        """The model's window size, from its assets."""
         return self.assets.window_size
 
     @classmethod
@@ -653,8 +654,9 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
 
 
 def run_config(config: SegmentConfig, beam_args: Sequence[str] = ()) -> dict:
-    """Runs the job to completion; returns the summary it wrote (see
-    :func:`pipeline.monitoring.run_to_summary`).
+    """Runs the job to completion; returns the summary it wrote.
+
+    See :func:`pipeline.monitoring.run_to_summary`.
     """
     return run_to_summary(
         build_pipeline(config, PipelineOptions(list(beam_args))), join(config.output, SUMMARY_FILE)

@@ -23,6 +23,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 def is_image_path(path: str) -> bool:
+    """Whether ``path`` names an image file ``ChipsFromImages`` reads (by suffix)."""
     return path.lower().endswith(IMAGE_SUFFIXES)
 
 

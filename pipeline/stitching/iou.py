@@ -381,7 +381,7 @@ def truth_summary(
         [tiles[i] for i in kept],
     )
     truth_tiles = [_tile_of(g, boxes) for g in truth]
-    truth = [g for g, tile in zip(truth, truth_tiles) if tile is not None]
+    truth = [g for g, tile in zip(truth, truth_tiles, strict=True) if tile is not None]
     truth_tiles = [tile for tile in truth_tiles if tile is not None]
     matches = match_objects(predicted, truth, iou_threshold)
     by_tile: dict[str, dict[str, int]] = {}

@@ -64,18 +64,22 @@ class Box:
 
     @property
     def bottom(self) -> int:
+        """First row below the box."""
         return self.row + self.height
 
     @property
     def right(self) -> int:
+        """First column right of the box."""
         return self.col + self.width
 
     @property
     def empty(self) -> bool:
+        """Whether the box has no pixels."""
         return self.height == 0 or self.width == 0
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(height, width)``, as numpy shapes go."""
         return self.height, self.width
 
     def intersect(self, other: Box) -> Box:
@@ -86,6 +90,7 @@ class Box:
         return Box(row, col, bottom - row, right - col)
 
     def contains(self, other: Box) -> bool:
+        """Whether ``other`` lies wholly inside this box."""
         return (
             self.row <= other.row
             and self.col <= other.col
@@ -163,6 +168,7 @@ class WindowPlan:
 
     @property
     def window(self) -> Box:
+        """The window, halo included, in tile pixels."""
         return Box(self.key.row, self.key.col, self.key.size, self.key.size)
 
 

@@ -106,7 +106,7 @@ def score_rows(
                 moved.setdefault(meta.crs, []).append(i)
         for src, positions in moved.items():
             for i, wkb in zip(
-                positions, reproject_wkbs([geometries[i] for i in positions], src, crs)
+                positions, reproject_wkbs([geometries[i] for i in positions], src, crs), strict=True
             ):
                 geometries[i] = wkb
     lon, lat, geometries = geometry_columns(geometries, crs)
@@ -136,6 +136,7 @@ def score_rows(
             lon,
             lat,
             geometries,
+            strict=True,
         )
     ]
 
@@ -173,7 +174,10 @@ def scores_schema(crs: str | None):
 
 
 def write_table(rows, label: str, directory: str, schema, num_shards: int = 1):
-    """``rows | label >> WriteGeoTable`` for a schema with GeoParquet metadata, else ``WriteTable``."""
+    """``rows | label >> WriteGeoTable`` for a GeoParquet schema, else ``WriteTable``.
+
+    A GeoParquet schema is one with ``geo`` metadata.
+    """
     if b"geo" in (schema.metadata or {}):
         return rows | label >> WriteGeoTable(directory, schema, num_shards=num_shards)
     return rows | label >> WriteTable(directory, schema, num_shards=num_shards)
@@ -207,6 +211,7 @@ class WriteCsv(beam.PTransform):
         super().__init__()
 
     def expand(self, rows):
+        """Writes the rows as CSV lines under a header; returns the list of files."""
         return (
             rows
             | "CsvLine" >> beam.Map(csv_line, self.columns)
@@ -284,6 +289,7 @@ class WriteScoresBigQuery(beam.PTransform):
         super().__init__()
 
     def expand(self, rows):
+        """Loads the rows into the table."""
         return (
             rows
             | "ToBigQueryRow" >> beam.Map(bigquery_row, self.crs)
@@ -409,6 +415,7 @@ class WriteScoreOutputs(beam.PTransform):
         super().__init__()
 
     def expand(self, inputs):
+        """Writes every output of a score run, the summary last."""
         rows = inputs["scores"]
         written = [
             write_table(
