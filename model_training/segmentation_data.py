@@ -151,8 +151,9 @@ def read_image(path: str, bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarra
 
 
 def read_footprints(path: str) -> tuple[np.ndarray, pyproj.CRS]:
-    """Polygons (shapely array) and CRS of a vector file (GPKG, GeoJSON,
-    Shapefile, or GeoParquet).
+    """Polygons (shapely array) and CRS of a vector file.
+
+    GPKG, GeoJSON, Shapefile or GeoParquet.
 
     Raises:
         InputError: if the file cannot be read or has no CRS.
@@ -398,8 +399,9 @@ def fit_scaling(
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """A square of one tile held out for validation: ``tile`` index, top row,
-    left column and side in pixels.
+    """A square of one tile held out for validation.
+
+    Given as ``tile`` index, top row, left column and side in pixels.
     """
 
     tile: int
@@ -535,9 +537,11 @@ def _connected(mask: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Patches:
-    """Model-ready patches: ``images`` uint8 ``[N, P, P, C]``, ``masks`` uint8
-    ``[N, P, P, 1]`` and ``weights`` uint8 ``[N, P, P, 1]`` (1 valid pixel, 0
-    nodata or outside the split: no loss, not measured).
+    """Model-ready patches.
+
+    ``images`` uint8 ``[N, P, P, C]``, ``masks`` uint8 ``[N, P, P, 1]`` and
+    ``weights`` uint8 ``[N, P, P, 1]`` (1 valid pixel, 0 nodata or outside the
+    split: no loss, not measured).
     """
 
     images: np.ndarray
@@ -586,6 +590,7 @@ class Augmentation:
 
     @classmethod
     def off(cls) -> Augmentation:
+        """No augmentation at all (for validation patches)."""
         return cls(spatial=False, brightness=0.0, contrast=0.0, scale=1.0)
 
 
@@ -707,8 +712,10 @@ class PatchSampler:
     def dataset(
         self, steps: int, batch_size: int, seed: int, skip_steps: int = 0
     ) -> tf.data.Dataset:
-        """``steps`` batches of ``(image [B, P, P, C] float32 0..255,
-        target [B, P, P, 2] float32: mask, weight)``, after ``skip_steps``.
+        """``steps`` batches of ``(image, target)``, after ``skip_steps``.
+
+        ``image`` is ``[B, P, P, C]`` float32 0..255, ``target`` ``[B, P, P, 2]``
+        float32: mask, weight.
         """
         draws = self.draws(steps * batch_size, seed)
         stack = tf.constant(self.stack)
