@@ -188,8 +188,10 @@ class StageFailed(RuntimeError):
 
 
 def run(args, beam_args) -> int:
-    """Runs every stage; returns 0 when each stage's counts reconcile and nothing
-    warned (a weak or inaccurate classifier, scores that cannot rank), else 3.
+    """Runs every stage; returns 0 when all went well, else 3.
+
+    All went well: each stage's counts reconcile and nothing warned (a weak or
+    inaccurate classifier, scores that cannot rank).
     """
     from footprints.commands.prepare import format_summary
     from footprints.report import build_report
@@ -442,8 +444,8 @@ def run(args, beam_args) -> int:
             {
                 "code": "weak_model",
                 "message": (
-                    f"the classifier labels only {accuracy:.1%} of the demo area's footprints right at "
-                    f"the target fraction (held out; the demo expects at least "
+                    f"the classifier labels only {accuracy:.1%} of the demo area's footprints "
+                    f"right at the target fraction (held out; the demo expects at least "
                     f"{MIN_HELD_OUT_ACCURACY:.0%})"
                 ),
             }

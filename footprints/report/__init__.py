@@ -251,7 +251,7 @@ def _expected(region: dict) -> tuple[float | None, float | None]:
 
 
 def _expects(region: dict) -> tuple[str, str]:
-    """ "model expects" and "target vs model" cells of a region."""
+    """The "model expects" and "target vs model" cells of a region."""
     expected, sd = _expected(region)
     if expected is None:
         return "-", "-"
@@ -346,7 +346,7 @@ def score_section(run_dir: str) -> str:
         labels = table.column("label").to_pylist()
         known = [
             (lab, pred)
-            for lab, pred in zip(labels, table.column("is_residential").to_pylist())
+            for lab, pred in zip(labels, table.column("is_residential").to_pylist(), strict=True)
             if lab is not None
         ]
         if known:
@@ -395,7 +395,7 @@ def _geometries(table, key: str | None = None) -> dict:
     wkbs = table.column("geometry").to_pylist()
     keys = table.column(key).to_pylist() if key else [None] * len(wkbs)
     groups: dict = {}
-    for wkb, value in zip(wkbs, keys):
+    for wkb, value in zip(wkbs, keys, strict=True):
         if wkb is not None:
             groups.setdefault(value, []).append(shapely.from_wkb(wkb))
     return groups

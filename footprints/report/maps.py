@@ -267,7 +267,8 @@ def tile_panels(
     trees = {c: (shapely.STRtree(list(g)), list(g)) for c, g in layers.items() if len(g)}
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (name, raster, mask, caption) in zip(axes.flat, tiles):
+    # The grid can have more panels than tiles; the spare ones stay blank.
+    for ax, (name, raster, mask, caption) in zip(axes.flat, tiles, strict=False):
         *_, (x0, y0, x1, y1) = read_raw(raster, (8, 8), crs)  # the bounds in the map CRS
         shape = (size, max(2, round(size * (x1 - x0) / max(y1 - y0, 1e-12))))
         rgb, _ = read_rgb(raster, shape, crs)
