@@ -535,7 +535,7 @@ class Polygonize(beam.PTransform):
 CHIP_ERRORS = "errors"
 
 
-def as_vector_footprint(row: dict, crs: str | None, sources: dict[str, str]):
+def as_vector_footprint(row: dict, crs: str, sources: dict[str, str]):
     """A ``footprints/`` row as the chipping step's :class:`~pipeline.sources.vectors.Footprint`.
 
     Args:
@@ -581,7 +581,7 @@ class ChipFootprints(beam.PTransform):
         spec: How chips are cut (:class:`pipeline.chipping.ChipSpec`).
     """
 
-    crs: str | None
+    crs: str
     spec: object
 
     def __post_init__(self):

@@ -407,6 +407,8 @@ def build(
         counted["inputs"] = (chips, item_errors) | "AllImages" >> beam.Flatten()
         kind = "images"
     else:
+        if info is None or config.rasters is None:
+            raise ValueError("build() needs --rasters and check_inputs()'s VectorInfo")
         tiles = pipeline | "Tiles" >> ReadTiles(config.rasters)
         fp = pipeline | "Footprints" >> ChipsFromFootprints(tiles.tiles, info, config)
         chips, item_errors, tile_errors = fp["chips"], fp[ERRORS], tiles[ERRORS]
@@ -473,6 +475,8 @@ def check_inputs(config: PrepareConfig) -> vectors.VectorInfo | None:
     if config.images:
         return None
     from apache_beam.io.filesystems import FileSystems
+
+    assert config.rasters and config.footprints, "PrepareConfig: no --images means both"
 
     if not FileSystems.match([config.rasters])[0].metadata_list:
         raise InputError(

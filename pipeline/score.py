@@ -372,6 +372,8 @@ def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) 
         "batch_size": config.batch_size,
         "crs": config.crs,
     }
+    # ScoreChips fills in both ids when it is built.
+    assert scorer.model_id is not None and scorer.run_id is not None
     _ = {
         "scores": result.scores,
         "errors": errors,

@@ -625,6 +625,8 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
     from pipeline.score import ScoreChips
     from pipeline.writers.scores import scores_schema, write_table
 
+    # SegmentConfig.create sets the CRS always, and this path runs only with a classifier.
+    assert config.footprints_crs is not None and config.classifier is not None
     chips = {"rows": rows, "tiles": tiles} | "ChipFootprints" >> ChipFootprints(
         config.footprints_crs, config.chip_spec
     )

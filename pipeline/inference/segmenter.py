@@ -121,6 +121,7 @@ def predict(model: Callable[[Array], Array], images: Array, tta: str = "none") -
         # Each augmented batch is made contiguous: TF copies strided views anyway.
         out = inverse(model(np.ascontiguousarray(forward(images))))
         total = out.astype(np.float32) if total is None else total + out
+    assert total is not None, "augmentations() always has the identity"
     return total / np.float32(len(augs))
 
 

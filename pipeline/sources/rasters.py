@@ -364,6 +364,7 @@ class _ReadFn(beam.DoFn):
         from pipeline.stitching.stitch import CorePrediction
 
         plan, tile = item
+        assert self._tiles is not None, "start_bundle opens the tile cache"
         try:
             pixels, valid = read_window(self._tiles(tile.path), tile, plan, self._assets)
         except Exception as exc:  # a block that fails to decode fails only its window

@@ -34,6 +34,7 @@ Example (one axis: a 100-pixel tile, 64-pixel windows, halo 16, so
 from __future__ import annotations
 
 import dataclasses
+from typing import Final, Literal
 
 import numpy as np
 
@@ -42,7 +43,10 @@ from pipeline.keys import WindowKey
 #: How windows that hang over a tile's edge are filled: mirrored tile pixels,
 #: which keep image statistics near the edge closer to the interior's than
 #: zeros would.
-PAD_MODE = "reflect"
+PAD_MODE: Final = "reflect"
+
+#: The ``np.pad`` modes :func:`cut_and_pad` passes on.
+PadMode = Literal["constant", "edge", "reflect", "symmetric", "wrap"]
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -233,7 +237,7 @@ def cut_and_pad(
     window: Box,
     height: int,
     width: int,
-    mode: str = PAD_MODE,
+    mode: PadMode = PAD_MODE,
     **pad_kwargs,
 ) -> np.ndarray:
     """Cuts ``window`` out of pixels read at ``read_at``, padding beyond the tile.

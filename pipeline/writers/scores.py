@@ -100,13 +100,14 @@ def score_rows(
     metas = labelled.metas
     geometries = [meta.wkb for meta in metas]
     if crs is not None:
-        moved: dict[str, list[int]] = {}
+        moved: dict[str, list[tuple[int, bytes]]] = {}
         for i, meta in enumerate(metas):
             if meta.wkb is not None and meta.crs and meta.crs != crs:
-                moved.setdefault(meta.crs, []).append(i)
-        for src, positions in moved.items():
+                moved.setdefault(meta.crs, []).append((i, meta.wkb))
+        for src, items in moved.items():
+            positions = [i for i, _ in items]
             for i, wkb in zip(
-                positions, reproject_wkbs([geometries[i] for i in positions], src, crs), strict=True
+                positions, reproject_wkbs([w for _, w in items], src, crs), strict=True
             ):
                 geometries[i] = wkb
     lon, lat, geometries = geometry_columns(geometries, crs)
