@@ -112,8 +112,8 @@ class RunDir:
         """
         os.makedirs(self.checkpoints, exist_ok=True)
         has_previous = os.path.exists(self.last) and os.path.exists(self.state)
-        if resume and has_previous:
-            state = saved_state(self)
+        state = saved_state(self) if resume and has_previous else None
+        if state is not None:
             log.info("resuming %s after epoch %d", self.root, state["epoch"] + 1)
             return state
         if resume:

@@ -309,6 +309,7 @@ def load_tiles(
         labels = rasterize_footprints(footprints, paths)
         source = f"footprints {footprints!r}"
     else:
+        assert masks is not None  # exactly one of the two, checked above
         mask_paths = pair_masks(paths, expand_globs(masks, "mask tiles", "area/masks/*.tif"))
         labels = [read_mask(m, p) for m, p in zip(mask_paths, paths, strict=True)]
         source = f"masks {masks!r}"
@@ -476,7 +477,7 @@ def split_blocks(tiles: list[Tile], patch_size: int, val_fraction: float, seed: 
         )
     n_val = min(len(candidates) - 1, max(1, round(val_fraction * len(candidates))))
     # Ties in density (many empty blocks) are broken at random, not by position.
-    order = np.lexsort((rng.random(len(candidates)), [d for _, d in candidates]))
+    order = np.lexsort((rng.random(len(candidates)), np.array([d for _, d in candidates])))
     chosen = []
     for stratum in np.array_split(order, n_val):
         with_buildings = [i for i in stratum if candidates[i][1] > 0]
@@ -669,10 +670,10 @@ class PatchSampler:
             name: _integral(a)
             for name, a in (("blocked", ~area), ("valid", tile.valid), ("label", tile.label > 0))
         }
-        rows, cols = np.meshgrid(
+        grid_rows, grid_cols = np.meshgrid(
             np.arange(0, h - size + 1, grid), np.arange(0, w - size + 1, grid), indexing="ij"
         )
-        rows, cols = rows.ravel(), cols.ravel()
+        rows, cols = grid_rows.ravel(), grid_cols.ravel()
         blocked = _box_sum(sums["blocked"], rows, cols, size)
         valid = _box_sum(sums["valid"], rows, cols, size)
         inset = (size - p) // 2
