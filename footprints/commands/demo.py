@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import time
+from typing import Any
 
 from footprints import contracts
 from footprints.errors import EXIT_CHECK, EXIT_OK, ConfigError
@@ -131,7 +132,7 @@ def training_chips(
     from footprints.sample_area import SampleAreaConfig, generate_sample_area
     from pipeline import prepare
 
-    facts = {
+    facts: dict[str, Any] = {
         "glob": os.path.join(chips_root, "train-*-*-of-*.tfrecord"),
         "seeds": [],
         "tiles": 0,

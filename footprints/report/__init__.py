@@ -246,7 +246,8 @@ def model_section(model_dir: str | None, label: str = "Model") -> str:
 
 def _expected(region: dict) -> tuple[float | None, float | None]:
     """(expected share, its sd) of a region's summary entry, flat or under ``scores``."""
-    stats = region.get("scores") if isinstance(region.get("scores"), dict) else region
+    scores = region.get("scores")
+    stats = scores if isinstance(scores, dict) else region
     return stats.get("expected_fraction"), stats.get("expected_sd")
 
 
@@ -443,7 +444,7 @@ def truth_section(run_dir: str, truth: dict, masks: list[str]) -> str:
     objects = truth.get("objects") or {}
     source = truth.get("source") or {}
     kind = {"masks": "true masks", "footprints": "true footprints"}.get(
-        source.get("kind"), "the truth"
+        source.get("kind", ""), "the truth"
     )
     out = [
         f"<h3>Against the truth ({_esc(kind)})</h3>",
@@ -541,10 +542,11 @@ def segment_section(run_dir: str, panels_per_image: int = 12, max_panels: int = 
                 )
             )
         captions = {}
-        for scene in (truth or {}).get("tiles") or {}:
+        tile_iou = (truth or {}).get("tiles") or {}
+        for scene in tile_iou:
             counts = ((truth or {}).get("tile_objects") or {}).get(scene, {})
             captions[scene] = (
-                f"IoU {_num(truth['tiles'][scene], 2)}, found "
+                f"IoU {_num(tile_iou[scene], 2)}, found "
                 f"{counts.get('true_positive', 0)}, false "
                 f"{counts.get('false_positive', 0)}, missed "
                 f"{counts.get('false_negative', 0)}"

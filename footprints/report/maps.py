@@ -34,7 +34,7 @@ STYLES = {
     "non_residential": ("#56b4e9", "non-residential"),
     "footprint": ("#ffd400", "footprint"),
 }
-MASK_COLOUR = np.array([1.0, 0.1, 0.6])
+MASK_COLOUR = (1.0, 0.1, 0.6)
 MASK_LEGEND = "building mask (probability >= threshold)"
 
 
@@ -150,7 +150,7 @@ def _draw_footprints(ax, layers: Mapping[str, Sequence], width: float) -> list:
 
 def _mask_overlay(rgb: np.ndarray, building: np.ndarray) -> np.ndarray:
     out = rgb.copy()
-    out[building] = 0.5 * out[building] + 0.5 * MASK_COLOUR
+    out[building] = 0.5 * out[building] + 0.5 * np.array(MASK_COLOUR)
     return out
 
 
