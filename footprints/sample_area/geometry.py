@@ -53,7 +53,7 @@ def _hull_shadow(shape: Polygon, offset: np.ndarray) -> Polygon:
 class _Blocker:
     """Geometries that new ones must not touch; a bounding-box prefilter keeps it fast."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._geoms: list = []
         self._bounds = np.empty((0, 4))
 

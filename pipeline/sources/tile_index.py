@@ -171,7 +171,7 @@ class TileIndex:
     def __getstate__(self):
         return {"tiles": self.tiles, "_trees": None}
 
-    def _by_crs(self):
+    def _by_crs(self) -> dict[str, tuple[shapely.STRtree, list[TileInfo]]]:
         if self._trees is None:
             groups: dict[str, list[TileInfo]] = {}
             for tile in self.tiles:

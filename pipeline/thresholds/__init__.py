@@ -149,7 +149,7 @@ class SplitByBracketFn(beam.DoFn):
 
     ABOVE, INSIDE = "above", "inside"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._inside = beam.metrics.Metrics.counter(NAMESPACE, "records_in_exact_pass")
         self._quantiles: dict[str, tuple[RegionPlan, np.ndarray]] = {}
 
