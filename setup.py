@@ -32,6 +32,11 @@ TEST = [
     "geoparquet-validator>=0.2,<1",
     # A local GCS server for tests/test_object_storage.py (every job on gs:// paths).
     "gcp-storage-emulator>=2026.7,<2027",
+    # Lint, format and type checks (`bash quickstart.sh lint`, CI, .pre-commit-config.yaml),
+    # pinned to a minor version: a newer ruff or mypy may find new things in unchanged code.
+    "ruff>=0.17.6,<0.18",
+    "mypy>=2.4.1,<2.5",
+    "pre-commit>=4.7,<4.8",
 ]
 
 # `footprints segment --regularize` (right-angle footprints).

@@ -97,7 +97,10 @@ def held_out_scores(model_dir: str, chips: str) -> tuple[np.ndarray, np.ndarray,
 def accuracy_at_fraction(
     labels: np.ndarray, scores: np.ndarray, regions: list[str], fraction: float
 ) -> float:
-    """Share of chips labelled right when the top ``floor(p N + 1/2)`` per region are residential."""
+    """Share of chips labelled right when the top ``floor(p N + 1/2)`` are residential.
+
+    The top is taken per region, as ``footprints score`` labels.
+    """
     chosen = np.zeros(len(labels), bool)
     regions_arr = np.asarray(regions)
     for region in sorted(set(regions)):

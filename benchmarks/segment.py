@@ -85,7 +85,7 @@ def plain_tf(raster: str, model: str, batch: int) -> dict:
         chunk = origins[i : i + batch]
         windows = np.stack([padded[r : r + WINDOW, c : c + WINDOW] for r, c in chunk])
         probs = fn(images=tf.constant(windows))["mask"].numpy()
-        for (r, c), p in zip(chunk, probs):
+        for (r, c), p in zip(chunk, probs, strict=True):
             mask[r : r + core, c : c + core] = np.rint(p[HALO:-HALO, HALO:-HALO] * 255)
     mask = mask[:height, :width]
     seconds = time.perf_counter() - start

@@ -319,13 +319,16 @@ class SegmenterAssets:
 
     @property
     def band_count(self) -> int:
+        """Number of bands the model reads."""
         return len(self.bands)
 
     def to_json(self) -> str:
+        """The assets as indented JSON, as written next to the model."""
         return json.dumps(dataclasses.asdict(self), indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> SegmenterAssets:
+        """Parses assets JSON, raising ContractError for unknown keys or bad values."""
         try:
             raw = json.loads(text)
             fields = {f.name for f in dataclasses.fields(cls)}
@@ -627,6 +630,7 @@ class ErrorRecord:
     message: str
 
     def to_row(self) -> dict[str, str]:
+        """The record as a row of ERRORS_SCHEMA."""
         return dataclasses.asdict(self)
 
 

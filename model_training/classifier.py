@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from typing import Any
 
 import keras
 import numpy as np
@@ -248,7 +249,7 @@ def _split_counts(counts: data.LabelCounts) -> dict[str, object]:
 
 def classifier_quality(
     labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, calibration: tuple[float, float]
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The model card's ``quality``: the gate's verdict and the calibration measures.
 
     Args:

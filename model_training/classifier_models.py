@@ -148,4 +148,5 @@ def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
 
 
 def backbone_trainable(model: keras.Model) -> bool:
+    """Whether the model's pretrained backbone is being trained (not frozen)."""
     return model.get_layer(BASE_NAME).trainable

@@ -345,12 +345,14 @@ class SegmenterConfig(RunSettings):
 
     @property
     def unet(self) -> UNetConfig:
+        """The U-Net architecture these settings describe."""
         return UNetConfig(
             depth=self.depth, filters=self.filters, residual=self.residual, centre=self.centre
         )
 
     @property
     def window(self) -> int:
+        """Window size the model is exported for (at least 256 and the patch size)."""
         return self.window_size or max(256, self.patch_size)
 
     @property
@@ -372,7 +374,9 @@ class SegmenterConfig(RunSettings):
 
     @property
     def stop_from_round(self) -> int:
-        """First validation at which early stopping may act: with one-cycle,
-        past the rising part (0.3 of the steps), where a stall is not yet news.
+        """First validation at which early stopping may act.
+
+        With one-cycle, that is past the rising part (0.3 of the steps), where a
+        stall is not yet news; otherwise the first.
         """
         return math.ceil(0.3 * self.rounds) if self.schedule == "one-cycle" else 0

@@ -199,8 +199,10 @@ class ChipSplit:
             )
 
     def parsed(self, deterministic: bool = True) -> tf.data.Dataset:
-        """Parsed records of this split: dicts of image, id, label and the
-        serialized record itself (``SERIALIZED``, for feeding an exported model).
+        """Parsed records of this split.
+
+        Each is a dict of image, id, label and the serialized record itself
+        (``SERIALIZED``, for feeding an exported model).
         """
 
         def parse(serialized):
@@ -239,6 +241,7 @@ class LabelCounts:
 
     @property
     def usable(self) -> int:
+        """Records with a known class, the ones training can use."""
         return sum(self.per_class.values())
 
     def check(self, name: str, files: tuple[str, ...]) -> None:

@@ -198,6 +198,8 @@ def fit_platt(
     Args:
         labels: 0/1 labels of the validation split.
         scores: The model's uncalibrated probabilities (NaN left out).
+        iterations: Most Newton steps taken (it stops earlier once converged).
+        ridge: Weight of the ridge that keeps the fit finite (it pulls ``a`` towards 1).
 
     Returns:
         ``(a, b)``; ``(1.0, 0.0)`` (the identity) when there is nothing to fit.

@@ -58,28 +58,34 @@ class RunDir:
 
     @property
     def checkpoints(self) -> str:
+        """Folder of the checkpoints that resuming reads."""
         return os.path.join(self.root, "checkpoints")
 
     @property
     def last(self) -> str:
+        """The last epoch's full Keras model (weights and optimizer)."""
         return os.path.join(self.checkpoints, "last.keras")
 
     @property
     def best(self) -> str:
+        """Weights of the best epoch so far."""
         # Weights only: the best epoch may come from another training phase
         # (frozen base) whose optimizer does not fit the final model's.
         return os.path.join(self.checkpoints, "best.weights.h5")
 
     @property
     def state(self) -> str:
+        """JSON state of the run (epoch, best score) for resuming."""
         return os.path.join(self.checkpoints, "state.json")
 
     @property
     def history(self) -> str:
+        """Per-epoch metrics as CSV."""
         return os.path.join(self.root, "history.csv")
 
     @property
     def logs(self) -> str:
+        """TensorBoard logs."""
         return os.path.join(self.root, "logs")
 
     @property
@@ -89,10 +95,12 @@ class RunDir:
 
     @property
     def keras_copy(self) -> str:
+        """A Keras copy of the final model, for further training."""
         return os.path.join(self.root, "model.keras")
 
     @property
     def curves(self) -> str:
+        """Plot of the training and validation curves."""
         return os.path.join(self.root, "training_curves.png")
 
     def start(self, resume: bool, overwrite: bool = False) -> dict[str, Any] | None:
@@ -104,8 +112,8 @@ class RunDir:
         """
         os.makedirs(self.checkpoints, exist_ok=True)
         has_previous = os.path.exists(self.last) and os.path.exists(self.state)
-        if resume and has_previous:
-            state = saved_state(self)
+        state = saved_state(self) if resume and has_previous else None
+        if state is not None:
             log.info("resuming %s after epoch %d", self.root, state["epoch"] + 1)
             return state
         if resume:
@@ -236,8 +244,10 @@ def saved_state(run: RunDir) -> dict[str, Any] | None:
 
 
 def callbacks(run: RunDir, options: FitOptions) -> list[keras.callbacks.Callback]:
-    """The callbacks of a run: best and last checkpoints, LR on plateau,
-    early stopping, TensorBoard and CSV history.
+    """The callbacks of a run.
+
+    Best and last checkpoints, LR on plateau, early stopping, TensorBoard and
+    CSV history.
     """
     # A later fit in the same run (resume, or the fine-tuning phase) must only
     # replace best.keras with something better than what it already holds.

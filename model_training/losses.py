@@ -122,6 +122,7 @@ class SegmentationLoss(keras.losses.Loss):
         self._terms = parse_loss(spec)
 
     def call(self, y_true, y_pred):
+        """The weighted sum of the spec's loss terms, each with the pixel weights."""
         y_true, pixel_weight = split_target(y_true, y_pred)
         total = 0.0
         for weight, name in self._terms:
@@ -137,13 +138,15 @@ class SegmentationLoss(keras.losses.Loss):
         return total
 
     def get_config(self):
+        """The spec, gamma and alpha, so a saved model reloads with this loss."""
         return {**super().get_config(), "spec": self.spec, "gamma": self.gamma, "alpha": self.alpha}
 
 
 @keras.saving.register_keras_serializable(package="footprints")
 class BuildingIoU(keras.metrics.Metric):
-    """IoU of the building class from thresholded predictions, over all pixels seen
-    (pixels of weight 0 left out).
+    """IoU of the building class from thresholded predictions, over all pixels seen.
+
+    Pixels of weight 0 are left out.
 
     Example:
         truth [1, 1, 0, 0], probabilities [0.9, 0.2, 0.7, 0.1], threshold 0.5
@@ -157,6 +160,7 @@ class BuildingIoU(keras.metrics.Metric):
         self.union = self.add_variable(shape=(), initializer="zeros", name="union")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        """Adds a batch's building intersection and union to the totals."""
         y_true, weight = split_target(y_true, ops.cast(y_pred, "float32"))
         truth = ops.cast(y_true > 0.5, "float32") * weight
         pred = ops.cast(y_pred > self.threshold, "float32") * weight
@@ -165,12 +169,15 @@ class BuildingIoU(keras.metrics.Metric):
         self.union.assign_add(ops.sum(truth) + ops.sum(pred) - inter)
 
     def result(self):
+        """IoU over all pixels seen so far (1.0 where no truth or prediction has buildings)."""
         # No building predicted or present anywhere counts as a perfect match.
         return ops.where(self.union > 0, self.intersection / ops.maximum(self.union, 1.0), 1.0)
 
     def reset_state(self):
+        """Zeroes the totals for the next epoch."""
         self.intersection.assign(0.0)
         self.union.assign(0.0)
 
     def get_config(self):
+        """The threshold, so a saved model reloads with this metric."""
         return {**super().get_config(), "threshold": self.threshold}

@@ -58,6 +58,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         self.final_div_factor = float(final_div_factor)
 
     def __call__(self, step):
+        """Learning rate at ``step``: cosine warm-up to ``max_lr``, then cosine decay."""
         step = ops.cast(step, "float32")
         start = self.max_lr / self.div_factor
         end = start / self.final_div_factor
@@ -73,6 +74,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         return ops.where(step < up, rising, falling)
 
     def get_config(self):
+        """The schedule's settings, so a saved optimizer reloads with it."""
         return {
             "max_lr": self.max_lr,
             "total_steps": self.total_steps,
@@ -92,6 +94,7 @@ class LRFindResult:
     suggestion: float
 
     def to_dict(self) -> dict:
+        """The result as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
 

@@ -151,8 +151,9 @@ def read_image(path: str, bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarra
 
 
 def read_footprints(path: str) -> tuple[np.ndarray, pyproj.CRS]:
-    """Polygons (shapely array) and CRS of a vector file (GPKG, GeoJSON,
-    Shapefile, or GeoParquet).
+    """Polygons (shapely array) and CRS of a vector file.
+
+    GPKG, GeoJSON, Shapefile or GeoParquet.
 
     Raises:
         InputError: if the file cannot be read or has no CRS.
@@ -308,6 +309,7 @@ def load_tiles(
         labels = rasterize_footprints(footprints, paths)
         source = f"footprints {footprints!r}"
     else:
+        assert masks is not None  # exactly one of the two, checked above
         mask_paths = pair_masks(paths, expand_globs(masks, "mask tiles", "area/masks/*.tif"))
         labels = [read_mask(m, p) for m, p in zip(mask_paths, paths, strict=True)]
         source = f"masks {masks!r}"
@@ -398,8 +400,9 @@ def fit_scaling(
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """A square of one tile held out for validation: ``tile`` index, top row,
-    left column and side in pixels.
+    """A square of one tile held out for validation.
+
+    Given as ``tile`` index, top row, left column and side in pixels.
     """
 
     tile: int
@@ -474,7 +477,7 @@ def split_blocks(tiles: list[Tile], patch_size: int, val_fraction: float, seed: 
         )
     n_val = min(len(candidates) - 1, max(1, round(val_fraction * len(candidates))))
     # Ties in density (many empty blocks) are broken at random, not by position.
-    order = np.lexsort((rng.random(len(candidates)), [d for _, d in candidates]))
+    order = np.lexsort((rng.random(len(candidates)), np.array([d for _, d in candidates])))
     chosen = []
     for stratum in np.array_split(order, n_val):
         with_buildings = [i for i in stratum if candidates[i][1] > 0]
@@ -535,9 +538,11 @@ def _connected(mask: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Patches:
-    """Model-ready patches: ``images`` uint8 ``[N, P, P, C]``, ``masks`` uint8
-    ``[N, P, P, 1]`` and ``weights`` uint8 ``[N, P, P, 1]`` (1 valid pixel, 0
-    nodata or outside the split: no loss, not measured).
+    """Model-ready patches.
+
+    ``images`` uint8 ``[N, P, P, C]``, ``masks`` uint8 ``[N, P, P, 1]`` and
+    ``weights`` uint8 ``[N, P, P, 1]`` (1 valid pixel, 0 nodata or outside the
+    split: no loss, not measured).
     """
 
     images: np.ndarray
@@ -586,6 +591,7 @@ class Augmentation:
 
     @classmethod
     def off(cls) -> Augmentation:
+        """No augmentation at all (for validation patches)."""
         return cls(spatial=False, brightness=0.0, contrast=0.0, scale=1.0)
 
 
@@ -664,10 +670,10 @@ class PatchSampler:
             name: _integral(a)
             for name, a in (("blocked", ~area), ("valid", tile.valid), ("label", tile.label > 0))
         }
-        rows, cols = np.meshgrid(
+        grid_rows, grid_cols = np.meshgrid(
             np.arange(0, h - size + 1, grid), np.arange(0, w - size + 1, grid), indexing="ij"
         )
-        rows, cols = rows.ravel(), cols.ravel()
+        rows, cols = grid_rows.ravel(), grid_cols.ravel()
         blocked = _box_sum(sums["blocked"], rows, cols, size)
         valid = _box_sum(sums["valid"], rows, cols, size)
         inset = (size - p) // 2
@@ -707,8 +713,10 @@ class PatchSampler:
     def dataset(
         self, steps: int, batch_size: int, seed: int, skip_steps: int = 0
     ) -> tf.data.Dataset:
-        """``steps`` batches of ``(image [B, P, P, C] float32 0..255,
-        target [B, P, P, 2] float32: mask, weight)``, after ``skip_steps``.
+        """``steps`` batches of ``(image, target)``, after ``skip_steps``.
+
+        ``image`` is ``[B, P, P, C]`` float32 0..255, ``target`` ``[B, P, P, 2]``
+        float32: mask, weight.
         """
         draws = self.draws(steps * batch_size, seed)
         stack = tf.constant(self.stack)

@@ -163,11 +163,11 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
     metrics = evaluate_exported(run.model_dir, prepared.val, config.threshold, config.batch_size)
     splits = prepared.split.counts
     reasons = evaluation.segmenter_weak_reasons(metrics)
-    label_files = (
-        [config.footprints]
-        if config.footprints
-        else list(sd.expand_globs(config.masks, "mask tiles", "area/masks/*.tif"))
-    )
+    if config.footprints:
+        label_files = [config.footprints]
+    else:
+        assert config.masks is not None  # SegmenterConfig: --footprints or --masks
+        label_files = list(sd.expand_globs(config.masks, "mask tiles", "area/masks/*.tif"))
     card = cards.base_card("building-segmenter", dataclasses.asdict(config))
     card.update(
         {

@@ -92,15 +92,19 @@ class TileKeyCoder(beam.coders.Coder):
     """Deterministic coder for :class:`TileKey`: the UTF-8 scene, length-prefixed."""
 
     def encode(self, value: TileKey) -> bytes:
+        """Encodes the key as its length-prefixed UTF-8 scene."""
         return _encode_text(value.scene)
 
     def decode(self, encoded: bytes) -> TileKey:
+        """Decodes what :meth:`encode` wrote."""
         return TileKey(_decode_text(encoded)[0])
 
     def is_deterministic(self) -> bool:
+        """Always true: equal keys encode to equal bytes, so they can be grouped on."""
         return True
 
     def to_type_hint(self):
+        """The type this coder encodes."""
         return TileKey
 
 
@@ -108,17 +112,21 @@ class WindowKeyCoder(beam.coders.Coder):
     """Deterministic coder for :class:`WindowKey`: the scene, then three big-endian int64."""
 
     def encode(self, value: WindowKey) -> bytes:
+        """Encodes the key as its scene, then row, column and size."""
         return _encode_text(value.scene) + _INTS.pack(value.row, value.col, value.size)
 
     def decode(self, encoded: bytes) -> WindowKey:
+        """Decodes what :meth:`encode` wrote."""
         scene, end = _decode_text(encoded)
         row, col, size = _INTS.unpack_from(encoded, end)
         return WindowKey(scene, row, col, size)
 
     def is_deterministic(self) -> bool:
+        """Always true: equal keys encode to equal bytes, so they can be grouped on."""
         return True
 
     def to_type_hint(self):
+        """The type this coder encodes."""
         return WindowKey
 
 

@@ -82,6 +82,7 @@ class ShowProgress(beam.PTransform):
         self.every = every
 
     def expand(self, pcoll):
+        """Passes ``pcoll`` through unchanged, printing its throughput to stderr."""
         return pcoll | beam.ParDo(_ProgressFn(self.what, self.every))
 
 

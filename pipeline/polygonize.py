@@ -68,6 +68,7 @@ class Footprint:
 
     @property
     def mean_probability(self) -> float:
+        """Mean building probability over the polygon's pixels (0 for no pixels)."""
         return self.probability_sum / self.pixels if self.pixels else 0.0
 
 
@@ -169,7 +170,7 @@ def _components(geoms: list[Polygon]) -> list[list[int]]:
         return i
 
     left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
-    for i, j in zip(left.tolist(), right.tolist()):
+    for i, j in zip(left.tolist(), right.tolist(), strict=True):
         if i != j:
             parent[root(i)] = root(j)
     groups: dict[int, list[int]] = {}
@@ -507,6 +508,7 @@ class Polygonize(beam.PTransform):
         super().__init__()
 
     def expand(self, masks):
+        """Traces each mask, merges parts cut by tile edges, and returns footprint rows."""
         traced = masks | "Trace" >> beam.FlatMap(_trace, self.threshold).with_outputs(
             PARTS, main="whole"
         )
@@ -533,7 +535,7 @@ class Polygonize(beam.PTransform):
 CHIP_ERRORS = "errors"
 
 
-def as_vector_footprint(row: dict, crs: str | None, sources: dict[str, str]):
+def as_vector_footprint(row: dict, crs: str, sources: dict[str, str]):
     """A ``footprints/`` row as the chipping step's :class:`~pipeline.sources.vectors.Footprint`.
 
     Args:
@@ -579,13 +581,14 @@ class ChipFootprints(beam.PTransform):
         spec: How chips are cut (:class:`pipeline.chipping.ChipSpec`).
     """
 
-    crs: str | None
+    crs: str
     spec: object
 
     def __post_init__(self):
         super().__init__()
 
     def expand(self, inputs):
+        """Cuts one chip per footprint row; returns records and ``errors``."""
         from footprints import contracts
         from pipeline.prepare import ClassMap, CutChipDoFn
 

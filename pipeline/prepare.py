@@ -90,10 +90,12 @@ class PrepareConfig:
 
     @property
     def errors_dir(self) -> str:
+        """Folder of the run's dead letters."""
         return f"{self.output}-errors"
 
     @property
     def summary_path(self) -> str:
+        """Path of the run's summary JSON."""
         return f"{self.output}-summary.json"
 
 
@@ -108,6 +110,7 @@ class CutChipDoFn(beam.DoFn):
         self.latency = beam.metrics.Metrics.distribution("prepare", "chip_read_ms")
 
     def setup(self):
+        """Opens the worker's raster cache."""
         # Footprint files are usually sorted spatially, so consecutive
         # footprints hit the same few tiles: each is opened about once per worker.
         self._datasets = OpenRasters(size=16)
@@ -115,6 +118,7 @@ class CutChipDoFn(beam.DoFn):
         self._index = None
 
     def teardown(self):
+        """Closes the cached rasters."""
         self._datasets.close()
 
     def _tile_index(self, tiles) -> tile_index.TileIndex:
@@ -124,6 +128,7 @@ class CutChipDoFn(beam.DoFn):
         return self._index
 
     def process(self, footprint: vectors.Footprint, tiles):
+        """Cuts the footprint's chip from the tiles it touches, or yields an error."""
         import shapely
 
         index = self._tile_index(tiles)
@@ -201,6 +206,7 @@ class ChipsFromImages(beam.PTransform):
         super().__init__()
 
     def expand(self, pbegin):
+        """Lists the folder's images and reads each as a chip."""
         root = self.root.rstrip("/")
         return (
             pbegin
@@ -239,6 +245,7 @@ class ReadTiles(beam.PTransform):
         super().__init__()
 
     def expand(self, pbegin):
+        """Matches the glob and reads each tile's header."""
         return (
             pbegin
             | "Match" >> fileio.MatchFiles(self.pattern)
@@ -261,6 +268,7 @@ class ChipsFromFootprints(beam.PTransform):
         super().__init__()
 
     def expand(self, pbegin):
+        """Reads the footprint file in ranges and cuts a chip per footprint."""
         c = self.config
         footprints = (
             pbegin
@@ -327,6 +335,8 @@ def build(
         counted["inputs"] = (chips, item_errors) | "AllImages" >> beam.Flatten()
         kind = "images"
     else:
+        if info is None or config.rasters is None:
+            raise ValueError("build() needs --rasters and check_inputs()'s VectorInfo")
         tiles = pipeline | "Tiles" >> ReadTiles(config.rasters)
         fp = pipeline | "Footprints" >> ChipsFromFootprints(tiles.tiles, info, config)
         chips, item_errors, tile_errors = fp["chips"], fp[ERRORS], tiles[ERRORS]
@@ -393,6 +403,8 @@ def check_inputs(config: PrepareConfig) -> vectors.VectorInfo | None:
     if config.images:
         return None
     from apache_beam.io.filesystems import FileSystems
+
+    assert config.rasters and config.footprints, "PrepareConfig: no --images means both"
 
     if not FileSystems.match([config.rasters])[0].metadata_list:
         raise InputError(

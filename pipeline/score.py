@@ -99,6 +99,7 @@ class ValidateChipsFn(beam.DoFn):
         self._invalid = beam.metrics.Metrics.counter(NAMESPACE, "records_invalid")
 
     def process(self, element):
+        """Yields the located chip if valid, else its ErrorRecord on ``errors``."""
         located = as_located(element)
         checked = validate_chip(located)
         if isinstance(checked, ErrorRecord):
@@ -193,6 +194,7 @@ class ScoreChips(beam.PTransform):
         )
 
     def expand(self, records):
+        """Validates, scores and labels the records; returns scores and ``errors``."""
         checked = records | "Validate" >> beam.ParDo(ValidateChipsFn()).with_outputs(
             ValidateChipsFn.ERRORS, main="chips"
         )
@@ -370,6 +372,8 @@ def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) 
         "batch_size": config.batch_size,
         "crs": config.crs,
     }
+    # ScoreChips fills in both ids when it is built.
+    assert scorer.model_id is not None and scorer.run_id is not None
     _ = {
         "scores": result.scores,
         "errors": errors,
@@ -390,8 +394,9 @@ def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) 
 
 
 def run_config(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict:
-    """Runs the job to completion; returns the summary it wrote (see
-    :func:`pipeline.monitoring.run_to_summary`).
+    """Runs the job to completion; returns the summary it wrote.
+
+    See :func:`pipeline.monitoring.run_to_summary`.
     """
     return run_to_summary(
         build_pipeline(config, PipelineOptions(list(beam_args))), join(config.output, SUMMARY_FILE)

@@ -168,6 +168,7 @@ class SegmentConfig:
 
     @property
     def window_size(self) -> int:
+        """The model's window size, from its assets."""
         return self.assets.window_size
 
     @classmethod
@@ -624,6 +625,8 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
     from pipeline.score import ScoreChips
     from pipeline.writers.scores import scores_schema, write_table
 
+    # SegmentConfig.create sets the CRS always, and this path runs only with a classifier.
+    assert config.footprints_crs is not None and config.classifier is not None
     chips = {"rows": rows, "tiles": tiles} | "ChipFootprints" >> ChipFootprints(
         config.footprints_crs, config.chip_spec
     )
@@ -653,8 +656,9 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
 
 
 def run_config(config: SegmentConfig, beam_args: Sequence[str] = ()) -> dict:
-    """Runs the job to completion; returns the summary it wrote (see
-    :func:`pipeline.monitoring.run_to_summary`).
+    """Runs the job to completion; returns the summary it wrote.
+
+    See :func:`pipeline.monitoring.run_to_summary`.
     """
     return run_to_summary(
         build_pipeline(config, PipelineOptions(list(beam_args))), join(config.output, SUMMARY_FILE)

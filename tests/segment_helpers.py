@@ -99,7 +99,7 @@ def save_conv_segmenter(
         )
         def serve(self, images):
             x = tf.cast(images, tf.float32) / 255.0 - 0.5
-            for k, b, d in zip(self.kernels, self.biases, dilations):
+            for k, b, d in zip(self.kernels, self.biases, dilations, strict=True):
                 x = tf.nn.relu(tf.nn.conv2d(x, k, 1, "SAME", dilations=d) + b)
             logits = 4.0 * tf.nn.conv2d(x, self.head, 1, "SAME")
             if brightness:

@@ -66,7 +66,7 @@ def test_sample_area_chips_count_pixels_and_buildings(sample_area, tmp_path):
         set(fields[0]) - {e["record"] for e in errors}
     )
     # Labels follow the class attribute.
-    classes = dict(zip(fields[0], fields[1]))
+    classes = dict(zip(fields[0], fields[1], strict=True))
     for chip in chips:
         expected = prepare.ClassMap().label_of(classes[chip.footprint_id])
         assert chip.label == expected and chip.region and chip.crs == sample_area.crs
@@ -76,7 +76,7 @@ def test_sample_area_chips_count_pixels_and_buildings(sample_area, tmp_path):
     checked = 0
     for chip in chips:
         geom = shapely.from_wkb(chip.wkb)
-        for tile_path, mask_path in zip(sample_area.tiles, sample_area.masks):
+        for tile_path, mask_path in zip(sample_area.tiles, sample_area.masks, strict=True):
             with rasterio.open(tile_path) as src:
                 minx, miny, maxx, maxy = geom.bounds
                 side = max(spec.min_extent, max(maxx - minx, maxy - miny) * 1.5)

@@ -106,7 +106,7 @@ def _model(folder, *, weak=False, kind="footprint-classifier"):
     assets = folder / "model" / "assets"
     assets.mkdir(parents=True)
     edges = np.linspace(0, 1, 16).tolist()
-    mean = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    mean = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
     (assets / "model_card.json").write_text(
         json.dumps(
             {

@@ -43,7 +43,7 @@ def read_vectors(path: str):
         columns = {n: table.column(n).to_pylist() for n in ("id", "building", "region")}
         return shapely.from_wkb(table.column("geometry").to_pylist()), columns, crs
     meta, _, wkb, values = pyogrio.raw.read(path)
-    columns = {name: list(v) for name, v in zip(meta["fields"], values)}
+    columns = {name: list(v) for name, v in zip(meta["fields"], values, strict=True)}
     return shapely.from_wkb(wkb), columns, pyproj.CRS.from_user_input(meta["crs"])
 
 
@@ -66,7 +66,7 @@ def test_same_seed_gives_byte_identical_tiles_and_masks(tmp_path):
     config = SampleAreaConfig(seed=5, **SMALL)
     a = generate_sample_area(str(tmp_path / "a"), config)
     b = generate_sample_area(str(tmp_path / "b"), config)
-    for left, right in zip(a.tiles + a.masks, b.tiles + b.masks):
+    for left, right in zip(a.tiles + a.masks, b.tiles + b.masks, strict=True):
         with open(left, "rb") as f, open(right, "rb") as g:
             assert f.read() == g.read(), left
     assert a.counts == b.counts
@@ -105,7 +105,7 @@ def test_masks_equal_rasterized_footprints_from_the_file(area, vectors):
     assert crs == pyproj.CRS.from_user_input("EPSG:32615")
     assert set(shapely.get_type_id(geoms)) == {3}  # Polygon
     covered = 0
-    for tile_path, mask_path in zip(area.tiles, area.masks):
+    for tile_path, mask_path in zip(area.tiles, area.masks, strict=True):
         mask, transform, profile = read_tile(mask_path)
         assert profile["dtype"] == "uint8" and profile["transform"] == read_tile(tile_path)[1]
         expected = rasterio.features.rasterize(

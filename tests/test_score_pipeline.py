@@ -152,7 +152,7 @@ def _read(output):
 
 
 def _labels(scores):
-    return sorted(zip(scores.footprint_id, scores.score, scores.is_residential))
+    return sorted(zip(scores.footprint_id, scores.score, scores.is_residential, strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_exactly_k_per_region_with_ties_and_saturation(in_process):
         k = target_count(len(group), p)
         assert group.is_residential.sum() == k, region
         # The reference: sort the whole region in memory by the documented rank key.
-        keys = [rank_key(float(s), f) for s, f in zip(group.score, group.footprint_id)]
+        keys = [rank_key(float(s), f) for s, f in zip(group.score, group.footprint_id, strict=True)]
         assert list(group.is_residential) == exact_top_k(keys, k), region
         info = summary["regions"][region]
         assert (info["n"], info["k"], info["residential"], info["exact"]) == (
@@ -201,7 +201,9 @@ def test_dead_letters_and_reconciliation(in_process, dataset):
     _, scores, errors, summary = in_process
     got = {
         (os.path.basename(s), r, st, e)
-        for s, r, st, e in zip(errors.source, errors.record, errors.stage, errors.error)
+        for s, r, st, e in zip(
+            errors.source, errors.record, errors.stage, errors.error, strict=True
+        )
     }
     mixed = "mixed-00000-of-00001.tfrecord"
     assert {
@@ -235,7 +237,7 @@ def test_percentiles_within_documented_bound(in_process):
     _, scores, _, summary = in_process
     bound = summary["run"]["percentile_error_bound_points"]
     for _, group in scores.groupby("region"):
-        keys = [rank_key(float(s), f) for s, f in zip(group.score, group.footprint_id)]
+        keys = [rank_key(float(s), f) for s, f in zip(group.score, group.footprint_id, strict=True)]
         order = sorted(range(len(keys)), key=keys.__getitem__)
         exact = np.empty(len(keys))
         exact[order] = 100 * np.arange(len(keys)) / (len(keys) - 1)
@@ -383,7 +385,7 @@ def test_score_chips_on_bytes_with_the_tfx_handler(dataset):
 def _expected_tfx_labels():
     scores = {"t0": 0.0, "t1": 1.0, "t2": 1.0, "t3": 1.0, "t4": 10 / 255, "t5": 128 / 255}
     keys = [rank_key(s, f) for f, s in scores.items()]
-    return list(zip(scores, exact_top_k(keys, 3)))
+    return list(zip(scores, exact_top_k(keys, 3), strict=True))
 
 
 def test_pipeline_construction_with_bigquery_and_accelerator(dataset, tmp_path):

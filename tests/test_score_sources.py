@@ -70,7 +70,7 @@ def test_truncated_stream_yields_records_before_the_damage(records, cut):
     end = offsets[3] + cut if cut > 0 else len(data) + cut
     got = []
     with pytest.raises(ShardDamage) as damage:
-        for offset, r in iter_tfrecords(io.BytesIO(data[:end])):
+        for _offset, r in iter_tfrecords(io.BytesIO(data[:end])):
             got.append(r)
     assert got == records[:3]
     assert damage.value.reason == "truncated_shard"

@@ -193,7 +193,7 @@ def test_one_bad_window_does_not_fail_its_batch(models):
     model = handler.load_model()
     plans = plan_windows("t", 64, 192, 64, 0)
     images = [np.full((64, 64, 3), v, np.uint8) for v in (200, 77, 10)]  # 77 poisons
-    batch = [(WindowInput(p, "t.tif", None), im) for p, im in zip(plans, images)]
+    batch = [(WindowInput(p, "t.tif", None), im) for p, im in zip(plans, images, strict=True)]
     results = handler.run_inference(batch, model)
     assert [type(r).__name__ for _, r in results] == ["ndarray", "InferenceFailure", "ndarray"]
     assert results[0][1][1:-1, 1:-1].min() > 0.99 and results[2][1].max() < 0.01
@@ -613,7 +613,7 @@ def test_cli_rejects_bad_flags_before_building_a_pipeline(models, tmp_path, caps
         "--model": models["conv"],
         "--output": str(tmp_path / "out"),
     }
-    for flag, value in zip(flags[::2], flags[1::2]):
+    for flag, value in zip(flags[::2], flags[1::2], strict=True):
         base[flag] = value
     argv = ["segment"] + [x for kv in base.items() for x in kv]
     assert cli.main(argv) == 2

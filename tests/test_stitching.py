@@ -103,7 +103,7 @@ def test_plan_axis_cores_partition_the_axis_with_enough_context(extent, size, da
     plan = plan_axis(extent, size, halo)
     # Cores are contiguous, in order, and cover [0, extent) exactly once.
     assert plan[0].core_start == 0 and plan[-1].core_stop == extent
-    for before, after in zip(plan, plan[1:]):
+    for before, after in zip(plan, plan[1:], strict=False):
         assert before.core_stop == after.core_start
         assert before.start < after.start  # distinct windows: unique keys
     for w in plan:

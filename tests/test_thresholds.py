@@ -181,19 +181,19 @@ def test_batched_keys_sides_and_percentiles_match_the_scalar_ones(scores, epsilo
     ids = [f"id{i}" for i in range(len(scores))]
     keys = sketch_keys(np.asarray(scores, dtype=np.float32), ids)
     assert keys.dtype == np.uint64
-    assert keys.tolist() == [sketch_key(s, f) for s, f in zip(scores, ids)]
+    assert keys.tolist() == [sketch_key(s, f) for s, f in zip(scores, ids, strict=True)]
     # The sketch key never orders two footprints against the rank key.
     by_rank = sorted(range(len(ids)), key=lambda i: rank_key(scores[i] + 0.0, ids[i]))
-    assert all(keys[a] <= keys[b] for a, b in zip(by_rank, by_rank[1:]))
+    assert all(keys[a] <= keys[b] for a, b in zip(by_rank, by_rank[1:], strict=False))
     fn = quantile_combine_fn(epsilon, batched=True)
     acc = fn.add_input(
         fn.add_input(fn.create_accumulator(), keys[::2].tolist()), keys[1::2].tolist()
     )
     plan = plan_region("r", len(ids), Fraction(1, 3), fn.extract_output(acc), epsilon)
     above, below = plan.sides(keys)
-    assert [("above" if a else "below" if b else "inside") for a, b in zip(above, below)] == [
-        plan.side(int(k)) for k in keys
-    ]
+    assert [
+        ("above" if a else "below" if b else "inside") for a, b in zip(above, below, strict=True)
+    ] == [plan.side(int(k)) for k in keys]
     assert percentiles(plan, keys).tolist() == [percentile(plan, int(k)) for k in keys]
 
 

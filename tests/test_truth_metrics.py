@@ -75,7 +75,7 @@ def test_greedy_matching_equals_the_optimum_on_random_buildings():
             return a.intersection(b).area / a.union(b).area
 
         best = max(
-            sum(iou(p, truth[j]) >= 0.5 for p, j in zip(predicted, perm))
+            sum(iou(p, truth[j]) >= 0.5 for p, j in zip(predicted, perm, strict=True))
             for perm in permutations(range(4))
         )
         assert got == best

@@ -1,18 +1,18 @@
-"""Submits ``footprints score`` or ``segment`` to Dataflow, directly or as a Flex Template.
+r"""Submits ``footprints score`` or ``segment`` to Dataflow, directly or as a Flex Template.
 
 Two ways to start the same job::
 
     # direct: this machine builds the job graph and submits it (needs this
     # package installed locally, the same Beam and Python as the image)
-    python deploy/dataflow/launch.py direct score --project P --region us-central1 \\
-        --bucket gs://B --image REGION-docker.pkg.dev/P/footprints/worker:TAG -- \\
-        --chips 'gs://B/chips/*.tfrecord.gz' --model gs://B/models/classifier \\
+    python deploy/dataflow/launch.py direct score --project P --region us-central1 \
+        --bucket gs://B --image REGION-docker.pkg.dev/P/footprints/worker:TAG -- \
+        --chips 'gs://B/chips/*.tfrecord.gz' --model gs://B/models/classifier \
         --residential-fraction 0.35 --output gs://B/runs/state-1
 
     # template: Dataflow builds the graph in the image (needs only gcloud)
-    python deploy/dataflow/launch.py template score --project P --region us-central1 \\
-        --bucket gs://B --image ... --template gs://B/templates/score.json -- \\
-        chips='gs://B/chips/*.tfrecord.gz' model=gs://B/models/classifier \\
+    python deploy/dataflow/launch.py template score --project P --region us-central1 \
+        --bucket gs://B --image ... --template gs://B/templates/score.json -- \
+        chips='gs://B/chips/*.tfrecord.gz' model=gs://B/models/classifier \
         residential_fraction=0.35 output=gs://B/runs/state-1
 
 ``--print`` shows the command instead of running it.

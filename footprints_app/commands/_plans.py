@@ -43,6 +43,7 @@ def prepare_plan(config) -> str:
         )
         work = len(images)
     else:
+        assert info is not None  # check_inputs reads the footprints when there are no --images
         tiles = [tile_index.read_tile_info(p) for p in _matched(config.rasters)]
         bad = [t for t in tiles if isinstance(t, contracts.ErrorRecord)]
         good = [t for t in tiles if not isinstance(t, contracts.ErrorRecord)]
@@ -128,8 +129,8 @@ def segment_plan(config) -> str:
         f"  tiles: {_plural(len(paths), 'file')} match {config.raster!r}; {valid} valid, "
         f"{len(rejected)} rejected",
     ]
-    for path, exc in rejected[:10]:
-        lines.append(f"    rejected {path}: {exc}")
+    for path, problem in rejected[:10]:
+        lines.append(f"    rejected {path}: {problem}")
     lines += [
         f"  model: {config.model_dir}: window {config.window_size} px, halo "
         f"{config.halo} px, bands {list(config.assets.bands)}",

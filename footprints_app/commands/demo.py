@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import time
+from typing import Any
 
 from footprints import contracts
 from footprints.errors import EXIT_CHECK, EXIT_OK, ConfigError
@@ -131,7 +132,7 @@ def training_chips(
     from footprints_app.sample_area import SampleAreaConfig, generate_sample_area
     from pipeline import prepare
 
-    facts = {
+    facts: dict[str, Any] = {
         "glob": os.path.join(chips_root, "train-*-*-of-*.tfrecord"),
         "seeds": [],
         "tiles": 0,
@@ -188,8 +189,10 @@ class StageFailed(RuntimeError):
 
 
 def run(args, beam_args) -> int:
-    """Runs every stage; returns 0 when each stage's counts reconcile and nothing
-    warned (a weak or inaccurate classifier, scores that cannot rank), else 3.
+    """Runs every stage; returns 0 when all went well, else 3.
+
+    All went well: each stage's counts reconcile and nothing warned (a weak or
+    inaccurate classifier, scores that cannot rank).
     """
     from footprints_app.commands.prepare import format_summary
     from footprints_app.report import build_report
@@ -442,8 +445,8 @@ def run(args, beam_args) -> int:
             {
                 "code": "weak_model",
                 "message": (
-                    f"the classifier labels only {accuracy:.1%} of the demo area's footprints right at "
-                    f"the target fraction (held out; the demo expects at least "
+                    f"the classifier labels only {accuracy:.1%} of the demo area's footprints "
+                    f"right at the target fraction (held out; the demo expects at least "
                     f"{MIN_HELD_OUT_ACCURACY:.0%})"
                 ),
             }

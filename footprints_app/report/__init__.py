@@ -246,12 +246,13 @@ def model_section(model_dir: str | None, label: str = "Model") -> str:
 
 def _expected(region: dict) -> tuple[float | None, float | None]:
     """(expected share, its sd) of a region's summary entry, flat or under ``scores``."""
-    stats = region.get("scores") if isinstance(region.get("scores"), dict) else region
+    scores = region.get("scores")
+    stats = scores if isinstance(scores, dict) else region
     return stats.get("expected_fraction"), stats.get("expected_sd")
 
 
 def _expects(region: dict) -> tuple[str, str]:
-    """ "model expects" and "target vs model" cells of a region."""
+    """The "model expects" and "target vs model" cells of a region."""
     expected, sd = _expected(region)
     if expected is None:
         return "-", "-"
@@ -346,7 +347,7 @@ def score_section(run_dir: str) -> str:
         labels = table.column("label").to_pylist()
         known = [
             (lab, pred)
-            for lab, pred in zip(labels, table.column("is_residential").to_pylist())
+            for lab, pred in zip(labels, table.column("is_residential").to_pylist(), strict=True)
             if lab is not None
         ]
         if known:
@@ -395,7 +396,7 @@ def _geometries(table, key: str | None = None) -> dict:
     wkbs = table.column("geometry").to_pylist()
     keys = table.column(key).to_pylist() if key else [None] * len(wkbs)
     groups: dict = {}
-    for wkb, value in zip(wkbs, keys):
+    for wkb, value in zip(wkbs, keys, strict=True):
         if wkb is not None:
             groups.setdefault(value, []).append(shapely.from_wkb(wkb))
     return groups
@@ -443,7 +444,7 @@ def truth_section(run_dir: str, truth: dict, masks: list[str]) -> str:
     objects = truth.get("objects") or {}
     source = truth.get("source") or {}
     kind = {"masks": "true masks", "footprints": "true footprints"}.get(
-        source.get("kind"), "the truth"
+        source.get("kind", ""), "the truth"
     )
     out = [
         f"<h3>Against the truth ({_esc(kind)})</h3>",
@@ -541,10 +542,11 @@ def segment_section(run_dir: str, panels_per_image: int = 12, max_panels: int = 
                 )
             )
         captions = {}
-        for scene in (truth or {}).get("tiles") or {}:
+        tile_iou = (truth or {}).get("tiles") or {}
+        for scene in tile_iou:
             counts = ((truth or {}).get("tile_objects") or {}).get(scene, {})
             captions[scene] = (
-                f"IoU {_num(truth['tiles'][scene], 2)}, found "
+                f"IoU {_num(tile_iou[scene], 2)}, found "
                 f"{counts.get('true_positive', 0)}, false "
                 f"{counts.get('false_positive', 0)}, missed "
                 f"{counts.get('false_negative', 0)}"

@@ -34,7 +34,7 @@ STYLES = {
     "non_residential": ("#56b4e9", "non-residential"),
     "footprint": ("#ffd400", "footprint"),
 }
-MASK_COLOUR = np.array([1.0, 0.1, 0.6])
+MASK_COLOUR = (1.0, 0.1, 0.6)
 MASK_LEGEND = "building mask (probability >= threshold)"
 
 
@@ -150,7 +150,7 @@ def _draw_footprints(ax, layers: Mapping[str, Sequence], width: float) -> list:
 
 def _mask_overlay(rgb: np.ndarray, building: np.ndarray) -> np.ndarray:
     out = rgb.copy()
-    out[building] = 0.5 * out[building] + 0.5 * MASK_COLOUR
+    out[building] = 0.5 * out[building] + 0.5 * np.array(MASK_COLOUR)
     return out
 
 
@@ -267,7 +267,8 @@ def tile_panels(
     trees = {c: (shapely.STRtree(list(g)), list(g)) for c, g in layers.items() if len(g)}
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (name, raster, mask, caption) in zip(axes.flat, tiles):
+    # The grid can have more panels than tiles; the spare ones stay blank.
+    for ax, (name, raster, mask, caption) in zip(axes.flat, tiles, strict=False):
         *_, (x0, y0, x1, y1) = read_raw(raster, (8, 8), crs)  # the bounds in the map CRS
         shape = (size, max(2, round(size * (x1 - x0) / max(y1 - y0, 1e-12))))
         rgb, _ = read_rgb(raster, shape, crs)

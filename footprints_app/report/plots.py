@@ -53,7 +53,8 @@ def score_histograms(
     plt, fig, axes = _figure(nrows, ncols, (4.2 * ncols, 2.8 * nrows))
     for ax in axes.flat[len(names) :]:
         ax.axis("off")
-    for ax, name in zip(axes.flat, names):
+    # The grid can have more panels than regions; the spare ones stay blank.
+    for ax, name in zip(axes.flat, names, strict=False):
         values = scores_by_region.get(name, np.array([]))
         info = regions.get(name, {})
         ax.hist(values, bins=np.linspace(0, 1, 41), color="#4c78a8")

@@ -44,7 +44,7 @@ class _DrawList:
         "radial",
     )
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.geoms: list = []
         self.rgbn: list = []
         self.tex: list = []

@@ -11,6 +11,7 @@ shape touch anything placed so far?" quickly.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import shapely
@@ -34,7 +35,9 @@ def _strip(
     )
 
 
-def _rect(center: np.ndarray, length: float, width: float, angle: float) -> Polygon:
+def _rect(
+    center: np.ndarray | Sequence[float], length: float, width: float, angle: float
+) -> Polygon:
     return _strip(np.asarray(center, float), _unit(angle), length / 2, -width / 2, width / 2)
 
 
@@ -50,7 +53,7 @@ def _hull_shadow(shape: Polygon, offset: np.ndarray) -> Polygon:
 class _Blocker:
     """Geometries that new ones must not touch; a bounding-box prefilter keeps it fast."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._geoms: list = []
         self._bounds = np.empty((0, 4))
 

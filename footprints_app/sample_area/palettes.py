@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 
-def _lum(rgb: Sequence[float]) -> float:
+def _lum(rgb: Sequence[float] | np.ndarray) -> float:
     return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
 
 
@@ -23,7 +23,7 @@ def _lum(rgb: Sequence[float]) -> float:
 _NIR_GAIN = {"veg": 2.3, "tree": 2.5, "soil": 1.2, "man": 0.95, "red": 1.8, "metal": 1.05}
 
 
-def _rgbn(rgb: Sequence[float], kind: str) -> tuple[float, float, float, float]:
+def _rgbn(rgb: Sequence[float] | np.ndarray, kind: str) -> tuple[float, float, float, float]:
     return (
         float(rgb[0]),
         float(rgb[1]),

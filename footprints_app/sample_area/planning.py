@@ -93,8 +93,8 @@ class _Planner(_SitePlanner):
         r = self.reach
         s_cuts, t_cuts = [-r, *s_roads, r], [-r, *t_roads, r]
         parcels: list[tuple[float, float, float, float]] = []
-        for s0, s1 in zip(s_cuts[:-1], s_cuts[1:]):
-            for t0, t1 in zip(t_cuts[:-1], t_cuts[1:]):
+        for s0, s1 in zip(s_cuts[:-1], s_cuts[1:], strict=True):
+            for t0, t1 in zip(t_cuts[:-1], t_cuts[1:], strict=True):
                 self._split(s0, s1, t0, t1, parcels)
         for s0, s1, t0, t1 in parcels:
             poly = self.frame_rect(s0, s1, t0, t1)
@@ -164,7 +164,7 @@ class _Planner(_SitePlanner):
         xs = self.rng.uniform(x0, x1, count)
         ys = self.rng.uniform(y0, y1, count)
         inside = shapely.contains_xy(clipped, xs, ys)
-        for x, y in zip(xs[inside], ys[inside]):
+        for x, y in zip(xs[inside], ys[inside], strict=True):
             self._tree(np.array([x, y]), self.rng.uniform(2.5, 5.5), dense=True)
 
     # -- roads are drawn last on the ground, over lots and yards -------------

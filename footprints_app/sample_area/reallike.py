@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import rasterio.features
@@ -134,6 +135,11 @@ class RealLikeConfig:
             )
         object.__setattr__(self, "origin", tuple(float(v) for v in self.origin))
 
+    @property
+    def tile_height(self) -> int:
+        """Height in pixels: ``height``, or half the width when that is None."""
+        return self.width // 2 if self.height is None else self.height
+
 
 @dataclasses.dataclass(frozen=True)
 class RealLikeArea:
@@ -180,7 +186,7 @@ def _burn(shapes, shape: tuple[int, int], dtype="float32", fill=0) -> np.ndarray
     )
 
 
-def _sweep(part, offset: tuple[float, float]):
+def _sweep(part, offset: Sequence[float] | np.ndarray):
     """The area a convex part covers when moved by ``offset`` (its hull with the copy)."""
     moved = shapely.affinity.translate(part, *offset)
     return shapely.convex_hull(shapely.union(part, moved))
@@ -216,7 +222,7 @@ def _place_buildings(
             width = rng.uniform(7, min(15, length * px)) / px
             axis = rng.choice([0.0, math.pi / 2]) + rng.normal(0, 0.25)
             x = rng.uniform(side * half + margin, (side + 1) * half - margin)
-            y = rng.uniform(margin, config.height - margin)
+            y = rng.uniform(margin, config.tile_height - margin)
             parts = [_rect((x, y), length, width, axis)]
             if rng.random() < 0.3:  # an L-shaped wing along one end
                 wing = rng.uniform(0.35, 0.6) * length
@@ -226,7 +232,7 @@ def _place_buildings(
             footprint = shapely.union_all(parts)
             halo = footprint.buffer(4.0 / px)
             if blocker.hits(halo) or not shapely.box(
-                side * half + 2, 2, (side + 1) * half - 2, config.height - 2
+                side * half + 2, 2, (side + 1) * half - 2, config.tile_height - 2
             ).contains(halo):
                 continue
             blocker.add(footprint)
@@ -274,7 +280,7 @@ def _render(
     rng: np.random.Generator, config: RealLikeConfig, buildings: list[_Building]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reflectance bands ``[B, H, W]`` (0..1) and the valid mask of the whole tile."""
-    h, w, px = config.height, config.width, config.pixel_size
+    h, w, px = config.tile_height, config.width, config.pixel_size
     shape = (h, w)
     nbands = len(BAND_NAMES[config.bands])
 
@@ -315,9 +321,9 @@ def _render(
     nadir = np.array([-0.4 * w, h * rng.uniform(0.3, 0.7)])
     shadows, walls, roofs, facet = [], [], [], []
     for b in buildings:
-        centre = np.array(b.footprint.centroid.coords[0])
-        away = centre - nadir
-        view = math.radians(6 + 16 * centre[0] / w)  # 6..22 degrees off nadir
+        middle = np.array(b.footprint.centroid.coords[0])
+        away = middle - nadir
+        view = math.radians(6 + 16 * middle[0] / w)  # 6..22 degrees off nadir
         lean = away / np.linalg.norm(away) * b.height_m * math.tan(view) / px
         cast = shadow_dir * b.height_m * rng.uniform(0.7, 1.1) / px
         shadows += [(_sweep(p, cast), 1) for p in b.parts]
@@ -423,7 +429,7 @@ def generate_real_like(out_dir: str, config: RealLikeConfig = RealLikeConfig()) 
         "building": ["yes"] * len(buildings),
         "half": [_HALVES[s] for s in sides],
     }
-    full_mask = _burn([(g, 1) for g in local], (config.height, config.width), "uint8")
+    full_mask = _burn([(g, 1) for g in local], (config.tile_height, config.width), "uint8")
     tiles, masks, entries = [], [], []
     names = BAND_NAMES[config.bands]
     for i, name in enumerate(_HALVES):
@@ -472,4 +478,6 @@ def generate_real_like(out_dir: str, config: RealLikeConfig = RealLikeConfig()) 
             "labels": "footprint (ground) outlines; roofs lean off nadir and may not cover them",
         },
     )
-    return RealLikeArea(root, tuple(tiles), tuple(masks), footprints, counts, config)
+    return RealLikeArea(
+        root, (tiles[0], tiles[1]), (masks[0], masks[1]), footprints, counts, config
+    )

@@ -40,7 +40,7 @@ class _SitePlanner(_PlanBuilder):
             u = np.linspace(0.0, length, 60)
             s = s_c + sign_s * (hw_main + u)
             t = start_t + sign_t * bend * (1 - np.cos(np.pi * u / wave)) / 2
-            street = LineString([self.frame(a, b) for a, b in zip(s, t)])
+            street = LineString([self.frame(a, b) for a, b in zip(s, t, strict=True)])
             inside = street.intersection(self.area).length / street.length
             others = [
                 r for r in self.roads if r.line.distance(Point(*self.frame(s_c, start_t))) > 6.0

@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +28,9 @@ import shapely
 from rasterio.transform import Affine
 
 from footprints_app.sample_area.config import FOOTPRINT_FORMATS, SampleAreaConfig
+
+if TYPE_CHECKING:  # reallike imports this module
+    from footprints.sample_area.reallike import RealLikeConfig
 
 _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 _TILE_NAME = re.compile(r"^tile_r(\d+)_c(\d+)\.tif$")
@@ -41,7 +45,7 @@ def _tmp_path(final: str) -> str:
 def _write_geotiff(
     path: str,
     data: np.ndarray,
-    config: SampleAreaConfig,
+    config: SampleAreaConfig | RealLikeConfig,
     transform: Affine,
     descriptions: Sequence[str],
     photometric: str | None,

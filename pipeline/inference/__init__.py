@@ -46,10 +46,12 @@ class ScoredBatch(NamedTuple):
 
     @property
     def size(self) -> int:
+        """Number of chips in the batch."""
         return len(self.metas)
 
     @property
     def footprint_ids(self) -> list[str]:
+        """Footprint ids of the batch's chips, in order."""
         return [m.footprint_id for m in self.metas]
 
     def by_region(self) -> dict[str, np.ndarray]:
@@ -69,7 +71,7 @@ def split_outcomes(
 ) -> tuple[ScoredBatch | None, list[ErrorRecord]]:
     """A batch's outcomes as the scored sub-batch (None if empty) and dead letters."""
     good, errors = [], []
-    for i, (meta, outcome) in enumerate(zip(metas, outcomes)):
+    for i, (meta, outcome) in enumerate(zip(metas, outcomes, strict=True)):
         if isinstance(outcome, InferenceFailure):
             errors.append(
                 ErrorRecord(
@@ -133,6 +135,7 @@ class ScoreRecords(beam.PTransform):
         super().__init__()
 
     def expand(self, pairs):
+        """Runs the model; returns scores on the main output and failures on ``errors``."""
         return (
             pairs
             | "RunInference" >> RunInference(self.handler, metrics_namespace=NAMESPACE)

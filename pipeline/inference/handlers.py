@@ -294,8 +294,8 @@ class ChipScoreHandler(ModelHandler):
                 return [
                     InferenceFailure(
                         "model_rejected_record",
-                        f"the model could not score this record: {tf_error_reason(exc)} The image is "
-                        "probably damaged inside its pixel data; re-encode the chip.",
+                        f"the model could not score this record: {tf_error_reason(exc)} "
+                        "The image is probably damaged inside its pixel data; re-encode the chip.",
                     )
                 ]
             half = len(records) // 2
@@ -318,13 +318,16 @@ class ChipScoreHandler(ModelHandler):
         ]
 
     def get_num_bytes(self, batch: Sequence[tuple[Any, bytes]]) -> int:
+        """Size of a batch as its records' bytes (cheaper than the default's pickling)."""
         # The default pickles the whole batch just to measure it.
         return sum(len(record) for _, record in batch)
 
     def get_metrics_namespace(self) -> str:
+        """Namespace of the RunInference metrics."""
         return NAMESPACE
 
     def get_resource_hints(self) -> dict:
+        """Asks for the accelerator when one was given."""
         return {"accelerator": self._accelerator} if self._accelerator else {}
 
     def __repr__(self) -> str:

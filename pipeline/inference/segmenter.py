@@ -121,6 +121,7 @@ def predict(model: Callable[[Array], Array], images: Array, tta: str = "none") -
         # Each augmented batch is made contiguous: TF copies strided views anyway.
         out = inverse(model(np.ascontiguousarray(forward(images))))
         total = out.astype(np.float32) if total is None else total + out
+    assert total is not None, "augmentations() always has the identity"
     return total / np.float32(len(augs))
 
 
@@ -172,6 +173,7 @@ class SegmenterModelHandler(
         self._accelerator = accelerator
 
     def load_model(self) -> Segmenter:
+        """Loads the segmentation SavedModel."""
         return Segmenter(self._model_dir)
 
     def run_inference(
@@ -180,6 +182,7 @@ class SegmenterModelHandler(
         model: Segmenter,
         inference_args: dict[str, Any] | None = None,
     ) -> list[tuple[WindowInput, Any]]:
+        """Predicts a batch of windows; on failure retries them one by one."""
         try:
             probabilities = predict(model, np.stack([image for _, image in batch]), self._tta)
         except Exception as exc:  # TF raises many types; each window gets its own verdict
@@ -189,16 +192,19 @@ class SegmenterModelHandler(
                 "a batch of %d windows failed (%s); retrying them one by one", len(batch), exc
             )
             return [result for item in batch for result in self.run_inference([item], model)]
-        return [(meta, p) for (meta, _), p in zip(batch, probabilities)]
+        return [(meta, p) for (meta, _), p in zip(batch, probabilities, strict=True)]
 
     def get_num_bytes(self, batch: Sequence[tuple[WindowInput, Array]]) -> int:
+        """Size of a batch as its images' bytes (cheaper than the default's pickling)."""
         # The default pickles the whole batch just to measure it.
         return sum(image.nbytes for _, image in batch)
 
     def get_metrics_namespace(self) -> str:
+        """Namespace of the RunInference metrics."""
         return NAMESPACE
 
     def get_resource_hints(self) -> dict:
+        """Asks for the accelerator when one was given."""
         return {"accelerator": self._accelerator} if self._accelerator else {}
 
 
@@ -249,6 +255,7 @@ class RunSegmenter(beam.PTransform):
         super().__init__()
 
     def expand(self, windows):
+        """Predicts and crops; returns ``{"cores": ..., "errors": ...}``."""
         cropped = (
             windows
             | "RunInference" >> RunInference(self.handler)

@@ -239,6 +239,7 @@ class ReadShardFn(beam.DoFn):
         self._damaged = beam.metrics.Metrics.counter(NAMESPACE, "shards_damaged")
 
     def process(self, path: str):
+        """Yields the shard's chip records, and an error per damaged one."""
         self._shards.inc()
         for item in read_shard(path):
             if isinstance(item, ErrorRecord):
@@ -271,6 +272,7 @@ class ReadChipRecords(beam.PTransform):
         super().__init__()
 
     def expand(self, pbegin):
+        """Matches the shards, spreads them over workers and reads them."""
         return (
             pbegin
             | "Match" >> fileio.MatchFiles(self.pattern)

@@ -23,6 +23,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 def is_image_path(path: str) -> bool:
+    """Whether ``path`` names an image file ``ChipsFromImages`` reads (by suffix)."""
     return path.lower().endswith(IMAGE_SUFFIXES)
 
 
@@ -52,9 +53,10 @@ def image_chip(path: str, data: bytes, root: str, label_of, size: int = 0) -> Ch
 
     fid, klass = class_of(path, root)
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            fmt = image.format
-            image.load()  # a full decode: truncated files fail here, not later
+        with Image.open(io.BytesIO(data)) as opened:
+            fmt = opened.format
+            opened.load()  # a full decode: truncated files fail here, not later
+            image: Image.Image = opened
             if image.mode not in ("RGB", "L"):
                 image = image.convert("RGB")
             keep = fmt in ("PNG", "JPEG") and not size and image.mode in ("RGB", "L")

@@ -82,10 +82,12 @@ class TileInfo:
 
     @property
     def key(self) -> TileKey:
+        """The tile's key (its scene)."""
         return TileKey(self.scene)
 
     @property
     def affine(self):
+        """The tile's geotransform as an Affine."""
         from affine import Affine
 
         return Affine(*self.transform)
@@ -266,6 +268,7 @@ class MatchTiles(beam.PTransform):
         super().__init__()
 
     def expand(self, pbegin):
+        """Matches the glob; returns paths and an error per duplicate scene."""
         from apache_beam.io import fileio
 
         return (
@@ -334,6 +337,7 @@ class ValidateTiles(beam.PTransform):
         super().__init__()
 
     def expand(self, paths):
+        """Checks each tile; returns ``tiles`` and ``errors``."""
         return paths | "Check" >> beam.ParDo(_ValidateFn(self.assets)).with_outputs(
             ERRORS, main="tiles"
         )
@@ -360,6 +364,7 @@ class _ReadFn(beam.DoFn):
         from pipeline.stitching.stitch import CorePrediction
 
         plan, tile = item
+        assert self._tiles is not None, "start_bundle opens the tile cache"
         try:
             pixels, valid = read_window(self._tiles(tile.path), tile, plan, self._assets)
         except Exception as exc:  # a block that fails to decode fails only its window
@@ -411,6 +416,7 @@ class ReadWindows(beam.PTransform):
         super().__init__()
 
     def expand(self, planned):
+        """Reads each planned window; returns windows, ``nodata`` and ``errors``."""
         return planned | "Read" >> beam.ParDo(_ReadFn(self.assets)).with_outputs(
             NODATA, ERRORS, main="windows"
         )

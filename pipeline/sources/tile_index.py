@@ -48,14 +48,17 @@ class TileInfo:
 
     @property
     def affine(self) -> affine.Affine:
+        """The tile's geotransform as an Affine."""
         return affine.Affine(*self.transform)
 
     @property
     def resolution(self) -> tuple[float, float]:
+        """Pixel width and height in CRS units."""
         return abs(self.transform[0]), abs(self.transform[4])
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
+        """The tile's extent as ``(minx, miny, maxx, maxy)`` in its CRS."""
         a = self.affine
         x0, y0 = a * (0, 0)
         x1, y1 = a * (self.width, self.height)
@@ -63,6 +66,7 @@ class TileInfo:
 
     @property
     def box(self) -> shapely.Polygon:
+        """The tile's extent as a polygon."""
         return shapely.box(*self.bounds)
 
 
@@ -167,7 +171,7 @@ class TileIndex:
     def __getstate__(self):
         return {"tiles": self.tiles, "_trees": None}
 
-    def _by_crs(self):
+    def _by_crs(self) -> dict[str, tuple[shapely.STRtree, list[TileInfo]]]:
         if self._trees is None:
             groups: dict[str, list[TileInfo]] = {}
             for tile in self.tiles:

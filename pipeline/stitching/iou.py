@@ -170,7 +170,9 @@ TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE = "true_positive", "false_positive
 
 
 def match_objects(
-    predicted: Sequence, truth: Sequence, iou_threshold: float = IOU_THRESHOLD
+    predicted: Sequence | np.ndarray,
+    truth: Sequence | np.ndarray,
+    iou_threshold: float = IOU_THRESHOLD,
 ) -> list[tuple[int, int, float]]:
     """One-to-one matches ``(predicted index, truth index, IoU)`` with IoU >= the threshold.
 
@@ -227,17 +229,29 @@ def object_scores(
 
 
 def truth_from_masks(truth_paths: Sequence[str], crs: str | None) -> list:
-    """True buildings traced from true masks, merged across tiles, in ``crs``."""
+    """True buildings traced from true masks, merged across tiles, in ``crs``.
+
+    Raises:
+        InputError: a mask has no CRS (its buildings could not be placed).
+    """
     import rasterio
 
-    from pipeline.polygonize import merge_parts, polygonize_tile
+    from footprints.errors import InputError
+    from pipeline.polygonize import Footprint, merge_parts, polygonize_tile
 
-    whole, parts = [], {}
+    whole: list[Footprint] = []
+    parts: dict[str, list[Footprint]] = {}
     for path in sorted(truth_paths):
         with rasterio.open(path) as src:
+            if src.crs is None:
+                raise InputError(
+                    f"truth mask {path!r} has no CRS; give it the CRS of its tile "
+                    "(gdal_edit.py -a_srs EPSG:...)"
+                )
             building = (src.read(1) > 0).astype(np.uint8) * 255
-            tile_crs = src.crs.to_string() if src.crs else None
-            traced = polygonize_tile(building, None, src.transform, 0.5, scene_of(path), tile_crs)
+            traced = polygonize_tile(
+                building, None, src.transform, 0.5, scene_of(path), src.crs.to_string()
+            )
         for f in traced:
             (parts.setdefault(f.crs, []) if f.on_edge else whole).append(f)
     for group in parts.values():
@@ -315,7 +329,7 @@ def _write_objects(path: str, rows: list[dict], crs: str | None) -> None:
     FileSystems.rename([tmp], [path])
 
 
-def _tile_of(geometry, tile_boxes: list[tuple[str, object]]) -> str | None:
+def _tile_of(geometry, tile_boxes: list[tuple[str, shapely.Geometry]]) -> str | None:
     point = shapely.point_on_surface(geometry)
     return next((name for name, outline in tile_boxes if outline.covers(point)), None)
 
@@ -356,6 +370,8 @@ def truth_summary(
     from pipeline.writers.files import join
 
     if truth_footprints:
+        if crs is None:
+            raise ValueError("comparing with truth footprints needs the footprints' CRS")
         truth, rejected = read_truth_footprints(truth_footprints, crs)
         pixels = footprint_iou(mask_paths, truth, crs, threshold)
         source = {"kind": "footprints", "features": len(truth) + rejected, "rejected": rejected}
@@ -381,7 +397,7 @@ def truth_summary(
         [tiles[i] for i in kept],
     )
     truth_tiles = [_tile_of(g, boxes) for g in truth]
-    truth = [g for g, tile in zip(truth, truth_tiles) if tile is not None]
+    truth = [g for g, tile in zip(truth, truth_tiles, strict=True) if tile is not None]
     truth_tiles = [tile for tile in truth_tiles if tile is not None]
     matches = match_objects(predicted, truth, iou_threshold)
     by_tile: dict[str, dict[str, int]] = {}

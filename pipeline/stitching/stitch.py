@@ -19,12 +19,16 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from footprints.errors import FootprintsError
 from pipeline.keys import WindowKey
 from pipeline.stitching.windows import Box, WindowPlan, count_windows
+
+if TYPE_CHECKING:  # for annotations only: rasters imports this module's windows at run time
+    from pipeline.sources.rasters import TileInfo
 
 INFERRED = "inferred"
 NODATA = "nodata"
@@ -95,7 +99,7 @@ class TileMask:
         windows: Windows by status (``inferred``, ``nodata``, ``failed``).
     """
 
-    tile: object
+    tile: TileInfo
     probability: np.ndarray
     valid: np.ndarray | None
     windows: dict[str, int]
@@ -151,11 +155,11 @@ class TileStitcher:
                 f"tile {self.tile.scene!r} got {len(self._seen)} windows, planned {self._expected}"
             )
         valid: np.ndarray | None = self._valid
-        if valid.all():
+        if self._valid.all():
             valid = None
         else:
             # Invalid pixels are masked in the file; zeros there also compress best.
-            self._probability[~valid] = 0
+            self._probability[~self._valid] = 0
         return TileMask(
             self.tile,
             self._probability,

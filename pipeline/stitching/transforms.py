@@ -44,6 +44,7 @@ class PlanWindows(beam.PTransform):
         super().__init__()
 
     def expand(self, tiles):
+        """Plans every tile's windows and spreads them over workers."""
         return tiles | "Plan" >> beam.FlatMap(self._plan) | "Spread" >> beam.Reshuffle()
 
     def _plan(self, tile):
@@ -127,6 +128,7 @@ class StitchTiles(beam.PTransform):
         super().__init__()
 
     def expand(self, inputs):
+        """Groups cores by tile and stitches each tile's mask."""
         keyed_tiles = inputs["tiles"] | "KeyTiles" >> beam.Map(
             lambda tile: (tile.key, tile)
         ).with_output_types(tuple[TileKey, Any])

@@ -51,6 +51,7 @@ class MaskEntry:
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
+        """The mask's extent as ``(minx, miny, maxx, maxy)``."""
         a, _, c, _, e, f = self.transform
         return c, f + e * self.height, c + a * self.width, f
 

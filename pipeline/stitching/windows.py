@@ -34,6 +34,7 @@ Example (one axis: a 100-pixel tile, 64-pixel windows, halo 16, so
 from __future__ import annotations
 
 import dataclasses
+from typing import Final, Literal
 
 import numpy as np
 
@@ -42,7 +43,10 @@ from pipeline.keys import WindowKey
 #: How windows that hang over a tile's edge are filled: mirrored tile pixels,
 #: which keep image statistics near the edge closer to the interior's than
 #: zeros would.
-PAD_MODE = "reflect"
+PAD_MODE: Final = "reflect"
+
+#: The ``np.pad`` modes :func:`cut_and_pad` passes on.
+PadMode = Literal["constant", "edge", "reflect", "symmetric", "wrap"]
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -64,18 +68,22 @@ class Box:
 
     @property
     def bottom(self) -> int:
+        """First row below the box."""
         return self.row + self.height
 
     @property
     def right(self) -> int:
+        """First column right of the box."""
         return self.col + self.width
 
     @property
     def empty(self) -> bool:
+        """Whether the box has no pixels."""
         return self.height == 0 or self.width == 0
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(height, width)``, as numpy shapes go."""
         return self.height, self.width
 
     def intersect(self, other: Box) -> Box:
@@ -86,6 +94,7 @@ class Box:
         return Box(row, col, bottom - row, right - col)
 
     def contains(self, other: Box) -> bool:
+        """Whether ``other`` lies wholly inside this box."""
         return (
             self.row <= other.row
             and self.col <= other.col
@@ -163,6 +172,7 @@ class WindowPlan:
 
     @property
     def window(self) -> Box:
+        """The window, halo included, in tile pixels."""
         return Box(self.key.row, self.key.col, self.key.size, self.key.size)
 
 
@@ -227,7 +237,7 @@ def cut_and_pad(
     window: Box,
     height: int,
     width: int,
-    mode: str = PAD_MODE,
+    mode: PadMode = PAD_MODE,
     **pad_kwargs,
 ) -> np.ndarray:
     """Cuts ``window`` out of pixels read at ``read_at``, padding beyond the tile.

@@ -149,7 +149,7 @@ class SplitByBracketFn(beam.DoFn):
 
     ABOVE, INSIDE = "above", "inside"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._inside = beam.metrics.Metrics.counter(NAMESPACE, "records_in_exact_pass")
         self._quantiles: dict[str, tuple[RegionPlan, np.ndarray]] = {}
 
@@ -161,6 +161,7 @@ class SplitByBracketFn(beam.DoFn):
         return cached[1]
 
     def process(self, batch: ScoredBatch, plans: dict[str, RegionPlan]):
+        """Splits one batch by its regions' brackets (see the class docstring)."""
         keys = sketch_keys(batch.scores, batch.footprint_ids)
         pct = np.empty(batch.size)
         above = np.zeros(batch.size, dtype=bool)
@@ -263,6 +264,7 @@ class LabelExactFraction(beam.PTransform):
         super().__init__()
 
     def expand(self, scored):
+        """Sketches each region's scores, picks thresholds and labels every chip."""
         plans = (
             scored
             | "SketchKeys" >> beam.FlatMap(_sketch_inputs)

@@ -53,9 +53,11 @@ class ScoreStatsFn(beam.CombineFn):
     """
 
     def create_accumulator(self):
+        """Empty stats: count, two fixed-point sums and a histogram."""
         return [0, 0, 0, np.zeros(HISTOGRAM_BINS, np.int64)]
 
     def add_input(self, acc, scores):
+        """Adds a batch of scores to the stats."""
         p = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
         bins = np.minimum((p * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)
         return [
@@ -66,12 +68,14 @@ class ScoreStatsFn(beam.CombineFn):
         ]
 
     def merge_accumulators(self, accs):
+        """Sums the stats of several accumulators."""
         total = self.create_accumulator()
         for acc in accs:
             total = [total[0] + acc[0], total[1] + acc[1], total[2] + acc[2], total[3] + acc[3]]
         return total
 
     def extract_output(self, acc):
+        """The final :func:`score_stats` of the accumulated stats."""
         return score_stats(acc)
 
 

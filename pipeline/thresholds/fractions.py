@@ -68,6 +68,7 @@ class RegionFractions:
         return dict(self.per_region).get(region, self.default)
 
     def as_dict(self) -> dict[str, Fraction]:
+        """The per-region fractions as a plain dict."""
         return dict(self.per_region)
 
 

@@ -372,7 +372,7 @@ def select_distributed(
                     above += 1
                     above_min = score if above_min is None else min(above_min, score)
         res = resolve_bracket(plan, above, above_min, inside_keys)
-        for i, chosen in zip(inside_idx, res.selected):
+        for i, chosen in zip(inside_idx, res.selected, strict=True):
             labels[i] = chosen
         out[region] = labels
     return out

@@ -44,6 +44,7 @@ class WriteChips(beam.PTransform):
         super().__init__()
 
     def expand(self, records):
+        """Writes the shards and removes stale ones; returns the list of files."""
         gzip = self.compression == "gzip"
         written = records | "WriteTFRecord" >> beam.io.WriteToTFRecord(
             self.prefix,

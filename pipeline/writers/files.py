@@ -107,6 +107,7 @@ class RemoveStaleShards(beam.PTransform):
         super().__init__()
 
     def expand(self, written):
+        """Deletes the stale shards; returns this run's sorted file list."""
         return (
             written
             | "AllWritten" >> beam.combiners.ToList()
@@ -135,6 +136,7 @@ class WriteJson(beam.PTransform):
         super().__init__()
 
     def expand(self, pcoll):
+        """Writes the element to ``path``."""
         return pcoll | "WriteJsonFile" >> beam.Map(
             lambda obj, path: write_json_atomic(path, obj), self.path
         )
@@ -172,6 +174,7 @@ class OutputLocation:
 
     @property
     def summary_path(self) -> str:
+        """Path of the run's summary JSON."""
         return f"{self.path}-summary.json" if self.prefix else join(self.path, "summary.json")
 
     @classmethod

@@ -79,6 +79,7 @@ class WriteMasks(beam.PTransform):
         super().__init__()
 
     def expand(self, masks):
+        """Writes each mask as a COG, then the mosaic over all of them."""
         entries = masks | "WriteCOG" >> beam.ParDo(
             _WriteMaskFn(self.masks_dir, self.threshold, self.tags)
         )

@@ -100,13 +100,14 @@ def score_rows(
     metas = labelled.metas
     geometries = [meta.wkb for meta in metas]
     if crs is not None:
-        moved: dict[str, list[int]] = {}
+        moved: dict[str, list[tuple[int, bytes]]] = {}
         for i, meta in enumerate(metas):
             if meta.wkb is not None and meta.crs and meta.crs != crs:
-                moved.setdefault(meta.crs, []).append(i)
-        for src, positions in moved.items():
+                moved.setdefault(meta.crs, []).append((i, meta.wkb))
+        for src, items in moved.items():
+            positions = [i for i, _ in items]
             for i, wkb in zip(
-                positions, reproject_wkbs([geometries[i] for i in positions], src, crs)
+                positions, reproject_wkbs([w for _, w in items], src, crs), strict=True
             ):
                 geometries[i] = wkb
     lon, lat, geometries = geometry_columns(geometries, crs)
@@ -136,6 +137,7 @@ def score_rows(
             lon,
             lat,
             geometries,
+            strict=True,
         )
     ]
 
@@ -173,7 +175,10 @@ def scores_schema(crs: str | None):
 
 
 def write_table(rows, label: str, directory: str, schema, num_shards: int = 1):
-    """``rows | label >> WriteGeoTable`` for a schema with GeoParquet metadata, else ``WriteTable``."""
+    """``rows | label >> WriteGeoTable`` for a GeoParquet schema, else ``WriteTable``.
+
+    A GeoParquet schema is one with ``geo`` metadata.
+    """
     if b"geo" in (schema.metadata or {}):
         return rows | label >> WriteGeoTable(directory, schema, num_shards=num_shards)
     return rows | label >> WriteTable(directory, schema, num_shards=num_shards)
@@ -207,6 +212,7 @@ class WriteCsv(beam.PTransform):
         super().__init__()
 
     def expand(self, rows):
+        """Writes the rows as CSV lines under a header; returns the list of files."""
         return (
             rows
             | "CsvLine" >> beam.Map(csv_line, self.columns)
@@ -284,6 +290,7 @@ class WriteScoresBigQuery(beam.PTransform):
         super().__init__()
 
     def expand(self, rows):
+        """Loads the rows into the table."""
         return (
             rows
             | "ToBigQueryRow" >> beam.Map(bigquery_row, self.crs)
@@ -409,6 +416,7 @@ class WriteScoreOutputs(beam.PTransform):
         super().__init__()
 
     def expand(self, inputs):
+        """Writes every output of a score run, the summary last."""
         rows = inputs["scores"]
         written = [
             write_table(

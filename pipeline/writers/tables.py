@@ -109,6 +109,7 @@ class WriteTable(beam.PTransform):
         super().__init__()
 
     def expand(self, rows):
+        """Writes the Parquet shards and removes stale ones; returns the list of files."""
         written = rows | "WriteParquet" >> beam.io.WriteToParquet(
             join(self.directory, self.prefix),
             self.schema,
@@ -130,6 +131,7 @@ class WriteErrors(beam.PTransform):
         super().__init__()
 
     def expand(self, errors):
+        """Writes the error records as a table."""
         return (
             errors
             | "ToRow" >> beam.Map(contracts.ErrorRecord.to_row)
@@ -410,6 +412,7 @@ class WriteGeoTable(beam.PTransform):
         super().__init__()
 
     def expand(self, rows):
+        """Plans shards from count and extent, then writes the GeoParquet files."""
         plan = (
             rows
             | "CountAndExtent" >> beam.CombineGlobally(_ExtentFn())
