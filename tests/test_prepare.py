@@ -21,7 +21,7 @@ from raster_fixtures import (
     noise_tiles,
     read_shards,
     write_footprints,
-    write_tile,
+    write_geotiff,
 )
 
 from footprints import cli
@@ -141,7 +141,7 @@ def messy_area(tmp_path):
     good = noise_tiles(folder, n=2, size=100)
     from rasterio.transform import from_origin
 
-    write_tile(
+    write_geotiff(
         folder / "nocrs.tif",
         np.zeros((3, 50, 50), np.uint8),
         crs=None,
@@ -337,7 +337,7 @@ def test_nodata_and_masked_pixels_are_never_chip_data(tmp_path):
     folder = tmp_path / "tiles"
     folder.mkdir()
     # West: a 16-bit single-band tile that is all nodata (0).
-    write_tile(
+    write_geotiff(
         folder / "a.tif",
         np.zeros((1, 100, 100), np.uint16),
         nodata=0,
@@ -346,25 +346,9 @@ def test_nodata_and_masked_pixels_are_never_chip_data(tmp_path):
     # East: a 16-bit tile whose west half (columns 0..49) the internal mask hides.
     rng = np.random.default_rng(1)
     data = rng.integers(500, 4000, (1, 100, 100)).astype(np.uint16)
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(
-            folder / "b.tif",
-            "w",
-            driver="GTiff",
-            width=100,
-            height=100,
-            count=1,
-            dtype="uint16",
-            crs="EPSG:32615",
-            tiled=True,
-            blockxsize=64,
-            blockysize=64,
-            transform=from_origin(X0 + 50, Y0, RES, RES),
-        ) as dst:
-            dst.write(data)
-            mask = np.full((100, 100), 255, np.uint8)
-            mask[:, :50] = 0
-            dst.write_mask(mask)
+    mask = np.full((100, 100), 255, np.uint8)
+    mask[:, :50] = 0
+    write_geotiff(folder / "b.tif", data, transform=from_origin(X0 + 50, Y0, RES, RES), mask=mask)
     geoms = [
         shapely.box(X0 + 10, Y0 - 20, X0 + 20, Y0 - 10),  # on the nodata tile
         shapely.box(X0 + 60, Y0 - 20, X0 + 70, Y0 - 10),  # under the mask
