@@ -55,9 +55,11 @@ def image_chip(path: str, data: bytes, root: str, label_of, size: int = 0) -> Ch
         with Image.open(io.BytesIO(data)) as image:
             fmt = image.format
             image.load()  # a full decode: truncated files fail here, not later
+            # Kept as they are only if already RGB or one band (the chip contract):
+            # an RGBA or palette PNG is converted and re-encoded.
+            keep = fmt in ("PNG", "JPEG") and not size and image.mode in ("RGB", "L")
             if image.mode not in ("RGB", "L"):
                 image = image.convert("RGB")
-            keep = fmt in ("PNG", "JPEG") and not size and image.mode in ("RGB", "L")
             if not keep:
                 if size:
                     image = image.resize((size, size), Image.Resampling.BILINEAR)
