@@ -39,6 +39,7 @@ def _run(config):
     return prepare.run(config, ["--runner", "DirectRunner"])
 
 
+@pytest.mark.slow
 def test_sample_area_chips_count_pixels_and_buildings(sample_area, tmp_path):
     prefix = str(tmp_path / "chips" / "area")
     spec = ChipSpec(size=0, margin=0.25, min_extent=16.0)
@@ -102,6 +103,7 @@ def test_sample_area_chips_count_pixels_and_buildings(sample_area, tmp_path):
     assert checked >= 0.7 * len(chips)
 
 
+@pytest.mark.slow
 def test_footprints_in_another_crs_give_the_same_chips(sample_area, tmp_path):
     meta, _, wkbs, fields = pyogrio.raw.read(sample_area.footprints, columns=["id", "building"])
     geoms = [reproject_geometry(g, sample_area.crs, "EPSG:4326") for g in shapely.from_wkb(wkbs)]
@@ -171,6 +173,7 @@ def messy_area(tmp_path):
     return str(folder), vector
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_dead_lettered_and_counts_reconcile(messy_area, tmp_path):
     folder, vector = messy_area
     prefix = str(tmp_path / "out" / "chips")
@@ -209,6 +212,7 @@ def test_bad_inputs_are_dead_lettered_and_counts_reconcile(messy_area, tmp_path)
     assert on_disk["chips"] == 2
 
 
+@pytest.mark.slow
 def test_rerun_replaces_shards_and_gzip(messy_area, tmp_path):
     folder, vector = messy_area
     prefix = str(tmp_path / "rerun" / "chips")
@@ -225,6 +229,7 @@ def test_rerun_replaces_shards_and_gzip(messy_area, tmp_path):
     assert len(glob.glob(f"{prefix}-errors/*.parquet")) == 1
 
 
+@pytest.mark.slow
 def test_images_in_class_folders(tmp_path):
     root = tmp_path / "images"
     rng = np.random.default_rng(1)
@@ -253,6 +258,7 @@ def test_images_in_class_folders(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_uint16_four_band_rasters_become_rgb_chips(tmp_path):
     folder = tmp_path / "tiles"
     folder.mkdir()
@@ -312,6 +318,7 @@ def test_invalid_flags_fail_before_the_pipeline(tmp_path, capsys):
     assert code == 2 and "is not a folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_summary_holds_stage_metrics_and_progress_is_shown(messy_area, tmp_path, capfd):
     folder, vector = messy_area
     summary = _run(
@@ -330,6 +337,7 @@ def test_summary_holds_stage_metrics_and_progress_is_shown(messy_area, tmp_path,
     assert "progress [chips]: 2 done" in capfd.readouterr().err
 
 
+@pytest.mark.slow
 def test_nodata_and_masked_pixels_are_never_chip_data(tmp_path):
     """Issue 11 cases 3 and 5: nodata tiles, NAIP-style internal masks, repeated ids."""
     from rasterio.transform import from_origin

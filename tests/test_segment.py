@@ -310,6 +310,7 @@ def mixed_run(models, tmp_path_factory):
     return d, config, run_config(config)
 
 
+@pytest.mark.slow
 def test_pipeline_accounts_for_every_tile_and_window(mixed_run):
     """Counts reconcile: every matched tile and planned window is written or explained."""
     _, _, summary = mixed_run
@@ -337,6 +338,7 @@ def test_pipeline_accounts_for_every_tile_and_window(mixed_run):
     assert [s["scene"] for s in summary["skipped_tiles"]] == ["e", "k"]
 
 
+@pytest.mark.slow
 def test_pipeline_writes_cog_masks_on_each_tiles_grid(mixed_run):
     d, _, summary = mixed_run
     masks = d / "out" / "masks"
@@ -372,6 +374,7 @@ def test_pipeline_writes_cog_masks_on_each_tiles_grid(mixed_run):
     assert (d / "out" / "truth" / "objects.parquet").exists()
 
 
+@pytest.mark.slow
 def test_pipeline_writes_footprints_merged_across_tiles(mixed_run):
     d, config, summary = mixed_run
     table = pq.read_table(d / "out" / "footprints")
@@ -406,6 +409,7 @@ def test_pipeline_writes_footprints_merged_across_tiles(mixed_run):
     assert {e["stage"] for e in errors} == {"match", "validate", "inference", "stitch"}
 
 
+@pytest.mark.slow
 def test_pipeline_scores_its_footprints_with_the_classifier(mixed_run):
     d, _, summary = mixed_run
     footprints = pq.read_table(d / "out" / "footprints").to_pylist()
@@ -424,6 +428,7 @@ def test_pipeline_scores_its_footprints_with_the_classifier(mixed_run):
     assert summary["scores"]["regions"]["all"]["k"] == 2
 
 
+@pytest.mark.slow
 def test_stitched_mask_equals_whole_tile_inference(models, tmp_path):
     image = helpers.random_image(100, 90, seed=7)
     write_geotiff(str(tmp_path / "t.tif"), image, blocksize=16)
@@ -445,6 +450,7 @@ def test_stitched_mask_equals_whole_tile_inference(models, tmp_path):
     assert diff.max() <= 1 and (diff == 0).mean() > 0.999
 
 
+@pytest.mark.slow
 def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, capsys):
     for i, (rects, seed) in enumerate([([(5, 5, 30, 30)], 1), ([(40, 40, 60, 70)], 2)]):
         data, _ = helpers.bright_scene(90, 80, rects, bands=1, dtype="uint16", seed=seed)
