@@ -39,7 +39,13 @@ def sample_area(tmp_path_factory):
 
 import sys  # noqa: E402
 
-JOB_MODULES = ("pipeline.prepare", "pipeline.score", "pipeline.segment", "pipeline.monitoring")
+JOB_MODULES = (
+    "pipeline.prepare",
+    "pipeline.score",
+    "pipeline.segment",
+    "pipeline.jobs",
+    "pipeline.monitoring",
+)
 
 _heavy: list[str] = []  # what the current test (setup or call) did that is heavy
 _heavy_fixtures: dict[str, str] = {}  # fixture name -> what its setup did
