@@ -88,13 +88,18 @@ def write_chips(directory: str, n: int, shards: int = 8) -> str:
 def write_tiles(directory: str, n: int) -> str:
     """N adjacent 256 px RGB tiles in one UTM row, each with a few bright buildings."""
     import segment_helpers
+    from raster_fixtures import X0, Y0, write_geotiff
 
     for i in range(n):
         rects = [(20 + 30 * k, 16 + 50 * k, 50 + 30 * k, 60 + 50 * k) for k in range(4)]
         data, _ = segment_helpers.bright_scene(TILE, TILE, rects, seed=i)
-        origin = (segment_helpers.UTM_ORIGIN[0] + i * TILE * 0.5, segment_helpers.UTM_ORIGIN[1])
-        segment_helpers.write_tile(
-            os.path.join(directory, f"t{i:05d}.tif"), data, origin=origin, blocksize=256
+        origin = (X0 + i * TILE * 0.5, Y0)
+        write_geotiff(
+            os.path.join(directory, f"t{i:05d}.tif"),
+            data,
+            origin=origin,
+            blocksize=256,
+            compress="deflate",
         )
     return os.path.join(directory, "*.tif")
 

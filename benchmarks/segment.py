@@ -176,6 +176,7 @@ def _run(mode: str, raster: str, model: str, batch: int, output: str = "") -> di
 def _write_tiles(folder: str, size: int, count: int) -> str:
     import numpy as np
     import segment_helpers as helpers
+    from raster_fixtures import X0, Y0, write_geotiff
 
     for i in range(count):
         # Buildings every 40 m on a noisy ground: masks with realistic
@@ -192,11 +193,12 @@ def _write_tiles(folder: str, size: int, count: int) -> str:
             for c in range(0, size - 60, 80)
         ]
         data, _ = helpers.bright_scene(size, size, rects, seed=i)
-        helpers.write_tile(
+        write_geotiff(
             os.path.join(folder, f"t{i}.tif"),
             data,
             blocksize=256,
-            origin=(helpers.UTM_ORIGIN[0] + i * size * 0.5, helpers.UTM_ORIGIN[1]),
+            compress="deflate",
+            origin=(X0 + i * size * 0.5, Y0),
         )
     return os.path.join(folder, "*.tif")
 

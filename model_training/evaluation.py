@@ -227,13 +227,6 @@ def fit_platt(
     return float(a), float(b)
 
 
-def apply_platt(scores: np.ndarray, a: float, b: float) -> np.ndarray:
-    """The calibrated probabilities ``sigmoid(a * logit(score) + b)`` (NaN stays NaN)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    out = 1.0 / (1.0 + np.exp(-(a * logit(scores) + b)))
-    return np.where(np.isnan(scores), np.nan, out)
-
-
 # --------------------------------------------------------------------------
 # Quality gate: is the model good enough to rank footprints at all?
 # --------------------------------------------------------------------------

@@ -76,7 +76,7 @@ class _ClassifierServing(tf.Module):
 
 
 def _platt(scores: tf.Tensor, a: float, b: float) -> tf.Tensor:
-    """``sigmoid(a * logit(p) + b)`` in float64, as evaluation.apply_platt computes it."""
+    """``sigmoid(a * logit(p) + b)`` in float64, as ``apply_platt`` in tests/oracles.py does."""
     p = tf.clip_by_value(
         tf.cast(scores, tf.float64), evaluation.LOGIT_EPS, 1.0 - evaluation.LOGIT_EPS
     )

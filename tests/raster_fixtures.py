@@ -7,36 +7,82 @@ pixel must land where.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyogrio.raw
 import rasterio
 import shapely
+from affine import Affine
 from rasterio.transform import from_origin
 
 UTM = "EPSG:32615"
 X0, Y0, RES = 500_000.0, 4_650_000.0, 0.5
 
 
-def write_tile(path, data: np.ndarray, crs=UTM, transform=None, **profile) -> str:
-    """Writes band-first ``data`` as a tiled GeoTIFF; ``crs=None`` writes none."""
+def write_geotiff(
+    path,
+    data: np.ndarray,
+    *,
+    crs: str | None = UTM,
+    transform: Affine | None = None,
+    origin: tuple[float, float] = (X0, Y0),
+    pixel_size: float = RES,
+    nodata: float | None = None,
+    tiled: bool = True,
+    blocksize: int = 64,
+    compress: str | None = None,
+    mask: np.ndarray | None = None,
+) -> str:
+    """Writes band-first ``data`` ([bands, H, W]) as a GeoTIFF; returns ``str(path)``.
+
+    The one GeoTIFF writer of the tests: every test that needs a tile on disk
+    calls it, so all of them are written the same way (a real CRS and
+    geotransform, internal 64 x 64 blocks).
+
+    Args:
+        path: Where to write; missing parent folders are created.
+        data: Pixels, band first; its dtype is the file's.
+        crs: The CRS; ``None`` writes a tile without one (and without a
+            geotransform unless ``transform`` is given).
+        transform: The geotransform; default: north-up from ``origin`` (the
+            top-left corner) with square ``pixel_size`` pixels.
+        origin: Top-left corner, used when ``transform`` is None.
+        pixel_size: Pixel size in CRS units, used when ``transform`` is None.
+        nodata: The nodata value, or None.
+        tiled: Internal blocks of ``blocksize``; False writes 4-row strips.
+        blocksize: Block width and height when ``tiled``.
+        compress: GDAL compression (``"deflate"``, ...), or None for none.
+        mask: An internal (per-dataset) mask, 255 valid / 0 invalid, [H, W],
+            written as NAIP COGs carry theirs (``GDAL_TIFF_INTERNAL_MASK``).
+    """
     count, height, width = data.shape
-    profile = {
+    profile: dict = {
         "driver": "GTiff",
         "width": width,
         "height": height,
         "count": count,
         "dtype": data.dtype.name,
-        "tiled": True,
-        "blockxsize": 64,
-        "blockysize": 64,
-        **profile,
     }
+    if compress is not None:
+        profile["compress"] = compress
     if crs is not None:
         profile["crs"] = crs
-    if transform is not None:
+        profile["transform"] = transform or from_origin(*origin, pixel_size, pixel_size)
+    elif transform is not None:
         profile["transform"] = transform
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
+    if nodata is not None:
+        profile["nodata"] = nodata
+    if tiled:
+        profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
+    else:
+        profile.update(tiled=False, blockysize=4)
+    os.makedirs(os.path.dirname(str(path)) or ".", exist_ok=True)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=mask is not None):
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+            if mask is not None:
+                dst.write_mask(mask)
     return str(path)
 
 
@@ -48,7 +94,7 @@ def noise_tiles(folder, n=2, size=200, seed=0, count=3, dtype="uint8") -> list[s
     for i in range(n):
         data = rng.integers(0, high, (count, size, size)).astype(dtype)
         paths.append(
-            write_tile(
+            write_geotiff(
                 folder / f"t{i}.tif", data, transform=from_origin(X0 + i * size * RES, Y0, RES, RES)
             )
         )

@@ -34,7 +34,7 @@ def build_inputs(root) -> dict:
     segment: two adjacent tiles with a building across their edge, and one nodata tile.
     """
     import segment_helpers
-    from raster_fixtures import RES, X0, Y0, noise_tiles, write_footprints
+    from raster_fixtures import RES, X0, Y0, noise_tiles, write_footprints, write_geotiff
 
     from tests.score_helpers import chip_record, save_classifier, write_shards
 
@@ -64,16 +64,16 @@ def build_inputs(root) -> dict:
     write_shards(str(root / "chips"), records, 3)
     a, _ = segment_helpers.bright_scene(100, 90, [(10, 10, 40, 50), (50, 60, 80, 90)], seed=1)
     b, _ = segment_helpers.bright_scene(100, 70, [(50, 0, 80, 30)], seed=2)
-    segment_helpers.write_tile(str(root / "tiles" / "a.tif"), a)
-    segment_helpers.write_tile(
+    write_geotiff(str(root / "tiles" / "a.tif"), a)
+    write_geotiff(
         str(root / "tiles" / "b.tif"),
         b,
-        origin=(segment_helpers.UTM_ORIGIN[0] + 90 * 0.5, segment_helpers.UTM_ORIGIN[1]),
+        origin=(X0 + 90 * 0.5, Y0),
     )
-    segment_helpers.write_tile(
+    write_geotiff(
         str(root / "tiles" / "e.tif"),
         np.zeros((3, 40, 40), np.uint8),
-        origin=(segment_helpers.UTM_ORIGIN[0] + 2000, segment_helpers.UTM_ORIGIN[1]),
+        origin=(X0 + 2000, Y0),
         nodata=0,
     )
     return {

@@ -14,8 +14,8 @@ each side.
   thresholded with a steep sigmoid: finds bright buildings on a dark ground,
   so pipeline outputs can be checked against drawn truth.
 
-Tiles are written with a real CRS and geotransform, tiled or striped, with
-or without nodata, as torchgeo's tests do.
+The scenes (:func:`bright_scene`) are arrays; tests write them with
+:func:`raster_fixtures.write_geotiff`, the one GeoTIFF writer of the tests.
 """
 
 from __future__ import annotations
@@ -23,13 +23,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import rasterio
-from rasterio.transform import from_origin
 
 from footprints.contracts import SEGMENTER_ASSETS, SegmenterAssets
-
-UTM = "EPSG:32615"
-UTM_ORIGIN = (500000.0, 4_200_000.0)
 
 
 def _save(model_dir: str, module, assets: SegmenterAssets) -> str:
@@ -164,44 +159,6 @@ def run_whole(model_dir: str, image: np.ndarray) -> np.ndarray:
 
     fn = tf.saved_model.load(model_dir).signatures["serving_default"]
     return fn(images=tf.constant(image[None]))["mask"].numpy()[0]
-
-
-def write_tile(
-    path: str,
-    data: np.ndarray,
-    *,
-    crs: str | None = UTM,
-    transform=None,
-    pixel_size: float = 0.5,
-    origin=UTM_ORIGIN,
-    nodata=None,
-    tiled: bool = True,
-    blocksize: int = 64,
-    compress: str = "deflate",
-) -> str:
-    """Writes ``data`` ([bands, H, W]) as a GeoTIFF with a real CRS; returns ``path``."""
-    bands, height, width = data.shape
-    profile = dict(
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=bands,
-        dtype=data.dtype.name,
-        compress=compress,
-    )
-    if crs is not None:
-        profile["crs"] = crs
-        profile["transform"] = transform or from_origin(*origin, pixel_size, pixel_size)
-    if nodata is not None:
-        profile["nodata"] = nodata
-    if tiled:
-        profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
-    else:
-        profile.update(tiled=False, blockysize=4)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
 
 
 def bright_scene(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import rasterio
 import score_helpers
 import segment_helpers as helpers
+from raster_fixtures import write_geotiff
 from rasterio.transform import from_origin
 
 from footprints_app import cli
@@ -25,10 +26,10 @@ def write_tiles(root) -> str:
     """Writes the two tiles under ``root/tiles``; returns their glob."""
     a, _ = helpers.bright_scene(120, 100, [(10, 10, 40, 50), (60, 70, 90, 100)], bands=4, seed=1)
     b, _ = helpers.bright_scene(120, 100, [(60, 0, 90, 30), (20, 40, 50, 80)], bands=4, seed=2)
-    path_a = helpers.write_tile(
+    path_a = write_geotiff(
         str(root / "tiles" / "a.tif"), a, crs=FEET, transform=from_origin(*ORIGIN, FT, FT)
     )
-    helpers.write_tile(
+    write_geotiff(
         str(root / "tiles" / "b.tif"),
         b,
         crs=FEET,

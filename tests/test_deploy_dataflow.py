@@ -53,6 +53,7 @@ template_main = _load("main")
 def inputs(tmp_path_factory):
     """A classifier, chip shards, a segmenter and a tile: the real inputs config checks read."""
     import segment_helpers
+    from raster_fixtures import write_geotiff
 
     from tests.score_helpers import chip_record, save_classifier, write_shards
 
@@ -61,7 +62,7 @@ def inputs(tmp_path_factory):
         str(root / "chips"), [chip_record(f"fp-{i}", i * 20, region="r") for i in range(8)], 2
     )
     data, _ = segment_helpers.bright_scene(96, 96, [(10, 10, 40, 40)])
-    segment_helpers.write_tile(str(root / "tiles" / "t0.tif"), data)
+    write_geotiff(str(root / "tiles" / "t0.tif"), data)
     return {
         "chips": str(root / "chips" / "*.tfrecord"),
         "classifier": save_classifier(str(root / "classifier")),

@@ -1,13 +1,18 @@
 """Progress lines while a job runs, and its Beam metrics in summary.json afterwards."""
 
+import json
+
+import pytest
 from raster_fixtures import noise_tiles
 from segment_helpers import save_conv_segmenter
 
 from footprints_app import cli
 from pipeline.inference.segmenter import NAMESPACE
+from pipeline.monitoring import add_warnings, duplicate_warnings
 from pipeline.writers.files import read_json
 
 
+@pytest.mark.slow
 def test_segment_summary_holds_metrics_and_progress_is_printed(tmp_path, capfd):
     tiles = tmp_path / "tiles"
     tiles.mkdir()
@@ -38,6 +43,7 @@ def test_segment_summary_holds_metrics_and_progress_is_printed(tmp_path, capfd):
     assert "segment: 2 tiles -> 2 masks" in err.out
 
 
+@pytest.mark.slow
 def test_score_summary_holds_metrics_and_progress_is_printed(tmp_path, capfd):
     from score_helpers import chip_record, save_classifier, write_shards
 
@@ -70,3 +76,29 @@ def test_score_summary_holds_metrics_and_progress_is_printed(tmp_path, capfd):
     err = capfd.readouterr()
     assert "progress [chips]: 24 done" in err.err
     assert "all: 6 of 24 residential" in err.out
+
+
+def test_repeated_ids_give_one_warning_with_examples_and_the_fix():
+    assert duplicate_warnings(None) == [] and duplicate_warnings({"count": 0}) == []
+    (warning,) = duplicate_warnings(
+        {
+            "count": 2,
+            "records": 5,
+            "examples": [{"footprint_id": f} for f in ("a", "b", "c", "d")],
+        }
+    )
+    assert warning["code"] == "duplicate_id"
+    assert (
+        "2 footprint ids occur more than once (5 records, e.g. 'a', 'b', 'c')"
+        in (warning["message"])
+    )
+    assert "'d'" not in warning["message"] and "--id-field" in warning["message"]
+
+
+def test_warnings_are_appended_to_a_finished_summary(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"reconciles": True, "warnings": [{"code": "a", "message": "m"}]}))
+    assert add_warnings(str(path), []) == json.loads(path.read_text())
+    got = add_warnings(str(path), [{"code": "b", "message": "n"}])
+    assert [w["code"] for w in got["warnings"]] == ["a", "b"]
+    assert json.loads(path.read_text()) == got

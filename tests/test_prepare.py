@@ -21,7 +21,7 @@ from raster_fixtures import (
     noise_tiles,
     read_shards,
     write_footprints,
-    write_tile,
+    write_geotiff,
 )
 
 from footprints.errors import ConfigError, InputError
@@ -39,6 +39,7 @@ def _run(config):
     return prepare.run(config, ["--runner", "DirectRunner"])
 
 
+@pytest.mark.slow
 def test_sample_area_chips_count_pixels_and_buildings(sample_area, tmp_path):
     prefix = str(tmp_path / "chips" / "area")
     spec = ChipSpec(size=0, margin=0.25, min_extent=16.0)
@@ -102,6 +103,7 @@ def test_sample_area_chips_count_pixels_and_buildings(sample_area, tmp_path):
     assert checked >= 0.7 * len(chips)
 
 
+@pytest.mark.slow
 def test_footprints_in_another_crs_give_the_same_chips(sample_area, tmp_path):
     meta, _, wkbs, fields = pyogrio.raw.read(sample_area.footprints, columns=["id", "building"])
     geoms = [reproject_geometry(g, sample_area.crs, "EPSG:4326") for g in shapely.from_wkb(wkbs)]
@@ -141,7 +143,7 @@ def messy_area(tmp_path):
     good = noise_tiles(folder, n=2, size=100)
     from rasterio.transform import from_origin
 
-    write_tile(
+    write_geotiff(
         folder / "nocrs.tif",
         np.zeros((3, 50, 50), np.uint8),
         crs=None,
@@ -171,6 +173,7 @@ def messy_area(tmp_path):
     return str(folder), vector
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_dead_lettered_and_counts_reconcile(messy_area, tmp_path):
     folder, vector = messy_area
     prefix = str(tmp_path / "out" / "chips")
@@ -209,6 +212,7 @@ def test_bad_inputs_are_dead_lettered_and_counts_reconcile(messy_area, tmp_path)
     assert on_disk["chips"] == 2
 
 
+@pytest.mark.slow
 def test_rerun_replaces_shards_and_gzip(messy_area, tmp_path):
     folder, vector = messy_area
     prefix = str(tmp_path / "rerun" / "chips")
@@ -225,6 +229,7 @@ def test_rerun_replaces_shards_and_gzip(messy_area, tmp_path):
     assert len(glob.glob(f"{prefix}-errors/*.parquet")) == 1
 
 
+@pytest.mark.slow
 def test_images_in_class_folders(tmp_path):
     root = tmp_path / "images"
     rng = np.random.default_rng(1)
@@ -253,6 +258,7 @@ def test_images_in_class_folders(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_uint16_four_band_rasters_become_rgb_chips(tmp_path):
     folder = tmp_path / "tiles"
     folder.mkdir()
@@ -312,6 +318,7 @@ def test_invalid_flags_fail_before_the_pipeline(tmp_path, capsys):
     assert code == 2 and "is not a folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_summary_holds_stage_metrics_and_progress_is_shown(messy_area, tmp_path, capfd):
     folder, vector = messy_area
     summary = _run(
@@ -330,6 +337,7 @@ def test_summary_holds_stage_metrics_and_progress_is_shown(messy_area, tmp_path,
     assert "progress [chips]: 2 done" in capfd.readouterr().err
 
 
+@pytest.mark.slow
 def test_nodata_and_masked_pixels_are_never_chip_data(tmp_path):
     """Issue 11 cases 3 and 5: nodata tiles, NAIP-style internal masks, repeated ids."""
     from rasterio.transform import from_origin
@@ -337,7 +345,7 @@ def test_nodata_and_masked_pixels_are_never_chip_data(tmp_path):
     folder = tmp_path / "tiles"
     folder.mkdir()
     # West: a 16-bit single-band tile that is all nodata (0).
-    write_tile(
+    write_geotiff(
         folder / "a.tif",
         np.zeros((1, 100, 100), np.uint16),
         nodata=0,
@@ -346,25 +354,9 @@ def test_nodata_and_masked_pixels_are_never_chip_data(tmp_path):
     # East: a 16-bit tile whose west half (columns 0..49) the internal mask hides.
     rng = np.random.default_rng(1)
     data = rng.integers(500, 4000, (1, 100, 100)).astype(np.uint16)
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(
-            folder / "b.tif",
-            "w",
-            driver="GTiff",
-            width=100,
-            height=100,
-            count=1,
-            dtype="uint16",
-            crs="EPSG:32615",
-            tiled=True,
-            blockxsize=64,
-            blockysize=64,
-            transform=from_origin(X0 + 50, Y0, RES, RES),
-        ) as dst:
-            dst.write(data)
-            mask = np.full((100, 100), 255, np.uint8)
-            mask[:, :50] = 0
-            dst.write_mask(mask)
+    mask = np.full((100, 100), 255, np.uint8)
+    mask[:, :50] = 0
+    write_geotiff(folder / "b.tif", data, transform=from_origin(X0 + 50, Y0, RES, RES), mask=mask)
     geoms = [
         shapely.box(X0 + 10, Y0 - 20, X0 + 20, Y0 - 10),  # on the nodata tile
         shapely.box(X0 + 60, Y0 - 20, X0 + 70, Y0 - 10),  # under the mask

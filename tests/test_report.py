@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from raster_fixtures import RES, UTM, X0, Y0, footprint_rows, noise_tiles, write_tile
+from raster_fixtures import RES, UTM, X0, Y0, footprint_rows, noise_tiles, write_geotiff
 from rasterio.transform import from_origin
 
 from footprints import contracts
@@ -156,14 +156,14 @@ def _segment_run(folder, tmp_path, *, files=True, model=None):
         with rasterio.open(path) as src:
             mask = np.zeros((1, 64, 64), np.uint8)
             mask[0, 10:30, 10:40] = 255
-            write_tile(
+            write_geotiff(
                 folder / "masks" / os.path.basename(path),
                 mask,
                 crs=src.crs,
                 transform=src.transform,
             )
     # A mask an earlier run left behind: not in `files`, so never shown.
-    write_tile(
+    write_geotiff(
         folder / "masks" / "stale.tif",
         np.zeros((1, 64, 64), np.uint8),
         transform=from_origin(X0 + 5000, Y0, RES, RES),

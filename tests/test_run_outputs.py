@@ -12,6 +12,7 @@ import os
 
 import pytest
 import segment_helpers as helpers
+from raster_fixtures import write_geotiff
 from score_helpers import save_classifier
 
 from footprints_app import cli
@@ -21,7 +22,7 @@ from footprints_app import cli
 def area(tmp_path_factory):
     root = tmp_path_factory.mktemp("owned")
     data, _ = helpers.bright_scene(96, 96, [(10, 10, 40, 40), (55, 50, 85, 80)], seed=1)
-    helpers.write_tile(str(root / "tiles" / "t0.tif"), data)
+    write_geotiff(str(root / "tiles" / "t0.tif"), data)
     helpers.save_bright_segmenter(str(root / "seg" / "model"), window_size=64)
     save_classifier(str(root / "clf" / "model"))
     return root

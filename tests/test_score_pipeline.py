@@ -24,12 +24,13 @@ import pytest
 import shapely
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
+from oracles import exact_top_k
 
 from footprints import contracts
 from footprints_app import cli
 from pipeline.score import ScoreChips, ScoreConfig, build_pipeline
 from pipeline.sources.chips import masked_crc32c
-from pipeline.thresholds.selection import exact_top_k, rank_key, target_count
+from pipeline.thresholds.selection import rank_key, target_count
 from tests.score_helpers import chip_record, png, save_classifier, write_shards
 
 pytestmark = pytest.mark.slow

@@ -17,6 +17,7 @@ import rasterio
 import score_helpers
 import segment_helpers as helpers
 import shapely
+from raster_fixtures import UTM, X0, Y0, write_geotiff
 from rasterio.transform import Affine, from_origin
 
 from footprints.contracts import SegmenterAssets
@@ -38,7 +39,6 @@ from pipeline.sources.rasters import (
 from pipeline.stitching.stitch import CorePrediction, quantize, stitch_tile
 from pipeline.stitching.windows import Box, cut_and_pad, plan_windows
 
-UTM = helpers.UTM
 PX = 0.5
 
 
@@ -68,7 +68,7 @@ RGB = SegmenterAssets.identity(64, 3)
 
 def _truncated(tmp_path):
     data, _ = helpers.bright_scene(150, 130, [], seed=3)
-    full = helpers.write_tile(str(tmp_path / "full.tif"), data)
+    full = write_geotiff(str(tmp_path / "full.tif"), data)
     raw = open(full, "rb").read()
     path = tmp_path / "truncated.tif"
     path.write_bytes(raw[: len(raw) // 2])
@@ -76,18 +76,16 @@ def _truncated(tmp_path):
 
 
 BAD_TILES = {
-    "no_crs": lambda d: helpers.write_tile(
-        str(d / "x.tif"), np.zeros((3, 20, 20), np.uint8), crs=None
-    ),
-    "not_north_up": lambda d: helpers.write_tile(
+    "no_crs": lambda d: write_geotiff(str(d / "x.tif"), np.zeros((3, 20, 20), np.uint8), crs=None),
+    "not_north_up": lambda d: write_geotiff(
         str(d / "x.tif"),
         np.zeros((3, 20, 20), np.uint8),
         transform=Affine(0.5, 0.1, 500000.0, 0.1, -0.5, 4200000.0),
     ),
     "unreadable": lambda d: (d / "x.tif").write_text("not a raster") or str(d / "x.tif"),
     "truncated": _truncated,
-    "band_count": lambda d: helpers.write_tile(str(d / "x.tif"), np.zeros((1, 20, 20), np.uint8)),
-    "dtype": lambda d: helpers.write_tile(str(d / "x.tif"), np.zeros((3, 20, 20), np.uint16)),
+    "band_count": lambda d: write_geotiff(str(d / "x.tif"), np.zeros((1, 20, 20), np.uint8)),
+    "dtype": lambda d: write_geotiff(str(d / "x.tif"), np.zeros((3, 20, 20), np.uint16)),
 }
 
 
@@ -104,11 +102,11 @@ def test_validate_rejects_unusable_tiles_with_reason_and_fix(tmp_path, reason):
 
 def test_validate_accepts_striped_four_band_tiles_with_nodata(tmp_path):
     data = helpers.random_image(70, 50, bands=4)
-    path = helpers.write_tile(str(tmp_path / "s.tif"), data, tiled=False, nodata=0)
+    path = write_geotiff(str(tmp_path / "s.tif"), data, tiled=False, nodata=0)
     tile = validate_tile(path, RGB)
     assert (tile.scene, tile.height, tile.width, tile.crs) == ("s", 70, 50, UTM)
     assert tile.block_shape == (4, 50) and tile.masked
-    plain = validate_tile(helpers.write_tile(str(tmp_path / "p.tif"), data[:3]), RGB)
+    plain = validate_tile(write_geotiff(str(tmp_path / "p.tif"), data[:3]), RGB)
     assert not plain.masked and plain.block_shape == (64, 64)
 
 
@@ -116,7 +114,7 @@ def test_read_window_pads_at_edges_and_reads_nodata(tmp_path):
     data = helpers.random_image(70, 50, bands=4, seed=4)
     data[:, 30:, :20] = 0  # nodata in every band -> invalid
     data[0, :5, :] = 0  # nodata in one band only -> still valid
-    path = helpers.write_tile(str(tmp_path / "s.tif"), data, tiled=False, nodata=0)
+    path = write_geotiff(str(tmp_path / "s.tif"), data, tiled=False, nodata=0)
     tile = validate_tile(path, RGB)
     image = np.moveaxis(data[:3], 0, -1)
     expected_valid = (data[:3] != 0).any(axis=0)  # the bands the model reads
@@ -145,7 +143,7 @@ def test_open_rasters_keeps_the_most_recent_tiles_open(tmp_path):
     from pipeline.sources.open_rasters import OpenRasters
 
     paths = [
-        helpers.write_tile(str(tmp_path / f"{n}.tif"), np.zeros((3, 8, 8), np.uint8)) for n in "abc"
+        write_geotiff(str(tmp_path / f"{n}.tif"), np.zeros((3, 8, 8), np.uint8)) for n in "abc"
     ]
     rasters = OpenRasters(size=2)
     a, b = rasters(paths[0]), rasters(paths[1])
@@ -252,11 +250,11 @@ def test_halo_removes_seams_and_its_absence_shows_them(models):
 
 
 def _utm_origin(col_px=0.0, row_px=0.0):
-    return (helpers.UTM_ORIGIN[0] + col_px * PX, helpers.UTM_ORIGIN[1] - row_px * PX)
+    return (X0 + col_px * PX, Y0 - row_px * PX)
 
 
 def _write_truth(path, truth, origin):
-    helpers.write_tile(path, truth[None].astype(np.uint8), origin=origin)
+    write_geotiff(path, truth[None].astype(np.uint8), origin=origin)
 
 
 @pytest.fixture(scope="module")
@@ -266,34 +264,34 @@ def mixed_run(models, tmp_path_factory):
     tiles, truths = d / "tiles", d / "truth"
     # a | b: adjacent UTM tiles; a building crosses their shared edge.
     a, truth_a = helpers.bright_scene(150, 130, [(10, 10, 40, 50), (60, 100, 90, 130)], seed=1)
-    helpers.write_tile(str(tiles / "a.tif"), a)
+    write_geotiff(str(tiles / "a.tif"), a)
     _write_truth(str(truths / "truth_a.tif"), truth_a, _utm_origin())
     b, truth_b = helpers.bright_scene(150, 100, [(60, 0, 90, 30)], bands=4, seed=2)
-    helpers.write_tile(str(tiles / "b.tif"), b, origin=_utm_origin(130), tiled=False)
+    write_geotiff(str(tiles / "b.tif"), b, origin=_utm_origin(130), tiled=False)
     _write_truth(str(truths / "truth_b.tif"), truth_b, _utm_origin(130))
     # c: geographic CRS, smaller than a window.
     c, _ = helpers.bright_scene(30, 40, [(10, 10, 20, 30)], seed=3)
-    helpers.write_tile(
+    write_geotiff(
         str(tiles / "c.tif"), c, crs="EPSG:4326", transform=from_origin(-93.0, 45.0, 1e-5, 1e-5)
     )
     # d: the left half is nodata; e: all nodata.
     dd, _ = helpers.bright_scene(100, 100, [(40, 60, 70, 90)], seed=4)
     dd[:, :, :50] = 0
-    helpers.write_tile(str(tiles / "d.tif"), dd, origin=_utm_origin(1000), nodata=0)
-    helpers.write_tile(
+    write_geotiff(str(tiles / "d.tif"), dd, origin=_utm_origin(1000), nodata=0)
+    write_geotiff(
         str(tiles / "e.tif"), np.zeros((3, 80, 80), np.uint8), origin=_utm_origin(2000), nodata=0
     )
     # k: every window poisons the model.
-    helpers.write_tile(
+    write_geotiff(
         str(tiles / "k.tif"), np.full((3, 70, 70), 77, np.uint8), origin=_utm_origin(3000)
     )
     # Tiles that go to errors/.
-    helpers.write_tile(str(tiles / "f.tif"), np.zeros((3, 20, 20), np.uint8), crs=None)
+    write_geotiff(str(tiles / "f.tif"), np.zeros((3, 20, 20), np.uint8), crs=None)
     shutil.copy(_truncated(d), tiles / "g.tif")
     (tiles / "h.tif").write_text("not a raster")
-    helpers.write_tile(str(tiles / "i.tif"), np.zeros((1, 20, 20), np.uint8))
-    helpers.write_tile(str(tiles / "j.tif"), np.zeros((3, 20, 20), np.uint16))
-    helpers.write_tile(str(d / "tiles2" / "a.tif"), a)  # same scene name as tiles/a.tif
+    write_geotiff(str(tiles / "i.tif"), np.zeros((1, 20, 20), np.uint8))
+    write_geotiff(str(tiles / "j.tif"), np.zeros((3, 20, 20), np.uint16))
+    write_geotiff(str(d / "tiles2" / "a.tif"), a)  # same scene name as tiles/a.tif
     classifier = score_helpers.save_classifier(str(d / "classifier"), "brightness")
     config = SegmentConfig.create(
         raster=str(d / "tiles*" / "*.tif"),
@@ -312,6 +310,7 @@ def mixed_run(models, tmp_path_factory):
     return d, config, run_config(config)
 
 
+@pytest.mark.slow
 def test_pipeline_accounts_for_every_tile_and_window(mixed_run):
     """Counts reconcile: every matched tile and planned window is written or explained."""
     _, _, summary = mixed_run
@@ -339,6 +338,7 @@ def test_pipeline_accounts_for_every_tile_and_window(mixed_run):
     assert [s["scene"] for s in summary["skipped_tiles"]] == ["e", "k"]
 
 
+@pytest.mark.slow
 def test_pipeline_writes_cog_masks_on_each_tiles_grid(mixed_run):
     d, _, summary = mixed_run
     masks = d / "out" / "masks"
@@ -361,7 +361,7 @@ def test_pipeline_writes_cog_masks_on_each_tiles_grid(mixed_run):
             np.testing.assert_array_equal(valid, tile.read_masks([1, 2, 3]).any(axis=0))
     with rasterio.open(masks / "mosaic.vrt") as mosaic:
         assert mosaic.crs.to_string() == UTM
-        assert mosaic.bounds.left == helpers.UTM_ORIGIN[0]
+        assert mosaic.bounds.left == X0
         assert mosaic.bounds.right == _utm_origin(1100)[0]  # d ends 1100 px east
     assert summary["truth"]["iou"] > 0.95
     assert set(summary["truth"]["tiles"]) == {"a", "b"}
@@ -374,6 +374,7 @@ def test_pipeline_writes_cog_masks_on_each_tiles_grid(mixed_run):
     assert (d / "out" / "truth" / "objects.parquet").exists()
 
 
+@pytest.mark.slow
 def test_pipeline_writes_footprints_merged_across_tiles(mixed_run):
     d, config, summary = mixed_run
     table = pq.read_table(d / "out" / "footprints")
@@ -408,6 +409,7 @@ def test_pipeline_writes_footprints_merged_across_tiles(mixed_run):
     assert {e["stage"] for e in errors} == {"match", "validate", "inference", "stitch"}
 
 
+@pytest.mark.slow
 def test_pipeline_scores_its_footprints_with_the_classifier(mixed_run):
     d, _, summary = mixed_run
     footprints = pq.read_table(d / "out" / "footprints").to_pylist()
@@ -426,9 +428,10 @@ def test_pipeline_scores_its_footprints_with_the_classifier(mixed_run):
     assert summary["scores"]["regions"]["all"]["k"] == 2
 
 
+@pytest.mark.slow
 def test_stitched_mask_equals_whole_tile_inference(models, tmp_path):
     image = helpers.random_image(100, 90, seed=7)
-    helpers.write_tile(str(tmp_path / "t.tif"), image, blocksize=16)
+    write_geotiff(str(tmp_path / "t.tif"), image, blocksize=16)
     config = SegmentConfig.create(
         raster=str(tmp_path / "t.tif"),
         model_dir=models["conv"],
@@ -447,10 +450,11 @@ def test_stitched_mask_equals_whole_tile_inference(models, tmp_path):
     assert diff.max() <= 1 and (diff == 0).mean() > 0.999
 
 
+@pytest.mark.slow
 def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, capsys):
     for i, (rects, seed) in enumerate([([(5, 5, 30, 30)], 1), ([(40, 40, 60, 70)], 2)]):
         data, _ = helpers.bright_scene(90, 80, rects, bands=1, dtype="uint16", seed=seed)
-        helpers.write_tile(str(tmp_path / "tiles" / f"g{i}.tif"), data, origin=_utm_origin(200 * i))
+        write_geotiff(str(tmp_path / "tiles" / f"g{i}.tif"), data, origin=_utm_origin(200 * i))
     out = str(tmp_path / "out")
     argv = [
         "segment",
@@ -569,7 +573,7 @@ def test_pipeline_with_accelerator_hints_the_inference_steps_only(models, tmp_pa
 
     hint = "type:nvidia-l4;count:1;install-nvidia-driver"
     data, _ = helpers.bright_scene(70, 70, [(10, 10, 40, 40)])
-    helpers.write_tile(str(tmp_path / "t.tif"), data)
+    write_geotiff(str(tmp_path / "t.tif"), data)
     config = SegmentConfig.create(
         raster=str(tmp_path / "t.tif"),
         model_dir=models["bright"],
@@ -607,7 +611,7 @@ def test_pipeline_with_accelerator_hints_the_inference_steps_only(models, tmp_pa
     ],
 )
 def test_cli_rejects_bad_flags_before_building_a_pipeline(models, tmp_path, capsys, flags, message):
-    helpers.write_tile(str(tmp_path / "t.tif"), np.zeros((3, 10, 10), np.uint8))
+    write_geotiff(str(tmp_path / "t.tif"), np.zeros((3, 10, 10), np.uint8))
     base = {
         "--raster": str(tmp_path / "*.tif"),
         "--model": models["conv"],

@@ -11,6 +11,7 @@ import rasterio
 import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from raster_fixtures import write_geotiff
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
@@ -381,24 +382,13 @@ def test_mask_iou_pairs_by_grid_not_name(tmp_path):
     write_mask_cog(str(tmp_path / "t.tif"), TileMask(tile, prob, None, {}))
     truth = np.zeros((1, 10, 10), np.uint8)
     truth[0, :, 3:] = 1  # 70 true; 30 in both; union 100
-    profile = dict(
-        driver="GTiff",
-        width=10,
-        height=10,
-        count=1,
-        dtype="uint8",
-        crs=UTM,
-        transform=from_origin(500000.0, 4200000.0, 0.5, 0.5),
+    truth_of_t = write_geotiff(
+        tmp_path / "truth_of_t.tif", truth, transform=from_origin(500000.0, 4200000.0, 0.5, 0.5)
     )
-    with rasterio.open(tmp_path / "truth_of_t.tif", "w", **profile) as dst:
-        dst.write(truth)
-    profile["transform"] = from_origin(100.0, 100.0, 1.0, 1.0)
-    with rasterio.open(tmp_path / "elsewhere.tif", "w", **profile) as dst:
-        dst.write(truth)
-    got = mask_iou(
-        [str(tmp_path / "t.tif")],
-        [str(tmp_path / "truth_of_t.tif"), str(tmp_path / "elsewhere.tif")],
+    elsewhere = write_geotiff(
+        tmp_path / "elsewhere.tif", truth, transform=from_origin(100.0, 100.0, 1.0, 1.0)
     )
+    got = mask_iou([str(tmp_path / "t.tif")], [truth_of_t, elsewhere])
     assert got["iou"] == pytest.approx(0.3) and got["tiles"] == {"t": pytest.approx(0.3)}
-    assert got["unmatched_truths"] == [str(tmp_path / "elsewhere.tif")]
+    assert got["unmatched_truths"] == [elsewhere]
     assert got["unmatched_masks"] == []

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 import rasterio
 import shapely
+from oracles import sphere_problems
 from table_fixtures import FEET, classified_run
 
 from footprints import contracts
@@ -67,11 +68,11 @@ def test_stable_ids_depend_on_the_polygon_only():
 
 def test_sphere_problems_catch_what_bigquery_rejects_or_reads_otherwise():
     good = geo.orient_ccw([shapely.box(-93.0, 42.0, -92.9999, 42.0001)])[0]
-    assert geo.sphere_problems([good]) == []
+    assert sphere_problems([good]) == []
     clockwise = shapely.box(-93.0, 42.0, -92.9999, 42.0001, ccw=False)
     across = shapely.box(-179.9, 0, 179.9, 0.001)
     huge = shapely.box(-93.0, 42.0, -92.0, 42.001)
-    problems = geo.sphere_problems([clockwise, across, huge, None])
+    problems = sphere_problems([clockwise, across, huge, None])
     assert any("row 0: clockwise" in p for p in problems)
     assert any("row 1: spans the antimeridian" in p for p in problems)
     assert any("row 2: an edge of" in p for p in problems)
@@ -185,7 +186,7 @@ def test_tables_read_in_duckdb_geopandas_and_pyarrow_agree_with_shapely(lonlat_r
         assert len(ddb) == len(frame) == arrow.num_rows > 0, name
         assert frame.crs.to_epsg() == 4326
         geoms = shapely.from_wkb([bytes(r[1]) for r in ddb])
-        assert geo.sphere_problems(geoms) == []
+        assert sphere_problems(geoms) == []
         # Centroid lon/lat: the building's centre, in range, inside the tiles.
         lon = np.array([r[2] for r in ddb])
         lat = np.array([r[3] for r in ddb])
@@ -294,7 +295,7 @@ def test_segment_bigquery_route_is_built_with_lonlat_rows(lonlat_run, tmp_path):
     row = pq.read_table(lonlat_run / "out" / "footprints").to_pylist()[0]
     loaded = bigquery_row(row, "EPSG:4326")
     polygon = shapely.from_wkt(loaded["geometry"])
-    assert polygon.exterior.is_ccw and geo.sphere_problems([polygon]) == []
+    assert polygon.exterior.is_ccw and sphere_problems([polygon]) == []
     assert loaded["imagery_date"] in ("2024-06-30", None)
 
 

@@ -8,12 +8,12 @@ from fractions import Fraction
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oracles import exact_top_k, select_distributed
 
 from footprints.errors import ConfigError
 from pipeline.thresholds.fractions import RegionFractions, parse_fraction, read_region_fractions
 from pipeline.thresholds.selection import (
     BracketMissedError,
-    exact_top_k,
     percentile,
     percentile_bound,
     percentiles,
@@ -21,7 +21,6 @@ from pipeline.thresholds.selection import (
     quantile_combine_fn,
     rank_key,
     resolve_bracket,
-    select_distributed,
     sketch_key,
     sketch_keys,
     target_count,

@@ -11,11 +11,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from oracles import apply_platt
 
 from footprints import contracts
 from footprints.errors import ConfigError
 from footprints_app import cli
-from model_training import classifier_models, data, evaluation, export, synthetic
+from model_training import classifier_models, data, export, synthetic
 from model_training.classifier import train_classifier
 from model_training.configs import ClassifierConfig
 
@@ -76,7 +77,7 @@ def test_classifier_learns_a_separable_set_and_exports_the_contract(chips, tmp_p
     images = tf.stack([data.decode_resize(e, SIZE) for e in parsed[contracts.IMAGE_KEY]])
     calibration = card["calibration"]
     np.testing.assert_allclose(
-        evaluation.apply_platt(copy(images).numpy()[:, 0], calibration["a"], calibration["b"]),
+        apply_platt(copy(images).numpy()[:, 0], calibration["a"], calibration["b"]),
         serve(examples=tf.stack(records))["score"].numpy(),
         atol=1e-4,
     )

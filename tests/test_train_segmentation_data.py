@@ -6,11 +6,10 @@ import numpy as np
 import pyogrio
 import pyproj
 import pytest
-import rasterio
 import shapely
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from rasterio.transform import from_origin
+from raster_fixtures import write_geotiff
 
 from footprints import contracts
 from footprints.errors import ConfigError, InputError
@@ -23,23 +22,11 @@ ORIGIN = (500_000.0, 4_650_000.0)
 PIXEL = 1.0
 
 
-def write_tif(path, data, crs=CRS, origin=ORIGIN, nodata=None):
-    """Writes [bands, H, W] data as a GeoTIFF with a 1 m grid."""
-    bands, height, width = data.shape
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=bands,
-        dtype=data.dtype.name,
-        crs=crs,
-        transform=from_origin(*origin, PIXEL, PIXEL),
-        nodata=nodata,
-    ) as dst:
-        dst.write(data)
-    return str(path)
+def write_tif(path, data, **kwargs) -> str:
+    """Writes [bands, H, W] data on this module's 1 m grid (see ``raster_fixtures``)."""
+    kwargs.setdefault("origin", ORIGIN)
+    kwargs.setdefault("crs", CRS)
+    return write_geotiff(path, data, pixel_size=PIXEL, tiled=False, **kwargs)
 
 
 def square(col, row, size, origin=ORIGIN):

@@ -146,6 +146,7 @@ def test_smooth_is_bias_corrected():
     assert schedules.smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
 
 
+@pytest.mark.slow
 def test_lr_find_sweeps_and_stops_on_divergence(tmp_path):
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")

@@ -30,7 +30,7 @@ from rasterio.transform import Affine
 from footprints_app.sample_area.config import FOOTPRINT_FORMATS, SampleAreaConfig
 
 if TYPE_CHECKING:  # reallike imports this module
-    from footprints.sample_area.reallike import RealLikeConfig
+    from footprints_app.sample_area.reallike import RealLikeConfig
 
 _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 _TILE_NAME = re.compile(r"^tile_r(\d+)_c(\d+)\.tif$")

@@ -57,9 +57,11 @@ def image_chip(path: str, data: bytes, root: str, label_of, size: int = 0) -> Ch
             fmt = opened.format
             opened.load()  # a full decode: truncated files fail here, not later
             image: Image.Image = opened
+            # Kept as they are only if already RGB or one band (the chip contract):
+            # an RGBA or palette PNG is converted and re-encoded.
+            keep = fmt in ("PNG", "JPEG") and not size and image.mode in ("RGB", "L")
             if image.mode not in ("RGB", "L"):
                 image = image.convert("RGB")
-            keep = fmt in ("PNG", "JPEG") and not size and image.mode in ("RGB", "L")
             if not keep:
                 if size:
                     image = image.resize((size, size), Image.Resampling.BILINEAR)

@@ -45,7 +45,6 @@ import hashlib
 import math
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
 
 import numpy as np
 from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
@@ -319,60 +318,3 @@ def resolve_bracket(
     return Resolution(
         tuple(i in chosen for i in range(len(inside))), float(threshold), above + need
     )
-
-
-def exact_top_k(keys: Sequence[RankKey], k: int) -> list[bool]:
-    """The reference: sort everything, label the k largest. For tests and small data."""
-    order = sorted(range(len(keys)), key=keys.__getitem__, reverse=True)
-    chosen = set(order[:k])
-    return [i in chosen for i in range(len(keys))]
-
-
-def select_distributed(
-    regions: dict[str, list[tuple[float, str]]],
-    targets: dict[str, Fraction],
-    epsilon: float,
-    partitions: int = 3,
-) -> dict[str, list[bool]]:
-    """The distributed algorithm run in memory, for tests and documentation.
-
-    The sketch is built in ``partitions`` pieces and merged, as workers would.
-
-    Args:
-        regions: ``{region: [(score, footprint_id), ...]}``.
-        targets: ``{region: p}``.
-        epsilon: Sketch rank error.
-        partitions: Accumulators merged to form each region's sketch.
-
-    Returns:
-        ``{region: [is_residential, ...]}`` in input order.
-    """
-    fn = quantile_combine_fn(epsilon)
-    out: dict[str, list[bool]] = {}
-    for region, items in regions.items():
-        accs = []
-        for p in range(partitions):
-            acc = fn.create_accumulator()
-            for score, fid in items[p::partitions]:
-                acc = fn.add_input(acc, sketch_key(score, fid))
-            accs.append(acc)
-        quantiles = fn.extract_output(fn.merge_accumulators(accs))
-        plan = plan_region(region, len(items), targets[region], quantiles, epsilon)
-        labels: list[Any] = [None] * len(items)
-        inside_idx, inside_keys = [], []
-        above, above_min = 0, None
-        for i, (score, fid) in enumerate(items):
-            side = plan.side(sketch_key(score, fid))
-            if side == "inside":
-                inside_idx.append(i)
-                inside_keys.append(rank_key(score, fid))
-            else:
-                labels[i] = side == "above"
-                if labels[i]:
-                    above += 1
-                    above_min = score if above_min is None else min(above_min, score)
-        res = resolve_bracket(plan, above, above_min, inside_keys)
-        for i, chosen in zip(inside_idx, res.selected, strict=True):
-            labels[i] = chosen
-        out[region] = labels
-    return out

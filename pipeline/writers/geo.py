@@ -12,10 +12,11 @@ here, in plain vectorized functions (shapely and pyproj over whole batches):
 * **Orientation**: exterior rings counterclockwise, holes clockwise
   (:func:`orient_ccw`), as GeoParquet recommends and BigQuery's oriented
   loads read; the files declare ``"orientation": "counterclockwise"``.
-* **Valid on the sphere** (:func:`sphere_problems`): in lon/lat, no polygon
-  may span the antimeridian and no edge may be long enough for a planar and
-  a geodesic reading to differ visibly; BigQuery applies these rules when
-  it turns the column into a GEOGRAPHY, and the tests check them here.
+* **Valid on the sphere**: in lon/lat, no polygon may span the antimeridian
+  and no edge may be longer than 1 km, so a planar and a geodesic reading
+  do not differ visibly; BigQuery applies these rules when
+  it turns the column into a GEOGRAPHY, and the tests check them
+  (``sphere_problems`` in ``tests/oracles.py``).
 * **Stable ids** (:func:`stable_ids`): ``<quadkey>-<hash>``: the level-20
   Bing-maps quadkey of the centroid (a ~38 m cell, so ids sort and prefix
   by place) and 8 hex digits of a SHA-1 of the polygon's lon/lat vertices
@@ -40,10 +41,6 @@ import numpy as np
 WGS84 = "EPSG:4326"
 QUADKEY_LEVEL = 20
 HILBERT_ORDER = 16
-#: The longest polygon edge, metres, that counts as "short" on the sphere:
-#: over 1 km the planar and the geodesic edge of a building part ways by
-#: more than a few centimetres at mid latitudes.
-MAX_EDGE_M = 1000.0
 
 
 @functools.lru_cache(maxsize=64)
@@ -178,37 +175,3 @@ def hilbert_keys(
         s >>= 1
     d[missing] = np.iinfo(np.int64).max
     return d
-
-
-def sphere_problems(geoms, max_edge_m: float = MAX_EDGE_M) -> list[str]:
-    """Why lon/lat polygons would not load as they are meant on the sphere ([] if they do).
-
-    Checks what BigQuery checks when it turns WKB into a GEOGRAPHY: lon in
-    [-180, 180], lat in [-90, 90], valid rings, counterclockwise exteriors;
-    and what makes planar and geodesic readings agree: no polygon spanning
-    more than 180 degrees of longitude (the antimeridian), no edge longer
-    than ``max_edge_m``.
-    """
-    import pyproj
-    import shapely
-
-    geod = pyproj.Geod(ellps="WGS84")
-    problems = []
-    for i, geom in enumerate(np.asarray(geoms, dtype=object)):
-        if geom is None:
-            continue
-        xmin, ymin, xmax, ymax = geom.bounds
-        if xmin < -180 or xmax > 180 or ymin < -90 or ymax > 90:
-            problems.append(f"row {i}: coordinates outside lon/lat ranges {geom.bounds}")
-        if xmax - xmin >= 180:
-            problems.append(f"row {i}: spans the antimeridian ({xmin} to {xmax})")
-        if not geom.is_valid:
-            problems.append(f"row {i}: invalid ({shapely.is_valid_reason(geom)})")
-        for polygon in getattr(geom, "geoms", [geom]):
-            if not polygon.exterior.is_ccw:
-                problems.append(f"row {i}: clockwise exterior ring")
-            xy = np.asarray(polygon.exterior.coords)
-            edges = geod.inv(xy[:-1, 0], xy[:-1, 1], xy[1:, 0], xy[1:, 1])[2]
-            if len(edges) and np.max(edges) > max_edge_m:
-                problems.append(f"row {i}: an edge of {np.max(edges):.0f} m")
-    return problems

@@ -5,10 +5,8 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import rasterio
 import shapely
-from raster_fixtures import footprint_rows
-from rasterio.transform import from_origin
+from raster_fixtures import footprint_rows, write_geotiff
 from shapely.geometry import box
 
 from pipeline.stitching.iou import (
@@ -20,6 +18,7 @@ from pipeline.stitching.iou import (
 )
 
 UTM = "EPSG:32615"
+GRID = (500000.0, 4_200_000.0)  # top-left corner of the mask tiles
 
 
 def test_matching_examples_with_known_answers():
@@ -81,29 +80,11 @@ def test_greedy_matching_equals_the_optimum_on_random_buildings():
         assert got == best
 
 
-def _grid(path, crs=UTM, origin=(500000.0, 4_200_000.0), size=20, value=None):
-    data = np.zeros((1, size, size), np.uint8) if value is None else value
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=size,
-        height=size,
-        count=1,
-        dtype="uint8",
-        crs=crs,
-        transform=from_origin(*origin, 0.5, 0.5),
-        nodata=None,
-    ) as dst:
-        dst.write(data)
-    return str(path)
-
-
 def test_truth_polygons_in_another_crs_burn_onto_the_mask_grid(tmp_path):
     # Mask: probability 255 on rows 2..9, cols 4..13 (8 x 10 pixels).
     prob = np.zeros((1, 20, 20), np.uint8)
     prob[0, 2:10, 4:14] = 255
-    mask = _grid(tmp_path / "t.tif", value=prob)
+    mask = write_geotiff(tmp_path / "t.tif", prob, origin=GRID, tiled=False)
     # Truth: rows 2..9, cols 4..9 in UTM, written in WGS 84.
     x0, y0 = 500000.0, 4_200_000.0
     true_utm = box(x0 + 4 * 0.5, y0 - 10 * 0.5, x0 + 10 * 0.5, y0 - 2 * 0.5)
@@ -125,8 +106,8 @@ def test_truth_masks_trace_one_building_across_two_tiles(tmp_path):
     right[0, 5:10, 0:5] = 1
     right[0, 15:18, 10:13] = 1
     paths = [
-        _grid(tmp_path / "l.tif", value=left),
-        _grid(tmp_path / "r.tif", origin=(500010.0, 4_200_000.0), value=right),
+        write_geotiff(tmp_path / "l.tif", left, origin=GRID, tiled=False),
+        write_geotiff(tmp_path / "r.tif", right, origin=(500010.0, 4_200_000.0), tiled=False),
     ]
     polygons = sorted(truth_from_masks(paths, UTM), key=lambda g: -g.area)
     assert [g.area for g in polygons] == pytest.approx([50 * 0.25, 9 * 0.25])
@@ -168,11 +149,11 @@ def test_objects_table_is_written_for_the_report(tmp_path):
     prob = np.zeros((1, 20, 20), np.uint8)
     prob[0, 2:10, 4:14] = 255
     (tmp_path / "masks").mkdir()
-    mask = _grid(tmp_path / "masks" / "t.tif", value=prob)
+    mask = write_geotiff(tmp_path / "masks" / "t.tif", prob, origin=GRID, tiled=False)
     truth = np.zeros((1, 20, 20), np.uint8)
     truth[0, 2:10, 4:14] = 1
     truth[0, 14:18, 14:18] = 1  # missed
-    truth_path = _grid(tmp_path / "truth.tif", value=truth)
+    truth_path = write_geotiff(tmp_path / "truth.tif", truth, origin=GRID, tiled=False)
     # One footprint that matches, one that is false.
     x0, y0 = 500000.0, 4_200_000.0
     rows = [
