@@ -3,9 +3,9 @@
 ``footprints prepare`` (chips under footprints), ``footprints segment``
 (masks of whole tiles) and ``footprints train segmenter`` (patches of tiles)
 all start by opening each GeoTIFF once and asking the same questions: can
-GDAL open it, has it a CRS and a north-up geotransform, are its bands of one
-data type, can it be read to its last block (a truncated download fails
-there, at the price of one block). :func:`read_header` asks them in that
+GDAL open it, are its bands of one data type, can it be read to its last
+block (a truncated download fails there, at the price of one block), has it
+a CRS and a north-up geotransform. :func:`read_header` asks them in that
 order and returns a :class:`TileInfo`, a small frozen, picklable value the
 jobs pass around as a side input or a PCollection element; or it raises
 :class:`TileRejected` with one reason code from
@@ -160,10 +160,10 @@ def read_header(path: str) -> TileInfo:
     """Opens ``path`` once and checks what every job needs of a tile.
 
     Raises:
-        TileRejected: ``unreadable`` (not a raster GDAL opens), ``no_crs``,
-            ``no_transform``, ``not_north_up`` (rotated or south-up),
-            ``dtype`` (bands of different data types) or ``truncated``
-            (cannot be read to its last block), each with how to fix it.
+        TileRejected: ``unreadable`` (not a raster GDAL opens), ``dtype``
+            (bands of different data types), ``truncated`` (cannot be read to
+            its last block), ``no_crs``, ``no_transform`` or ``not_north_up``
+            (rotated or south-up), in that order, each with how to fix it.
     """
     import rasterio
 
@@ -185,6 +185,32 @@ def _check_open(src: Any, path: str) -> TileInfo:
     from rasterio.enums import MaskFlags
     from rasterio.windows import Window
 
+    # Before the read: rasterio reads bands of mixed types in no single array.
+    dtypes = sorted(set(src.dtypes))
+    if len(dtypes) > 1:
+        raise TileRejected(
+            Reason.DTYPE,
+            (
+                f"{path!r} mixes band data types {dtypes}; convert it to one "
+                f"(`gdal_translate -ot {dtypes[-1].capitalize()} SRC DST`)"
+            ),
+        )
+    block_h, block_w = src.block_shapes[0]
+    try:
+        # The last block is the last thing written: reading it catches a
+        # truncated download or copy for the price of one block. Before the CRS
+        # check, because a cut-off file's header may be cut too (its CRS lost with it).
+        row0 = ((src.height - 1) // block_h) * block_h
+        col0 = ((src.width - 1) // block_w) * block_w
+        src.read(window=Window(col0, row0, src.width - col0, src.height - row0))
+    except Exception as exc:  # rasterio raises RasterioIOError, GDAL may raise others
+        raise TileRejected(
+            Reason.TRUNCATED,
+            (
+                f"{path!r} cannot be read to its end ({exc}); the file is probably truncated: "
+                "copy or download it again"
+            ),
+        ) from exc
     if src.crs is None:
         raise TileRejected(
             Reason.NO_CRS,
@@ -210,30 +236,6 @@ def _check_open(src: Any, path: str) -> TileInfo:
                 "warp it north-up first: `gdalwarp SRC DST`"
             ),
         )
-    dtypes = sorted(set(src.dtypes))
-    if len(dtypes) > 1:
-        raise TileRejected(
-            Reason.DTYPE,
-            (
-                f"{path!r} mixes band data types {dtypes}; convert it to one "
-                f"(`gdal_translate -ot {dtypes[-1].capitalize()} SRC DST`)"
-            ),
-        )
-    block_h, block_w = src.block_shapes[0]
-    try:
-        # The last block is the last thing written: reading it catches a
-        # truncated download or copy for the price of one block.
-        row0 = ((src.height - 1) // block_h) * block_h
-        col0 = ((src.width - 1) // block_w) * block_w
-        src.read(window=Window(col0, row0, src.width - col0, src.height - row0))
-    except Exception as exc:  # rasterio raises RasterioIOError, GDAL may raise others
-        raise TileRejected(
-            Reason.TRUNCATED,
-            (
-                f"{path!r} cannot be read to its end ({exc}); the file is probably truncated: "
-                "copy or download it again"
-            ),
-        ) from exc
     masked = src.nodata is not None or any(
         MaskFlags.all_valid not in f for f in src.mask_flag_enums
     )
