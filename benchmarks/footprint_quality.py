@@ -57,7 +57,7 @@ def _ragged(mask: np.ndarray, flip: float, rng: np.random.Generator) -> np.ndarr
 def _trace(mask_paths, flip: float, seed: int):
     import rasterio
 
-    from pipeline.keys import scene_of
+    from footprints.tiles import scene_of
     from pipeline.polygonize import merge_parts, polygonize_tile
 
     rng = np.random.default_rng(seed)

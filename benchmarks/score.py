@@ -131,9 +131,10 @@ def pipeline(chips: str, model: str, batch: int, output: str, beam_args: list[st
 def readers(chips: str) -> dict:
     import tensorflow as tf
 
-    from pipeline.sources.chips import matched_shards, read_shard
+    from footprints.files import match_files
+    from pipeline.sources.chips import read_shard
 
-    files = matched_shards(chips)
+    files = match_files(chips)
     start = time.perf_counter()
     ours = sum(1 for f in files for _ in read_shard(f))
     ours_s = time.perf_counter() - start

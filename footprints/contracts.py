@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from footprints.errors import ContractError
+from footprints.files import match_files
 
 CONTRACT_VERSION = 2
 
@@ -406,14 +407,14 @@ def local_model_dir(model_dir: str) -> str:
     done = os.path.join(local, ".complete")
     if os.path.exists(done):
         return local
-    files = FileSystems.match([url + "/**"])[0].metadata_list
+    files = match_files(url + "/**")
     if not files:
         raise ContractError(f"{model_dir!r} holds no files; pass the model directory")
-    for meta in files:
-        target = os.path.join(local, meta.path[len(url) + 1 :])
+    for path in files:
+        target = os.path.join(local, path[len(url) + 1 :])
         os.makedirs(os.path.dirname(target), exist_ok=True)
         # Write aside and rename, so a process killed mid-copy leaves no partial file.
-        with FileSystems.open(meta.path) as src, open(target + ".part", "wb") as dst:
+        with FileSystems.open(path) as src, open(target + ".part", "wb") as dst:
             dst.write(src.read())
         os.replace(target + ".part", target)
     open(done, "w").close()

@@ -28,3 +28,77 @@ EXIT_OK = 0  # done: outputs written, counts reconcile, quality gates passed
 EXIT_FAILED = 1  # the run failed part-way (an error during the pipeline or training)
 EXIT_USAGE = 2  # nothing ran: invalid flags or inputs
 EXIT_CHECK = 3  # done, but counts do not reconcile or a quality gate tripped
+
+
+class Reason:
+    """The reason codes of the ``errors/`` table's ``error`` column, one per cause.
+
+    The column is public (analysts group dead letters by it), so every code a
+    stage can write is a constant here, with its meaning in :data:`REASONS`
+    and in ``docs/contracts.md``. The same cause gets the same code in every
+    command: a rotated tile is ``not_north_up`` whether ``prepare``,
+    ``segment`` or ``train segmenter`` finds it.
+    """
+
+    # Raster tiles (footprints.tiles.read_header and check_for_model)
+    UNREADABLE = "unreadable"
+    NO_CRS = "no_crs"
+    NO_TRANSFORM = "no_transform"
+    NOT_NORTH_UP = "not_north_up"
+    TRUNCATED = "truncated"
+    DTYPE = "dtype"
+    BAND_COUNT = "band_count"
+    DUPLICATE_SCENE = "duplicate_scene"
+    # Reading pixels, cutting chips
+    READ_FAILED = "read_failed"
+    NO_RASTER = "no_raster"
+    PARTLY_OUTSIDE_RASTERS = "partly_outside_rasters"
+    BAND_MISMATCH = "band_mismatch"
+    NODATA = "nodata"
+    # Footprint vectors
+    UNREADABLE_FEATURE = "unreadable_feature"
+    MISSING_GEOMETRY = "missing_geometry"
+    INVALID_GEOMETRY = "invalid_geometry"
+    NOT_A_POLYGON = "not_a_polygon"
+    # Images and chip records
+    UNDECODABLE_IMAGE = "undecodable_image"
+    TRUNCATED_SHARD = "truncated_shard"
+    CORRUPT_SHARD = "corrupt_shard"
+    UNREADABLE_SHARD = "unreadable_shard"
+    INVALID_RECORD = "invalid_record"
+    # Models
+    MODEL_REJECTED_RECORD = "model_rejected_record"
+    NON_FINITE_SCORE = "non_finite_score"
+    INFERENCE_FAILED = "inference_failed"
+    NO_WINDOW_INFERRED = "no_window_inferred"
+
+
+#: Every reason code and what it means; ``docs/contracts.md`` lists the same.
+REASONS: dict[str, str] = {
+    Reason.UNREADABLE: "not a raster GDAL can open",
+    Reason.NO_CRS: "the raster has no CRS",
+    Reason.NO_TRANSFORM: "the raster has no geotransform (pixel size and origin)",
+    Reason.NOT_NORTH_UP: "the geotransform is rotated or south-up",
+    Reason.TRUNCATED: "the raster cannot be read to its last block (a cut-off file)",
+    Reason.DTYPE: "the bands' data type differs between bands or from the model's",
+    Reason.BAND_COUNT: "the raster has fewer bands than the model reads",
+    Reason.DUPLICATE_SCENE: "another tile in the run has the same file name",
+    Reason.READ_FAILED: "reading pixels failed after the header was fine (a damaged block)",
+    Reason.NO_RASTER: "no raster tile lies under the footprint",
+    Reason.PARTLY_OUTSIDE_RASTERS: "less than --min-coverage of the footprint is on the tiles",
+    Reason.BAND_MISMATCH: "the rasters lack a band asked for, or neighbours differ in layout",
+    Reason.NODATA: "less than --min-coverage of the footprint's pixels hold data",
+    Reason.UNREADABLE_FEATURE: "a range of features in the vector file cannot be read",
+    Reason.MISSING_GEOMETRY: "the feature has no geometry, or an empty one",
+    Reason.INVALID_GEOMETRY: "the geometry cannot be parsed or is not a valid polygon",
+    Reason.NOT_A_POLYGON: "the geometry is not a polygon or multipolygon",
+    Reason.UNDECODABLE_IMAGE: "the image is not a complete PNG or JPEG",
+    Reason.TRUNCATED_SHARD: "the chip shard ends inside a record",
+    Reason.CORRUPT_SHARD: "a record's length or data fails its CRC32C check",
+    Reason.UNREADABLE_SHARD: "the chip shard or its GZIP stream cannot be read",
+    Reason.INVALID_RECORD: "the record is not a chip record (missing or mistyped feature)",
+    Reason.MODEL_REJECTED_RECORD: "the classifier failed on this record alone",
+    Reason.NON_FINITE_SCORE: "the classifier returned NaN or infinity",
+    Reason.INFERENCE_FAILED: "the segmenter failed on this window",
+    Reason.NO_WINDOW_INFERRED: "no window of the tile was inferred, so it has no mask",
+}

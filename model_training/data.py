@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from footprints import contracts
 from footprints.errors import ConfigError, InputError
+from footprints.files import match_files
 from model_training import augment as aug
 from model_training.masking import fill_masked
 
@@ -127,7 +128,8 @@ def parse_chips(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 def expand_globs(patterns: str, what: str, example: str) -> tuple[str, ...]:
     """Expands comma-separated globs to a sorted tuple of files.
 
-    Globs go through ``tf.io.gfile`` so ``gs://`` paths work as well.
+    Globs go through :func:`footprints.files.match_files`, so ``gs://``
+    paths work as well.
 
     Args:
         patterns: One or more globs, comma-separated.
@@ -139,7 +141,7 @@ def expand_globs(patterns: str, what: str, example: str) -> tuple[str, ...]:
     """
     files: set[str] = set()
     for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
-        matched = tf.io.gfile.glob(pattern)
+        matched = match_files(pattern)
         if not matched:
             raise InputError(
                 f"no {what} match {pattern!r}; pass a glob such as {example!r} "

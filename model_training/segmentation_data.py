@@ -52,6 +52,7 @@ import tensorflow as tf
 
 from footprints import contracts
 from footprints.errors import ConfigError, InputError
+from footprints.tiles import read_header
 from model_training import augment as aug
 from model_training.configs import SCALINGS
 from model_training.data import expand_globs
@@ -100,23 +101,22 @@ class ImageInfo:
 def inspect_images(paths: tuple[str, ...], bands: tuple[int, ...] | None) -> ImageInfo:
     """Checks that all tiles can be stacked and returns what they share.
 
+    Each tile's header goes through the one check every command uses
+    (:func:`footprints.tiles.read_header`), so a tile ``prepare`` or
+    ``segment`` would reject stops training with the same reason.
+
     Raises:
         InputError: on mismatched band counts or dtypes, an unsupported dtype,
-            a missing CRS, or a band index past the band count.
+            a band index past the band count, or a tile the header check
+            rejects (:class:`footprints.tiles.TileRejected`: unreadable, no
+            CRS, no or a rotated geotransform, truncated).
     """
     seen: dict[tuple[int, str], list[str]] = {}
     names: tuple[str, ...] = ()
     for path in paths:
-        try:
-            with rasterio.open(path) as src:
-                if src.crs is None:
-                    raise InputError(
-                        f"tile {path!r} has no CRS; assign one (gdal_edit.py -a_srs EPSG:...)"
-                    )
-                seen.setdefault((src.count, src.dtypes[0]), []).append(path)
-                names = names or tuple(d or "" for d in src.descriptions)
-        except rasterio.RasterioIOError as exc:
-            raise InputError(f"cannot open tile {path!r}: {exc}") from exc
+        tile = read_header(path)
+        seen.setdefault((tile.count, tile.dtype), []).append(path)
+        names = names or tile.descriptions
     if len(seen) > 1:
         groups = "; ".join(
             f"{n} band(s) {d}: {len(p)} tile(s) such as {p[0]!r}"

@@ -41,7 +41,8 @@ import shapely
 from rasterio import windows
 
 from footprints.errors import ConfigError
-from pipeline.sources.tile_index import TileHit, TileInfo
+from footprints.tiles import TileInfo
+from pipeline.sources.tile_index import TileHit
 
 RESAMPLING = ("nearest", "bilinear", "cubic", "average")
 IMAGE_FORMATS = ("png", "jpeg")

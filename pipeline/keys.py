@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import posixpath
 import struct
 
 import apache_beam as beam
@@ -37,7 +36,7 @@ class TileKey:
 
     Attributes:
         scene: The tile's name, unique within a run (the file name without
-            its extension, see :func:`scene_of`); masks are written as
+            its extension, see :func:`footprints.tiles.scene_of`); masks are written as
             ``masks/<scene>.tif``.
     """
 
@@ -134,13 +133,3 @@ class WindowKeyCoder(beam.coders.Coder):
 # imports this one, on the driver and on workers alike.
 beam.coders.registry.register_coder(TileKey, TileKeyCoder)
 beam.coders.registry.register_coder(WindowKey, WindowKeyCoder)
-
-
-def scene_of(path: str) -> str:
-    """The scene name of a raster path: its base name without the extension.
-
-    Example: ``gs://bucket/area/tile_0_1.tif`` -> ``tile_0_1``.
-    """
-    base = posixpath.basename(path.rstrip("/"))
-    stem, _ = posixpath.splitext(base)
-    return stem or base

@@ -554,15 +554,6 @@ def as_vector_footprint(row: dict, crs: str, sources: dict[str, str]):
     )
 
 
-def _chip_tiles(tile):
-    from pipeline.sources import tile_index
-
-    info = tile_index.read_tile_info(tile.path)
-    # Validation already opened this tile; a failure now is a file changed under us.
-    if isinstance(info, tile_index.TileInfo):
-        yield info
-
-
 @dataclasses.dataclass
 class ChipFootprints(beam.PTransform):
     """Footprint rows + tiles -> serialized chip records, cut as ``footprints prepare`` cuts them.
@@ -592,8 +583,8 @@ class ChipFootprints(beam.PTransform):
         from footprints import contracts
         from pipeline.prepare import ClassMap, CutChipDoFn
 
+        # The validated tiles are the same TileInfo that prepare's tile index takes.
         tiles = inputs["tiles"]
-        headers = tiles | "TileHeaders" >> beam.FlatMap(_chip_tiles)
         sources = beam.pvalue.AsDict(tiles | "ScenePaths" >> beam.Map(lambda t: (t.scene, t.path)))
         footprints = inputs["rows"] | "AsFootprint" >> beam.Map(
             as_vector_footprint, self.crs, sources
@@ -603,7 +594,7 @@ class ChipFootprints(beam.PTransform):
             | "Spread" >> beam.Reshuffle()
             | "Cut"
             >> beam.ParDo(
-                CutChipDoFn(self.spec, ClassMap()), beam.pvalue.AsList(headers)
+                CutChipDoFn(self.spec, ClassMap()), beam.pvalue.AsList(tiles)
             ).with_outputs(CHIP_ERRORS, main="chips")
         )
         records = cut.chips | "Encode" >> beam.Map(

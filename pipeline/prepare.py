@@ -31,6 +31,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from footprints import contracts
 from footprints.errors import ConfigError, InputError
+from footprints.files import match_files
+from footprints.tiles import readable_headers
 from pipeline import chipping
 from pipeline.counting import count_all, count_by
 from pipeline.labels import ClassMap
@@ -38,6 +40,7 @@ from pipeline.monitoring import ShowProgress, run_to_summary
 from pipeline.sources import images as image_source
 from pipeline.sources import tile_index, vectors
 from pipeline.sources.open_rasters import OpenRasters
+from pipeline.sources.rasters import ReadTiles
 from pipeline.writers.chips import WriteChips
 from pipeline.writers.files import WriteJson
 from pipeline.writers.tables import WriteErrors
@@ -236,27 +239,6 @@ def _with_class(result, path, root):
 
 
 @dataclasses.dataclass
-class ReadTiles(beam.PTransform):
-    """Raster glob -> TileInfo per usable tile, ErrorRecord per bad one."""
-
-    pattern: str
-
-    def __post_init__(self):
-        super().__init__()
-
-    def expand(self, pbegin):
-        """Matches the glob and reads each tile's header."""
-        return (
-            pbegin
-            | "Match" >> fileio.MatchFiles(self.pattern)
-            | "Path" >> beam.Map(lambda m: m.path)
-            | "Spread" >> beam.Reshuffle()
-            | "Header" >> beam.Map(tile_index.read_tile_info)
-            | "SplitErrors" >> beam.FlatMap(_split_errors).with_outputs(ERRORS, main="tiles")
-        )
-
-
-@dataclasses.dataclass
 class ChipsFromFootprints(beam.PTransform):
     """Tiles + footprint file -> (Chip, class) pairs, with errors on ``errors``."""
 
@@ -402,11 +384,9 @@ def check_inputs(config: PrepareConfig) -> vectors.VectorInfo | None:
     """Fails fast, before any pipeline is built, on inputs that cannot work."""
     if config.images:
         return None
-    from apache_beam.io.filesystems import FileSystems
-
     assert config.rasters and config.footprints, "PrepareConfig: no --images means both"
 
-    if not FileSystems.match([config.rasters])[0].metadata_list:
+    if not match_files(config.rasters):
         raise InputError(
             f"--rasters {config.rasters!r} matches no file; quote the glob "
             "so the shell does not expand it, e.g. 'tiles/*.tif'"
@@ -429,14 +409,7 @@ def run(config: PrepareConfig, beam_args: list[str] | None = None) -> dict:
 
 def _with_value_range(config: PrepareConfig) -> PrepareConfig:
     """Fixes one 8-bit stretch for the whole area when the rasters are not uint8."""
-    from apache_beam.io.filesystems import FileSystems
-
-    paths = [m.path for m in FileSystems.match([config.rasters])[0].metadata_list]
-    infos = [
-        i
-        for i in map(tile_index.read_tile_info, sorted(paths)[:8])
-        if isinstance(i, tile_index.TileInfo)
-    ]
+    infos = readable_headers(match_files(config.rasters)[:8])
     if not infos or all(i.dtype == "uint8" for i in infos):
         return config
     bands = config.spec.bands_for(min(i.count for i in infos))

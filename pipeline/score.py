@@ -37,6 +37,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from footprints import contracts
 from footprints.contracts import ErrorRecord
 from footprints.errors import ConfigError
+from footprints.files import match_files
 from pipeline.counting import count_all
 from pipeline.inference import ScoreRecords
 from pipeline.inference.handlers import (
@@ -51,7 +52,6 @@ from pipeline.sources.chips import (
     ChipMeta,
     LocatedRecord,
     ReadChipRecords,
-    matched_shards,
     peek_crs,
     validate_chip,
 )
@@ -284,7 +284,7 @@ class ScoreConfig:
             if region_fractions
             else RegionFractions(default)
         )
-        shards = matched_shards(chips)
+        shards = match_files(chips)
         if not shards:
             raise ConfigError(
                 f"--chips {chips!r} matches no files; pass a glob of chip shards such as "

@@ -39,12 +39,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from footprints import contracts
 from footprints.contracts import SegmenterAssets
 from footprints.errors import ConfigError, ContractError
+from footprints.files import match_files
+from footprints.tiles import first_crs, readable_headers
 from pipeline.counting import count_by
 from pipeline.inference.handlers import accelerator_count
 from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModelHandler
@@ -68,28 +69,6 @@ ERRORS_DIR = "errors"
 SCORES_DIR = "scores"
 CLASSIFIED_DIR = "classified"
 REASON = "reason:"
-
-
-def matched_files(pattern: str) -> list[str]:
-    """The files a glob matches, sorted."""
-    try:
-        return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    except Exception:  # Beam raises BeamIOError for a missing folder
-        return []
-
-
-def peek_crs(paths: Sequence[str], limit: int = 20) -> str | None:
-    """The CRS of the first of ``paths`` (at most ``limit`` tried) that opens with one."""
-    import rasterio
-
-    for path in paths[:limit]:
-        try:
-            with rasterio.open(path) as src:
-                if src.crs is not None:
-                    return src.crs.to_string()
-        except Exception:  # bad tiles are reported by the job itself
-            continue
-    return None
 
 
 def new_run_id() -> str:
@@ -191,7 +170,7 @@ class SegmentConfig:
         model's ``receptive_halo`` asset, else an eighth of its window. The
         footprints CRS defaults to that of the first tile that has one.
         """
-        if not matched_files(raster):
+        if not match_files(raster):
             raise ConfigError(
                 f"--raster {raster!r} matches no files; pass a glob of orthophoto tiles such "
                 "as 'area/tiles/*.tif' (quote it so the shell does not expand it)"
@@ -248,7 +227,7 @@ class SegmentConfig:
 
             check_crs(kwargs["footprints_crs"])
         else:
-            kwargs["footprints_crs"] = peek_crs(matched_files(raster))
+            kwargs["footprints_crs"] = first_crs(match_files(raster))
         kwargs["run_id"] = kwargs.get("run_id") or new_run_id()
         if kwargs.get("imagery_date") is not None:
             from pipeline.writers.footprints import parse_imagery_date
@@ -278,7 +257,7 @@ def _check_truth(kwargs: dict) -> None:
     masks, footprints = kwargs.get("truth_masks"), kwargs.get("truth_footprints")
     if masks and footprints:
         raise ConfigError("pass one truth: --truth-masks GLOB or --truth-footprints FILE, not both")
-    if masks and not matched_files(masks):
+    if masks and not match_files(masks):
         raise ConfigError(f"--truth-masks {masks!r} matches no files")
     if footprints:
         try:
@@ -317,13 +296,7 @@ def _check_classifier(
     if assets.raw_dtype != "uint8" and spec.value_range is None:
         # One stretch for the whole run, as `footprints prepare` fixes it, so
         # that chip brightness is comparable across tiles.
-        from pipeline.sources import tile_index
-
-        infos = [
-            i
-            for i in map(tile_index.read_tile_info, matched_files(raster)[:8])
-            if isinstance(i, tile_index.TileInfo)
-        ]
+        infos = readable_headers(match_files(raster)[:8])
         if infos:
             bands = spec.bands_for(min(i.count for i in infos))
             spec = dataclasses.replace(
@@ -440,7 +413,7 @@ def build_summary(
             footprint_files=tables["footprints"],
             crs=config.footprints_crs,
             threshold=config.mask_threshold,
-            truth_masks=matched_files(config.truth_masks) if config.truth_masks else (),
+            truth_masks=match_files(config.truth_masks) if config.truth_masks else (),
             truth_footprints=config.truth_footprints,
         )
     summary["warnings"] = [

@@ -13,8 +13,9 @@ from rasterio.warp import calculate_default_transform, reproject
 from rasterio.windows import Window
 
 from footprints.errors import ConfigError
+from footprints.tiles import read_header
 from pipeline import chipping
-from pipeline.sources.tile_index import TileIndex, read_tile_info
+from pipeline.sources.tile_index import TileIndex
 
 
 def _open(path):
@@ -28,7 +29,7 @@ def _cut(index, geom, spec, crs=UTM):
 
 
 def test_chip_window_is_a_square_with_margin_and_min_extent(tmp_path):
-    tile = read_tile_info(noise_tiles(tmp_path, n=1)[0])
+    tile = read_header(noise_tiles(tmp_path, n=1)[0])
     # 10 m x 4 m footprint centred 15 m east, 25 m south of the corner.
     geom = shapely.box(X0 + 10, Y0 - 27, X0 + 20, Y0 - 23)
     win = chipping.chip_window(geom, tile, chipping.ChipSpec(margin=0.5, min_extent=0))
@@ -40,24 +41,24 @@ def test_chip_window_is_a_square_with_margin_and_min_extent(tmp_path):
 
 def test_chip_inside_one_tile_is_the_exact_window_read(tmp_path):
     paths = noise_tiles(tmp_path, n=2)
-    index = TileIndex([read_tile_info(p) for p in paths])
+    index = TileIndex([read_header(p) for p in paths])
     geom = shapely.box(X0 + 30, Y0 - 40, X0 + 38, Y0 - 31)
     spec = chipping.ChipSpec(size=0, margin=0.25, min_extent=0)
     chip = _cut(index, geom, spec)
-    win = chipping.chip_window(geom, read_tile_info(paths[0]), spec)
+    win = chipping.chip_window(geom, read_header(paths[0]), spec)
     with rasterio.open(paths[0]) as src:
         assert np.array_equal(chip, src.read(window=win))
 
 
 def test_chip_across_a_tile_edge_equals_the_mosaic(tmp_path):
     paths = noise_tiles(tmp_path, n=2, size=100)
-    index = TileIndex([read_tile_info(p) for p in paths])
+    index = TileIndex([read_header(p) for p in paths])
     edge = X0 + 100 * RES
     geom = shapely.box(edge - 6, Y0 - 20, edge + 2, Y0 - 12)  # mostly in the west tile
     spec = chipping.ChipSpec(size=0, margin=0.5, min_extent=0)
     chip = _cut(index, geom, spec)
     mosaic, transform = rasterio.merge.merge(paths)
-    win = chipping.chip_window(geom, read_tile_info(paths[0]), spec)
+    win = chipping.chip_window(geom, read_header(paths[0]), spec)
     r0, c0 = int(win.row_off), int(win.col_off)  # mosaic shares tile 0's origin
     expected = mosaic[:, r0 : r0 + int(win.height), c0 : c0 + int(win.width)]
     assert chip.shape == expected.shape and np.array_equal(chip, expected)
@@ -90,10 +91,10 @@ def test_neighbour_in_another_crs_is_reprojected_into_the_chip(tmp_path):
     edge = X0 + 100 * RES
     geom = shapely.box(edge - 8, Y0 - 30, edge + 1, Y0 - 20)
     spec = chipping.ChipSpec(size=0, margin=0.5, min_extent=0)
-    aligned = _cut(TileIndex([read_tile_info(west), read_tile_info(east)]), geom, spec)
-    mixed = _cut(TileIndex([read_tile_info(west), read_tile_info(mercator)]), geom, spec)
+    aligned = _cut(TileIndex([read_header(west), read_header(east)]), geom, spec)
+    mixed = _cut(TileIndex([read_header(west), read_header(mercator)]), geom, spec)
     assert aligned.shape == mixed.shape
-    win = chipping.chip_window(geom, read_tile_info(west), spec)
+    win = chipping.chip_window(geom, read_header(west), spec)
     east_cols = slice(int(100 - win.col_off) + 2, None)  # away from the seam
     east_part = mixed[:, 2:-2, east_cols].astype(int) - aligned[:, 2:-2, east_cols]
     assert (mixed[:, :, east_cols] > 0).mean() > 0.95  # filled, not left as zeros
@@ -101,7 +102,7 @@ def test_neighbour_in_another_crs_is_reprojected_into_the_chip(tmp_path):
 
 
 def test_errors_for_no_raster_low_coverage_and_missing_band(tmp_path):
-    index = TileIndex([read_tile_info(p) for p in noise_tiles(tmp_path, n=1, size=100)])
+    index = TileIndex([read_header(p) for p in noise_tiles(tmp_path, n=1, size=100)])
     spec = chipping.ChipSpec()
     far = shapely.box(X0 + 500, Y0 - 10, X0 + 510, Y0)
     assert index.touching(far, UTM) == []
@@ -145,7 +146,7 @@ def test_chip_spec_rejects_bad_values():
 
 def test_window_outside_tile_reads_nothing(tmp_path):
     # A window fully west of the tile: _paste_aligned must leave the chip untouched.
-    info = read_tile_info(noise_tiles(tmp_path, n=1, size=50)[0])
+    info = read_header(noise_tiles(tmp_path, n=1, size=50)[0])
     out = np.zeros((3, 10, 10), np.uint8)
     filled = np.zeros((10, 10), bool)
     valid = np.zeros((10, 10), bool)
@@ -157,7 +158,7 @@ def test_window_outside_tile_reads_nothing(tmp_path):
 
 
 def test_min_extent_is_metres_on_lon_lat_and_feet_tiles():
-    from pipeline.sources.tile_index import TileInfo
+    from footprints.tiles import TileInfo
 
     spec = chipping.ChipSpec(margin=0.0, min_extent=20.0)
     lat = 42.0
@@ -194,7 +195,7 @@ def _uint16_tile(path, fill=None, nodata=None, **profile):
 
 def test_all_nodata_tile_dead_letters_the_footprint(tmp_path):
     # A 16-bit single-band tile holding only its nodata value.
-    index = TileIndex([read_tile_info(_uint16_tile(tmp_path / "t.tif", fill=0, nodata=0))])
+    index = TileIndex([read_header(_uint16_tile(tmp_path / "t.tif", fill=0, nodata=0))])
     with pytest.raises(chipping.ChipError) as err:
         _cut(index, shapely.box(X0 + 10, Y0 - 20, X0 + 20, Y0 - 10), chipping.ChipSpec())
     assert err.value.error == "nodata" and "nodata or masked" in str(err.value)
@@ -209,7 +210,7 @@ def test_internal_mask_band_hides_pixels_as_naip_cogs_do(tmp_path):
     path = write_geotiff(
         tmp_path / "naip.tif", data, transform=from_origin(X0, Y0, RES, RES), mask=mask
     )
-    index = TileIndex([read_tile_info(path)])
+    index = TileIndex([read_header(str(path))])
     spec = chipping.ChipSpec(size=0, min_extent=0, margin=0.5)
     west = shapely.box(X0 + 5, Y0 - 20, X0 + 15, Y0 - 10)  # pixels 10..30: all masked
     with pytest.raises(chipping.ChipError) as err:
@@ -240,7 +241,7 @@ def test_neighbour_with_another_band_count_is_a_band_mismatch(tmp_path):
         np.ones((3, 100, 100), np.uint8),
         transform=from_origin(X0 + 50, Y0, RES, RES),
     )
-    index = TileIndex([read_tile_info(one), read_tile_info(three)])
+    index = TileIndex([read_header(one), read_header(three)])
     with pytest.raises(chipping.ChipError) as err:
         _cut(index, shapely.box(X0 + 44, Y0 - 20, X0 + 49, Y0 - 15), chipping.ChipSpec())
     assert err.value.error == "band_mismatch"
@@ -258,7 +259,7 @@ def test_rgb_beside_rgb_nir_is_reconciled_on_the_shared_bands(tmp_path):
     )
     rgbn = np.stack([np.full((100, 100), v, np.uint8) for v in (50, 60, 70, 200)])
     four = write_geotiff(tmp_path / "b.tif", rgbn, transform=from_origin(X0 + 50, Y0, RES, RES))
-    index = TileIndex([read_tile_info(rgb), read_tile_info(four)])
+    index = TileIndex([read_header(str(rgb)), read_header(str(four))])
     chip = _cut(
         index, shapely.box(X0 + 40, Y0 - 20, X0 + 49, Y0 - 15), chipping.ChipSpec(min_extent=0)
     )

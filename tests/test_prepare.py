@@ -203,7 +203,7 @@ def test_bad_inputs_are_dead_lettered_and_counts_reconcile(messy_area, tmp_path)
         for e in _errors(prefix)
         if e["stage"] == "read_raster"
     }
-    assert tile_errors == {"nocrs.tif": "no_crs", "truncated.tif": "unreadable_raster"}
+    assert tile_errors == {"nocrs.tif": "no_crs", "truncated.tif": "truncated"}
     assert summary["inputs"] == 6 and summary["chips"] == 2 and summary["errors"] == 4
     assert summary["reconciles"] and summary["tiles"] == {"usable": 2, "errors": 2}
     assert summary["error_reasons"]["no_raster"] == 2

@@ -21,6 +21,7 @@ from raster_fixtures import UTM, X0, Y0, write_geotiff
 from rasterio.transform import Affine, from_origin
 
 from footprints.contracts import SegmenterAssets
+from footprints.tiles import TileRejected
 from footprints_app import cli
 from pipeline.chipping import ChipSpec
 from pipeline.inference.segmenter import (
@@ -30,12 +31,7 @@ from pipeline.inference.segmenter import (
     predict,
 )
 from pipeline.segment import SegmentConfig, run_config
-from pipeline.sources.rasters import (
-    TileRejected,
-    WindowInput,
-    read_window,
-    validate_tile,
-)
+from pipeline.sources.rasters import WindowInput, read_window, validate_tile
 from pipeline.stitching.stitch import CorePrediction, quantize, stitch_tile
 from pipeline.stitching.windows import Box, cut_and_pad, plan_windows
 
@@ -215,13 +211,14 @@ def _loop_without_beam(model, image, size, halo):
 
 
 def helpers_tile(h, w):
-    from pipeline.sources.rasters import TileInfo
+    from footprints.tiles import TileInfo
 
     return TileInfo(
         path="t.tif",
         scene="t",
         height=h,
         width=w,
+        count=3,
         crs=UTM,
         transform=(PX, 0, 500000.0, 0, -PX, 4200000.0),
         block_shape=(64, 64),

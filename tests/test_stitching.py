@@ -15,9 +15,9 @@ from raster_fixtures import write_geotiff
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from pipeline.keys import TileKey, TileKeyCoder, WindowKey, WindowKeyCoder, scene_of
+from footprints.tiles import TileInfo, scene_of
+from pipeline.keys import TileKey, TileKeyCoder, WindowKey, WindowKeyCoder
 from pipeline.polygonize import area_m2, finish, merge_parts, polygonize_tile
-from pipeline.sources.rasters import TileInfo
 from pipeline.stitching.cog import binary_mask, write_mask_cog
 from pipeline.stitching.iou import mask_iou
 from pipeline.stitching.stitch import (
@@ -54,6 +54,7 @@ def tile_info(
         scene=scene,
         height=height,
         width=width,
+        count=3,
         crs=crs,
         transform=transform,
         block_shape=(64, 64),

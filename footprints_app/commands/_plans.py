@@ -12,11 +12,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-
-def _matched(pattern: str) -> list[str]:
-    from apache_beam.io.filesystems import FileSystems
-
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+from footprints.files import match_files
 
 
 def _plural(n: int, word: str) -> str:
@@ -26,8 +22,9 @@ def _plural(n: int, word: str) -> str:
 def prepare_plan(config) -> str:
     """Files, tiles, features and the chips a ``prepare`` run would write."""
     from footprints import contracts
+    from footprints.tiles import TileRejected, read_header
     from pipeline import prepare
-    from pipeline.sources import tile_index, vectors
+    from pipeline.sources import vectors
 
     lines = ["plan: footprints prepare (dry run, nothing written)"]
     info = prepare.check_inputs(config)
@@ -44,9 +41,13 @@ def prepare_plan(config) -> str:
         work = len(images)
     else:
         assert info is not None  # check_inputs reads the footprints when there are no --images
-        tiles = [tile_index.read_tile_info(p) for p in _matched(config.rasters)]
-        bad = [t for t in tiles if isinstance(t, contracts.ErrorRecord)]
-        good = [t for t in tiles if not isinstance(t, contracts.ErrorRecord)]
+        good, bad = [], []
+        for path in match_files(config.rasters):
+            try:
+                good.append(read_header(path))
+            except TileRejected as exc:
+                bad.append(exc.to_error(path, "read_raster"))
+        tiles = good + bad
         crss = Counter(t.crs for t in good)
         lines.append(
             f"  rasters: {_plural(len(tiles), 'file')} match {config.rasters!r}; "
@@ -75,7 +76,7 @@ def prepare_plan(config) -> str:
 
 def score_plan(config) -> str:
     """Shards, records (estimated from the first shard), model and targets."""
-    shards = _matched(config.chips)
+    shards = match_files(config.chips)
     sizes = [os.path.getsize(p) for p in shards if os.path.exists(p)]
     first = _count_records(shards[0]) if shards else 0
     estimate = int(first * sum(sizes) / sizes[0]) if sizes and sizes[0] else first
@@ -111,7 +112,7 @@ def segment_plan(config) -> str:
     from pipeline.sources.rasters import validate_tile
     from pipeline.stitching.windows import count_windows
 
-    paths = _matched(config.raster)
+    paths = match_files(config.raster)
     windows = pixels = 0
     rejected = []
     valid = 0

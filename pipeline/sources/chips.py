@@ -284,11 +284,6 @@ class ReadChipRecords(beam.PTransform):
         )
 
 
-def matched_shards(pattern: str) -> list[str]:
-    """The files a glob matches, sorted; used to validate ``--chips`` early."""
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-
-
 def peek_crs(paths: list[str], max_records: int = 100) -> str | None:
     """The CRS of the first chip (in the first shards) that carries a polygon.
 

@@ -1,23 +1,27 @@
-"""Orthophoto tiles: match, validate against the segmenter, read model windows.
+"""Orthophoto tiles as Beam transforms: match, check headers, read model windows.
 
-The segmentation job reads GeoTIFF (or any GDAL raster) tiles in three steps,
-one transform each:
+Both pipelines that read tiles do it with these transforms, around the one
+header check in :mod:`footprints.tiles`:
 
-1. :class:`MatchTiles` -- the files of a glob, one per scene name (two files
-   with the same name would write the same ``masks/<scene>.tif``, so all but
-   the first, in path order, are dead-lettered);
-2. :class:`ValidateTiles` -- open each file once and check what the model
-   needs: a CRS, a north-up geotransform, the bands the model reads (its
-   assets name them, 1-based), their dtype (the model's scaling was fitted on
-   one), and that the file is readable to its last block (a truncated
-   download fails there). Good tiles become :class:`TileInfo`; bad ones
-   :class:`~footprints.contracts.ErrorRecord` s with a reason and a fix;
-3. :class:`ReadWindows` -- after the windows are planned and reshuffled,
-   read each window block-aligned, pad it in numpy at the tile's edges, read
-   the tile's validity mask (nodata value, internal mask or alpha) and scale
-   the pixels to the model's uint8 input. A window with no valid pixel in
-   its core is not sent to the model: it goes straight to stitching as
-   nodata, which is also how an entirely-nodata tile is found and skipped.
+1. :class:`MatchTiles` -- the files of a glob; for ``footprints segment``
+   one per scene name (two files with the same name would write the same
+   ``masks/<scene>.tif``, so all but the first, in path order, are
+   dead-lettered as ``duplicate_scene``);
+2. :class:`ValidateTiles` -- open each file once with
+   :func:`footprints.tiles.read_header` (readable, a CRS, a north-up
+   geotransform, one dtype, readable to its last block) and, for the
+   segmenter, :func:`footprints.tiles.check_for_model` (the bands it reads
+   and their dtype). Good tiles become :class:`~footprints.tiles.TileInfo`;
+   bad ones :class:`~footprints.contracts.ErrorRecord` s with a reason from
+   :class:`footprints.errors.Reason`, the same in every command;
+   :class:`ReadTiles` is the two together, as ``footprints prepare`` uses them;
+3. :class:`ReadWindows` -- (segment) after the windows are planned and
+   reshuffled, read each window block-aligned, pad it in numpy at the tile's
+   edges, read the tile's validity mask (nodata value, internal mask or
+   alpha) and scale the pixels to the model's uint8 input. A window with no
+   valid pixel in its core is not sent to the model: it goes straight to
+   stitching as nodata, which is also how an entirely-nodata tile is found
+   and skipped.
 
 The checks and the read are plain functions (:func:`validate_tile`,
 :func:`read_window`), tested without Beam.
@@ -33,8 +37,8 @@ import apache_beam as beam
 import numpy as np
 
 from footprints.contracts import ErrorRecord, SegmenterAssets, scale_to_model_input
-from footprints.errors import InputError
-from pipeline.keys import TileKey, scene_of
+from footprints.errors import Reason
+from footprints.tiles import TileInfo, TileRejected, check_for_model, read_header, scene_of
 from pipeline.sources.open_rasters import OpenRasters
 from pipeline.stitching.windows import WindowPlan, cut_and_pad, read_box
 
@@ -44,165 +48,18 @@ ERRORS = "errors"
 NODATA = "nodata"
 
 
-class TileRejected(InputError):
-    """A tile cannot be segmented; ``reason`` is the short code for ``errors/``."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclasses.dataclass(frozen=True)
-class TileInfo:
-    """What the pipeline knows about a valid tile after opening it once.
-
-    Attributes:
-        path: The file.
-        scene: Its name, unique in the run (``masks/<scene>.tif``).
-        height: Rows.
-        width: Columns.
-        crs: The CRS as a string rasterio and pyproj read back
-            (``EPSG:32615`` where it has an authority code, else WKT).
-        transform: The affine geotransform ``(a, b, c, d, e, f)``.
-        block_shape: The internal block (rows, cols) of the bands read.
-        masked: Whether some pixels may be invalid (nodata value, internal
-            mask or alpha band); if not, masks are not read at all.
-        dtype: The dtype of the bands read.
-    """
-
-    path: str
-    scene: str
-    height: int
-    width: int
-    crs: str
-    transform: tuple[float, float, float, float, float, float]
-    block_shape: tuple[int, int]
-    masked: bool
-    dtype: str
-
-    @property
-    def key(self) -> TileKey:
-        """The tile's key (its scene)."""
-        return TileKey(self.scene)
-
-    @property
-    def affine(self):
-        """The tile's geotransform as an Affine."""
-        from affine import Affine
-
-        return Affine(*self.transform)
-
-    @property
-    def pixel_size(self) -> float:
-        """The larger side of a pixel, in CRS units."""
-        return max(abs(self.transform[0]), abs(self.transform[4]))
-
-
-def check_tile(src, assets: SegmenterAssets) -> TileInfo:
-    """Checks an open rasterio dataset against the segmenter's needs.
+def validate_tile(path: str, assets: SegmenterAssets | None = None) -> TileInfo:
+    """Reads ``path``'s header and, given a segmenter's ``assets``, checks it fits them.
 
     Raises:
-        TileRejected: with the reason code and a message that says how to fix it.
+        TileRejected: with the reason code and how to fix it (see
+            :func:`footprints.tiles.read_header` and
+            :func:`footprints.tiles.check_for_model`).
     """
-    from rasterio.enums import MaskFlags
-    from rasterio.windows import Window
-
-    path = src.name
-    if src.crs is None:
-        raise TileRejected(
-            "no_crs",
-            (
-                f"{path!r} has no CRS; assign the one it was produced in, e.g. "
-                "`rio edit-info --crs EPSG:26915 FILE` or `gdal_edit.py -a_srs EPSG:26915 FILE`"
-            ),
-        )
-    transform = src.transform
-    if transform.is_identity:
-        raise TileRejected(
-            "no_transform",
-            (
-                f"{path!r} has no geotransform (pixel size and origin); georeference it, e.g. "
-                "`gdal_edit.py -a_ullr ULX ULY LRX LRY FILE`"
-            ),
-        )
-    if transform.b != 0 or transform.d != 0 or transform.e >= 0:
-        raise TileRejected(
-            "not_north_up",
-            (
-                f"{path!r} has a rotated or south-up geotransform {tuple(transform)[:6]!r}; "
-                "warp it north-up first: `gdalwarp SRC DST`"
-            ),
-        )
-    if max(assets.bands) > src.count:
-        raise TileRejected(
-            "band_count",
-            (
-                f"{path!r} has {src.count} band(s) but the model reads bands {assets.bands!r}; "
-                f"use tiles with at least {max(assets.bands)} bands or a model trained on "
-                f"{src.count}-band imagery"
-            ),
-        )
-    dtypes = {src.dtypes[b - 1] for b in assets.bands}
-    if dtypes != {assets.raw_dtype}:
-        raise TileRejected(
-            "dtype",
-            (
-                f"{path!r} bands {assets.bands!r} are {sorted(dtypes)} but the model's scaling was "
-                f"fitted on {assets.raw_dtype}; convert the tiles (`gdal_translate -ot "
-                f"{assets.raw_dtype.capitalize()} -scale ...`) or use a model for {sorted(dtypes)}"
-            ),
-        )
-    block_h, block_w = src.block_shapes[assets.bands[0] - 1]
-    try:
-        # The last block is the last thing written: reading it catches a
-        # truncated download or copy for the price of one block.
-        row0 = ((src.height - 1) // block_h) * block_h
-        col0 = ((src.width - 1) // block_w) * block_w
-        src.read(list(assets.bands), window=Window(col0, row0, src.width - col0, src.height - row0))
-    except Exception as exc:  # rasterio raises RasterioIOError, GDAL may raise others
-        raise TileRejected(
-            "truncated",
-            (
-                f"{path!r} cannot be read to its end ({exc}); the file is probably truncated: "
-                "copy or download it again"
-            ),
-        ) from exc
-    flags = [src.mask_flag_enums[b - 1] for b in assets.bands]
-    masked = src.nodata is not None or any(MaskFlags.all_valid not in f for f in flags)
-    return TileInfo(
-        path=path,
-        scene=scene_of(path),
-        height=src.height,
-        width=src.width,
-        crs=src.crs.to_string(),
-        transform=tuple(transform)[:6],
-        block_shape=(int(block_h), int(block_w)),
-        masked=masked,
-        dtype=assets.raw_dtype,
-    )
-
-
-def validate_tile(path: str, assets: SegmenterAssets) -> TileInfo:
-    """Opens ``path`` and checks it (see :func:`check_tile`).
-
-    Raises:
-        TileRejected: ``unreadable`` if it is not a raster GDAL can open, or
-            another reason from :func:`check_tile`.
-    """
-    import rasterio
-
-    try:
-        src = rasterio.open(path)
-    except Exception as exc:
-        raise TileRejected(
-            "unreadable",
-            (
-                f"{path!r} is not a raster GDAL can read ({exc}); pass only GeoTIFF (or other "
-                "GDAL raster) tiles to --raster"
-            ),
-        ) from exc
-    with src:
-        return check_tile(src, assets)
+    tile = read_header(path)
+    if assets is not None:
+        check_for_model(tile, assets)
+    return tile
 
 
 def read_window(
@@ -255,14 +112,21 @@ class WindowInput:
 
 @dataclasses.dataclass
 class MatchTiles(beam.PTransform):
-    """Matches a glob of tiles; yields paths with unique scene names.
+    """Matches a glob of tiles; with ``one_per_scene``, paths with unique scene names.
+
+    Attributes:
+        pattern: The glob (local or any Beam filesystem).
+        one_per_scene: Dead-letter all but the first path (in sorted order)
+            of each scene name (``footprints segment`` writes one mask per
+            name); without it, every matched file is yielded.
 
     Returns:
-        A tagged result: main ``str`` paths, ``errors``: ErrorRecord for
-        files whose scene name an earlier path (in sorted order) already has.
+        A tagged result: main ``str`` paths, ``errors``: ErrorRecord
+        (``duplicate_scene``) for files whose scene name an earlier path has.
     """
 
     pattern: str
+    one_per_scene: bool = True
 
     def __post_init__(self):
         super().__init__()
@@ -271,13 +135,23 @@ class MatchTiles(beam.PTransform):
         """Matches the glob; returns paths and an error per duplicate scene."""
         from apache_beam.io import fileio
 
-        return (
+        paths = (
             pbegin
             | "Match" >> fileio.MatchFiles(self.pattern)
             | "Path" >> beam.Map(lambda m: m.path)
-            | "ByScene" >> beam.GroupBy(scene_of)
-            | "OnePerScene" >> beam.ParDo(_one_per_scene).with_outputs(ERRORS, main="paths")
         )
+        if self.one_per_scene:
+            grouped = paths | "ByScene" >> beam.GroupBy(scene_of)
+            return grouped | "OnePerScene" >> beam.ParDo(_one_per_scene).with_outputs(
+                ERRORS, main="paths"
+            )
+        # No grouping to spread the work, so spread it here before the header reads.
+        spread = paths | "Spread" >> beam.Reshuffle()
+        return spread | "All" >> beam.ParDo(_every_path).with_outputs(ERRORS, main="paths")
+
+
+def _every_path(path: str) -> Iterator[str]:
+    yield path
 
 
 def _one_per_scene(item: tuple[str, Iterable[str]]) -> Iterator:
@@ -292,7 +166,7 @@ def _one_per_scene(item: tuple[str, Iterable[str]]) -> Iterator:
                 source=other,
                 record=scene,
                 stage="match",
-                error="duplicate_scene",
+                error=Reason.DUPLICATE_SCENE,
                 message=(
                     f"{other!r} has the same name {scene!r} as {first!r}, so both would "
                     f"write masks/{scene}.tif; rename one of them or run them separately"
@@ -302,10 +176,11 @@ def _one_per_scene(item: tuple[str, Iterable[str]]) -> Iterator:
 
 
 class _ValidateFn(beam.DoFn):
-    def __init__(self, assets: SegmenterAssets):
+    def __init__(self, assets: SegmenterAssets | None, stage: str, namespace: str):
         self._assets = assets
-        self._valid = beam.metrics.Metrics.counter(NAMESPACE, "tiles_valid")
-        self._rejected = beam.metrics.Metrics.counter(NAMESPACE, "tiles_rejected")
+        self._stage = stage
+        self._valid = beam.metrics.Metrics.counter(namespace, "tiles_valid")
+        self._rejected = beam.metrics.Metrics.counter(namespace, "tiles_rejected")
 
     def process(self, path: str):
         try:
@@ -313,14 +188,7 @@ class _ValidateFn(beam.DoFn):
         except TileRejected as exc:
             self._rejected.inc()
             yield beam.pvalue.TaggedOutput(
-                ERRORS,
-                ErrorRecord(
-                    source=path,
-                    record=scene_of(path),
-                    stage="validate",
-                    error=exc.reason,
-                    message=str(exc),
-                ),
+                ERRORS, exc.to_error(path, self._stage, record=scene_of(path))
             )
             return
         self._valid.inc()
@@ -329,18 +197,47 @@ class _ValidateFn(beam.DoFn):
 
 @dataclasses.dataclass
 class ValidateTiles(beam.PTransform):
-    """Checks each tile against the model; tagged result ``tiles`` / ``errors``."""
+    """Reads each tile's header (and checks it against a model); result ``tiles`` / ``errors``.
 
-    assets: SegmenterAssets
+    Attributes:
+        assets: The segmenter's assets, or None to check only the header
+            (``footprints prepare`` cuts any bands the chip spec names).
+        stage: The ``stage`` of the dead letters.
+        namespace: The namespace of the ``tiles_valid`` / ``tiles_rejected`` counters.
+    """
+
+    assets: SegmenterAssets | None = None
+    stage: str = "validate"
+    namespace: str = NAMESPACE
 
     def __post_init__(self):
         super().__init__()
 
     def expand(self, paths):
-        """Checks each tile; returns ``tiles`` and ``errors``."""
-        return paths | "Check" >> beam.ParDo(_ValidateFn(self.assets)).with_outputs(
-            ERRORS, main="tiles"
-        )
+        """Checks each tile's header; returns ``tiles`` and ``errors``."""
+        check = _ValidateFn(self.assets, self.stage, self.namespace)
+        return paths | "Check" >> beam.ParDo(check).with_outputs(ERRORS, main="tiles")
+
+
+@dataclasses.dataclass
+class ReadTiles(beam.PTransform):
+    """Raster glob -> TileInfo per usable tile, ErrorRecord per bad one (``footprints prepare``).
+
+    :class:`MatchTiles` (every file) then :class:`ValidateTiles` without a
+    model; returns a tagged result ``tiles`` / ``errors``.
+    """
+
+    pattern: str
+    stage: str = "read_raster"
+    namespace: str = "prepare"
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, pbegin):
+        """Matches the glob and reads each tile's header."""
+        paths = pbegin | "Match" >> MatchTiles(self.pattern, one_per_scene=False)
+        return paths.paths | "Header" >> ValidateTiles(None, self.stage, self.namespace)
 
 
 class _ReadFn(beam.DoFn):

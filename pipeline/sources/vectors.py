@@ -23,7 +23,7 @@ import shapely
 
 from footprints.contracts import ErrorRecord
 from footprints.errors import InputError
-from pipeline.sources.tile_index import crs_string
+from footprints.tiles import crs_text
 
 RANGE_SIZE = 2000
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
@@ -78,7 +78,7 @@ def _parquet_geo(path: str) -> tuple[str, str]:
     geo = json.loads(meta[b"geo"])
     column = geo.get("primary_column", "geometry")
     crs = geo["columns"][column].get("crs", "OGC:CRS84")
-    return column, crs_string(crs)
+    return column, crs_text(crs)
 
 
 def _exists(path: str) -> bool:
@@ -117,7 +117,7 @@ def inspect_vector(
                     f"footprint file {path!r} has no CRS; set one, e.g. "
                     "ogr2ogr -a_srs EPSG:4326 fixed.gpkg input.gpkg"
                 )
-            crs = crs_string(info["crs"])
+            crs = crs_text(info["crs"])
             fields = tuple(info["fields"])
             features = int(info["features"])
     except InputError:

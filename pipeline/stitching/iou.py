@@ -39,7 +39,7 @@ from collections.abc import Sequence
 import numpy as np
 import shapely
 
-from pipeline.keys import scene_of
+from footprints.tiles import scene_of
 from pipeline.polygonize import to_crs
 from pipeline.stitching.cog import threshold_uint8
 

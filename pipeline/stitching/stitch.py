@@ -93,7 +93,7 @@ class TileMask:
     """A tile's stitched mask.
 
     Attributes:
-        tile: The tile (a :class:`pipeline.sources.rasters.TileInfo`).
+        tile: The tile (a :class:`footprints.tiles.TileInfo`).
         probability: uint8 ``[height, width]``, probability x 255.
         valid: bool ``[height, width]``, or None if every pixel is valid.
         windows: Windows by status (``inferred``, ``nodata``, ``failed``).

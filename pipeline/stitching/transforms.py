@@ -130,7 +130,7 @@ class StitchTiles(beam.PTransform):
     def expand(self, inputs):
         """Groups cores by tile and stitches each tile's mask."""
         keyed_tiles = inputs["tiles"] | "KeyTiles" >> beam.Map(
-            lambda tile: (tile.key, tile)
+            lambda tile: (TileKey(tile.scene), tile)
         ).with_output_types(tuple[TileKey, Any])
         keyed_cores = inputs["cores"] | "KeyCores" >> beam.Map(
             lambda core: (core.key.tile, core)

@@ -43,6 +43,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from footprints.errors import ConfigError
+from footprints.files import match_files
 
 #: What any footprints run writes into its output folder (score, segment, report).
 FOLDER_OUTPUTS = frozenset(
@@ -76,8 +77,7 @@ def join(directory: str, *names: str) -> str:
 def stale_shards(pattern: str, written: Iterable[str]) -> list[str]:
     """Files matching ``pattern`` that are not in ``written``, sorted."""
     keep = {posixpath.normpath(p) for p in written}
-    matched = FileSystems.match([pattern])[0].metadata_list
-    return sorted(m.path for m in matched if posixpath.normpath(m.path) not in keep)
+    return [p for p in match_files(pattern) if posixpath.normpath(p) not in keep]
 
 
 def remove_stale_shards(written: list[str], pattern: str) -> list[str]:
@@ -205,8 +205,8 @@ def _entries(folder: str) -> list[str]:
     """Names directly in ``folder`` (local or any Beam filesystem); [] if it does not exist."""
     if "://" not in folder:
         return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-    matched = FileSystems.match([join(folder, "**")])[0].metadata_list
-    return sorted({m.path[len(folder.rstrip("/")) + 1 :].split("/", 1)[0] for m in matched})
+    matched = match_files(join(folder, "**"))
+    return sorted({p[len(folder.rstrip("/")) + 1 :].split("/", 1)[0] for p in matched})
 
 
 def _check_local(folder: str, what: str) -> None:
@@ -304,7 +304,7 @@ def claim_output(location: OutputLocation, overwrite: bool = False) -> list[str]
                 os.remove(path)
             continue
         # Object stores have no folders: delete the objects under the name, then the name.
-        inner = [m.path for m in FileSystems.match([join(path, "**")])[0].metadata_list]
+        inner = match_files(join(path, "**"))
         if inner:
             FileSystems.delete(inner)
         if FileSystems.exists(path):
@@ -323,8 +323,7 @@ def written_files(location: OutputLocation) -> list[str]:
     """
     folder = location.folder.rstrip("/") or "/"
     if "://" in folder:
-        matched = FileSystems.match([join(folder, "**")])[0].metadata_list
-        paths = [m.path[len(folder) + 1 :] for m in matched]
+        paths = [p[len(folder) + 1 :] for p in match_files(join(folder, "**"))]
     else:
         paths = [
             os.path.relpath(os.path.join(d, f), folder).replace(os.sep, "/")
