@@ -15,7 +15,8 @@
   :class:`WriteCsv` and :class:`WriteScoresBigQuery`.
 * ``summary.json`` is written last, after every table is in place, so its
   presence means the run finished; the command deletes an older one before
-  the run starts.
+  the run starts. Its layout is every job's (:func:`pipeline.jobs.summary_head`)
+  followed by ``regions``, ``all_regions_exact`` and ``duplicates``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 
 from footprints import contracts
 from footprints.errors import ConfigError
+from pipeline.jobs import summary_head
 from pipeline.thresholds import LabelledBatch, RegionResult
 from pipeline.thresholds.expected import rank_warnings, regions_with_stats
 from pipeline.writers import geo
@@ -346,21 +348,28 @@ def build_summary(
             # What the calibrated scores expect (see pipeline.thresholds.expected).
             "scores": r.scores,
         }
-    return {
-        "run": dict(run),
-        "regions": per_region,
-        "totals": {
+    scored, errors = counts["scored"], counts["errors"]
+    inputs = {k: v for k, v in run.items() if k != "run_id"}
+    head = summary_head(
+        "score",
+        run.get("run_id", ""),
+        inputs=inputs,
+        counts={
             "input_records": input_records,
             "records_read": counts["records_read"],
-            "scored": counts["scored"],
-            "errors": counts["errors"],
-            "errors_by_reason": dict(sorted(errors_by_reason.items())),
+            "scored": scored,
+            "errors": errors,
             "residential": sum(residential.values()),
-            "reconciled": input_records == counts["scored"] + counts["errors"],
-            "all_regions_exact": all(v["exact"] for v in per_region.values()),
         },
+        checks={"input_records == scored + errors": input_records == scored + errors},
+        errors_by_reason=errors_by_reason,
+        warnings=[*map(dict, warnings), *rank_warnings(regions_with_stats(regions))],
+    )
+    return {
+        **head,
+        "regions": per_region,
+        "all_regions_exact": all(v["exact"] for v in per_region.values()),
         "duplicates": dict(duplicates),
-        "warnings": [*map(dict, warnings), *rank_warnings(regions_with_stats(regions))],
     }
 
 
