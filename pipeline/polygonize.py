@@ -37,6 +37,7 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 
+from pipeline.ptransform import DataclassTransform
 from pipeline.stitching.cog import threshold_uint8
 
 
@@ -486,7 +487,7 @@ def _finish(
 
 
 @dataclasses.dataclass
-class Polygonize(beam.PTransform):
+class Polygonize(DataclassTransform):
     """TileMask -> ``footprints/`` rows (dicts fitting FOOTPRINTS_SCHEMA).
 
     Attributes:
@@ -502,9 +503,6 @@ class Polygonize(beam.PTransform):
     min_area_m2: float
     output_crs: str | None = None
     regularize: bool = False
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, masks):
         traced = masks | "Trace" >> beam.FlatMap(_trace, self.threshold).with_outputs(
@@ -562,7 +560,7 @@ def _chip_tiles(tile):
 
 
 @dataclasses.dataclass
-class ChipFootprints(beam.PTransform):
+class ChipFootprints(DataclassTransform):
     """Footprint rows + tiles -> serialized chip records, cut as ``footprints prepare`` cuts them.
 
     Reuses :class:`pipeline.prepare.CutChipDoFn` (same square, margin and
@@ -581,9 +579,6 @@ class ChipFootprints(beam.PTransform):
 
     crs: str | None
     spec: object
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, inputs):
         from footprints import contracts

@@ -40,6 +40,7 @@ from pipeline import chipping
 from pipeline.counting import count_all, count_by
 from pipeline.jobs import new_run_id, run_job, summary_head
 from pipeline.monitoring import ShowProgress
+from pipeline.ptransform import DataclassTransform
 from pipeline.sources import images as image_source
 from pipeline.sources import tile_index, vectors
 from pipeline.sources.open_rasters import OpenRasters
@@ -304,15 +305,12 @@ def _split_errors(element):
 
 
 @dataclasses.dataclass
-class ChipsFromImages(beam.PTransform):
+class ChipsFromImages(DataclassTransform):
     """Image folder -> (Chip, class) pairs, with errors on the ``errors`` output."""
 
     root: str
     class_map: ClassMap
     size: int = 0
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, pbegin):
         root = self.root.rstrip("/")
@@ -344,13 +342,10 @@ def _with_class(result, path, root):
 
 
 @dataclasses.dataclass
-class ReadTiles(beam.PTransform):
+class ReadTiles(DataclassTransform):
     """Raster glob -> TileInfo per usable tile, ErrorRecord per bad one."""
 
     pattern: str
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, pbegin):
         return (
@@ -364,15 +359,12 @@ class ReadTiles(beam.PTransform):
 
 
 @dataclasses.dataclass
-class ChipsFromFootprints(beam.PTransform):
+class ChipsFromFootprints(DataclassTransform):
     """Tiles + footprint file -> (Chip, class) pairs, with errors on ``errors``."""
 
     tiles: beam.PCollection
     info: vectors.VectorInfo
     config: PrepareConfig
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, pbegin):
         c = self.config

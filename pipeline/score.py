@@ -47,6 +47,7 @@ from pipeline.inference.handlers import (
 )
 from pipeline.jobs import check_batch_sizes, new_run_id, run_job, with_defaults
 from pipeline.monitoring import ShowProgress
+from pipeline.ptransform import DataclassTransform
 from pipeline.sources.chips import (
     NAMESPACE,
     ChipMeta,
@@ -126,7 +127,7 @@ class ScoreChipsResult(NamedTuple):
 
 
 @dataclasses.dataclass
-class ScoreChips(beam.PTransform):
+class ScoreChips(DataclassTransform):
     """Scores serialized chip records and labels exactly k per region residential.
 
     Input elements: ``bytes`` (a serialized chip record), ``(source, record)``
@@ -171,7 +172,7 @@ class ScoreChips(beam.PTransform):
     epsilon: float = DEFAULT_EPSILON
 
     def __post_init__(self):
-        super().__init__()
+        super().__post_init__()
         if not isinstance(self.fractions, RegionFractions):
             self.fractions = RegionFractions(parse_fraction(str(self.fractions), "fraction"))
         if not 0 < self.epsilon <= 0.1:

@@ -35,6 +35,7 @@ import numpy as np
 from footprints.contracts import ErrorRecord, SegmenterAssets, scale_to_model_input
 from footprints.errors import InputError
 from pipeline.keys import TileKey, scene_of
+from pipeline.ptransform import DataclassTransform
 from pipeline.sources.open_rasters import OpenRasters
 from pipeline.stitching.windows import WindowPlan, cut_and_pad, read_box
 
@@ -252,7 +253,7 @@ class WindowInput:
 
 
 @dataclasses.dataclass
-class MatchTiles(beam.PTransform):
+class MatchTiles(DataclassTransform):
     """Matches a glob of tiles; yields paths with unique scene names.
 
     Returns:
@@ -261,9 +262,6 @@ class MatchTiles(beam.PTransform):
     """
 
     pattern: str
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, pbegin):
         from apache_beam.io import fileio
@@ -325,13 +323,10 @@ class _ValidateFn(beam.DoFn):
 
 
 @dataclasses.dataclass
-class ValidateTiles(beam.PTransform):
+class ValidateTiles(DataclassTransform):
     """Checks each tile against the model; tagged result ``tiles`` / ``errors``."""
 
     assets: SegmenterAssets
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, paths):
         return paths | "Check" >> beam.ParDo(_ValidateFn(self.assets)).with_outputs(
@@ -395,7 +390,7 @@ class _ReadFn(beam.DoFn):
 
 
 @dataclasses.dataclass
-class ReadWindows(beam.PTransform):
+class ReadWindows(DataclassTransform):
     """Reads planned windows.
 
     Input: ``(WindowPlan, TileInfo)``. Returns a tagged result: main
@@ -406,9 +401,6 @@ class ReadWindows(beam.PTransform):
     """
 
     assets: SegmenterAssets
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, planned):
         return planned | "Read" >> beam.ParDo(_ReadFn(self.assets)).with_outputs(

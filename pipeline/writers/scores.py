@@ -35,6 +35,7 @@ import numpy as np
 from footprints import contracts
 from footprints.errors import ConfigError
 from pipeline.jobs import summary_head
+from pipeline.ptransform import DataclassTransform
 from pipeline.thresholds import LabelledBatch, RegionResult
 from pipeline.thresholds.expected import rank_warnings, regions_with_stats
 from pipeline.writers import geo
@@ -196,7 +197,7 @@ def csv_line(row: Mapping[str, Any], columns: list[str] = CSV_COLUMNS) -> str:
 
 
 @dataclasses.dataclass
-class WriteCsv(beam.PTransform):
+class WriteCsv(DataclassTransform):
     """Writes table rows to one CSV file (header first, geometry as WKT).
 
     Returns a singleton PCollection (the list of files) once the file is in place.
@@ -204,9 +205,6 @@ class WriteCsv(beam.PTransform):
 
     path: str
     columns: list[str] = dataclasses.field(default_factory=lambda: list(CSV_COLUMNS))
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, rows):
         return (
@@ -269,7 +267,7 @@ def bigquery_row(row: Mapping[str, Any], crs: str | None) -> dict[str, Any]:
 
 
 @dataclasses.dataclass
-class WriteScoresBigQuery(beam.PTransform):
+class WriteScoresBigQuery(DataclassTransform):
     """Loads table rows into a BigQuery table, replacing its contents.
 
     Attributes:
@@ -281,9 +279,6 @@ class WriteScoresBigQuery(beam.PTransform):
     table: str
     crs: str | None = None
     schema: dict = dataclasses.field(default_factory=lambda: BIGQUERY_SCHEMA)
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, rows):
         return (
@@ -384,7 +379,7 @@ def duplicate_report(id_counts: list[tuple[str, int]], limit: int = 20) -> dict[
 
 
 @dataclasses.dataclass
-class WriteScoreOutputs(beam.PTransform):
+class WriteScoreOutputs(DataclassTransform):
     """Writes ``scores/``, ``errors/``, optional CSV and BigQuery, then ``summary.json``.
 
     Attributes:
@@ -413,9 +408,6 @@ class WriteScoreOutputs(beam.PTransform):
     bigquery_table: str | None = None
     num_shards: int = 1
     warnings: Sequence[Mapping[str, str]] = ()
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, inputs):
         rows = inputs["scores"]
