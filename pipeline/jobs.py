@@ -24,11 +24,15 @@ followed by the job's own sections (score ``regions``; segment ``masks``,
 ``footprints``, ``truth`` ...). The shared checks and helpers of the configs
 live here too: :func:`new_run_id`, :func:`check_batch_sizes`.
 
-Transform outputs follow one convention across the pipeline: a transform
-with one output returns a PCollection; a transform with dead letters returns
-Beam's tagged outputs (``beam.ParDo(...).with_outputs(ERRORS, main=...)``,
-read as ``result.<main>`` and ``result[ERRORS]``); a composite that gathers
-several named streams returns a ``NamedTuple`` of PCollections.
+Transform outputs follow one convention across the pipeline, the one most
+of its transforms already use: outputs are read by tag. A transform with one
+output returns a PCollection; a step with dead letters returns Beam's tagged
+outputs (``beam.ParDo(...).with_outputs(ERRORS, main="tiles")``, read as
+``result["tiles"]`` / ``result.tiles`` and ``result[ERRORS]``); a composite
+with several outputs returns a dict of the same tags, so ``result[ERRORS]``
+reads both alike. Every ``build_pipeline`` returns such a dict. (The
+documented public ``ScoreChips`` keeps its ``ScoreChipsResult`` NamedTuple,
+whose field names are the same tags.)
 """
 
 from __future__ import annotations

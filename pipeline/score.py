@@ -330,8 +330,12 @@ class ScoreConfig:
         return cls(chips=chips, model_dir=model_dir, fractions=fractions, output=output, **kwargs)
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> ScoreChipsResult:
-    """Adds the ``footprints score`` stages to ``pipeline``; returns its main outputs."""
+def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, beam.PCollection]:
+    """Adds the ``footprints score`` stages to ``pipeline``; returns its main outputs.
+
+    The outputs, by tag: ``scores`` (SCORES_SCHEMA rows), ``errors`` (every
+    dead letter, reading included) and ``regions`` (RegionResult).
+    """
     copies = accelerator_count(config.accelerator) if config.accelerator else None
     scorer = ScoreChips(
         config.model_dir,
@@ -388,7 +392,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> ScoreChipsRe
         num_shards=config.num_shards,
         warnings=model_warnings(config.model_dir, "classifier"),
     )
-    return ScoreChipsResult(result.scores, errors, result.regions)
+    return {"scores": result.scores, "errors": errors, "regions": result.regions}
 
 
 def run_config(config: ScoreConfig, options: PipelineOptions | Sequence[str] = ()) -> dict:

@@ -81,7 +81,7 @@ def add_output_flags(
 
 
 def add_batch_flags(parser: argparse.ArgumentParser, config: str, *, what: str) -> None:
-    """``--batch-size`` and ``--min-batch-size`` (``pipeline.jobs.check_batch_sizes`` checks them)."""
+    """``--batch-size`` and ``--min-batch-size``, checked by ``jobs.check_batch_sizes``."""
     parser.add_argument(
         "--batch-size",
         type=int,
