@@ -11,14 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from footprints.commands._flags import (
-    ConfigDefault,
-    add_accelerator_flag,
-    add_batch_flags,
-    add_output_flags,
-    add_table_flags,
-    settings,
-)
+from footprints.commands import _flags as flags
 
 CONFIG = "pipeline.score:ScoreConfig"
 
@@ -86,25 +79,25 @@ def register(subparsers) -> None:
         help="exit 3 when a --region-fractions row matches no chip's region "
         "(always a warning in summary.json)",
     )
-    add_output_flags(
+    flags.add_output_flags(
         parser,
         metavar="DIR",
         help="output folder",
         run_id_help="id written on every row (default: generated)",
     )
-    add_batch_flags(parser, CONFIG, what="chips")
+    flags.add_batch_flags(parser, CONFIG, what="chips")
     parser.add_argument(
         "--model-format",
         choices=["savedmodel", "tfx"],
-        default=ConfigDefault(CONFIG, "model_format"),
+        default=flags.ConfigDefault(CONFIG, "model_format"),
         help="savedmodel: TF2 signature (default); tfx: tfx-bsl handler for TFX-trained models",
     )
-    add_accelerator_flag(
+    flags.add_accelerator_flag(
         parser,
         steps="the inference step",
         example="type:nvidia-tesla-t4;count:1;install-nvidia-driver",
     )
-    add_table_flags(
+    flags.add_table_flags(
         parser,
         crs_dest="crs",
         csv_help="also write OUTPUT/scores.csv",
@@ -119,7 +112,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--quantile-epsilon",
         type=float,
-        default=ConfigDefault(CONFIG, "epsilon"),
+        default=flags.ConfigDefault(CONFIG, "epsilon"),
         metavar="E",
         help="rank error of the quantile sketch (default: %(default)s); "
         "percentiles are within 100*(E + 1/(2(Q-1))) points",
@@ -127,7 +120,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--num-shards",
         type=int,
-        default=ConfigDefault(CONFIG, "num_shards"),
+        default=flags.ConfigDefault(CONFIG, "num_shards"),
         help="files in scores/ (0: the runner decides; default: %(default)s)",
     )
     parser.set_defaults(handler=run, beam_passthrough=True)
@@ -147,7 +140,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         residential_fraction=args.residential_fraction,
         region_fractions=args.region_fractions,
         output=args.output,
-        **settings(
+        **flags.settings(
             args,
             batch_size="batch_size",
             min_batch_size="min_batch_size",

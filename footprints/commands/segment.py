@@ -11,14 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from footprints.commands._flags import (
-    ConfigDefault,
-    add_accelerator_flag,
-    add_batch_flags,
-    add_output_flags,
-    add_table_flags,
-    settings,
-)
+from footprints.commands import _flags as flags
 
 CONFIG = "pipeline.segment:SegmentConfig"
 
@@ -79,7 +72,7 @@ def register(subparsers) -> None:
         metavar="DIR",
         help="segmenter SavedModel directory (with assets/segmenter.json)",
     )
-    add_output_flags(
+    flags.add_output_flags(
         parser,
         metavar="DIR",
         help="output folder",
@@ -93,15 +86,15 @@ def register(subparsers) -> None:
         "receptive radius for seamless masks (default: the model's "
         "receptive_halo asset, else window/8)",
     )
-    add_batch_flags(parser, CONFIG, what="windows")
+    flags.add_batch_flags(parser, CONFIG, what="windows")
     parser.add_argument(
         "--tta",
         choices=["none", "flips", "d4"],
-        default=ConfigDefault(CONFIG, "tta"),
+        default=flags.ConfigDefault(CONFIG, "tta"),
         help="test-time augmentation: average over 4 flips or 8 rotations and "
         "flips (default: %(default)s)",
     )
-    add_accelerator_flag(
+    flags.add_accelerator_flag(
         parser,
         steps="the inference steps (segmenter and classifier)",
         example="type:nvidia-l4;count:1;install-nvidia-driver",
@@ -109,7 +102,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--mask-threshold",
         type=float,
-        default=ConfigDefault(CONFIG, "mask_threshold"),
+        default=flags.ConfigDefault(CONFIG, "mask_threshold"),
         metavar="P",
         help="building probability threshold for footprints and the binary "
         "mask (default: %(default)s)",
@@ -122,14 +115,14 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--simplify",
         type=float,
-        default=ConfigDefault(CONFIG, "simplify"),
+        default=flags.ConfigDefault(CONFIG, "simplify"),
         metavar="PIXELS",
         help="footprint simplification tolerance (default: %(default)s)",
     )
     parser.add_argument(
         "--min-area",
         type=float,
-        default=ConfigDefault(CONFIG, "min_area"),
+        default=flags.ConfigDefault(CONFIG, "min_area"),
         metavar="M2",
         help="drop footprints smaller than this, square metres (default: %(default)s)",
     )
@@ -139,7 +132,7 @@ def register(subparsers) -> None:
         help="date of the imagery on every row (default: each tile's TIFF "
         "DateTime tag, else empty)",
     )
-    add_table_flags(
+    flags.add_table_flags(
         parser,
         crs_dest="footprints_crs",
         csv_help="also write the main table (classified/ with --classifier, else "
@@ -184,7 +177,7 @@ def register(subparsers) -> None:
     scoring.add_argument(
         "--classifier-batch-size",
         type=int,
-        default=ConfigDefault(CONFIG, "classifier_batch_size"),
+        default=flags.ConfigDefault(CONFIG, "classifier_batch_size"),
         metavar="N",
         help="largest batch of chips handed to the classifier (default: %(default)s)",
     )
@@ -200,7 +193,7 @@ def config_from_args(args: argparse.Namespace):
         model_dir=args.model,
         output=args.output,
         halo=args.halo,
-        **settings(
+        **flags.settings(
             args,
             **{
                 name: name
