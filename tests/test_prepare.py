@@ -210,7 +210,7 @@ def test_bad_inputs_are_dead_lettered_and_counts_reconcile(messy_area, tmp_path)
     assert summary["errors_by_reason"]["no_raster"] == 2
     assert summary["labels"] == {"non_residential": 1, "residential": 1}
     on_disk = json.loads(open(f"{prefix}-summary.json").read())
-    assert on_disk["chips"] == 2
+    assert on_disk["counts"]["chips"] == 2
 
 
 def test_rerun_replaces_shards_and_gzip(messy_area, tmp_path):
