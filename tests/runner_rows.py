@@ -123,7 +123,8 @@ def prepare_rows(output, summary) -> dict:
     # distributions differ from run to run.
     ignore = {"run_id", "shards", "metrics"}
     kept = {k: v for k, v in summary.items() if k not in ignore}
-    kept["inputs"] = {k: v for k, v in summary["inputs"].items() if k != "output"}
+    paths = {"output", "images", "rasters", "footprints"}
+    kept["inputs"] = {k: v for k, v in summary["inputs"].items() if k not in paths}
     return {
         "chips": chips,
         "errors": table(os.path.join(output, "chips-errors")),
