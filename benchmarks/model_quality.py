@@ -58,8 +58,8 @@ def make_chips(root: str, seed: int, tiles: tuple[int, int], density: float) -> 
     )
     residential = sum(n for k, n in area.counts.items() if k != "total" and is_residential(k))
     prefix = os.path.join(root, "chips", "chips")
-    prepare.run(
-        prepare.PrepareConfig(
+    prepare.run_config(
+        prepare.PrepareConfig.create(
             output=prefix,
             rasters=os.path.join(area.root, "tiles", "*.tif"),
             footprints=area.footprints,

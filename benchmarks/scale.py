@@ -133,7 +133,7 @@ def run_one(job: str, inputs: str, model: str, output: str, runner_args: list[st
             run_id="scale",
         )
         summary = run_config(config, runner_args)
-        n = summary["totals"]["scored"]
+        n = summary["counts"]["scored"]
     else:
         from pipeline.segment import SegmentConfig, run_config
 
@@ -141,7 +141,7 @@ def run_one(job: str, inputs: str, model: str, output: str, runner_args: list[st
             raster=inputs, model_dir=model, output=output, halo=8, batch_size=16, run_id="scale"
         )
         summary = run_config(config, runner_args)
-        n = summary["tiles"]["written"]
+        n = summary["counts"]["tiles"]["written"]
     return {"n": n, "seconds": time.perf_counter() - start, "peak_mib": _peak_mib()}
 
 

@@ -94,6 +94,7 @@ def plain_tf(chips: str, model: str, batch: int) -> dict:
 
 
 def pipeline(chips: str, model: str, batch: int, output: str, beam_args: list[str]) -> dict:
+    import apache_beam as beam
     import tensorflow  # noqa: F401  (imported before timing, as for plain TF)
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -110,14 +111,16 @@ def pipeline(chips: str, model: str, batch: int, output: str, beam_args: list[st
         batch_size=batch,
         check_model_dir=False,
     )
-    result = build_pipeline(config, PipelineOptions(beam_args)).run()
+    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+    build_pipeline(pipeline, config)
+    result = pipeline.run()
     result.wait_until_finish()
     seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     dist = result.metrics().query(MetricsFilter().with_name("batch_size"))["distributions"]
     total = sum(d.committed.sum for d in dist)
     count = sum(d.committed.count for d in dist)
     with open(os.path.join(output, "summary.json")) as f:
-        scored = json.load(f)["totals"]["scored"]
+        scored = json.load(f)["counts"]["scored"]
     return {
         "n": scored,
         "seconds": seconds,

@@ -120,9 +120,9 @@ def pipeline(raster: str, model: str, batch: int, output: str) -> dict:
     return {
         "seconds": seconds,
         "pixels": pixels,
-        "windows": summary["windows"]["planned"],
-        "tiles": summary["tiles"]["written"],
-        "footprints": summary["footprints"]["count"],
+        "windows": summary["counts"]["windows"]["planned"],
+        "tiles": summary["counts"]["tiles"]["written"],
+        "footprints": summary["counts"]["footprints"],
         "peak_mib": _peak_mib(),
     }
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
+import logging
 import math
 from collections.abc import Callable, Sequence
 
@@ -41,8 +42,10 @@ import shapely
 from rasterio import windows
 
 from footprints.errors import ConfigError
-from footprints.tiles import TileInfo
+from footprints.tiles import TileInfo, readable_headers
 from pipeline.sources.tile_index import TileHit
+
+LOG = logging.getLogger(__name__)
 
 RESAMPLING = ("nearest", "bilinear", "cubic", "average")
 IMAGE_FORMATS = ("png", "jpeg")
@@ -415,3 +418,23 @@ def estimate_value_range(
     values = np.concatenate(samples) if samples else np.array([0, 1])
     low, high = np.percentile(values, [0.5, 99.5])
     return float(low), float(max(high, low + 1))
+
+
+def with_area_stretch(spec: ChipSpec, paths: Sequence[str]) -> ChipSpec:
+    """``spec`` with one 8-bit stretch fixed for the whole area, when the rasters need one.
+
+    Unchanged when ``spec`` has a ``value_range`` already, or when the first
+    tiles (``paths`` sorted, at most 8 read) are all uint8 or none can be
+    read. Otherwise the stretch is :func:`estimate_value_range` over those
+    tiles, so chip brightness is comparable across the area; ``prepare`` and
+    ``segment --classifier`` fix it once, before the job starts.
+    """
+    if spec.value_range is not None:
+        return spec
+    infos = readable_headers(sorted(paths)[:8])
+    if not infos or all(i.dtype == "uint8" for i in infos):
+        return spec
+    bands = spec.bands_for(min(i.count for i in infos))
+    value_range = estimate_value_range(infos, bands)
+    LOG.info("rasters are %s: stretching %s to 0..255", infos[0].dtype, value_range)
+    return dataclasses.replace(spec, value_range=value_range)

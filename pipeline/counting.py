@@ -3,14 +3,17 @@
 Every job ends with ``input == written + errors`` in its summary. Beam's
 metrics would give the same numbers on most runners, but their delivery
 differs (committed vs attempted, and some portable runners report none), so
-the counts that must reconcile are computed as data: one global ``Count`` per
-PCollection, gathered into one dict that the summary writer receives.
-Per-stage Beam counters are kept as well, for progress and monitoring.
+the counts that must reconcile are computed as data: every counted
+PCollection is tagged with its name, the tags are flattened into one stream
+and counted by one global combine (:func:`count_all`), which gives the one
+dict that the summary writer receives. Per-stage Beam counters are kept as
+well, for progress and monitoring.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import apache_beam as beam
 
@@ -25,7 +28,7 @@ class _CountByName(beam.CombineFn):
         return dict.fromkeys(self._names, 0)
 
     def add_input(self, acc, name):
-        acc[name] += 1
+        acc[name] = acc.get(name, 0) + 1
         return acc
 
     def merge_accumulators(self, accs):
@@ -33,7 +36,7 @@ class _CountByName(beam.CombineFn):
         total = next(accs)
         for acc in accs:
             for name, n in acc.items():
-                total[name] += n
+                total[name] = total.get(name, 0) + n
         return total
 
     def extract_output(self, acc):
@@ -41,22 +44,38 @@ class _CountByName(beam.CombineFn):
 
 
 def count_all(
-    pipeline: beam.Pipeline, pcolls: Mapping[str, beam.PCollection], label: str = "Counts"
+    pipeline: beam.Pipeline,
+    pcolls: Mapping[str, beam.PCollection],
+    label: str = "Counts",
+    keyed: Mapping[str, tuple[beam.PCollection, Callable[[Any], str]]] | None = None,
 ) -> beam.PCollection:
     """Counts each PCollection; returns a singleton PCollection ``{name: count}``.
 
     Example: ``count_all(p, {"chips": chips, "errors": errors})`` gives one
     element like ``{"chips": 97, "errors": 3}`` (0 for an empty PCollection).
 
-    One combine over the tagged, flattened streams rather than a
-    ``Count.Globally`` per PCollection: a count per PCollection added about
-    five transforms each, half of a large job's graph and most of its
-    start-up time on DirectRunner, and a per-name ``CombinePerKey`` would add
-    a shuffle.
+    Args:
+        pipeline: The pipeline (the flatten needs it when ``pcolls`` is empty).
+        pcolls: Name -> PCollection; each name is present, 0 when empty.
+        label: Prefix of the transforms' labels.
+        keyed: Streams whose elements each count under a name of their own:
+            ``{"reasons": (errors, lambda e: f"reason:{e.error}")}`` adds
+            ``reason:nodata: 2, ...``; such a name is present only when
+            counted at least once.
+
+    One global combine over the tagged, flattened streams rather than a
+    ``Count.Globally`` per PCollection or a ``CombinePerKey`` over the names:
+    a count per PCollection added about five transforms each (half of a large
+    job's graph and most of its start-up time on DirectRunner), and a
+    per-name ``CombinePerKey`` a shuffle.
     """
     tagged = [
         pcoll | f"{label}.Tag.{name}" >> beam.Map(lambda _, n=name: n)
         for name, pcoll in pcolls.items()
+    ]
+    tagged += [
+        pcoll | f"{label}.Tag.{name}" >> beam.Map(lambda x, f=name_of: str(f(x)))
+        for name, (pcoll, name_of) in (keyed or {}).items()
     ]
     return (
         tagged

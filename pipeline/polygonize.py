@@ -37,6 +37,7 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 
+from pipeline.ptransform import DataclassTransform
 from pipeline.stitching.cog import threshold_uint8
 
 
@@ -487,7 +488,7 @@ def _finish(
 
 
 @dataclasses.dataclass
-class Polygonize(beam.PTransform):
+class Polygonize(DataclassTransform):
     """TileMask -> ``footprints/`` rows (dicts fitting FOOTPRINTS_SCHEMA).
 
     Attributes:
@@ -503,9 +504,6 @@ class Polygonize(beam.PTransform):
     min_area_m2: float
     output_crs: str | None = None
     regularize: bool = False
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, masks):
         """Traces each mask, merges parts cut by tile edges, and returns footprint rows."""
@@ -555,7 +553,7 @@ def as_vector_footprint(row: dict, crs: str, sources: dict[str, str]):
 
 
 @dataclasses.dataclass
-class ChipFootprints(beam.PTransform):
+class ChipFootprints(DataclassTransform):
     """Footprint rows + tiles -> serialized chip records, cut as ``footprints prepare`` cuts them.
 
     Reuses :class:`pipeline.prepare.CutChipDoFn` (same square, margin and
@@ -574,9 +572,6 @@ class ChipFootprints(beam.PTransform):
 
     crs: str
     spec: object
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, inputs):
         """Cuts one chip per footprint row; returns records and ``errors``."""

@@ -14,16 +14,21 @@ Bad inputs become :class:`~footprints.contracts.ErrorRecord` rows under
 ``PREFIX-errors/``; ``PREFIX-summary.json`` holds the counts, which reconcile:
 ``inputs == chips + errors``.
 
-The module wires stages; the logic lives in ``pipeline.sources`` and
-``pipeline.chipping``, where it is tested without Beam.
+The job has the shape of every job (:mod:`pipeline.jobs`):
+:meth:`PrepareConfig.create` checks the flags and the inputs (the glob
+matches, the vector file opens) and fixes the run's 8-bit stretch before
+anything runs, :func:`build_pipeline` adds the stages to a pipeline, and
+:func:`run_config` runs it and returns the summary. The module wires stages;
+the logic lives in ``pipeline.sources`` and ``pipeline.chipping``, where it
+is tested without Beam.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import time
+from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -32,11 +37,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from footprints import contracts
 from footprints.errors import ConfigError, InputError
 from footprints.files import match_files
-from footprints.tiles import readable_headers
 from pipeline import chipping
 from pipeline.counting import count_all, count_by
+from pipeline.jobs import new_run_id, run_job, summary_head
 from pipeline.labels import ClassMap
-from pipeline.monitoring import ShowProgress, run_to_summary
+from pipeline.monitoring import ShowProgress
+from pipeline.ptransform import DataclassTransform
 from pipeline.sources import images as image_source
 from pipeline.sources import tile_index, vectors
 from pipeline.sources.open_rasters import OpenRasters
@@ -45,7 +51,6 @@ from pipeline.writers.chips import WriteChips
 from pipeline.writers.files import WriteJson
 from pipeline.writers.tables import WriteErrors
 
-LOG = logging.getLogger(__name__)
 ERRORS = "errors"
 
 
@@ -53,8 +58,10 @@ ERRORS = "errors"
 class PrepareConfig:
     """Validated settings of one ``prepare`` run (see ``footprints prepare --help``).
 
-    For image folders, ``spec.size`` 0 keeps each image's bytes as they are;
-    any other size resizes and re-encodes them as PNG.
+    Build one with :meth:`create`, which also checks the inputs; the
+    constructor checks the flags only. For image folders, ``spec.size`` 0
+    keeps each image's bytes as they are; any other size resizes and
+    re-encodes them as PNG. The field defaults are the command's defaults.
     """
 
     output: str
@@ -68,6 +75,38 @@ class PrepareConfig:
     spec: chipping.ChipSpec = chipping.ChipSpec()
     num_shards: int = 4
     compression: str = "none"
+    run_id: str = ""
+    #: The footprint file's header, read by :meth:`create` (None for images).
+    info: vectors.VectorInfo | None = dataclasses.field(default=None, compare=False)
+
+    @classmethod
+    def create(cls, **settings) -> PrepareConfig:
+        """Validates the flags and the inputs; raises ConfigError/InputError before any job.
+
+        The raster glob must match files and the footprint file must open
+        with a CRS and the named attributes; for rasters that are not uint8
+        the run's 8-bit stretch is fixed here (unless ``spec`` has one). The
+        run id defaults to a new one.
+
+        Args:
+            **settings: The fields of :class:`PrepareConfig` (None: the default).
+        """
+        config = cls(**{k: v for k, v in settings.items() if v is not None})
+        info = None
+        if config.rasters:
+            paths = match_files(config.rasters)
+            if not paths:
+                raise InputError(
+                    f"--rasters {config.rasters!r} matches no file; quote the glob "
+                    "so the shell does not expand it, e.g. 'tiles/*.tif'"
+                )
+            info = vectors.inspect_vector(
+                config.footprints, config.id_field, config.class_field, config.region_field
+            )
+            config = dataclasses.replace(
+                config, spec=chipping.with_area_stretch(config.spec, paths)
+            )
+        return dataclasses.replace(config, info=info, run_id=config.run_id or new_run_id("prepare"))
 
     def __post_init__(self):
         if bool(self.images) == bool(self.rasters or self.footprints):
@@ -198,15 +237,12 @@ def _split_errors(element):
 
 
 @dataclasses.dataclass
-class ChipsFromImages(beam.PTransform):
+class ChipsFromImages(DataclassTransform):
     """Image folder -> (Chip, class) pairs, with errors on the ``errors`` output."""
 
     root: str
     class_map: ClassMap
     size: int = 0
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, pbegin):
         """Lists the folder's images and reads each as a chip."""
@@ -239,15 +275,12 @@ def _with_class(result, path, root):
 
 
 @dataclasses.dataclass
-class ChipsFromFootprints(beam.PTransform):
+class ChipsFromFootprints(DataclassTransform):
     """Tiles + footprint file -> (Chip, class) pairs, with errors on ``errors``."""
 
     tiles: beam.PCollection
     info: vectors.VectorInfo
     config: PrepareConfig
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, pbegin):
         """Reads the footprint file in ranges and cuts a chip per footprint."""
@@ -284,29 +317,46 @@ def _summary(counts, labels, unlabelled, error_reasons, repeated, config: Prepar
 
     inputs = counts["inputs"]
     duplicates = duplicate_report(repeated)
+    head = summary_head(
+        "prepare",
+        config.run_id,
+        inputs={
+            "kind": kind,
+            "images": config.images,
+            "rasters": config.rasters,
+            "footprints": config.footprints,
+            "output": config.output,
+            "num_shards": config.num_shards,
+            "compression": config.compression,
+            "chip_spec": dataclasses.asdict(config.spec),
+        },
+        counts={
+            "inputs": inputs,
+            "chips": counts["chips"],
+            "errors": counts["errors"],
+            "tiles": {"usable": counts.get("tiles", 0), "errors": counts.get("tile_errors", 0)},
+        },
+        checks={"inputs == chips + errors": inputs == counts["chips"] + counts["errors"]},
+        errors_by_reason=error_reasons,
+        warnings=duplicate_warnings(duplicates),
+    )
     return {
-        "duplicates": duplicates,
-        "warnings": duplicate_warnings(duplicates),
-        "kind": kind,
-        "output": config.output,
-        "inputs": inputs,
-        "chips": counts["chips"],
-        "errors": counts["errors"],
-        "reconciles": inputs == counts["chips"] + counts["errors"],
-        "tiles": {"usable": counts.get("tiles", 0), "errors": counts.get("tile_errors", 0)},
+        **head,
         "labels": labels,
         "unlabelled_classes": unlabelled,
-        "error_reasons": error_reasons,
-        "num_shards": config.num_shards,
-        "compression": config.compression,
-        "chip_spec": dataclasses.asdict(config.spec),
+        "duplicates": duplicates,
     }
 
 
-def build(
-    pipeline: beam.Pipeline, config: PrepareConfig, info: vectors.VectorInfo | None = None
-) -> dict[str, beam.PCollection]:
-    """Adds the prepare stages to ``pipeline``; returns its main PCollections."""
+def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, beam.PCollection]:
+    """Adds the prepare stages to ``pipeline``; returns its main PCollections.
+
+    ``config`` comes from :meth:`PrepareConfig.create` (which read the
+    footprint file's header into ``config.info``).
+    """
+    info = config.info
+    if config.footprints and info is None:
+        raise ConfigError("build the config with PrepareConfig.create(...), which reads the inputs")
     counted: dict[str, beam.PCollection] = {}
     if config.images:
         out = pipeline | "Images" >> ChipsFromImages(
@@ -380,41 +430,11 @@ def build(
     return {"chips": chips, ERRORS: all_errors, "summary": summary, "shards": shards}
 
 
-def check_inputs(config: PrepareConfig) -> vectors.VectorInfo | None:
-    """Fails fast, before any pipeline is built, on inputs that cannot work."""
-    if config.images:
-        return None
-    assert config.rasters and config.footprints, "PrepareConfig: no --images means both"
+def run_config(config: PrepareConfig, options: PipelineOptions | Sequence[str] = ()) -> dict:
+    """Runs ``prepare`` and returns its summary (also at ``config.summary_path``).
 
-    if not match_files(config.rasters):
-        raise InputError(
-            f"--rasters {config.rasters!r} matches no file; quote the glob "
-            "so the shell does not expand it, e.g. 'tiles/*.tif'"
-        )
-    return vectors.inspect_vector(
-        config.footprints, config.id_field, config.class_field, config.region_field
-    )
-
-
-def run(config: PrepareConfig, beam_args: list[str] | None = None) -> dict:
-    """Runs ``prepare`` and returns its summary (also at ``config.summary_path``)."""
-    info = check_inputs(config)
-    if config.spec.value_range is None and info is not None:
-        config = _with_value_range(config)
-    options = PipelineOptions(beam_args or [])
-    p = beam.Pipeline(options=options)
-    build(p, config, info)
-    return run_to_summary(p, config.summary_path)
-
-
-def _with_value_range(config: PrepareConfig) -> PrepareConfig:
-    """Fixes one 8-bit stretch for the whole area when the rasters are not uint8."""
-    infos = readable_headers(match_files(config.rasters)[:8])
-    if not infos or all(i.dtype == "uint8" for i in infos):
-        return config
-    bands = config.spec.bands_for(min(i.count for i in infos))
-    value_range = chipping.estimate_value_range(infos, bands)
-    LOG.info("rasters are %s: stretching %s to 0..255", infos[0].dtype, value_range)
-    return dataclasses.replace(
-        config, spec=dataclasses.replace(config.spec, value_range=value_range)
-    )
+    Args:
+        config: Settings from :meth:`PrepareConfig.create`.
+        options: Beam pipeline options, or the flags to make them from.
+    """
+    return run_job(build_pipeline, config, options)

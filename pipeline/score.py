@@ -15,17 +15,17 @@ Stages, each from its own module::
 :class:`ScoreChips` is the reusable part: any pipeline that has serialized
 chip records (the segmentation job cuts them from its polygons) applies it
 and writes the result with :class:`~pipeline.writers.scores.WriteScoreOutputs`
-or its own sinks. :func:`build_pipeline` wires the ``footprints score``
-command; :func:`run_config` runs it (what the command calls).
+or its own sinks. The command follows the job shape of :mod:`pipeline.jobs`:
+:meth:`ScoreConfig.create` checks every setting, :func:`build_pipeline` adds
+the stages to a pipeline, :func:`run_config` runs it and returns the summary
+(what the ``footprints score`` command calls).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import hashlib
 import os
-import uuid
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any, NamedTuple
@@ -46,7 +46,9 @@ from pipeline.inference.handlers import (
     accelerator_count,
     check_model,
 )
-from pipeline.monitoring import ShowProgress, run_to_summary
+from pipeline.jobs import check_batch_sizes, new_run_id, run_job, with_defaults
+from pipeline.monitoring import ShowProgress
+from pipeline.ptransform import DataclassTransform
 from pipeline.sources.chips import (
     NAMESPACE,
     ChipMeta,
@@ -126,7 +128,7 @@ class ScoreChipsResult(NamedTuple):
 
 
 @dataclasses.dataclass
-class ScoreChips(beam.PTransform):
+class ScoreChips(DataclassTransform):
     """Scores serialized chip records and labels exactly k per region residential.
 
     Input elements: ``bytes`` (a serialized chip record), ``(source, record)``
@@ -171,7 +173,7 @@ class ScoreChips(beam.PTransform):
     epsilon: float = DEFAULT_EPSILON
 
     def __post_init__(self):
-        super().__init__()
+        super().__post_init__()
         if not isinstance(self.fractions, RegionFractions):
             self.fractions = RegionFractions(parse_fraction(str(self.fractions), "fraction"))
         if not 0 < self.epsilon <= 0.1:
@@ -180,7 +182,7 @@ class ScoreChips(beam.PTransform):
                 f"{DEFAULT_EPSILON} suits regions up to billions of footprints"
             )
         self.model_id = self.model_id or default_model_id(self.model_dir)
-        self.run_id = self.run_id or new_run_id()
+        self.run_id = self.run_id or new_run_id("score")
 
     def handler(self) -> ChipScoreHandler:
         """The model handler this transform scores with."""
@@ -228,12 +230,6 @@ def default_model_id(model_dir: str) -> str:
     return os.path.basename(os.path.normpath(model_dir)) + digest
 
 
-def new_run_id() -> str:
-    """A fresh run id: UTC time and a random suffix."""
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"score-{now}-{uuid.uuid4().hex[:6]}"
-
-
 # --------------------------------------------------------------------------
 # The command's job
 # --------------------------------------------------------------------------
@@ -241,7 +237,11 @@ def new_run_id() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ScoreConfig:
-    """Validated settings of ``footprints score``; see :meth:`create`."""
+    """Validated settings of ``footprints score``; see :meth:`create`.
+
+    The field defaults are the command's defaults (its flags take them from
+    here).
+    """
 
     chips: str
     model_dir: str
@@ -258,6 +258,11 @@ class ScoreConfig:
     epsilon: float = DEFAULT_EPSILON
     num_shards: int = 1
     crs: str | None = None
+
+    @property
+    def summary_path(self) -> str:
+        """Where the run's summary.json goes."""
+        return join(self.output, SUMMARY_FILE)
 
     @classmethod
     def create(
@@ -276,8 +281,11 @@ class ScoreConfig:
         The chip glob must match files, the model must meet the classifier
         contract (it is loaded once here), fractions must lie in [0, 1], the
         region CSV must be well formed, batch sizes and epsilon in range. The
-        output CRS defaults to that of the first chip that carries a polygon.
+        output CRS defaults to that of the first chip that carries a polygon;
+        the run id to a new one. A setting given as None takes the field's
+        default.
         """
+        kwargs = with_defaults(cls, kwargs)
         default = parse_fraction(str(residential_fraction), "--residential-fraction")
         fractions = (
             read_region_fractions(region_fractions, default)
@@ -295,23 +303,17 @@ class ScoreConfig:
                 contracts.parse_shard_name(path)
             except contracts.ContractError as exc:
                 raise ConfigError(f"--chips: {exc}; only chip shards can be scored") from None
-        batch = kwargs.get("batch_size", 64)
-        low = kwargs.get("min_batch_size") or batch
-        if not 1 <= low <= batch:
-            raise ConfigError(
-                f"--batch-size {batch} and --min-batch-size {low} must satisfy "
-                "1 <= min <= batch size"
-            )
-        eps = kwargs.get("epsilon", DEFAULT_EPSILON)
+        check_batch_sizes(kwargs["batch_size"], kwargs["min_batch_size"])
+        eps = kwargs["epsilon"]
         if not 0 < eps <= 0.1:
             raise ConfigError(f"--quantile-epsilon {eps!r} must be in (0, 0.1]")
-        if kwargs.get("num_shards", 1) < 0:
+        if kwargs["num_shards"] < 0:
             raise ConfigError("--num-shards must be 0 (runner decides) or more")
-        if kwargs.get("model_format", "savedmodel") not in MODEL_FORMATS:
+        if kwargs["model_format"] not in MODEL_FORMATS:
             raise ConfigError(f"--model-format must be one of {MODEL_FORMATS}")
-        if kwargs.get("accelerator"):
+        if kwargs["accelerator"]:
             accelerator_count(kwargs["accelerator"])
-        if kwargs.get("bigquery_table"):
+        if kwargs["bigquery_table"]:
             check_bigquery_table(kwargs["bigquery_table"])
         if not contracts.model_dir_exists(model_dir):
             raise ConfigError(
@@ -319,19 +321,23 @@ class ScoreConfig:
                 "directory (`footprints train classifier` writes one)"
             )
         if check_model_dir:
-            check_model(model_dir, kwargs.get("model_format", "savedmodel"))
-        if kwargs.get("crs") is None:
+            check_model(model_dir, kwargs["model_format"])
+        if kwargs["crs"] is None:
             kwargs["crs"] = peek_crs(shards)
         else:
             from pipeline.writers.geo import check_crs
 
             check_crs(kwargs["crs"])
+        kwargs["run_id"] = kwargs["run_id"] or new_run_id("score")
         return cls(chips=chips, model_dir=model_dir, fractions=fractions, output=output, **kwargs)
 
 
-def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) -> beam.Pipeline:
-    """The ``footprints score`` job, built but not run."""
-    p = beam.Pipeline(options=options or PipelineOptions([]))
+def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, beam.PCollection]:
+    """Adds the ``footprints score`` stages to ``pipeline``; returns its main outputs.
+
+    The outputs, by tag: ``scores`` (SCORES_SCHEMA rows), ``errors`` (every
+    dead letter, reading included) and ``regions`` (RegionResult).
+    """
     copies = accelerator_count(config.accelerator) if config.accelerator else None
     scorer = ScoreChips(
         config.model_dir,
@@ -346,11 +352,11 @@ def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) 
         model_copies=copies,
         epsilon=config.epsilon,
     )
-    read = p | "ReadChips" >> ReadChipRecords(config.chips)
+    read = pipeline | "ReadChips" >> ReadChipRecords(config.chips)
     result = read.records | "ScoreChips" >> scorer
     errors = (read[ReadChipRecords.ERRORS], result.errors) | "AllErrors" >> beam.Flatten()
     counts = count_all(
-        p,
+        pipeline,
         {
             "records_read": read.records,
             "read_errors": read[ReadChipRecords.ERRORS],
@@ -390,14 +396,14 @@ def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) 
         num_shards=config.num_shards,
         warnings=model_warnings(config.model_dir, "classifier"),
     )
-    return p
+    return {"scores": result.scores, "errors": errors, "regions": result.regions}
 
 
-def run_config(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict:
+def run_config(config: ScoreConfig, options: PipelineOptions | Sequence[str] = ()) -> dict:
     """Runs the job to completion; returns the summary it wrote.
 
-    See :func:`pipeline.monitoring.run_to_summary`.
+    Args:
+        config: The validated settings.
+        options: Beam pipeline options, or the flags to make them from.
     """
-    return run_to_summary(
-        build_pipeline(config, PipelineOptions(list(beam_args))), join(config.output, SUMMARY_FILE)
-    )
+    return run_job(build_pipeline, config, options)

@@ -22,9 +22,10 @@ Stages, each from its own module::
     Catalog         pipeline.writers.stac          stac/: a Collection, an Item per mask
     summary.json    this module                    reconciles tiles, windows (and chips); last
 
-:func:`build_pipeline` wires them for a :class:`SegmentConfig`;
+:func:`build_pipeline` wires them for a :class:`SegmentConfig` (made by
+:meth:`SegmentConfig.create`, which checks every setting);
 :func:`run_config` runs the job and returns its summary (what the demo
-and the ``footprints segment`` command call). :func:`mask_iou` measures
+calls), the job shape of :mod:`pipeline.jobs`. :func:`mask_iou` measures
 masks against true masks.
 """
 
@@ -32,9 +33,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,11 +44,13 @@ from footprints import contracts
 from footprints.contracts import SegmenterAssets
 from footprints.errors import ConfigError, ContractError
 from footprints.files import match_files
-from footprints.tiles import first_crs, readable_headers
-from pipeline.counting import count_by
+from footprints.tiles import first_crs
+from pipeline import chipping
+from pipeline.counting import count_all
 from pipeline.inference.handlers import accelerator_count
 from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModelHandler
-from pipeline.monitoring import ShowProgress, run_to_summary
+from pipeline.jobs import check_batch_sizes, new_run_id, run_job, summary_head, with_defaults
+from pipeline.monitoring import ShowProgress
 from pipeline.polygonize import ChipFootprints, Polygonize
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
 from pipeline.stitching.iou import mask_iou, truth_summary
@@ -69,12 +70,6 @@ ERRORS_DIR = "errors"
 SCORES_DIR = "scores"
 CLASSIFIED_DIR = "classified"
 REASON = "reason:"
-
-
-def new_run_id() -> str:
-    """A fresh run id: UTC time and a random suffix."""
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"segment-{now}-{uuid.uuid4().hex[:6]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +145,11 @@ class SegmentConfig:
         """The model's window size, from its assets."""
         return self.assets.window_size
 
+    @property
+    def summary_path(self) -> str:
+        """Where the run's summary.json goes."""
+        return join(self.output, SUMMARY_FILE)
+
     @classmethod
     def create(
         cls,
@@ -168,8 +168,10 @@ class SegmentConfig:
         the halo must leave a core (``window - 2 * halo >= 1``); batch sizes,
         threshold, tolerance and area in range. The halo defaults to the
         model's ``receptive_halo`` asset, else an eighth of its window. The
-        footprints CRS defaults to that of the first tile that has one.
+        footprints CRS defaults to that of the first tile that has one. A
+        setting given as None takes the field's default.
         """
+        kwargs = with_defaults(cls, kwargs)
         if not match_files(raster):
             raise ConfigError(
                 f"--raster {raster!r} matches no files; pass a glob of orthophoto tiles such "
@@ -197,21 +199,15 @@ class SegmentConfig:
                 f"in the model's {window}-pixel windows (at most {(window - 1) // 2}); the "
                 "model's receptive radius is a good value"
             )
-        batch = kwargs.get("batch_size", 8)
-        low = kwargs.get("min_batch_size") or batch
-        if not 1 <= low <= batch:
-            raise ConfigError(
-                f"--batch-size {batch} and --min-batch-size {low} must satisfy "
-                "1 <= min <= batch size"
-            )
-        if kwargs.get("tta", "none") not in TTA_MODES:
+        check_batch_sizes(kwargs["batch_size"], kwargs["min_batch_size"])
+        if kwargs["tta"] not in TTA_MODES:
             raise ConfigError(f"--tta {kwargs['tta']!r} must be one of {TTA_MODES}")
         if kwargs.get("accelerator"):
             accelerator_count(kwargs["accelerator"])
-        threshold = kwargs.get("mask_threshold", 0.5)
+        threshold = kwargs["mask_threshold"]
         if not 0 < threshold <= 1:
             raise ConfigError(f"--mask-threshold {threshold!r} must be in (0, 1]")
-        if kwargs.get("simplify", 1.0) < 0 or kwargs.get("min_area", 4.0) < 0:
+        if kwargs["simplify"] < 0 or kwargs["min_area"] < 0:
             raise ConfigError("--simplify and --min-area must be 0 or more")
         _check_truth(kwargs)
         if kwargs.get("regularize"):
@@ -228,7 +224,7 @@ class SegmentConfig:
             check_crs(kwargs["footprints_crs"])
         else:
             kwargs["footprints_crs"] = first_crs(match_files(raster))
-        kwargs["run_id"] = kwargs.get("run_id") or new_run_id()
+        kwargs["run_id"] = kwargs["run_id"] or new_run_id("segment")
         if kwargs.get("imagery_date") is not None:
             from pipeline.writers.footprints import parse_imagery_date
 
@@ -270,7 +266,6 @@ def _check_classifier(
     kwargs: dict, raster: str, assets: SegmenterAssets, check_model: bool
 ) -> dict:
     """Validates the scoring flags; returns the settings to add to the config."""
-    from pipeline import chipping
     from pipeline.thresholds.fractions import parse_fraction
 
     classifier = kwargs["classifier"]
@@ -280,8 +275,7 @@ def _check_classifier(
             "footprints to label residential (e.g. 0.35)"
         )
     fraction = parse_fraction(str(kwargs["residential_fraction"]), "--residential-fraction")
-    if kwargs.get("classifier_batch_size", 64) < 1:
-        raise ConfigError("--classifier-batch-size must be at least 1")
+    check_batch_sizes(kwargs["classifier_batch_size"], flags=("--classifier-batch-size", None))
     if not contracts.model_dir_exists(classifier):
         raise ConfigError(
             f"--classifier {classifier!r} does not exist; pass the classifier "
@@ -293,15 +287,10 @@ def _check_classifier(
         except ContractError as exc:
             raise ConfigError(f"--classifier: {exc}") from None
     spec = kwargs.get("chip_spec") or chipping.ChipSpec()
-    if assets.raw_dtype != "uint8" and spec.value_range is None:
+    if assets.raw_dtype != "uint8":
         # One stretch for the whole run, as `footprints prepare` fixes it, so
         # that chip brightness is comparable across tiles.
-        infos = readable_headers(match_files(raster)[:8])
-        if infos:
-            bands = spec.bands_for(min(i.count for i in infos))
-            spec = dataclasses.replace(
-                spec, value_range=chipping.estimate_value_range(infos, bands)
-            )
+        spec = chipping.with_area_stretch(spec, match_files(raster))
     return {"residential_fraction": fraction, "chip_spec": spec}
 
 
@@ -322,7 +311,9 @@ def build_summary(
     ``reason:<error>`` to the dead letters of each reason.
 
     ``tiles.matched == written + skipped_nodata + failed + rejected`` and
-    ``windows.planned == inferred + nodata + failed`` hold for a complete run.
+    ``windows.planned == inferred + nodata + failed`` hold for a complete run;
+    with a classifier, also ``footprints == chips + chip_errors``,
+    ``chips == scored + score_errors`` and ``classified == footprints``.
     """
     c = collections.defaultdict(int, counts)  # names with no element are absent
     skipped_nodata = sum(1 for s in skipped if s["reason"] == "nodata")
@@ -340,52 +331,59 @@ def build_summary(
         "nodata": c["cores_nodata"],
         "failed": c["cores_failed"],
     }
-    summary = {
-        "run_id": config.run_id,
-        "raster": config.raster,
-        "model": config.model_dir,
-        "window_size": config.window_size,
-        "halo": config.halo,
-        "tta": config.tta,
-        "mask_threshold": config.mask_threshold,
+    counted: dict[str, Any] = {
         "tiles": tiles,
         "windows": windows,
-        "reconciliation": {
-            "tiles": "matched == written + skipped_nodata + failed + rejected",
-            "tiles_ok": tiles["matched"]
-            == (tiles["written"] + tiles["skipped_nodata"] + tiles["failed"] + tiles["rejected"]),
-            "windows": "planned == inferred + nodata + failed",
-            "windows_ok": windows["planned"]
-            == (windows["inferred"] + windows["nodata"] + windows["failed"]),
-        },
-        "skipped_tiles": sorted(skipped, key=lambda s: s["scene"]),
-        "errors": {
-            "total": c["errors"],
-            "by_reason": {
-                k[len(REASON) :]: v for k, v in sorted(c.items()) if k.startswith(REASON)
-            },
-        },
-        "footprints": {
-            "count": c["footprints"],
-            "crs": config.footprints_crs,
-            "files": tables["footprints"],
-        },
-        "masks": dict(masks),
-        "stac": tables.get("stac", []),
+        "footprints": c["footprints"],
+        "errors": c["errors"],
     }
+    checks = {
+        "tiles.matched == tiles.written + tiles.skipped_nodata + tiles.failed + tiles.rejected": (
+            tiles["matched"]
+            == tiles["written"] + tiles["skipped_nodata"] + tiles["failed"] + tiles["rejected"]
+        ),
+        "windows.planned == windows.inferred + windows.nodata + windows.failed": (
+            windows["planned"] == windows["inferred"] + windows["nodata"] + windows["failed"]
+        ),
+    }
+    if config.classifier:
+        counted.update(
+            {k: c[k] for k in ("chips", "chip_errors", "scored", "score_errors", "classified")}
+        )
+        checks["footprints == chips + chip_errors"] = (
+            c["footprints"] == c["chips"] + c["chip_errors"]
+        )
+        checks["chips == scored + score_errors"] = c["chips"] == c["scored"] + c["score_errors"]
+        # One row per footprint, scored or not.
+        checks["classified == footprints"] = c["classified"] == c["footprints"]
+    summary = summary_head(
+        "segment",
+        config.run_id,
+        inputs={
+            "raster": config.raster,
+            "model": config.model_dir,
+            "window_size": config.window_size,
+            "halo": config.halo,
+            "tta": config.tta,
+            "mask_threshold": config.mask_threshold,
+        },
+        counts=counted,
+        checks=checks,
+        errors_by_reason={k[len(REASON) :]: v for k, v in c.items() if k.startswith(REASON)},
+        warnings=[*(model_warnings or []), *rank_warnings(regions_with_stats(regions or []))],
+    )
+    summary.update(
+        {
+            "skipped_tiles": sorted(skipped, key=lambda s: s["scene"]),
+            "footprints": {"crs": config.footprints_crs, "files": tables["footprints"]},
+            "masks": dict(masks),
+            "stac": tables.get("stac", []),
+        }
+    )
     if config.classifier:
         summary["scores"] = {
             "classifier": config.classifier,
             "residential_fraction": float(config.residential_fraction),
-            "footprints": c["footprints"],
-            "chips": c["chips"],
-            "chip_errors": c["chip_errors"],
-            "scored": c["scored"],
-            "score_errors": c["score_errors"],
-            "reconciled": (
-                c["footprints"] == c["chips"] + c["chip_errors"]
-                and c["chips"] == c["scored"] + c["score_errors"]
-            ),
             "regions": {
                 r.region: {
                     "n": r.n,
@@ -399,13 +397,7 @@ def build_summary(
             },
             "files": tables.get("scores", []),
         }
-        summary["classified"] = {
-            "count": c["classified"],
-            "files": tables["classified"],
-            "crs": config.footprints_crs,
-            # One row per footprint, scored or not.
-            "reconciled": c["classified"] == c["footprints"],
-        }
+        summary["classified"] = {"files": tables["classified"], "crs": config.footprints_crs}
     if config.truth_masks or config.truth_footprints:
         summary["truth"] = truth_summary(
             output=config.output,
@@ -416,10 +408,6 @@ def build_summary(
             truth_masks=match_files(config.truth_masks) if config.truth_masks else (),
             truth_footprints=config.truth_footprints,
         )
-    summary["warnings"] = [
-        *(model_warnings or []),
-        *rank_warnings(regions_with_stats(regions or [])),
-    ]
     return summary
 
 
@@ -431,9 +419,13 @@ def model_card_warnings(config: SegmentConfig) -> list[dict[str, str]]:
     return out
 
 
-def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None) -> beam.Pipeline:
-    """The ``footprints segment`` job, built but not run."""
-    p = beam.Pipeline(options=options or PipelineOptions([]))
+def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, beam.PCollection]:
+    """Adds the ``footprints segment`` stages to ``pipeline``; returns its main outputs.
+
+    The outputs: ``footprints`` (rows of the footprints table), ``errors``
+    (every dead letter) and ``summary`` (the summary.json document).
+    """
+    p = pipeline
     size, halo, assets = config.window_size, config.halo, config.assets
     handler = SegmenterModelHandler(
         config.model_dir,
@@ -541,15 +533,15 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
     errors = error_parts | "AllErrors" >> beam.Flatten()
     tables["errors"] = errors | "WriteErrors" >> WriteErrors(join(config.output, ERRORS_DIR))
     counted["errors"] = errors
-    # One tally of names and one CombinePerKey, rather than a global count
-    # per PCollection: half the job's transforms and ten fewer shuffles,
-    # which is most of the job's start-up on the DirectRunner.
-    tallies = [
-        pcoll | f"Tally.{name}" >> beam.Map(lambda _, n: n, name) for name, pcoll in counted.items()
-    ]
-    tallies.append(cores | "Tally.cores" >> beam.Map(lambda core: f"cores_{core.status}"))
-    tallies.append(errors | "Tally.reasons" >> beam.Map(lambda e: f"{REASON}{e.error}"))
-    counts = count_by(tallies | "Tallies" >> beam.Flatten(), lambda name: name, "Counts")
+    # Cores count by status and errors by reason, in the same single combine.
+    counts = count_all(
+        p,
+        counted,
+        keyed={
+            "cores": (cores, lambda core: f"cores_{core.status}"),
+            "reasons": (errors, lambda e: f"{REASON}{e.error}"),
+        },
+    )
     from pipeline.writers.stac import write_catalog
 
     tables["stac"] = masks["written"] | "Catalog" >> beam.Map(
@@ -569,8 +561,8 @@ def build_pipeline(config: SegmentConfig, options: PipelineOptions | None = None
         tables=beam.pvalue.AsDict(_named(tables, "Summary")),
         **side,
     )
-    _ = summary | "WriteSummary" >> WriteJson(join(config.output, SUMMARY_FILE))
-    return p
+    _ = summary | "WriteSummary" >> WriteJson(config.summary_path)
+    return {"footprints": rows, "errors": errors, "summary": summary}
 
 
 def _named(tables: Mapping[str, Any], label: str):
@@ -628,11 +620,11 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
     }
 
 
-def run_config(config: SegmentConfig, beam_args: Sequence[str] = ()) -> dict:
+def run_config(config: SegmentConfig, options: PipelineOptions | Sequence[str] = ()) -> dict:
     """Runs the job to completion; returns the summary it wrote.
 
-    See :func:`pipeline.monitoring.run_to_summary`.
+    Args:
+        config: The validated settings.
+        options: Beam pipeline options, or the flags to make them from.
     """
-    return run_to_summary(
-        build_pipeline(config, PipelineOptions(list(beam_args))), join(config.output, SUMMARY_FILE)
-    )
+    return run_job(build_pipeline, config, options)

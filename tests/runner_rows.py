@@ -3,7 +3,7 @@
 Shared by the runner and engine tests (``test_deploy_runners``, ``test_engines_flink``,
 ``test_engines_prism``, ``test_object_storage``): each builds the inputs once per session
 (:func:`shared_inputs`), runs a job with its runner's Beam options through the job's public
-entry point (``prepare.run``, ``score.run_config``, ``segment.run_config``) and compares the
+entry point (``prepare.run_config``, ``score.run_config``, ``segment.run_config``) and compares the
 rows read back from the outputs with the in-process DirectRunner run of the same job
 (:func:`reference_rows`). The rows are the jobs' contract: chips (labels, regions, geometry,
 image hashes), scores, masks (pixel hashes, CRS and transform), footprints, dead letters and
@@ -99,7 +99,7 @@ def start_prepare(inputs, output, beam_args) -> dict:
     from pipeline import prepare
     from pipeline.chipping import ChipSpec
 
-    config = prepare.PrepareConfig(
+    config = prepare.PrepareConfig.create(
         output=_join(output, "chips"),
         rasters=inputs["rasters"],
         footprints=inputs["footprints"],
@@ -109,7 +109,7 @@ def start_prepare(inputs, output, beam_args) -> dict:
         spec=ChipSpec(size=0, margin=0.25, min_extent=6.0),
         num_shards=2,
     )
-    return prepare.run(config, beam_args)
+    return prepare.run_config(config, beam_args)
 
 
 def prepare_rows(output, summary) -> dict:
@@ -119,12 +119,16 @@ def prepare_rows(output, summary) -> dict:
         (c.footprint_id, c.label, c.region, c.crs, c.wkb, hashlib.sha256(c.image).hexdigest())
         for c in read_shards(os.path.join(output, "chips-*-of-*.tfrecord"))
     )
-    # Paths name each run's own output; timing distributions differ from run to run.
-    ignore = {"output", "shards", "metrics"}
+    # Paths name each run's own output, each run has its own id; timing
+    # distributions differ from run to run.
+    ignore = {"run_id", "shards", "metrics"}
+    kept = {k: v for k, v in summary.items() if k not in ignore}
+    paths = {"output", "images", "rasters", "footprints"}
+    kept["inputs"] = {k: v for k, v in summary["inputs"].items() if k not in paths}
     return {
         "chips": chips,
         "errors": table(os.path.join(output, "chips-errors")),
-        "summary": {k: v for k, v in summary.items() if k not in ignore},
+        "summary": kept,
         "counters": summary.get("metrics", {}).get("counters"),
     }
 
@@ -148,7 +152,7 @@ def score_rows(output, summary) -> dict:
     return {
         "scores": table(os.path.join(output, "scores"), key="footprint_id"),
         "errors": table(os.path.join(output, "errors")),
-        "summary": {k: summary[k] for k in ("regions", "totals")},
+        "summary": {k: summary[k] for k in ("regions", "counts", "reconciles")},
     }
 
 
@@ -180,7 +184,7 @@ def segment_rows(output, summary) -> dict:
         "masks": masks,
         "footprints": table(os.path.join(output, "footprints"), key="geometry"),
         "errors": table(os.path.join(output, "errors")),
-        "summary": {k: summary[k] for k in ("tiles", "windows", "errors", "reconciliation")},
+        "summary": {k: summary[k] for k in ("counts", "errors_by_reason", "reconciles")},
     }
 
 
@@ -234,7 +238,7 @@ def check_reference(job: str, rows: dict) -> None:
         assert {r["is_residential"] for r in rows["scores"]} == {True, False}
     else:
         assert len(rows["masks"]) == 2 and rows["footprints"]
-        assert rows["summary"]["reconciliation"]["tiles_ok"]
+        assert rows["summary"]["reconciles"]
 
 
 @pytest.fixture(scope="module", name="inputs")

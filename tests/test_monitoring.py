@@ -37,9 +37,9 @@ def test_segment_summary_holds_metrics_and_progress_is_printed(tmp_path, capfd):
     )
     summary = read_json(str(out / "summary.json"))
     counters = summary["metrics"]["counters"]
-    assert counters[f"{NAMESPACE}/windows_inferred"] == summary["windows"]["inferred"] > 0
+    assert counters[f"{NAMESPACE}/windows_inferred"] == summary["counts"]["windows"]["inferred"] > 0
     err = capfd.readouterr()
-    assert f"progress [windows]: {summary['windows']['planned']} done" in err.err
+    assert f"progress [windows]: {summary['counts']['windows']['planned']} done" in err.err
     assert "segment: 2 tiles -> 2 masks" in err.out
 
 

@@ -36,7 +36,7 @@ def _errors(prefix):
 
 
 def _run(config):
-    return prepare.run(config, ["--runner", "DirectRunner"])
+    return prepare.run_config(config, ["--runner", "DirectRunner"])
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_sample_area_chips_count_pixels_and_buildings(sample_area, tmp_path):
     prefix = str(tmp_path / "chips" / "area")
     spec = ChipSpec(size=0, margin=0.25, min_extent=16.0)
     summary = _run(
-        prepare.PrepareConfig(
+        prepare.PrepareConfig.create(
             output=prefix,
             rasters=f"{sample_area.root}/tiles/*.tif",
             footprints=sample_area.footprints,
@@ -59,8 +59,8 @@ def test_sample_area_chips_count_pixels_and_buildings(sample_area, tmp_path):
     n_footprints = len(wkbs)
     chips = read_shards(f"{prefix}-*-of-*.tfrecord")
     errors = _errors(prefix)
-    assert summary["inputs"] == n_footprints
-    assert len(chips) == n_footprints - len(errors) == summary["chips"]
+    assert summary["counts"]["inputs"] == n_footprints
+    assert len(chips) == n_footprints - len(errors) == summary["counts"]["chips"]
     assert summary["reconciles"] and len(glob.glob(f"{prefix}-*-of-00003.tfrecord")) == 3
     assert {e["error"] for e in errors} <= {"partly_outside_rasters"}
     assert sorted(c.footprint_id for c in chips) == sorted(
@@ -115,7 +115,7 @@ def test_footprints_in_another_crs_give_the_same_chips(sample_area, tmp_path):
     for name, path in (("utm", sample_area.footprints), ("lonlat", lonlat)):
         prefix = str(tmp_path / name / "c")
         _run(
-            prepare.PrepareConfig(
+            prepare.PrepareConfig.create(
                 output=prefix,
                 rasters=f"{sample_area.root}/tiles/*.tif",
                 footprints=path,
@@ -178,7 +178,7 @@ def test_bad_inputs_are_dead_lettered_and_counts_reconcile(messy_area, tmp_path)
     folder, vector = messy_area
     prefix = str(tmp_path / "out" / "chips")
     summary = _run(
-        prepare.PrepareConfig(
+        prepare.PrepareConfig.create(
             output=prefix,
             rasters=f"{folder}/*.tif",
             footprints=vector,
@@ -204,12 +204,16 @@ def test_bad_inputs_are_dead_lettered_and_counts_reconcile(messy_area, tmp_path)
         if e["stage"] == "read_raster"
     }
     assert tile_errors == {"nocrs.tif": "no_crs", "truncated.tif": "truncated"}
-    assert summary["inputs"] == 6 and summary["chips"] == 2 and summary["errors"] == 4
-    assert summary["reconciles"] and summary["tiles"] == {"usable": 2, "errors": 2}
-    assert summary["error_reasons"]["no_raster"] == 2
+    assert (
+        summary["counts"]["inputs"] == 6
+        and summary["counts"]["chips"] == 2
+        and summary["counts"]["errors"] == 4
+    )
+    assert summary["reconciles"] and summary["counts"]["tiles"] == {"usable": 2, "errors": 2}
+    assert summary["errors_by_reason"]["no_raster"] == 2
     assert summary["labels"] == {"non_residential": 1, "residential": 1}
     on_disk = json.loads(open(f"{prefix}-summary.json").read())
-    assert on_disk["chips"] == 2
+    assert on_disk["counts"]["chips"] == 2
 
 
 @pytest.mark.slow
@@ -217,9 +221,9 @@ def test_rerun_replaces_shards_and_gzip(messy_area, tmp_path):
     folder, vector = messy_area
     prefix = str(tmp_path / "rerun" / "chips")
     base = dict(output=prefix, rasters=f"{folder}/*.tif", footprints=vector, id_field="id")
-    _run(prepare.PrepareConfig(**base, num_shards=4))
+    _run(prepare.PrepareConfig.create(**base, num_shards=4))
     assert len(glob.glob(f"{prefix}-*")) == 4 + 3  # shards + errors dir + its schema + summary
-    _run(prepare.PrepareConfig(**base, num_shards=2, compression="gzip"))
+    _run(prepare.PrepareConfig.create(**base, num_shards=2, compression="gzip"))
     shards = sorted(glob.glob(f"{prefix}-*-of-*"))
     assert [s.rsplit("/", 1)[-1] for s in shards] == [
         "chips-00000-of-00002.tfrecord.gz",
@@ -244,10 +248,12 @@ def test_images_in_class_folders(tmp_path):
     (root / "notes.txt").write_text("not an image")
     prefix = str(tmp_path / "chips" / "imgs")
     summary = _run(
-        prepare.PrepareConfig(output=prefix, images=str(root), num_shards=1, spec=ChipSpec(size=0))
+        prepare.PrepareConfig.create(
+            output=prefix, images=str(root), num_shards=1, spec=ChipSpec(size=0)
+        )
     )
     chips = {c.footprint_id: c for c in read_shards(f"{prefix}-*.tfrecord")}
-    assert len(chips) == 7 and summary["reconciles"] and summary["errors"] == 1
+    assert len(chips) == 7 and summary["reconciles"] and summary["counts"]["errors"] == 1
     assert chips["house/0.jpg"].label == 1 and chips["barn/1.jpg"].label == 0
     assert chips["yurt/0.jpg"].label is None and chips["loose.bmp"].label is None
     assert chips["house/0.jpg"].image == (root / "house" / "0.jpg").read_bytes()
@@ -271,7 +277,7 @@ def test_uint16_four_band_rasters_become_rgb_chips(tmp_path):
     )
     prefix = str(tmp_path / "c")
     summary = _run(
-        prepare.PrepareConfig(
+        prepare.PrepareConfig.create(
             output=prefix,
             rasters=f"{folder}/*.tif",
             footprints=vector,
@@ -283,20 +289,20 @@ def test_uint16_four_band_rasters_become_rgb_chips(tmp_path):
     (chip,) = read_shards(f"{prefix}-*.tfrecord")
     pixels = decode_png(chip.image)
     assert pixels.shape == (24, 24, 3) and pixels.std() > 20  # stretched, not all black
-    lo, hi = summary["chip_spec"]["value_range"]
+    lo, hi = summary["inputs"]["chip_spec"]["value_range"]
     assert 0 <= lo < 200 and 3800 < hi <= 4095
 
 
 def test_invalid_flags_fail_before_the_pipeline(tmp_path, capsys):
     with pytest.raises(ConfigError, match="either --images"):
-        prepare.PrepareConfig(output=str(tmp_path / "x"))
+        prepare.PrepareConfig.create(output=str(tmp_path / "x"))
     with pytest.raises(ConfigError, match="go together"):
-        prepare.PrepareConfig(output=str(tmp_path / "x"), rasters="*.tif")
+        prepare.PrepareConfig.create(output=str(tmp_path / "x"), rasters="*.tif")
     with pytest.raises(ConfigError, match="both residential"):
         prepare.ClassMap(("house",), ("House",))
     with pytest.raises(InputError, match="matches no file"):
-        prepare.check_inputs(
-            prepare.PrepareConfig(
+        (
+            prepare.PrepareConfig.create(
                 output=str(tmp_path / "x"),
                 rasters=str(tmp_path / "none*.tif"),
                 footprints="fp.gpkg",
@@ -304,8 +310,8 @@ def test_invalid_flags_fail_before_the_pipeline(tmp_path, capsys):
         )
     vector = write_footprints(tmp_path / "fp.gpkg", [shapely.box(0, 0, 1, 1)], ["a"])
     with pytest.raises(InputError, match="--class-field 'kind' is not a field"):
-        prepare.check_inputs(
-            prepare.PrepareConfig(
+        (
+            prepare.PrepareConfig.create(
                 output=str(tmp_path / "x"),
                 rasters=str(vector),
                 footprints=vector,
@@ -322,7 +328,7 @@ def test_invalid_flags_fail_before_the_pipeline(tmp_path, capsys):
 def test_summary_holds_stage_metrics_and_progress_is_shown(messy_area, tmp_path, capfd):
     folder, vector = messy_area
     summary = _run(
-        prepare.PrepareConfig(
+        prepare.PrepareConfig.create(
             output=str(tmp_path / "m" / "c"),
             rasters=f"{folder}/*.tif",
             footprints=vector,
@@ -331,7 +337,7 @@ def test_summary_holds_stage_metrics_and_progress_is_shown(messy_area, tmp_path,
         )
     )
     counters = summary["metrics"]["counters"]
-    assert counters["prepare/chips_cut"] == summary["chips"] == 2
+    assert counters["prepare/chips_cut"] == summary["counts"]["chips"] == 2
     assert counters["prepare/footprints_dead_lettered"] == 2  # no raster under them
     assert summary["metrics"]["distributions"]["prepare/chip_read_ms"]["count"] == 2
     assert "progress [chips]: 2 done" in capfd.readouterr().err
@@ -367,7 +373,7 @@ def test_nodata_and_masked_pixels_are_never_chip_data(tmp_path):
     vector = write_footprints(tmp_path / "fp.gpkg", geoms, ["n", "m", "edge", "ok", "ok"])
     prefix = str(tmp_path / "out" / "c")
     summary = _run(
-        prepare.PrepareConfig(
+        prepare.PrepareConfig.create(
             output=prefix,
             rasters=f"{folder}/*.tif",
             footprints=vector,
@@ -376,7 +382,11 @@ def test_nodata_and_masked_pixels_are_never_chip_data(tmp_path):
             spec=ChipSpec(size=32, min_extent=0, margin=0.5),
         )
     )
-    assert summary["reconciles"] and summary["chips"] == 3 and summary["errors"] == 2
+    assert (
+        summary["reconciles"]
+        and summary["counts"]["chips"] == 3
+        and summary["counts"]["errors"] == 2
+    )
     assert {(e["record"], e["error"]) for e in _errors(prefix)} == {
         ("n", "nodata"),
         ("m", "nodata"),

@@ -83,15 +83,18 @@ def _score_run(folder, n=200, seed=0, model=None):
     (folder / "summary.json").write_text(
         json.dumps(
             {
-                "run": {"run_id": "r1", "model": model or str(folder / "no-model")},
-                "regions": summary_regions,
-                "totals": {
+                "job": "score",
+                "run_id": "r1",
+                "inputs": {"model": model or str(folder / "no-model")},
+                "counts": {
                     "input_records": n + 2,
                     "scored": n,
                     "errors": 2,
-                    "reconciled": True,
                     "residential": sum(r["k"] for r in summary_regions.values()),
                 },
+                "reconciles": True,
+                "checks": ["input_records == scored + errors"],
+                "regions": summary_regions,
                 "duplicates": {"count": 0},
             }
         )
@@ -205,13 +208,16 @@ def _segment_run(folder, tmp_path, *, files=True, model=None):
     )
     pq.write_table(objects, folder / "truth" / "objects.parquet")
     summary = {
-        "raster": str(tiles / "*.tif"),
-        "model": model,
-        "mask_threshold": 0.5,
-        "tiles": {"matched": 2, "written": 2, "rejected": 0, "skipped_nodata": 0, "failed": 0},
-        "windows": {"planned": 8, "inferred": 8, "nodata": 0, "failed": 0},
-        "reconciliation": {"tiles_ok": True, "windows_ok": True},
-        "footprints": {"count": 2, "crs": UTM},
+        "job": "segment",
+        "inputs": {"raster": str(tiles / "*.tif"), "model": model, "mask_threshold": 0.5},
+        "counts": {
+            "tiles": {"matched": 2, "written": 2, "rejected": 0, "skipped_nodata": 0, "failed": 0},
+            "windows": {"planned": 8, "inferred": 8, "nodata": 0, "failed": 0},
+            "footprints": 2,
+        },
+        "reconciles": True,
+        "checks": ["tiles.matched == ...", "windows.planned == ..."],
+        "footprints": {"crs": UTM},
         "warnings": [
             {
                 "code": "scores_cannot_rank",
@@ -303,7 +309,7 @@ def test_segment_report_measures_maps_links_and_every_tile(tmp_path):
     model = _model(tmp_path / "models" / "segmenter", kind="footprint-segmenter")
     run = _segment_run(tmp_path / "seg", tmp_path, model=model)
     page = open(build_report(str(run)), encoding="utf-8").read()
-    assert "Tiles reconcile: yes" in page
+    assert "Counts reconcile: yes" in page
     # The measures and the per-tile table.
     for text in (
         "pixel IoU, all tiles",

@@ -75,7 +75,7 @@ def test_segment_rerun_without_classifier_leaves_no_stale_scores(area, capsys):
     assert cli.main(base) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert not (out / "scores").exists() and not (out / "report.html").exists()
-    assert first["classified"]["count"] > 0
+    assert first["counts"]["classified"] > 0
     assert not summary.get("scores")
     on_disk = sorted(
         os.path.relpath(os.path.join(d, f), out).replace(os.sep, "/")

@@ -225,18 +225,18 @@ def test_dead_letters_and_reconciliation(in_process, dataset):
     assert {f"mixed-{i}" for i in range(6)} <= set(scores.footprint_id)
     assert {"cut-0", "cut-1", "cut-2", "crc-0", "crc-1"} <= set(scores.footprint_id)
     assert not {"cut-3", "crc-2", "crc-3"} & set(scores.footprint_id)
-    totals = summary["totals"]
-    assert totals["scored"] == len(scores) == 1001 + 6 + 5
-    assert totals["errors"] == 6
-    assert totals["input_records"] == totals["scored"] + totals["errors"]
-    assert totals["reconciled"] and totals["all_regions_exact"]
+    counts = summary["counts"]
+    assert counts["scored"] == len(scores) == 1001 + 6 + 5
+    assert counts["errors"] == 6
+    assert counts["input_records"] == counts["scored"] + counts["errors"]
+    assert summary["reconciles"] and summary["all_regions_exact"]
     assert summary["duplicates"]["count"] == 1
     assert summary["duplicates"]["examples"] == [{"footprint_id": "fp-0700", "times": 2}]
 
 
 def test_percentiles_within_documented_bound(in_process):
     _, scores, _, summary = in_process
-    bound = summary["run"]["percentile_error_bound_points"]
+    bound = summary["inputs"]["percentile_error_bound_points"]
     for _, group in scores.groupby("region"):
         keys = [rank_key(float(s), f) for s, f in zip(group.score, group.footprint_id, strict=True)]
         order = sorted(range(len(keys)), key=keys.__getitem__)
@@ -279,7 +279,7 @@ def test_multi_processing_gives_identical_labels(in_process, dataset):
     )
     scores, errors, summary = _read(output)
     assert _labels(scores) == _labels(in_process[1])
-    assert summary["totals"] == in_process[3]["totals"]
+    assert summary["counts"] == in_process[3]["counts"]
     assert summary["regions"]["north"]["exact_pass_size"] > 0
 
 
@@ -301,7 +301,7 @@ def test_rerun_replaces_and_failed_run_leaves_no_summary(dataset, tmp_path, caps
     files = glob.glob(str(output / "scores" / "*.parquet"))
     assert [os.path.basename(f) for f in files] == ["part-00000-of-00001.parquet"]
     scores, _, summary = _read(output)
-    assert set(scores.run_id) == {"second"} and summary["run"]["run_id"] == "second"
+    assert set(scores.run_id) == {"second"} and summary["run_id"] == "second"
     assert len(scores) == 700
 
     broken = save_classifier(str(tmp_path / "broken"), kind="broken")
@@ -399,7 +399,8 @@ def test_pipeline_construction_with_bigquery_and_accelerator(dataset, tmp_path):
         accelerator="type:nvidia-tesla-t4;count:1;install-nvidia-driver",
         check_model_dir=False,
     )
-    p = build_pipeline(config)
+    p = beam.Pipeline()
+    build_pipeline(p, config)
     proto = p.to_runner_api()
     transforms = proto.components.transforms
     bq = [t for t in transforms.values() if t.unique_name.endswith("WriteBigQuery")]

@@ -311,7 +311,7 @@ def mixed_run(models, tmp_path_factory):
 def test_pipeline_accounts_for_every_tile_and_window(mixed_run):
     """Counts reconcile: every matched tile and planned window is written or explained."""
     _, _, summary = mixed_run
-    assert summary["tiles"] == {
+    assert summary["counts"]["tiles"] == {
         "matched": 12,
         "rejected": 6,
         "valid": 6,
@@ -319,10 +319,10 @@ def test_pipeline_accounts_for_every_tile_and_window(mixed_run):
         "skipped_nodata": 1,
         "failed": 1,
     }
-    windows = summary["windows"]
+    windows = summary["counts"]["windows"]
     assert windows["failed"] == 4 and windows["nodata"] == 4 + 2
-    assert summary["reconciliation"]["tiles_ok"] and summary["reconciliation"]["windows_ok"]
-    assert summary["errors"]["by_reason"] == {
+    assert summary["reconciles"]
+    assert summary["errors_by_reason"] == {
         "band_count": 1,
         "dtype": 1,
         "duplicate_scene": 1,
@@ -380,7 +380,7 @@ def test_pipeline_writes_footprints_merged_across_tiles(mixed_run):
     rows = {r["tile"]: [] for r in table.to_pylist()}
     for r in table.to_pylist():
         rows[r["tile"]].append(r)
-    assert summary["footprints"]["count"] == table.num_rows == 4
+    assert summary["counts"]["footprints"] == table.num_rows == 4
     # The building on the a|b edge is one footprint, 30 x 60 pixels.
     crossing = [
         r
@@ -421,7 +421,7 @@ def test_pipeline_scores_its_footprints_with_the_classifier(mixed_run):
     # Exactly k = round(0.5 * 4) are residential, the brightest chips.
     assert sum(r["is_residential"] for r in rows) == 2
     assert {r["run_id"] for r in rows} == {summary["run_id"]}
-    assert summary["scores"]["reconciled"] and summary["scores"]["scored"] == 4
+    assert summary["reconciles"] and summary["counts"]["scored"] == 4
     assert summary["scores"]["regions"]["all"]["k"] == 2
 
 
@@ -438,7 +438,7 @@ def test_stitched_mask_equals_whole_tile_inference(models, tmp_path):
     )
     assert config.halo == 7  # the model's receptive radius, from its assets
     summary = run_config(config)
-    assert summary["windows"]["planned"] == summary["windows"]["inferred"] > 9
+    assert summary["counts"]["windows"]["planned"] == summary["counts"]["windows"]["inferred"] > 9
     whole = quantize(helpers.run_whole(models["conv"], np.moveaxis(image, 0, -1)))
     with rasterio.open(tmp_path / "out" / "masks" / "t.tif") as src:
         stitched = src.read(1)
@@ -474,7 +474,7 @@ def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, 
     printed = capsys.readouterr().out
     assert "segment: 2 tiles -> 2 masks" in printed and "footprints: 2 buildings" in printed
     summary = json.load(open(os.path.join(out, "summary.json")))
-    assert summary["tiles"]["written"] == 2 and summary["footprints"]["count"] == 2
+    assert summary["counts"]["tiles"]["written"] == 2 and summary["counts"]["footprints"] == 2
     # --regularize: the blurred-corner rectangles come out as four right-angled corners.
     for row in pq.read_table(os.path.join(out, "footprints")).to_pylist():
         geom = shapely.from_wkb(row["geometry"])
@@ -489,7 +489,7 @@ def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, 
     assert cli.main(argv) == 0
     assert sorted(os.listdir(os.path.join(out, "masks"))) == ["g0.tif", "mosaic.vrt"]
     summary = json.load(open(os.path.join(out, "summary.json")))
-    assert summary["tiles"]["written"] == 1 and summary["tta"] == "flips"
+    assert summary["counts"]["tiles"]["written"] == 1 and summary["inputs"]["tta"] == "flips"
 
 
 @pytest.mark.slow
@@ -532,7 +532,7 @@ def test_sample_area_end_to_end_against_true_footprints(models, tmp_path, capsys
     )
     assert "against the truth: pixel IoU" in capsys.readouterr().out
     summary = json.load(open(out / "summary.json"))
-    assert summary["tiles"]["written"] == 4 and summary["reconciliation"]["windows_ok"]
+    assert summary["counts"]["tiles"]["written"] == 4 and summary["reconciles"]
     truth = summary["truth"]
     assert truth["source"]["kind"] == "footprints" and truth["source"]["rejected"] == 0
     assert sorted(truth["tiles"]) == sorted(
@@ -566,6 +566,8 @@ def test_sample_area_end_to_end_against_true_footprints(models, tmp_path, capsys
 
 def test_pipeline_with_accelerator_hints_the_inference_steps_only(models, tmp_path):
     """The GPU hint lands on RunInference (segmenter and classifier), nowhere else."""
+    import apache_beam as beam
+
     from pipeline.segment import build_pipeline
 
     hint = "type:nvidia-l4;count:1;install-nvidia-driver"
@@ -580,7 +582,9 @@ def test_pipeline_with_accelerator_hints_the_inference_steps_only(models, tmp_pa
         residential_fraction="0.5",
         check_model=False,
     )
-    proto = build_pipeline(config).to_runner_api()
+    pipeline = beam.Pipeline()
+    build_pipeline(pipeline, config)
+    proto = pipeline.to_runner_api()
     envs = proto.components.environments
     hinted = {
         t.unique_name: dict(envs[t.environment_id].resource_hints)

@@ -225,7 +225,7 @@ def test_classified_table_has_every_building_labelled_with_provenance(lonlat_run
     dates = {r["tile"]: r["imagery_date"] for r in classified}
     assert str(dates["a"]) == "2024-06-30" and dates["b"] is None  # b has no DateTime tag
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["classified"]["reconciled"] and summary["classified"]["count"] == len(classified)
+    assert summary["reconciles"] and summary["counts"]["classified"] == len(classified)
     with open(out / "classified.csv") as f:
         lines = f.read().splitlines()
     assert lines[0].split(",") == list(contracts.CLASSIFIED_SCHEMA.names)
@@ -271,6 +271,8 @@ def test_masks_read_as_probabilities_and_are_catalogued(lonlat_run):
 
 @pytest.mark.slow
 def test_segment_bigquery_route_is_built_with_lonlat_rows(lonlat_run, tmp_path):
+    import apache_beam as beam
+
     from footprints_app.commands.segment import config_from_args
     from pipeline.segment import build_pipeline
     from pipeline.writers.scores import bigquery_load_schema, bigquery_row
@@ -287,7 +289,8 @@ def test_segment_bigquery_route_is_built_with_lonlat_rows(lonlat_run, tmp_path):
         "my-project:footprints.buildings",
     ]
     args = cli.build_parser().parse_known_args(parser_args)[0]
-    p = build_pipeline(config_from_args(args))
+    p = beam.Pipeline()
+    build_pipeline(p, config_from_args(args))
     names = [t.unique_name for t in p.to_runner_api().components.transforms.values()]
     assert any(n.endswith("WriteBigQuery") for n in names)
     schema = bigquery_load_schema(contracts.FOOTPRINTS_SCHEMA)

@@ -23,11 +23,10 @@ def prepare_plan(config) -> str:
     """Files, tiles, features and the chips a ``prepare`` run would write."""
     from footprints import contracts
     from footprints.tiles import TileRejected, read_header
-    from pipeline import prepare
     from pipeline.sources import vectors
 
     lines = ["plan: footprints prepare (dry run, nothing written)"]
-    info = prepare.check_inputs(config)
+    info = config.info  # read by PrepareConfig.create
     if config.images:
         from pipeline.sources.images import class_of, is_image_path
 
@@ -145,11 +144,11 @@ def segment_plan(config) -> str:
 
 def score_lines(summary: dict) -> str:
     """Per-region result and totals of a score run, for a person."""
-    totals = summary["totals"]
+    counts = summary["counts"]
     lines = [
-        f"score: {totals['input_records']:,} records -> {totals['scored']:,} scored + "
-        f"{totals['errors']:,} rejected (reconciles: "
-        f"{'yes' if totals['reconciled'] else 'NO'}); {totals['residential']:,} "
+        f"score: {counts['input_records']:,} records -> {counts['scored']:,} scored + "
+        f"{counts['errors']:,} rejected (reconciles: "
+        f"{'yes' if summary['reconciles'] else 'NO'}); {counts['residential']:,} "
         "residential"
     ]
     for name, r in sorted(summary["regions"].items()):
@@ -159,10 +158,10 @@ def score_lines(summary: dict) -> str:
             f"{r['target_fraction']:.2%}, achieved {r['achieved_fraction'] or 0:.2%}, "
             f"threshold {threshold}, exact {'yes' if r['exact'] else 'NO'})"
         )
-    if totals.get("errors_by_reason"):
+    if summary.get("errors_by_reason"):
         lines.append(
             "  rejected by reason: "
-            + ", ".join(f"{k} {v}" for k, v in totals["errors_by_reason"].items())
+            + ", ".join(f"{k} {v}" for k, v in summary["errors_by_reason"].items())
         )
     if summary.get("duplicates", {}).get("count"):
         lines.append(f"  duplicate footprint ids: {summary['duplicates']['count']}")
@@ -183,14 +182,15 @@ def _share_lines(regions: dict) -> list[str]:
 
 def segment_lines(summary: dict) -> str:
     """Tiles, windows, footprints, IoU and scores of a segment run, for a person."""
-    t, w, rec = summary["tiles"], summary["windows"], summary["reconciliation"]
-    ok = "yes" if rec["tiles_ok"] and rec["windows_ok"] else "NO"
+    counts = summary["counts"]
+    t, w = counts["tiles"], counts["windows"]
+    ok = "yes" if summary["reconciles"] else "NO"
     lines = [
         f"segment: {t['matched']} tiles -> {t['written']} masks, {t['skipped_nodata']} "
         f"all-nodata, {t['failed']} failed, {t['rejected']} rejected; {w['planned']:,} "
         f"windows ({w['inferred']:,} inferred, {w['nodata']:,} nodata, {w['failed']} "
         f"failed); reconciles: {ok}",
-        f"  footprints: {summary['footprints']['count']:,} buildings",
+        f"  footprints: {counts['footprints']:,} buildings",
     ]
     if summary.get("truth"):
         truth, objects = summary["truth"], summary["truth"].get("objects") or {}
@@ -209,16 +209,16 @@ def segment_lines(summary: dict) -> str:
     if summary.get("scores"):
         s = summary["scores"]
         lines.append(
-            f"  classified: {s['scored']:,} footprints; "
+            f"  classified: {counts['scored']:,} footprints; "
             + "; ".join(
                 f"{name}: {r['k']} of {r['n']} residential"
                 for name, r in sorted(s["regions"].items())
             )
         )
         lines += _share_lines(s["regions"])
-    if summary["errors"]["total"]:
+    if counts["errors"]:
         lines.append(
             "  rejected by reason: "
-            + ", ".join(f"{k} {v}" for k, v in summary["errors"]["by_reason"].items())
+            + ", ".join(f"{k} {v}" for k, v in summary["errors_by_reason"].items())
         )
     return "\n".join(lines)

@@ -149,8 +149,8 @@ def training_chips(
                 seed=area_seed, tiles_x=TRAIN_TILES, tiles_y=TRAIN_TILES, density=TRAIN_DENSITY
             ),
         )
-        summary = prepare.run(
-            prepare.PrepareConfig(
+        summary = prepare.run_config(
+            prepare.PrepareConfig.create(
                 output=os.path.join(chips_root, f"train-{i}"),
                 rasters=os.path.join(area.root, "tiles", "*.tif"),
                 footprints=area.footprints,
@@ -164,10 +164,24 @@ def training_chips(
         facts["seeds"].append(area_seed)
         facts["tiles"] += len(area.tiles)
         facts["footprints"] += area.counts["total"]
-        facts["chips"] += summary["chips"]
-        facts["errors"] += summary["errors"]
-        facts["reconciles"] = facts["reconciles"] and bool(summary["reconciles"])
+        got = job_facts(summary, "chips", "errors")
+        facts["chips"] += got["chips"]
+        facts["errors"] += got["errors"]
+        facts["reconciles"] = facts["reconciles"] and got["reconciles"]
     return facts
+
+
+def job_facts(summary: dict, *counts: str) -> dict:
+    """``counts`` of a job's summary.json and whether it ``reconciles``.
+
+    Every pipeline job writes one summary layout (``pipeline.jobs``), so one
+    reader serves prepare, score and segment.
+    """
+    got = summary.get("counts") or {}
+    return {
+        **{name: got.get(name) for name in counts},
+        "reconciles": bool(summary.get("reconciles")),
+    }
 
 
 def _stage(report: dict, name: str, started: float, **facts) -> None:
@@ -270,8 +284,8 @@ def run(args, beam_args) -> int:
     # 2. Chips around the demo area's true footprints.
     started = time.time()
     chips_prefix = os.path.join(out, "chips", "area")
-    chips = prepare.run(
-        prepare.PrepareConfig(
+    chips = prepare.run_config(
+        prepare.PrepareConfig.create(
             output=chips_prefix,
             rasters=tiles_glob,
             footprints=area.footprints,
@@ -287,7 +301,7 @@ def run(args, beam_args) -> int:
         report,
         "prepare",
         started,
-        **{k: chips[k] for k in ("inputs", "chips", "errors", "reconciles")},
+        **job_facts(chips, "inputs", "chips", "errors"),
     )
     chip_glob = f"{chips_prefix}-*-of-*.tfrecord"
 
@@ -387,7 +401,6 @@ def run(args, beam_args) -> int:
         ]
     )
     score_summary = _read(os.path.join(score_dir, "summary.json"))
-    totals = score_summary.get("totals", {})
     held_out = held_out_quality(os.path.join(score_dir, "scores"))
     report["held_out"] = held_out
     report["warnings"] += score_summary.get("warnings", [])
@@ -396,11 +409,8 @@ def run(args, beam_args) -> int:
         "score",
         started,
         target_fraction=fraction,
-        scored=totals.get("scored"),
-        errors=totals.get("errors"),
-        residential=totals.get("residential"),
-        reconciles=totals.get("reconciled"),
-        exact=totals.get("all_regions_exact"),
+        **job_facts(score_summary, "scored", "errors", "residential"),
+        exact=score_summary.get("all_regions_exact"),
         held_out_accuracy=held_out["accuracy_at_target"],
         held_out_ece=held_out["ece"],
     )
@@ -428,14 +438,12 @@ def run(args, beam_args) -> int:
     )
     seg = _read(os.path.join(segment_dir, "summary.json"))
     report["warnings"] += [w for w in seg.get("warnings", []) if w not in report["warnings"]]
-    rec = seg.get("reconciliation", {})
     _stage(
         report,
         "segment",
         started,
         building_iou=(seg.get("truth") or {}).get("iou"),
-        footprints=(seg.get("footprints") or {}).get("count"),
-        reconciles=bool(rec.get("tiles_ok") and rec.get("windows_ok")),
+        **job_facts(seg, "footprints"),
     )
 
     ok = all(stage.get("reconciles", True) for stage in report["stages"].values())

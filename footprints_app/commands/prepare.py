@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from footprints.commands._flags import ConfigDefault, add_output_flags, settings
+
+CONFIG = "pipeline.prepare:PrepareConfig"
+SPEC = "pipeline.chipping:ChipSpec"
+CLASS_MAP = "pipeline.prepare:ClassMap"
+
 EPILOG = """\
 examples:
   # orthophoto tiles + OSM-style footprints, labels from the 'building' attribute
@@ -49,10 +55,8 @@ def _range(text: str) -> tuple[float, float]:
 
 def register(subparsers) -> None:
     """Adds the ``prepare`` subcommand."""
-    from pipeline.chipping import IMAGE_FORMATS, RESAMPLING, ChipSpec
-    from pipeline.labels import DEFAULT_NON_RESIDENTIAL, DEFAULT_RESIDENTIAL
+    from pipeline.chipping import IMAGE_FORMATS, RESAMPLING
 
-    d = ChipSpec()
     p = subparsers.add_parser(
         "prepare",
         help="write chip shards from image folders or orthophotos + footprints",
@@ -89,7 +93,7 @@ def register(subparsers) -> None:
         "--residential-classes",
         type=_csv,
         metavar="A,B,...",
-        default=DEFAULT_RESIDENTIAL,
+        default=ConfigDefault(CLASS_MAP, "residential"),
         help="class values (or folder names) labelled residential "
         "(default: OSM house,detached,residential,apartments,...)",
     )
@@ -97,7 +101,7 @@ def register(subparsers) -> None:
         "--non-residential-classes",
         type=_csv,
         metavar="A,B,...",
-        default=DEFAULT_NON_RESIDENTIAL,
+        default=ConfigDefault(CLASS_MAP, "non_residential"),
         help="class values labelled non-residential "
         "(default: OSM barn,shed,garage,farm_auxiliary,commercial,...)",
     )
@@ -106,26 +110,26 @@ def register(subparsers) -> None:
         "--chip-size",
         type=int,
         default=None,
-        help=f"output side in pixels, 0 = native pixels (default: {d.size} "
-        "for footprints, 0 = as they are for images)",
+        help="output side in pixels, 0 = native pixels (default: "
+        f"{ConfigDefault(SPEC, 'size')} for footprints, 0 = as they are for images)",
     )
     chips.add_argument(
         "--margin",
         type=float,
-        default=d.margin,
+        default=ConfigDefault(SPEC, "margin"),
         help="context on each side, as a fraction of the footprint's larger "
         "side (default: %(default)s)",
     )
     chips.add_argument(
         "--min-extent",
         type=float,
-        default=d.min_extent,
+        default=ConfigDefault(SPEC, "min_extent"),
         help="smallest chip side in ground units, metres (default: %(default)s)",
     )
     chips.add_argument(
         "--bands",
         type=_ints,
-        default=(),
+        default=ConfigDefault(SPEC, "bands"),
         help="1-based bands, 1 or 3 (default: 1,2,3, or 1 for single-band rasters)",
     )
     chips.add_argument(
@@ -136,46 +140,59 @@ def register(subparsers) -> None:
         help="raw values mapped to 0..255 for non-8-bit rasters (default: a "
         "0.5-99.5%% stretch estimated once over the area)",
     )
-    chips.add_argument("--image-format", choices=IMAGE_FORMATS, default=d.image_format)
-    chips.add_argument("--resampling", choices=RESAMPLING, default=d.resampling)
+    chips.add_argument(
+        "--image-format", choices=IMAGE_FORMATS, default=ConfigDefault(SPEC, "image_format")
+    )
+    chips.add_argument(
+        "--resampling", choices=RESAMPLING, default=ConfigDefault(SPEC, "resampling")
+    )
     chips.add_argument(
         "--min-coverage",
         type=float,
-        default=d.min_coverage,
+        default=ConfigDefault(SPEC, "min_coverage"),
         help="smallest share of a footprint the rasters must cover (default: %(default)s)",
     )
     out = p.add_argument_group("output")
-    out.add_argument(
-        "--output", required=True, metavar="PREFIX", help="shard path prefix, e.g. out/chips/area"
+    add_output_flags(
+        out,
+        metavar="PREFIX",
+        help="shard path prefix, e.g. out/chips/area",
+        run_id_help="id of this run in its summary (default: generated)",
     )
-    out.add_argument("--num-shards", type=int, default=4, help="(default: %(default)s)")
-    out.add_argument("--compression", choices=["none", "gzip"], default="none")
     out.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="validate the inputs and print the plan (files, tiles, windows, "
-        "estimated work) without running anything",
+        "--num-shards",
+        type=int,
+        default=ConfigDefault(CONFIG, "num_shards"),
+        help="(default: %(default)s)",
+    )
+    out.add_argument(
+        "--compression", choices=["none", "gzip"], default=ConfigDefault(CONFIG, "compression")
     )
     p.set_defaults(handler=run, beam_passthrough=True)
 
 
 def config_from_args(args):
-    """A validated :class:`pipeline.prepare.PrepareConfig` from parsed flags."""
+    """A validated :class:`pipeline.prepare.PrepareConfig` from parsed flags (inputs checked)."""
     from pipeline import prepare
     from pipeline.chipping import ChipSpec
 
-    size = args.chip_size if args.chip_size is not None else (0 if args.images else 96)
-    spec = ChipSpec(
-        size=size,
-        margin=args.margin,
-        min_extent=args.min_extent,
-        bands=args.bands,
-        value_range=args.value_range,
-        image_format=args.image_format,
-        min_coverage=args.min_coverage,
-        resampling=args.resampling,
+    spec = settings(
+        args,
+        size="chip_size",
+        margin="margin",
+        min_extent="min_extent",
+        bands="bands",
+        value_range="value_range",
+        image_format="image_format",
+        min_coverage="min_coverage",
+        resampling="resampling",
     )
-    return prepare.PrepareConfig(
+    if args.chip_size is None and args.images:
+        spec["size"] = 0  # images keep their bytes unless a size is asked for
+    classes = settings(
+        args, residential="residential_classes", non_residential="non_residential_classes"
+    )
+    return prepare.PrepareConfig.create(
         output=args.output,
         images=args.images,
         rasters=args.rasters,
@@ -183,10 +200,9 @@ def config_from_args(args):
         id_field=args.id_field,
         class_field=args.class_field,
         region_field=args.region_field,
-        class_map=prepare.ClassMap(args.residential_classes, args.non_residential_classes),
-        spec=spec,
-        num_shards=args.num_shards,
-        compression=args.compression,
+        class_map=prepare.ClassMap(**{k: v for k, v in classes.items() if v is not None}),
+        spec=ChipSpec(**{k: v for k, v in spec.items() if v is not None}),
+        **settings(args, num_shards="num_shards", compression="compression", run_id="run_id"),
     )
 
 
@@ -202,29 +218,30 @@ def run(args, beam_args) -> int:
         return 0
     from footprints.errors import EXIT_CHECK, EXIT_OK
 
-    summary = prepare.run(config, beam_args)
+    summary = prepare.run_config(config, beam_args)
     print(format_summary(summary))
     return EXIT_OK if summary["reconciles"] else EXIT_CHECK
 
 
 def format_summary(summary: dict) -> str:
     """One paragraph a person can read: what went in, what came out, what failed."""
+    counts, inputs = summary["counts"], summary["inputs"]
     labels = ", ".join(f"{k} {v}" for k, v in summary["labels"].items()) or "none"
     lines = [
-        f"prepare: {summary['inputs']} {summary['kind']} read -> {summary['chips']} chips "
-        f"({labels}) + {summary['errors']} errors"
+        f"prepare: {counts['inputs']} {inputs['kind']} read -> {counts['chips']} chips "
+        f"({labels}) + {counts['errors']} errors"
         + ("" if summary["reconciles"] else "  ** COUNTS DO NOT RECONCILE **"),
-        f"  shards: {len(summary['shards'])} x {summary['output']}-*-of-*; "
-        f"errors: {summary['output']}-errors/; summary: {summary['output']}-summary.json",
+        f"  shards: {len(summary['shards'])} x {inputs['output']}-*-of-*; "
+        f"errors: {inputs['output']}-errors/; summary: {inputs['output']}-summary.json",
     ]
-    if summary["kind"] == "footprints":
+    if inputs["kind"] == "footprints":
         lines.append(
-            f"  tiles: {summary['tiles']['usable']} usable, {summary['tiles']['errors']} rejected"
+            f"  tiles: {counts['tiles']['usable']} usable, {counts['tiles']['errors']} rejected"
         )
-    if summary["error_reasons"]:
+    if summary["errors_by_reason"]:
         lines.append(
             "  errors by reason: "
-            + ", ".join(f"{k} {v}" for k, v in summary["error_reasons"].items())
+            + ", ".join(f"{k} {v}" for k, v in summary["errors_by_reason"].items())
         )
     if summary.get("duplicates", {}).get("count"):
         lines.append(f"  duplicate footprint ids: {summary['duplicates']['count']}")

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import argparse
 
+from footprints.commands import _flags as flags
+
+CONFIG = "pipeline.score:ScoreConfig"
+
 DESCRIPTION = """\
 Score every chip with the classifier, then label exactly
 k = floor(p * N + 1/2) footprints residential in each region (the top k by
@@ -75,37 +79,32 @@ def register(subparsers) -> None:
         help="exit 3 when a --region-fractions row matches no chip's region "
         "(always a warning in summary.json)",
     )
-    parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=64,
-        metavar="N",
-        help="largest batch handed to the model (default: %(default)s)",
+    flags.add_output_flags(
+        parser,
+        metavar="DIR",
+        help="output folder",
+        run_id_help="id written on every row (default: generated)",
     )
-    parser.add_argument(
-        "--min-batch-size", type=int, metavar="N", help="smallest batch (default: --batch-size)"
-    )
+    flags.add_batch_flags(parser, CONFIG, what="chips")
     parser.add_argument(
         "--model-format",
         choices=["savedmodel", "tfx"],
-        default="savedmodel",
+        default=flags.ConfigDefault(CONFIG, "model_format"),
         help="savedmodel: TF2 signature (default); tfx: tfx-bsl handler for TFX-trained models",
     )
-    parser.add_argument(
-        "--accelerator",
-        metavar="HINT",
-        help="Beam accelerator hint for the inference step, e.g. "
-        "'type:nvidia-tesla-t4;count:1;install-nvidia-driver'; loads one "
-        "model per GPU",
+    flags.add_accelerator_flag(
+        parser,
+        steps="the inference step",
+        example="type:nvidia-tesla-t4;count:1;install-nvidia-driver",
     )
-    parser.add_argument("--csv", action="store_true", help="also write OUTPUT/scores.csv")
-    parser.add_argument(
-        "--bigquery-table",
-        metavar="PROJECT:DATASET.TABLE",
-        help="also load the scores into BigQuery (replaces the table)",
+    flags.add_table_flags(
+        parser,
+        crs_dest="crs",
+        csv_help="also write OUTPUT/scores.csv",
+        bigquery_help="also load the scores into BigQuery (replaces the table)",
+        crs_help="CRS of the geometry column, e.g. EPSG:4326 for BigQuery "
+        "(default: the chips' CRS)",
     )
-    parser.add_argument("--run-id", help="id written on every row (default: generated)")
     parser.add_argument(
         "--model-id",
         help="model id for every row (default: model card, else directory name and hash)",
@@ -113,7 +112,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--quantile-epsilon",
         type=float,
-        default=1e-3,
+        default=flags.ConfigDefault(CONFIG, "epsilon"),
         metavar="E",
         help="rank error of the quantile sketch (default: %(default)s); "
         "percentiles are within 100*(E + 1/(2(Q-1))) points",
@@ -121,23 +120,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--num-shards",
         type=int,
-        default=1,
+        default=flags.ConfigDefault(CONFIG, "num_shards"),
         help="files in scores/ (0: the runner decides; default: %(default)s)",
-    )
-    parser.add_argument(
-        "--output-crs",
-        "--crs",
-        dest="crs",
-        metavar="CRS",
-        help="CRS of the geometry column, e.g. EPSG:4326 for BigQuery "
-        "(default: the chips' CRS); centroid_lon/centroid_lat are always "
-        "EPSG:4326",
-    )
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="validate the inputs and print the plan (files, tiles, windows, "
-        "estimated work) without running anything",
     )
     parser.set_defaults(handler=run, beam_passthrough=True)
 
@@ -147,9 +131,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from footprints.errors import EXIT_CHECK, EXIT_OK
     from footprints_app.commands._plans import score_lines, score_plan
     from pipeline.monitoring import add_warnings, duplicate_warnings
-    from pipeline.score import SUMMARY_FILE, ScoreConfig, run_config
+    from pipeline.score import ScoreConfig, run_config
     from pipeline.thresholds.fractions import unmatched_regions
-    from pipeline.writers.files import join
 
     config = ScoreConfig.create(
         chips=args.chips,
@@ -157,17 +140,20 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         residential_fraction=args.residential_fraction,
         region_fractions=args.region_fractions,
         output=args.output,
-        batch_size=args.batch_size,
-        min_batch_size=args.min_batch_size,
-        model_format=args.model_format,
-        accelerator=args.accelerator,
-        csv=args.csv,
-        bigquery_table=args.bigquery_table,
-        run_id=args.run_id,
-        model_id=args.model_id,
-        epsilon=args.quantile_epsilon,
-        num_shards=args.num_shards,
-        crs=args.crs,
+        **flags.settings(
+            args,
+            batch_size="batch_size",
+            min_batch_size="min_batch_size",
+            model_format="model_format",
+            accelerator="accelerator",
+            csv="csv",
+            bigquery_table="bigquery_table",
+            run_id="run_id",
+            model_id="model_id",
+            epsilon="quantile_epsilon",
+            num_shards="num_shards",
+            crs="crs",
+        ),
     )
     if args.dry_run:
         print(score_plan(config))
@@ -175,10 +161,10 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     summary = run_config(config, beam_args)
     unmatched = unmatched_regions(config.fractions, summary["regions"])
     summary = add_warnings(
-        join(args.output, SUMMARY_FILE), unmatched + duplicate_warnings(summary.get("duplicates"))
+        config.summary_path, unmatched + duplicate_warnings(summary.get("duplicates"))
     )
     print(score_lines(summary))
     print(f"  outputs: {args.output}/scores/, errors/, summary.json")
-    if not summary["totals"]["reconciled"] or (args.strict_regions and unmatched):
+    if not summary["reconciles"] or (args.strict_regions and unmatched):
         return EXIT_CHECK
     return EXIT_OK

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import argparse
 
+from footprints.commands import _flags as flags
+
+CONFIG = "pipeline.segment:SegmentConfig"
+
 DESCRIPTION = """\
 Segment buildings in orthophoto tiles with a U-Net SavedModel: windows with a
 halo, batched inference, seamless stitching. Writes OUTPUT/masks/<tile>.tif
@@ -68,7 +72,12 @@ def register(subparsers) -> None:
         metavar="DIR",
         help="segmenter SavedModel directory (with assets/segmenter.json)",
     )
-    parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    flags.add_output_flags(
+        parser,
+        metavar="DIR",
+        help="output folder",
+        run_id_help="id of this run (default: generated)",
+    )
     parser.add_argument(
         "--halo",
         type=int,
@@ -77,34 +86,23 @@ def register(subparsers) -> None:
         "receptive radius for seamless masks (default: the model's "
         "receptive_halo asset, else window/8)",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=8,
-        metavar="N",
-        help="largest batch of windows handed to the model (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--min-batch-size", type=int, metavar="N", help="smallest batch (default: --batch-size)"
-    )
+    flags.add_batch_flags(parser, CONFIG, what="windows")
     parser.add_argument(
         "--tta",
         choices=["none", "flips", "d4"],
-        default="none",
+        default=flags.ConfigDefault(CONFIG, "tta"),
         help="test-time augmentation: average over 4 flips or 8 rotations and "
         "flips (default: %(default)s)",
     )
-    parser.add_argument(
-        "--accelerator",
-        metavar="HINT",
-        help="Beam accelerator hint for the inference steps (segmenter and "
-        "classifier), e.g. 'type:nvidia-l4;count:1;install-nvidia-driver'; "
-        "loads one model per GPU",
+    flags.add_accelerator_flag(
+        parser,
+        steps="the inference steps (segmenter and classifier)",
+        example="type:nvidia-l4;count:1;install-nvidia-driver",
     )
     parser.add_argument(
         "--mask-threshold",
         type=float,
-        default=0.5,
+        default=flags.ConfigDefault(CONFIG, "mask_threshold"),
         metavar="P",
         help="building probability threshold for footprints and the binary "
         "mask (default: %(default)s)",
@@ -117,25 +115,16 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--simplify",
         type=float,
-        default=1.0,
+        default=flags.ConfigDefault(CONFIG, "simplify"),
         metavar="PIXELS",
         help="footprint simplification tolerance (default: %(default)s)",
     )
     parser.add_argument(
         "--min-area",
         type=float,
-        default=4.0,
+        default=flags.ConfigDefault(CONFIG, "min_area"),
         metavar="M2",
         help="drop footprints smaller than this, square metres (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--output-crs",
-        "--footprints-crs",
-        dest="footprints_crs",
-        metavar="CRS",
-        help="CRS of the geometry in every table, e.g. EPSG:4326 for "
-        "BigQuery (default: the tiles' CRS); centroid_lon/centroid_lat "
-        "are always EPSG:4326",
     )
     parser.add_argument(
         "--imagery-date",
@@ -143,16 +132,14 @@ def register(subparsers) -> None:
         help="date of the imagery on every row (default: each tile's TIFF "
         "DateTime tag, else empty)",
     )
-    parser.add_argument(
-        "--csv",
-        action="store_true",
-        help="also write the main table (classified/ with --classifier, else "
+    flags.add_table_flags(
+        parser,
+        crs_dest="footprints_crs",
+        csv_help="also write the main table (classified/ with --classifier, else "
         "footprints/) as OUTPUT/<table>.csv, geometry as WKT",
-    )
-    parser.add_argument(
-        "--bigquery-table",
-        metavar="PROJECT:DATASET.TABLE",
-        help="also load the main table into BigQuery (replaces the table)",
+        bigquery_help="also load the main table into BigQuery (replaces the table)",
+        crs_help="CRS of the geometry in every table, e.g. EPSG:4326 for BigQuery "
+        "(default: the tiles' CRS)",
     )
     parser.add_argument(
         "--regularize",
@@ -176,7 +163,6 @@ def register(subparsers) -> None:
         help="true building polygons instead (GeoPackage, GeoJSON, "
         "Shapefile, GeoParquet; any CRS, reprojected)",
     )
-    parser.add_argument("--run-id", help="id of this run (default: generated)")
     scoring = parser.add_argument_group(
         "scoring",
         "chip the footprints from the same tiles and run the `footprints score` "
@@ -191,15 +177,9 @@ def register(subparsers) -> None:
     scoring.add_argument(
         "--classifier-batch-size",
         type=int,
-        default=64,
+        default=flags.ConfigDefault(CONFIG, "classifier_batch_size"),
         metavar="N",
         help="largest batch of chips handed to the classifier (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="validate the inputs and print the plan (files, tiles, windows, "
-        "estimated work) without running anything",
     )
     parser.set_defaults(handler=run, beam_passthrough=True)
 
@@ -213,25 +193,33 @@ def config_from_args(args: argparse.Namespace):
         model_dir=args.model,
         output=args.output,
         halo=args.halo,
-        batch_size=args.batch_size,
-        min_batch_size=args.min_batch_size,
-        tta=args.tta,
-        accelerator=args.accelerator,
-        mask_threshold=args.mask_threshold,
-        binary_mask=args.binary_mask,
-        simplify=args.simplify,
-        min_area=args.min_area,
-        footprints_crs=args.footprints_crs,
-        regularize=args.regularize,
-        truth_masks=args.truth_masks,
-        truth_footprints=args.truth_footprints,
-        run_id=args.run_id,
-        classifier=args.classifier,
-        residential_fraction=args.residential_fraction,
-        classifier_batch_size=args.classifier_batch_size,
-        imagery_date=args.imagery_date,
-        csv=args.csv,
-        bigquery_table=args.bigquery_table,
+        **flags.settings(
+            args,
+            **{
+                name: name
+                for name in (
+                    "batch_size",
+                    "min_batch_size",
+                    "tta",
+                    "accelerator",
+                    "mask_threshold",
+                    "binary_mask",
+                    "simplify",
+                    "min_area",
+                    "footprints_crs",
+                    "regularize",
+                    "truth_masks",
+                    "truth_footprints",
+                    "run_id",
+                    "classifier",
+                    "residential_fraction",
+                    "classifier_batch_size",
+                    "imagery_date",
+                    "csv",
+                    "bigquery_table",
+                )
+            },
+        ),
     )
 
 
@@ -250,7 +238,6 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         f"  outputs: {args.output}/masks/, footprints/, errors/, summary.json"
         + (", scores/, classified/" if config.classifier else "")
     )
-    rec = summary["reconciliation"]
     from footprints.errors import EXIT_CHECK, EXIT_OK
 
-    return EXIT_OK if rec["tiles_ok"] and rec["windows_ok"] else EXIT_CHECK
+    return EXIT_OK if summary["reconciles"] else EXIT_CHECK

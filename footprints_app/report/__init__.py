@@ -278,19 +278,21 @@ def score_section(run_dir: str) -> str:
     run nests under ``summary["scores"]``.
     """
     summary = _read_json(os.path.join(run_dir, SUMMARY_FILE))
+    counts = summary.get("counts") or {}
     if "regions" not in summary and isinstance(summary.get("scores"), dict):
+        # segment --classifier: its chips are the records scored.
         model = summary["scores"].get("classifier")
-        summary = summary["scores"]
+        regions = summary["scores"].get("regions", {})
+        totals = {
+            "input_records": counts.get("chips"),
+            "scored": counts.get("scored"),
+            "errors": counts.get("score_errors", 0),
+            "residential": sum(r.get("residential", r.get("k", 0)) for r in regions.values()),
+        }
     else:
-        model = (summary.get("run") or {}).get("model")
-    regions = summary.get("regions", {})
-    totals = summary.get("totals") or {
-        "input_records": summary.get("input_records", summary.get("scored")),
-        "scored": summary.get("scored"),
-        "errors": summary.get("errors", 0),
-        "reconciled": summary.get("reconciled"),
-        "residential": sum(r.get("residential", r.get("k", 0)) for r in regions.values()),
-    }
+        model = (summary.get("inputs") or {}).get("model")
+        regions = summary.get("regions", {})
+        totals = counts
     for r in regions.values():
         if r.get("achieved_fraction") is None and r.get("n"):
             r["achieved_fraction"] = r.get("residential", r.get("k", 0)) / r["n"]
@@ -330,7 +332,7 @@ def score_section(run_dir: str) -> str:
     out.append(
         f"<p>Records in: <b>{totals.get('input_records', '?')}</b> = scored "
         f"<b>{totals.get('scored', '?')}</b> + rejected <b>{totals.get('errors', '?')}</b> "
-        f"(reconciles: {_ok(totals.get('reconciled'))}). Residential: "
+        f"(reconciles: {_ok(summary.get('reconciles'))}). Residential: "
         f"{totals.get('residential', '?')}. Duplicate ids: "
         f"{summary.get('duplicates', {}).get('count', 0)}.</p>"
     )
@@ -511,26 +513,26 @@ def truth_section(run_dir: str, truth: dict, masks: list[str]) -> str:
 def segment_section(run_dir: str, panels_per_image: int = 12, max_panels: int = 48) -> str:
     """Tiles and windows that reconcile, truth measures, a mosaic and every tile's panel."""
     summary = _read_json(os.path.join(run_dir, SUMMARY_FILE))
-    tiles = summary.get("tiles", {})
-    windows = summary.get("windows", {})
-    rec = summary.get("reconciliation", {})
+    counts, inputs = summary.get("counts", {}), summary.get("inputs", {})
+    tiles = counts.get("tiles", {})
+    windows = counts.get("windows", {})
     out = [
         _table(
             ["what", "count"],
             [(f"tiles {k}", v) for k, v in tiles.items()]
             + [(f"windows {k}", v) for k, v in windows.items()],
         ),
-        f"<p>Tiles reconcile: {_ok(rec.get('tiles_ok'))}; windows reconcile: "
-        f"{_ok(rec.get('windows_ok'))}. Footprints found: "
-        f"<b>{summary.get('footprints', {}).get('count', '?')}</b>.</p>",
+        f"<p>Counts reconcile: {_ok(summary.get('reconciles'))} "
+        f"({_esc('; '.join(summary.get('checks', [])))}). Footprints found: "
+        f"<b>{counts.get('footprints', '?')}</b>.</p>",
     ]
     masks = run_files(os.path.join(run_dir, "masks"), ".tif")
     truth = summary.get("truth")
     if truth:
         out.append(truth_section(run_dir, truth, masks))
-    pairs = _match_masks(summary.get("raster"), masks)
+    pairs = _match_masks(inputs.get("raster"), masks)
     crs = (summary.get("footprints") or {}).get("crs")
-    threshold = summary.get("mask_threshold", 0.5)
+    threshold = inputs.get("mask_threshold", 0.5)
     layers = footprint_layers(run_dir)
     if pairs:
         out.append("<h3>The whole area</h3>")
@@ -574,7 +576,7 @@ def segment_section(run_dir: str, panels_per_image: int = 12, max_panels: int = 
     if masks:
         coverage = {os.path.splitext(os.path.basename(m))[0]: mask_coverage(m) for m in masks[:60]}
         out.append(_img(plots.coverage_bars(coverage), "mask coverage per tile"))
-    out.append(model_section(summary.get("model"), "Segmenter model"))
+    out.append(model_section(inputs.get("model"), "Segmenter model"))
     return "".join(out)
 
 
@@ -630,8 +632,7 @@ def warnings_of(output_dir: str, runs: list[tuple[str, str]], demo: dict) -> lis
         for w in summary.get("warnings") or []:
             found.append({**w, "where": where})
         models += [
-            (summary.get("run") or {}).get("model"),
-            summary.get("model"),
+            (summary.get("inputs") or {}).get("model"),
             (summary.get("scores") or {}).get("classifier")
             if isinstance(summary.get("scores"), dict)
             else None,
@@ -717,11 +718,7 @@ window.addEventListener('load', function () {
 
 def _kind(run_dir: str) -> str | None:
     summary = _read_json(os.path.join(run_dir, SUMMARY_FILE))
-    if "windows" in summary:
-        return "segment"
-    if "regions" in summary:
-        return "score"
-    return None
+    return summary.get("job") if summary.get("job") in ("segment", "score") else None
 
 
 def find_runs(output_dir: str) -> list[tuple[str, str]]:

@@ -28,6 +28,7 @@ from pipeline.inference.handlers import (
     ChipScoreHandler,
     InferenceFailure,
 )
+from pipeline.ptransform import DataclassTransform
 from pipeline.sources.chips import ChipMeta
 
 __all__ = ["ChipScoreHandler", "InferenceFailure", "ScoreRecords", "ScoredBatch", "split_outcomes"]
@@ -114,7 +115,7 @@ class SplitOutcomesFn(beam.DoFn):
 
 
 @dataclasses.dataclass
-class ScoreRecords(beam.PTransform):
+class ScoreRecords(DataclassTransform):
     """Scores ``(ChipMeta, record)`` pairs with Beam's RunInference.
 
     Attributes:
@@ -130,9 +131,6 @@ class ScoreRecords(beam.PTransform):
     handler: ChipScoreHandler
 
     ERRORS = "errors"
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, pairs):
         """Runs the model; returns scores on the main output and failures on ``errors``."""

@@ -46,6 +46,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from footprints import contracts
 from footprints.contracts import ErrorRecord
 from pipeline.inference import handlers
+from pipeline.ptransform import DataclassTransform
 from pipeline.sources.rasters import WindowInput
 from pipeline.stitching.stitch import FAILED, CorePrediction
 
@@ -241,7 +242,7 @@ class _CropFn(beam.DoFn):
 
 
 @dataclasses.dataclass
-class RunSegmenter(beam.PTransform):
+class RunSegmenter(DataclassTransform):
     """Predicts windows and crops each prediction to its core.
 
     Input: ``(WindowInput, uint8 image)``. Returns a tagged result: main
@@ -250,9 +251,6 @@ class RunSegmenter(beam.PTransform):
     """
 
     handler: SegmenterModelHandler
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, windows):
         """Predicts and crops; returns ``{"cores": ..., "errors": ...}``."""

@@ -46,6 +46,7 @@ from apache_beam.io.filesystems import FileSystems
 from footprints import contracts
 from footprints.contracts import Chip, ErrorRecord
 from footprints.errors import ContractError
+from pipeline.ptransform import DataclassTransform
 
 NAMESPACE = "score"
 READ_STAGE = "read"
@@ -252,7 +253,7 @@ class ReadShardFn(beam.DoFn):
 
 
 @dataclasses.dataclass
-class ReadChipRecords(beam.PTransform):
+class ReadChipRecords(DataclassTransform):
     """Reads chip shards matching a glob, surviving damaged shards.
 
     Attributes:
@@ -267,9 +268,6 @@ class ReadChipRecords(beam.PTransform):
     pattern: str
 
     ERRORS = ReadShardFn.ERRORS
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, pbegin):
         """Matches the shards, spreads them over workers and reads them."""

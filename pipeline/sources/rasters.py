@@ -39,6 +39,7 @@ import numpy as np
 from footprints.contracts import ErrorRecord, SegmenterAssets, scale_to_model_input
 from footprints.errors import Reason
 from footprints.tiles import TileInfo, TileRejected, check_for_model, read_header, scene_of
+from pipeline.ptransform import DataclassTransform
 from pipeline.sources.open_rasters import OpenRasters
 from pipeline.stitching.windows import WindowPlan, cut_and_pad, read_box
 
@@ -111,7 +112,7 @@ class WindowInput:
 
 
 @dataclasses.dataclass
-class MatchTiles(beam.PTransform):
+class MatchTiles(DataclassTransform):
     """Matches a glob of tiles; with ``one_per_scene``, paths with unique scene names.
 
     Attributes:
@@ -127,9 +128,6 @@ class MatchTiles(beam.PTransform):
 
     pattern: str
     one_per_scene: bool = True
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, pbegin):
         """Matches the glob; returns paths and an error per duplicate scene."""
@@ -196,7 +194,7 @@ class _ValidateFn(beam.DoFn):
 
 
 @dataclasses.dataclass
-class ValidateTiles(beam.PTransform):
+class ValidateTiles(DataclassTransform):
     """Reads each tile's header (and checks it against a model); result ``tiles`` / ``errors``.
 
     Attributes:
@@ -210,9 +208,6 @@ class ValidateTiles(beam.PTransform):
     stage: str = "validate"
     namespace: str = NAMESPACE
 
-    def __post_init__(self):
-        super().__init__()
-
     def expand(self, paths):
         """Checks each tile's header; returns ``tiles`` and ``errors``."""
         check = _ValidateFn(self.assets, self.stage, self.namespace)
@@ -220,7 +215,7 @@ class ValidateTiles(beam.PTransform):
 
 
 @dataclasses.dataclass
-class ReadTiles(beam.PTransform):
+class ReadTiles(DataclassTransform):
     """Raster glob -> TileInfo per usable tile, ErrorRecord per bad one (``footprints prepare``).
 
     :class:`MatchTiles` (every file) then :class:`ValidateTiles` without a
@@ -230,9 +225,6 @@ class ReadTiles(beam.PTransform):
     pattern: str
     stage: str = "read_raster"
     namespace: str = "prepare"
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, pbegin):
         """Matches the glob and reads each tile's header."""
@@ -297,7 +289,7 @@ class _ReadFn(beam.DoFn):
 
 
 @dataclasses.dataclass
-class ReadWindows(beam.PTransform):
+class ReadWindows(DataclassTransform):
     """Reads planned windows.
 
     Input: ``(WindowPlan, TileInfo)``. Returns a tagged result: main
@@ -308,9 +300,6 @@ class ReadWindows(beam.PTransform):
     """
 
     assets: SegmenterAssets
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, planned):
         """Reads each planned window; returns windows, ``nodata`` and ``errors``."""

@@ -20,6 +20,7 @@ import apache_beam as beam
 
 from footprints.contracts import ErrorRecord
 from pipeline.keys import TileKey
+from pipeline.ptransform import DataclassTransform
 from pipeline.stitching.stitch import CorePrediction, StitchError, TileStitcher
 from pipeline.stitching.windows import plan_windows
 
@@ -29,7 +30,7 @@ ERRORS = "errors"
 
 
 @dataclasses.dataclass
-class PlanWindows(beam.PTransform):
+class PlanWindows(DataclassTransform):
     """TileInfo -> reshuffled ``(WindowPlan, TileInfo)``, one per model window.
 
     Attributes:
@@ -39,9 +40,6 @@ class PlanWindows(beam.PTransform):
 
     size: int
     halo: int
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, tiles):
         """Plans every tile's windows and spreads them over workers."""
@@ -110,7 +108,7 @@ class _StitchFn(beam.DoFn):
 
 
 @dataclasses.dataclass
-class StitchTiles(beam.PTransform):
+class StitchTiles(DataclassTransform):
     """Joins tiles with their windows' cores and stitches each tile's mask.
 
     Input: a dict ``{"tiles": PCollection[TileInfo], "cores":
@@ -123,9 +121,6 @@ class StitchTiles(beam.PTransform):
 
     size: int
     halo: int
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, inputs):
         """Groups cores by tile and stitches each tile's mask."""

@@ -32,6 +32,7 @@ import apache_beam as beam
 import numpy as np
 
 from pipeline.inference import ScoredBatch
+from pipeline.ptransform import DataclassTransform
 from pipeline.sources.chips import ChipMeta
 from pipeline.thresholds.expected import ScoreStatsFn
 from pipeline.thresholds.fractions import RegionFractions
@@ -241,7 +242,7 @@ def _label_outside(batch: LabelledBatch, results: dict[str, RegionResult]) -> La
 
 
 @dataclasses.dataclass
-class LabelExactFraction(beam.PTransform):
+class LabelExactFraction(DataclassTransform):
     """Labels exactly ``floor(p * N + 1/2)`` chips residential in every region.
 
     Attributes:
@@ -259,9 +260,6 @@ class LabelExactFraction(beam.PTransform):
 
     fractions: RegionFractions
     epsilon: float = DEFAULT_EPSILON
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, scored):
         """Sketches each region's scores, picks thresholds and labels every chip."""

@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 
 from footprints import contracts
+from pipeline.ptransform import DataclassTransform
 from pipeline.writers.files import RemoveStaleShards
 
 
@@ -24,7 +25,7 @@ def shard_glob(prefix: str) -> str:
 
 
 @dataclasses.dataclass
-class WriteChips(beam.PTransform):
+class WriteChips(DataclassTransform):
     """Writes serialized chip records as a complete, sharded set.
 
     Attributes:
@@ -39,9 +40,6 @@ class WriteChips(beam.PTransform):
     prefix: str
     num_shards: int = 4
     compression: str = "none"
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, records):
         """Writes the shards and removes stale ones; returns the list of files."""

@@ -44,6 +44,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from footprints.errors import ConfigError
 from footprints.files import match_files
+from pipeline.ptransform import DataclassTransform
 
 #: What any footprints run writes into its output folder (score, segment, report).
 FOLDER_OUTPUTS = frozenset(
@@ -94,7 +95,7 @@ def remove_stale_shards(written: list[str], pattern: str) -> list[str]:
 
 
 @dataclasses.dataclass
-class RemoveStaleShards(beam.PTransform):
+class RemoveStaleShards(DataclassTransform):
     """After a sharded write, deletes older shards that match ``pattern``.
 
     Input: the PCollection of file names a Beam file sink returns. Output: one
@@ -102,9 +103,6 @@ class RemoveStaleShards(beam.PTransform):
     """
 
     pattern: str
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, written):
         """Deletes the stale shards; returns this run's sorted file list."""
@@ -127,13 +125,10 @@ def write_json_atomic(path: str, obj: Any) -> str:
 
 
 @dataclasses.dataclass
-class WriteJson(beam.PTransform):
+class WriteJson(DataclassTransform):
     """Writes the single element of a PCollection as a JSON file, atomically."""
 
     path: str
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, pcoll):
         """Writes the element to ``path``."""

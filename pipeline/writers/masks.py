@@ -13,6 +13,7 @@ import dataclasses
 
 import apache_beam as beam
 
+from pipeline.ptransform import DataclassTransform
 from pipeline.stitching.cog import BINARY_BAND, PROBABILITY_BAND, write_mask_cog
 from pipeline.stitching.stitch import TileMask
 from pipeline.stitching.vrt import MaskEntry, write_mosaics
@@ -57,7 +58,7 @@ def finish_masks(entries: list[MaskEntry], masks_dir: str, binary: bool) -> dict
 
 
 @dataclasses.dataclass
-class WriteMasks(beam.PTransform):
+class WriteMasks(DataclassTransform):
     """Writes TileMasks as COGs and the mosaic.
 
     Attributes:
@@ -74,9 +75,6 @@ class WriteMasks(beam.PTransform):
     masks_dir: str
     threshold: float | None = None
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, masks):
         """Writes each mask as a COG, then the mosaic over all of them."""

@@ -15,7 +15,8 @@
   :class:`WriteCsv` and :class:`WriteScoresBigQuery`.
 * ``summary.json`` is written last, after every table is in place, so its
   presence means the run finished; the command deletes an older one before
-  the run starts.
+  the run starts. Its layout is every job's (:func:`pipeline.jobs.summary_head`)
+  followed by ``regions``, ``all_regions_exact`` and ``duplicates``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import numpy as np
 
 from footprints import contracts
 from footprints.errors import ConfigError
+from pipeline.jobs import summary_head
+from pipeline.ptransform import DataclassTransform
 from pipeline.thresholds import LabelledBatch, RegionResult
 from pipeline.thresholds.expected import rank_warnings, regions_with_stats
 from pipeline.writers import geo
@@ -199,7 +202,7 @@ def csv_line(row: Mapping[str, Any], columns: list[str] = CSV_COLUMNS) -> str:
 
 
 @dataclasses.dataclass
-class WriteCsv(beam.PTransform):
+class WriteCsv(DataclassTransform):
     """Writes table rows to one CSV file (header first, geometry as WKT).
 
     Returns a singleton PCollection (the list of files) once the file is in place.
@@ -207,9 +210,6 @@ class WriteCsv(beam.PTransform):
 
     path: str
     columns: list[str] = dataclasses.field(default_factory=lambda: list(CSV_COLUMNS))
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, rows):
         """Writes the rows as CSV lines under a header; returns the list of files."""
@@ -273,7 +273,7 @@ def bigquery_row(row: Mapping[str, Any], crs: str | None) -> dict[str, Any]:
 
 
 @dataclasses.dataclass
-class WriteScoresBigQuery(beam.PTransform):
+class WriteScoresBigQuery(DataclassTransform):
     """Loads table rows into a BigQuery table, replacing its contents.
 
     Attributes:
@@ -285,9 +285,6 @@ class WriteScoresBigQuery(beam.PTransform):
     table: str
     crs: str | None = None
     schema: dict = dataclasses.field(default_factory=lambda: BIGQUERY_SCHEMA)
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, rows):
         """Loads the rows into the table."""
@@ -353,21 +350,28 @@ def build_summary(
             # What the calibrated scores expect (see pipeline.thresholds.expected).
             "scores": r.scores,
         }
-    return {
-        "run": dict(run),
-        "regions": per_region,
-        "totals": {
+    scored, errors = counts["scored"], counts["errors"]
+    inputs = {k: v for k, v in run.items() if k != "run_id"}
+    head = summary_head(
+        "score",
+        run.get("run_id", ""),
+        inputs=inputs,
+        counts={
             "input_records": input_records,
             "records_read": counts["records_read"],
-            "scored": counts["scored"],
-            "errors": counts["errors"],
-            "errors_by_reason": dict(sorted(errors_by_reason.items())),
+            "scored": scored,
+            "errors": errors,
             "residential": sum(residential.values()),
-            "reconciled": input_records == counts["scored"] + counts["errors"],
-            "all_regions_exact": all(v["exact"] for v in per_region.values()),
         },
+        checks={"input_records == scored + errors": input_records == scored + errors},
+        errors_by_reason=errors_by_reason,
+        warnings=[*map(dict, warnings), *rank_warnings(regions_with_stats(regions))],
+    )
+    return {
+        **head,
+        "regions": per_region,
+        "all_regions_exact": all(v["exact"] for v in per_region.values()),
         "duplicates": dict(duplicates),
-        "warnings": [*map(dict, warnings), *rank_warnings(regions_with_stats(regions))],
     }
 
 
@@ -382,7 +386,7 @@ def duplicate_report(id_counts: list[tuple[str, int]], limit: int = 20) -> dict[
 
 
 @dataclasses.dataclass
-class WriteScoreOutputs(beam.PTransform):
+class WriteScoreOutputs(DataclassTransform):
     """Writes ``scores/``, ``errors/``, optional CSV and BigQuery, then ``summary.json``.
 
     Attributes:
@@ -411,9 +415,6 @@ class WriteScoreOutputs(beam.PTransform):
     bigquery_table: str | None = None
     num_shards: int = 1
     warnings: Sequence[Mapping[str, str]] = ()
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, inputs):
         """Writes every output of a score run, the summary last."""

@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from footprints import contracts
+from pipeline.ptransform import DataclassTransform
 from pipeline.writers.files import RemoveStaleShards, join
 
 SHARD_TEMPLATE = contracts.SHARD_TEMPLATE
@@ -60,7 +61,7 @@ def table_pattern(directory: str, prefix: str = "part") -> str:
 
 
 @dataclasses.dataclass
-class _FinishTable(beam.PTransform):
+class _FinishTable(DataclassTransform):
     """After a table's files are written: older shards removed, the BigQuery schema beside it.
 
     Input: the written file names. Output: one element, their sorted list.
@@ -69,9 +70,6 @@ class _FinishTable(beam.PTransform):
     directory: str
     prefix: str
     schema: pa.Schema
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, written):
         return (
@@ -83,7 +81,7 @@ class _FinishTable(beam.PTransform):
 
 
 @dataclasses.dataclass
-class WriteTable(beam.PTransform):
+class WriteTable(DataclassTransform):
     """Writes dict rows to a sharded Parquet table that replaces earlier runs.
 
     Attributes:
@@ -105,9 +103,6 @@ class WriteTable(beam.PTransform):
     num_shards: int = 1
     prefix: str = "part"
 
-    def __post_init__(self):
-        super().__init__()
-
     def expand(self, rows):
         """Writes the Parquet shards and removes stale ones; returns the list of files."""
         written = rows | "WriteParquet" >> beam.io.WriteToParquet(
@@ -122,13 +117,10 @@ class WriteTable(beam.PTransform):
 
 
 @dataclasses.dataclass
-class WriteErrors(beam.PTransform):
+class WriteErrors(DataclassTransform):
     """Writes :class:`footprints.contracts.ErrorRecord` dead letters to ``DIR``."""
 
     directory: str
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, errors):
         """Writes the error records as a table."""
@@ -382,7 +374,7 @@ def _write_shard(
 
 
 @dataclasses.dataclass
-class WriteGeoTable(beam.PTransform):
+class WriteGeoTable(DataclassTransform):
     """Writes dict rows with a WKB geometry as a sharded, complete GeoParquet 1.1 table.
 
     Attributes:
@@ -407,9 +399,6 @@ class WriteGeoTable(beam.PTransform):
     prefix: str = "part"
     row_group_rows: int = ROW_GROUP_ROWS
     rows_per_file: int = ROWS_PER_FILE
-
-    def __post_init__(self):
-        super().__init__()
 
     def expand(self, rows):
         """Plans shards from count and extent, then writes the GeoParquet files."""

@@ -1,0 +1,123 @@
+"""Flag groups the pipeline commands share, with defaults taken from the job configs.
+
+``prepare``, ``score`` and ``segment`` share flags (the output, the run id,
+``--dry-run``, batch sizes, the accelerator hint, the extra tables). Each
+group is added by one function here, so a flag is spelled, explained and
+checked one way. A default is never written here: it is the field default of
+the job's config dataclass (``ScoreConfig.batch_size``, ...), read only when
+``--help`` is printed, so building the parser imports neither Beam nor
+TensorFlow. A flag left out arrives as :class:`ConfigDefault`;
+:func:`resolve_defaults` (called by ``footprints.cli.parse_command_line``)
+replaces it with the field's value once the command is known, and
+:func:`settings` maps flags to the config's setting names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+from typing import Any
+
+
+class ConfigDefault:
+    """The default of ``field`` of a job config class, looked up when shown.
+
+    Args:
+        config: ``"module:Class"`` of a config dataclass, e.g.
+            ``"pipeline.score:ScoreConfig"``.
+        field: The field's name.
+    """
+
+    def __init__(self, config: str, field: str):
+        self.config = config
+        self.field = field
+
+    def value(self) -> Any:
+        """The field's default (imports the config's module)."""
+        module, name = self.config.split(":")
+        cls = getattr(importlib.import_module(module), name)
+        return {f.name: f.default for f in dataclasses.fields(cls)}[self.field]
+
+    def __str__(self) -> str:
+        """What ``%(default)s`` shows in ``--help``."""
+        return str(self.value())
+
+
+def resolve_defaults(args: argparse.Namespace) -> None:
+    """Replaces every :class:`ConfigDefault` in ``args`` with the config field's value."""
+    for name, value in vars(args).items():
+        if isinstance(value, ConfigDefault):
+            setattr(args, name, value.value())
+
+
+def settings(args: argparse.Namespace, **names: str) -> dict[str, Any]:
+    """``{setting: value}`` of parsed flags, for a config's ``create``.
+
+    Args:
+        args: The parsed flags.
+        **names: ``setting="dest"`` pairs: the config's field name and the
+            flag's ``dest``.
+    """
+    out = {}
+    for setting, dest in names.items():
+        value = getattr(args, dest)
+        out[setting] = value.value() if isinstance(value, ConfigDefault) else value
+    return out
+
+
+def add_output_flags(
+    parser: argparse.ArgumentParser, *, metavar: str, help: str, run_id_help: str
+) -> None:
+    """``--output``, ``--run-id`` and ``--dry-run``, which every pipeline command has."""
+    parser.add_argument("--output", required=True, metavar=metavar, help=help)
+    parser.add_argument("--run-id", help=run_id_help)
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the inputs and print the plan (files, tiles, windows, "
+        "estimated work) without running anything",
+    )
+
+
+def add_batch_flags(parser: argparse.ArgumentParser, config: str, *, what: str) -> None:
+    """``--batch-size`` and ``--min-batch-size``, checked by ``jobs.check_batch_sizes``."""
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=ConfigDefault(config, "batch_size"),
+        metavar="N",
+        help=f"largest batch of {what} handed to the model (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-batch-size", type=int, metavar="N", help="smallest batch (default: --batch-size)"
+    )
+
+
+def add_accelerator_flag(parser: argparse.ArgumentParser, *, steps: str, example: str) -> None:
+    """``--accelerator``: the Beam resource hint of the inference steps."""
+    parser.add_argument(
+        "--accelerator",
+        metavar="HINT",
+        help=f"Beam accelerator hint for {steps}, e.g. '{example}'; loads one model per GPU",
+    )
+
+
+def add_table_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    crs_dest: str,
+    csv_help: str,
+    bigquery_help: str,
+    crs_help: str,
+) -> None:
+    """``--csv``, ``--bigquery-table`` and ``--output-crs``: the extra copies of the main table."""
+    parser.add_argument("--csv", action="store_true", help=csv_help)
+    parser.add_argument("--bigquery-table", metavar="PROJECT:DATASET.TABLE", help=bigquery_help)
+    parser.add_argument(
+        "--output-crs",
+        f"--{crs_dest.replace('_', '-')}",
+        dest=crs_dest,
+        metavar="CRS",
+        help=crs_help + "; centroid_lon/centroid_lat are always EPSG:4326",
+    )

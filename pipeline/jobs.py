@@ -1,0 +1,181 @@
+"""The one shape of every pipeline job (``prepare``, ``score``, ``segment``).
+
+Each job module (:mod:`pipeline.prepare`, :mod:`pipeline.score`,
+:mod:`pipeline.segment`) has the same three parts::
+
+    config = XConfig.create(**settings)   # checks everything; ConfigError/InputError
+                                          # (exit 2, with the fix) before anything runs
+    build_pipeline(pipeline, config)      # adds the job's stages to a Beam pipeline
+    summary = run_config(config, options) # runs it; returns the summary.json it wrote
+
+and every job writes one ``summary.json`` layout. Its first keys are the same
+for all three jobs (:func:`summary_head`)::
+
+    job          "prepare" | "score" | "segment"
+    run_id       the run's id (tags of rows, masks and the summary)
+    inputs       what the run read and the settings it ran with
+    counts       every count the reconciliation compares
+    reconciles   one bool: every equation in ``checks`` holds
+    checks       those equations, as text over the names in ``counts``
+    errors_by_reason, warnings
+    files, metrics  added after the run by :func:`pipeline.monitoring.run_to_summary`
+
+followed by the job's own sections (score ``regions``; segment ``masks``,
+``footprints``, ``truth`` ...). The shared checks and helpers of the configs
+live here too: :func:`new_run_id`, :func:`check_batch_sizes`.
+
+Transform outputs follow one convention across the pipeline, the one most
+of its transforms already use: outputs are read by tag. A transform with one
+output returns a PCollection; a step with dead letters returns Beam's tagged
+outputs (``beam.ParDo(...).with_outputs(ERRORS, main="tiles")``, read as
+``result["tiles"]`` / ``result.tiles`` and ``result[ERRORS]``); a composite
+with several outputs returns a dict of the same tags, so ``result[ERRORS]``
+reads both alike. Every ``build_pipeline`` returns such a dict. (The
+documented public ``ScoreChips`` keeps its ``ScoreChipsResult`` NamedTuple,
+whose field names are the same tags.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+from footprints.errors import ConfigError
+
+#: The keys every job's summary.json starts with, in this order.
+HEAD_KEYS = (
+    "job",
+    "run_id",
+    "inputs",
+    "counts",
+    "reconciles",
+    "checks",
+    "errors_by_reason",
+    "warnings",
+)
+
+
+def new_run_id(job: str) -> str:
+    """A fresh run id: the job, the UTC time and a random suffix.
+
+    Example: ``new_run_id("score")`` -> ``"score-20261201T132700Z-3f9a1c"``.
+    """
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{job}-{now}-{uuid.uuid4().hex[:6]}"
+
+
+def check_batch_sizes(
+    batch_size: int,
+    min_batch_size: int | None = None,
+    flags: tuple[str, str | None] = ("--batch-size", "--min-batch-size"),
+) -> None:
+    """Raises ConfigError unless ``1 <= min_batch_size <= batch_size``.
+
+    Args:
+        batch_size: The largest batch handed to a model.
+        min_batch_size: The smallest batch; None means ``batch_size``.
+        flags: The flag names the message shows (None: the job has no
+            smallest-batch flag).
+    """
+    low = min_batch_size or batch_size
+    if 1 <= low <= batch_size:
+        return
+    if flags[1] is None:
+        raise ConfigError(f"{flags[0]} {batch_size!r} must be at least 1")
+    raise ConfigError(
+        f"{flags[0]} {batch_size} and {flags[1]} {low} must satisfy "
+        "1 <= min <= batch size; set the smallest batch no larger than the largest"
+    )
+
+
+def with_defaults(config_class: type, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` over the field defaults of ``config_class``; a None setting is not given.
+
+    The configs' dataclass fields hold each job's defaults, once: the CLI
+    passes None for a flag left out, and a config's ``create`` reads every
+    setting from the dict this returns.
+
+    Example: for fields ``batch_size: int = 64`` and ``csv: bool = False``,
+    ``with_defaults(C, {"batch_size": None, "csv": True})`` ->
+    ``{"batch_size": 64, "csv": True}``.
+    """
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(config_class)
+        if f.default is not dataclasses.MISSING
+    }
+    return {**defaults, **{k: v for k, v in settings.items() if v is not None}}
+
+
+def summary_head(
+    job: str,
+    run_id: str,
+    *,
+    inputs: Mapping[str, Any],
+    counts: Mapping[str, Any],
+    checks: Mapping[str, bool],
+    errors_by_reason: Mapping[str, int],
+    warnings: Sequence[Mapping[str, str]] = (),
+) -> dict[str, Any]:
+    """The keys every summary.json starts with (see the module docstring).
+
+    Args:
+        job: The job's name.
+        run_id: The run's id.
+        inputs: What the run read and the settings it ran with.
+        counts: The counts that ``checks`` compare.
+        checks: Each reconciliation equation (text) and whether it holds;
+            ``reconciles`` is true when all of them hold.
+        errors_by_reason: Dead letters per reason.
+        warnings: ``{"code", "message"}`` warnings.
+
+    Example: ``checks={"inputs == chips + errors": True}`` gives
+    ``reconciles: true, checks: ["inputs == chips + errors"]``.
+    """
+    return {
+        "job": job,
+        "run_id": run_id,
+        "inputs": dict(inputs),
+        "counts": dict(counts),
+        "reconciles": all(checks.values()),
+        "checks": list(checks),
+        "errors_by_reason": dict(sorted(errors_by_reason.items())),
+        "warnings": [dict(w) for w in warnings],
+    }
+
+
+class JobConfig(Protocol):
+    """What :func:`run_job` needs of a config: where its summary goes."""
+
+    @property
+    def summary_path(self) -> str:
+        """Path of the run's summary.json."""
+        ...
+
+
+C = TypeVar("C", bound=JobConfig)
+
+
+def run_job(
+    build_pipeline: Callable[[Any, C], Any], config: C, options: Sequence[str] | Any = ()
+) -> dict:
+    """Builds the job on a new pipeline, runs it to completion, returns its summary.
+
+    Args:
+        build_pipeline: The job's ``build_pipeline(pipeline, config)``.
+        config: The job's validated config.
+        options: Beam ``PipelineOptions``, or the flags to make them from.
+    """
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.monitoring import run_to_summary
+
+    if not isinstance(options, PipelineOptions):
+        options = PipelineOptions(list(options))
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, config)
+    return run_to_summary(pipeline, config.summary_path)
