@@ -157,7 +157,7 @@ def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         problem = unknown_options(sub, unknown)
         if problem:
             sub.error(problem)
-    from footprints.commands._flags import resolve_defaults
+    from footprints_app.commands._flags import resolve_defaults
 
     resolve_defaults(args)
     return args, unknown

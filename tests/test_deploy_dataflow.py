@@ -85,7 +85,7 @@ def _options(target):
 
 def _parse(job: str, flags: list[str]):
     """The footprints command's own parser on ``flags``; fails if a flag is unknown to it."""
-    from footprints.commands._flags import resolve_defaults
+    from footprints_app.commands._flags import resolve_defaults
 
     args, unknown = cli.build_parser().parse_known_args([job, *flags])
     resolve_defaults(args)

@@ -146,7 +146,7 @@ def test_count_all_counts_named_and_keyed_streams():
 
 
 def test_help_shows_the_configs_defaults(capsys):
-    from footprints import cli
+    from footprints_app import cli
 
     with pytest.raises(SystemExit):
         cli.main(["score", "--help"])

@@ -7,7 +7,7 @@ checked one way. A default is never written here: it is the field default of
 the job's config dataclass (``ScoreConfig.batch_size``, ...), read only when
 ``--help`` is printed, so building the parser imports neither Beam nor
 TensorFlow. A flag left out arrives as :class:`ConfigDefault`;
-:func:`resolve_defaults` (called by ``footprints.cli.parse_command_line``)
+:func:`resolve_defaults` (called by ``footprints_app.cli.parse_command_line``)
 replaces it with the field's value once the command is known, and
 :func:`settings` maps flags to the config's setting names.
 """

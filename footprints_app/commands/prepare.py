@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from footprints.commands._flags import ConfigDefault, add_output_flags, settings
+from footprints_app.commands._flags import ConfigDefault, add_output_flags, settings
 
 CONFIG = "pipeline.prepare:PrepareConfig"
 SPEC = "pipeline.chipping:ChipSpec"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from footprints.commands import _flags as flags
+from footprints_app.commands import _flags as flags
 
 CONFIG = "pipeline.score:ScoreConfig"
 
