@@ -15,8 +15,12 @@ replaces it with the field's value once the command is known, and
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import functools
 import importlib
+import importlib.util
+import os
 from typing import Any
 
 
@@ -39,9 +43,95 @@ class ConfigDefault:
         cls = getattr(importlib.import_module(module), name)
         return {f.name: f.default for f in dataclasses.fields(cls)}[self.field]
 
+    def shown(self) -> Any:
+        """The field's default read from the config module's source, not imported.
+
+        The config modules import Beam (about two seconds), which ``--help``
+        must not pay, so the default is read from the class body with
+        :mod:`ast`: a literal, ``dataclasses.field(default=literal)`` or a
+        module-level literal constant. Anything else falls back to
+        :meth:`value`. ``tests/test_flags.py`` checks both ways agree for
+        every flag.
+        """
+        module, name = self.config.split(":")
+        found = _static_defaults(module, name)
+        return found[self.field] if self.field in found else self.value()
+
     def __str__(self) -> str:
         """What ``%(default)s`` shows in ``--help``."""
-        return str(self.value())
+        return str(self.shown())
+
+
+@functools.cache
+def _module_tree(module: str) -> ast.Module | None:
+    """The parsed source of ``module``, found without importing it."""
+    # Only the top-level package is looked up: find_spec of a submodule would
+    # import its parent packages, and pipeline.inference's imports Beam.
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.origin:
+        return None
+    base = os.path.join(os.path.dirname(spec.origin), *rest)
+    for path in (base + ".py", os.path.join(base, "__init__.py")):
+        if rest and os.path.isfile(path) or not rest and path.endswith("__init__.py"):
+            with open(path if rest else spec.origin, encoding="utf-8") as f:
+                return ast.parse(f.read())
+    return None
+
+
+@functools.cache
+def _static_constants(module: str) -> dict[str, Any]:
+    """Module-level literal constants of ``module``, and those it imports by name."""
+    tree = _module_tree(module)
+    constants: dict[str, Any] = {}
+    for node in tree.body if tree else []:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name):
+                try:
+                    constants[target.id] = ast.literal_eval(node.value)
+                except ValueError:
+                    pass
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            wanted = {a.name: a.asname or a.name for a in node.names}
+            if node.module.split(".")[0] in ("pipeline", "model_training", "footprints"):
+                source = _static_constants(node.module)
+                constants.update({alias: source[n] for n, alias in wanted.items() if n in source})
+    return constants
+
+
+@functools.cache
+def _static_defaults(module: str, name: str) -> dict[str, Any]:
+    """``{field: default}`` of the literal defaults of class ``name`` in ``module``'s source."""
+    tree = _module_tree(module)
+    if tree is None:
+        return {}
+    constants = _static_constants(module)
+
+    def literal(value: ast.expr) -> Any:
+        if isinstance(value, ast.Name) and value.id in constants:
+            return constants[value.id]
+        if isinstance(value, ast.Call) and getattr(value.func, "attr", None) == "field":
+            for kw in value.keywords:
+                if kw.arg == "default":
+                    return literal(kw.value)
+            raise ValueError("no literal default")
+        return ast.literal_eval(value)
+
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            for item in node.body:
+                if (
+                    isinstance(item, ast.AnnAssign)
+                    and isinstance(item.target, ast.Name)
+                    and item.value is not None
+                ):
+                    try:
+                        out[item.target.id] = literal(item.value)
+                    except (ValueError, TypeError, SyntaxError):
+                        pass
+    return out
 
 
 def resolve_defaults(args: argparse.Namespace) -> None:

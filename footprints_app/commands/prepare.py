@@ -8,7 +8,7 @@ from footprints_app.commands._flags import ConfigDefault, add_output_flags, sett
 
 CONFIG = "pipeline.prepare:PrepareConfig"
 SPEC = "pipeline.chipping:ChipSpec"
-CLASS_MAP = "pipeline.prepare:ClassMap"
+CLASS_MAP = "pipeline.labels:ClassMap"
 
 EPILOG = """\
 examples:
