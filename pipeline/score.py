@@ -59,7 +59,7 @@ from pipeline.thresholds import LabelExactFraction
 from pipeline.thresholds.expected import model_warnings
 from pipeline.thresholds.fractions import RegionFractions, parse_fraction, read_region_fractions
 from pipeline.thresholds.selection import DEFAULT_EPSILON, percentile_bound
-from pipeline.writers.files import join
+from pipeline.writers.files import SPILL_DIR, join
 from pipeline.writers.scores import (
     SUMMARY_FILE,
     WriteScoreOutputs,
@@ -147,6 +147,9 @@ class ScoreChips(beam.PTransform):
         model_copies: Model copies per machine shared by its processes (one
             per GPU); None loads one per process.
         epsilon: Rank error of the quantile sketch (see docs/scoring.md).
+        spill_dir: Folder the scored batches wait in between the exact
+            fraction's passes, reachable by every worker; emptied and removed
+            at the end (see :class:`~pipeline.thresholds.LabelExactFraction`).
 
     Returns:
         :class:`ScoreChipsResult` ``(scores, errors, regions)``.
@@ -168,6 +171,7 @@ class ScoreChips(beam.PTransform):
     accelerator: str | None = None
     model_copies: int | None = None
     epsilon: float = DEFAULT_EPSILON
+    spill_dir: str | None = None
 
     def __post_init__(self):
         super().__init__()
@@ -201,7 +205,9 @@ class ScoreChips(beam.PTransform):
             | "Progress" >> ShowProgress("chips")
             | "Score" >> ScoreRecords(self.handler())
         )
-        labelled = scored.scores | "Label" >> LabelExactFraction(self.fractions, self.epsilon)
+        labelled = scored.scores | "Label" >> LabelExactFraction(
+            self.fractions, self.epsilon, self.spill_dir
+        )
         # Batches until here; one row per chip from now on (the public output).
         rows = labelled["chips"] | "ToRows" >> beam.FlatMap(
             score_rows, self.model_id, self.run_id, self.crs
@@ -343,6 +349,7 @@ def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) 
         accelerator=config.accelerator,
         model_copies=copies,
         epsilon=config.epsilon,
+        spill_dir=join(config.output, SPILL_DIR),
     )
     read = p | "ReadChips" >> ReadChipRecords(config.chips)
     result = read.records | "ScoreChips" >> scorer

@@ -44,9 +44,13 @@ from apache_beam.io.filesystems import FileSystems
 
 from footprints.errors import ConfigError
 
+#: Where scoring parks its scored batches between passes (removed when the job ends;
+#: a killed run's folder is cleared by the next run): see ``pipeline.thresholds.spill``.
+SPILL_DIR = ".spill"
 #: What any footprints run writes into its output folder (score, segment, report).
 FOLDER_OUTPUTS = frozenset(
     {
+        SPILL_DIR,
         "summary.json",
         "report.html",
         "masks",
