@@ -183,7 +183,7 @@ class SplitByBracketFn(_BracketSidesFn):
     Input: spill file paths (:mod:`pipeline.thresholds.spill`). Outputs:
     ``inside``, ``(region, (meta, score, percentile))`` per bracket chip;
     ``above``, ``(region, (count, lowest score))`` per batch and region above
-    the bracket. The other chips are labelled by :class:`LabelOutsideFn`,
+    the bracket. The other chips are labelled by :class:`LabelChipsFn`,
     which reads the files again once the thresholds are known.
     """
 
@@ -215,17 +215,30 @@ class SplitByBracketFn(_BracketSidesFn):
                 )
 
 
-class LabelOutsideFn(_BracketSidesFn):
-    """Second pass over the spilled batches: labels every chip outside the brackets.
+class LabelChipsFn(_BracketSidesFn):
+    """Second pass over the spilled batches: every chip's labels, in one stage.
 
-    Input: spill file paths. Output: one :class:`LabelledBatch` per spilled
-    batch that has chips outside its regions' brackets (those inside come
-    from the exact pass), with the regions' thresholds and targets.
+    Input: spill file paths, and one :data:`BRACKET` item. A path gives one
+    :class:`LabelledBatch` per spilled batch with chips outside its regions'
+    brackets, labelled with the regions' thresholds and targets; the
+    :data:`BRACKET` item gives the exact pass's labelled bracket chips (an
+    iterable side input, small: about ``4 * epsilon`` of the chips). All
+    labelled chips so leave one transform: a Flatten of the two streams
+    would be materialized whole by the in-process DirectRunner.
     """
 
-    def process(self, path: str, plans: dict[str, RegionPlan], results: dict[str, RegionResult]):
-        """Outputs the labelled chips outside the brackets of one spill file."""
-        for batch in read_spill(path):
+    def process(
+        self,
+        item: str,
+        plans: dict[str, RegionPlan],
+        results: dict[str, RegionResult],
+        bracket=(),
+    ):
+        """Outputs the labelled chips of one spill file, or the bracket's."""
+        if item == BRACKET:
+            yield from bracket
+            return
+        for batch in read_spill(item):
             pct, above, inside = self.sides(batch, plans)
             if inside.any():
                 kept = np.flatnonzero(~inside)
@@ -237,6 +250,10 @@ class LabelOutsideFn(_BracketSidesFn):
             yield _label_outside(
                 LabelledBatch(batch.metas, batch.scores, pct, above, unknown, unknown), results
             )
+
+
+#: The work item of :class:`LabelChipsFn` that outputs the bracket chips (no path is empty).
+BRACKET = ""
 
 
 def _region_scores(batch: ScoredBatch):
@@ -358,12 +375,17 @@ class LabelExactFraction(beam.PTransform):
         results_si = beam.pvalue.AsDict(
             resolved.regions | "ByName" >> beam.Map(lambda r: (r.region, r))
         )
-        outside = spilled | "LabelOutside" >> beam.ParDo(LabelOutsideFn(), plans_si, results_si)
-        done = outside | "CountOutside" >> beam.combiners.Count.Globally()
+        work = (
+            spilled,
+            scored.pipeline | "BracketItem" >> beam.Create([BRACKET]),
+        ) | "LabelWork" >> beam.Flatten()
+        chips = work | "LabelAll" >> beam.ParDo(
+            LabelChipsFn(), plans_si, results_si, beam.pvalue.AsIter(resolved.chips)
+        )
+        done = chips | "CountLabelled" >> beam.combiners.Count.Globally()
         _ = (
             scored.pipeline
             | "SpillDir" >> beam.Create([spill_dir])
             | "RemoveSpill" >> beam.Map(remove_spill, beam.pvalue.AsSingleton(done))
         )
-        chips = (resolved.chips, outside) | "AllLabelled" >> beam.Flatten()
         return {"chips": chips, "regions": resolved.regions}
