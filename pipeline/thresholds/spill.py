@@ -92,7 +92,7 @@ class SpillBatchesFn(beam.DoFn):
         self._directory = directory
         self._spilled = beam.metrics.Metrics.counter("score", "records_spilled")
 
-    def start_bundle(self):
+    def start_bundle(self) -> None:
         """No file yet: one is opened by the bundle's first batch."""
         self._path: str | None = None
         self._file = None
