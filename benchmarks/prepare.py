@@ -38,7 +38,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-from machine import describe  # noqa: E402
+from machine import describe, run_child  # noqa: E402
 
 GRID = 4
 TILE = 1024
@@ -270,19 +269,9 @@ def child(spec: str) -> dict:
 def measure(which: str, tiles: str, footprints: str, output: str) -> dict:
     """One contender in a fresh process; wall time from the parent includes start-up."""
     spec = json.dumps([which, tiles, footprints, output])
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", spec],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_child(__file__, spec, which, {"PYTHONPATH": ROOT})
     wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{which} failed:\n{done.stderr[-4000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
     result["wall"] = wall
     result["per_s"] = result["chips"] / wall
     return result

@@ -34,7 +34,6 @@ import io
 import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-from machine import describe  # noqa: E402
+from machine import describe, run_child  # noqa: E402
 
 DEFAULT_SCORE_SIZES = "10000,30000,100000"
 DEFAULT_SEGMENT_SIZES = "4,16,48"
@@ -160,17 +159,7 @@ def measure(job: str, n: int, workdir: str, runner_args: list[str]) -> dict:
         if not os.path.exists(model):
             segment_helpers.save_bright_segmenter(model, window_size=64)
     spec = json.dumps([job, inputs, model, os.path.join(base, "out"), runner_args])
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", spec],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{job} N={n} failed:\n{done.stderr[-4000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_child(__file__, spec, f"{job} N={n}")
     if result["n"] != n:
         raise RuntimeError(f"{job} N={n}: the job processed {result['n']}")
     result.update(job=job, per_s=n / result["seconds"])
