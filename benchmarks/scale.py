@@ -33,9 +33,7 @@ import argparse
 import io
 import json
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +41,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+from machine import describe, run_child  # noqa: E402
 
 DEFAULT_SCORE_SIZES = "10000,30000,100000"
 DEFAULT_SEGMENT_SIZES = "4,16,48"
@@ -163,17 +164,7 @@ def measure(job: str, n: int, workdir: str, runner_args: list[str]) -> dict:
         if not os.path.exists(model):
             segment_helpers.save_bright_segmenter(model, window_size=64)
     spec = json.dumps([job, inputs, model, os.path.join(base, "out"), runner_args])
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", spec],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{job} N={n} failed:\n{done.stderr[-4000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_child(__file__, spec, f"{job} N={n}")
     if result["n"] != n:
         raise RuntimeError(f"{job} N={n}: the job processed {result['n']}")
     result.update(job=job, per_s=n / result["seconds"])
@@ -247,8 +238,7 @@ def write_report(results: dict[str, list[dict]], runner_args: list[str], md: str
         "config checks, graph construction and Beam's fixed start-up cost (several seconds),",
         "which is why throughput rises with N before it settles.",
         "",
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}. Measured {time.strftime('%Y-%m-%d')}.",
+        f"Machine: {describe()}. Measured {time.strftime('%Y-%m-%d')}.",
         "",
         "Goal (issue 6): peak memory flat in N (the largest N within 1.2x of the previous), "
         "time linear in N.",
@@ -296,6 +286,7 @@ def main(argv=None) -> int:
     runner_args = shlex.split(args.runner_args)
     sizes = {"score": args.score_sizes, "segment": args.segment_sizes}
     results: dict[str, list[dict]] = {}
+    print(f"machine: {describe()}", flush=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for job, text in sizes.items():
             for n in sorted(int(s) for s in text.split(",") if s.strip()):
@@ -308,6 +299,7 @@ def main(argv=None) -> int:
                 )
     for job, rows in results.items():
         print(f"{job}: {verdict(rows)}")
+    print(f"machine at the end: {describe()}")
     write_report(results, runner_args, args.markdown, args.plot)
     print(f"wrote {args.markdown} and {args.plot}")
     return 0

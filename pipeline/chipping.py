@@ -172,6 +172,14 @@ def _grid_offset(tile: TileInfo, primary: TileInfo) -> tuple[int, int] | None:
     return round(dx), round(dy)
 
 
+def _all_valid(ds, bands: Sequence[int]) -> bool:
+    """Whether the bands have no mask at all (GDAL's ``all_valid``): reading one gives all 255."""
+    from rasterio.enums import MaskFlags
+
+    flags = ds.mask_flag_enums
+    return all(flags[b - 1] == [MaskFlags.all_valid] for b in bands)
+
+
 def _paste_aligned(out, filled, valid, ds, tile, offset, window, bands):
     """Reads the part of ``window`` that ``tile`` holds, exactly, into ``out``."""
     dx, dy = offset
@@ -183,7 +191,10 @@ def _paste_aligned(out, filled, valid, ds, tile, offset, window, bands):
     r0, c0 = int(inside.row_off - local.row_off), int(inside.col_off - local.col_off)
     h, w = int(inside.height), int(inside.width)
     data = ds.read(bands, window=inside)
-    good = np.all(ds.read_masks(bands, window=inside) > 0, axis=0)
+    if _all_valid(ds, bands):  # no nodata, mask band or alpha: every pixel holds data
+        good = True
+    else:
+        good = np.all(ds.read_masks(bands, window=inside) > 0, axis=0)
     region = (slice(r0, r0 + h), slice(c0, c0 + w))
     todo = ~filled[region]
     out[:, region[0], region[1]][:, todo] = data[:, todo]
@@ -323,6 +334,8 @@ def valid_share(geom: shapely.Geometry, valid: np.ndarray, transform) -> float:
     """Share of the footprint's pixels (all it touches) that hold data."""
     from rasterio.features import geometry_mask
 
+    if valid.all():  # the share of valid pixels under the footprint is 1 whatever it covers
+        return 1.0
     inside = geometry_mask([geom], valid.shape, transform, all_touched=True, invert=True)
     if not inside.any():  # a degenerate polygon: judge by the pixel under its centre
         col, row = ~transform * (geom.centroid.x, geom.centroid.y)

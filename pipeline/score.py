@@ -61,7 +61,7 @@ from pipeline.thresholds import LabelExactFraction
 from pipeline.thresholds.expected import model_warnings
 from pipeline.thresholds.fractions import RegionFractions, parse_fraction, read_region_fractions
 from pipeline.thresholds.selection import DEFAULT_EPSILON, percentile_bound
-from pipeline.writers.files import join
+from pipeline.writers.files import SPILL_DIR, join
 from pipeline.writers.scores import (
     SUMMARY_FILE,
     WriteScoreOutputs,
@@ -150,6 +150,9 @@ class ScoreChips(DataclassTransform):
         model_copies: Model copies per machine shared by its processes (one
             per GPU); None loads one per process.
         epsilon: Rank error of the quantile sketch (see docs/scoring.md).
+        spill_dir: Folder the scored batches wait in between the exact
+            fraction's passes, reachable by every worker; emptied and removed
+            at the end (see :class:`~pipeline.thresholds.LabelExactFraction`).
 
     Returns:
         :class:`ScoreChipsResult` ``(scores, errors, regions)``.
@@ -171,6 +174,7 @@ class ScoreChips(DataclassTransform):
     accelerator: str | None = None
     model_copies: int | None = None
     epsilon: float = DEFAULT_EPSILON
+    spill_dir: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -205,7 +209,9 @@ class ScoreChips(DataclassTransform):
             | "Progress" >> ShowProgress("chips")
             | "Score" >> ScoreRecords(self.handler())
         )
-        labelled = scored.scores | "Label" >> LabelExactFraction(self.fractions, self.epsilon)
+        labelled = scored.scores | "Label" >> LabelExactFraction(
+            self.fractions, self.epsilon, self.spill_dir
+        )
         # Batches until here; one row per chip from now on (the public output).
         rows = labelled["chips"] | "ToRows" >> beam.FlatMap(
             score_rows, self.model_id, self.run_id, self.crs
@@ -351,6 +357,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
         accelerator=config.accelerator,
         model_copies=copies,
         epsilon=config.epsilon,
+        spill_dir=join(config.output, SPILL_DIR),
     )
     read = pipeline | "ReadChips" >> ReadChipRecords(config.chips)
     result = read.records | "ScoreChips" >> scorer

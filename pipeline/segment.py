@@ -56,7 +56,7 @@ from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTi
 from pipeline.stitching.iou import mask_iou, truth_summary
 from pipeline.stitching.transforms import PlanWindows, StitchTiles
 from pipeline.thresholds.expected import model_warnings, rank_warnings, regions_with_stats
-from pipeline.writers.files import WriteJson, join
+from pipeline.writers.files import SPILL_DIR, WriteJson, join
 from pipeline.writers.footprints import classified_row, footprint_row, tiff_date
 from pipeline.writers.masks import WriteMasks
 from pipeline.writers.tables import WriteErrors, WriteGeoTable, geoparquet_schema
@@ -603,6 +603,7 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
         crs=config.footprints_crs,
         accelerator=config.accelerator,
         model_copies=accelerator_count(config.accelerator) if config.accelerator else None,
+        spill_dir=join(config.output, SPILL_DIR),
     )
     files = write_table(
         result.scores,

@@ -164,7 +164,9 @@ def in_process(dataset):
 
 
 def test_exactly_k_per_region_with_ties_and_saturation(in_process):
-    _, scores, _, summary = in_process
+    output, scores, _, summary = in_process
+    # The scored batches waited on disk between the passes; that folder is gone.
+    assert not os.path.exists(os.path.join(str(output), ".spill"))
     for region, group in scores.groupby("region"):
         p = FRACTIONS.get(region, DEFAULT_FRACTION)
         k = target_count(len(group), p)
@@ -297,7 +299,11 @@ def test_rerun_replaces_and_failed_run_leaves_no_summary(dataset, tmp_path, caps
     ]
     assert cli.main(["score", *args, "--num-shards", "3", "--run-id", "first"]) == 0
     assert len(glob.glob(str(output / "scores" / "*.parquet"))) == 3
+    # What a killed run leaves between the passes is cleared by the next run.
+    (output / ".spill").mkdir()
+    (output / ".spill" / "0123abcd.arrows").write_bytes(b"half a file")
     assert cli.main(["score", *args, "--num-shards", "1", "--run-id", "second"]) == 0
+    assert not (output / ".spill").exists()
     files = glob.glob(str(output / "scores" / "*.parquet"))
     assert [os.path.basename(f) for f in files] == ["part-00000-of-00001.parquet"]
     scores, _, summary = _read(output)

@@ -8,13 +8,19 @@ per-element cost is paid per batch. Its ``expand()`` is the algorithm:
 
 1. count each region and sketch its sketch keys' quantiles, in one
    combiner per region fed one list of keys per batch (partial results
-   merged, nothing gathered);
+   merged, nothing gathered); at the same time the batches are written to
+   spill files (:mod:`pipeline.thresholds.spill`), so that only file names
+   wait for the passes below, not the chips (a runner keeps what waits in
+   its shuffle, the in-process DirectRunner in memory);
 2. plan each region's bracket (a side input, one small record per region);
-3. split every batch above / below / inside its regions' brackets (numpy
-   comparisons), with percentiles (``searchsorted`` on the sketch);
+3. read the spill back and split every batch above / below / inside its
+   regions' brackets (numpy comparisons), keeping only the bracket chips
+   and the above-counts;
 4. group only the bracket elements by region and pick exactly the missing
    ``k - above`` by rank key;
-5. label the batches with their regions' thresholds (a side input).
+5. read the spill once more and label the chips outside the brackets with
+   their regions' thresholds (a side input) and percentiles
+   (``searchsorted`` on the sketch); then the spill folder is removed.
 
 Beside the threshold, each region's :class:`RegionResult` carries what its
 scores say (:mod:`pipeline.thresholds.expected`): the share a calibrated
@@ -30,6 +36,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipeline.inference import ScoredBatch
 from pipeline.ptransform import DataclassTransform
@@ -46,6 +53,7 @@ from pipeline.thresholds.selection import (
     resolve_bracket,
     sketch_keys,
 )
+from pipeline.thresholds.spill import SpillBatchesFn, default_spill_dir, read_spill, remove_spill
 
 NAMESPACE = "score"
 
@@ -139,19 +147,10 @@ def _plan(region_sketch, fractions: RegionFractions, epsilon: float):
     return region, plan_region(region, n, fractions.for_region(region), quantiles, epsilon)
 
 
-class SplitByBracketFn(beam.DoFn):
-    """Splits each batch by its regions' brackets, with percentiles.
-
-    Outputs: main, the batch without its bracket chips (a
-    :class:`LabelledBatch` whose thresholds are not yet known); ``inside``,
-    ``(region, (meta, score, percentile))`` per bracket chip; ``above``,
-    ``(region, (count, lowest score))`` per batch and region above the bracket.
-    """
-
-    ABOVE, INSIDE = "above", "inside"
+class _BracketSidesFn(beam.DoFn):
+    """Reads spill files and places each chip above, below or inside its region's bracket."""
 
     def __init__(self) -> None:
-        self._inside = beam.metrics.Metrics.counter(NAMESPACE, "records_in_exact_pass")
         self._quantiles: dict[str, tuple[RegionPlan, np.ndarray]] = {}
 
     def _quantiles_of(self, plan: RegionPlan) -> np.ndarray:
@@ -161,35 +160,101 @@ class SplitByBracketFn(beam.DoFn):
             self._quantiles[plan.region] = cached
         return cached[1]
 
-    def process(self, batch: ScoredBatch, plans: dict[str, RegionPlan]):
-        """Splits one batch by its regions' brackets (see the class docstring)."""
+    def sides(
+        self, batch: ScoredBatch, plans: dict[str, RegionPlan]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(percentiles, above, inside)`` of a batch's chips (numpy, per region)."""
         keys = sketch_keys(batch.scores, batch.footprint_ids)
         pct = np.empty(batch.size)
         above = np.zeros(batch.size, dtype=bool)
-        outside = np.ones(batch.size, dtype=bool)
+        inside = np.zeros(batch.size, dtype=bool)
         for region, idx in batch.by_region().items():
             plan = plans[region]
             region_keys = keys[idx]
             pct[idx] = percentiles(plan, region_keys, self._quantiles_of(plan))
             is_above, is_below = plan.sides(region_keys)
             above[idx] = is_above
-            if is_above.any():
-                lowest = float(batch.scores[idx[is_above]].min())
-                yield beam.pvalue.TaggedOutput(self.ABOVE, (region, (int(is_above.sum()), lowest)))
-            for i in idx[~(is_above | is_below)]:
+            inside[idx] = ~(is_above | is_below)
+        return pct, above, inside
+
+
+class SplitByBracketFn(_BracketSidesFn):
+    """First pass over the spilled batches: what the exact pass needs per region.
+
+    Input: spill file paths (:mod:`pipeline.thresholds.spill`). Outputs:
+    ``inside``, ``(region, (meta, score, percentile))`` per bracket chip;
+    ``above``, ``(region, (count, lowest score))`` per batch and region above
+    the bracket. The other chips are labelled by :class:`LabelChipsFn`,
+    which reads the files again once the thresholds are known.
+    """
+
+    ABOVE, INSIDE = "above", "inside"
+
+    def __init__(self):
+        super().__init__()
+        self._inside = beam.metrics.Metrics.counter(NAMESPACE, "records_in_exact_pass")
+
+    def process(self, path: str, plans: dict[str, RegionPlan]):
+        """Outputs the bracket chips and above-counts of one spill file."""
+        for batch in read_spill(path):
+            pct, above, inside = self.sides(batch, plans)
+            for region, idx in batch.by_region().items():
+                is_above = above[idx]
+                if is_above.any():
+                    lowest = float(batch.scores[idx[is_above]].min())
+                    yield beam.pvalue.TaggedOutput(
+                        self.ABOVE, (region, (int(is_above.sum()), lowest))
+                    )
+            for i in np.flatnonzero(inside):
                 self._inside.inc()
-                outside[i] = False
                 yield beam.pvalue.TaggedOutput(
-                    self.INSIDE, (region, (batch.metas[i], float(batch.scores[i]), float(pct[i])))
+                    self.INSIDE,
+                    (
+                        batch.metas[i].region,
+                        (batch.metas[i], float(batch.scores[i]), float(pct[i])),
+                    ),
                 )
-        if not outside.all():
-            kept = np.flatnonzero(outside)
-            if not len(kept):
-                return
-            batch = batch.take(kept)
-            pct, above = pct[kept], above[kept]
-        unknown = np.full(batch.size, np.nan)
-        yield LabelledBatch(batch.metas, batch.scores, pct, above, unknown, unknown)
+
+
+class LabelChipsFn(_BracketSidesFn):
+    """Second pass over the spilled batches: every chip's labels, in one stage.
+
+    Input: spill file paths, and one :data:`BRACKET` item. A path gives one
+    :class:`LabelledBatch` per spilled batch with chips outside its regions'
+    brackets, labelled with the regions' thresholds and targets; the
+    :data:`BRACKET` item gives the exact pass's labelled bracket chips (an
+    iterable side input, small: about ``4 * epsilon`` of the chips). All
+    labelled chips so leave one transform: a Flatten of the two streams
+    would be materialized whole by the in-process DirectRunner.
+    """
+
+    def process(
+        self,
+        item: str,
+        plans: dict[str, RegionPlan],
+        results: dict[str, RegionResult],
+        bracket=(),
+    ):
+        """Outputs the labelled chips of one spill file, or the bracket's."""
+        if item == BRACKET:
+            yield from bracket
+            return
+        for batch in read_spill(item):
+            pct, above, inside = self.sides(batch, plans)
+            if inside.any():
+                kept = np.flatnonzero(~inside)
+                if not len(kept):
+                    continue
+                batch = batch.take(kept)
+                pct, above = pct[kept], above[kept]
+            unknown = np.full(batch.size, np.nan)
+            yield _label_outside(
+                LabelledBatch(batch.metas, batch.scores, pct, above, unknown, unknown), results
+            )
+
+
+#: The work item of :class:`LabelChipsFn` that outputs the bracket chips (no path is empty).
+BRACKET = ""
 
 
 def _region_scores(batch: ScoredBatch):
@@ -251,6 +316,11 @@ class LabelExactFraction(DataclassTransform):
             region's threshold; the exact pass handles about
             ``2 * (2 * epsilon + 1/(Q-1)) * N`` chips per region, and
             percentiles are within ``100 * (epsilon + 1/(2(Q-1)))`` points.
+        spill_dir: Folder the scored batches wait in between the passes
+            (:mod:`pipeline.thresholds.spill`), owned by this transform: it
+            is emptied and removed at the end. Every worker must reach it.
+            Default: a new folder under ``--temp_location``, else under the
+            local temp folder.
 
     Input: PCollection of :class:`~pipeline.inference.ScoredBatch`.
 
@@ -260,9 +330,13 @@ class LabelExactFraction(DataclassTransform):
 
     fractions: RegionFractions
     epsilon: float = DEFAULT_EPSILON
+    spill_dir: str | None = None
 
     def expand(self, scored):
-        """Sketches each region's scores, picks thresholds and labels every chip."""
+        """Sketch, spill, bracket pass, exact pass, labelling pass; then the spill goes."""
+        spill_dir = self.spill_dir or default_spill_dir(
+            scored.pipeline.options.view_as(GoogleCloudOptions).temp_location
+        )
         plans = (
             scored
             | "SketchKeys" >> beam.FlatMap(_sketch_inputs)
@@ -275,9 +349,15 @@ class LabelExactFraction(DataclassTransform):
             | "RegionScores" >> beam.FlatMap(_region_scores)
             | "ScoreStats" >> beam.CombinePerKey(ScoreStatsFn())
         )
-
-        sides = scored | "SplitByBracket" >> beam.ParDo(SplitByBracketFn(), plans_si).with_outputs(
-            SplitByBracketFn.ABOVE, SplitByBracketFn.INSIDE, main="outside"
+        # The batches wait for the plans (and later the thresholds) on disk;
+        # only the file names wait in the runner (see the spill module).
+        spilled = (
+            scored
+            | "Spill" >> beam.ParDo(SpillBatchesFn(spill_dir))
+            | "SpreadSpill" >> beam.Reshuffle()
+        )
+        sides = spilled | "SplitByBracket" >> beam.ParDo(SplitByBracketFn(), plans_si).with_outputs(
+            SplitByBracketFn.ABOVE, SplitByBracketFn.INSIDE
         )
         above_stats = sides[SplitByBracketFn.ABOVE] | "AboveCountMin" >> beam.CombinePerKey(
             _CountMin()
@@ -293,6 +373,17 @@ class LabelExactFraction(DataclassTransform):
         results_si = beam.pvalue.AsDict(
             resolved.regions | "ByName" >> beam.Map(lambda r: (r.region, r))
         )
-        outside = sides.outside | "LabelOutside" >> beam.Map(_label_outside, results_si)
-        chips = (resolved.chips, outside) | "AllLabelled" >> beam.Flatten()
+        work = (
+            spilled,
+            scored.pipeline | "BracketItem" >> beam.Create([BRACKET]),
+        ) | "LabelWork" >> beam.Flatten()
+        chips = work | "LabelAll" >> beam.ParDo(
+            LabelChipsFn(), plans_si, results_si, beam.pvalue.AsIter(resolved.chips)
+        )
+        done = chips | "CountLabelled" >> beam.combiners.Count.Globally()
+        _ = (
+            scored.pipeline
+            | "SpillDir" >> beam.Create([spill_dir])
+            | "RemoveSpill" >> beam.Map(remove_spill, beam.pvalue.AsSingleton(done))
+        )
         return {"chips": chips, "regions": resolved.regions}

@@ -46,9 +46,13 @@ from footprints.errors import ConfigError
 from footprints.files import match_files
 from pipeline.ptransform import DataclassTransform
 
+#: Where scoring parks its scored batches between passes (removed when the job ends;
+#: a killed run's folder is cleared by the next run): see ``pipeline.thresholds.spill``.
+SPILL_DIR = ".spill"
 #: What any footprints run writes into its output folder (score, segment, report).
 FOLDER_OUTPUTS = frozenset(
     {
+        SPILL_DIR,
         "summary.json",
         "report.html",
         "masks",
