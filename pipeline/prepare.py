@@ -100,6 +100,8 @@ class PrepareConfig:
                     f"--rasters {config.rasters!r} matches no file; quote the glob "
                     "so the shell does not expand it, e.g. 'tiles/*.tif'"
                 )
+            if not config.footprints:
+                raise ConfigError("--rasters needs --footprints: the polygons to cut chips around")
             info = vectors.inspect_vector(
                 config.footprints, config.id_field, config.class_field, config.region_field
             )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import apache_beam as beam
 import pyarrow as pa
@@ -95,7 +96,7 @@ class SpillBatchesFn(beam.DoFn):
     def start_bundle(self) -> None:
         """No file yet: one is opened by the bundle's first batch."""
         self._path: str | None = None
-        self._file = None
+        self._file: BinaryIO | None = None
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
 
     def process(self, batch: ScoredBatch):
@@ -115,7 +116,8 @@ class SpillBatchesFn(beam.DoFn):
         if self._writer is None:
             return
         self._writer.close()
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         path, self._writer, self._file, self._path = self._path, None, None, None
         yield GlobalWindows.windowed_value(path)
 
