@@ -346,8 +346,7 @@ def memory(sizes: list[int], model: str, batch: int, tmp: str) -> None:
         for mode, r in got.items():
             extra = f"{ratio:14.2f}" if mode == "pipeline" else " " * 14
             print(
-                f"  {size:6d}^2  {mode:14s} {r['peak_mib']:7.0f} MiB  {extra}  "
-                f"{r['seconds']:7.1f}"
+                f"  {size:6d}^2  {mode:14s} {r['peak_mib']:7.0f} MiB  {extra}  {r['seconds']:7.1f}"
             )
         # The tile and the outputs of the largest sizes are large: free the disk.
         import shutil

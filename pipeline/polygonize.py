@@ -133,9 +133,7 @@ def _placed(parts: list[Footprint], transform, crs: str, rows: int, cols: int) -
     )
     pixel_size = max(abs(t.a), abs(t.e))
     return [
-        dataclasses.replace(
-            part, crs=crs, geometry=geom, pixel_size=pixel_size, on_edge=bool(edge)
-        )
+        dataclasses.replace(part, crs=crs, geometry=geom, pixel_size=pixel_size, on_edge=bool(edge))
         for part, geom, edge in zip(parts, placed, on_edge, strict=True)
     ]
 
@@ -260,7 +258,14 @@ def polygonize_raster(
                     rows,
                     cols,
                 )
-    yield from _placed(merge_parts(cut), transform, crs, rows, cols)
+    # A union keeps a vertex where each block edge crossed the outline; with
+    # no tolerance, Douglas-Peucker drops exactly those (collinear) vertices,
+    # so the outline is the one traced from the whole mask.
+    merged = [
+        dataclasses.replace(f, geometry=shapely.simplify(f.geometry, 0)) if f.on_edge else f
+        for f in merge_parts(cut)
+    ]
+    yield from _placed(merged, transform, crs, rows, cols)
 
 
 def _snap(geometry: Polygon, grid: float) -> Polygon:

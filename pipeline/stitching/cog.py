@@ -158,7 +158,11 @@ class MaskFile:
         # Readers apply value * scale + offset: probability for band 1.
         self._dst.scales = [PROBABILITY_SCALE] + [1.0] * (count - 1)
         self._dst.offsets = [0.0] * count
-        all_tags = {"PROBABILITY_SCALE": str(PROBABILITY_SCALE), "SOURCE": tile.path, **(tags or {})}
+        all_tags = {
+            "PROBABILITY_SCALE": str(PROBABILITY_SCALE),
+            "SOURCE": tile.path,
+            **(tags or {}),
+        }
         if threshold is not None:
             all_tags["THRESHOLD"] = str(threshold)
         self._dst.update_tags(**all_tags)

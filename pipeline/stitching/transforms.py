@@ -146,7 +146,12 @@ class StitchTiles(beam.PTransform):
         keyed_cores = inputs["cores"] | "KeyCores" >> beam.Map(
             lambda core: (core.key.tile, core)
         ).with_output_types(tuple[TileKey, Any])
-        return keyed_cores | "ByTile" >> beam.GroupByKey() | "Stitch" >> beam.ParDo(
-            _StitchFn(self.size, self.halo, self.masks_dir, self.threshold, self.tags),
-            beam.pvalue.AsDict(keyed_tiles),
-        ).with_outputs(SKIPPED, ERRORS, main="masks")
+        return (
+            keyed_cores
+            | "ByTile" >> beam.GroupByKey()
+            | "Stitch"
+            >> beam.ParDo(
+                _StitchFn(self.size, self.halo, self.masks_dir, self.threshold, self.tags),
+                beam.pvalue.AsDict(keyed_tiles),
+            ).with_outputs(SKIPPED, ERRORS, main="masks")
+        )
