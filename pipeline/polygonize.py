@@ -115,7 +115,7 @@ def _trace_pixels(
 
 
 def _placed(parts: list[Footprint], transform, crs: str, rows: int, cols: int) -> list[Footprint]:
-    """Footprints traced in tile pixels, mapped to the CRS; ``on_edge``: touching the tile's edge."""
+    """Footprints traced in tile pixels, mapped to the CRS; ``on_edge``: on the tile's edge."""
     if not parts:
         return []
     polygons = np.array([p.geometry for p in parts], dtype=object)

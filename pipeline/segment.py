@@ -7,7 +7,7 @@ Stages, each from its own module::
     PlanWindows     pipeline.stitching.transforms  windows with a halo, then Reshuffle
     ReadWindows     pipeline.sources.rasters       block-aligned reads, numpy padding, scaling
     RunSegmenter    pipeline.inference.segmenter   batched RunInference (+TTA), crop halos
-    StitchTiles     pipeline.stitching.transforms  group by tile, write cores, masks/<tile>.tif (COG)
+    StitchTiles     pipeline.stitching.transforms  group by tile, write cores: masks/<tile>.tif
     WriteMasks      pipeline.writers.masks         masks/mosaic.vrt
     Polygonize      pipeline.polygonize            trace, merge across tiles, simplify
     Provenance      pipeline.writers.footprints    stable ids, lon/lat, model, run, tile, date

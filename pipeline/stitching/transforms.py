@@ -125,9 +125,10 @@ class StitchTiles(beam.PTransform):
     Input: a dict ``{"tiles": PCollection[TileInfo], "cores":
     PCollection[CorePrediction]}``. Returns a tagged result: main
     :class:`~pipeline.stitching.stitch.WrittenMask` of tiles with at least one
-    inferred window (its COG written to ``<masks_dir>/<scene>.tif``); ``skipped``: ``{"scene", "reason", "windows"}`` for tiles
-    with none (reason ``nodata``: entirely nodata; ``failed``: every window
-    failed); ``errors``: ErrorRecord for the failed ones.
+    inferred window (its COG written to ``<masks_dir>/<scene>.tif``);
+    ``skipped``: ``{"scene", "reason", "windows"}`` for tiles with none
+    (reason ``nodata``: entirely nodata; ``failed``: every window failed);
+    ``errors``: ErrorRecord for the failed ones.
     """
 
     size: int

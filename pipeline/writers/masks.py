@@ -3,9 +3,9 @@
 Each tile's mask is written by the one worker that stitched it (one writer
 per file), window by window as the cores arrive, then as a COG through a
 temporary name (:mod:`pipeline.stitching.cog`, called by
-:class:`pipeline.stitching.transforms.StitchTiles`). Once every mask is written, the VRT mosaic is built from what was written
-and masks or mosaics of earlier runs that this run did not write are
-removed, so a rerun into the same folder leaves exactly this run's masks.
+:class:`pipeline.stitching.transforms.StitchTiles`). Once every mask is
+written, the VRT mosaic is built from what was written and masks or
+mosaics of earlier runs that this run did not write are removed, so a rerun into the same folder leaves exactly this run's masks.
 """
 
 from __future__ import annotations
