@@ -12,7 +12,7 @@ than a nodata value, because every uint8 value is a valid probability.
 
 Memory does not grow with the tile (:class:`MaskFile`): the cores of a
 tile's windows are written, as they arrive, into a tiled, uncompressed,
-sparse GeoTIFF (``<name>.tmp-<uuid>``; parts never written read as zero and
+sparse GeoTIFF (``<name>.stitch.tmp-<uuid>``; parts never written read as zero and
 masked). Once every window is in, GDAL's COG driver lays the final file out
 from it (tiled, DEFLATE with the horizontal predictor, overviews averaged
 down to one block), reading it block by block, into another temporary
@@ -77,6 +77,21 @@ STRIP_ROWS = 512
 COPY_CHUNK = 16 * 2**20
 
 
+#: GDAL's block cache in a segment worker, MB. GDAL's default is 5% of the
+#: machine's memory (1.2 GB on a 24 GB machine), and it fills with the
+#: decoded blocks of the tile being read and the written blocks of its mask:
+#: up to 4 bytes per pixel of an RGB tile, the same order as everything else
+#: the job holds. 64 MB keeps all the blocks one window needs.
+GDAL_CACHE_MB = 64
+
+
+def limit_gdal_cache(megabytes: int = GDAL_CACHE_MB) -> None:
+    """Caps GDAL's block cache for this process (segment workers' reads and writes)."""
+    from rasterio.env import set_gdal_config
+
+    set_gdal_config("GDAL_CACHEMAX", megabytes)
+
+
 def mask_path(masks_dir: str, scene: str) -> str:
     """``<masks_dir>/<scene>.tif``."""
     return FileSystems.join(masks_dir, f"{scene}.tif")
@@ -131,8 +146,10 @@ class MaskFile:
         folder = os.path.dirname(path) if _is_local(path) else tempfile.gettempdir()
         if folder:
             os.makedirs(folder, exist_ok=True)
-        stem = os.path.join(folder, f"{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
-        self._stitched, self._cog = f"{stem}-stitch", stem
+        # Both temporary names end in ``.tmp-<uuid>``: what readers of the
+        # output folder skip (pipeline.writers.files).
+        base, tag = os.path.join(folder, os.path.basename(path)), uuid.uuid4().hex
+        self._stitched, self._cog = f"{base}.stitch.tmp-{tag}", f"{base}.tmp-{tag}"
         self._boxes: list[Box] = []  # what is written, for a mask created late
         self._masked = False
         count = 1 if threshold is None else 2

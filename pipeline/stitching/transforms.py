@@ -23,7 +23,7 @@ import apache_beam as beam
 
 from footprints.contracts import ErrorRecord
 from pipeline.keys import TileKey
-from pipeline.stitching.cog import MaskFileStitcher, mask_path
+from pipeline.stitching.cog import MaskFileStitcher, limit_gdal_cache, mask_path
 from pipeline.stitching.stitch import StitchError, WrittenMask
 from pipeline.stitching.windows import plan_windows
 
@@ -66,6 +66,9 @@ class _StitchFn(beam.DoFn):
         self._stitched = beam.metrics.Metrics.counter(NAMESPACE, "tiles_stitched")
         self._skipped = beam.metrics.Metrics.counter(NAMESPACE, "tiles_skipped_nodata")
         self._failed = beam.metrics.Metrics.counter(NAMESPACE, "tiles_failed")
+
+    def setup(self):
+        limit_gdal_cache()
 
     def process(self, item: tuple[TileKey, Any], tiles: dict):
         key, cores = item
