@@ -500,3 +500,32 @@ def test_polygonize_by_blocks_equals_the_whole_tile(tmp_path, block):
     assert len(ring.geometry.interiors) == 1, "the hole on the block corner survives"
     if block == 4096:  # one block: the ids and order of polygonize_tile
         assert [f.footprint_id for f in blocks] == [f.footprint_id for f in whole]
+
+
+def test_cores_travel_compressed_and_come_back_equal():
+    from apache_beam.coders import registry
+
+    plan = plan_windows("t", 300, 300, 256, 16)[0]
+    rng = np.random.default_rng(0)
+    # Background probabilities near zero and one building, as a segmenter gives.
+    prediction = (rng.random((256, 256)) * 0.01).astype(np.float32)
+    prediction[40:90, 60:140] = 0.97
+    valid = np.ones(plan.core.shape, bool)
+    valid[:, :30] = False  # a nodata collar
+    coder = registry.get_coder(CorePrediction)
+    for core in (
+        CorePrediction.inferred(plan, prediction, valid),
+        CorePrediction.inferred(plan, prediction, None),
+        CorePrediction.missing(plan, "failed"),
+    ):
+        encoded = coder.encode(core)
+        back = coder.decode(encoded)
+        assert (back.key, back.core, back.status) == (core.key, core.core, core.status)
+        for name in ("probability", "valid"):
+            got, want = getattr(back, name), getattr(core, name)
+            assert (got is None) == (want is None)
+            if want is not None:
+                np.testing.assert_array_equal(got, want)
+                assert got.dtype == want.dtype and got.flags.writeable
+        if core.probability is not None:
+            assert len(encoded) < core.probability.nbytes / 2
