@@ -148,7 +148,7 @@ def write_footprints(path: str, n: int, seed: int = 0) -> str:
 
 def run_prepare(tiles: str, footprints: str, output: str) -> int:
     """``footprints prepare``, as the command line runs it; returns the chips written."""
-    from footprints import cli
+    from footprints_app import cli
 
     code = cli.main(
         [

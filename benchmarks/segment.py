@@ -13,12 +13,22 @@ halo 16, so 224-pixel cores):
   (validate, plan, reshuffle, block-aligned reads, RunInference, stitch, COG,
   mosaic, polygonize, GeoParquet, summary).
 
-Memory: the pipeline runs over one tile of each of ``--memory-sizes`` and
-over ``--tile-counts`` tiles of the smallest size, with a cheap segmenter
-(so the figures are the pipeline's, not the model's), and reports the peak
-RSS above a baseline process that has imported the same libraries and loaded
-the model, next to the tile's stitch buffer (one uint8 probability and one
-bool validity plane).
+Memory: one RGB uint8 tile of each of ``--memory-sizes`` (default 2048 and
+8192; ``--huge`` adds 20000 x 20000) is segmented with a cheap segmenter (a
+3x3 box filter and a sigmoid, so the figures are the pipeline's, not the
+model's), twice, each in a fresh process:
+
+* **plain windows**: a plain rasterio loop -- windowed (boundless) reads of
+  the same 256-pixel windows, the model on batches of them, the cores
+  written by windows into a tiled GeoTIFF -- the loop one would write by
+  hand for a tile that does not fit in memory;
+* **pipeline**: the whole ``footprints segment`` job on the DirectRunner.
+
+It prints each run's whole-process peak RSS (VmHWM), the pipeline/plain
+ratio, and for both the **bytes per extra tile pixel** between the smallest
+and the largest tile, ``(RSS_big - RSS_small) / (pixels_big - pixels_small)``
+(goal for the pipeline: at most 4). Tiles are written by strips, so even
+the 20000 x 20000 one is never one array in memory.
 
 Each run is a fresh subprocess (so peak RSS is its own); times include
 loading the model and exclude importing TensorFlow and Beam. Prints pixels/s
@@ -29,7 +39,8 @@ load) and the memory table.
 
 Usage::
 
-    python benchmarks/segment.py --tile-sizes 1024,4096 --memory-sizes 512,1024,2048,4096
+    python benchmarks/segment.py --tile-sizes 1024,4096 --memory-sizes 2048,8192
+    python benchmarks/segment.py --tile-sizes '' --memory-sizes 2048,8192 --huge
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ import argparse
 import glob
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -97,6 +109,60 @@ def plain_tf(raster: str, model: str, batch: int) -> dict:
     }
 
 
+def plain_windows(raster: str, model: str, batch: int, output: str) -> dict:
+    import numpy as np
+    import rasterio
+    import tensorflow as tf
+    from rasterio.windows import Window
+
+    start = time.perf_counter()
+    fn = tf.saved_model.load(model).signatures["serving_default"]
+    (path,) = glob.glob(raster)
+    core = WINDOW - 2 * HALO
+    with rasterio.open(path) as src:
+        height, width = src.height, src.width
+        profile = dict(
+            driver="GTiff",
+            width=width,
+            height=height,
+            count=1,
+            dtype="uint8",
+            crs=src.crs,
+            transform=src.transform,
+            tiled=True,
+            blockxsize=512,
+            blockysize=512,
+            compress="deflate",
+        )
+        origins = [(r, c) for r in range(0, height, core) for c in range(0, width, core)]
+        with rasterio.open(os.path.join(output, "mask.tif"), "w", **profile) as dst:
+            for i in range(0, len(origins), batch):
+                chunk = origins[i : i + batch]
+                windows = np.stack(
+                    [
+                        np.moveaxis(
+                            src.read(
+                                window=Window(c - HALO, r - HALO, WINDOW, WINDOW), boundless=True
+                            ),
+                            0,
+                            -1,
+                        )
+                        for r, c in chunk
+                    ]
+                )
+                probs = fn(images=tf.constant(windows))["mask"].numpy()
+                for (r, c), p in zip(chunk, probs, strict=True):
+                    h, w = min(core, height - r), min(core, width - c)
+                    out = np.rint(p[HALO : HALO + h, HALO : HALO + w] * 255).astype(np.uint8)
+                    dst.write(out[None], window=Window(c, r, w, h))
+    return {
+        "seconds": time.perf_counter() - start,
+        "pixels": height * width,
+        "windows": len(origins),
+        "peak_mib": _peak_mib(),
+    }
+
+
 def pipeline(raster: str, model: str, batch: int, output: str) -> dict:
     from pipeline.segment import SegmentConfig, run_config
 
@@ -127,16 +193,6 @@ def pipeline(raster: str, model: str, batch: int, output: str) -> dict:
     }
 
 
-def baseline(model: str) -> dict:
-    import apache_beam  # noqa: F401
-    import tensorflow as tf
-
-    import pipeline.segment  # noqa: F401
-
-    tf.saved_model.load(model)
-    return {"peak_mib": _peak_mib()}
-
-
 def _child(args) -> None:
     # Import the heavy libraries before the clock starts, as a long-lived worker would have.
     import apache_beam  # noqa: F401
@@ -144,10 +200,12 @@ def _child(args) -> None:
 
     if args.mode == "plain":
         out = plain_tf(args.raster, args.model, args.batch_size)
+    elif args.mode == "plain_windows":
+        out = plain_windows(args.raster, args.model, args.batch_size, args.output)
     elif args.mode == "pipeline":
         out = pipeline(args.raster, args.model, args.batch_size, args.output)
     else:
-        out = baseline(args.model)
+        sys.exit(f"unknown mode {args.mode!r}")
     print("RESULT " + json.dumps(out))
 
 
@@ -203,6 +261,116 @@ def _write_tiles(folder: str, size: int, count: int) -> str:
     return os.path.join(folder, "*.tif")
 
 
+STRIP = 512
+CELL = 80
+
+
+def _write_large_tile(folder: str, size: int, seed: int = 0) -> str:
+    """One ``size`` x ``size`` RGB uint8 tile (UTM, 0.5 m, tiled, DEFLATE), written by strips.
+
+    The scene of :func:`_write_tiles` (a bright building of 30 to 60 pixels in
+    each 80-pixel cell, on a noisy dark ground), drawn strip by strip: each
+    cell row's buildings come from a generator seeded by ``(seed, row)``, so
+    buildings crossing strips are drawn whole, and no array larger than a
+    strip is ever built.
+    """
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+    from segment_helpers import UTM, UTM_ORIGIN
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "t0.tif")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=3,
+        dtype="uint8",
+        crs=UTM,
+        transform=from_origin(*UTM_ORIGIN, 0.5, 0.5),
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        zlevel=1,  # noise hardly compresses: level 1 writes the 20k tile in a minute
+        bigtiff="IF_SAFER",
+    )
+    cells = range(0, size - 60, CELL)
+    # One strip of ground noise, shifted for each strip: drawing 1.2 billion
+    # normal samples would cost more than segmenting the tile.
+    noise = np.random.default_rng((seed, 1)).normal(0, 8, (3, STRIP, size)).astype(np.float32)
+    with rasterio.open(path, "w", **profile) as dst:
+        for top in range(0, size, STRIP):
+            rows = min(STRIP, size - top)
+            truth = np.zeros((rows, size), bool)
+            for k in range(max(0, top // CELL - 1), (top + rows) // CELL + 1):
+                if k * CELL >= size - 60:
+                    break
+                rng = np.random.default_rng((seed, k))
+                offsets = rng.integers(0, [20, 20, 30, 30], (len(cells), 4))
+                for c, (dr, dc, hr, hc) in zip(cells, offsets, strict=True):
+                    r0 = k * CELL + dr - top
+                    r1 = k * CELL + 30 + hr - top
+                    truth[max(r0, 0) : max(r1, 0), c + dc : c + 30 + hc] = True
+            base = np.where(truth, 220, 40).astype(np.float32)[None]
+            shifted = np.roll(noise[:, :rows], 37 * (top // STRIP), axis=2)
+            strip = np.rint(np.clip(base + shifted, 0, 255)).astype(np.uint8)
+            dst.write(strip, window=Window(0, top, size, rows))
+    return os.path.join(folder, "*.tif")
+
+
+def _machine() -> str:
+    import apache_beam
+    import rasterio
+    import tensorflow as tf
+
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{platform.platform()}, {os.cpu_count()} CPUs, load average {load}; Python "
+        f"{platform.python_version()}, Beam {apache_beam.__version__}, TensorFlow "
+        f"{tf.__version__}, rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__})"
+    )
+
+
+def memory(sizes: list[int], model: str, batch: int, tmp: str) -> None:
+    """Peak RSS of the pipeline and the plain windowed loop per tile size; bytes per extra pixel."""
+    print(f"\nmemory: cheap segmenter, one RGB uint8 tile per size; {_machine()}")
+    print("  tile px      mode           peak RSS  pipeline/plain  seconds")
+    results: dict[int, dict] = {}
+    for size in sizes:
+        folder = os.path.join(tmp, f"mem-{size}")
+        raster = _write_large_tile(folder, size)
+        got = {}
+        for mode in ("plain_windows", "pipeline"):
+            out = os.path.join(folder, f"out-{mode}")
+            os.makedirs(out, exist_ok=True)
+            got[mode] = _run(mode, raster, model, batch, out)
+        results[size] = got
+        ratio = got["pipeline"]["peak_mib"] / got["plain_windows"]["peak_mib"]
+        for mode, r in got.items():
+            extra = f"{ratio:14.2f}" if mode == "pipeline" else " " * 14
+            print(
+                f"  {size:6d}^2  {mode:14s} {r['peak_mib']:7.0f} MiB  {extra}  {r['seconds']:7.1f}"
+            )
+        # The tile and the outputs of the largest sizes are large: free the disk.
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+    if len(results) > 1:
+        small, big = min(results), max(results)
+        extra_px = big * big - small * small
+        for mode in ("plain_windows", "pipeline"):
+            grown = (results[big][mode]["peak_mib"] - results[small][mode]["peak_mib"]) * 2**20
+            goal = " (goal <= 4)" if mode == "pipeline" else ""
+            print(
+                f"  {mode}: {grown / extra_px:.2f} bytes per extra tile pixel "
+                f"({small}^2 -> {big}^2){goal}"
+            )
+    print(f"  after: load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
 def _rate(got: dict) -> float:
     return got["pixels"] / got["seconds"] / 1e6
 
@@ -216,8 +384,12 @@ def main(argv=None) -> None:
         "steady-state ratio (start-up cost removed)",
     )
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--memory-sizes", default="512,1024,2048,4096")
-    parser.add_argument("--tile-counts", default="1,4")
+    parser.add_argument(
+        "--memory-sizes",
+        default="2048,8192",
+        help="tile sizes for peak memory; the smallest and largest give bytes per extra pixel",
+    )
+    parser.add_argument("--huge", action="store_true", help="also a 20000 x 20000 tile")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--child", dest="mode", help=argparse.SUPPRESS)
     parser.add_argument("--raster", help=argparse.SUPPRESS)
@@ -279,29 +451,10 @@ def main(argv=None) -> None:
             )
 
         sizes = [int(s) for s in args.memory_sizes.split(",") if s]
-        if not sizes:
-            return
-        base = _run("baseline", os.path.join(tmp, "speed-*", "*.tif"), cheap, args.batch_size)[
-            "peak_mib"
-        ]
-        print(f"\nmemory: cheap segmenter; baseline (libraries + model loaded) {base:.0f} MiB")
-        print("  tiles  tile px    stitch buffer  peak RSS  above baseline  seconds")
-        counts = [int(c) for c in args.tile_counts.split(",") if c]
-        cases = [(s, 1) for s in sizes] + [(min(sizes), c) for c in counts if c != 1]
-        for size, count in cases:
-            folder = os.path.join(tmp, f"mem-{size}-{count}")
-            got = _run(
-                "pipeline",
-                _write_tiles(folder, size, count),
-                cheap,
-                args.batch_size,
-                os.path.join(folder, "out"),
-            )
-            stitch = size * size * 2 / 2**20  # uint8 probability + bool validity
-            print(
-                f"  {count:5d}  {size:5d}^2  {stitch:10.1f} MiB  {got['peak_mib']:6.0f} MiB"
-                f"  {got['peak_mib'] - base:10.0f} MiB  {got['seconds']:7.1f}"
-            )
+        if args.huge:
+            sizes.append(20000)
+        if sizes:
+            memory(sizes, cheap, args.batch_size, tmp)
 
 
 if __name__ == "__main__":

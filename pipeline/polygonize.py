@@ -1,10 +1,13 @@
 """From stitched masks to building footprints.
 
-Per tile (:func:`polygonize_tile`): threshold the probability, trace the
-4-connected building regions with ``rasterio.features.shapes`` (outer rings
-and holes, exactly along pixel edges), and measure each region's mean
+Per tile, block by block of its mask file (:func:`polygonize_raster`; an
+in-memory mask: :func:`polygonize_tile`): threshold the probability, trace
+the 4-connected building regions with ``rasterio.features.shapes`` (outer
+rings and holes, exactly along pixel edges), and measure each region's mean
 probability from the pixels it covers (the polygons are rasterized back onto
-the tile's grid, once for all of them, and averaged with ``bincount``).
+the block's grid, once for all of them, and averaged with ``bincount``).
+Regions cut by the edges between blocks are unioned as those cut by tile
+edges are (below), so memory follows the block, not the tile.
 
 Buildings cut by a tile boundary: a region that touches its tile's outer
 edge is a *part*; all parts in one CRS are gathered (:func:`merge_parts`) and
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -73,28 +76,15 @@ class Footprint:
         return self.probability_sum / self.pixels if self.pixels else 0.0
 
 
-def polygonize_tile(
-    probability: np.ndarray,
-    valid: np.ndarray | None,
-    transform,
-    threshold: float,
-    scene: str,
-    crs: str,
-) -> list[Footprint]:
-    """Traces the buildings of one tile's mask.
-
-    Args:
-        probability: uint8 [rows, cols], probability x 255.
-        valid: bool [rows, cols] or None (all valid); invalid pixels are
-            never buildings.
-        transform: The tile's affine geotransform.
-        threshold: Probability at or above which a pixel is a building.
-        scene: The tile's name (for ids).
-        crs: The tile's CRS.
+def _trace_pixels(
+    probability: np.ndarray, valid: np.ndarray | None, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The building regions of a mask, in its pixel coordinates.
 
     Returns:
-        One :class:`Footprint` per 4-connected building region, in a
-        deterministic order (by ``rasterio.features.shapes``' scan order).
+        ``(polygons, counts, sums)``: one shapely polygon per 4-connected
+        region (``rasterio.features.shapes``' scan order), its pixel count and
+        the sum of its pixels' probabilities (0..1 each).
     """
     from rasterio import features
     from rasterio.transform import Affine
@@ -103,8 +93,7 @@ def polygonize_tile(
     if valid is not None:
         building &= valid
     if not building.any():
-        return []
-    rows, cols = building.shape
+        return np.array([], dtype=object), np.zeros(0, np.int64), np.zeros(0)
     # Traced in pixel coordinates first: edges are then exact integers, and
     # the same polygons rasterize back onto the grid for the mean probability.
     polygons = np.array(
@@ -122,8 +111,16 @@ def polygonize_tile(
     # Only building pixels carry a label: averaging over them alone skips
     # the (usually larger) background.
     n = len(polygons) + 1
-    counts = np.bincount(labels, minlength=n)
-    sums = np.bincount(labels, weights=probability[building], minlength=n) / 255.0
+    counts = np.bincount(labels, minlength=n)[1:]
+    sums = np.bincount(labels, weights=probability[building], minlength=n)[1:] / 255.0
+    return polygons, counts, sums
+
+
+def _placed(parts: list[Footprint], transform, crs: str, rows: int, cols: int) -> list[Footprint]:
+    """Footprints traced in tile pixels, mapped to the CRS; ``on_edge``: on the tile's edge."""
+    if not parts:
+        return []
+    polygons = np.array([p.geometry for p in parts], dtype=object)
     bounds = shapely.bounds(polygons)
     on_edge = (
         (bounds[:, 0] <= 0) | (bounds[:, 1] <= 0) | (bounds[:, 2] >= cols) | (bounds[:, 3] >= rows)
@@ -138,18 +135,139 @@ def polygonize_tile(
     )
     pixel_size = max(abs(t.a), abs(t.e))
     return [
-        Footprint(
-            footprint_id=f"{scene}-{i:06d}",
-            tile=scene,
-            crs=crs,
-            geometry=geom,
-            pixels=int(counts[i + 1]),
-            probability_sum=float(sums[i + 1]),
-            pixel_size=pixel_size,
-            on_edge=bool(on_edge[i]),
-        )
-        for i, geom in enumerate(placed)
+        dataclasses.replace(part, crs=crs, geometry=geom, pixel_size=pixel_size, on_edge=bool(edge))
+        for part, geom, edge in zip(parts, placed, on_edge, strict=True)
     ]
+
+
+def _pixel_parts(
+    polygons: np.ndarray, counts: np.ndarray, sums: np.ndarray, scene: str, first: int
+) -> list[Footprint]:
+    return [
+        Footprint(
+            footprint_id=f"{scene}-{first + i:06d}",
+            tile=scene,
+            crs=PIXELS,
+            geometry=geom,
+            pixels=int(counts[i]),
+            probability_sum=float(sums[i]),
+            pixel_size=1.0,
+        )
+        for i, geom in enumerate(polygons)
+    ]
+
+
+#: The "CRS" of footprints still in tile pixel coordinates.
+PIXELS = "pixels"
+
+
+def polygonize_tile(
+    probability: np.ndarray,
+    valid: np.ndarray | None,
+    transform,
+    threshold: float,
+    scene: str,
+    crs: str,
+) -> list[Footprint]:
+    """Traces the buildings of one tile's mask, held in memory.
+
+    Args:
+        probability: uint8 [rows, cols], probability x 255.
+        valid: bool [rows, cols] or None (all valid); invalid pixels are
+            never buildings.
+        transform: The tile's affine geotransform.
+        threshold: Probability at or above which a pixel is a building.
+        scene: The tile's name (for ids).
+        crs: The tile's CRS.
+
+    Returns:
+        One :class:`Footprint` per 4-connected building region, in a
+        deterministic order (by ``rasterio.features.shapes``' scan order).
+    """
+    rows, cols = probability.shape
+    parts = _pixel_parts(*_trace_pixels(probability, valid, threshold), scene, 0)
+    return _placed(parts, transform, crs, rows, cols)
+
+
+#: Rows and columns of mask polygonized at a time (a multiple of the COG's
+#: 512-pixel blocks): bounds polygonizing's memory to about 6 bytes per
+#: block pixel, whatever the tile's size.
+POLYGONIZE_BLOCK = 2048
+
+
+def polygonize_raster(
+    path: str,
+    threshold: float,
+    scene: str,
+    crs: str,
+    transform=None,
+    block: int = POLYGONIZE_BLOCK,
+) -> Iterator[Footprint]:
+    """Traces the buildings of a mask file, ``block`` x ``block`` pixels at a time.
+
+    Regions that touch an edge between two blocks are unioned across it
+    with :func:`merge_parts`, as parts cut by tile edges are, in tile pixel
+    coordinates (where the shared edges are exact integers); so the
+    footprints are those :func:`polygonize_tile` gives on the whole mask,
+    and identical to it (ids, order) when the mask is one block.
+
+    Args:
+        path: A mask COG (band 1: probability x 255; its mask: validity).
+        threshold: Probability at or above which a pixel is a building.
+        scene: The tile's name (for ids: ``<scene>-<n>``, numbered in block
+            order, then scan order).
+        crs: The tile's CRS.
+        transform: The tile's affine geotransform (None: the file's).
+        block: Block size in pixels.
+
+    Yields:
+        The footprints of regions inside one block first, then the merged ones.
+    """
+    import rasterio
+    from rasterio.enums import MaskFlags
+    from rasterio.windows import Window
+
+    with rasterio.open(path) as src:
+        rows, cols = src.height, src.width
+        transform = transform or src.transform
+        masked = MaskFlags.all_valid not in src.mask_flag_enums[0]
+        count = 0
+        cut: list[Footprint] = []
+        for row in range(0, rows, block):
+            for col in range(0, cols, block):
+                window = Window(col, row, min(block, cols - col), min(block, rows - row))
+                probability = src.read(1, window=window)
+                valid = src.read_masks(1, window=window) > 0 if masked else None
+                polygons, counts, sums = _trace_pixels(probability, valid, threshold)
+                if not len(polygons):
+                    continue
+                polygons = shapely.transform(polygons, lambda xy, o=(col, row): xy + o)
+                bounds = shapely.bounds(polygons)
+                bottom, right = row + window.height, col + window.width
+                inner = (
+                    ((bounds[:, 0] <= col) & (col > 0))
+                    | ((bounds[:, 1] <= row) & (row > 0))
+                    | ((bounds[:, 2] >= right) & (right < cols))
+                    | ((bounds[:, 3] >= bottom) & (bottom < rows))
+                )
+                parts = _pixel_parts(polygons, counts, sums, scene, count)
+                count += len(parts)
+                cut += [p for p, i in zip(parts, inner, strict=True) if i]
+                yield from _placed(
+                    [p for p, i in zip(parts, inner, strict=True) if not i],
+                    transform,
+                    crs,
+                    rows,
+                    cols,
+                )
+    # A union keeps a vertex where each block edge crossed the outline; with
+    # no tolerance, Douglas-Peucker drops exactly those (collinear) vertices,
+    # so the outline is the one traced from the whole mask.
+    merged = [
+        dataclasses.replace(f, geometry=shapely.simplify(f.geometry, 0)) if f.on_edge else f
+        for f in merge_parts(cut)
+    ]
+    yield from _placed(merged, transform, crs, rows, cols)
 
 
 def _snap(geometry: Polygon, grid: float) -> Polygon:
@@ -453,12 +571,11 @@ PARTS = "parts"
 
 def _trace(mask, threshold: float):
     tile = mask.tile
-    traced = polygonize_tile(
-        mask.probability, mask.valid, tile.affine, threshold, tile.scene, tile.crs
-    )
-    beam.metrics.Metrics.counter(NAMESPACE, "regions_traced").inc(len(traced))
-    for footprint in traced:
+    traced = 0
+    for footprint in polygonize_raster(mask.path, threshold, tile.scene, tile.crs, tile.affine):
+        traced += 1
         yield beam.pvalue.TaggedOutput(PARTS, footprint) if footprint.on_edge else footprint
+    beam.metrics.Metrics.counter(NAMESPACE, "regions_traced").inc(traced)
 
 
 def _merge(item):
@@ -489,7 +606,7 @@ def _finish(
 
 @dataclasses.dataclass
 class Polygonize(DataclassTransform):
-    """TileMask -> ``footprints/`` rows (dicts fitting FOOTPRINTS_SCHEMA).
+    """WrittenMask -> ``footprints/`` rows (dicts fitting FOOTPRINTS_SCHEMA).
 
     Attributes:
         threshold: Building probability threshold.

@@ -7,8 +7,8 @@ Stages, each from its own module::
     PlanWindows     pipeline.stitching.transforms  windows with a halo, then Reshuffle
     ReadWindows     pipeline.sources.rasters       block-aligned reads, numpy padding, scaling
     RunSegmenter    pipeline.inference.segmenter   batched RunInference (+TTA), crop halos
-    StitchTiles     pipeline.stitching.transforms  group by tile, place cores
-    WriteMasks      pipeline.writers.masks         masks/<tile>.tif (COG), masks/mosaic.vrt
+    StitchTiles     pipeline.stitching.transforms  group by tile, write cores: masks/<tile>.tif
+    WriteMasks      pipeline.writers.masks         masks/mosaic.vrt
     Polygonize      pipeline.polygonize            trace, merge across tiles, simplify
     Provenance      pipeline.writers.footprints    stable ids, lon/lat, model, run, tile, date
     WriteGeoTable   pipeline.writers.tables        footprints/ (GeoParquet 1.1), errors/
@@ -445,13 +445,16 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         | "AllCores" >> beam.Flatten()
         | "Progress" >> ShowProgress("windows")
     )
-    stitched = {"tiles": checked.tiles, "cores": cores} | "StitchTiles" >> StitchTiles(size, halo)
-
-    masks = stitched.masks | "WriteMasks" >> WriteMasks(
-        join(config.output, MASKS_DIR),
-        config.mask_threshold if config.binary_mask else None,
+    masks_dir = join(config.output, MASKS_DIR)
+    binary = config.mask_threshold if config.binary_mask else None
+    stitched = {"tiles": checked.tiles, "cores": cores} | "StitchTiles" >> StitchTiles(
+        size,
+        halo,
+        masks_dir,
+        binary,
         {"MODEL": os.path.basename(os.path.normpath(config.model_dir)), "RUN_ID": config.run_id},
     )
+    masks = stitched.masks | "WriteMasks" >> WriteMasks(masks_dir, binary)
     from pipeline.score import default_model_id
 
     dates = checked.tiles | "ImageryDates" >> beam.Map(

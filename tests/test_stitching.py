@@ -393,3 +393,130 @@ def test_mask_iou_pairs_by_grid_not_name(tmp_path):
     assert got["iou"] == pytest.approx(0.3) and got["tiles"] == {"t": pytest.approx(0.3)}
     assert got["unmatched_truths"] == [elsewhere]
     assert got["unmatched_masks"] == []
+
+
+# --------------------------------------------------------------------------
+# Masks by windows: streamed into a file, polygonized by blocks
+# --------------------------------------------------------------------------
+
+
+def test_streamed_cores_make_a_valid_cog_with_overviews_and_no_temporary(tmp_path):
+    from pipeline.stitching.cog import MaskFileStitcher
+
+    # 1100 x 1030: larger than a 512-pixel block, so the COG has overviews.
+    tile = tile_info(1100, 1030)
+    truth = np.random.default_rng(3).random((1100, 1030)).astype(np.float32)
+    parts = _fake_predictions(tile, 256, 16, truth)
+    parts[2] = CorePrediction.missing(plan_windows("t", 1100, 1030, 256, 16)[2], "nodata")
+    folder = tmp_path / "masks"
+    stitcher = MaskFileStitcher(tile, 256, 16, str(folder / "t.tif"), 0.5, {"RUN_ID": "r1"})
+    for part in parts[::-1]:  # any order
+        stitcher.add(part)
+    path = stitcher.commit()
+    expected = stitch_tile(tile, parts, 256, 16)  # the in-memory stitcher, the oracle
+    assert os.listdir(folder) == ["t.tif"] and stitcher.masked
+    with rasterio.open(path) as src:
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert src.overviews(1) == [2, 4] and src.profile["blockxsize"] == 512
+        assert src.descriptions == ("building_probability", "building")
+        assert src.scales[0] == pytest.approx(1 / 255) and src.tags()["RUN_ID"] == "r1"
+        np.testing.assert_array_equal(src.read(1), expected.probability)
+        np.testing.assert_array_equal(src.read(2), binary_mask(expected.probability, 0.5))
+        np.testing.assert_array_equal(src.read_masks(1) > 0, expected.valid)
+        # The overview is the average of the full resolution, masked pixels left out.
+        overview = src.read(1, out_shape=(275, 258), masked=True)
+    assert abs(float(overview.mean()) - float(expected.probability[expected.valid].mean())) < 1
+
+
+def test_a_tile_missing_windows_leaves_no_file(tmp_path):
+    from pipeline.stitching.cog import MaskFileStitcher
+
+    tile = tile_info(90, 70)
+    parts = _fake_predictions(tile, 32, 6, np.zeros((90, 70), np.float32))
+    stitcher = MaskFileStitcher(tile, 32, 6, str(tmp_path / "t.tif"))
+    for part in parts[1:]:
+        stitcher.add(part)
+    with pytest.raises(StitchError, match="planned"):
+        stitcher.commit()
+    assert os.listdir(tmp_path) == []
+
+
+def _block_scene() -> tuple[np.ndarray, np.ndarray]:
+    """A 300 x 260 mask (uint8 probability, validity) with buildings across 64-pixel blocks."""
+    prob = np.zeros((300, 260), np.uint8)
+    prob[50:80, 40:100] = 200  # crosses the column edge at 64
+    prob[100:160, 100:160] = 230  # crosses a block corner (128, 128): four blocks
+    prob[120:140, 120:140] = 0  # with a hole on the corner
+    prob[180:250, 10:20] = 250  # an L across the row edge at 192 ...
+    prob[240:250, 10:80] = 250  # ... and the column edge at 64
+    prob[200:210, 200:260] = 180  # on the tile's right edge and across column 256
+    prob[63, 190] = prob[64, 191] = 255  # two pixels touching at a corner only: apart
+    prob[5:15, 5:15] = 210  # inside one block
+    valid = np.ones(prob.shape, bool)
+    valid[270:, :] = False
+    prob[265:285, 150:170] = 240  # half on invalid pixels
+    return prob, valid
+
+
+@pytest.mark.parametrize("block", [64, 100, 4096])
+def test_polygonize_by_blocks_equals_the_whole_tile(tmp_path, block):
+    from pipeline.polygonize import polygonize_raster
+
+    tile = tile_info(300, 260)
+    prob, valid = _block_scene()
+    path = write_mask_cog(str(tmp_path / "t.tif"), TileMask(tile, prob, valid, {}))
+    whole = polygonize_tile(prob, valid, tile.affine, 0.5, "t", UTM)
+    blocks = list(polygonize_raster(path, 0.5, "t", UTM, tile.affine, block=block))
+    assert len(whole) == 8  # the corner-touching pixels are two
+    assert len(blocks) == len(whole)
+
+    def key(f):
+        return shapely.normalize(f.geometry).wkt
+
+    by_shape = {key(f): f for f in whole}
+    for got in blocks:
+        want = by_shape[key(got)]  # the same polygon, exactly
+        assert shapely.equals_exact(
+            shapely.normalize(got.geometry), shapely.normalize(want.geometry), 0
+        )
+        assert (got.pixels, got.on_edge, got.crs, got.pixel_size) == (
+            want.pixels,
+            want.on_edge,
+            want.crs,
+            want.pixel_size,
+        )
+        assert got.probability_sum == pytest.approx(want.probability_sum, rel=1e-12)
+    assert len({f.footprint_id for f in blocks}) == len(blocks)
+    (ring,) = [f for f in blocks if f.pixels == 60 * 60 - 20 * 20]
+    assert len(ring.geometry.interiors) == 1, "the hole on the block corner survives"
+    if block == 4096:  # one block: the ids and order of polygonize_tile
+        assert [f.footprint_id for f in blocks] == [f.footprint_id for f in whole]
+
+
+def test_cores_travel_compressed_and_come_back_equal():
+    from apache_beam.coders import registry
+
+    plan = plan_windows("t", 300, 300, 256, 16)[0]
+    rng = np.random.default_rng(0)
+    # Background probabilities near zero and one building, as a segmenter gives.
+    prediction = (rng.random((256, 256)) * 0.01).astype(np.float32)
+    prediction[40:90, 60:140] = 0.97
+    valid = np.ones(plan.core.shape, bool)
+    valid[:, :30] = False  # a nodata collar
+    coder = registry.get_coder(CorePrediction)
+    for core in (
+        CorePrediction.inferred(plan, prediction, valid),
+        CorePrediction.inferred(plan, prediction, None),
+        CorePrediction.missing(plan, "failed"),
+    ):
+        encoded = coder.encode(core)
+        back = coder.decode(encoded)
+        assert (back.key, back.core, back.status) == (core.key, core.core, core.status)
+        for name in ("probability", "valid"):
+            got, want = getattr(back, name), getattr(core, name)
+            assert (got is None) == (want is None)
+            if want is not None:
+                np.testing.assert_array_equal(got, want)
+                assert got.dtype == want.dtype and got.flags.writeable
+        if core.probability is not None:
+            assert len(encoded) < core.probability.nbytes / 2

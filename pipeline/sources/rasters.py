@@ -240,6 +240,11 @@ class _ReadFn(beam.DoFn):
         self._failed = beam.metrics.Metrics.counter(NAMESPACE, "windows_read_failed")
         self._tiles: OpenRasters | None = None
 
+    def setup(self):
+        from pipeline.stitching.cog import limit_gdal_cache
+
+        limit_gdal_cache()
+
     def start_bundle(self):
         # Windows of a tile arrive together; keeping it open lets overlapping
         # halos come from GDAL's block cache.

@@ -17,6 +17,7 @@ skipped and counted).
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -75,6 +76,31 @@ class CorePrediction:
                 f"{'needs' if self.status == INFERRED else 'has no'} probabilities"
             )
 
+    # What the group-by-tile shuffles (and the DirectRunner holds in memory
+    # until the tile is stitched) is the pickled core: its arrays travel
+    # DEFLATE-compressed (level 1), the validity bit-packed. Probabilities
+    # are mostly near 0 away from buildings, so this is a fraction of the
+    # core's byte per pixel.
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.probability is not None:
+            state["probability"] = zlib.compress(self.probability.tobytes(), 1)
+        if self.valid is not None:
+            state["valid"] = zlib.compress(np.packbits(self.valid).tobytes(), 1)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        shape = state["core"].shape
+        if state["probability"] is not None:
+            data = zlib.decompress(state["probability"])
+            state["probability"] = np.frombuffer(data, np.uint8).reshape(shape).copy()
+        if state["valid"] is not None:
+            bits = np.frombuffer(zlib.decompress(state["valid"]), np.uint8)
+            count = shape[0] * shape[1]
+            state["valid"] = np.unpackbits(bits, count=count).reshape(shape).astype(bool)
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
     @classmethod
     def inferred(
         cls, plan: WindowPlan, prediction: np.ndarray, valid: np.ndarray | None
@@ -110,12 +136,35 @@ class TileMask:
         return self.windows.get(INFERRED, 0) == 0
 
 
+@dataclasses.dataclass(frozen=True)
+class WrittenMask:
+    """A tile's mask as the pipeline stitched it: a COG on disk.
+
+    Attributes:
+        tile: The tile (a :class:`footprints.tiles.TileInfo`).
+        path: The mask's COG.
+        masked: Whether the file has an internal mask (some pixels invalid).
+        windows: Windows by status (``inferred``, ``nodata``, ``failed``).
+    """
+
+    tile: TileInfo
+    path: str
+    masked: bool
+    windows: dict[str, int]
+
+
 class StitchError(FootprintsError):
     """Windows of a tile are missing or overlap: a bug, not a user error."""
 
 
-class TileStitcher:
-    """Places the cores of one tile's windows into its mask, as they arrive.
+class CoreTally:
+    """Checks the windows of one tile as their cores arrive, and hands each core on to be placed.
+
+    The bookkeeping every stitcher shares: each planned window arrives once,
+    none is missing, and how many were inferred, nodata or failed.
+    Subclasses place the inferred cores (:meth:`_place`): in memory
+    (:class:`TileStitcher`) or straight into a file
+    (:class:`pipeline.stitching.cog.MaskFileStitcher`).
 
     Args:
         tile: The tile (needs ``height``, ``width``, ``scene``).
@@ -127,8 +176,6 @@ class TileStitcher:
         self.tile = tile
         self._expected = count_windows(tile.height, tile.width, size, halo)
         self._bounds = Box(0, 0, tile.height, tile.width)
-        self._probability = np.zeros((tile.height, tile.width), np.uint8)
-        self._valid = np.zeros((tile.height, tile.width), bool)
         self._counts: Counter[str] = Counter()
         self._seen: set[WindowKey] = set()
 
@@ -138,8 +185,39 @@ class TileStitcher:
             raise StitchError(f"window {part.key} of {self.tile.scene!r} arrived twice")
         self._seen.add(part.key)
         self._counts[part.status] += 1
-        if part.status != INFERRED:
-            return
+        if part.status == INFERRED:
+            self._place(part)
+
+    def _place(self, part: CorePrediction) -> None:
+        raise NotImplementedError
+
+    @property
+    def windows(self) -> dict[str, int]:
+        """Windows by status so far (``inferred``, ``nodata``, ``failed``)."""
+        return {status: self._counts.get(status, 0) for status in STATUSES}
+
+    def check_complete(self) -> None:
+        """Raises StitchError if windows are missing."""
+        if len(self._seen) != self._expected:
+            raise StitchError(
+                f"tile {self.tile.scene!r} got {len(self._seen)} windows, planned {self._expected}"
+            )
+
+
+class TileStitcher(CoreTally):
+    """Places the cores of one tile's windows into its mask in memory, as they arrive.
+
+    For small tiles and tests; the pipeline streams cores into a file instead
+    (:class:`pipeline.stitching.cog.MaskFileStitcher`), so its memory does
+    not grow with the tile.
+    """
+
+    def __init__(self, tile, size: int, halo: int):
+        super().__init__(tile, size, halo)
+        self._probability = np.zeros((tile.height, tile.width), np.uint8)
+        self._valid = np.zeros((tile.height, tile.width), bool)
+
+    def _place(self, part: CorePrediction) -> None:
         rows, cols = part.core.slices_in(self._bounds)
         self._probability[rows, cols] = part.probability
         self._valid[rows, cols] = True if part.valid is None else part.valid
@@ -150,22 +228,14 @@ class TileStitcher:
         Raises:
             StitchError: if windows are missing.
         """
-        if len(self._seen) != self._expected:
-            raise StitchError(
-                f"tile {self.tile.scene!r} got {len(self._seen)} windows, planned {self._expected}"
-            )
+        self.check_complete()
         valid: np.ndarray | None = self._valid
         if self._valid.all():
             valid = None
         else:
             # Invalid pixels are masked in the file; zeros there also compress best.
             self._probability[~self._valid] = 0
-        return TileMask(
-            self.tile,
-            self._probability,
-            valid,
-            {status: self._counts.get(status, 0) for status in STATUSES},
-        )
+        return TileMask(self.tile, self._probability, valid, self.windows)
 
 
 def stitch_tile(tile, predictions: Iterable[CorePrediction], size: int, halo: int) -> TileMask:

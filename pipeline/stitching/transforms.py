@@ -6,9 +6,12 @@ Thin wrappers over :mod:`pipeline.stitching.windows` and
 * :class:`PlanWindows` fans each tile out into its windows and reshuffles
   them, so the reads and the model calls of one large tile spread over all
   workers instead of staying on the one that validated it;
-* :class:`StitchTiles` groups every window's core with its tile (keyed by
-  :class:`~pipeline.keys.TileKey`, whose coder is deterministic) and places
-  the cores into the tile's mask.
+* :class:`StitchTiles` groups every window's core by its tile (keyed by
+  :class:`~pipeline.keys.TileKey`, whose coder is deterministic) and writes
+  the cores, one at a time as the group is iterated, into the tile's mask
+  file (:class:`~pipeline.stitching.cog.MaskFileStitcher`); the tiles
+  themselves come as a side input, so no core waits in memory for its tile
+  and a worker holds one core, not the tile's mask.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import apache_beam as beam
 from footprints.contracts import ErrorRecord
 from pipeline.keys import TileKey
 from pipeline.ptransform import DataclassTransform
-from pipeline.stitching.stitch import CorePrediction, StitchError, TileStitcher
+from pipeline.stitching.cog import MaskFileStitcher, limit_gdal_cache, mask_path
+from pipeline.stitching.stitch import StitchError, WrittenMask
 from pipeline.stitching.windows import plan_windows
 
 NAMESPACE = "footprints.segment"
@@ -53,38 +57,47 @@ class PlanWindows(DataclassTransform):
 
 
 class _StitchFn(beam.DoFn):
-    def __init__(self, size: int, halo: int):
+    def __init__(
+        self, size: int, halo: int, masks_dir: str, threshold: float | None, tags: dict[str, str]
+    ):
         self._size, self._halo = size, halo
+        self._dir, self._threshold, self._tags = masks_dir, threshold, tags
         self._stitched = beam.metrics.Metrics.counter(NAMESPACE, "tiles_stitched")
         self._skipped = beam.metrics.Metrics.counter(NAMESPACE, "tiles_skipped_nodata")
         self._failed = beam.metrics.Metrics.counter(NAMESPACE, "tiles_failed")
 
-    def process(self, item: tuple[TileKey, Any]):
-        key, values = item
-        stitcher: TileStitcher | None = None
-        early: list[CorePrediction] = []
-        # One pass over the group, placing cores as they come, so that on
-        # runners that stream a group from shuffle only the tile's mask is
-        # held; cores that arrive before the tile's info wait for it.
-        for value in values:
-            if not isinstance(value, CorePrediction):
-                stitcher = TileStitcher(value, self._size, self._halo)
-                for part in early:
-                    stitcher.add(part)
-                early = []
-            elif stitcher is None:
-                early.append(value)
-            else:
-                stitcher.add(value)
-        if stitcher is None:
+    def setup(self):
+        limit_gdal_cache()
+
+    def process(self, item: tuple[TileKey, Any], tiles: dict):
+        key, cores = item
+        tile = tiles.get(key)
+        if tile is None:
             raise StitchError(f"windows of {key.scene!r} arrived without their tile")
-        mask = stitcher.result()
-        tile = mask.tile
-        if not mask.skipped:
+        stitcher = MaskFileStitcher(
+            tile,
+            self._size,
+            self._halo,
+            mask_path(self._dir, tile.scene),
+            self._threshold,
+            self._tags,
+        )
+        try:
+            # One pass over the group (an iterable: never listed), writing
+            # each core as it comes, so that on runners that stream a group
+            # from shuffle one core at a time is held.
+            for core in cores:
+                stitcher.add(core)
+        except BaseException:
+            stitcher.abort()
+            raise
+        path = stitcher.commit()
+        windows = stitcher.windows
+        if path is not None:
             self._stitched.inc()
-            yield mask
+            yield WrittenMask(tile, path, stitcher.masked, windows)
             return
-        reason = "failed" if mask.windows["failed"] else "nodata"
+        reason = "failed" if windows["failed"] else "nodata"
         if reason == "failed":
             self._failed.inc()
             yield beam.pvalue.TaggedOutput(
@@ -103,24 +116,28 @@ class _StitchFn(beam.DoFn):
         else:
             self._skipped.inc()
         yield beam.pvalue.TaggedOutput(
-            SKIPPED, {"scene": key.scene, "reason": reason, "windows": mask.windows}
+            SKIPPED, {"scene": key.scene, "reason": reason, "windows": windows}
         )
 
 
 @dataclasses.dataclass
 class StitchTiles(DataclassTransform):
-    """Joins tiles with their windows' cores and stitches each tile's mask.
+    """Groups the windows' cores by tile and writes each tile's mask COG.
 
     Input: a dict ``{"tiles": PCollection[TileInfo], "cores":
     PCollection[CorePrediction]}``. Returns a tagged result: main
-    :class:`~pipeline.stitching.stitch.TileMask` of tiles with at least one
-    inferred window; ``skipped``: ``{"scene", "reason", "windows"}`` for tiles
-    with none (reason ``nodata``: entirely nodata; ``failed``: every window
-    failed); ``errors``: ErrorRecord for the failed ones.
+    :class:`~pipeline.stitching.stitch.WrittenMask` of tiles with at least one
+    inferred window (its COG written to ``<masks_dir>/<scene>.tif``);
+    ``skipped``: ``{"scene", "reason", "windows"}`` for tiles with none
+    (reason ``nodata``: entirely nodata; ``failed``: every window failed);
+    ``errors``: ErrorRecord for the failed ones.
     """
 
     size: int
     halo: int
+    masks_dir: str
+    threshold: float | None = None
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def expand(self, inputs):
         """Groups cores by tile and stitches each tile's mask."""
@@ -131,11 +148,11 @@ class StitchTiles(DataclassTransform):
             lambda core: (core.key.tile, core)
         ).with_output_types(tuple[TileKey, Any])
         return (
-            (keyed_tiles, keyed_cores)
-            | "Together" >> beam.Flatten()
+            keyed_cores
             | "ByTile" >> beam.GroupByKey()
             | "Stitch"
-            >> beam.ParDo(_StitchFn(self.size, self.halo)).with_outputs(
-                SKIPPED, ERRORS, main="masks"
-            )
+            >> beam.ParDo(
+                _StitchFn(self.size, self.halo, self.masks_dir, self.threshold, self.tags),
+                beam.pvalue.AsDict(keyed_tiles),
+            ).with_outputs(SKIPPED, ERRORS, main="masks")
         )

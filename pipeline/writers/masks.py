@@ -1,10 +1,12 @@
 """``masks/``: one COG per tile, then ``mosaic.vrt`` over all of them.
 
 Each tile's mask is written by the one worker that stitched it (one writer
-per file), as a COG through a temporary name (:mod:`pipeline.stitching.cog`).
-Once every mask is written, the VRT mosaic is built from what was written
-and masks or mosaics of earlier runs that this run did not write are
-removed, so a rerun into the same folder leaves exactly this run's masks.
+per file), window by window as the cores arrive, then as a COG through a
+temporary name (:mod:`pipeline.stitching.cog`, called by
+:class:`pipeline.stitching.transforms.StitchTiles`). Once every mask is
+written, the VRT mosaic is built from what was written and masks or
+mosaics of earlier runs that this run did not write are removed, so a rerun
+into the same folder leaves exactly this run's masks.
 """
 
 from __future__ import annotations
@@ -14,37 +16,28 @@ import dataclasses
 import apache_beam as beam
 
 from pipeline.ptransform import DataclassTransform
-from pipeline.stitching.cog import BINARY_BAND, PROBABILITY_BAND, write_mask_cog
-from pipeline.stitching.stitch import TileMask
+from pipeline.stitching.cog import BINARY_BAND, PROBABILITY_BAND, mask_path
+from pipeline.stitching.stitch import WrittenMask
 from pipeline.stitching.vrt import MaskEntry, write_mosaics
 from pipeline.writers.files import join, remove_stale_shards
+
+__all__ = ["WriteMasks", "finish_masks", "mask_path"]
 
 NAMESPACE = "footprints.segment"
 
 
-def mask_path(masks_dir: str, scene: str) -> str:
-    """``<masks_dir>/<scene>.tif``."""
-    return join(masks_dir, f"{scene}.tif")
-
-
-class _WriteMaskFn(beam.DoFn):
-    def __init__(self, masks_dir: str, threshold: float | None, tags: dict[str, str]):
-        self._dir, self._threshold, self._tags = masks_dir, threshold, tags
-        self._written = beam.metrics.Metrics.counter(NAMESPACE, "masks_written")
-
-    def process(self, mask: TileMask):
-        tile = mask.tile
-        path = write_mask_cog(mask_path(self._dir, tile.scene), mask, self._threshold, self._tags)
-        self._written.inc()
-        yield MaskEntry(
-            path=path,
-            crs=tile.crs,
-            transform=tile.transform,
-            width=tile.width,
-            height=tile.height,
-            count=1 if self._threshold is None else 2,
-            masked=mask.valid is not None,
-        )
+def _entry(mask: WrittenMask, count: int) -> MaskEntry:
+    tile = mask.tile
+    beam.metrics.Metrics.counter(NAMESPACE, "masks_written").inc()
+    return MaskEntry(
+        path=mask.path,
+        crs=tile.crs,
+        transform=tile.transform,
+        width=tile.width,
+        height=tile.height,
+        count=count,
+        masked=mask.masked,
+    )
 
 
 def finish_masks(entries: list[MaskEntry], masks_dir: str, binary: bool) -> dict:
@@ -59,12 +52,11 @@ def finish_masks(entries: list[MaskEntry], masks_dir: str, binary: bool) -> dict
 
 @dataclasses.dataclass
 class WriteMasks(DataclassTransform):
-    """Writes TileMasks as COGs and the mosaic.
+    """The mosaic over the masks StitchTiles wrote (WrittenMask in).
 
     Attributes:
         masks_dir: The ``masks/`` folder.
-        threshold: If set, each COG gets a binary band at this probability.
-        tags: Dataset tags for every mask (model, run id).
+        threshold: If set, each COG has a binary band at this probability.
 
     Returns:
         A dict: ``entries``, PCollection of :class:`MaskEntry` (one per
@@ -74,13 +66,10 @@ class WriteMasks(DataclassTransform):
 
     masks_dir: str
     threshold: float | None = None
-    tags: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def expand(self, masks):
-        """Writes each mask as a COG, then the mosaic over all of them."""
-        entries = masks | "WriteCOG" >> beam.ParDo(
-            _WriteMaskFn(self.masks_dir, self.threshold, self.tags)
-        )
+        """Builds the mosaic once every mask is written; removes stale masks."""
+        entries = masks | "Entries" >> beam.Map(_entry, 1 if self.threshold is None else 2)
         written = (
             entries
             | "AllMasks" >> beam.combiners.ToList()
