@@ -15,12 +15,13 @@ import apache_beam as beam
 import numpy as np
 import pytest
 from apache_beam.testing.util import assert_that
+from oracles import exact_top_k
 
 from pipeline.inference import ScoredBatch
 from pipeline.sources.chips import ChipMeta
 from pipeline.thresholds import LabelExactFraction
 from pipeline.thresholds.fractions import RegionFractions
-from pipeline.thresholds.selection import exact_top_k, rank_key, target_count
+from pipeline.thresholds.selection import rank_key, target_count
 from pipeline.thresholds.spill import from_record_batch, remove_spill, to_record_batch
 
 
