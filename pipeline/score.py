@@ -256,6 +256,7 @@ class ScoreConfig:
     epsilon: float = DEFAULT_EPSILON
     num_shards: int = 1
     crs: str | None = None
+    model_copies: int | None = None
 
     @classmethod
     def create(
@@ -307,6 +308,12 @@ class ScoreConfig:
             raise ConfigError("--num-shards must be 0 (runner decides) or more")
         if kwargs.get("model_format", "savedmodel") not in MODEL_FORMATS:
             raise ConfigError(f"--model-format must be one of {MODEL_FORMATS}")
+        copies = kwargs.get("model_copies")
+        if copies is not None and copies < 1:
+            raise ConfigError(
+                f"--model-copies {copies} must be 1 or more (one per GPU is usual); leave it "
+                "out to load one model per worker process"
+            )
         if kwargs.get("accelerator"):
             accelerator_count(kwargs["accelerator"])
         if kwargs.get("bigquery_table"):
@@ -330,7 +337,9 @@ class ScoreConfig:
 def build_pipeline(config: ScoreConfig, options: PipelineOptions | None = None) -> beam.Pipeline:
     """The ``footprints score`` job, built but not run."""
     p = beam.Pipeline(options=options or PipelineOptions([]))
-    copies = accelerator_count(config.accelerator) if config.accelerator else None
+    copies = config.model_copies
+    if copies is None and config.accelerator:
+        copies = accelerator_count(config.accelerator)  # one model per GPU
     scorer = ScoreChips(
         config.model_dir,
         config.fractions,

@@ -99,6 +99,13 @@ def register(subparsers) -> None:
         "'type:nvidia-tesla-t4;count:1;install-nvidia-driver'; loads one "
         "model per GPU",
     )
+    parser.add_argument(
+        "--model-copies",
+        type=int,
+        metavar="N",
+        help="models loaded per machine and shared by all its worker processes "
+        "(one per GPU; default: one per process, or --accelerator's GPU count)",
+    )
     parser.add_argument("--csv", action="store_true", help="also write OUTPUT/scores.csv")
     parser.add_argument(
         "--bigquery-table",
@@ -161,6 +168,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         min_batch_size=args.min_batch_size,
         model_format=args.model_format,
         accelerator=args.accelerator,
+        model_copies=args.model_copies,
         csv=args.csv,
         bigquery_table=args.bigquery_table,
         run_id=args.run_id,
