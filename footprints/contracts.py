@@ -30,7 +30,7 @@ import dataclasses
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -444,7 +444,7 @@ def model_dir_of(path: str) -> str:
     return path
 
 
-def _signature(model_dir: str, kind: str, load=None):
+def _signature(model_dir: str, kind: str, load: Callable[[str], Any] | None = None):
     import tensorflow as tf
 
     load = load or tf.saved_model.load
@@ -491,7 +491,7 @@ def _check_io(model_dir, fn, name, dtype, rank, outputs, out_name, out_dtype, ou
         )
 
 
-def check_classifier_model(model_dir: str, load=None) -> None:
+def check_classifier_model(model_dir: str, load: Callable[[str], Any] | None = None) -> None:
     """Raises :class:`ContractError` unless ``model_dir`` meets the classifier contract.
 
     Args:

@@ -64,3 +64,28 @@ def test_handler_scores_equal_a_fresh_load(model):
     assert metas == list(range(10))
     assert np.max(np.abs(np.asarray(outcomes) - expected)) <= 1e-5
     assert len(set(np.round(expected, 4))) > 1  # the scores tell chips apart
+
+
+def test_model_copies_reach_beams_model_handler(model, tmp_path):
+    from pipeline.score import ScoreChips, ScoreConfig
+
+    handler = ScoreChips(model, "0.3", batch_size=8, model_copies=2).handler()
+    assert handler.model_copies() == 2 and handler.share_model_across_processes()
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 8, "max_batch_size": 8}
+    default = ScoreChips(model, "0.3").handler()
+    assert default.model_copies() == 1 and not default.share_model_across_processes()
+    chips = tmp_path / "chips-00000-of-00001.tfrecord"
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(chips)) as w:
+        for record in _jpeg_records(2):
+            w.write(record)
+    config = ScoreConfig.create(
+        chips=str(chips),
+        model_dir=model,
+        residential_fraction="0.3",
+        output=str(tmp_path / "out"),
+        model_copies=3,
+        check_model_dir=False,
+    )
+    assert config.model_copies == 3

@@ -92,7 +92,7 @@ def enable_memory_growth() -> None:
 _LOADED: dict[str, Any] = {}
 
 
-def load_saved_model(local_dir: str):
+def load_saved_model(local_dir: str) -> Any:
     """``tf.saved_model.load(local_dir)``, reusing this process's last load of it.
 
     Loaded SavedModels are immutable at serving time and their signatures are
