@@ -1,40 +1,36 @@
-"""Benchmark of ``footprints score`` against a hand-written tf.data loop.
+"""Benchmark of the whole ``footprints score`` process against a plain tf.data loop.
 
-For each input size N it writes N noisy RGB PNG chips into 4 shards and
-scores them with the same small conv-net classifier (tests/score_helpers):
+For each model (the project's ``small-cnn`` and ``mobilenetv2`` classifiers,
+built with random weights from :mod:`model_training.classifier_models` and
+exported with :func:`model_training.export.export_classifier`, so the
+SavedModel decodes JPEG chips in its graph exactly as a trained one does) and
+each chip count N, it writes N JPEG chips of 96 px (smooth random scenes,
+with a footprint polygon and CRS, as ``footprints prepare`` writes them) into
+8 shards, then runs, alternately and ``--repeats`` times each:
 
-* **plain TF**: ``tf.data.TFRecordDataset(num_parallel_reads=AUTOTUNE)
-  .batch(B).prefetch(AUTOTUNE)`` feeding the SavedModel's ``serving_default``,
-  the loop one would write by hand;
-* **pipeline**: the whole ``footprints score`` job on the DirectRunner
-  (read, validate, RunInference, exact fraction, Parquet, summary), with
-  any ``--beam-args`` (e.g. ``--direct_running_mode=multi_threading``).
+* **plain**: a whole Python process that imports TensorFlow, loads the
+  SavedModel and runs ``tf.data.TFRecordDataset(shards).batch(64)
+  .prefetch(AUTOTUNE)`` into its ``serving_default``: the loop a user would
+  write by hand (it writes nothing and checks nothing);
+* **score**: the whole ``python -m footprints_app.cli score`` process on the
+  same shards and SavedModel (flag checks, Beam graph, reading with CRC
+  checks, validation, RunInference, the exact fraction, Parquet, summary).
 
-Each run is a fresh subprocess (so peak RSS is its own); both times include
-loading the model and exclude importing TensorFlow. Plain and pipeline runs
-alternate, ``--repeat`` times each, and the fastest of each is kept: on a
-shared machine the minimum is the least disturbed estimate. CPU seconds
-(all threads of the process) are printed too; if the machine is busy,
-wall time grows while CPU time barely moves.
+Both are timed from process start to exit (start-up counts); each child
+reports its own peak RSS (``VmHWM``) and CPU seconds just before it exits. The ratio is score
+chips/s over plain chips/s; with ``--repeats`` > 1 the median of each side
+and the spread (min..max) of the per-pair ratios are printed. The largest
+absolute difference between the pipeline's scores and the plain loop's, per
+footprint id, is printed too: any optimization of the serving path must keep
+it <= 1e-5.
 
-Two ratios, pipeline chips/s over plain chips/s:
+Usage (the full table; about an hour on the shared 2-core machine)::
 
-* **absolute**, at each N: what a user sees for a job of that size. The
-  pipeline pays a fixed cost that plain TF does not: Beam graph
-  construction and translation (about 100 leaf transforms), and per-stage
-  set-up on the DirectRunner, several seconds in all. It dominates small
-  inputs, which is why the default sizes are large (4000 and 32000 chips):
-  at a few thousand chips the absolute ratio measures Beam's start-up, not
-  scoring throughput.
-* **steady state**: the slope between the two sizes, in which the fixed
-  costs of either side cancel: the throughput of a long job.
+    python benchmarks/score.py --n 10000,32000 --models small-cnn,mobilenetv2 --repeats 1
 
-The fixed costs are printed as well (intercepts of the same two-point fit).
-``--readers`` also compares the framing reader with eager tf.data iteration.
-
-Usage::
-
-    python benchmarks/score.py --sizes 4000,32000 --batch-size 64 --repeat 2
+``--score-args`` passes extra flags to ``footprints score`` (e.g.
+``'--batch-size 128'`` or Beam options), so the benchmark runs unchanged on
+a GPU machine (``--score-args '--accelerator type:nvidia-l4;count:1'``).
 """
 
 from __future__ import annotations
@@ -42,6 +38,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,231 +49,356 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+CHIP_PX = 96
+SHARDS = 8
+PLAIN_BATCH = 64
+MODELS = ("small-cnn", "mobilenetv2")
 
-def _peak_mib() -> float:
-    """Peak RSS of this process since it started, MiB.
 
-    ``VmHWM`` rather than ``getrusage``: a child's ``ru_maxrss`` also counts
-    the RSS of the parent it was forked from (Linux keeps the high-water mark
-    across ``exec``), which here holds every chip in memory.
-    """
+# --------------------------------------------------------------------------
+# Children (each a fresh process)
+# --------------------------------------------------------------------------
+
+
+def make_model(path: str, backbone: str, seed: int = 0) -> None:
+    """Exports a randomly initialised project classifier (no download) at ``path``."""
+    import keras
+
+    from model_training.classifier_models import build_classifier
+    from model_training.export import export_classifier
+
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(backbone, CHIP_PX, weights=None)
+    export_classifier(model, path, CHIP_PX)
+
+
+def make_chips(directory: str, n: int, seed: int = 0) -> None:
+    """Writes ``n`` 96 px JPEG chip records, with polygons, into :data:`SHARDS` shards."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from shapely.geometry import box
+
+    from footprints import contracts
+    from tests.score_helpers import write_shards
+
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        # A smooth scene (upsampled coarse noise plus grain): JPEG sizes like real chips.
+        coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize((CHIP_PX, CHIP_PX), Image.BILINEAR)
+        pixels = np.asarray(image, dtype=np.int16) + rng.integers(-12, 13, (CHIP_PX, CHIP_PX, 3))
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+            buf, format="JPEG", quality=90
+        )
+        x, y = 500000.0 + 30 * (i % 1000), 4100000.0 + 30 * (i // 1000)
+        records.append(
+            contracts.encode_chip(
+                contracts.Chip(
+                    f"fp-{i:07d}",
+                    buf.getvalue(),
+                    region=f"county-{i % 3}",
+                    wkb=box(x, y, x + 12, y + 9).wkb,
+                    crs="EPSG:32615",
+                )
+            )
+        )
+    write_shards(directory, records, SHARDS)
+
+
+def plain_loop(pattern: str, model: str, batch: int, scores_out: str) -> None:
+    """The hand-written loop; saves its scores (in read order) for the diff."""
+    import numpy as np
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(model).signatures["serving_default"]
+    files = sorted(tf.io.gfile.glob(pattern))
+    ds = tf.data.TFRecordDataset(files).batch(batch).prefetch(tf.data.AUTOTUNE)
+    scores = [fn(examples=records)["score"].numpy() for records in ds]
+    np.save(scores_out, np.concatenate(scores))
+
+
+def score_diff(pattern: str, plain_scores: str, output: str) -> dict:
+    """Largest |pipeline score - plain score| over footprint ids, and the count compared."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+
+    from footprints import contracts
+
+    files = sorted(tf.io.gfile.glob(pattern))
+    ids = [
+        tf.train.Example.FromString(r.numpy())
+        .features.feature[contracts.ID_KEY]
+        .bytes_list.value[0]
+        .decode()
+        for r in tf.data.TFRecordDataset(files)
+    ]
+    plain = dict(zip(ids, np.load(plain_scores).tolist(), strict=True))
+    table = pq.read_table(os.path.join(output, "scores"), columns=["footprint_id", "score"])
+    ours = dict(zip(table["footprint_id"].to_pylist(), table["score"].to_pylist(), strict=True))
+    common = plain.keys() & ours.keys()
+    diff = max((abs(plain[k] - ours[k]) for k in common), default=float("nan"))
+    return {"compared": len(common), "plain": len(plain), "pipeline": len(ours), "max_diff": diff}
+
+
+def machine() -> dict:
+    """CPU, load and TensorFlow settings of this machine (run in a child: imports TF)."""
+    import tensorflow as tf
+
+    model = platform.processor()
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+        with open("/proc/cpuinfo") as f:
+            model = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                model,
+            )
     except OSError:
         pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def plain_tf(chips: str, model: str, batch: int) -> dict:
-    import tensorflow as tf
-
-    cpu = time.process_time()
-    start = time.perf_counter()
-    fn = tf.saved_model.load(model).signatures["serving_default"]
-    files = tf.io.gfile.glob(chips)
-    ds = (
-        tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE)
-        .batch(batch)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    n = 0
-    for records in ds:
-        n += int(fn(examples=records)["score"].shape[0])
     return {
-        "n": n,
-        "seconds": time.perf_counter() - start,
-        "cpu_s": time.process_time() - cpu,
-        "peak_mib": _peak_mib(),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "tf": tf.__version__,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        "omp_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
     }
 
 
-def pipeline(chips: str, model: str, batch: int, output: str, beam_args: list[str]) -> dict:
-    import apache_beam as beam
-    import tensorflow  # noqa: F401  (imported before timing, as for plain TF)
-    from apache_beam.metrics.metric import MetricsFilter
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from pipeline.score import ScoreConfig, build_pipeline
-
-    cpu = time.process_time()
-    start = time.perf_counter()
-    config = ScoreConfig.create(
-        chips=chips,
-        model_dir=model,
-        residential_fraction="0.3",
-        output=output,
-        batch_size=batch,
-        check_model_dir=False,
+def _cli_module(root: str) -> str:
+    """The command line's module in the checkout at ``root``."""
+    return (
+        "footprints_app.cli"
+        if os.path.isdir(os.path.join(root, "footprints_app"))
+        else "footprints.cli"
     )
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
-    build_pipeline(pipeline, config)
-    result = pipeline.run()
-    result.wait_until_finish()
-    seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
-    dist = result.metrics().query(MetricsFilter().with_name("batch_size"))["distributions"]
-    total = sum(d.committed.sum for d in dist)
-    count = sum(d.committed.count for d in dist)
-    with open(os.path.join(output, "summary.json")) as f:
-        scored = json.load(f)["counts"]["scored"]
-    return {
-        "n": scored,
-        "seconds": seconds,
-        "cpu_s": cpu_s,
-        "peak_mib": _peak_mib(),
-        "mean_batch": total / count if count else 0.0,
-        "batches": count,
-    }
 
 
-def readers(chips: str) -> dict:
-    import tensorflow as tf
+def _child_main(kind: str, rest: list[str]) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if kind == "model":
+        make_model(rest[0], rest[1])
+    elif kind == "chips":
+        make_chips(rest[0], int(rest[1]))
+    elif kind == "plain":
+        plain_loop(rest[0], rest[1], int(rest[2]), rest[3])
+    elif kind == "diff":
+        print(json.dumps(score_diff(rest[0], rest[1], rest[2])))
+    elif kind == "machine":
+        print(json.dumps(machine()))
+    return 0
 
-    from footprints.files import match_files
-    from pipeline.sources.chips import read_shard
 
-    files = match_files(chips)
+# --------------------------------------------------------------------------
+# The parent: never imports TensorFlow
+# --------------------------------------------------------------------------
+
+
+def timed(cmd: list[str], root: str = ROOT) -> dict:
+    """Runs ``cmd`` to exit; wall seconds, and the CPU seconds and peak RSS (MiB) it reports.
+
+    ``cmd`` is wrapped by :func:`_hooked`, whose last stderr line is the
+    child's own ``VmHWM`` and ``getrusage`` CPU time, read just before it exits.
+    """
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root)
     start = time.perf_counter()
-    ours = sum(1 for f in files for _ in read_shard(f))
-    ours_s = time.perf_counter() - start
-    start = time.perf_counter()
-    theirs = sum(1 for _ in tf.data.TFRecordDataset(files))
-    theirs_s = time.perf_counter() - start
-    return {"framing_reader_rps": ours / ours_s, "tf_data_eager_rps": theirs / theirs_s}
+    proc = subprocess.Popen(
+        cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
+    stats = json.loads(err.strip().splitlines()[-1])
+    return {"seconds": seconds, "stdout": out, **stats}
 
 
-def prepare(directory: str, n: int, size: int) -> str:
-    from footprints import contracts
-    from tests.score_helpers import png, write_shards
+# Runs a module or script, then reports its own peak RSS and CPU seconds on stderr.
+_PEAK_HOOK = (
+    "import atexit, json, os, resource, runpy, sys\n"
+    "def _report():\n"
+    "    peak = 0.0\n"
+    "    with open('/proc/self/status') as f:\n"
+    "        for line in f:\n"
+    "            if line.startswith('VmHWM:'):\n"
+    "                peak = int(line.split()[1]) / 1024\n"
+    "    r = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "    sys.stderr.flush()\n"
+    "    sys.stderr.write('\\n' + json.dumps({'peak_mib': peak, "
+    "'cpu_s': r.ru_utime + r.ru_stime}) + '\\n')\n"
+    "atexit.register(_report)\n"
+    "kind, target, sys.argv = sys.argv[1], sys.argv[2], [sys.argv[2], *sys.argv[3:]]\n"
+    "try:\n"
+    "    if kind == 'module':\n"
+    "        runpy.run_module(target, run_name='__main__', alter_sys=True)\n"
+    "    else:\n"
+    "        runpy.run_path(target, run_name='__main__')\n"
+    "except SystemExit as exc:\n"
+    "    if exc.code not in (0, None):\n"
+    "        raise\n"
+)
 
-    records = [
-        contracts.encode_chip(
-            contracts.Chip(f"fp-{i:07d}", png(0, size=size, noise_seed=i), region=f"r{i % 3}")
-        )
-        for i in range(n)
-    ]
-    write_shards(directory, records, 4)
-    return os.path.join(directory, "*.tfrecord")
+
+def _hooked(kind: str, target: str, args: list[str]) -> list[str]:
+    return [sys.executable, "-c", _PEAK_HOOK, kind, target, *args]
 
 
-def _child(kind: str, args: list[str]) -> dict:
+def _run_child(kind: str, *args: str) -> str:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, *args],
+        [sys.executable, os.path.abspath(__file__), "--child", kind, *args],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT),
         capture_output=True,
         text=True,
         check=False,
     )
     if out.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return out.stdout
 
 
-def _best(runs: list[dict]) -> dict:
-    """The fastest run, with the highest peak RSS of all (memory is not noise)."""
-    best = dict(min(runs, key=lambda r: r["seconds"]))
-    best["peak_mib"] = max(r["peak_mib"] for r in runs)
-    return best
+def _load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Parses the flags, prepares models and chips, prints the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", default="10000,32000", help="chip counts, comma-separated")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated backbones")
     parser.add_argument(
-        "--sizes",
-        default="4000,32000",
-        help="two or more input sizes; the first and last give the slope",
+        "--batch-size",
+        type=int,
+        default=None,
+        help="footprints score --batch-size (default: the command's own default); "
+        f"the plain loop always batches {PLAIN_BATCH}",
     )
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per side (median kept)")
     parser.add_argument(
-        "--repeat", type=int, default=2, help="runs per side and size; the fastest is kept"
+        "--score-args", default="", help="extra flags for footprints score (Beam options too)"
     )
-    parser.add_argument("--chip-size", type=int, default=64, help="PNG chip side, pixels")
-    parser.add_argument("--model-size", type=int, default=96, help="model input side")
     parser.add_argument(
-        "--beam-args",
-        default="",
-        help="pipeline options for the pipeline runs, e.g. "
-        "'--direct_running_mode=multi_threading --direct_num_workers=2'",
+        "--baseline-root",
+        help="also run footprints score from this checkout (e.g. an export of an earlier "
+        "commit), in the same run, to measure what a change bought",
     )
-    parser.add_argument("--readers", action="store_true")
+    parser.add_argument("--work", help="folder for models and chips (default: a temporary one)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        kind, *rest = args.child
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        if kind == "plain":
-            res = plain_tf(rest[0], rest[1], int(rest[2]))
-        elif kind == "pipeline":
-            res = pipeline(rest[0], rest[1], int(rest[2]), rest[3], json.loads(rest[4]))
-        else:
-            res = readers(rest[0])
-        print(json.dumps(res))
-        return 0
+        return _child_main(args.child[0], args.child[1:])
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in MODELS]
+    if bad or args.repeats < 1 or (args.batch_size is not None and args.batch_size < 1):
+        parser.error(f"--models from {MODELS}, --repeats >= 1, --batch-size >= 1 (got {bad})")
+    sizes = [int(x) for x in args.n.split(",")]
+    extra = shlex.split(args.score_args)
+    if args.batch_size is not None:
+        extra = ["--batch-size", str(args.batch_size), *extra]
 
-    from tests.score_helpers import save_classifier
-
-    beam_args = args.beam_args.split()
     with tempfile.TemporaryDirectory() as tmp:
-        model = save_classifier(os.path.join(tmp, "model"), kind="convnet", size=args.model_size)
+        work = args.work or tmp
+        os.makedirs(work, exist_ok=True)
+        info = json.loads(_run_child("machine"))
         print(
-            f"model: conv net at {args.model_size}px; chips: {args.chip_size}px noisy RGB PNG; "
-            f"batch {args.batch_size}; DirectRunner {' '.join(beam_args) or 'in process'}; "
-            f"{os.cpu_count()} CPUs; best of {args.repeat}"
+            f"machine: {info['cpus']} CPUs ({info['cpu_model']}), GPUs {info['gpus'] or 'none'}, "
+            f"TensorFlow {info['tf']} (intra-op {info['intra_op_threads'] or 'auto'}, "
+            f"inter-op {info['inter_op_threads'] or 'auto'}, oneDNN {info['onednn']}, "
+            f"OMP_NUM_THREADS {info['omp_threads']}), Python {platform.python_version()}"
         )
+        print(f"load average at start: {_load()}")
         print(
-            f"{'N':>7} {'plain chips/s':>14} {'pipeline chips/s':>17} {'abs ratio':>10} "
-            f"{'plain cpu s':>12} {'pipe cpu s':>11} {'mean batch':>11} {'plain MiB':>10} "
-            f"{'pipeline MiB':>13}"
+            f"chips: {CHIP_PX} px JPEG in {SHARDS} shards; plain loop batch {PLAIN_BATCH}; "
+            f"footprints score {shlex.join(extra) or '(defaults)'}; {args.repeats} run(s) per side"
         )
-        runs = []
-        for n in [int(x) for x in args.sizes.split(",")]:
-            chips = prepare(os.path.join(tmp, f"chips-{n}"), n, args.chip_size)
-            b = str(args.batch_size)
-            plains, pipes = [], []
-            for _ in range(args.repeat):
-                plains.append(_child("plain", [chips, model, b]))
-                pipes.append(
-                    _child(
-                        "pipeline",
-                        [chips, model, b, os.path.join(tmp, f"out-{n}"), json.dumps(beam_args)],
+        header = (
+            f"{'model':<12} {'N':>6} {'plain c/s':>10} {'score c/s':>10} {'ratio':>6} "
+            f"{'spread':>11} {'plain MiB':>10} {'score MiB':>10} {'plain cpu':>10} "
+            f"{'score cpu':>10} {'max |diff|':>11} {'load':>15}"
+        )
+        print(header, flush=True)
+        for backbone in models:
+            model = os.path.join(work, f"model-{backbone}")
+            if not os.path.exists(os.path.join(model, "saved_model.pb")):
+                _run_child("model", model, backbone)
+            for n in sizes:
+                chips = os.path.join(work, f"chips-{n}")
+                if not os.path.isdir(chips):
+                    _run_child("chips", chips, str(n))
+                pattern = os.path.join(chips, "*.tfrecord")
+                plain_scores = os.path.join(work, f"plain-{backbone}-{n}.npy")
+                output = os.path.join(work, f"out-{backbone}-{n}")
+                plains, scores, baselines = [], [], []
+                for _ in range(args.repeats):
+                    plains.append(
+                        timed(
+                            _hooked(
+                                "path",
+                                os.path.abspath(__file__),
+                                [
+                                    "--child",
+                                    "plain",
+                                    pattern,
+                                    model,
+                                    str(PLAIN_BATCH),
+                                    plain_scores,
+                                ],
+                            )
+                        )
                     )
-                )
-            plain, pipe = _best(plains), _best(pipes)
-            assert plain["n"] == pipe["n"] == n, (plain, pipe)
-            runs.append((n, plain["seconds"], pipe["seconds"]))
-            p_rate, q_rate = n / plain["seconds"], n / pipe["seconds"]
-            print(
-                f"{n:>7} {p_rate:>14.1f} {q_rate:>17.1f} {q_rate / p_rate:>10.2f} "
-                f"{plain['cpu_s']:>12.1f} {pipe['cpu_s']:>11.1f} {pipe['mean_batch']:>11.1f} "
-                f"{plain['peak_mib']:>10.0f} {pipe['peak_mib']:>13.0f}",
-                flush=True,
-            )
-            if args.readers:
-                r = _child("readers", [chips])
+                    score_cmd = [
+                        "score",
+                        "--chips",
+                        pattern,
+                        "--model",
+                        model,
+                        "--residential-fraction",
+                        "0.3",
+                        "--output",
+                        output,
+                        *extra,
+                    ]
+                    scores.append(timed(_hooked("module", "footprints_app.cli", score_cmd)))
+                    if args.baseline_root:
+                        base_cmd = list(score_cmd)
+                        base_cmd[base_cmd.index(output)] = output + "-baseline"
+                        baselines.append(
+                            timed(
+                                # A checkout from before the application moved has footprints.cli.
+                                _hooked("module", _cli_module(args.baseline_root), base_cmd),
+                                os.path.abspath(args.baseline_root),
+                            )
+                        )
+                diff = json.loads(_run_child("diff", pattern, plain_scores, output))
+                if not diff["compared"] == diff["plain"] == diff["pipeline"] == n:
+                    raise RuntimeError(f"scored counts differ: {diff}")
+                ratios = [p["seconds"] / s["seconds"] for p, s in zip(plains, scores, strict=True)]
+                p_s = statistics.median(r["seconds"] for r in plains)
+                s_s = statistics.median(r["seconds"] for r in scores)
+                spread = f"{min(ratios):.2f}..{max(ratios):.2f}" if len(ratios) > 1 else "-"
                 print(
-                    f"        readers: framing reader {r['framing_reader_rps']:.0f} records/s, "
-                    f"tf.data eager {r['tf_data_eager_rps']:.0f} records/s"
+                    f"{backbone:<12} {n:>6} {n / p_s:>10.1f} {n / s_s:>10.1f} "
+                    f"{p_s / s_s:>6.2f} {spread:>11} "
+                    f"{max(r['peak_mib'] for r in plains):>10.0f} "
+                    f"{max(r['peak_mib'] for r in scores):>10.0f} "
+                    f"{statistics.median(r['cpu_s'] for r in plains):>10.1f} "
+                    f"{statistics.median(r['cpu_s'] for r in scores):>10.1f} "
+                    f"{diff['max_diff']:>11.2e} {_load():>15}",
+                    flush=True,
                 )
-        if len(runs) >= 2:
-            # Fixed costs (graph construction, per-stage set-up, model load)
-            # cancel in the slope between two sizes: the steady-state rate.
-            (n1, p1, q1), (n2, p2, q2) = runs[0], runs[-1]
-            plain_rate, pipe_rate = (n2 - n1) / (p2 - p1), (n2 - n1) / (q2 - q1)
-            print(
-                f"steady-state ratio {pipe_rate / plain_rate:.2f} (slope {n1}->{n2} chips: "
-                f"plain {plain_rate:.1f} chips/s, pipeline {pipe_rate:.1f} chips/s)"
-            )
-            print(
-                f"absolute ratio {n1 / q1 / (n1 / p1):.2f} at N={n1}, "
-                f"{n2 / q2 / (n2 / p2):.2f} at N={n2}"
-            )
-            print(
-                f"fixed cost: pipeline {q1 - n1 / pipe_rate:.1f} s, "
-                f"plain {p1 - n1 / plain_rate:.1f} s"
-            )
+                if baselines:
+                    b_s = statistics.median(r["seconds"] for r in baselines)
+                    print(
+                        f"{'  baseline':<12} {n:>6} {'':>10} {n / b_s:>10.1f} {p_s / b_s:>6.2f} "
+                        f"{'':>11} {'':>10} {max(r['peak_mib'] for r in baselines):>10.0f} "
+                        f"{'':>10} {statistics.median(r['cpu_s'] for r in baselines):>10.1f}",
+                        flush=True,
+                    )
     return 0
 
 

@@ -30,7 +30,7 @@ import dataclasses
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -448,9 +448,10 @@ def model_dir_of(path: str) -> str:
     return path
 
 
-def _signature(model_dir: str, kind: str):
+def _signature(model_dir: str, kind: str, load: Callable[[str], Any] | None = None):
     import tensorflow as tf
 
+    load = load or tf.saved_model.load
     local = local_model_dir(model_dir)
     if not os.path.isdir(local) or not os.path.exists(os.path.join(local, "saved_model.pb")):
         raise ContractError(
@@ -458,7 +459,7 @@ def _signature(model_dir: str, kind: str):
             f"directory that `footprints train {kind}` exported (its --output/model)"
         )
     try:
-        loaded = tf.saved_model.load(local)
+        loaded = load(local)
     except Exception as exc:
         raise ContractError(f"cannot load SavedModel {model_dir!r}: {exc}") from exc
     if SIGNATURE not in loaded.signatures:
@@ -494,9 +495,16 @@ def _check_io(model_dir, fn, name, dtype, rank, outputs, out_name, out_dtype, ou
         )
 
 
-def check_classifier_model(model_dir: str) -> None:
-    """Raises :class:`ContractError` unless ``model_dir`` meets the classifier contract."""
-    _, fn = _signature(model_dir, "classifier")
+def check_classifier_model(model_dir: str, load: Callable[[str], Any] | None = None) -> None:
+    """Raises :class:`ContractError` unless ``model_dir`` meets the classifier contract.
+
+    Args:
+        model_dir: The SavedModel directory (local or a Beam filesystem URL).
+        load: Loads a local SavedModel directory (default ``tf.saved_model.load``);
+            the scoring job passes its per-process cache, so the model it checks is
+            the one it scores with, loaded once.
+    """
+    _, fn = _signature(model_dir, "classifier", load)
     _check_io(
         model_dir,
         fn,

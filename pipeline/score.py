@@ -264,6 +264,7 @@ class ScoreConfig:
     epsilon: float = DEFAULT_EPSILON
     num_shards: int = 1
     crs: str | None = None
+    model_copies: int | None = None
 
     @property
     def summary_path(self) -> str:
@@ -317,6 +318,12 @@ class ScoreConfig:
             raise ConfigError("--num-shards must be 0 (runner decides) or more")
         if kwargs["model_format"] not in MODEL_FORMATS:
             raise ConfigError(f"--model-format must be one of {MODEL_FORMATS}")
+        copies = kwargs.get("model_copies")
+        if copies is not None and copies < 1:
+            raise ConfigError(
+                f"--model-copies {copies} must be 1 or more (one per GPU is usual); leave it "
+                "out to load one model per worker process"
+            )
         if kwargs["accelerator"]:
             accelerator_count(kwargs["accelerator"])
         if kwargs["bigquery_table"]:
@@ -344,7 +351,9 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
     The outputs, by tag: ``scores`` (SCORES_SCHEMA rows), ``errors`` (every
     dead letter, reading included) and ``regions`` (RegionResult).
     """
-    copies = accelerator_count(config.accelerator) if config.accelerator else None
+    copies = config.model_copies
+    if copies is None and config.accelerator:
+        copies = accelerator_count(config.accelerator)  # one model per GPU
     scorer = ScoreChips(
         config.model_dir,
         config.fractions,

@@ -327,6 +327,7 @@ def test_rerun_replaces_and_failed_run_leaves_no_summary(dataset, tmp_path, caps
         ({"--chips": "/nonexistent/*.tfrecord"}, "matches no files"),
         ({"--batch-size": "0"}, "1 <= min <= batch size"),
         ({"--accelerator": "nvidia-t4"}, "type:GPU_TYPE;count:N"),
+        ({"--model-copies": "0"}, "--model-copies 0 must be 1 or more"),
         ({"--bigquery-table": "just-a-table"}, "PROJECT:DATASET.TABLE"),
         ({"--quantile-epsilon": "0.5"}, "must be in \\(0, 0.1\\]"),
         ({"--region-fractions": "BAD_CSV"}, "line 2"),

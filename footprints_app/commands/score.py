@@ -97,6 +97,13 @@ def register(subparsers) -> None:
         steps="the inference step",
         example="type:nvidia-tesla-t4;count:1;install-nvidia-driver",
     )
+    parser.add_argument(
+        "--model-copies",
+        type=int,
+        metavar="N",
+        help="models loaded per machine and shared by all its worker processes "
+        "(one per GPU; default: one per process, or --accelerator's GPU count)",
+    )
     flags.add_table_flags(
         parser,
         crs_dest="crs",
@@ -146,6 +153,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             min_batch_size="min_batch_size",
             model_format="model_format",
             accelerator="accelerator",
+            model_copies="model_copies",
             csv="csv",
             bigquery_table="bigquery_table",
             run_id="run_id",
