@@ -58,6 +58,27 @@ HEAD_KEYS = (
 )
 
 
+#: The summary's file name inside a job's output folder (score, segment).
+SUMMARY_FILE = "summary.json"
+
+
+class FolderOutput:
+    """The ``summary_path`` of a config whose job writes into one folder, ``output``.
+
+    A mixin for the frozen config dataclasses of ``score`` and ``segment``
+    (``prepare`` writes beside a shard prefix instead).
+    """
+
+    output: str
+
+    @property
+    def summary_path(self) -> str:
+        """Where the run's summary.json goes."""
+        from pipeline.writers.files import join  # Beam's FileSystems: local paths and URLs
+
+        return join(self.output, SUMMARY_FILE)
+
+
 def new_run_id(job: str) -> str:
     """A fresh run id: the job, the UTC time and a random suffix.
 

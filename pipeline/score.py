@@ -46,7 +46,13 @@ from pipeline.inference.handlers import (
     accelerator_count,
     check_model,
 )
-from pipeline.jobs import check_batch_sizes, new_run_id, run_job, with_defaults
+from pipeline.jobs import (
+    FolderOutput,
+    check_batch_sizes,
+    new_run_id,
+    run_job,
+    with_defaults,
+)
 from pipeline.monitoring import ShowProgress
 from pipeline.ptransform import DataclassTransform
 from pipeline.sources.chips import (
@@ -63,7 +69,6 @@ from pipeline.thresholds.fractions import RegionFractions, parse_fraction, read_
 from pipeline.thresholds.selection import DEFAULT_EPSILON, percentile_bound
 from pipeline.writers.files import SPILL_DIR, join
 from pipeline.writers.scores import (
-    SUMMARY_FILE,
     WriteScoreOutputs,
     check_bigquery_table,
     score_rows,
@@ -242,7 +247,7 @@ def default_model_id(model_dir: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class ScoreConfig:
+class ScoreConfig(FolderOutput):
     """Validated settings of ``footprints score``; see :meth:`create`.
 
     The field defaults are the command's defaults (its flags take them from
@@ -265,11 +270,6 @@ class ScoreConfig:
     num_shards: int = 1
     crs: str | None = None
     model_copies: int | None = None
-
-    @property
-    def summary_path(self) -> str:
-        """Where the run's summary.json goes."""
-        return join(self.output, SUMMARY_FILE)
 
     @classmethod
     def create(

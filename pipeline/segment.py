@@ -49,7 +49,14 @@ from pipeline import chipping
 from pipeline.counting import count_all
 from pipeline.inference.handlers import accelerator_count
 from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModelHandler
-from pipeline.jobs import check_batch_sizes, new_run_id, run_job, summary_head, with_defaults
+from pipeline.jobs import (
+    FolderOutput,
+    check_batch_sizes,
+    new_run_id,
+    run_job,
+    summary_head,
+    with_defaults,
+)
 from pipeline.monitoring import ShowProgress
 from pipeline.polygonize import ChipFootprints, Polygonize
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
@@ -63,7 +70,6 @@ from pipeline.writers.tables import WriteErrors, WriteGeoTable, geoparquet_schem
 
 __all__ = ["SegmentConfig", "build_pipeline", "mask_iou", "run_config"]
 
-SUMMARY_FILE = "summary.json"
 MASKS_DIR = "masks"
 FOOTPRINTS_DIR = "footprints"
 ERRORS_DIR = "errors"
@@ -73,7 +79,7 @@ REASON = "reason:"
 
 
 @dataclasses.dataclass(frozen=True)
-class SegmentConfig:
+class SegmentConfig(FolderOutput):
     """Validated settings of ``footprints segment``; build one with :meth:`create`.
 
     Attributes:
@@ -144,11 +150,6 @@ class SegmentConfig:
     def window_size(self) -> int:
         """The model's window size, from its assets."""
         return self.assets.window_size
-
-    @property
-    def summary_path(self) -> str:
-        """Where the run's summary.json goes."""
-        return join(self.output, SUMMARY_FILE)
 
     @classmethod
     def create(

@@ -45,9 +45,9 @@ import numpy as np
 
 from footprints import contracts
 from footprints_app.report import maps, plots
+from pipeline.jobs import SUMMARY_FILE
 
 REPORT_FILE = "report.html"
-SUMMARY_FILE = "summary.json"
 DEMO_SUMMARY = "demo_summary.json"
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from footprints import contracts
 from footprints.errors import ConfigError
-from pipeline.jobs import summary_head
+from pipeline.jobs import SUMMARY_FILE, summary_head
 from pipeline.ptransform import DataclassTransform
 from pipeline.thresholds import LabelledBatch, RegionResult
 from pipeline.thresholds.expected import rank_warnings, regions_with_stats
@@ -50,7 +50,6 @@ from pipeline.writers.tables import (
 
 SCORES_DIR = "scores"
 ERRORS_DIR = "errors"
-SUMMARY_FILE = "summary.json"
 CSV_FILE = "scores.csv"
 CSV_COLUMNS = [f.name for f in contracts.SCORES_SCHEMA]
 
