@@ -16,6 +16,7 @@ well, for progress and monitoring.
 from __future__ import annotations
 
 import collections
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -70,6 +71,14 @@ class _CountByName(beam.CombineFn):
         return dict(sorted(acc.items()))
 
 
+def _named(name: str, _: Any) -> str:
+    return name
+
+
+def _str_of(name_of: Callable[[Any], Any], element: Any) -> str:
+    return str(name_of(element))
+
+
 def count_all(
     pipeline: beam.Pipeline,
     pcolls: Mapping[str, beam.PCollection],
@@ -98,12 +107,12 @@ def count_all(
     per-name ``CombinePerKey`` a shuffle.
     """
     parts = [
-        pcoll | f"{label}.Tag.{name}" >> beam.ParDo(_CountBundle(lambda _, n=name: n))
+        pcoll | f"{label}.Tag.{name}" >> beam.ParDo(_CountBundle(functools.partial(_named, name)))
         for name, pcoll in pcolls.items()
     ]
     parts += [
-        pcoll | f"{label}.Tag.{name}" >> beam.ParDo(_CountBundle(lambda x, f=name_of: str(f(x))))
-        for name, (pcoll, name_of) in (keyed or {}).items()
+        pcoll | f"{label}.Tag.{name}" >> beam.ParDo(_CountBundle(functools.partial(_str_of, f)))
+        for name, (pcoll, f) in (keyed or {}).items()
     ]
     return (
         parts

@@ -13,17 +13,21 @@ cannot give (it fixes the file metadata before the first row):
   ``WriteToParquet``, which every runner writes in parallel and renames into
   place only when complete.
 * :class:`WriteGeoTable` (``footprints/``, ``scores/``, ``classified/``):
-  complete GeoParquet 1.1. One pass combines the table's count and lon/lat
-  extent; rows are range-partitioned into shards along a Hilbert curve over
-  that extent and each shard is sorted along it (by ``centroid_lon``/
-  ``centroid_lat``), so a row group covers a compact area; each file gets a
-  ``bbox`` covering column (struct ``xmin, ymin, xmax, ymax``, whose
+  complete GeoParquet 1.1, written as the rows arrive, so its memory is one
+  batch whatever the table's size. Each worker bundle buffers
+  ``row_group_rows`` rows, sorts them along a Hilbert curve over their own
+  lon/lat extent (by ``centroid_lon``/``centroid_lat``, so a row group
+  covers a compact area), and appends them as a row group to its current
+  file (a temporary, hidden name; a new file every ``rows_per_file`` rows)
+  with a ``bbox`` covering column (struct ``xmin, ymin, xmax, ymax``, whose
   row-group statistics let readers such as DuckDB and pyarrow skip row
-  groups), its own ``bbox`` and exact ``geometry_types`` in the ``geo``
-  metadata, and
-  ``edges: planar`` and ``orientation: counterclockwise`` declared. Each
-  file is written by the one worker that holds its shard, to a temporary
-  name, then renamed.
+  groups). At the file's close its footer gets the ``geo`` metadata of that
+  file's own rows (``bbox``, exact ``geometry_types``, CRS, ``edges:
+  planar``, ``orientation: counterclockwise``), so nothing waits for a
+  table-wide extent. The files are then renamed into shards; when
+  ``num_shards`` asks for another count than the bundles wrote, their rows
+  are copied, a row group at a time and in order, into that many files of
+  near-equal size, each complete under a temporary name before its rename.
 """
 
 from __future__ import annotations
