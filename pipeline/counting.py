@@ -4,22 +4,49 @@ Every job ends with ``input == written + errors`` in its summary. Beam's
 metrics would give the same numbers on most runners, but their delivery
 differs (committed vs attempted, and some portable runners report none), so
 the counts that must reconcile are computed as data: every counted
-PCollection is tagged with its name, the tags are flattened into one stream
-and counted by one global combine (:func:`count_all`), which gives the one
-dict that the summary writer receives. Per-stage Beam counters are kept as
+PCollection is counted per bundle under its name (one small dict per bundle,
+so a runner that keeps what a combine waits for, as the in-process
+DirectRunner does, keeps a few dicts rather than a tag per element), the
+partial counts are flattened into one stream and merged by one global
+combine (:func:`count_all`), which gives the one dict that the summary
+writer receives. Per-stage Beam counters are kept as
 well, for progress and monitoring.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import collections
+import functools
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
+
+
+class _CountBundle(beam.DoFn):
+    """Counts a bundle's elements by ``name_of(element)``; emits one dict at its end."""
+
+    def __init__(self, name_of: Callable[[Any], str]):
+        self._name_of = name_of
+
+    def start_bundle(self) -> None:
+        """Starts the bundle's counts at zero."""
+        self._counts: collections.Counter[str] = collections.Counter()
+
+    def process(self, element: Any) -> None:
+        """Counts ``element`` under its name."""
+        self._counts[self._name_of(element)] += 1
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        """Emits the bundle's ``{name: count}`` (nothing for an empty bundle)."""
+        if self._counts:
+            yield GlobalWindows.windowed_value(dict(self._counts))
 
 
 class _CountByName(beam.CombineFn):
-    """Counts elements per stream name; every name is present, 0 if its stream is empty."""
+    """Sums partial ``{name: count}`` dicts; every name is present, 0 if its stream is empty."""
 
     def __init__(self, names: tuple[str, ...]):
         self._names = names
@@ -27,8 +54,9 @@ class _CountByName(beam.CombineFn):
     def create_accumulator(self):
         return dict.fromkeys(self._names, 0)
 
-    def add_input(self, acc, name):
-        acc[name] = acc.get(name, 0) + 1
+    def add_input(self, acc, part: Mapping[str, int]):
+        for name, n in part.items():
+            acc[name] = acc.get(name, 0) + n
         return acc
 
     def merge_accumulators(self, accs):
@@ -41,6 +69,14 @@ class _CountByName(beam.CombineFn):
 
     def extract_output(self, acc):
         return dict(sorted(acc.items()))
+
+
+def _named(name: str, _: Any) -> str:
+    return name
+
+
+def _str_of(name_of: Callable[[Any], Any], element: Any) -> str:
+    return str(name_of(element))
 
 
 def count_all(
@@ -63,22 +99,23 @@ def count_all(
             ``reason:nodata: 2, ...``; such a name is present only when
             counted at least once.
 
-    One global combine over the tagged, flattened streams rather than a
+    One transform per PCollection (a per-bundle count) and one global
+    combine over their flattened partial counts, rather than a
     ``Count.Globally`` per PCollection or a ``CombinePerKey`` over the names:
     a count per PCollection added about five transforms each (half of a large
     job's graph and most of its start-up time on DirectRunner), and a
     per-name ``CombinePerKey`` a shuffle.
     """
-    tagged = [
-        pcoll | f"{label}.Tag.{name}" >> beam.Map(lambda _, n=name: n)
+    parts = [
+        pcoll | f"{label}.Tag.{name}" >> beam.ParDo(_CountBundle(functools.partial(_named, name)))
         for name, pcoll in pcolls.items()
     ]
-    tagged += [
-        pcoll | f"{label}.Tag.{name}" >> beam.Map(lambda x, f=name_of: str(f(x)))
-        for name, (pcoll, name_of) in (keyed or {}).items()
+    parts += [
+        pcoll | f"{label}.Tag.{name}" >> beam.ParDo(_CountBundle(functools.partial(_str_of, f)))
+        for name, (pcoll, f) in (keyed or {}).items()
     ]
     return (
-        tagged
+        parts
         | f"{label}.All" >> beam.Flatten(pipeline=pipeline)
         | f"{label}.Count" >> beam.CombineGlobally(_CountByName(tuple(pcolls)))
     )

@@ -16,6 +16,14 @@ def test_count_all_counts_each_stream_and_gives_zero_for_an_empty_one():
         assert_that(counts, equal_to([{"chips": 3, "errors": 1, "tiles": 0}]))
 
 
+def test_count_all_sums_the_counts_of_many_bundles():
+    # Reshuffle splits the stream over bundles; each emits its own partial count.
+    with TestPipeline() as p:
+        chips = p | "Chips" >> beam.Create(range(2500)) | beam.Reshuffle()
+        counts = count_all(p, {"chips": chips}, keyed={"odd": (chips, lambda i: f"odd:{i % 2}")})
+        assert_that(counts, equal_to([{"chips": 2500, "odd:0": 1250, "odd:1": 1250}]))
+
+
 def test_count_by_counts_keys_as_strings_sorted():
     with TestPipeline() as p:
         errors = p | beam.Create(["nodata", "no_raster", "nodata", None])
@@ -26,10 +34,11 @@ def test_count_by_counts_keys_as_strings_sorted():
 def test_partial_counts_merge_as_workers_would():
     fn = _CountByName(("chips", "errors"))
     parts = []
-    for stream in (["chips", "chips"], ["errors"], [], ["chips"]):
+    # Each worker's accumulator sums the per-bundle counts it received.
+    for bundles in ([{"chips": 2}], [{"errors": 1}, {"chips": 0}], [], [{"chips": 1}]):
         acc = fn.create_accumulator()
-        for name in stream:
-            acc = fn.add_input(acc, name)
+        for counts in bundles:
+            acc = fn.add_input(acc, counts)
         parts.append(acc)
     assert fn.extract_output(fn.merge_accumulators(parts)) == {"chips": 3, "errors": 1}
     # An empty input still names every stream.

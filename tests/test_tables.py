@@ -30,7 +30,12 @@ from table_fixtures import FEET, classified_run
 from footprints import contracts
 from footprints_app import cli
 from pipeline.writers import geo
-from pipeline.writers.tables import bigquery_schema, geo_file_table, geoparquet_schema
+from pipeline.writers.tables import (
+    bigquery_schema,
+    geo_file_table,
+    geo_metadata,
+    geoparquet_schema,
+)
 
 # --------------------------------------------------------------------------
 # Plain functions
@@ -78,13 +83,15 @@ def test_sphere_problems_catch_what_bigquery_rejects_or_reads_otherwise():
     assert any("row 2: an edge of" in p for p in problems)
 
 
-def test_many_row_groups_sorted_along_the_curve_pass_the_distribution_class(tmp_path):
-    import geoparquet_validator as gpv
-
-    rng = np.random.default_rng(0)
-    x = rng.uniform(500_000, 510_000, 6000)
-    y = rng.uniform(4_200_000, 4_210_000, 6000)
-    geoms = [shapely.box(a, b, a + 12, b + 9) for a, b in zip(x, y, strict=True)]
+def _utm_rows(n: int, seed: int, missing: bool = False) -> tuple[pa.Schema, list[dict]]:
+    """``n`` 12 x 9 m buildings in UTM 15N and their schema; ``missing``: every 50th has none."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(500_000, 510_000, n)
+    y = rng.uniform(4_200_000, 4_210_000, n)
+    geoms = [
+        None if missing and i % 50 == 7 else shapely.box(a, b, a + 12, b + 9)
+        for i, (a, b) in enumerate(zip(x, y, strict=True))
+    ]
     lon, lat = geo.lonlat_centroids(geoms, "EPSG:32615")
     schema = geoparquet_schema(
         pa.schema(
@@ -99,13 +106,20 @@ def test_many_row_groups_sorted_along_the_curve_pass_the_distribution_class(tmp_
     )
     rows = [
         {
-            "footprint_id": f"f{i}",
-            "centroid_lon": lon[i],
-            "centroid_lat": lat[i],
-            "geometry": shapely.to_wkb(g),
+            "footprint_id": f"f{i:05d}",
+            "centroid_lon": None if np.isnan(lon[i]) else lon[i],
+            "centroid_lat": None if np.isnan(lat[i]) else lat[i],
+            "geometry": None if g is None else shapely.to_wkb(g),
         }
         for i, g in enumerate(geoms)
     ]
+    return schema, rows
+
+
+def test_many_row_groups_sorted_along_the_curve_pass_the_distribution_class(tmp_path):
+    import geoparquet_validator as gpv
+
+    schema, rows = _utm_rows(6000, seed=0)
     table = geo_file_table(rows, schema)
     path = str(tmp_path / "t.parquet")
     pq.write_table(table, path, row_group_size=500, compression="zstd")
@@ -115,9 +129,72 @@ def test_many_row_groups_sorted_along_the_curve_pass_the_distribution_class(tmp_
     order = {o["id"]: o["status"] for o in report["outcomes"]}
     assert order["/conf/distribution/spatial-order"] == "pass"
     # The same rows in random order fail the spatial-order test: it can fail.
-    shuffled = pq.read_table(path).take(rng.permutation(6000))
+    shuffled = pq.read_table(path).take(np.random.default_rng(0).permutation(6000))
     pq.write_table(shuffled, path, row_group_size=500, compression="zstd")
     assert "/conf/distribution/spatial-order" in gpv.failed(gpv.check(path))
+
+
+def _write_geo_table(rows, directory, schema, **kwargs) -> list[str]:
+    import apache_beam as beam
+
+    from pipeline.writers.tables import WriteGeoTable
+
+    with beam.Pipeline() as p:
+        _ = p | beam.Create(rows) | WriteGeoTable(str(directory), schema, **kwargs)
+    return sorted(os.listdir(directory))
+
+
+@pytest.mark.slow
+def test_geo_table_is_written_in_bounded_batches_with_each_files_own_metadata(tmp_path):
+    import geoparquet_validator as gpv
+
+    schema, rows = _utm_rows(1300, seed=1, missing=True)
+    out = tmp_path / "scores"
+    # A killed earlier run's half-written file: never read, removed by the next run.
+    out.mkdir()
+    (out / f".part.tmp-{'0' * 32}").write_bytes(b"PAR1 cut short")
+    names = _write_geo_table(rows, out, schema, num_shards=0, row_group_rows=100, rows_per_file=300)
+    assert all(n.startswith("part-") and n.endswith(".parquet") for n in names), names
+    assert len(names) >= 5  # at most rows_per_file rows each
+    by_id = {r["footprint_id"]: r for r in rows}
+    seen = []
+    for name in names:
+        path = str(out / name)
+        meta = pq.ParquetFile(path).metadata
+        assert meta.num_rows <= 300
+        assert all(meta.row_group(i).num_rows <= 100 for i in range(meta.num_row_groups))
+        report = gpv.check(path)
+        for cls in ("core", "covering"):
+            assert gpv.conformant(report, cls), (name, gpv.failed(report))
+        table = pq.read_table(path)
+        col = geo_metadata(table.schema)["columns"]["geometry"]
+        assert col["geometry_types"] == ["Polygon"]
+        assert col["crs"]["id"] == {"authority": "EPSG", "code": 32615}
+        # The file's bbox is that of its own rows, not of the table.
+        geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+        present = geoms[~shapely.is_missing(geoms)]
+        assert col["bbox"] == pytest.approx(list(shapely.total_bounds(present)))
+        for row in table.to_pylist():
+            want = by_id[row["footprint_id"]]
+            assert row["geometry"] == want["geometry"]
+            assert (row["bbox"] is None) == (want["geometry"] is None)
+        seen += table.column("footprint_id").to_pylist()
+    assert sorted(seen) == sorted(by_id)
+
+    # A rerun with a fixed shard count replaces them: exactly two files, rows split evenly.
+    names = _write_geo_table(rows, out, schema, num_shards=2, row_group_rows=100)
+    assert names == ["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
+    counts = [pq.ParquetFile(str(out / n)).metadata.num_rows for n in names]
+    assert counts == [650, 650]
+    assert sorted(pq.read_table(str(out)).column("footprint_id").to_pylist()) == sorted(by_id)
+    for name in names:
+        assert gpv.conformant(gpv.check(str(out / name)), "covering")
+
+    # No rows: still one valid file with the schema and the bbox covering column.
+    names = _write_geo_table([], out, schema)
+    assert names == ["part-00000-of-00001.parquet"]
+    empty = pq.read_table(str(out / names[0]))
+    assert empty.num_rows == 0 and empty.schema.names == [*schema.names, "bbox"]
 
 
 def test_bigquery_schema_types_follow_the_arrow_schema():

@@ -13,17 +13,21 @@ cannot give (it fixes the file metadata before the first row):
   ``WriteToParquet``, which every runner writes in parallel and renames into
   place only when complete.
 * :class:`WriteGeoTable` (``footprints/``, ``scores/``, ``classified/``):
-  complete GeoParquet 1.1. One pass combines the table's count and lon/lat
-  extent; rows are range-partitioned into shards along a Hilbert curve over
-  that extent and each shard is sorted along it (by ``centroid_lon``/
-  ``centroid_lat``), so a row group covers a compact area; each file gets a
-  ``bbox`` covering column (struct ``xmin, ymin, xmax, ymax``, whose
+  complete GeoParquet 1.1, written as the rows arrive, so its memory is one
+  batch whatever the table's size. Each worker bundle buffers
+  ``row_group_rows`` rows, sorts them along a Hilbert curve over their own
+  lon/lat extent (by ``centroid_lon``/``centroid_lat``, so a row group
+  covers a compact area), and appends them as a row group to its current
+  file (a temporary, hidden name; a new file every ``rows_per_file`` rows)
+  with a ``bbox`` covering column (struct ``xmin, ymin, xmax, ymax``, whose
   row-group statistics let readers such as DuckDB and pyarrow skip row
-  groups), its own ``bbox`` and exact ``geometry_types`` in the ``geo``
-  metadata, and
-  ``edges: planar`` and ``orientation: counterclockwise`` declared. Each
-  file is written by the one worker that holds its shard, to a temporary
-  name, then renamed.
+  groups). At the file's close its footer gets the ``geo`` metadata of that
+  file's own rows (``bbox``, exact ``geometry_types``, CRS, ``edges:
+  planar``, ``orientation: counterclockwise``), so nothing waits for a
+  table-wide extent. The files are then renamed into shards; when
+  ``num_shards`` asks for another count than the bundles wrote, their rows
+  are copied, a row group at a time and in order, into that many files of
+  near-equal size, each complete under a temporary name before its rename.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -229,21 +234,56 @@ def geo_file_table(
     # for a required geometry.
     nullable = schema.field(column).nullable
     table = table.add_column(at, pa.field(BBOX_COLUMN, BBOX_TYPE, nullable=nullable), bbox)
-    meta = geo_metadata(schema)
-    col = meta["columns"][column]
-    present = geoms[~missing]
-    col["geometry_types"] = sorted({_TYPE_NAMES[t] for t in shapely.get_type_id(present)})
-    if len(present):
-        col["bbox"] = [
-            float(np.nanmin(bounds[:, 0])),
-            float(np.nanmin(bounds[:, 1])),
-            float(np.nanmax(bounds[:, 2])),
-            float(np.nanmax(bounds[:, 3])),
-        ]
-    col["covering"] = {"bbox": {k: [BBOX_COLUMN, k] for k in ("xmin", "ymin", "xmax", "ymax")}}
+    stats = _GeoStats()
+    stats.add(geoms, bounds)
     return table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), b"geo": json.dumps(meta).encode()}
+        {**(table.schema.metadata or {}), b"geo": stats.geo_json(schema)}
     )
+
+
+class _GeoStats:
+    """What a file's ``geo`` metadata says of its rows: their geometry types and bbox.
+
+    Added to batch by batch, so a file written in pieces describes all of them.
+    """
+
+    def __init__(self) -> None:
+        self.types: set[str] = set()
+        self.bbox = [math.inf, math.inf, -math.inf, -math.inf]
+
+    def add(self, geoms: np.ndarray, bounds: np.ndarray) -> None:
+        """Adds shapely geometries and their ``shapely.bounds``."""
+        import shapely
+
+        present = ~shapely.is_missing(geoms)
+        if not present.any():
+            return
+        self.types |= {_TYPE_NAMES[t] for t in shapely.get_type_id(geoms[present])}
+        b = bounds[present]
+        self.bbox = [
+            min(self.bbox[0], float(np.nanmin(b[:, 0]))),
+            min(self.bbox[1], float(np.nanmin(b[:, 1]))),
+            max(self.bbox[2], float(np.nanmax(b[:, 2]))),
+            max(self.bbox[3], float(np.nanmax(b[:, 3]))),
+        ]
+
+    def merge(self, other: _GeoStats) -> None:
+        """Adds what ``other`` has seen."""
+        self.types |= other.types
+        self.bbox = [
+            *(min(a, b) for a, b in zip(self.bbox[:2], other.bbox[:2], strict=True)),
+            *(max(a, b) for a, b in zip(self.bbox[2:], other.bbox[2:], strict=True)),
+        ]
+
+    def geo_json(self, schema: pa.Schema) -> bytes:
+        """The encoded ``geo`` metadata of a file of these rows, written with ``schema``."""
+        meta = geo_metadata(schema)
+        col = meta["columns"][meta["primary_column"]]
+        col["geometry_types"] = sorted(self.types)
+        if math.isfinite(self.bbox[0]):
+            col["bbox"] = list(self.bbox)
+        col["covering"] = {"bbox": {k: [BBOX_COLUMN, k] for k in ("xmin", "ymin", "xmax", "ymax")}}
+        return json.dumps(meta).encode()
 
 
 def parquet_bytes(table: pa.Table, row_group_rows: int = ROW_GROUP_ROWS) -> bytes:
@@ -255,56 +295,6 @@ def parquet_bytes(table: pa.Table, row_group_rows: int = ROW_GROUP_ROWS) -> byte
         table, sink, compression=COMPRESSION, row_group_size=row_group_rows, write_statistics=True
     )
     return sink.getvalue().to_pybytes()
-
-
-class _ExtentFn(beam.CombineFn):
-    """Count and lon/lat extent of rows (their ``centroid_lon``/``centroid_lat``)."""
-
-    def create_accumulator(self):
-        return (0, math.inf, math.inf, -math.inf, -math.inf)
-
-    def add_input(self, acc, row):
-        n, x0, y0, x1, y1 = acc
-        lon, lat = row.get("centroid_lon"), row.get("centroid_lat")
-        if lon is None or lat is None or not (math.isfinite(lon) and math.isfinite(lat)):
-            return (n + 1, x0, y0, x1, y1)
-        return (n + 1, min(x0, lon), min(y0, lat), max(x1, lon), max(y1, lat))
-
-    def merge_accumulators(self, accs):
-        accs = list(accs)
-        return (
-            sum(a[0] for a in accs),
-            min(a[1] for a in accs),
-            min(a[2] for a in accs),
-            max(a[3] for a in accs),
-            max(a[4] for a in accs),
-        )
-
-    def extract_output(self, acc):
-        n, *extent = acc
-        return {"count": n, "extent": extent if math.isfinite(extent[0]) else None}
-
-
-def _plan(stats: dict, num_shards: int, rows_per_file: int) -> dict:
-    shards = num_shards or max(1, math.ceil(stats["count"] / rows_per_file))
-    return {**stats, "shards": shards}
-
-
-def _shard_of(row: Mapping[str, Any], plan: dict) -> tuple[int, Mapping[str, Any]]:
-    from pipeline.writers import geo
-
-    n, extent = plan["shards"], plan["extent"]
-    if n == 1 or extent is None:
-        return 0, row
-    # Ranges of a coarse curve: neighbours land in the same file.
-    order = 8
-    key = geo.hilbert_keys(
-        np.array([row.get("centroid_lon") or np.nan], float),
-        np.array([row.get("centroid_lat") or np.nan], float),
-        extent,
-        order,
-    )[0]
-    return min(n - 1, int(key) * n // (1 << (2 * order))), row
 
 
 _BQ_TYPES = [
@@ -362,15 +352,220 @@ def _write_bigquery_schema(files: list[str], path: str, schema: pa.Schema) -> li
     return files
 
 
-def _write_shard(
-    item, plan: dict, directory: str, prefix: str, schema: pa.Schema, row_group_rows: int
-) -> str:
-    from pipeline.stitching.cog import write_bytes_atomic
+class _GeoFile:
+    """One GeoParquet file written batch by batch to a temporary name, renamed at the end.
 
-    shard, grouped = item
-    path = join(directory, f"{prefix}-{shard:05d}-of-{plan['shards']:05d}.parquet")
-    table = geo_file_table(list(grouped["rows"]), schema, plan["extent"])
-    return write_bytes_atomic(path, parquet_bytes(table, row_group_rows))
+    Each :meth:`write` adds a row group (or several, ``row_group_rows`` each)
+    straight to the file, so only the current batch is in memory. The
+    ``geo`` metadata describes the file's own rows (bbox, geometry types),
+    which are known only when it is complete, so it goes into the footer at
+    :meth:`commit`: Arrow's own copy of the schema (``ARROW:schema``) is not
+    stored, as it would carry the metadata of the first batch instead (every
+    column type here round-trips through the Parquet schema alone).
+    """
+
+    def __init__(self, path: str, schema: pa.Schema, row_group_rows: int) -> None:
+        from apache_beam.io.filesystems import FileSystems
+
+        self.path = path
+        self.schema = schema
+        self.row_group_rows = row_group_rows
+        self.rows = 0
+        self.stats = _GeoStats()
+        self._stream = FileSystems.create(path, mime_type="application/vnd.apache.parquet")
+        self._writer: Any = None
+
+    def write(self, table: pa.Table, stats: _GeoStats) -> None:
+        """Appends ``table`` (a :func:`geo_file_table` or a slice of one file's rows)."""
+        import pyarrow.parquet as pq
+
+        plain = table.replace_schema_metadata(_without_geo(table.schema.metadata))
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self._stream,
+                plain.schema,
+                compression=COMPRESSION,
+                write_statistics=True,
+                store_schema=False,
+            )
+        self._writer.write_table(plain, row_group_size=self.row_group_rows)
+        self.rows += len(table)
+        self.stats.merge(stats)
+
+    def commit(self, final: str | None = None) -> str:
+        """Closes the file with its ``geo`` footer; renames it to ``final`` if given."""
+        if self._writer is None:  # no rows: an empty file that still has the schema
+            self.write(geo_file_table([], self.schema), _GeoStats())
+        self._writer.add_key_value_metadata({"geo": self.stats.geo_json(self.schema).decode()})
+        self._writer.close()
+        self._stream.close()
+        return self.path if final is None else _rename(self.path, final)
+
+
+def _without_geo(metadata: Mapping[bytes, bytes] | None) -> dict[bytes, bytes]:
+    return {k: v for k, v in (metadata or {}).items() if k != b"geo"}
+
+
+def _temp_name(directory: str, prefix: str) -> str:
+    # Hidden (pyarrow and geopandas skip it when reading the folder) and
+    # matching ``files._TMP``, so a killed run's leftovers are recognised.
+    return join(directory, f".{prefix}.tmp-{uuid.uuid4().hex}")
+
+
+class _WriteBundleFiles(beam.DoFn):
+    """Writes each bundle's rows to temporary GeoParquet files, a batch at a time.
+
+    Rows are buffered up to ``row_group_rows``, sorted along a Hilbert curve
+    over that batch's extent (:func:`geo_file_table`: each row group covers a
+    compact area) and appended to the bundle's current file, a new one every
+    ``rows_per_file`` rows. At the end of the bundle the files are closed and
+    their ``(temporary path, rows)`` emitted; :func:`_place_files` names them.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        prefix: str,
+        schema: pa.Schema,
+        row_group_rows: int,
+        rows_per_file: int,
+    ) -> None:
+        self._directory = directory
+        self._prefix = prefix
+        self._schema = schema
+        self._row_group_rows = row_group_rows
+        self._rows_per_file = rows_per_file
+
+    def start_bundle(self) -> None:
+        """Starts with no rows and no file."""
+        self._batch: list[Mapping[str, Any]] = []
+        self._file: _GeoFile | None = None
+        self._done: list[tuple[str, int]] = []
+
+    def process(self, row: Mapping[str, Any]) -> None:
+        """Buffers ``row``; writes the batch when it is full."""
+        self._batch.append(row)
+        if len(self._batch) >= self._row_group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        table = geo_file_table(self._batch, self._schema)
+        self._batch = []
+        if self._file is not None and self._file.rows >= self._rows_per_file:
+            self._close()
+        if self._file is None:
+            self._file = _GeoFile(
+                _temp_name(self._directory, self._prefix), self._schema, self._row_group_rows
+            )
+        self._file.write(table, _stats_of(table))
+
+    def _close(self) -> None:
+        assert self._file is not None
+        self._done.append((self._file.commit(), self._file.rows))
+        self._file = None
+
+    def finish_bundle(self):
+        """Writes the last batch, closes the files and emits their names and row counts."""
+        from apache_beam.transforms.window import GlobalWindows
+
+        self._flush()
+        if self._file is not None:
+            self._close()
+        for done in self._done:
+            yield GlobalWindows.windowed_value(done)
+        self._done = []
+
+
+def _stats_of(table: pa.Table) -> _GeoStats:
+    """The :class:`_GeoStats` of a table read back from a file (geometry and bbox columns)."""
+    import shapely
+
+    meta = geo_metadata(table.schema)
+    if meta:  # a fresh geo_file_table: its own metadata says it
+        col = meta["columns"][meta["primary_column"]]
+        stats = _GeoStats()
+        stats.types = set(col["geometry_types"])
+        if "bbox" in col:
+            stats.bbox = list(col["bbox"])
+        return stats
+    stats = _GeoStats()
+    geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+    stats.add(geoms, shapely.bounds(geoms))
+    return stats
+
+
+def _place_files(
+    files: list[tuple[str, int]],
+    directory: str,
+    prefix: str,
+    schema: pa.Schema,
+    num_shards: int,
+    row_group_rows: int,
+) -> list[str]:
+    """Gives the bundles' temporary files their shard names; returns those names.
+
+    With ``num_shards`` 0, or as many files as shards (the DirectRunner's one
+    bundle with ``num_shards`` 1), each file is renamed as it is. Otherwise the
+    files are read back a row group at a time and their rows, in order, are
+    cut into ``num_shards`` files of near-equal row counts. Every shard is
+    complete under a temporary name before its rename; the temporary files
+    (and any a killed or retried attempt left) are deleted at the end.
+    """
+    import pyarrow.parquet as pq
+    from apache_beam.io.filesystems import FileSystems
+
+    from footprints.files import match_files
+
+    files = sorted(files)
+    if not files:
+        files = [(_GeoFile(_temp_name(directory, prefix), schema, row_group_rows).commit(), 0)]
+    shards = num_shards or len(files)
+
+    def name(i: int) -> str:
+        return join(directory, f"{prefix}-{i:05d}-of-{shards:05d}.parquet")
+
+    if shards == len(files):
+        written = [_rename(tmp, name(i)) for i, (tmp, _) in enumerate(files)]
+    else:
+        total = sum(n for _, n in files)
+        ends = [(i + 1) * total // shards for i in range(shards)]
+        written, shard, at = [], 0, 0
+        out = _GeoFile(_temp_name(directory, prefix), schema, row_group_rows)
+        for tmp, _ in files:
+            with FileSystems.open(tmp) as f:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=row_group_rows):
+                    piece = pa.Table.from_batches([batch])
+                    while len(piece):
+                        take = min(len(piece), ends[shard] - at)
+                        if take:
+                            part = piece.slice(0, take)
+                            out.write(part, _stats_of(part))
+                            piece, at = piece.slice(take), at + take
+                        if at == ends[shard] and shard < shards - 1:
+                            written.append(out.commit(name(shard)))
+                            shard += 1
+                            out = _GeoFile(_temp_name(directory, prefix), schema, row_group_rows)
+        while shard < shards:  # the last shard, and any left empty by a tiny table
+            written.append(out.commit(name(shard)))
+            shard += 1
+            if shard < shards:
+                out = _GeoFile(_temp_name(directory, prefix), schema, row_group_rows)
+    leftovers = match_files(join(directory, f".{prefix}.tmp-*"))
+    if leftovers:
+        FileSystems.delete(leftovers)
+    return written
+
+
+def _rename(tmp: str, final: str) -> str:
+    from apache_beam.io.filesystems import FileSystems
+
+    if FileSystems.exists(final):
+        # Object stores' rename does not replace; locally this keeps one code path.
+        FileSystems.delete([final])
+    FileSystems.rename([tmp], [final])
+    return final
 
 
 @dataclasses.dataclass
@@ -401,25 +596,27 @@ class WriteGeoTable(DataclassTransform):
     rows_per_file: int = ROWS_PER_FILE
 
     def expand(self, rows):
-        """Plans shards from count and extent, then writes the GeoParquet files."""
-        plan = (
-            rows
-            | "CountAndExtent" >> beam.CombineGlobally(_ExtentFn())
-            | "Plan" >> beam.Map(_plan, self.num_shards, self.rows_per_file)
-        )
-        keyed = rows | "Shard" >> beam.Map(_shard_of, beam.pvalue.AsSingleton(plan))
-        # Every shard gets a file, an empty one too, so the table always exists.
-        slots = plan | "Slots" >> beam.FlatMap(lambda p: [(i, None) for i in range(p["shards"])])
+        """Writes each bundle's rows as they come, then names the files as shards."""
         written = (
-            {"rows": keyed, "slot": slots}
-            | "ByShard" >> beam.CoGroupByKey()
-            | "WriteShard"
-            >> beam.Map(
-                _write_shard,
-                beam.pvalue.AsSingleton(plan),
+            rows
+            | "WriteBundles"
+            >> beam.ParDo(
+                _WriteBundleFiles(
+                    self.directory,
+                    self.prefix,
+                    self.schema,
+                    self.row_group_rows,
+                    self.rows_per_file,
+                )
+            )
+            | "AllFiles" >> beam.combiners.ToList()
+            | "Place"
+            >> beam.FlatMap(
+                _place_files,
                 self.directory,
                 self.prefix,
                 self.schema,
+                self.num_shards,
                 self.row_group_rows,
             )
         )
