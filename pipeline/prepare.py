@@ -38,7 +38,7 @@ from footprints import contracts
 from footprints.errors import ConfigError, InputError
 from footprints.files import match_files
 from pipeline import chipping
-from pipeline.counting import count_all, count_by
+from pipeline.counting import count_all, count_by, repeated_ids
 from pipeline.jobs import new_run_id, run_job, summary_head
 from pipeline.labels import ClassMap
 from pipeline.monitoring import ShowProgress
@@ -407,12 +407,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, 
     )
     reasons = count_by(all_errors, lambda e: e.error, "ErrorReasons")
     # Repeated ids are kept (each chip is a record) but counted and warned about.
-    repeated = (
-        chips
-        | "Id" >> beam.Map(lambda pair: (pair[0].footprint_id, 1))
-        | "IdCount" >> beam.CombinePerKey(sum)
-        | "Repeated" >> beam.Filter(lambda kv: kv[1] > 1)
-    )
+    repeated = repeated_ids(chips | "Id" >> beam.Map(lambda pair: pair[0].footprint_id))
     summary = (
         counts
         | "Summary"

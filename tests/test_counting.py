@@ -43,3 +43,32 @@ def test_partial_counts_merge_as_workers_would():
     assert fn.extract_output(fn.merge_accumulators(parts)) == {"chips": 3, "errors": 1}
     # An empty input still names every stream.
     assert fn.extract_output(fn.create_accumulator()) == {"chips": 0, "errors": 0}
+
+
+def test_repeated_ids_are_exact_across_bundles_and_buckets():
+    import random
+
+    from apache_beam.testing.test_pipeline import TestPipeline as _Pipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.counting import _PACK_EVERY, repeated_ids
+
+    rng = random.Random(3)
+    # More ids than one packing buffer, a few repeated 2 to 4 times, in shuffled order.
+    ids = [f"county-7/{i:06d}" for i in range(3 * _PACK_EVERY)]
+    repeats = {ids[5]: 2, ids[_PACK_EVERY + 1]: 3, ids[-1]: 4, "é-ünïcode": 2}
+    stream = ids + [i for i, n in repeats.items() for _ in range(n - 1)] + ["é-ünïcode"]
+    rng.shuffle(stream)
+    with _Pipeline() as p:
+        found = repeated_ids(p | beam.Create(stream, reshuffle=True))
+        assert_that(found, equal_to(sorted(repeats.items())))
+
+
+def test_repeated_ids_of_unique_ids_is_empty():
+    from apache_beam.testing.test_pipeline import TestPipeline as _Pipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.counting import repeated_ids
+
+    with _Pipeline() as p:
+        assert_that(repeated_ids(p | beam.Create([f"id-{i}" for i in range(500)])), equal_to([]))

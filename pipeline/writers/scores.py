@@ -34,6 +34,7 @@ import numpy as np
 
 from footprints import contracts
 from footprints.errors import ConfigError
+from pipeline.counting import repeated_ids
 from pipeline.jobs import SUMMARY_FILE, summary_head
 from pipeline.ptransform import DataclassTransform
 from pipeline.thresholds import LabelledBatch, RegionResult
@@ -444,12 +445,7 @@ class WriteScoreOutputs(DataclassTransform):
             | "Reason" >> beam.Map(lambda e: (f"{e.stage}/{e.error}", 1))
             | "ReasonCount" >> beam.CombinePerKey(sum)
         )
-        repeated = (
-            rows
-            | "Id" >> beam.Map(lambda r: (r["footprint_id"], 1))
-            | "IdCount" >> beam.CombinePerKey(sum)
-            | "Repeated" >> beam.Filter(lambda kv: kv[1] > 1)
-        )
+        repeated = repeated_ids(rows | "Id" >> beam.Map(lambda r: r["footprint_id"]))
         # The summary waits on every write (side inputs), so it appears last.
         done = [beam.pvalue.AsList(w) for w in written]
         summary = inputs["counts"] | "Summary" >> beam.Map(
