@@ -157,7 +157,9 @@ def encode_chip(chip: Chip) -> bytes:
         feature[CRS_KEY].bytes_list.value.append(chip.crs.encode("utf-8"))
     if chip.mask is not None:
         feature[MASK_KEY].bytes_list.value.append(chip.mask)
-    return example.SerializeToString()
+    # Deterministic: the feature map in key order, so a chip's record is the
+    # same bytes in every process (map order otherwise follows a per-process hash).
+    return example.SerializeToString(deterministic=True)
 
 
 def _single(feature, spec: FeatureSpec, footprint: str):
