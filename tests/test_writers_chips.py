@@ -51,3 +51,41 @@ def test_write_chips_streams_every_record_into_its_crc_shard(tmp_path, compressi
     assert sorted(os.listdir(tmp_path / "chips")) == sorted(
         os.path.basename(contracts.shard_name(prefix, i, 3, compression)) for i in range(3)
     )
+
+
+def test_chip_records_are_tensorflow_examples_byte_for_byte_without_tensorflow():
+    import subprocess
+    import sys
+
+    # Written in a process that never imports TensorFlow...
+    code = (
+        "import sys; from footprints import contracts; "
+        "chip = contracts.Chip(footprint_id='b1', image=b'\\xff\\xd8jpeg', mask=b'png', "
+        "region='north', label=1, wkb=b'\\x01\\x03', crs='EPSG:4326'); "
+        "sys.stdout.buffer.write(contracts.encode_chip(chip)); "
+        "assert 'tensorflow' not in sys.modules"
+    )
+    record = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, check=True, env=dict(os.environ)
+    ).stdout
+    # ...it is the tf.train.Example TensorFlow writes for the same features.
+    import tensorflow as tf
+
+    def feature(value):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    want = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                contracts.IMAGE_KEY: feature(b"\xff\xd8jpeg"),
+                contracts.ID_KEY: feature(b"b1"),
+                contracts.REGION_KEY: feature(b"north"),
+                contracts.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
+                contracts.WKB_KEY: feature(b"\x01\x03"),
+                contracts.CRS_KEY: feature(b"EPSG:4326"),
+                contracts.MASK_KEY: feature(b"png"),
+            }
+        )
+    )
+    assert record == want.SerializeToString(deterministic=True)
+    assert contracts.decode_chip(want.SerializeToString()).footprint_id == "b1"
