@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         f
         for r in vectors.plan_ranges(info)
         for f in vectors.read_footprints(*r, info.crs, "id", "building", "county")
+        if isinstance(f, vectors.Footprint)  # the generated footprints are all valid
     ][: args.count]
     spec = chipping.ChipSpec(image_format="jpeg", value_range=VALUE_RANGE)
     index = tile_index.TileIndex(tiles)

@@ -77,7 +77,7 @@ class _WriteParts(beam.DoFn):
         """Closes the bundle's parts and emits where they are."""
         for shard, (path, handle) in sorted(self._open.items()):
             handle.close()
-            yield WindowedValue((shard, path), GlobalWindow().max_timestamp(), [GlobalWindow()])
+            yield WindowedValue((shard, path), GlobalWindow().max_timestamp(), (GlobalWindow(),))
         self._open = {}
 
 
