@@ -89,3 +89,13 @@ def test_chip_records_are_tensorflow_examples_byte_for_byte_without_tensorflow()
     )
     assert record == want.SerializeToString(deterministic=True)
     assert contracts.decode_chip(want.SerializeToString()).footprint_id == "b1"
+
+
+def test_a_killed_runs_parts_folder_is_cleared_by_the_next_run_and_never_globbed():
+    from pipeline.writers.chips import parts_folder
+    from pipeline.writers.files import OutputLocation
+
+    prefix = "out/chips/area"
+    name = os.path.basename(parts_folder(prefix))
+    assert OutputLocation(prefix, prefix=True).recognises(name)  # claim_output removes it
+    assert not fnmatch.fnmatch(f"out/chips/{name}/00000-x.tfrecord", shard_glob(prefix))

@@ -6,7 +6,7 @@ in memory: peak memory grew with the chip count. :class:`WriteChips` streams
 instead, in two steps that hold no record:
 
 1. every bundle appends each record, as it arrives, to one part file per
-   shard (``PREFIX.parts-RUN/SSSSS-UUID.tfrecord``, TFRecord framing by Beam's
+   shard (``PREFIX-parts.tmp-HEX/SSSSS-UUID.tfrecord``, TFRecord framing by Beam's
    own encoder, so the bytes are those ``WriteToTFRecord`` writes), and
    emits only the part paths;
 2. one step per shard copies that shard's parts, in name order, into the
@@ -16,7 +16,8 @@ instead, in two steps that hold no record:
 A record's shard is ``crc32(record) % num_shards``, so a rerun puts every
 chip in the same shard and the shards come out balanced. As with Beam's
 sinks, a killed run leaves no shard that looks finished (only the parts
-folder, which no shard glob matches); shards of an earlier run with another
+folder, which no shard glob matches and the next run's ``claim_output``
+removes); shards of an earlier run with another
 shard count are removed afterwards, so ``PREFIX-*`` always globs exactly one
 complete set.
 """
@@ -50,6 +51,15 @@ def shard_glob(prefix: str) -> str:
 def shard_of(record: bytes, num_shards: int) -> int:
     """The shard a record goes to: the same for the same bytes in every run."""
     return zlib.crc32(record) % num_shards
+
+
+def parts_folder(prefix: str) -> str:
+    """A run's folder of part files: ``PREFIX-parts.tmp-HEX``.
+
+    A temporary name of a prefix output, so the next run's ``claim_output``
+    removes what a killed run left, and no shard glob matches it.
+    """
+    return f"{prefix}-parts.tmp-{uuid.uuid4().hex}"
 
 
 class _WriteParts(beam.DoFn):
@@ -138,7 +148,7 @@ class WriteChips(DataclassTransform):
     def expand(self, records):
         """Writes the parts, assembles the shards, removes stale ones; returns the files."""
         contracts.shard_suffix(self.compression)  # an unknown compression fails here
-        parts_dir = f"{self.prefix}.parts-{uuid.uuid4().hex[:12]}"
+        parts_dir = parts_folder(self.prefix)
         parts = beam.pvalue.AsList(
             records | "WriteParts" >> beam.ParDo(_WriteParts(parts_dir, self.num_shards))
         )
