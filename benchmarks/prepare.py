@@ -177,9 +177,10 @@ def run_prepare(tiles: str, footprints: str, output: str) -> int:
         raise RuntimeError(f"footprints prepare exited {code}")
     with open(f"{output}-summary.json", encoding="utf-8") as f:
         summary = json.load(f)
-    if not summary["reconciles"] or summary["errors"]:
-        raise RuntimeError(f"prepare dead-lettered footprints: {summary['error_reasons']}")
-    return int(summary["chips"])
+    counts = summary["counts"]
+    if not summary["reconciles"] or counts["errors"]:
+        raise RuntimeError(f"prepare dead-lettered footprints: {summary['errors_by_reason']}")
+    return int(counts["chips"])
 
 
 def run_loop(tiles: str, footprints: str, output: str) -> int:

@@ -21,7 +21,8 @@ Three contracts live here:
   :data:`CLASSIFIED_SCHEMA`). Geometry tables also carry a ``bbox`` struct
   column that the writer adds (GeoParquet's covering).
 
-TensorFlow is imported lazily so that ``footprints --help`` stays fast.
+TensorFlow is imported lazily so that ``footprints --help`` stays fast, and
+chip records are written and read without it (:mod:`footprints.example_proto`).
 """
 
 from __future__ import annotations
@@ -134,10 +135,11 @@ class Chip:
 
 
 def _example_pb2():
-    # The protobuf module ships with TensorFlow; importing it loads TF once.
-    from tensorflow.core.example import example_pb2
+    # TensorFlow's own example_pb2 would load all of TensorFlow (seconds per
+    # worker); these are the same messages, declared without it.
+    from footprints import example_proto
 
-    return example_pb2
+    return example_proto
 
 
 def encode_chip(chip: Chip) -> bytes:
@@ -157,7 +159,9 @@ def encode_chip(chip: Chip) -> bytes:
         feature[CRS_KEY].bytes_list.value.append(chip.crs.encode("utf-8"))
     if chip.mask is not None:
         feature[MASK_KEY].bytes_list.value.append(chip.mask)
-    return example.SerializeToString()
+    # Deterministic: the feature map in key order, so a chip's record is the
+    # same bytes in every process (map order otherwise follows a per-process hash).
+    return example.SerializeToString(deterministic=True)
 
 
 def _single(feature, spec: FeatureSpec, footprint: str):

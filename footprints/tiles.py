@@ -129,8 +129,8 @@ class TileInfo:
     def bounds(self) -> tuple[float, float, float, float]:
         """``(minx, miny, maxx, maxy)`` in the tile's CRS."""
         a = self.affine
-        x0, y0 = a * (0, 0)
-        x1, y1 = a * (self.width, self.height)
+        x0, y0 = a @ (0, 0)
+        x1, y1 = a @ (self.width, self.height)
         return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
     @property

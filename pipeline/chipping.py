@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import shapely
+from affine import Affine
 from rasterio import windows
 
 from footprints.errors import ConfigError
@@ -157,16 +158,35 @@ def chip_window(geom: shapely.Geometry, tile: TileInfo, spec: ChipSpec) -> windo
     res_x, res_y = tile.resolution
     cols = max(1, math.ceil(side / (res_x * mx)))
     rows = max(1, math.ceil(side / (res_y * my)))
-    col_c, row_c = ~tile.affine * ((minx + maxx) / 2, (miny + maxy) / 2)
+    col_c, row_c = ~tile.affine @ ((minx + maxx) / 2, (miny + maxy) / 2)
     return windows.Window(round(col_c - cols / 2), round(row_c - rows / 2), cols, rows)
+
+
+# Affine's ``*`` warns (PendingDeprecationWarning) on every call, and rasterio's
+# window helpers use it: several warnings per chip. These two compute exactly
+# what ``rasterio.windows.transform`` and ``rasterio.windows.bounds`` do, with ``@``.
+
+
+def window_transform(window: windows.Window, affine: Affine) -> Affine:
+    """The geotransform of ``window`` on a grid (``rasterio.windows.transform``)."""
+    x, y = affine @ (window.col_off, window.row_off)
+    return Affine.translation(x - affine.c, y - affine.f) @ affine
+
+
+def window_bounds(window: windows.Window, affine: Affine) -> tuple[float, float, float, float]:
+    """``(left, bottom, right, top)`` of ``window`` (``rasterio.windows.bounds``)."""
+    left, bottom = affine @ (window.col_off, window.row_off + window.height)
+    right, top = affine @ (window.col_off + window.width, window.row_off)
+    return left, bottom, right, top
 
 
 def _grid_offset(tile: TileInfo, primary: TileInfo) -> tuple[int, int] | None:
     """Whole-pixel offset of ``tile``'s grid from ``primary``'s, or None if not aligned."""
     if tile.crs != primary.crs or tile.resolution != primary.resolution:
         return None
-    a, p = tile.affine, primary.affine
-    dx, dy = (a.c - p.c) / p.a, (a.f - p.f) / p.e
+    # The plain (a, b, c, d, e, f) tuples: an Affine's attribute access is slow.
+    a, p = tile.transform, primary.transform
+    dx, dy = (a[2] - p[2]) / p[0], (a[5] - p[5]) / p[4]
     if abs(dx - round(dx)) > 1e-6 or abs(dy - round(dy)) > 1e-6:
         return None
     return round(dx), round(dy)
@@ -196,6 +216,11 @@ def _paste_aligned(out, filled, valid, ds, tile, offset, window, bands):
     else:
         good = np.all(ds.read_masks(bands, window=inside) > 0, axis=0)
     region = (slice(r0, r0 + h), slice(c0, c0 + w))
+    if (h, w) == filled.shape and not filled.any():  # the usual chip: one read fills it all
+        out[:] = data
+        valid[:] = good
+        filled[:] = True
+        return
     todo = ~filled[region]
     out[:, region[0], region[1]][:, todo] = data[:, todo]
     valid[region] |= todo & good
@@ -207,8 +232,8 @@ def _paste_warped(out, filled, valid, ds, tile, window, primary, bands, resampli
     from rasterio.enums import Resampling
     from rasterio.warp import reproject, transform_bounds
 
-    dst_transform = windows.transform(window, primary.affine)
-    bounds = windows.bounds(window, primary.affine)
+    dst_transform = window_transform(window, primary.affine)
+    bounds = window_bounds(window, primary.affine)
     src_bounds = transform_bounds(primary.crs, tile.crs, *bounds, densify_pts=21)
     src_win = windows.from_bounds(*src_bounds, transform=tile.affine)
     # Whole pixels, one more on each side, so bilinear has its neighbours.
@@ -222,7 +247,7 @@ def _paste_warped(out, filled, valid, ds, tile, window, primary, bands, resampli
         return
     data = ds.read(bands, window=src_win)
     good = np.all(ds.read_masks(bands, window=src_win) > 0, axis=0)
-    src_transform = windows.transform(src_win, tile.affine)
+    src_transform = window_transform(src_win, tile.affine)
     shape = out.shape[1:]
     warped = np.zeros((len(bands), *shape), dtype=out.dtype)
     covered = np.zeros(shape, dtype=np.uint8)
@@ -318,7 +343,9 @@ def read_chip(
             _paste_warped(out, filled, valid, ds, tile, window, primary, bands, spec.resampling)
         if filled.all():
             break
-    share = valid_share(primary_hit.geometry, valid, windows.transform(window, primary.affine))
+    share = valid_share(
+        primary_hit.geometry, valid, lambda: window_transform(window, primary.affine)
+    )
     if share < spec.min_coverage:
         raise ChipError(
             "nodata",
@@ -330,15 +357,26 @@ def read_chip(
     return np.ma.MaskedArray(out, mask=np.broadcast_to(~valid, out.shape))
 
 
-def valid_share(geom: shapely.Geometry, valid: np.ndarray, transform) -> float:
-    """Share of the footprint's pixels (all it touches) that hold data."""
+def valid_share(
+    geom: shapely.Geometry, valid: np.ndarray, transform: Affine | Callable[[], Affine]
+) -> float:
+    """Share of the footprint's pixels (all it touches) that hold data.
+
+    Args:
+        geom: The footprint, in the chip's CRS.
+        valid: The chip's validity, True where a pixel holds data.
+        transform: The chip's geotransform, or a function that makes it
+            (called only when some pixel is invalid).
+    """
     from rasterio.features import geometry_mask
 
     if valid.all():  # the share of valid pixels under the footprint is 1 whatever it covers
         return 1.0
+    if callable(transform):
+        transform = transform()
     inside = geometry_mask([geom], valid.shape, transform, all_touched=True, invert=True)
     if not inside.any():  # a degenerate polygon: judge by the pixel under its centre
-        col, row = ~transform * (geom.centroid.x, geom.centroid.y)
+        col, row = ~transform @ (geom.centroid.x, geom.centroid.y)
         row = min(max(int(row), 0), valid.shape[0] - 1)
         col = min(max(int(col), 0), valid.shape[1] - 1)
         return float(valid[row, col])
@@ -350,7 +388,7 @@ def chip_box(footprint_hits: Sequence[TileHit], spec: ChipSpec) -> tuple[shapely
     primary_hit = footprint_hits[0]
     tile = primary_hit.tile
     window = chip_window(primary_hit.geometry, tile, spec)
-    return shapely.box(*windows.bounds(window, tile.affine)), tile.crs
+    return shapely.box(*window_bounds(window, tile.affine)), tile.crs
 
 
 def to_uint8(chip: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:

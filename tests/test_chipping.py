@@ -15,7 +15,7 @@ from rasterio.windows import Window
 from footprints.errors import ConfigError
 from footprints.tiles import read_header
 from pipeline import chipping
-from pipeline.sources.tile_index import TileIndex
+from pipeline.sources.tile_index import TileIndex, reproject_geometry
 
 
 def _open(path):
@@ -175,6 +175,47 @@ def test_min_extent_is_metres_on_lon_lat_and_feet_tiles():
     )  # Texas Central, US survey feet, 1 ft pixels
     win = chipping.chip_window(shapely.box(3_000_100, 9_999_800, 3_000_101, 9_999_801), feet, spec)
     assert win.width == win.height == math.ceil(20 / 0.3048006)
+
+
+def test_window_helpers_equal_rasterio_and_the_cut_raises_no_warning(tmp_path):
+    import warnings
+
+    from rasterio import windows
+
+    paths = noise_tiles(tmp_path, n=2, size=100)
+    tile = read_header(paths[1])
+    for win in (Window(-7, 3, 40, 40), Window(12.5, -3.25, 17, 9)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # rasterio's own helpers use Affine's warning *
+            want_transform = windows.transform(win, tile.affine)
+            want_bounds = windows.bounds(win, tile.affine)
+        assert chipping.window_transform(win, tile.affine) == want_transform
+        assert chipping.window_bounds(win, tile.affine) == want_bounds
+    # Across the tile edge and reprojected from lon/lat: every branch of the cut.
+    index = TileIndex([read_header(p) for p in paths])
+    edge = X0 + 100 * RES
+    lonlat = reproject_geometry(shapely.box(edge - 6, Y0 - 20, edge + 2, Y0 - 12), UTM, "EPSG:4326")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning per chip adds up over a million chips
+        chip = _cut(index, lonlat, chipping.ChipSpec(size=0, margin=0.5), crs="EPSG:4326")
+    assert chip.shape[0] == 3
+
+
+def test_vectorised_reprojection_equals_point_by_point():
+    import pyproj
+
+    ring = [(-93.001 + 0.0001 * i, 42.0 + 0.00007 * (i % 5)) for i in range(12)]
+    geom = shapely.Polygon(
+        ring, holes=[[(-93.0005, 42.0001), (-93.0004, 42.0001), (-93.0004, 42.0002)]]
+    )
+    got = reproject_geometry(geom, "EPSG:4326", UTM)
+    step = pyproj.Transformer.from_crs("EPSG:4326", UTM, always_xy=True)
+    want = shapely.Polygon(
+        [step.transform(x, y) for x, y in geom.exterior.coords],
+        holes=[[step.transform(x, y) for x, y in geom.interiors[0].coords]],
+    )
+    assert shapely.to_wkb(got) == shapely.to_wkb(want)
+    assert reproject_geometry(geom, UTM, UTM) is geom
 
 
 # --------------------------------------------------------------------------

@@ -67,7 +67,7 @@ FOLDER_OUTPUTS = frozenset(
 )
 #: Names beside a prepare prefix ``P``: ``P-00000-of-00004.tfrecord[.gz]``, ``P-errors``, ...
 _PREFIX_OUTPUT = re.compile(
-    r"-(\d{5}-of-\d{5}\.tfrecord(\.gz)?|errors(\.bigquery\.json)?|summary\.json)$"
+    r"-(\d{5}-of-\d{5}\.tfrecord(\.gz)?|errors(\.bigquery\.json)?|summary\.json|parts)$"
 )
 #: Temporary names of an interrupted atomic write (see :func:`write_json_atomic`).
 _TMP = re.compile(r"\.tmp-[0-9a-f]{32}$")
