@@ -175,7 +175,7 @@ def _cli_module(root: str) -> str:
     return (
         "footprints_app.cli"
         if os.path.isdir(os.path.join(root, "footprints_app"))
-        else "footprints.cli"
+        else "footprints_app.cli"
     )
 
 
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                         base_cmd[base_cmd.index(output)] = output + "-baseline"
                         baselines.append(
                             timed(
-                                # A checkout from before the application moved has footprints.cli.
+                                # A checkout from before the application moved has footprints_app.cli.
                                 _hooked("module", _cli_module(args.baseline_root), base_cmd),
                                 os.path.abspath(args.baseline_root),
                             )
