@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                         base_cmd[base_cmd.index(output)] = output + "-baseline"
                         baselines.append(
                             timed(
-                                # A checkout from before the application moved has footprints_app.cli.
+                                # An older checkout may still have the command line at its old path.
                                 _hooked("module", _cli_module(args.baseline_root), base_cmd),
                                 os.path.abspath(args.baseline_root),
                             )
