@@ -223,11 +223,13 @@ taskmanager.host: localhost
 taskmanager.bind-host: localhost
 # Bounded memory: the JVMs are small, the SDK workers (TensorFlow) live in the worker pool.
 jobmanager.memory.process.size: 1024m
-taskmanager.memory.process.size: 2048m
+taskmanager.memory.process.size: 3072m
 # Beam's batch translation (Flink's DataSet API) runs every operator of a job at once, each
-# with its own network buffers: 512 MB of them (16384 buffers) for jobs of ~30 steps.
-taskmanager.memory.network.min: 512m
-taskmanager.memory.network.max: 512m
+# with its own network buffers. score (spill, exact passes, repeated-id check, table writers)
+# asked for 512 buffers when only 504 of 16384 (512 MB) were free, with the previous job's
+# buffers still being released: 1 GB (32768 buffers) leaves room for one job after another.
+taskmanager.memory.network.min: 1024m
+taskmanager.memory.network.max: 1024m
 taskmanager.numberOfTaskSlots: {slots}
 parallelism.default: {slots}
 io.tmp.dirs: {tmp}
