@@ -189,7 +189,8 @@ class CoreTally:
             self._place(part)
 
     def _place(self, part: CorePrediction) -> None:
-        raise NotImplementedError
+        # Abstract: TileStitcher places the core in memory, MaskFileStitcher in its file.
+        raise NotImplementedError(f"{type(self).__name__} must say where cores go")
 
     @property
     def windows(self) -> dict[str, int]:
