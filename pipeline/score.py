@@ -46,6 +46,7 @@ from pipeline.inference.handlers import (
     accelerator_count,
     check_model,
 )
+from pipeline.inference.serving import SERVING_GRAPHS
 from pipeline.jobs import (
     FolderOutput,
     check_batch_sizes,
@@ -132,6 +133,13 @@ class ScoreChipsResult(NamedTuple):
     regions: beam.PCollection
 
 
+#: The default classifier batch. On CPU, 32 chips of 96 px keep a batch's activations in
+#: cache: whole ``footprints score`` runs were 1.09x (small CNN) and 1.09x (MobileNetV2)
+#: faster than at 64 on the 2-core development machine (benchmarks/README.md). On a GPU
+#: pass a larger ``--batch-size`` (256 or more).
+CPU_BATCH_SIZE = 32
+
+
 @dataclasses.dataclass
 class ScoreChips(DataclassTransform):
     """Scores serialized chip records and labels exactly k per region residential.
@@ -158,19 +166,21 @@ class ScoreChips(DataclassTransform):
         spill_dir: Folder the scored batches wait in between the exact
             fraction's passes, reachable by every worker; emptied and removed
             at the end (see :class:`~pipeline.thresholds.LabelExactFraction`).
+        serving_graph: ``frozen`` (the default) or ``saved``; see
+            :mod:`pipeline.inference.serving`.
 
     Returns:
         :class:`ScoreChipsResult` ``(scores, errors, regions)``.
 
     Example::
 
-        result = records | ScoreChips("models/classifier", 0.35, batch_size=64)
+        result = records | ScoreChips("models/classifier", 0.35, batch_size=32)
         result.scores | WriteToParquet(...)
     """
 
     model_dir: str
     fractions: RegionFractions | float | Fraction | str
-    batch_size: int = 64
+    batch_size: int = CPU_BATCH_SIZE
     min_batch_size: int | None = None
     model_id: str | None = None
     run_id: str | None = None
@@ -180,6 +190,7 @@ class ScoreChips(DataclassTransform):
     model_copies: int | None = None
     epsilon: float = DEFAULT_EPSILON
     spill_dir: str | None = None
+    serving_graph: str = "frozen"
 
     def __post_init__(self):
         super().__post_init__()
@@ -202,6 +213,7 @@ class ScoreChips(DataclassTransform):
             model_format=self.model_format,
             accelerator=self.accelerator,
             model_copies=self.model_copies,
+            serving_graph=self.serving_graph,
         )
 
     def expand(self, records):
@@ -258,7 +270,7 @@ class ScoreConfig(FolderOutput):
     model_dir: str
     fractions: RegionFractions
     output: str
-    batch_size: int = 64
+    batch_size: int = CPU_BATCH_SIZE
     min_batch_size: int | None = None
     model_format: str = "savedmodel"
     accelerator: str | None = None
@@ -270,6 +282,7 @@ class ScoreConfig(FolderOutput):
     num_shards: int = 1
     crs: str | None = None
     model_copies: int | None = None
+    serving_graph: str = "frozen"
 
     @classmethod
     def create(
@@ -318,6 +331,10 @@ class ScoreConfig(FolderOutput):
             raise ConfigError("--num-shards must be 0 (runner decides) or more")
         if kwargs["model_format"] not in MODEL_FORMATS:
             raise ConfigError(f"--model-format must be one of {MODEL_FORMATS}")
+        if kwargs["serving_graph"] not in SERVING_GRAPHS:
+            raise ConfigError(
+                f"--serving-graph {kwargs['serving_graph']!r} must be one of {SERVING_GRAPHS}"
+            )
         copies = kwargs.get("model_copies")
         if copies is not None and copies < 1:
             raise ConfigError(
@@ -367,6 +384,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
         model_copies=copies,
         epsilon=config.epsilon,
         spill_dir=join(config.output, SPILL_DIR),
+        serving_graph=config.serving_graph,
     )
     read = pipeline | "ReadChips" >> ReadChipRecords(config.chips)
     result = read.records | "ScoreChips" >> scorer
@@ -392,6 +410,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
         "quantile_epsilon": config.epsilon,
         "percentile_error_bound_points": percentile_bound(config.epsilon),
         "batch_size": config.batch_size,
+        "serving_graph": config.serving_graph,
         "crs": config.crs,
     }
     # ScoreChips fills in both ids when it is built.

@@ -49,6 +49,7 @@ from pipeline import chipping
 from pipeline.counting import count_all
 from pipeline.inference.handlers import accelerator_count
 from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModelHandler
+from pipeline.inference.serving import SERVING_GRAPHS
 from pipeline.jobs import (
     FolderOutput,
     check_batch_sizes,
@@ -91,6 +92,8 @@ class SegmentConfig(FolderOutput):
         batch_size: Largest batch handed to the model.
         min_batch_size: Smallest batch (None: ``batch_size``).
         tta: Test-time augmentation (``none``, ``flips``, ``d4``).
+        serving_graph: ``frozen`` or ``saved``, for the segmenter and the
+            classifier (:mod:`pipeline.inference.serving`).
         accelerator: Beam accelerator resource hint for the inference steps
             (segmenter and, with ``classifier``, the classifier), e.g.
             ``type:nvidia-l4;count:1;install-nvidia-driver``; None for CPU.
@@ -128,6 +131,7 @@ class SegmentConfig(FolderOutput):
     batch_size: int = 8
     min_batch_size: int | None = None
     tta: str = "none"
+    serving_graph: str = "frozen"
     accelerator: str | None = None
     mask_threshold: float = 0.5
     binary_mask: bool = False
@@ -140,7 +144,7 @@ class SegmentConfig(FolderOutput):
     run_id: str = ""
     classifier: str | None = None
     residential_fraction: Any = None
-    classifier_batch_size: int = 64
+    classifier_batch_size: int = 32  # pipeline.score.CPU_BATCH_SIZE (a literal: --help reads it)
     chip_spec: Any = None
     imagery_date: Any = None
     csv: bool = False
@@ -203,6 +207,10 @@ class SegmentConfig(FolderOutput):
         check_batch_sizes(kwargs["batch_size"], kwargs["min_batch_size"])
         if kwargs["tta"] not in TTA_MODES:
             raise ConfigError(f"--tta {kwargs['tta']!r} must be one of {TTA_MODES}")
+        if kwargs["serving_graph"] not in SERVING_GRAPHS:
+            raise ConfigError(
+                f"--serving-graph {kwargs['serving_graph']!r} must be one of {SERVING_GRAPHS}"
+            )
         if kwargs.get("accelerator"):
             accelerator_count(kwargs["accelerator"])
         threshold = kwargs["mask_threshold"]
@@ -366,6 +374,7 @@ def build_summary(
             "window_size": config.window_size,
             "halo": config.halo,
             "tta": config.tta,
+            "serving_graph": config.serving_graph,
             "mask_threshold": config.mask_threshold,
         },
         counts=counted,
@@ -431,6 +440,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
     handler = SegmenterModelHandler(
         config.model_dir,
         tta=config.tta,
+        serving_graph=config.serving_graph,
         min_batch_size=config.min_batch_size or config.batch_size,
         max_batch_size=config.batch_size,
         accelerator=config.accelerator,
@@ -608,6 +618,7 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
         accelerator=config.accelerator,
         model_copies=accelerator_count(config.accelerator) if config.accelerator else None,
         spill_dir=join(config.output, SPILL_DIR),
+        serving_graph=config.serving_graph,
     )
     files = write_table(
         result.scores,

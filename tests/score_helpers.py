@@ -68,6 +68,11 @@ def _build_module(kind: str, size: int, seed: int):
                     x = tf.nn.relu(tf.nn.conv2d(x, kernel, strides=2, padding="SAME"))
                 x = tf.reduce_mean(x, axis=[1, 2])
                 score = tf.sigmoid(tf.squeeze(tf.matmul(x, self.dense), axis=1) - 1.0)
+            if kind == "clock":  # a model that is not a function of its input: it reads the time
+                tick = tf.cast(tf.math.floormod(tf.timestamp(), 1.0), tf.float32)
+                score = score + 0.5 * tick  # two calls milliseconds apart differ by 1e-4 or more
+            if kind == "counting":  # a model that writes a variable: it cannot be frozen
+                self.dense.assign_add(tf.zeros_like(self.dense))
             return {contracts.CLASSIFIER_OUTPUT: tf.cast(score, tf.float32)}
 
     return ChipClassifier()

@@ -18,7 +18,7 @@ from footprints.contracts import SegmenterAssets
 from footprints.errors import ConfigError
 from pipeline import jobs, prepare, segment
 from pipeline.counting import count_all
-from pipeline.score import ScoreConfig
+from pipeline.score import CPU_BATCH_SIZE, ScoreConfig
 from pipeline.writers import scores
 
 
@@ -127,7 +127,9 @@ def test_batch_size_check(batch, low, match):
 
 def test_with_defaults_takes_the_config_fields():
     got = jobs.with_defaults(ScoreConfig, {"batch_size": None, "csv": True})
-    assert got["batch_size"] == 64 and got["csv"] is True and got["num_shards"] == 1
+    assert (
+        got["batch_size"] == CPU_BATCH_SIZE == 32 and got["csv"] is True and got["num_shards"] == 1
+    )
     assert "chips" not in got  # a field without a default stays the caller's
 
 

@@ -44,7 +44,7 @@ def test_check_and_scoring_share_one_load(model):
     handlers.check_model(model, "savedmodel")
     first = handlers.load_saved_model(model)
     scorer = handlers.ChipScoreHandler(model, min_batch_size=4, max_batch_size=4).load_model()
-    assert scorer._model is first
+    assert scorer._fn._loaded is first
     other = save_classifier(model + "-other", kind="brightness")
     assert handlers.load_saved_model(other) is not first
     # One entry only: a launcher never accumulates models.

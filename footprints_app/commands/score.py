@@ -92,6 +92,7 @@ def register(subparsers) -> None:
         default=flags.ConfigDefault(CONFIG, "model_format"),
         help="savedmodel: TF2 signature (default); tfx: tfx-bsl handler for TFX-trained models",
     )
+    flags.add_serving_graph_flag(parser, CONFIG)
     flags.add_accelerator_flag(
         parser,
         steps="the inference step",
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Validates the flags, runs the job, prints the per-region result."""
     from footprints.errors import EXIT_CHECK, EXIT_OK
     from footprints_app.commands._plans import score_lines, score_plan
+    from pipeline.inference.serving import serving_graph_warnings
     from pipeline.monitoring import add_warnings, duplicate_warnings
     from pipeline.score import ScoreConfig, run_config
     from pipeline.thresholds.fractions import unmatched_regions
@@ -152,6 +154,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             batch_size="batch_size",
             min_batch_size="min_batch_size",
             model_format="model_format",
+            serving_graph="serving_graph",
             accelerator="accelerator",
             model_copies="model_copies",
             csv="csv",
@@ -169,7 +172,10 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     summary = run_config(config, beam_args)
     unmatched = unmatched_regions(config.fractions, summary["regions"])
     summary = add_warnings(
-        config.summary_path, unmatched + duplicate_warnings(summary.get("duplicates"))
+        config.summary_path,
+        unmatched
+        + duplicate_warnings(summary.get("duplicates"))
+        + serving_graph_warnings(summary, config.serving_graph),
     )
     print(score_lines(summary))
     print(f"  outputs: {args.output}/scores/, errors/, summary.json")

@@ -94,6 +94,7 @@ def register(subparsers) -> None:
         help="test-time augmentation: average over 4 flips or 8 rotations and "
         "flips (default: %(default)s)",
     )
+    flags.add_serving_graph_flag(parser, CONFIG)
     flags.add_accelerator_flag(
         parser,
         steps="the inference steps (segmenter and classifier)",
@@ -201,6 +202,7 @@ def config_from_args(args: argparse.Namespace):
                     "batch_size",
                     "min_batch_size",
                     "tta",
+                    "serving_graph",
                     "accelerator",
                     "mask_threshold",
                     "binary_mask",
@@ -226,6 +228,8 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Validates the flags, runs the job, prints the tile and window counts."""
     from footprints_app.commands._plans import segment_lines, segment_plan
+    from pipeline.inference.serving import serving_graph_warnings
+    from pipeline.monitoring import add_warnings
     from pipeline.segment import run_config
 
     config = config_from_args(args)
@@ -233,6 +237,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         print(segment_plan(config))
         return 0
     summary = run_config(config, beam_args)
+    summary = add_warnings(
+        config.summary_path, serving_graph_warnings(summary, config.serving_graph)
+    )
     print(segment_lines(summary))
     print(
         f"  outputs: {args.output}/masks/, footprints/, errors/, summary.json"

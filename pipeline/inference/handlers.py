@@ -52,6 +52,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from footprints import contracts
 from footprints.errors import ConfigError, ContractError
+from pipeline.inference.serving import SERVING_GRAPHS, ServingFunction
 
 NAMESPACE = "score"
 MODEL_FORMATS = ("savedmodel", "tfx")
@@ -110,21 +111,29 @@ def load_saved_model(local_dir: str) -> Any:
 
 
 class SavedModelScorer:
-    """A TF2 SavedModel's ``serving_default``, called on a batch of records."""
+    """A TF2 SavedModel's ``serving_default``, called on a batch of records.
 
-    def __init__(self, model_dir: str):
+    Args:
+        model_dir: The classifier SavedModel directory.
+        serving_graph: ``frozen`` (the default: variables folded into constants,
+            checked against the saved graph on the first batch) or ``saved``; see
+            :mod:`pipeline.inference.serving`.
+    """
+
+    def __init__(self, model_dir: str, serving_graph: str = "frozen"):
         import tensorflow as tf
 
         enable_memory_growth()
-        self._model = load_saved_model(contracts.local_model_dir(model_dir))
-        self._fn = self._model.signatures[contracts.SIGNATURE]
+        self._fn = ServingFunction(
+            load_saved_model(contracts.local_model_dir(model_dir)), serving_graph, NAMESPACE
+        )
         self._tf = tf
 
     def score(self, records: Sequence[bytes]) -> np.ndarray:
         """Scores serialized chip records; returns float32 [len(records)]."""
         examples = self._tf.constant(list(records), dtype=self._tf.string)
-        out = self._fn(**{contracts.CLASSIFIER_INPUT: examples})[contracts.CLASSIFIER_OUTPUT]
-        return np.asarray(out.numpy(), dtype=np.float32).reshape(-1)
+        out = self._fn(contracts.CLASSIFIER_INPUT, examples)[contracts.CLASSIFIER_OUTPUT]
+        return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
 class TfxScorer:
@@ -253,6 +262,8 @@ class ChipScoreHandler(ModelHandler):
             step, or None for CPU.
         model_copies: Load this many copies per machine, shared by all its
             worker processes (one per GPU); None loads one per process.
+        serving_graph: ``frozen`` or ``saved`` (:mod:`pipeline.inference.serving`);
+            the ``tfx`` format always runs its own session over the saved graph.
     """
 
     def __init__(
@@ -264,6 +275,7 @@ class ChipScoreHandler(ModelHandler):
         model_format: str = "savedmodel",
         accelerator: str | None = None,
         model_copies: int | None = None,
+        serving_graph: str = "frozen",
     ):
         if not 1 <= min_batch_size <= max_batch_size:
             raise ConfigError(
@@ -272,12 +284,15 @@ class ChipScoreHandler(ModelHandler):
             )
         if model_format not in MODEL_FORMATS:
             raise ConfigError(f"model format {model_format!r} must be one of {MODEL_FORMATS}")
+        if serving_graph not in SERVING_GRAPHS:
+            raise ConfigError(f"serving graph {serving_graph!r} must be one of {SERVING_GRAPHS}")
         super().__init__(
             min_batch_size=min_batch_size, max_batch_size=max_batch_size, model_copies=model_copies
         )
         self._model_dir = model_dir
         self._model_format = model_format
         self._accelerator = accelerator
+        self._serving_graph = serving_graph
         self._tfx = None
         self._tfx_key = None
         if model_format == "tfx":
@@ -291,7 +306,7 @@ class ChipScoreHandler(ModelHandler):
         """Loads the model; Beam calls this once per process (or per copy)."""
         if self._model_format == "tfx":
             return TfxScorer(self._tfx, self._tfx_key)
-        return SavedModelScorer(self._model_dir)
+        return SavedModelScorer(self._model_dir, self._serving_graph)
 
     def run_inference(
         self,

@@ -46,6 +46,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from footprints import contracts
 from footprints.contracts import ErrorRecord
 from pipeline.inference import handlers
+from pipeline.inference.serving import ServingFunction
 from pipeline.ptransform import DataclassTransform
 from pipeline.sources.rasters import WindowInput
 from pipeline.stitching.stitch import FAILED, CorePrediction
@@ -92,20 +93,20 @@ def augmentations(tta: str) -> list[Augmentation]:
 class Segmenter:
     """A loaded segmenter SavedModel, callable on numpy batches."""
 
-    def __init__(self, model_dir: str):
+    def __init__(self, model_dir: str, serving_graph: str = "frozen"):
         import tensorflow as tf
 
         handlers.enable_memory_growth()
-        # Keep the loaded object: the signature's variables live as long as it does.
-        self._loaded = tf.saved_model.load(contracts.local_model_dir(model_dir))
-        self._fn = self._loaded.signatures[contracts.SIGNATURE]
+        self._fn = ServingFunction(
+            tf.saved_model.load(contracts.local_model_dir(model_dir)), serving_graph, NAMESPACE
+        )
         self._tf = tf
         self.model_dir = model_dir
 
     def __call__(self, images: Array) -> Array:
         """``images`` uint8 [N, H, W, C] -> probabilities float32 [N, H, W]."""
-        out = self._fn(**{contracts.SEGMENTER_INPUT: self._tf.constant(images)})
-        mask = out[contracts.SEGMENTER_OUTPUT].numpy()
+        out = self._fn(contracts.SEGMENTER_INPUT, self._tf.constant(images))
+        mask = out[contracts.SEGMENTER_OUTPUT]
         if mask.shape != images.shape[:3]:
             raise ValueError(
                 f"{self.model_dir!r} returned a mask shaped {mask.shape} for images shaped "
@@ -148,6 +149,7 @@ class SegmenterModelHandler(
         min_batch_size: Smallest batch ``BatchElements`` forms (except at a
             bundle's end).
         max_batch_size: Largest batch.
+        serving_graph: ``frozen`` or ``saved`` (:mod:`pipeline.inference.serving`).
         accelerator: A Beam accelerator resource hint for the inference step
             (e.g. ``type:nvidia-l4;count:1;install-nvidia-driver``), or None
             for CPU. With it, one model copy per GPU is loaded per machine and
@@ -159,6 +161,7 @@ class SegmenterModelHandler(
         model_dir: str,
         *,
         tta: str = "none",
+        serving_graph: str = "frozen",
         min_batch_size: int,
         max_batch_size: int,
         accelerator: str | None = None,
@@ -171,11 +174,12 @@ class SegmenterModelHandler(
         )
         self._model_dir = model_dir
         self._tta = tta
+        self._serving_graph = serving_graph
         self._accelerator = accelerator
 
     def load_model(self) -> Segmenter:
         """Loads the segmentation SavedModel."""
-        return Segmenter(self._model_dir)
+        return Segmenter(self._model_dir, self._serving_graph)
 
     def run_inference(
         self,
