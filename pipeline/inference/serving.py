@@ -15,7 +15,7 @@ move in the last bits (measured: at most 1.2e-7 for the small CNN, 0 for
 MobileNetV2). Every process checks that on its first batch: it runs the saved
 graph too, and if any output differs by more than :data:`FROZEN_TOLERANCE`
 (or NaNs fall elsewhere) it logs why and serves the saved graph from then on.
-A model TensorFlow cannot freeze (for example one with lookup tables) is
+A model TensorFlow cannot freeze (for example one that writes a variable) is
 served as saved. ``--serving-graph saved`` skips freezing altogether.
 
 The outcome is counted in the job's metrics: ``<namespace>/serving_graph_frozen``
@@ -109,7 +109,7 @@ class ServingFunction:
     def _run_saved(self, name: str, tensor: Any) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in self._saved(**{name: tensor}).items()}
 
-    def _run_frozen(self, frozen: Any, name: str, tensor: Any) -> dict[str, np.ndarray]:
+    def _run_frozen(self, frozen: Any, tensor: Any) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
         # Positional: the frozen function declares no argument names, and a keyword call
@@ -131,11 +131,11 @@ class ServingFunction:
                 self._saved_count.inc()
             return self._run_saved(name, tensor)
         if self._checked:
-            return self._run_frozen(frozen, name, tensor)
+            return self._run_frozen(frozen, tensor)
         import tensorflow as tf
 
         try:
-            out = self._run_frozen(frozen, name, tensor)
+            out = self._run_frozen(frozen, tensor)
         except tf.errors.InvalidArgumentError:
             raise  # a bad input: the caller isolates it; the check waits for a good batch
         except Exception as exc:  # the frozen graph cannot run here: serve the saved one
