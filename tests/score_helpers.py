@@ -36,6 +36,7 @@ def _build_module(kind: str, size: int, seed: int):
                 for cin, cout in ((3, 16), (16, 32), (32, 64))
             ]
             self.dense = tf.Variable(rng.normal(0, 0.3, (64, 1)).astype("float32"))
+            self.offset = tf.Variable(0.0)
 
         def _brightness(self, encoded):
             image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -68,9 +69,8 @@ def _build_module(kind: str, size: int, seed: int):
                     x = tf.nn.relu(tf.nn.conv2d(x, kernel, strides=2, padding="SAME"))
                 x = tf.reduce_mean(x, axis=[1, 2])
                 score = tf.sigmoid(tf.squeeze(tf.matmul(x, self.dense), axis=1) - 1.0)
-            if kind == "clock":  # a model that is not a function of its input: it reads the time
-                tick = tf.cast(tf.math.floormod(tf.timestamp(), 1.0), tf.float32)
-                score = score + 0.5 * tick  # two calls milliseconds apart differ by 1e-4 or more
+            if kind == "offset":  # reads a variable a user may change after loading
+                score = score + self.offset
             if kind == "counting":  # a model that writes a variable: it cannot be frozen
                 self.dense.assign_add(tf.zeros_like(self.dense))
             return {contracts.CLASSIFIER_OUTPUT: tf.cast(score, tf.float32)}

@@ -314,8 +314,8 @@ def test_rerun_replaces_and_failed_run_leaves_no_summary(dataset, tmp_path, caps
     bad_args = [a if a != dataset["model"] else broken for a in args]
     # The broken model fails the job (it must not dead-letter every record);
     # the CLI reports the contract error with exit code 2.
-    assert cli.main(["score", *bad_args, "--run-id", "third"]) == 2
-    assert "65 scores for 64 records" in capsys.readouterr().err
+    assert cli.main(["score", *bad_args, "--run-id", "third", "--batch-size", "50"]) == 2
+    assert "51 scores for 50 records" in capsys.readouterr().err
     assert not (output / "summary.json").exists()
 
 

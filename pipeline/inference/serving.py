@@ -44,16 +44,26 @@ SERVING_GRAPHS = ("frozen", "saved")
 
 
 def freeze(fn: Any) -> Any | None:
-    """``fn`` (a concrete function) with its variables as constants, or None if it cannot be."""
+    """``fn`` (a one-input concrete function) with its variables as constants, or None.
+
+    The frozen function is wrapped in a ``tf.function`` with ``fn``'s input
+    signature: the frozen one declares no arguments, so every direct call
+    would first fail to bind and format the whole batch into the error
+    message TensorFlow then discards, before falling back to a flat call.
+    """
+    import tensorflow as tf
+
     try:
         from tensorflow.python.framework.convert_to_constants import (
             convert_variables_to_constants_v2,
         )
 
-        return convert_variables_to_constants_v2(fn)
+        frozen = convert_variables_to_constants_v2(fn)
     except Exception as exc:  # any failure only means: serve the saved graph
         LOG.warning("the serving graph cannot be frozen (%s); serving it as saved", exc)
         return None
+    (spec,) = fn.structured_input_signature[1].values()
+    return tf.function(lambda x: frozen(x), input_signature=[spec])
 
 
 def max_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
@@ -91,8 +101,8 @@ class ServingFunction:
         self._loaded = loaded
         self._saved = loaded.signatures[contracts.SIGNATURE]
         args, kwargs = self._saved.structured_input_signature
-        # The contracts' signatures take exactly one input, which is what the frozen call
-        # passes positionally; anything else is served as saved.
+        # The contracts' signatures take exactly one input, which is what the frozen
+        # function is wrapped for; anything else is served as saved.
         one_input = not args and len(kwargs) == 1
         self._frozen = freeze(self._saved) if graph == "frozen" and one_input else None
         self._checked = self._frozen is None
@@ -112,8 +122,6 @@ class ServingFunction:
     def _run_frozen(self, frozen: Any, tensor: Any) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
-        # Positional: the frozen function declares no argument names, and a keyword call
-        # would first fail to bind and format the whole batch into the error it discards.
         flat = frozen(tensor)
         outputs = tf.nest.pack_sequence_as(self._saved.structured_outputs, flat)
         return {k: v.numpy() for k, v in outputs.items()}
