@@ -278,7 +278,7 @@ def _write_large_tile(folder: str, size: int, seed: int = 0) -> str:
     import rasterio
     from rasterio.transform import from_origin
     from rasterio.windows import Window
-    from segment_helpers import UTM, UTM_ORIGIN
+    from raster_fixtures import UTM, X0, Y0
 
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "t0.tif")
@@ -289,7 +289,7 @@ def _write_large_tile(folder: str, size: int, seed: int = 0) -> str:
         count=3,
         dtype="uint8",
         crs=UTM,
-        transform=from_origin(*UTM_ORIGIN, 0.5, 0.5),
+        transform=from_origin(X0, Y0, 0.5, 0.5),
         tiled=True,
         blockxsize=256,
         blockysize=256,

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import collections
 import functools
+import zlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
@@ -134,71 +135,128 @@ def count_by(pcoll: beam.PCollection, key_fn, label: str) -> beam.PCollection:
 
 #: Buckets the ids are spread over, so that no one worker merges every id.
 ID_BUCKETS = 256
-#: Ids buffered as Python strings before they are packed into Arrow arrays.
-_PACK_EVERY = 4096
+#: Ids buffered as Python strings before they are packed (per bucket and bundle).
+_PACK_EVERY = 1024
+
+
+class _IdPack(NamedTuple):
+    """A bucket's distinct ids, sorted and compressed, with the counts of the repeated ones.
+
+    Attributes:
+        n: How many distinct ids ``blob`` holds.
+        blob: zlib of the ids' UTF-8 byte lengths (uint32) followed by their
+            bytes, in sorted order.
+        extra: ``{id: count - 1}`` of the ids seen more than once.
+    """
+
+    n: int
+    blob: bytes
+    extra: dict[str, int]
+
+
+def _encode_ids(ids: Any) -> bytes:
+    """A sorted Arrow string array, compressed: lengths, then bytes (see :class:`_IdPack`)."""
+    import numpy as np
+
+    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)[
+        ids.offset : ids.offset + len(ids) + 1
+    ]
+    data = ids.buffers()[2]
+    body = data.to_pybytes()[offsets[0] : offsets[-1]] if data is not None else b""
+    return zlib.compress(np.diff(offsets).astype(np.uint32).tobytes() + body, 1)
+
+
+def _decode_ids(pack: _IdPack) -> Any:
+    """The Arrow string array of a pack's ids."""
+    import numpy as np
+    import pyarrow as pa
+
+    raw = zlib.decompress(pack.blob)
+    lengths = np.frombuffer(raw, dtype=np.uint32, count=pack.n)
+    offsets = np.zeros(pack.n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.StringArray.from_buffers(
+        pack.n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(raw[4 * pack.n :])
+    )
 
 
 class _IdCountsFn(beam.CombineFn):
-    """Counts of each id, held as Arrow arrays (unique ids, counts), not Python dicts.
+    """Counts of each id, held as sorted, compressed id lists (:class:`_IdPack`).
 
-    A dict of a million ids costs about 300 B an id in Beam's shuffle on the
-    in-process runner; packed Arrow strings cost their bytes plus 12, which
-    keeps a 1M-chip run's memory within the scale goal (docs/scale.md).
+    Every distinct id has to be kept until all are merged, and the
+    in-process runner keeps every accumulator that waits for its shuffle.
+    A dict costs about 300 B an id there; packed Arrow strings their bytes
+    plus 12 (151 MiB of a 1M-chip score run); sorted and compressed, ids
+    like ``fp-00012345`` cost about 4 B (and UUIDs about 21), which keeps a
+    1M-chip run's memory within the scale goal (docs/scale.md). Packs of
+    about equal size are merged as they are made, so each id is repacked
+    about log2(ids / _PACK_EVERY) times.
     """
 
-    def create_accumulator(self) -> tuple[list[str], list[Any]]:
-        """Buffered ids, and packed (ids, counts) pairs."""
+    def create_accumulator(self) -> tuple[list[str], list[_IdPack]]:
+        """Buffered ids, and packs of decreasing size."""
         return [], []
 
     def add_input(self, acc, element: str):
         """Buffers one id; packs the buffer when it is full."""
-        buffer, packed = acc
+        buffer, packs = acc
         buffer.append(element)
-        if len(buffer) >= _PACK_EVERY:
-            return [], [self._pack(buffer, packed)]
-        return acc
+        if len(buffer) < _PACK_EVERY:
+            return acc
+        packs = [*packs, self._pack(buffer, [])]
+        while len(packs) > 1 and 2 * packs[-1].n >= packs[-2].n:
+            packs[-2:] = [self._pack([], packs[-2:])]
+        return [], packs
 
     @staticmethod
-    def _pack(buffer: list[str], packed: list[Any]) -> Any:
+    def _pack(buffer: list[str], packs: list[_IdPack]) -> _IdPack:
+        """One pack of the buffered ids and the given packs."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
-        parts = list(packed)
+        extra: collections.Counter[str] = collections.Counter()
+        for pack in packs:
+            extra.update(pack.extra)
+        arrays = [_decode_ids(pack) for pack in packs]
         if buffer:
-            ids = pa.array(buffer, pa.string())
-            parts.append(pa.table({"id": ids, "n": pa.array([1] * len(ids), pa.int64())}))
-        table = pa.concat_tables(parts) if parts else None
-        if table is None:
-            return pa.table({"id": pa.array([], pa.string()), "n": pa.array([], pa.int64())})
-        summed = table.group_by("id").aggregate([("n", "sum")])
-        return pa.table({"id": summed["id"], "n": summed["n_sum"]}).combine_chunks()
+            arrays.append(pa.array(buffer, pa.string()))
+        if not arrays:
+            return _IdPack(0, _encode_ids(pa.array([], pa.string())), {})
+        counted = pc.value_counts(pa.concat_arrays(arrays))
+        order = pc.sort_indices(counted.field("values"))
+        ids, counts = counted.field("values").take(order), counted.field("counts").take(order)
+        repeated = pc.greater(counts, 1)
+        if pc.any(repeated).as_py():
+            more = zip(
+                ids.filter(repeated).to_pylist(), counts.filter(repeated).to_pylist(), strict=True
+            )
+            extra.update({i: n - 1 for i, n in more})
+        return _IdPack(len(ids), _encode_ids(ids), dict(extra))
 
-    def merge_accumulators(self, accumulators: Any) -> tuple[list[str], list[Any]]:
-        """Packs every accumulator's ids into one counted table."""
+    def merge_accumulators(self, accumulators: Any) -> tuple[list[str], list[_IdPack]]:
+        """Packs every accumulator's ids into one pack."""
         buffer: list[str] = []
-        packed: list[Any] = []
+        packs: list[_IdPack] = []
         for b, p in accumulators:
             buffer.extend(b)
-            packed.extend(p)
-        return [], [self._pack(buffer, packed)] if buffer or packed else []
+            packs.extend(p)
+        return [], [self._pack(buffer, packs)] if buffer or packs else []
 
     def compact(self, acc):
-        """One counted table, before the accumulator is shuffled."""
-        buffer, packed = acc
-        return ([], [self._pack(buffer, packed)]) if buffer or len(packed) > 1 else acc
+        """One pack, before the accumulator is shuffled."""
+        buffer, packs = acc
+        return ([], [self._pack(buffer, packs)]) if buffer or len(packs) > 1 else acc
 
     def extract_output(self, acc) -> list[tuple[str, int]]:
-        """The ids seen more than once, with their counts."""
-        buffer, packed = acc
-        if not buffer and not packed:
+        """The ids seen more than once, with their counts, sorted."""
+        buffer, packs = acc
+        if not buffer and not packs:
             return []
-        table = self._pack(buffer, packed)
-        ids, counts = table["id"].to_pylist(), table["n"].to_pylist()
-        return [(i, n) for i, n in zip(ids, counts, strict=True) if n > 1]
+        extra = self._pack(buffer, packs).extra
+        return [(i, n + 1) for i, n in sorted(extra.items())]
 
 
 def _bucket(footprint_id: str) -> tuple[int, str]:
-    import zlib
-
     return zlib.crc32(footprint_id.encode("utf-8")) % ID_BUCKETS, footprint_id
 
 
@@ -206,8 +264,8 @@ def repeated_ids(ids: beam.PCollection, label: str = "Repeated") -> beam.PCollec
     """``(id, count)`` for every id in ``ids`` seen more than once.
 
     The ids are spread over :data:`ID_BUCKETS` keys by a stable hash and
-    counted per bucket in packed Arrow arrays (:class:`_IdCountsFn`), so the
-    check costs tens of bytes an id instead of a shuffle entry per id.
+    counted per bucket in sorted, compressed id lists (:class:`_IdCountsFn`), so
+    the check costs a few bytes an id instead of a shuffle entry per id.
 
     Args:
         ids: A PCollection of id strings.
