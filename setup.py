@@ -70,5 +70,5 @@ setuptools.setup(
     ),
     install_requires=REQUIRED,
     extras_require={"test": TEST, "regularize": REGULARIZE},
-    entry_points={"console_scripts": ["footprints=footprints_app.cli:main"]},
+    entry_points={"console_scripts": ["footprints=footprints_app.cli:console"]},
 )

@@ -276,9 +276,9 @@ def _write_large_tile(folder: str, size: int, seed: int = 0) -> str:
     """
     import numpy as np
     import rasterio
+    from raster_fixtures import UTM, X0, Y0
     from rasterio.transform import from_origin
     from rasterio.windows import Window
-    from raster_fixtures import UTM, X0, Y0
 
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "t0.tif")
@@ -351,8 +351,11 @@ def memory(sizes: list[int], model: str, batch: int, tmp: str) -> None:
         ratio = got["pipeline"]["peak_mib"] / got["plain_windows"]["peak_mib"]
         for mode, r in got.items():
             extra = f"{ratio:14.2f}" if mode == "pipeline" else " " * 14
+            # The pipeline's summary: the tile it wrote and the footprints it found.
+            done = f"  {r['tiles']} tile, {r['footprints']:,} footprints" if "tiles" in r else ""
             print(
-                f"  {size:6d}^2  {mode:14s} {r['peak_mib']:7.0f} MiB  {extra}  {r['seconds']:7.1f}"
+                f"  {size:6d}^2  {mode:14s} {r['peak_mib']:7.0f} MiB  {extra}  "
+                f"{r['seconds']:7.1f}{done}"
             )
         # The tile and the outputs of the largest sizes are large: free the disk.
         import shutil

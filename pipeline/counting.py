@@ -187,7 +187,7 @@ class _IdCountsFn(beam.CombineFn):
     in-process runner keeps every accumulator that waits for its shuffle.
     A dict costs about 300 B an id there; packed Arrow strings their bytes
     plus 12 (151 MiB of a 1M-chip score run); sorted and compressed, ids
-    like ``fp-00012345`` cost about 4 B (and UUIDs about 21), which keeps a
+    like ``fp-00012345`` cost about 4 B (UUIDs about 21), which keeps a
     1M-chip run's memory within the scale goal (docs/scale.md). Packs of
     about equal size are merged as they are made, so each id is repacked
     about log2(ids / _PACK_EVERY) times.

@@ -32,6 +32,47 @@ def test_console_script_runs_help():
     assert result.returncode == 0 and "prepare" in result.stdout
 
 
+def test_the_command_exits_fast_with_every_output_complete(tmp_path):
+    """`python -m footprints_app.cli` skips the interpreter teardown; nothing is lost."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from tests.score_helpers import chip_record, save_classifier, write_shards
+
+    model = save_classifier(str(tmp_path / "model"))
+    records = [chip_record(f"b-{i:04d}", 20 + i % 200, region="r1") for i in range(300)]
+    write_shards(str(tmp_path / "chips"), records, num_shards=2)
+    out = tmp_path / "out"
+    run = [sys.executable, "-m", "footprints_app.cli", "score", "--chips"]
+    # Buffered streams, as on most machines, so that a lost flush would show.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run(
+        [*run, str(tmp_path / "chips" / "*"), "--model", model, "--residential-fraction", "0.4"]
+        + ["--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # The last line printed (flushed before the exit) and every file, whole.
+    assert "300 records -> 300 scored" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["residential"] == 120
+    assert pq.read_table(out / "scores").num_rows == 300
+    # A usage error keeps its exit code.
+    bad = subprocess.run(
+        [*run, str(tmp_path / "none*"), "--model", model, "--residential-fraction", "0.4"]
+        + ["--output", str(tmp_path / "o2")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert bad.returncode == 2 and "matches no files" in bad.stderr
+
+
 def test_unknown_flag_on_a_non_pipeline_command_is_an_error(capsys, tmp_path):
     with pytest.raises(SystemExit) as done:
         cli.main(["sample-area", "--output", str(tmp_path), "--runner", "DirectRunner"])
