@@ -155,14 +155,21 @@ class _IdPack(NamedTuple):
 
 
 def _encode_ids(ids: Any) -> bytes:
-    """A sorted Arrow string array, compressed: lengths, then bytes (see :class:`_IdPack`)."""
+    """A sorted Arrow string array, compressed: lengths, then bytes (see :class:`_IdPack`).
+
+    Our own layout rather than an Arrow IPC stream with zstd buffers: IPC
+    compresses the offsets as they are, and one bucket's share of a million
+    ``fp-00012345`` ids took 5.9 B an id that way against 3.8 here (parcel-style
+    ids 8.4 against 6.8; UUIDs 21 either way).
+    """
     import numpy as np
 
     offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)[
         ids.offset : ids.offset + len(ids) + 1
     ]
     data = ids.buffers()[2]
-    body = data.to_pybytes()[offsets[0] : offsets[-1]] if data is not None else b""
+    start, end = int(offsets[0]), int(offsets[-1])
+    body = data.slice(start, end - start).to_pybytes() if data is not None else b""
     return zlib.compress(np.diff(offsets).astype(np.uint32).tobytes() + body, 1)
 
 
@@ -209,8 +216,8 @@ class _IdCountsFn(beam.CombineFn):
         return [], packs
 
     @staticmethod
-    def _pack(buffer: list[str], packs: list[_IdPack]) -> _IdPack:
-        """One pack of the buffered ids and the given packs."""
+    def _count(buffer: list[str], packs: list[_IdPack]) -> tuple[Any, dict[str, int]]:
+        """The sorted distinct ids of the buffer and the packs, and ``{id: count - 1}``."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -220,8 +227,6 @@ class _IdCountsFn(beam.CombineFn):
         arrays = [_decode_ids(pack) for pack in packs]
         if buffer:
             arrays.append(pa.array(buffer, pa.string()))
-        if not arrays:
-            return _IdPack(0, _encode_ids(pa.array([], pa.string())), {})
         counted = pc.value_counts(pa.concat_arrays(arrays))
         order = pc.sort_indices(counted.field("values"))
         ids, counts = counted.field("values").take(order), counted.field("counts").take(order)
@@ -231,7 +236,13 @@ class _IdCountsFn(beam.CombineFn):
                 ids.filter(repeated).to_pylist(), counts.filter(repeated).to_pylist(), strict=True
             )
             extra.update({i: n - 1 for i, n in more})
-        return _IdPack(len(ids), _encode_ids(ids), dict(extra))
+        return ids, dict(extra)
+
+    @classmethod
+    def _pack(cls, buffer: list[str], packs: list[_IdPack]) -> _IdPack:
+        """One pack of the buffered ids and the given packs (at least one id among them)."""
+        ids, extra = cls._count(buffer, packs)
+        return _IdPack(len(ids), _encode_ids(ids), extra)
 
     def merge_accumulators(self, accumulators: Any) -> tuple[list[str], list[_IdPack]]:
         """Packs every accumulator's ids into one pack."""
@@ -252,7 +263,7 @@ class _IdCountsFn(beam.CombineFn):
         buffer, packs = acc
         if not buffer and not packs:
             return []
-        extra = self._pack(buffer, packs).extra
+        _, extra = self._count(buffer, packs)  # counted, not packed again
         return [(i, n + 1) for i, n in sorted(extra.items())]
 
 
