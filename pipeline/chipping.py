@@ -18,11 +18,17 @@ no meaning.
 
 Nodata is never data: each tile's masks (nodata values, internal mask bands
 as NAIP COGs carry them, alpha) are read with the pixels, and pixels no tile
-covers are masked too. A footprint whose own pixels are less than
-``min_coverage`` valid is dead-lettered (``nodata``); a chip with some masked
-pixels carries its mask (``image/mask``, see :mod:`footprints.contracts`) and
-the masked pixels are 0. Then the chip is converted to 8 bits (when the
-rasters are not), resized to ``size`` and encoded as PNG or JPEG.
+covers are masked too. Nodata is not coverage either: a pixel that is nodata
+in one tile (the collar of a NAIP quarter-quad reprojected to its UTM zone) is
+taken from the next tile that holds data there, so a chip across the edge of
+two UTM zones is whole. Nodata never enters a resampling kernel (GDAL's
+warper skips it), and a neighbour's data is extended by one pixel over its
+own edge, which closes the seam two staircase edges on two grids leave.
+A footprint whose own pixels are less than ``min_coverage`` valid is
+dead-lettered (``nodata``); a chip with some masked pixels carries its mask
+(``image/mask``, see :mod:`footprints.contracts`) and the masked pixels are 0.
+Then the chip is converted to 8 bits (when the rasters are not), resized to
+``size`` and encoded as PNG or JPEG.
 
 Everything here is a plain function over rasterio datasets, tested without
 Beam; :mod:`pipeline.prepare` runs it in a DoFn.
@@ -200,8 +206,13 @@ def _all_valid(ds, bands: Sequence[int]) -> bool:
     return all(flags[b - 1] == [MaskFlags.all_valid] for b in bands)
 
 
-def _paste_aligned(out, filled, valid, ds, tile, offset, window, bands):
-    """Reads the part of ``window`` that ``tile`` holds, exactly, into ``out``."""
+def _paste_aligned(out, valid, ds, tile, offset, window, bands):
+    """Reads the part of ``window`` that ``tile`` holds, exactly, into ``out``.
+
+    Only pixels not yet ``valid`` are taken, and only where ``tile`` holds
+    data there: a tile's nodata (a collar, an internal mask) never hides what
+    a neighbour holds.
+    """
     dx, dy = offset
     local = windows.Window(window.col_off - dx, window.row_off - dy, window.width, window.height)
     try:
@@ -212,23 +223,21 @@ def _paste_aligned(out, filled, valid, ds, tile, offset, window, bands):
     h, w = int(inside.height), int(inside.width)
     data = ds.read(bands, window=inside)
     if _all_valid(ds, bands):  # no nodata, mask band or alpha: every pixel holds data
-        good = True
+        good = np.ones((h, w), bool)
     else:
         good = np.all(ds.read_masks(bands, window=inside) > 0, axis=0)
     region = (slice(r0, r0 + h), slice(c0, c0 + w))
-    if (h, w) == filled.shape and not filled.any():  # the usual chip: one read fills it all
+    if (h, w) == valid.shape and not valid.any():  # the usual chip: one read fills it all
         out[:] = data
         valid[:] = good
-        filled[:] = True
         return
-    todo = ~filled[region]
+    todo = good & ~valid[region]
     out[:, region[0], region[1]][:, todo] = data[:, todo]
-    valid[region] |= todo & good
-    filled[region] |= todo
+    valid[region] |= todo
 
 
-def _paste_warped(out, filled, valid, ds, tile, window, primary, bands, resampling):
-    """Reprojects what ``tile`` holds of the chip onto the chip grid."""
+def _paste_warped(out, valid, ds, tile, window, primary, bands, resampling):
+    """Reprojects what ``tile`` holds of the chip onto the chip grid, where the chip lacks data."""
     from rasterio.enums import Resampling
     from rasterio.warp import reproject, transform_bounds
 
@@ -249,27 +258,78 @@ def _paste_warped(out, filled, valid, ds, tile, window, primary, bands, resampli
     good = np.all(ds.read_masks(bands, window=src_win) > 0, axis=0)
     src_transform = window_transform(src_win, tile.affine)
     shape = out.shape[1:]
-    warped = np.zeros((len(bands), *shape), dtype=out.dtype)
-    covered = np.zeros(shape, dtype=np.uint8)
     common = dict(
         src_transform=src_transform,
         src_crs=tile.crs,
         dst_transform=dst_transform,
         dst_crs=primary.crs,
     )
-    reproject(data, warped, resampling=Resampling[resampling], **common)
-    # 1 on the tile, 2 where it also holds data; nearest, so masks do not blur.
-    reproject(
-        np.where(good, 2, 1).astype(np.uint8),
-        covered,
-        resampling=Resampling.nearest,
-        dst_nodata=0,
-        **common,
-    )
-    todo = (covered > 0) & ~filled
+    if good.all():
+        warped = np.zeros((len(bands), *shape), dtype=out.dtype)
+        reproject(data, warped, resampling=Resampling[resampling], **common)
+        # 1 on the tile; nearest, so the tile's edge does not blur.
+        covered = np.zeros(shape, dtype=np.uint8)
+        reproject(
+            np.ones(good.shape, np.uint8),
+            covered,
+            resampling=Resampling.nearest,
+            dst_nodata=0,
+            **common,
+        )
+        todo = (covered > 0) & ~valid
+    else:
+        # Nodata pixels (a collar) are NaN, which GDAL's warper leaves out of
+        # every resampling kernel, so no pixel is blended with a nodata value.
+        # The data is first extended by one pixel over its own edge: the
+        # staircase edges of two tiles' data on two grids leave a seam of
+        # pixels that neither holds by its centre.
+        extended, holds_source = _extend_edge(data, good)
+        source = np.where(holds_source, extended.astype(np.float32), np.nan)
+        floats = np.full((len(bands), *shape), np.nan, np.float32)
+        reproject(
+            source,
+            floats,
+            resampling=Resampling[resampling],
+            src_nodata=np.nan,
+            dst_nodata=np.nan,
+            **common,
+        )
+        warped = _as_dtype(np.nan_to_num(floats), out.dtype)
+        todo = np.isfinite(floats).all(axis=0) & ~valid
     out[:, todo] = warped[:, todo]
-    valid |= todo & (covered == 2)
-    filled |= todo
+    valid |= todo
+
+
+def _extend_edge(data: np.ndarray, good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``data`` [bands, H, W] with each invalid pixel next to valid ones set to one of them.
+
+    Returns the extended pixels and where they now hold data (``good`` grown
+    by one pixel, 8-connected).
+    """
+    out, grown = data.copy(), good.copy()
+    height, width = good.shape
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if not (dy or dx):
+                continue
+            # Target pixels (r, c) take the source (r + dy, c + dx).
+            rt = slice(max(0, -dy), height - max(0, dy))
+            ct = slice(max(0, -dx), width - max(0, dx))
+            rs = slice(max(0, dy), height - max(0, -dy))
+            cs = slice(max(0, dx), width - max(0, -dx))
+            take = good[rs, cs] & ~grown[rt, ct]
+            out[:, rt, ct][:, take] = data[:, rs, cs][:, take]
+            grown[rt, ct] |= take
+    return out, grown
+
+
+def _as_dtype(values: np.ndarray, dtype) -> np.ndarray:
+    """Float pixels as ``dtype``: rounded and clipped to its range for integer types."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "ui":
+        return values.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(values), info.min, info.max).astype(dtype)
 
 
 def read_chip(
@@ -318,9 +378,10 @@ def read_chip(
     bands = spec.bands_for(primary.count)
     window = chip_window(primary_hit.geometry, primary, spec)
     out = np.zeros((len(bands), int(window.height), int(window.width)), dtype=primary.dtype)
-    filled = np.zeros(out.shape[1:], dtype=bool)
     valid = np.zeros(out.shape[1:], dtype=bool)
-    # The primary tile first, so that where tiles overlap its pixels win.
+    # The primary tile first, so that where tiles overlap its pixels win; a
+    # pixel that is nodata in it (a collar, a masked area) is taken from the
+    # next tile that holds data there.
     ordered = [primary] + sorted({h.tile for h in chip_hits} - {primary}, key=lambda t: t.path)
     for tile in ordered:
         try:
@@ -338,10 +399,10 @@ def read_chip(
         ds = open_dataset(tile.path)
         offset = _grid_offset(tile, primary)
         if offset is not None:
-            _paste_aligned(out, filled, valid, ds, tile, offset, window, bands)
+            _paste_aligned(out, valid, ds, tile, offset, window, bands)
         else:
-            _paste_warped(out, filled, valid, ds, tile, window, primary, bands, spec.resampling)
-        if filled.all():
+            _paste_warped(out, valid, ds, tile, window, primary, bands, spec.resampling)
+        if valid.all():
             break
     share = valid_share(
         primary_hit.geometry, valid, lambda: window_transform(window, primary.affine)

@@ -166,3 +166,97 @@ def footprint_rows(rows, crs):
         }
         for r, x, y in zip(rows, lon, lat, strict=True)
     ]
+
+
+# --------------------------------------------------------------------------
+# Two tiles in neighbouring UTM zones, each with a nodata collar
+# --------------------------------------------------------------------------
+
+#: The meridian between UTM zones 15 and 16 (zone 15: -96..-90 deg).
+ZONE_EDGE_LON = -90.0
+#: A latitude near West Memphis, where NAIP quarter-quads of both zones meet.
+ZONE_EDGE_LAT = 35.15
+
+
+class ZonePair:
+    """Two uint16 single-band tiles, UTM 15N west and 16N east of -90 deg, as NAIP ships them.
+
+    Each tile is a north-up rectangle on its own zone's grid around the
+    meridian; its pixels on the far side of the meridian are a nodata
+    collar (0), so the valid data of the two tiles meet along the meridian
+    while the rectangles overlap. Both sample one world: a smooth ground
+    texture plus ``building`` (a lon/lat polygon) at a bright value, so a
+    pixel that either tile holds has the same value in both.
+
+    Attributes:
+        west: Path of the EPSG:32615 tile.
+        east: Path of the EPSG:32616 tile.
+        building: The building across the meridian, lon/lat (EPSG:4326).
+        crs: ``{path: crs}``.
+    """
+
+    GROUND, ROOF, NODATA = 800, 3500, 0
+
+    def __init__(self, folder, size: int = 240, res: float = 0.6, collar_m: float = 24.0):
+        import pyproj
+
+        self.res, self.size = res, size
+        # A 48 x 42 m roof, 26 m west and 22 m east of the meridian (about 2,000 m^2).
+        self.building = self.lonlat_box(-26.0, -20.0, 22.0, 22.0)
+        self.west = self._tile(folder / "west_15n.tif", "EPSG:32615", -(size * res - collar_m))
+        self.east = self._tile(folder / "east_16n.tif", "EPSG:32616", -collar_m)
+        self.crs = {self.west: "EPSG:32615", self.east: "EPSG:32616"}
+        self._geod = pyproj.Geod(ellps="WGS84")
+
+    @staticmethod
+    def lonlat(east_m, north_m):
+        """Metres east/north of (ZONE_EDGE_LON, ZONE_EDGE_LAT) -> lon, lat (local tangent plane)."""
+        lat = ZONE_EDGE_LAT + np.asarray(north_m) / 110_950.0
+        lon = ZONE_EDGE_LON + np.asarray(east_m) / (111_320.0 * np.cos(np.radians(ZONE_EDGE_LAT)))
+        return lon, lat
+
+    def lonlat_box(self, west_m, south_m, east_m, north_m):
+        """A box given in metres around the meridian's reference point, as a lon/lat polygon."""
+        xs, ys = [west_m, east_m, east_m, west_m], [south_m, south_m, north_m, north_m]
+        return shapely.Polygon(np.column_stack(self.lonlat(xs, ys)))
+
+    def true_area_m2(self) -> float:
+        """The building's geodesic area on the WGS 84 ellipsoid, independent of any tile."""
+        return abs(self._geod.geometry_area_perimeter(self.building)[0])
+
+    def world(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """The scene's value at lon/lat: smooth ground, bright roof."""
+        east_m = (lon - ZONE_EDGE_LON) * 111_320.0 * np.cos(np.radians(ZONE_EDGE_LAT))
+        north_m = (lat - ZONE_EDGE_LAT) * 110_950.0
+        ground = self.GROUND + 150 * np.sin(east_m / 9.0) * np.cos(north_m / 7.0)
+        roof = shapely.contains_xy(self.building, lon, lat)
+        return np.where(roof, self.ROOF, ground).astype(np.uint16)
+
+    def _tile(self, path, crs: str, west_of_edge_m: float) -> str:
+        import pyproj
+
+        to_utm = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+        to_lonlat = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+        # The grid: whole pixels, its west edge ``west_of_edge_m`` from the meridian.
+        edge_x, edge_y = to_utm.transform(ZONE_EDGE_LON, ZONE_EDGE_LAT)
+        x0 = np.floor((edge_x + west_of_edge_m) / self.res) * self.res
+        y0 = np.ceil((edge_y + self.size * self.res / 2) / self.res) * self.res
+        transform = from_origin(x0, y0, self.res, self.res)
+        cols, rows = np.meshgrid(np.arange(self.size) + 0.5, np.arange(self.size) + 0.5)
+        lon, lat = to_lonlat.transform(x0 + cols * self.res, y0 - rows * self.res)
+        values = self.world(lon, lat)
+        mine = (lon < ZONE_EDGE_LON) if crs.endswith("15") else (lon >= ZONE_EDGE_LON)
+        values[~mine] = self.NODATA  # the collar: the other zone's side of the meridian
+        return write_geotiff(
+            path, values[None], crs=crs, transform=transform, nodata=self.NODATA, blocksize=64
+        )
+
+    def valid(self, path: str) -> np.ndarray:
+        """Where the tile holds data (outside its collar)."""
+        with rasterio.open(path) as src:
+            return src.read_masks(1) > 0
+
+    def roof(self, path: str) -> np.ndarray:
+        """The building's pixels in the tile (a perfect segmenter's mask), collar excluded."""
+        with rasterio.open(path) as src:
+            return (src.read(1) == self.ROOF) & (src.read_masks(1) > 0)
