@@ -29,7 +29,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 class _CountBundle(beam.DoFn):
     """Counts a bundle's elements by ``name_of(element)``; emits one dict at its end."""
 
-    def __init__(self, name_of: Callable[[Any], str]):
+    def __init__(self, name_of: Callable[[Any], Any]):
         self._name_of = name_of
 
     def start_bundle(self) -> None:
@@ -37,8 +37,12 @@ class _CountBundle(beam.DoFn):
         self._counts: collections.Counter[str] = collections.Counter()
 
     def process(self, element: Any) -> None:
-        """Counts ``element`` under its name."""
-        self._counts[self._name_of(element)] += 1
+        """Counts ``element`` under its name (or adds the ``{name: n}`` it stands for)."""
+        name = self._name_of(element)
+        if isinstance(name, str):
+            self._counts[name] += 1
+        else:
+            self._counts.update(name)
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         """Emits the bundle's ``{name: count}`` (nothing for an empty bundle)."""
@@ -84,7 +88,9 @@ def count_all(
     pipeline: beam.Pipeline,
     pcolls: Mapping[str, beam.PCollection],
     label: str = "Counts",
-    keyed: Mapping[str, tuple[beam.PCollection, Callable[[Any], str]]] | None = None,
+    keyed: Mapping[str, tuple[beam.PCollection, Callable[[Any], Any]]] | None = None,
+    weighted: Mapping[str, tuple[beam.PCollection, Callable[[Any], Mapping[str, int]]]]
+    | None = None,
 ) -> beam.PCollection:
     """Counts each PCollection; returns a singleton PCollection ``{name: count}``.
 
@@ -99,6 +105,10 @@ def count_all(
             ``{"reasons": (errors, lambda e: f"reason:{e.error}")}`` adds
             ``reason:nodata: 2, ...``; such a name is present only when
             counted at least once.
+        weighted: Streams whose elements each stand for several counts:
+            ``{"empty": (runs, lambda r: {"windows_planned": r.count})}``
+            adds each run's ``count`` to ``windows_planned`` (summed with
+            the same name's other counts).
 
     One transform per PCollection (a per-bundle count) and one global
     combine over their flattened partial counts, rather than a
@@ -114,6 +124,10 @@ def count_all(
     parts += [
         pcoll | f"{label}.Tag.{name}" >> beam.ParDo(_CountBundle(functools.partial(_str_of, f)))
         for name, (pcoll, f) in (keyed or {}).items()
+    ]
+    parts += [
+        pcoll | f"{label}.Tag.{name}" >> beam.ParDo(_CountBundle(f))
+        for name, (pcoll, f) in (weighted or {}).items()
     ]
     return (
         parts

@@ -4,7 +4,8 @@ Stages, each from its own module::
 
     MatchTiles      pipeline.sources.rasters       glob -> paths, one per scene name
     ValidateTiles   pipeline.sources.rasters       CRS, transform, bands, dtype, readable
-    PlanWindows     pipeline.stitching.transforms  windows with a halo, then Reshuffle
+    PlanWindows     pipeline.stitching.transforms  rows of windows, Reshuffle, lazy plan per row
+                                                   (windows on absent blocks skipped), Reshuffle
     ReadWindows     pipeline.sources.rasters       block-aligned reads, numpy padding, scaling
     RunSegmenter    pipeline.inference.segmenter   batched RunInference (+TTA), crop halos
     StitchTiles     pipeline.stitching.transforms  group by tile, write cores: masks/<tile>.tif
@@ -320,7 +321,9 @@ def build_summary(
     ``reason:<error>`` to the dead letters of each reason.
 
     ``tiles.matched == written + skipped_nodata + failed + rejected`` and
-    ``windows.planned == inferred + nodata + failed`` hold for a complete run;
+    ``windows.planned == inferred + nodata + failed + skipped_empty`` hold for a
+    complete run (``skipped_empty``: windows over blocks a sparse GeoTIFF does
+    not store, never read nor inferred, masked in the mask);
     with a classifier, also ``footprints == chips + chip_errors``,
     ``chips == scored + score_errors`` and ``classified == footprints``.
     """
@@ -339,6 +342,7 @@ def build_summary(
         "inferred": c["cores_inferred"],
         "nodata": c["cores_nodata"],
         "failed": c["cores_failed"],
+        "skipped_empty": c["cores_empty"],
     }
     counted: dict[str, Any] = {
         "tiles": tiles,
@@ -351,8 +355,13 @@ def build_summary(
             tiles["matched"]
             == tiles["written"] + tiles["skipped_nodata"] + tiles["failed"] + tiles["rejected"]
         ),
-        "windows.planned == windows.inferred + windows.nodata + windows.failed": (
-            windows["planned"] == windows["inferred"] + windows["nodata"] + windows["failed"]
+        "windows.planned == windows.inferred + windows.nodata + windows.failed"
+        " + windows.skipped_empty": (
+            windows["planned"]
+            == windows["inferred"]
+            + windows["nodata"]
+            + windows["failed"]
+            + windows["skipped_empty"]
         ),
     }
     if config.classifier:
@@ -448,8 +457,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
 
     matched = p | "MatchTiles" >> MatchTiles(config.raster)
     checked = matched.paths | "ValidateTiles" >> ValidateTiles(assets)
-    planned = checked.tiles | "PlanWindows" >> PlanWindows(size, halo)
-    read = planned | "ReadWindows" >> ReadWindows(assets)
+    planned = checked.tiles | "PlanWindows" >> PlanWindows(size, halo, tuple(assets.bands))
+    read = planned["windows"] | "ReadWindows" >> ReadWindows(assets)
     predicted = read.windows | "Segment" >> RunSegmenter(handler)
     cores = (
         (predicted["cores"], read[NODATA])
@@ -458,7 +467,10 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
     )
     masks_dir = join(config.output, MASKS_DIR)
     binary = config.mask_threshold if config.binary_mask else None
-    stitched = {"tiles": checked.tiles, "cores": cores} | "StitchTiles" >> StitchTiles(
+    # Rows' runs of windows on absent blocks join the cores only here: they
+    # are counted by their size, not as elements.
+    all_cores = (cores, planned["empty"]) | "WithEmpty" >> beam.Flatten()
+    stitched = {"tiles": checked.tiles, "cores": all_cores} | "StitchTiles" >> StitchTiles(
         size,
         halo,
         masks_dir,
@@ -513,7 +525,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         "match_errors": matched.errors,
         "validate_errors": checked.errors,
         "tiles": checked.tiles,
-        "windows_planned": planned,
+        "windows_planned": planned["windows"],
         "masks": masks["entries"],
         "footprints": rows,
     }
@@ -554,6 +566,12 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         keyed={
             "cores": (cores, lambda core: f"cores_{core.status}"),
             "reasons": (errors, lambda e: f"{REASON}{e.error}"),
+        },
+        weighted={
+            "empty": (
+                planned["empty"],
+                lambda run: {"windows_planned": run.count, "cores_empty": run.count},
+            )
         },
     )
     from pipeline.writers.stac import write_catalog

@@ -260,3 +260,64 @@ class ZonePair:
         """The building's pixels in the tile (a perfect segmenter's mask), collar excluded."""
         with rasterio.open(path) as src:
             return (src.read(1) == self.ROOF) & (src.read_masks(1) > 0)
+
+
+def write_sparse_geotiff(
+    path,
+    height: int,
+    width: int,
+    blocks: dict[tuple[int, int], np.ndarray],
+    *,
+    count: int = 1,
+    dtype: str = "uint16",
+    blocksize: int = 256,
+    nodata: float | None = None,
+    crs: str = UTM,
+    origin: tuple[float, float] = (X0, Y0),
+    pixel_size: float = RES,
+) -> str:
+    """A tiled GeoTIFF of any declared size that stores only ``blocks`` (GDAL's ``SPARSE_OK``).
+
+    What a sparse export or a partly filled mosaic looks like: the header
+    declares ``height`` x ``width`` pixels, the file holds a few blocks, and
+    GDAL makes up the rest (nodata, or 0) when read. Not :func:`write_geotiff`,
+    which takes the whole array: a 200000 x 200000 tile is never one array.
+
+    Args:
+        path: Where to write.
+        height: Declared rows.
+        width: Declared columns.
+        blocks: ``{(block_row, block_col): pixels [count, blocksize, blocksize]}``,
+            the blocks stored.
+        count: Bands.
+        dtype: The pixels' type.
+        blocksize: Block width and height.
+        nodata: The nodata value, or None.
+        crs: The CRS.
+        origin: Top-left corner.
+        pixel_size: Square pixel size in CRS units.
+    """
+    from rasterio.windows import Window
+
+    profile = dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype=dtype,
+        crs=crs,
+        transform=from_origin(*origin, pixel_size, pixel_size),
+        tiled=True,
+        blockxsize=blocksize,
+        blockysize=blocksize,
+        sparse_ok=True,
+        bigtiff="IF_SAFER",
+    )
+    if nodata is not None:
+        profile["nodata"] = nodata
+    os.makedirs(os.path.dirname(str(path)) or ".", exist_ok=True)
+    with rasterio.open(path, "w", **profile) as dst:
+        for (row, col), pixels in sorted(blocks.items()):
+            window = Window(col * blocksize, row * blocksize, blocksize, blocksize)
+            dst.write(pixels.astype(dtype), window=window)
+    return str(path)

@@ -624,3 +624,45 @@ def test_cli_rejects_bad_flags_before_building_a_pipeline(models, tmp_path, caps
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_sparse_tile_skips_absent_blocks_and_counts_them(models, tmp_path):
+    """A uint16 tile that declares 4096 x 4096 pixels and stores 3 blocks of 256: the
+    windows on absent blocks never reach the model, are counted as ``skipped_empty``
+    and are masked in the mask; the one bright roof is still found (issue 22)."""
+    from raster_fixtures import write_sparse_geotiff
+
+    rng = np.random.default_rng(7)
+    stored = {(2, 3): None, (2, 4): None, (12, 9): None}
+    for rc in stored:
+        stored[rc] = rng.integers(300, 1500, (1, 256, 256))
+    stored[(2, 3)][0, 100:160, 200:256] = 3500  # a roof across two stored blocks
+    stored[(2, 4)][0, 100:160, 0:40] = 3500
+    path = write_sparse_geotiff(tmp_path / "tiles" / "sparse.tif", 4096, 4096, stored)
+    config = SegmentConfig.create(
+        raster=path, model_dir=models["gray16"], output=str(tmp_path / "out"), halo=8
+    )
+    summary = run_config(config)
+    # Independent of the pipeline: the plan's cores that overlap no stored block.
+    plans = plan_windows("sparse", 4096, 4096, 64, 8)
+    blocks = [Box(r * 256, c * 256, 256, 256) for r, c in stored]
+    empty = [p for p in plans if all(p.core.intersect(b).empty for b in blocks)]
+    windows = summary["counts"]["windows"]
+    assert windows == {
+        "planned": len(plans),
+        "inferred": len(plans) - len(empty),
+        "nodata": 0,
+        "failed": 0,
+        "skipped_empty": len(empty),
+    }
+    assert summary["reconciles"] and 0 < windows["inferred"] < 0.02 * len(plans)
+    with rasterio.open(tmp_path / "out" / "masks" / "sparse.tif") as mask:
+        valid = mask.read_masks(1) > 0
+    skipped = np.zeros((4096, 4096), bool)
+    for p in empty:
+        skipped[p.core.row : p.core.bottom, p.core.col : p.core.right] = True
+    np.testing.assert_array_equal(valid, ~skipped)
+    table = pq.read_table(tmp_path / "out" / "footprints")
+    assert table.num_rows == 1
+    assert table.column("area_m2")[0].as_py() == pytest.approx(60 * 96 * 0.25, rel=0.1)

@@ -193,7 +193,12 @@ def test_stitch_places_every_core_in_any_order():
     parts = _fake_predictions(tile, 32, 6, truth)[::-1]
     mask = stitch_tile(tile, parts, 32, 6)
     np.testing.assert_array_equal(mask.probability, quantize(truth))
-    assert mask.valid is None and mask.windows == {"inferred": len(parts), "nodata": 0, "failed": 0}
+    assert mask.valid is None and mask.windows == {
+        "inferred": len(parts),
+        "nodata": 0,
+        "failed": 0,
+        "empty": 0,
+    }
     with pytest.raises(StitchError, match="planned"):
         stitch_tile(tile, parts[1:], 32, 6)
     with pytest.raises(StitchError, match="twice"):
@@ -520,3 +525,73 @@ def test_cores_travel_compressed_and_come_back_equal():
                 assert got.dtype == want.dtype and got.flags.writeable
         if core.probability is not None:
             assert len(encoded) < core.probability.nbytes / 2
+
+
+# --------------------------------------------------------------------------
+# Sparse tiles: windows planned lazily, absent blocks skipped (issue 22)
+# --------------------------------------------------------------------------
+
+
+def _sparse_tile(tmp_path, size=8192, block=256, stored=((3, 5), (3, 6), (20, 30))):
+    from raster_fixtures import write_sparse_geotiff
+
+    from footprints.tiles import read_header
+
+    rng = np.random.default_rng(22)
+    blocks = {rc: rng.integers(300, 1500, (1, block, block)) for rc in stored}
+    path = write_sparse_geotiff(
+        tmp_path / "sparse.tif", size, size, blocks, blocksize=block, dtype="uint16"
+    )
+    return read_header(path), [Box(r * block, c * block, block, block) for r, c in stored]
+
+
+def test_plan_windows_skips_windows_on_absent_blocks_of_a_sparse_tile(tmp_path):
+    """An 8192^2 uint16 tile storing 3 of its 1,024 blocks: only windows whose core
+    touches a stored block are elements; each row's others are one EmptyCores."""
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.stitching.transforms import PlanWindows
+
+    tile, stored = _sparse_tile(tmp_path)
+    size, halo = 256, 16
+    every = plan_windows(tile.scene, tile.height, tile.width, size, halo)
+    # Independent of the file's block offsets: the cores that overlap a stored block.
+    expected = sorted(p.key for p in every if any(not p.core.intersect(b).empty for b in stored))
+    assert 0 < len(expected) < 20 and len(every) == 37 * 37
+    rows_with_empty = len({p.key.row for p in every if p.key not in set(expected)})
+    with TestPipeline() as p:
+        planned = p | beam.Create([tile]) | PlanWindows(size, halo, (1,))
+        keys = planned["windows"] | "Keys" >> beam.Map(lambda item: item[0].key)
+        assert_that(keys, equal_to(expected), label="windows over stored blocks")
+        empty = planned["empty"] | "Counts" >> beam.Map(lambda run: run.count)
+        total = empty | beam.CombineGlobally(sum)
+        runs = empty | "Runs" >> beam.combiners.Count.Globally()
+        assert_that(total, equal_to([len(every) - len(expected)]), label="empty windows")
+        assert_that(runs, equal_to([rows_with_empty]), label="one run per row")
+
+
+def test_stitcher_counts_empty_runs_and_masks_their_pixels(tmp_path):
+    from pipeline.stitching.stitch import EmptyCores
+
+    tile, stored = _sparse_tile(tmp_path, size=1024, stored=((1, 1),))
+    size, halo = 256, 16
+    plans = plan_windows(tile.scene, tile.height, tile.width, size, halo)
+    over = [p for p in plans if not p.core.intersect(stored[0]).empty]
+    empty = [p for p in plans if p not in over]
+    parts: list = [
+        CorePrediction(p.key, p.core, "inferred", np.full(p.core.shape, 200, np.uint8))
+        for p in over
+    ]
+    parts.append(EmptyCores(empty[0].key, len(empty)))
+    mask = stitch_tile(tile, parts, size, halo)
+    assert mask.windows == {"inferred": len(over), "nodata": 0, "failed": 0, "empty": len(empty)}
+    covered = np.zeros((tile.height, tile.width), bool)
+    for p in over:
+        covered[p.core.row : p.core.bottom, p.core.col : p.core.right] = True
+    assert mask.valid is not None and np.array_equal(mask.valid, covered)
+    assert (mask.probability[~covered] == 0).all()
+    with pytest.raises(StitchError, match="arrived twice"):
+        stitch_tile(tile, [*parts, EmptyCores(empty[0].key, 1)], size, halo)
+    with pytest.raises(StitchError, match="planned"):
+        stitch_tile(tile, [*parts[:-1], EmptyCores(empty[0].key, len(empty) - 1)], size, halo)

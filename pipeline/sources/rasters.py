@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -41,7 +41,7 @@ from footprints.errors import Reason
 from footprints.tiles import TileInfo, TileRejected, check_for_model, read_header, scene_of
 from pipeline.ptransform import DataclassTransform
 from pipeline.sources.open_rasters import OpenRasters
-from pipeline.stitching.windows import WindowPlan, cut_and_pad, read_box
+from pipeline.stitching.windows import Box, WindowPlan, cut_and_pad, read_box
 
 LOG = logging.getLogger(__name__)
 NAMESPACE = "footprints.segment"
@@ -61,6 +61,38 @@ def validate_tile(path: str, assets: SegmenterAssets | None = None) -> TileInfo:
     if assets is not None:
         check_for_model(tile, assets)
     return tile
+
+
+def stores_blocks(src) -> bool:
+    """Whether ``src`` says which of its blocks are stored (GeoTIFF: its ``TIFF`` domain)."""
+    return src.driver in ("GTiff", "COG")
+
+
+def any_block_stored(src, box: Box, bands: Sequence[int]) -> bool:
+    """Whether any internal block of ``src`` under ``box`` is stored, in any of ``bands``.
+
+    A sparse GeoTIFF (GDAL's ``SPARSE_OK``, or any TIFF whose writer left
+    blocks out) has blocks whose offset is 0: they hold no data, and GDAL
+    makes them up (nodata, or 0) when read. GDAL reports each stored block
+    as the band metadata item ``BLOCK_OFFSET_<col>_<row>`` in the ``TIFF``
+    domain, and nothing for an absent one; asking costs no pixel read.
+    Files of other formats say nothing about their blocks: every block
+    counts as stored.
+
+    Args:
+        src: The tile, open in rasterio.
+        box: Pixels of the tile (inside it).
+        bands: The 1-based bands read.
+    """
+    if not stores_blocks(src):
+        return True
+    block_rows, block_cols = src.block_shapes[0]
+    for block_row in range(box.row // block_rows, (box.bottom - 1) // block_rows + 1):
+        for block_col in range(box.col // block_cols, (box.right - 1) // block_cols + 1):
+            name = f"BLOCK_OFFSET_{block_col}_{block_row}"
+            if any(src.get_tag_item(name, "TIFF", bidx=band) for band in bands):
+                return True
+    return False
 
 
 def read_window(

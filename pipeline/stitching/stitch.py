@@ -9,9 +9,13 @@ no weights, and the result does not depend on the order windows arrive in.
 
 Every planned window reaches the stitcher, predicted or not (all nodata, or
 failed to read or infer), so the stitcher can check that none is missing and
-the summary can reconcile ``planned == inferred + nodata + failed``. A tile
-none of whose windows was inferred is not written (an entirely-nodata tile is
-skipped and counted).
+the summary can reconcile ``planned == inferred + nodata + failed + empty``.
+Windows whose source blocks were never written (a sparse GeoTIFF) are not even
+made into elements: the planner reports each row's run of them as one
+:class:`EmptyCores`, so a tile that declares 200000 x 200000 pixels but holds
+a few blocks costs elements in proportion to its blocks. A tile none of whose
+windows was inferred is not written (an entirely-nodata tile is skipped and
+counted).
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ if TYPE_CHECKING:  # for annotations only: rasters imports this module's windows
 INFERRED = "inferred"
 NODATA = "nodata"
 FAILED = "failed"
-STATUSES = (INFERRED, NODATA, FAILED)
+#: Windows whose source blocks are all absent (sparse): never read nor inferred.
+EMPTY = "empty"
+STATUSES = (INFERRED, NODATA, FAILED, EMPTY)
 
 
 def quantize(probability: np.ndarray) -> np.ndarray:
@@ -68,7 +74,7 @@ class CorePrediction:
     valid: np.ndarray | None = None
 
     def __post_init__(self):
-        if self.status not in STATUSES:
+        if self.status not in STATUSES or self.status == EMPTY:
             raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
         if (self.probability is None) != (self.status != INFERRED):
             raise ValueError(
@@ -114,6 +120,23 @@ class CorePrediction:
         return cls(plan.key, plan.core, status)
 
 
+@dataclasses.dataclass(frozen=True)
+class EmptyCores:
+    """Windows of one tile row that the planner skipped: their source blocks are absent.
+
+    One element stands for ``count`` windows, so a sparse tile's empty
+    windows cost one element per row of windows, not one each.
+
+    Attributes:
+        key: The first skipped window of the row (unique, like a window's key).
+        count: How many windows of the row were skipped.
+    """
+
+    key: WindowKey
+    count: int
+    status: str = EMPTY
+
+
 @dataclasses.dataclass
 class TileMask:
     """A tile's stitched mask.
@@ -122,7 +145,7 @@ class TileMask:
         tile: The tile (a :class:`footprints.tiles.TileInfo`).
         probability: uint8 ``[height, width]``, probability x 255.
         valid: bool ``[height, width]``, or None if every pixel is valid.
-        windows: Windows by status (``inferred``, ``nodata``, ``failed``).
+        windows: Windows by status (``inferred``, ``nodata``, ``failed``, ``empty``).
     """
 
     tile: TileInfo
@@ -144,7 +167,7 @@ class WrittenMask:
         tile: The tile (a :class:`footprints.tiles.TileInfo`).
         path: The mask's COG.
         masked: Whether the file has an internal mask (some pixels invalid).
-        windows: Windows by status (``inferred``, ``nodata``, ``failed``).
+        windows: Windows by status (``inferred``, ``nodata``, ``failed``, ``empty``).
     """
 
     tile: TileInfo
@@ -160,8 +183,9 @@ class StitchError(FootprintsError):
 class CoreTally:
     """Checks the windows of one tile as their cores arrive, and hands each core on to be placed.
 
-    The bookkeeping every stitcher shares: each planned window arrives once,
-    none is missing, and how many were inferred, nodata or failed.
+    The bookkeeping every stitcher shares: each planned window arrives once
+    (or is counted in an :class:`EmptyCores` of its row), none is missing,
+    and how many were inferred, nodata, failed or empty.
     Subclasses place the inferred cores (:meth:`_place`): in memory
     (:class:`TileStitcher`) or straight into a file
     (:class:`pipeline.stitching.cog.MaskFileStitcher`).
@@ -178,14 +202,17 @@ class CoreTally:
         self._bounds = Box(0, 0, tile.height, tile.width)
         self._counts: Counter[str] = Counter()
         self._seen: set[WindowKey] = set()
+        self._arrived = 0
 
-    def add(self, part: CorePrediction) -> None:
-        """Places one window's core (or records that it was not inferred)."""
+    def add(self, part: CorePrediction | EmptyCores) -> None:
+        """Places one window's core (or records that it, or a run of them, was not inferred)."""
         if part.key in self._seen:
             raise StitchError(f"window {part.key} of {self.tile.scene!r} arrived twice")
         self._seen.add(part.key)
-        self._counts[part.status] += 1
-        if part.status == INFERRED:
+        count = part.count if isinstance(part, EmptyCores) else 1
+        self._counts[part.status] += count
+        self._arrived += count
+        if isinstance(part, CorePrediction) and part.status == INFERRED:
             self._place(part)
 
     def _place(self, part: CorePrediction) -> None:
@@ -194,14 +221,14 @@ class CoreTally:
 
     @property
     def windows(self) -> dict[str, int]:
-        """Windows by status so far (``inferred``, ``nodata``, ``failed``)."""
+        """Windows by status so far (``inferred``, ``nodata``, ``failed``, ``empty``)."""
         return {status: self._counts.get(status, 0) for status in STATUSES}
 
     def check_complete(self) -> None:
         """Raises StitchError if windows are missing."""
-        if len(self._seen) != self._expected:
+        if self._arrived != self._expected:
             raise StitchError(
-                f"tile {self.tile.scene!r} got {len(self._seen)} windows, planned {self._expected}"
+                f"tile {self.tile.scene!r} got {self._arrived} windows, planned {self._expected}"
             )
 
 

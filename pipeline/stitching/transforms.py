@@ -3,9 +3,11 @@
 Thin wrappers over :mod:`pipeline.stitching.windows` and
 :mod:`pipeline.stitching.stitch`:
 
-* :class:`PlanWindows` fans each tile out into its windows and reshuffles
-  them, so the reads and the model calls of one large tile spread over all
-  workers instead of staying on the one that validated it;
+* :class:`PlanWindows` fans each tile out into its rows of windows, plans
+  each row lazily where it lands (skipping windows over blocks a sparse
+  GeoTIFF does not store) and reshuffles the windows, so the reads and the
+  model calls of one large tile spread over all workers instead of staying
+  on the one that validated it, and no list of a tile's windows is built;
 * :class:`StitchTiles` groups every window's core by its tile (keyed by
   :class:`~pipeline.keys.TileKey`, whose coder is deterministic) and writes
   the cores, one at a time as the group is iterated, into the tile's mask
@@ -22,38 +24,102 @@ from typing import Any
 import apache_beam as beam
 
 from footprints.contracts import ErrorRecord
+from footprints.tiles import TileInfo
 from pipeline.keys import TileKey
 from pipeline.ptransform import DataclassTransform
+from pipeline.sources.open_rasters import OpenRasters
+from pipeline.sources.rasters import any_block_stored
 from pipeline.stitching.cog import MaskFileStitcher, limit_gdal_cache, mask_path
-from pipeline.stitching.stitch import StitchError, WrittenMask
-from pipeline.stitching.windows import plan_windows
+from pipeline.stitching.stitch import EmptyCores, StitchError, WrittenMask
+from pipeline.stitching.windows import AxisWindow, plan_axis, plan_row
 
 NAMESPACE = "footprints.segment"
 SKIPPED = "skipped"
 ERRORS = "errors"
+EMPTY = "empty"
+
+
+class _PlanRowFn(beam.DoFn):
+    """One row of a tile's windows -> its windows over stored blocks; the rest as one EmptyCores."""
+
+    def __init__(self, size: int, halo: int, bands: tuple[int, ...]):
+        self._size, self._halo, self._bands = size, halo, bands
+        self._planned = beam.metrics.Metrics.counter(NAMESPACE, "windows_planned")
+        self._empty = beam.metrics.Metrics.counter(NAMESPACE, "windows_skipped_empty")
+        self._tiles: OpenRasters | None = None
+
+    def setup(self):
+        limit_gdal_cache()
+
+    def start_bundle(self):
+        self._tiles = OpenRasters(size=4)
+
+    def finish_bundle(self):
+        if self._tiles is not None:
+            self._tiles.close()
+
+    def process(self, item: tuple[TileInfo, AxisWindow]):
+        tile, row = item
+        assert self._tiles is not None, "start_bundle opens the tile cache"
+        src = self._tiles(tile.path)
+        bands = self._bands or tuple(range(1, tile.count + 1))
+        first_empty, empty, planned = None, 0, 0
+        for plan in plan_row(tile.scene, row, tile.width, self._size, self._halo):
+            planned += 1
+            if any_block_stored(src, plan.core, bands):
+                yield plan, tile
+            else:
+                first_empty = first_empty or plan.key
+                empty += 1
+        self._planned.inc(planned)
+        if first_empty is not None:
+            self._empty.inc(empty)
+            yield beam.pvalue.TaggedOutput(EMPTY, EmptyCores(first_empty, empty))
 
 
 @dataclasses.dataclass
 class PlanWindows(DataclassTransform):
-    """TileInfo -> reshuffled ``(WindowPlan, TileInfo)``, one per model window.
+    """TileInfo -> ``(WindowPlan, TileInfo)`` per window over data, ``EmptyCores`` per row.
+
+    Planned lazily: a tile fans out into its rows of windows (a handful of
+    elements however large the tile declares itself), the rows are spread
+    over workers, and each row is planned there, window by window, in a
+    generator. A window whose core lies only on blocks the file does not
+    store (a sparse GeoTIFF, see
+    :func:`pipeline.sources.rasters.any_block_stored`) is not an element:
+    each row's run of them is one :class:`~pipeline.stitching.stitch.EmptyCores`,
+    which stitching counts as ``empty`` windows (masked in the mask). The
+    windows over data are reshuffled, so the reads and model calls of one
+    large tile spread over all workers.
+
+    Returns ``{"windows": ..., "empty": ...}``.
 
     Attributes:
         size: The model's window size.
         halo: Context pixels kept around each window's core.
+        bands: The 1-based bands the model reads (empty: all).
     """
 
     size: int
     halo: int
+    bands: tuple[int, ...] = ()
 
     def expand(self, tiles):
-        """Plans every tile's windows and spreads them over workers."""
-        return tiles | "Plan" >> beam.FlatMap(self._plan) | "Spread" >> beam.Reshuffle()
-
-    def _plan(self, tile):
-        plans = plan_windows(tile.scene, tile.height, tile.width, self.size, self.halo)
-        beam.metrics.Metrics.counter(NAMESPACE, "windows_planned").inc(len(plans))
-        for plan in plans:
-            yield plan, tile
+        """Plans every tile's windows, a row at a time, and spreads them over workers."""
+        size, halo = self.size, self.halo
+        planned = (
+            tiles
+            | "Rows"
+            >> beam.FlatMap(
+                lambda tile: ((tile, row) for row in plan_axis(tile.height, size, halo))
+            )
+            | "SpreadRows" >> beam.Reshuffle()
+            | "Plan"
+            >> beam.ParDo(_PlanRowFn(size, halo, tuple(self.bands))).with_outputs(
+                EMPTY, main="windows"
+            )
+        )
+        return {"windows": planned.windows | "Spread" >> beam.Reshuffle(), EMPTY: planned[EMPTY]}
 
 
 class _StitchFn(beam.DoFn):

@@ -34,6 +34,7 @@ Example (one axis: a 100-pixel tile, 64-pixel windows, halo 16, so
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Final, Literal
 
 import numpy as np
@@ -182,16 +183,30 @@ def plan_windows(scene: str, height: int, width: int, size: int, halo: int) -> l
     Example: a 100 x 40 tile with 64-pixel windows and halo 16 gives 3 x 1
     windows; the single column of windows starts at col -24 (a 40-pixel wide
     tile fits in one window, which hangs 24 pixels over its left edge).
+
+    A list of every window: for small tiles and tests. The pipeline plans a
+    row of windows at a time (:func:`plan_row`), so a tile that declares a
+    huge size is never one list of windows.
     """
-    rows, cols = plan_axis(height, size, halo), plan_axis(width, size, halo)
     return [
-        WindowPlan(
-            WindowKey(scene, r.start, c.start, size),
-            Box(r.core_start, c.core_start, r.core_stop - r.core_start, c.core_stop - c.core_start),
-        )
-        for r in rows
-        for c in cols
+        plan
+        for row in plan_axis(height, size, halo)
+        for plan in plan_row(scene, row, width, size, halo)
     ]
+
+
+def plan_row(scene: str, row: AxisWindow, width: int, size: int, halo: int) -> Iterator[WindowPlan]:
+    """The windows of one row of a plan (``row`` from ``plan_axis(height, ...)``), west to east."""
+    for c in plan_axis(width, size, halo):
+        yield WindowPlan(
+            WindowKey(scene, row.start, c.start, size),
+            Box(
+                row.core_start,
+                c.core_start,
+                row.core_stop - row.core_start,
+                c.core_stop - c.core_start,
+            ),
+        )
 
 
 def count_windows(height: int, width: int, size: int, halo: int) -> int:
