@@ -10,12 +10,18 @@ Regions cut by the edges between blocks are unioned as those cut by tile
 edges are (below), so memory follows the block, not the tile.
 
 Buildings cut by a tile boundary: a region that touches its tile's outer
-edge is a *part*; all parts in one CRS are gathered (:func:`merge_parts`) and
-unioned on a fine snapping grid (a thousandth of a pixel, so coordinates
-that differ by float noise between neighbouring tiles meet), so a building
-split across two or four tiles becomes one footprint. Parts are few (only
-those on tile edges), so this gathering is cheap. Tiles are assumed not to
-overlap; overlapping tiles would give duplicate footprints.
+edge, or the edge of the tile's data (a pixel next to it is nodata: the
+collar of a NAIP quarter-quad reprojected to its UTM zone, where the
+neighbouring tile holds the imagery), is a *part*. All parts are gathered
+(:func:`merge_parts`): parts in one CRS are unioned on a fine snapping grid
+(a thousandth of a pixel, so coordinates that differ by float noise between
+neighbouring tiles meet); then parts in different CRSs (tiles of two UTM
+zones) within about a pixel of each other are reprojected into the CRS of
+the largest and closed across the seam their two pixel grids leave, so a
+building split across two or four tiles, in any CRSs, becomes one footprint.
+Parts are few (only those on edges), so this gathering is cheap. Tiles are
+assumed not to overlap where both hold data; overlapping data would give
+duplicate footprints.
 
 Then each footprint is finished (:func:`finish`): simplified with a
 tolerance in pixels (or, with ``--regularize``, given right-angle outlines by
@@ -41,7 +47,9 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 
 from pipeline.ptransform import DataclassTransform
+from pipeline.sources.rasters import any_block_stored
 from pipeline.stitching.cog import threshold_uint8
+from pipeline.stitching.windows import Box
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +66,9 @@ class Footprint:
         pixels: How many mask pixels it covers.
         probability_sum: Sum of those pixels' probabilities (0..1 each).
         pixel_size: The tile's pixel size in CRS units (for tolerances).
-        on_edge: Whether it touches its tile's outer edge.
+        on_edge: Whether it touches its tile's outer edge or the edge of the
+            tile's data (a part, to merge with its neighbours').
+        on_data_edge: Whether a pixel next to it is nodata (a collar).
     """
 
     footprint_id: str
@@ -69,6 +79,7 @@ class Footprint:
     probability_sum: float
     pixel_size: float
     on_edge: bool = False
+    on_data_edge: bool = False
 
     @property
     def mean_probability(self) -> float:
@@ -76,15 +87,41 @@ class Footprint:
         return self.probability_sum / self.pixels if self.pixels else 0.0
 
 
+def next_to_nodata(valid: np.ndarray) -> np.ndarray:
+    """Pixels that are nodata or have a nodata neighbour (8-connected) inside ``valid``'s array.
+
+    Example: ``valid`` all True but its first column -> the first two columns.
+    """
+    invalid = ~valid
+    out = invalid.copy()
+    out[1:] |= invalid[:-1]
+    out[:-1] |= invalid[1:]
+    grown = out.copy()
+    out[:, 1:] |= grown[:, :-1]
+    out[:, :-1] |= grown[:, 1:]
+    return out
+
+
 def _trace_pixels(
-    probability: np.ndarray, valid: np.ndarray | None, threshold: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    probability: np.ndarray,
+    valid: np.ndarray | None,
+    threshold: float,
+    near_nodata: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The building regions of a mask, in its pixel coordinates.
 
+    Args:
+        probability: uint8 probability x 255.
+        valid: Validity, or None (all valid).
+        threshold: Building probability threshold.
+        near_nodata: Pixels next to nodata (:func:`next_to_nodata`, computed
+            with the neighbours beyond the array's edges), or None (none).
+
     Returns:
-        ``(polygons, counts, sums)``: one shapely polygon per 4-connected
-        region (``rasterio.features.shapes``' scan order), its pixel count and
-        the sum of its pixels' probabilities (0..1 each).
+        ``(polygons, counts, sums, on_data_edge)``: one shapely polygon per
+        4-connected region (``rasterio.features.shapes``' scan order), its
+        pixel count, the sum of its pixels' probabilities (0..1 each) and
+        whether one of its pixels is next to nodata.
     """
     from rasterio import features
     from rasterio.transform import Affine
@@ -93,7 +130,7 @@ def _trace_pixels(
     if valid is not None:
         building &= valid
     if not building.any():
-        return np.array([], dtype=object), np.zeros(0, np.int64), np.zeros(0)
+        return np.array([], dtype=object), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool)
     # Traced in pixel coordinates first: edges are then exact integers, and
     # the same polygons rasterize back onto the grid for the mean probability.
     polygons = np.array(
@@ -113,7 +150,10 @@ def _trace_pixels(
     n = len(polygons) + 1
     counts = np.bincount(labels, minlength=n)[1:]
     sums = np.bincount(labels, weights=probability[building], minlength=n)[1:] / 255.0
-    return polygons, counts, sums
+    if near_nodata is None:
+        return polygons, counts, sums, np.zeros(len(polygons), bool)
+    edge = np.bincount(labels, weights=near_nodata[building], minlength=n)[1:] > 0
+    return polygons, counts, sums, edge
 
 
 def _placed(parts: list[Footprint], transform, crs: str, rows: int, cols: int) -> list[Footprint]:
@@ -123,7 +163,11 @@ def _placed(parts: list[Footprint], transform, crs: str, rows: int, cols: int) -
     polygons = np.array([p.geometry for p in parts], dtype=object)
     bounds = shapely.bounds(polygons)
     on_edge = (
-        (bounds[:, 0] <= 0) | (bounds[:, 1] <= 0) | (bounds[:, 2] >= cols) | (bounds[:, 3] >= rows)
+        (bounds[:, 0] <= 0)
+        | (bounds[:, 1] <= 0)
+        | (bounds[:, 2] >= cols)
+        | (bounds[:, 3] >= rows)
+        | np.array([p.on_data_edge for p in parts])
     )
     t = transform
     # One vectorized affine map for all polygons: pixel (col, row) -> CRS (x, y).
@@ -141,7 +185,12 @@ def _placed(parts: list[Footprint], transform, crs: str, rows: int, cols: int) -
 
 
 def _pixel_parts(
-    polygons: np.ndarray, counts: np.ndarray, sums: np.ndarray, scene: str, first: int
+    polygons: np.ndarray,
+    counts: np.ndarray,
+    sums: np.ndarray,
+    on_data_edge: np.ndarray,
+    scene: str,
+    first: int,
 ) -> list[Footprint]:
     return [
         Footprint(
@@ -152,6 +201,7 @@ def _pixel_parts(
             pixels=int(counts[i]),
             probability_sum=float(sums[i]),
             pixel_size=1.0,
+            on_data_edge=bool(on_data_edge[i]),
         )
         for i, geom in enumerate(polygons)
     ]
@@ -185,7 +235,8 @@ def polygonize_tile(
         deterministic order (by ``rasterio.features.shapes``' scan order).
     """
     rows, cols = probability.shape
-    parts = _pixel_parts(*_trace_pixels(probability, valid, threshold), scene, 0)
+    near = None if valid is None else next_to_nodata(valid)
+    parts = _pixel_parts(*_trace_pixels(probability, valid, threshold, near), scene, 0)
     return _placed(parts, transform, crs, rows, cols)
 
 
@@ -236,9 +287,17 @@ def polygonize_raster(
         for row in range(0, rows, block):
             for col in range(0, cols, block):
                 window = Window(col, row, min(block, cols - col), min(block, rows - row))
+                box = Box(row, col, int(window.height), int(window.width))
+                if not any_block_stored(src, box, [1]):
+                    continue  # a sparse mask (a huge tile's) stores no block here: all 0
                 probability = src.read(1, window=window)
-                valid = src.read_masks(1, window=window) > 0 if masked else None
-                polygons, counts, sums = _trace_pixels(probability, valid, threshold)
+                if not (probability >= threshold_uint8(threshold)).any():
+                    continue  # no building: skip the mask and the tracing
+                valid = near = None
+                if masked:
+                    valid = src.read_masks(1, window=window) > 0
+                    near = _near_nodata(src, window, rows, cols)
+                polygons, counts, sums, edge = _trace_pixels(probability, valid, threshold, near)
                 if not len(polygons):
                     continue
                 polygons = shapely.transform(polygons, lambda xy, o=(col, row): xy + o)
@@ -250,7 +309,7 @@ def polygonize_raster(
                     | ((bounds[:, 2] >= right) & (right < cols))
                     | ((bounds[:, 3] >= bottom) & (bottom < rows))
                 )
-                parts = _pixel_parts(polygons, counts, sums, scene, count)
+                parts = _pixel_parts(polygons, counts, sums, edge, scene, count)
                 count += len(parts)
                 cut += [p for p, i in zip(parts, inner, strict=True) if i]
                 yield from _placed(
@@ -270,6 +329,19 @@ def polygonize_raster(
     yield from _placed(merged, transform, crs, rows, cols)
 
 
+def _near_nodata(src, window, rows: int, cols: int) -> np.ndarray:
+    """:func:`next_to_nodata` of a block of a mask file, reading its neighbours beyond the block."""
+    from rasterio.windows import Window
+
+    top, left = max(window.row_off - 1, 0), max(window.col_off - 1, 0)
+    bottom = min(window.row_off + window.height + 1, rows)
+    right = min(window.col_off + window.width + 1, cols)
+    wide = src.read_masks(1, window=Window(left, top, right - left, bottom - top)) > 0
+    near = next_to_nodata(wide)
+    r0, c0 = window.row_off - top, window.col_off - left
+    return near[r0 : r0 + window.height, c0 : c0 + window.width]
+
+
 def _snap(geometry: Polygon, grid: float) -> Polygon:
     # Rounds coordinates to the grid: the same tile edge computed from two
     # tiles' origins can differ in the last bits. Vertices of traced
@@ -280,40 +352,38 @@ def _snap(geometry: Polygon, grid: float) -> Polygon:
 
 def _components(geoms: list[Polygon]) -> list[list[int]]:
     """Groups of geometries connected by touching or overlapping (union-find)."""
-    parent = list(range(len(geoms)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
     left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
-    for i, j in zip(left.tolist(), right.tolist(), strict=True):
-        if i != j:
-            parent[root(i)] = root(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(geoms)):
-        groups.setdefault(root(i), []).append(i)
-    return list(groups.values())
+    pairs = [(i, j) for i, j in zip(left.tolist(), right.tolist(), strict=True) if i != j]
+    return _union_find(len(geoms), pairs)
 
 
 def merge_parts(parts: Iterable[Footprint]) -> list[Footprint]:
-    """Unions parts (all in one CRS) that share an edge into whole buildings.
+    """Unions parts that share an edge into whole buildings, whatever their CRSs.
 
-    Only parts that touch another part are unioned (union-find over an
-    STRtree), so the cost follows the buildings on tile edges, not the
-    number of parts.
+    Parts in one CRS: only parts that touch another part are unioned
+    (union-find over an STRtree), so the cost follows the buildings on tile
+    edges, not the number of parts. Parts in several CRSs (tiles of two UTM
+    zones): each CRS's parts are merged so first, then :func:`_merge_across_crs`
+    joins those of different CRSs that lie within about a pixel of each other.
 
     Example: a building cut by the boundary between ``a`` and ``b`` arrives
     as ``a-000003`` and ``b-000000``; it leaves as one footprint with id
     ``a-000003``, the union of both polygons, and their summed pixels.
     """
     parts = sorted(parts, key=lambda p: p.footprint_id)
+    by_crs: dict[str, list[Footprint]] = {}
+    for part in parts:
+        by_crs.setdefault(part.crs, []).append(part)
+    merged = [f for crs in sorted(by_crs) for f in _merge_one_crs(by_crs[crs])]
+    if len(by_crs) > 1:
+        merged = _merge_across_crs(merged)
+    return sorted(merged, key=lambda f: f.footprint_id)
+
+
+def _merge_one_crs(parts: list[Footprint]) -> list[Footprint]:
+    """:func:`merge_parts` for parts in one CRS: exact unions on a snapping grid."""
     if not parts:
         return []
-    if len({p.crs for p in parts}) != 1:
-        raise ValueError("merge_parts needs parts in one CRS")
     grid = min(p.pixel_size for p in parts) / 1000.0
     geoms = [_snap(p.geometry, grid) for p in parts]
     out = []
@@ -321,32 +391,115 @@ def merge_parts(parts: Iterable[Footprint]) -> list[Footprint]:
         if len(group) == 1:
             out.append(dataclasses.replace(parts[group[0]], geometry=geoms[group[0]]))
             continue
-        members_geoms = [geoms[i] for i in group]
-        merged = shapely.unary_union(members_geoms)
-        for whole in getattr(merged, "geoms", [merged]):
-            if whole.is_empty or whole.geom_type != "Polygon":
-                continue
-            # Parts that only touch at a corner stay apart: each union
-            # polygon takes the parts whose interior point it holds.
-            members = [
-                parts[i] for i in group if whole.contains(shapely.point_on_surface(geoms[i]))
-            ]
-            if not members:
-                continue
-            main = min(members, key=lambda p: (-p.pixels, p.footprint_id))
-            out.append(
-                Footprint(
-                    footprint_id=members[0].footprint_id,
-                    tile=main.tile,
-                    crs=main.crs,
-                    geometry=whole,
-                    pixels=sum(p.pixels for p in members),
-                    probability_sum=sum(p.probability_sum for p in members),
-                    pixel_size=main.pixel_size,
-                    on_edge=len(members) > 1,
-                )
+        out += _whole(shapely.unary_union([geoms[i] for i in group]), parts, geoms, group)
+    return out
+
+
+def _whole(
+    merged, parts: list[Footprint], geoms: list[Polygon], group: list[int]
+) -> list[Footprint]:
+    """The footprints of a union of parts ``group`` (its polygons, each with its parts)."""
+    out = []
+    for whole in getattr(merged, "geoms", [merged]):
+        if whole.is_empty or whole.geom_type != "Polygon":
+            continue
+        # Parts that only touch at a corner stay apart: each union
+        # polygon takes the parts whose interior point it holds.
+        members = [parts[i] for i in group if whole.contains(shapely.point_on_surface(geoms[i]))]
+        if not members:
+            continue
+        main = min(members, key=lambda p: (-p.pixels, p.footprint_id))
+        out.append(
+            Footprint(
+                footprint_id=min(p.footprint_id for p in members),
+                tile=main.tile,
+                crs=main.crs,
+                geometry=whole,
+                pixels=sum(p.pixels for p in members),
+                probability_sum=sum(p.probability_sum for p in members),
+                pixel_size=main.pixel_size,
+                on_edge=len(members) > 1,
+                on_data_edge=any(p.on_data_edge for p in members),
             )
-    return sorted(out, key=lambda f: f.footprint_id)
+        )
+    return out
+
+
+#: How far apart (in pixels of the coarser tile) parts in two CRSs may lie and
+#: still be one building. Each tile's data ends on its own pixel grid, within
+#: half a pixel (a pixel's diagonal, rotated) of the line where the other's
+#: begins, so the two outlines leave a seam up to about a pixel wide.
+SEAM_PIXELS = 1.5
+
+
+def _pixel_metres(part: Footprint) -> float:
+    from pipeline.chipping import metres_per_unit
+
+    return part.pixel_size * max(metres_per_unit(part.crs, part.geometry.centroid.y))
+
+
+def _merge_across_crs(parts: list[Footprint]) -> list[Footprint]:
+    """Joins parts of different CRSs that lie within :data:`SEAM_PIXELS` of each other.
+
+    Found in one CRS (the one most parts are in); each group is then unioned
+    in the CRS of its largest part, closed (grown and shrunk by half the seam,
+    with square corners) so the seam between the two grids' staircases is
+    filled and the outline elsewhere kept.
+    """
+    from pipeline.chipping import metres_per_unit
+
+    crs_counts: dict[str, int] = {}
+    for part in parts:
+        crs_counts[part.crs] = crs_counts.get(part.crs, 0) + 1
+    common = min(crs_counts, key=lambda c: (-crs_counts[c], c))
+    geoms = [to_crs(p.geometry, p.crs, common) for p in parts]
+    seam_m = SEAM_PIXELS * max(_pixel_metres(p) for p in parts)
+    y = float(np.mean([g.centroid.y for g in geoms]))
+    # The smaller of the two axes' metres per unit: the larger tolerance in degrees.
+    seam = seam_m / min(metres_per_unit(common, y))
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="dwithin", distance=seam)
+    pairs = [
+        (i, j)
+        for i, j in zip(left.tolist(), right.tolist(), strict=True)
+        if i < j and parts[i].crs != parts[j].crs
+    ]
+    groups = _union_find(len(parts), pairs)
+    out = []
+    for group in groups:
+        if len(group) == 1:
+            out.append(parts[group[0]])
+            continue
+        main = min((parts[i] for i in group), key=lambda p: (-p.pixels, p.footprint_id))
+        local = [to_crs(parts[i].geometry, parts[i].crs, main.crs) for i in group]
+        half = seam_m / 2 / min(metres_per_unit(main.crs, main.geometry.centroid.y))
+        closed = shapely.unary_union([g.buffer(half, join_style="mitre") for g in local]).buffer(
+            -half, join_style="mitre"
+        )
+        all_local = list(geoms)
+        for i, g in zip(group, local, strict=True):
+            all_local[i] = g
+        out += [
+            dataclasses.replace(f, on_edge=True) for f in _whole(closed, parts, all_local, group)
+        ]
+    return out
+
+
+def _union_find(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
+    """Groups of ``range(n)`` connected by ``pairs``."""
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs:
+        parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
 
 
 @functools.lru_cache(maxsize=32)
@@ -623,13 +776,14 @@ class Polygonize(DataclassTransform):
     regularize: bool = False
 
     def expand(self, masks):
-        """Traces each mask, merges parts cut by tile edges, and returns footprint rows."""
+        """Traces each mask, merges parts cut by tile or data edges, and returns footprint rows."""
         traced = masks | "Trace" >> beam.FlatMap(_trace, self.threshold).with_outputs(
             PARTS, main="whole"
         )
         merged = (
             traced[PARTS]
-            | "ByCrs" >> beam.Map(lambda part: (part.crs, part))
+            # One group: parts of every CRS merge (tiles of two UTM zones).
+            | "OneGroup" >> beam.Map(lambda part: ("parts", part))
             | "GatherParts" >> beam.GroupByKey()
             | "Merge" >> beam.FlatMap(_merge)
         )

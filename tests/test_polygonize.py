@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import rasterio.transform
 import shapely
 from rasterio.transform import from_origin
 from shapely.geometry import MultiPolygon, Polygon, box
@@ -10,6 +11,7 @@ from pipeline.polygonize import (
     MAX_AREA_CHANGE,
     Footprint,
     finish,
+    merge_parts,
     oriented,
     polygonal,
     polygonize_tile,
@@ -165,3 +167,102 @@ def test_regularized_outline_has_right_angles_and_few_vertices():
 def test_regularize_keeps_a_building_it_cannot_square():
     sliver = box(0, 0, 0.4, 0.4)  # smaller than its tolerances
     assert regularize(sliver, 0.5).area > 0
+
+
+# --------------------------------------------------------------------------
+# A building across two UTM zones, each tile with a nodata collar (issue 22)
+# --------------------------------------------------------------------------
+
+
+def _zone_masks(tmp_path):
+    """Both tiles of a :class:`ZonePair` and their perfect masks, written as the job writes them."""
+    from raster_fixtures import ZonePair
+
+    from footprints.tiles import read_header
+    from pipeline.stitching.cog import write_mask_cog
+    from pipeline.stitching.stitch import TileMask, WrittenMask
+
+    pair = ZonePair(tmp_path)
+    written = []
+    for path in (pair.west, pair.east):
+        tile = read_header(path)
+        mask = TileMask(tile, pair.roof(path).astype(np.uint8) * 255, pair.valid(path), {})
+        out = write_mask_cog(str(tmp_path / "masks" / f"{tile.scene}.tif"), mask)
+        written.append(WrittenMask(tile, out, True, {}))
+    return pair, written
+
+
+def test_parts_on_a_collar_edge_are_parts_and_merge_across_utm_zones(tmp_path):
+    """Each tile holds half the roof, ending at its collar, not at its rectangle's edge."""
+    from pipeline.polygonize import polygonize_raster
+
+    pair, written = _zone_masks(tmp_path)
+    parts = []
+    for mask in written:
+        (part,) = polygonize_raster(mask.path, 0.5, mask.tile.scene, mask.tile.crs)
+        tile = mask.tile
+        rectangle = shapely.box(
+            *rasterio.transform.array_bounds(tile.height, tile.width, tile.affine)
+        )
+        # Inside the tile's rectangle, away from its edge: a part only by its collar.
+        assert part.geometry.distance(rectangle.exterior) > 10
+        assert part.on_edge and part.on_data_edge
+        parts.append(part)
+    (whole,) = merge_parts(parts)
+    assert whole.pixels == sum(p.pixels for p in parts)
+    assert whole.crs == max(parts, key=lambda p: p.pixels).crs
+
+
+@pytest.mark.parametrize("output_crs", ["EPSG:32615", "EPSG:32616", "EPSG:4326"])
+def test_building_across_two_utm_zones_is_one_footprint_with_its_true_area(tmp_path, output_crs):
+    """The Polygonize stage on uint16 NAIP-like tiles in 15N and 16N meeting at -90 deg."""
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that
+
+    from pipeline.polygonize import Polygonize
+
+    pair, written = _zone_masks(tmp_path)
+    truth = pair.true_area_m2()  # geodesic, on the ellipsoid: no tile, no UTM zone
+    assert 1900 < truth < 2100
+
+    def check(rows):
+        assert len(rows) == 1, [(r["footprint_id"], r["area_m2"]) for r in rows]
+        # Pixels are 0.6 m: the roof's outline is traced to within half a pixel.
+        assert rows[0]["area_m2"] == pytest.approx(truth, rel=0.02)
+
+    with TestPipeline() as p:
+        rows = p | beam.Create(written) | Polygonize(0.5, 1.0, 4.0, output_crs)
+        assert_that(rows, check)
+
+
+@pytest.mark.parametrize(("gap_m", "expected"), [(0.3, 1), (3.0, 2)])
+def test_parts_in_two_crss_merge_only_across_a_seam_of_about_a_pixel(gap_m, expected):
+    """Two roofs either side of -90 deg: 0.3 m apart (half a 0.6 m pixel: the grids'
+    seam) they are one building; 3 m apart (five pixels: an alley) they stay two."""
+    import pyproj
+
+    to_utm = {
+        crs: pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+        for crs in ("EPSG:32615", "EPSG:32616")
+    }
+    metres_per_degree = 111_320.0 * np.cos(np.radians(35.15))
+
+    def part(crs, west_m, east_m, name):
+        lon = -90.0 + np.array([west_m, east_m, east_m, west_m]) / metres_per_degree
+        lat = 35.15 + np.array([0, 0, 20, 20]) / 110_950.0
+        x, y = to_utm[crs].transform(lon, lat)
+        geom = Polygon(np.column_stack([x, y]))
+        return Footprint(name, name[0], crs, geom, round(geom.area / 0.36), 1.0, 0.6, True, True)
+
+    parts = [
+        part("EPSG:32615", -20.0, -gap_m / 2, "w-000000"),
+        part("EPSG:32616", gap_m / 2, 25.0, "e-000000"),
+    ]
+    merged = merge_parts(parts)
+    assert len(merged) == expected
+    if expected == 1:
+        (whole,) = merged
+        assert whole.crs == "EPSG:32616" and whole.footprint_id == "e-000000"
+        # The seam is closed: the area of the 45.3 x 20 m roof (UTM scale ~1.0007 here).
+        assert whole.geometry.area == pytest.approx(45.3 * 20, rel=0.005)

@@ -666,3 +666,25 @@ def test_sparse_tile_skips_absent_blocks_and_counts_them(models, tmp_path):
     table = pq.read_table(tmp_path / "out" / "footprints")
     assert table.num_rows == 1
     assert table.column("area_m2")[0].as_py() == pytest.approx(60 * 96 * 0.25, rel=0.1)
+
+
+@pytest.mark.slow
+def test_building_across_a_utm_zone_boundary_is_one_footprint(models, tmp_path):
+    """The job on two uint16 tiles, UTM 15N and 16N, meeting at -90 deg with nodata
+    collars: the roof across the meridian is one footprint of its true area (issue 22)."""
+    from raster_fixtures import ZonePair
+
+    pair = ZonePair(tmp_path / "tiles")
+    config = SegmentConfig.create(
+        raster=str(tmp_path / "tiles" / "*.tif"),
+        model_dir=models["gray16"],
+        output=str(tmp_path / "out"),
+        footprints_crs="EPSG:4326",
+    )
+    summary = run_config(config)
+    assert summary["reconciles"] and summary["counts"]["tiles"]["written"] == 2
+    rows = pq.read_table(tmp_path / "out" / "footprints").to_pylist()
+    assert len(rows) == 1, [(r["footprint_id"], r["area_m2"]) for r in rows]
+    # The model's 3x3 box filter rounds the roof's corners (and its corners on the
+    # collar); the outline is otherwise the roof's own.
+    assert rows[0]["area_m2"] == pytest.approx(pair.true_area_m2(), rel=0.03)
