@@ -49,11 +49,11 @@ def write_inputs(folder: str, size: int, blocks: int) -> tuple[str, str]:
     # Blocks spread over the tile (corners and middle), pairs side by side so a
     # roof crosses a block edge.
     where = [(0, 0), (0, 1), (last // 2, last // 2), (last // 2, last // 2 + 1), (last, last)]
-    where += [(rng.integers(0, last), rng.integers(0, last)) for _ in range(blocks)]
+    where += [(int(rng.integers(0, last)), int(rng.integers(0, last))) for _ in range(blocks)]
     stored = {}
     for rc in where[:blocks]:
         pixels = rng.integers(300, 1500, (1, BLOCK, BLOCK))
-        stored[(int(rc[0]), int(rc[1]))] = pixels
+        stored[rc] = pixels
     for left, right in [((0, 0), (0, 1)), ((last // 2, last // 2), (last // 2, last // 2 + 1))]:
         if left in stored and right in stored:
             stored[left][0, 100:160, 200:] = 3500
@@ -76,7 +76,8 @@ def run(argv: list[str]) -> dict:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - start
     if timed:
-        peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)[1])
+        found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+        peak = int(found[1]) if found else 0
     else:
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {
