@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 
 import duckdb
 import geopandas as gpd
@@ -409,10 +410,19 @@ def test_export_writes_styled_vector_files_for_desktop_gis(lonlat_run, tmp_path,
     ]
     if fmt == "gpkg":
         with sqlite3.connect(path) as db:
-            ((name, default),) = db.execute(
-                "SELECT f_table_name, useAsDefault FROM layer_styles"
+            ((name, column, default, updated),) = db.execute(
+                "SELECT f_table_name, f_geometry_column, useAsDefault, update_time "
+                "FROM layer_styles"
             ).fetchall()
-        assert (name, default) == ("footprints", 1)
+            ((geometry_column,),) = db.execute(
+                "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = 'footprints'"
+            ).fetchall()
+            ((version,),) = db.execute("PRAGMA user_version").fetchall()
+        # QGIS matches a style on the layer's geometry column (issue 23: 'geometry' vs 'geom').
+        assert (name, column, default) == ("footprints", geometry_column, 1)
+        # GeoPackage 1.3 and an ISO-8601 time: GDAL 3.6 (Debian 12's QGIS) warns on 1.4.
+        assert version == 10300
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", updated), updated
 
 
 def test_export_rejects_a_folder_without_tables(tmp_path, capsys):
