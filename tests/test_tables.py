@@ -215,6 +215,21 @@ def test_bigquery_schema_types_follow_the_arrow_schema():
     assert names == [*contracts.CLASSIFIED_SCHEMA.names, "bbox"]
 
 
+def test_bigquery_schema_declares_geography_only_for_lonlat_tables():
+    # Issue 23: a UTM table's schema said GEOGRAPHY, so `bq load` would read
+    # metres as degrees. In a projected CRS the column is BYTES (WKB) and says so.
+    for crs in ("EPSG:32615", FEET):
+        schema = geoparquet_schema(contracts.CLASSIFIED_SCHEMA, crs)
+        fields = {f["name"]: f for f in bigquery_schema(schema)["fields"]}
+        assert fields["geometry"]["type"] == "BYTES" and fields["geometry"]["mode"] == "REQUIRED"
+        assert crs in fields["geometry"]["description"]
+        assert "--output-crs EPSG:4326" in fields["geometry"]["description"]
+    for crs in ("EPSG:4326", "OGC:CRS84"):
+        schema = geoparquet_schema(contracts.CLASSIFIED_SCHEMA, crs)
+        fields = {f["name"]: f for f in bigquery_schema(schema)["fields"]}
+        assert fields["geometry"]["type"] == "GEOGRAPHY", crs
+
+
 # --------------------------------------------------------------------------
 # A segment run in state-plane feet, written in lon/lat
 # --------------------------------------------------------------------------
