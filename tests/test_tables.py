@@ -336,8 +336,10 @@ def test_ids_are_stable_across_reruns_and_the_date_flag_wins(lonlat_run):
 
 
 @pytest.mark.slow
-def test_masks_read_as_probabilities_and_are_catalogued(lonlat_run):
+def test_masks_read_as_probabilities_and_are_catalogued(lonlat_run, monkeypatch):
     import pystac
+    import pystac.validation
+    from stac_offline import EXTERNAL, closed_network, offline_validator
 
     out = lonlat_run / "out"
     with rasterio.open(out / "masks" / "a.tif") as mask:
@@ -360,6 +362,18 @@ def test_masks_read_as_probabilities_and_are_catalogued(lonlat_run):
         assert os.path.exists(asset.get_absolute_href()), asset.href
     lon, lat = shapely.geometry.shape(a.geometry).centroid.coords[0]
     assert -95.5 < lon < -95.3 and 29.7 < lat < 29.8
+    # The mosaic is catalogued, and the whole catalogue validates offline.
+    assert collection.assets["mosaic"].href == "../masks/mosaic.vrt"
+    closed_network(monkeypatch)
+    validator = offline_validator()
+    pystac.validation.set_validator(validator)
+    try:
+        path = out / "stac" / "collection.json"
+        pystac.validation.validate_all(json.loads(path.read_text()), str(path))
+    finally:
+        pystac.validation.set_validator(pystac.validation.JsonSchemaSTACValidator())
+    assert validator.unchecked == set(EXTERNAL)
+    assert items[1].properties["footprints:datetime_source"] == "processing"  # b has no date
 
 
 @pytest.mark.slow
