@@ -200,3 +200,52 @@ def test_gdal_command_line_tools_read_every_raster_and_the_geopackage(run, tmp_p
     gpkg = str(run / "export" / "footprints.gpkg")
     listing = _gdal("ogrinfo", "-ro", "-so", "-al", gpkg).stdout
     assert "Feature Count: 4" in listing and "Geometry Column = geometry" in listing
+
+
+def test_mosaic_nodata_and_uncovered_areas_render_transparent_in_qgis(tmp_path):
+    # Two masks of different heights: the mosaic has an area no tile covers,
+    # and the first mask has nodata rows (its internal mask). QGIS draws both
+    # transparent and the probabilities gray.
+    from footprints.tiles import TileInfo
+    from pipeline.stitching.cog import write_mask_cog
+    from pipeline.stitching.stitch import TileMask
+    from pipeline.stitching.vrt import MaskEntry, write_mosaics
+
+    entries, rng = [], np.random.default_rng(7)
+    for scene, height, x0 in (("a", 60, 500_000.0), ("b", 30, 500_040.0)):
+        tile = TileInfo(
+            path=f"/in/{scene}.tif",
+            scene=scene,
+            height=height,
+            width=80,
+            count=3,
+            crs="EPSG:32615",
+            transform=(0.5, 0.0, x0, 0.0, -0.5, 4_200_000.0),
+            block_shape=(64, 64),
+            masked=scene == "a",
+            dtype="uint8",
+        )
+        valid = np.ones((height, 80), bool)
+        if scene == "a":
+            valid[:10] = False  # nodata along the top of a
+        probability = rng.integers(100, 256, (height, 80)).astype(np.uint8)
+        probability[~valid] = 0
+        path = write_mask_cog(
+            str(tmp_path / f"{scene}.tif"), TileMask(tile, probability, valid, {"inferred": 1})
+        )
+        entries.append(MaskEntry(path, tile.crs, tile.transform, 80, height, 1, scene == "a"))
+    (mosaic,) = write_mosaics(entries, str(tmp_path), ["building_probability"])
+    points = [
+        [500_020.0, 4_199_998.0],  # a, nodata row
+        [500_020.0, 4_199_980.0],  # a, valid
+        [500_060.0, 4_199_975.0],  # below b: no tile
+        [500_060.0, 4_199_995.0],  # b, valid
+    ]
+    got = _qgis(
+        {"layers": [{"name": "mosaic", "kind": "raster", "path": mosaic, "points": points}]},
+        tmp_path,
+    )["mosaic"]
+    assert got["renderer"] == "singlebandgray" and got["alpha_band"] == 2
+    nodata, a, uncovered, b = got["rendered"]
+    assert nodata[3] == 0 and uncovered[3] == 0, got["rendered"]
+    assert a[3] == b[3] == 255 and a[0] == a[1] == a[2] and b[0] == b[1] == b[2]
