@@ -70,6 +70,18 @@ def _need(available: bool, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
+def qgis():
+    """Skips (fails in CI) before any job runs when QGIS's Python bindings are missing."""
+    _need(_has_qgis(), "Debian's QGIS Python bindings (python3-qgis)")
+
+
+@pytest.fixture(scope="module")
+def gdal():
+    """Skips (fails in CI) before any job runs when GDAL's command-line tools are missing."""
+    _need(shutil.which("gdalinfo") is not None, "GDAL's command-line tools (gdal-bin)")
+
+
+@pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("gis-clients")
     out = root / "out"
@@ -95,7 +107,7 @@ def _qgis(spec: dict, tmp_path) -> dict:
     return {**json.loads((tmp_path / "qgis.json").read_text()), "stderr": done.stderr}
 
 
-def test_geopackage_copied_alone_opens_styled_in_qgis(run, tmp_path):
+def test_geopackage_copied_alone_opens_styled_in_qgis(qgis, run, tmp_path):
     import pyogrio
 
     alone = tmp_path / "alone"
@@ -145,7 +157,7 @@ def _extremes(path: str) -> tuple[list[list[float]], list[float]]:
         return points, [band[cell] / 255.0 for cell in cells]
 
 
-def test_mask_cog_and_mosaic_render_as_one_band_of_probabilities_in_qgis(run, tmp_path):
+def test_mask_cog_and_mosaic_render_as_one_band_of_probabilities_in_qgis(qgis, run, tmp_path):
     cog = str(run / "masks" / "a.tif")
     points, probabilities = _extremes(cog)
     assert probabilities[0] > 0.9 and probabilities[1] < 0.1
@@ -175,7 +187,7 @@ def _gdal(*args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def test_gdal_command_line_tools_read_every_raster_and_the_geopackage(run, tmp_path):
+def test_gdal_command_line_tools_read_every_raster_and_the_geopackage(gdal, run, tmp_path):
     rasters = sorted(glob.glob(str(run / "masks" / "*.tif"))) + [str(run / "masks" / "mosaic.vrt")]
     for path in rasters:
         info = json.loads(_gdal("gdalinfo", "-stats", "-json", path).stdout)
@@ -202,7 +214,7 @@ def test_gdal_command_line_tools_read_every_raster_and_the_geopackage(run, tmp_p
     assert "Feature Count: 4" in listing and "Geometry Column = geometry" in listing
 
 
-def test_mosaic_nodata_and_uncovered_areas_render_transparent_in_qgis(tmp_path):
+def test_mosaic_nodata_and_uncovered_areas_render_transparent_in_qgis(qgis, tmp_path):
     # Two masks of different heights: the mosaic has an area no tile covers,
     # and the first mask has nodata rows (its internal mask). QGIS draws both
     # transparent and the probabilities gray.
