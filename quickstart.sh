@@ -36,6 +36,15 @@ case "$job" in
       echo "quickstart: installing Debian's chromium for the report test"
       apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null
     fi
+    # The GIS client tests open the outputs in Debian's QGIS (its Python bindings, run by
+    # the system python3, offscreen) and read every raster with GDAL's command-line tools.
+    if { ! /usr/bin/python3 -c 'import qgis.core' >/dev/null 2>&1 \
+        || ! command -v gdalinfo >/dev/null 2>&1; } && command -v apt-get >/dev/null 2>&1 \
+        && [ "$(id -u)" = 0 ]; then
+      echo "quickstart: installing Debian's QGIS Python bindings and gdal-bin for the GIS client tests"
+      apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends python3-qgis qgis-providers gdal-bin >/dev/null
+    fi
     # The engine tests run a local Flink cluster and Prism, fetched once into .tools/
     # (PyPI, Maven Central, the Go module proxy) where Java, Maven and Go are installed;
     # without them those tests skip (in CI, CI=true, they fail instead).

@@ -30,6 +30,8 @@ TEST = [
     "geopandas>=1.0,<2",
     "buildingregulariser>=0.2.5,<0.3",
     "geoparquet-validator>=0.2,<1",
+    # pystac's JSON-schema validation (jsonschema): the STAC catalogue validated offline.
+    "pystac[validation]>=1.12,<2",
     # A local GCS server for tests/test_object_storage.py (every job on gs:// paths).
     "gcp-storage-emulator>=2026.7,<2027",
     # Lint, format and type checks (`bash quickstart.sh lint`, CI, .pre-commit-config.yaml),
@@ -68,6 +70,8 @@ setuptools.setup(
             "model_training.*",
         ]
     ),
+    # The JSON schema of the STAC catalogue's footprints: fields.
+    package_data={"pipeline.writers": ["schemas/*.json"]},
     install_requires=REQUIRED,
     extras_require={"test": TEST, "regularize": REGULARIZE},
     entry_points={"console_scripts": ["footprints=footprints_app.cli:console"]},

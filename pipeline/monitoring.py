@@ -12,13 +12,19 @@
   reconcile are computed as data in the pipeline (see
   :mod:`pipeline.counting`); these metrics are for monitoring, and some
   runners report them only as "attempted".
+* :func:`relative_paths` makes every path in a summary relative to the run's
+  folder before it is written, so a run folder moved, copied or shared still
+  points at its own outputs (and, where their relative place is kept, at its
+  inputs); :func:`resolve_path` reads such a path back.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import sys
 import time
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -148,7 +154,7 @@ def run_to_summary(pipeline: beam.Pipeline, summary_path: str) -> dict:
     claim_output(location)
     result = pipeline.run()
     result.wait_until_finish()
-    summary = read_json(summary_path)
+    summary = relative_paths(read_json(summary_path), location)
     summary["files"] = written_files(location)
     metrics = collect_metrics(result)
     if metrics:
@@ -186,3 +192,77 @@ def duplicate_warnings(duplicates: dict | None) -> list[dict]:
             "record: give every footprint a unique id (--id-field)",
         }
     ]
+
+
+#: Keys whose string values are input paths as the user gave them (maybe
+#: relative to the directory the command ran in).
+INPUT_PATH_KEYS = frozenset(
+    {
+        "chips",
+        "classifier",
+        "footprints",
+        "images",
+        "model",
+        "output",
+        "raster",
+        "rasters",
+        "truth_footprints",
+        "truth_masks",
+    }
+)
+#: Sections that hold no paths (counts, messages, metric names).
+_NO_PATHS = frozenset({"counts", "checks", "errors_by_reason", "warnings", "metrics"})
+
+
+def relative_paths(summary: dict, location: OutputLocation) -> dict:
+    """``summary`` with every path relative to the run's folder (posix separators).
+
+    The rules: a path under the run's folder (local, absolute or as given,
+    or a URL such as ``gs://b/run/masks/a.tif``) becomes relative to it
+    (``masks/a.tif``); any other absolute local path, and a relative input
+    path at one of :data:`INPUT_PATH_KEYS` (relative to the directory the
+    command ran in), becomes relative to the folder too
+    (``../area/tiles/*.tif``); a URL outside the folder stays as given.
+    Counts, checks, warnings and metrics are left alone.
+
+    Example: run folder ``/data/out/segment``:
+    ``{"inputs": {"raster": "/data/area/*.tif"}, "stac": ["/data/out/segment/stac/c.json"]}``
+    -> ``{"inputs": {"raster": "../../area/*.tif"}, "stac": ["stac/c.json"]}``.
+    """
+    folder = location.folder.rstrip("/") or "/"
+    url = "://" in folder
+    base = folder if url else os.path.abspath(folder)
+
+    def convert(value: str, input_path: bool) -> str:
+        if "://" in value:
+            return value[len(folder) + 1 :] if url and value.startswith(folder + "/") else value
+        if url:
+            return value  # a local input of a run that writes to object storage
+        if os.path.isabs(value) or input_path or value.startswith(folder + os.sep):
+            return os.path.relpath(os.path.abspath(value), base).replace(os.sep, "/")
+        return value
+
+    def walk(value: Any, key: str | None) -> Any:
+        if isinstance(value, dict):
+            return {k: v if k in _NO_PATHS else walk(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, key) for v in value]
+        if isinstance(value, str) and value:
+            return convert(value, key in INPUT_PATH_KEYS)
+        return value
+
+    return walk(summary, None)
+
+
+def resolve_path(summary_path: str, path: str) -> str:
+    """A path read from ``summary_path`` (see :func:`relative_paths`) made usable from here.
+
+    Example: ``resolve_path("out/segment/summary.json", "masks/a.tif")`` ->
+    ``"out/segment/masks/a.tif"``; a URL or an absolute path comes back as it is.
+    """
+    if "://" in path or os.path.isabs(path):
+        return path
+    folder = OutputLocation.of_summary(summary_path).folder
+    if "://" in folder:
+        return posixpath.normpath(posixpath.join(folder, path)).replace(":/", "://", 1)
+    return os.path.normpath(os.path.join(folder, path))

@@ -72,3 +72,47 @@ def classified_run(root, output) -> list[str]:
     ]
     assert cli.main([*args, "--output", str(output)]) == 0
     return args
+
+
+UTM = "EPSG:32615"  # WGS 84 / UTM zone 15N, as the demo area's tiles
+UTM_ORIGIN = (271_000.0, 3_294_000.0)  # Houston, in metres
+UTM_PIXEL = 0.5
+
+
+def utm_run(root, output) -> list[str]:
+    """A demo-like run into ``output``: ``segment --classifier`` on UTM tiles, UTM tables.
+
+    The tables stay in the tiles' CRS (no ``--output-crs``) and the masks
+    have the probability band alone (no ``--binary-mask``), as in the demo;
+    tile ``a`` has a TIFF DateTime tag. Returns the arguments (without
+    ``--output``).
+    """
+    model = helpers.save_bright_segmenter(str(root / "segmenter"), window_size=64)
+    classifier = score_helpers.save_classifier(str(root / "classifier"), "brightness")
+    a, _ = helpers.bright_scene(120, 100, [(10, 10, 40, 50), (60, 60, 95, 95)], seed=3)
+    b, _ = helpers.bright_scene(120, 100, [(15, 20, 45, 60), (70, 40, 100, 80)], seed=4)
+    for name, data, dx in (("a", a, 0.0), ("b", b, 100 * UTM_PIXEL)):
+        path = write_geotiff(
+            str(root / "utm-tiles" / f"{name}.tif"),
+            data,
+            crs=UTM,
+            transform=from_origin(UTM_ORIGIN[0] + dx, UTM_ORIGIN[1], UTM_PIXEL, UTM_PIXEL),
+        )
+        if name == "a":
+            with rasterio.open(path, "r+") as dst:
+                dst.update_tags(TIFFTAG_DATETIME="2024:06:30 10:15:00")
+    args = [
+        "segment",
+        "--raster",
+        str(root / "utm-tiles" / "*.tif"),
+        "--model",
+        model,
+        "--classifier",
+        classifier,
+        "--residential-fraction",
+        "0.5",
+        "--run-id",
+        "utm",
+    ]
+    assert cli.main([*args, "--output", str(output)]) == 0
+    return args

@@ -1,6 +1,7 @@
 """Progress lines while a job runs, and its Beam metrics in summary.json afterwards."""
 
 import json
+import os
 
 import pytest
 from raster_fixtures import noise_tiles
@@ -102,3 +103,31 @@ def test_warnings_are_appended_to_a_finished_summary(tmp_path):
     got = add_warnings(str(path), [{"code": "b", "message": "n"}])
     assert [w["code"] for w in got["warnings"]] == ["a", "b"]
     assert json.loads(path.read_text()) == got
+
+
+def test_summary_paths_become_relative_to_the_run_folder(tmp_path, monkeypatch):
+    from pipeline.monitoring import relative_paths, resolve_path
+    from pipeline.writers.files import OutputLocation
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "out" / "seg"
+    summary = {
+        "inputs": {"raster": "area/tiles/*.tif", "model": str(tmp_path / "m"), "tta": "flips"},
+        "masks": {"masks": [str(run / "masks" / "a.tif")], "mosaics": ["out/seg/masks/m.vrt"]},
+        "stac": ["gs://b/elsewhere/x.json"],
+        "counts": {"footprints": 3},
+        "warnings": [{"code": "c", "message": f"see {tmp_path}"}],
+    }
+    got = relative_paths(summary, OutputLocation("out/seg"))
+    assert got["inputs"] == {"raster": "../../area/tiles/*.tif", "model": "../../m", "tta": "flips"}
+    assert got["masks"] == {"masks": ["masks/a.tif"], "mosaics": ["masks/m.vrt"]}
+    assert got["stac"] == ["gs://b/elsewhere/x.json"]
+    assert got["counts"] == summary["counts"] and got["warnings"] == summary["warnings"]
+    (tmp_path / "m").mkdir()
+    assert os.path.samefile(resolve_path("out/seg/summary.json", got["inputs"]["model"]), "m")
+    on_gcs = relative_paths(
+        {"masks": {"masks": ["gs://b/run/masks/a.tif"]}, "inputs": {"raster": "gs://b/t/*.tif"}},
+        OutputLocation("gs://b/run"),
+    )
+    assert on_gcs == {"masks": {"masks": ["masks/a.tif"]}, "inputs": {"raster": "gs://b/t/*.tif"}}
+    assert resolve_path("gs://b/run/summary.json", "masks/a.tif") == "gs://b/run/masks/a.tif"

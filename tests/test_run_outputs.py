@@ -7,6 +7,7 @@ those files. ``--model DIR`` where ``DIR/model`` holds the SavedModel (what
 ``footprints train ... --output DIR`` writes) is accepted.
 """
 
+import glob
 import json
 import os
 
@@ -48,6 +49,34 @@ def test_model_folder_written_by_train_is_accepted(area, capsys):
     assert not os.path.exists(area / "dry")
 
 
+def _strings(value, key=""):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v, key)
+    elif isinstance(value, str):
+        yield key, value
+
+
+def assert_no_absolute_path(summary: dict, out) -> None:
+    """Issue 23: no absolute path; each output path resolves from the run folder alone."""
+    found = [(k, v) for k, v in _strings(summary) if os.path.isabs(v) or str(out) in v]
+    assert not found, found
+    outputs = [
+        *summary["footprints"]["files"],
+        *summary["masks"]["masks"],
+        *summary["masks"]["mosaics"],
+        *summary["stac"],
+        *summary.get("classified", {}).get("files", []),
+    ]
+    assert outputs and all((out / p).is_file() for p in outputs), outputs
+    # Inputs are relative to the run folder too: they resolve from it.
+    assert (out / summary["inputs"]["model"]).is_dir()
+    assert glob.glob(str(out / summary["inputs"]["raster"]))
+
+
 @pytest.mark.slow
 def test_segment_rerun_without_classifier_leaves_no_stale_scores(area, capsys):
     from footprints_app.report import build_report, run_files
@@ -71,6 +100,7 @@ def test_segment_rerun_without_classifier_leaves_no_stale_scores(area, capsys):
     )
     first = json.loads((out / "summary.json").read_text())
     assert any(f.startswith("scores/") for f in first["files"])
+    assert_no_absolute_path(first, out)
     build_report(str(out))
     assert cli.main(base) == 0
     summary = json.loads((out / "summary.json").read_text())

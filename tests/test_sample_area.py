@@ -92,6 +92,8 @@ def test_tiles_are_georeferenced_tiled_rgb_geotiffs(area):
             assert src.colorinterp == (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
             assert src.descriptions == ("red", "green", "blue")
             assert src.nodata is None
+            # Dated, as real orthophotos are (issue 23: the demo's imagery_date was null).
+            assert src.tags()["TIFFTAG_DATETIME"] == "2024:06:15 10:30:00"
             data = src.read()
         assert 20 < data.mean() < 220 and data.std() > 10  # an image, not a constant
     assert config.tile_transform(1, 1) == rasterio.transform.from_origin(

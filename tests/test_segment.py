@@ -546,7 +546,7 @@ def test_sample_area_end_to_end_against_true_footprints(models, tmp_path, capsys
     by_masks = truth_summary(
         output=str(tmp_path / "again"),
         mask_paths=masks,
-        footprint_files=summary["footprints"]["files"],
+        footprint_files=[str(out / f) for f in summary["footprints"]["files"]],
         crs=area.crs,
         threshold=0.5,
         truth_masks=list(area.masks),

@@ -299,6 +299,28 @@ def test_mosaic_vrt_reads_back_every_mask_in_place(tmp_path):
         np.testing.assert_array_equal(src.read(1), masks["g"].probability)
 
 
+def test_mosaic_vrt_is_one_gray_probability_band_read_as_the_cogs_read(tmp_path):
+    # Issue 23: the mosaic's band had scale 1 (readers got 0..255), no colour
+    # interpretation, and a --binary-mask run's second band; QGIS then drew
+    # it with a multiband renderer. Each COG here has both bands.
+    a = tile_info(40, 50, scene="a")
+    valid = np.ones((40, 50), bool)
+    valid[:5] = False
+    mask = _mask(a, 4, valid)
+    path = write_mask_cog(str(tmp_path / "a.tif"), mask, threshold=0.5)
+    entry = MaskEntry(path, a.crs, a.transform, a.width, a.height, 2, True)
+    (mosaic,) = write_mosaics([entry], str(tmp_path), ["building_probability", "building"])
+    with rasterio.open(path) as cog, rasterio.open(mosaic) as src:
+        assert cog.count == 2 and src.count == 1
+        assert src.scales == cog.scales[:1] == (1 / 255,) and src.offsets == (0.0,)
+        assert src.colorinterp == (rasterio.enums.ColorInterp.gray,)
+        assert src.descriptions == ("building_probability",)
+        assert src.mask_flag_enums == ([rasterio.enums.MaskFlags.per_dataset],)
+        probability = src.read(1, masked=True) * src.scales[0] + src.offsets[0]
+    expected = np.ma.masked_array(mask.probability / 255.0, ~valid)
+    np.testing.assert_allclose(probability.filled(-1), expected.filled(-1))
+
+
 # --------------------------------------------------------------------------
 # Polygons
 # --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 
 import duckdb
 import geopandas as gpd
@@ -214,6 +215,21 @@ def test_bigquery_schema_types_follow_the_arrow_schema():
     assert names == [*contracts.CLASSIFIED_SCHEMA.names, "bbox"]
 
 
+def test_bigquery_schema_declares_geography_only_for_lonlat_tables():
+    # Issue 23: a UTM table's schema said GEOGRAPHY, so `bq load` would read
+    # metres as degrees. In a projected CRS the column is BYTES (WKB) and says so.
+    for crs in ("EPSG:32615", FEET):
+        schema = geoparquet_schema(contracts.CLASSIFIED_SCHEMA, crs)
+        fields = {f["name"]: f for f in bigquery_schema(schema)["fields"]}
+        assert fields["geometry"]["type"] == "BYTES" and fields["geometry"]["mode"] == "REQUIRED"
+        assert crs in fields["geometry"]["description"]
+        assert "--output-crs EPSG:4326" in fields["geometry"]["description"]
+    for crs in ("EPSG:4326", "OGC:CRS84"):
+        schema = geoparquet_schema(contracts.CLASSIFIED_SCHEMA, crs)
+        fields = {f["name"]: f for f in bigquery_schema(schema)["fields"]}
+        assert fields["geometry"]["type"] == "GEOGRAPHY", crs
+
+
 # --------------------------------------------------------------------------
 # A segment run in state-plane feet, written in lon/lat
 # --------------------------------------------------------------------------
@@ -320,8 +336,10 @@ def test_ids_are_stable_across_reruns_and_the_date_flag_wins(lonlat_run):
 
 
 @pytest.mark.slow
-def test_masks_read_as_probabilities_and_are_catalogued(lonlat_run):
+def test_masks_read_as_probabilities_and_are_catalogued(lonlat_run, monkeypatch):
     import pystac
+    import pystac.validation
+    from stac_offline import EXTERNAL, closed_network, offline_validator
 
     out = lonlat_run / "out"
     with rasterio.open(out / "masks" / "a.tif") as mask:
@@ -344,6 +362,18 @@ def test_masks_read_as_probabilities_and_are_catalogued(lonlat_run):
         assert os.path.exists(asset.get_absolute_href()), asset.href
     lon, lat = shapely.geometry.shape(a.geometry).centroid.coords[0]
     assert -95.5 < lon < -95.3 and 29.7 < lat < 29.8
+    # The mosaic is catalogued, and the whole catalogue validates offline.
+    assert collection.assets["mosaic"].href == "../masks/mosaic.vrt"
+    closed_network(monkeypatch)
+    validator = offline_validator()
+    pystac.validation.set_validator(validator)
+    try:
+        path = out / "stac" / "collection.json"
+        pystac.validation.validate_all(json.loads(path.read_text()), str(path))
+    finally:
+        pystac.validation.set_validator(pystac.validation.JsonSchemaSTACValidator())
+    assert validator.unchecked == set(EXTERNAL)
+    assert items[1].properties["footprints:datetime_source"] == "processing"  # b has no date
 
 
 @pytest.mark.slow
@@ -409,10 +439,19 @@ def test_export_writes_styled_vector_files_for_desktop_gis(lonlat_run, tmp_path,
     ]
     if fmt == "gpkg":
         with sqlite3.connect(path) as db:
-            ((name, default),) = db.execute(
-                "SELECT f_table_name, useAsDefault FROM layer_styles"
+            ((name, column, default, updated),) = db.execute(
+                "SELECT f_table_name, f_geometry_column, useAsDefault, update_time "
+                "FROM layer_styles"
             ).fetchall()
-        assert (name, default) == ("footprints", 1)
+            ((geometry_column,),) = db.execute(
+                "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = 'footprints'"
+            ).fetchall()
+            ((version,),) = db.execute("PRAGMA user_version").fetchall()
+        # QGIS matches a style on the layer's geometry column (issue 23: 'geometry' vs 'geom').
+        assert (name, column, default) == ("footprints", geometry_column, 1)
+        # GeoPackage 1.3 and an ISO-8601 time: GDAL 3.6 (Debian 12's QGIS) warns on 1.4.
+        assert version == 10300
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", updated), updated
 
 
 def test_export_rejects_a_folder_without_tables(tmp_path, capsys):

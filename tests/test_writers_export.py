@@ -37,3 +37,11 @@ def test_style_is_valid_qml_with_one_category_and_symbol_each():
     ]
     symbols = {s.get("name") for s in renderer.findall("symbols/symbol")}
     assert symbols == {c.get("symbol") for c in categories}
+
+
+def test_style_escapes_the_field_name_for_xml_and_for_the_expression():
+    # Issue 23: text interpolated into the style XML is escaped, so a field
+    # named with quotes or angle brackets still gives a valid QML document.
+    field = 'class "A" <b> & c'
+    renderer = ET.fromstring(style_qml(field)).find("renderer-v2")
+    assert renderer.get("attr") == 'to_int("class ""A"" <b> & c")'

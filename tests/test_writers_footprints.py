@@ -43,6 +43,25 @@ def test_tiff_date_reads_the_datetime_tag_and_never_guesses(tmp_path):
     assert tiff_date(str(tmp_path / "d.tif")) is None
 
 
+def test_tiff_date_reads_acquisition_metadata_when_the_tiff_tag_is_absent(tmp_path):
+    # Issue 23: imagery dated only by acquisition metadata was "undated", and
+    # its STAC items carried the processing time.
+    data = np.zeros((1, 16, 16), np.uint8)
+    transform = from_origin(X0, Y0, RES, RES)
+    acquired = write_geotiff(tmp_path / "a.tif", data, transform=transform)
+    with rasterio.open(acquired, "r+") as dst:
+        dst.update_tags(ACQUISITIONDATE="20220817")
+    vendor = write_geotiff(tmp_path / "b.tif", data, transform=transform)
+    with rasterio.open(vendor, "r+") as dst:
+        dst.update_tags(ns="IMAGERY", ACQUISITIONDATETIME="2021-09-01T16:02:11.000Z")
+    both = write_geotiff(tmp_path / "c.tif", data, transform=transform)
+    with rasterio.open(both, "r+") as dst:
+        dst.update_tags(TIFFTAG_DATETIME="2023:04:05 10:15:00", ACQUISITIONDATE="2022-08-17")
+    assert tiff_date(acquired) == datetime.date(2022, 8, 17)
+    assert tiff_date(vendor) == datetime.date(2021, 9, 1)
+    assert tiff_date(both) == datetime.date(2023, 4, 5)  # the TIFF tag first
+
+
 def test_footprint_row_adds_provenance_and_orients_the_polygon():
     clockwise = shapely.Polygon([(X0, Y0), (X0 + 10, Y0), (X0 + 10, Y0 - 8), (X0, Y0 - 8)])
     assert not clockwise.exterior.is_ccw

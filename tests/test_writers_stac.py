@@ -1,13 +1,15 @@
 """One mask's STAC Item (``pipeline.writers.stac.mask_item``), checked field by field."""
 
 import datetime
+import json
 
 import pyproj
 import pytest
 import shapely
+from stac_offline import EXTERNAL, closed_network, offline_validator
 
 from pipeline.stitching.vrt import MaskEntry
-from pipeline.writers.stac import mask_item
+from pipeline.writers.stac import EXTENSION, EXTENSION_FILE, mask_item
 
 RUN_TIME = datetime.datetime(2026, 12, 1, 9, 30, tzinfo=datetime.UTC)
 
@@ -59,3 +61,91 @@ def test_a_crs_without_an_epsg_code_is_written_as_wkt2():
     item = mask_item(_entry(crs=wkt), "/runs/r1", None, RUN_TIME)
     assert item.properties.get("proj:code") is None
     assert item.properties["proj:wkt2"] == wkt
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """pystac validates with :func:`offline_validator`, and the network is closed."""
+    import pystac.validation
+
+    closed_network(monkeypatch)
+    validator = offline_validator()
+    pystac.validation.set_validator(validator)
+    yield validator
+    pystac.validation.set_validator(pystac.validation.JsonSchemaSTACValidator())
+
+
+def _catalog(tmp_path, dates=None):
+    """A catalogue of two masks (one dated), the mosaic and a table, as a run writes it."""
+    import dataclasses
+
+    from pipeline.writers.stac import write_catalog
+
+    out = tmp_path / "run"
+    entries = [
+        dataclasses.replace(_entry(), path=str(out / "masks" / "t_0_1.tif")),
+        dataclasses.replace(_entry(count=1), path=str(out / "masks" / "t_0_2.tif")),
+    ]
+    write_catalog(
+        {"masks": [e.path for e in entries], "mosaics": [str(out / "masks" / "mosaic.vrt")]},
+        entries,
+        str(out),
+        "run-1",
+        "seg-abc",
+        dates if dates is not None else {"t_0_1": datetime.date(2024, 6, 30)},
+        {"footprints": [str(out / "footprints" / "part-00000-of-00001.parquet")]},
+        run_time=RUN_TIME,
+    )
+    return out / "stac" / "collection.json"
+
+
+def test_catalogue_validates_offline_against_stac_and_its_own_extension_schema(tmp_path, offline):
+    # Issue 23: validate_all() fetched every extension schema from the web, and
+    # the footprints: fields had no schema at all.
+    import pystac.validation
+
+    path = _catalog(tmp_path)
+    collection = json.loads(path.read_text())
+    assert pystac.validation.validate_all(collection, str(path)) is None
+    assert offline.unchecked == set(EXTERNAL)  # the two schemas no package ships
+    assert EXTENSION in collection["stac_extensions"]
+    assert (path.parent / EXTENSION_FILE).is_file()  # the schema travels with the catalogue
+    item = json.loads((path.parent / "t_0_1" / "t_0_1.json").read_text())
+    assert EXTENSION in item["stac_extensions"]
+
+
+@pytest.mark.parametrize(
+    "edit, where",
+    [
+        (lambda d: d["properties"].update({"footprints:datetime_source": "guessed"}), "item"),
+        (lambda d: d["properties"].update({"footprints:colour": "red"}), "item"),
+        (lambda d: d["properties"].pop("footprints:datetime_source"), "item"),
+        (lambda d: d.pop("footprints:segmenter_model_id"), "collection"),
+    ],
+)
+def test_the_extension_schema_rejects_what_it_does_not_define(tmp_path, offline, edit, where):
+    import pystac
+    import pystac.validation
+
+    path = _catalog(tmp_path)
+    target = path if where == "collection" else path.parent / "t_0_1" / "t_0_1.json"
+    document = json.loads(target.read_text())
+    edit(document)
+    with pytest.raises(pystac.STACValidationError, match="urn:footprints:stac-extension"):
+        pystac.validation.validate_dict(document, href=str(target))
+
+
+def test_the_mosaic_is_catalogued_and_undated_tiles_say_so(tmp_path):
+    path = _catalog(tmp_path)
+    collection = json.loads(path.read_text())
+    mosaic = collection["assets"]["mosaic"]
+    assert mosaic["href"] == "../masks/mosaic.vrt" and mosaic["roles"] == ["data"]
+    assert (path.parent / mosaic["href"]).resolve() == (tmp_path / "run" / "masks" / "mosaic.vrt")
+    dated = json.loads((path.parent / "t_0_1" / "t_0_1.json").read_text())["properties"]
+    undated = json.loads((path.parent / "t_0_2" / "t_0_2.json").read_text())["properties"]
+    assert (dated["datetime"], dated["footprints:datetime_source"]) == (
+        "2024-06-30T00:00:00Z",
+        "imagery",
+    )
+    assert undated["footprints:datetime_source"] == "processing"
+    assert undated["datetime"] == "2026-12-01T09:30:00Z"

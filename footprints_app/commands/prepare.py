@@ -219,7 +219,8 @@ def run(args, beam_args) -> int:
     from footprints.errors import EXIT_CHECK, EXIT_OK
 
     summary = prepare.run_config(config, beam_args)
-    print(format_summary(summary))
+    # The summary's paths are relative to its folder; the console shows them as given.
+    print(format_summary({**summary, "inputs": {**summary["inputs"], "output": config.output}}))
     return EXIT_OK if summary["reconciles"] else EXIT_CHECK
 
 

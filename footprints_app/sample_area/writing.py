@@ -35,6 +35,10 @@ if TYPE_CHECKING:  # reallike imports this module
 _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 _TILE_NAME = re.compile(r"^tile_r(\d+)_c(\d+)\.tif$")
 _TMP_PREFIX = ".sample-area-tmp-"
+#: When the synthetic imagery was "flown": the TIFF DateTime tag of every
+#: tile, as real orthophotos carry their acquisition date, so the demo's
+#: footprints have an imagery_date and its STAC items an imagery datetime.
+ACQUIRED = "2024:06:15 10:30:00"
 
 
 def _tmp_path(final: str) -> str:
@@ -76,7 +80,9 @@ def _write_geotiff(
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(data)
             dst.descriptions = tuple(descriptions)
-            dst.update_tags(generator="footprints.sample_area", seed=str(config.seed))
+            dst.update_tags(
+                generator="footprints.sample_area", seed=str(config.seed), TIFFTAG_DATETIME=ACQUIRED
+            )
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,11 +1,20 @@
 """``masks/mosaic.vrt``: one virtual raster over every tile's mask.
 
-What ``gdalbuildvrt`` would write (it is not available as a binary, and the
+What ``gdalbuildvrt -b 1`` would write (it is not a dependency, and the
 format is small): the union of the masks' extents at the finest resolution
-among them, one ``SimpleSource`` per mask and band, and a ``MaskBand`` built
-from the masks' own per-dataset masks, so nodata stays nodata in the mosaic
-and areas no tile covers are masked too. Paths are relative to the VRT, so
-the ``masks/`` folder can be moved or copied as a whole.
+among them, one ``SimpleSource`` per mask, and a ``MaskBand`` built from the
+masks' own per-dataset masks, so nodata stays nodata in the mosaic and areas
+no tile covers are masked too. Paths are relative to the VRT, so the
+``masks/`` folder can be moved or copied as a whole.
+
+The mosaic is the probability alone, read as the COGs read: one band
+(``building_probability``, colour interpretation gray) with scale 1/255 and
+offset 0, so ``gdal_translate -unscale``, rasterio's ``scales`` and QGIS
+give probabilities in [0, 1]. A ``--binary-mask`` run's second band stays in
+each COG and is not mosaicked: a second band makes QGIS pick a multiband
+(RGB) renderer, with the mask exposed as an alpha band beside them; one gray
+band and its mask is drawn as one single-band gray layer with transparency
+where no tile has data.
 
 A VRT has one CRS. Masks are grouped by CRS: the largest group (ties broken
 by CRS name) is ``mosaic.vrt``; each other group gets
@@ -105,19 +114,24 @@ def _source(
 def mosaic_vrt_xml(
     entries: Sequence[MaskEntry], vrt_dir: str, band_names: Sequence[str] = ()
 ) -> str:
-    """The VRT XML over ``entries`` (all in one CRS), with paths relative to ``vrt_dir``.
+    """The VRT XML over band 1 of ``entries`` (all in one CRS), paths relative to ``vrt_dir``.
+
+    Args:
+        entries: The masks.
+        vrt_dir: The folder the VRT is written to.
+        band_names: The masks' band names; the first names the mosaic's band.
 
     Raises:
-        ValueError: if ``entries`` is empty or mixes CRSs or band counts.
+        ValueError: if ``entries`` is empty or mixes CRSs.
     """
     import rasterio.crs
 
+    from pipeline.stitching.cog import PROBABILITY_SCALE
+
     if not entries:
         raise ValueError("a mosaic needs at least one mask")
-    if len({e.crs for e in entries}) != 1 or len({e.count for e in entries}) != 1:
-        raise ValueError(
-            "masks of one mosaic must share their CRS and band count; use group_by_crs first"
-        )
+    if len({e.crs for e in entries}) != 1:
+        raise ValueError("masks of one mosaic must share their CRS; use group_by_crs first")
     res = (min(abs(e.transform[0]) for e in entries), min(abs(e.transform[4]) for e in entries))
     bounds = [e.bounds for e in entries]
     left, bottom = min(b[0] for b in bounds), min(b[1] for b in bounds)
@@ -132,12 +146,16 @@ def mosaic_vrt_xml(
         f'  <SRS dataAxisToSRSAxisMapping="{_axis_mapping(crs)}">{escape(wkt)}</SRS>\n',
         f"  <GeoTransform>{left!r}, {res[0]!r}, 0.0, {top!r}, 0.0, {-res[1]!r}</GeoTransform>\n",
     ]
-    for band in range(1, entries[0].count + 1):
-        lines.append(f'  <VRTRasterBand dataType="Byte" band="{band}">\n')
-        if band <= len(band_names):
-            lines.append(f"    <Description>{escape(band_names[band - 1])}</Description>\n")
-        lines += [_source(e, str(band), vrt_dir, (left, top), res) for e in entries]
-        lines.append("  </VRTRasterBand>\n")
+    lines.append('  <VRTRasterBand dataType="Byte" band="1">\n')
+    if band_names:
+        lines.append(f"    <Description>{escape(band_names[0])}</Description>\n")
+    lines += [
+        "    <ColorInterp>Gray</ColorInterp>\n",
+        "    <Offset>0</Offset>\n",
+        f"    <Scale>{PROBABILITY_SCALE!r}</Scale>\n",
+    ]
+    lines += [_source(e, "1", vrt_dir, (left, top), res) for e in entries]
+    lines.append("  </VRTRasterBand>\n")
     # The mask band: the masks' own internal masks, or all-valid (255) for
     # masks that have none; outside every mask, 0 (the VRT's initial value).
     lines.append('  <MaskBand>\n    <VRTRasterBand dataType="Byte">\n')

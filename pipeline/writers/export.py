@@ -7,9 +7,13 @@ footprints, else ``footprints/``), drops the ``bbox`` covering (a struct,
 which OGR formats cannot hold; they index geometry themselves) and writes
 it with pyogrio (GDAL) from Arrow, keeping every column's type:
 
-* ``gpkg``: one layer ``footprints`` in the table's CRS, and the QGIS style
-  in the GeoPackage's ``layer_styles`` table (the table QGIS itself writes
-  with "Save as default"), so the layer opens styled;
+* ``gpkg``: GeoPackage 1.3 (read without warnings by GDAL 3.6 and QGIS
+  3.22, which only partly support 1.4), one layer ``footprints`` in the
+  table's CRS with its geometry column named ``geometry``, and the QGIS
+  style in the GeoPackage's ``layer_styles`` table (the table QGIS itself
+  writes with "Save as default": its ``f_geometry_column`` must name the
+  layer's geometry column and ``update_time`` be ISO-8601, or QGIS finds no
+  style and GDAL warns), so the file opens styled when it travels alone;
 * ``fgb``: FlatGeobuf with its spatial index, in the table's CRS;
 * ``geojson``: RFC 7946, so always lon/lat (EPSG:4326), as the RFC requires.
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from xml.sax.saxutils import quoteattr
 
 import pyarrow as pa
 
@@ -29,6 +34,10 @@ from footprints.errors import ConfigError
 
 FORMATS = {"gpkg": "GPKG", "geojson": "GeoJSON", "fgb": "FlatGeobuf"}
 LAYER = "footprints"
+GEOMETRY = "geometry"
+#: GeoPackage 1.3 (user_version 10300): GDAL 3.6 warns that 1.4 "may only be
+#: partially supported", and Debian 12's QGIS 3.22 uses that GDAL.
+GPKG_VERSION = "1.3"
 TABLES = ("classified", "footprints")
 
 #: (value of is_residential, label, fill colour r,g,b) of the style's categories.
@@ -61,7 +70,10 @@ def style_qml(field: str = "is_residential") -> str:
     """
     symbols, categories = [], []
     for i, (value, label, rgb) in enumerate(CATEGORIES):
-        categories.append(f'<category render="true" symbol="{i}" value="{value}" label="{label}"/>')
+        categories.append(
+            f'<category render="true" symbol="{i}" value={quoteattr(value)} '
+            f"label={quoteattr(label)}/>"
+        )
         symbols.append(
             f'<symbol type="fill" name="{i}" alpha="0.6" force_rhr="0" clip_to_extent="1">'
             f'<layer class="SimpleFill" enabled="1" pass="0" locked="0"><Option type="Map">'
@@ -74,7 +86,7 @@ def style_qml(field: str = "is_residential") -> str:
     return (
         "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
         '<qgis version="3.34" styleCategories="Symbology">\n'
-        f'<renderer-v2 type="categorizedSymbol" attr="to_int(&quot;{field}&quot;)" '
+        f'<renderer-v2 type="categorizedSymbol" attr={quoteattr(_expression(field))} '
         'enableorderby="0" '
         'forceraster="0" symbollevels="0">\n'
         f"<categories>{''.join(categories)}</categories>\n"
@@ -83,22 +95,32 @@ def style_qml(field: str = "is_residential") -> str:
     )
 
 
+def _expression(field: str) -> str:
+    # A QGIS expression on the field: its name double-quoted, quotes doubled.
+    return 'to_int("' + field.replace('"', '""') + '")'
+
+
 def _add_layer_style(path: str, qml: str, field: str) -> None:
     # The layer_styles table as QGIS creates it, registered as an attributes
-    # table so the GeoPackage stays valid for other readers.
+    # table so the GeoPackage stays valid for other readers; the geometry
+    # column is read back from the file, as QGIS matches styles on it.
     with sqlite3.connect(path) as db:
+        ((geometry_column,),) = db.execute(
+            "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (LAYER,)
+        ).fetchall()
         db.execute(
             "CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, "
             "f_table_catalog TEXT(256), f_table_schema TEXT(256), f_table_name TEXT(256), "
             "f_geometry_column TEXT(256), styleName TEXT(30), styleQML TEXT, styleSLD TEXT, "
             "useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30), "
-            "update_time DATETIME DEFAULT CURRENT_TIMESTAMP)"
+            "update_time DATETIME DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"
         )
         db.execute(
             "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, "
             "f_geometry_column, styleName, styleQML, styleSLD, useAsDefault, "
-            "description) VALUES ('', '', ?, 'geometry', ?, ?, '', 1, ?)",
-            (LAYER, f"{LAYER} by {field}", qml, f"{field}: residential vs not"),
+            "description, update_time) VALUES ('', '', ?, ?, ?, ?, '', 1, ?, "
+            "strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
+            (LAYER, geometry_column, f"{LAYER} by {field}", qml, f"{field}: residential vs not"),
         )
         db.execute(
             "INSERT OR REPLACE INTO gpkg_contents (table_name, data_type, identifier) "
@@ -141,6 +163,8 @@ def export_footprints(run_dir: str, fmt: str, output: str | None = None) -> dict
     if os.path.exists(output):
         os.remove(output)  # a rerun replaces; GDAL would append or refuse
     options = {"RFC7946": "YES"} if fmt == "geojson" else None
+    if fmt == "gpkg":
+        options = {"GEOMETRY_NAME": GEOMETRY}
     import shapely
 
     types = set(
@@ -162,6 +186,7 @@ def export_footprints(run_dir: str, fmt: str, output: str | None = None) -> dict
         geometry_type=kind,
         crs=crs,
         layer_options=options,
+        dataset_options={"VERSION": GPKG_VERSION} if fmt == "gpkg" else None,
     )
     field = "is_residential"
     qml = style_qml(field)

@@ -42,19 +42,45 @@ def parse_imagery_date(text: str) -> datetime.date:
         ) from None
 
 
+#: Where a tile's acquisition date is read, first found first: the TIFF
+#: ``DateTime`` tag, then acquisition metadata (the default domain, and the
+#: ``IMAGERY`` domain GDAL fills from satellite vendors' metadata files).
+DATE_TAGS = (
+    ("", "TIFFTAG_DATETIME"),
+    ("", "ACQUISITIONDATE"),
+    ("", "ACQUISITION_DATE"),
+    ("IMAGERY", "ACQUISITIONDATETIME"),
+)
+
+
+def parse_tag_date(text: str) -> datetime.date | None:
+    """The date at the start of a metadata value, or None.
+
+    Example: ``"2024:06:30 10:15:00"`` (TIFF), ``"2024-06-30T10:15:00Z"``
+    (ISO) and ``"20240630"`` -> ``date(2024, 6, 30)``; ``"June"`` -> None.
+    """
+    text = text.strip()
+    for size, layout in ((10, "%Y:%m:%d"), (10, "%Y-%m-%d"), (8, "%Y%m%d")):
+        try:
+            return datetime.datetime.strptime(text[:size], layout).date()
+        except ValueError:
+            continue
+    return None  # absent or in no known layout: unknown, not a guess
+
+
 def tiff_date(path: str) -> datetime.date | None:
-    """The date of a GeoTIFF's ``DateTime`` tag (``YYYY:MM:DD HH:MM:SS``), or None."""
+    """A GeoTIFF's acquisition date from its metadata (:data:`DATE_TAGS`), or None."""
     import rasterio
 
     try:
         with rasterio.open(path) as src:
-            text = src.tags().get("TIFFTAG_DATETIME", "")
+            for domain, key in DATE_TAGS:
+                date = parse_tag_date(src.tags(ns=domain or None).get(key, ""))
+                if date is not None:
+                    return date
     except rasterio.errors.RasterioError:
         return None
-    try:
-        return datetime.datetime.strptime(text.strip()[:10], "%Y:%m:%d").date()
-    except ValueError:
-        return None  # absent or not the TIFF format: unknown, not a guess
+    return None
 
 
 def footprint_row(

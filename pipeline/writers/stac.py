@@ -5,14 +5,20 @@ STAC JSON, not folders of GeoTIFFs and Parquet. After every mask and table
 is in place, :func:`write_catalog` writes, with pystac:
 
 * ``stac/collection.json``: the run (id = run id), its lon/lat extent and
-  imagery dates, the segmenter's id, and the tables as assets (one asset
-  per Parquet file, ``application/vnd.apache.parquet``, role ``data``);
+  imagery dates, the segmenter's id, the tables as assets (one asset per
+  Parquet file, ``application/vnd.apache.parquet``, role ``data``) and the
+  mosaic (``masks/mosaic.vrt``, asset ``mosaic``);
 * ``stac/<tile>/<tile>.json``: one Item per mask, on the tile's footprint in
   lon/lat, dated by the imagery date (else the run's time, flagged by
   ``footprints:datetime_source``), with the projection extension (the
   tile's CRS, shape and transform) and the raster extension (band 1's scale
   1/255 and offset 0, so a reader gets probabilities; band 2 the binary
-  mask), the COG as its ``mask`` asset.
+  mask), the COG as its ``mask`` asset;
+* ``stac/footprints-stac-extension-v1.0.0.json``: the JSON schema of the
+  ``footprints:`` fields (:data:`EXTENSION`, shipped in
+  ``pipeline/writers/schemas/``), which every Item and the Collection list
+  in ``stac_extensions``, so the catalogue validates offline against the
+  STAC schemas and this one.
 
 Hrefs are relative, so the folder can be copied or served as it is. The
 JSON goes through :func:`pipeline.writers.files.write_json_atomic` (Beam's
@@ -22,6 +28,8 @@ FileSystems), so ``gs://`` outputs get their catalogue too.
 from __future__ import annotations
 
 import datetime
+import json
+import os
 import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,6 +39,19 @@ from pipeline.writers.files import join, remove_stale_shards, write_json_atomic
 
 STAC_DIR = "stac"
 PARQUET_TYPE = "application/vnd.apache.parquet"
+#: The mosaic's media type: a GDAL virtual raster is XML.
+VRT_TYPE = "application/xml"
+#: The ``footprints:`` fields' extension: its JSON schema's ``$id``.
+EXTENSION = "urn:footprints:stac-extension:v1.0.0"
+#: The schema's file name, in ``pipeline/writers/schemas/`` and beside the catalogue.
+EXTENSION_FILE = "footprints-stac-extension-v1.0.0.json"
+
+
+def extension_schema() -> dict[str, Any]:
+    """The JSON schema of the ``footprints:`` fields (``$id`` :data:`EXTENSION`)."""
+    path = os.path.join(os.path.dirname(__file__), "schemas", EXTENSION_FILE)
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def _relative(path: str, start: str) -> str:
@@ -66,6 +87,7 @@ def mask_item(entry, output: str, date: datetime.date | None, run_time: datetime
         bbox=list(footprint.bounds),
         datetime=when,
         properties={"footprints:datetime_source": "imagery" if date else "processing"},
+        stac_extensions=[EXTENSION],
     )
     item_dir = join(output, STAC_DIR, scene)
     item.add_asset(
@@ -110,8 +132,9 @@ def write_catalog(
     """Writes ``stac/collection.json`` and one Item per mask; returns the files written.
 
     Args:
-        written: What ``masks/`` holds (unused but for ordering: the step
-            runs once the masks and mosaic are in place).
+        written: What ``masks/`` holds (``masks``, ``mosaics``): the step
+            runs once the masks and mosaics are in place; the mosaics are
+            catalogued as Collection assets.
         entries: The masks written.
         output: The run's output folder.
         run_id: The run's id (the collection id).
@@ -123,7 +146,6 @@ def write_catalog(
     """
     import pystac
 
-    del written
     run_time = run_time or datetime.datetime.now(datetime.UTC)
     stac_dir = join(output, STAC_DIR)
     items = [
@@ -148,7 +170,21 @@ def write_catalog(
         extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([interval])),
         license="other",
         extra_fields={"footprints:segmenter_model_id": model_id},
+        stac_extensions=[EXTENSION],
     )
+    for path in written.get("mosaics", []):
+        name = posixpath.splitext(posixpath.basename(path))[0]
+        collection.add_asset(
+            name,
+            pystac.Asset(
+                href=_relative(path, stac_dir),
+                media_type=VRT_TYPE,
+                roles=["data"],
+                title="building probability mosaic of every mask (GDAL VRT)",
+                description="one band, uint8 with scale 1/255 and offset 0 (p = value / 255), "
+                "masked where no tile has data",
+            ),
+        )
     for name, files in sorted(tables.items()):
         for path in files:
             if not path.endswith(".parquet"):
@@ -183,6 +219,7 @@ def write_catalog(
         {"rel": "root", "href": "./collection.json", "type": "application/json"}
     )
     out.append(write_json_atomic(collection_path, collection_dict))
+    out.append(write_json_atomic(join(stac_dir, EXTENSION_FILE), extension_schema()))
     # Items of tiles an earlier run into this folder had and this one has not.
     remove_stale_shards(out, join(stac_dir, "*", "*.json"))
     return sorted(out)

@@ -317,13 +317,29 @@ _BQ_TYPES = [
 def bigquery_schema(schema: pa.Schema, covering: bool = True) -> dict:
     """The BigQuery schema (``{"fields": [...]}``) of a table written with ``schema``.
 
-    The GeoParquet geometry column is a ``GEOGRAPHY``; with ``covering`` the
-    ``bbox`` struct the file writer adds is a ``RECORD`` after it. Columns
-    that may be null are ``NULLABLE``, the rest ``REQUIRED``.
+    The GeoParquet geometry column is a ``GEOGRAPHY`` when it is in lon/lat
+    (EPSG:4326 or OGC:CRS84, GeoParquet's default when no CRS is given);
+    in any other CRS (the tiles' UTM, state plane) it is ``BYTES`` (the WKB
+    as it is) with a description that names the CRS, because BigQuery would
+    read projected metres as degrees. With ``covering`` the ``bbox`` struct
+    the file writer adds is a ``RECORD`` after it. Columns that may be null
+    are ``NULLABLE``, the rest ``REQUIRED``.
     """
-    geometry = geo_metadata(schema).get("primary_column")
+    geo = geo_metadata(schema)
+    geometry = geo.get("primary_column")
+    crs = (geo.get("columns", {}).get(geometry) or {}).get("crs") if geometry else None
+    projected = crs_name(crs) if crs is not None and not is_lonlat(crs) else None
 
     def field(f: pa.Field) -> dict:
+        if f.name == geometry and projected:
+            return {
+                "name": f.name,
+                "type": "BYTES",
+                "mode": "NULLABLE" if f.nullable else "REQUIRED",
+                "description": f"WKB in {projected}, not lon/lat: BigQuery's GEOGRAPHY needs "
+                "EPSG:4326 (write the table with --output-crs EPSG:4326, or convert with "
+                "ST_GEOGFROMWKB after reprojecting)",
+            }
         if f.name == geometry:
             kind = "GEOGRAPHY"
         elif pa.types.is_struct(f.type):
@@ -343,6 +359,25 @@ def bigquery_schema(schema: pa.Schema, covering: bool = True) -> dict:
         if covering and f.name == geometry:
             fields.append(field(pa.field(BBOX_COLUMN, BBOX_TYPE, nullable=f.nullable)))
     return {"fields": fields}
+
+
+def is_lonlat(crs: Any) -> bool:
+    """Whether a GeoParquet ``crs`` (PROJJSON, a string, or None: OGC:CRS84) is lon/lat WGS 84."""
+    import pyproj
+
+    if crs is None:
+        return True
+    parsed = pyproj.CRS.from_json_dict(crs) if isinstance(crs, dict) else pyproj.CRS(crs)
+    return parsed.to_epsg() == 4326 or parsed.to_authority() == ("OGC", "CRS84")
+
+
+def crs_name(crs: Any) -> str:
+    """``EPSG:32615`` for a GeoParquet ``crs`` with an authority code, else its name."""
+    import pyproj
+
+    parsed = pyproj.CRS.from_json_dict(crs) if isinstance(crs, dict) else pyproj.CRS(crs)
+    authority = parsed.to_authority()
+    return ":".join(authority) if authority else parsed.name
 
 
 def bigquery_schema_path(directory: str) -> str:
