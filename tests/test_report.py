@@ -59,7 +59,7 @@ def _score_run(folder, n=200, seed=0, model=None):
                     label=int(rng.random() < 0.4),
                     threshold=threshold,
                     target_fraction=target,
-                    model_id="m1",
+                    classifier_model_id="m1",
                     run_id="r1",
                     geometry=None,
                 )
