@@ -95,9 +95,32 @@ def raster_extent(paths: list[str]) -> tuple[tuple[float, float, float, float], 
     return tuple(float(v) for v in union.bounds), abs(area) / 1e6  # type: ignore[return-value]
 
 
-def _regions(run_dir: str) -> tuple[Region, ...]:
-    from footprints_app.report.sections import score_parts
+def score_parts(run_dir: str) -> tuple[dict, dict, str | None]:
+    """``(regions, totals, classifier model)`` of a score run or a ``segment --classifier`` run."""
+    summary = discovery.summary(run_dir)
+    counts = summary.get("counts") or {}
+    if "regions" not in summary and isinstance(summary.get("scores"), dict):
+        # segment --classifier: its chips are the records scored.
+        model = summary["scores"].get("classifier")
+        regions = summary["scores"].get("regions", {})
+        totals = {
+            "input_records": counts.get("chips"),
+            "scored": counts.get("scored"),
+            "errors": counts.get("score_errors", 0),
+            "residential": sum(r.get("residential", r.get("k", 0)) for r in regions.values()),
+        }
+    else:
+        model = (summary.get("inputs") or {}).get("model")
+        regions = summary.get("regions", {})
+        totals = counts
+    for r in regions.values():
+        if r.get("achieved_fraction") is None and r.get("n"):
+            r["achieved_fraction"] = r.get("residential", r.get("k", 0)) / r["n"]
+        r.setdefault("exact", r.get("residential", r.get("k")) == r.get("k"))
+    return regions, totals, model
 
+
+def _regions(run_dir: str) -> tuple[Region, ...]:
     regions, _, _ = score_parts(run_dir)
     return tuple(
         Region(

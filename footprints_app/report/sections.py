@@ -225,35 +225,10 @@ def _expects(region: dict) -> tuple[str, str]:
     return text, verdict
 
 
-def score_parts(run_dir: str) -> tuple[dict, dict, str | None]:
-    """``(regions, totals, classifier model)`` of a score run or a ``segment --classifier`` run."""
-    summary = discovery.summary(run_dir)
-    counts = summary.get("counts") or {}
-    if "regions" not in summary and isinstance(summary.get("scores"), dict):
-        # segment --classifier: its chips are the records scored.
-        model = summary["scores"].get("classifier")
-        regions = summary["scores"].get("regions", {})
-        totals = {
-            "input_records": counts.get("chips"),
-            "scored": counts.get("scored"),
-            "errors": counts.get("score_errors", 0),
-            "residential": sum(r.get("residential", r.get("k", 0)) for r in regions.values()),
-        }
-    else:
-        model = (summary.get("inputs") or {}).get("model")
-        regions = summary.get("regions", {})
-        totals = counts
-    for r in regions.values():
-        if r.get("achieved_fraction") is None and r.get("n"):
-            r["achieved_fraction"] = r.get("residential", r.get("k", 0)) / r["n"]
-        r.setdefault("exact", r.get("residential", r.get("k")) == r.get("k"))
-    return regions, totals, model
-
-
 def region_table(run_dir: str) -> str:
     """Per region: N, k, target, achieved, what the model expects, threshold; the totals."""
     summary = discovery.summary(run_dir)
-    regions, totals, _ = score_parts(run_dir)
+    regions, totals, _ = facts.score_parts(run_dir)
     expects = any(_expected(r)[0] is not None for r in regions.values())
     out = [
         table(
@@ -295,7 +270,7 @@ def region_table(run_dir: str) -> str:
 
 def score_figures(run_dir: str) -> str:
     """Score distributions per region with the thresholds; accuracy against known labels."""
-    regions, _, _ = score_parts(run_dir)
+    regions, _, _ = facts.score_parts(run_dir)
     found = discovery.read_table(
         os.path.join(run_dir, "scores"), ["region", "score", "label", "is_residential"]
     )
