@@ -655,3 +655,19 @@ def test_first_screen_holds_the_headline_numbers_and_the_map(exported_run, tmp_p
     assert _colour_share(buf.getvalue(), RESIDENTIAL.colour, 30) > 0.0005
     blank = screen[top:bottom, left:right].std()
     assert blank > 10  # an image, not an empty box
+
+
+@pytest.mark.parametrize(
+    ("width_m", "bar_m"), [(1200, 200), (260, 50), (99, 10), (5000, 1000), (40_000, 5000)]
+)
+def test_scale_bar_is_a_round_length_near_a_fifth_of_the_map(width_m, bar_m):
+    from footprints_app.report.maps import scale_length
+
+    assert scale_length(width_m) == bar_m
+
+
+def test_degrees_name_their_hemisphere():
+    from footprints_app.report.maps import degrees
+
+    assert degrees(-95.37, "lon", 2) == "95.37°W" and degrees(2.35, "lon", 1) == "2.4°E"
+    assert degrees(29.76, "lat", 3) == "29.760°N" and degrees(-33.9, "lat", 0) == "34°S"
