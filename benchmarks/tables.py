@@ -64,7 +64,7 @@ def make_rows(n: int, seed: int = 0) -> list[dict]:
             "label": None,
             "threshold": 0.6,
             "target_fraction": 0.4,
-            "model_id": "m",
+            "classifier_model_id": "m",
             "run_id": "bench",
             "centroid_lon": lon[i],
             "centroid_lat": lat[i],

@@ -571,7 +571,7 @@ SCORES_SCHEMA = pa.schema(
         pa.field("label", pa.int8()),
         pa.field("threshold", pa.float32(), nullable=False),
         pa.field("target_fraction", pa.float32(), nullable=False),
-        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("classifier_model_id", pa.string(), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("centroid_lon", pa.float64()),
         pa.field("centroid_lat", pa.float64()),

@@ -720,6 +720,8 @@ def finish(
 
 NAMESPACE = "footprints.segment"
 PARTS = "parts"
+#: Tag of the footprints dropped under the minimum area (their ids, counted in the summary).
+TOO_SMALL = "too_small"
 
 
 def _trace(mask, threshold: float):
@@ -750,6 +752,7 @@ def _finish(
     row = finish(footprint, simplify_pixels, min_area_m2, output_crs, regularize_edges)
     if row is None:
         beam.metrics.Metrics.counter(NAMESPACE, "footprints_too_small").inc()
+        yield beam.pvalue.TaggedOutput(TOO_SMALL, footprint.footprint_id)
         return
     beam.metrics.Metrics.counter(NAMESPACE, "footprints").inc()
     if row.pop("repaired"):
@@ -759,7 +762,10 @@ def _finish(
 
 @dataclasses.dataclass
 class Polygonize(DataclassTransform):
-    """WrittenMask -> ``footprints/`` rows (dicts fitting FOOTPRINTS_SCHEMA).
+    """WrittenMask -> ``footprints/`` rows (dicts fitting FOOTPRINTS_SCHEMA), main output.
+
+    The ids of the footprints dropped under ``min_area_m2`` are the
+    :data:`TOO_SMALL` output, so the job counts them.
 
     Attributes:
         threshold: Building probability threshold.
@@ -793,7 +799,7 @@ class Polygonize(DataclassTransform):
             | "Finish"
             >> beam.FlatMap(
                 _finish, self.simplify_pixels, self.min_area_m2, self.output_crs, self.regularize
-            )
+            ).with_outputs(TOO_SMALL, main="footprints")
         )
 
 

@@ -169,7 +169,7 @@ def test_output_schemas_accept_contract_rows_and_reject_others():
         label=None,
         threshold=0.6,
         target_fraction=0.4,
-        model_id="m",
+        classifier_model_id="m",
         run_id="r",
         geometry=None,
     )
@@ -179,3 +179,22 @@ def test_output_schemas_accept_contract_rows_and_reject_others():
         contracts.validate_rows([{**row, "score": "high"}], contracts.SCORES_SCHEMA)
     err = contracts.ErrorRecord("s.tfrecord", "12", "read", "corrupt", "bad crc")
     assert contracts.validate_rows([err.to_row()], contracts.ERRORS_SCHEMA).num_rows == 1
+
+
+def test_a_model_id_column_is_named_after_its_model_in_every_table():
+    """scores/ said ``model_id`` and classified/ ``classifier_model_id`` for one value."""
+    tables = {
+        "scores": contracts.SCORES_SCHEMA,
+        "footprints": contracts.FOOTPRINTS_SCHEMA,
+        "classified": contracts.CLASSIFIED_SCHEMA,
+    }
+    ids = {
+        name: {f for f in schema.names if f.endswith("model_id")} for name, schema in tables.items()
+    }
+    assert ids == {
+        "scores": {"classifier_model_id"},
+        "footprints": {"segmenter_model_id"},
+        "classified": {"segmenter_model_id", "classifier_model_id"},
+    }
+    for name in ("scores", "classified"):
+        assert tables[name].field("classifier_model_id").type == pa.string()

@@ -266,3 +266,45 @@ def test_parts_in_two_crss_merge_only_across_a_seam_of_about_a_pixel(gap_m, expe
         assert whole.crs == "EPSG:32616" and whole.footprint_id == "e-000000"
         # The seam is closed: the area of the 45.3 x 20 m roof (UTM scale ~1.0007 here).
         assert whole.geometry.area == pytest.approx(45.3 * 20, rel=0.005)
+
+
+def test_polygonize_sends_the_ids_under_the_minimum_area_to_their_own_output(tmp_path):
+    """Three roofs of 1 x 1, 2.5 x 2.5 and 5 x 5 m (0.5 m pixels): 1, 6.25 and 25 m²; 8 m² kept."""
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from footprints.tiles import TileInfo
+    from pipeline.polygonize import TOO_SMALL, Polygonize
+    from pipeline.stitching.cog import write_mask_cog
+    from pipeline.stitching.stitch import TileMask, WrittenMask
+
+    prob = np.zeros((40, 40), np.uint8)
+    prob[2:4, 2:4] = 255  # 2 x 2 px
+    prob[10:15, 10:15] = 255  # 5 x 5 px
+    prob[25:35, 25:35] = 255  # 10 x 10 px
+    tile = TileInfo(
+        path="/in/t.tif",
+        scene="t",
+        height=40,
+        width=40,
+        count=3,
+        crs=UTM,
+        transform=tuple(TRANSFORM)[:6],
+        block_shape=(64, 64),
+        dtype="uint8",
+    )
+    path = write_mask_cog(str(tmp_path / "t.tif"), TileMask(tile, prob, None, {}))
+    with TestPipeline() as p:
+        out = (
+            p
+            | beam.Create([WrittenMask(tile, path, False, {"inferred": 1})])
+            | Polygonize(threshold=0.5, simplify_pixels=0.0, min_area_m2=8.0)
+        )
+        areas = out.footprints | "Area" >> beam.Map(lambda row: round(row["area_m2"], 2))
+        assert_that(areas, equal_to([25.0]), label="kept")
+        assert_that(
+            out[TOO_SMALL] | "Count" >> beam.combiners.Count.Globally(),
+            equal_to([2]),
+            label="dropped",
+        )

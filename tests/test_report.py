@@ -1,6 +1,7 @@
 """report.html: built from a run's outputs, self-contained, and rendered by a real browser."""
 
 import base64
+import html
 import io
 import json
 import os
@@ -22,14 +23,14 @@ from footprints_app.report import build_report, find_runs
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _score_run(folder, n=200, seed=0, model=None):
+def _score_run(folder, n=200, seed=0, model=None, names=("county-a", "county-b")):
     rng = np.random.default_rng(seed)
     (folder / "scores").mkdir(parents=True)
     (folder / "errors").mkdir()
-    regions = np.where(np.arange(n) < n // 2, "county-a", "county-b")
+    regions = np.where(np.arange(n) < n // 2, names[0], names[1])
     scores = rng.random(n).astype(np.float32)
     rows, summary_regions = [], {}
-    for region, target in (("county-a", 0.3), ("county-b", 0.5)):
+    for region, target in ((names[0], 0.3), (names[1], 0.5)):
         idx = np.flatnonzero(regions == region)
         k = int(np.floor(target * len(idx) + 0.5))
         threshold = float(np.sort(scores[idx])[::-1][k - 1])
@@ -44,7 +45,7 @@ def _score_run(folder, n=200, seed=0, model=None):
         # What the calibrated model expects (helper cls's fields): county-a
         # agrees with its target, county-b does not.
         summary_regions[region]["scores"] = {
-            "expected_fraction": 0.31 if region == "county-a" else 0.41,
+            "expected_fraction": 0.31 if region == names[0] else 0.41,
             "expected_sd": 0.03,
             "can_rank": True,
         }
@@ -59,7 +60,7 @@ def _score_run(folder, n=200, seed=0, model=None):
                     label=int(rng.random() < 0.4),
                     threshold=threshold,
                     target_fraction=target,
-                    model_id="m1",
+                    classifier_model_id="m1",
                     run_id="r1",
                     geometry=None,
                 )
@@ -417,8 +418,9 @@ def test_report_renders_with_its_images_in_headless_chromium(tmp_path):
     total = re.search(r'data-images-total="(\d+)"', result.stdout)
     loaded = re.search(r'data-images-loaded="(\d+)"', result.stdout)
     assert total and loaded, "the page's load handler did not run"
-    # histograms, matrix, reliability, curves; mosaic, tiles, IoU bars, coverage
-    assert int(total.group(1)) == expected == 8 and loaded.group(1) == total.group(1)
+    # histograms, matrix, reliability, curves; the headline map, mosaic, tiles, IoU bars,
+    # coverage
+    assert int(total.group(1)) == expected == 9 and loaded.group(1) == total.group(1)
     shot = tmp_path / "shot.png"
     result = _chromium(
         [f"--screenshot={shot}", "--window-size=1200,1600", f"file://{path}"], tmp_path
@@ -428,3 +430,244 @@ def test_report_renders_with_its_images_in_headless_chromium(tmp_path):
 
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.std() > 10  # not a blank page
+
+
+# --------------------------------------------------------------------------
+# The analyst's report: escaping, the headline, the order, the colours
+# --------------------------------------------------------------------------
+
+NASTY = (
+    "<script>alert(1)</script>",
+    "$\\undefinedcmd{x}$",
+    "\"county\" & 'parish'",
+    "north\nside",
+)
+
+
+def test_region_names_from_the_data_reach_no_renderer_unescaped(tmp_path, capsys):
+    # Two runs cover the four names: matplotlib read "$\undefinedcmd{x}$" as
+    # math text and `footprints report` exited 1.
+    for i, names in enumerate((NASTY[:2], NASTY[2:])):
+        run = _score_run(tmp_path / f"run{i}", names=names)
+        assert cli.main(["report", str(run)]) == 0, capsys.readouterr().err
+        page = (run / "report.html").read_text(encoding="utf-8")
+        for name in names:
+            assert html.escape(name) in page, name
+        assert "<script>alert" not in page
+        # The histograms were drawn with the names as their titles.
+        assert 'alt="score distribution per region with threshold"' in page
+
+
+def _lonlat_of_tiles(paths):
+    """The tiles' corners in lon/lat, through pyproj (not the report's code)."""
+    import pyproj
+    import rasterio
+
+    lons, lats = [], []
+    for path in paths:
+        with rasterio.open(path) as src:
+            t = pyproj.Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True)
+            x0, y0, x1, y1 = src.bounds
+            lon, lat = t.transform([x0, x0, x1, x1], [y0, y1, y0, y1])
+            lons += lon
+            lats += lat
+    return min(lons), min(lats), max(lons), max(lats)
+
+
+def test_headline_says_where_how_big_and_how_many(tmp_path):
+    from footprints_app.report import facts
+
+    run = _segment_run(tmp_path / "seg", tmp_path)
+    masks = [str(run / "masks" / "t0.tif"), str(run / "masks" / "t1.tif")]
+    found = facts.headline("Test county", "segment", str(run))
+    west, south, east, north = _lonlat_of_tiles(masks)
+    assert found.extent == pytest.approx((west, south, east, north), abs=1e-6)
+    # Two 64-px tiles of RES m side by side, on the ground (UTM's scale error < 0.1%).
+    assert found.area_km2 == pytest.approx(2 * (64 * RES) ** 2 / 1e6, rel=2e-3)
+    assert found.buildings == 2
+    page = open(build_report(str(run), "Test county"), encoding="utf-8").read()
+    headline = page[page.index("id='headline'") : page.index('id="map"')]
+    for text in ("Test county", "km²", "Buildings found in the imagery", "not recorded"):
+        assert text in headline, text
+    assert f"{abs(west):.4f}°" in headline and f"{north:.4f}°N" in headline
+
+
+def test_report_reads_top_down_headline_map_tables_outputs_then_model(tmp_path):
+    model = _model(tmp_path / "models" / "classifier")
+    out = tmp_path / "out"
+    _segment_run(out / "segment", tmp_path)
+    _score_run(out / "score", model=model)
+    stages = {  # as json.dump(sort_keys=True) wrote them: alphabetical
+        name: {"seconds": 1.0, "reconciles": True}
+        for name in sorted(
+            ["training_area", "sample_area", "prepare", "train_classifier", "score", "segment"]
+        )
+    }
+    (out / "demo_summary.json").write_text(json.dumps({"stages": stages, "warnings": []}))
+    page = open(build_report(str(out)), encoding="utf-8").read()
+    marks = [
+        "id='headline'",
+        'id="map"',
+        "per tile</h2>",
+        "per region</h2>",
+        "<h2>Outputs</h2>",
+        "<h2>Model details",
+        "quality ece",
+    ]
+    where = [page.index(m) for m in marks]
+    assert where == sorted(where), dict(zip(marks, where, strict=True))
+    # No raw key/value of a model above the model details.
+    assert "quality ece" not in page[: page.index("<h2>Model details")]
+    rows = re.findall(r"<tr><td>(\w+)</td><td>[^<]*</td><td>1.0</td></tr>", page)
+    assert rows == [
+        "training_area",
+        "sample_area",
+        "prepare",
+        "train_classifier",
+        "score",
+        "segment",
+    ]
+
+
+def test_map_legend_has_the_colours_of_the_qgis_style(tmp_path):
+    from footprints_app.report import maps
+    from pipeline.writers.export import style_qml
+
+    qml = style_qml()
+    qgis = {}
+    labels = dict(re.findall(r'<category [^>]*symbol="(\d+)" value="[^"]*" label="([^"]+)"', qml))
+    for name, rgb in re.findall(
+        r'<symbol type="fill" name="(\d+)".*?name="color" value="(\d+,\d+,\d+),255"', qml
+    ):
+        qgis[labels[name]] = "#" + "".join(f"{int(v):02x}" for v in rgb.split(","))
+    assert set(qgis) == {"residential", "non-residential", "not classified"}
+    for key, (colour, text) in maps.STYLES.items():
+        if text in qgis:
+            assert colour == qgis[text], key
+    assert {maps.STYLES[k][1] for k in ("residential", "non_residential", "not_classified")} == set(
+        qgis
+    )
+
+
+# --------------------------------------------------------------------------
+# A real run: segment --classifier, exported as the demo exports it
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported_run(tmp_path_factory):
+    """A real ``segment --classifier`` run, exported by the demo's export stage."""
+    from table_fixtures import classified_run
+
+    from footprints_app.commands import demo
+
+    root = tmp_path_factory.mktemp("report-real")
+    classified_run(root, root / "out" / "segment")
+    stage = demo.export_geopackage(str(root / "out" / "segment"), str(root / "out"))
+    return root / "out", stage
+
+
+@pytest.mark.slow
+def test_demo_exports_a_geopackage_that_the_report_links(exported_run):
+    import pyogrio
+
+    out, stage = exported_run
+    classified = pq.read_table(out / "segment" / "classified")
+    summary = json.loads((out / "segment" / "summary.json").read_text())
+    # table_fixtures' clean rectangles leave no speck under its --min-area 1.
+    assert summary["counts"]["footprints_too_small"] == 0 and summary["inputs"]["min_area"] == 1
+    gpkg = out / stage["path"]
+    assert stage["path"] == "segment/export/footprints.gpkg"
+    read_back = pyogrio.read_dataframe(gpkg, layer="footprints")
+    assert stage["features"] == classified.num_rows == len(read_back)
+    assert sorted(read_back["footprint_id"]) == sorted(classified["footprint_id"].to_pylist())
+    assert (out / stage["style"]).exists()
+    page = open(build_report(str(out / "segment")), encoding="utf-8").read()
+    headline = page[page.index("id='headline'") : page.index('id="map"')]
+    hrefs = re.findall(r'href="([^"]+)"', headline)
+    assert {"classified", "export/footprints.gpkg", "stac/collection.json"} <= set(hrefs)
+    everything = set(re.findall(r'href="([^"]+)"', page))
+    assert {"export/footprints.gpkg", "export/footprints.qml", "classified"} <= everything
+    assert all((out / "segment" / h).exists() for h in everything)
+
+
+@pytest.mark.slow
+def test_headline_map_is_in_lonlat_with_the_classes_coloured(exported_run):
+    from footprints.styles import NON_RESIDENTIAL, RESIDENTIAL
+
+    out, _ = exported_run
+    page = open(build_report(str(out / "segment")), encoding="utf-8").read()
+    [png] = re.findall(r'id="map" alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
+    png = base64.b64decode(png)
+    classified = pq.read_table(out / "segment" / "classified", columns=["is_residential"])
+    flags = classified["is_residential"].to_pylist()
+    assert True in flags and False in flags
+    # Both classes are drawn in the QGIS style's colours (outlines and legend).
+    assert _colour_share(png, RESIDENTIAL.colour, 30) > 0.0005
+    assert _colour_share(png, NON_RESIDENTIAL.colour, 30) > 0.0005
+    # Houston (tests/table_fixtures.py, state-plane feet): the extent in degrees.
+    headline = page[page.index("id='headline'") : page.index('id="map"')]
+    assert re.search(r"95\.\d{4}°W to 95\.\d{4}°W, 29\.\d{4}°N to 29\.\d{4}°N", headline)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Chromium not installed (quickstart.sh test installs it)",
+)
+def test_first_screen_holds_the_headline_numbers_and_the_map(exported_run, tmp_path):
+    """At 1280x1000, the headline's numbers and the whole map are above the fold."""
+    assert CHROMIUM, "CI must have Chromium: quickstart.sh test installs Debian's chromium"
+    out, _ = exported_run
+    path = build_report(str(out / "segment"), "Houston test area")
+    size = ["--window-size=1280,1000", "--hide-scrollbars"]
+    result = _chromium([*size, "--dump-dom", f"file://{path}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
+    assert re.search(r'data-viewport="1280x\d+"', dom), "the window size was not applied"
+    boxes = {
+        name: [int(v) for v in re.search(rf'data-{name}-box="([-\d,]+)"', dom).group(1).split(",")]
+        for name in ("headline", "map")
+    }
+    headline, map_box = boxes["headline"], boxes["map"]
+    assert 0 <= headline[1] < 200 and 0 <= map_box[1] < 200, boxes
+    assert map_box[3] <= 1000 and map_box[3] - map_box[1] > 400, boxes  # all of it, and large
+    assert map_box[0] >= headline[2] - 1, boxes  # beside the headline, not under it
+    # The numbers, as the run's summary has them, are in the headline's text.
+    summary = json.loads((out / "segment" / "summary.json").read_text())
+    found = summary["counts"]["footprints"]
+    [region] = summary["scores"]["regions"].values()
+    text = re.sub(r"<[^>]+>", " ", dom[dom.index('id="headline"') : dom.index('id="map"')])
+    assert re.search(rf"\b{found}\b", text) and f"{region['k']} of {region['n']}" in text
+    # The screenshot's first screen shows the map's pixels where the DOM says.
+    shot = tmp_path / "first-screen.png"
+    result = _chromium([*size, f"--screenshot={shot}", f"file://{path}"], tmp_path)
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    from PIL import Image
+
+    from footprints.styles import RESIDENTIAL
+
+    screen = np.asarray(Image.open(shot).convert("RGB"))
+    assert screen.shape[:2] == (1000, 1280)
+    left, top, right, bottom = map_box
+    buf = io.BytesIO()
+    Image.fromarray(screen[top:bottom, left:right]).save(buf, format="PNG")
+    assert _colour_share(buf.getvalue(), RESIDENTIAL.colour, 30) > 0.0005
+    blank = screen[top:bottom, left:right].std()
+    assert blank > 10  # an image, not an empty box
+
+
+@pytest.mark.parametrize(
+    ("width_m", "bar_m"), [(1200, 200), (260, 50), (99, 10), (5000, 1000), (40_000, 5000)]
+)
+def test_scale_bar_is_a_round_length_near_a_fifth_of_the_map(width_m, bar_m):
+    from footprints_app.report.maps import scale_length
+
+    assert scale_length(width_m) == bar_m
+
+
+def test_degrees_name_their_hemisphere():
+    from footprints_app.report.maps import degrees
+
+    assert degrees(-95.37, "lon", 2) == "95.37°W" and degrees(2.35, "lon", 1) == "2.4°E"
+    assert degrees(29.76, "lat", 3) == "29.760°N" and degrees(-33.9, "lat", 0) == "34°S"

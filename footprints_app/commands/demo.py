@@ -8,7 +8,10 @@ accuracy and the calibration error the demo reports are out of sample.
 Each stage runs exactly as a user would run the subcommands, into one
 output folder, and the demo ends with a short account of what each stage
 produced. Stages run in order; each writes under ``--output``, and a rerun
-replaces what the previous run wrote (nothing is cached between runs).
+replaces what the previous run wrote (nothing is cached between runs). The
+last stage exports the classified buildings as a styled GeoPackage
+(``segment/export/footprints.gpkg``), the route into desktop GIS, which the
+report links from its first screen.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ outputs (under --output):
   models/       classifier/ and segmenter/: SavedModels, model cards, curves
   score/        scores/ (GeoParquet), errors/, summary.json for the true footprints
   segment/      masks/ (COG + mosaic.vrt), footprints/, scores/, classified/, stac/, errors/,
-                summary.json
+                summary.json; export/footprints.gpkg (styled GeoPackage for QGIS/ArcGIS)
   demo_summary.json   what every stage produced, in one file
   report.html   the run report: open it in a browser
 """
@@ -446,6 +449,11 @@ def run(args, beam_args) -> int:
         **job_facts(seg, "footprints"),
     )
 
+    # 6. The route into desktop GIS: the classified buildings as a styled GeoPackage,
+    # which the report links.
+    started = time.time()
+    _stage(report, "export", started, **export_geopackage(segment_dir, out))
+
     ok = all(stage.get("reconciles", True) for stage in report["stages"].values())
     accuracy = held_out["accuracy_at_target"]
     if accuracy is not None and accuracy < MIN_HELD_OUT_ACCURACY:
@@ -461,7 +469,7 @@ def run(args, beam_args) -> int:
         )
     path = os.path.join(out, "demo_summary.json")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, sort_keys=True)
+        json.dump(report, f, indent=2)  # the stages in the order they ran
     os.replace(path + ".tmp", path)
     report_path = build_report(out, "footprints demo: sample area")
     print(
@@ -475,6 +483,26 @@ def run(args, beam_args) -> int:
     print(f"demo: done. Summary: {path}\ndemo: open the report: {report_path}")
     # Done either way; 3 says a count or a quality check did not hold.
     return EXIT_OK if ok and not report["warnings"] else EXIT_CHECK
+
+
+def export_geopackage(segment_dir: str, out: str) -> dict:
+    """Runs ``footprints export --format gpkg SEGMENT_DIR`` as a user would.
+
+    Returns:
+        The stage's facts: ``path`` (relative to ``out``), ``features`` (as
+        GDAL reads them back from the file) and ``style`` (the QML beside it).
+    """
+    import pyogrio
+
+    from pipeline.writers.export import LAYER
+
+    _cli(["export", "--format", "gpkg", segment_dir])
+    path = os.path.join(segment_dir, "export", f"{LAYER}.gpkg")
+    return {
+        "path": os.path.relpath(path, out),
+        "features": int(pyogrio.read_info(path, layer=LAYER)["features"]),
+        "style": os.path.relpath(os.path.splitext(path)[0] + ".qml", out),
+    }
 
 
 def _pct(value: float | None) -> str:

@@ -12,9 +12,10 @@ example:
   footprints report out/score-2026-11        # writes out/score-2026-11/report.html
   footprints report demo-output --title "Demo county"
 
-The report is built from what the run wrote (summary.json, scores/, errors/,
-masks/, footprints/, truth/; only the files summary.json lists, when it lists
-them), so it can be rebuilt at any time and works for runs on any runner.
+The report is built from what the run wrote (summary.json, classified/,
+scores/, errors/, masks/, footprints/, truth/, stac/; only the files
+summary.json lists, when it lists them; and export/ when `footprints export`
+ran), so it can be rebuilt at any time and works for runs on any runner.
 It is one self-contained HTML file: open it in any browser, offline. Paths
 are relative to the folder; no absolute path of the machine is written.
 """
@@ -25,14 +26,16 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "report",
         help="build report.html for a run's output folder",
-        description="Build a self-contained HTML report: a red banner for every warning "
-        "(weak models, scores that cannot rank), score distributions per region "
-        "with thresholds, target vs achieved vs what the model expects, errors by "
-        "reason, a mosaic of the area and a panel per tile with masks and "
-        "footprints (found/false/missed against the truth, or residential/"
-        "non-residential), pixel IoU per tile and object precision/recall/F1, "
-        "reliability diagrams and training curves, and relative links to the "
-        "outputs.",
+        description="Build a self-contained HTML report that reads top-down: first the "
+        "headline (area, extent in lon/lat, size, imagery date, buildings found, "
+        "residential share per region, a red banner for every warning, links to "
+        "classified/, the exported GeoPackage and stac/) beside a map of the area in "
+        "the QGIS style's colours with lon/lat ticks and a scale bar; then per-tile "
+        "and per-region tables (target vs achieved vs what the model expects, pixel "
+        "IoU and object precision/recall/F1 against the truth), score distributions, "
+        "the area and every tile against the truth, errors by reason, relative links "
+        "to every output; last, for the ML engineer, the demo's stages, the models' "
+        "cards, reliability diagrams and training curves.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

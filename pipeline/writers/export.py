@@ -30,6 +30,7 @@ from xml.sax.saxutils import quoteattr
 
 import pyarrow as pa
 
+from footprints import styles
 from footprints.errors import ConfigError
 
 FORMATS = {"gpkg": "GPKG", "geojson": "GeoJSON", "fgb": "FlatGeobuf"}
@@ -40,12 +41,9 @@ GEOMETRY = "geometry"
 GPKG_VERSION = "1.3"
 TABLES = ("classified", "footprints")
 
-#: (value of is_residential, label, fill colour r,g,b) of the style's categories.
-CATEGORIES = (
-    ("1", "residential", "215,48,39"),
-    ("0", "non-residential", "69,117,180"),
-    ("", "not classified", "160,160,160"),
-)
+#: (value of is_residential, label, fill colour r,g,b) of the style's categories: the
+#: report's maps draw the same classes from the same definition (footprints.styles).
+CATEGORIES = tuple((s.value, s.label, s.rgb) for s in styles.CLASS_STYLES)
 
 
 def source_table(run_dir: str) -> str:

@@ -124,7 +124,7 @@ def score_rows(
             "label": meta.label,
             "threshold": threshold,
             "target_fraction": target,
-            "model_id": model_id,
+            "classifier_model_id": model_id,
             "run_id": run_id,
             "centroid_lon": x,
             "centroid_lat": y,
