@@ -359,6 +359,19 @@ def test_warnings_and_weak_models_are_a_red_banner_at_the_top(tmp_path):
     assert "class='banner'" not in open(build_report(str(quiet)), encoding="utf-8").read()
 
 
+def test_a_model_named_relative_to_its_run_folder_is_found_from_anywhere(tmp_path, monkeypatch):
+    # summary.json names inputs relative to the run folder (a moved run still works), so the
+    # report must resolve them there, not against the directory it is started from.
+    _model(tmp_path / "models" / "classifier", weak=True)
+    run = _score_run(tmp_path / "out", model=os.path.join("..", "models", "classifier", "model"))
+    elsewhere = tmp_path / "some" / "other" / "folder"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    page = open(build_report(str(run)), encoding="utf-8").read()
+    top = page[: page.index("<h2>")]
+    assert "weak_model" in top and "AUC 0.55 &lt; 0.6" in top
+
+
 def test_maps_draw_a_legend_with_counts(tmp_path):
     from shapely.geometry import box
 

@@ -15,6 +15,7 @@ import json
 import os
 
 from pipeline.jobs import SUMMARY_FILE
+from pipeline.monitoring import resolve_path
 
 DEMO_SUMMARY = "demo_summary.json"
 EXPORT_DIR = "export"
@@ -40,8 +41,19 @@ def read_json(path: str) -> dict:
 
 
 def summary(run_dir: str) -> dict:
-    """A run's ``summary.json`` ({} when it has none)."""
-    return read_json(os.path.join(run_dir, SUMMARY_FILE))
+    """A run's ``summary.json`` ({} when it has none), its model paths usable from here.
+
+    summary.json holds paths relative to the run folder (so a moved run still
+    points at its inputs); the models it names are read by the report, so
+    those are resolved against the run folder here, once.
+    """
+    path = os.path.join(run_dir, SUMMARY_FILE)
+    data = read_json(path)
+    for section, key in (("inputs", "model"), ("scores", "classifier")):
+        part = data.get(section)
+        if isinstance(part, dict) and isinstance(part.get(key), str):
+            part[key] = resolve_path(path, part[key])
+    return data
 
 
 def run_files(directory: str, suffix: str) -> list[str]:
