@@ -210,7 +210,16 @@ def decode_chip(record: bytes) -> Chip:
     for spec in CHIP_FEATURES:
         if spec.name in feature and spec.name != ID_KEY:
             values[spec.name] = _single(feature[spec.name], spec, repr(fid))
-    text = {k: v.decode("utf-8") for k, v in values.items() if k in (REGION_KEY, CRS_KEY)}
+    text = {}
+    for key in (REGION_KEY, CRS_KEY):
+        if key in values:
+            try:
+                text[key] = values[key].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ContractError(
+                    f"record {fid!r}: feature {key!r} is not UTF-8 text: {values[key][:40]!r} "
+                    f"({exc.reason} at byte {exc.start}); write it as UTF-8"
+                ) from None
     return Chip(
         footprint_id=fid,
         image=values[IMAGE_KEY],

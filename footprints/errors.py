@@ -66,9 +66,12 @@ class Reason:
     CORRUPT_SHARD = "corrupt_shard"
     UNREADABLE_SHARD = "unreadable_shard"
     INVALID_RECORD = "invalid_record"
+    INVALID_CRS = "invalid_crs"
+    IMAGE_TOO_LARGE = "image_too_large"
     # Models
     MODEL_REJECTED_RECORD = "model_rejected_record"
     NON_FINITE_SCORE = "non_finite_score"
+    SCORE_OUT_OF_RANGE = "score_out_of_range"
     INFERENCE_FAILED = "inference_failed"
     NO_WINDOW_INFERRED = "no_window_inferred"
 
@@ -96,9 +99,14 @@ REASONS: dict[str, str] = {
     Reason.TRUNCATED_SHARD: "the chip shard ends inside a record",
     Reason.CORRUPT_SHARD: "a record's length or data fails its CRC32C check",
     Reason.UNREADABLE_SHARD: "the chip shard or its GZIP stream cannot be read",
-    Reason.INVALID_RECORD: "the record is not a chip record (missing or mistyped feature)",
+    Reason.INVALID_RECORD: (
+        "the record is not a chip record (a feature missing, mistyped or not UTF-8 text)"
+    ),
+    Reason.INVALID_CRS: "the record's footprint/crs is not a CRS pyproj knows",
+    Reason.IMAGE_TOO_LARGE: "the image's header declares more pixels than --max-chip-pixels",
     Reason.MODEL_REJECTED_RECORD: "the classifier failed on this record alone",
     Reason.NON_FINITE_SCORE: "the classifier returned NaN or infinity",
+    Reason.SCORE_OUT_OF_RANGE: "the classifier returned a score outside [0, 1]",
     Reason.INFERENCE_FAILED: "the segmenter failed on this window",
     Reason.NO_WINDOW_INFERRED: "no window of the tile was inferred, so it has no mask",
 }

@@ -22,6 +22,16 @@ the contract's, and puts the preprocessing in the graph:
   multiple of the U-Net's downsampling factor by mirroring and crops the mask
   back, so any window size works. The assets JSON is written next to it.
 
+Both graphs serve an empty batch (an empty output) on any CPU: TensorFlow's
+oneDNN convolution, on by default on x86 hosts with AVX-512 (VNNI) or AMX
+and off on AVX2-only ones, returns a batch of 0 with its *input's* shape
+([0, 32, 32, 3] for 16 filters), and the next layer then fails with
+``Incompatible shapes: [16] vs. [0,32,32,3]``. So the model never sees an
+empty batch: :func:`_never_empty` adds one blank image when there is none,
+and the output is cut back to the batch (no control flow, nothing added to a
+non-empty batch; ``tests/test_serving_graph.py`` runs both settings of
+``TF_ENABLE_ONEDNN_OPTS``).
+
 Any Keras model with the right input and output can be exported this way,
 which is how users plug in their own architectures (see docs/training.md).
 """
@@ -37,6 +47,19 @@ import tensorflow as tf
 from footprints import contracts
 from model_training import data, evaluation
 from model_training.masking import fill_masked
+
+
+def _never_empty(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(images, n)``: the batch with one blank image appended only when it is empty.
+
+    The model's output for the first ``n`` rows is the batch's; see the module
+    docstring for why an empty batch must not reach a convolution.
+    """
+    n = tf.shape(images)[0]
+    blank = tf.zeros(
+        tf.concat([[1 - tf.minimum(n, 1)], tf.shape(images)[1:]], axis=0), images.dtype
+    )
+    return tf.concat([images, blank], axis=0), n
 
 
 class _ClassifierServing(tf.Module):
@@ -68,7 +91,8 @@ class _ClassifierServing(tf.Module):
             (safe, parsed[contracts.MASK_KEY]),
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
         )
-        scores = tf.reshape(tf.cast(self.model(images, training=False), tf.float32), [-1])
+        images, n = _never_empty(images)
+        scores = tf.reshape(tf.cast(self.model(images, training=False), tf.float32), [-1])[:n]
         if self._calibration is not None:
             scores = _platt(scores, *self._calibration)
         nan = tf.fill(tf.shape(scores), tf.constant(float("nan"), tf.float32))
@@ -105,8 +129,9 @@ class _SegmenterServing(tf.Module):
         x = tf.pad(
             tf.cast(images, tf.float32), [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC"
         )
+        x, n = _never_empty(x)
         probs = tf.cast(self.model(x, training=False), tf.float32)
-        return {contracts.SEGMENTER_OUTPUT: probs[:, :height, :width, 0]}
+        return {contracts.SEGMENTER_OUTPUT: probs[:n, :height, :width, 0]}
 
 
 def _save(module: tf.Module, model_dir: str) -> None:

@@ -4,7 +4,8 @@ Stages, each from its own module::
 
     ReadChipRecords        pipeline.sources.chips   shards -> located records; damage -> errors
     ScoreChips
-      Validate             pipeline.sources.chips   contract + image header check, before batching
+      Validate             pipeline.sources.chips   every field checked (contract, image header and
+                                                    decode limit, polygon, CRS), before batching
       ScoreRecords         pipeline.inference       RunInference, batched, records fed as they are;
                                                     one ScoredBatch out per model batch
       LabelExactFraction   pipeline.thresholds      sketch bracket + exact pass: k per region,
@@ -57,6 +58,7 @@ from pipeline.jobs import (
 from pipeline.monitoring import ShowProgress
 from pipeline.ptransform import DataclassTransform
 from pipeline.sources.chips import (
+    MAX_CHIP_PIXELS,
     NAMESPACE,
     ChipMeta,
     LocatedRecord,
@@ -98,18 +100,23 @@ def as_located(element: Any) -> LocatedRecord:
 
 
 class ValidateChipsFn(beam.DoFn):
-    """Cheap contract and image-header check, so bad records never reach a batch."""
+    """Checks every field of each record (no pixel decode), so bad records never reach a batch.
+
+    Args:
+        max_pixels: The decode limit: the most pixels a chip's image may declare.
+    """
 
     ERRORS = "errors"
 
-    def __init__(self):
+    def __init__(self, max_pixels: int = MAX_CHIP_PIXELS):
+        self._max_pixels = max_pixels
         self._valid = beam.metrics.Metrics.counter(NAMESPACE, "records_valid")
         self._invalid = beam.metrics.Metrics.counter(NAMESPACE, "records_invalid")
 
     def process(self, element):
         """Yields the located chip if valid, else its ErrorRecord on ``errors``."""
         located = as_located(element)
-        checked = validate_chip(located)
+        checked = validate_chip(located, self._max_pixels)
         if isinstance(checked, ErrorRecord):
             self._invalid.inc()
             yield beam.pvalue.TaggedOutput(self.ERRORS, checked)
@@ -168,6 +175,8 @@ class ScoreChips(DataclassTransform):
             at the end (see :class:`~pipeline.thresholds.LabelExactFraction`).
         serving_graph: ``frozen`` (the default) or ``saved``; see
             :mod:`pipeline.inference.serving`.
+        max_chip_pixels: The decode limit: a chip whose image declares more
+            pixels is dead-lettered (``image_too_large``) before any decode.
 
     Returns:
         :class:`ScoreChipsResult` ``(scores, errors, regions)``.
@@ -191,6 +200,7 @@ class ScoreChips(DataclassTransform):
     epsilon: float = DEFAULT_EPSILON
     spill_dir: str | None = None
     serving_graph: str = "frozen"
+    max_chip_pixels: int = MAX_CHIP_PIXELS
 
     def __post_init__(self):
         super().__post_init__()
@@ -218,9 +228,9 @@ class ScoreChips(DataclassTransform):
 
     def expand(self, records):
         """Validates, scores and labels the records; returns scores and ``errors``."""
-        checked = records | "Validate" >> beam.ParDo(ValidateChipsFn()).with_outputs(
-            ValidateChipsFn.ERRORS, main="chips"
-        )
+        checked = records | "Validate" >> beam.ParDo(
+            ValidateChipsFn(self.max_chip_pixels)
+        ).with_outputs(ValidateChipsFn.ERRORS, main="chips")
         scored = (
             checked.chips
             | "Progress" >> ShowProgress("chips")
@@ -283,6 +293,9 @@ class ScoreConfig(FolderOutput):
     crs: str | None = None
     model_copies: int | None = None
     serving_graph: str = "frozen"
+    # pipeline.sources.chips.MAX_CHIP_PIXELS, written as a literal so that --help
+    # reads it from this file without importing Beam.
+    max_chip_pixels: int = 16_777_216
 
     @classmethod
     def create(
@@ -327,6 +340,12 @@ class ScoreConfig(FolderOutput):
         eps = kwargs["epsilon"]
         if not 0 < eps <= 0.1:
             raise ConfigError(f"--quantile-epsilon {eps!r} must be in (0, 0.1]")
+        if kwargs["max_chip_pixels"] < 1:
+            raise ConfigError(
+                f"--max-chip-pixels {kwargs['max_chip_pixels']} must be 1 or more; it is the "
+                "most pixels (width x height) a chip's image may declare "
+                f"(default {MAX_CHIP_PIXELS})"
+            )
         if kwargs["num_shards"] < 0:
             raise ConfigError("--num-shards must be 0 (runner decides) or more")
         if kwargs["model_format"] not in MODEL_FORMATS:
@@ -385,6 +404,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
         epsilon=config.epsilon,
         spill_dir=join(config.output, SPILL_DIR),
         serving_graph=config.serving_graph,
+        max_chip_pixels=config.max_chip_pixels,
     )
     read = pipeline | "ReadChips" >> ReadChipRecords(config.chips)
     result = read.records | "ScoreChips" >> scorer
@@ -411,6 +431,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
         "percentile_error_bound_points": percentile_bound(config.epsilon),
         "batch_size": config.batch_size,
         "serving_graph": config.serving_graph,
+        "max_chip_pixels": config.max_chip_pixels,
         "crs": config.crs,
     }
     # ScoreChips fills in both ids when it is built.

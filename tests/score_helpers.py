@@ -9,6 +9,10 @@ records with ``tf.io.parse_example`` and decoding the image in the graph:
   1.0 (saturated), and the 256 grey levels give heavy ties.
 * ``broken``: like ``brightness`` but returns one score too many, which
   the static signature check cannot see; the job must fail, not dead-letter.
+* ``scaled``: 4 x brightness, NaN for a black chip: a model without its
+  final sigmoid, whose scores leave [0, 1] (a grey level above 63 scores
+  above 1).
+* ``logit``: 10 x brightness + 2, outside [0, 1] for every chip.
 * ``convnet``: resize to ``size`` and a small fixed-weight conv net with a
   sigmoid; costs about what a small production classifier costs per chip,
   for the benchmark.
@@ -53,10 +57,14 @@ def _build_module(kind: str, size: int, seed: int):
                 examples, {contracts.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
             )
             encoded = parsed[contracts.IMAGE_KEY]
-            if kind in ("brightness", "broken"):
+            if kind in ("brightness", "broken", "scaled", "logit"):
                 score = tf.map_fn(
                     self._brightness, encoded, fn_output_signature=tf.TensorSpec([], tf.float32)
                 )
+                if kind == "scaled":  # 0/0 is NaN for a black chip
+                    score = 4.0 * score * (score / score)
+                if kind == "logit":
+                    score = 10.0 * score + 2.0
                 if kind == "broken":  # one score too many: meets the signature, not the contract
                     score = tf.concat([score, [0.5]], axis=0)
             else:
@@ -119,6 +127,69 @@ def png(value: int, size: int = 8, noise_seed: int | None = None) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid RGB PNG of ``width`` x ``height`` black pixels, compressed as far as zlib goes.
+
+    What a decompression bomb looks like: 20000 x 20000 is 1.1 MiB on disk and
+    1.2 GB decoded. Written row block by row block, never holding the pixels.
+    """
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    compressor = zlib.compressobj(9)
+    row = bytes(1 + 3 * width)  # filter byte 0, then the row's RGB bytes
+    parts = []
+    for start in range(0, height, 64):
+        parts.append(compressor.compress(row * min(64, height - start)))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"".join(parts))
+        + chunk(b"IEND", b"")
+    )
+
+
+def jpeg(value: int, size: int = 8, declared: tuple[int, int] | None = None) -> bytes:
+    """A JPEG chip of solid grey ``value``.
+
+    ``declared`` rewrites the size its frame header states, as a bomb would.
+    """
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (value, value, value)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    if declared is not None:
+        sof = data.index(b"\xff\xc0")  # baseline start-of-frame: length, precision, H, W
+        data[sof + 5 : sof + 9] = declared[1].to_bytes(2, "big") + declared[0].to_bytes(2, "big")
+    return bytes(data)
+
+
+def with_raw_features(record: bytes, **features: bytes) -> bytes:
+    """``record`` with bytes features replaced as they arrive from other systems.
+
+    Keyword names use ``__`` for ``/``: ``footprint__wkb=b"..."`` sets
+    ``footprint/wkb``. The bytes go in unchecked (not UTF-8, not WKB, ...),
+    through the project's own ``tf.train.Example`` messages.
+    """
+    from footprints import example_proto
+
+    example = example_proto.Example()
+    example.ParseFromString(record)
+    for name, value in features.items():
+        feature = example.features.feature[name.replace("__", "/")]
+        del feature.bytes_list.value[:]
+        feature.bytes_list.value.append(value)
+    return example.SerializeToString(deterministic=True)
 
 
 def chip_record(footprint_id: str, value: int, region: str | None = None, **kwargs) -> bytes:

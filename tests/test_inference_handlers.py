@@ -1,9 +1,17 @@
-"""The pure parts of the classifier handlers: accelerator hints and TensorFlow error lines."""
+"""The pure parts of the classifier handlers: accelerator hints, TensorFlow error lines and
+what a score must be to be labelled."""
+
+import math
 
 import pytest
 
-from footprints.errors import ConfigError
-from pipeline.inference.handlers import accelerator_count, tf_error_reason
+from footprints.errors import ConfigError, Reason
+from pipeline.inference.handlers import (
+    InferenceFailure,
+    accelerator_count,
+    score_outcome,
+    tf_error_reason,
+)
 
 
 @pytest.mark.parametrize(
@@ -39,3 +47,25 @@ def test_tf_error_reason_keeps_the_line_that_says_what_went_wrong():
     assert tf_error_reason(ValueError(noisy)) == "Invalid PNG. Failed to initialize decoder."
     assert tf_error_reason(ValueError("plain reason")) == "plain reason"
     assert tf_error_reason(ValueError("")) == "ValueError"
+
+
+@pytest.mark.parametrize(
+    "score, reason",
+    [
+        (0.0, None),
+        (1.0, None),
+        (0.37, None),
+        (7.5, Reason.SCORE_OUT_OF_RANGE),
+        (-0.01, Reason.SCORE_OUT_OF_RANGE),
+        (1.0000001, Reason.SCORE_OUT_OF_RANGE),
+        (math.nan, Reason.NON_FINITE_SCORE),
+        (math.inf, Reason.NON_FINITE_SCORE),
+    ],
+)
+def test_only_a_probability_is_labelled(score, reason):
+    outcome = score_outcome(score)
+    if reason is None:
+        assert outcome == score
+    else:
+        assert isinstance(outcome, InferenceFailure) and outcome.error == reason
+        assert "sigmoid" in outcome.message or "normalization" in outcome.message

@@ -439,3 +439,167 @@ def test_pipeline_construction_with_bigquery_and_accelerator(dataset, tmp_path):
     )
     lon, lat = shapely.from_wkt(row["geometry"]).centroid.coords[0]
     assert -94 < lon < -92 and 41 < lat < 42.5 and row["threshold"] is None
+
+
+# --------------------------------------------------------------------------
+# One bad field costs one record; scores outside [0, 1] are not labelled;
+# ids with line breaks stay one CSV row
+# --------------------------------------------------------------------------
+
+
+def _chip_jpeg(value: int) -> bytes:
+    from tests.score_helpers import jpeg
+
+    return jpeg(value, size=16)
+
+
+@pytest.fixture(scope="module")
+def field_dataset(tmp_path_factory):
+    """20 good chips (PNG and JPEG, two ids with line breaks) and one chip per bad field."""
+    from tests.score_helpers import bomb_png, with_raw_features
+
+    root = tmp_path_factory.mktemp("fields")
+    good, truth = [], {}
+    for i in range(20):
+        fid = {3: "fp-03\nsecond line", 11: "fp-11\rcarriage", 15: 'fp-15 "quoted", too'}.get(
+            i, f"fp-{i:02d}"
+        )
+        value = 12 * i  # 0 .. 228
+        image = png(value, size=16) if i % 2 else _chip_jpeg(value)
+        x = 500000 + 20 * i
+        good.append(
+            contracts.encode_chip(
+                contracts.Chip(
+                    fid,
+                    image,
+                    region="county-a",
+                    wkb=shapely.box(x, 4600000, x + 12, 4600009).wkb,
+                    crs="EPSG:32615",
+                )
+            )
+        )
+        truth[fid] = value
+    base = good[1]  # a good chip's record, one field spoilt at a time
+    bad = {
+        "latin-1 region": with_raw_features(
+            base, footprint__id=b"bad-region", region="Norrk\u00f6ping".encode("latin-1")
+        ),
+        "garbage wkb": with_raw_features(
+            base, footprint__id=b"bad-wkb", footprint__wkb=b"\x01\x03\x00\x00\x00garbage"
+        ),
+        "unknown crs": with_raw_features(
+            base, footprint__id=b"bad-crs", footprint__crs=b"EPSG:999999"
+        ),
+        "png bomb": with_raw_features(
+            base, footprint__id=b"bomb-png", image__encoded=bomb_png(5000, 4000)
+        ),
+    }
+    from tests.score_helpers import jpeg
+
+    bad["jpeg bomb"] = with_raw_features(
+        base, footprint__id=b"bomb-jpeg", image__encoded=jpeg(40, 16, declared=(20000, 20000))
+    )
+    chips = root / "chips"
+    # Bad records between good ones, in the same shards and batches.
+    records = good[:7] + list(bad.values())[:2] + good[7:14] + list(bad.values())[2:] + good[14:]
+    write_shards(str(chips), records, 2)
+    return {
+        "root": root,
+        "chips": str(chips / "*.tfrecord"),
+        "truth": truth,
+        "brightness": save_classifier(str(root / "brightness")),
+        "scaled": save_classifier(str(root / "scaled"), kind="scaled"),
+        "logit": save_classifier(str(root / "logit"), kind="logit"),
+    }
+
+
+def _score_fields(data, model, output, *extra):
+    return cli.main(
+        [
+            "score",
+            "--chips",
+            data["chips"],
+            "--model",
+            data[model],
+            "--residential-fraction",
+            "0.5",
+            "--output",
+            str(output),
+            "--batch-size",
+            "8",
+            *extra,
+        ]
+    )
+
+
+def test_a_bad_field_dead_letters_its_record_and_the_rest_is_scored(field_dataset):
+    import csv
+
+    import duckdb
+
+    output = field_dataset["root"] / "out-fields"
+    assert _score_fields(field_dataset, "brightness", output, "--csv") == 0
+    scores, errors, summary = _read(output)
+    truth = field_dataset["truth"]
+    assert sorted(scores.footprint_id) == sorted(truth)
+    np.testing.assert_allclose(
+        scores.score, [truth[f] / 255 for f in scores.footprint_id], atol=1e-6
+    )
+    got = sorted(zip(errors.record, errors.stage, errors.error, strict=True))
+    # The record with a non-UTF-8 region is named by its offset (it did not parse) and its id.
+    assert got[:-1] == [
+        ("bad-crs", "validate", "invalid_crs"),
+        ("bad-wkb", "validate", "invalid_geometry"),
+        ("bomb-jpeg", "validate", "image_too_large"),
+        ("bomb-png", "validate", "image_too_large"),
+    ]
+    assert got[-1][0].startswith("offset ") and got[-1][1:] == ("validate", "invalid_record")
+    region_error = errors[errors.error == "invalid_record"].iloc[0]
+    assert "'region' is not UTF-8" in region_error.message and "bad-region" in region_error.message
+    bomb = errors[errors.record == "bomb-png"].iloc[0]
+    assert "5000 x 4000" in bomb.message and "--max-chip-pixels" in bomb.message
+    counts = summary["counts"]
+    assert (counts["input_records"], counts["scored"], counts["errors"]) == (25, 20, 5)
+    assert summary["reconciles"] and summary["regions"]["county-a"]["k"] == 10
+
+    # scores.csv: one record per id however the id breaks lines, read back by
+    # Python's csv module and by DuckDB, and equal to scores/.
+    path = os.path.join(str(output), "scores.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["footprint_id"] for r in rows) == sorted(truth)
+    by_id = dict(zip(scores.footprint_id, scores.is_residential, strict=True))
+    assert all((r["is_residential"] == "True") == by_id[r["footprint_id"]] for r in rows)
+    duck = duckdb.sql(f"SELECT footprint_id, score FROM read_csv('{path}')").fetchall()
+    assert sorted(i for i, _ in duck) == sorted(truth)
+    assert {i: round(s, 6) for i, s in duck} == {i: round(truth[i] / 255, 6) for i in truth}
+
+    # Raised, the limit lets the smaller bomb through to the model.
+    raised = field_dataset["root"] / "out-raised"
+    assert _score_fields(field_dataset, "brightness", raised, "--max-chip-pixels", "20000000") == 0
+    _, errors, summary = _read(raised)
+    assert "bomb-png" not in set(errors.record) and summary["counts"]["scored"] == 21
+
+
+def test_scores_outside_0_1_are_dead_letters_with_a_warning(field_dataset):
+    output = field_dataset["root"] / "out-scaled"
+    assert _score_fields(field_dataset, "scaled", output) == 0
+    scores, errors, summary = _read(output)
+    truth = field_dataset["truth"]
+    # The model returns 4 x value / 255 (NaN for value 0): only values up to 63 score in [0, 1].
+    expected = {f for f, v in truth.items() if 0 < v and 4 * v <= 255}
+    assert set(scores.footprint_id) == expected and (scores.score <= 1).all()
+    assert set(errors.record[errors.error == "score_out_of_range"]) == {
+        f for f, v in truth.items() if 4 * v > 255
+    }
+    assert list(errors.record[errors.error == "non_finite_score"]) == ["fp-00"]
+    assert summary["reconciles"] and summary["counts"]["scored"] == len(expected)
+    (warning,) = [w for w in summary["warnings"] if w["code"] == "scores_out_of_range"]
+    assert f"for {sum(4 * v > 255 for v in truth.values())} records" in warning["message"]
+
+    # A model whose every score is out of range is broken: exit 3, said so.
+    broken = field_dataset["root"] / "out-logit"
+    assert _score_fields(field_dataset, "logit", broken) == 3
+    scores, errors, summary = _read(broken)
+    assert len(scores) == 0 and summary["counts"]["scored"] == 0
+    assert [w["code"] for w in summary["warnings"]] == ["model_scores_out_of_range"]

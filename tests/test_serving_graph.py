@@ -175,3 +175,150 @@ def test_a_fallback_becomes_a_warning_only_when_frozen_was_asked_for():
     assert warning["code"] == "serving_graph_saved" and "2 worker" in warning["message"]
     assert serving.serving_graph_warnings(summary, "saved") == []
     assert serving.serving_graph_warnings({"metrics": {}}, "frozen") == []
+
+
+# --------------------------------------------------------------------------
+# An empty batch, with TensorFlow's oneDNN kernels on and off
+# --------------------------------------------------------------------------
+
+# Run in a fresh interpreter: TF_ENABLE_ONEDNN_OPTS is read when TensorFlow is
+# imported. oneDNN is on by default on x86 hosts with AVX-512 VNNI or AMX and off
+# on AVX2-only ones, which is why an empty batch failed on one machine only.
+_EMPTY_BATCH_PROBE = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.util import _pywrap_util_port
+from footprints import contracts
+from pipeline.inference import serving
+
+classifier, convnet, segmenter, shard = sys.argv[1:5]
+records = tf.constant([r.numpy() for r in tf.data.TFRecordDataset(shard)])
+empty = tf.constant([], tf.string)
+out = {"onednn": bool(_pywrap_util_port.IsMklEnabled())}
+
+def load(path):
+    return tf.saved_model.load(path)
+
+# The exported classifier: its saved signature, then the frozen graph the jobs serve.
+saved = load(classifier).signatures[contracts.SIGNATURE]
+out["saved_empty"] = list(saved(examples=empty)["score"].shape)
+out["saved_scores"] = saved(examples=records)["score"].numpy().tolist()
+fn = serving.ServingFunction(load(classifier), "frozen")
+out["frozen_scores"] = fn("examples", records)["score"].tolist()
+out["graph"] = fn.graph
+frozen = fn._frozen(empty)
+out["frozen_graph_empty"] = list(frozen[0].shape) if isinstance(frozen, list) else list(
+    tf.nest.flatten(frozen)[0].shape)
+out["served_empty"] = list(fn("examples", empty)["score"].shape)
+
+# A hand-written conv net exported without the guard: the serving function answers
+# an empty batch without running its graph.
+conv_fn = serving.ServingFunction(load(convnet))
+out["convnet_empty"] = list(conv_fn("examples", empty)["score"].shape)
+
+# The exported segmenter.
+seg = load(segmenter).signatures[contracts.SIGNATURE]
+images = tf.constant(np.random.default_rng(0).integers(0, 256, (2, 24, 20, 3), dtype=np.uint8))
+out["segmenter_empty"] = list(seg(images=images[:0])["mask"].shape)
+out["segmenter_mask"] = list(seg(images=images)["mask"].shape)
+seg_fn = serving.ServingFunction(load(segmenter), "frozen")
+out["segmenter_frozen_mask"] = list(seg_fn("images", images)["mask"].shape)
+out["segmenter_frozen_empty"] = list(seg_fn("images", images[:0])["mask"].shape)
+print("PROBE " + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def keras_segmenter(tmp_path_factory):
+    """A small conv + BatchNormalization segmenter, exported as training exports the U-Net."""
+    import keras
+
+    from model_training.export import export_segmenter
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Conv2D(8, 3, padding="same"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Conv2D(1, 1, activation="sigmoid"),
+        ]
+    )
+    assets = contracts.SegmenterAssets(24, (1, 2, 3), "uint8", (0.0,) * 3, (1 / 255,) * 3)
+    return export_segmenter(
+        model, str(tmp_path_factory.mktemp("segmenter") / "model"), assets, multiple=4
+    )
+
+
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_an_empty_batch_is_served_with_onednn_on_and_off(
+    keras_classifier, keras_segmenter, tmp_path, onednn
+):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.score_helpers import write_shards
+
+    convnet = save_classifier(str(tmp_path / "conv"), kind="convnet", size=32)
+    records = _jpeg_records(6)
+    (shard,) = write_shards(str(tmp_path / "chips"), records, num_shards=1)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {
+        **os.environ,
+        "TF_ENABLE_ONEDNN_OPTS": onednn,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+    }
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _EMPTY_BATCH_PROBE,
+            keras_classifier,
+            convnet,
+            keras_segmenter,
+            shard,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    (line,) = [x for x in run.stdout.splitlines() if x.startswith("PROBE ")]
+    got = json.loads(line[len("PROBE ") :])
+    assert got["onednn"] is (onednn == "1")  # the setting took effect in that process
+    assert got["saved_empty"] == [0]
+    assert got["frozen_graph_empty"] == [0]  # the frozen graph itself, not only the short cut
+    assert got["served_empty"] == [0] and got["convnet_empty"] == [0]
+    assert got["graph"] == "frozen"
+    # A normal batch: the frozen graph scores as the saved one, and as this process does
+    # (whichever kernels it runs) within the float error of a reordered sum.
+    here = _saved_scores(keras_classifier, records)
+    np.testing.assert_allclose(
+        got["frozen_scores"], got["saved_scores"], atol=serving.FROZEN_TOLERANCE
+    )
+    np.testing.assert_allclose(got["saved_scores"], here, atol=1e-4)
+    assert got["segmenter_empty"] == [0, 24, 20] and got["segmenter_mask"] == [2, 24, 20]
+    assert got["segmenter_frozen_mask"] == [2, 24, 20]
+    assert got["segmenter_frozen_empty"] == [0, 24, 20]
+
+
+def test_empty_outputs_take_open_dimensions_from_the_input():
+    import tensorflow as tf
+
+    outputs = {
+        "score": tf.TensorSpec([None], tf.float32),
+        "mask": tf.TensorSpec([None, None, None], tf.float32),
+        "fixed": tf.TensorSpec([None, 7], tf.int64),
+    }
+    got = serving.empty_outputs(outputs, tf.zeros([0, 24, 20, 3], tf.uint8))
+    assert {k: (v.shape, v.dtype) for k, v in got.items()} == {
+        "score": ((0,), np.float32),
+        "mask": ((0, 24, 20), np.float32),
+        "fixed": ((0, 7), np.int64),
+    }

@@ -7,19 +7,30 @@ import io
 import struct
 
 import pytest
+import shapely
 
 from footprints import contracts
 from footprints.contracts import ErrorRecord
 from pipeline.sources.chips import (
+    MAX_CHIP_PIXELS,
     LocatedRecord,
     ShardDamage,
     image_problem,
+    image_size,
     iter_tfrecords,
     masked_crc32c,
+    peek_crs,
     read_shard,
     validate_chip,
 )
-from tests.score_helpers import chip_record, png, write_shards
+from tests.score_helpers import (
+    bomb_png,
+    chip_record,
+    jpeg,
+    png,
+    with_raw_features,
+    write_shards,
+)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +171,127 @@ def test_validate_chip_dead_letters_with_reason():
     garbage_image = contracts.encode_chip(contracts.Chip("fp-2", b"not an image"))
     bad = validate_chip(LocatedRecord("s", "offset 48", garbage_image))
     assert (bad.record, bad.stage, bad.error) == ("fp-2", "validate", "undecodable_image")
+
+
+# --------------------------------------------------------------------------
+# One bad field costs one record: every field is checked where it is read
+# --------------------------------------------------------------------------
+
+_POLYGON = shapely.box(500000, 4600000, 500012, 4600009).wkb
+
+
+def _record(footprint_id="fp-9", image=None, **raw):
+    chip = contracts.Chip(
+        footprint_id,
+        image if image is not None else png(90, size=16),
+        region="county-a",
+        label=1,
+        wkb=_POLYGON,
+        crs="EPSG:32615",
+    )
+    return with_raw_features(contracts.encode_chip(chip), **raw)
+
+
+def _validate(record, **kwargs):
+    return validate_chip(
+        LocatedRecord("chips-00000-of-00001.tfrecord", "offset 640", record), **kwargs
+    )
+
+
+@pytest.mark.parametrize(
+    "raw, reason, record, words",
+    [
+        # Latin-1 bytes from a system that does not write UTF-8.
+        ({"region": "Norrköping".encode("latin-1")}, "invalid_record", "offset 640", "'region'"),
+        ({"footprint__crs": b"EPSG:\xff26915"}, "invalid_record", "offset 640", "'footprint/crs'"),
+        ({"footprint__wkb": b"\x01\x03\x00\x00\x00garbage"}, "invalid_geometry", "fp-9", "not WKB"),
+        ({"footprint__wkb": shapely.Point(500000, 4600000).wkb}, "not_a_polygon", "fp-9", "Point"),
+        ({"footprint__wkb": shapely.Polygon().wkb}, "missing_geometry", "fp-9", "empty Polygon"),
+        ({"footprint__crs": b"EPSG:999999"}, "invalid_crs", "fp-9", "'EPSG:999999'"),
+        ({"footprint__crs": b"UTM zone 15"}, "invalid_crs", "fp-9", "EPSG:26915"),
+        ({"image__mask": b"GIF89a not a png mask"}, "undecodable_image", "fp-9", "mask"),
+    ],
+)
+def test_a_bad_field_is_a_dead_letter_with_its_reason(raw, reason, record, words):
+    # Each of these chips validated before and failed a later stage (the text
+    # decode, ToRows' shapely parse or pyproj), taking the whole job with it.
+    good = _validate(_record())
+    assert isinstance(good, contracts.Chip) and good.crs == "EPSG:32615"
+    bad = _validate(_record(**raw))
+    assert isinstance(bad, ErrorRecord), bad
+    assert (bad.source, bad.record, bad.stage, bad.error) == (
+        "chips-00000-of-00001.tfrecord",
+        record,
+        "validate",
+        reason,
+    )
+    assert words in bad.message and "offset 640" in bad.message + bad.record
+
+
+def test_the_decode_limit_is_checked_on_the_header_before_any_decode():
+    bomb = bomb_png(5000, 4000)  # 20 megapixels in a few kilobytes: over the default limit
+    assert len(bomb) < 64 * 1024 and 5000 * 4000 > MAX_CHIP_PIXELS
+    assert image_problem(bomb) is None  # a valid, complete PNG
+    bad = _validate(_record(image=bomb))
+    assert (bad.record, bad.error) == ("fp-9", "image_too_large")
+    assert "5000 x 4000 = 20,000,000 pixels" in bad.message
+    assert f"{MAX_CHIP_PIXELS:,}" in bad.message and "--max-chip-pixels" in bad.message
+    # Raised, it passes; a limit of one pixel less than a chip rejects it.
+    assert isinstance(_validate(_record(image=bomb), max_pixels=20_000_000), contracts.Chip)
+    small = _record(image=png(3, size=16))
+    assert isinstance(_validate(small, max_pixels=256), contracts.Chip)
+    assert _validate(small, max_pixels=255).error == "image_too_large"
+
+    # A JPEG whose frame header declares 20000 x 20000, and a mask that does.
+    big_jpeg = jpeg(120, size=16, declared=(20000, 20000))
+    assert image_size(big_jpeg) == (20000, 20000) and image_size(jpeg(1, 24)) == (24, 24)
+    assert _validate(_record(image=big_jpeg)).error == "image_too_large"
+    mask_bomb = _record(image__mask=bomb_png(5000, 4000))
+    bad_mask = _validate(mask_bomb)
+    assert bad_mask.error == "image_too_large" and "mask" in bad_mask.message
+
+
+def test_peek_crs_skips_records_with_a_bad_crs(tmp_path):
+    records = [
+        _record("fp-1", footprint__crs=b"EPSG:999999"),
+        chip_record("fp-2", 3, wkb=_POLYGON, crs="EPSG:26915"),
+    ]
+    paths = write_shards(str(tmp_path), records, num_shards=1)
+    assert peek_crs(paths) == "EPSG:26915"
+
+
+@pytest.mark.parametrize(
+    "mode, options",
+    [
+        ("RGB", {}),
+        ("RGB", {"progressive": True}),
+        ("L", {}),
+        ("CMYK", {}),
+        ("RGB", {"exif": b"Exif\x00\x00" + bytes(300), "quality": 40}),
+    ],
+)
+def test_image_size_reads_what_pillow_reads(mode, options):
+    import numpy as np
+    from PIL import Image, JpegImagePlugin
+
+    rng = np.random.default_rng(4)
+    for width, height in [(96, 96), (17, 300), (4000, 3)]:
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).convert(mode).save(buf, format="JPEG", **options)
+        data = buf.getvalue()
+        pillow = JpegImagePlugin.JpegImageFile(io.BytesIO(data)).size
+        assert image_size(data) == pillow == (width, height)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).convert("RGB" if mode == "CMYK" else mode).save(buf, "PNG")
+        assert image_size(buf.getvalue()) == (width, height)
+
+
+def test_a_jpeg_without_a_frame_header_is_undecodable():
+    data = jpeg(30, 16)
+    sof = data.index(b"\xff\xc0")
+    no_frame = data[:sof] + b"\xff\xfe\x00\x04ab" + data[-2:]  # a comment, then the end
+    with pytest.raises(ValueError, match="frame header"):
+        image_size(no_frame)
+    bad = _validate(_record(image=no_frame))
+    assert (bad.error, bad.record) == ("undecodable_image", "fp-9")

@@ -40,7 +40,8 @@ examples:
 counties.csv:  region,residential_fraction
                county-a,0.35
 exit codes: 0 done; 1 the run failed; 2 invalid flags or inputs (nothing ran); 3 done, but
-counts do not reconcile or --strict-regions found a --region-fractions row no chip matches.
+counts do not reconcile, every score the model returned was outside [0, 1] (a broken
+model), or --strict-regions found a --region-fractions row no chip matches.
 Repeated footprint ids are kept, counted (summary.json "duplicates") and warned about.
 """
 
@@ -114,6 +115,14 @@ def register(subparsers) -> None:
         "(default: the chips' CRS)",
     )
     parser.add_argument(
+        "--max-chip-pixels",
+        type=int,
+        default=flags.ConfigDefault(CONFIG, "max_chip_pixels"),
+        metavar="N",
+        help="decode limit: a chip whose image declares more pixels (width x height) is "
+        "dead-lettered (image_too_large) before decoding (default: %(default)s, 4096 x 4096)",
+    )
+    parser.add_argument(
         "--model-id",
         help="model id for every row (default: model card, else directory name and hash)",
     )
@@ -142,6 +151,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.monitoring import add_warnings, duplicate_warnings
     from pipeline.score import ScoreConfig, run_config
     from pipeline.thresholds.fractions import unmatched_regions
+    from pipeline.writers.scores import MODEL_SCORES_OUT_OF_RANGE
 
     config = ScoreConfig.create(
         chips=args.chips,
@@ -164,6 +174,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             epsilon="quantile_epsilon",
             num_shards="num_shards",
             crs="crs",
+            max_chip_pixels="max_chip_pixels",
         ),
     )
     if args.dry_run:
@@ -179,6 +190,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     )
     print(score_lines(summary))
     print(f"  outputs: {args.output}/scores/, errors/, summary.json")
-    if not summary["reconciles"] or (args.strict_regions and unmatched):
+    broken_model = any(w["code"] == MODEL_SCORES_OUT_OF_RANGE for w in summary["warnings"])
+    if not summary["reconciles"] or broken_model or (args.strict_regions and unmatched):
         return EXIT_CHECK
     return EXIT_OK

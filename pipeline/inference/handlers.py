@@ -51,7 +51,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
 from footprints import contracts
-from footprints.errors import ConfigError, ContractError
+from footprints.errors import ConfigError, ContractError, Reason
 from pipeline.inference.serving import SERVING_GRAPHS, ServingFunction
 
 NAMESPACE = "score"
@@ -67,6 +67,31 @@ class InferenceFailure:
 
     error: str
     message: str
+
+
+def score_outcome(score: float) -> float | InferenceFailure:
+    """A model's score for one record, or why it cannot be labelled.
+
+    The classifier contract's ``score`` is a probability: NaN and infinity
+    (``non_finite_score``) and anything outside [0, 1] (``score_out_of_range``:
+    a logit, a percentage, a model without its final sigmoid) are dead letters,
+    never labelled as if they ranked with the rest.
+
+    Example: ``0.25`` -> ``0.25``; ``7.5`` -> ``InferenceFailure("score_out_of_range", ...)``.
+    """
+    if not math.isfinite(score):
+        return InferenceFailure(
+            Reason.NON_FINITE_SCORE,
+            f"the model returned {score} for this record; check the model's input normalization",
+        )
+    if not 0.0 <= score <= 1.0:
+        return InferenceFailure(
+            Reason.SCORE_OUT_OF_RANGE,
+            f"the model returned {score!r} for this record, outside [0, 1]; the classifier "
+            f"contract's {contracts.CLASSIFIER_OUTPUT!r} is a probability: end the model with a "
+            "sigmoid (or export it with `footprints train classifier`)",
+        )
+    return score
 
 
 def enable_memory_growth() -> None:
@@ -348,15 +373,7 @@ class ChipScoreHandler(ModelHandler):
                 f"the model returned {len(scores)} scores for {len(records)} records; its "
                 f"{contracts.CLASSIFIER_OUTPUT!r} output must have one value per input record"
             )
-        return [
-            float(s)
-            if math.isfinite(s)
-            else InferenceFailure(
-                "non_finite_score",
-                f"the model returned {s} for this record; check the model's input normalization",
-            )
-            for s in scores.tolist()
-        ]
+        return [score_outcome(s) for s in scores.tolist()]
 
     def get_num_bytes(self, batch: Sequence[tuple[Any, bytes]]) -> int:
         """Size of a batch as its records' bytes (cheaper than the default's pickling)."""

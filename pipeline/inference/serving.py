@@ -18,6 +18,12 @@ graph too, and if any output differs by more than :data:`FROZEN_TOLERANCE`
 A model TensorFlow cannot freeze (for example one that writes a variable) is
 served as saved. ``--serving-graph saved`` skips freezing altogether.
 
+An empty batch never reaches either graph: :func:`empty_outputs` answers it.
+TensorFlow's oneDNN convolution (on by default on x86 hosts with AVX-512 VNNI
+or AMX, off on AVX2-only ones) returns an empty batch with its input's shape,
+so a model exported without ``model_training.export``'s guard fails on it
+with ``Incompatible shapes`` on some CPUs and not on others.
+
 The outcome is counted in the job's metrics: ``<namespace>/serving_graph_frozen``
 (processes that passed the check), ``<namespace>/serving_graph_saved`` (processes
 serving the saved graph: asked for, not freezable, or failing the check) and
@@ -85,6 +91,27 @@ def max_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
     return worst
 
 
+def empty_outputs(outputs: dict[str, Any], tensor: Any) -> dict[str, np.ndarray]:
+    """The signature's outputs for an empty batch, without running the graph.
+
+    Each output is ``[0, ...]`` of its declared dtype; a dimension the
+    signature leaves open takes the input's at the same position (the
+    segmenter's ``mask`` [N, H, W] of ``images`` [N, H, W, C]), else 0.
+
+    Args:
+        outputs: The signature's ``structured_outputs`` (``TensorSpec`` by name).
+        tensor: The empty input batch.
+    """
+    shape = list(tensor.shape)
+    out = {}
+    for key, spec in outputs.items():
+        dims = [0]
+        for i, d in enumerate(list(spec.shape)[1:], start=1):
+            dims.append(d if d is not None else (shape[i] if i < len(shape) else 0) or 0)
+        out[key] = np.zeros(dims, dtype=spec.dtype.as_numpy_dtype)
+    return out
+
+
 class ServingFunction:
     """A loaded SavedModel's ``serving_default``, frozen when that is safe.
 
@@ -130,8 +157,11 @@ class ServingFunction:
         """Runs the signature on ``{name: tensor}``; returns its outputs as numpy arrays.
 
         Errors of the graph (``InvalidArgumentError`` for a bad record) come
-        through unchanged, so callers can isolate bad inputs as before.
+        through unchanged, so callers can isolate bad inputs as before. An
+        empty batch is answered without the graph (:func:`empty_outputs`).
         """
+        if tensor.shape[0] == 0:
+            return empty_outputs(self._saved.structured_outputs, tensor)
         frozen = self._frozen  # read once: another thread may fall back meanwhile
         if frozen is None:
             if not self._counted:

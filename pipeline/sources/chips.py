@@ -22,14 +22,22 @@ whose per-element Python overhead dominates for small records, and, unlike
 ``tf.data``, it gives the offset of each record and of the damage.
 
 :func:`validate_chip` is the cheap check that runs before batching, so a bad
-record is dead-lettered alone instead of failing its batch in the model: the
-record must parse as a chip record (``footprints.contracts.decode_chip``) and
-its image must have a plausible, complete PNG or JPEG header and trailer.
+record is dead-lettered alone instead of failing its batch in the model or a
+later stage. Every field is checked here, where the record is read, and
+nowhere later: the record must parse as a chip record
+(``footprints.contracts.decode_chip``: required features, types, labels,
+UTF-8 text); its image (and mask) must have a plausible, complete PNG or JPEG
+header and trailer, and declare no more than ``max_pixels`` pixels (the
+decode limit: the model's decoder allocates what the header declares, so a
+1 MiB PNG declaring 20000 x 20000 pixels would take gigabytes); its polygon
+must be WKB of a polygon and its CRS one pyproj knows. Each failure is a dead
+letter with its own :class:`~footprints.errors.Reason`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import io
 import struct
@@ -45,7 +53,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from footprints import contracts
 from footprints.contracts import Chip, ErrorRecord
-from footprints.errors import ContractError
+from footprints.errors import ContractError, Reason
 from pipeline.ptransform import DataclassTransform
 
 NAMESPACE = "score"
@@ -156,32 +164,36 @@ def iter_tfrecords(f) -> Iterator[tuple[int, bytes]]:
         try:
             header = _read_exactly(f, 12)
         except (EOFError, OSError, zlib.error) as exc:
-            raise ShardDamage(offset, "unreadable_shard", str(exc)) from exc
+            raise ShardDamage(offset, Reason.UNREADABLE_SHARD, str(exc)) from exc
         if not header:
             return
         if len(header) < 12:
             raise ShardDamage(
                 offset,
-                "truncated_shard",
+                Reason.TRUNCATED_SHARD,
                 f"the file ends inside a record header ({len(header)} of 12 bytes)",
             )
         length, length_crc = _HEADER.unpack(header)
         if masked_crc32c(header[:8]) != length_crc:
-            raise ShardDamage(offset, "corrupt_shard", "the record length fails its CRC32C check")
+            raise ShardDamage(
+                offset, Reason.CORRUPT_SHARD, "the record length fails its CRC32C check"
+            )
         if length > _MAX_RECORD_BYTES:
-            raise ShardDamage(offset, "corrupt_shard", f"implausible record length {length}")
+            raise ShardDamage(offset, Reason.CORRUPT_SHARD, f"implausible record length {length}")
         try:
             body = _read_exactly(f, length + 4)
         except (EOFError, OSError, zlib.error) as exc:
-            raise ShardDamage(offset, "unreadable_shard", str(exc)) from exc
+            raise ShardDamage(offset, Reason.UNREADABLE_SHARD, str(exc)) from exc
         if len(body) < length + 4:
             raise ShardDamage(
-                offset, "truncated_shard", f"the file ends inside a record of {length} bytes"
+                offset, Reason.TRUNCATED_SHARD, f"the file ends inside a record of {length} bytes"
             )
         data = body[:length]
         (data_crc,) = _FOOTER.unpack_from(body, length)
         if masked_crc32c(data) != data_crc:
-            raise ShardDamage(offset, "corrupt_shard", "the record data fails its CRC32C check")
+            raise ShardDamage(
+                offset, Reason.CORRUPT_SHARD, "the record data fails its CRC32C check"
+            )
         yield offset, data
         offset += 16 + length
 
@@ -223,7 +235,7 @@ def read_shard(path: str) -> Iterator[LocatedRecord | ErrorRecord]:
             source=path,
             record="offset 0",
             stage=READ_STAGE,
-            error="unreadable_shard",
+            error=Reason.UNREADABLE_SHARD,
             message=f"cannot open the shard: {exc}; check that it exists and is readable",
         )
 
@@ -296,11 +308,8 @@ def peek_crs(paths: list[str], max_records: int = 100) -> str | None:
             if isinstance(item, ErrorRecord):
                 break
             seen += 1
-            try:
-                chip = contracts.decode_chip(item.record)
-            except ContractError:
-                continue
-            if chip.wkb is not None and chip.crs:
+            chip = validate_chip(item)
+            if isinstance(chip, Chip) and chip.wkb is not None and chip.crs:
                 return chip.crs
             if seen >= max_records:
                 return None
@@ -313,6 +322,13 @@ def peek_crs(paths: list[str], max_records: int = 100) -> str | None:
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_JPEG_SOI = b"\xff\xd8\xff"
+
+#: Default decode limit: the most pixels a chip's image or mask may declare
+#: (``--max-chip-pixels``). 4096 x 4096 is far above any chip ``prepare`` cuts
+#: (a 200 m building at 0.15 m pixels is about 2,000 px wide with its margin),
+#: and decodes in about 200 MB as float32 RGB.
+MAX_CHIP_PIXELS = 4096 * 4096
 
 
 def image_problem(image: bytes) -> str | None:
@@ -341,15 +357,129 @@ def image_problem(image: bytes) -> str | None:
         if not image.rstrip(b"\x00").endswith(_PNG_IEND):
             return "the PNG is truncated (no IEND chunk at the end)"
         return None
-    if image.startswith(b"\xff\xd8\xff"):
+    if image.startswith(_JPEG_SOI):
         if not image.rstrip(b"\x00").endswith(b"\xff\xd9"):
             return "the JPEG is truncated (no end-of-image marker)"
         return None
     return f"the image is neither PNG nor JPEG (starts with {image[:8]!r})"
 
 
-def validate_chip(located: LocatedRecord) -> Chip | ErrorRecord:
-    """Checks one record against the chip contract and its image header.
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic), which
+# hold the frame's size; 0xC4 (DHT), 0xC8 (JPG) and 0xCC (DAC) share the range.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(image: bytes) -> tuple[int, int]:
+    # Walk the marker segments (0xFF, marker, 2-byte length) to the first SOF.
+    pos = 2
+    while pos + 4 <= len(image):
+        if image[pos] != 0xFF:
+            raise ValueError(f"the JPEG has no marker at byte {pos}")
+        marker = image[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length
+            pos += 2
+            continue
+        (length,) = struct.unpack_from(">H", image, pos + 2)
+        if marker in _JPEG_SOF:
+            if pos + 9 > len(image) or length < 7:
+                break
+            height, width = struct.unpack_from(">HH", image, pos + 5)
+            return int(width), int(height)
+        if marker == 0xDA or length < 2:  # scan data before any frame header
+            break
+        pos += 2 + length
+    raise ValueError("the JPEG has no frame header (SOF marker) before its image data")
+
+
+def image_size(image: bytes) -> tuple[int, int]:
+    """``(width, height)`` that a PNG or JPEG declares, read from its header only.
+
+    PNG: the ``IHDR`` chunk; JPEG: the first start-of-frame marker, found by
+    walking the marker segments. Microseconds, no decode: Pillow's parser
+    gives the same sizes (the tests compare) but costs about 150 us a chip,
+    a twentieth of what scoring the chip costs. Call it on images
+    :func:`image_problem` accepted.
+
+    Raises:
+        ValueError: if the JPEG has no readable frame header.
+    """
+    if image.startswith(_PNG_SIGNATURE):
+        width, height = struct.unpack_from(">II", image, 16)
+        return int(width), int(height)
+    return _jpeg_size(image)
+
+
+@functools.lru_cache(maxsize=256)
+def crs_problem(crs: str) -> str | None:
+    """Why pyproj cannot use ``crs``, or None (cached: a run has few distinct CRSs)."""
+    import pyproj
+
+    try:
+        pyproj.CRS.from_user_input(crs)
+    except pyproj.exceptions.CRSError as exc:
+        return f"footprint/crs {crs!r} is not a CRS pyproj knows ({exc})"
+    return None
+
+
+def polygon_problem(wkb: bytes) -> tuple[str, str] | None:
+    """``(reason, why)`` when ``wkb`` is not WKB of a polygon or multipolygon, else None."""
+    import shapely
+
+    try:
+        geometry = shapely.from_wkb(wkb)
+    except (shapely.errors.GEOSException, ValueError, TypeError) as exc:
+        return Reason.INVALID_GEOMETRY, f"footprint/wkb is not WKB ({exc})"
+    if geometry is None or geometry.geom_type not in ("Polygon", "MultiPolygon"):
+        kind = "nothing" if geometry is None else geometry.geom_type
+        return Reason.NOT_A_POLYGON, f"footprint/wkb holds {kind}, not a polygon"
+    if geometry.is_empty:  # no centroid, no ring to orient
+        return Reason.MISSING_GEOMETRY, f"footprint/wkb holds an empty {geometry.geom_type}"
+    return None
+
+
+def _error(located: LocatedRecord, record: str, reason: str, message: str) -> ErrorRecord:
+    return ErrorRecord(
+        source=located.source, record=record, stage=VALIDATE_STAGE, error=reason, message=message
+    )
+
+
+def _pixels_problem(what: str, data: bytes, max_pixels: int) -> tuple[str, str] | None:
+    """``(reason, why)`` when an image or mask is not a PNG/JPEG within the decode limit."""
+    problem = image_problem(data)
+    if problem is not None:
+        return Reason.UNDECODABLE_IMAGE, f"{what}: {problem}"
+    try:
+        width, height = image_size(data)
+    except ValueError as exc:
+        return Reason.UNDECODABLE_IMAGE, f"{what}: {exc}"
+    if width * height > max_pixels:
+        return Reason.IMAGE_TOO_LARGE, (
+            f"{what} declares {width} x {height} = {width * height:,} pixels, more than the "
+            f"decode limit of {max_pixels:,} (--max-chip-pixels); cut smaller chips, or raise "
+            "--max-chip-pixels if chips this large are meant (decoding one takes about "
+            f"{width * height * 16 / 2**20:,.0f} MiB)"
+        )
+    return None
+
+
+def validate_chip(located: LocatedRecord, max_pixels: int = MAX_CHIP_PIXELS) -> Chip | ErrorRecord:
+    """Checks every field of one record; returns the chip or its dead letter.
+
+    In order: the record parses as a chip record (required features, types,
+    label, UTF-8 text: ``invalid_record``); the image, and the mask when there
+    is one, are complete PNG/JPEG (``undecodable_image``) declaring at most
+    ``max_pixels`` pixels (``image_too_large``); the polygon is WKB
+    (``invalid_geometry``) of a polygon (``not_a_polygon``) that is not
+    empty (``missing_geometry``); the CRS is one pyproj knows
+    (``invalid_crs``). A chip that passes cannot fail a later stage because
+    of one of its fields.
+
+    Args:
+        located: The serialized record and where it was read.
+        max_pixels: The decode limit (``--max-chip-pixels``).
 
     Returns:
         The decoded :class:`~footprints.contracts.Chip`, or an
@@ -359,23 +489,47 @@ def validate_chip(located: LocatedRecord) -> Chip | ErrorRecord:
     try:
         chip = contracts.decode_chip(located.record)
     except ContractError as exc:
-        return ErrorRecord(
-            source=located.source,
-            record=located.position,
-            stage=VALIDATE_STAGE,
-            error="invalid_record",
-            message=(
-                f"{exc}. Write chip records with footprints.contracts.encode_chip "
-                "or `footprints prepare`."
-            ),
+        return _error(
+            located,
+            located.position,
+            Reason.INVALID_RECORD,
+            f"{exc}. Write chip records with footprints.contracts.encode_chip "
+            "or `footprints prepare`.",
         )
-    problem = image_problem(chip.image)
+    where = f" ({located.position})" if located.position else ""
+    fid = chip.footprint_id
+    problem = _pixels_problem("the image", chip.image, max_pixels)
+    if problem is None and chip.mask is not None:
+        if not chip.mask.startswith(_PNG_SIGNATURE):
+            problem = Reason.UNDECODABLE_IMAGE, "the mask (image/mask) is not a PNG"
+        else:
+            problem = _pixels_problem("the mask (image/mask)", chip.mask, max_pixels)
     if problem is not None:
-        return ErrorRecord(
-            source=located.source,
-            record=chip.footprint_id,
-            stage=VALIDATE_STAGE,
-            error="undecodable_image",
-            message=(f"{problem} ({located.position}). Re-encode the chip image as PNG or JPEG."),
+        reason, why = problem
+        fix = (
+            ""
+            if reason == Reason.IMAGE_TOO_LARGE
+            else ". Re-encode the chip image (and mask) as PNG or JPEG."
         )
+        return _error(located, fid, reason, f"{why}{where}{fix}")
+    if chip.wkb is not None:
+        bad_polygon = polygon_problem(chip.wkb)
+        if bad_polygon is not None:
+            reason, why = bad_polygon
+            return _error(
+                located,
+                fid,
+                reason,
+                f"{why}{where}. Write the footprint as WKB of a polygon (shapely's "
+                "`geometry.wkb`), or leave footprint/wkb out.",
+            )
+    if chip.crs is not None:
+        bad_crs = crs_problem(chip.crs)
+        if bad_crs is not None:
+            return _error(
+                located,
+                fid,
+                Reason.INVALID_CRS,
+                f"{bad_crs}{where}. Write it as an EPSG code such as EPSG:26915, or as WKT.",
+            )
     return chip

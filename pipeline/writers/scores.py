@@ -33,7 +33,7 @@ import apache_beam as beam
 import numpy as np
 
 from footprints import contracts
-from footprints.errors import ConfigError
+from footprints.errors import ConfigError, Reason
 from pipeline.counting import repeated_ids
 from pipeline.jobs import SUMMARY_FILE, summary_head
 from pipeline.ptransform import DataclassTransform
@@ -187,18 +187,29 @@ def write_table(rows, label: str, directory: str, schema, num_shards: int = 1):
     return rows | label >> WriteTable(directory, schema, num_shards=num_shards)
 
 
+#: The CSV record terminator while a row is quoted. The csv module quotes a field
+#: when it holds a character of the terminator, so with both CR and LF here any
+#: field holding either (an id with a line break) is quoted and stays one record;
+#: the terminator itself is cut off, since WriteToText ends every line.
+_QUOTING_TERMINATOR = "\r\n"
+
+
 def csv_line(row: Mapping[str, Any], columns: list[str] = CSV_COLUMNS) -> str:
-    """One CSV line of a table row; geometry as WKT."""
+    r"""One CSV record of a table row (RFC 4180 quoting), without its line end; geometry as WKT.
+
+    Example: ``{"footprint_id": 'a"b\nc', ...}`` -> ``"a""b\nc",...``: one record
+    however the fields break lines.
+    """
     import shapely
 
     values = dict(row)
     if values.get("geometry") is not None:
         values["geometry"] = shapely.from_wkb(values["geometry"]).wkt
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow(
+    csv.writer(buf, lineterminator=_QUOTING_TERMINATOR).writerow(
         ["" if values.get(c) is None else values[c] for c in columns]
     )
-    return buf.getvalue()
+    return buf.getvalue()[: -len(_QUOTING_TERMINATOR)]
 
 
 @dataclasses.dataclass
@@ -312,6 +323,46 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+#: ``errors_by_reason`` key of scores the model returned outside [0, 1].
+OUT_OF_RANGE_KEY = f"inference/{Reason.SCORE_OUT_OF_RANGE}"
+#: Warning codes of :func:`score_range_warnings`.
+SCORES_OUT_OF_RANGE = "scores_out_of_range"
+MODEL_SCORES_OUT_OF_RANGE = "model_scores_out_of_range"
+
+
+def score_range_warnings(errors_by_reason: Mapping[str, int], scored: int) -> list[dict[str, str]]:
+    """A warning when the model returned scores outside [0, 1]; none when it did not.
+
+    ``model_scores_out_of_range`` when no record got a valid score (a broken
+    model: the command exits 3), else ``scores_out_of_range``.
+
+    Example: ``({"inference/score_out_of_range": 3}, 17)`` -> one
+    ``scores_out_of_range`` warning naming the 3 records.
+    """
+    bad = errors_by_reason.get(OUT_OF_RANGE_KEY, 0)
+    if not bad:
+        return []
+    fix = (
+        "the classifier contract's score is a probability in [0, 1]: end the model with a "
+        "sigmoid, or export it with `footprints train classifier`"
+    )
+    if scored == 0:
+        return [
+            {
+                "code": MODEL_SCORES_OUT_OF_RANGE,
+                "message": f"every score the model returned ({bad}) was outside [0, 1], so "
+                f"nothing was labelled: the model is broken; {fix}",
+            }
+        ]
+    return [
+        {
+            "code": SCORES_OUT_OF_RANGE,
+            "message": f"the model returned scores outside [0, 1] for {bad} records; they are "
+            f"dead letters (errors/, {Reason.SCORE_OUT_OF_RANGE}), not labelled; {fix}",
+        }
+    ]
+
+
 def build_summary(
     counts: Mapping[str, int],
     regions: list[RegionResult],
@@ -365,7 +416,11 @@ def build_summary(
         },
         checks={"input_records == scored + errors": input_records == scored + errors},
         errors_by_reason=errors_by_reason,
-        warnings=[*map(dict, warnings), *rank_warnings(regions_with_stats(regions))],
+        warnings=[
+            *map(dict, warnings),
+            *score_range_warnings(errors_by_reason, scored),
+            *rank_warnings(regions_with_stats(regions)),
+        ],
     )
     return {
         **head,
