@@ -284,3 +284,39 @@ def test_a_signal_mid_run_exits_128_plus_it_and_leaves_no_complete_looking_file(
                     mask.read(1)
             elif name.endswith(".parquet"):
                 pq.read_table(path)
+
+
+@pytest.mark.slow
+def test_two_score_runs_started_together_never_mix(area, tmp_path, capsys):
+    """Both exited 0, one scores.csv holding the other's 20 rows beside its own."""
+    import subprocess
+    import sys
+    import time
+
+    import pyarrow.parquet as pq
+    from score_helpers import chip_record, write_shards
+
+    write_shards(str(tmp_path / "a"), [chip_record(f"a-{i:04d}", i % 250) for i in range(400)])
+    write_shards(str(tmp_path / "b"), [chip_record(f"b-{i:02d}", 9 * i) for i in range(20)])
+    out = tmp_path / "out"
+    common = ["--model", str(area / "clf"), "--residential-fraction", "0.5", "--output", str(out)]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "footprints_app.cli", "score", "--chips", str(tmp_path / "a" / "*")]
+        + common,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lock = out / "run.lock"
+    while first.poll() is None and not (lock.exists() and lock.read_text().strip()):
+        time.sleep(0.05)  # waits for the first run to take its output, whenever that is
+    assert first.poll() is None, "the first run ended before it held its output"
+    # The second run starts while the first holds the folder (it has not loaded its model).
+    assert cli.main(["score", "--chips", str(tmp_path / "b" / "*"), *common]) == 2
+    err = capsys.readouterr().err
+    assert f"(pid {first.pid} on " in err, err
+    _, first_err = first.communicate(timeout=600)
+    assert first.returncode == 0, first_err[-2000:]
+    ids = pq.read_table(out / "scores").column("footprint_id").to_pylist()
+    assert sorted(ids) == [f"a-{i:04d}" for i in range(400)]
+    assert json.loads((out / "summary.json").read_text())["counts"]["scored"] == 400
