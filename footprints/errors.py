@@ -23,11 +23,20 @@ class InputError(FootprintsError, ValueError):
     """An input file cannot be used (unreadable, no CRS, wrong bands, ...)."""
 
 
+class TranslatedNotRun(Exception):
+    """The job was translated for its runner and not run (Beam's ``--dry_run=True``).
+
+    Not a failure: the CLI prints the message and exits 0.
+    """
+
+
 # Exit codes of the ``footprints`` command; each means one thing.
 EXIT_OK = 0  # done: outputs written, counts reconcile, quality gates passed
 EXIT_FAILED = 1  # the run failed part-way (an error during the pipeline or training)
 EXIT_USAGE = 2  # nothing ran: invalid flags or inputs
 EXIT_CHECK = 3  # done, but counts do not reconcile or a quality gate tripped
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + the signal's number, as shells report it
+EXIT_TERMINATED = 143  # SIGTERM
 
 
 class Reason:

@@ -16,7 +16,9 @@ ours nor a registered Beam pipeline option ends the command with exit 2 and a
 Exit codes (:mod:`footprints.errors`): 0 done; 1 the run failed part-way (one
 line on stderr; ``--log-level DEBUG`` adds the traceback); 2 nothing ran:
 invalid flags or inputs (the message says how to fix them); 3 done, but counts
-do not reconcile or a quality gate tripped; 130 interrupted.
+do not reconcile or a quality gate tripped; 130 interrupted (SIGINT, Ctrl-C); 143
+terminated (SIGTERM). An interrupted run leaves its outputs as a kill does: no
+summary.json, only temporary names the next run removes.
 """
 
 from __future__ import annotations
@@ -27,10 +29,20 @@ import importlib
 import logging
 import os
 import pkgutil
+import signal
 import sys
+from collections.abc import Sequence
 
 from footprints import __version__
-from footprints.errors import EXIT_FAILED, EXIT_USAGE, FootprintsError
+from footprints.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    FootprintsError,
+    TranslatedNotRun,
+)
 
 EPILOG = """\
 Pipeline subcommands (prepare, score, segment, demo) accept Beam pipeline
@@ -45,7 +57,7 @@ exit codes:
   1  the run failed part-way (one line on stderr; --log-level DEBUG for the traceback)
   2  nothing ran: invalid flags or inputs (the message says how to fix them)
   3  done, but counts do not reconcile or a quality gate tripped (see the warnings)
-  130 interrupted
+  130 interrupted (Ctrl-C); 143 terminated (SIGTERM); no summary.json is left
 """
 
 
@@ -162,7 +174,17 @@ def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     from footprints_app.commands._flags import resolve_defaults
 
     resolve_defaults(args)
+    args._inputs = {
+        (a.option_strings or [str(a.metavar)])[0]: getattr(args, a.dest)
+        for a in sub._actions
+        if a.metavar in INPUT_METAVARS and a.dest != "output" and getattr(args, a.dest, None)
+    }
     return args, unknown
+
+
+#: The metavars of flags that name an input (a glob, a folder, a file): what
+#: :func:`check_output_first` keeps out of the output a run replaces.
+INPUT_METAVARS = frozenset({"GLOB", "DIR", "FILE", "CSV"})
 
 
 #: Subcommands that own an output location: a folder, or a path prefix (prepare).
@@ -218,18 +240,46 @@ def output_location(args: argparse.Namespace):
     return OutputLocation(args.output, prefix=layout == "prefix")
 
 
-def check_output_first(args: argparse.Namespace):
-    """Validates (and with ``--overwrite`` clears) the output before anything runs."""
+def check_output_first(args: argparse.Namespace, beam_args: Sequence[str] = ()):
+    """Validates and takes the output before anything runs; returns it and its lock.
+
+    In this order, each before any input is read: the location itself
+    (:func:`pipeline.writers.files.check_output`: writable, a real file
+    system, names that fit, ``gs://`` credentials), no input inside it (the
+    claim would delete it), the run's lock on it (a second run into it stops
+    here, exit 2), and with ``--overwrite`` its clearing. A dry run (ours, or
+    Beam's ``--dry_run=True`` on Dataflow) takes no lock and deletes nothing.
+
+    Returns:
+        ``(location, lock)``; None for either when the command has no output
+        or takes no lock. The caller releases the lock when the command ends.
+    """
     location = output_location(args)
     if location is None:
-        return None
-    from pipeline.writers.files import check_output, claim_output
+        return None, None
+    from pipeline.jobs import translate_only
+    from pipeline.writers.files import (
+        OutputLock,
+        check_inputs_outside,
+        check_output,
+        claim_output,
+    )
 
     overwrite = getattr(args, "overwrite", False)
-    check_output(location, overwrite=overwrite)
-    if overwrite and not getattr(args, "dry_run", False):
-        claim_output(location, overwrite=True)
-    return location
+    translated = translate_only(list(beam_args))
+    check_output(location, overwrite=overwrite, translate_only=translated)
+    check_inputs_outside(location, getattr(args, "_inputs", {}))
+    if getattr(args, "dry_run", False) or translated:
+        return location, None
+    lock = OutputLock(location)
+    lock.acquire()
+    try:
+        if overwrite:
+            claim_output(location, overwrite=True)
+    except BaseException:
+        lock.release()
+        raise
+    return location, lock
 
 
 def resolve_model_dirs(args: argparse.Namespace) -> None:
@@ -270,8 +320,54 @@ def _drop_known_noise(record: logging.LogRecord) -> bool:
     return "Resource module is not available" not in str(record.msg)
 
 
+#: The exit code of each signal the CLI turns into an orderly stop (128 + its number).
+_SIGNAL_EXITS: dict[int, int] = {
+    int(signal.SIGINT): EXIT_INTERRUPTED,
+    int(signal.SIGTERM): EXIT_TERMINATED,
+}
+#: The signals received while :func:`main` ran (nested mains, as the demo's, share it).
+_received: list[int] = []
+
+
+def _stop(signum: int, frame: object) -> None:
+    """Signal handler: remember the signal and stop the command where it is."""
+    _received.append(signum)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _install_signal_handlers() -> dict[int, object] | None:
+    """SIGINT and SIGTERM stop the command as KeyboardInterrupt; returns the old handlers.
+
+    None off the main thread (Python only installs handlers there) or when
+    they are already ours (a nested main).
+    """
+    try:
+        if signal.getsignal(signal.SIGINT) is _stop:
+            return None
+        return {s: signal.signal(s, _stop) for s in _SIGNAL_EXITS}
+    except ValueError:
+        return None
+
+
+def _interrupted(command: str) -> int:
+    """The exit code and line of a command stopped by a signal."""
+    signum = _received[-1] if _received else signal.SIGINT
+    name = signal.Signals(signum).name
+    print(
+        f"footprints {command}: interrupted ({name}); outputs are left as a kill leaves "
+        "them (no summary.json; the next run into the same output replaces them)",
+        file=sys.stderr,
+    )
+    return _SIGNAL_EXITS.get(signum, EXIT_INTERRUPTED)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Runs the command line; returns the exit code."""
+    """Runs the command line; returns the exit code.
+
+    SIGINT and SIGTERM stop the command with 130 and 143 (also when the
+    runner wraps the interrupt into an error of its own); the run's output
+    lock is released however the command ends.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     args, unknown = parse_command_line(argv)
     logging.basicConfig(
@@ -279,28 +375,54 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger().addFilter(_drop_known_noise)
+    previous = _install_signal_handlers()
+    if previous is not None:
+        _received.clear()
+    location = lock = None
     try:
-        location = check_output_first(args)
+        location, lock = check_output_first(args, unknown)
         resolve_model_dirs(args)
         code = int(args.handler(args, unknown) or 0)
         if location is not None and not getattr(args, "dry_run", False):
             print_warnings(location.summary_path)
         return code
+    except TranslatedNotRun as exc:
+        print(f"footprints {args.command}: {exc}")
+        return EXIT_OK
     except FootprintsError as exc:
+        if _received:
+            return _interrupted(args.command)
         print(f"footprints {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"footprints {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(args.command)
     except Exception as exc:  # a failure during the run: one line, traceback on request
+        if _received:  # the runner wrapped the interrupt (RuntimeError: KeyboardInterrupt)
+            return _interrupted(args.command)
         logging.getLogger("footprints").debug("traceback", exc_info=True)
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        disk = None
+        if location is not None:
+            from pipeline.writers.files import no_space_left
+
+            disk = no_space_left(location, exc)
         print(
-            f"footprints {args.command}: failed: {type(exc).__name__}: {reason} "
-            "(rerun with --log-level DEBUG for the traceback)",
+            f"footprints {args.command}: failed: "
+            + (
+                f"{disk} ({type(exc).__name__}: {reason[:300]})"
+                if disk
+                else f"{type(exc).__name__}: {reason}"
+            )
+            + " (rerun with --log-level DEBUG for the traceback)",
             file=sys.stderr,
         )
         return EXIT_FAILED
+    finally:
+        if lock is not None:
+            lock.release()
+        if previous is not None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 def console() -> None:

@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from footprints.errors import ConfigError
+from footprints.errors import ConfigError, TranslatedNotRun
 
 #: The keys every job's summary.json starts with, in this order.
 HEAD_KEYS = (
@@ -180,23 +180,74 @@ class JobConfig(Protocol):
 C = TypeVar("C", bound=JobConfig)
 
 
+def translate_only(options: Sequence[str] | Any) -> bool:
+    """Whether Beam only translates the job (``--dry_run=True`` on DataflowRunner).
+
+    That is how a platform engineer checks a submission: Dataflow's runner
+    builds and validates the job and submits nothing, so no summary is
+    written. The other runners ignore ``--dry_run`` and would run the whole
+    job, so it is refused there.
+
+    Args:
+        options: Beam ``PipelineOptions``, or the flags to make them from.
+
+    Raises:
+        ConfigError: ``--dry_run=True`` with a runner that would run the job.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
+
+    if not isinstance(options, PipelineOptions):
+        options = PipelineOptions(list(options))
+    if not options.view_as(TestOptions).dry_run:
+        return False
+    runner = options.view_as(StandardOptions).runner
+    name = (
+        runner if isinstance(runner, str) else type(runner).__name__ if runner else "DirectRunner"
+    )
+    if "dataflow" in name.lower():
+        return True
+    raise ConfigError(
+        f"--dry_run=True only translates on DataflowRunner; {name} would run the whole job: "
+        "drop it, or use footprints' own --dry-run to see the plan without running"
+    )
+
+
 def run_job(
     build_pipeline: Callable[[Any, C], Any], config: C, options: Sequence[str] | Any = ()
 ) -> dict:
     """Builds the job on a new pipeline, runs it to completion, returns its summary.
 
+    The run holds its output's lock (:class:`pipeline.writers.files.OutputLock`)
+    from before it claims the output until its summary is written, so a
+    second run into the same output fails fast instead of mixing files.
+
     Args:
         build_pipeline: The job's ``build_pipeline(pipeline, config)``.
         config: The job's validated config.
         options: Beam ``PipelineOptions``, or the flags to make them from.
+
+    Raises:
+        TranslatedNotRun: Beam's ``--dry_run=True`` on Dataflow: the job was
+            translated and validated, nothing ran or was written.
     """
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.monitoring import run_to_summary
+    from pipeline.writers.files import OutputLocation, OutputLock
 
     if not isinstance(options, PipelineOptions):
         options = PipelineOptions(list(options))
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, config)
-    return run_to_summary(pipeline, config.summary_path)
+    if translate_only(options):
+        result = pipeline.run()  # Dataflow's runner translates, validates, submits nothing
+        job = getattr(result, "job", None)
+        steps = len(job.proto_pipeline.components.transforms) if job is not None else 0
+        raise TranslatedNotRun(
+            "translated, not run (--dry_run=True): "
+            + (f"{steps} transforms built and validated for Dataflow; " if steps else "")
+            + "nothing was staged, submitted or written; drop --dry_run=True to run it"
+        )
+    with OutputLock(OutputLocation.of_summary(config.summary_path)):
+        return run_to_summary(pipeline, config.summary_path)

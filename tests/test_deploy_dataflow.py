@@ -491,3 +491,35 @@ def test_documented_launcher_command_lines_parse_and_translate(inputs, capsys):
         build_pipeline(pipeline, config_from_args(args))  # the documented flags
         result = pipeline.run()
         assert _hinted_transforms(result.job.proto_pipeline)  # the L4 hint reached the job
+
+
+def test_beams_dry_run_through_the_command_ends_translated_not_run(inputs, capsys):
+    """`footprints score ... --runner DataflowRunner --dry_run=True` ended in FileNotFoundError.
+
+    Beam's translate-only check, as a platform engineer runs it on a submission: the job
+    is built and translated, nothing is staged, submitted, claimed or written, and the
+    command says so and exits 0. On a runner that ignores ``--dry_run`` it is refused.
+    """
+    argv = [
+        "score",
+        "--chips",
+        inputs["chips"],
+        "--model",
+        inputs["classifier"],
+        "--residential-fraction",
+        "0.3",
+        "--output",
+        "gs://fake-bucket/runs/area-7/score",
+        *launch.beam_options(_target()),
+        "--dry_run=True",
+        "--no_auth",
+    ]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "translated, not run" in captured.out, captured.err[-2000:]
+    assert "failed" not in captured.err
+    local = inputs["root"] / "dry-direct"
+    direct = argv[: argv.index("--output")] + ["--output", str(local), "--dry_run=True"]
+    assert cli.main(direct) == 2
+    assert "--dry_run=True only translates on DataflowRunner" in capsys.readouterr().err
+    assert not local.exists()
