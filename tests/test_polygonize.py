@@ -232,7 +232,7 @@ def test_building_across_two_utm_zones_is_one_footprint_with_its_true_area(tmp_p
         assert rows[0]["area_m2"] == pytest.approx(truth, rel=0.02)
 
     with TestPipeline() as p:
-        rows = p | beam.Create(written) | Polygonize(0.5, 1.0, 4.0, output_crs)
+        rows = (p | beam.Create(written) | Polygonize(0.5, 1.0, 4.0, output_crs)).footprints
         assert_that(rows, check)
 
 
