@@ -46,6 +46,7 @@ from pipeline.inference.handlers import (
     accelerator_count,
     check_model,
 )
+from pipeline.inference.onnx_runtime import check_int8, resolve_runtime
 from pipeline.inference.serving import SERVING_GRAPHS
 from pipeline.jobs import (
     FolderOutput,
@@ -168,6 +169,9 @@ class ScoreChips(DataclassTransform):
             at the end (see :class:`~pipeline.thresholds.LabelExactFraction`).
         serving_graph: ``frozen`` (the default) or ``saved``; see
             :mod:`pipeline.inference.serving`.
+        runtime: ``auto``, ``tensorflow`` or ``onnxruntime``
+            (:mod:`pipeline.inference.onnx_runtime`); resolved here.
+        int8: Serve the model's int8 ONNX file (ONNX Runtime).
 
     Returns:
         :class:`ScoreChipsResult` ``(scores, errors, regions)``.
@@ -191,9 +195,14 @@ class ScoreChips(DataclassTransform):
     epsilon: float = DEFAULT_EPSILON
     spill_dir: str | None = None
     serving_graph: str = "frozen"
+    runtime: str = "auto"
+    int8: bool = False
 
     def __post_init__(self):
         super().__post_init__()
+        self.runtime = resolve_runtime(
+            self.model_dir, self.runtime, int8=self.int8, model_format=self.model_format
+        )
         if not isinstance(self.fractions, RegionFractions):
             self.fractions = RegionFractions(parse_fraction(str(self.fractions), "fraction"))
         if not 0 < self.epsilon <= 0.1:
@@ -214,6 +223,8 @@ class ScoreChips(DataclassTransform):
             accelerator=self.accelerator,
             model_copies=self.model_copies,
             serving_graph=self.serving_graph,
+            runtime=self.runtime,
+            int8=self.int8,
         )
 
     def expand(self, records):
@@ -283,6 +294,9 @@ class ScoreConfig(FolderOutput):
     crs: str | None = None
     model_copies: int | None = None
     serving_graph: str = "frozen"
+    runtime: str = "auto"
+    int8: bool = False
+    allow_inexact_int8: bool = False
 
     @classmethod
     def create(
@@ -352,6 +366,11 @@ class ScoreConfig(FolderOutput):
             )
         if check_model_dir:
             check_model(model_dir, kwargs["model_format"])
+        kwargs["runtime"] = resolve_runtime(
+            model_dir, kwargs["runtime"], int8=kwargs["int8"], model_format=kwargs["model_format"]
+        )
+        if kwargs["int8"]:
+            check_int8(model_dir, kwargs["allow_inexact_int8"])
         if kwargs["crs"] is None:
             kwargs["crs"] = peek_crs(shards)
         else:
@@ -385,6 +404,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
         epsilon=config.epsilon,
         spill_dir=join(config.output, SPILL_DIR),
         serving_graph=config.serving_graph,
+        runtime=config.runtime,
+        int8=config.int8,
     )
     read = pipeline | "ReadChips" >> ReadChipRecords(config.chips)
     result = read.records | "ScoreChips" >> scorer
@@ -411,6 +432,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
         "percentile_error_bound_points": percentile_bound(config.epsilon),
         "batch_size": config.batch_size,
         "serving_graph": config.serving_graph,
+        "runtime": config.runtime + ("/int8" if config.int8 else ""),
         "crs": config.crs,
     }
     # ScoreChips fills in both ids when it is built.
