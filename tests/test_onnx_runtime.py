@@ -95,6 +95,7 @@ def test_onnx_scores_equal_the_savedmodels_within_the_tolerance(classifier):
     assert np.isnan(want[-1]) and np.isnan(got[-1])
     assert np.max(np.abs(want[:-1] - got[:-1])) <= onnx_export.SCORE_TOLERANCE
     assert np.ptp(want[:-1]) > 0.01  # the chips score differently: the test can fail
+    assert onnx_runtime.OnnxClassifierScorer(classifier).score([]).shape == (0,)
     card = contracts.read_model_card(classifier)["onnx"]
     assert card["file"] == contracts.ONNX_MODEL and card["max_difference"] <= 1e-5
 

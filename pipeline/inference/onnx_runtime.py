@@ -220,6 +220,8 @@ class OnnxClassifierScorer:
 
     def score(self, records: Sequence[bytes]) -> np.ndarray:
         """Scores serialized chip records; returns float32 [len(records)] (NaN: not an image)."""
+        if not records:  # an empty batch: nothing to decode or run
+            return np.zeros(0, np.float32)
         images, valid = self.decode(records)
         (scores,) = self.session.run(None, {self._input: images})
         scores = np.asarray(scores, dtype=np.float32).reshape(-1)
@@ -236,6 +238,8 @@ class OnnxSegmenter:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """``images`` uint8 [N, H, W, C] -> probabilities float32 [N, H, W]."""
+        if not len(images):
+            return np.zeros(images.shape[:3], np.float32)
         (mask,) = self.session.run(None, {self._input: np.ascontiguousarray(images)})
         if mask.shape != images.shape[:3]:
             raise ValueError(
