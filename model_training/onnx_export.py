@@ -179,7 +179,23 @@ def convert_classifier(model_dir: str, onnx_path: str | None = None) -> str:
         contracts.ONNX_DECODE_KEYS[1]: valid,
         "image_size": str(size),
     }
-    return _write(onnx, model, meta, model_dir, onnx_path)
+    path = _write(onnx, model, meta, model_dir, onnx_path)
+    _write_decode_graph(frozen.graph, (images, valid), os.path.dirname(path))
+    return path
+
+
+def _write_decode_graph(graph, outputs: tuple[str, str], folder: str) -> str:
+    """Writes the frozen decoding (``examples`` to ``outputs``) as ``model.decode.pb``."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.graph_util.extract_sub_graph(
+        graph.as_graph_def(), [name.split(":")[0] for name in outputs]
+    )
+    path = os.path.join(folder, contracts.ONNX_DECODE_GRAPH)
+    with open(path + ".tmp", "wb") as f:
+        f.write(graph_def.SerializeToString())
+    os.replace(path + ".tmp", path)
+    return path
 
 
 def _explicit_same_pads(model) -> None:

@@ -96,6 +96,20 @@ def test_onnx_scores_equal_the_savedmodels_within_the_tolerance(classifier):
     assert np.max(np.abs(want[:-1] - got[:-1])) <= onnx_export.SCORE_TOLERANCE
     assert np.ptp(want[:-1]) > 0.01  # the chips score differently: the test can fail
     assert onnx_runtime.OnnxClassifierScorer(classifier).score([]).shape == (0,)
+
+
+@pytest.mark.slow
+def test_without_the_decode_graph_the_savedmodel_is_cut_the_same_way(classifier, tmp_path):
+    import shutil
+
+    copy = str(tmp_path / "copy")
+    shutil.copytree(classifier, copy)
+    assert os.path.exists(os.path.join(copy, contracts.ONNX_DECODE_GRAPH))
+    os.remove(os.path.join(copy, contracts.ONNX_DECODE_GRAPH))  # as a contract-3 file may lack
+    records = _records(9)
+    want = onnx_runtime.OnnxClassifierScorer(classifier).score(records)
+    got = onnx_runtime.OnnxClassifierScorer(copy).score(records)
+    np.testing.assert_array_equal(want, got)
     card = contracts.read_model_card(classifier)["onnx"]
     assert card["file"] == contracts.ONNX_MODEL and card["max_difference"] <= 1e-5
 

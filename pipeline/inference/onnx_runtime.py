@@ -172,6 +172,24 @@ def open_session(path: str, threads: int | None = None) -> Any:
     return ort.InferenceSession(path, session_options(threads), providers=providers())
 
 
+def _saved_decode_function(path: str, images: str, valid: str) -> Any:
+    """The decoding :data:`~footprints.contracts.ONNX_DECODE_GRAPH` holds, as a function."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    with open(path, "rb") as f:
+        graph_def.ParseFromString(f.read())
+    (feed,) = [n.name for n in graph_def.node if n.op == "Placeholder"]
+    wrapped = tf.compat.v1.wrap_function(
+        lambda: tf.compat.v1.import_graph_def(graph_def, name=""), []
+    )
+    pruned = wrapped.prune(
+        wrapped.graph.get_tensor_by_name(feed + ":0"),
+        [wrapped.graph.get_tensor_by_name(n) for n in (images, valid)],
+    )
+    return tf.function(lambda x: pruned(x), input_signature=[tf.TensorSpec([None], tf.string)])
+
+
 def _decode_function(loaded: Any, images: str, valid: str) -> Any:
     """The SavedModel's decoding: its frozen signature pruned to ``(images, valid)``."""
     import tensorflow as tf
@@ -206,9 +224,14 @@ class OnnxClassifierScorer:
                 f"{onnx_file(model_dir, int8)!r} is not a classifier's ONNX copy (its metadata "
                 f"lacks {keys}); rewrite it with `footprints convert onnx {model_dir}`"
             )
-        loaded = load_saved_model(contracts.local_model_dir(model_dir))
-        self._decode = _decode_function(loaded, meta[keys[0]], meta[keys[1]])
-        self._loaded = loaded  # the pruned graph is constants only; kept for symmetry
+        decode_graph = os.path.join(
+            contracts.local_model_dir(model_dir), contracts.ONNX_DECODE_GRAPH
+        )
+        if os.path.exists(decode_graph):  # the decoding alone: no variables to restore
+            self._decode = _saved_decode_function(decode_graph, meta[keys[0]], meta[keys[1]])
+        else:  # cut from the SavedModel's own graph
+            loaded = load_saved_model(contracts.local_model_dir(model_dir))
+            self._decode = _decode_function(loaded, meta[keys[0]], meta[keys[1]])
         self._input = self.session.get_inputs()[0].name
 
     def decode(self, records: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
