@@ -35,9 +35,9 @@ import numpy as np
 
 from footprints import contracts
 from model_training import cards, configs, evaluation, export, fitting, losses, schedules, unet
-from model_training import onnx_export
 from model_training import segmentation_data as sd
 from model_training.configs import SegmenterConfig
+from model_training.onnx_export import export_beside
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
             },
         }
     )
-    card["onnx"] = onnx_export.export_beside(run.model_dir)  # for --runtime onnxruntime
+    card["onnx"] = export_beside(run.model_dir)  # for --runtime onnxruntime
     return fitting.finish(
         run,
         card,
