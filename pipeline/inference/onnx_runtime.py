@@ -88,6 +88,15 @@ def check_int8(model_dir: str, allow_inexact: bool) -> None:
     )
 
 
+def _has_file(model_dir: str, name: str) -> bool:
+    """Whether ``model_dir`` holds ``name``, without copying a remote model to find out."""
+    if "://" in model_dir:
+        from apache_beam.io.filesystems import FileSystems
+
+        return FileSystems.exists(model_dir.rstrip("/") + "/" + name)
+    return os.path.exists(os.path.join(model_dir, name))
+
+
 def resolve_runtime(
     model_dir: str, runtime: str, *, int8: bool = False, model_format: str = "savedmodel"
 ) -> str:
@@ -110,14 +119,14 @@ def resolve_runtime(
         return "tensorflow"
     if runtime == "tensorflow":
         return runtime
-    path = onnx_file(model_dir, int8)
-    have_file = os.path.exists(path)
+    name = contracts.ONNX_INT8_MODEL if int8 else contracts.ONNX_MODEL
+    have_file = _has_file(model_dir, name)
     have_package = onnxruntime_available()
     if runtime == "auto" and not int8:
         return "onnxruntime" if have_file and have_package else "tensorflow"
     if not have_file:
         raise ConfigError(
-            f"--runtime onnxruntime: {model_dir!r} has no {os.path.basename(path)}; write it "
+            f"--runtime onnxruntime: {model_dir!r} has no {name}; write it "
             f"with `footprints convert onnx {model_dir}`"
             + (" --int8 --calibration-chips ..." if int8 else "")
             + " or use --runtime tensorflow"
