@@ -21,6 +21,12 @@ REQUIRED = [
     "pillow>=10,<13",
     "matplotlib>=3.8,<4",
     "pystac>=1.12,<2",
+    # --runtime onnxruntime (the default where a model has model.onnx) and the ONNX copy
+    # training writes beside each SavedModel. GPU images swap in onnxruntime-gpu
+    # (deploy/dataflow/Dockerfile); both install the same `onnxruntime` module.
+    "onnxruntime>=1.20,<2",
+    "onnx>=1.17,<2",
+    "tf2onnx>=1.17,<2",
 ]
 
 TEST = [

@@ -12,21 +12,30 @@ with a footprint polygon and CRS, as ``footprints prepare`` writes them) into
   SavedModel and runs ``tf.data.TFRecordDataset(shards).batch(64)
   .prefetch(AUTOTUNE)`` into its ``serving_default``: the loop a user would
   write by hand (it writes nothing and checks nothing);
-* **score**: the whole ``python -m footprints_app.cli score`` process on the
-  same shards and SavedModel (flag checks, Beam graph, reading with CRC
-  checks, validation, RunInference, the exact fraction, Parquet, summary).
+* **plain-ort**: the same loop a careful ONNX Runtime user writes: tf.data
+  reads, parses and decodes (the project's ``decode_resize``, parallel,
+  prefetched) and the network's ONNX copy (``model.onnx``) runs in a session
+  with explicit intra-op threads (all cores), spinning off and every graph
+  optimization;
+* **score-tf** / **score-ort** (/ **score-int8** with ``--int8``): the whole
+  ``python -m footprints_app.cli score`` process on the same shards and
+  model, ``--runtime tensorflow`` / ``onnxruntime`` (flag checks, Beam graph,
+  reading with CRC checks, validation, RunInference, the exact fraction,
+  Parquet, summary).
 
-Both are timed from process start to exit (start-up counts); each child
-reports its own peak RSS (``VmHWM``) and CPU seconds just before it exits. The ratio is score
-chips/s over plain chips/s; with ``--repeats`` > 1 the median of each side
-and the spread (min..max) of the per-pair ratios are printed. The largest
-absolute difference between the pipeline's scores and the plain loop's, per
-footprint id, is printed too: any optimization of the serving path must keep
-it <= 1e-5.
+All are timed from process start to exit (start-up counts), one after the
+other in each repeat (alternated, so a change of machine load hits every
+side); each child reports its own peak RSS (``VmHWM``) and CPU seconds just
+before it exits. Per side the table gives the medians of chips/s and of CPU
+milliseconds per chip over the repeats, their spreads (min..max), the ratio
+of CPU per chip to the plain TF loop's and to the plain ORT loop's, and the
+largest absolute difference of its scores from the plain TF loop's, per
+footprint id (<= 1e-5 for every fp32 side). CPU seconds are the measure on a
+shared machine: wall time there depends on the other tenants.
 
 Usage (the full table; about an hour on the shared 2-core machine)::
 
-    python benchmarks/score.py --n 10000,32000 --models small-cnn,mobilenetv2 --repeats 1
+    python benchmarks/score.py --n 12000 --models small-cnn,mobilenetv2 --repeats 5
 
 ``--score-args`` passes extra flags to ``footprints score`` (e.g.
 ``'--batch-size 128'`` or Beam options), so the benchmark runs unchanged on
@@ -66,10 +75,39 @@ def make_model(path: str, backbone: str, seed: int = 0) -> None:
 
     from model_training.classifier_models import build_classifier
     from model_training.export import export_classifier
+    from model_training.onnx_export import export_beside
 
     keras.utils.set_random_seed(seed)
     model = build_classifier(backbone, CHIP_PX, weights=None)
     export_classifier(model, path, CHIP_PX)
+    export_beside(path)  # model.onnx, as training writes it
+
+
+def make_int8(path: str, chips: str) -> None:
+    """``model.int8.onnx`` calibrated on ``chips`` (unlabelled here: measured, not judged)."""
+    from model_training import onnx_quantize
+
+    images = _decoded(chips, 128)
+    onnx_quantize._quantize(
+        os.path.join(path, "model.onnx"), os.path.join(path, "model.int8.onnx"), images
+    )
+
+
+def _decoded(pattern: str, count: int):
+    """The first ``count`` chips of ``pattern``, decoded as the model decodes them."""
+    import tensorflow as tf
+
+    from model_training import data
+
+    files = sorted(tf.io.gfile.glob(pattern))
+    ds = tf.data.TFRecordDataset(files).take(count).batch(count)
+    parsed = data.parse_chips(next(iter(ds)))
+    images = tf.map_fn(
+        lambda e: data.decode_resize(e, CHIP_PX),
+        parsed["image/encoded"],
+        fn_output_signature=tf.TensorSpec([CHIP_PX, CHIP_PX, 3], tf.float32),
+    )
+    return images.numpy()
 
 
 def make_chips(directory: str, n: int, seed: int = 0) -> None:
@@ -121,6 +159,43 @@ def plain_loop(pattern: str, model: str, batch: int, scores_out: str) -> None:
     np.save(scores_out, np.concatenate(scores))
 
 
+def plain_ort_loop(pattern: str, model: str, batch: int, scores_out: str) -> None:
+    """The hand-written ONNX Runtime loop: tf.data decodes, the session runs the network."""
+    import numpy as np
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from model_training import data
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(
+        os.path.join(model, "model.onnx"), options, providers=["CPUExecutionProvider"]
+    )
+    files = sorted(tf.io.gfile.glob(pattern))
+
+    def decode(records):
+        encoded = data.parse_chips(records)["image/encoded"]
+        return tf.map_fn(
+            lambda e: data.decode_resize(e, CHIP_PX),
+            encoded,
+            fn_output_signature=tf.TensorSpec([CHIP_PX, CHIP_PX, 3], tf.float32),
+        )
+
+    ds = (
+        tf.data.TFRecordDataset(files)
+        .batch(batch)
+        .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    scores = [session.run(None, {"images": images.numpy()})[0].reshape(-1) for images in ds]
+    np.save(scores_out, np.concatenate(scores))
+
+
 def score_diff(pattern: str, plain_scores: str, output: str) -> dict:
     """Largest |pipeline score - plain score| over footprint ids, and the count compared."""
     import numpy as np
@@ -138,8 +213,11 @@ def score_diff(pattern: str, plain_scores: str, output: str) -> dict:
         for r in tf.data.TFRecordDataset(files)
     ]
     plain = dict(zip(ids, np.load(plain_scores).tolist(), strict=True))
-    table = pq.read_table(os.path.join(output, "scores"), columns=["footprint_id", "score"])
-    ours = dict(zip(table["footprint_id"].to_pylist(), table["score"].to_pylist(), strict=True))
+    if output.endswith(".npy"):  # another plain loop's scores, in the same read order
+        ours = dict(zip(ids, np.load(output).tolist(), strict=True))
+    else:
+        table = pq.read_table(os.path.join(output, "scores"), columns=["footprint_id", "score"])
+        ours = dict(zip(table["footprint_id"].to_pylist(), table["score"].to_pylist(), strict=True))
     common = plain.keys() & ours.keys()
     diff = max((abs(plain[k] - ours[k]) for k in common), default=float("nan"))
     return {"compared": len(common), "plain": len(plain), "pipeline": len(ours), "max_diff": diff}
@@ -187,6 +265,10 @@ def _child_main(kind: str, rest: list[str]) -> int:
         make_chips(rest[0], int(rest[1]))
     elif kind == "plain":
         plain_loop(rest[0], rest[1], int(rest[2]), rest[3])
+    elif kind == "plain-ort":
+        plain_ort_loop(rest[0], rest[1], int(rest[2]), rest[3])
+    elif kind == "int8":
+        make_int8(rest[0], rest[1])
     elif kind == "diff":
         print(json.dumps(score_diff(rest[0], rest[1], rest[2])))
     elif kind == "machine":
@@ -266,6 +348,74 @@ def _load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def _score_cmd(pattern: str, model: str, output: str, extra: list[str]) -> list[str]:
+    return [
+        "score",
+        "--chips",
+        pattern,
+        "--model",
+        model,
+        "--residential-fraction",
+        "0.3",
+        "--output",
+        output,
+        *extra,
+    ]
+
+
+def _bench(args, backbone: str, model: str, n: int, pattern: str, work: str, extra) -> None:
+    """Runs every side ``--repeats`` times, alternated, and prints one row per side."""
+    me = os.path.abspath(__file__)
+    plain_tf = os.path.join(work, f"plain-{backbone}-{n}.npy")
+    plain_ort = os.path.join(work, f"plain-ort-{backbone}-{n}.npy")
+    sides: dict[str, tuple[list[str], str, str]] = {
+        "plain-tf": (
+            _hooked("path", me, ["--child", "plain", pattern, model, str(PLAIN_BATCH), plain_tf]),
+            plain_tf,
+            ROOT,
+        ),
+        "plain-ort": (
+            _hooked(
+                "path", me, ["--child", "plain-ort", pattern, model, str(PLAIN_BATCH), plain_ort]
+            ),
+            plain_ort,
+            ROOT,
+        ),
+    }
+    runtimes = {"score-tf": ["--runtime", "tensorflow"], "score-ort": ["--runtime", "onnxruntime"]}
+    if args.int8:
+        runtimes["score-int8"] = ["--int8", "--allow-inexact-int8"]
+    for side, flags in runtimes.items():
+        output = os.path.join(work, f"out-{backbone}-{n}-{side}")
+        cmd = _score_cmd(pattern, model, output, [*flags, *extra])
+        sides[side] = (_hooked("module", "footprints_app.cli", cmd), output, ROOT)
+    if args.baseline_root:
+        output = os.path.join(work, f"out-{backbone}-{n}-baseline")
+        cmd = _score_cmd(pattern, model, output, extra)
+        root = os.path.abspath(args.baseline_root)
+        sides["baseline"] = (_hooked("module", _cli_module(root), cmd), output, root)
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    for _ in range(args.repeats):
+        for side, (cmd, _, root) in sides.items():
+            runs[side].append(timed(cmd, root))
+    cpu = {side: statistics.median(r["cpu_s"] for r in rs) / n for side, rs in runs.items()}
+    for side, rs in runs.items():
+        diff = json.loads(_run_child("diff", pattern, plain_tf, sides[side][1]))
+        if not diff["compared"] == diff["plain"] == diff["pipeline"] == n:
+            raise RuntimeError(f"{side}: scored counts differ: {diff}")
+        rates = [n / r["seconds"] for r in rs]
+        per = [1000 * r["cpu_s"] / n for r in rs]
+        print(
+            f"{backbone:<12} {n:>6} {side:<11} {statistics.median(rates):>8.1f} "
+            f"{min(rates):>6.0f}..{max(rates):<6.0f} {statistics.median(per):>11.3f} "
+            f"{min(per):>6.2f}..{max(per):<6.2f} {cpu[side] / cpu['plain-tf']:>9.2f} "
+            f"{cpu[side] / cpu['plain-ort']:>10.2f} {max(r['peak_mib'] for r in rs):>9.0f} "
+            f"{diff['max_diff']:>10.2e}",
+            flush=True,
+        )
+    print(f"load average after {backbone} N={n}: {_load()}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parses the flags, prepares models and chips, prints the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -286,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline-root",
         help="also run footprints score from this checkout (e.g. an export of an earlier "
         "commit), in the same run, to measure what a change bought",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also run footprints score --int8 (the model quantized on 128 of the chips)",
     )
     parser.add_argument("--work", help="folder for models and chips (default: a temporary one)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -313,13 +468,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"load average at start: {_load()}")
         print(
-            f"chips: {CHIP_PX} px JPEG in {SHARDS} shards; plain loop batch {PLAIN_BATCH}; "
-            f"footprints score {shlex.join(extra) or '(defaults)'}; {args.repeats} run(s) per side"
+            f"chips: {CHIP_PX} px JPEG in {SHARDS} shards; plain loops batch {PLAIN_BATCH}; "
+            f"footprints score {shlex.join(extra) or '(defaults)'}; {args.repeats} alternated "
+            "round(s)"
         )
         header = (
-            f"{'model':<12} {'N':>6} {'plain c/s':>10} {'score c/s':>10} {'ratio':>6} "
-            f"{'spread':>11} {'plain MiB':>10} {'score MiB':>10} {'plain cpu':>10} "
-            f"{'score cpu':>10} {'max |diff|':>11} {'load':>15}"
+            f"{'model':<12} {'N':>6} {'side':<11} {'chips/s':>8} {'spread':>13} "
+            f"{'cpu ms/chip':>11} {'spread':>13} {'x plainTF':>9} {'x plainORT':>10} "
+            f"{'peak MiB':>9} {'max |diff|':>10}"
         )
         print(header, flush=True)
         for backbone in models:
@@ -331,74 +487,9 @@ def main(argv: list[str] | None = None) -> int:
                 if not os.path.isdir(chips):
                     _run_child("chips", chips, str(n))
                 pattern = os.path.join(chips, "*.tfrecord")
-                plain_scores = os.path.join(work, f"plain-{backbone}-{n}.npy")
-                output = os.path.join(work, f"out-{backbone}-{n}")
-                plains, scores, baselines = [], [], []
-                for _ in range(args.repeats):
-                    plains.append(
-                        timed(
-                            _hooked(
-                                "path",
-                                os.path.abspath(__file__),
-                                [
-                                    "--child",
-                                    "plain",
-                                    pattern,
-                                    model,
-                                    str(PLAIN_BATCH),
-                                    plain_scores,
-                                ],
-                            )
-                        )
-                    )
-                    score_cmd = [
-                        "score",
-                        "--chips",
-                        pattern,
-                        "--model",
-                        model,
-                        "--residential-fraction",
-                        "0.3",
-                        "--output",
-                        output,
-                        *extra,
-                    ]
-                    scores.append(timed(_hooked("module", "footprints_app.cli", score_cmd)))
-                    if args.baseline_root:
-                        base_cmd = list(score_cmd)
-                        base_cmd[base_cmd.index(output)] = output + "-baseline"
-                        baselines.append(
-                            timed(
-                                # An older checkout may still have the command line at its old path.
-                                _hooked("module", _cli_module(args.baseline_root), base_cmd),
-                                os.path.abspath(args.baseline_root),
-                            )
-                        )
-                diff = json.loads(_run_child("diff", pattern, plain_scores, output))
-                if not diff["compared"] == diff["plain"] == diff["pipeline"] == n:
-                    raise RuntimeError(f"scored counts differ: {diff}")
-                ratios = [p["seconds"] / s["seconds"] for p, s in zip(plains, scores, strict=True)]
-                p_s = statistics.median(r["seconds"] for r in plains)
-                s_s = statistics.median(r["seconds"] for r in scores)
-                spread = f"{min(ratios):.2f}..{max(ratios):.2f}" if len(ratios) > 1 else "-"
-                print(
-                    f"{backbone:<12} {n:>6} {n / p_s:>10.1f} {n / s_s:>10.1f} "
-                    f"{p_s / s_s:>6.2f} {spread:>11} "
-                    f"{max(r['peak_mib'] for r in plains):>10.0f} "
-                    f"{max(r['peak_mib'] for r in scores):>10.0f} "
-                    f"{statistics.median(r['cpu_s'] for r in plains):>10.1f} "
-                    f"{statistics.median(r['cpu_s'] for r in scores):>10.1f} "
-                    f"{diff['max_diff']:>11.2e} {_load():>15}",
-                    flush=True,
-                )
-                if baselines:
-                    b_s = statistics.median(r["seconds"] for r in baselines)
-                    print(
-                        f"{'  baseline':<12} {n:>6} {'':>10} {n / b_s:>10.1f} {p_s / b_s:>6.2f} "
-                        f"{'':>11} {'':>10} {max(r['peak_mib'] for r in baselines):>10.0f} "
-                        f"{'':>10} {statistics.median(r['cpu_s'] for r in baselines):>10.1f}",
-                        flush=True,
-                    )
+                if args.int8 and not os.path.exists(os.path.join(model, "model.int8.onnx")):
+                    _run_child("int8", model, pattern)
+                _bench(args, backbone, model, n, pattern, work, extra)
     return 0
 
 

@@ -9,9 +9,20 @@ halo 16, so 224-pixel cores):
   256-pixel window with a 224-pixel stride, call ``serving_default`` on
   batches of ``--batch-size`` windows, paste each window's core into a
   uint8 mask -- the loop one would write by hand, with no outputs written;
-* **pipeline**: the whole ``footprints segment`` job on the DirectRunner
-  (validate, plan, reshuffle, block-aligned reads, RunInference, stitch, COG,
-  mosaic, polygonize, GeoParquet, summary).
+* **plain ORT**: the same loop on the model's ONNX copy (``model.onnx``) in
+  an ONNX Runtime session set up as a careful user would (intra-op threads
+  = cores, spinning off, sequential, every graph optimization);
+* **pipeline-tf** / **pipeline-ort**: the whole ``footprints segment`` job
+  on the DirectRunner (validate, plan, reshuffle, block-aligned reads,
+  RunInference, stitch, COG, mosaic, polygonize, GeoParquet, summary) with
+  ``runtime`` ``tensorflow`` / ``onnxruntime``.
+
+The modes run alternated ``--repeats`` times; each child reports its wall
+seconds and CPU seconds (user + system of the process and its children,
+from after the imports to the end), and the table gives medians and spreads
+(min..max) of Mpx/s and CPU seconds per Mpx. ``--model-kind unet`` replaces
+the dilated-conv segmenter by the default U-Net (random weights) to measure
+the model rather than the pipeline.
 
 Memory: one RGB uint8 tile of each of ``--memory-sizes`` (default 2048 and
 8192; ``--huge`` adds 20000 x 20000) is segmented with a cheap segmenter (a
@@ -73,13 +84,44 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def plain_tf(raster: str, model: str, batch: int) -> dict:
+def _cpu_s() -> float:
+    import resource
+
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _ort_model(model: str):
+    """The plain ORT loop's model: a session tuned by hand, called like ``serving_default``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(
+        os.path.join(model, "model.onnx"), options, providers=["CPUExecutionProvider"]
+    )
+    return lambda windows: session.run(None, {"images": windows})[0]
+
+
+def plain_tf(raster: str, model: str, batch: int, runtime: str = "tensorflow") -> dict:
     import numpy as np
     import rasterio
     import tensorflow as tf
 
     start = time.perf_counter()
-    fn = tf.saved_model.load(model).signatures["serving_default"]
+    cpu = _cpu_s()
+    if runtime == "onnxruntime":
+        predict = _ort_model(model)
+    else:
+        fn = tf.saved_model.load(model).signatures["serving_default"]
+        predict = lambda windows: fn(images=tf.constant(windows))["mask"].numpy()  # noqa: E731
     (path,) = glob.glob(raster)
     with rasterio.open(path) as src:
         image = np.moveaxis(src.read(), 0, -1)
@@ -96,13 +138,15 @@ def plain_tf(raster: str, model: str, batch: int) -> dict:
     for i in range(0, len(origins), batch):
         chunk = origins[i : i + batch]
         windows = np.stack([padded[r : r + WINDOW, c : c + WINDOW] for r, c in chunk])
-        probs = fn(images=tf.constant(windows))["mask"].numpy()
+        probs = predict(windows)
         for (r, c), p in zip(chunk, probs, strict=True):
             mask[r : r + core, c : c + core] = np.rint(p[HALO:-HALO, HALO:-HALO] * 255)
     mask = mask[:height, :width]
     seconds = time.perf_counter() - start
+    np.save(os.environ["BENCH_MASK_OUT"], mask) if os.environ.get("BENCH_MASK_OUT") else None
     return {
         "seconds": seconds,
+        "cpu_s": _cpu_s() - cpu,
         "pixels": height * width,
         "windows": len(origins),
         "peak_mib": _peak_mib(),
@@ -163,10 +207,11 @@ def plain_windows(raster: str, model: str, batch: int, output: str) -> dict:
     }
 
 
-def pipeline(raster: str, model: str, batch: int, output: str) -> dict:
+def pipeline(raster: str, model: str, batch: int, output: str, runtime: str = "tensorflow") -> dict:
     from pipeline.segment import SegmentConfig, run_config
 
     start = time.perf_counter()
+    cpu = _cpu_s()
     config = SegmentConfig.create(
         raster=raster,
         model_dir=model,
@@ -174,6 +219,7 @@ def pipeline(raster: str, model: str, batch: int, output: str) -> dict:
         halo=HALO,
         batch_size=batch,
         check_model=False,
+        runtime=runtime,
     )
     summary = run_config(config, ["--runner", "DirectRunner"])
     seconds = time.perf_counter() - start
@@ -185,6 +231,7 @@ def pipeline(raster: str, model: str, batch: int, output: str) -> dict:
             pixels += src.width * src.height
     return {
         "seconds": seconds,
+        "cpu_s": _cpu_s() - cpu,
         "pixels": pixels,
         "windows": summary["counts"]["windows"]["planned"],
         "tiles": summary["counts"]["tiles"]["written"],
@@ -200,6 +247,11 @@ def _child(args) -> None:
 
     if args.mode == "plain":
         out = plain_tf(args.raster, args.model, args.batch_size)
+    elif args.mode == "plain-ort":
+        out = plain_tf(args.raster, args.model, args.batch_size, "onnxruntime")
+    elif args.mode in ("pipeline-tf", "pipeline-ort"):
+        runtime = "tensorflow" if args.mode == "pipeline-tf" else "onnxruntime"
+        out = pipeline(args.raster, args.model, args.batch_size, args.output, runtime)
     elif args.mode == "plain_windows":
         out = plain_windows(args.raster, args.model, args.batch_size, args.output)
     elif args.mode == "pipeline":
@@ -224,7 +276,11 @@ def _run(mode: str, raster: str, model: str, batch: int, output: str = "") -> di
         "--output",
         output,
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = dict(os.environ)
+    if mode == "plain" and output:
+        os.makedirs(output, exist_ok=True)
+        env["BENCH_MASK_OUT"] = os.path.join(output, "mask.npy")
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
     if done.returncode or not lines:
         sys.exit(f"{mode} run failed:\n{done.stderr[-3000:]}")
@@ -378,6 +434,79 @@ def _rate(got: dict) -> float:
     return got["pixels"] / got["seconds"] / 1e6
 
 
+MODES = ("plain", "plain-ort", "pipeline-tf", "pipeline-ort")
+
+
+def _run_unet_export(path: str) -> None:
+    import keras
+
+    from footprints.contracts import SegmenterAssets
+    from model_training import configs, export, unet
+
+    keras.utils.set_random_seed(0)
+    config = configs.UNetConfig()
+    model = unet.build_unet(3, config)
+    export.export_segmenter(model, path, SegmenterAssets.identity(WINDOW), config.multiple)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f}..{max(values):.2f}"
+
+
+def throughput(args, model: str, tmp: str) -> None:
+    """Alternates the modes ``--repeats`` times per tile size; medians and spreads."""
+    import statistics
+
+    modes = [m for m in args.modes.split(",") if m]
+    print(
+        f"throughput: RGB uint8 tiles, window {WINDOW}, halo {HALO}, batch {args.batch_size}, "
+        f"{args.model_kind} segmenter, {args.repeats} alternated round(s), load {os.getloadavg()}"
+    )
+    print(
+        "  tile px  mode          Mpx/s (spread)          CPU s/Mpx (spread)    "
+        "x plain CPU  windows  peak RSS  max|mask diff| vs plain"
+    )
+    for size in [int(s) for s in args.tile_sizes.split(",") if s]:
+        raster = _write_tiles(os.path.join(tmp, f"speed-{size}"), size, 1)
+        runs: dict[str, list[dict]] = {m: [] for m in modes}
+        for _ in range(args.repeats):
+            for mode in modes:  # alternated, so load from other processes hits all alike
+                out = os.path.join(tmp, f"out-{size}-{mode}")
+                runs[mode].append(_run(mode, raster, model, args.batch_size, out))
+        cpu = {
+            m: statistics.median(r["cpu_s"] / r["pixels"] * 1e6 for r in rs)
+            for m, rs in runs.items()
+        }
+        base = cpu.get("plain")
+        for mode, rs in runs.items():
+            rates = [_rate(r) for r in rs]
+            per = [r["cpu_s"] / r["pixels"] * 1e6 for r in rs]
+            diff = _mask_diff(tmp, size, mode)
+            print(
+                f"  {size:5d}^2  {mode:12s} {statistics.median(rates):6.2f} ({_spread(rates):>13}) "
+                f"{statistics.median(per):8.3f} ({_spread(per):>13})  "
+                f"{cpu[mode] / base if base else float('nan'):9.2f}  {rs[0]['windows']:7d}  "
+                f"{max(r['peak_mib'] for r in rs):6.0f} MiB  {diff}",
+                flush=True,
+            )
+
+
+def _mask_diff(tmp: str, size: int, mode: str) -> str:
+    """Largest |mask - plain TF mask| (uint8 steps) for a pipeline mode's COG, else ''."""
+    import numpy as np
+
+    plain = os.path.join(tmp, f"out-{size}-plain", "mask.npy")
+    cogs = glob.glob(os.path.join(tmp, f"out-{size}-{mode}", "masks", "*.tif"))
+    if not mode.startswith("pipeline") or not os.path.exists(plain) or not cogs:
+        return ""
+    import rasterio
+
+    with rasterio.open(cogs[0]) as src:
+        ours = src.read(1).astype(np.int16)
+    want = np.load(plain).astype(np.int16)
+    return str(int(np.max(np.abs(ours - want))))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -394,6 +523,18 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--huge", action="store_true", help="also a 20000 x 20000 tile")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--model-kind",
+        choices=["conv", "unet"],
+        default="conv",
+        help="throughput model: the small dilated-conv segmenter (the pipeline's cost) or the "
+        "default U-Net with random weights (the model's)",
+    )
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"throughput modes, alternated (default: {','.join(MODES)})",
+    )
     parser.add_argument("--child", dest="mode", help=argparse.SUPPRESS)
     parser.add_argument("--raster", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -406,52 +547,23 @@ def main(argv=None) -> None:
     import segment_helpers as helpers
 
     with tempfile.TemporaryDirectory(prefix="bench-segment-") as tmp:
-        heavy = helpers.save_conv_segmenter(
-            os.path.join(tmp, "conv"),
-            window_size=WINDOW,
-            dilations=(1, 2, 4, 8),
-            width=16,
-            brightness=0.2,
-        )
+        if args.model_kind == "unet":
+            heavy = os.path.join(tmp, "unet")
+            _run_unet_export(heavy)
+        else:
+            heavy = helpers.save_conv_segmenter(
+                os.path.join(tmp, "conv"),
+                window_size=WINDOW,
+                dilations=(1, 2, 4, 8),
+                width=16,
+                brightness=0.2,
+            )
+        if args.tile_sizes:
+            from model_training.onnx_export import export_beside
+
+            export_beside(heavy)
         cheap = helpers.save_bright_segmenter(os.path.join(tmp, "bright"), window_size=WINDOW)
-        print(
-            f"throughput: RGB uint8 tiles, window {WINDOW}, halo {HALO}, batch "
-            f"{args.batch_size}, conv segmenter (4 dilated 3x3 layers, 16 channels)"
-        )
-        print("  tile px   mode       seconds   Mpx/s  windows  peak RSS")
-        results = {}
-        for size in [int(s) for s in args.tile_sizes.split(",") if s]:
-            raster = _write_tiles(os.path.join(tmp, f"speed-{size}"), size, 1)
-            best: dict = {}
-            for _ in range(args.repeats):
-                # Alternated, so that load from other processes hits both alike.
-                for mode in ("plain", "pipeline"):
-                    got = _run(
-                        mode, raster, heavy, args.batch_size, os.path.join(tmp, f"out-{size}")
-                    )
-                    if mode not in best or got["seconds"] < best[mode]["seconds"]:
-                        best[mode] = got
-            for mode, got in best.items():
-                print(
-                    f"  {size:5d}^2  {mode:9s} {got['seconds']:8.1f}  {_rate(got):6.2f}  "
-                    f"{got['windows']:7d}  {got['peak_mib']:6.0f} MiB"
-                )
-            print(
-                f"  {size:5d}^2  ratio pipeline / plain TF: "
-                f"{_rate(best['pipeline']) / _rate(best['plain']):.2f} (goal >= 0.9)"
-            )
-            results[size] = best
-        if len(results) > 1:
-            small, large = results[min(results)], results[max(results)]
-            extra_px = large["plain"]["pixels"] - small["plain"]["pixels"]
-            plain = extra_px / (large["plain"]["seconds"] - small["plain"]["seconds"])
-            piped = extra_px / (large["pipeline"]["seconds"] - small["pipeline"]["seconds"])
-            fixed = small["pipeline"]["seconds"] - small["pipeline"]["pixels"] / piped
-            print(
-                f"  steady state (from {min(results)}^2 to {max(results)}^2): pipeline "
-                f"{piped / 1e6:.2f} Mpx/s, plain {plain / 1e6:.2f} Mpx/s, ratio "
-                f"{piped / plain:.2f}; pipeline start-up about {fixed:.1f} s"
-            )
+        throughput(args, heavy, tmp)
 
         sizes = [int(s) for s in args.memory_sizes.split(",") if s]
         if args.huge:

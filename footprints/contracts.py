@@ -14,7 +14,11 @@ Three contracts live here:
 * **Models**: the classifier SavedModel (``serving_default``: ``examples``
   tf.string [None] -> ``score`` float32 [None]) and the segmenter SavedModel
   (``serving_default``: ``images`` uint8 [None, H, W, C] -> ``mask`` float32
-  [None, H, W]) with its :class:`SegmenterAssets` JSON under ``assets/``.
+  [None, H, W]) with its :class:`SegmenterAssets` JSON under ``assets/``;
+  optionally (contract 3) an ONNX copy of the network, :data:`ONNX_MODEL`,
+  beside ``saved_model.pb`` (classifier: decoded ``images`` float32
+  [None, S, S, 3] -> ``score`` float32 [None]; segmenter: the whole
+  signature), and its int8 twin :data:`ONNX_INT8_MODEL`.
 * **Output tables**: the Arrow schemas of ``scores/``, ``errors/``,
   ``footprints/`` and ``classified/`` (:data:`SCORES_SCHEMA`,
   :data:`ERRORS_SCHEMA`, :data:`FOOTPRINTS_SCHEMA`,
@@ -40,7 +44,7 @@ import pyarrow as pa
 from footprints.errors import ContractError
 from footprints.files import match_files
 
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3
 
 # --------------------------------------------------------------------------
 # Chip record
@@ -284,6 +288,19 @@ SEGMENTER_INPUT = "images"
 SEGMENTER_OUTPUT = "mask"
 SEGMENTER_ASSETS = "segmenter.json"
 MODEL_CARD = "model_card.json"
+#: The ONNX copy of the network, beside ``saved_model.pb`` (contract 3, optional).
+ONNX_MODEL = "model.onnx"
+#: Its int8 (static quantization) twin, optional; the model card's ``onnx.int8`` judges it.
+ONNX_INT8_MODEL = "model.int8.onnx"
+#: The classifier ONNX model's input: decoded chips, float32 [None, S, S, 3], 0..255.
+ONNX_IMAGES = "images"
+#: ONNX metadata keys naming where the SavedModel's graph was cut: the decoded image batch
+#: and the "record decodable" vector, which the pipeline computes in TensorFlow.
+ONNX_DECODE_KEYS = ("decode_images", "decode_valid")
+#: Beside the classifier's ONNX file: its decoding alone, a frozen TensorFlow GraphDef from
+#: the ``examples`` input to those two tensors (no variables: loads in a fraction of the
+#: SavedModel's time). Optional: without it the pipeline cuts the SavedModel's graph itself.
+ONNX_DECODE_GRAPH = "model.decode.pb"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,6 +38,7 @@ import tensorflow as tf
 from footprints import contracts
 from model_training import cards, classifier_models, data, evaluation, export, fitting
 from model_training.configs import ClassifierConfig
+from model_training.onnx_export import export_beside
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ def train_classifier(
             },
         }
     )
+    card["onnx"] = export_beside(run.model_dir)  # for --runtime onnxruntime
     return fitting.finish(run, card, config.monitor, metrics, f"classifier ({backbone})")
 
 

@@ -37,6 +37,7 @@ from footprints import contracts
 from model_training import cards, configs, evaluation, export, fitting, losses, schedules, unet
 from model_training import segmentation_data as sd
 from model_training.configs import SegmenterConfig
+from model_training.onnx_export import export_beside
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,7 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
             },
         }
     )
+    card["onnx"] = export_beside(run.model_dir)  # for --runtime onnxruntime
     return fitting.finish(
         run,
         card,

@@ -47,6 +47,7 @@ from pipeline.inference.handlers import (
     accelerator_count,
     check_model,
 )
+from pipeline.inference.onnx_runtime import check_int8, resolve_runtime
 from pipeline.inference.serving import SERVING_GRAPHS
 from pipeline.jobs import (
     FolderOutput,
@@ -177,6 +178,9 @@ class ScoreChips(DataclassTransform):
             :mod:`pipeline.inference.serving`.
         max_chip_pixels: The decode limit: a chip whose image declares more
             pixels is dead-lettered (``image_too_large``) before any decode.
+        runtime: ``auto``, ``tensorflow`` or ``onnxruntime``
+            (:mod:`pipeline.inference.onnx_runtime`); resolved here.
+        int8: Serve the model's int8 ONNX file (ONNX Runtime).
 
     Returns:
         :class:`ScoreChipsResult` ``(scores, errors, regions)``.
@@ -201,9 +205,14 @@ class ScoreChips(DataclassTransform):
     spill_dir: str | None = None
     serving_graph: str = "frozen"
     max_chip_pixels: int = MAX_CHIP_PIXELS
+    runtime: str = "auto"
+    int8: bool = False
 
     def __post_init__(self):
         super().__post_init__()
+        self.runtime = resolve_runtime(
+            self.model_dir, self.runtime, int8=self.int8, model_format=self.model_format
+        )
         if not isinstance(self.fractions, RegionFractions):
             self.fractions = RegionFractions(parse_fraction(str(self.fractions), "fraction"))
         if not 0 < self.epsilon <= 0.1:
@@ -224,6 +233,8 @@ class ScoreChips(DataclassTransform):
             accelerator=self.accelerator,
             model_copies=self.model_copies,
             serving_graph=self.serving_graph,
+            runtime=self.runtime,
+            int8=self.int8,
         )
 
     def expand(self, records):
@@ -296,6 +307,9 @@ class ScoreConfig(FolderOutput):
     # pipeline.sources.chips.MAX_CHIP_PIXELS, written as a literal so that --help
     # reads it from this file without importing Beam.
     max_chip_pixels: int = 16_777_216
+    runtime: str = "auto"
+    int8: bool = False
+    allow_inexact_int8: bool = False
 
     @classmethod
     def create(
@@ -371,6 +385,11 @@ class ScoreConfig(FolderOutput):
             )
         if check_model_dir:
             check_model(model_dir, kwargs["model_format"])
+        kwargs["runtime"] = resolve_runtime(
+            model_dir, kwargs["runtime"], int8=kwargs["int8"], model_format=kwargs["model_format"]
+        )
+        if kwargs["int8"]:
+            check_int8(model_dir, kwargs["allow_inexact_int8"])
         if kwargs["crs"] is None:
             kwargs["crs"] = peek_crs(shards)
         else:
@@ -405,6 +424,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
         spill_dir=join(config.output, SPILL_DIR),
         serving_graph=config.serving_graph,
         max_chip_pixels=config.max_chip_pixels,
+        runtime=config.runtime,
+        int8=config.int8,
     )
     read = pipeline | "ReadChips" >> ReadChipRecords(config.chips)
     result = read.records | "ScoreChips" >> scorer
@@ -432,6 +453,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
         "batch_size": config.batch_size,
         "serving_graph": config.serving_graph,
         "max_chip_pixels": config.max_chip_pixels,
+        "runtime": config.runtime + ("/int8" if config.int8 else ""),
         "crs": config.crs,
     }
     # ScoreChips fills in both ids when it is built.

@@ -49,6 +49,7 @@ from footprints.tiles import first_crs
 from pipeline import chipping
 from pipeline.counting import count_all
 from pipeline.inference.handlers import accelerator_count
+from pipeline.inference.onnx_runtime import check_int8, resolve_runtime
 from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModelHandler
 from pipeline.inference.serving import SERVING_GRAPHS
 from pipeline.jobs import (
@@ -122,6 +123,11 @@ class SegmentConfig(FolderOutput):
         csv: Also write the main table (``classified/`` with a classifier,
             else ``footprints/``) as ``<table>.csv``.
         bigquery_table: Also load the main table into ``PROJECT:DATASET.TABLE``.
+        runtime: ``tensorflow`` or ``onnxruntime`` for the segmenter (``auto``
+            is resolved by :meth:`create`); the classifier takes ONNX Runtime
+            too where it has an ONNX file, unless this is ``tensorflow``.
+        int8: Serve the segmenter's int8 ONNX file.
+        allow_inexact_int8: Serve it even when its card says it is not within tolerance.
     """
 
     raster: str
@@ -133,6 +139,9 @@ class SegmentConfig(FolderOutput):
     min_batch_size: int | None = None
     tta: str = "none"
     serving_graph: str = "frozen"
+    runtime: str = "auto"
+    int8: bool = False
+    allow_inexact_int8: bool = False
     accelerator: str | None = None
     mask_threshold: float = 0.5
     binary_mask: bool = False
@@ -216,6 +225,9 @@ class SegmentConfig(FolderOutput):
             )
         if kwargs.get("accelerator"):
             accelerator_count(kwargs["accelerator"])
+        kwargs["runtime"] = resolve_runtime(model_dir, kwargs["runtime"], int8=kwargs["int8"])
+        if kwargs["int8"]:
+            check_int8(model_dir, kwargs["allow_inexact_int8"])
         threshold = kwargs["mask_threshold"]
         if not 0 < threshold <= 1:
             raise ConfigError(f"--mask-threshold {threshold!r} must be in (0, 1]")
@@ -388,6 +400,7 @@ def build_summary(
             "halo": config.halo,
             "tta": config.tta,
             "serving_graph": config.serving_graph,
+            "runtime": config.runtime + ("/int8" if config.int8 else ""),
             "mask_threshold": config.mask_threshold,
             "min_area": config.min_area,
         },
@@ -458,6 +471,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         min_batch_size=config.min_batch_size or config.batch_size,
         max_batch_size=config.batch_size,
         accelerator=config.accelerator,
+        runtime=config.runtime,
+        int8=config.int8,
     )
 
     matched = p | "MatchTiles" >> MatchTiles(config.raster)
@@ -638,6 +653,7 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
         model_copies=accelerator_count(config.accelerator) if config.accelerator else None,
         spill_dir=join(config.output, SPILL_DIR),
         serving_graph=config.serving_graph,
+        runtime="tensorflow" if config.runtime == "tensorflow" else "auto",
     )
     files = write_table(
         result.scores,

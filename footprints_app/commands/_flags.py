@@ -197,6 +197,30 @@ def add_serving_graph_flag(parser: argparse.ArgumentParser, config: str) -> None
     )
 
 
+def add_runtime_flags(parser: argparse.ArgumentParser, config: str) -> None:
+    """``--runtime``, ``--int8`` and ``--allow-inexact-int8``: which runtime serves the model."""
+    parser.add_argument(
+        "--runtime",
+        choices=["auto", "tensorflow", "onnxruntime"],
+        default=ConfigDefault(config, "runtime"),
+        help="auto (default): ONNX Runtime when the model folder has model.onnx (written by "
+        "training or `footprints convert onnx`) and onnxruntime is installed, else TensorFlow; "
+        "tensorflow: the SavedModel; onnxruntime: the ONNX copy (decoding stays in TensorFlow)",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="serve the model's int8 ONNX copy (model.int8.onnx, `footprints convert onnx "
+        "--int8`); refused when its model card says int8 was not within tolerance",
+    )
+    parser.add_argument(
+        "--allow-inexact-int8",
+        action="store_true",
+        help="with --int8: serve the int8 model even where its card says it is not within "
+        "tolerance of the fp32 model",
+    )
+
+
 def add_accelerator_flag(parser: argparse.ArgumentParser, *, steps: str, example: str) -> None:
     """``--accelerator``: the Beam resource hint of the inference steps."""
     parser.add_argument(

@@ -94,6 +94,7 @@ def register(subparsers) -> None:
         help="savedmodel: TF2 signature (default); tfx: tfx-bsl handler for TFX-trained models",
     )
     flags.add_serving_graph_flag(parser, CONFIG)
+    flags.add_runtime_flags(parser, CONFIG)
     flags.add_accelerator_flag(
         parser,
         steps="the inference step",
@@ -165,6 +166,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             min_batch_size="min_batch_size",
             model_format="model_format",
             serving_graph="serving_graph",
+            runtime="runtime",
+            int8="int8",
+            allow_inexact_int8="allow_inexact_int8",
             accelerator="accelerator",
             model_copies="model_copies",
             csv="csv",

@@ -95,6 +95,7 @@ def register(subparsers) -> None:
         "flips (default: %(default)s)",
     )
     flags.add_serving_graph_flag(parser, CONFIG)
+    flags.add_runtime_flags(parser, CONFIG)
     flags.add_accelerator_flag(
         parser,
         steps="the inference steps (segmenter and classifier)",
@@ -203,6 +204,9 @@ def config_from_args(args: argparse.Namespace):
                     "min_batch_size",
                     "tta",
                     "serving_graph",
+                    "runtime",
+                    "int8",
+                    "allow_inexact_int8",
                     "accelerator",
                     "mask_threshold",
                     "binary_mask",

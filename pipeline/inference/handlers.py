@@ -14,6 +14,9 @@ One seam per framework: a *scorer* is the loaded model with a single method,
   handler (a TF1 session over the signature), for TFX-trained models whose
   signature takes serialized ``tf.Example`` and may name its output
   differently.
+* :class:`~pipeline.inference.onnx_runtime.OnnxClassifierScorer`
+  (``--runtime onnxruntime``): the SavedModel's own decoding in TensorFlow,
+  then the network's ONNX copy in ONNX Runtime.
 
 :class:`ChipScoreHandler` is the Beam ``ModelHandler`` around either. It takes
 ``(ChipMeta, record)`` pairs, so the metadata rides along without a
@@ -52,6 +55,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from footprints import contracts
 from footprints.errors import ConfigError, ContractError, Reason
+from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, OnnxClassifierScorer
 from pipeline.inference.serving import SERVING_GRAPHS, ServingFunction
 
 NAMESPACE = "score"
@@ -289,6 +293,9 @@ class ChipScoreHandler(ModelHandler):
             worker processes (one per GPU); None loads one per process.
         serving_graph: ``frozen`` or ``saved`` (:mod:`pipeline.inference.serving`);
             the ``tfx`` format always runs its own session over the saved graph.
+        runtime: ``tensorflow`` or ``onnxruntime``, already resolved
+            (:func:`~pipeline.inference.onnx_runtime.resolve_runtime`).
+        int8: With ``onnxruntime``: serve the int8 ONNX file.
     """
 
     def __init__(
@@ -301,6 +308,8 @@ class ChipScoreHandler(ModelHandler):
         accelerator: str | None = None,
         model_copies: int | None = None,
         serving_graph: str = "frozen",
+        runtime: str = "tensorflow",
+        int8: bool = False,
     ):
         if not 1 <= min_batch_size <= max_batch_size:
             raise ConfigError(
@@ -311,9 +320,16 @@ class ChipScoreHandler(ModelHandler):
             raise ConfigError(f"model format {model_format!r} must be one of {MODEL_FORMATS}")
         if serving_graph not in SERVING_GRAPHS:
             raise ConfigError(f"serving graph {serving_graph!r} must be one of {SERVING_GRAPHS}")
+        if runtime not in CONCRETE_RUNTIMES or (runtime != "tensorflow" and model_format == "tfx"):
+            raise ConfigError(
+                f"runtime {runtime!r} must be one of {CONCRETE_RUNTIMES} (tensorflow for tfx "
+                "models); resolve --runtime auto with onnx_runtime.resolve_runtime first"
+            )
         super().__init__(
             min_batch_size=min_batch_size, max_batch_size=max_batch_size, model_copies=model_copies
         )
+        self._runtime = runtime
+        self._int8 = int8
         self._model_dir = model_dir
         self._model_format = model_format
         self._accelerator = accelerator
@@ -331,6 +347,8 @@ class ChipScoreHandler(ModelHandler):
         """Loads the model; Beam calls this once per process (or per copy)."""
         if self._model_format == "tfx":
             return TfxScorer(self._tfx, self._tfx_key)
+        if self._runtime == "onnxruntime":
+            return OnnxClassifierScorer(self._model_dir, self._int8)
         return SavedModelScorer(self._model_dir, self._serving_graph)
 
     def run_inference(
@@ -391,5 +409,6 @@ class ChipScoreHandler(ModelHandler):
     def __repr__(self) -> str:
         return (
             f"ChipScoreHandler({self._model_dir!r}, format={self._model_format}, "
+            f"runtime={self._runtime}{'/int8' if self._int8 else ''}, "
             f"batch={self.batch_elements_kwargs()})"
         )

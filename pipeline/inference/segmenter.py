@@ -46,6 +46,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from footprints import contracts
 from footprints.contracts import ErrorRecord
 from pipeline.inference import handlers
+from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, OnnxSegmenter
 from pipeline.inference.serving import ServingFunction
 from pipeline.ptransform import DataclassTransform
 from pipeline.sources.rasters import WindowInput
@@ -117,6 +118,8 @@ class Segmenter:
 
 def predict(model: Callable[[Array], Array], images: Array, tta: str = "none") -> Array:
     """Runs ``model`` on a batch with test-time augmentation; float32 [N, H, W]."""
+    if tta == "none":  # no sum, no division, no copy: the model's own array
+        return np.asarray(model(images), dtype=np.float32)
     total = None
     augs = augmentations(tta)
     for forward, inverse in augs:
@@ -135,7 +138,7 @@ class InferenceFailure:
 
 
 class SegmenterModelHandler(
-    ModelHandler[tuple[WindowInput, Array], tuple[WindowInput, Any], Segmenter]
+    ModelHandler[tuple[WindowInput, Array], tuple[WindowInput, Any], Segmenter | OnnxSegmenter]
 ):
     """RunInference's seam to a segmenter SavedModel.
 
@@ -154,6 +157,9 @@ class SegmenterModelHandler(
             (e.g. ``type:nvidia-l4;count:1;install-nvidia-driver``), or None
             for CPU. With it, one model copy per GPU is loaded per machine and
             shared by its processes.
+        runtime: ``tensorflow`` (the SavedModel) or ``onnxruntime`` (its ONNX
+            copy, :mod:`pipeline.inference.onnx_runtime`), already resolved.
+        int8: With ``onnxruntime``: serve the int8 ONNX file.
     """
 
     def __init__(
@@ -165,9 +171,13 @@ class SegmenterModelHandler(
         min_batch_size: int,
         max_batch_size: int,
         accelerator: str | None = None,
+        runtime: str = "tensorflow",
+        int8: bool = False,
     ):
         if tta not in TTA_MODES:
             raise ValueError(f"tta {tta!r} is not one of {TTA_MODES}")
+        if runtime not in CONCRETE_RUNTIMES:
+            raise ValueError(f"runtime {runtime!r} is not one of {CONCRETE_RUNTIMES}")
         copies = handlers.accelerator_count(accelerator) if accelerator else None
         super().__init__(
             min_batch_size=min_batch_size, max_batch_size=max_batch_size, model_copies=copies
@@ -176,15 +186,19 @@ class SegmenterModelHandler(
         self._tta = tta
         self._serving_graph = serving_graph
         self._accelerator = accelerator
+        self._runtime = runtime
+        self._int8 = int8
 
-    def load_model(self) -> Segmenter:
-        """Loads the segmentation SavedModel."""
+    def load_model(self) -> Segmenter | OnnxSegmenter:
+        """Loads the segmenter: the SavedModel, or its ONNX copy on ONNX Runtime."""
+        if self._runtime == "onnxruntime":
+            return OnnxSegmenter(self._model_dir, self._int8)
         return Segmenter(self._model_dir, self._serving_graph)
 
     def run_inference(
         self,
         batch: Sequence[tuple[WindowInput, Array]],
-        model: Segmenter,
+        model: Segmenter | OnnxSegmenter,
         inference_args: dict[str, Any] | None = None,
     ) -> list[tuple[WindowInput, Any]]:
         """Predicts a batch of windows; on failure retries them one by one."""

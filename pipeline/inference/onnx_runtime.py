@@ -1,0 +1,281 @@
+"""The ONNX Runtime seam: ``--runtime onnxruntime`` for ``score`` and ``segment``.
+
+A model folder may hold, beside ``saved_model.pb``, the ONNX copy of its
+network (:data:`footprints.contracts.ONNX_MODEL`, written by training or by
+``footprints convert onnx``) and its int8 twin
+(:data:`footprints.contracts.ONNX_INT8_MODEL`). The runtime is chosen once,
+before the job starts (:func:`resolve_runtime`): ``auto`` takes ONNX Runtime
+when the folder has the ONNX file and ``onnxruntime`` is installed, and
+TensorFlow otherwise.
+
+Both scorers here have the methods of their TensorFlow twins, so the model
+handlers stay the one seam per runtime:
+
+* :class:`OnnxClassifierScorer`: decoding stays in TensorFlow and is the
+  SavedModel's own (its frozen ``serving_default`` pruned at the cut the
+  ONNX file names, so a bad record raises the same ``InvalidArgumentError``
+  and is isolated and dead-lettered exactly as on the TensorFlow runtime);
+  the network and the calibration run in ONNX Runtime.
+* :class:`OnnxSegmenter`: the whole segmenter on uint8 windows.
+
+Sessions are set up for a worker that also decodes and stitches on the same
+cores (:func:`session_options`): ``intra_op_num_threads`` explicit (all
+cores by default, ``FOOTPRINTS_ORT_THREADS`` to change it), threads that
+sleep instead of spinning between batches (spinning threads took the cores
+the decoding needed: 265-726 chips/s against a steady 800 on two cores, issue
+24), sequential execution (these graphs are chains) and every graph
+optimization. GPU workers: the CUDA provider is used when ``onnxruntime-gpu``
+offers it; ``FOOTPRINTS_ORT_PROVIDERS`` picks providers explicitly (for
+example ``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``),
+see docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from footprints import contracts
+from footprints.errors import ConfigError, ContractError
+
+#: ``--runtime`` choices.
+RUNTIMES = ("auto", "tensorflow", "onnxruntime")
+#: What ``auto`` resolves to.
+CONCRETE_RUNTIMES = ("tensorflow", "onnxruntime")
+#: Environment variables a deployment may set on the workers.
+THREADS_ENV = "FOOTPRINTS_ORT_THREADS"
+PROVIDERS_ENV = "FOOTPRINTS_ORT_PROVIDERS"
+#: GPU providers used when present, best first (TensorRT only when named in PROVIDERS_ENV:
+#: it builds an engine per new batch shape, minutes on a cold worker).
+GPU_PROVIDERS = ("CUDAExecutionProvider",)
+
+
+def onnxruntime_available() -> bool:
+    """Whether ``onnxruntime`` can be imported here."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def onnx_file(model_dir: str, int8: bool = False) -> str:
+    """The path of the model's ONNX (or int8 ONNX) file, in its local copy."""
+    name = contracts.ONNX_INT8_MODEL if int8 else contracts.ONNX_MODEL
+    return os.path.join(contracts.local_model_dir(model_dir), name)
+
+
+def check_int8(model_dir: str, allow_inexact: bool) -> None:
+    """Refuses an int8 model its card does not vouch for, unless ``allow_inexact``.
+
+    Raises:
+        ConfigError: if the card has no int8 verdict or says the int8 model
+            was not within tolerance of the fp32 one.
+    """
+    int8 = contracts.read_model_card(model_dir).get("onnx", {}).get("int8", {})
+    if int8.get("within_tolerance") is True or allow_inexact:
+        return
+    if not int8:
+        why = "its model card has no onnx.int8 verdict"
+    else:
+        why = f"its model card says the int8 model is not within tolerance ({int8.get('why')})"
+    raise ConfigError(
+        f"--int8: {model_dir!r} cannot be served in int8 as it is: {why}; serve it in fp32 "
+        "(leave out --int8) or pass --allow-inexact-int8 to accept its answers anyway"
+    )
+
+
+def _has_file(model_dir: str, name: str) -> bool:
+    """Whether ``model_dir`` holds ``name``, without copying a remote model to find out."""
+    if "://" in model_dir:
+        from apache_beam.io.filesystems import FileSystems
+
+        return FileSystems.exists(model_dir.rstrip("/") + "/" + name)
+    return os.path.exists(os.path.join(model_dir, name))
+
+
+def resolve_runtime(
+    model_dir: str, runtime: str, *, int8: bool = False, model_format: str = "savedmodel"
+) -> str:
+    """``tensorflow`` or ``onnxruntime``: what ``--runtime`` means for this model here.
+
+    Raises:
+        ConfigError: an unknown runtime, or ``onnxruntime`` asked for (or implied
+            by ``int8``) where the ONNX file or the package is missing.
+    """
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"--runtime {runtime!r} must be one of {RUNTIMES}")
+    if int8 and runtime == "tensorflow":
+        raise ConfigError("--int8 runs an ONNX model; use it with --runtime auto or onnxruntime")
+    if model_format != "savedmodel":
+        if runtime == "onnxruntime" or int8:
+            raise ConfigError(
+                f"--runtime onnxruntime serves SavedModels with an ONNX copy, not "
+                f"--model-format {model_format}"
+            )
+        return "tensorflow"
+    if runtime == "tensorflow":
+        return runtime
+    name = contracts.ONNX_INT8_MODEL if int8 else contracts.ONNX_MODEL
+    have_file = _has_file(model_dir, name)
+    have_package = onnxruntime_available()
+    if runtime == "auto" and not int8:
+        return "onnxruntime" if have_file and have_package else "tensorflow"
+    if not have_file:
+        raise ConfigError(
+            f"--runtime onnxruntime: {model_dir!r} has no {name}; write it "
+            f"with `footprints convert onnx {model_dir}`"
+            + (" --int8 --calibration-chips ..." if int8 else "")
+            + " or use --runtime tensorflow"
+        )
+    if not have_package:
+        raise ConfigError(
+            "--runtime onnxruntime needs the onnxruntime package; `pip install onnxruntime` "
+            "(or onnxruntime-gpu on GPU workers) or use --runtime tensorflow"
+        )
+    return "onnxruntime"
+
+
+def providers() -> list[str]:
+    """Execution providers, best first: ``FOOTPRINTS_ORT_PROVIDERS``, else CUDA if offered, CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    named = [p.strip() for p in os.environ.get(PROVIDERS_ENV, "").split(",") if p.strip()]
+    if named:
+        missing = [p for p in named if p not in available]
+        if missing:
+            raise ConfigError(
+                f"{PROVIDERS_ENV} names {missing}, which this onnxruntime does not offer "
+                f"({available}); install onnxruntime-gpu for CUDA and TensorRT"
+            )
+        return named
+    return [p for p in GPU_PROVIDERS if p in available] + ["CPUExecutionProvider"]
+
+
+def session_options(threads: int | None = None) -> Any:
+    """Session options for a worker that decodes on the same cores (see the module doc)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    env = os.environ.get(THREADS_ENV)
+    options.intra_op_num_threads = threads or (int(env) if env else (os.cpu_count() or 1))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only; the providers' warnings are for developers
+    return options
+
+
+def open_session(path: str, threads: int | None = None) -> Any:
+    """An ONNX Runtime session on ``path`` with :func:`session_options` and :func:`providers`."""
+    import onnxruntime as ort
+
+    if not os.path.exists(path):
+        raise ContractError(f"{path!r} does not exist; write it with `footprints convert onnx`")
+    return ort.InferenceSession(path, session_options(threads), providers=providers())
+
+
+def _saved_decode_function(path: str, images: str, valid: str) -> Any:
+    """The decoding :data:`~footprints.contracts.ONNX_DECODE_GRAPH` holds, as a function."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    with open(path, "rb") as f:
+        graph_def.ParseFromString(f.read())
+    (feed,) = [n.name for n in graph_def.node if n.op == "Placeholder"]
+    wrapped = tf.compat.v1.wrap_function(
+        lambda: tf.compat.v1.import_graph_def(graph_def, name=""), []
+    )
+    pruned = wrapped.prune(
+        wrapped.graph.get_tensor_by_name(feed + ":0"),
+        [wrapped.graph.get_tensor_by_name(n) for n in (images, valid)],
+    )
+    return tf.function(lambda x: pruned(x), input_signature=[tf.TensorSpec([None], tf.string)])
+
+
+def _decode_function(loaded: Any, images: str, valid: str) -> Any:
+    """The SavedModel's decoding: its frozen signature pruned to ``(images, valid)``."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    saved = loaded.signatures[contracts.SIGNATURE]
+    frozen = convert_variables_to_constants_v2(saved)
+    (feed,) = [t for t in frozen.inputs if t.dtype == tf.string]
+    pruned = frozen.prune(feed, [frozen.graph.get_tensor_by_name(n) for n in (images, valid)])
+    return tf.function(lambda x: pruned(x), input_signature=[tf.TensorSpec([None], tf.string)])
+
+
+class OnnxClassifierScorer:
+    """Decodes in TensorFlow (the SavedModel's own graph), scores in ONNX Runtime.
+
+    Args:
+        model_dir: The classifier model folder (SavedModel and ONNX file).
+        int8: Serve ``model.int8.onnx`` instead of ``model.onnx``.
+        threads: ONNX Runtime intra-op threads (default: see :func:`session_options`).
+    """
+
+    def __init__(self, model_dir: str, int8: bool = False, threads: int | None = None):
+        from pipeline.inference.handlers import load_saved_model
+
+        self.session = open_session(onnx_file(model_dir, int8), threads)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        keys = contracts.ONNX_DECODE_KEYS
+        if meta.get("kind") != "classifier" or any(k not in meta for k in keys):
+            raise ContractError(
+                f"{onnx_file(model_dir, int8)!r} is not a classifier's ONNX copy (its metadata "
+                f"lacks {keys}); rewrite it with `footprints convert onnx {model_dir}`"
+            )
+        decode_graph = os.path.join(
+            contracts.local_model_dir(model_dir), contracts.ONNX_DECODE_GRAPH
+        )
+        if os.path.exists(decode_graph):  # the decoding alone: no variables to restore
+            self._decode = _saved_decode_function(decode_graph, meta[keys[0]], meta[keys[1]])
+        else:  # cut from the SavedModel's own graph
+            loaded = load_saved_model(contracts.local_model_dir(model_dir))
+            self._decode = _decode_function(loaded, meta[keys[0]], meta[keys[1]])
+        self._input = self.session.get_inputs()[0].name
+
+    def decode(self, records: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """float32 images [N, S, S, 3] and the "decodable" mask [N] of serialized records."""
+        import tensorflow as tf
+
+        images, valid = self._decode(tf.constant(list(records), dtype=tf.string))
+        return images.numpy(), valid.numpy()
+
+    def score(self, records: Sequence[bytes]) -> np.ndarray:
+        """Scores serialized chip records; returns float32 [len(records)] (NaN: not an image)."""
+        if not records:  # an empty batch: nothing to decode or run
+            return np.zeros(0, np.float32)
+        images, valid = self.decode(records)
+        (scores,) = self.session.run(None, {self._input: images})
+        scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+        return np.where(valid, scores, np.float32(np.nan))
+
+
+class OnnxSegmenter:
+    """A segmenter's ONNX copy, called on uint8 windows as the TensorFlow ``Segmenter`` is."""
+
+    def __init__(self, model_dir: str, int8: bool = False, threads: int | None = None):
+        self.model_dir = model_dir
+        self.session = open_session(onnx_file(model_dir, int8), threads)
+        self._input = self.session.get_inputs()[0].name
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """``images`` uint8 [N, H, W, C] -> probabilities float32 [N, H, W]."""
+        if not len(images):
+            return np.zeros(images.shape[:3], np.float32)
+        (mask,) = self.session.run(None, {self._input: np.ascontiguousarray(images)})
+        if mask.shape != images.shape[:3]:
+            raise ValueError(
+                f"{self.model_dir!r} (ONNX) returned a mask shaped {mask.shape} for images "
+                f"shaped {images.shape}; the segmenter contract wants [N, H, W]"
+            )
+        return mask
