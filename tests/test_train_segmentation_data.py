@@ -308,6 +308,17 @@ def test_same_seed_same_patches_and_augmentation(tmp_path):
     np.testing.assert_array_equal(np.concatenate(skipped), a[0][16:])
 
 
+def test_sensor_augmentation_is_seeded_and_changes_only_the_image(tmp_path):
+    _, sensor = _sampler(tmp_path, augmentation=sd.Augmentation.sensor())
+    _, plain = _sampler(tmp_path)
+    a, b = _batches(sensor, steps=3, seed=5), _batches(sensor, steps=3, seed=5)
+    np.testing.assert_array_equal(a[0], b[0])
+    p = _batches(plain, steps=3, seed=5)
+    # Same windows, flips and zoom (the same draws): identical masks, other pixels.
+    np.testing.assert_array_equal(a[1], p[1])
+    assert np.abs(a[0] - p[0]).mean() > 1.0
+
+
 def test_augmentation_moves_image_and_mask_together(tmp_path):
     _, sampler = _sampler(tmp_path)
     x, y = _batches(sampler, steps=10)
