@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         f"mean over {len(folds)} folds": [
             r for r in rows if r["fold"] in folds and r["seed"] == seeds[0]
         ],
-        f"mean over {len(seeds)} seeds": [r for r in rows if r["fold"] == folds[0]],
+        f"mean over {len(seeds)} seeds": [r for r in rows if folds and r["fold"] == folds[0]],
     }
     print(table(rows, groups))
     summary = {

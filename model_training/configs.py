@@ -258,10 +258,12 @@ class SegmenterConfig(RunSettings):
         bands: 1-based bands to use, or None for all.
         scaling: ``auto``, ``identity`` or ``percentile`` (see fit_scaling).
         patch_size: Training patch height and width (a multiple of 2**depth).
-        val_fraction: Share of each tile's square blocks (two patch sides)
+        val_fraction: Share of each tile's square blocks (``val_block``)
             held out for validation, stratified by building density.
         val_block: Side of the validation blocks, pixels, a multiple of the
-            patch size; None: two patch sides.
+            patch size; None: one patch side (many small blocks spread over
+            the area: on a small area two-side blocks held one or two
+            buildings, too few to choose a checkpoint or a threshold with).
         window_size: Window the pipeline feeds the exported model (default:
             the larger of 256 and the patch size), recorded in the assets.
         depth: U-Net levels.
@@ -310,11 +312,11 @@ class SegmenterConfig(RunSettings):
     bands: tuple[int, ...] | None = None
     scaling: str = "auto"
     patch_size: int = 128
-    val_fraction: float = 0.2
+    val_fraction: float = 0.25
     val_block: int | None = None
     window_size: int | None = None
     depth: int = 3
-    filters: int = 16
+    filters: int = 8
     residual: bool = False
     centre: str = "plain"
     loss: str = "bce+jaccard"
@@ -326,7 +328,7 @@ class SegmenterConfig(RunSettings):
     schedule: str = "one-cycle"
     patience: int | None = None
     augment: bool = True
-    sensor_augment: bool = False
+    sensor_augment: bool = True
     building_share: float = 0.5
     encoder: str = "none"
     encoder_weights: str | None = None

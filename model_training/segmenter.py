@@ -62,7 +62,11 @@ def prepare_data(config: SegmenterConfig) -> SegmentationData:
     """
     tiles, info = sd.load_tiles(config.images, config.footprints, config.masks, config.bands)
     split = sd.split_blocks(
-        tiles, config.patch_size, config.val_fraction, config.seed, config.val_block
+        tiles,
+        config.patch_size,
+        config.val_fraction,
+        config.seed,
+        config.val_block or config.patch_size,
     )
     offset, scale = sd.fit_scaling(tiles, info, list(split.train_areas), config.scaling)
     assets = contracts.SegmenterAssets(

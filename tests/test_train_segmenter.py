@@ -63,6 +63,12 @@ def test_segmenter_learns_buildings_and_exports_the_contract(area, tmp_path):
         augment=False,
         verbose=0,
         seed=0,
+        # The model and split this bar was set with (the demo's too); the
+        # small-data defaults (8 filters, one-patch blocks) are measured on
+        # real imagery by tests/test_benchmarks_real_tile.py.
+        filters=16,
+        val_block=128,
+        val_fraction=0.2,
     )
     result = train_segmenter(config)
     print(f"segmenter validation metrics: {result.metrics}")
@@ -133,6 +139,7 @@ def test_four_band_uint16_variant_and_lr_find_through_the_cli(small_rgbn_area, t
                 "plateau",
                 "--window-size",
                 "64",
+                "--allow-weak-model",  # 4 steps: the plumbing, not the quality
                 "--quiet",
                 "--output",
                 output,
@@ -198,6 +205,12 @@ def test_short_default_style_run_learns_a_real_like_tile_and_holds_out_the_other
         verbose=0,
         seed=0,
         tensorboard=False,
+        # The model size and augmentation this bar was set with: at 300 steps
+        # the small-data defaults (8 filters, sensor augmentation) reach 0.22
+        # here; they are chosen and measured on real imagery instead
+        # (tests/test_benchmarks_real_tile.py, benchmarks/real_tile.py).
+        filters=16,
+        sensor_augment=False,
     )
     result = train_segmenter(config)
     assets = contracts.check_segmenter_model(result.model_dir)
@@ -212,7 +225,9 @@ def test_short_default_style_run_learns_a_real_like_tile_and_holds_out_the_other
         truth = (src.read(1) > 0) & valid
     serve = export.load_serving(result.model_dir)
     prob = serve(images=contracts.scale_to_model_input(raw, assets)[None])["mask"].numpy()[0]
-    pred = (prob > 0.5) & valid
+    # At the threshold training chose on its validation blocks, as `segment` does.
+    assert assets.mask_threshold is not None
+    pred = (prob >= assets.mask_threshold) & valid
     iou = (pred & truth).sum() / (pred | truth).sum()
     print(f"held-out IoU {iou:.3f}, building fraction {truth.mean():.3f}")
     assert iou >= 0.3, iou

@@ -318,7 +318,7 @@ def _segmenter_flags(p: argparse.ArgumentParser) -> None:
         "--val-fraction",
         type=float,
         default=_default(s, "val_fraction"),
-        help="share of the tiles' square blocks (two patch sides) held out for "
+        help="share of the tiles' square blocks (--val-block) held out for "
         "validation, stratified by building density (default: %(default)s)",
     )
     p.add_argument(
@@ -326,7 +326,7 @@ def _segmenter_flags(p: argparse.ArgumentParser) -> None:
         type=int,
         default=_default(s, "val_block"),
         metavar="PIXELS",
-        help="side of the validation blocks, a multiple of --patch-size (default: two patch sides)",
+        help="side of the validation blocks, a multiple of --patch-size (default: one patch side)",
     )
     p.add_argument(
         "--building-share",
@@ -444,7 +444,8 @@ def _add_segmenter(tasks) -> None:
         dest="sensor_augment",
         action="store_true",
         default=None,
-        help="also vary gamma, blur and noise as another sensor or day would",
+        help="with augmentation, also vary gamma, blur and noise as another "
+        "sensor or day would (default)",
     )
     sensor.add_argument(
         "--no-sensor-augment",
