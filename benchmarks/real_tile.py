@@ -38,7 +38,7 @@ The protocol, every step through the project's own code paths:
 
 Usage::
 
-    python benchmarks/real_tile.py                       # defaults: 4 folds, 3 seeds, halves
+    python benchmarks/real_tile.py --jobs 3              # defaults: 4 folds, 3 seeds, halves
     python benchmarks/real_tile.py --folds 0 --seeds 0 --no-halves   # one training
     python benchmarks/real_tile.py --train-args "--steps 600 --filters 8" --json out.json
 """
