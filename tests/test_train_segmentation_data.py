@@ -187,11 +187,12 @@ def test_uint16_four_band_tiles_get_per_band_scaling_fitted_on_the_training_area
     # Validation patches are whole blocks cut in patches, nodata weighed 0.
     val = prepared.val
     assert val.images.shape[1:] == (32, 32, 4) and val.weights.shape == val.masks.shape
+    # Blocks of one patch side by default (--val-block).
     for block in prepared.split.blocks:
         assert (
-            block.size == 64
+            block.size == 32
             and not prepared.split.train_areas[0][
-                block.row : block.row + 64, block.col : block.col + 64
+                block.row : block.row + 32, block.col : block.col + 32
             ].any()
         )
 
