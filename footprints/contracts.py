@@ -321,6 +321,9 @@ class SegmenterAssets:
         band_names: Optional names (red, green, blue, nir, ...).
         receptive_halo: Pixels of context the model needs on each side for
             seamless stitching (0 if unknown).
+        mask_threshold: Optional probability at or above which a pixel is a
+            building, chosen by training on its validation blocks; ``segment``
+            uses it when ``--mask-threshold`` is not given (None: 0.5).
     """
 
     window_size: int
@@ -330,6 +333,7 @@ class SegmenterAssets:
     scale: tuple[float, ...]
     band_names: tuple[str, ...] = ()
     receptive_halo: int = 0
+    mask_threshold: float | None = None
     contract_version: int = CONTRACT_VERSION
 
     def __post_init__(self):
@@ -347,6 +351,8 @@ class SegmenterAssets:
             raise ContractError(f"band_names {self.band_names!r} needs one name per band")
         if self.raw_dtype not in ("uint8", "uint16"):
             raise ContractError(f"raw_dtype {self.raw_dtype!r} must be uint8 or uint16")
+        if self.mask_threshold is not None and not 0 < self.mask_threshold < 1:
+            raise ContractError(f"mask_threshold {self.mask_threshold!r} must be in (0, 1)")
 
     @property
     def band_count(self) -> int:

@@ -99,3 +99,40 @@ def apply_colour(
     mean = tf.reduce_mean(batch, axis=[1, 2, 3], keepdims=True)
     out = (batch - mean) * contrast[:, None, None, None] + mean + brightness[:, None, None, None]
     return tf.clip_by_value(out, 0.0, max_value)
+
+
+def apply_sensor(
+    batch: tf.Tensor,
+    gamma: tf.Tensor,
+    blur: tf.Tensor,
+    noise: tf.Tensor,
+    seed: tf.Tensor,
+    max_value: float = 255.0,
+) -> tf.Tensor:
+    """Given per-patch gamma, blur and noise: the look of another sensor or day.
+
+    ``(x / max) ** gamma * max`` bends the radiometry as another stretch of
+    11- or 12-bit data would; the patch is then blended ``blur`` of the way
+    towards its 1-pixel Gaussian blur; Gaussian noise of standard deviation
+    ``noise`` (the image's units) is added from a stateless generator seeded
+    by ``seed``, and the result clipped to range.
+
+    Args:
+        batch: Float ``[B, H, W, C]`` in ``[0, max_value]``.
+        gamma: ``[B]`` exponents (1 is no change).
+        blur: ``[B]`` blend factors in ``[0, 1]`` (0 is no change).
+        noise: ``[B]`` standard deviations.
+        seed: ``[2]`` int seed of the noise.
+        max_value: The top of the image's value range.
+    """
+    out = (batch / max_value) ** gamma[:, None, None, None] * max_value
+    taps = tf.constant([0.274, 0.452, 0.274])  # a Gaussian of sigma 1, sampled
+    kernel = (taps[:, None] * taps[None, :])[:, :, None, None]
+    channels = batch.shape[-1]
+    kernel = tf.tile(kernel, [1, 1, channels, 1])
+    padded = tf.pad(out, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+    soft = tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
+    out += blur[:, None, None, None] * (soft - out)
+    grain = tf.random.stateless_normal(tf.shape(out), tf.cast(seed, tf.int32))
+    out += noise[:, None, None, None] * grain
+    return tf.clip_by_value(out, 0.0, max_value)

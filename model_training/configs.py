@@ -28,6 +28,10 @@ SCHEDULES = ("one-cycle", "plateau", "constant")
 SCALINGS = ("auto", "identity", "percentile")
 
 CENTRES = ("plain", "serial-dilated", "parallel-dilated")
+#: Pretrained encoders of the segmenter (:mod:`model_training.encoders`); "none": the U-Net.
+ENCODERS = ("none", "mobilenetv2", "resnet50", "efficientnetb0")
+#: Inputs of an encoder U-Net must be multiples of this (five halvings).
+ENCODER_MULTIPLE = 32
 TERMS = ("bce", "focal", "jaccard", "dice")
 
 
@@ -254,8 +258,12 @@ class SegmenterConfig(RunSettings):
         bands: 1-based bands to use, or None for all.
         scaling: ``auto``, ``identity`` or ``percentile`` (see fit_scaling).
         patch_size: Training patch height and width (a multiple of 2**depth).
-        val_fraction: Share of each tile's square blocks (two patch sides)
+        val_fraction: Share of each tile's square blocks (``val_block``)
             held out for validation, stratified by building density.
+        val_block: Side of the validation blocks, pixels, a multiple of the
+            patch size; None: one patch side (many small blocks spread over
+            the area: on a small area two-side blocks held one or two
+            buildings, too few to choose a checkpoint or a threshold with).
         window_size: Window the pipeline feeds the exported model (default:
             the larger of 256 and the patch size), recorded in the assets.
         depth: U-Net levels.
@@ -280,8 +288,19 @@ class SegmenterConfig(RunSettings):
         augment: Random flips/rotations and zoom of image and mask together,
             brightness and contrast of the image; on by default (areas small
             enough to train from in memory are small data).
+        sensor_augment: With ``augment``, also the gamma, blur and noise of
+            another sensor or day (``Augmentation.sensor``).
         building_share: Share of sampled patches centred on buildings.
-        threshold: Probability above which a pixel is a building (metrics).
+        encoder: ``none`` (the U-Net above) or a pretrained Keras
+            application under a U-Net decoder (:data:`ENCODERS`; ``depth``,
+            ``residual`` and ``centre`` do not apply, ``filters`` sizes the
+            decoder).
+        encoder_weights: Local weights file of the encoder without its top,
+            or None (random weights: no pretraining).
+        threshold: Probability above which a pixel is a building; None (the
+            default): chosen after training, the one of highest building IoU
+            on the validation blocks (:func:`~model_training.evaluation.choose_mask_threshold`),
+            and recorded in the model's assets for ``segment``.
 
     Also takes the keyword-only :class:`RunSettings`.
     """
@@ -293,10 +312,11 @@ class SegmenterConfig(RunSettings):
     bands: tuple[int, ...] | None = None
     scaling: str = "auto"
     patch_size: int = 128
-    val_fraction: float = 0.2
+    val_fraction: float = 0.25
+    val_block: int | None = None
     window_size: int | None = None
     depth: int = 3
-    filters: int = 16
+    filters: int = 8
     residual: bool = False
     centre: str = "plain"
     loss: str = "bce+jaccard"
@@ -308,21 +328,38 @@ class SegmenterConfig(RunSettings):
     schedule: str = "one-cycle"
     patience: int | None = None
     augment: bool = True
+    sensor_augment: bool = True
     building_share: float = 0.5
-    threshold: float = 0.5
+    encoder: str = "none"
+    encoder_weights: str | None = None
+    threshold: float | None = None
 
     def __post_init__(self):
         if (self.footprints is None) == (self.masks is None):
             raise ConfigError("pass either --footprints (polygons) or --masks (mask GeoTIFFs)")
-        multiple = self.unet.multiple
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"--encoder {self.encoder!r} must be one of {ENCODERS}")
+        if self.encoder_weights is not None and self.encoder == "none":
+            raise ConfigError(
+                "--encoder-weights needs a pretrained --encoder "
+                f"({', '.join(ENCODERS[1:])}) whose weights the file holds"
+            )
+        multiple = self.multiple
+        why = f"2**depth for --depth {self.depth}" if self.encoder == "none" else "the encoder's"
         for name, value in (("--patch-size", self.patch_size), ("--window-size", self.window)):
             if value < 8 or value % multiple:
                 raise ConfigError(
-                    f"{name} {value} must be at least 8 and a multiple of {multiple} "
-                    f"(2**depth for --depth {self.depth})"
+                    f"{name} {value} must be at least 8 and a multiple of {multiple} ({why})"
                 )
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction {self.val_fraction!r} must be between 0 and 1")
+        if self.val_block is not None and (
+            self.val_block < self.patch_size or self.val_block % self.patch_size
+        ):
+            raise ConfigError(
+                f"--val-block {self.val_block} must be a multiple of --patch-size "
+                f"{self.patch_size} (validation patches are cut from the blocks)"
+            )
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"--schedule {self.schedule!r} must be one of {SCHEDULES}")
         if (
@@ -337,7 +374,7 @@ class SegmenterConfig(RunSettings):
             )
         if not 0.0 <= self.building_share <= 1.0:
             raise ConfigError(f"--building-share {self.building_share!r} must be between 0 and 1")
-        if not 0.0 < self.threshold < 1.0:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"--threshold {self.threshold!r} must be between 0 and 1")
         if self.scaling not in SCALINGS:
             raise ConfigError(f"--scaling {self.scaling!r} must be one of {SCALINGS}")
@@ -349,6 +386,18 @@ class SegmenterConfig(RunSettings):
         return UNetConfig(
             depth=self.depth, filters=self.filters, residual=self.residual, centre=self.centre
         )
+
+    @property
+    def multiple(self) -> int:
+        """Patch and window sides must be multiples of this."""
+        return self.unet.multiple if self.encoder == "none" else ENCODER_MULTIPLE
+
+    @property
+    def halo(self) -> int:
+        """The receptive halo recorded in the assets (a quarter window for encoders)."""
+        if self.encoder == "none":
+            return receptive_halo(self.unet, self.window)
+        return self.window // 4
 
     @property
     def window(self) -> int:

@@ -104,6 +104,33 @@ def mask_metrics(
     }
 
 
+#: Mask thresholds :func:`choose_mask_threshold` tries: 0.05, 0.10, ..., 0.95.
+MASK_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def choose_mask_threshold(
+    truth: np.ndarray, probability: np.ndarray, candidates: tuple[float, ...] = MASK_THRESHOLDS
+) -> tuple[float, dict[str, float]]:
+    """The threshold of highest building IoU on held-out pixels, and every IoU tried.
+
+    Ties go to the candidate nearest 0.5. With no building in the truth
+    nothing can be chosen and 0.5 is returned.
+
+    Example:
+        truth [1, 1, 0, 0], probabilities [0.45, 0.35, 0.2, 0.1] -> 0.3
+        (a pixel above the threshold is a building: IoU 1.0 at 0.2, 0.25 and
+        0.3; 0.3 is nearest 0.5).
+    """
+    true = np.asarray(truth) > 0
+    if not true.any():
+        return 0.5, {}
+    prob = np.asarray(probability)
+    ious = {t: mask_metrics(true, prob, t)["iou"] for t in candidates}
+    best = max(ious.values())
+    chosen = min((t for t, v in ious.items() if v == best), key=lambda t: (abs(t - 0.5), t))
+    return chosen, {f"{t:.2f}": round(v, 4) for t, v in ious.items()}
+
+
 # --------------------------------------------------------------------------
 # Calibration: how far a score is from the share of positives it stands for
 # --------------------------------------------------------------------------

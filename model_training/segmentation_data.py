@@ -444,11 +444,18 @@ def _candidate_blocks(tiles: list[Tile], size: int) -> list[tuple[Block, float]]
     return out
 
 
-def split_blocks(tiles: list[Tile], patch_size: int, val_fraction: float, seed: int = 0) -> Split:
+def split_blocks(
+    tiles: list[Tile],
+    patch_size: int,
+    val_fraction: float,
+    seed: int = 0,
+    block_size: int | None = None,
+) -> Split:
     """Holds out square blocks for validation, stratified by building density.
 
-    Each tile is cut into blocks of two patch sides (one when the tiles are too
-    small for that); blocks less than half valid are never held out. The
+    Each tile is cut into blocks of ``block_size`` pixels (None: two patch
+    sides, or one when the tiles are too small for that); blocks less than
+    half valid are never held out. The
     blocks are ranked by the fraction of their valid pixels that are building
     and cut into as many equal strata as blocks are to be held out
     (``val_fraction`` of them, at least one); one block is drawn from each
@@ -466,7 +473,7 @@ def split_blocks(tiles: list[Tile], patch_size: int, val_fraction: float, seed: 
         InputError: if the training area keeps no building pixel.
     """
     rng = np.random.default_rng([seed, 1])
-    for size in (2 * patch_size, patch_size):
+    for size in (block_size,) if block_size else (2 * patch_size, patch_size):
         candidates = _candidate_blocks(tiles, size)
         if len(candidates) >= 2:
             break
@@ -582,17 +589,33 @@ class Augmentation:
         contrast: Contrast factor drawn from ``[1 - contrast, 1 + contrast]``.
         scale: Largest zoom factor; patches are cut at ``1/scale..scale``
             times the patch size and resized to it (log-uniform).
+        gamma: Largest gamma of the radiometry: the 0..255 input is raised to
+            a power drawn log-uniformly from ``1/gamma..gamma``, as another
+            stretch of 11- or 12-bit data (or another sun and sensor) would
+            bend it (1: off).
+        blur: Largest share of a 1-pixel Gaussian blur blended into the
+            patch (an image a little softer than the training one; 0: off).
+        noise: Largest standard deviation of Gaussian sensor noise, in the
+            model's 0..255 units (0: off).
     """
 
     spatial: bool = True
     brightness: float = 20.0
     contrast: float = 0.2
     scale: float = 1.25
+    gamma: float = 1.0
+    blur: float = 0.0
+    noise: float = 0.0
 
     @classmethod
     def off(cls) -> Augmentation:
         """No augmentation at all (for validation patches)."""
         return cls(spatial=False, brightness=0.0, contrast=0.0, scale=1.0)
+
+    @classmethod
+    def sensor(cls) -> Augmentation:
+        """Geometry and the radiometry, blur and noise of another sensor or day."""
+        return cls(gamma=1.5, blur=1.0, noise=6.0)
 
 
 class PatchSampler:
@@ -708,6 +731,10 @@ class PatchSampler:
             "rot": rng.integers(0, 4, count).astype(np.int32) * aug.spatial,
             "brightness": rng.uniform(-aug.brightness, aug.brightness, count).astype(np.float32),
             "contrast": rng.uniform(1 - aug.contrast, 1 + aug.contrast, count).astype(np.float32),
+            "gamma": np.exp(rng.uniform(-1, 1, count) * math.log(aug.gamma)).astype(np.float32),
+            "blur": rng.uniform(0, aug.blur, count).astype(np.float32),
+            "noise": rng.uniform(0, aug.noise, count).astype(np.float32),
+            "noise_seed": rng.integers(0, 2**31 - 1, (count, 2)),
         }
 
     def dataset(
@@ -722,6 +749,8 @@ class PatchSampler:
         stack = tf.constant(self.stack)
         channels = self.stack.shape[-1] - 2
         size = (self.patch_size, self.patch_size)
+        a = self.augmentation
+        sensor = a.gamma > 1 or a.blur > 0 or a.noise > 0
 
         def cut(d):
             image = tf.image.crop_and_resize(stack[..., :channels], d["box"], d["tile"], size)
@@ -730,6 +759,10 @@ class PatchSampler:
             )
             both = aug.apply_spatial(tf.concat([image, target], -1), d["flip"], d["rot"])
             image = aug.apply_colour(both[..., :channels], d["brightness"], d["contrast"])
+            if sensor:
+                image = aug.apply_sensor(
+                    image, d["gamma"], d["blur"], d["noise"], d["noise_seed"][0]
+                )
             return image, both[..., channels:]
 
         ds = tf.data.Dataset.from_tensor_slices(draws).skip(skip_steps * batch_size)

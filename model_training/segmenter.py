@@ -62,7 +62,13 @@ def prepare_data(config: SegmenterConfig) -> SegmentationData:
         ConfigError: for tiles too small to split.
     """
     tiles, info = sd.load_tiles(config.images, config.footprints, config.masks, config.bands)
-    split = sd.split_blocks(tiles, config.patch_size, config.val_fraction, config.seed)
+    split = sd.split_blocks(
+        tiles,
+        config.patch_size,
+        config.val_fraction,
+        config.seed,
+        config.val_block or config.patch_size,
+    )
     offset, scale = sd.fit_scaling(tiles, info, list(split.train_areas), config.scaling)
     assets = contracts.SegmenterAssets(
         window_size=config.window,
@@ -71,7 +77,7 @@ def prepare_data(config: SegmenterConfig) -> SegmentationData:
         offset=offset,
         scale=scale,
         band_names=info.band_names,
-        receptive_halo=configs.receptive_halo(config.unet, config.window),
+        receptive_halo=config.halo,
     )
     val = sd.block_patches(tiles, assets, split.blocks, config.patch_size)
     train = split.counts["train"]
@@ -88,7 +94,12 @@ def prepare_data(config: SegmenterConfig) -> SegmentationData:
 
 def sampler_for(config: SegmenterConfig, prepared: SegmentationData) -> sd.PatchSampler:
     """The training patch sampler the config asks for."""
-    augmentation = sd.Augmentation() if config.augment else sd.Augmentation.off()
+    if not config.augment:
+        augmentation = sd.Augmentation.off()
+    elif config.sensor_augment:
+        augmentation = sd.Augmentation.sensor()
+    else:
+        augmentation = sd.Augmentation()
     return sd.PatchSampler(
         prepared.tiles,
         prepared.assets,
@@ -106,7 +117,14 @@ def build_compiled(
 
     ``learning_rate`` overrides the schedule with a constant (lr-find).
     """
-    model = unet.build_unet(bands, config.unet)
+    if config.encoder == "none":
+        model = unet.build_unet(bands, config.unet)
+    else:
+        from model_training import encoders
+
+        model = encoders.build_encoder_unet(
+            bands, config.encoder, config.encoder_weights, config.filters
+        )
     if learning_rate is not None:
         rate = learning_rate
     elif config.schedule == "one-cycle":
@@ -117,7 +135,7 @@ def build_compiled(
         optimizer=keras.optimizers.Adam(rate),
         jit_compile=config.xla,
         loss=losses.SegmentationLoss(config.loss),
-        metrics=[losses.BuildingIoU(config.threshold)],
+        metrics=[losses.BuildingIoU(config.threshold or 0.5)],
     )
     return model
 
@@ -159,9 +177,19 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
     fitting.fit(model, train_ds, val_ds, run, options, initial_epoch, config.rounds)
     fitting.restore_best(model, run)
 
-    export.export_segmenter(model, run.model_dir, prepared.assets, config.unet.multiple)
+    threshold = config.threshold
+    tried: dict[str, float] = {}
+    probs = model.predict(prepared.val.images.astype(np.float32), config.batch_size, 0)
+    if threshold is None:
+        measured = prepared.val.weights[..., 0] > 0
+        threshold, tried = evaluation.choose_mask_threshold(
+            prepared.val.masks[..., 0][measured], probs[..., 0][measured]
+        )
+    by_block = block_ious(prepared, probs[..., 0], threshold)
+    assets = dataclasses.replace(prepared.assets, mask_threshold=threshold)
+    export.export_segmenter(model, run.model_dir, assets, config.multiple)
     model.save(run.keras_copy)
-    metrics = evaluate_exported(run.model_dir, prepared.val, config.threshold, config.batch_size)
+    metrics = evaluate_exported(run.model_dir, prepared.val, threshold, config.batch_size)
     splits = prepared.split.counts
     reasons = evaluation.segmenter_weak_reasons(metrics)
     if config.footprints:
@@ -172,11 +200,7 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
     card = cards.base_card("building-segmenter", dataclasses.asdict(config))
     card.update(
         {
-            "architecture": {
-                **dataclasses.asdict(config.unet),
-                "receptive_field": configs.receptive_field(config.unet),
-                "parameters": model.count_params(),
-            },
+            "architecture": _architecture(config, model),
             "input": {
                 "window_size": prepared.assets.window_size,
                 "bands": list(prepared.assets.bands),
@@ -187,6 +211,11 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
                     "scale": list(prepared.assets.scale),
                 },
                 "receptive_halo": prepared.assets.receptive_halo,
+            },
+            "mask_threshold": {
+                "value": threshold,
+                "chosen_on": "validation blocks" if tried else "--threshold",
+                "validation_iou_by_threshold": tried,
             },
             "class_mapping": {"0": "background", "1": "building"},
             "output": "mask: probability that the pixel is part of a building",
@@ -213,6 +242,7 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
                 "reasons": reasons,
                 "iou": metrics.get("iou"),
                 "min_iou": evaluation.MIN_SEGMENTER_IOU,
+                "validation_blocks": by_block,
             },
             "splits": {
                 side: {
@@ -235,8 +265,63 @@ def train_segmenter(config: SegmenterConfig) -> fitting.TrainResult:
         card,
         options.monitor,
         {**metrics, "patches": len(prepared.val)},
-        f"segmenter (U-Net depth {config.depth})",
+        f"segmenter (U-Net depth {config.depth})"
+        if config.encoder == "none"
+        else f"segmenter ({config.encoder} U-Net)",
     )
+
+
+def block_ious(prepared: SegmentationData, probs: np.ndarray, threshold: float) -> dict:
+    """Building IoU of each validation block holding buildings, and their spread.
+
+    The validation patches are cut block by block, in order, the same number
+    from each; a block without building pixels has no IoU and is left out.
+    The spread says how much the single validation figure depends on where
+    the blocks fell: on a small area it is large.
+    """
+    blocks = prepared.split.blocks
+    per = len(prepared.val) // max(1, len(blocks))
+    ious = []
+    for index in range(len(blocks)):
+        cut = slice(index * per, (index + 1) * per)
+        measured = prepared.val.weights[cut, ..., 0] > 0
+        truth = prepared.val.masks[cut, ..., 0][measured]
+        if truth.any():
+            ious.append(evaluation.mask_metrics(truth, probs[cut][measured], threshold)["iou"])
+    summary = {"ious": [round(v, 4) for v in ious], "with_buildings": len(ious)}
+    if ious:
+        summary.update(
+            mean=round(float(np.mean(ious)), 4),
+            sd=round(float(np.std(ious, ddof=1)), 4) if len(ious) > 1 else None,
+            min=round(min(ious), 4),
+            max=round(max(ious), 4),
+        )
+    return summary
+
+
+def _architecture(config: SegmenterConfig, model: keras.Model) -> dict:
+    """The model card's ``architecture``: the U-Net's shape, or the encoder and its weights."""
+    if config.encoder == "none":
+        return {
+            "encoder": "none",
+            **dataclasses.asdict(config.unet),
+            "receptive_field": configs.receptive_field(config.unet),
+            "parameters": model.count_params(),
+        }
+    from model_training import encoders
+
+    weights = config.encoder_weights
+    return {
+        "encoder": config.encoder,
+        "encoder_weights": (
+            {"file": os.path.basename(weights), "sha256": encoders.sha256(weights)}
+            if weights
+            else None
+        ),
+        "band_mapping": encoders.band_mapping(model.input_shape[-1]).tolist(),
+        "decoder_filters": config.filters,
+        "parameters": model.count_params(),
+    }
 
 
 def evaluate_exported(

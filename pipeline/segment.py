@@ -100,7 +100,8 @@ class SegmentConfig(FolderOutput):
             (segmenter and, with ``classifier``, the classifier), e.g.
             ``type:nvidia-l4;count:1;install-nvidia-driver``; None for CPU.
         mask_threshold: Probability at or above which a pixel is a building
-            (footprints, the binary band, IoU).
+            (footprints, the binary band, IoU). Given as None to ``create``:
+            the model's ``mask_threshold`` asset when it has one, else 0.5.
         binary_mask: Also write the binary mask as band 2 of each COG.
         simplify: Footprint simplification tolerance, pixels.
         min_area: Smallest footprint kept, square metres (of the written polygon).
@@ -188,6 +189,8 @@ class SegmentConfig(FolderOutput):
         footprints CRS defaults to that of the first tile that has one. A
         setting given as None takes the field's default.
         """
+        # No --mask-threshold: the model's own (chosen on its validation blocks).
+        threshold_from_model = kwargs.get("mask_threshold") is None
         kwargs = with_defaults(cls, kwargs)
         if not match_files(raster):
             raise ConfigError(
@@ -228,6 +231,8 @@ class SegmentConfig(FolderOutput):
         kwargs["runtime"] = resolve_runtime(model_dir, kwargs["runtime"], int8=kwargs["int8"])
         if kwargs["int8"]:
             check_int8(model_dir, kwargs["allow_inexact_int8"])
+        if threshold_from_model and assets.mask_threshold is not None:
+            kwargs["mask_threshold"] = assets.mask_threshold
         threshold = kwargs["mask_threshold"]
         if not 0 < threshold <= 1:
             raise ConfigError(f"--mask-threshold {threshold!r} must be in (0, 1]")

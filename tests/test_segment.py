@@ -688,3 +688,35 @@ def test_building_across_a_utm_zone_boundary_is_one_footprint(models, tmp_path):
     # The model's 3x3 box filter rounds the roof's corners (and its corners on the
     # collar); the outline is otherwise the roof's own.
     assert rows[0]["area_m2"] == pytest.approx(pair.true_area_m2(), rel=0.03)
+
+
+def test_mask_threshold_comes_from_the_models_assets_unless_given(models, tmp_path):
+    """Training records the threshold it chose on validation; segment uses it
+    when --mask-threshold is left out, and 0.5 for a model that has none."""
+    import dataclasses
+
+    from footprints.contracts import SEGMENTER_ASSETS
+
+    model = str(tmp_path / "chosen")
+    shutil.copytree(models["bright"], model)
+    path = os.path.join(model, "assets", SEGMENTER_ASSETS)
+    with open(path, encoding="utf-8") as f:
+        assets = SegmenterAssets.from_json(f.read())
+    assert assets.mask_threshold is None
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(dataclasses.replace(assets, mask_threshold=0.35).to_json())
+    data, _ = helpers.bright_scene(70, 70, [(10, 10, 40, 40)])
+    write_geotiff(str(tmp_path / "t.tif"), data)
+
+    def threshold(model_dir, given):
+        return SegmentConfig.create(
+            raster=str(tmp_path / "t.tif"),
+            model_dir=model_dir,
+            output=str(tmp_path / "out"),
+            mask_threshold=given,
+            check_model=False,
+        ).mask_threshold
+
+    assert threshold(model, None) == 0.35
+    assert threshold(model, 0.6) == 0.6
+    assert threshold(models["bright"], None) == 0.5

@@ -187,11 +187,12 @@ def test_uint16_four_band_tiles_get_per_band_scaling_fitted_on_the_training_area
     # Validation patches are whole blocks cut in patches, nodata weighed 0.
     val = prepared.val
     assert val.images.shape[1:] == (32, 32, 4) and val.weights.shape == val.masks.shape
+    # Blocks of one patch side by default (--val-block).
     for block in prepared.split.blocks:
         assert (
-            block.size == 64
+            block.size == 32
             and not prepared.split.train_areas[0][
-                block.row : block.row + 64, block.col : block.col + 64
+                block.row : block.row + 32, block.col : block.col + 32
             ].any()
         )
 
@@ -306,6 +307,17 @@ def test_same_seed_same_patches_and_augmentation(tmp_path):
     # Resuming skips exactly the steps already trained.
     skipped = [x.numpy() for x, _ in sampler.dataset(4, 8, 3, skip_steps=2).take(2)]
     np.testing.assert_array_equal(np.concatenate(skipped), a[0][16:])
+
+
+def test_sensor_augmentation_is_seeded_and_changes_only_the_image(tmp_path):
+    _, sensor = _sampler(tmp_path, augmentation=sd.Augmentation.sensor())
+    _, plain = _sampler(tmp_path)
+    a, b = _batches(sensor, steps=3, seed=5), _batches(sensor, steps=3, seed=5)
+    np.testing.assert_array_equal(a[0], b[0])
+    p = _batches(plain, steps=3, seed=5)
+    # Same windows, flips and zoom (the same draws): identical masks, other pixels.
+    np.testing.assert_array_equal(a[1], p[1])
+    assert np.abs(a[0] - p[0]).mean() > 1.0
 
 
 def test_augmentation_moves_image_and_mask_together(tmp_path):

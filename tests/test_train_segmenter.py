@@ -3,6 +3,7 @@ learning, the exported SavedModel checked against the contract and served."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -62,6 +63,12 @@ def test_segmenter_learns_buildings_and_exports_the_contract(area, tmp_path):
         augment=False,
         verbose=0,
         seed=0,
+        # The model and split this bar was set with (the demo's too); the
+        # small-data defaults (8 filters, one-patch blocks) are measured on
+        # real imagery by tests/test_benchmarks_real_tile.py.
+        filters=16,
+        val_block=128,
+        val_fraction=0.2,
     )
     result = train_segmenter(config)
     print(f"segmenter validation metrics: {result.metrics}")
@@ -132,6 +139,7 @@ def test_four_band_uint16_variant_and_lr_find_through_the_cli(small_rgbn_area, t
                 "plateau",
                 "--window-size",
                 "64",
+                "--allow-weak-model",  # 4 steps: the plumbing, not the quality
                 "--quiet",
                 "--output",
                 output,
@@ -197,6 +205,12 @@ def test_short_default_style_run_learns_a_real_like_tile_and_holds_out_the_other
         verbose=0,
         seed=0,
         tensorboard=False,
+        # The model size and augmentation this bar was set with: at 300 steps
+        # the small-data defaults (8 filters, sensor augmentation) reach 0.22
+        # here; they are chosen and measured on real imagery instead
+        # (tests/test_benchmarks_real_tile.py, benchmarks/real_tile.py).
+        filters=16,
+        sensor_augment=False,
     )
     result = train_segmenter(config)
     assets = contracts.check_segmenter_model(result.model_dir)
@@ -211,7 +225,69 @@ def test_short_default_style_run_learns_a_real_like_tile_and_holds_out_the_other
         truth = (src.read(1) > 0) & valid
     serve = export.load_serving(result.model_dir)
     prob = serve(images=contracts.scale_to_model_input(raw, assets)[None])["mask"].numpy()[0]
-    pred = (prob > 0.5) & valid
+    # At the threshold training chose on its validation blocks, as `segment` does.
+    assert assets.mask_threshold is not None
+    pred = (prob >= assets.mask_threshold) & valid
     iou = (pred & truth).sum() / (pred | truth).sum()
     print(f"held-out IoU {iou:.3f}, building fraction {truth.mean():.3f}")
     assert iou >= 0.3, iou
+
+
+@pytest.mark.slow
+def test_pretrained_encoder_through_the_cli_records_encoder_and_weights(small_rgbn_area, tmp_path):
+    from model_training import encoders
+
+    keras.utils.set_random_seed(0)
+    weights = str(tmp_path / "mobilenet_v2_no_top.weights.h5")
+    encoders.build_encoder_base("mobilenetv2").save_weights(weights)
+    output = str(tmp_path / "enc")
+    code = cli.main(
+        [
+            "train",
+            "segmenter",
+            "--images",
+            os.path.join(small_rgbn_area.root, "tiles", "*.tif"),
+            "--masks",
+            os.path.join(small_rgbn_area.root, "masks", "*.tif"),
+            "--encoder",
+            "mobilenetv2",
+            "--encoder-weights",
+            weights,
+            "--filters",
+            "4",
+            "--patch-size",
+            "32",
+            "--window-size",
+            "64",
+            "--steps",
+            "2",
+            "--eval-every",
+            "2",
+            "--batch-size",
+            "2",
+            "--allow-weak-model",
+            "--quiet",
+            "--output",
+            output,
+        ]
+    )
+    assert code == 0
+    model_dir = os.path.join(output, "model")
+    assets = contracts.check_segmenter_model(model_dir)
+    assert assets.band_count == 4 and assets.window_size == 64 and assets.receptive_halo == 16
+    assert assets.mask_threshold is not None and 0 < assets.mask_threshold < 1
+    card = contracts.read_model_card(model_dir)
+    with open(weights, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    assert card["architecture"]["encoder"] == "mobilenetv2"
+    assert card["architecture"]["encoder_weights"] == {
+        "file": "mobilenet_v2_no_top.weights.h5",
+        "sha256": digest,
+    }
+    # RGB + NIR: the fourth band starts unused.
+    assert card["architecture"]["band_mapping"][3] == [0.0, 0.0, 0.0]
+    assert card["mask_threshold"]["value"] == assets.mask_threshold
+    # Any window size is served: padded to the encoder's multiple of 32.
+    serve = export.load_serving(model_dir)
+    out = serve(images=np.zeros((1, 40, 72, 4), np.uint8))["mask"].numpy()
+    assert out.shape == (1, 40, 72)

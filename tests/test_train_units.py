@@ -222,6 +222,43 @@ def test_random_colour_stays_in_range():
     assert out.min() >= 0 and out.max() <= 255 and out.shape == (8, 8, 4)
 
 
+def test_apply_sensor_gamma_blur_and_noise_against_numpy():
+    rng = np.random.default_rng(0)
+    batch = rng.uniform(0, 255, (2, 6, 6, 1)).astype(np.float32)
+    none = augment.apply_sensor(batch, tf.ones(2), tf.zeros(2), tf.zeros(2), tf.constant([1, 2]))
+    np.testing.assert_allclose(none.numpy(), batch, rtol=1e-5)
+    # gamma 2 on 0..255: (x / 255) ** 2 * 255.
+    squared = augment.apply_sensor(
+        batch, tf.constant([2.0, 2.0]), tf.zeros(2), tf.zeros(2), tf.constant([1, 2])
+    )
+    np.testing.assert_allclose(squared.numpy(), (batch / 255) ** 2 * 255, rtol=1e-4)
+    # Full blur of an impulse in a flat patch: the sampled Gaussian's taps.
+    flat = np.zeros((1, 5, 5, 1), np.float32)
+    flat[0, 2, 2, 0] = 100.0
+    blurred = augment.apply_sensor(flat, tf.ones(1), tf.ones(1), tf.zeros(1), tf.constant([1, 2]))
+    taps = np.array([0.274, 0.452, 0.274])
+    expected = np.zeros((5, 5))
+    expected[1:4, 1:4] = 100 * np.outer(taps, taps)
+    np.testing.assert_allclose(blurred.numpy()[0, ..., 0], expected, atol=1e-3)
+    # Noise: mid-grey patches keep their mean and gain the asked spread; seeded.
+    grey = np.full((1, 64, 64, 1), 128.0, np.float32)
+    noisy = augment.apply_sensor(grey, tf.ones(1), tf.zeros(1), tf.constant([5.0]), [3, 4])
+    again = augment.apply_sensor(grey, tf.ones(1), tf.zeros(1), tf.constant([5.0]), [3, 4])
+    np.testing.assert_array_equal(noisy.numpy(), again.numpy())
+    assert abs(noisy.numpy().std() - 5.0) < 0.3 and abs(noisy.numpy().mean() - 128) < 0.5
+
+
+def test_choose_mask_threshold_docstring_example_and_ties():
+    chosen, tried = evaluation.choose_mask_threshold(
+        np.array([1, 1, 0, 0]), np.array([0.45, 0.35, 0.2, 0.1])
+    )
+    assert chosen == 0.3 and tried["0.30"] == 1.0 and tried["0.50"] == 0.0
+    # A perfect separation at every threshold: the tie goes to 0.5.
+    assert evaluation.choose_mask_threshold(np.array([1, 0]), np.array([0.99, 0.01]))[0] == 0.5
+    # Nothing to find: nothing to choose.
+    assert evaluation.choose_mask_threshold(np.zeros(3), np.array([0.9, 0.1, 0.5])) == (0.5, {})
+
+
 # ------------------------------------------------------------------ cards
 
 

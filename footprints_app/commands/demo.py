@@ -367,6 +367,16 @@ def run(args, beam_args) -> int:
             str(args.segmenter_steps),
             "--eval-every",
             "50",
+            # The small-data recipe's lighter U-Net and smaller validation
+            # blocks suit a few dozen real buildings (benchmarks/real_tile.py);
+            # the demo's large, easy area keeps the model and split it was
+            # measured with.
+            "--filters",
+            "16",
+            "--val-block",
+            "256",
+            "--val-fraction",
+            "0.2",
             "--no-augment",
             "--allow-weak-model",
             "--overwrite",

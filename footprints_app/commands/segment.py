@@ -104,10 +104,11 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--mask-threshold",
         type=float,
-        default=flags.ConfigDefault(CONFIG, "mask_threshold"),
+        default=None,
         metavar="P",
         help="building probability threshold for footprints and the binary "
-        "mask (default: %(default)s)",
+        "mask (default: the threshold the model chose on its validation "
+        "blocks, recorded in its assets; 0.5 for a model without one)",
     )
     parser.add_argument(
         "--binary-mask",

@@ -23,6 +23,7 @@ from model_training.configs import (
     BACKBONES,
     CACHE_HELP,
     CENTRES,
+    ENCODERS,
     MONITORS,
     SCALINGS,
     SCHEDULES,
@@ -317,8 +318,15 @@ def _segmenter_flags(p: argparse.ArgumentParser) -> None:
         "--val-fraction",
         type=float,
         default=_default(s, "val_fraction"),
-        help="share of the tiles' square blocks (two patch sides) held out for "
+        help="share of the tiles' square blocks (--val-block) held out for "
         "validation, stratified by building density (default: %(default)s)",
+    )
+    p.add_argument(
+        "--val-block",
+        type=int,
+        default=_default(s, "val_block"),
+        metavar="PIXELS",
+        help="side of the validation blocks, a multiple of --patch-size (default: one patch side)",
     )
     p.add_argument(
         "--building-share",
@@ -340,6 +348,21 @@ def _segmenter_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--residual", action="store_true", help="residual conv blocks")
     p.add_argument(
+        "--encoder",
+        choices=ENCODERS,
+        default=_default(s, "encoder"),
+        help="pretrained encoder under a U-Net decoder (--filters sizes the "
+        "decoder; --depth, --residual, --centre apply to none only); patch "
+        "and window sizes become multiples of 32 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--encoder-weights",
+        metavar="FILE",
+        help="local weights file of the encoder without its top "
+        "(keras.applications, include_top=False); nothing is downloaded; "
+        "its sha256 goes into the model card (default: random weights)",
+    )
+    p.add_argument(
         "--centre",
         choices=CENTRES,
         default=_default(s, "centre"),
@@ -355,8 +378,9 @@ def _segmenter_flags(p: argparse.ArgumentParser) -> None:
         "--threshold",
         type=float,
         default=_default(s, "threshold"),
-        help="probability above which a pixel is a building, for the IoU "
-        "metric (default: %(default)s)",
+        help="probability above which a pixel is a building (default: the "
+        "threshold of highest building IoU on the validation blocks, chosen "
+        "after training and recorded in the model's assets for `segment`)",
     )
 
 
@@ -413,6 +437,21 @@ def _add_segmenter(tasks) -> None:
         action="store_false",
         help="turn off random flips/rotations and zoom of image and mask "
         "together, and brightness/contrast of the image (on by default)",
+    )
+    sensor = p.add_mutually_exclusive_group()
+    sensor.add_argument(
+        "--sensor-augment",
+        dest="sensor_augment",
+        action="store_true",
+        default=None,
+        help="with augmentation, also vary gamma, blur and noise as another "
+        "sensor or day would (default)",
+    )
+    sensor.add_argument(
+        "--no-sensor-augment",
+        dest="sensor_augment",
+        action="store_false",
+        help="no gamma, blur or noise augmentation",
     )
     _common_run_flags(p, s)
     p.set_defaults(task_handler=_run_segmenter)
