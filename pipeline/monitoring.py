@@ -4,7 +4,8 @@
   few seconds per worker process, how many elements went by, the rate, and
   the dead letters so far. It costs one clock read per element (about 0.1 us
   against the milliseconds each chip or window costs), so it stays on in
-  every run; ``FOOTPRINTS_PROGRESS=0`` silences it.
+  every run; ``FOOTPRINTS_PROGRESS=0`` silences it, and
+  ``FOOTPRINTS_PROGRESS_EVERY=SECONDS`` sets how often it prints (5 s by default).
 * :func:`collect_metrics` reads a finished run's Beam counters and
   distributions back (records read, scored, dead-lettered, windows skipped,
   batch sizes, inference latency) and :func:`run_to_summary` writes
@@ -39,6 +40,7 @@ from pipeline.writers.files import (
 )
 
 PROGRESS_ENV = "FOOTPRINTS_PROGRESS"
+PROGRESS_EVERY_ENV = "FOOTPRINTS_PROGRESS_EVERY"
 
 
 class _ProgressFn(beam.DoFn):
@@ -50,6 +52,9 @@ class _ProgressFn(beam.DoFn):
 
     def setup(self):
         self._enabled = os.environ.get(PROGRESS_ENV, "1") != "0"
+        every = os.environ.get(PROGRESS_EVERY_ENV)
+        if every is not None:
+            self.every = float(every)
         self._count = 0
         self._start = self._last = time.monotonic()
 

@@ -280,8 +280,10 @@ def test_a_signal_mid_run_exits_128_plus_it_and_leaves_no_complete_looking_file(
     import rasterio
 
     root = tmp_path_factory.mktemp("signal")
-    # 441 windows of a dilated-conv model: the run is still inferring when signalled.
-    write_geotiff(str(root / "tiles" / "t0.tif"), helpers.random_image(1024, 1024, seed=1))
+    # The signal is sent on the first periodic progress line, printed for the first window
+    # done (FOOTPRINTS_PROGRESS_EVERY=0), not on the line a worker prints when it is done: the
+    # run is still inferring or stitching when signalled, on a quiet machine too.
+    write_geotiff(str(root / "tiles" / "t0.tif"), helpers.random_image(2048, 2048, seed=1))
     seg = helpers.save_conv_segmenter(str(root / "seg"), window_size=64)
     out = root / "out"
     run = subprocess.Popen(
@@ -290,12 +292,13 @@ def test_a_signal_mid_run_exits_128_plus_it_and_leaves_no_complete_looking_file(
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, "FOOTPRINTS_PROGRESS_EVERY": "0"},
     )
     assert run.stderr is not None
     lines = []
     for line in run.stderr:  # the pipeline is running once windows are counted
         lines.append(line)
-        if "progress [windows]" in line:
+        if "progress [windows]" in line and "/s (pid" in line:
             run.send_signal(signum)
             break
     rest = run.stderr.read()
