@@ -1,6 +1,7 @@
 """report.html: built from a run's outputs, self-contained, and rendered by a real browser."""
 
 import base64
+import glob
 import html
 import io
 import json
@@ -370,6 +371,27 @@ def test_a_model_named_relative_to_its_run_folder_is_found_from_anywhere(tmp_pat
     page = open(build_report(str(run)), encoding="utf-8").read()
     top = page[: page.index("<h2>")]
     assert "weak_model" in top and "AUC 0.55 &lt; 0.6" in top
+
+
+def test_the_imagery_named_relative_to_its_run_folder_is_found_from_anywhere(tmp_path, monkeypatch):
+    # The headline map draws the tiles summary.json names ("../area/tiles/*.tif"); read from
+    # another directory the glob matched nothing and the map showed the masks on black.
+    from footprints_app.report import discovery
+
+    tiles = tmp_path / "area" / "tiles"
+    tiles.mkdir(parents=True)
+    for name in ("a.tif", "b.tif"):
+        (tiles / name).write_bytes(b"")
+    run = tmp_path / "out" / "segment"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(
+        json.dumps({"job": "segment", "inputs": {"raster": "../../area/tiles/*.tif"}})
+    )
+    elsewhere = tmp_path / "some" / "other" / "folder"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    raster = discovery.summary(str(run))["inputs"]["raster"]
+    assert sorted(os.path.basename(p) for p in glob.glob(raster)) == ["a.tif", "b.tif"]
 
 
 def test_maps_draw_a_legend_with_counts(tmp_path):

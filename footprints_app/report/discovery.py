@@ -15,7 +15,7 @@ import json
 import os
 
 from pipeline.jobs import SUMMARY_FILE
-from pipeline.monitoring import resolve_path
+from pipeline.monitoring import INPUT_PATH_KEYS, resolve_path
 
 DEMO_SUMMARY = "demo_summary.json"
 EXPORT_DIR = "export"
@@ -41,18 +41,21 @@ def read_json(path: str) -> dict:
 
 
 def summary(run_dir: str) -> dict:
-    """A run's ``summary.json`` ({} when it has none), its model paths usable from here.
+    """A run's ``summary.json`` ({} when it has none), its input paths usable from here.
 
     summary.json holds paths relative to the run folder (so a moved run still
-    points at its inputs); the models it names are read by the report, so
-    those are resolved against the run folder here, once.
+    points at its inputs); the report reads the models and the imagery it
+    names, so its input paths are resolved against the run folder here, once.
     """
     path = os.path.join(run_dir, SUMMARY_FILE)
     data = read_json(path)
-    for section, key in (("inputs", "model"), ("scores", "classifier")):
+    for section in ("inputs", "scores"):
         part = data.get(section)
-        if isinstance(part, dict) and isinstance(part.get(key), str):
-            part[key] = resolve_path(path, part[key])
+        if not isinstance(part, dict):
+            continue
+        for key in INPUT_PATH_KEYS & part.keys():
+            if isinstance(part[key], str) and part[key]:
+                part[key] = resolve_path(path, part[key])
     return data
 
 
