@@ -156,4 +156,5 @@ def test_help_shows_the_configs_defaults(capsys):
     assert f"(default: {ScoreConfig.batch_size})" in text
     args, _ = cli.parse_command_line(["segment", "--raster", "x", "--model", "m", "--output", "o"])
     assert args.batch_size == segment.SegmentConfig.batch_size == 8
-    assert args.mask_threshold == segment.SegmentConfig.mask_threshold
+    # No --mask-threshold: the model's own (chosen on validation), else the config's default.
+    assert args.mask_threshold is None and segment.SegmentConfig.mask_threshold == 0.5
