@@ -53,3 +53,23 @@ def run_child(script: str, spec: str, what: str, env: dict[str, str] | None = No
     if done.returncode != 0:
         raise RuntimeError(f"{what} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def tuned_ort_session(model_dir: str):
+    """The plain ONNX Runtime loops' session of ``model_dir/model.onnx``, tuned by hand.
+
+    What a careful user sets on two cores: intra-op threads = cores, one
+    inter-op thread, sequential execution, every graph optimisation, and no
+    spinning (decoding needs the cores between batches).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(
+        os.path.join(model_dir, "model.onnx"), options, providers=["CPUExecutionProvider"]
+    )

@@ -162,20 +162,12 @@ def plain_loop(pattern: str, model: str, batch: int, scores_out: str) -> None:
 def plain_ort_loop(pattern: str, model: str, batch: int, scores_out: str) -> None:
     """The hand-written ONNX Runtime loop: tf.data decodes, the session runs the network."""
     import numpy as np
-    import onnxruntime as ort
     import tensorflow as tf
+    from machine import tuned_ort_session
 
     from model_training import data
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(
-        os.path.join(model, "model.onnx"), options, providers=["CPUExecutionProvider"]
-    )
+    session = tuned_ort_session(model)
     files = sorted(tf.io.gfile.glob(pattern))
 
     def decode(records):

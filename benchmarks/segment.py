@@ -96,17 +96,9 @@ def _cpu_s() -> float:
 
 def _ort_model(model: str):
     """The plain ORT loop's model: a session tuned by hand, called like ``serving_default``."""
-    import onnxruntime as ort
+    from machine import tuned_ort_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(
-        os.path.join(model, "model.onnx"), options, providers=["CPUExecutionProvider"]
-    )
+    session = tuned_ort_session(model)
     return lambda windows: session.run(None, {"images": windows})[0]
 
 

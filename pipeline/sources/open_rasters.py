@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import collections
 
+import apache_beam as beam
+
 __all__ = ["OpenRasters"]
 
 
@@ -64,3 +66,22 @@ class OpenRasters:
         """Closes every open dataset; the cache can be used again afterwards."""
         while self._open:
             self._open.popitem()[1].close()
+
+
+class TileCacheFn(beam.DoFn):
+    """A DoFn that reads windows of tiles through one :class:`OpenRasters` per bundle.
+
+    Windows of a tile arrive together; keeping up to four tiles open for the
+    bundle lets overlapping halos come from GDAL's block cache. Subclasses
+    read with ``self.tile(path)``.
+    """
+
+    def start_bundle(self):
+        self._tiles = OpenRasters(size=4)
+
+    def finish_bundle(self):
+        self._tiles.close()
+
+    def tile(self, path: str):
+        """The open dataset of ``path`` (opened on first use in this bundle)."""
+        return self._tiles(path)

@@ -40,7 +40,7 @@ from footprints.contracts import ErrorRecord, SegmenterAssets, scale_to_model_in
 from footprints.errors import Reason
 from footprints.tiles import TileInfo, TileRejected, check_for_model, read_header, scene_of
 from pipeline.ptransform import DataclassTransform
-from pipeline.sources.open_rasters import OpenRasters
+from pipeline.sources.open_rasters import TileCacheFn
 from pipeline.stitching.windows import Box, WindowPlan, cut_and_pad, read_box
 
 LOG = logging.getLogger(__name__)
@@ -264,35 +264,24 @@ class ReadTiles(DataclassTransform):
         return paths.paths | "Header" >> ValidateTiles(None, self.stage, self.namespace)
 
 
-class _ReadFn(beam.DoFn):
+class _ReadFn(TileCacheFn):
     def __init__(self, assets: SegmenterAssets):
         self._assets = assets
         self._read = beam.metrics.Metrics.counter(NAMESPACE, "windows_read")
         self._nodata = beam.metrics.Metrics.counter(NAMESPACE, "windows_nodata")
         self._failed = beam.metrics.Metrics.counter(NAMESPACE, "windows_read_failed")
-        self._tiles: OpenRasters | None = None
 
     def setup(self):
         from pipeline.stitching.cog import limit_gdal_cache
 
         limit_gdal_cache()
 
-    def start_bundle(self):
-        # Windows of a tile arrive together; keeping it open lets overlapping
-        # halos come from GDAL's block cache.
-        self._tiles = OpenRasters(size=4)
-
-    def finish_bundle(self):
-        if self._tiles is not None:
-            self._tiles.close()
-
     def process(self, item: tuple[WindowPlan, TileInfo]):
         from pipeline.stitching.stitch import CorePrediction
 
         plan, tile = item
-        assert self._tiles is not None, "start_bundle opens the tile cache"
         try:
-            pixels, valid = read_window(self._tiles(tile.path), tile, plan, self._assets)
+            pixels, valid = read_window(self.tile(tile.path), tile, plan, self._assets)
         except Exception as exc:  # a block that fails to decode fails only its window
             self._failed.inc()
             LOG.warning("cannot read window %s of %s: %s", plan.key, tile.path, exc)

@@ -27,7 +27,7 @@ from footprints.contracts import ErrorRecord
 from footprints.tiles import TileInfo
 from pipeline.keys import TileKey
 from pipeline.ptransform import DataclassTransform
-from pipeline.sources.open_rasters import OpenRasters
+from pipeline.sources.open_rasters import TileCacheFn
 from pipeline.sources.rasters import any_block_stored
 from pipeline.stitching.cog import MaskFileStitcher, limit_gdal_cache, mask_path
 from pipeline.stitching.stitch import EmptyCores, StitchError, WrittenMask
@@ -39,29 +39,20 @@ ERRORS = "errors"
 EMPTY = "empty"
 
 
-class _PlanRowFn(beam.DoFn):
+class _PlanRowFn(TileCacheFn):
     """One row of a tile's windows -> its windows over stored blocks; the rest as one EmptyCores."""
 
     def __init__(self, size: int, halo: int, bands: tuple[int, ...]):
         self._size, self._halo, self._bands = size, halo, bands
         self._planned = beam.metrics.Metrics.counter(NAMESPACE, "windows_planned")
         self._empty = beam.metrics.Metrics.counter(NAMESPACE, "windows_skipped_empty")
-        self._tiles: OpenRasters | None = None
 
     def setup(self):
         limit_gdal_cache()
 
-    def start_bundle(self):
-        self._tiles = OpenRasters(size=4)
-
-    def finish_bundle(self):
-        if self._tiles is not None:
-            self._tiles.close()
-
     def process(self, item: tuple[TileInfo, AxisWindow]):
         tile, row = item
-        assert self._tiles is not None, "start_bundle opens the tile cache"
-        src = self._tiles(tile.path)
+        src = self.tile(tile.path)
         bands = self._bands or tuple(range(1, tile.count + 1))
         first_empty, empty, planned = None, 0, 0
         for plan in plan_row(tile.scene, row, tile.width, self._size, self._halo):
