@@ -30,7 +30,6 @@ Inputs must be multiples of 32 (five halvings).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 
@@ -138,15 +137,6 @@ def load_encoder_weights(base: keras.Model, encoder: str, weights: str) -> None:
             f"cannot load {encoder} weights from {weights!r}: {exc}; the file must hold a "
             f"{encoder} without its top (keras.applications, include_top=False)"
         ) from exc
-
-
-def sha256(path: str) -> str:
-    """Hex sha256 of a file (the model card's record of the encoder weights)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _decode(x, filters: int, name: str):

@@ -314,7 +314,7 @@ def _architecture(config: SegmenterConfig, model: keras.Model) -> dict:
     return {
         "encoder": config.encoder,
         "encoder_weights": (
-            {"file": os.path.basename(weights), "sha256": encoders.sha256(weights)}
+            {"file": os.path.basename(weights), "sha256": cards.file_sha256(weights)}
             if weights
             else None
         ),

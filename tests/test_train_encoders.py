@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from footprints.errors import ConfigError
-from model_training import encoders
+from model_training import cards, encoders
 from model_training.configs import SegmenterConfig
 
 
@@ -39,7 +39,7 @@ def test_local_weights_load_into_the_encoder_and_are_hashed(tmp_path):
     for ours, theirs in zip(loaded.weights, base.weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     with open(path, "rb") as f:
-        assert encoders.sha256(path) == hashlib.sha256(f.read()).hexdigest()
+        assert cards.file_sha256(path) == hashlib.sha256(f.read()).hexdigest()
     out = model(np.full((2, 64, 96, 1), 100, np.float32))
     assert out.shape == (2, 64, 96, 1)
 
