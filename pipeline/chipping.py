@@ -48,7 +48,8 @@ import shapely
 from affine import Affine
 from rasterio import windows
 
-from footprints.errors import ConfigError
+from footprints.contracts import Rejected
+from footprints.errors import ConfigError, Reason
 from footprints.tiles import TileInfo, readable_headers
 from pipeline.sources.tile_index import TileHit
 
@@ -58,12 +59,8 @@ RESAMPLING = ("nearest", "bilinear", "cubic", "average")
 IMAGE_FORMATS = ("png", "jpeg")
 
 
-class ChipError(Exception):
-    """A footprint cannot be chipped; ``error`` is the short reason."""
-
-    def __init__(self, error: str, message: str):
-        super().__init__(message)
-        self.error = error
+class ChipError(Rejected):
+    """A footprint cannot be chipped; ``reason`` is its code for ``errors/``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +116,7 @@ class ChipSpec:
         bands = self.bands or ((1, 2, 3) if count >= 3 else (1,))
         if max(bands) > count:
             raise ChipError(
-                "band_mismatch", f"the raster has {count} bands, --bands asks for {bands}"
+                Reason.BAND_MISMATCH, f"the raster has {count} bands, --bands asks for {bands}"
             )
         return bands
 
@@ -362,14 +359,14 @@ def read_chip(
     """
     if not footprint_hits:
         raise ChipError(
-            "no_raster",
+            Reason.NO_RASTER,
             "no raster tile lies under the footprint; check that "
             "--rasters covers the footprints and both CRSs are right",
         )
     coverage = min(1.0, sum(hit.fraction for hit in footprint_hits))
     if coverage < spec.min_coverage:
         raise ChipError(
-            "partly_outside_rasters",
+            Reason.PARTLY_OUTSIDE_RASTERS,
             f"only {coverage:.0%} of the footprint lies on the rasters "
             f"(--min-coverage {spec.min_coverage})",
         )
@@ -390,7 +387,7 @@ def read_chip(
             same = False
         if not same:  # e.g. a 1-band uint16 tile beside a 3-band uint8 one
             raise ChipError(
-                "band_mismatch",
+                Reason.BAND_MISMATCH,
                 f"the chip spans {primary.path!r} ({primary.count} bands, {primary.dtype}) "
                 f"and its neighbour {tile.path!r} ({tile.count} bands, {tile.dtype}), which "
                 f"cannot give the same bands {bands}: convert the tiles to one layout "
@@ -409,7 +406,7 @@ def read_chip(
     )
     if share < spec.min_coverage:
         raise ChipError(
-            "nodata",
+            Reason.NODATA,
             f"only {share:.0%} of the footprint's pixels hold data (the rest is "
             f"nodata or masked; --min-coverage {spec.min_coverage}); the tiles "
             "have no usable imagery there",

@@ -46,6 +46,7 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 
+from footprints.contracts import ERRORS, METRICS_SEGMENT
 from pipeline.ptransform import DataclassTransform
 from pipeline.sources.rasters import any_block_stored
 from pipeline.stitching.cog import threshold_uint8
@@ -718,7 +719,7 @@ def finish(
 # The stage as a Beam transform
 # --------------------------------------------------------------------------
 
-NAMESPACE = "footprints.segment"
+NAMESPACE = METRICS_SEGMENT
 PARTS = "parts"
 #: Tag of the footprints dropped under the minimum area (their ids, counted in the summary).
 TOO_SMALL = "too_small"
@@ -807,8 +808,6 @@ class Polygonize(DataclassTransform):
 # Chips of the footprints, for the classifier
 # --------------------------------------------------------------------------
 
-CHIP_ERRORS = "errors"
-
 
 def as_vector_footprint(row: dict, crs: str, sources: dict[str, str]):
     """A ``footprints/`` row as the chipping step's :class:`~pipeline.sources.vectors.Footprint`.
@@ -867,9 +866,9 @@ class ChipFootprints(DataclassTransform):
             | "Cut"
             >> beam.ParDo(
                 CutChipDoFn(self.spec, ClassMap()), beam.pvalue.AsList(tiles)
-            ).with_outputs(CHIP_ERRORS, main="chips")
+            ).with_outputs(ERRORS, main="chips")
         )
         records = cut.chips | "Encode" >> beam.Map(
             lambda chip_and_class: contracts.encode_chip(chip_and_class[0])
         )
-        return {"records": records, CHIP_ERRORS: cut[CHIP_ERRORS]}
+        return {"records": records, ERRORS: cut[ERRORS]}

@@ -35,7 +35,7 @@ from apache_beam.io import fileio
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from footprints import contracts
-from footprints.errors import ConfigError, InputError
+from footprints.errors import ConfigError, InputError, Reason
 from footprints.files import match_files
 from pipeline import chipping
 from pipeline.counting import count_all, count_by, repeated_ids
@@ -51,7 +51,7 @@ from pipeline.writers.chips import WriteChips
 from pipeline.writers.files import WriteJson
 from pipeline.writers.tables import WriteErrors
 
-ERRORS = "errors"
+ERRORS = contracts.ERRORS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,9 +149,11 @@ class CutChipDoFn(beam.DoFn):
     def __init__(self, spec: chipping.ChipSpec, class_map: ClassMap):
         self.spec = spec
         self.class_map = class_map
-        self.cut = beam.metrics.Metrics.counter("prepare", "chips_cut")
-        self.failed = beam.metrics.Metrics.counter("prepare", "footprints_dead_lettered")
-        self.latency = beam.metrics.Metrics.distribution("prepare", "chip_read_ms")
+        self.cut = beam.metrics.Metrics.counter(contracts.METRICS_PREPARE, "chips_cut")
+        self.failed = beam.metrics.Metrics.counter(
+            contracts.METRICS_PREPARE, "footprints_dead_lettered"
+        )
+        self.latency = beam.metrics.Metrics.distribution(contracts.METRICS_PREPARE, "chip_read_ms")
 
     def setup(self):
         """Opens the worker's raster cache."""
@@ -181,7 +183,7 @@ class CutChipDoFn(beam.DoFn):
             hits = index.touching(geom, footprint.crs)
             if not hits:
                 raise chipping.ChipError(
-                    "no_raster",
+                    Reason.NO_RASTER,
                     "no raster tile lies under the footprint; check that "
                     "--rasters covers it and that both files have the right CRS",
                 )
@@ -197,10 +199,7 @@ class CutChipDoFn(beam.DoFn):
         except chipping.ChipError as exc:
             self.failed.inc()
             yield beam.pvalue.TaggedOutput(
-                ERRORS,
-                contracts.ErrorRecord(
-                    footprint.source, footprint.footprint_id, "chip", exc.error, str(exc)
-                ),
+                ERRORS, exc.to_error(footprint.source, "chip", record=footprint.footprint_id)
             )
             return
         except Exception as exc:  # a raster that fails mid-read: dead-letter, keep going
@@ -211,7 +210,7 @@ class CutChipDoFn(beam.DoFn):
                     footprint.source,
                     footprint.footprint_id,
                     "chip",
-                    "read_failed",
+                    Reason.READ_FAILED,
                     f"{type(exc).__name__}: {exc}",
                 ),
             )

@@ -107,7 +107,7 @@ class ValidateChipsFn(beam.DoFn):
         max_pixels: The decode limit: the most pixels a chip's image may declare.
     """
 
-    ERRORS = "errors"
+    ERRORS = contracts.ERRORS
 
     def __init__(self, max_pixels: int = MAX_CHIP_PIXELS):
         self._max_pixels = max_pixels

@@ -21,7 +21,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import RunInference
 
-from footprints.contracts import ErrorRecord
+from footprints.contracts import ERRORS, ErrorRecord
 from pipeline.inference.handlers import (
     INFERENCE_STAGE,
     NAMESPACE,
@@ -130,7 +130,7 @@ class ScoreRecords(DataclassTransform):
 
     handler: ChipScoreHandler
 
-    ERRORS = "errors"
+    ERRORS = ERRORS
 
     def expand(self, pairs):
         """Runs the model; returns scores on the main output and failures on ``errors``."""

@@ -36,7 +36,14 @@ from collections.abc import Iterable, Iterator, Sequence
 import apache_beam as beam
 import numpy as np
 
-from footprints.contracts import ErrorRecord, SegmenterAssets, scale_to_model_input
+from footprints.contracts import (
+    ERRORS,
+    METRICS_PREPARE,
+    METRICS_SEGMENT,
+    ErrorRecord,
+    SegmenterAssets,
+    scale_to_model_input,
+)
 from footprints.errors import Reason
 from footprints.tiles import TileInfo, TileRejected, check_for_model, read_header, scene_of
 from pipeline.ptransform import DataclassTransform
@@ -44,8 +51,7 @@ from pipeline.sources.open_rasters import TileCacheFn
 from pipeline.stitching.windows import Box, WindowPlan, cut_and_pad, read_box
 
 LOG = logging.getLogger(__name__)
-NAMESPACE = "footprints.segment"
-ERRORS = "errors"
+NAMESPACE = METRICS_SEGMENT
 NODATA = "nodata"
 
 
@@ -256,7 +262,7 @@ class ReadTiles(DataclassTransform):
 
     pattern: str
     stage: str = "read_raster"
-    namespace: str = "prepare"
+    namespace: str = METRICS_PREPARE
 
     def expand(self, pbegin):
         """Matches the glob and reads each tile's header."""
@@ -291,7 +297,7 @@ class _ReadFn(TileCacheFn):
                     source=tile.path,
                     record=str(plan.key),
                     stage="read",
-                    error="read_failed",
+                    error=Reason.READ_FAILED,
                     message=(
                         f"reading window {plan.key} failed ({exc}); the file may be damaged: "
                         "check it with `gdalinfo -checksum` and copy it again"

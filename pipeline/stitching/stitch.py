@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from footprints.errors import FootprintsError
+from footprints.errors import Bug
 from pipeline.keys import WindowKey
 from pipeline.stitching.windows import Box, WindowPlan, count_windows
 
@@ -176,7 +176,7 @@ class WrittenMask:
     windows: dict[str, int]
 
 
-class StitchError(FootprintsError):
+class StitchError(Bug):
     """Windows of a tile are missing or overlap: a bug, not a user error."""
 
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import apache_beam as beam
 
-from footprints.contracts import ErrorRecord
+from footprints.contracts import ERRORS, METRICS_SEGMENT, ErrorRecord
+from footprints.errors import Reason
 from footprints.tiles import TileInfo
 from pipeline.keys import TileKey
 from pipeline.ptransform import DataclassTransform
@@ -33,9 +34,8 @@ from pipeline.stitching.cog import MaskFileStitcher, limit_gdal_cache, mask_path
 from pipeline.stitching.stitch import EmptyCores, StitchError, WrittenMask
 from pipeline.stitching.windows import AxisWindow, plan_axis, plan_row
 
-NAMESPACE = "footprints.segment"
+NAMESPACE = METRICS_SEGMENT
 SKIPPED = "skipped"
-ERRORS = "errors"
 EMPTY = "empty"
 
 
@@ -163,7 +163,7 @@ class _StitchFn(beam.DoFn):
                     source=tile.path,
                     record=key.scene,
                     stage="stitch",
-                    error="no_window_inferred",
+                    error=Reason.NO_WINDOW_INFERRED,
                     message=(
                         f"no window of {key.scene!r} could be read or inferred; see the "
                         "window errors of this file above and fix the file or the model"

@@ -38,6 +38,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
+from footprints.contracts import METRICS_SCORE
 from pipeline.inference import ScoredBatch
 from pipeline.ptransform import DataclassTransform
 from pipeline.sources.chips import ChipMeta
@@ -55,7 +56,7 @@ from pipeline.thresholds.selection import (
 )
 from pipeline.thresholds.spill import SpillBatchesFn, default_spill_dir, read_spill, remove_spill
 
-NAMESPACE = "score"
+NAMESPACE = METRICS_SCORE
 
 
 class LabelledBatch(NamedTuple):

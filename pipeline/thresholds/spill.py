@@ -33,6 +33,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
+from footprints.contracts import METRICS_SCORE
 from pipeline.inference import ScoredBatch
 from pipeline.sources.chips import ChipMeta
 
@@ -91,7 +92,7 @@ class SpillBatchesFn(beam.DoFn):
 
     def __init__(self, directory: str):
         self._directory = directory
-        self._spilled = beam.metrics.Metrics.counter("score", "records_spilled")
+        self._spilled = beam.metrics.Metrics.counter(METRICS_SCORE, "records_spilled")
 
     def start_bundle(self) -> None:
         """No file yet: one is opened by the bundle's first batch."""
