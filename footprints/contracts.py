@@ -665,14 +665,15 @@ class ErrorRecord:
         record: Which record in it: a footprint id, a feature index or a byte offset.
         stage: The pipeline stage that rejected it (read, decode, chip, ...).
         error: Its :class:`~footprints.errors.Reason` (``invalid_geometry``,
-            ...); a string that is not a reason code raises ContractError.
+            ...), kept as plain text (a Beam key coder needs no enum); a
+            string that is not a reason code raises ContractError.
         message: What happened and how to fix it, for a person.
     """
 
     source: str
     record: str
     stage: str
-    error: Reason
+    error: str
     message: str
 
     def __post_init__(self):
@@ -684,11 +685,11 @@ class ErrorRecord:
                 "footprints.errors.Reason (and docs/contracts.md) or use one of "
                 f"{sorted(Reason)}"
             ) from None
-        object.__setattr__(self, "error", reason)
+        object.__setattr__(self, "error", reason.value)
 
     def to_row(self) -> dict[str, str]:
-        """The record as a row of ERRORS_SCHEMA (the reason as its plain text)."""
-        return {**dataclasses.asdict(self), "error": self.error.value}
+        """The record as a row of ERRORS_SCHEMA."""
+        return dataclasses.asdict(self)
 
 
 #: The tagged output every stage sends its dead letters (:class:`ErrorRecord`) to.
