@@ -1,4 +1,4 @@
-"""The model runtimes, in one registry: what ``--runtime`` may name.
+"""The model runtimes and formats, in one registry: what ``--runtime`` and ``--model-format`` name.
 
 ``footprints score`` and ``footprints segment`` serve their model with one of
 :data:`RUNTIMES`, or ``auto`` (:data:`AUTO`: ONNX Runtime when the model folder
@@ -7,6 +7,10 @@ has its ONNX copy and the package is installed, else TensorFlow; resolved by
 (``footprints_app/commands/_flags.py``), the checks of the configs and
 handlers (``pipeline.inference``) and the table in docs/architecture.md ("a
 model runtime") all read this registry, so a runtime is added here once.
+
+The classifier's model formats (``--model-format`` of ``footprints score``)
+are :data:`MODEL_FORMATS`, read the same way by the flag and by
+:func:`pipeline.inference.handlers.check_model`.
 
 Plain data, importable without Beam or TensorFlow: the command line reads it
 while it builds ``--help``.
@@ -48,3 +52,9 @@ RUNTIMES: dict[str, Runtime] = {
 
 #: The ``--runtime`` choices: ``auto``, then every runtime.
 CHOICES: tuple[str, ...] = (AUTO, *RUNTIMES)
+
+#: The classifier's model formats: ``savedmodel``, the TF2 signature of the classifier
+#: contract (the default); ``tfx``, tfx-bsl's handler for TFX-trained models.
+SAVEDMODEL = "savedmodel"
+TFX = "tfx"
+MODEL_FORMATS: tuple[str, ...] = (SAVEDMODEL, TFX)

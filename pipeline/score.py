@@ -34,11 +34,7 @@ from footprints import contracts
 from footprints.errors import ConfigError
 from footprints.files import match_files
 from pipeline.counting import count_all
-from pipeline.inference.handlers import (
-    MODEL_FORMATS,
-    accelerator_count,
-    check_model,
-)
+from pipeline.inference.handlers import accelerator_count, check_model
 from pipeline.inference.onnx_runtime import check_int8, resolve_runtime
 from pipeline.inference.serving import SERVING_GRAPHS
 from pipeline.jobs import (
@@ -48,6 +44,7 @@ from pipeline.jobs import (
     run_job,
     with_defaults,
 )
+from pipeline.runtimes import MODEL_FORMATS
 from pipeline.scoring import CPU_BATCH_SIZE, ScoreChips
 from pipeline.sources.chips import (
     MAX_CHIP_PIXELS,

@@ -3,7 +3,8 @@
 ``pipeline/`` is built in floors (docs/architecture.md, "Floors of pipeline/"). A
 unit is a top-level module (``pipeline/keys.py``) or a folder (``pipeline/sources/``);
 each unit sits on one floor of :data:`FLOORS` and may import units on its own floor
-or below, never above, and no two units may import each other, even through others.
+or below, never above (the job modules, on the top floor, not even each other), and
+no two units may import each other, even through others.
 
 Usage::
 
@@ -177,7 +178,10 @@ def main(argv: Sequence[str] = ()) -> int:
     print(f"\n{len(edges)} edges between units:")
     for (source, dest), where in sorted(edges.items()):
         print(f"  {source} -> {dest}  ({len(where)} imports)")
-    up, loops = upward(edges), cycles(edges)
+    found = {unit_of(module_name(path)) or "" for path in (ROOT / "pipeline").rglob("*.py")}
+    up = [f"{unit} has no floor: add it to FLOORS" for unit in sorted(found - {"", *FLOOR_OF})]
+    up += upward(edges)
+    loops = cycles(edges)
     print(
         f"\n{len(up)} upward edges (or across the jobs' floor)"
         + "".join(f"\n  {edge}" for edge in up)
