@@ -3,7 +3,7 @@
 Stages, each from its own module::
 
     ReadChipRecords        pipeline.sources.chips   shards -> located records; damage -> errors
-    ScoreChips
+    ScoreChips             pipeline.scoring
       Validate             pipeline.sources.chips   every field checked (contract, image header and
                                                     decode limit, polygon, CRS), before batching
       ScoreRecords         pipeline.inference       RunInference, batched, records fed as they are;
@@ -13,7 +13,7 @@ Stages, each from its own module::
       ToRows               pipeline.writers.scores  SCORES_SCHEMA rows, one per chip
     WriteScoreOutputs      pipeline.writers.scores  scores/, errors/, CSV, BigQuery, summary.json
 
-:class:`ScoreChips` is the reusable part: any pipeline that has serialized
+:class:`~pipeline.scoring.ScoreChips` is the reusable part: any pipeline that has serialized
 chip records (the segmentation job cuts them from its polygons) applies it
 and writes the result with :class:`~pipeline.writers.scores.WriteScoreOutputs`
 or its own sinks. The command follows the job shape of :mod:`pipeline.jobs`:
