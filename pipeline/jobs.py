@@ -9,7 +9,7 @@ Each job module (:mod:`pipeline.prepare`, :mod:`pipeline.score`,
     summary = run_config(config, options) # runs it; returns the summary.json it wrote
 
 and every job writes one ``summary.json`` layout. Its first keys are the same
-for all three jobs (:func:`summary_head`)::
+for all three jobs (:func:`pipeline.summary.summary_head`)::
 
     job          "prepare" | "score" | "segment"
     run_id       the run's id (tags of rows, masks and the summary)
@@ -44,22 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from footprints.errors import ConfigError, TranslatedNotRun
-
-#: The keys every job's summary.json starts with, in this order.
-HEAD_KEYS = (
-    "job",
-    "run_id",
-    "inputs",
-    "counts",
-    "reconciles",
-    "checks",
-    "errors_by_reason",
-    "warnings",
-)
-
-
-#: The summary's file name inside a job's output folder (score, segment).
-SUMMARY_FILE = "summary.json"
+from pipeline.summary import SUMMARY_FILE
 
 
 class FolderOutput:
@@ -131,43 +116,6 @@ def with_defaults(config_class: type, settings: Mapping[str, Any]) -> dict[str, 
     return {**defaults, **{k: v for k, v in settings.items() if v is not None}}
 
 
-def summary_head(
-    job: str,
-    run_id: str,
-    *,
-    inputs: Mapping[str, Any],
-    counts: Mapping[str, Any],
-    checks: Mapping[str, bool],
-    errors_by_reason: Mapping[str, int],
-    warnings: Sequence[Mapping[str, str]] = (),
-) -> dict[str, Any]:
-    """The keys every summary.json starts with (see the module docstring).
-
-    Args:
-        job: The job's name.
-        run_id: The run's id.
-        inputs: What the run read and the settings it ran with.
-        counts: The counts that ``checks`` compare.
-        checks: Each reconciliation equation (text) and whether it holds;
-            ``reconciles`` is true when all of them hold.
-        errors_by_reason: Dead letters per reason.
-        warnings: ``{"code", "message"}`` warnings.
-
-    Example: ``checks={"inputs == chips + errors": True}`` gives
-    ``reconciles: true, checks: ["inputs == chips + errors"]``.
-    """
-    return {
-        "job": job,
-        "run_id": run_id,
-        "inputs": dict(inputs),
-        "counts": dict(counts),
-        "reconciles": all(checks.values()),
-        "checks": list(checks),
-        "errors_by_reason": dict(sorted(errors_by_reason.items())),
-        "warnings": [dict(w) for w in warnings],
-    }
-
-
 class JobConfig(Protocol):
     """What :func:`run_job` needs of a config: where its summary goes."""
 
@@ -230,6 +178,8 @@ def run_job(
         TranslatedNotRun: Beam's ``--dry_run=True`` on Dataflow: the job was
             translated and validated, nothing ran or was written.
     """
+    # Lazy, like every Beam import here: the command line imports this module while it
+    # parses flags, and must not load Beam for that (tests/test_layers.py).
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 

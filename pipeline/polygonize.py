@@ -46,11 +46,16 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 
+from footprints import contracts
 from footprints.contracts import ERRORS, METRICS_SEGMENT
+from pipeline.chipping import metres_per_unit
+from pipeline.chipping.transforms import CutChipDoFn
+from pipeline.labels import ClassMap
 from pipeline.ptransform import DataclassTransform
 from pipeline.sources.rasters import any_block_stored
-from pipeline.stitching.cog import threshold_uint8
-from pipeline.stitching.windows import Box
+from pipeline.sources.vectors import Footprint as VectorFootprint
+from pipeline.values import threshold_uint8
+from pipeline.windows import Box
 
 
 @dataclasses.dataclass(frozen=True)
@@ -434,8 +439,6 @@ SEAM_PIXELS = 1.5
 
 
 def _pixel_metres(part: Footprint) -> float:
-    from pipeline.chipping import metres_per_unit
-
     return part.pixel_size * max(metres_per_unit(part.crs, part.geometry.centroid.y))
 
 
@@ -447,8 +450,6 @@ def _merge_across_crs(parts: list[Footprint]) -> list[Footprint]:
     with square corners) so the seam between the two grids' staircases is
     filled and the outline elsewhere kept.
     """
-    from pipeline.chipping import metres_per_unit
-
     crs_counts: dict[str, int] = {}
     for part in parts:
         crs_counts[part.crs] = crs_counts.get(part.crs, 0) + 1
@@ -817,8 +818,6 @@ def as_vector_footprint(row: dict, crs: str, sources: dict[str, str]):
         crs: The CRS of the row's geometry (the footprints table's CRS).
         sources: Tile scene -> tile path (dead letters name the tile).
     """
-    from pipeline.sources.vectors import Footprint as VectorFootprint
-
     return VectorFootprint(
         footprint_id=row["footprint_id"],
         wkb=row["geometry"],
@@ -832,7 +831,7 @@ def as_vector_footprint(row: dict, crs: str, sources: dict[str, str]):
 class ChipFootprints(DataclassTransform):
     """Footprint rows + tiles -> serialized chip records, cut as ``footprints prepare`` cuts them.
 
-    Reuses :class:`pipeline.prepare.CutChipDoFn` (same square, margin and
+    Reuses :class:`pipeline.chipping.transforms.CutChipDoFn` (same square, margin and
     neighbour filling as the chips the classifier was trained on), so the
     scoring path sees chips of the same kind. Chips carry the footprint's
     polygon and CRS; they are unlabelled and in the run's single region.
@@ -851,9 +850,6 @@ class ChipFootprints(DataclassTransform):
 
     def expand(self, inputs):
         """Cuts one chip per footprint row; returns records and ``errors``."""
-        from footprints import contracts
-        from pipeline.prepare import ClassMap, CutChipDoFn
-
         # The validated tiles are the same TileInfo that prepare's tile index takes.
         tiles = inputs["tiles"]
         sources = beam.pvalue.AsDict(tiles | "ScenePaths" >> beam.Map(lambda t: (t.scene, t.path)))

@@ -48,23 +48,18 @@ from footprints.files import match_files
 from footprints.tiles import first_crs
 from pipeline import chipping
 from pipeline.counting import count_all
+from pipeline.evaluation import mask_iou, truth_summary
 from pipeline.inference.handlers import accelerator_count
 from pipeline.inference.onnx_runtime import check_int8, resolve_runtime
 from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModelHandler
 from pipeline.inference.serving import SERVING_GRAPHS
-from pipeline.jobs import (
-    FolderOutput,
-    check_batch_sizes,
-    new_run_id,
-    run_job,
-    summary_head,
-    with_defaults,
-)
+from pipeline.jobs import FolderOutput, check_batch_sizes, new_run_id, run_job, with_defaults
 from pipeline.monitoring import ShowProgress
 from pipeline.polygonize import TOO_SMALL, ChipFootprints, Polygonize
+from pipeline.scoring import ScoreChips, default_model_id
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
-from pipeline.stitching.iou import mask_iou, truth_summary
 from pipeline.stitching.transforms import PlanWindows, StitchTiles
+from pipeline.summary import summary_head
 from pipeline.thresholds.expected import model_warnings, rank_warnings, regions_with_stats
 from pipeline.writers.files import SPILL_DIR, WriteJson, join
 from pipeline.writers.footprints import classified_row, footprint_row, tiff_date
@@ -157,7 +152,7 @@ class SegmentConfig(FolderOutput):
     run_id: str = ""
     classifier: str | None = None
     residential_fraction: Any = None
-    classifier_batch_size: int = 32  # pipeline.score.CPU_BATCH_SIZE (a literal: --help reads it)
+    classifier_batch_size: int = 32  # pipeline.scoring.CPU_BATCH_SIZE (a literal: --help reads it)
     chip_spec: Any = None
     imagery_date: Any = None
     csv: bool = False
@@ -503,7 +498,6 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         {"MODEL": os.path.basename(os.path.normpath(config.model_dir)), "RUN_ID": config.run_id},
     )
     masks = stitched.masks | "WriteMasks" >> WriteMasks(masks_dir, binary)
-    from pipeline.score import default_model_id
 
     dates = checked.tiles | "ImageryDates" >> beam.Map(
         lambda t, fixed: (t.scene, fixed or tiff_date(t.path)), config.imagery_date
@@ -640,7 +634,6 @@ def _write_main_table(config: SegmentConfig, name: str, rows, schema) -> None:
 
 def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
     """Chips the footprints from their tiles and runs the scoring path on them."""
-    from pipeline.score import ScoreChips
     from pipeline.writers.scores import scores_schema, write_table
 
     # SegmentConfig.create sets the CRS always, and this path runs only with a classifier.

@@ -23,6 +23,8 @@ import importlib.util
 import os
 from typing import Any
 
+from pipeline import runtimes
+
 
 class ConfigDefault:
     """The default of ``field`` of a job config class, looked up when shown.
@@ -201,11 +203,11 @@ def add_runtime_flags(parser: argparse.ArgumentParser, config: str) -> None:
     """``--runtime``, ``--int8`` and ``--allow-inexact-int8``: which runtime serves the model."""
     parser.add_argument(
         "--runtime",
-        choices=["auto", "tensorflow", "onnxruntime"],
+        choices=list(runtimes.CHOICES),
         default=ConfigDefault(config, "runtime"),
         help="auto (default): ONNX Runtime when the model folder has model.onnx (written by "
         "training or `footprints convert onnx`) and onnxruntime is installed, else TensorFlow; "
-        "tensorflow: the SavedModel; onnxruntime: the ONNX copy (decoding stays in TensorFlow)",
+        + "; ".join(f"{r.name}: {r.serves}" for r in runtimes.RUNTIMES.values()),
     )
     parser.add_argument(
         "--int8",

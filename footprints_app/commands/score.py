@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from footprints_app.commands import _flags as flags
+from pipeline.runtimes import MODEL_FORMATS
 
 CONFIG = "pipeline.score:ScoreConfig"
 
@@ -89,7 +90,7 @@ def register(subparsers) -> None:
     flags.add_batch_flags(parser, CONFIG, what="chips")
     parser.add_argument(
         "--model-format",
-        choices=["savedmodel", "tfx"],
+        choices=list(MODEL_FORMATS),
         default=flags.ConfigDefault(CONFIG, "model_format"),
         help="savedmodel: TF2 signature (default); tfx: tfx-bsl handler for TFX-trained models",
     )

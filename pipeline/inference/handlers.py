@@ -57,9 +57,9 @@ from footprints import contracts
 from footprints.errors import ConfigError, ContractError, Reason
 from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, OnnxClassifierScorer
 from pipeline.inference.serving import SERVING_GRAPHS, ServingFunction
+from pipeline.runtimes import MODEL_FORMATS
 
 NAMESPACE = contracts.METRICS_SCORE
-MODEL_FORMATS = ("savedmodel", "tfx")
 INFERENCE_STAGE = "inference"
 
 _ACCELERATOR_RE = re.compile(r"^type:[A-Za-z0-9_.-]+;count:([1-9][0-9]*)(;[A-Za-z0-9_:.=-]+)*$")

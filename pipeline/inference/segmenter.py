@@ -50,8 +50,7 @@ from pipeline.inference import handlers
 from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, OnnxSegmenter
 from pipeline.inference.serving import ServingFunction
 from pipeline.ptransform import DataclassTransform
-from pipeline.sources.rasters import WindowInput
-from pipeline.stitching.stitch import FAILED, CorePrediction
+from pipeline.values import FAILED, CorePrediction, WindowInput
 
 LOG = logging.getLogger(__name__)
 NAMESPACE = contracts.METRICS_SEGMENT
@@ -264,7 +263,7 @@ class RunSegmenter(DataclassTransform):
     """Predicts windows and crops each prediction to its core.
 
     Input: ``(WindowInput, uint8 image)``. Returns a tagged result: main
-    :class:`~pipeline.stitching.stitch.CorePrediction` (``inferred`` or
+    :class:`~pipeline.values.CorePrediction` (``inferred`` or
     ``failed``), ``errors``: ErrorRecord for each failed window.
     """
 

@@ -43,7 +43,6 @@ import io
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import apache_beam as beam
 import google_crc32c
@@ -55,6 +54,7 @@ from footprints import contracts
 from footprints.contracts import Chip, ErrorRecord, Rejected
 from footprints.errors import ContractError, Reason
 from pipeline.ptransform import DataclassTransform
+from pipeline.values import LocatedRecord
 
 NAMESPACE = contracts.METRICS_SCORE
 READ_STAGE = "read"
@@ -80,50 +80,6 @@ class ShardDamage(Rejected):
         super().__init__(reason, f"{reason} at byte {offset}: {detail}")
         self.offset = offset
         self.detail = detail
-
-
-class LocatedRecord(NamedTuple):
-    """A serialized chip record and where it came from.
-
-    Attributes:
-        source: The shard (or other input) the record was read from.
-        position: Where in ``source``: ``"offset 1234"`` for shards, or any
-            string the caller chooses; used in dead letters.
-        record: The serialized ``tf.train.Example``.
-    """
-
-    source: str
-    position: str
-    record: bytes
-
-
-class ChipMeta(NamedTuple):
-    """What travels with a record through inference: everything but the image.
-
-    Plain primitives in a tuple, so Beam's fast coder encodes it between
-    stages without pickling.
-    """
-
-    footprint_id: str
-    region: str
-    label: int | None
-    wkb: bytes | None
-    crs: str | None
-    source: str
-    position: str
-
-    @classmethod
-    def of(cls, chip: Chip, located: LocatedRecord) -> ChipMeta:
-        """The metadata of a validated chip; chips without a region get the default."""
-        return cls(
-            chip.footprint_id,
-            chip.region or contracts.DEFAULT_REGION,
-            chip.label,
-            chip.wkb,
-            chip.crs,
-            located.source,
-            located.position,
-        )
 
 
 def masked_crc32c(data: bytes) -> int:

@@ -47,8 +47,9 @@ from footprints.contracts import (
 from footprints.errors import Reason
 from footprints.tiles import TileInfo, TileRejected, check_for_model, read_header, scene_of
 from pipeline.ptransform import DataclassTransform
-from pipeline.sources.open_rasters import TileCacheFn
-from pipeline.stitching.windows import Box, WindowPlan, cut_and_pad, read_box
+from pipeline.sources.open_rasters import TileCacheFn, limit_gdal_cache
+from pipeline.values import CorePrediction, WindowInput
+from pipeline.windows import Box, WindowPlan, cut_and_pad, read_box
 
 LOG = logging.getLogger(__name__)
 NAMESPACE = METRICS_SEGMENT
@@ -132,21 +133,6 @@ def read_window(
         mask, box, window, tile.height, tile.width, mode="constant", constant_values=False
     )
     return pixels, valid
-
-
-@dataclasses.dataclass(frozen=True)
-class WindowInput:
-    """One window ready for the model, with what stitching needs of it.
-
-    Attributes:
-        plan: The window and its core.
-        source: The tile's file (for dead letters).
-        valid: Validity of the core's pixels, or None if all are valid.
-    """
-
-    plan: WindowPlan
-    source: str
-    valid: np.ndarray | None
 
 
 @dataclasses.dataclass
@@ -278,13 +264,9 @@ class _ReadFn(TileCacheFn):
         self._failed = beam.metrics.Metrics.counter(NAMESPACE, "windows_read_failed")
 
     def setup(self):
-        from pipeline.stitching.cog import limit_gdal_cache
-
         limit_gdal_cache()
 
     def process(self, item: tuple[WindowPlan, TileInfo]):
-        from pipeline.stitching.stitch import CorePrediction
-
         plan, tile = item
         try:
             pixels, valid = read_window(self.tile(tile.path), tile, plan, self._assets)
@@ -326,7 +308,7 @@ class ReadWindows(DataclassTransform):
 
     Input: ``(WindowPlan, TileInfo)``. Returns a tagged result: main
     ``(WindowInput, uint8 image [size, size, bands])`` for the model;
-    ``nodata``: :class:`~pipeline.stitching.stitch.CorePrediction` for windows
+    ``nodata``: :class:`~pipeline.values.CorePrediction` for windows
     that are all nodata or failed to read (they still reach stitching, so it
     can account for every window); ``errors``: ErrorRecord for failed reads.
     """

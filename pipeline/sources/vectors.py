@@ -148,7 +148,7 @@ def plan_ranges(info: VectorInfo, size: int = RANGE_SIZE) -> list[tuple[str, int
     ]
 
 
-def _read_range(path: str, start: int, count: int, columns: list[str]):
+def read_range(path: str, start: int, count: int, columns: list[str]):
     """(wkb list, {field: values}) for features ``start .. start+count``."""
     if _is_parquet(path):
         import pyarrow.parquet as pq
@@ -226,7 +226,7 @@ def read_footprints(
     columns = [c for c in dict.fromkeys((id_field, class_field, region_field)) if c]
     stem = os.path.splitext(os.path.basename(path))[0]
     try:
-        geometries, fields = _read_range(path, start, count, columns)
+        geometries, fields = read_range(path, start, count, columns)
     except Exception as exc:
         for index in range(start, start + count):
             yield ErrorRecord(

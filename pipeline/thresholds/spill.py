@@ -34,8 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from footprints.contracts import METRICS_SCORE
-from pipeline.inference import ScoredBatch
-from pipeline.sources.chips import ChipMeta
+from pipeline.values import ChipMeta, ScoredBatch
 
 #: Columns of a spill file: the :class:`ChipMeta` fields, in order, then the score.
 SCHEMA = pa.schema(
