@@ -57,6 +57,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+# benchmarks/machine.py, also in children run by path (runpy does not add this folder)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 CHIP_PX = 96
 SHARDS = 8

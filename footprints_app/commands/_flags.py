@@ -205,7 +205,7 @@ def add_runtime_flags(parser: argparse.ArgumentParser, config: str) -> None:
         default=ConfigDefault(config, "runtime"),
         help="auto (default): ONNX Runtime when the model folder has model.onnx (written by "
         "training or `footprints convert onnx`) and onnxruntime is installed, else TensorFlow; "
-        "tensorflow: the SavedModel; onnxruntime: the ONNX copy (decoding stays in TensorFlow)",
+        "tensorflow: the SavedModel; onnxruntime: the ONNX copy (chips decoded without TensorFlow)",
     )
     parser.add_argument(
         "--int8",
