@@ -27,6 +27,9 @@ REQUIRED = [
     "onnxruntime>=1.20,<2",
     "onnx>=1.17,<2",
     "tf2onnx>=1.17,<2",
+    # JPEG chips decoded on --runtime onnxruntime without TensorFlow, with libjpeg set as
+    # TensorFlow sets it (fast integer IDCT, fancy upsampling): the same pixels.
+    "simplejpeg>=1.8,<2",
 ]
 
 TEST = [

@@ -57,6 +57,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+# benchmarks/machine.py, also in children run by path (runpy does not add this folder)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 CHIP_PX = 96
 SHARDS = 8
@@ -126,7 +128,7 @@ def make_chips(directory: str, n: int, seed: int = 0) -> None:
     for i in range(n):
         # A smooth scene (upsampled coarse noise plus grain): JPEG sizes like real chips.
         coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
-        image = Image.fromarray(coarse).resize((CHIP_PX, CHIP_PX), Image.BILINEAR)
+        image = Image.fromarray(coarse).resize((CHIP_PX, CHIP_PX), Image.Resampling.BILINEAR)
         pixels = np.asarray(image, dtype=np.int16) + rng.integers(-12, 13, (CHIP_PX, CHIP_PX, 3))
         buf = io.BytesIO()
         Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(

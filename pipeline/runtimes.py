@@ -46,7 +46,7 @@ RUNTIMES: dict[str, Runtime] = {
     r.name: r
     for r in (
         Runtime(TENSORFLOW, "tensorflow", "the SavedModel"),
-        Runtime(ONNXRUNTIME, "onnxruntime", "the ONNX copy (decoding stays in TensorFlow)"),
+        Runtime(ONNXRUNTIME, "onnxruntime", "the ONNX copy (chips decoded without TensorFlow)"),
     )
 }
 

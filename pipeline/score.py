@@ -169,11 +169,11 @@ class ScoreConfig(FolderOutput):
                 f"--model {model_dir!r} does not exist; pass the classifier SavedModel "
                 "directory (`footprints train classifier` writes one)"
             )
-        if check_model_dir:
-            check_model(model_dir, kwargs["model_format"])
         kwargs["runtime"] = resolve_runtime(
             model_dir, kwargs["runtime"], int8=kwargs["int8"], model_format=kwargs["model_format"]
         )
+        if check_model_dir:
+            check_model(model_dir, kwargs["model_format"], kwargs["runtime"], kwargs["int8"])
         if kwargs["int8"]:
             check_int8(model_dir, kwargs["allow_inexact_int8"])
         if kwargs["crs"] is None:

@@ -107,9 +107,11 @@ def test_without_the_decode_graph_the_savedmodel_is_cut_the_same_way(classifier,
     assert os.path.exists(os.path.join(copy, contracts.ONNX_DECODE_GRAPH))
     os.remove(os.path.join(copy, contracts.ONNX_DECODE_GRAPH))  # as a contract-3 file may lack
     records = _records(9)
-    want = onnx_runtime.OnnxClassifierScorer(classifier).score(records)
-    got = onnx_runtime.OnnxClassifierScorer(copy).score(records)
+    want = onnx_runtime.OnnxClassifierScorer(classifier, decode="tensorflow").score(records)
+    got = onnx_runtime.OnnxClassifierScorer(copy, decode="tensorflow").score(records)
     np.testing.assert_array_equal(want, got)
+    python = onnx_runtime.OnnxClassifierScorer(copy).score(records)  # the default: no TF
+    assert np.max(np.abs(python - want)) <= onnx_export.SCORE_TOLERANCE
     card = contracts.read_model_card(classifier)["onnx"]
     assert card["file"] == contracts.ONNX_MODEL and card["max_difference"] <= 1e-5
 
@@ -144,6 +146,46 @@ def test_score_job_gives_the_same_labels_on_both_runtimes(classifier, tmp_path, 
     assert tf_rows["footprint_id"] == ort_rows["footprint_id"] and len(tf_rows["score"]) == 40
     assert np.max(np.abs(np.subtract(tf_rows["score"], ort_rows["score"]))) <= 1e-5
     assert tf_rows["label"] == ort_rows["label"]
+
+
+_NO_TENSORFLOW = """
+import importlib.abc, sys
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
+            raise ImportError(f"{name} imported on the onnxruntime path")
+
+sys.meta_path.insert(0, Refuse())
+from footprints_app import cli
+code = cli.main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+print("TF-MODULES", loaded)
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow  # runs a score job in a fresh interpreter
+def test_a_score_run_on_onnxruntime_never_imports_tensorflow(classifier, tmp_path):
+    import subprocess
+    import sys
+
+    damaged = contracts.encode_chip(contracts.Chip("cut", _jpeg(np.random.default_rng(0))[:300]))
+    chips = score_helpers.write_shards(str(tmp_path / "chips"), _records(20) + [damaged])
+    out = str(tmp_path / "out")
+    argv = ["score", "--chips", os.path.dirname(chips[0]) + "/*.tfrecord", "--model", classifier]
+    argv += ["--residential-fraction", "0.4", "--output", out, "--runtime", "onnxruntime"]
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_TENSORFLOW, *argv], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "TF-MODULES []" in done.stdout
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["inputs"]["runtime"] == "onnxruntime"
+    errors = pq.read_table(os.path.join(out, "errors")).to_pydict()
+    # validation dead-letters the cut JPEG before the model, on either runtime
+    assert errors["record"] == ["cut"] and errors["error"] == ["undecodable_image"]
+    assert pq.read_table(os.path.join(out, "scores")).num_rows == 20
 
 
 @pytest.mark.slow  # exports and converts models

@@ -15,8 +15,9 @@ One seam per framework: a *scorer* is the loaded model with a single method,
   signature takes serialized ``tf.Example`` and may name its output
   differently.
 * :class:`~pipeline.inference.onnx_runtime.OnnxClassifierScorer`
-  (``--runtime onnxruntime``): the SavedModel's own decoding in TensorFlow,
-  then the network's ONNX copy in ONNX Runtime.
+  (``--runtime onnxruntime``): the chips decoded in numpy (the same pixels as
+  the SavedModel's graph, without importing TensorFlow), then the network's
+  ONNX copy in ONNX Runtime.
 
 :class:`ChipScoreHandler` is the Beam ``ModelHandler`` around either. It takes
 ``(ChipMeta, record)`` pairs, so the metadata rides along without a
@@ -27,7 +28,8 @@ inference then works on whole batches (numpy) instead of paying Beam's
 per-element cost at every stage. When a batch fails with a data error
 (``InvalidArgumentError``: an image the in-graph decoder rejects), the batch
 is split in halves until the bad records are alone, so only they are
-dead-lettered; any other error (a broken model, out of memory) fails the
+dead-lettered (a scorer names its own data errors in ``data_errors``:
+``ChipDecodeError`` on ONNX Runtime); any other error (a broken model, out of memory) fails the
 bundle as usual, so a broken model cannot turn a job into silent dead
 letters.
 
@@ -55,7 +57,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from footprints import contracts
 from footprints.errors import ConfigError, ContractError, Reason
-from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, OnnxClassifierScorer
+from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, classifier_scorer
 from pipeline.inference.serving import SERVING_GRAPHS, ServingFunction
 from pipeline.runtimes import MODEL_FORMATS
 
@@ -238,11 +240,20 @@ def tfx_output_key(model_dir: str) -> str:
     )
 
 
-def check_model(model_dir: str, model_format: str) -> None:
-    """Raises ConfigError/ContractError unless ``model_dir`` can score chips."""
+def check_model(
+    model_dir: str, model_format: str, runtime: str = "tensorflow", int8: bool = False
+) -> None:
+    """Raises ConfigError/ContractError unless ``model_dir`` can score chips.
+
+    On ``onnxruntime`` the ONNX file is what serves, so it is the one checked
+    (and its session kept for the job, :func:`onnx_runtime.classifier_scorer`):
+    TensorFlow is not imported.
+    """
     if model_format not in MODEL_FORMATS:
         raise ConfigError(f"--model-format {model_format!r} must be one of {MODEL_FORMATS}")
-    if model_format == "tfx":
+    if runtime == "onnxruntime":
+        classifier_scorer(model_dir, int8)
+    elif model_format == "tfx":
         tfx_output_key(model_dir)
     else:
         contracts.check_classifier_model(model_dir, load=load_saved_model)
@@ -348,7 +359,7 @@ class ChipScoreHandler(ModelHandler):
         if self._model_format == "tfx":
             return TfxScorer(self._tfx, self._tfx_key)
         if self._runtime == "onnxruntime":
-            return OnnxClassifierScorer(self._model_dir, self._int8)
+            return classifier_scorer(self._model_dir, self._int8)
         return SavedModelScorer(self._model_dir, self._serving_graph)
 
     def run_inference(
@@ -368,11 +379,14 @@ class ChipScoreHandler(ModelHandler):
         return [([meta for meta, _ in batch], self._score_isolating(model, records))]
 
     def _score_isolating(self, model, records: list[bytes]) -> list[float | InferenceFailure]:
-        import tensorflow as tf
+        data_errors = getattr(model, "data_errors", None)
+        if data_errors is None:  # the TensorFlow scorers: a record the graph cannot decode
+            import tensorflow as tf
 
+            data_errors = (tf.errors.InvalidArgumentError,)
         try:
             scores = model.score(records)
-        except tf.errors.InvalidArgumentError as exc:
+        except data_errors as exc:
             if len(records) == 1:
                 self._isolated.inc()
                 return [

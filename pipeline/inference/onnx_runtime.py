@@ -11,11 +11,14 @@ TensorFlow otherwise.
 Both scorers here have the methods of their TensorFlow twins, so the model
 handlers stay the one seam per runtime:
 
-* :class:`OnnxClassifierScorer`: decoding stays in TensorFlow and is the
-  SavedModel's own (its frozen ``serving_default`` pruned at the cut the
-  ONNX file names, so a bad record raises the same ``InvalidArgumentError``
-  and is isolated and dead-lettered exactly as on the TensorFlow runtime);
-  the network and the calibration run in ONNX Runtime.
+* :class:`OnnxClassifierScorer`: the chips are decoded without TensorFlow
+  (:mod:`pipeline.inference.chip_decode`: the same pixels as the SavedModel's
+  decoding graph, a damaged record raises ``ChipDecodeError`` and is isolated
+  and dead-lettered as on the TensorFlow runtime), so a worker on this
+  runtime never imports TensorFlow; the network and the calibration run in
+  ONNX Runtime. ``decode="tensorflow"`` runs the SavedModel's own decoding
+  (its frozen ``serving_default`` pruned at the cut the ONNX file names)
+  instead, for comparison.
 * :class:`OnnxSegmenter`: the whole segmenter on uint8 windows.
 
 Sessions are set up for a worker that also decodes and stitches on the same
@@ -214,18 +217,34 @@ def _decode_function(loaded: Any, images: str, valid: str) -> Any:
     return tf.function(lambda x: pruned(x), input_signature=[tf.TensorSpec([None], tf.string)])
 
 
+#: ``decode`` choices of :class:`OnnxClassifierScorer`.
+DECODERS = ("python", "tensorflow")
+
+
 class OnnxClassifierScorer:
-    """Decodes in TensorFlow (the SavedModel's own graph), scores in ONNX Runtime.
+    """Decodes the chips (without TensorFlow by default), scores in ONNX Runtime.
 
     Args:
         model_dir: The classifier model folder (SavedModel and ONNX file).
         int8: Serve ``model.int8.onnx`` instead of ``model.onnx``.
         threads: ONNX Runtime intra-op threads (default: see :func:`session_options`).
+        decode: ``python`` (the default: :class:`pipeline.inference.chip_decode.ChipDecoder`,
+            the same pixels without importing TensorFlow) or ``tensorflow`` (the
+            SavedModel's own decoding graph, for comparison).
     """
 
-    def __init__(self, model_dir: str, int8: bool = False, threads: int | None = None):
-        from pipeline.inference.handlers import load_saved_model
+    #: Errors of a batch that mean "a record in it is bad" (split and dead-letter it).
+    data_errors: tuple[type[Exception], ...]
 
+    def __init__(
+        self,
+        model_dir: str,
+        int8: bool = False,
+        threads: int | None = None,
+        decode: str = "python",
+    ):
+        if decode not in DECODERS:
+            raise ConfigError(f"decode {decode!r} must be one of {DECODERS}")
         self.session = open_session(onnx_file(model_dir, int8), threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         keys = contracts.ONNX_DECODE_KEYS
@@ -234,22 +253,21 @@ class OnnxClassifierScorer:
                 f"{onnx_file(model_dir, int8)!r} is not a classifier's ONNX copy (its metadata "
                 f"lacks {keys}); rewrite it with `footprints convert onnx {model_dir}`"
             )
-        decode_graph = os.path.join(
-            contracts.local_model_dir(model_dir), contracts.ONNX_DECODE_GRAPH
-        )
-        if os.path.exists(decode_graph):  # the decoding alone: no variables to restore
-            self._decode = _saved_decode_function(decode_graph, meta[keys[0]], meta[keys[1]])
-        else:  # cut from the SavedModel's own graph
-            loaded = load_saved_model(contracts.local_model_dir(model_dir))
-            self._decode = _decode_function(loaded, meta[keys[0]], meta[keys[1]])
         self._input = self.session.get_inputs()[0].name
+        if decode == "python":
+            from pipeline.inference.chip_decode import ChipDecodeError, ChipDecoder
+
+            self._decode = ChipDecoder(_image_size(self.session, model_dir))
+            self.data_errors = (ChipDecodeError,)
+        else:
+            self._decode = _tf_decoder(model_dir, meta[keys[0]], meta[keys[1]])
+            import tensorflow as tf
+
+            self.data_errors = (tf.errors.InvalidArgumentError,)
 
     def decode(self, records: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """float32 images [N, S, S, 3] and the "decodable" mask [N] of serialized records."""
-        import tensorflow as tf
-
-        images, valid = self._decode(tf.constant(list(records), dtype=tf.string))
-        return images.numpy(), valid.numpy()
+        return self._decode(records)
 
     def score(self, records: Sequence[bytes]) -> np.ndarray:
         """Scores serialized chip records; returns float32 [len(records)] (NaN: not an image)."""
@@ -259,6 +277,52 @@ class OnnxClassifierScorer:
         (scores,) = self.session.run(None, {self._input: images})
         scores = np.asarray(scores, dtype=np.float32).reshape(-1)
         return np.where(valid, scores, np.float32(np.nan))
+
+
+# The ONNX classifier last opened in this process, as :data:`handlers._LOADED` keeps
+# the last SavedModel: the flag check opens it before the job starts, and on an
+# in-process runner the job scores with that same session (ONNX Runtime sessions
+# are safe to run from several threads). One entry only.
+_SCORERS: dict[tuple[str, bool], OnnxClassifierScorer] = {}
+
+
+def classifier_scorer(model_dir: str, int8: bool = False) -> OnnxClassifierScorer:
+    """:class:`OnnxClassifierScorer` of ``model_dir``, reusing this process's last one."""
+    key = (os.path.realpath(onnx_file(model_dir, int8)), int8)
+    if key not in _SCORERS:
+        _SCORERS.clear()
+        _SCORERS[key] = OnnxClassifierScorer(model_dir, int8)
+    return _SCORERS[key]
+
+
+def _image_size(session: Any, model_dir: str) -> int:
+    """The classifier's input size S from its ONNX input ``[N, S, S, 3]``."""
+    shape = session.get_inputs()[0].shape
+    if len(shape) != 4 or not isinstance(shape[1], int) or shape[1] != shape[2]:
+        raise ContractError(
+            f"{onnx_file(model_dir)!r} takes images shaped {shape}, not [N, S, S, 3] with a "
+            f"fixed S; rewrite it with `footprints convert onnx {model_dir}`"
+        )
+    return shape[1]
+
+
+def _tf_decoder(model_dir: str, images: str, valid: str) -> Any:
+    """The model's decoding in TensorFlow, called on a batch of records: ``(images, valid)``."""
+    import tensorflow as tf
+
+    from pipeline.inference.handlers import load_saved_model
+
+    decode_graph = os.path.join(contracts.local_model_dir(model_dir), contracts.ONNX_DECODE_GRAPH)
+    if os.path.exists(decode_graph):  # the decoding alone: no variables to restore
+        fn = _saved_decode_function(decode_graph, images, valid)
+    else:  # cut from the SavedModel's own graph
+        fn = _decode_function(load_saved_model(contracts.local_model_dir(model_dir)), images, valid)
+
+    def decode(records: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        out_images, out_valid = fn(tf.constant(list(records), dtype=tf.string))
+        return out_images.numpy(), out_valid.numpy()
+
+    return decode
 
 
 class OnnxSegmenter:
