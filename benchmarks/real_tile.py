@@ -72,6 +72,11 @@ MIN_PART_M2 = 10.0
 QUADRANTS = ("north-west", "north-east", "south-west", "south-east")
 
 
+def default_cache() -> str:
+    """``$FOOTPRINTS_BENCH_CACHE``, else ``~/.cache/footprints-bench``."""
+    return os.environ.get("FOOTPRINTS_BENCH_CACHE", os.path.expanduser("~/.cache/footprints-bench"))
+
+
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -343,9 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="/tmp/real_tile", help="scratch folder")
     parser.add_argument(
         "--cache",
-        default=os.environ.get(
-            "FOOTPRINTS_BENCH_CACHE", os.path.expanduser("~/.cache/footprints-bench")
-        ),
+        default=default_cache(),
         help="where the solaris wheel is kept (default: %(default)s)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write every figure here")
