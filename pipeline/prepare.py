@@ -26,7 +26,6 @@ is tested without Beam.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Sequence
 
@@ -43,6 +42,7 @@ from pipeline.jobs import new_run_id, run_job, summary_head
 from pipeline.labels import ClassMap
 from pipeline.monitoring import ShowProgress
 from pipeline.ptransform import DataclassTransform
+from pipeline.settings.prepare import PrepareSettings
 from pipeline.sources import images as image_source
 from pipeline.sources import tile_index, vectors
 from pipeline.sources.open_rasters import OpenRasters
@@ -54,30 +54,11 @@ from pipeline.writers.tables import WriteErrors
 ERRORS = "errors"
 
 
-@dataclasses.dataclass(frozen=True)
-class PrepareConfig:
-    """Validated settings of one ``prepare`` run (see ``footprints prepare --help``).
+class PrepareConfig(PrepareSettings):
+    """Validated settings of one ``prepare`` run; build one with :meth:`create`.
 
-    Build one with :meth:`create`, which also checks the inputs; the
-    constructor checks the flags only. For image folders, ``spec.size`` 0
-    keeps each image's bytes as they are; any other size resizes and
-    re-encodes them as PNG. The field defaults are the command's defaults.
+    :class:`PrepareSettings` whose inputs were read (the glob, the footprint file).
     """
-
-    output: str
-    images: str | None = None
-    rasters: str | None = None
-    footprints: str | None = None
-    id_field: str | None = None
-    class_field: str | None = None
-    region_field: str | None = None
-    class_map: ClassMap = ClassMap()
-    spec: chipping.ChipSpec = chipping.ChipSpec()
-    num_shards: int = 4
-    compression: str = "none"
-    run_id: str = ""
-    #: The footprint file's header, read by :meth:`create` (None for images).
-    info: vectors.VectorInfo | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def create(cls, **settings) -> PrepareConfig:
@@ -109,38 +90,6 @@ class PrepareConfig:
                 config, spec=chipping.with_area_stretch(config.spec, paths)
             )
         return dataclasses.replace(config, info=info, run_id=config.run_id or new_run_id("prepare"))
-
-    def __post_init__(self):
-        if bool(self.images) == bool(self.rasters or self.footprints):
-            raise ConfigError("give either --images DIR, or --rasters GLOB with --footprints FILE")
-        if self.rasters and not self.footprints or self.footprints and not self.rasters:
-            raise ConfigError(
-                "--rasters and --footprints go together: the tiles to cut "
-                "from and the polygons to cut"
-            )
-        if self.images and not os.path.isdir(self.images):
-            raise ConfigError(f"--images {self.images!r} is not a folder")
-        if self.num_shards < 1:
-            raise ConfigError(f"--num-shards {self.num_shards!r} must be at least 1")
-        if self.compression not in contracts.COMPRESSIONS:
-            raise ConfigError(
-                f"--compression {self.compression!r} must be one of {contracts.COMPRESSIONS}"
-            )
-        if not self.output or self.output.endswith(("/", os.sep)):
-            raise ConfigError(
-                f"--output {self.output!r} must be a path prefix such as "
-                "out/chips/area (shards become out/chips/area-00000-of-...)"
-            )
-
-    @property
-    def errors_dir(self) -> str:
-        """Folder of the run's dead letters."""
-        return f"{self.output}-errors"
-
-    @property
-    def summary_path(self) -> str:
-        """Path of the run's summary JSON."""
-        return f"{self.output}-summary.json"
 
 
 class CutChipDoFn(beam.DoFn):

@@ -42,24 +42,23 @@ from footprints.files import match_files
 from pipeline.counting import count_all
 from pipeline.inference import ScoreRecords
 from pipeline.inference.handlers import (
-    MODEL_FORMATS,
     ChipScoreHandler,
     accelerator_count,
     check_model,
 )
 from pipeline.inference.onnx_runtime import check_int8, resolve_runtime
-from pipeline.inference.serving import SERVING_GRAPHS
-from pipeline.jobs import (
-    FolderOutput,
-    check_batch_sizes,
-    new_run_id,
-    run_job,
-    with_defaults,
-)
-from pipeline.monitoring import ShowProgress
+from pipeline.inference.serving import serving_graph_warnings
+from pipeline.jobs import new_run_id, run_job, with_defaults
+from pipeline.monitoring import ShowProgress, add_warnings
 from pipeline.ptransform import DataclassTransform
-from pipeline.sources.chips import (
+from pipeline.settings.score import (
+    CPU_BATCH_SIZE,
+    DEFAULT_EPSILON,
     MAX_CHIP_PIXELS,
+    ScoreSettings,
+    check_epsilon,
+)
+from pipeline.sources.chips import (
     NAMESPACE,
     ChipMeta,
     LocatedRecord,
@@ -70,7 +69,7 @@ from pipeline.sources.chips import (
 from pipeline.thresholds import LabelExactFraction
 from pipeline.thresholds.expected import model_warnings
 from pipeline.thresholds.fractions import RegionFractions, parse_fraction, read_region_fractions
-from pipeline.thresholds.selection import DEFAULT_EPSILON, percentile_bound
+from pipeline.thresholds.selection import percentile_bound
 from pipeline.writers.files import SPILL_DIR, join
 from pipeline.writers.scores import (
     WriteScoreOutputs,
@@ -141,13 +140,6 @@ class ScoreChipsResult(NamedTuple):
     regions: beam.PCollection
 
 
-#: The default classifier batch. On CPU, 32 chips of 96 px keep a batch's activations in
-#: cache: whole ``footprints score`` runs were 1.09x (small CNN) and 1.09x (MobileNetV2)
-#: faster than at 64 on the 2-core development machine (benchmarks/README.md). On a GPU
-#: pass a larger ``--batch-size`` (256 or more).
-CPU_BATCH_SIZE = 32
-
-
 @dataclasses.dataclass
 class ScoreChips(DataclassTransform):
     """Scores serialized chip records and labels exactly k per region residential.
@@ -215,13 +207,23 @@ class ScoreChips(DataclassTransform):
         )
         if not isinstance(self.fractions, RegionFractions):
             self.fractions = RegionFractions(parse_fraction(str(self.fractions), "fraction"))
-        if not 0 < self.epsilon <= 0.1:
-            raise ConfigError(
-                f"quantile epsilon {self.epsilon!r} must be in (0, 0.1]; the default "
-                f"{DEFAULT_EPSILON} suits regions up to billions of footprints"
-            )
+        check_epsilon(self.epsilon)
         self.model_id = self.model_id or default_model_id(self.model_dir)
         self.run_id = self.run_id or new_run_id("score")
+
+    @classmethod
+    def from_settings(cls, settings: ScoreSettings, **given: Any) -> ScoreChips:
+        """The transform of a job's settings: every field of both takes the settings' value.
+
+        Args:
+            settings: The job's settings (:class:`ScoreSettings`).
+            **given: Fields the settings do not hold, or hold otherwise
+                (``spill_dir``, ``model_copies`` worked out from the accelerator).
+        """
+        names = {f.name for f in dataclasses.fields(cls)} & {
+            f.name for f in dataclasses.fields(settings)
+        }
+        return cls(**{name: getattr(settings, name) for name in names - set(given)}, **given)
 
     def handler(self) -> ChipScoreHandler:
         """The model handler this transform scores with."""
@@ -279,37 +281,12 @@ def default_model_id(model_dir: str) -> str:
 # --------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class ScoreConfig(FolderOutput):
-    """Validated settings of ``footprints score``; see :meth:`create`.
+class ScoreConfig(ScoreSettings):
+    """Validated settings of ``footprints score``: :class:`ScoreSettings` whose inputs were checked.
 
-    The field defaults are the command's defaults (its flags take them from
-    here).
+    Build one with :meth:`create`; the field defaults are the command's
+    defaults (:mod:`pipeline.settings.score`).
     """
-
-    chips: str
-    model_dir: str
-    fractions: RegionFractions
-    output: str
-    batch_size: int = CPU_BATCH_SIZE
-    min_batch_size: int | None = None
-    model_format: str = "savedmodel"
-    accelerator: str | None = None
-    csv: bool = False
-    bigquery_table: str | None = None
-    run_id: str | None = None
-    model_id: str | None = None
-    epsilon: float = DEFAULT_EPSILON
-    num_shards: int = 1
-    crs: str | None = None
-    model_copies: int | None = None
-    serving_graph: str = "frozen"
-    # pipeline.sources.chips.MAX_CHIP_PIXELS, written as a literal so that --help
-    # reads it from this file without importing Beam.
-    max_chip_pixels: int = 16_777_216
-    runtime: str = "auto"
-    int8: bool = False
-    allow_inexact_int8: bool = False
 
     @classmethod
     def create(
@@ -350,30 +327,10 @@ class ScoreConfig(FolderOutput):
                 contracts.parse_shard_name(path)
             except contracts.ContractError as exc:
                 raise ConfigError(f"--chips: {exc}; only chip shards can be scored") from None
-        check_batch_sizes(kwargs["batch_size"], kwargs["min_batch_size"])
-        eps = kwargs["epsilon"]
-        if not 0 < eps <= 0.1:
-            raise ConfigError(f"--quantile-epsilon {eps!r} must be in (0, 0.1]")
-        if kwargs["max_chip_pixels"] < 1:
-            raise ConfigError(
-                f"--max-chip-pixels {kwargs['max_chip_pixels']} must be 1 or more; it is the "
-                "most pixels (width x height) a chip's image may declare "
-                f"(default {MAX_CHIP_PIXELS})"
-            )
-        if kwargs["num_shards"] < 0:
-            raise ConfigError("--num-shards must be 0 (runner decides) or more")
-        if kwargs["model_format"] not in MODEL_FORMATS:
-            raise ConfigError(f"--model-format must be one of {MODEL_FORMATS}")
-        if kwargs["serving_graph"] not in SERVING_GRAPHS:
-            raise ConfigError(
-                f"--serving-graph {kwargs['serving_graph']!r} must be one of {SERVING_GRAPHS}"
-            )
-        copies = kwargs.get("model_copies")
-        if copies is not None and copies < 1:
-            raise ConfigError(
-                f"--model-copies {copies} must be 1 or more (one per GPU is usual); leave it "
-                "out to load one model per worker process"
-            )
+        # Every value rule, checked on construction (before the model is loaded).
+        ScoreSettings(
+            chips=chips, model_dir=model_dir, fractions=fractions, output=output, **kwargs
+        )
         if kwargs["accelerator"]:
             accelerator_count(kwargs["accelerator"])
         if kwargs["bigquery_table"]:
@@ -409,23 +366,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
     copies = config.model_copies
     if copies is None and config.accelerator:
         copies = accelerator_count(config.accelerator)  # one model per GPU
-    scorer = ScoreChips(
-        config.model_dir,
-        config.fractions,
-        batch_size=config.batch_size,
-        min_batch_size=config.min_batch_size,
-        model_id=config.model_id,
-        run_id=config.run_id,
-        crs=config.crs,
-        model_format=config.model_format,
-        accelerator=config.accelerator,
-        model_copies=copies,
-        epsilon=config.epsilon,
-        spill_dir=join(config.output, SPILL_DIR),
-        serving_graph=config.serving_graph,
-        max_chip_pixels=config.max_chip_pixels,
-        runtime=config.runtime,
-        int8=config.int8,
+    scorer = ScoreChips.from_settings(
+        config, model_copies=copies, spill_dir=join(config.output, SPILL_DIR)
     )
     read = pipeline | "ReadChips" >> ReadChipRecords(config.chips)
     result = read.records | "ScoreChips" >> scorer
@@ -473,6 +415,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
         bigquery_table=config.bigquery_table,
         num_shards=config.num_shards,
         warnings=model_warnings(config.model_dir, "classifier"),
+        fractions=config.fractions,
     )
     return {"scores": result.scores, "errors": errors, "regions": result.regions}
 
@@ -484,4 +427,6 @@ def run_config(config: ScoreConfig, options: PipelineOptions | Sequence[str] = (
         config: The validated settings.
         options: Beam pipeline options, or the flags to make them from.
     """
-    return run_job(build_pipeline, config, options)
+    summary = run_job(build_pipeline, config, options)
+    # Known only from the run's metrics, which the summary holds once the run ended.
+    return add_warnings(config.summary_path, serving_graph_warnings(summary, config.serving_graph))

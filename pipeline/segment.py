@@ -33,7 +33,6 @@ masks against true masks.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,22 +49,18 @@ from pipeline import chipping
 from pipeline.counting import count_all
 from pipeline.inference.handlers import accelerator_count
 from pipeline.inference.onnx_runtime import check_int8, resolve_runtime
-from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModelHandler
-from pipeline.inference.serving import SERVING_GRAPHS
-from pipeline.jobs import (
-    FolderOutput,
-    check_batch_sizes,
-    new_run_id,
-    run_job,
-    summary_head,
-    with_defaults,
-)
-from pipeline.monitoring import ShowProgress
+from pipeline.inference.segmenter import RunSegmenter, SegmenterModelHandler
+from pipeline.inference.serving import serving_graph_warnings
+from pipeline.jobs import check_batch_sizes, new_run_id, run_job, summary_head, with_defaults
+from pipeline.monitoring import ShowProgress, add_warnings
 from pipeline.polygonize import TOO_SMALL, ChipFootprints, Polygonize
+from pipeline.score import default_model_id
+from pipeline.settings.segment import SegmentSettings
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
 from pipeline.stitching.iou import mask_iou, truth_summary
 from pipeline.stitching.transforms import PlanWindows, StitchTiles
 from pipeline.thresholds.expected import model_warnings, rank_warnings, regions_with_stats
+from pipeline.thresholds.fractions import RegionFractions
 from pipeline.writers.files import SPILL_DIR, WriteJson, join
 from pipeline.writers.footprints import classified_row, footprint_row, tiff_date
 from pipeline.writers.masks import WriteMasks
@@ -81,92 +76,11 @@ CLASSIFIED_DIR = "classified"
 REASON = "reason:"
 
 
-@dataclasses.dataclass(frozen=True)
-class SegmentConfig(FolderOutput):
+class SegmentConfig(SegmentSettings):
     """Validated settings of ``footprints segment``; build one with :meth:`create`.
 
-    Attributes:
-        raster: Glob of orthophoto tiles.
-        model_dir: Segmenter SavedModel directory.
-        output: Output folder.
-        assets: The model's assets (window size, bands, scaling).
-        halo: Context pixels around each window's core.
-        batch_size: Largest batch handed to the model.
-        min_batch_size: Smallest batch (None: ``batch_size``).
-        tta: Test-time augmentation (``none``, ``flips``, ``d4``).
-        serving_graph: ``frozen`` or ``saved``, for the segmenter and the
-            classifier (:mod:`pipeline.inference.serving`).
-        accelerator: Beam accelerator resource hint for the inference steps
-            (segmenter and, with ``classifier``, the classifier), e.g.
-            ``type:nvidia-l4;count:1;install-nvidia-driver``; None for CPU.
-        mask_threshold: Probability at or above which a pixel is a building
-            (footprints, the binary band, IoU). Given as None to ``create``:
-            the model's ``mask_threshold`` asset when it has one, else 0.5.
-        binary_mask: Also write the binary mask as band 2 of each COG.
-        simplify: Footprint simplification tolerance, pixels.
-        min_area: Smallest footprint kept, square metres (of the written polygon).
-        regularize: Right-angle footprint outlines (``buildingregulariser``).
-        footprints_crs: CRS of every geometry table (``--output-crs``;
-            default: the tiles' CRS).
-        truth_masks: Glob of true masks; pixel IoU and object F1 against
-            them go into summary.json (``truth``).
-        truth_footprints: A vector file of true building polygons (any CRS),
-            instead of ``truth_masks``.
-        run_id: Id of this run (tags of the masks, summary, scores).
-        classifier: Classifier SavedModel; with it, footprints are chipped
-            and scored into ``scores/``.
-        residential_fraction: Target residential fraction (with ``classifier``).
-        classifier_batch_size: Largest batch of chips handed to the classifier.
-        chip_spec: How chips are cut (:class:`pipeline.chipping.ChipSpec`);
-            for tiles that are not uint8, with a stretch fixed for the run.
-        imagery_date: Date of the imagery for every row (None: each tile's
-            TIFF ``DateTime`` tag, else null).
-        csv: Also write the main table (``classified/`` with a classifier,
-            else ``footprints/``) as ``<table>.csv``.
-        bigquery_table: Also load the main table into ``PROJECT:DATASET.TABLE``.
-        runtime: ``tensorflow`` or ``onnxruntime`` for the segmenter (``auto``
-            is resolved by :meth:`create`); the classifier takes ONNX Runtime
-            too where it has an ONNX file, unless this is ``tensorflow``.
-        int8: Serve the segmenter's int8 ONNX file.
-        allow_inexact_int8: Serve it even when its card says it is not within tolerance.
+    :class:`SegmentSettings` whose inputs (tiles, models, truth) were checked.
     """
-
-    raster: str
-    model_dir: str
-    output: str
-    assets: SegmenterAssets
-    halo: int
-    batch_size: int = 8
-    min_batch_size: int | None = None
-    tta: str = "none"
-    serving_graph: str = "frozen"
-    runtime: str = "auto"
-    int8: bool = False
-    allow_inexact_int8: bool = False
-    accelerator: str | None = None
-    mask_threshold: float = 0.5
-    binary_mask: bool = False
-    simplify: float = 1.0
-    # Below a garden shed (the smallest true building of the sample area is 9.3 m²);
-    # traced regions under it are noise (issue 23: demo footprints of 4-5 m²).
-    min_area: float = 8.0
-    regularize: bool = False
-    footprints_crs: str | None = None
-    truth_masks: str | None = None
-    truth_footprints: str | None = None
-    run_id: str = ""
-    classifier: str | None = None
-    residential_fraction: Any = None
-    classifier_batch_size: int = 32  # pipeline.score.CPU_BATCH_SIZE (a literal: --help reads it)
-    chip_spec: Any = None
-    imagery_date: Any = None
-    csv: bool = False
-    bigquery_table: str | None = None
-
-    @property
-    def window_size(self) -> int:
-        """The model's window size, from its assets."""
-        return self.assets.window_size
 
     @classmethod
     def create(
@@ -210,34 +124,20 @@ class SegmentConfig(FolderOutput):
             )
         except ContractError as exc:
             raise ConfigError(f"--model: {exc}") from None
-        window = assets.window_size
         if halo is None:
-            halo = assets.receptive_halo or window // 8
-        if halo < 0 or window - 2 * halo < 1:
-            raise ConfigError(
-                f"--halo {halo!r} must be at least 0 and leave a core of at least one pixel "
-                f"in the model's {window}-pixel windows (at most {(window - 1) // 2}); the "
-                "model's receptive radius is a good value"
-            )
-        check_batch_sizes(kwargs["batch_size"], kwargs["min_batch_size"])
-        if kwargs["tta"] not in TTA_MODES:
-            raise ConfigError(f"--tta {kwargs['tta']!r} must be one of {TTA_MODES}")
-        if kwargs["serving_graph"] not in SERVING_GRAPHS:
-            raise ConfigError(
-                f"--serving-graph {kwargs['serving_graph']!r} must be one of {SERVING_GRAPHS}"
-            )
+            halo = assets.receptive_halo or assets.window_size // 8
+        if threshold_from_model and assets.mask_threshold is not None:
+            kwargs["mask_threshold"] = assets.mask_threshold
+        # Every value rule, checked on construction (before the inputs are read further).
+        base: dict[str, Any] = dict(
+            raster=raster, model_dir=model_dir, output=output, assets=assets, halo=halo
+        )
+        SegmentSettings(**base, **kwargs)
         if kwargs.get("accelerator"):
             accelerator_count(kwargs["accelerator"])
         kwargs["runtime"] = resolve_runtime(model_dir, kwargs["runtime"], int8=kwargs["int8"])
         if kwargs["int8"]:
             check_int8(model_dir, kwargs["allow_inexact_int8"])
-        if threshold_from_model and assets.mask_threshold is not None:
-            kwargs["mask_threshold"] = assets.mask_threshold
-        threshold = kwargs["mask_threshold"]
-        if not 0 < threshold <= 1:
-            raise ConfigError(f"--mask-threshold {threshold!r} must be in (0, 1]")
-        if kwargs["simplify"] < 0 or kwargs["min_area"] < 0:
-            raise ConfigError("--simplify and --min-area must be 0 or more")
         _check_truth(kwargs)
         if kwargs.get("regularize"):
             try:
@@ -269,9 +169,10 @@ class SegmentConfig(FolderOutput):
                 "--residential-fraction needs --classifier DIR (the model that "
                 "scores the footprints)"
             )
-        return cls(
-            raster=raster, model_dir=model_dir, output=output, assets=assets, halo=halo, **kwargs
-        )
+        kwargs["model_id"] = default_model_id(model_dir)
+        if kwargs.get("classifier"):
+            kwargs["classifier_model_id"] = default_model_id(kwargs["classifier"])
+        return cls(**base, **kwargs)
 
 
 def _check_truth(kwargs: dict) -> None:
@@ -425,7 +326,7 @@ def build_summary(
     if config.classifier:
         summary["scores"] = {
             "classifier": config.classifier,
-            "residential_fraction": float(config.residential_fraction),
+            "residential_fraction": float(config.residential_fraction or 0),
             "regions": {
                 r.region: {
                     "n": r.n,
@@ -503,8 +404,6 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         {"MODEL": os.path.basename(os.path.normpath(config.model_dir)), "RUN_ID": config.run_id},
     )
     masks = stitched.masks | "WriteMasks" >> WriteMasks(masks_dir, binary)
-    from pipeline.score import default_model_id
-
     dates = checked.tiles | "ImageryDates" >> beam.Map(
         lambda t, fixed: (t.scene, fixed or tiff_date(t.path)), config.imagery_date
     )
@@ -518,7 +417,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
     rows = polygons.footprints | "Provenance" >> beam.Map(
         footprint_row,
         config.footprints_crs,
-        default_model_id(config.model_dir),
+        config.model_id,
         config.run_id,
         beam.pvalue.AsDict(dates),
     )
@@ -565,7 +464,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
                 | "ScoreById" >> beam.Map(lambda r: (r["footprint_id"], r)),
             }
             | "JoinScores" >> beam.CoGroupByKey()
-            | "Classify" >> beam.Map(classified_row, default_model_id(config.classifier))
+            | "Classify" >> beam.Map(classified_row, config.classifier_model_id)
         )
         tables["classified"] = classified | "WriteClassified" >> WriteGeoTable(
             join(config.output, CLASSIFIED_DIR),
@@ -602,7 +501,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         beam.pvalue.AsList(masks["entries"]),
         config.output,
         config.run_id,
-        default_model_id(config.model_dir),
+        config.model_id,
         beam.pvalue.AsDict(dates),
         beam.pvalue.AsDict(_named(tables, "Catalog")),
     )
@@ -645,13 +544,15 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
 
     # SegmentConfig.create sets the CRS always, and this path runs only with a classifier.
     assert config.footprints_crs is not None and config.classifier is not None
+    assert config.residential_fraction is not None
     chips = {"rows": rows, "tiles": tiles} | "ChipFootprints" >> ChipFootprints(
         config.footprints_crs, config.chip_spec
     )
     result = chips["records"] | "ScoreChips" >> ScoreChips(
         config.classifier,
-        config.residential_fraction,
+        RegionFractions(config.residential_fraction),
         batch_size=config.classifier_batch_size,
+        model_id=config.classifier_model_id,
         run_id=config.run_id,
         crs=config.footprints_crs,
         accelerator=config.accelerator,
@@ -683,4 +584,6 @@ def run_config(config: SegmentConfig, options: PipelineOptions | Sequence[str] =
         config: The validated settings.
         options: Beam pipeline options, or the flags to make them from.
     """
-    return run_job(build_pipeline, config, options)
+    summary = run_job(build_pipeline, config, options)
+    # Known only from the run's metrics, which the summary holds once the run ended.
+    return add_warnings(config.summary_path, serving_graph_warnings(summary, config.serving_graph))

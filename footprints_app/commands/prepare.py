@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from footprints_app.commands._flags import ConfigDefault, add_output_flags, settings
-
-CONFIG = "pipeline.prepare:PrepareConfig"
-SPEC = "pipeline.chipping:ChipSpec"
-CLASS_MAP = "pipeline.labels:ClassMap"
+from footprints_app.commands._flags import add_output_flags
+from pipeline.chipping import IMAGE_FORMATS, RESAMPLING, ChipSpec
+from pipeline.labels import ClassMap
+from pipeline.settings import add_flag, from_flags
+from pipeline.settings.prepare import PrepareSettings
 
 EPILOG = """\
 examples:
@@ -55,8 +55,6 @@ def _range(text: str) -> tuple[float, float]:
 
 def register(subparsers) -> None:
     """Adds the ``prepare`` subcommand."""
-    from pipeline.chipping import IMAGE_FORMATS, RESAMPLING
-
     p = subparsers.add_parser(
         "prepare",
         help="write chip shards from image folders or orthophotos + footprints",
@@ -83,17 +81,13 @@ def register(subparsers) -> None:
         help="footprint polygons: GeoPackage, GeoJSON, Shapefile or GeoParquet",
     )
     attrs = p.add_argument_group("footprint attributes")
-    attrs.add_argument(
-        "--id-field",
-        help="attribute holding a unique footprint id (default: FILE-STEM-<feature index>)",
-    )
-    attrs.add_argument("--class-field", help="attribute holding the class, e.g. building")
-    attrs.add_argument("--region-field", help="attribute holding the region, e.g. county")
+    for field in ("id_field", "class_field", "region_field"):
+        add_flag(attrs, PrepareSettings, field)
     attrs.add_argument(
         "--residential-classes",
         type=_csv,
         metavar="A,B,...",
-        default=ConfigDefault(CLASS_MAP, "residential"),
+        default=ClassMap.residential,
         help="class values (or folder names) labelled residential "
         "(default: OSM house,detached,residential,apartments,...)",
     )
@@ -101,7 +95,7 @@ def register(subparsers) -> None:
         "--non-residential-classes",
         type=_csv,
         metavar="A,B,...",
-        default=ConfigDefault(CLASS_MAP, "non_residential"),
+        default=ClassMap.non_residential,
         help="class values labelled non-residential "
         "(default: OSM barn,shed,garage,farm_auxiliary,commercial,...)",
     )
@@ -111,25 +105,25 @@ def register(subparsers) -> None:
         type=int,
         default=None,
         help="output side in pixels, 0 = native pixels (default: "
-        f"{ConfigDefault(SPEC, 'size')} for footprints, 0 = as they are for images)",
+        f"{ChipSpec.size} for footprints, 0 = as they are for images)",
     )
     chips.add_argument(
         "--margin",
         type=float,
-        default=ConfigDefault(SPEC, "margin"),
+        default=ChipSpec.margin,
         help="context on each side, as a fraction of the footprint's larger "
         "side (default: %(default)s)",
     )
     chips.add_argument(
         "--min-extent",
         type=float,
-        default=ConfigDefault(SPEC, "min_extent"),
+        default=ChipSpec.min_extent,
         help="smallest chip side in ground units, metres (default: %(default)s)",
     )
     chips.add_argument(
         "--bands",
         type=_ints,
-        default=ConfigDefault(SPEC, "bands"),
+        default=ChipSpec.bands,
         help="1-based bands, 1 or 3 (default: 1,2,3, or 1 for single-band rasters)",
     )
     chips.add_argument(
@@ -140,69 +134,51 @@ def register(subparsers) -> None:
         help="raw values mapped to 0..255 for non-8-bit rasters (default: a "
         "0.5-99.5%% stretch estimated once over the area)",
     )
-    chips.add_argument(
-        "--image-format", choices=IMAGE_FORMATS, default=ConfigDefault(SPEC, "image_format")
-    )
-    chips.add_argument(
-        "--resampling", choices=RESAMPLING, default=ConfigDefault(SPEC, "resampling")
-    )
+    chips.add_argument("--image-format", choices=IMAGE_FORMATS, default=ChipSpec.image_format)
+    chips.add_argument("--resampling", choices=RESAMPLING, default=ChipSpec.resampling)
     chips.add_argument(
         "--min-coverage",
         type=float,
-        default=ConfigDefault(SPEC, "min_coverage"),
+        default=ChipSpec.min_coverage,
         help="smallest share of a footprint the rasters must cover (default: %(default)s)",
     )
     out = p.add_argument_group("output")
     add_output_flags(
-        out,
-        metavar="PREFIX",
-        help="shard path prefix, e.g. out/chips/area",
-        run_id_help="id of this run in its summary (default: generated)",
+        out, PrepareSettings, metavar="PREFIX", help="shard path prefix, e.g. out/chips/area"
     )
-    out.add_argument(
-        "--num-shards",
-        type=int,
-        default=ConfigDefault(CONFIG, "num_shards"),
-        help="(default: %(default)s)",
-    )
-    out.add_argument(
-        "--compression", choices=["none", "gzip"], default=ConfigDefault(CONFIG, "compression")
-    )
+    for field in ("num_shards", "compression"):
+        add_flag(out, PrepareSettings, field)
     p.set_defaults(handler=run, beam_passthrough=True)
 
 
 def config_from_args(args):
     """A validated :class:`pipeline.prepare.PrepareConfig` from parsed flags (inputs checked)."""
     from pipeline import prepare
-    from pipeline.chipping import ChipSpec
 
-    spec = settings(
-        args,
-        size="chip_size",
-        margin="margin",
-        min_extent="min_extent",
-        bands="bands",
-        value_range="value_range",
-        image_format="image_format",
-        min_coverage="min_coverage",
-        resampling="resampling",
-    )
+    spec = {
+        "size": args.chip_size,
+        "margin": args.margin,
+        "min_extent": args.min_extent,
+        "bands": args.bands,
+        "value_range": args.value_range,
+        "image_format": args.image_format,
+        "min_coverage": args.min_coverage,
+        "resampling": args.resampling,
+    }
     if args.chip_size is None and args.images:
         spec["size"] = 0  # images keep their bytes unless a size is asked for
-    classes = settings(
-        args, residential="residential_classes", non_residential="non_residential_classes"
-    )
+    classes = {
+        "residential": args.residential_classes,
+        "non_residential": args.non_residential_classes,
+    }
     return prepare.PrepareConfig.create(
         output=args.output,
         images=args.images,
         rasters=args.rasters,
         footprints=args.footprints,
-        id_field=args.id_field,
-        class_field=args.class_field,
-        region_field=args.region_field,
-        class_map=prepare.ClassMap(**{k: v for k, v in classes.items() if v is not None}),
+        class_map=ClassMap(**{k: v for k, v in classes.items() if v is not None}),
         spec=ChipSpec(**{k: v for k, v in spec.items() if v is not None}),
-        **settings(args, num_shards="num_shards", compression="compression", run_id="run_id"),
+        **from_flags(PrepareSettings, args),
     )
 
 

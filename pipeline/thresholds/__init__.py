@@ -40,11 +40,11 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipeline.inference import ScoredBatch
 from pipeline.ptransform import DataclassTransform
+from pipeline.settings.score import DEFAULT_EPSILON
 from pipeline.sources.chips import ChipMeta
 from pipeline.thresholds.expected import ScoreStatsFn
 from pipeline.thresholds.fractions import RegionFractions
 from pipeline.thresholds.selection import (
-    DEFAULT_EPSILON,
     RegionPlan,
     percentiles,
     plan_region,

@@ -1,0 +1,219 @@
+"""The jobs' settings: plain dataclasses, one module per job, no Beam and no TensorFlow.
+
+Each job (``score``, ``segment``, ``prepare``) has a settings class here
+whose fields are the job's settings with their defaults, checked in
+``__post_init__`` (each value rule once, with one message). A field that is
+a command-line flag says so in its metadata (:func:`flag`): the flag's name,
+its help, and where argparse needs them its metavar, type and choices. From
+that one declaration
+
+* the command declares the flag (:func:`add_flag`: name, type, default and
+  help come from the field), and
+* :func:`from_flags` turns the parsed flags back into settings, for every
+  job the same way.
+
+The job modules (:mod:`pipeline.score`, ...) subclass these classes to add
+the checks that read inputs (globs, models, CRSs) in ``create``. Importing a
+settings module costs nothing, so ``footprints --help`` shows the defaults
+without loading Beam (``tests/test_layers.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+#: The metadata key of a field's flag (see :func:`flag`).
+FLAG = "flag"
+
+
+def flag(
+    default: Any,
+    help: str | None,
+    *,
+    name: str | None = None,
+    aliases: Sequence[str] = (),
+    metavar: str | None = None,
+    type: Any = None,
+    choices: Sequence[str] | None = None,
+    shown_default: Any = dataclasses.MISSING,
+) -> Any:
+    """A settings field that is also a command-line flag.
+
+    Args:
+        default: The field's default (also the flag's).
+        help: The flag's help text (``%(default)s`` shows ``default``).
+        name: The flag, e.g. ``--quantile-epsilon`` (default: ``--`` and the
+            field name with dashes).
+        aliases: Other spellings of the flag.
+        metavar: argparse's metavar.
+        type: argparse's type (default: ``int`` or ``float`` when the default
+            is one; a bool field is an on/off switch).
+        choices: The values allowed.
+        shown_default: The flag's default where it is not the field's (None:
+            the value is worked out later, e.g. from the model).
+    """
+    return dataclasses.field(
+        default=default,
+        metadata={
+            FLAG: {
+                "name": name,
+                "aliases": tuple(aliases),
+                "help": help,
+                "metavar": metavar,
+                "type": type,
+                "choices": tuple(choices) if choices is not None else None,
+                "shown_default": shown_default,
+            }
+        },
+    )
+
+
+def _flag_fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if FLAG in f.metadata}
+
+
+def flag_name(cls: type, field: str) -> str:
+    """The flag of ``cls``'s setting ``field``, e.g. ``--quantile-epsilon`` for ``epsilon``."""
+    return _flag_fields(cls)[field].metadata[FLAG]["name"] or "--" + field.replace("_", "-")
+
+
+def add_flag(parser: Any, cls: type, field: str, **overrides: Any) -> argparse.Action:
+    """Adds the flag of ``cls``'s setting ``field`` to ``parser`` (a parser or a group).
+
+    Args:
+        parser: An ``argparse`` parser, argument group or exclusive group.
+        cls: A settings class of this package.
+        field: The setting's field name.
+        **overrides: ``add_argument`` keywords that replace the declared ones.
+    """
+    f = _flag_fields(cls)[field]
+    meta = f.metadata[FLAG]
+    default = f.default if meta["shown_default"] is dataclasses.MISSING else meta["shown_default"]
+    kwargs: dict[str, Any] = {"dest": field, "help": meta["help"]}
+    if isinstance(f.default, bool):
+        kwargs["action"] = "store_true"
+    else:
+        kwargs["default"] = default
+        kind = meta["type"] or next((t for t in (int, float) if type(f.default) is t), None)
+        if kind is not None:
+            kwargs["type"] = kind
+    for key in ("metavar", "choices"):
+        if meta[key] is not None:
+            kwargs[key] = meta[key]
+    kwargs.update(overrides)
+    return parser.add_argument(flag_name(cls, field), *meta["aliases"], **kwargs)
+
+
+def from_flags(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """``{setting: value}`` of every flag-declared setting of ``cls`` found in ``args``.
+
+    The one step from parsed flags to settings, for every job: each field
+    declared with :func:`flag` takes the value of its flag (whose ``dest``
+    is the field's name). A flag left out
+    holds its default, or None where the default is worked out later (the
+    job's ``create`` reads None as "not given").
+    """
+    return {name: getattr(args, name) for name in _flag_fields(cls) if hasattr(args, name)}
+
+
+# --------------------------------------------------------------------------
+# Settings every model-serving job has (score, segment): one declaration each
+# --------------------------------------------------------------------------
+
+#: ``--serving-graph`` choices (:mod:`pipeline.inference.serving`).
+SERVING_GRAPHS = ("frozen", "saved")
+#: ``--runtime`` choices (:mod:`pipeline.inference.onnx_runtime`).
+RUNTIMES = ("auto", "tensorflow", "onnxruntime")
+
+
+def batch_size_flag(default: int, what: str) -> Any:
+    """``--batch-size``: the largest batch of ``what`` handed to the model."""
+    return flag(
+        default,
+        f"largest batch of {what} handed to the model (default: %(default)s)",
+        metavar="N",
+    )
+
+
+def min_batch_size_flag() -> Any:
+    """``--min-batch-size``: the smallest batch (None: ``--batch-size``)."""
+    return flag(None, "smallest batch (default: --batch-size)", metavar="N", type=int)
+
+
+def serving_graph_flag() -> Any:
+    """``--serving-graph``: freeze the model's signature or serve it as saved."""
+    return flag(
+        "frozen",
+        "frozen (default): the model's signature with its weights folded into constants "
+        "(about 1.2x faster on CPU), checked against the saved graph on each worker's first "
+        "batch, which is used instead if any output differs by more than 1e-5; saved: the "
+        "signature as saved",
+        choices=SERVING_GRAPHS,
+    )
+
+
+def runtime_flag() -> Any:
+    """``--runtime``: which runtime serves the model."""
+    return flag(
+        "auto",
+        "auto (default): ONNX Runtime when the model folder has model.onnx (written by "
+        "training or `footprints convert onnx`) and onnxruntime is installed, else TensorFlow; "
+        "tensorflow: the SavedModel; onnxruntime: the ONNX copy (decoding stays in TensorFlow)",
+        choices=RUNTIMES,
+    )
+
+
+def int8_flag() -> Any:
+    """``--int8``: serve the int8 ONNX copy."""
+    return flag(
+        False,
+        "serve the model's int8 ONNX copy (model.int8.onnx, `footprints convert onnx "
+        "--int8`); refused when its model card says int8 was not within tolerance",
+    )
+
+
+def allow_inexact_int8_flag() -> Any:
+    """``--allow-inexact-int8``."""
+    return flag(
+        False,
+        "with --int8: serve the int8 model even where its card says it is not within "
+        "tolerance of the fp32 model",
+    )
+
+
+def accelerator_flag(steps: str, example: str) -> Any:
+    """``--accelerator``: the Beam resource hint of the inference steps."""
+    return flag(
+        None,
+        f"Beam accelerator hint for {steps}, e.g. '{example}'; loads one model per GPU",
+        metavar="HINT",
+    )
+
+
+def run_id_flag(default: Any, help: str) -> Any:
+    """``--run-id``."""
+    return flag(default, help)
+
+
+def csv_flag(help: str) -> Any:
+    """``--csv``: also write the main table as CSV."""
+    return flag(False, help)
+
+
+def bigquery_table_flag(help: str) -> Any:
+    """``--bigquery-table``: also load the main table into BigQuery."""
+    return flag(None, help, metavar="PROJECT:DATASET.TABLE")
+
+
+def output_crs_flag(alias: str, help: str) -> Any:
+    """``--output-crs`` (and ``alias``): the CRS of the geometry columns."""
+    return flag(
+        None,
+        help + "; centroid_lon/centroid_lat are always EPSG:4326",
+        name="--output-crs",
+        aliases=(alias,),
+        metavar="CRS",
+    )
