@@ -332,6 +332,23 @@ def _as_dtype(values: np.ndarray, dtype) -> np.ndarray:
     return np.clip(np.rint(values), info.min, info.max).astype(dtype)
 
 
+def _check_coverage(footprint_hits: Sequence[TileHit], spec: ChipSpec) -> None:
+    """Raises ChipError unless the tiles cover ``spec.min_coverage`` of the footprint."""
+    if not footprint_hits:
+        raise ChipError(
+            "no_raster",
+            "no raster tile lies under the footprint; check that "
+            "--rasters covers the footprints and both CRSs are right",
+        )
+    coverage = min(1.0, sum(hit.fraction for hit in footprint_hits))
+    if coverage < spec.min_coverage:
+        raise ChipError(
+            "partly_outside_rasters",
+            f"only {coverage:.0%} of the footprint lies on the rasters "
+            f"(--min-coverage {spec.min_coverage})",
+        )
+
+
 def read_chip(
     footprint_hits: Sequence[TileHit],
     chip_hits: Sequence[TileHit],
@@ -360,19 +377,7 @@ def read_chip(
             with another band count or data type), or a footprint mostly on
             nodata (``nodata``).
     """
-    if not footprint_hits:
-        raise ChipError(
-            "no_raster",
-            "no raster tile lies under the footprint; check that "
-            "--rasters covers the footprints and both CRSs are right",
-        )
-    coverage = min(1.0, sum(hit.fraction for hit in footprint_hits))
-    if coverage < spec.min_coverage:
-        raise ChipError(
-            "partly_outside_rasters",
-            f"only {coverage:.0%} of the footprint lies on the rasters "
-            f"(--min-coverage {spec.min_coverage})",
-        )
+    _check_coverage(footprint_hits, spec)
     primary_hit = footprint_hits[0]
     primary = primary_hit.tile
     bands = spec.bands_for(primary.count)

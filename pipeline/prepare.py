@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -262,7 +263,27 @@ class ChipsFromFootprints(DataclassTransform):
         return {"chips": cut.chips, ERRORS: errors, "footprints": footprints.footprints}
 
 
-def _summary(counts, labels, unlabelled, error_reasons, repeated, config: PrepareConfig, kind):
+def build_summary(
+    counts: dict[str, int],
+    labels: dict[str, int],
+    unlabelled: dict[str, int],
+    error_reasons: dict[str, int],
+    repeated: list[tuple[str, int]],
+    config: PrepareConfig,
+    kind: str,
+) -> dict[str, Any]:
+    """The ``PREFIX-summary.json`` document of a prepare run (its shards are added after).
+
+    Args:
+        counts: ``inputs``, ``chips``, ``errors`` (and ``tiles``,
+            ``tile_errors`` for footprints).
+        labels: Chips per label (``residential``, ``non_residential``, ``unlabelled``).
+        unlabelled: Unlabelled chips per class value.
+        error_reasons: Dead letters per reason.
+        repeated: ``(footprint id, records)`` of ids seen more than once.
+        config: The run's settings.
+        kind: ``images`` or ``footprints``.
+    """
     from pipeline.monitoring import duplicate_warnings
     from pipeline.writers.scores import duplicate_report
 
@@ -299,15 +320,13 @@ def _summary(counts, labels, unlabelled, error_reasons, repeated, config: Prepar
     }
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, beam.PCollection]:
-    """Adds the prepare stages to ``pipeline``; returns its main PCollections.
+def _read_inputs(pipeline: beam.Pipeline, config: PrepareConfig) -> tuple[Any, ...]:
+    """Images, or Tiles + Footprints: ``(chips, item errors, tile errors, counted, kind)``.
 
-    ``config`` comes from :meth:`PrepareConfig.create` (which read the
-    footprint file's header into ``config.info``).
+    ``counted`` holds what the summary counts (``inputs``, and for footprints
+    ``tiles`` and ``tile_errors``); tile errors are None for images.
     """
     info = config.info
-    if config.footprints and info is None:
-        raise ConfigError("build the config with PrepareConfig.create(...), which reads the inputs")
     counted: dict[str, beam.PCollection] = {}
     if config.images:
         out = pipeline | "Images" >> ChipsFromImages(
@@ -330,6 +349,18 @@ def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, 
         counted["tiles"] = tiles.tiles
         counted["tile_errors"] = tile_errors
         kind = "footprints"
+    return chips, item_errors, tile_errors, counted, kind
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, beam.PCollection]:
+    """Adds the prepare stages to ``pipeline``; returns its main PCollections.
+
+    ``config`` comes from :meth:`PrepareConfig.create` (which read the
+    footprint file's header into ``config.info``).
+    """
+    if config.footprints and config.info is None:
+        raise ConfigError("build the config with PrepareConfig.create(...), which reads the inputs")
+    chips, item_errors, tile_errors, counted, kind = _read_inputs(pipeline, config)
     counted["chips"], counted["errors"] = chips, item_errors
 
     all_errors = (
@@ -361,7 +392,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, 
         counts
         | "Summary"
         >> beam.Map(
-            _summary,
+            build_summary,
             beam.pvalue.AsSingleton(labels),
             beam.pvalue.AsSingleton(unlabelled),
             beam.pvalue.AsSingleton(reasons),

@@ -357,6 +357,27 @@ class ScoreConfig(ScoreSettings):
         return cls(chips=chips, model_dir=model_dir, fractions=fractions, output=output, **kwargs)
 
 
+def run_info(config: ScoreConfig) -> dict[str, Any]:
+    """The run's settings as summary.json ``inputs`` records them."""
+    fractions = {
+        "default": float(config.fractions.default),
+        "per_region": {r: float(f) for r, f in config.fractions.per_region},
+    }
+    return {
+        "chips": config.chips,
+        "model": config.model_dir,
+        "model_format": config.model_format,
+        "fractions": fractions,
+        "quantile_epsilon": config.epsilon,
+        "percentile_error_bound_points": percentile_bound(config.epsilon),
+        "batch_size": config.batch_size,
+        "serving_graph": config.serving_graph,
+        "max_chip_pixels": config.max_chip_pixels,
+        "runtime": config.runtime + ("/int8" if config.int8 else ""),
+        "crs": config.crs,
+    }
+
+
 def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, beam.PCollection]:
     """Adds the ``footprints score`` stages to ``pipeline``; returns its main outputs.
 
@@ -381,23 +402,6 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
             "errors": errors,
         },
     )
-    fractions = {
-        "default": float(config.fractions.default),
-        "per_region": {r: float(f) for r, f in config.fractions.per_region},
-    }
-    run_info = {
-        "chips": config.chips,
-        "model": config.model_dir,
-        "model_format": config.model_format,
-        "fractions": fractions,
-        "quantile_epsilon": config.epsilon,
-        "percentile_error_bound_points": percentile_bound(config.epsilon),
-        "batch_size": config.batch_size,
-        "serving_graph": config.serving_graph,
-        "max_chip_pixels": config.max_chip_pixels,
-        "runtime": config.runtime + ("/int8" if config.int8 else ""),
-        "crs": config.crs,
-    }
     # ScoreChips fills in both ids when it is built.
     assert scorer.model_id is not None and scorer.run_id is not None
     _ = {
@@ -410,7 +414,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
         scorer.model_id,
         scorer.run_id,
         crs=config.crs,
-        run_info=run_info,
+        run_info=run_info(config),
         csv=config.csv,
         bigquery_table=config.bigquery_table,
         num_shards=config.num_shards,

@@ -133,35 +133,7 @@ class SegmentConfig(SegmentSettings):
             raster=raster, model_dir=model_dir, output=output, assets=assets, halo=halo
         )
         SegmentSettings(**base, **kwargs)
-        if kwargs.get("accelerator"):
-            accelerator_count(kwargs["accelerator"])
-        kwargs["runtime"] = resolve_runtime(model_dir, kwargs["runtime"], int8=kwargs["int8"])
-        if kwargs["int8"]:
-            check_int8(model_dir, kwargs["allow_inexact_int8"])
-        _check_truth(kwargs)
-        if kwargs.get("regularize"):
-            try:
-                import buildingregulariser  # noqa: F401
-            except ImportError:
-                raise ConfigError(
-                    "--regularize needs the buildingregulariser package: "
-                    "pip install 'footprints[regularize]'"
-                ) from None
-        if kwargs.get("footprints_crs"):
-            from pipeline.writers.geo import check_crs
-
-            check_crs(kwargs["footprints_crs"])
-        else:
-            kwargs["footprints_crs"] = first_crs(match_files(raster))
-        kwargs["run_id"] = kwargs["run_id"] or new_run_id("segment")
-        if kwargs.get("imagery_date") is not None:
-            from pipeline.writers.footprints import parse_imagery_date
-
-            kwargs["imagery_date"] = parse_imagery_date(str(kwargs["imagery_date"]))
-        if kwargs.get("bigquery_table"):
-            from pipeline.writers.scores import check_bigquery_table
-
-            check_bigquery_table(kwargs["bigquery_table"])
+        kwargs.update(_check_options(kwargs, raster, model_dir))
         if kwargs.get("classifier"):
             kwargs.update(_check_classifier(kwargs, raster, assets, check_model))
         elif kwargs.get("residential_fraction") is not None:
@@ -173,6 +145,46 @@ class SegmentConfig(SegmentSettings):
         if kwargs.get("classifier"):
             kwargs["classifier_model_id"] = default_model_id(kwargs["classifier"])
         return cls(**base, **kwargs)
+
+
+def _check_options(kwargs: dict[str, Any], raster: str, model_dir: str) -> dict[str, Any]:
+    """Checks the runtime, truth and output options; returns the settings they resolve to.
+
+    The runtime (``auto`` resolved), the footprints CRS (default: the first
+    tile's), the run id (default: a new one) and the imagery date (parsed).
+    """
+    kwargs = dict(kwargs)
+    if kwargs.get("accelerator"):
+        accelerator_count(kwargs["accelerator"])
+    kwargs["runtime"] = resolve_runtime(model_dir, kwargs["runtime"], int8=kwargs["int8"])
+    if kwargs["int8"]:
+        check_int8(model_dir, kwargs["allow_inexact_int8"])
+    _check_truth(kwargs)
+    if kwargs.get("regularize"):
+        try:
+            import buildingregulariser  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "--regularize needs the buildingregulariser package: "
+                "pip install 'footprints[regularize]'"
+            ) from None
+    if kwargs.get("footprints_crs"):
+        from pipeline.writers.geo import check_crs
+
+        check_crs(kwargs["footprints_crs"])
+    else:
+        kwargs["footprints_crs"] = first_crs(match_files(raster))
+    kwargs["run_id"] = kwargs["run_id"] or new_run_id("segment")
+    if kwargs.get("imagery_date") is not None:
+        from pipeline.writers.footprints import parse_imagery_date
+
+        kwargs["imagery_date"] = parse_imagery_date(str(kwargs["imagery_date"]))
+    if kwargs.get("bigquery_table"):
+        from pipeline.writers.scores import check_bigquery_table
+
+        check_bigquery_table(kwargs["bigquery_table"])
+    keys = ("runtime", "footprints_crs", "run_id", "imagery_date")
+    return {k: kwargs[k] for k in keys}
 
 
 def _check_truth(kwargs: dict) -> None:
@@ -224,30 +236,10 @@ def _check_classifier(
     return {"residential_fraction": fraction, "chip_spec": spec}
 
 
-def build_summary(
-    counts: Mapping[str, int],
-    *,
-    config: SegmentConfig,
-    masks: Mapping,
-    skipped: list[dict],
-    tables: Mapping[str, list[str]],
-    regions: list | None = None,
-    model_warnings: list[dict[str, str]] | None = None,
-) -> dict:
-    """The ``summary.json`` of a run: counts that reconcile, and where things are.
-
-    ``counts`` maps PCollection names to sizes (``paths``, ``tiles``,
-    ``cores_inferred``, ...; a name that is missing counts 0) and
-    ``reason:<error>`` to the dead letters of each reason.
-
-    ``tiles.matched == written + skipped_nodata + failed + rejected`` and
-    ``windows.planned == inferred + nodata + failed + skipped_empty`` hold for a
-    complete run (``skipped_empty``: windows over blocks a sparse GeoTIFF does
-    not store, never read nor inferred, masked in the mask);
-    with a classifier, also ``footprints == chips + chip_errors``,
-    ``chips == scored + score_errors`` and ``classified == footprints``.
-    """
-    c = collections.defaultdict(int, counts)  # names with no element are absent
+def _reconcile(
+    c: Mapping[str, int], skipped: list[dict], classifier: bool
+) -> tuple[dict[str, Any], dict[str, bool]]:
+    """The summary's ``counts`` and its ``checks`` (each equation and whether it holds)."""
     skipped_nodata = sum(1 for s in skipped if s["reason"] == "nodata")
     tiles = {
         "matched": c["paths"] + c["match_errors"],
@@ -286,7 +278,7 @@ def build_summary(
             + windows["skipped_empty"]
         ),
     }
-    if config.classifier:
+    if classifier:
         counted.update(
             {k: c[k] for k in ("chips", "chip_errors", "scored", "score_errors", "classified")}
         )
@@ -296,6 +288,56 @@ def build_summary(
         checks["chips == scored + score_errors"] = c["chips"] == c["scored"] + c["score_errors"]
         # One row per footprint, scored or not.
         checks["classified == footprints"] = c["classified"] == c["footprints"]
+    return counted, checks
+
+
+def _scores_section(
+    config: SegmentConfig, regions: list, tables: Mapping[str, list[str]]
+) -> dict[str, Any]:
+    """summary.json ``scores``: the classifier, its target and each region's result."""
+    return {
+        "classifier": config.classifier,
+        "residential_fraction": float(config.residential_fraction or 0),
+        "regions": {
+            r.region: {
+                "n": r.n,
+                "k": r.k,
+                "target_fraction": r.target_fraction,
+                "threshold": r.threshold,
+                "residential": r.residential,
+                "scores": r.scores,
+            }
+            for r in sorted(regions)
+        },
+        "files": tables.get("scores", []),
+    }
+
+
+def build_summary(
+    counts: Mapping[str, int],
+    *,
+    config: SegmentConfig,
+    masks: Mapping,
+    skipped: list[dict],
+    tables: Mapping[str, list[str]],
+    regions: list | None = None,
+    model_warnings: list[dict[str, str]] | None = None,
+) -> dict:
+    """The ``summary.json`` of a run: counts that reconcile, and where things are.
+
+    ``counts`` maps PCollection names to sizes (``paths``, ``tiles``,
+    ``cores_inferred``, ...; a name that is missing counts 0) and
+    ``reason:<error>`` to the dead letters of each reason.
+
+    ``tiles.matched == written + skipped_nodata + failed + rejected`` and
+    ``windows.planned == inferred + nodata + failed + skipped_empty`` hold for a
+    complete run (``skipped_empty``: windows over blocks a sparse GeoTIFF does
+    not store, never read nor inferred, masked in the mask);
+    with a classifier, also ``footprints == chips + chip_errors``,
+    ``chips == scored + score_errors`` and ``classified == footprints``.
+    """
+    c = collections.defaultdict(int, counts)  # names with no element are absent
+    counted, checks = _reconcile(c, skipped, bool(config.classifier))
     summary = summary_head(
         "segment",
         config.run_id,
@@ -324,22 +366,7 @@ def build_summary(
         }
     )
     if config.classifier:
-        summary["scores"] = {
-            "classifier": config.classifier,
-            "residential_fraction": float(config.residential_fraction or 0),
-            "regions": {
-                r.region: {
-                    "n": r.n,
-                    "k": r.k,
-                    "target_fraction": r.target_fraction,
-                    "threshold": r.threshold,
-                    "residential": r.residential,
-                    "scores": r.scores,
-                }
-                for r in sorted(regions or [])
-            },
-            "files": tables.get("scores", []),
-        }
+        summary["scores"] = _scores_section(config, regions or [], tables)
         summary["classified"] = {"files": tables["classified"], "crs": config.footprints_crs}
     if config.truth_masks or config.truth_footprints:
         summary["truth"] = truth_summary(
@@ -365,10 +392,57 @@ def model_card_warnings(config: SegmentConfig) -> list[dict[str, str]]:
 def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, beam.PCollection]:
     """Adds the ``footprints segment`` stages to ``pipeline``; returns its main outputs.
 
+    The stages, as the module docstring lists them: masks (MatchTiles ...
+    WriteMasks), footprints (Polygonize, Provenance, WriteGeoTable), with a
+    classifier the scores and the classified table, the main table's extra
+    copies, the counts, the STAC catalog and the summary, last.
+
     The outputs: ``footprints`` (rows of the footprints table), ``errors``
     (every dead letter) and ``summary`` (the summary.json document).
     """
-    p = pipeline
+    masks = _mask_stages(pipeline, config)
+    found = _footprint_stages(config, masks)
+    rows = found["rows"]
+    tables = {"footprints": found["files"]}
+    error_parts = [masks[k] for k in _MASK_ERRORS]
+    counted = {k: masks[k] for k in _MASK_COUNTS}
+    counted.update({"footprints": rows, "footprints_too_small": found["too_small"]})
+    side = {}
+    main_table = (FOOTPRINTS_DIR, rows, contracts.FOOTPRINTS_SCHEMA)
+    if config.classifier:
+        scored = _score_footprints(config, rows, masks["tiles"])
+        classified = _classify(config, rows, scored["scored"])
+        error_parts += [scored["chip_errors"], scored["score_errors"]]
+        counted.update({k: scored[k] for k in ("chips", "chip_errors", "scored", "score_errors")})
+        counted["classified"] = classified["rows"]
+        tables.update(scores=scored["files"], classified=classified["files"])
+        side["regions"] = beam.pvalue.AsList(scored["regions"])
+        main_table = (CLASSIFIED_DIR, classified["rows"], contracts.CLASSIFIED_SCHEMA)
+    _write_main_table(config, *main_table)
+    errors = error_parts | "AllErrors" >> beam.Flatten()
+    tables["errors"] = errors | "WriteErrors" >> WriteErrors(join(config.output, ERRORS_DIR))
+    counted["errors"] = errors
+    counts = _count(pipeline, counted, masks["cores"], errors, masks["empty"])
+    tables["stac"] = _catalog(config, masks, found["dates"], tables)
+    summary = counts | "Summary" >> beam.Map(
+        lambda c, **side: build_summary(c, config=config, **side),
+        model_warnings=model_card_warnings(config),
+        masks=beam.pvalue.AsSingleton(masks["written"]),
+        skipped=beam.pvalue.AsList(masks["skipped"]),
+        tables=beam.pvalue.AsDict(_named(tables, "Summary")),
+        **side,
+    )
+    _ = summary | "WriteSummary" >> WriteJson(config.summary_path)
+    return {"footprints": rows, "errors": errors, "summary": summary}
+
+
+#: The mask stages' dead letters, and the outputs the summary counts by name.
+_MASK_ERRORS = ("match_errors", "validate_errors", "read_errors", "predict_errors", "stitch_errors")
+_MASK_COUNTS = ("paths", "match_errors", "validate_errors", "tiles", "windows_planned", "masks")
+
+
+def _mask_stages(p: beam.Pipeline, config: SegmentConfig) -> dict[str, Any]:
+    """MatchTiles ... WriteMasks: tiles to COG masks; their outputs by name."""
     size, halo, assets = config.window_size, config.halo, config.assets
     handler = SegmenterModelHandler(
         config.model_dir,
@@ -380,7 +454,6 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         runtime=config.runtime,
         int8=config.int8,
     )
-
     matched = p | "MatchTiles" >> MatchTiles(config.raster)
     checked = matched.paths | "ValidateTiles" >> ValidateTiles(assets)
     planned = checked.tiles | "PlanWindows" >> PlanWindows(size, halo, tuple(assets.bands))
@@ -404,10 +477,30 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         {"MODEL": os.path.basename(os.path.normpath(config.model_dir)), "RUN_ID": config.run_id},
     )
     masks = stitched.masks | "WriteMasks" >> WriteMasks(masks_dir, binary)
-    dates = checked.tiles | "ImageryDates" >> beam.Map(
+    return {
+        "paths": matched.paths,
+        "match_errors": matched.errors,
+        "tiles": checked.tiles,
+        "validate_errors": checked.errors,
+        "windows_planned": planned["windows"],
+        "empty": planned["empty"],
+        "read_errors": read.errors,
+        "predict_errors": predicted["errors"],
+        "cores": cores,
+        "tile_masks": stitched.masks,
+        "stitch_errors": stitched.errors,
+        "skipped": stitched.skipped,
+        "masks": masks["entries"],
+        "written": masks["written"],
+    }
+
+
+def _footprint_stages(config: SegmentConfig, masks: Mapping[str, Any]) -> dict[str, Any]:
+    """Polygonize, Provenance, WriteGeoTable: masks to the footprints table."""
+    dates = masks["tiles"] | "ImageryDates" >> beam.Map(
         lambda t, fixed: (t.scene, fixed or tiff_date(t.path)), config.imagery_date
     )
-    polygons = stitched.masks | "Polygonize" >> Polygonize(
+    polygons = masks["tile_masks"] | "Polygonize" >> Polygonize(
         config.mask_threshold,
         config.simplify,
         config.min_area,
@@ -421,7 +514,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         config.run_id,
         beam.pvalue.AsDict(dates),
     )
-    footprint_files = rows | "WriteFootprints" >> WriteGeoTable(
+    files = rows | "WriteFootprints" >> WriteGeoTable(
         join(config.output, FOOTPRINTS_DIR),
         # MultiPolygon: a building that simplification or reprojection split
         # keeps all its parts (see pipeline.polygonize.polygonal); each file
@@ -430,57 +523,35 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
             contracts.FOOTPRINTS_SCHEMA, config.footprints_crs, ["Polygon", "MultiPolygon"]
         ),
     )
-    main_table = (FOOTPRINTS_DIR, rows, contracts.FOOTPRINTS_SCHEMA)
+    return {"rows": rows, "files": files, "too_small": polygons[TOO_SMALL], "dates": dates}
 
-    error_parts = [
-        matched.errors,
-        checked.errors,
-        read.errors,
-        predicted["errors"],
-        stitched.errors,
-    ]
-    counted = {
-        "paths": matched.paths,
-        "match_errors": matched.errors,
-        "validate_errors": checked.errors,
-        "tiles": checked.tiles,
-        "windows_planned": planned["windows"],
-        "masks": masks["entries"],
-        "footprints": rows,
-        "footprints_too_small": polygons[TOO_SMALL],
-    }
-    tables = {"footprints": footprint_files}
-    side = {}
-    if config.classifier:
-        scored = _score_footprints(config, rows, checked.tiles)
-        error_parts += [scored["chip_errors"], scored["score_errors"]]
-        counted.update({k: scored[k] for k in ("chips", "chip_errors", "scored", "score_errors")})
-        tables["scores"] = scored["files"]
-        side["regions"] = beam.pvalue.AsList(scored["regions"])
-        classified = (
-            {
-                "footprint": rows | "FootprintById" >> beam.Map(lambda r: (r["footprint_id"], r)),
-                "score": scored["scored"]
-                | "ScoreById" >> beam.Map(lambda r: (r["footprint_id"], r)),
-            }
-            | "JoinScores" >> beam.CoGroupByKey()
-            | "Classify" >> beam.Map(classified_row, config.classifier_model_id)
-        )
-        tables["classified"] = classified | "WriteClassified" >> WriteGeoTable(
-            join(config.output, CLASSIFIED_DIR),
-            geoparquet_schema(
-                contracts.CLASSIFIED_SCHEMA, config.footprints_crs, ["Polygon", "MultiPolygon"]
-            ),
-        )
-        counted["classified"] = classified
-        main_table = (CLASSIFIED_DIR, classified, contracts.CLASSIFIED_SCHEMA)
-    _write_main_table(config, *main_table)
 
-    errors = error_parts | "AllErrors" >> beam.Flatten()
-    tables["errors"] = errors | "WriteErrors" >> WriteErrors(join(config.output, ERRORS_DIR))
-    counted["errors"] = errors
-    # Cores count by status and errors by reason, in the same single combine.
-    counts = count_all(
+def _classify(config: SegmentConfig, rows, scored) -> dict[str, Any]:
+    """Classify: one row per footprint with its score and label, into ``classified/``."""
+    classified = (
+        {
+            "footprint": rows | "FootprintById" >> beam.Map(lambda r: (r["footprint_id"], r)),
+            "score": scored | "ScoreById" >> beam.Map(lambda r: (r["footprint_id"], r)),
+        }
+        | "JoinScores" >> beam.CoGroupByKey()
+        | "Classify" >> beam.Map(classified_row, config.classifier_model_id)
+    )
+    files = classified | "WriteClassified" >> WriteGeoTable(
+        join(config.output, CLASSIFIED_DIR),
+        geoparquet_schema(
+            contracts.CLASSIFIED_SCHEMA, config.footprints_crs, ["Polygon", "MultiPolygon"]
+        ),
+    )
+    return {"rows": classified, "files": files}
+
+
+def _count(p: beam.Pipeline, counted, cores, errors, empty):
+    """Every count the summary reconciles, in one combine.
+
+    Sizes by name, cores by status, errors by reason, and the windows of the
+    rows' runs on absent blocks (counted by their size, not as elements).
+    """
+    return count_all(
         p,
         counted,
         keyed={
@@ -489,32 +560,26 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         },
         weighted={
             "empty": (
-                planned["empty"],
+                empty,
                 lambda run: {"windows_planned": run.count, "cores_empty": run.count},
             )
         },
     )
+
+
+def _catalog(config: SegmentConfig, masks: Mapping[str, Any], dates, tables):
+    """Catalog: the STAC Collection with an Item per mask, once every table is written."""
     from pipeline.writers.stac import write_catalog
 
-    tables["stac"] = masks["written"] | "Catalog" >> beam.Map(
+    return masks["written"] | "Catalog" >> beam.Map(
         write_catalog,
-        beam.pvalue.AsList(masks["entries"]),
+        beam.pvalue.AsList(masks["masks"]),
         config.output,
         config.run_id,
         config.model_id,
         beam.pvalue.AsDict(dates),
         beam.pvalue.AsDict(_named(tables, "Catalog")),
     )
-    summary = counts | "Summary" >> beam.Map(
-        lambda c, **side: build_summary(c, config=config, **side),
-        model_warnings=model_card_warnings(config),
-        masks=beam.pvalue.AsSingleton(masks["written"]),
-        skipped=beam.pvalue.AsList(stitched.skipped),
-        tables=beam.pvalue.AsDict(_named(tables, "Summary")),
-        **side,
-    )
-    _ = summary | "WriteSummary" >> WriteJson(config.summary_path)
-    return {"footprints": rows, "errors": errors, "summary": summary}
 
 
 def _named(tables: Mapping[str, Any], label: str):

@@ -25,7 +25,7 @@ from pipeline.writers import scores
 def _prepare_summary(tmp_path, chips: int, errors: int) -> dict:
     config = prepare.PrepareConfig(output=str(tmp_path / "c"), images=str(tmp_path), run_id="p1")
     counts = {"inputs": 5, "chips": chips, "errors": errors}
-    return prepare._summary(
+    return prepare.build_summary(
         counts, {"residential": chips}, {}, {"nodata": errors}, [], config, "images"
     )
 
