@@ -50,12 +50,15 @@ from rasterio import windows
 
 from footprints.errors import ConfigError
 from footprints.tiles import TileInfo, readable_headers
+from pipeline import settings
 from pipeline.sources.tile_index import TileHit
 
 LOG = logging.getLogger(__name__)
 
 RESAMPLING = ("nearest", "bilinear", "cubic", "average")
 IMAGE_FORMATS = ("png", "jpeg")
+#: The default chip side for footprints, pixels.
+CHIP_SIZE = 96
 
 
 class ChipError(Exception):
@@ -83,14 +86,38 @@ class ChipSpec:
         resampling: For reprojection and resizing.
     """
 
-    size: int = 96
-    margin: float = 0.25
-    min_extent: float = 20.0
-    bands: tuple[int, ...] = ()
-    value_range: tuple[float, float] | None = None
-    image_format: str = "png"
-    min_coverage: float = 0.5
-    resampling: str = "bilinear"
+    size: int = settings.flag(
+        CHIP_SIZE,
+        "output side in pixels, 0 = native pixels (default: "
+        f"{CHIP_SIZE} for footprints, 0 = as they are for images)",
+        name="--chip-size",
+        metavar="CHIP_SIZE",
+        shown_default=None,
+    )
+    margin: float = settings.flag(
+        0.25,
+        "context on each side, as a fraction of the footprint's larger side (default: %(default)s)",
+    )
+    min_extent: float = settings.flag(
+        20.0, "smallest chip side in ground units, metres (default: %(default)s)"
+    )
+    bands: tuple[int, ...] = settings.flag(
+        (),
+        "1-based bands, 1 or 3 (default: 1,2,3, or 1 for single-band rasters)",
+        type=settings.comma_ints,
+    )
+    value_range: tuple[float, float] | None = settings.flag(
+        None,
+        "raw values mapped to 0..255 for non-8-bit rasters (default: a "
+        "0.5-99.5%% stretch estimated once over the area)",
+        metavar="LOW,HIGH",
+        type=settings.low_high,
+    )
+    image_format: str = settings.flag("png", None, choices=IMAGE_FORMATS)
+    min_coverage: float = settings.flag(
+        0.5, "smallest share of a footprint the rasters must cover (default: %(default)s)"
+    )
+    resampling: str = settings.flag("bilinear", None, choices=RESAMPLING)
 
     def __post_init__(self):
         if self.size < 0 or (0 < self.size < 8):

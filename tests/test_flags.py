@@ -8,11 +8,17 @@ import pytest
 from footprints.errors import ConfigError
 from footprints_app import cli
 from pipeline import settings
+from pipeline.chipping import ChipSpec
+from pipeline.labels import ClassMap
 from pipeline.settings.prepare import PrepareSettings
 from pipeline.settings.score import ScoreSettings, check_epsilon
 from pipeline.settings.segment import SegmentSettings
 
-JOBS = {"score": ScoreSettings, "segment": SegmentSettings, "prepare": PrepareSettings}
+JOBS = {
+    "score": (ScoreSettings,),
+    "segment": (SegmentSettings,),
+    "prepare": (PrepareSettings, ChipSpec, ClassMap),
+}
 
 
 def _subparser(command: str) -> argparse.ArgumentParser:
@@ -23,11 +29,15 @@ def _subparser(command: str) -> argparse.ArgumentParser:
 
 @pytest.mark.parametrize("command", sorted(JOBS))
 def test_every_flag_setting_is_a_flag_with_the_fields_default_and_help(command):
-    cls = JOBS[command]
     actions = {a.dest: a for a in _subparser(command)._actions}
-    declared = [f for f in dataclasses.fields(cls) if settings.FLAG in f.metadata]
-    assert declared
-    for field in declared:
+    declared = [
+        (cls, f)
+        for cls in JOBS[command]
+        for f in dataclasses.fields(cls)
+        if settings.FLAG in f.metadata
+    ]
+    assert len(declared) > 5
+    for cls, field in declared:
         meta = field.metadata[settings.FLAG]
         action = actions[field.name]
         assert settings.flag_name(cls, field.name) in action.option_strings

@@ -5,10 +5,22 @@ from __future__ import annotations
 import argparse
 
 from footprints_app.commands._flags import add_output_flags
-from pipeline.chipping import IMAGE_FORMATS, RESAMPLING, ChipSpec
+from pipeline.chipping import ChipSpec
 from pipeline.labels import ClassMap
 from pipeline.settings import add_flag, from_flags
 from pipeline.settings.prepare import PrepareSettings
+
+#: The chip flags, in the order ``--help`` lists them.
+CHIP_FLAGS = (
+    "size",
+    "margin",
+    "min_extent",
+    "bands",
+    "value_range",
+    "image_format",
+    "resampling",
+    "min_coverage",
+)
 
 EPILOG = """\
 examples:
@@ -30,27 +42,6 @@ Repeated footprint ids are kept, counted (summary "duplicates") and warned about
 exit codes: 0 done; 1 the run failed; 2 invalid flags or inputs (nothing ran);
 3 done, but the counts do not reconcile.
 """
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in _csv(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of band numbers, e.g. 1,2,3"
-        ) from None
-
-
-def _range(text: str) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not LOW,HIGH, e.g. 0,4095") from None
-    return low, high
 
 
 def register(subparsers) -> None:
@@ -83,65 +74,11 @@ def register(subparsers) -> None:
     attrs = p.add_argument_group("footprint attributes")
     for field in ("id_field", "class_field", "region_field"):
         add_flag(attrs, PrepareSettings, field)
-    attrs.add_argument(
-        "--residential-classes",
-        type=_csv,
-        metavar="A,B,...",
-        default=ClassMap.residential,
-        help="class values (or folder names) labelled residential "
-        "(default: OSM house,detached,residential,apartments,...)",
-    )
-    attrs.add_argument(
-        "--non-residential-classes",
-        type=_csv,
-        metavar="A,B,...",
-        default=ClassMap.non_residential,
-        help="class values labelled non-residential "
-        "(default: OSM barn,shed,garage,farm_auxiliary,commercial,...)",
-    )
+    for field in ("residential", "non_residential"):
+        add_flag(attrs, ClassMap, field)
     chips = p.add_argument_group("chips")
-    chips.add_argument(
-        "--chip-size",
-        type=int,
-        default=None,
-        help="output side in pixels, 0 = native pixels (default: "
-        f"{ChipSpec.size} for footprints, 0 = as they are for images)",
-    )
-    chips.add_argument(
-        "--margin",
-        type=float,
-        default=ChipSpec.margin,
-        help="context on each side, as a fraction of the footprint's larger "
-        "side (default: %(default)s)",
-    )
-    chips.add_argument(
-        "--min-extent",
-        type=float,
-        default=ChipSpec.min_extent,
-        help="smallest chip side in ground units, metres (default: %(default)s)",
-    )
-    chips.add_argument(
-        "--bands",
-        type=_ints,
-        default=ChipSpec.bands,
-        help="1-based bands, 1 or 3 (default: 1,2,3, or 1 for single-band rasters)",
-    )
-    chips.add_argument(
-        "--value-range",
-        type=_range,
-        default=None,
-        metavar="LOW,HIGH",
-        help="raw values mapped to 0..255 for non-8-bit rasters (default: a "
-        "0.5-99.5%% stretch estimated once over the area)",
-    )
-    chips.add_argument("--image-format", choices=IMAGE_FORMATS, default=ChipSpec.image_format)
-    chips.add_argument("--resampling", choices=RESAMPLING, default=ChipSpec.resampling)
-    chips.add_argument(
-        "--min-coverage",
-        type=float,
-        default=ChipSpec.min_coverage,
-        help="smallest share of a footprint the rasters must cover (default: %(default)s)",
-    )
+    for field in CHIP_FLAGS:
+        add_flag(chips, ChipSpec, field)
     out = p.add_argument_group("output")
     add_output_flags(
         out, PrepareSettings, metavar="PREFIX", help="shard path prefix, e.g. out/chips/area"
@@ -155,22 +92,10 @@ def config_from_args(args):
     """A validated :class:`pipeline.prepare.PrepareConfig` from parsed flags (inputs checked)."""
     from pipeline import prepare
 
-    spec = {
-        "size": args.chip_size,
-        "margin": args.margin,
-        "min_extent": args.min_extent,
-        "bands": args.bands,
-        "value_range": args.value_range,
-        "image_format": args.image_format,
-        "min_coverage": args.min_coverage,
-        "resampling": args.resampling,
-    }
-    if args.chip_size is None and args.images:
+    spec = from_flags(ChipSpec, args)
+    if spec["size"] is None and args.images:
         spec["size"] = 0  # images keep their bytes unless a size is asked for
-    classes = {
-        "residential": args.residential_classes,
-        "non_residential": args.non_residential_classes,
-    }
+    classes = from_flags(ClassMap, args)
     return prepare.PrepareConfig.create(
         output=args.output,
         images=args.images,

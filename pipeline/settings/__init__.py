@@ -119,6 +119,30 @@ def from_flags(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in _flag_fields(cls) if hasattr(args, name)}
 
 
+def comma_list(text: str) -> tuple[str, ...]:
+    """A flag's ``A,B,...`` as a tuple of non-empty, stripped strings."""
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def comma_ints(text: str) -> tuple[int, ...]:
+    """A flag's band list ``1,2,3`` as a tuple of ints."""
+    try:
+        return tuple(int(v) for v in comma_list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of band numbers, e.g. 1,2,3"
+        ) from None
+
+
+def low_high(text: str) -> tuple[float, float]:
+    """A flag's ``LOW,HIGH`` as two floats."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LOW,HIGH, e.g. 0,4095") from None
+    return low, high
+
+
 # --------------------------------------------------------------------------
 # Settings every model-serving job has (score, segment): one declaration each
 # --------------------------------------------------------------------------
