@@ -18,7 +18,7 @@ Each is traced and merged across tiles as ``footprints segment`` does
 (``--regularize``, right angles via buildingregulariser). Against the true
 polygons it prints, per way: vertices per footprint (median and mean),
 object F1 at IoU >= 0.5 and the mean IoU of matched buildings (one-to-one
-matching, :func:`pipeline.stitching.iou.match_objects`), the median
+matching, :func:`pipeline.evaluation.match_objects`), the median
 absolute area error of matched buildings, and the time per footprint.
 
 Usage::
@@ -85,8 +85,8 @@ def _trace(mask_paths, flip: float, seed: int):
 def _measure(footprints, truth, how: str, min_area: float) -> dict:
     import shapely
 
+    from pipeline.evaluation import match_objects, object_scores
     from pipeline.polygonize import finish
-    from pipeline.stitching.iou import match_objects, object_scores
 
     started = time.perf_counter()
     rows = [
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from footprints_app.sample_area import SampleAreaConfig, generate_sample_area
-    from pipeline.stitching.iou import read_truth_footprints
+    from pipeline.evaluation import read_truth_footprints
 
     cols, rows = (int(v) for v in args.tiles.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:

@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     from footprints import contracts
     from footprints.tiles import read_header
     from pipeline import chipping
+    from pipeline.chipping.transforms import CutChipDoFn
     from pipeline.labels import ClassMap
-    from pipeline.prepare import CutChipDoFn
     from pipeline.sources import tile_index, vectors
 
     tiles_glob = write_tiles(os.path.join(args.workdir, "tiles"))

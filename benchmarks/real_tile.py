@@ -29,7 +29,7 @@ The protocol, every step through the project's own code paths:
    less).
 3. **Measure** with ``footprints segment --truth-footprints`` on the test
    tile: the real inference (windows, halo, stitching, polygonize) and the
-   project's metric (:mod:`pipeline.stitching.iou`): pixel building IoU
+   project's metric (:mod:`pipeline.evaluation`): pixel building IoU
    over valid pixels and object precision/recall/F1 at IoU >= 0.5
    (SpaceNet's). The truth is the labels clipped to the test tile (a
    building cut by the quadrant's edge counts as its part inside, like the
@@ -143,7 +143,7 @@ def regions(height: int, width: int) -> dict[str, tuple[int, int, int, int]]:
 
 def write_fold(image: str, labels: str, region: tuple[int, int, int, int], folder: str) -> dict:
     """Writes the training tile (region blanked), the test tile and its truth."""
-    from pipeline.stitching.iou import read_truth_footprints
+    from pipeline.evaluation import read_truth_footprints
 
     os.makedirs(folder, exist_ok=True)
     row, col, height, width = region

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from footprints.errors import ContractError
+from footprints.errors import ContractError, Reason
 from footprints.files import match_files
 
 CONTRACT_VERSION = 3
@@ -664,7 +664,9 @@ class ErrorRecord:
         source: The input file (shard, image, raster, vector file).
         record: Which record in it: a footprint id, a feature index or a byte offset.
         stage: The pipeline stage that rejected it (read, decode, chip, ...).
-        error: A short machine-readable reason (``invalid_geometry``, ...).
+        error: Its :class:`~footprints.errors.Reason` (``invalid_geometry``,
+            ...), kept as plain text (a Beam key coder needs no enum); a
+            string that is not a reason code raises ContractError.
         message: What happened and how to fix it, for a person.
     """
 
@@ -674,9 +676,55 @@ class ErrorRecord:
     error: str
     message: str
 
+    def __post_init__(self):
+        try:
+            reason = Reason(self.error)
+        except ValueError:
+            raise ContractError(
+                f"{self.error!r} is not a reason code of the errors/ table; add it to "
+                "footprints.errors.Reason (and docs/contracts.md) or use one of "
+                f"{sorted(Reason)}"
+            ) from None
+        object.__setattr__(self, "error", reason.value)
+
     def to_row(self) -> dict[str, str]:
         """The record as a row of ERRORS_SCHEMA."""
         return dataclasses.asdict(self)
+
+
+#: The tagged output every stage sends its dead letters (:class:`ErrorRecord`) to.
+ERRORS = "errors"
+
+
+class Rejected(Exception):
+    """A record or tile a stage cannot use: its reason and a message for a person.
+
+    The one carrier of a rejection (a chip that cannot be cut, a tile that
+    cannot be read, a damaged shard): the stage catches it and sends
+    :meth:`to_error` to its :data:`ERRORS` output, so the run goes on.
+
+    Attributes:
+        reason: The :class:`~footprints.errors.Reason` code for ``errors/``.
+    """
+
+    def __init__(self, reason: Reason | str, message: str):
+        super().__init__(message)
+        self.reason = Reason(reason)
+
+    def to_error(self, source: str, stage: str, record: str = "", hint: str = "") -> ErrorRecord:
+        """The dead letter of this rejection; ``hint`` (how to go on) follows the message."""
+        message = f"{self}; {hint}" if hint else str(self)
+        return ErrorRecord(
+            source=source, record=record, stage=stage, error=self.reason, message=message
+        )
+
+
+#: Beam metrics namespaces, one per job (``footprints.<job>``): ``summary.json``
+#: lists each metric as ``<namespace>/<name>`` (``footprints.score/records_read``).
+#: A stage shared by jobs counts in the namespace of the job it was written for.
+METRICS_PREPARE = "footprints.prepare"
+METRICS_SCORE = "footprints.score"
+METRICS_SEGMENT = "footprints.segment"
 
 
 def validate_rows(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:

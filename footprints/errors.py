@@ -3,8 +3,14 @@
 Every error a user can cause derives from :class:`FootprintsError`. The CLI
 catches that base class and prints its message as a one-line reason with a
 non-zero exit code, so messages must say what was wrong (showing the offending
-value with ``!r``) and how to fix it.
+value with ``!r``) and how to fix it. A broken invariant of the code itself is
+a :class:`Bug`: the CLI reports it as a failed run (exit 1), never as the
+user's mistake. A record or tile a stage cannot use is not an exception the
+user sees: it becomes a dead letter in ``errors/`` whose ``error`` column is a
+:class:`Reason` (see :class:`footprints.contracts.Rejected`).
 """
+
+import enum
 
 
 class FootprintsError(Exception):
@@ -23,6 +29,14 @@ class InputError(FootprintsError, ValueError):
     """An input file cannot be used (unreadable, no CRS, wrong bands, ...)."""
 
 
+class Bug(RuntimeError):
+    """An invariant of the code broke: a bug to report, not an error the user can fix.
+
+    Deliberately not a :class:`FootprintsError`: the CLI maps it to exit 1
+    (the run failed), not to exit 2 (nothing ran: fix the flags or inputs).
+    """
+
+
 class TranslatedNotRun(Exception):
     """The job was translated for its runner and not run (Beam's ``--dry_run=True``).
 
@@ -39,14 +53,15 @@ EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + the signal's number, as shells 
 EXIT_TERMINATED = 143  # SIGTERM
 
 
-class Reason:
+class Reason(enum.StrEnum):
     """The reason codes of the ``errors/`` table's ``error`` column, one per cause.
 
     The column is public (analysts group dead letters by it), so every code a
-    stage can write is a constant here, with its meaning in :data:`REASONS`
-    and in ``docs/contracts.md``. The same cause gets the same code in every
-    command: a rotated tile is ``not_north_up`` whether ``prepare``,
-    ``segment`` or ``train segmenter`` finds it.
+    stage can write is a member here (a ``str``: ``Reason.NO_CRS == "no_crs"``),
+    with its meaning in :data:`REASONS` and in ``docs/contracts.md``. The same
+    cause gets the same code in every command: a rotated tile is
+    ``not_north_up`` whether ``prepare``, ``segment`` or ``train segmenter``
+    finds it.
     """
 
     # Raster tiles (footprints.tiles.read_header and check_for_model)

@@ -29,7 +29,7 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
-from footprints.contracts import ErrorRecord, SegmenterAssets
+from footprints.contracts import Rejected, SegmenterAssets
 from footprints.errors import InputError, Reason
 
 __all__ = [
@@ -141,19 +141,8 @@ class TileInfo:
         return shapely.box(*self.bounds)
 
 
-class TileRejected(InputError):
+class TileRejected(Rejected, InputError):
     """A tile cannot be used; ``reason`` is its code for ``errors/``."""
-
-    def __init__(self, reason: str, message: str):
-        """Keeps the reason code (a :class:`~footprints.errors.Reason`) with the message."""
-        super().__init__(message)
-        self.reason = reason
-
-    def to_error(self, path: str, stage: str, record: str = "") -> ErrorRecord:
-        """The dead letter of this rejection, for ``errors/``."""
-        return ErrorRecord(
-            source=path, record=record, stage=stage, error=self.reason, message=str(self)
-        )
 
 
 def read_header(path: str) -> TileInfo:

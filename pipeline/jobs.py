@@ -9,7 +9,7 @@ Each job module (:mod:`pipeline.prepare`, :mod:`pipeline.score`,
     summary = run_config(config, options) # runs it; returns the summary.json it wrote
 
 and every job writes one ``summary.json`` layout. Its first keys are the same
-for all three jobs (:func:`summary_head`)::
+for all three jobs (:func:`pipeline.summary.summary_head`)::
 
     job          "prepare" | "score" | "segment"
     run_id       the run's id (tags of rows, masks and the summary)
@@ -22,7 +22,8 @@ for all three jobs (:func:`summary_head`)::
 
 followed by the job's own sections (score ``regions``; segment ``masks``,
 ``footprints``, ``truth`` ...). The shared checks and helpers of the configs
-live here too: :func:`new_run_id`, :func:`check_batch_sizes`.
+live here too: :func:`new_run_id`, and (from :mod:`pipeline.settings`, where the
+settings classes check them) :func:`check_batch_sizes` and :class:`FolderOutput`.
 
 Transform outputs follow one convention across the pipeline, the one most
 of its transforms already use: outputs are read by tag. A transform with one
@@ -44,39 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from footprints.errors import ConfigError, TranslatedNotRun
-
-#: The keys every job's summary.json starts with, in this order.
-HEAD_KEYS = (
-    "job",
-    "run_id",
-    "inputs",
-    "counts",
-    "reconciles",
-    "checks",
-    "errors_by_reason",
-    "warnings",
-)
-
-
-#: The summary's file name inside a job's output folder (score, segment).
-SUMMARY_FILE = "summary.json"
-
-
-class FolderOutput:
-    """The ``summary_path`` of a config whose job writes into one folder, ``output``.
-
-    A mixin for the frozen config dataclasses of ``score`` and ``segment``
-    (``prepare`` writes beside a shard prefix instead).
-    """
-
-    output: str
-
-    @property
-    def summary_path(self) -> str:
-        """Where the run's summary.json goes."""
-        from pipeline.writers.files import join  # Beam's FileSystems: local paths and URLs
-
-        return join(self.output, SUMMARY_FILE)
+from pipeline.settings import FolderOutput, check_batch_sizes  # noqa: F401
 
 
 def new_run_id(job: str) -> str:
@@ -86,30 +55,6 @@ def new_run_id(job: str) -> str:
     """
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{job}-{now}-{uuid.uuid4().hex[:6]}"
-
-
-def check_batch_sizes(
-    batch_size: int,
-    min_batch_size: int | None = None,
-    flags: tuple[str, str | None] = ("--batch-size", "--min-batch-size"),
-) -> None:
-    """Raises ConfigError unless ``1 <= min_batch_size <= batch_size``.
-
-    Args:
-        batch_size: The largest batch handed to a model.
-        min_batch_size: The smallest batch; None means ``batch_size``.
-        flags: The flag names the message shows (None: the job has no
-            smallest-batch flag).
-    """
-    low = min_batch_size or batch_size
-    if 1 <= low <= batch_size:
-        return
-    if flags[1] is None:
-        raise ConfigError(f"{flags[0]} {batch_size!r} must be at least 1")
-    raise ConfigError(
-        f"{flags[0]} {batch_size} and {flags[1]} {low} must satisfy "
-        "1 <= min <= batch size; set the smallest batch no larger than the largest"
-    )
 
 
 def with_defaults(config_class: type, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,43 +74,6 @@ def with_defaults(config_class: type, settings: Mapping[str, Any]) -> dict[str, 
         if f.default is not dataclasses.MISSING
     }
     return {**defaults, **{k: v for k, v in settings.items() if v is not None}}
-
-
-def summary_head(
-    job: str,
-    run_id: str,
-    *,
-    inputs: Mapping[str, Any],
-    counts: Mapping[str, Any],
-    checks: Mapping[str, bool],
-    errors_by_reason: Mapping[str, int],
-    warnings: Sequence[Mapping[str, str]] = (),
-) -> dict[str, Any]:
-    """The keys every summary.json starts with (see the module docstring).
-
-    Args:
-        job: The job's name.
-        run_id: The run's id.
-        inputs: What the run read and the settings it ran with.
-        counts: The counts that ``checks`` compare.
-        checks: Each reconciliation equation (text) and whether it holds;
-            ``reconciles`` is true when all of them hold.
-        errors_by_reason: Dead letters per reason.
-        warnings: ``{"code", "message"}`` warnings.
-
-    Example: ``checks={"inputs == chips + errors": True}`` gives
-    ``reconciles: true, checks: ["inputs == chips + errors"]``.
-    """
-    return {
-        "job": job,
-        "run_id": run_id,
-        "inputs": dict(inputs),
-        "counts": dict(counts),
-        "reconciles": all(checks.values()),
-        "checks": list(checks),
-        "errors_by_reason": dict(sorted(errors_by_reason.items())),
-        "warnings": [dict(w) for w in warnings],
-    }
 
 
 class JobConfig(Protocol):
@@ -230,6 +138,8 @@ def run_job(
         TranslatedNotRun: Beam's ``--dry_run=True`` on Dataflow: the job was
             translated and validated, nothing ran or was written.
     """
+    # Lazy, like every Beam import here: the command line imports this module while it
+    # parses flags, and must not load Beam for that (tests/test_layers.py).
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 

@@ -14,7 +14,7 @@ import dataclasses
 
 from footprints import contracts
 from footprints.errors import ConfigError
-from pipeline import settings
+from pipeline import flags
 
 #: OpenStreetMap ``building=*`` values (and the notebooks' folder names) by class.
 DEFAULT_RESIDENTIAL = (
@@ -67,21 +67,21 @@ class ClassMap:
     label (the chip is written unlabelled and counted in the summary).
     """
 
-    residential: tuple[str, ...] = settings.flag(
+    residential: tuple[str, ...] = flags.flag(
         DEFAULT_RESIDENTIAL,
         "class values (or folder names) labelled residential "
         "(default: OSM house,detached,residential,apartments,...)",
         name="--residential-classes",
         metavar="A,B,...",
-        type=settings.comma_list,
+        type=flags.comma_list,
     )
-    non_residential: tuple[str, ...] = settings.flag(
+    non_residential: tuple[str, ...] = flags.flag(
         DEFAULT_NON_RESIDENTIAL,
         "class values labelled non-residential "
         "(default: OSM barn,shed,garage,farm_auxiliary,commercial,...)",
         name="--non-residential-classes",
         metavar="A,B,...",
-        type=settings.comma_list,
+        type=flags.comma_list,
     )
 
     def __post_init__(self):

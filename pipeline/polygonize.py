@@ -46,10 +46,16 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 
+from footprints import contracts
+from footprints.contracts import ERRORS, METRICS_SEGMENT
+from pipeline.chipping import metres_per_unit
+from pipeline.chipping.transforms import CutChipDoFn
+from pipeline.labels import ClassMap
 from pipeline.ptransform import DataclassTransform
 from pipeline.sources.rasters import any_block_stored
-from pipeline.stitching.cog import threshold_uint8
-from pipeline.stitching.windows import Box
+from pipeline.sources.vectors import Footprint as VectorFootprint
+from pipeline.values import threshold_uint8
+from pipeline.windows import Box
 
 
 @dataclasses.dataclass(frozen=True)
@@ -443,8 +449,6 @@ SEAM_PIXELS = 1.5
 
 
 def _pixel_metres(part: Footprint) -> float:
-    from pipeline.chipping import metres_per_unit
-
     return part.pixel_size * max(metres_per_unit(part.crs, part.geometry.centroid.y))
 
 
@@ -456,8 +460,6 @@ def _merge_across_crs(parts: list[Footprint]) -> list[Footprint]:
     with square corners) so the seam between the two grids' staircases is
     filled and the outline elsewhere kept.
     """
-    from pipeline.chipping import metres_per_unit
-
     crs_counts: dict[str, int] = {}
     for part in parts:
         crs_counts[part.crs] = crs_counts.get(part.crs, 0) + 1
@@ -728,7 +730,7 @@ def finish(
 # The stage as a Beam transform
 # --------------------------------------------------------------------------
 
-NAMESPACE = "footprints.segment"
+NAMESPACE = METRICS_SEGMENT
 PARTS = "parts"
 #: Tag of the footprints dropped under the minimum area (their ids, counted in the summary).
 TOO_SMALL = "too_small"
@@ -817,8 +819,6 @@ class Polygonize(DataclassTransform):
 # Chips of the footprints, for the classifier
 # --------------------------------------------------------------------------
 
-CHIP_ERRORS = "errors"
-
 
 def as_vector_footprint(row: dict, crs: str, sources: dict[str, str]):
     """A ``footprints/`` row as the chipping step's :class:`~pipeline.sources.vectors.Footprint`.
@@ -828,8 +828,6 @@ def as_vector_footprint(row: dict, crs: str, sources: dict[str, str]):
         crs: The CRS of the row's geometry (the footprints table's CRS).
         sources: Tile scene -> tile path (dead letters name the tile).
     """
-    from pipeline.sources.vectors import Footprint as VectorFootprint
-
     return VectorFootprint(
         footprint_id=row["footprint_id"],
         wkb=row["geometry"],
@@ -843,7 +841,7 @@ def as_vector_footprint(row: dict, crs: str, sources: dict[str, str]):
 class ChipFootprints(DataclassTransform):
     """Footprint rows + tiles -> serialized chip records, cut as ``footprints prepare`` cuts them.
 
-    Reuses :class:`pipeline.prepare.CutChipDoFn` (same square, margin and
+    Reuses :class:`pipeline.chipping.transforms.CutChipDoFn` (same square, margin and
     neighbour filling as the chips the classifier was trained on), so the
     scoring path sees chips of the same kind. Chips carry the footprint's
     polygon and CRS; they are unlabelled and in the run's single region.
@@ -862,9 +860,6 @@ class ChipFootprints(DataclassTransform):
 
     def expand(self, inputs):
         """Cuts one chip per footprint row; returns records and ``errors``."""
-        from footprints import contracts
-        from pipeline.prepare import ClassMap, CutChipDoFn
-
         # The validated tiles are the same TileInfo that prepare's tile index takes.
         tiles = inputs["tiles"]
         sources = beam.pvalue.AsDict(tiles | "ScenePaths" >> beam.Map(lambda t: (t.scene, t.path)))
@@ -877,9 +872,9 @@ class ChipFootprints(DataclassTransform):
             | "Cut"
             >> beam.ParDo(
                 CutChipDoFn(self.spec, ClassMap()), beam.pvalue.AsList(tiles)
-            ).with_outputs(CHIP_ERRORS, main="chips")
+            ).with_outputs(ERRORS, main="chips")
         )
         records = cut.chips | "Encode" >> beam.Map(
             lambda chip_and_class: contracts.encode_chip(chip_and_class[0])
         )
-        return {"records": records, CHIP_ERRORS: cut[CHIP_ERRORS]}
+        return {"records": records, ERRORS: cut[ERRORS]}

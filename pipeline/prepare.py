@@ -26,7 +26,6 @@ is tested without Beam.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,21 +37,20 @@ from footprints import contracts
 from footprints.errors import ConfigError, InputError
 from footprints.files import match_files
 from pipeline import chipping
+from pipeline.chipping.transforms import ERRORS, CutChipDoFn
 from pipeline.counting import count_all, count_by, repeated_ids
-from pipeline.jobs import new_run_id, run_job, summary_head
+from pipeline.jobs import new_run_id, run_job
 from pipeline.labels import ClassMap
 from pipeline.monitoring import ShowProgress
 from pipeline.ptransform import DataclassTransform
 from pipeline.settings.prepare import PrepareSettings
 from pipeline.sources import images as image_source
-from pipeline.sources import tile_index, vectors
-from pipeline.sources.open_rasters import OpenRasters
+from pipeline.sources import vectors
 from pipeline.sources.rasters import ReadTiles
+from pipeline.summary import duplicate_warnings, summary_head
 from pipeline.writers.chips import WriteChips
 from pipeline.writers.files import WriteJson
 from pipeline.writers.tables import WriteErrors
-
-ERRORS = "errors"
 
 
 class PrepareConfig(PrepareSettings):
@@ -91,94 +89,6 @@ class PrepareConfig(PrepareSettings):
                 config, spec=chipping.with_area_stretch(config.spec, paths)
             )
         return dataclasses.replace(config, info=info, run_id=config.run_id or new_run_id("prepare"))
-
-
-class CutChipDoFn(beam.DoFn):
-    """Footprint -> (chip, class) or an ErrorRecord on the ``errors`` output."""
-
-    def __init__(self, spec: chipping.ChipSpec, class_map: ClassMap):
-        self.spec = spec
-        self.class_map = class_map
-        self.cut = beam.metrics.Metrics.counter("prepare", "chips_cut")
-        self.failed = beam.metrics.Metrics.counter("prepare", "footprints_dead_lettered")
-        self.latency = beam.metrics.Metrics.distribution("prepare", "chip_read_ms")
-
-    def setup(self):
-        """Opens the worker's raster cache."""
-        # Footprint files are usually sorted spatially, so consecutive
-        # footprints hit the same few tiles: each is opened about once per worker.
-        self._datasets = OpenRasters(size=16)
-        self._index_key = None
-        self._index = None
-
-    def teardown(self):
-        """Closes the cached rasters."""
-        self._datasets.close()
-
-    def _tile_index(self, tiles) -> tile_index.TileIndex:
-        key = (len(tiles), tiles[0].path if tiles else None)
-        if self._index_key != key:
-            self._index, self._index_key = tile_index.TileIndex(list(tiles)), key
-        return self._index
-
-    def process(self, footprint: vectors.Footprint, tiles):
-        """Cuts the footprint's chip from the tiles it touches, or yields an error."""
-        import shapely
-
-        index = self._tile_index(tiles)
-        geom = shapely.from_wkb(footprint.wkb)
-        try:
-            hits = index.touching(geom, footprint.crs)
-            if not hits:
-                raise chipping.ChipError(
-                    "no_raster",
-                    "no raster tile lies under the footprint; check that "
-                    "--rasters covers it and that both files have the right CRS",
-                )
-            box, box_crs = chipping.chip_box(hits, self.spec)
-            started = time.perf_counter()
-            pixels = chipping.read_chip(
-                hits, index.touching(box, box_crs), self._datasets, self.spec
-            )
-            self.latency.update(int((time.perf_counter() - started) * 1000))
-            pixels = chipping.to_uint8(pixels, self.spec.value_range)
-            image = chipping.encode_image(pixels, self.spec)
-            mask = chipping.encode_mask(pixels, self.spec)
-        except chipping.ChipError as exc:
-            self.failed.inc()
-            yield beam.pvalue.TaggedOutput(
-                ERRORS,
-                contracts.ErrorRecord(
-                    footprint.source, footprint.footprint_id, "chip", exc.error, str(exc)
-                ),
-            )
-            return
-        except Exception as exc:  # a raster that fails mid-read: dead-letter, keep going
-            self.failed.inc()
-            yield beam.pvalue.TaggedOutput(
-                ERRORS,
-                contracts.ErrorRecord(
-                    footprint.source,
-                    footprint.footprint_id,
-                    "chip",
-                    "read_failed",
-                    f"{type(exc).__name__}: {exc}",
-                ),
-            )
-            return
-        self.cut.inc()
-        yield (
-            contracts.Chip(
-                footprint_id=footprint.footprint_id,
-                image=image,
-                mask=mask,
-                region=footprint.region,
-                label=self.class_map.label_of(footprint.klass),
-                wkb=footprint.wkb,
-                crs=footprint.crs,
-            ),
-            footprint.klass,
-        )
 
 
 def _split_errors(element):
@@ -284,7 +194,6 @@ def build_summary(
         config: The run's settings.
         kind: ``images`` or ``footprints``.
     """
-    from pipeline.monitoring import duplicate_warnings
     from pipeline.writers.scores import duplicate_report
 
     inputs = counts["inputs"]

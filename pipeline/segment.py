@@ -15,7 +15,7 @@ Stages, each from its own module::
     WriteGeoTable   pipeline.writers.tables        footprints/ (GeoParquet 1.1), errors/
   with --classifier:
     ChipFootprints  pipeline.polygonize            chips of the footprints, cut as `prepare` does
-    ScoreChips      pipeline.score                 RunInference + exact residential fraction
+    ScoreChips      pipeline.scoring               RunInference + exact residential fraction
     WriteGeoTable   pipeline.writers.tables        scores/ (GeoParquet 1.1)
     Classify        pipeline.writers.footprints    classified/: footprint + label, one row each
   with --csv / --bigquery-table:
@@ -47,18 +47,19 @@ from footprints.files import match_files
 from footprints.tiles import first_crs
 from pipeline import chipping
 from pipeline.counting import count_all
+from pipeline.evaluation import mask_iou, truth_summary
 from pipeline.inference.handlers import accelerator_count
 from pipeline.inference.onnx_runtime import check_int8, resolve_runtime
 from pipeline.inference.segmenter import RunSegmenter, SegmenterModelHandler
 from pipeline.inference.serving import serving_graph_warnings
-from pipeline.jobs import check_batch_sizes, new_run_id, run_job, summary_head, with_defaults
+from pipeline.jobs import check_batch_sizes, new_run_id, run_job, with_defaults
 from pipeline.monitoring import ShowProgress, add_warnings
 from pipeline.polygonize import TOO_SMALL, ChipFootprints, Polygonize
-from pipeline.score import default_model_id
+from pipeline.scoring import ScoreChips, default_model_id
 from pipeline.settings.segment import SegmentSettings
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
-from pipeline.stitching.iou import mask_iou, truth_summary
 from pipeline.stitching.transforms import PlanWindows, StitchTiles
+from pipeline.summary import summary_head
 from pipeline.thresholds.expected import model_warnings, rank_warnings, regions_with_stats
 from pipeline.thresholds.fractions import RegionFractions
 from pipeline.writers.files import SPILL_DIR, WriteJson, join
@@ -604,7 +605,6 @@ def _write_main_table(config: SegmentConfig, name: str, rows, schema) -> None:
 
 def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
     """Chips the footprints from their tiles and runs the scoring path on them."""
-    from pipeline.score import ScoreChips
     from pipeline.writers.scores import scores_schema, write_table
 
     # SegmentConfig.create sets the CRS always, and this path runs only with a classifier.

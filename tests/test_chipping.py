@@ -108,16 +108,16 @@ def test_errors_for_no_raster_low_coverage_and_missing_band(tmp_path):
     assert index.touching(far, UTM) == []
     with pytest.raises(chipping.ChipError) as err:
         chipping.read_chip([], [], _open, spec)
-    assert err.value.error == "no_raster"
+    assert err.value.reason == "no_raster"
     mostly_out = shapely.box(X0 + 45, Y0 - 10, X0 + 60, Y0 - 5)
     with pytest.raises(chipping.ChipError) as err:
         _cut(index, mostly_out, spec)
-    assert err.value.error == "partly_outside_rasters"
+    assert err.value.reason == "partly_outside_rasters"
     with pytest.raises(chipping.ChipError) as err:
         _cut(
             index, shapely.box(X0 + 5, Y0 - 10, X0 + 10, Y0 - 5), chipping.ChipSpec(bands=(1, 2, 5))
         )
-    assert err.value.error == "band_mismatch"
+    assert err.value.reason == "band_mismatch"
 
 
 def test_uint16_is_stretched_and_resized_png(tmp_path):
@@ -236,7 +236,7 @@ def test_all_nodata_tile_dead_letters_the_footprint(tmp_path):
     index = TileIndex([read_header(_uint16_tile(tmp_path / "t.tif", fill=0, nodata=0))])
     with pytest.raises(chipping.ChipError) as err:
         _cut(index, shapely.box(X0 + 10, Y0 - 20, X0 + 20, Y0 - 10), chipping.ChipSpec())
-    assert err.value.error == "nodata" and "nodata or masked" in str(err.value)
+    assert err.value.reason == "nodata" and "nodata or masked" in str(err.value)
 
 
 def test_internal_mask_band_hides_pixels_as_naip_cogs_do(tmp_path):
@@ -253,7 +253,7 @@ def test_internal_mask_band_hides_pixels_as_naip_cogs_do(tmp_path):
     west = shapely.box(X0 + 5, Y0 - 20, X0 + 15, Y0 - 10)  # pixels 10..30: all masked
     with pytest.raises(chipping.ChipError) as err:
         _cut(index, west, spec)
-    assert err.value.error == "nodata"
+    assert err.value.reason == "nodata"
     # Across the mask edge: 2/3 of the footprint holds data, so it is chipped with its mask.
     seam = shapely.box(X0 + 20, Y0 - 20, X0 + 35, Y0 - 10)  # columns 40..70
     chip = _cut(index, seam, spec)
@@ -282,7 +282,7 @@ def test_neighbour_with_another_band_count_is_a_band_mismatch(tmp_path):
     index = TileIndex([read_header(one), read_header(three)])
     with pytest.raises(chipping.ChipError) as err:
         _cut(index, shapely.box(X0 + 44, Y0 - 20, X0 + 49, Y0 - 15), chipping.ChipSpec())
-    assert err.value.error == "band_mismatch"
+    assert err.value.reason == "band_mismatch"
     assert "a.tif" in str(err.value) and "b.tif" in str(err.value)
 
 

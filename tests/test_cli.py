@@ -192,6 +192,23 @@ def test_failure_during_a_run_is_one_line_and_exit_1(tmp_path, capsys, monkeypat
     assert err[0].startswith("footprints report: failed: RuntimeError: while writing report.html")
 
 
+def test_a_bug_exits_1_not_2_nothing_ran(tmp_path, capsys, monkeypatch):
+    """StitchError is a broken invariant of the code: a failed run (1), not bad flags (2)."""
+    from footprints.errors import EXIT_FAILED, EXIT_USAGE
+    from footprints_app.commands import report
+    from pipeline.stitching.stitch import StitchError
+
+    def stitch_bug(args, beam_args):
+        raise StitchError("window (0, 1) of 'a' arrived twice")
+
+    monkeypatch.setattr(report, "run", stitch_bug)
+    (tmp_path / "run").mkdir()
+    code = cli.main(["report", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert (code, EXIT_FAILED, EXIT_USAGE) == (1, 1, 2)
+    assert err.startswith("footprints report: failed: StitchError: window (0, 1)"), err
+
+
 # --------------------------------------------------------------------------
 # Issue 11: one exact command line, outputs checked first, a run owns its output
 # --------------------------------------------------------------------------

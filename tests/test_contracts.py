@@ -177,8 +177,44 @@ def test_output_schemas_accept_contract_rows_and_reject_others():
     assert table.schema.field("score").type == pa.float32()
     with pytest.raises(ContractError):
         contracts.validate_rows([{**row, "score": "high"}], contracts.SCORES_SCHEMA)
-    err = contracts.ErrorRecord("s.tfrecord", "12", "read", "corrupt", "bad crc")
+    err = contracts.ErrorRecord("s.tfrecord", "12", "read", "corrupt_shard", "bad crc")
     assert contracts.validate_rows([err.to_row()], contracts.ERRORS_SCHEMA).num_rows == 1
+
+
+def test_a_dead_letter_takes_only_a_reason_code_and_writes_it_as_plain_text():
+    from footprints.errors import Reason
+
+    err = contracts.ErrorRecord("s.tfrecord", "12", "read", "corrupt_shard", "bad crc")
+    assert err.error == Reason.CORRUPT_SHARD and type(err.error) is str
+    err = contracts.ErrorRecord("s.tfrecord", "12", "read", Reason.CORRUPT_SHARD, "bad crc")
+    assert type(err.error) is str  # plain text in Beam (a key coder needs no enum)
+    row = err.to_row()
+    assert type(row["error"]) is str and row["error"] == "corrupt_shard"
+    with pytest.raises(ContractError, match="'corrupt' is not a reason code"):
+        contracts.ErrorRecord("s.tfrecord", "12", "read", "corrupt", "bad crc")
+
+
+def test_every_rejection_carrier_makes_the_same_dead_letter():
+    """ChipError, TileRejected and ShardDamage were three shapes (.error, .reason, .reason)."""
+    from footprints.errors import InputError, Reason
+    from footprints.tiles import TileRejected
+    from pipeline.chipping import ChipError
+    from pipeline.sources.chips import ShardDamage
+
+    carriers = [
+        ChipError(Reason.NO_RASTER, "no tile under it"),
+        TileRejected(Reason.NO_CRS, "no CRS"),
+        ShardDamage(7, Reason.TRUNCATED_SHARD, "ends early"),
+    ]
+    rows = [c.to_error("src", "stage", record="r", hint="fix it").to_row() for c in carriers]
+    assert all(isinstance(c, contracts.Rejected) for c in carriers)
+    assert isinstance(carriers[1], InputError)  # still the user's error when read_header raises
+    assert [r["error"] for r in rows] == ["no_raster", "no_crs", "truncated_shard"]
+    assert [r["message"] for r in rows] == [
+        "no tile under it; fix it",
+        "no CRS; fix it",
+        "truncated_shard at byte 7: ends early; fix it",
+    ]
 
 
 def test_a_model_id_column_is_named_after_its_model_in_every_table():
@@ -198,3 +234,29 @@ def test_a_model_id_column_is_named_after_its_model_in_every_table():
     }
     for name in ("scores", "classified"):
         assert tables[name].field("classifier_model_id").type == pa.string()
+
+
+def test_pipeline_names_every_reason_by_its_member_not_a_string_literal():
+    """One vocabulary: a dead letter or rejection built from a literal bypasses Reason's names.
+
+    ErrorRecord refuses unknown codes at run time; this finds literals on paths no test runs.
+    """
+    import ast
+    import pathlib
+
+    carriers = {"ErrorRecord", "ChipError", "TileRejected", "ShardDamage", "InferenceFailure"}
+    root = pathlib.Path(__file__).resolve().parents[1]
+    found = []
+    for path in sorted((root / "pipeline").rglob("*.py")) + [root / "footprints" / "tiles.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            reason = next((k.value for k in node.keywords if k.arg in ("error", "reason")), None)
+            if reason is None and name in carriers and node.args:
+                # ShardDamage(offset, reason, ...); ErrorRecord(source, record, stage, error, ...)
+                position = {"ShardDamage": 1, "ErrorRecord": 3}.get(name, 0)
+                reason = node.args[position] if len(node.args) > position else None
+            if name in carriers and isinstance(reason, ast.Constant):
+                found.append(f"{path.relative_to(root)}:{node.lineno} {name}({reason.value!r})")
+    assert found == []

@@ -90,12 +90,9 @@ def test_score_settings_check_each_rule_on_construction():
 
 
 def test_settings_choices_equal_the_runtime_modules_choices():
-    from pipeline.inference import handlers, onnx_runtime, segmenter, serving
-
-    assert settings.SERVING_GRAPHS == serving.SERVING_GRAPHS
-    assert settings.RUNTIMES == onnx_runtime.RUNTIMES
-    from pipeline.settings import score as score_settings
+    # --runtime and --model-format come from pipeline.runtimes (tests/test_runtimes.py).
+    from pipeline.inference import segmenter, serving
     from pipeline.settings import segment as segment_settings
 
-    assert score_settings.MODEL_FORMATS == handlers.MODEL_FORMATS
+    assert settings.SERVING_GRAPHS == serving.SERVING_GRAPHS
     assert segment_settings.TTA_MODES == segmenter.TTA_MODES

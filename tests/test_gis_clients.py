@@ -220,8 +220,8 @@ def test_mosaic_nodata_and_uncovered_areas_render_transparent_in_qgis(qgis, tmp_
     # transparent and the probabilities gray.
     from footprints.tiles import TileInfo
     from pipeline.stitching.cog import write_mask_cog
-    from pipeline.stitching.stitch import TileMask
     from pipeline.stitching.vrt import MaskEntry, write_mosaics
+    from pipeline.values import TileMask
 
     entries, rng = [], np.random.default_rng(7)
     for scene, height, x0 in (("a", 60, 500_000.0), ("b", 30, 500_040.0)):

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from pipeline.inference import INFERENCE_STAGE, ScoredBatch, split_outcomes
+from pipeline.inference import INFERENCE_STAGE, split_outcomes
 from pipeline.inference.handlers import InferenceFailure
-from pipeline.sources.chips import ChipMeta
+from pipeline.values import ChipMeta, ScoredBatch
 
 
 def _meta(fid: str, region: str = "a") -> ChipMeta:

@@ -18,7 +18,9 @@ from footprints.contracts import SegmenterAssets
 from footprints.errors import ConfigError
 from pipeline import jobs, prepare, segment
 from pipeline.counting import count_all
-from pipeline.score import CPU_BATCH_SIZE, ScoreConfig
+from pipeline.score import ScoreConfig
+from pipeline.settings.score import CPU_BATCH_SIZE
+from pipeline.summary import HEAD_KEYS
 from pipeline.writers import scores
 
 
@@ -75,7 +77,7 @@ def test_every_job_summary_starts_with_the_same_keys(tmp_path):
         "segment": _segment_summary(tmp_path, 3),
     }
     for job, summary in summaries.items():
-        assert tuple(summary)[: len(jobs.HEAD_KEYS)] == jobs.HEAD_KEYS, job
+        assert tuple(summary)[: len(HEAD_KEYS)] == HEAD_KEYS, job
         assert summary["job"] == job and summary["reconciles"] is True, summary
         # Exactly one reconciliation flag in the whole document.
         flags = [k for k in _keys(summary) if re.search("reconcil|_ok$", k)]

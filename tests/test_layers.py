@@ -13,15 +13,19 @@ From the bottom up:
   area): may import everything below it.
 
 The first test reads every module's imports with :mod:`ast` (module level and
-inside functions, relative ones resolved), so an import that only runs in a
-rarely used branch is caught too. The second runs the command line's
+inside functions, relative ones resolved; ``tools/import_graph.py`` is that
+reader), so an import that only runs in a rarely used branch is caught too.
+Inside ``pipeline`` the same graph, by unit (a top-level module or a folder),
+must point down its floors (docs/architecture.md, "Floors of pipeline/"): no
+unit imports one on a higher floor, job modules do not import each other, and
+there is no cycle. The second runs the command line's
 ``--help`` in a fresh interpreter and checks that neither Beam nor TensorFlow
 was loaded, which keeps ``footprints --help`` fast.
 """
 
 from __future__ import annotations
 
-import ast
+import importlib.util
 import json
 import os
 import subprocess
@@ -30,6 +34,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def _load_import_graph():
+    # tools/ is not a package: the script is loaded from its file, as `python tools/...` runs it.
+    spec = importlib.util.spec_from_file_location(
+        "import_graph", ROOT / "tools" / "import_graph.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+import_graph = _load_import_graph()
+_imported = import_graph.imported
+
 #: Each layered package and what it may import from the project.
 ALLOWED = {
     "footprints": {"footprints"},
@@ -37,32 +55,6 @@ ALLOWED = {
     "model_training": {"footprints", "model_training"},
     "footprints_app": {"footprints", "pipeline", "model_training", "footprints_app"},
 }
-
-
-def _module_name(path: Path, root: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def _imported(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
-    """(line, absolute module name) of every import in the file, nested ones included."""
-    name = _module_name(path, root)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolved against the importing module's package
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            found.append((node.lineno, target))
-    return found
 
 
 def test_no_module_imports_a_layer_above_it():
@@ -102,6 +94,46 @@ def test_the_import_reader_sees_nested_and_relative_imports(tmp_path):
         (3, "pipeline"),
         (5, "footprints_app"),
     ]
+
+
+def test_pipeline_imports_point_down_its_floors():
+    edges = import_graph.unit_edges(ROOT)
+    assert len(edges) > 40, f"only {len(edges)} edges between pipeline's units found"
+    up = import_graph.upward(edges)
+    assert not up, (
+        "imports in pipeline/ that point up its floors (move the shared value down, "
+        "into pipeline/values.py or footprints/, or the caller up):\n" + "\n".join(up)
+    )
+    assert import_graph.cycles(edges) == []
+    assert import_graph.main() == 0
+
+
+def test_the_floor_check_finds_upward_edges_and_cycles():
+    # The check above can only fail if upward() and cycles() see a bad graph; a small
+    # one with an upward edge (a -> c), an edge across the sealed top floor (c -> d),
+    # a unit without a floor (x) and a cycle (a -> b -> a).
+    floors = {"a": 0, "b": 0, "c": 1, "d": 1}
+    edges = {("a", "b"): ["a.py:1"], ("b", "a"): ["b.py:2"], ("a", "c"): ["a.py:3"]}
+    edges |= {("c", "d"): ["c.py:4"], ("d", "x"): ["d.py:5"]}
+    assert import_graph.upward(edges, floors, sealed={1}) == [
+        "a (floor 0) imports c (floor 1) at a.py:3",
+        "c (floor 1) imports d (floor 1) at c.py:4",
+        "x has no floor: add it to FLOORS (d.py:5)",
+    ]
+    assert import_graph.upward({("c", "a"): ["c.py:1"]}, floors, sealed={1}) == []
+    assert import_graph.cycles(edges) == [["a", "b"]]
+    assert import_graph.cycles({("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")}) == [
+        ["a", "b", "c"]
+    ]
+
+
+def test_the_graph_reads_from_package_import_module(tmp_path):
+    # ``from pipeline import chipping`` is an edge to the chipping unit, not to pipeline.
+    (tmp_path / "pipeline" / "chipping").mkdir(parents=True)
+    (tmp_path / "pipeline" / "__init__.py").write_text("")
+    (tmp_path / "pipeline" / "chipping" / "__init__.py").write_text("")
+    (tmp_path / "pipeline" / "prepare.py").write_text("from pipeline import chipping, VALUE\n")
+    assert import_graph.unit_edges(tmp_path) == {("prepare", "chipping"): ["pipeline/prepare.py:1"]}
 
 
 #: Runs ``--help`` of the command and of every subcommand (nested ones too) in one

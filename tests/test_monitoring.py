@@ -71,7 +71,7 @@ def test_score_summary_holds_metrics_and_progress_is_printed(tmp_path, capfd):
     )
     summary = read_json(str(out / "summary.json"))
     counters = summary["metrics"]["counters"]
-    assert counters["score/records_read"] == 24
+    assert counters["footprints.score/records_read"] == 24
     batches = summary["metrics"]["distributions"]
     assert any(k.endswith("batch_size") and v["max"] <= 8 for k, v in batches.items())
     err = capfd.readouterr()

@@ -180,7 +180,7 @@ def _zone_masks(tmp_path):
 
     from footprints.tiles import read_header
     from pipeline.stitching.cog import write_mask_cog
-    from pipeline.stitching.stitch import TileMask, WrittenMask
+    from pipeline.values import TileMask, WrittenMask
 
     pair = ZonePair(tmp_path)
     written = []
@@ -277,7 +277,7 @@ def test_polygonize_sends_the_ids_under_the_minimum_area_to_their_own_output(tmp
     from footprints.tiles import TileInfo
     from pipeline.polygonize import TOO_SMALL, Polygonize
     from pipeline.stitching.cog import write_mask_cog
-    from pipeline.stitching.stitch import TileMask, WrittenMask
+    from pipeline.values import TileMask, WrittenMask
 
     prob = np.zeros((40, 40), np.uint8)
     prob[2:4, 2:4] = 255  # 2 x 2 px

@@ -337,9 +337,9 @@ def test_summary_holds_stage_metrics_and_progress_is_shown(messy_area, tmp_path,
         )
     )
     counters = summary["metrics"]["counters"]
-    assert counters["prepare/chips_cut"] == summary["counts"]["chips"] == 2
-    assert counters["prepare/footprints_dead_lettered"] == 2  # no raster under them
-    assert summary["metrics"]["distributions"]["prepare/chip_read_ms"]["count"] == 2
+    assert counters["footprints.prepare/chips_cut"] == summary["counts"]["chips"] == 2
+    assert counters["footprints.prepare/footprints_dead_lettered"] == 2  # no raster under them
+    assert summary["metrics"]["distributions"]["footprints.prepare/chip_read_ms"]["count"] == 2
     assert "progress [chips]: 2 done" in capfd.readouterr().err
 
 

@@ -75,7 +75,7 @@ def _score_run(folder, n=200, seed=0, model=None, names=("county-a", "county-b")
             "chips-00001-of-00002.tfrecord", "fp-x", "decode", "undecodable_image", "not a PNG"
         ).to_row(),
         contracts.ErrorRecord(
-            "chips-00001-of-00002.tfrecord", "offset 1234", "read", "corrupt_record", "CRC mismatch"
+            "chips-00001-of-00002.tfrecord", "offset 1234", "read", "corrupt_shard", "CRC mismatch"
         ).to_row(),
     ]
     pq.write_table(

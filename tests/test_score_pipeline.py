@@ -28,7 +28,8 @@ from oracles import exact_top_k
 
 from footprints import contracts
 from footprints_app import cli
-from pipeline.score import ScoreChips, ScoreConfig, build_pipeline
+from pipeline.score import ScoreConfig, build_pipeline
+from pipeline.scoring import ScoreChips
 from pipeline.sources.chips import masked_crc32c
 from pipeline.thresholds.selection import rank_key, target_count
 from tests.score_helpers import chip_record, png, save_classifier, write_shards

@@ -67,7 +67,8 @@ def test_handler_scores_equal_a_fresh_load(model):
 
 
 def test_model_copies_reach_beams_model_handler(model, tmp_path):
-    from pipeline.score import ScoreChips, ScoreConfig
+    from pipeline.score import ScoreConfig
+    from pipeline.scoring import ScoreChips
 
     handler = ScoreChips(model, "0.3", batch_size=8, model_copies=2).handler()
     assert handler.model_copies() == 2 and handler.share_model_across_processes()

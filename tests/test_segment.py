@@ -31,9 +31,10 @@ from pipeline.inference.segmenter import (
     predict,
 )
 from pipeline.segment import SegmentConfig, run_config
-from pipeline.sources.rasters import WindowInput, read_window, validate_tile
-from pipeline.stitching.stitch import CorePrediction, quantize, stitch_tile
-from pipeline.stitching.windows import Box, cut_and_pad, plan_windows
+from pipeline.sources.rasters import read_window, validate_tile
+from pipeline.stitching.stitch import stitch_tile
+from pipeline.values import CorePrediction, WindowInput, quantize
+from pipeline.windows import Box, cut_and_pad, plan_windows
 
 PX = 0.5
 
@@ -496,7 +497,7 @@ def test_cli_gray_uint16_tiles_with_tta_binary_mask_and_rerun(models, tmp_path, 
 def test_sample_area_end_to_end_against_true_footprints(models, tmp_path, capsys):
     """``--truth-footprints`` (another CRS) through the CLI agrees with the true masks."""
     from footprints_app.sample_area import SampleAreaConfig, generate_sample_area
-    from pipeline.stitching.iou import truth_summary
+    from pipeline.evaluation import truth_summary
 
     area = generate_sample_area(
         str(tmp_path / "area"),

@@ -170,7 +170,7 @@ def test_max_difference_treats_moved_nans_and_shapes_as_infinitely_different():
 
 
 def test_a_fallback_becomes_a_warning_only_when_frozen_was_asked_for():
-    summary = {"metrics": {"counters": {"score/serving_graph_saved": 2}}}
+    summary = {"metrics": {"counters": {"footprints.score/serving_graph_saved": 2}}}
     [warning] = serving.serving_graph_warnings(summary, "frozen")
     assert warning["code"] == "serving_graph_saved" and "2 worker" in warning["message"]
     assert serving.serving_graph_warnings(summary, "saved") == []

@@ -13,7 +13,6 @@ from footprints import contracts
 from footprints.contracts import ErrorRecord
 from pipeline.sources.chips import (
     MAX_CHIP_PIXELS,
-    LocatedRecord,
     ShardDamage,
     image_problem,
     image_size,
@@ -23,6 +22,7 @@ from pipeline.sources.chips import (
     read_shard,
     validate_chip,
 )
+from pipeline.values import LocatedRecord
 from tests.score_helpers import (
     bomb_png,
     chip_record,

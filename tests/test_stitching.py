@@ -16,19 +16,14 @@ from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from footprints.tiles import TileInfo, scene_of
+from pipeline.evaluation import mask_iou
 from pipeline.keys import TileKey, TileKeyCoder, WindowKey, WindowKeyCoder
 from pipeline.polygonize import area_m2, finish, merge_parts, polygonize_tile
-from pipeline.stitching.cog import binary_mask, write_mask_cog
-from pipeline.stitching.iou import mask_iou
-from pipeline.stitching.stitch import (
-    CorePrediction,
-    StitchError,
-    TileMask,
-    quantize,
-    stitch_tile,
-)
+from pipeline.stitching.cog import write_mask_cog
+from pipeline.stitching.stitch import StitchError, stitch_tile
 from pipeline.stitching.vrt import MaskEntry, group_by_crs, write_mosaics
-from pipeline.stitching.windows import (
+from pipeline.values import CorePrediction, TileMask, binary_mask, quantize
+from pipeline.windows import (
     Box,
     count_windows,
     cut_and_pad,
@@ -594,7 +589,7 @@ def test_plan_windows_skips_windows_on_absent_blocks_of_a_sparse_tile(tmp_path):
 
 
 def test_stitcher_counts_empty_runs_and_masks_their_pixels(tmp_path):
-    from pipeline.stitching.stitch import EmptyCores
+    from pipeline.values import EmptyCores
 
     tile, stored = _sparse_tile(tmp_path, size=1024, stored=((1, 1),))
     size, halo = 256, 16

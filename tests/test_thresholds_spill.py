@@ -17,12 +17,11 @@ import pytest
 from apache_beam.testing.util import assert_that
 from oracles import exact_top_k
 
-from pipeline.inference import ScoredBatch
-from pipeline.sources.chips import ChipMeta
 from pipeline.thresholds import LabelExactFraction
 from pipeline.thresholds.fractions import RegionFractions
 from pipeline.thresholds.selection import rank_key, target_count
 from pipeline.thresholds.spill import from_record_batch, remove_spill, to_record_batch
+from pipeline.values import ChipMeta, ScoredBatch
 
 
 def _batch(start: int, n: int, rng: np.random.Generator) -> ScoredBatch:

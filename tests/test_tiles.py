@@ -266,7 +266,7 @@ def test_match_files_lists_sorted_files_and_nothing_for_a_missing_folder(tmp_pat
 
 
 def test_every_reason_is_a_constant_with_a_meaning_and_documented():
-    constants = {v for k, v in vars(Reason).items() if k.isupper()}
+    constants = set(Reason)
     assert constants == set(REASONS)
     assert all(REASONS[r] for r in constants)
     docs = open(os.path.join(os.path.dirname(__file__), "..", "docs", "contracts.md")).read()

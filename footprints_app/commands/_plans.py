@@ -109,7 +109,7 @@ def segment_plan(config) -> str:
     """Tiles (validated against the model), windows and pixels of a ``segment`` run."""
     from footprints.errors import InputError
     from pipeline.sources.rasters import validate_tile
-    from pipeline.stitching.windows import count_windows
+    from pipeline.windows import count_windows
 
     paths = match_files(config.raster)
     windows = pixels = 0

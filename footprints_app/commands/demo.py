@@ -209,12 +209,40 @@ def run(args, beam_args) -> int:
     """Runs every stage; returns 0 when all went well, else 3.
 
     All went well: each stage's counts reconcile and nothing warned (a weak or
-    inaccurate classifier, scores that cannot rank).
+    inaccurate classifier, scores that cannot rank). The stages, in order:
+    :func:`_training_area`, :func:`_sample_area`, :func:`_prepare`,
+    :func:`_train_classifier`, :func:`_train_segmenter`, :func:`_score`,
+    :func:`_segment`, :func:`_export`; :func:`_finish` writes
+    ``demo_summary.json`` and the report.
     """
-    from footprints_app.commands.prepare import format_summary
-    from footprints_app.report import build_report
-    from footprints_app.sample_area import SampleAreaConfig, generate_sample_area, is_residential
-    from pipeline import prepare
+    cols, rows = _check_args(args)
+    beam_args = list(beam_args) or ["--runner", "DirectRunner"]
+    out = os.path.abspath(args.output)
+    os.makedirs(out, exist_ok=True)
+    report: dict = {"output": out, "seed": args.seed, "stages": {}, "warnings": []}
+
+    # 1. The sample areas: imagery, true footprints, true masks; the
+    # training areas' chips are cut here too, once per run.
+    train_glob = _training_area(report, args, out, beam_args)
+    area, fraction = _sample_area(report, args, out, cols, rows)
+    # 2. Chips around the demo area's true footprints.
+    chip_glob = _prepare(report, area, out, beam_args)
+    # 3. The two models: the classifier on the training area only; the
+    # segmenter on the demo area's tiles.
+    classifier = _train_classifier(report, args, out, train_glob)
+    segmenter = _train_segmenter(report, args, out, area)
+    # 4. Score the true footprints' chips at the analyst's residential share.
+    held_out = _score(report, out, chip_glob, classifier, fraction, beam_args)
+    # 5. From raw tiles: masks, footprints, and their classification in one job.
+    segment_dir = _segment(report, out, area, segmenter, classifier, fraction, beam_args)
+    # 6. The route into desktop GIS: the classified buildings as a styled GeoPackage,
+    # which the report links.
+    _export(report, segment_dir, out)
+    return _finish(report, out, held_out)
+
+
+def _check_args(args) -> tuple[int, int]:
+    """Raises ConfigError for flags the demo cannot run with; returns ``--tiles`` (cols, rows)."""
     from pipeline.thresholds.fractions import parse_fraction
 
     cols, rows = _tiles(args.tiles)
@@ -227,13 +255,16 @@ def run(args, beam_args) -> int:
             f"--segmenter-steps {args.segmenter_steps!r} and --classifier-epochs "
             f"{args.classifier_epochs!r} must be at least 1"
         )
-    beam_args = list(beam_args) or ["--runner", "DirectRunner"]
-    out = os.path.abspath(args.output)
-    os.makedirs(out, exist_ok=True)
-    report: dict = {"output": out, "seed": args.seed, "stages": {}, "warnings": []}
+    return cols, rows
 
-    # 1. The sample areas: imagery, true footprints, true masks; the
-    # training areas' chips are cut here too, once per run.
+
+def _globs(area) -> tuple[str, str]:
+    """The sample area's tiles and true masks, as globs."""
+    return os.path.join(area.root, "tiles", "*.tif"), os.path.join(area.root, "masks", "*.tif")
+
+
+def _training_area(report: dict, args, out: str, beam_args: list[str]) -> str:
+    """Stage ``training_area``: the classifier's areas and their chips; returns the chips' glob."""
     started = time.time()
     train = training_chips(
         os.path.join(out, "train_area"),
@@ -258,6 +289,13 @@ def run(args, beam_args) -> int:
         f"{train['seeds'][-1]}), {train['tiles']} tiles, {train['footprints']} footprints "
         f"-> {train['chips']} chips in {out}/train_area"
     )
+    return train["glob"]
+
+
+def _sample_area(report: dict, args, out: str, cols: int, rows: int) -> tuple[Any, float]:
+    """Stage ``sample_area``: the demo area; returns it and the residential fraction to use."""
+    from footprints_app.sample_area import SampleAreaConfig, generate_sample_area, is_residential
+
     started = time.time()
     area = generate_sample_area(
         os.path.join(out, "area"),
@@ -279,16 +317,20 @@ def run(args, beam_args) -> int:
         f"demo: sample area with {len(area.tiles)} tiles and {area.counts['total']} "
         f"footprints ({residential} residential) in {out}/area"
     )
-    tiles_glob = os.path.join(area.root, "tiles", "*.tif")
-    masks_glob = os.path.join(area.root, "masks", "*.tif")
+    return area, fraction
 
-    # 2. Chips around the demo area's true footprints.
+
+def _prepare(report: dict, area, out: str, beam_args: list[str]) -> str:
+    """Stage ``prepare``: chips around the area's true footprints; returns their glob."""
+    from footprints_app.commands.prepare import format_summary
+    from pipeline import prepare
+
     started = time.time()
     chips_prefix = os.path.join(out, "chips", "area")
     chips = prepare.run_config(
         prepare.PrepareConfig.create(
             output=chips_prefix,
-            rasters=tiles_glob,
+            rasters=_globs(area)[0],
             footprints=area.footprints,
             id_field="id",
             class_field="building",
@@ -304,10 +346,11 @@ def run(args, beam_args) -> int:
         started,
         **job_facts(chips, "inputs", "chips", "errors"),
     )
-    chip_glob = f"{chips_prefix}-*-of-*.tfrecord"
+    return f"{chips_prefix}-*-of-*.tfrecord"
 
-    # 3. The two models: the classifier on the training area only; the
-    # segmenter on the demo area's tiles.
+
+def _train_classifier(report: dict, args, out: str, train_glob: str) -> str:
+    """Stage ``train_classifier``, on the training areas only; returns the model directory."""
     started = time.time()
     classifier = os.path.join(out, "models", "classifier")
     _cli(
@@ -315,7 +358,7 @@ def run(args, beam_args) -> int:
             "train",
             "classifier",
             "--train",
-            train["glob"],
+            train_glob,
             "--output",
             classifier,
             "--epochs",
@@ -327,13 +370,14 @@ def run(args, beam_args) -> int:
             "--allow-weak-model",
         ]
     )
-    card = contracts.read_model_card(os.path.join(classifier, "model"))
+    model = os.path.join(classifier, "model")
+    card = contracts.read_model_card(model)
     quality = card.get("quality") or {}
     _stage(
         report,
         "train_classifier",
         started,
-        model=os.path.join(classifier, "model"),
+        model=model,
         trained_on="train_area",
         val_ece=quality.get("ece"),
         val_ece_uncalibrated=quality.get("ece_uncalibrated"),
@@ -344,6 +388,11 @@ def run(args, beam_args) -> int:
             if isinstance(v, (int, float)) and k != "ece"
         },
     )
+    return model
+
+
+def _train_segmenter(report: dict, args, out: str, area) -> str:
+    """Stage ``train_segmenter``, on the demo area's tiles; returns the model directory."""
     started = time.time()
     segmenter = os.path.join(out, "models", "segmenter")
     # The segmenter is sized in steps, not epochs: the default 300 steps of
@@ -356,7 +405,7 @@ def run(args, beam_args) -> int:
             "train",
             "segmenter",
             "--rasters",
-            tiles_glob,
+            _globs(area)[0],
             "--footprints",
             area.footprints,
             "--output",
@@ -381,20 +430,26 @@ def run(args, beam_args) -> int:
             "--quiet",
         ]
     )
-    card = contracts.read_model_card(os.path.join(segmenter, "model"))
+    model = os.path.join(segmenter, "model")
+    card = contracts.read_model_card(model)
     _stage(
         report,
         "train_segmenter",
         started,
-        model=os.path.join(segmenter, "model"),
+        model=model,
         **{
             f"val_{k}": v
             for k, v in (card.get("validation_metrics") or {}).items()
             if isinstance(v, (int, float))
         },
     )
+    return model
 
-    # 4. Score the true footprints' chips at the analyst's residential share.
+
+def _score(
+    report: dict, out: str, chip_glob: str, classifier: str, fraction: float, beam_args: list[str]
+) -> dict:
+    """Stage ``score``: the area's chips at ``fraction``; returns the held-out quality."""
     started = time.time()
     score_dir = os.path.join(out, "score")
     _cli(
@@ -403,7 +458,7 @@ def run(args, beam_args) -> int:
             "--chips",
             chip_glob,
             "--model",
-            os.path.join(classifier, "model"),
+            classifier,
             "--residential-fraction",
             str(fraction),
             "--output",
@@ -425,23 +480,35 @@ def run(args, beam_args) -> int:
         held_out_accuracy=held_out["accuracy_at_target"],
         held_out_ece=held_out["ece"],
     )
+    return held_out
 
-    # 5. From raw tiles: masks, footprints, and their classification in one job.
+
+def _segment(
+    report: dict,
+    out: str,
+    area,
+    segmenter: str,
+    classifier: str,
+    fraction: float,
+    beam_args: list[str],
+) -> str:
+    """Stage ``segment``: masks, footprints and their classes from the tiles; returns its dir."""
     started = time.time()
     segment_dir = os.path.join(out, "segment")
+    tiles_glob, masks_glob = _globs(area)
     _cli(
         [
             "segment",
             "--raster",
             tiles_glob,
             "--model",
-            os.path.join(segmenter, "model"),
+            segmenter,
             "--output",
             segment_dir,
             "--truth-masks",
             masks_glob,
             "--classifier",
-            os.path.join(classifier, "model"),
+            classifier,
             "--residential-fraction",
             str(fraction),
             *beam_args,
@@ -456,11 +523,18 @@ def run(args, beam_args) -> int:
         building_iou=(seg.get("truth") or {}).get("iou"),
         **job_facts(seg, "footprints"),
     )
+    return segment_dir
 
-    # 6. The route into desktop GIS: the classified buildings as a styled GeoPackage,
-    # which the report links.
+
+def _export(report: dict, segment_dir: str, out: str) -> None:
+    """Stage ``export``: the classified buildings as a styled GeoPackage."""
     started = time.time()
     _stage(report, "export", started, **export_geopackage(segment_dir, out))
+
+
+def _finish(report: dict, out: str, held_out: dict) -> int:
+    """Warns on a weak classifier, writes ``demo_summary.json`` and the report; the exit code."""
+    from footprints_app.report import build_report
 
     ok = all(stage.get("reconciles", True) for stage in report["stages"].values())
     accuracy = held_out["accuracy_at_target"]

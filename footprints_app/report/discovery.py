@@ -14,8 +14,8 @@ import glob
 import json
 import os
 
-from pipeline.jobs import SUMMARY_FILE
 from pipeline.monitoring import INPUT_PATH_KEYS, resolve_path
+from pipeline.summary import SUMMARY_FILE
 
 DEMO_SUMMARY = "demo_summary.json"
 EXPORT_DIR = "export"

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import RunInference
 
-from footprints.contracts import ErrorRecord
+from footprints.contracts import ERRORS, ErrorRecord
 from pipeline.inference.handlers import (
     INFERENCE_STAGE,
     NAMESPACE,
@@ -29,42 +28,9 @@ from pipeline.inference.handlers import (
     InferenceFailure,
 )
 from pipeline.ptransform import DataclassTransform
-from pipeline.sources.chips import ChipMeta
+from pipeline.values import ChipMeta, ScoredBatch
 
-__all__ = ["ChipScoreHandler", "InferenceFailure", "ScoreRecords", "ScoredBatch", "split_outcomes"]
-
-
-class ScoredBatch(NamedTuple):
-    """Scored chips of one model batch, as columns.
-
-    Attributes:
-        metas: The chips' :class:`ChipMeta`, in batch order.
-        scores: float32 scores (finite), one per meta.
-    """
-
-    metas: tuple[ChipMeta, ...]
-    scores: np.ndarray
-
-    @property
-    def size(self) -> int:
-        """Number of chips in the batch."""
-        return len(self.metas)
-
-    @property
-    def footprint_ids(self) -> list[str]:
-        """Footprint ids of the batch's chips, in order."""
-        return [m.footprint_id for m in self.metas]
-
-    def by_region(self) -> dict[str, np.ndarray]:
-        """Positions of the batch's chips per region, ascending."""
-        groups: dict[str, list[int]] = {}
-        for i, meta in enumerate(self.metas):
-            groups.setdefault(meta.region, []).append(i)
-        return {r: np.asarray(idx, dtype=np.intp) for r, idx in groups.items()}
-
-    def take(self, positions: Sequence[int] | np.ndarray) -> ScoredBatch:
-        """The sub-batch at ``positions``."""
-        return ScoredBatch(tuple(self.metas[i] for i in positions), self.scores[positions])
+__all__ = ["ChipScoreHandler", "InferenceFailure", "ScoreRecords", "split_outcomes"]
 
 
 def split_outcomes(
@@ -130,7 +96,7 @@ class ScoreRecords(DataclassTransform):
 
     handler: ChipScoreHandler
 
-    ERRORS = "errors"
+    ERRORS = ERRORS
 
     def expand(self, pairs):
         """Runs the model; returns scores on the main output and failures on ``errors``."""

@@ -57,9 +57,9 @@ from footprints import contracts
 from footprints.errors import ConfigError, ContractError, Reason
 from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, OnnxClassifierScorer
 from pipeline.inference.serving import SERVING_GRAPHS, ServingFunction
+from pipeline.runtimes import MODEL_FORMATS
 
-NAMESPACE = "score"
-MODEL_FORMATS = ("savedmodel", "tfx")
+NAMESPACE = contracts.METRICS_SCORE
 INFERENCE_STAGE = "inference"
 
 _ACCELERATOR_RE = re.compile(r"^type:[A-Za-z0-9_.-]+;count:([1-9][0-9]*)(;[A-Za-z0-9_:.=-]+)*$")
@@ -67,9 +67,9 @@ _ACCELERATOR_RE = re.compile(r"^type:[A-Za-z0-9_.-]+;count:([1-9][0-9]*)(;[A-Za-
 
 @dataclasses.dataclass(frozen=True)
 class InferenceFailure:
-    """Why one record got no score: a short reason and a message for a person."""
+    """Why one record got no score: its reason and a message for a person."""
 
-    error: str
+    error: Reason
     message: str
 
 
@@ -377,7 +377,7 @@ class ChipScoreHandler(ModelHandler):
                 self._isolated.inc()
                 return [
                     InferenceFailure(
-                        "model_rejected_record",
+                        Reason.MODEL_REJECTED_RECORD,
                         f"the model could not score this record: {tf_error_reason(exc)} "
                         "The image is probably damaged inside its pixel data; re-encode the chip.",
                     )

@@ -40,11 +40,12 @@ import numpy as np
 
 from footprints import contracts
 from footprints.errors import ConfigError, ContractError
+from pipeline import runtimes
 
-#: ``--runtime`` choices.
-RUNTIMES = ("auto", "tensorflow", "onnxruntime")
+#: ``--runtime`` choices (the registry: :mod:`pipeline.runtimes`).
+RUNTIMES = runtimes.CHOICES
 #: What ``auto`` resolves to.
-CONCRETE_RUNTIMES = ("tensorflow", "onnxruntime")
+CONCRETE_RUNTIMES = tuple(runtimes.RUNTIMES)
 #: Environment variables a deployment may set on the workers.
 THREADS_ENV = "FOOTPRINTS_ORT_THREADS"
 PROVIDERS_ENV = "FOOTPRINTS_ORT_PROVIDERS"

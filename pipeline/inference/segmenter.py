@@ -44,17 +44,16 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from footprints import contracts
-from footprints.contracts import ErrorRecord
+from footprints.contracts import ERRORS, ErrorRecord
+from footprints.errors import Reason
 from pipeline.inference import handlers
 from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, OnnxSegmenter
 from pipeline.inference.serving import ServingFunction
 from pipeline.ptransform import DataclassTransform
-from pipeline.sources.rasters import WindowInput
-from pipeline.stitching.stitch import FAILED, CorePrediction
+from pipeline.values import FAILED, CorePrediction, WindowInput
 
 LOG = logging.getLogger(__name__)
-NAMESPACE = "footprints.segment"
-ERRORS = "errors"
+NAMESPACE = contracts.METRICS_SEGMENT
 
 TTA_MODES = ("none", "flips", "d4")
 
@@ -235,7 +234,7 @@ def _failed(meta: WindowInput, stage: str, message: str) -> Iterator:
             source=meta.source,
             record=str(meta.plan.key),
             stage=stage,
-            error="inference_failed",
+            error=Reason.INFERENCE_FAILED,
             message=(
                 f"the segmenter failed on window {meta.plan.key}: {message}; check that the "
                 "model accepts any batch of uint8 windows of its window size"
@@ -264,7 +263,7 @@ class RunSegmenter(DataclassTransform):
     """Predicts windows and crops each prediction to its core.
 
     Input: ``(WindowInput, uint8 image)``. Returns a tagged result: main
-    :class:`~pipeline.stitching.stitch.CorePrediction` (``inferred`` or
+    :class:`~pipeline.values.CorePrediction` (``inferred`` or
     ``failed``), ``errors``: ErrorRecord for each failed window.
     """
 

@@ -3,14 +3,12 @@
 Each job (``score``, ``segment``, ``prepare``) has a settings class here
 whose fields are the job's settings with their defaults, checked in
 ``__post_init__`` (each value rule once, with one message). A field that is
-a command-line flag says so in its metadata (:func:`flag`): the flag's name,
-its help, and where argparse needs them its metavar, type and choices. From
-that one declaration
-
-* the command declares the flag (:func:`add_flag`: name, type, default and
-  help come from the field), and
-* :func:`from_flags` turns the parsed flags back into settings, for every
-  job the same way.
+a command-line flag says so in its metadata (:func:`flag`, from
+:mod:`pipeline.flags`, which this package re-exports): the command declares
+the flag from the field (:func:`add_flag`) and :func:`from_flags` turns the
+parsed flags back into settings, for every job the same way. The flags
+every model-serving job shares are declared once below, as are the
+settings' shared rule :func:`check_batch_sizes` and :class:`FolderOutput`.
 
 The job modules (:mod:`pipeline.score`, ...) subclass these classes to add
 the checks that read inputs (globs, models, CRSs) in ``create``. Importing a
@@ -20,128 +18,46 @@ without loading Beam (``tests/test_layers.py`` checks it).
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
-#: The metadata key of a field's flag (see :func:`flag`).
-FLAG = "flag"
+from footprints.errors import ConfigError
+from pipeline import runtimes
+from pipeline.flags import (
+    FLAG,
+    add_flag,
+    comma_ints,
+    comma_list,
+    flag,
+    flag_name,
+    from_flags,
+    low_high,
+)
+from pipeline.summary import SUMMARY_FILE
 
-
-def flag(
-    default: Any,
-    help: str | None,
-    *,
-    name: str | None = None,
-    aliases: Sequence[str] = (),
-    metavar: str | None = None,
-    type: Any = None,
-    choices: Sequence[str] | None = None,
-    shown_default: Any = dataclasses.MISSING,
-) -> Any:
-    """A settings field that is also a command-line flag.
-
-    Args:
-        default: The field's default (also the flag's).
-        help: The flag's help text (``%(default)s`` shows ``default``).
-        name: The flag, e.g. ``--quantile-epsilon`` (default: ``--`` and the
-            field name with dashes).
-        aliases: Other spellings of the flag.
-        metavar: argparse's metavar.
-        type: argparse's type (default: ``int`` or ``float`` when the default
-            is one; a bool field is an on/off switch).
-        choices: The values allowed.
-        shown_default: The flag's default where it is not the field's (None:
-            the value is worked out later, e.g. from the model).
-    """
-    return dataclasses.field(
-        default=default,
-        metadata={
-            FLAG: {
-                "name": name,
-                "aliases": tuple(aliases),
-                "help": help,
-                "metavar": metavar,
-                "type": type,
-                "choices": tuple(choices) if choices is not None else None,
-                "shown_default": shown_default,
-            }
-        },
-    )
-
-
-def _flag_fields(cls: type) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(cls) if FLAG in f.metadata}
-
-
-def flag_name(cls: type, field: str) -> str:
-    """The flag of ``cls``'s setting ``field``, e.g. ``--quantile-epsilon`` for ``epsilon``."""
-    return _flag_fields(cls)[field].metadata[FLAG]["name"] or "--" + field.replace("_", "-")
-
-
-def add_flag(parser: Any, cls: type, field: str, **overrides: Any) -> argparse.Action:
-    """Adds the flag of ``cls``'s setting ``field`` to ``parser`` (a parser or a group).
-
-    Args:
-        parser: An ``argparse`` parser, argument group or exclusive group.
-        cls: A settings class of this package.
-        field: The setting's field name.
-        **overrides: ``add_argument`` keywords that replace the declared ones.
-    """
-    f = _flag_fields(cls)[field]
-    meta = f.metadata[FLAG]
-    default = f.default if meta["shown_default"] is dataclasses.MISSING else meta["shown_default"]
-    kwargs: dict[str, Any] = {"dest": field, "help": meta["help"]}
-    if isinstance(f.default, bool):
-        kwargs["action"] = "store_true"
-    else:
-        kwargs["default"] = default
-        kind = meta["type"] or next((t for t in (int, float) if type(f.default) is t), None)
-        if kind is not None:
-            kwargs["type"] = kind
-    for key in ("metavar", "choices"):
-        if meta[key] is not None:
-            kwargs[key] = meta[key]
-    kwargs.update(overrides)
-    return parser.add_argument(flag_name(cls, field), *meta["aliases"], **kwargs)
-
-
-def from_flags(cls: type, args: argparse.Namespace) -> dict[str, Any]:
-    """``{setting: value}`` of every flag-declared setting of ``cls`` found in ``args``.
-
-    The one step from parsed flags to settings, for every job: each field
-    declared with :func:`flag` takes the value of its flag (whose ``dest``
-    is the field's name). A flag left out
-    holds its default, or None where the default is worked out later (the
-    job's ``create`` reads None as "not given").
-    """
-    return {name: getattr(args, name) for name in _flag_fields(cls) if hasattr(args, name)}
-
-
-def comma_list(text: str) -> tuple[str, ...]:
-    """A flag's ``A,B,...`` as a tuple of non-empty, stripped strings."""
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def comma_ints(text: str) -> tuple[int, ...]:
-    """A flag's band list ``1,2,3`` as a tuple of ints."""
-    try:
-        return tuple(int(v) for v in comma_list(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of band numbers, e.g. 1,2,3"
-        ) from None
-
-
-def low_high(text: str) -> tuple[float, float]:
-    """A flag's ``LOW,HIGH`` as two floats."""
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not LOW,HIGH, e.g. 0,4095") from None
-    return low, high
-
+__all__ = [
+    "FLAG",
+    "SERVING_GRAPHS",
+    "FolderOutput",
+    "add_flag",
+    "check_batch_sizes",
+    "comma_ints",
+    "comma_list",
+    "flag",
+    "flag_name",
+    "from_flags",
+    "low_high",
+    "accelerator_flag",
+    "allow_inexact_int8_flag",
+    "batch_size_flag",
+    "bigquery_table_flag",
+    "csv_flag",
+    "int8_flag",
+    "min_batch_size_flag",
+    "output_crs_flag",
+    "run_id_flag",
+    "runtime_flag",
+    "serving_graph_flag",
+]
 
 # --------------------------------------------------------------------------
 # Settings every model-serving job has (score, segment): one declaration each
@@ -149,8 +65,6 @@ def low_high(text: str) -> tuple[float, float]:
 
 #: ``--serving-graph`` choices (:mod:`pipeline.inference.serving`).
 SERVING_GRAPHS = ("frozen", "saved")
-#: ``--runtime`` choices (:mod:`pipeline.inference.onnx_runtime`).
-RUNTIMES = ("auto", "tensorflow", "onnxruntime")
 
 
 def batch_size_flag(default: int, what: str) -> Any:
@@ -185,8 +99,8 @@ def runtime_flag() -> Any:
         "auto",
         "auto (default): ONNX Runtime when the model folder has model.onnx (written by "
         "training or `footprints convert onnx`) and onnxruntime is installed, else TensorFlow; "
-        "tensorflow: the SavedModel; onnxruntime: the ONNX copy (decoding stays in TensorFlow)",
-        choices=RUNTIMES,
+        + "; ".join(f"{r.name}: {r.serves}" for r in runtimes.RUNTIMES.values()),
+        choices=runtimes.CHOICES,
     )
 
 
@@ -240,4 +154,51 @@ def output_crs_flag(alias: str, help: str) -> Any:
         name="--output-crs",
         aliases=(alias,),
         metavar="CRS",
+    )
+
+
+# --------------------------------------------------------------------------
+# Shared by the settings classes
+# --------------------------------------------------------------------------
+
+
+class FolderOutput:
+    """The ``summary_path`` of settings whose job writes into one folder, ``output``.
+
+    A mixin for the frozen settings dataclasses of ``score`` and ``segment``
+    (``prepare`` writes beside a shard prefix instead).
+    """
+
+    output: str
+
+    @property
+    def summary_path(self) -> str:
+        """Where the run's summary.json goes."""
+        # Beam's FileSystems joins local paths and URLs alike; imported only when asked.
+        from apache_beam.io.filesystems import FileSystems
+
+        return FileSystems.join(self.output, SUMMARY_FILE)
+
+
+def check_batch_sizes(
+    batch_size: int,
+    min_batch_size: int | None = None,
+    flags: tuple[str, str | None] = ("--batch-size", "--min-batch-size"),
+) -> None:
+    """Raises ConfigError unless ``1 <= min_batch_size <= batch_size``.
+
+    Args:
+        batch_size: The largest batch handed to a model.
+        min_batch_size: The smallest batch; None means ``batch_size``.
+        flags: The flag names the message shows (None: the job has no
+            smallest-batch flag).
+    """
+    low = min_batch_size or batch_size
+    if 1 <= low <= batch_size:
+        return
+    if flags[1] is None:
+        raise ConfigError(f"{flags[0]} {batch_size!r} must be at least 1")
+    raise ConfigError(
+        f"{flags[0]} {batch_size} and {flags[1]} {low} must satisfy "
+        "1 <= min <= batch size; set the smallest batch no larger than the largest"
     )

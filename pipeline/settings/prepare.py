@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING
+from typing import Any
 
 from footprints import contracts
 from footprints.errors import ConfigError
-from pipeline import chipping
 from pipeline import settings as s
 from pipeline.labels import ClassMap
-
-if TYPE_CHECKING:
-    from pipeline.sources.vectors import VectorInfo
+from pipeline.settings.chips import ChipSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +39,13 @@ class PrepareSettings:
     class_field: str | None = s.flag(None, "attribute holding the class, e.g. building")
     region_field: str | None = s.flag(None, "attribute holding the region, e.g. county")
     class_map: ClassMap = ClassMap()
-    spec: chipping.ChipSpec = chipping.ChipSpec()
+    spec: ChipSpec = ChipSpec()
     num_shards: int = s.flag(4, "(default: %(default)s)")
     compression: str = s.flag("none", None, choices=contracts.COMPRESSIONS)
     run_id: str = s.run_id_flag("", "id of this run in its summary (default: generated)")
-    #: The footprint file's header, read by :meth:`create` (None for images).
-    info: VectorInfo | None = dataclasses.field(default=None, compare=False)
+    #: The footprint file's header (a :class:`pipeline.sources.vectors.VectorInfo`), read by
+    #: ``create`` (None for images); typed Any: the sources sit a floor above the settings.
+    info: Any = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         if bool(self.images) == bool(self.rasters or self.footprints):

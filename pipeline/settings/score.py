@@ -9,14 +9,12 @@ fields (:mod:`pipeline.settings`).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import Any
 
 from footprints.errors import ConfigError
 from pipeline import settings as s
-from pipeline.jobs import FolderOutput, check_batch_sizes
-
-if TYPE_CHECKING:
-    from pipeline.thresholds.fractions import RegionFractions
+from pipeline.runtimes import MODEL_FORMATS
+from pipeline.settings import FolderOutput, check_batch_sizes
 
 #: The default classifier batch. On CPU, 32 chips of 96 px keep a batch's activations in
 #: cache: whole ``footprints score`` runs were 1.09x (small CNN) and 1.09x (MobileNetV2)
@@ -32,9 +30,6 @@ MAX_CHIP_PIXELS = 4096 * 4096
 
 #: Default rank error of the quantile sketch, as a fraction of N (docs/scoring.md).
 DEFAULT_EPSILON = 1e-3
-
-#: ``--model-format`` choices (:mod:`pipeline.inference.handlers`).
-MODEL_FORMATS = ("savedmodel", "tfx")
 
 
 def check_epsilon(epsilon: float) -> None:
@@ -56,7 +51,9 @@ class ScoreSettings(FolderOutput):
 
     chips: str
     model_dir: str
-    fractions: RegionFractions
+    #: A :class:`pipeline.thresholds.fractions.RegionFractions` (typed Any: the
+    #: thresholds sit a floor above the settings).
+    fractions: Any
     output: str
     batch_size: int = s.batch_size_flag(CPU_BATCH_SIZE, "chips")
     min_batch_size: int | None = s.min_batch_size_flag()

@@ -15,8 +15,8 @@ from fractions import Fraction
 from footprints.contracts import SegmenterAssets
 from footprints.errors import ConfigError
 from pipeline import settings as s
-from pipeline.chipping import ChipSpec
-from pipeline.jobs import FolderOutput, check_batch_sizes
+from pipeline.settings import FolderOutput, check_batch_sizes
+from pipeline.settings.chips import ChipSpec
 from pipeline.settings.score import CPU_BATCH_SIZE
 
 #: ``--tta`` choices (:mod:`pipeline.inference.segmenter`).

@@ -43,7 +43,6 @@ import io
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import apache_beam as beam
 import google_crc32c
@@ -52,12 +51,13 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from footprints import contracts
-from footprints.contracts import Chip, ErrorRecord
+from footprints.contracts import Chip, ErrorRecord, Rejected
 from footprints.errors import ContractError, Reason
 from pipeline.ptransform import DataclassTransform
 from pipeline.settings.score import MAX_CHIP_PIXELS
+from pipeline.values import LocatedRecord
 
-NAMESPACE = "score"
+NAMESPACE = contracts.METRICS_SCORE
 READ_STAGE = "read"
 VALIDATE_STAGE = "validate"
 
@@ -69,7 +69,7 @@ _MASK_DELTA = 0xA282EAD8
 _MAX_RECORD_BYTES = 1 << 30
 
 
-class ShardDamage(Exception):
+class ShardDamage(Rejected):
     """A TFRecord shard cannot be read past ``offset``.
 
     Attributes:
@@ -77,55 +77,10 @@ class ShardDamage(Exception):
         reason: ``truncated_shard``, ``corrupt_shard`` or ``unreadable_shard``.
     """
 
-    def __init__(self, offset: int, reason: str, detail: str):
-        super().__init__(f"{reason} at byte {offset}: {detail}")
+    def __init__(self, offset: int, reason: Reason, detail: str):
+        super().__init__(reason, f"{reason} at byte {offset}: {detail}")
         self.offset = offset
-        self.reason = reason
         self.detail = detail
-
-
-class LocatedRecord(NamedTuple):
-    """A serialized chip record and where it came from.
-
-    Attributes:
-        source: The shard (or other input) the record was read from.
-        position: Where in ``source``: ``"offset 1234"`` for shards, or any
-            string the caller chooses; used in dead letters.
-        record: The serialized ``tf.train.Example``.
-    """
-
-    source: str
-    position: str
-    record: bytes
-
-
-class ChipMeta(NamedTuple):
-    """What travels with a record through inference: everything but the image.
-
-    Plain primitives in a tuple, so Beam's fast coder encodes it between
-    stages without pickling.
-    """
-
-    footprint_id: str
-    region: str
-    label: int | None
-    wkb: bytes | None
-    crs: str | None
-    source: str
-    position: str
-
-    @classmethod
-    def of(cls, chip: Chip, located: LocatedRecord) -> ChipMeta:
-        """The metadata of a validated chip; chips without a region get the default."""
-        return cls(
-            chip.footprint_id,
-            chip.region or contracts.DEFAULT_REGION,
-            chip.label,
-            chip.wkb,
-            chip.crs,
-            located.source,
-            located.position,
-        )
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -220,13 +175,12 @@ def read_shard(path: str) -> Iterator[LocatedRecord | ErrorRecord]:
             for offset, data in iter_tfrecords(f):
                 yield LocatedRecord(path, f"offset {offset}", data)
     except ShardDamage as damage:
-        yield ErrorRecord(
-            source=path,
+        yield damage.to_error(
+            path,
+            READ_STAGE,
             record=f"offset {damage.offset}{suffix}",
-            stage=READ_STAGE,
-            error=damage.reason,
-            message=(
-                f"{damage}; the records before this offset were scored, the rest of "
+            hint=(
+                "the records before this offset were scored, the rest of "
                 "the shard was skipped. Rewrite the shard from its source (for example "
                 "rerun `footprints prepare`) and score it again."
             ),
@@ -244,7 +198,7 @@ def read_shard(path: str) -> Iterator[LocatedRecord | ErrorRecord]:
 class ReadShardFn(beam.DoFn):
     """Reads one shard per input path; dead letters go to the ``errors`` output."""
 
-    ERRORS = "errors"
+    ERRORS = contracts.ERRORS
 
     def __init__(self):
         self._records = beam.metrics.Metrics.counter(NAMESPACE, "records_read")
@@ -419,7 +373,7 @@ def crs_problem(crs: str) -> str | None:
     return None
 
 
-def polygon_problem(wkb: bytes) -> tuple[str, str] | None:
+def polygon_problem(wkb: bytes) -> tuple[Reason, str] | None:
     """``(reason, why)`` when ``wkb`` is not WKB of a polygon or multipolygon, else None."""
     import shapely
 
@@ -435,13 +389,13 @@ def polygon_problem(wkb: bytes) -> tuple[str, str] | None:
     return None
 
 
-def _error(located: LocatedRecord, record: str, reason: str, message: str) -> ErrorRecord:
+def _error(located: LocatedRecord, record: str, reason: Reason, message: str) -> ErrorRecord:
     return ErrorRecord(
         source=located.source, record=record, stage=VALIDATE_STAGE, error=reason, message=message
     )
 
 
-def _pixels_problem(what: str, data: bytes, max_pixels: int) -> tuple[str, str] | None:
+def _pixels_problem(what: str, data: bytes, max_pixels: int) -> tuple[Reason, str] | None:
     """``(reason, why)`` when an image or mask is not a PNG/JPEG within the decode limit."""
     problem = image_problem(data)
     if problem is not None:

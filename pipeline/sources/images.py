@@ -18,6 +18,7 @@ import io
 import posixpath
 
 from footprints.contracts import Chip, ErrorRecord
+from footprints.errors import Reason
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -73,7 +74,7 @@ def image_chip(path: str, data: bytes, root: str, label_of, size: int = 0) -> Ch
             path,
             fid,
             "read_image",
-            "undecodable_image",
+            Reason.UNDECODABLE_IMAGE,
             f"cannot decode the image ({exc}); re-export it as PNG or JPEG",
         )
     return Chip(footprint_id=fid, image=data, label=label_of(klass), region=None)

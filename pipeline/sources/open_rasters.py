@@ -6,7 +6,7 @@ per element therefore keep the last few tiles open: consecutive elements
 usually hit the same tiles (footprint files are sorted spatially; windows
 arrive tile by tile), so each tile is opened about once and overlapping
 halos come from GDAL's block cache. Used by ``footprints prepare``
-(:class:`pipeline.prepare.CutChipDoFn`) and ``footprints segment``
+(:class:`pipeline.chipping.transforms.CutChipDoFn`) and ``footprints segment``
 (:class:`pipeline.sources.rasters.ReadWindows`).
 
 The owner opens the cache in ``setup`` or ``start_bundle`` and calls
@@ -85,3 +85,18 @@ class TileCacheFn(beam.DoFn):
     def tile(self, path: str):
         """The open dataset of ``path`` (opened on first use in this bundle)."""
         return self._tiles(path)
+
+
+#: GDAL's block cache in a segment worker, MB. GDAL's default is 5% of the
+#: machine's memory (1.2 GB on a 24 GB machine), and it fills with the
+#: decoded blocks of the tile being read and the written blocks of its mask:
+#: up to 4 bytes per pixel of an RGB tile, the same order as everything else
+#: the job holds. 64 MB keeps all the blocks one window needs.
+GDAL_CACHE_MB = 64
+
+
+def limit_gdal_cache(megabytes: int = GDAL_CACHE_MB) -> None:
+    """Caps GDAL's block cache for this process (segment workers' reads and writes)."""
+    from rasterio.env import set_gdal_config
+
+    set_gdal_config("GDAL_CACHEMAX", megabytes)

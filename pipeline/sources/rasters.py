@@ -36,16 +36,23 @@ from collections.abc import Iterable, Iterator, Sequence
 import apache_beam as beam
 import numpy as np
 
-from footprints.contracts import ErrorRecord, SegmenterAssets, scale_to_model_input
+from footprints.contracts import (
+    ERRORS,
+    METRICS_PREPARE,
+    METRICS_SEGMENT,
+    ErrorRecord,
+    SegmenterAssets,
+    scale_to_model_input,
+)
 from footprints.errors import Reason
 from footprints.tiles import TileInfo, TileRejected, check_for_model, read_header, scene_of
 from pipeline.ptransform import DataclassTransform
-from pipeline.sources.open_rasters import TileCacheFn
-from pipeline.stitching.windows import Box, WindowPlan, cut_and_pad, read_box
+from pipeline.sources.open_rasters import TileCacheFn, limit_gdal_cache
+from pipeline.values import CorePrediction, WindowInput
+from pipeline.windows import Box, WindowPlan, cut_and_pad, read_box
 
 LOG = logging.getLogger(__name__)
-NAMESPACE = "footprints.segment"
-ERRORS = "errors"
+NAMESPACE = METRICS_SEGMENT
 NODATA = "nodata"
 
 
@@ -126,21 +133,6 @@ def read_window(
         mask, box, window, tile.height, tile.width, mode="constant", constant_values=False
     )
     return pixels, valid
-
-
-@dataclasses.dataclass(frozen=True)
-class WindowInput:
-    """One window ready for the model, with what stitching needs of it.
-
-    Attributes:
-        plan: The window and its core.
-        source: The tile's file (for dead letters).
-        valid: Validity of the core's pixels, or None if all are valid.
-    """
-
-    plan: WindowPlan
-    source: str
-    valid: np.ndarray | None
 
 
 @dataclasses.dataclass
@@ -256,7 +248,7 @@ class ReadTiles(DataclassTransform):
 
     pattern: str
     stage: str = "read_raster"
-    namespace: str = "prepare"
+    namespace: str = METRICS_PREPARE
 
     def expand(self, pbegin):
         """Matches the glob and reads each tile's header."""
@@ -272,13 +264,9 @@ class _ReadFn(TileCacheFn):
         self._failed = beam.metrics.Metrics.counter(NAMESPACE, "windows_read_failed")
 
     def setup(self):
-        from pipeline.stitching.cog import limit_gdal_cache
-
         limit_gdal_cache()
 
     def process(self, item: tuple[WindowPlan, TileInfo]):
-        from pipeline.stitching.stitch import CorePrediction
-
         plan, tile = item
         try:
             pixels, valid = read_window(self.tile(tile.path), tile, plan, self._assets)
@@ -291,7 +279,7 @@ class _ReadFn(TileCacheFn):
                     source=tile.path,
                     record=str(plan.key),
                     stage="read",
-                    error="read_failed",
+                    error=Reason.READ_FAILED,
                     message=(
                         f"reading window {plan.key} failed ({exc}); the file may be damaged: "
                         "check it with `gdalinfo -checksum` and copy it again"
@@ -320,7 +308,7 @@ class ReadWindows(DataclassTransform):
 
     Input: ``(WindowPlan, TileInfo)``. Returns a tagged result: main
     ``(WindowInput, uint8 image [size, size, bands])`` for the model;
-    ``nodata``: :class:`~pipeline.stitching.stitch.CorePrediction` for windows
+    ``nodata``: :class:`~pipeline.values.CorePrediction` for windows
     that are all nodata or failed to read (they still reach stitching, so it
     can account for every window); ``errors``: ErrorRecord for failed reads.
     """

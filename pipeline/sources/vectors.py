@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import shapely
 
 from footprints.contracts import ErrorRecord
-from footprints.errors import InputError
+from footprints.errors import InputError, Reason
 from footprints.tiles import crs_text
 
 RANGE_SIZE = 2000
@@ -148,7 +148,7 @@ def plan_ranges(info: VectorInfo, size: int = RANGE_SIZE) -> list[tuple[str, int
     ]
 
 
-def _read_range(path: str, start: int, count: int, columns: list[str]):
+def read_range(path: str, start: int, count: int, columns: list[str]):
     """(wkb list, {field: values}) for features ``start .. start+count``."""
     if _is_parquet(path):
         import pyarrow.parquet as pq
@@ -180,33 +180,37 @@ def _text(value) -> str | None:
     return text or None
 
 
-def check_polygon(wkb: bytes | None) -> tuple[shapely.Geometry | None, str, str]:
+def check_polygon(wkb: bytes | None) -> tuple[shapely.Geometry | None, Reason | None, str]:
     """Parses and checks a footprint geometry.
 
     Returns:
-        ``(geometry, "", "")`` when usable, else ``(None, error, message)``.
+        ``(geometry, None, "")`` when usable, else ``(None, reason, message)``.
     """
     if wkb is None:
-        return None, "missing_geometry", "the feature has no geometry"
+        return None, Reason.MISSING_GEOMETRY, "the feature has no geometry"
     try:
         geom = shapely.from_wkb(wkb)
     except Exception as exc:  # shapely raises GEOSException on bad WKB
-        return None, "invalid_geometry", f"unreadable geometry: {exc}"
+        return None, Reason.INVALID_GEOMETRY, f"unreadable geometry: {exc}"
     if geom.is_empty:
-        return None, "missing_geometry", "the geometry is empty"
+        return None, Reason.MISSING_GEOMETRY, "the geometry is empty"
     if geom.geom_type not in ("Polygon", "MultiPolygon"):
-        return None, "not_a_polygon", (f"footprints must be polygons, this is a {geom.geom_type}")
+        return (
+            None,
+            Reason.NOT_A_POLYGON,
+            (f"footprints must be polygons, this is a {geom.geom_type}"),
+        )
     if not geom.is_valid:
         reason = shapely.is_valid_reason(geom)
         return (
             None,
-            "invalid_geometry",
+            Reason.INVALID_GEOMETRY,
             (
                 f"invalid polygon ({reason}); repair it, e.g. with shapely.make_valid or "
                 "ogr2ogr -makevalid"
             ),
         )
-    return geom, "", ""
+    return geom, None, ""
 
 
 def read_footprints(
@@ -222,14 +226,14 @@ def read_footprints(
     columns = [c for c in dict.fromkeys((id_field, class_field, region_field)) if c]
     stem = os.path.splitext(os.path.basename(path))[0]
     try:
-        geometries, fields = _read_range(path, start, count, columns)
+        geometries, fields = read_range(path, start, count, columns)
     except Exception as exc:
         for index in range(start, start + count):
             yield ErrorRecord(
                 path,
                 str(index),
                 "read_vector",
-                "unreadable_feature",
+                Reason.UNREADABLE_FEATURE,
                 f"cannot read features {start}..{start + count}: {exc}",
             )
         return
@@ -239,6 +243,7 @@ def read_footprints(
         fid = fid or f"{stem}-{index}"
         geom, error, message = check_polygon(wkb)
         if geom is None:
+            assert error is not None, "check_polygon gives a reason with every None"
             yield ErrorRecord(path, fid, "read_vector", error, message)
             continue
         yield Footprint(

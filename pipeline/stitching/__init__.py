@@ -1,7 +1,10 @@
-"""Stitching: plan a tile's model windows, put their predictions back together, write masks.
+"""Stitching: put a tile's window predictions back together, write masks.
 
-* :mod:`pipeline.stitching.windows` -- pixel boxes, window planning with a
-  halo, block-aligned read boxes and numpy padding at tile edges;
+The windows themselves (pixel boxes, planning with a halo, block-aligned
+read boxes, padding at tile edges) are :mod:`pipeline.windows`, and what
+travels between the stages (cores, tile masks, the mask encoding)
+:mod:`pipeline.values`, both on ``pipeline``'s ground floor.
+
 * :mod:`pipeline.stitching.stitch` -- cropping a window's halo and assembling
   the cores of one tile into its mask;
 * :mod:`pipeline.stitching.cog` -- writing a mask as a Cloud-Optimized

@@ -34,8 +34,17 @@ import uuid
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.stitching.stitch import INFERRED, CorePrediction, CoreTally, TileMask
-from pipeline.stitching.windows import Box
+from pipeline.stitching.stitch import CoreTally
+from pipeline.values import (
+    BINARY_BAND,
+    INFERRED,
+    PROBABILITY_BAND,
+    PROBABILITY_SCALE,
+    CorePrediction,
+    TileMask,
+    binary_mask,
+)
+from pipeline.windows import Box
 
 LOG = logging.getLogger(__name__)
 
@@ -65,11 +74,6 @@ def cog_options(height: int, width: int) -> dict:
     return {**COG_OPTIONS, "overviews": "NONE", "sparse_ok": True}
 
 
-PROBABILITY_BAND = "building_probability"
-PROBABILITY_SCALE = 1 / 255
-BINARY_BAND = "building"
-
-
 def write_bytes_atomic(path: str, data: bytes, mime_type: str = "application/octet-stream") -> str:
     """Writes ``data`` to ``path`` through a temporary name and a rename."""
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
@@ -82,35 +86,10 @@ def write_bytes_atomic(path: str, data: bytes, mime_type: str = "application/oct
     return path
 
 
-def binary_mask(probability: np.ndarray, threshold: float) -> np.ndarray:
-    """1 where ``probability`` (uint8, x255) is at least ``threshold`` (in [0, 1])."""
-    return (probability >= threshold_uint8(threshold)).astype(np.uint8)
-
-
-def threshold_uint8(threshold: float) -> int:
-    """The uint8 level that ``p >= threshold`` maps to, after ``quantize``."""
-    return int(np.ceil(threshold * 255.0 - 1e-9))
-
-
 #: Rows written at a time when a whole in-memory mask is written.
 STRIP_ROWS = 512
 #: Bytes copied at a time when a finished file is streamed to an object store.
 COPY_CHUNK = 16 * 2**20
-
-
-#: GDAL's block cache in a segment worker, MB. GDAL's default is 5% of the
-#: machine's memory (1.2 GB on a 24 GB machine), and it fills with the
-#: decoded blocks of the tile being read and the written blocks of its mask:
-#: up to 4 bytes per pixel of an RGB tile, the same order as everything else
-#: the job holds. 64 MB keeps all the blocks one window needs.
-GDAL_CACHE_MB = 64
-
-
-def limit_gdal_cache(megabytes: int = GDAL_CACHE_MB) -> None:
-    """Caps GDAL's block cache for this process (segment workers' reads and writes)."""
-    from rasterio.env import set_gdal_config
-
-    set_gdal_config("GDAL_CACHEMAX", megabytes)
 
 
 def mask_path(masks_dir: str, scene: str) -> str:

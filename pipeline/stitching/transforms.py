@@ -1,6 +1,6 @@
 """The stitching stages as Beam transforms: plan windows, stitch tiles.
 
-Thin wrappers over :mod:`pipeline.stitching.windows` and
+Thin wrappers over :mod:`pipeline.windows` and
 :mod:`pipeline.stitching.stitch`:
 
 * :class:`PlanWindows` fans each tile out into its rows of windows, plans
@@ -23,19 +23,20 @@ from typing import Any
 
 import apache_beam as beam
 
-from footprints.contracts import ErrorRecord
+from footprints.contracts import ERRORS, METRICS_SEGMENT, ErrorRecord
+from footprints.errors import Reason
 from footprints.tiles import TileInfo
 from pipeline.keys import TileKey
 from pipeline.ptransform import DataclassTransform
-from pipeline.sources.open_rasters import TileCacheFn
+from pipeline.sources.open_rasters import TileCacheFn, limit_gdal_cache
 from pipeline.sources.rasters import any_block_stored
-from pipeline.stitching.cog import MaskFileStitcher, limit_gdal_cache, mask_path
-from pipeline.stitching.stitch import EmptyCores, StitchError, WrittenMask
-from pipeline.stitching.windows import AxisWindow, plan_axis, plan_row
+from pipeline.stitching.cog import MaskFileStitcher, mask_path
+from pipeline.stitching.stitch import StitchError
+from pipeline.values import EmptyCores, WrittenMask
+from pipeline.windows import AxisWindow, plan_axis, plan_row
 
-NAMESPACE = "footprints.segment"
+NAMESPACE = METRICS_SEGMENT
 SKIPPED = "skipped"
-ERRORS = "errors"
 EMPTY = "empty"
 
 
@@ -78,7 +79,7 @@ class PlanWindows(DataclassTransform):
     generator. A window whose core lies only on blocks the file does not
     store (a sparse GeoTIFF, see
     :func:`pipeline.sources.rasters.any_block_stored`) is not an element:
-    each row's run of them is one :class:`~pipeline.stitching.stitch.EmptyCores`,
+    each row's run of them is one :class:`~pipeline.values.EmptyCores`,
     which stitching counts as ``empty`` windows (masked in the mask). The
     windows over data are reshuffled, so the reads and model calls of one
     large tile spread over all workers.
@@ -163,7 +164,7 @@ class _StitchFn(beam.DoFn):
                     source=tile.path,
                     record=key.scene,
                     stage="stitch",
-                    error="no_window_inferred",
+                    error=Reason.NO_WINDOW_INFERRED,
                     message=(
                         f"no window of {key.scene!r} could be read or inferred; see the "
                         "window errors of this file above and fix the file or the model"
@@ -183,7 +184,7 @@ class StitchTiles(DataclassTransform):
 
     Input: a dict ``{"tiles": PCollection[TileInfo], "cores":
     PCollection[CorePrediction]}``. Returns a tagged result: main
-    :class:`~pipeline.stitching.stitch.WrittenMask` of tiles with at least one
+    :class:`~pipeline.values.WrittenMask` of tiles with at least one
     inferred window (its COG written to ``<masks_dir>/<scene>.tif``);
     ``skipped``: ``{"scene", "reason", "windows"}`` for tiles with none
     (reason ``nodata``: entirely nodata; ``failed``: every window failed);

@@ -31,6 +31,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
+from pipeline.values import PROBABILITY_SCALE
+
 MOSAIC = "mosaic.vrt"
 
 
@@ -126,8 +128,6 @@ def mosaic_vrt_xml(
     """
     import rasterio.crs
 
-    from pipeline.stitching.cog import PROBABILITY_SCALE
-
     if not entries:
         raise ValueError("a mosaic needs at least one mask")
     if len({e.crs for e in entries}) != 1:
@@ -191,6 +191,7 @@ def write_mosaics(
     Returns:
         The VRT paths written, ``mosaic.vrt`` first; none if there are no masks.
     """
+    # Lazy: cog loads Beam's FileSystems and rasterio, which building the XML does not need.
     from pipeline.stitching.cog import write_bytes_atomic
 
     written = []

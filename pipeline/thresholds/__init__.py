@@ -3,7 +3,7 @@
 The logic is in :mod:`pipeline.thresholds.selection` (plain functions with
 their own tests); this module holds :class:`LabelExactFraction`, the thin
 Beam transform around them. It works on whole batches of scored chips
-(:class:`~pipeline.inference.ScoredBatch`), with numpy, so Beam's
+(:class:`~pipeline.values.ScoredBatch`), with numpy, so Beam's
 per-element cost is paid per batch. Its ``expand()`` is the algorithm:
 
 1. count each region and sketch its sketch keys' quantiles, in one
@@ -38,10 +38,9 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-from pipeline.inference import ScoredBatch
+from footprints.contracts import METRICS_SCORE
 from pipeline.ptransform import DataclassTransform
 from pipeline.settings.score import DEFAULT_EPSILON
-from pipeline.sources.chips import ChipMeta
 from pipeline.thresholds.expected import ScoreStatsFn
 from pipeline.thresholds.fractions import RegionFractions
 from pipeline.thresholds.selection import (
@@ -54,8 +53,9 @@ from pipeline.thresholds.selection import (
     sketch_keys,
 )
 from pipeline.thresholds.spill import SpillBatchesFn, default_spill_dir, read_spill, remove_spill
+from pipeline.values import ChipMeta, ScoredBatch
 
-NAMESPACE = "score"
+NAMESPACE = METRICS_SCORE
 
 
 class LabelledBatch(NamedTuple):
@@ -322,7 +322,7 @@ class LabelExactFraction(DataclassTransform):
             Default: a new folder under ``--temp_location``, else under the
             local temp folder.
 
-    Input: PCollection of :class:`~pipeline.inference.ScoredBatch`.
+    Input: PCollection of :class:`~pipeline.values.ScoredBatch`.
 
     Returns:
         ``{"chips": PCollection[LabelledBatch], "regions": PCollection[RegionResult]}``.

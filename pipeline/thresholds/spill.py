@@ -33,8 +33,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
-from pipeline.inference import ScoredBatch
-from pipeline.sources.chips import ChipMeta
+from footprints.contracts import METRICS_SCORE
+from pipeline.values import ChipMeta, ScoredBatch
 
 #: Columns of a spill file: the :class:`ChipMeta` fields, in order, then the score.
 SCHEMA = pa.schema(
@@ -91,7 +91,7 @@ class SpillBatchesFn(beam.DoFn):
 
     def __init__(self, directory: str):
         self._directory = directory
-        self._spilled = beam.metrics.Metrics.counter("score", "records_spilled")
+        self._spilled = beam.metrics.Metrics.counter(METRICS_SCORE, "records_spilled")
 
     def start_bundle(self) -> None:
         """No file yet: one is opened by the bundle's first batch."""

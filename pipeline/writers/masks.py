@@ -15,15 +15,16 @@ import dataclasses
 
 import apache_beam as beam
 
+from footprints.contracts import METRICS_SEGMENT
 from pipeline.ptransform import DataclassTransform
-from pipeline.stitching.cog import BINARY_BAND, PROBABILITY_BAND, mask_path
-from pipeline.stitching.stitch import WrittenMask
+from pipeline.stitching.cog import mask_path
 from pipeline.stitching.vrt import MaskEntry, write_mosaics
+from pipeline.values import BINARY_BAND, PROBABILITY_BAND, WrittenMask
 from pipeline.writers.files import join, remove_stale_shards
 
 __all__ = ["WriteMasks", "finish_masks", "mask_path"]
 
-NAMESPACE = "footprints.segment"
+NAMESPACE = METRICS_SEGMENT
 
 
 def _entry(mask: WrittenMask, count: int) -> MaskEntry:

@@ -15,7 +15,7 @@
   :class:`WriteCsv` and :class:`WriteScoresBigQuery`.
 * ``summary.json`` is written last, after every table is in place, so its
   presence means the run finished; the command deletes an older one before
-  the run starts. Its layout is every job's (:func:`pipeline.jobs.summary_head`)
+  the run starts. Its layout is every job's (:func:`pipeline.summary.summary_head`)
   followed by ``regions``, ``all_regions_exact`` and ``duplicates``.
 """
 
@@ -35,9 +35,8 @@ import numpy as np
 from footprints import contracts
 from footprints.errors import ConfigError, Reason
 from pipeline.counting import repeated_ids
-from pipeline.jobs import SUMMARY_FILE, summary_head
-from pipeline.monitoring import duplicate_warnings
 from pipeline.ptransform import DataclassTransform
+from pipeline.summary import SUMMARY_FILE, duplicate_warnings, summary_head
 from pipeline.thresholds import LabelledBatch, RegionResult
 from pipeline.thresholds.expected import rank_warnings, regions_with_stats
 from pipeline.thresholds.fractions import RegionFractions, unmatched_regions

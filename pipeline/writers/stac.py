@@ -34,7 +34,7 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline.stitching.cog import BINARY_BAND, PROBABILITY_BAND, PROBABILITY_SCALE
+from pipeline.values import BINARY_BAND, PROBABILITY_BAND, PROBABILITY_SCALE
 from pipeline.writers.files import join, remove_stale_shards, write_json_atomic
 
 STAC_DIR = "stac"

@@ -48,107 +48,32 @@ import shapely
 from affine import Affine
 from rasterio import windows
 
-from footprints.errors import ConfigError
+from footprints.contracts import Rejected
+from footprints.errors import Reason
 from footprints.tiles import TileInfo, readable_headers
-from pipeline import settings
+from pipeline.settings.chips import (  # noqa: F401 (their home: how chips are cut is a setting)
+    CHIP_SIZE,
+    IMAGE_FORMATS,
+    RESAMPLING,
+    ChipSpec,
+)
 from pipeline.sources.tile_index import TileHit
 
 LOG = logging.getLogger(__name__)
 
-RESAMPLING = ("nearest", "bilinear", "cubic", "average")
-IMAGE_FORMATS = ("png", "jpeg")
-#: The default chip side for footprints, pixels.
-CHIP_SIZE = 96
+
+class ChipError(Rejected):
+    """A footprint cannot be chipped; ``reason`` is its code for ``errors/``."""
 
 
-class ChipError(Exception):
-    """A footprint cannot be chipped; ``error`` is the short reason."""
-
-    def __init__(self, error: str, message: str):
-        super().__init__(message)
-        self.error = error
-
-
-@dataclasses.dataclass(frozen=True)
-class ChipSpec:
-    """How chips are cut.
-
-    Attributes:
-        size: Output side in pixels; 0 keeps the native pixels (no resampling).
-        margin: Added on each side, as a fraction of the footprint's larger side.
-        min_extent: Smallest chip side in metres (converted for rasters in
-            feet or degrees).
-        bands: 1-based bands to keep; empty means 1,2,3 (or 1 for one band).
-        value_range: (low, high) raw values mapped to 0..255 for rasters that
-            are not uint8; None keeps uint8 as it is.
-        image_format: ``png`` (lossless) or ``jpeg``.
-        min_coverage: Smallest share of the footprint the rasters must cover.
-        resampling: For reprojection and resizing.
-    """
-
-    size: int = settings.flag(
-        CHIP_SIZE,
-        "output side in pixels, 0 = native pixels (default: "
-        f"{CHIP_SIZE} for footprints, 0 = as they are for images)",
-        name="--chip-size",
-        metavar="CHIP_SIZE",
-        shown_default=None,
-    )
-    margin: float = settings.flag(
-        0.25,
-        "context on each side, as a fraction of the footprint's larger side (default: %(default)s)",
-    )
-    min_extent: float = settings.flag(
-        20.0, "smallest chip side in ground units, metres (default: %(default)s)"
-    )
-    bands: tuple[int, ...] = settings.flag(
-        (),
-        "1-based bands, 1 or 3 (default: 1,2,3, or 1 for single-band rasters)",
-        type=settings.comma_ints,
-    )
-    value_range: tuple[float, float] | None = settings.flag(
-        None,
-        "raw values mapped to 0..255 for non-8-bit rasters (default: a "
-        "0.5-99.5%% stretch estimated once over the area)",
-        metavar="LOW,HIGH",
-        type=settings.low_high,
-    )
-    image_format: str = settings.flag("png", None, choices=IMAGE_FORMATS)
-    min_coverage: float = settings.flag(
-        0.5, "smallest share of a footprint the rasters must cover (default: %(default)s)"
-    )
-    resampling: str = settings.flag("bilinear", None, choices=RESAMPLING)
-
-    def __post_init__(self):
-        if self.size < 0 or (0 < self.size < 8):
-            raise ConfigError(f"--chip-size {self.size!r} must be 0 (native) or at least 8")
-        if not 0 <= self.margin <= 5:
-            raise ConfigError(f"--margin {self.margin!r} must be between 0 and 5")
-        if self.min_extent < 0:
-            raise ConfigError(f"--min-extent {self.min_extent!r} must be >= 0")
-        if self.bands and (len(self.bands) not in (1, 3) or min(self.bands) < 1):
-            raise ConfigError(
-                f"--bands {self.bands!r} must name 1 or 3 bands, 1-based (e.g. 1,2,3)"
-            )
-        if self.value_range and not self.value_range[0] < self.value_range[1]:
-            raise ConfigError(f"--value-range {self.value_range!r} needs LOW < HIGH")
-        if self.image_format not in IMAGE_FORMATS:
-            raise ConfigError(
-                f"--image-format {self.image_format!r} must be one of {IMAGE_FORMATS}"
-            )
-        if not 0 < self.min_coverage <= 1:
-            raise ConfigError(f"--min-coverage {self.min_coverage!r} must be in (0, 1]")
-        if self.resampling not in RESAMPLING:
-            raise ConfigError(f"--resampling {self.resampling!r} must be one of {RESAMPLING}")
-
-    def bands_for(self, count: int) -> tuple[int, ...]:
-        """The bands to read from a raster with ``count`` bands."""
-        bands = self.bands or ((1, 2, 3) if count >= 3 else (1,))
-        if max(bands) > count:
-            raise ChipError(
-                "band_mismatch", f"the raster has {count} bands, --bands asks for {bands}"
-            )
-        return bands
+def bands_for(spec: ChipSpec, count: int) -> tuple[int, ...]:
+    """The bands of ``spec`` to read from a raster with ``count`` bands."""
+    bands = spec.bands or ((1, 2, 3) if count >= 3 else (1,))
+    if max(bands) > count:
+        raise ChipError(
+            Reason.BAND_MISMATCH, f"the raster has {count} bands, --bands asks for {bands}"
+        )
+    return bands
 
 
 @functools.lru_cache(maxsize=64)
@@ -363,14 +288,14 @@ def _check_coverage(footprint_hits: Sequence[TileHit], spec: ChipSpec) -> None:
     """Raises ChipError unless the tiles cover ``spec.min_coverage`` of the footprint."""
     if not footprint_hits:
         raise ChipError(
-            "no_raster",
+            Reason.NO_RASTER,
             "no raster tile lies under the footprint; check that "
             "--rasters covers the footprints and both CRSs are right",
         )
     coverage = min(1.0, sum(hit.fraction for hit in footprint_hits))
     if coverage < spec.min_coverage:
         raise ChipError(
-            "partly_outside_rasters",
+            Reason.PARTLY_OUTSIDE_RASTERS,
             f"only {coverage:.0%} of the footprint lies on the rasters "
             f"(--min-coverage {spec.min_coverage})",
         )
@@ -407,7 +332,7 @@ def read_chip(
     _check_coverage(footprint_hits, spec)
     primary_hit = footprint_hits[0]
     primary = primary_hit.tile
-    bands = spec.bands_for(primary.count)
+    bands = bands_for(spec, primary.count)
     window = chip_window(primary_hit.geometry, primary, spec)
     out = np.zeros((len(bands), int(window.height), int(window.width)), dtype=primary.dtype)
     valid = np.zeros(out.shape[1:], dtype=bool)
@@ -417,12 +342,12 @@ def read_chip(
     ordered = [primary] + sorted({h.tile for h in chip_hits} - {primary}, key=lambda t: t.path)
     for tile in ordered:
         try:
-            same = spec.bands_for(tile.count) == bands and tile.dtype == primary.dtype
+            same = bands_for(spec, tile.count) == bands and tile.dtype == primary.dtype
         except ChipError:
             same = False
         if not same:  # e.g. a 1-band uint16 tile beside a 3-band uint8 one
             raise ChipError(
-                "band_mismatch",
+                Reason.BAND_MISMATCH,
                 f"the chip spans {primary.path!r} ({primary.count} bands, {primary.dtype}) "
                 f"and its neighbour {tile.path!r} ({tile.count} bands, {tile.dtype}), which "
                 f"cannot give the same bands {bands}: convert the tiles to one layout "
@@ -441,7 +366,7 @@ def read_chip(
     )
     if share < spec.min_coverage:
         raise ChipError(
-            "nodata",
+            Reason.NODATA,
             f"only {share:.0%} of the footprint's pixels hold data (the rest is "
             f"nodata or masked; --min-coverage {spec.min_coverage}); the tiles "
             "have no usable imagery there",
@@ -578,7 +503,7 @@ def with_area_stretch(spec: ChipSpec, paths: Sequence[str]) -> ChipSpec:
     infos = readable_headers(sorted(paths)[:8])
     if not infos or all(i.dtype == "uint8" for i in infos):
         return spec
-    bands = spec.bands_for(min(i.count for i in infos))
+    bands = bands_for(spec, min(i.count for i in infos))
     value_range = estimate_value_range(infos, bands)
     LOG.info("rasters are %s: stretching %s to 0..255", infos[0].dtype, value_range)
     return dataclasses.replace(spec, value_range=value_range)

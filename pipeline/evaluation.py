@@ -40,9 +40,13 @@ from typing import Any
 import numpy as np
 import shapely
 
+from footprints.errors import InputError
 from footprints.tiles import scene_of
-from pipeline.polygonize import to_crs
-from pipeline.stitching.cog import threshold_uint8
+from pipeline.polygonize import Footprint, merge_parts, polygonize_tile, to_crs
+from pipeline.sources.vectors import check_polygon, inspect_vector, read_range
+from pipeline.values import threshold_uint8
+from pipeline.writers.files import join
+from pipeline.writers.tables import geoparquet_schema
 
 
 def _grid(src) -> tuple:
@@ -237,9 +241,6 @@ def truth_from_masks(truth_paths: Sequence[str], crs: str | None) -> list:
     """
     import rasterio
 
-    from footprints.errors import InputError
-    from pipeline.polygonize import Footprint, merge_parts, polygonize_tile
-
     whole: list[Footprint] = []
     parts: dict[str, list[Footprint]] = {}
     for path in sorted(truth_paths):
@@ -270,10 +271,8 @@ def read_truth_footprints(path: str, crs: str | None) -> tuple[list, int]:
     Raises:
         InputError: the file cannot be read or has no CRS.
     """
-    from pipeline.sources.vectors import _read_range, check_polygon, inspect_vector
-
     info = inspect_vector(path, None, None, None)
-    wkbs, _ = _read_range(path, 0, info.features, [])
+    wkbs, _ = read_range(path, 0, info.features, [])
     polygons, rejected = [], 0
     for wkb in wkbs:
         geom, _, _ = check_polygon(wkb)
@@ -306,8 +305,6 @@ def _write_objects(path: str, rows: list[dict], crs: str | None) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from apache_beam.io.filesystems import FileSystems
-
-    from pipeline.writers.tables import geoparquet_schema
 
     schema = geoparquet_schema(
         pa.schema(
@@ -433,8 +430,6 @@ def truth_summary(
         counted only where the truth speaks: footprints of tiles with a
         truth, true buildings inside the segmented tiles.
     """
-    from pipeline.writers.files import join
-
     if truth_footprints:
         if crs is None:
             raise ValueError("comparing with truth footprints needs the footprints' CRS")

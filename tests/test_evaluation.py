@@ -9,7 +9,7 @@ import shapely
 from raster_fixtures import footprint_rows, write_geotiff
 from shapely.geometry import box
 
-from pipeline.stitching.iou import (
+from pipeline.evaluation import (
     footprint_iou,
     match_objects,
     object_scores,
@@ -143,7 +143,7 @@ def test_unusable_truth_features_are_counted(tmp_path):
 
 def test_objects_table_is_written_for_the_report(tmp_path):
     from footprints import contracts
-    from pipeline.stitching.iou import OBJECTS_FILE, truth_summary
+    from pipeline.evaluation import OBJECTS_FILE, truth_summary
     from pipeline.writers.tables import geoparquet_schema
 
     prob = np.zeros((1, 20, 20), np.uint8)
