@@ -171,9 +171,6 @@ def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         problem = unknown_options(sub, unknown)
         if problem:
             sub.error(problem)
-    from footprints_app.commands._flags import resolve_defaults
-
-    resolve_defaults(args)
     args._inputs = {
         (a.option_strings or [str(a.metavar)])[0]: getattr(args, a.dest)
         for a in sub._actions

@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import shapely
@@ -331,6 +332,73 @@ def _tile_of(geometry, tile_boxes: list[tuple[str, shapely.Geometry]]) -> str | 
     return next((name for name, outline in tile_boxes if outline.covers(point)), None)
 
 
+def _tile_boxes(
+    mask_paths: Sequence[str], measured: set[str], crs: str | None
+) -> list[tuple[str, Any]]:
+    """``(scene, footprint of its mask in crs)`` of the measured tiles, sorted by path."""
+    import rasterio
+
+    boxes = []
+    for path in sorted(mask_paths):
+        with rasterio.open(path) as src:
+            if src.crs is not None and scene_of(path) in measured:
+                boxes.append(
+                    (scene_of(path), to_crs(shapely.box(*src.bounds), src.crs.to_string(), crs))
+                )
+    return boxes
+
+
+def _object_rows(
+    predicted: list, ids: list, tiles: list, truth: list, truth_tiles: list, matches: list
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """``truth/objects.parquet`` rows and their counts per tile.
+
+    A row per footprint (true or false positive) and per unmatched true
+    building (false negative), as :func:`match_objects` paired them.
+    """
+    by_tile: dict[str, dict[str, int]] = {}
+
+    def tally(tile, key):
+        if tile is not None:
+            counts = by_tile.setdefault(
+                tile, {TRUE_POSITIVE: 0, FALSE_POSITIVE: 0, FALSE_NEGATIVE: 0}
+            )
+            counts[key] += 1
+
+    rows: list[dict[str, Any]] = []
+    matched_p = {i: (j, iou) for i, j, iou in matches}
+    matched_t = {j for _, j, _ in matches}
+    for i, geom in enumerate(predicted):
+        status = TRUE_POSITIVE if i in matched_p else FALSE_POSITIVE
+        j, iou = matched_p.get(i, (None, None))
+        tally(tiles[i], status)
+        rows.append(
+            {
+                "status": status,
+                "footprint_id": ids[i],
+                "truth_index": j,
+                "tile": tiles[i],
+                "iou": iou,
+                "geometry": shapely.to_wkb(geom),
+            }
+        )
+    for j, geom in enumerate(truth):
+        if j not in matched_t:
+            tile = truth_tiles[j]
+            tally(tile, FALSE_NEGATIVE)
+            rows.append(
+                {
+                    "status": FALSE_NEGATIVE,
+                    "footprint_id": None,
+                    "truth_index": j,
+                    "tile": tile,
+                    "iou": None,
+                    "geometry": shapely.to_wkb(geom),
+                }
+            )
+    return rows, by_tile
+
+
 def truth_summary(
     *,
     output: str,
@@ -362,8 +430,6 @@ def truth_summary(
         counted only where the truth speaks: footprints of tiles with a
         truth, true buildings inside the segmented tiles.
     """
-    import rasterio
-
     if truth_footprints:
         if crs is None:
             raise ValueError("comparing with truth footprints needs the footprints' CRS")
@@ -377,13 +443,7 @@ def truth_summary(
     # Only where the truth speaks: footprints of tiles that have a truth,
     # true buildings inside the tiles that were segmented.
     measured = set(pixels["tiles"])
-    boxes = []
-    for path in sorted(mask_paths):
-        with rasterio.open(path) as src:
-            if src.crs is not None and scene_of(path) in measured:
-                boxes.append(
-                    (scene_of(path), to_crs(shapely.box(*src.bounds), src.crs.to_string(), crs))
-                )
+    boxes = _tile_boxes(mask_paths, measured, crs)
     predicted, ids, tiles = _read_footprints(footprint_files)
     kept = [i for i, tile in enumerate(tiles) if tile in measured]
     predicted, ids, tiles = (
@@ -395,46 +455,7 @@ def truth_summary(
     truth = [g for g, tile in zip(truth, truth_tiles, strict=True) if tile is not None]
     truth_tiles = [tile for tile in truth_tiles if tile is not None]
     matches = match_objects(predicted, truth, iou_threshold)
-    by_tile: dict[str, dict[str, int]] = {}
-
-    def tally(tile, key):
-        if tile is not None:
-            counts = by_tile.setdefault(
-                tile, {TRUE_POSITIVE: 0, FALSE_POSITIVE: 0, FALSE_NEGATIVE: 0}
-            )
-            counts[key] += 1
-
-    rows = []
-    matched_p = {i: (j, iou) for i, j, iou in matches}
-    matched_t = {j for _, j, _ in matches}
-    for i, geom in enumerate(predicted):
-        status = TRUE_POSITIVE if i in matched_p else FALSE_POSITIVE
-        j, iou = matched_p.get(i, (None, None))
-        tally(tiles[i], status)
-        rows.append(
-            {
-                "status": status,
-                "footprint_id": ids[i],
-                "truth_index": j,
-                "tile": tiles[i],
-                "iou": iou,
-                "geometry": shapely.to_wkb(geom),
-            }
-        )
-    for j, geom in enumerate(truth):
-        if j not in matched_t:
-            tile = truth_tiles[j]
-            tally(tile, FALSE_NEGATIVE)
-            rows.append(
-                {
-                    "status": FALSE_NEGATIVE,
-                    "footprint_id": None,
-                    "truth_index": j,
-                    "tile": tile,
-                    "iou": None,
-                    "geometry": shapely.to_wkb(geom),
-                }
-            )
+    rows, by_tile = _object_rows(predicted, ids, tiles, truth, truth_tiles, matches)
     _write_objects(join(output, OBJECTS_FILE), rows, crs)
     return {
         **pixels,

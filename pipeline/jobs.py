@@ -22,7 +22,8 @@ for all three jobs (:func:`pipeline.summary.summary_head`)::
 
 followed by the job's own sections (score ``regions``; segment ``masks``,
 ``footprints``, ``truth`` ...). The shared checks and helpers of the configs
-live here too: :func:`new_run_id`, :func:`check_batch_sizes`.
+live here too: :func:`new_run_id`, and (from :mod:`pipeline.settings`, where the
+settings classes check them) :func:`check_batch_sizes` and :class:`FolderOutput`.
 
 Transform outputs follow one convention across the pipeline, the one most
 of its transforms already use: outputs are read by tag. A transform with one
@@ -44,24 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from footprints.errors import ConfigError, TranslatedNotRun
-from pipeline.summary import SUMMARY_FILE
-
-
-class FolderOutput:
-    """The ``summary_path`` of a config whose job writes into one folder, ``output``.
-
-    A mixin for the frozen config dataclasses of ``score`` and ``segment``
-    (``prepare`` writes beside a shard prefix instead).
-    """
-
-    output: str
-
-    @property
-    def summary_path(self) -> str:
-        """Where the run's summary.json goes."""
-        from pipeline.writers.files import join  # Beam's FileSystems: local paths and URLs
-
-        return join(self.output, SUMMARY_FILE)
+from pipeline.settings import FolderOutput, check_batch_sizes  # noqa: F401
 
 
 def new_run_id(job: str) -> str:
@@ -71,30 +55,6 @@ def new_run_id(job: str) -> str:
     """
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{job}-{now}-{uuid.uuid4().hex[:6]}"
-
-
-def check_batch_sizes(
-    batch_size: int,
-    min_batch_size: int | None = None,
-    flags: tuple[str, str | None] = ("--batch-size", "--min-batch-size"),
-) -> None:
-    """Raises ConfigError unless ``1 <= min_batch_size <= batch_size``.
-
-    Args:
-        batch_size: The largest batch handed to a model.
-        min_batch_size: The smallest batch; None means ``batch_size``.
-        flags: The flag names the message shows (None: the job has no
-            smallest-batch flag).
-    """
-    low = min_batch_size or batch_size
-    if 1 <= low <= batch_size:
-        return
-    if flags[1] is None:
-        raise ConfigError(f"{flags[0]} {batch_size!r} must be at least 1")
-    raise ConfigError(
-        f"{flags[0]} {batch_size} and {flags[1]} {low} must satisfy "
-        "1 <= min <= batch size; set the smallest batch no larger than the largest"
-    )
 
 
 def with_defaults(config_class: type, settings: Mapping[str, Any]) -> dict[str, Any]:

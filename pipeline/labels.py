@@ -14,6 +14,7 @@ import dataclasses
 
 from footprints import contracts
 from footprints.errors import ConfigError
+from pipeline import flags
 
 #: OpenStreetMap ``building=*`` values (and the notebooks' folder names) by class.
 DEFAULT_RESIDENTIAL = (
@@ -66,8 +67,22 @@ class ClassMap:
     label (the chip is written unlabelled and counted in the summary).
     """
 
-    residential: tuple[str, ...] = DEFAULT_RESIDENTIAL
-    non_residential: tuple[str, ...] = DEFAULT_NON_RESIDENTIAL
+    residential: tuple[str, ...] = flags.flag(
+        DEFAULT_RESIDENTIAL,
+        "class values (or folder names) labelled residential "
+        "(default: OSM house,detached,residential,apartments,...)",
+        name="--residential-classes",
+        metavar="A,B,...",
+        type=flags.comma_list,
+    )
+    non_residential: tuple[str, ...] = flags.flag(
+        DEFAULT_NON_RESIDENTIAL,
+        "class values labelled non-residential "
+        "(default: OSM barn,shed,garage,farm_auxiliary,commercial,...)",
+        name="--non-residential-classes",
+        metavar="A,B,...",
+        type=flags.comma_list,
+    )
 
     def __post_init__(self):
         both = {c.lower() for c in self.residential} & {c.lower() for c in self.non_residential}

@@ -31,6 +31,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
+from pipeline.summary import duplicate_warnings  # noqa: F401 (its old home)
 from pipeline.writers.files import (
     OutputLocation,
     claim_output,
@@ -175,28 +176,6 @@ def add_warnings(summary_path: str, warnings: list[dict]) -> dict:
         summary["warnings"] = [*summary.get("warnings", []), *warnings]
         write_json_atomic(summary_path, summary)
     return summary
-
-
-def duplicate_warnings(duplicates: dict | None) -> list[dict]:
-    """A ``duplicate_id`` warning when footprint ids repeat, else [].
-
-    Args:
-        duplicates: summary.json ``duplicates`` (``count``, ``records``,
-            ``examples``), as :func:`pipeline.writers.scores.duplicate_report`
-            makes it.
-    """
-    if not duplicates or not duplicates.get("count"):
-        return []
-    examples = ", ".join(repr(e["footprint_id"]) for e in duplicates.get("examples", [])[:3])
-    return [
-        {
-            "code": "duplicate_id",
-            "message": f"{duplicates['count']} footprint ids occur more than once "
-            f"({duplicates.get('records', '?')} records, e.g. {examples}); every "
-            "record was kept and counted, so each such footprint counts once per "
-            "record: give every footprint a unique id (--id-field)",
-        }
-    ]
 
 
 #: Keys whose string values are input paths as the user gave them (maybe

@@ -307,14 +307,7 @@ def polygonize_raster(
                 if not len(polygons):
                     continue
                 polygons = shapely.transform(polygons, lambda xy, o=(col, row): xy + o)
-                bounds = shapely.bounds(polygons)
-                bottom, right = row + window.height, col + window.width
-                inner = (
-                    ((bounds[:, 0] <= col) & (col > 0))
-                    | ((bounds[:, 1] <= row) & (row > 0))
-                    | ((bounds[:, 2] >= right) & (right < cols))
-                    | ((bounds[:, 3] >= bottom) & (bottom < rows))
-                )
+                inner = _on_block_edge(polygons, box, rows, cols)
                 parts = _pixel_parts(polygons, counts, sums, edge, scene, count)
                 count += len(parts)
                 cut += [p for p, i in zip(parts, inner, strict=True) if i]
@@ -333,6 +326,23 @@ def polygonize_raster(
         for f in merge_parts(cut)
     ]
     yield from _placed(merged, transform, crs, rows, cols)
+
+
+def _on_block_edge(polygons: np.ndarray, box: Box, rows: int, cols: int) -> np.ndarray:
+    """Which polygons (tile pixel coordinates) touch an edge ``box`` shares with another block.
+
+    Example: in a 100 x 100 tile cut into 50-pixel blocks, a polygon of the
+    block at (0, 0) reaching x = 50 touches the block to its right; one
+    reaching x = 0 only touches the tile's edge.
+    """
+    bounds = shapely.bounds(polygons)
+    bottom, right = box.row + box.height, box.col + box.width
+    return (
+        ((bounds[:, 0] <= box.col) & (box.col > 0))
+        | ((bounds[:, 1] <= box.row) & (box.row > 0))
+        | ((bounds[:, 2] >= right) & (right < cols))
+        | ((bounds[:, 3] >= bottom) & (bottom < rows))
+    )
 
 
 def _near_nodata(src, window, rows: int, cols: int) -> np.ndarray:

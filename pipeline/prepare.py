@@ -26,8 +26,8 @@ is tested without Beam.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -43,39 +43,21 @@ from pipeline.jobs import new_run_id, run_job
 from pipeline.labels import ClassMap
 from pipeline.monitoring import ShowProgress
 from pipeline.ptransform import DataclassTransform
+from pipeline.settings.prepare import PrepareSettings
 from pipeline.sources import images as image_source
 from pipeline.sources import vectors
 from pipeline.sources.rasters import ReadTiles
-from pipeline.summary import summary_head
+from pipeline.summary import duplicate_warnings, summary_head
 from pipeline.writers.chips import WriteChips
 from pipeline.writers.files import WriteJson
 from pipeline.writers.tables import WriteErrors
 
 
-@dataclasses.dataclass(frozen=True)
-class PrepareConfig:
-    """Validated settings of one ``prepare`` run (see ``footprints prepare --help``).
+class PrepareConfig(PrepareSettings):
+    """Validated settings of one ``prepare`` run; build one with :meth:`create`.
 
-    Build one with :meth:`create`, which also checks the inputs; the
-    constructor checks the flags only. For image folders, ``spec.size`` 0
-    keeps each image's bytes as they are; any other size resizes and
-    re-encodes them as PNG. The field defaults are the command's defaults.
+    :class:`PrepareSettings` whose inputs were read (the glob, the footprint file).
     """
-
-    output: str
-    images: str | None = None
-    rasters: str | None = None
-    footprints: str | None = None
-    id_field: str | None = None
-    class_field: str | None = None
-    region_field: str | None = None
-    class_map: ClassMap = ClassMap()
-    spec: chipping.ChipSpec = chipping.ChipSpec()
-    num_shards: int = 4
-    compression: str = "none"
-    run_id: str = ""
-    #: The footprint file's header, read by :meth:`create` (None for images).
-    info: vectors.VectorInfo | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def create(cls, **settings) -> PrepareConfig:
@@ -107,38 +89,6 @@ class PrepareConfig:
                 config, spec=chipping.with_area_stretch(config.spec, paths)
             )
         return dataclasses.replace(config, info=info, run_id=config.run_id or new_run_id("prepare"))
-
-    def __post_init__(self):
-        if bool(self.images) == bool(self.rasters or self.footprints):
-            raise ConfigError("give either --images DIR, or --rasters GLOB with --footprints FILE")
-        if self.rasters and not self.footprints or self.footprints and not self.rasters:
-            raise ConfigError(
-                "--rasters and --footprints go together: the tiles to cut "
-                "from and the polygons to cut"
-            )
-        if self.images and not os.path.isdir(self.images):
-            raise ConfigError(f"--images {self.images!r} is not a folder")
-        if self.num_shards < 1:
-            raise ConfigError(f"--num-shards {self.num_shards!r} must be at least 1")
-        if self.compression not in contracts.COMPRESSIONS:
-            raise ConfigError(
-                f"--compression {self.compression!r} must be one of {contracts.COMPRESSIONS}"
-            )
-        if not self.output or self.output.endswith(("/", os.sep)):
-            raise ConfigError(
-                f"--output {self.output!r} must be a path prefix such as "
-                "out/chips/area (shards become out/chips/area-00000-of-...)"
-            )
-
-    @property
-    def errors_dir(self) -> str:
-        """Folder of the run's dead letters."""
-        return f"{self.output}-errors"
-
-    @property
-    def summary_path(self) -> str:
-        """Path of the run's summary JSON."""
-        return f"{self.output}-summary.json"
 
 
 def _split_errors(element):
@@ -223,8 +173,27 @@ class ChipsFromFootprints(DataclassTransform):
         return {"chips": cut.chips, ERRORS: errors, "footprints": footprints.footprints}
 
 
-def _summary(counts, labels, unlabelled, error_reasons, repeated, config: PrepareConfig, kind):
-    from pipeline.monitoring import duplicate_warnings
+def build_summary(
+    counts: dict[str, int],
+    labels: dict[str, int],
+    unlabelled: dict[str, int],
+    error_reasons: dict[str, int],
+    repeated: list[tuple[str, int]],
+    config: PrepareConfig,
+    kind: str,
+) -> dict[str, Any]:
+    """The ``PREFIX-summary.json`` document of a prepare run (its shards are added after).
+
+    Args:
+        counts: ``inputs``, ``chips``, ``errors`` (and ``tiles``,
+            ``tile_errors`` for footprints).
+        labels: Chips per label (``residential``, ``non_residential``, ``unlabelled``).
+        unlabelled: Unlabelled chips per class value.
+        error_reasons: Dead letters per reason.
+        repeated: ``(footprint id, records)`` of ids seen more than once.
+        config: The run's settings.
+        kind: ``images`` or ``footprints``.
+    """
     from pipeline.writers.scores import duplicate_report
 
     inputs = counts["inputs"]
@@ -260,15 +229,13 @@ def _summary(counts, labels, unlabelled, error_reasons, repeated, config: Prepar
     }
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, beam.PCollection]:
-    """Adds the prepare stages to ``pipeline``; returns its main PCollections.
+def _read_inputs(pipeline: beam.Pipeline, config: PrepareConfig) -> tuple[Any, ...]:
+    """Images, or Tiles + Footprints: ``(chips, item errors, tile errors, counted, kind)``.
 
-    ``config`` comes from :meth:`PrepareConfig.create` (which read the
-    footprint file's header into ``config.info``).
+    ``counted`` holds what the summary counts (``inputs``, and for footprints
+    ``tiles`` and ``tile_errors``); tile errors are None for images.
     """
     info = config.info
-    if config.footprints and info is None:
-        raise ConfigError("build the config with PrepareConfig.create(...), which reads the inputs")
     counted: dict[str, beam.PCollection] = {}
     if config.images:
         out = pipeline | "Images" >> ChipsFromImages(
@@ -291,6 +258,18 @@ def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, 
         counted["tiles"] = tiles.tiles
         counted["tile_errors"] = tile_errors
         kind = "footprints"
+    return chips, item_errors, tile_errors, counted, kind
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, beam.PCollection]:
+    """Adds the prepare stages to ``pipeline``; returns its main PCollections.
+
+    ``config`` comes from :meth:`PrepareConfig.create` (which read the
+    footprint file's header into ``config.info``).
+    """
+    if config.footprints and config.info is None:
+        raise ConfigError("build the config with PrepareConfig.create(...), which reads the inputs")
+    chips, item_errors, tile_errors, counted, kind = _read_inputs(pipeline, config)
     counted["chips"], counted["errors"] = chips, item_errors
 
     all_errors = (
@@ -322,7 +301,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, 
         counts
         | "Summary"
         >> beam.Map(
-            _summary,
+            build_summary,
             beam.pvalue.AsSingleton(labels),
             beam.pvalue.AsSingleton(unlabelled),
             beam.pvalue.AsSingleton(reasons),

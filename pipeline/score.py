@@ -24,8 +24,8 @@ the stages to a pipeline, :func:`run_config` runs it and returns the summary
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -36,24 +36,18 @@ from footprints.files import match_files
 from pipeline.counting import count_all
 from pipeline.inference.handlers import accelerator_count, check_model
 from pipeline.inference.onnx_runtime import check_int8, resolve_runtime
-from pipeline.inference.serving import SERVING_GRAPHS
-from pipeline.jobs import (
-    FolderOutput,
-    check_batch_sizes,
-    new_run_id,
-    run_job,
-    with_defaults,
-)
-from pipeline.runtimes import MODEL_FORMATS
-from pipeline.scoring import CPU_BATCH_SIZE, ScoreChips
+from pipeline.inference.serving import serving_graph_warnings
+from pipeline.jobs import new_run_id, run_job, with_defaults
+from pipeline.monitoring import add_warnings
+from pipeline.scoring import ScoreChips
+from pipeline.settings.score import ScoreSettings
 from pipeline.sources.chips import (
-    MAX_CHIP_PIXELS,
     ReadChipRecords,
     peek_crs,
 )
 from pipeline.thresholds.expected import model_warnings
 from pipeline.thresholds.fractions import RegionFractions, parse_fraction, read_region_fractions
-from pipeline.thresholds.selection import DEFAULT_EPSILON, percentile_bound
+from pipeline.thresholds.selection import percentile_bound
 from pipeline.writers.files import SPILL_DIR, join
 from pipeline.writers.scores import (
     WriteScoreOutputs,
@@ -65,37 +59,12 @@ from pipeline.writers.scores import (
 # --------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class ScoreConfig(FolderOutput):
-    """Validated settings of ``footprints score``; see :meth:`create`.
+class ScoreConfig(ScoreSettings):
+    """Validated settings of ``footprints score``: :class:`ScoreSettings` whose inputs were checked.
 
-    The field defaults are the command's defaults (its flags take them from
-    here).
+    Build one with :meth:`create`; the field defaults are the command's
+    defaults (:mod:`pipeline.settings.score`).
     """
-
-    chips: str
-    model_dir: str
-    fractions: RegionFractions
-    output: str
-    batch_size: int = CPU_BATCH_SIZE
-    min_batch_size: int | None = None
-    model_format: str = "savedmodel"
-    accelerator: str | None = None
-    csv: bool = False
-    bigquery_table: str | None = None
-    run_id: str | None = None
-    model_id: str | None = None
-    epsilon: float = DEFAULT_EPSILON
-    num_shards: int = 1
-    crs: str | None = None
-    model_copies: int | None = None
-    serving_graph: str = "frozen"
-    # pipeline.sources.chips.MAX_CHIP_PIXELS, written as a literal so that --help
-    # reads it from this file without importing Beam.
-    max_chip_pixels: int = 16_777_216
-    runtime: str = "auto"
-    int8: bool = False
-    allow_inexact_int8: bool = False
 
     @classmethod
     def create(
@@ -136,30 +105,10 @@ class ScoreConfig(FolderOutput):
                 contracts.parse_shard_name(path)
             except contracts.ContractError as exc:
                 raise ConfigError(f"--chips: {exc}; only chip shards can be scored") from None
-        check_batch_sizes(kwargs["batch_size"], kwargs["min_batch_size"])
-        eps = kwargs["epsilon"]
-        if not 0 < eps <= 0.1:
-            raise ConfigError(f"--quantile-epsilon {eps!r} must be in (0, 0.1]")
-        if kwargs["max_chip_pixels"] < 1:
-            raise ConfigError(
-                f"--max-chip-pixels {kwargs['max_chip_pixels']} must be 1 or more; it is the "
-                "most pixels (width x height) a chip's image may declare "
-                f"(default {MAX_CHIP_PIXELS})"
-            )
-        if kwargs["num_shards"] < 0:
-            raise ConfigError("--num-shards must be 0 (runner decides) or more")
-        if kwargs["model_format"] not in MODEL_FORMATS:
-            raise ConfigError(f"--model-format must be one of {MODEL_FORMATS}")
-        if kwargs["serving_graph"] not in SERVING_GRAPHS:
-            raise ConfigError(
-                f"--serving-graph {kwargs['serving_graph']!r} must be one of {SERVING_GRAPHS}"
-            )
-        copies = kwargs.get("model_copies")
-        if copies is not None and copies < 1:
-            raise ConfigError(
-                f"--model-copies {copies} must be 1 or more (one per GPU is usual); leave it "
-                "out to load one model per worker process"
-            )
+        # Every value rule, checked on construction (before the model is loaded).
+        ScoreSettings(
+            chips=chips, model_dir=model_dir, fractions=fractions, output=output, **kwargs
+        )
         if kwargs["accelerator"]:
             accelerator_count(kwargs["accelerator"])
         if kwargs["bigquery_table"]:
@@ -186,6 +135,27 @@ class ScoreConfig(FolderOutput):
         return cls(chips=chips, model_dir=model_dir, fractions=fractions, output=output, **kwargs)
 
 
+def run_info(config: ScoreConfig) -> dict[str, Any]:
+    """The run's settings as summary.json ``inputs`` records them."""
+    fractions = {
+        "default": float(config.fractions.default),
+        "per_region": {r: float(f) for r, f in config.fractions.per_region},
+    }
+    return {
+        "chips": config.chips,
+        "model": config.model_dir,
+        "model_format": config.model_format,
+        "fractions": fractions,
+        "quantile_epsilon": config.epsilon,
+        "percentile_error_bound_points": percentile_bound(config.epsilon),
+        "batch_size": config.batch_size,
+        "serving_graph": config.serving_graph,
+        "max_chip_pixels": config.max_chip_pixels,
+        "runtime": config.runtime + ("/int8" if config.int8 else ""),
+        "crs": config.crs,
+    }
+
+
 def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, beam.PCollection]:
     """Adds the ``footprints score`` stages to ``pipeline``; returns its main outputs.
 
@@ -195,23 +165,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
     copies = config.model_copies
     if copies is None and config.accelerator:
         copies = accelerator_count(config.accelerator)  # one model per GPU
-    scorer = ScoreChips(
-        config.model_dir,
-        config.fractions,
-        batch_size=config.batch_size,
-        min_batch_size=config.min_batch_size,
-        model_id=config.model_id,
-        run_id=config.run_id,
-        crs=config.crs,
-        model_format=config.model_format,
-        accelerator=config.accelerator,
-        model_copies=copies,
-        epsilon=config.epsilon,
-        spill_dir=join(config.output, SPILL_DIR),
-        serving_graph=config.serving_graph,
-        max_chip_pixels=config.max_chip_pixels,
-        runtime=config.runtime,
-        int8=config.int8,
+    scorer = ScoreChips.from_settings(
+        config, model_copies=copies, spill_dir=join(config.output, SPILL_DIR)
     )
     read = pipeline | "ReadChips" >> ReadChipRecords(config.chips)
     result = read.records | "ScoreChips" >> scorer
@@ -225,23 +180,6 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
             "errors": errors,
         },
     )
-    fractions = {
-        "default": float(config.fractions.default),
-        "per_region": {r: float(f) for r, f in config.fractions.per_region},
-    }
-    run_info = {
-        "chips": config.chips,
-        "model": config.model_dir,
-        "model_format": config.model_format,
-        "fractions": fractions,
-        "quantile_epsilon": config.epsilon,
-        "percentile_error_bound_points": percentile_bound(config.epsilon),
-        "batch_size": config.batch_size,
-        "serving_graph": config.serving_graph,
-        "max_chip_pixels": config.max_chip_pixels,
-        "runtime": config.runtime + ("/int8" if config.int8 else ""),
-        "crs": config.crs,
-    }
     # ScoreChips fills in both ids when it is built.
     assert scorer.model_id is not None and scorer.run_id is not None
     _ = {
@@ -254,11 +192,12 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
         scorer.model_id,
         scorer.run_id,
         crs=config.crs,
-        run_info=run_info,
+        run_info=run_info(config),
         csv=config.csv,
         bigquery_table=config.bigquery_table,
         num_shards=config.num_shards,
         warnings=model_warnings(config.model_dir, "classifier"),
+        fractions=config.fractions,
     )
     return {"scores": result.scores, "errors": errors, "regions": result.regions}
 
@@ -270,4 +209,6 @@ def run_config(config: ScoreConfig, options: PipelineOptions | Sequence[str] = (
         config: The validated settings.
         options: Beam pipeline options, or the flags to make them from.
     """
-    return run_job(build_pipeline, config, options)
+    summary = run_job(build_pipeline, config, options)
+    # Known only from the run's metrics, which the summary holds once the run ended.
+    return add_warnings(config.summary_path, serving_graph_warnings(summary, config.serving_graph))

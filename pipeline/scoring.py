@@ -27,7 +27,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from footprints import contracts
 from footprints.contracts import ErrorRecord
-from footprints.errors import ConfigError
 from pipeline.inference import ScoreRecords
 from pipeline.inference.handlers import (
     ChipScoreHandler,
@@ -38,14 +37,19 @@ from pipeline.jobs import (
 )
 from pipeline.monitoring import ShowProgress
 from pipeline.ptransform import DataclassTransform
-from pipeline.sources.chips import (
+from pipeline.settings.score import (
+    CPU_BATCH_SIZE,
+    DEFAULT_EPSILON,
     MAX_CHIP_PIXELS,
+    ScoreSettings,
+    check_epsilon,
+)
+from pipeline.sources.chips import (
     NAMESPACE,
     validate_chip,
 )
 from pipeline.thresholds import LabelExactFraction
 from pipeline.thresholds.fractions import RegionFractions, parse_fraction
-from pipeline.thresholds.selection import DEFAULT_EPSILON
 from pipeline.values import ChipMeta, LocatedRecord
 from pipeline.writers.files import join
 from pipeline.writers.scores import (
@@ -115,13 +119,6 @@ class ScoreChipsResult(NamedTuple):
     regions: beam.PCollection
 
 
-#: The default classifier batch. On CPU, 32 chips of 96 px keep a batch's activations in
-#: cache: whole ``footprints score`` runs were 1.09x (small CNN) and 1.09x (MobileNetV2)
-#: faster than at 64 on the 2-core development machine (benchmarks/README.md). On a GPU
-#: pass a larger ``--batch-size`` (256 or more).
-CPU_BATCH_SIZE = 32
-
-
 @dataclasses.dataclass
 class ScoreChips(DataclassTransform):
     """Scores serialized chip records and labels exactly k per region residential.
@@ -189,13 +186,23 @@ class ScoreChips(DataclassTransform):
         )
         if not isinstance(self.fractions, RegionFractions):
             self.fractions = RegionFractions(parse_fraction(str(self.fractions), "fraction"))
-        if not 0 < self.epsilon <= 0.1:
-            raise ConfigError(
-                f"quantile epsilon {self.epsilon!r} must be in (0, 0.1]; the default "
-                f"{DEFAULT_EPSILON} suits regions up to billions of footprints"
-            )
+        check_epsilon(self.epsilon)
         self.model_id = self.model_id or default_model_id(self.model_dir)
         self.run_id = self.run_id or new_run_id("score")
+
+    @classmethod
+    def from_settings(cls, settings: ScoreSettings, **given: Any) -> ScoreChips:
+        """The transform of a job's settings: every field of both takes the settings' value.
+
+        Args:
+            settings: The job's settings (:class:`ScoreSettings`).
+            **given: Fields the settings do not hold, or hold otherwise
+                (``spill_dir``, ``model_copies`` worked out from the accelerator).
+        """
+        names = {f.name for f in dataclasses.fields(cls)} & {
+            f.name for f in dataclasses.fields(settings)
+        }
+        return cls(**{name: getattr(settings, name) for name in names - set(given)}, **given)
 
     def handler(self) -> ChipScoreHandler:
         """The model handler this transform scores with."""

@@ -15,7 +15,7 @@ Stages, each from its own module::
     WriteGeoTable   pipeline.writers.tables        footprints/ (GeoParquet 1.1), errors/
   with --classifier:
     ChipFootprints  pipeline.polygonize            chips of the footprints, cut as `prepare` does
-    ScoreChips      pipeline.score                 RunInference + exact residential fraction
+    ScoreChips      pipeline.scoring               RunInference + exact residential fraction
     WriteGeoTable   pipeline.writers.tables        scores/ (GeoParquet 1.1)
     Classify        pipeline.writers.footprints    classified/: footprint + label, one row each
   with --csv / --bigquery-table:
@@ -33,7 +33,6 @@ masks against true masks.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,16 +50,18 @@ from pipeline.counting import count_all
 from pipeline.evaluation import mask_iou, truth_summary
 from pipeline.inference.handlers import accelerator_count
 from pipeline.inference.onnx_runtime import check_int8, resolve_runtime
-from pipeline.inference.segmenter import TTA_MODES, RunSegmenter, SegmenterModelHandler
-from pipeline.inference.serving import SERVING_GRAPHS
-from pipeline.jobs import FolderOutput, check_batch_sizes, new_run_id, run_job, with_defaults
-from pipeline.monitoring import ShowProgress
+from pipeline.inference.segmenter import RunSegmenter, SegmenterModelHandler
+from pipeline.inference.serving import serving_graph_warnings
+from pipeline.jobs import check_batch_sizes, new_run_id, run_job, with_defaults
+from pipeline.monitoring import ShowProgress, add_warnings
 from pipeline.polygonize import TOO_SMALL, ChipFootprints, Polygonize
 from pipeline.scoring import ScoreChips, default_model_id
+from pipeline.settings.segment import SegmentSettings
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
 from pipeline.stitching.transforms import PlanWindows, StitchTiles
 from pipeline.summary import summary_head
 from pipeline.thresholds.expected import model_warnings, rank_warnings, regions_with_stats
+from pipeline.thresholds.fractions import RegionFractions
 from pipeline.writers.files import SPILL_DIR, WriteJson, join
 from pipeline.writers.footprints import classified_row, footprint_row, tiff_date
 from pipeline.writers.masks import WriteMasks
@@ -76,92 +77,11 @@ CLASSIFIED_DIR = "classified"
 REASON = "reason:"
 
 
-@dataclasses.dataclass(frozen=True)
-class SegmentConfig(FolderOutput):
+class SegmentConfig(SegmentSettings):
     """Validated settings of ``footprints segment``; build one with :meth:`create`.
 
-    Attributes:
-        raster: Glob of orthophoto tiles.
-        model_dir: Segmenter SavedModel directory.
-        output: Output folder.
-        assets: The model's assets (window size, bands, scaling).
-        halo: Context pixels around each window's core.
-        batch_size: Largest batch handed to the model.
-        min_batch_size: Smallest batch (None: ``batch_size``).
-        tta: Test-time augmentation (``none``, ``flips``, ``d4``).
-        serving_graph: ``frozen`` or ``saved``, for the segmenter and the
-            classifier (:mod:`pipeline.inference.serving`).
-        accelerator: Beam accelerator resource hint for the inference steps
-            (segmenter and, with ``classifier``, the classifier), e.g.
-            ``type:nvidia-l4;count:1;install-nvidia-driver``; None for CPU.
-        mask_threshold: Probability at or above which a pixel is a building
-            (footprints, the binary band, IoU). Given as None to ``create``:
-            the model's ``mask_threshold`` asset when it has one, else 0.5.
-        binary_mask: Also write the binary mask as band 2 of each COG.
-        simplify: Footprint simplification tolerance, pixels.
-        min_area: Smallest footprint kept, square metres (of the written polygon).
-        regularize: Right-angle footprint outlines (``buildingregulariser``).
-        footprints_crs: CRS of every geometry table (``--output-crs``;
-            default: the tiles' CRS).
-        truth_masks: Glob of true masks; pixel IoU and object F1 against
-            them go into summary.json (``truth``).
-        truth_footprints: A vector file of true building polygons (any CRS),
-            instead of ``truth_masks``.
-        run_id: Id of this run (tags of the masks, summary, scores).
-        classifier: Classifier SavedModel; with it, footprints are chipped
-            and scored into ``scores/``.
-        residential_fraction: Target residential fraction (with ``classifier``).
-        classifier_batch_size: Largest batch of chips handed to the classifier.
-        chip_spec: How chips are cut (:class:`pipeline.chipping.ChipSpec`);
-            for tiles that are not uint8, with a stretch fixed for the run.
-        imagery_date: Date of the imagery for every row (None: each tile's
-            TIFF ``DateTime`` tag, else null).
-        csv: Also write the main table (``classified/`` with a classifier,
-            else ``footprints/``) as ``<table>.csv``.
-        bigquery_table: Also load the main table into ``PROJECT:DATASET.TABLE``.
-        runtime: ``tensorflow`` or ``onnxruntime`` for the segmenter (``auto``
-            is resolved by :meth:`create`); the classifier takes ONNX Runtime
-            too where it has an ONNX file, unless this is ``tensorflow``.
-        int8: Serve the segmenter's int8 ONNX file.
-        allow_inexact_int8: Serve it even when its card says it is not within tolerance.
+    :class:`SegmentSettings` whose inputs (tiles, models, truth) were checked.
     """
-
-    raster: str
-    model_dir: str
-    output: str
-    assets: SegmenterAssets
-    halo: int
-    batch_size: int = 8
-    min_batch_size: int | None = None
-    tta: str = "none"
-    serving_graph: str = "frozen"
-    runtime: str = "auto"
-    int8: bool = False
-    allow_inexact_int8: bool = False
-    accelerator: str | None = None
-    mask_threshold: float = 0.5
-    binary_mask: bool = False
-    simplify: float = 1.0
-    # Below a garden shed (the smallest true building of the sample area is 9.3 m²);
-    # traced regions under it are noise (issue 23: demo footprints of 4-5 m²).
-    min_area: float = 8.0
-    regularize: bool = False
-    footprints_crs: str | None = None
-    truth_masks: str | None = None
-    truth_footprints: str | None = None
-    run_id: str = ""
-    classifier: str | None = None
-    residential_fraction: Any = None
-    classifier_batch_size: int = 32  # pipeline.scoring.CPU_BATCH_SIZE (a literal: --help reads it)
-    chip_spec: Any = None
-    imagery_date: Any = None
-    csv: bool = False
-    bigquery_table: str | None = None
-
-    @property
-    def window_size(self) -> int:
-        """The model's window size, from its assets."""
-        return self.assets.window_size
 
     @classmethod
     def create(
@@ -205,58 +125,16 @@ class SegmentConfig(FolderOutput):
             )
         except ContractError as exc:
             raise ConfigError(f"--model: {exc}") from None
-        window = assets.window_size
         if halo is None:
-            halo = assets.receptive_halo or window // 8
-        if halo < 0 or window - 2 * halo < 1:
-            raise ConfigError(
-                f"--halo {halo!r} must be at least 0 and leave a core of at least one pixel "
-                f"in the model's {window}-pixel windows (at most {(window - 1) // 2}); the "
-                "model's receptive radius is a good value"
-            )
-        check_batch_sizes(kwargs["batch_size"], kwargs["min_batch_size"])
-        if kwargs["tta"] not in TTA_MODES:
-            raise ConfigError(f"--tta {kwargs['tta']!r} must be one of {TTA_MODES}")
-        if kwargs["serving_graph"] not in SERVING_GRAPHS:
-            raise ConfigError(
-                f"--serving-graph {kwargs['serving_graph']!r} must be one of {SERVING_GRAPHS}"
-            )
-        if kwargs.get("accelerator"):
-            accelerator_count(kwargs["accelerator"])
-        kwargs["runtime"] = resolve_runtime(model_dir, kwargs["runtime"], int8=kwargs["int8"])
-        if kwargs["int8"]:
-            check_int8(model_dir, kwargs["allow_inexact_int8"])
+            halo = assets.receptive_halo or assets.window_size // 8
         if threshold_from_model and assets.mask_threshold is not None:
             kwargs["mask_threshold"] = assets.mask_threshold
-        threshold = kwargs["mask_threshold"]
-        if not 0 < threshold <= 1:
-            raise ConfigError(f"--mask-threshold {threshold!r} must be in (0, 1]")
-        if kwargs["simplify"] < 0 or kwargs["min_area"] < 0:
-            raise ConfigError("--simplify and --min-area must be 0 or more")
-        _check_truth(kwargs)
-        if kwargs.get("regularize"):
-            try:
-                import buildingregulariser  # noqa: F401
-            except ImportError:
-                raise ConfigError(
-                    "--regularize needs the buildingregulariser package: "
-                    "pip install 'footprints[regularize]'"
-                ) from None
-        if kwargs.get("footprints_crs"):
-            from pipeline.writers.geo import check_crs
-
-            check_crs(kwargs["footprints_crs"])
-        else:
-            kwargs["footprints_crs"] = first_crs(match_files(raster))
-        kwargs["run_id"] = kwargs["run_id"] or new_run_id("segment")
-        if kwargs.get("imagery_date") is not None:
-            from pipeline.writers.footprints import parse_imagery_date
-
-            kwargs["imagery_date"] = parse_imagery_date(str(kwargs["imagery_date"]))
-        if kwargs.get("bigquery_table"):
-            from pipeline.writers.scores import check_bigquery_table
-
-            check_bigquery_table(kwargs["bigquery_table"])
+        # Every value rule, checked on construction (before the inputs are read further).
+        base: dict[str, Any] = dict(
+            raster=raster, model_dir=model_dir, output=output, assets=assets, halo=halo
+        )
+        SegmentSettings(**base, **kwargs)
+        kwargs.update(_check_options(kwargs, raster, model_dir))
         if kwargs.get("classifier"):
             kwargs.update(_check_classifier(kwargs, raster, assets, check_model))
         elif kwargs.get("residential_fraction") is not None:
@@ -264,9 +142,50 @@ class SegmentConfig(FolderOutput):
                 "--residential-fraction needs --classifier DIR (the model that "
                 "scores the footprints)"
             )
-        return cls(
-            raster=raster, model_dir=model_dir, output=output, assets=assets, halo=halo, **kwargs
-        )
+        kwargs["model_id"] = default_model_id(model_dir)
+        if kwargs.get("classifier"):
+            kwargs["classifier_model_id"] = default_model_id(kwargs["classifier"])
+        return cls(**base, **kwargs)
+
+
+def _check_options(kwargs: dict[str, Any], raster: str, model_dir: str) -> dict[str, Any]:
+    """Checks the runtime, truth and output options; returns the settings they resolve to.
+
+    The runtime (``auto`` resolved), the footprints CRS (default: the first
+    tile's), the run id (default: a new one) and the imagery date (parsed).
+    """
+    kwargs = dict(kwargs)
+    if kwargs.get("accelerator"):
+        accelerator_count(kwargs["accelerator"])
+    kwargs["runtime"] = resolve_runtime(model_dir, kwargs["runtime"], int8=kwargs["int8"])
+    if kwargs["int8"]:
+        check_int8(model_dir, kwargs["allow_inexact_int8"])
+    _check_truth(kwargs)
+    if kwargs.get("regularize"):
+        try:
+            import buildingregulariser  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "--regularize needs the buildingregulariser package: "
+                "pip install 'footprints[regularize]'"
+            ) from None
+    if kwargs.get("footprints_crs"):
+        from pipeline.writers.geo import check_crs
+
+        check_crs(kwargs["footprints_crs"])
+    else:
+        kwargs["footprints_crs"] = first_crs(match_files(raster))
+    kwargs["run_id"] = kwargs["run_id"] or new_run_id("segment")
+    if kwargs.get("imagery_date") is not None:
+        from pipeline.writers.footprints import parse_imagery_date
+
+        kwargs["imagery_date"] = parse_imagery_date(str(kwargs["imagery_date"]))
+    if kwargs.get("bigquery_table"):
+        from pipeline.writers.scores import check_bigquery_table
+
+        check_bigquery_table(kwargs["bigquery_table"])
+    keys = ("runtime", "footprints_crs", "run_id", "imagery_date")
+    return {k: kwargs[k] for k in keys}
 
 
 def _check_truth(kwargs: dict) -> None:
@@ -318,30 +237,10 @@ def _check_classifier(
     return {"residential_fraction": fraction, "chip_spec": spec}
 
 
-def build_summary(
-    counts: Mapping[str, int],
-    *,
-    config: SegmentConfig,
-    masks: Mapping,
-    skipped: list[dict],
-    tables: Mapping[str, list[str]],
-    regions: list | None = None,
-    model_warnings: list[dict[str, str]] | None = None,
-) -> dict:
-    """The ``summary.json`` of a run: counts that reconcile, and where things are.
-
-    ``counts`` maps PCollection names to sizes (``paths``, ``tiles``,
-    ``cores_inferred``, ...; a name that is missing counts 0) and
-    ``reason:<error>`` to the dead letters of each reason.
-
-    ``tiles.matched == written + skipped_nodata + failed + rejected`` and
-    ``windows.planned == inferred + nodata + failed + skipped_empty`` hold for a
-    complete run (``skipped_empty``: windows over blocks a sparse GeoTIFF does
-    not store, never read nor inferred, masked in the mask);
-    with a classifier, also ``footprints == chips + chip_errors``,
-    ``chips == scored + score_errors`` and ``classified == footprints``.
-    """
-    c = collections.defaultdict(int, counts)  # names with no element are absent
+def _reconcile(
+    c: Mapping[str, int], skipped: list[dict], classifier: bool
+) -> tuple[dict[str, Any], dict[str, bool]]:
+    """The summary's ``counts`` and its ``checks`` (each equation and whether it holds)."""
     skipped_nodata = sum(1 for s in skipped if s["reason"] == "nodata")
     tiles = {
         "matched": c["paths"] + c["match_errors"],
@@ -380,7 +279,7 @@ def build_summary(
             + windows["skipped_empty"]
         ),
     }
-    if config.classifier:
+    if classifier:
         counted.update(
             {k: c[k] for k in ("chips", "chip_errors", "scored", "score_errors", "classified")}
         )
@@ -390,6 +289,56 @@ def build_summary(
         checks["chips == scored + score_errors"] = c["chips"] == c["scored"] + c["score_errors"]
         # One row per footprint, scored or not.
         checks["classified == footprints"] = c["classified"] == c["footprints"]
+    return counted, checks
+
+
+def _scores_section(
+    config: SegmentConfig, regions: list, tables: Mapping[str, list[str]]
+) -> dict[str, Any]:
+    """summary.json ``scores``: the classifier, its target and each region's result."""
+    return {
+        "classifier": config.classifier,
+        "residential_fraction": float(config.residential_fraction or 0),
+        "regions": {
+            r.region: {
+                "n": r.n,
+                "k": r.k,
+                "target_fraction": r.target_fraction,
+                "threshold": r.threshold,
+                "residential": r.residential,
+                "scores": r.scores,
+            }
+            for r in sorted(regions)
+        },
+        "files": tables.get("scores", []),
+    }
+
+
+def build_summary(
+    counts: Mapping[str, int],
+    *,
+    config: SegmentConfig,
+    masks: Mapping,
+    skipped: list[dict],
+    tables: Mapping[str, list[str]],
+    regions: list | None = None,
+    model_warnings: list[dict[str, str]] | None = None,
+) -> dict:
+    """The ``summary.json`` of a run: counts that reconcile, and where things are.
+
+    ``counts`` maps PCollection names to sizes (``paths``, ``tiles``,
+    ``cores_inferred``, ...; a name that is missing counts 0) and
+    ``reason:<error>`` to the dead letters of each reason.
+
+    ``tiles.matched == written + skipped_nodata + failed + rejected`` and
+    ``windows.planned == inferred + nodata + failed + skipped_empty`` hold for a
+    complete run (``skipped_empty``: windows over blocks a sparse GeoTIFF does
+    not store, never read nor inferred, masked in the mask);
+    with a classifier, also ``footprints == chips + chip_errors``,
+    ``chips == scored + score_errors`` and ``classified == footprints``.
+    """
+    c = collections.defaultdict(int, counts)  # names with no element are absent
+    counted, checks = _reconcile(c, skipped, bool(config.classifier))
     summary = summary_head(
         "segment",
         config.run_id,
@@ -418,22 +367,7 @@ def build_summary(
         }
     )
     if config.classifier:
-        summary["scores"] = {
-            "classifier": config.classifier,
-            "residential_fraction": float(config.residential_fraction),
-            "regions": {
-                r.region: {
-                    "n": r.n,
-                    "k": r.k,
-                    "target_fraction": r.target_fraction,
-                    "threshold": r.threshold,
-                    "residential": r.residential,
-                    "scores": r.scores,
-                }
-                for r in sorted(regions or [])
-            },
-            "files": tables.get("scores", []),
-        }
+        summary["scores"] = _scores_section(config, regions or [], tables)
         summary["classified"] = {"files": tables["classified"], "crs": config.footprints_crs}
     if config.truth_masks or config.truth_footprints:
         summary["truth"] = truth_summary(
@@ -459,10 +393,57 @@ def model_card_warnings(config: SegmentConfig) -> list[dict[str, str]]:
 def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, beam.PCollection]:
     """Adds the ``footprints segment`` stages to ``pipeline``; returns its main outputs.
 
+    The stages, as the module docstring lists them: masks (MatchTiles ...
+    WriteMasks), footprints (Polygonize, Provenance, WriteGeoTable), with a
+    classifier the scores and the classified table, the main table's extra
+    copies, the counts, the STAC catalog and the summary, last.
+
     The outputs: ``footprints`` (rows of the footprints table), ``errors``
     (every dead letter) and ``summary`` (the summary.json document).
     """
-    p = pipeline
+    masks = _mask_stages(pipeline, config)
+    found = _footprint_stages(config, masks)
+    rows = found["rows"]
+    tables = {"footprints": found["files"]}
+    error_parts = [masks[k] for k in _MASK_ERRORS]
+    counted = {k: masks[k] for k in _MASK_COUNTS}
+    counted.update({"footprints": rows, "footprints_too_small": found["too_small"]})
+    side = {}
+    main_table = (FOOTPRINTS_DIR, rows, contracts.FOOTPRINTS_SCHEMA)
+    if config.classifier:
+        scored = _score_footprints(config, rows, masks["tiles"])
+        classified = _classify(config, rows, scored["scored"])
+        error_parts += [scored["chip_errors"], scored["score_errors"]]
+        counted.update({k: scored[k] for k in ("chips", "chip_errors", "scored", "score_errors")})
+        counted["classified"] = classified["rows"]
+        tables.update(scores=scored["files"], classified=classified["files"])
+        side["regions"] = beam.pvalue.AsList(scored["regions"])
+        main_table = (CLASSIFIED_DIR, classified["rows"], contracts.CLASSIFIED_SCHEMA)
+    _write_main_table(config, *main_table)
+    errors = error_parts | "AllErrors" >> beam.Flatten()
+    tables["errors"] = errors | "WriteErrors" >> WriteErrors(join(config.output, ERRORS_DIR))
+    counted["errors"] = errors
+    counts = _count(pipeline, counted, masks["cores"], errors, masks["empty"])
+    tables["stac"] = _catalog(config, masks, found["dates"], tables)
+    summary = counts | "Summary" >> beam.Map(
+        lambda c, **side: build_summary(c, config=config, **side),
+        model_warnings=model_card_warnings(config),
+        masks=beam.pvalue.AsSingleton(masks["written"]),
+        skipped=beam.pvalue.AsList(masks["skipped"]),
+        tables=beam.pvalue.AsDict(_named(tables, "Summary")),
+        **side,
+    )
+    _ = summary | "WriteSummary" >> WriteJson(config.summary_path)
+    return {"footprints": rows, "errors": errors, "summary": summary}
+
+
+#: The mask stages' dead letters, and the outputs the summary counts by name.
+_MASK_ERRORS = ("match_errors", "validate_errors", "read_errors", "predict_errors", "stitch_errors")
+_MASK_COUNTS = ("paths", "match_errors", "validate_errors", "tiles", "windows_planned", "masks")
+
+
+def _mask_stages(p: beam.Pipeline, config: SegmentConfig) -> dict[str, Any]:
+    """MatchTiles ... WriteMasks: tiles to COG masks; their outputs by name."""
     size, halo, assets = config.window_size, config.halo, config.assets
     handler = SegmenterModelHandler(
         config.model_dir,
@@ -474,7 +455,6 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         runtime=config.runtime,
         int8=config.int8,
     )
-
     matched = p | "MatchTiles" >> MatchTiles(config.raster)
     checked = matched.paths | "ValidateTiles" >> ValidateTiles(assets)
     planned = checked.tiles | "PlanWindows" >> PlanWindows(size, halo, tuple(assets.bands))
@@ -498,11 +478,30 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         {"MODEL": os.path.basename(os.path.normpath(config.model_dir)), "RUN_ID": config.run_id},
     )
     masks = stitched.masks | "WriteMasks" >> WriteMasks(masks_dir, binary)
+    return {
+        "paths": matched.paths,
+        "match_errors": matched.errors,
+        "tiles": checked.tiles,
+        "validate_errors": checked.errors,
+        "windows_planned": planned["windows"],
+        "empty": planned["empty"],
+        "read_errors": read.errors,
+        "predict_errors": predicted["errors"],
+        "cores": cores,
+        "tile_masks": stitched.masks,
+        "stitch_errors": stitched.errors,
+        "skipped": stitched.skipped,
+        "masks": masks["entries"],
+        "written": masks["written"],
+    }
 
-    dates = checked.tiles | "ImageryDates" >> beam.Map(
+
+def _footprint_stages(config: SegmentConfig, masks: Mapping[str, Any]) -> dict[str, Any]:
+    """Polygonize, Provenance, WriteGeoTable: masks to the footprints table."""
+    dates = masks["tiles"] | "ImageryDates" >> beam.Map(
         lambda t, fixed: (t.scene, fixed or tiff_date(t.path)), config.imagery_date
     )
-    polygons = stitched.masks | "Polygonize" >> Polygonize(
+    polygons = masks["tile_masks"] | "Polygonize" >> Polygonize(
         config.mask_threshold,
         config.simplify,
         config.min_area,
@@ -512,11 +511,11 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
     rows = polygons.footprints | "Provenance" >> beam.Map(
         footprint_row,
         config.footprints_crs,
-        default_model_id(config.model_dir),
+        config.model_id,
         config.run_id,
         beam.pvalue.AsDict(dates),
     )
-    footprint_files = rows | "WriteFootprints" >> WriteGeoTable(
+    files = rows | "WriteFootprints" >> WriteGeoTable(
         join(config.output, FOOTPRINTS_DIR),
         # MultiPolygon: a building that simplification or reprojection split
         # keeps all its parts (see pipeline.polygonize.polygonal); each file
@@ -525,57 +524,35 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
             contracts.FOOTPRINTS_SCHEMA, config.footprints_crs, ["Polygon", "MultiPolygon"]
         ),
     )
-    main_table = (FOOTPRINTS_DIR, rows, contracts.FOOTPRINTS_SCHEMA)
+    return {"rows": rows, "files": files, "too_small": polygons[TOO_SMALL], "dates": dates}
 
-    error_parts = [
-        matched.errors,
-        checked.errors,
-        read.errors,
-        predicted["errors"],
-        stitched.errors,
-    ]
-    counted = {
-        "paths": matched.paths,
-        "match_errors": matched.errors,
-        "validate_errors": checked.errors,
-        "tiles": checked.tiles,
-        "windows_planned": planned["windows"],
-        "masks": masks["entries"],
-        "footprints": rows,
-        "footprints_too_small": polygons[TOO_SMALL],
-    }
-    tables = {"footprints": footprint_files}
-    side = {}
-    if config.classifier:
-        scored = _score_footprints(config, rows, checked.tiles)
-        error_parts += [scored["chip_errors"], scored["score_errors"]]
-        counted.update({k: scored[k] for k in ("chips", "chip_errors", "scored", "score_errors")})
-        tables["scores"] = scored["files"]
-        side["regions"] = beam.pvalue.AsList(scored["regions"])
-        classified = (
-            {
-                "footprint": rows | "FootprintById" >> beam.Map(lambda r: (r["footprint_id"], r)),
-                "score": scored["scored"]
-                | "ScoreById" >> beam.Map(lambda r: (r["footprint_id"], r)),
-            }
-            | "JoinScores" >> beam.CoGroupByKey()
-            | "Classify" >> beam.Map(classified_row, default_model_id(config.classifier))
-        )
-        tables["classified"] = classified | "WriteClassified" >> WriteGeoTable(
-            join(config.output, CLASSIFIED_DIR),
-            geoparquet_schema(
-                contracts.CLASSIFIED_SCHEMA, config.footprints_crs, ["Polygon", "MultiPolygon"]
-            ),
-        )
-        counted["classified"] = classified
-        main_table = (CLASSIFIED_DIR, classified, contracts.CLASSIFIED_SCHEMA)
-    _write_main_table(config, *main_table)
 
-    errors = error_parts | "AllErrors" >> beam.Flatten()
-    tables["errors"] = errors | "WriteErrors" >> WriteErrors(join(config.output, ERRORS_DIR))
-    counted["errors"] = errors
-    # Cores count by status and errors by reason, in the same single combine.
-    counts = count_all(
+def _classify(config: SegmentConfig, rows, scored) -> dict[str, Any]:
+    """Classify: one row per footprint with its score and label, into ``classified/``."""
+    classified = (
+        {
+            "footprint": rows | "FootprintById" >> beam.Map(lambda r: (r["footprint_id"], r)),
+            "score": scored | "ScoreById" >> beam.Map(lambda r: (r["footprint_id"], r)),
+        }
+        | "JoinScores" >> beam.CoGroupByKey()
+        | "Classify" >> beam.Map(classified_row, config.classifier_model_id)
+    )
+    files = classified | "WriteClassified" >> WriteGeoTable(
+        join(config.output, CLASSIFIED_DIR),
+        geoparquet_schema(
+            contracts.CLASSIFIED_SCHEMA, config.footprints_crs, ["Polygon", "MultiPolygon"]
+        ),
+    )
+    return {"rows": classified, "files": files}
+
+
+def _count(p: beam.Pipeline, counted, cores, errors, empty):
+    """Every count the summary reconciles, in one combine.
+
+    Sizes by name, cores by status, errors by reason, and the windows of the
+    rows' runs on absent blocks (counted by their size, not as elements).
+    """
+    return count_all(
         p,
         counted,
         keyed={
@@ -584,32 +561,26 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
         },
         weighted={
             "empty": (
-                planned["empty"],
+                empty,
                 lambda run: {"windows_planned": run.count, "cores_empty": run.count},
             )
         },
     )
+
+
+def _catalog(config: SegmentConfig, masks: Mapping[str, Any], dates, tables):
+    """Catalog: the STAC Collection with an Item per mask, once every table is written."""
     from pipeline.writers.stac import write_catalog
 
-    tables["stac"] = masks["written"] | "Catalog" >> beam.Map(
+    return masks["written"] | "Catalog" >> beam.Map(
         write_catalog,
-        beam.pvalue.AsList(masks["entries"]),
+        beam.pvalue.AsList(masks["masks"]),
         config.output,
         config.run_id,
-        default_model_id(config.model_dir),
+        config.model_id,
         beam.pvalue.AsDict(dates),
         beam.pvalue.AsDict(_named(tables, "Catalog")),
     )
-    summary = counts | "Summary" >> beam.Map(
-        lambda c, **side: build_summary(c, config=config, **side),
-        model_warnings=model_card_warnings(config),
-        masks=beam.pvalue.AsSingleton(masks["written"]),
-        skipped=beam.pvalue.AsList(stitched.skipped),
-        tables=beam.pvalue.AsDict(_named(tables, "Summary")),
-        **side,
-    )
-    _ = summary | "WriteSummary" >> WriteJson(config.summary_path)
-    return {"footprints": rows, "errors": errors, "summary": summary}
 
 
 def _named(tables: Mapping[str, Any], label: str):
@@ -638,13 +609,15 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
 
     # SegmentConfig.create sets the CRS always, and this path runs only with a classifier.
     assert config.footprints_crs is not None and config.classifier is not None
+    assert config.residential_fraction is not None
     chips = {"rows": rows, "tiles": tiles} | "ChipFootprints" >> ChipFootprints(
         config.footprints_crs, config.chip_spec
     )
     result = chips["records"] | "ScoreChips" >> ScoreChips(
         config.classifier,
-        config.residential_fraction,
+        RegionFractions(config.residential_fraction),
         batch_size=config.classifier_batch_size,
+        model_id=config.classifier_model_id,
         run_id=config.run_id,
         crs=config.footprints_crs,
         accelerator=config.accelerator,
@@ -676,4 +649,6 @@ def run_config(config: SegmentConfig, options: PipelineOptions | Sequence[str] =
         config: The validated settings.
         options: Beam pipeline options, or the flags to make them from.
     """
-    return run_job(build_pipeline, config, options)
+    summary = run_job(build_pipeline, config, options)
+    # Known only from the run's metrics, which the summary holds once the run ended.
+    return add_warnings(config.summary_path, serving_graph_warnings(summary, config.serving_graph))

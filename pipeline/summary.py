@@ -65,3 +65,25 @@ def summary_head(
         "errors_by_reason": dict(sorted(errors_by_reason.items())),
         "warnings": [dict(w) for w in warnings],
     }
+
+
+def duplicate_warnings(duplicates: dict | None) -> list[dict]:
+    """A ``duplicate_id`` warning when footprint ids repeat, else [].
+
+    Args:
+        duplicates: summary.json ``duplicates`` (``count``, ``records``,
+            ``examples``), as :func:`pipeline.writers.scores.duplicate_report`
+            makes it.
+    """
+    if not duplicates or not duplicates.get("count"):
+        return []
+    examples = ", ".join(repr(e["footprint_id"]) for e in duplicates.get("examples", [])[:3])
+    return [
+        {
+            "code": "duplicate_id",
+            "message": f"{duplicates['count']} footprint ids occur more than once "
+            f"({duplicates.get('records', '?')} records, e.g. {examples}); every "
+            "record was kept and counted, so each such footprint counts once per "
+            "record: give every footprint a unique id (--id-field)",
+        }
+    ]

@@ -85,10 +85,7 @@ def _options(target):
 
 def _parse(job: str, flags: list[str]):
     """The footprints command's own parser on ``flags``; fails if a flag is unknown to it."""
-    from footprints_app.commands._flags import resolve_defaults
-
     args, unknown = cli.build_parser().parse_known_args([job, *flags])
-    resolve_defaults(args)
     assert not unknown, (
         f"footprints {job} does not know {unknown}: these flags would be passed to Beam as "
         "pipeline options and silently ignored (issue 6 needs them on the job)"

@@ -18,7 +18,8 @@ from footprints.contracts import SegmenterAssets
 from footprints.errors import ConfigError
 from pipeline import jobs, prepare, segment
 from pipeline.counting import count_all
-from pipeline.score import CPU_BATCH_SIZE, ScoreConfig
+from pipeline.score import ScoreConfig
+from pipeline.settings.score import CPU_BATCH_SIZE
 from pipeline.summary import HEAD_KEYS
 from pipeline.writers import scores
 
@@ -26,7 +27,7 @@ from pipeline.writers import scores
 def _prepare_summary(tmp_path, chips: int, errors: int) -> dict:
     config = prepare.PrepareConfig(output=str(tmp_path / "c"), images=str(tmp_path), run_id="p1")
     counts = {"inputs": 5, "chips": chips, "errors": errors}
-    return prepare._summary(
+    return prepare.build_summary(
         counts, {"residential": chips}, {}, {"nodata": errors}, [], config, "images"
     )
 

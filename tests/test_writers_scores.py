@@ -80,3 +80,24 @@ def test_scores_outside_0_1_are_a_warning(reasons, scored, code):
     if code:
         assert str(reasons["inference/score_out_of_range"]) in warnings[0]["message"]
         assert "sigmoid" in warnings[0]["message"]
+
+
+def test_the_score_summary_warns_of_unmatched_regions_and_duplicate_ids():
+    # The job writes these warnings itself (the CLI used to patch them in afterwards):
+    # a --region-fractions row no chip carries, and ids seen more than once.
+    from fractions import Fraction
+
+    from pipeline.thresholds.fractions import RegionFractions
+    from pipeline.writers.scores import build_summary, duplicate_report
+
+    counts = {"records_read": 3, "read_errors": 0, "scored": 3, "errors": 0}
+    fractions = RegionFractions(Fraction(2, 5), (("county-x", Fraction(1, 2)),))
+    duplicates = duplicate_report([("a", 2), ("b", 1)])
+    summary = build_summary(counts, [], {}, {}, duplicates, {"run_id": "r"}, (), fractions)
+    codes = [w["code"] for w in summary["warnings"]]
+    assert codes == ["unmatched_region", "duplicate_id"]
+    assert "'county-x'" in summary["warnings"][0]["message"]
+    assert "1 footprint ids occur more than once (2 records" in summary["warnings"][1]["message"]
+    # Without per-region rows or repeated ids, neither warning.
+    clean = build_summary(counts, [], {}, {}, duplicate_report([("a", 1)]), {"run_id": "r"})
+    assert clean["warnings"] == []

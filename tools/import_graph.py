@@ -30,7 +30,18 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "values",
-        ("ptransform", "keys", "labels", "values", "windows", "runtimes", "summary", "counting"),
+        (
+            "ptransform",
+            "keys",
+            "labels",
+            "values",
+            "windows",
+            "runtimes",
+            "summary",
+            "counting",
+            "flags",
+            "settings",
+        ),
     ),
     (
         "stage pieces",

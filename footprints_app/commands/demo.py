@@ -243,12 +243,11 @@ def run(args, beam_args) -> int:
 
 def _check_args(args) -> tuple[int, int]:
     """Raises ConfigError for flags the demo cannot run with; returns ``--tiles`` (cols, rows)."""
+    from pipeline.thresholds.fractions import parse_fraction
+
     cols, rows = _tiles(args.tiles)
-    if args.residential_fraction is not None and not 0 <= args.residential_fraction <= 1:
-        raise ConfigError(
-            f"--residential-fraction {args.residential_fraction!r} must be a "
-            "share between 0 and 1, e.g. 0.45"
-        )
+    if args.residential_fraction is not None:  # the rule `score` and `segment` check
+        parse_fraction(str(args.residential_fraction), "--residential-fraction")
     if args.train_areas < 1:
         raise ConfigError(f"--train-areas {args.train_areas!r} must be at least 1")
     if args.segmenter_steps < 1 or args.classifier_epochs < 1:

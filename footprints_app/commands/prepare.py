@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from footprints_app.commands._flags import ConfigDefault, add_output_flags, settings
+from footprints_app.commands._flags import add_output_flags
+from pipeline.chipping import ChipSpec
+from pipeline.labels import ClassMap
+from pipeline.settings import add_flag, from_flags
+from pipeline.settings.prepare import PrepareSettings
 
-CONFIG = "pipeline.prepare:PrepareConfig"
-SPEC = "pipeline.chipping:ChipSpec"
-CLASS_MAP = "pipeline.labels:ClassMap"
+#: The chip flags, in the order ``--help`` lists them.
+CHIP_FLAGS = (
+    "size",
+    "margin",
+    "min_extent",
+    "bands",
+    "value_range",
+    "image_format",
+    "resampling",
+    "min_coverage",
+)
 
 EPILOG = """\
 examples:
@@ -32,31 +44,8 @@ exit codes: 0 done; 1 the run failed; 2 invalid flags or inputs (nothing ran);
 """
 
 
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in _csv(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of band numbers, e.g. 1,2,3"
-        ) from None
-
-
-def _range(text: str) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not LOW,HIGH, e.g. 0,4095") from None
-    return low, high
-
-
 def register(subparsers) -> None:
     """Adds the ``prepare`` subcommand."""
-    from pipeline.chipping import IMAGE_FORMATS, RESAMPLING
-
     p = subparsers.add_parser(
         "prepare",
         help="write chip shards from image folders or orthophotos + footprints",
@@ -83,126 +72,38 @@ def register(subparsers) -> None:
         help="footprint polygons: GeoPackage, GeoJSON, Shapefile or GeoParquet",
     )
     attrs = p.add_argument_group("footprint attributes")
-    attrs.add_argument(
-        "--id-field",
-        help="attribute holding a unique footprint id (default: FILE-STEM-<feature index>)",
-    )
-    attrs.add_argument("--class-field", help="attribute holding the class, e.g. building")
-    attrs.add_argument("--region-field", help="attribute holding the region, e.g. county")
-    attrs.add_argument(
-        "--residential-classes",
-        type=_csv,
-        metavar="A,B,...",
-        default=ConfigDefault(CLASS_MAP, "residential"),
-        help="class values (or folder names) labelled residential "
-        "(default: OSM house,detached,residential,apartments,...)",
-    )
-    attrs.add_argument(
-        "--non-residential-classes",
-        type=_csv,
-        metavar="A,B,...",
-        default=ConfigDefault(CLASS_MAP, "non_residential"),
-        help="class values labelled non-residential "
-        "(default: OSM barn,shed,garage,farm_auxiliary,commercial,...)",
-    )
+    for field in ("id_field", "class_field", "region_field"):
+        add_flag(attrs, PrepareSettings, field)
+    for field in ("residential", "non_residential"):
+        add_flag(attrs, ClassMap, field)
     chips = p.add_argument_group("chips")
-    chips.add_argument(
-        "--chip-size",
-        type=int,
-        default=None,
-        help="output side in pixels, 0 = native pixels (default: "
-        f"{ConfigDefault(SPEC, 'size')} for footprints, 0 = as they are for images)",
-    )
-    chips.add_argument(
-        "--margin",
-        type=float,
-        default=ConfigDefault(SPEC, "margin"),
-        help="context on each side, as a fraction of the footprint's larger "
-        "side (default: %(default)s)",
-    )
-    chips.add_argument(
-        "--min-extent",
-        type=float,
-        default=ConfigDefault(SPEC, "min_extent"),
-        help="smallest chip side in ground units, metres (default: %(default)s)",
-    )
-    chips.add_argument(
-        "--bands",
-        type=_ints,
-        default=ConfigDefault(SPEC, "bands"),
-        help="1-based bands, 1 or 3 (default: 1,2,3, or 1 for single-band rasters)",
-    )
-    chips.add_argument(
-        "--value-range",
-        type=_range,
-        default=None,
-        metavar="LOW,HIGH",
-        help="raw values mapped to 0..255 for non-8-bit rasters (default: a "
-        "0.5-99.5%% stretch estimated once over the area)",
-    )
-    chips.add_argument(
-        "--image-format", choices=IMAGE_FORMATS, default=ConfigDefault(SPEC, "image_format")
-    )
-    chips.add_argument(
-        "--resampling", choices=RESAMPLING, default=ConfigDefault(SPEC, "resampling")
-    )
-    chips.add_argument(
-        "--min-coverage",
-        type=float,
-        default=ConfigDefault(SPEC, "min_coverage"),
-        help="smallest share of a footprint the rasters must cover (default: %(default)s)",
-    )
+    for field in CHIP_FLAGS:
+        add_flag(chips, ChipSpec, field)
     out = p.add_argument_group("output")
     add_output_flags(
-        out,
-        metavar="PREFIX",
-        help="shard path prefix, e.g. out/chips/area",
-        run_id_help="id of this run in its summary (default: generated)",
+        out, PrepareSettings, metavar="PREFIX", help="shard path prefix, e.g. out/chips/area"
     )
-    out.add_argument(
-        "--num-shards",
-        type=int,
-        default=ConfigDefault(CONFIG, "num_shards"),
-        help="(default: %(default)s)",
-    )
-    out.add_argument(
-        "--compression", choices=["none", "gzip"], default=ConfigDefault(CONFIG, "compression")
-    )
+    for field in ("num_shards", "compression"):
+        add_flag(out, PrepareSettings, field)
     p.set_defaults(handler=run, beam_passthrough=True)
 
 
 def config_from_args(args):
     """A validated :class:`pipeline.prepare.PrepareConfig` from parsed flags (inputs checked)."""
     from pipeline import prepare
-    from pipeline.chipping import ChipSpec
 
-    spec = settings(
-        args,
-        size="chip_size",
-        margin="margin",
-        min_extent="min_extent",
-        bands="bands",
-        value_range="value_range",
-        image_format="image_format",
-        min_coverage="min_coverage",
-        resampling="resampling",
-    )
-    if args.chip_size is None and args.images:
+    spec = from_flags(ChipSpec, args)
+    if spec["size"] is None and args.images:
         spec["size"] = 0  # images keep their bytes unless a size is asked for
-    classes = settings(
-        args, residential="residential_classes", non_residential="non_residential_classes"
-    )
+    classes = from_flags(ClassMap, args)
     return prepare.PrepareConfig.create(
         output=args.output,
         images=args.images,
         rasters=args.rasters,
         footprints=args.footprints,
-        id_field=args.id_field,
-        class_field=args.class_field,
-        region_field=args.region_field,
-        class_map=prepare.ClassMap(**{k: v for k, v in classes.items() if v is not None}),
+        class_map=ClassMap(**{k: v for k, v in classes.items() if v is not None}),
         spec=ChipSpec(**{k: v for k, v in spec.items() if v is not None}),
-        **settings(args, num_shards="num_shards", compression="compression", run_id="run_id"),
+        **from_flags(PrepareSettings, args),
     )
 
 

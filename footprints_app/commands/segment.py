@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 
 from footprints_app.commands import _flags as flags
-
-CONFIG = "pipeline.segment:SegmentConfig"
+from pipeline.settings import add_flag, from_flags
+from pipeline.settings.segment import SegmentSettings
 
 DESCRIPTION = """\
 Segment buildings in orthophoto tiles with a U-Net SavedModel: windows with a
@@ -72,12 +72,7 @@ def register(subparsers) -> None:
         metavar="DIR",
         help="segmenter SavedModel directory (with assets/segmenter.json)",
     )
-    flags.add_output_flags(
-        parser,
-        metavar="DIR",
-        help="output folder",
-        run_id_help="id of this run (default: generated)",
-    )
+    flags.add_output_flags(parser, SegmentSettings, metavar="DIR", help="output folder")
     parser.add_argument(
         "--halo",
         type=int,
@@ -86,104 +81,25 @@ def register(subparsers) -> None:
         "receptive radius for seamless masks (default: the model's "
         "receptive_halo asset, else window/8)",
     )
-    flags.add_batch_flags(parser, CONFIG, what="windows")
-    parser.add_argument(
-        "--tta",
-        choices=["none", "flips", "d4"],
-        default=flags.ConfigDefault(CONFIG, "tta"),
-        help="test-time augmentation: average over 4 flips or 8 rotations and "
-        "flips (default: %(default)s)",
-    )
-    flags.add_serving_graph_flag(parser, CONFIG)
-    flags.add_runtime_flags(parser, CONFIG)
-    flags.add_accelerator_flag(
-        parser,
-        steps="the inference steps (segmenter and classifier)",
-        example="type:nvidia-l4;count:1;install-nvidia-driver",
-    )
-    parser.add_argument(
-        "--mask-threshold",
-        type=float,
-        default=None,
-        metavar="P",
-        help="building probability threshold for footprints and the binary "
-        "mask (default: the threshold the model chose on its validation "
-        "blocks, recorded in its assets; 0.5 for a model without one)",
-    )
-    parser.add_argument(
-        "--binary-mask",
-        action="store_true",
-        help="also write the binary mask (1 building) as band 2 of each COG",
-    )
-    parser.add_argument(
-        "--simplify",
-        type=float,
-        default=flags.ConfigDefault(CONFIG, "simplify"),
-        metavar="PIXELS",
-        help="footprint simplification tolerance (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--min-area",
-        type=float,
-        default=flags.ConfigDefault(CONFIG, "min_area"),
-        metavar="M2",
-        help="drop footprints smaller than this, square metres (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--imagery-date",
-        metavar="YYYY-MM-DD",
-        help="date of the imagery on every row (default: each tile's TIFF "
-        "DateTime tag, else empty)",
-    )
-    flags.add_table_flags(
-        parser,
-        crs_dest="footprints_crs",
-        csv_help="also write the main table (classified/ with --classifier, else "
-        "footprints/) as OUTPUT/<table>.csv, geometry as WKT",
-        bigquery_help="also load the main table into BigQuery (replaces the table)",
-        crs_help="CRS of the geometry in every table, e.g. EPSG:4326 for BigQuery "
-        "(default: the tiles' CRS)",
-    )
-    parser.add_argument(
-        "--regularize",
-        action="store_true",
-        help="right-angle footprint outlines (edges aligned to each "
-        "building's main direction, as the Microsoft footprints are) "
-        "instead of plain simplification; needs "
-        "pip install 'footprints[regularize]'",
-    )
+    flags.add_batch_flags(parser, SegmentSettings)
+    for field in ("tta", "serving_graph"):
+        add_flag(parser, SegmentSettings, field)
+    flags.add_runtime_flags(parser, SegmentSettings)
+    for field in ("accelerator", "mask_threshold", "binary_mask", "simplify", "min_area"):
+        add_flag(parser, SegmentSettings, field)
+    add_flag(parser, SegmentSettings, "imagery_date")
+    flags.add_table_flags(parser, SegmentSettings, crs="footprints_crs")
+    add_flag(parser, SegmentSettings, "regularize")
     truth = parser.add_mutually_exclusive_group()
-    truth.add_argument(
-        "--truth-masks",
-        metavar="GLOB",
-        help="true 0/1 masks on the tiles' grids; pixel IoU per tile and "
-        "object precision/recall/F1 at IoU >= 0.5 go into summary.json "
-        "(truth) and the report",
-    )
-    truth.add_argument(
-        "--truth-footprints",
-        metavar="FILE",
-        help="true building polygons instead (GeoPackage, GeoJSON, "
-        "Shapefile, GeoParquet; any CRS, reprojected)",
-    )
+    for field in ("truth_masks", "truth_footprints"):
+        add_flag(truth, SegmentSettings, field)
     scoring = parser.add_argument_group(
         "scoring",
         "chip the footprints from the same tiles and run the `footprints score` "
         "path on them in the same job, into OUTPUT/scores/",
     )
-    scoring.add_argument("--classifier", metavar="DIR", help="classifier SavedModel directory")
-    scoring.add_argument(
-        "--residential-fraction",
-        metavar="P",
-        help="target residential fraction in [0, 1] (with --classifier)",
-    )
-    scoring.add_argument(
-        "--classifier-batch-size",
-        type=int,
-        default=flags.ConfigDefault(CONFIG, "classifier_batch_size"),
-        metavar="N",
-        help="largest batch of chips handed to the classifier (default: %(default)s)",
-    )
+    for field in ("classifier", "residential_fraction", "classifier_batch_size"):
+        add_flag(scoring, SegmentSettings, field)
     parser.set_defaults(handler=run, beam_passthrough=True)
 
 
@@ -196,45 +112,13 @@ def config_from_args(args: argparse.Namespace):
         model_dir=args.model,
         output=args.output,
         halo=args.halo,
-        **flags.settings(
-            args,
-            **{
-                name: name
-                for name in (
-                    "batch_size",
-                    "min_batch_size",
-                    "tta",
-                    "serving_graph",
-                    "runtime",
-                    "int8",
-                    "allow_inexact_int8",
-                    "accelerator",
-                    "mask_threshold",
-                    "binary_mask",
-                    "simplify",
-                    "min_area",
-                    "footprints_crs",
-                    "regularize",
-                    "truth_masks",
-                    "truth_footprints",
-                    "run_id",
-                    "classifier",
-                    "residential_fraction",
-                    "classifier_batch_size",
-                    "imagery_date",
-                    "csv",
-                    "bigquery_table",
-                )
-            },
-        ),
+        **from_flags(SegmentSettings, args),
     )
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Validates the flags, runs the job, prints the tile and window counts."""
     from footprints_app.commands._plans import segment_lines, segment_plan
-    from pipeline.inference.serving import serving_graph_warnings
-    from pipeline.monitoring import add_warnings
     from pipeline.segment import run_config
 
     config = config_from_args(args)
@@ -242,9 +126,6 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         print(segment_plan(config))
         return 0
     summary = run_config(config, beam_args)
-    summary = add_warnings(
-        config.summary_path, serving_graph_warnings(summary, config.serving_graph)
-    )
     print(segment_lines(summary))
     print(
         f"  outputs: {args.output}/masks/, footprints/, errors/, summary.json"

@@ -49,76 +49,31 @@ from affine import Affine
 from rasterio import windows
 
 from footprints.contracts import Rejected
-from footprints.errors import ConfigError, Reason
+from footprints.errors import Reason
 from footprints.tiles import TileInfo, readable_headers
+from pipeline.settings.chips import (  # noqa: F401 (their home: how chips are cut is a setting)
+    CHIP_SIZE,
+    IMAGE_FORMATS,
+    RESAMPLING,
+    ChipSpec,
+)
 from pipeline.sources.tile_index import TileHit
 
 LOG = logging.getLogger(__name__)
-
-RESAMPLING = ("nearest", "bilinear", "cubic", "average")
-IMAGE_FORMATS = ("png", "jpeg")
 
 
 class ChipError(Rejected):
     """A footprint cannot be chipped; ``reason`` is its code for ``errors/``."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ChipSpec:
-    """How chips are cut.
-
-    Attributes:
-        size: Output side in pixels; 0 keeps the native pixels (no resampling).
-        margin: Added on each side, as a fraction of the footprint's larger side.
-        min_extent: Smallest chip side in metres (converted for rasters in
-            feet or degrees).
-        bands: 1-based bands to keep; empty means 1,2,3 (or 1 for one band).
-        value_range: (low, high) raw values mapped to 0..255 for rasters that
-            are not uint8; None keeps uint8 as it is.
-        image_format: ``png`` (lossless) or ``jpeg``.
-        min_coverage: Smallest share of the footprint the rasters must cover.
-        resampling: For reprojection and resizing.
-    """
-
-    size: int = 96
-    margin: float = 0.25
-    min_extent: float = 20.0
-    bands: tuple[int, ...] = ()
-    value_range: tuple[float, float] | None = None
-    image_format: str = "png"
-    min_coverage: float = 0.5
-    resampling: str = "bilinear"
-
-    def __post_init__(self):
-        if self.size < 0 or (0 < self.size < 8):
-            raise ConfigError(f"--chip-size {self.size!r} must be 0 (native) or at least 8")
-        if not 0 <= self.margin <= 5:
-            raise ConfigError(f"--margin {self.margin!r} must be between 0 and 5")
-        if self.min_extent < 0:
-            raise ConfigError(f"--min-extent {self.min_extent!r} must be >= 0")
-        if self.bands and (len(self.bands) not in (1, 3) or min(self.bands) < 1):
-            raise ConfigError(
-                f"--bands {self.bands!r} must name 1 or 3 bands, 1-based (e.g. 1,2,3)"
-            )
-        if self.value_range and not self.value_range[0] < self.value_range[1]:
-            raise ConfigError(f"--value-range {self.value_range!r} needs LOW < HIGH")
-        if self.image_format not in IMAGE_FORMATS:
-            raise ConfigError(
-                f"--image-format {self.image_format!r} must be one of {IMAGE_FORMATS}"
-            )
-        if not 0 < self.min_coverage <= 1:
-            raise ConfigError(f"--min-coverage {self.min_coverage!r} must be in (0, 1]")
-        if self.resampling not in RESAMPLING:
-            raise ConfigError(f"--resampling {self.resampling!r} must be one of {RESAMPLING}")
-
-    def bands_for(self, count: int) -> tuple[int, ...]:
-        """The bands to read from a raster with ``count`` bands."""
-        bands = self.bands or ((1, 2, 3) if count >= 3 else (1,))
-        if max(bands) > count:
-            raise ChipError(
-                Reason.BAND_MISMATCH, f"the raster has {count} bands, --bands asks for {bands}"
-            )
-        return bands
+def bands_for(spec: ChipSpec, count: int) -> tuple[int, ...]:
+    """The bands of ``spec`` to read from a raster with ``count`` bands."""
+    bands = spec.bands or ((1, 2, 3) if count >= 3 else (1,))
+    if max(bands) > count:
+        raise ChipError(
+            Reason.BAND_MISMATCH, f"the raster has {count} bands, --bands asks for {bands}"
+        )
+    return bands
 
 
 @functools.lru_cache(maxsize=64)
@@ -329,6 +284,23 @@ def _as_dtype(values: np.ndarray, dtype) -> np.ndarray:
     return np.clip(np.rint(values), info.min, info.max).astype(dtype)
 
 
+def _check_coverage(footprint_hits: Sequence[TileHit], spec: ChipSpec) -> None:
+    """Raises ChipError unless the tiles cover ``spec.min_coverage`` of the footprint."""
+    if not footprint_hits:
+        raise ChipError(
+            Reason.NO_RASTER,
+            "no raster tile lies under the footprint; check that "
+            "--rasters covers the footprints and both CRSs are right",
+        )
+    coverage = min(1.0, sum(hit.fraction for hit in footprint_hits))
+    if coverage < spec.min_coverage:
+        raise ChipError(
+            Reason.PARTLY_OUTSIDE_RASTERS,
+            f"only {coverage:.0%} of the footprint lies on the rasters "
+            f"(--min-coverage {spec.min_coverage})",
+        )
+
+
 def read_chip(
     footprint_hits: Sequence[TileHit],
     chip_hits: Sequence[TileHit],
@@ -357,22 +329,10 @@ def read_chip(
             with another band count or data type), or a footprint mostly on
             nodata (``nodata``).
     """
-    if not footprint_hits:
-        raise ChipError(
-            Reason.NO_RASTER,
-            "no raster tile lies under the footprint; check that "
-            "--rasters covers the footprints and both CRSs are right",
-        )
-    coverage = min(1.0, sum(hit.fraction for hit in footprint_hits))
-    if coverage < spec.min_coverage:
-        raise ChipError(
-            Reason.PARTLY_OUTSIDE_RASTERS,
-            f"only {coverage:.0%} of the footprint lies on the rasters "
-            f"(--min-coverage {spec.min_coverage})",
-        )
+    _check_coverage(footprint_hits, spec)
     primary_hit = footprint_hits[0]
     primary = primary_hit.tile
-    bands = spec.bands_for(primary.count)
+    bands = bands_for(spec, primary.count)
     window = chip_window(primary_hit.geometry, primary, spec)
     out = np.zeros((len(bands), int(window.height), int(window.width)), dtype=primary.dtype)
     valid = np.zeros(out.shape[1:], dtype=bool)
@@ -382,7 +342,7 @@ def read_chip(
     ordered = [primary] + sorted({h.tile for h in chip_hits} - {primary}, key=lambda t: t.path)
     for tile in ordered:
         try:
-            same = spec.bands_for(tile.count) == bands and tile.dtype == primary.dtype
+            same = bands_for(spec, tile.count) == bands and tile.dtype == primary.dtype
         except ChipError:
             same = False
         if not same:  # e.g. a 1-band uint16 tile beside a 3-band uint8 one
@@ -543,7 +503,7 @@ def with_area_stretch(spec: ChipSpec, paths: Sequence[str]) -> ChipSpec:
     infos = readable_headers(sorted(paths)[:8])
     if not infos or all(i.dtype == "uint8" for i in infos):
         return spec
-    bands = spec.bands_for(min(i.count for i in infos))
+    bands = bands_for(spec, min(i.count for i in infos))
     value_range = estimate_value_range(infos, bands)
     LOG.info("rasters are %s: stretching %s to 0..255", infos[0].dtype, value_range)
     return dataclasses.replace(spec, value_range=value_range)

@@ -54,6 +54,7 @@ from footprints import contracts
 from footprints.contracts import Chip, ErrorRecord, Rejected
 from footprints.errors import ContractError, Reason
 from pipeline.ptransform import DataclassTransform
+from pipeline.settings.score import MAX_CHIP_PIXELS
 from pipeline.values import LocatedRecord
 
 NAMESPACE = contracts.METRICS_SCORE
@@ -277,12 +278,6 @@ def peek_crs(paths: list[str], max_records: int = 100) -> str | None:
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _JPEG_SOI = b"\xff\xd8\xff"
-
-#: Default decode limit: the most pixels a chip's image or mask may declare
-#: (``--max-chip-pixels``). 4096 x 4096 is far above any chip ``prepare`` cuts
-#: (a 200 m building at 0.15 m pixels is about 2,000 px wide with its margin),
-#: and decodes in about 200 MB as float32 RGB.
-MAX_CHIP_PIXELS = 4096 * 4096
 
 
 def image_problem(image: bytes) -> str | None:

@@ -40,10 +40,10 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from footprints.contracts import METRICS_SCORE
 from pipeline.ptransform import DataclassTransform
+from pipeline.settings.score import DEFAULT_EPSILON
 from pipeline.thresholds.expected import ScoreStatsFn
 from pipeline.thresholds.fractions import RegionFractions
 from pipeline.thresholds.selection import (
-    DEFAULT_EPSILON,
     RegionPlan,
     percentiles,
     plan_region,

@@ -49,9 +49,6 @@ from fractions import Fraction
 import numpy as np
 from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 
-#: Default rank error of the quantile sketch, as a fraction of N.
-DEFAULT_EPSILON = 1e-3
-
 SketchKey = int
 RankKey = tuple[float, int, str, str, str]
 

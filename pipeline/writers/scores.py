@@ -36,9 +36,10 @@ from footprints import contracts
 from footprints.errors import ConfigError, Reason
 from pipeline.counting import repeated_ids
 from pipeline.ptransform import DataclassTransform
-from pipeline.summary import SUMMARY_FILE, summary_head
+from pipeline.summary import SUMMARY_FILE, duplicate_warnings, summary_head
 from pipeline.thresholds import LabelledBatch, RegionResult
 from pipeline.thresholds.expected import rank_warnings, regions_with_stats
+from pipeline.thresholds.fractions import RegionFractions, unmatched_regions
 from pipeline.writers import geo
 from pipeline.writers.files import WriteJson, join
 from pipeline.writers.tables import (
@@ -371,6 +372,7 @@ def build_summary(
     duplicates: Mapping[str, Any],
     run: Mapping[str, Any],
     warnings: Sequence[Mapping[str, str]] = (),
+    fractions: RegionFractions | None = None,
 ) -> dict[str, Any]:
     """The ``summary.json`` document of a scoring run.
 
@@ -383,7 +385,10 @@ def build_summary(
         duplicates: ``{"count": ids seen more than once, "examples": [...]}``.
         run: Run facts (run_id, model, fractions, epsilon, outputs).
         warnings: Warnings known before the run (a weak model); the
-            regions' ``scores_cannot_rank`` warnings are added to them.
+            regions' ``scores_cannot_rank`` warnings are added to them, then
+            ``unmatched_region`` (rows of ``fractions`` no chip matched) and
+            ``duplicate_id`` (repeated footprint ids).
+        fractions: The run's targets (None: no per-region rows to match).
     """
     input_records = counts["records_read"] + counts["read_errors"]
     per_region = {}
@@ -420,6 +425,8 @@ def build_summary(
             *map(dict, warnings),
             *score_range_warnings(errors_by_reason, scored),
             *rank_warnings(regions_with_stats(regions)),
+            *(unmatched_regions(fractions, per_region) if fractions else []),
+            *duplicate_warnings(dict(duplicates)),
         ],
     )
     return {
@@ -454,6 +461,7 @@ class WriteScoreOutputs(DataclassTransform):
         bigquery_table: Also load ``PROJECT:DATASET.TABLE``.
         num_shards: Files in ``scores/`` (0 lets the runner decide).
         warnings: Warnings for the summary known before the run (a weak model).
+        fractions: The run's targets, to warn about region rows no chip matched.
 
     Input: a dict with ``scores`` (``SCORES_SCHEMA`` rows, as
     :func:`score_rows` makes them), ``regions`` (RegionResult),
@@ -470,6 +478,7 @@ class WriteScoreOutputs(DataclassTransform):
     bigquery_table: str | None = None
     num_shards: int = 1
     warnings: Sequence[Mapping[str, str]] = ()
+    fractions: RegionFractions | None = None
 
     def expand(self, inputs):
         """Writes every output of a score run, the summary last."""
@@ -505,7 +514,14 @@ class WriteScoreOutputs(DataclassTransform):
         done = [beam.pvalue.AsList(w) for w in written]
         summary = inputs["counts"] | "Summary" >> beam.Map(
             lambda counts, regions, res, why, dups, run, *_: build_summary(
-                counts, regions, dict(res), dict(why), duplicate_report(dups), run, self.warnings
+                counts,
+                regions,
+                dict(res),
+                dict(why),
+                duplicate_report(dups),
+                run,
+                self.warnings,
+                self.fractions,
             ),
             beam.pvalue.AsList(inputs["regions"]),
             beam.pvalue.AsList(residential),

@@ -119,39 +119,10 @@ def mask_item(entry, output: str, date: datetime.date | None, run_time: datetime
     return item
 
 
-def write_catalog(
-    written: Mapping[str, Any],
-    entries: Sequence,
-    output: str,
-    run_id: str,
-    model_id: str,
-    dates: Mapping[str, datetime.date | None],
-    tables: Mapping[str, list[str]],
-    run_time: datetime.datetime | None = None,
-) -> list[str]:
-    """Writes ``stac/collection.json`` and one Item per mask; returns the files written.
-
-    Args:
-        written: What ``masks/`` holds (``masks``, ``mosaics``): the step
-            runs once the masks and mosaics are in place; the mosaics are
-            catalogued as Collection assets.
-        entries: The masks written.
-        output: The run's output folder.
-        run_id: The run's id (the collection id).
-        model_id: The segmenter's id.
-        dates: Tile scene -> imagery date (or None).
-        tables: Table name -> its files (``footprints``, ``classified``, ...).
-        run_time: When the run happened (default: now), for undated imagery.
-
-    """
+def _collection(items: list, run_id: str, model_id: str, run_time: datetime.datetime) -> Any:
+    """The run's ``pystac.Collection``: its extent is that of the items (the world, undated)."""
     import pystac
 
-    run_time = run_time or datetime.datetime.now(datetime.UTC)
-    stac_dir = join(output, STAC_DIR)
-    items = [
-        mask_item(e, output, dates.get(_scene(e.path)), run_time)
-        for e in sorted(entries, key=lambda e: e.path)
-    ]
     if items:
         boxes = [i.bbox for i in items]
         bbox = [
@@ -172,7 +143,16 @@ def write_catalog(
         extra_fields={"footprints:segmenter_model_id": model_id},
         stac_extensions=[EXTENSION],
     )
-    for path in written.get("mosaics", []):
+    return collection
+
+
+def _add_assets(
+    collection: Any, mosaics: Sequence[str], tables: Mapping[str, list[str]], stac_dir: str
+) -> None:
+    """The Collection's assets: the mosaics (VRT) and every Parquet file of the tables."""
+    import pystac
+
+    for path in mosaics:
         name = posixpath.splitext(posixpath.basename(path))[0]
         collection.add_asset(
             name,
@@ -199,6 +179,41 @@ def write_catalog(
                     title=f"{name} table" + ("" if len(files) == 1 else f" ({key})"),
                 ),
             )
+
+
+def write_catalog(
+    written: Mapping[str, Any],
+    entries: Sequence,
+    output: str,
+    run_id: str,
+    model_id: str,
+    dates: Mapping[str, datetime.date | None],
+    tables: Mapping[str, list[str]],
+    run_time: datetime.datetime | None = None,
+) -> list[str]:
+    """Writes ``stac/collection.json`` and one Item per mask; returns the files written.
+
+    Args:
+        written: What ``masks/`` holds (``masks``, ``mosaics``): the step
+            runs once the masks and mosaics are in place; the mosaics are
+            catalogued as Collection assets.
+        entries: The masks written.
+        output: The run's output folder.
+        run_id: The run's id (the collection id).
+        model_id: The segmenter's id.
+        dates: Tile scene -> imagery date (or None).
+        tables: Table name -> its files (``footprints``, ``classified``, ...).
+        run_time: When the run happened (default: now), for undated imagery.
+
+    """
+    run_time = run_time or datetime.datetime.now(datetime.UTC)
+    stac_dir = join(output, STAC_DIR)
+    items = [
+        mask_item(e, output, dates.get(_scene(e.path)), run_time)
+        for e in sorted(entries, key=lambda e: e.path)
+    ]
+    collection = _collection(items, run_id, model_id, run_time)
+    _add_assets(collection, written.get("mosaics", []), tables, stac_dir)
     collection_path = join(stac_dir, "collection.json")
     out = []
     collection_dict = collection.to_dict(include_self_link=False)
