@@ -35,6 +35,7 @@ import dataclasses
 import json
 import os
 import re
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -122,7 +123,7 @@ class Chip:
     crs: str | None = None
     mask: bytes | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.footprint_id:
             raise ContractError("a chip needs a non-empty footprint id")
         if not self.image:
@@ -138,7 +139,7 @@ class Chip:
             )
 
 
-def _example_pb2():
+def _example_pb2() -> types.ModuleType:
     # TensorFlow's own example_pb2 would load all of TensorFlow (seconds per
     # worker); these are the same messages, declared without it.
     from footprints import example_proto
@@ -165,10 +166,11 @@ def encode_chip(chip: Chip) -> bytes:
         feature[MASK_KEY].bytes_list.value.append(chip.mask)
     # Deterministic: the feature map in key order, so a chip's record is the
     # same bytes in every process (map order otherwise follows a per-process hash).
-    return example.SerializeToString(deterministic=True)
+    record: bytes = example.SerializeToString(deterministic=True)
+    return record
 
 
-def _single(feature, spec: FeatureSpec, footprint: str):
+def _single(feature: Any, spec: FeatureSpec, footprint: str) -> int | bytes:
     kinds = {"bytes": feature.bytes_list.value, "int64": feature.int64_list.value}
     values = kinds[spec.kind]
     other = feature.int64_list.value if spec.kind == "bytes" else feature.bytes_list.value
@@ -182,7 +184,8 @@ def _single(feature, spec: FeatureSpec, footprint: str):
             f"record {footprint}: feature {spec.name!r} must hold exactly one value, "
             f"found {len(values)}"
         )
-    return values[0]
+    value: int | bytes = values[0]
+    return value
 
 
 def decode_chip(record: bytes) -> Chip:
@@ -206,6 +209,7 @@ def decode_chip(record: bytes) -> Chip:
                 f"{IMAGE_KEY!r} and {ID_KEY!r}"
             )
     fid_bytes = _single(feature[ID_KEY], CHIP_FEATURES[1], "<no id>")
+    assert isinstance(fid_bytes, bytes)  # the id's spec is of kind "bytes"
     try:
         fid = fid_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -336,7 +340,7 @@ class SegmenterAssets:
     mask_threshold: float | None = None
     contract_version: int = CONTRACT_VERSION
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.window_size < 8:
             raise ContractError(f"window_size {self.window_size!r} must be at least 8 pixels")
         n = len(self.bands)
@@ -404,7 +408,8 @@ def scale_to_model_input(raw: np.ndarray, assets: SegmenterAssets) -> np.ndarray
     if raw.dtype == np.uint8 and not offset.any() and (scale == 1).all():
         return raw
     out = (raw.astype(np.float32) - offset) * scale
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    scaled: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return scaled
 
 
 def model_dir_exists(model_dir: str) -> bool:
@@ -417,7 +422,8 @@ def model_dir_exists(model_dir: str) -> bool:
         return os.path.exists(model_dir)
     from apache_beam.io.filesystems import FileSystems
 
-    return FileSystems.exists(model_dir.rstrip("/") + "/saved_model.pb")
+    found: bool = FileSystems.exists(model_dir.rstrip("/") + "/saved_model.pb")
+    return found
 
 
 def local_model_dir(model_dir: str) -> str:
@@ -484,7 +490,9 @@ def model_dir_of(path: str) -> str:
     return path
 
 
-def _signature(model_dir: str, kind: str, load: Callable[[str], Any] | None = None):
+def _signature(
+    model_dir: str, kind: str, load: Callable[[str], Any] | None = None
+) -> tuple[Any, Any]:
     import tensorflow as tf
 
     load = load or tf.saved_model.load
@@ -506,7 +514,17 @@ def _signature(model_dir: str, kind: str, load: Callable[[str], Any] | None = No
     return loaded, loaded.signatures[SIGNATURE]
 
 
-def _check_io(model_dir, fn, name, dtype, rank, outputs, out_name, out_dtype, out_rank):
+def _check_io(
+    model_dir: str,
+    fn: Any,
+    name: str,
+    dtype: str,
+    rank: int,
+    outputs: Mapping[str, Any],
+    out_name: str,
+    out_dtype: str,
+    out_rank: int,
+) -> None:
     _, inputs = fn.structured_input_signature
     if set(inputs) != {name}:
         raise ContractError(
@@ -579,13 +597,14 @@ def check_segmenter_model(model_dir: str) -> SegmenterAssets:
     return assets
 
 
-def read_model_card(model_dir: str) -> dict:
+def read_model_card(model_dir: str) -> dict[str, Any]:
     """The model card JSON next to a model (``<model>/assets/model_card.json``), or {}."""
     local = local_model_dir(model_dir)
     for path in (os.path.join(local, "assets", MODEL_CARD), os.path.join(local, MODEL_CARD)):
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                return json.load(f)
+                card: dict[str, Any] = json.load(f)
+                return card
     return {}
 
 
@@ -676,7 +695,7 @@ class ErrorRecord:
     error: str
     message: str
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         try:
             reason = Reason(self.error)
         except ValueError:

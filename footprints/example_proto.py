@@ -26,7 +26,9 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
         name="footprints/example.proto", package="tensorflow", syntax="proto3"
     )
 
-    def message(name: str, *fields: tuple[str, int, int, int, str]):
+    def message(
+        name: str, *fields: tuple[str, int, int, int, str]
+    ) -> descriptor_pb2.DescriptorProto:
         msg = proto.message_type.add(name=name)
         for field_name, number, label, kind, type_name in fields:
             field = msg.field.add(name=field_name, number=number, label=label, type=kind)
@@ -66,7 +68,8 @@ _POOL.Add(_file())
 
 
 def _class(name: str) -> type:
-    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"tensorflow.{name}"))
+    cls: type = message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"tensorflow.{name}"))
+    return cls
 
 
 Example = _class("Example")

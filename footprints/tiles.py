@@ -27,10 +27,14 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from footprints.contracts import Rejected, SegmenterAssets
 from footprints.errors import InputError, Reason
+
+if TYPE_CHECKING:
+    from affine import Affine
+    from shapely import Polygon
 
 __all__ = [
     "TileInfo",
@@ -109,7 +113,7 @@ class TileInfo:
             object.__setattr__(self, "scene", scene_of(self.path))
 
     @property
-    def affine(self):
+    def affine(self) -> Affine:
         """The geotransform as an :class:`affine.Affine`."""
         from affine import Affine
 
@@ -134,7 +138,7 @@ class TileInfo:
         return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
     @property
-    def box(self):
+    def box(self) -> Polygon:
         """The tile's extent as a shapely polygon in its CRS."""
         import shapely
 

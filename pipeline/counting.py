@@ -18,10 +18,12 @@ from __future__ import annotations
 import collections
 import functools
 import zlib
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple, TypeAlias
 
 import apache_beam as beam
+from apache_beam.pvalue import PCollection
+from apache_beam.transforms import combiners
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -29,7 +31,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 class _CountBundle(beam.DoFn):
     """Counts a bundle's elements by ``name_of(element)``; emits one dict at its end."""
 
-    def __init__(self, name_of: Callable[[Any], Any]):
+    def __init__(self, name_of: Callable[[Any], Any]) -> None:
         self._name_of = name_of
 
     def start_bundle(self) -> None:
@@ -53,26 +55,26 @@ class _CountBundle(beam.DoFn):
 class _CountByName(beam.CombineFn):
     """Sums partial ``{name: count}`` dicts; every name is present, 0 if its stream is empty."""
 
-    def __init__(self, names: tuple[str, ...]):
+    def __init__(self, names: tuple[str, ...]) -> None:
         self._names = names
 
-    def create_accumulator(self):
+    def create_accumulator(self) -> dict[str, int]:
         return dict.fromkeys(self._names, 0)
 
-    def add_input(self, acc, part: Mapping[str, int]):
+    def add_input(self, acc: dict[str, int], part: Mapping[str, int]) -> dict[str, int]:
         for name, n in part.items():
             acc[name] = acc.get(name, 0) + n
         return acc
 
-    def merge_accumulators(self, accs):
-        accs = iter(accs)
-        total = next(accs)
-        for acc in accs:
+    def merge_accumulators(self, accs: Iterable[dict[str, int]]) -> dict[str, int]:
+        each = iter(accs)
+        total = next(each)
+        for acc in each:
             for name, n in acc.items():
                 total[name] = total.get(name, 0) + n
         return total
 
-    def extract_output(self, acc):
+    def extract_output(self, acc: dict[str, int]) -> dict[str, int]:
         return dict(sorted(acc.items()))
 
 
@@ -86,12 +88,12 @@ def _str_of(name_of: Callable[[Any], Any], element: Any) -> str:
 
 def count_all(
     pipeline: beam.Pipeline,
-    pcolls: Mapping[str, beam.PCollection],
+    pcolls: Mapping[str, PCollection[Any]],
     label: str = "Counts",
-    keyed: Mapping[str, tuple[beam.PCollection, Callable[[Any], Any]]] | None = None,
-    weighted: Mapping[str, tuple[beam.PCollection, Callable[[Any], Mapping[str, int]]]]
+    keyed: Mapping[str, tuple[PCollection[Any], Callable[[Any], Any]]] | None = None,
+    weighted: Mapping[str, tuple[PCollection[Any], Callable[[Any], Mapping[str, int]]]]
     | None = None,
-) -> beam.PCollection:
+) -> PCollection[dict[str, int]]:
     """Counts each PCollection; returns a singleton PCollection ``{name: count}``.
 
     Example: ``count_all(p, {"chips": chips, "errors": errors})`` gives one
@@ -129,22 +131,26 @@ def count_all(
         pcoll | f"{label}.Tag.{name}" >> beam.ParDo(_CountBundle(f))
         for name, (pcoll, f) in (weighted or {}).items()
     ]
-    return (
+    result: PCollection[dict[str, int]] = (
         parts
         | f"{label}.All" >> beam.Flatten(pipeline=pipeline)
         | f"{label}.Count" >> beam.CombineGlobally(_CountByName(tuple(pcolls)))
     )
+    return result
 
 
-def count_by(pcoll: beam.PCollection, key_fn, label: str) -> beam.PCollection:
+def count_by(
+    pcoll: PCollection[Any], key_fn: Callable[[Any], object], label: str
+) -> PCollection[dict[str, int]]:
     """A singleton ``{key: count}`` of ``key_fn(element)`` over ``pcoll``."""
-    return (
+    result: PCollection[dict[str, int]] = (
         pcoll
         | f"{label}.Key" >> beam.Map(lambda x: (str(key_fn(x)), 1))
         | f"{label}.Sum" >> beam.CombinePerKey(sum)
-        | f"{label}.ToDict" >> beam.combiners.ToDict()
+        | f"{label}.ToDict" >> combiners.ToDict()
         | f"{label}.Sorted" >> beam.Map(lambda d: dict(sorted(d.items())))
     )
+    return result
 
 
 #: Buckets the ids are spread over, so that no one worker merges every id.
@@ -201,6 +207,10 @@ def _decode_ids(pack: _IdPack) -> Any:
     )
 
 
+#: An :class:`_IdCountsFn` accumulator: buffered ids, and packs of decreasing size.
+_IdAcc: TypeAlias = tuple[list[str], list[_IdPack]]
+
+
 class _IdCountsFn(beam.CombineFn):
     """Counts of each id, held as sorted, compressed id lists (:class:`_IdPack`).
 
@@ -214,11 +224,11 @@ class _IdCountsFn(beam.CombineFn):
     about log2(ids / _PACK_EVERY) times.
     """
 
-    def create_accumulator(self) -> tuple[list[str], list[_IdPack]]:
+    def create_accumulator(self) -> _IdAcc:
         """Buffered ids, and packs of decreasing size."""
         return [], []
 
-    def add_input(self, acc, element: str):
+    def add_input(self, acc: _IdAcc, element: str) -> _IdAcc:
         """Buffers one id; packs the buffer when it is full."""
         buffer, packs = acc
         buffer.append(element)
@@ -258,7 +268,7 @@ class _IdCountsFn(beam.CombineFn):
         ids, extra = cls._count(buffer, packs)
         return _IdPack(len(ids), _encode_ids(ids), extra)
 
-    def merge_accumulators(self, accumulators: Any) -> tuple[list[str], list[_IdPack]]:
+    def merge_accumulators(self, accumulators: Iterable[_IdAcc]) -> _IdAcc:
         """Packs every accumulator's ids into one pack."""
         buffer: list[str] = []
         packs: list[_IdPack] = []
@@ -267,12 +277,12 @@ class _IdCountsFn(beam.CombineFn):
             packs.extend(p)
         return [], [self._pack(buffer, packs)] if buffer or packs else []
 
-    def compact(self, acc):
+    def compact(self, acc: _IdAcc) -> _IdAcc:
         """One pack, before the accumulator is shuffled."""
         buffer, packs = acc
         return ([], [self._pack(buffer, packs)]) if buffer or len(packs) > 1 else acc
 
-    def extract_output(self, acc) -> list[tuple[str, int]]:
+    def extract_output(self, acc: _IdAcc) -> list[tuple[str, int]]:
         """The ids seen more than once, with their counts, sorted."""
         buffer, packs = acc
         if not buffer and not packs:
@@ -285,7 +295,7 @@ def _bucket(footprint_id: str) -> tuple[int, str]:
     return zlib.crc32(footprint_id.encode("utf-8")) % ID_BUCKETS, footprint_id
 
 
-def repeated_ids(ids: beam.PCollection, label: str = "Repeated") -> beam.PCollection:
+def repeated_ids(ids: PCollection[str], label: str = "Repeated") -> PCollection[tuple[str, int]]:
     """``(id, count)`` for every id in ``ids`` seen more than once.
 
     The ids are spread over :data:`ID_BUCKETS` keys by a stable hash and
@@ -296,9 +306,13 @@ def repeated_ids(ids: beam.PCollection, label: str = "Repeated") -> beam.PCollec
         ids: A PCollection of id strings.
         label: Prefix of the stage names.
     """
-    return (
+    result: PCollection[tuple[str, int]] = (
         ids
         | f"{label}Bucket" >> beam.Map(_bucket)
-        | f"{label}Count" >> beam.CombinePerKey(_IdCountsFn())
+        | f"{label}Count"
+        >> beam.CombinePerKey(
+            _IdCountsFn()  # type: ignore[no-untyped-call]  # Beam's CombineFn.__init__ is unannotated
+        )
         | f"{label}Ids" >> beam.FlatMap(lambda kv: kv[1])
     )
+    return result

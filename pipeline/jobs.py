@@ -122,7 +122,7 @@ def translate_only(options: Sequence[str] | Any) -> bool:
 
 def run_job(
     build_pipeline: Callable[[Any, C], Any], config: C, options: Sequence[str] | Any = ()
-) -> dict:
+) -> dict[str, Any]:
     """Builds the job on a new pipeline, runs it to completion, returns its summary.
 
     The run holds its output's lock (:class:`pipeline.writers.files.OutputLock`)

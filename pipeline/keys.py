@@ -26,6 +26,7 @@ import dataclasses
 import struct
 
 import apache_beam as beam
+from apache_beam.coders.typecoders import registry
 
 _INTS = struct.Struct(">qqq")
 
@@ -42,7 +43,7 @@ class TileKey:
 
     scene: str
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.scene or "/" in self.scene:
             raise ValueError(f"scene {self.scene!r} must be a non-empty name without '/'")
 
@@ -63,7 +64,7 @@ class WindowKey:
     col: int
     size: int
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.size < 1:
             raise ValueError(f"window size {self.size!r} must be positive")
 
@@ -102,7 +103,7 @@ class TileKeyCoder(beam.coders.Coder):
         """Always true: equal keys encode to equal bytes, so they can be grouped on."""
         return True
 
-    def to_type_hint(self):
+    def to_type_hint(self) -> type[TileKey]:
         """The type this coder encodes."""
         return TileKey
 
@@ -124,12 +125,12 @@ class WindowKeyCoder(beam.coders.Coder):
         """Always true: equal keys encode to equal bytes, so they can be grouped on."""
         return True
 
-    def to_type_hint(self):
+    def to_type_hint(self) -> type[WindowKey]:
         """The type this coder encodes."""
         return WindowKey
 
 
 # Registered at import: every module that builds or groups by these keys
 # imports this one, on the driver and on workers alike.
-beam.coders.registry.register_coder(TileKey, TileKeyCoder)
-beam.coders.registry.register_coder(WindowKey, WindowKeyCoder)
+registry.register_coder(TileKey, TileKeyCoder)
+registry.register_coder(WindowKey, WindowKeyCoder)

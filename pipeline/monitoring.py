@@ -25,11 +25,16 @@ import os
 import posixpath
 import sys
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.execution import MetricResult
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.metrics.metricbase import MetricName
+from apache_beam.pvalue import PCollection
+from apache_beam.runners.runner import PipelineResult
 
 from pipeline.summary import duplicate_warnings  # noqa: F401 (its old home)
 from pipeline.writers.files import (
@@ -43,15 +48,17 @@ from pipeline.writers.files import (
 PROGRESS_ENV = "FOOTPRINTS_PROGRESS"
 PROGRESS_EVERY_ENV = "FOOTPRINTS_PROGRESS_EVERY"
 
+T = TypeVar("T")
+
 
 class _ProgressFn(beam.DoFn):
     """Counts elements and prints a line every ``every`` seconds."""
 
-    def __init__(self, what: str, every: float):
+    def __init__(self, what: str, every: float) -> None:
         self.what = what
         self.every = every
 
-    def setup(self):
+    def setup(self) -> None:
         self._enabled = os.environ.get(PROGRESS_ENV, "1") != "0"
         every = os.environ.get(PROGRESS_EVERY_ENV)
         if every is not None:
@@ -59,7 +66,7 @@ class _ProgressFn(beam.DoFn):
         self._count = 0
         self._start = self._last = time.monotonic()
 
-    def process(self, element):
+    def process(self, element: T) -> Iterator[T]:
         self._count += 1
         if self._enabled:
             now = time.monotonic()
@@ -74,7 +81,7 @@ class _ProgressFn(beam.DoFn):
                 )
         yield element
 
-    def teardown(self):
+    def teardown(self) -> None:
         if self._enabled and self._count:
             elapsed = time.monotonic() - self._start
             print(
@@ -85,27 +92,29 @@ class _ProgressFn(beam.DoFn):
             )
 
 
-class ShowProgress(beam.PTransform):
+class ShowProgress(beam.PTransform[PCollection[T], PCollection[T]]):
     """Pass-through that reports throughput of ``what`` every ``every`` seconds."""
 
-    def __init__(self, what: str, every: float = 5.0):
+    def __init__(self, what: str, every: float = 5.0) -> None:
         super().__init__()
         self.what = what
         self.every = every
 
-    def expand(self, pcoll):
+    def expand(self, pcoll: PCollection[T]) -> PCollection[T]:
         """Passes ``pcoll`` through unchanged, printing its throughput to stderr."""
-        return pcoll | beam.ParDo(_ProgressFn(self.what, self.every))
+        result: PCollection[T] = pcoll | beam.ParDo(_ProgressFn(self.what, self.every))
+        return result
 
 
-def _is_system_metric(metric) -> bool:
+def _is_system_metric(metric: MetricName) -> bool:
     # Prism reports the SDK's own monitoring infos (element counts, msecs per bundle,
     # data-channel indexes) as counters in namespace "beam" named "metric:...:v1"; they are
     # not the job's counts and differ from runner to runner.
-    return metric.namespace == "beam" and metric.name.startswith("metric:")
+    system: bool = metric.namespace == "beam" and (metric.name or "").startswith("metric:")
+    return system
 
 
-def collect_metrics(result) -> dict:
+def collect_metrics(result: PipelineResult) -> dict[str, Any]:
     """``{"counters": {ns/name: n}, "distributions": {ns/name: {...}}}`` of a run.
 
     Committed values where the runner has them, else attempted ones.
@@ -115,7 +124,7 @@ def collect_metrics(result) -> dict:
     except Exception:  # a runner without metrics support
         return {}
 
-    def value(r):
+    def value(r: MetricResult) -> Any:
         return r.committed if r.committed is not None else r.attempted
 
     counters: dict[str, int] = {}
@@ -124,7 +133,7 @@ def collect_metrics(result) -> dict:
             continue
         key = f"{r.key.metric.namespace}/{r.key.metric.name}"
         counters[key] = counters.get(key, 0) + int(value(r) or 0)
-    distributions: dict[str, dict] = {}
+    distributions: dict[str, dict[str, Any]] = {}
     for r in query.get("distributions", []):
         d = value(r)
         if d is None or not d.count:
@@ -143,7 +152,7 @@ def collect_metrics(result) -> dict:
     }
 
 
-def run_to_summary(pipeline: beam.Pipeline, summary_path: str) -> dict:
+def run_to_summary(pipeline: beam.Pipeline, summary_path: str) -> dict[str, Any]:
     """Runs a built job whose last step writes ``summary_path``; returns that summary.
 
     The run owns the location the summary names (its folder, or for
@@ -169,9 +178,9 @@ def run_to_summary(pipeline: beam.Pipeline, summary_path: str) -> dict:
     return summary
 
 
-def add_warnings(summary_path: str, warnings: list[dict]) -> dict:
+def add_warnings(summary_path: str, warnings: list[dict[str, Any]]) -> dict[str, Any]:
     """Appends ``{"code", "message"}`` warnings to a finished run's summary.json; returns it."""
-    summary = read_json(summary_path)
+    summary: dict[str, Any] = read_json(summary_path)
     if warnings:
         summary["warnings"] = [*summary.get("warnings", []), *warnings]
         write_json_atomic(summary_path, summary)
@@ -198,7 +207,7 @@ INPUT_PATH_KEYS = frozenset(
 _NO_PATHS = frozenset({"counts", "checks", "errors_by_reason", "warnings", "metrics"})
 
 
-def relative_paths(summary: dict, location: OutputLocation) -> dict:
+def relative_paths(summary: dict[str, Any], location: OutputLocation) -> dict[str, Any]:
     """``summary`` with every path relative to the run's folder (posix separators).
 
     The rules: a path under the run's folder (local, absolute or as given,
@@ -235,7 +244,8 @@ def relative_paths(summary: dict, location: OutputLocation) -> dict:
             return convert(value, key in INPUT_PATH_KEYS)
         return value
 
-    return walk(summary, None)
+    relative: dict[str, Any] = walk(summary, None)
+    return relative
 
 
 def resolve_path(summary_path: str, path: str) -> str:

@@ -67,7 +67,7 @@ def summary_head(
     }
 
 
-def duplicate_warnings(duplicates: dict | None) -> list[dict]:
+def duplicate_warnings(duplicates: dict[str, Any] | None) -> list[dict[str, str]]:
     """A ``duplicate_id`` warning when footprint ids repeat, else [].
 
     Args:

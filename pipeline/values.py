@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -148,7 +148,10 @@ STATUSES = (INFERRED, NODATA, FAILED, EMPTY)
 
 def quantize(probability: np.ndarray) -> np.ndarray:
     """Maps probabilities in [0, 1] to uint8 0-255 (``round(p * 255)``)."""
-    return np.clip(np.rint(np.asarray(probability, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    scaled: np.ndarray = np.clip(
+        np.rint(np.asarray(probability, np.float32) * 255.0), 0, 255
+    ).astype(np.uint8)
+    return scaled
 
 
 def crop_core(prediction: np.ndarray, plan: WindowPlan) -> np.ndarray:
@@ -176,7 +179,7 @@ class CorePrediction:
     probability: np.ndarray | None = None
     valid: np.ndarray | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.status not in STATUSES or self.status == EMPTY:
             raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
         if (self.probability is None) != (self.status != INFERRED):
@@ -190,7 +193,7 @@ class CorePrediction:
     # DEFLATE-compressed (level 1), the validity bit-packed. Probabilities
     # are mostly near 0 away from buildings, so this is a fraction of the
     # core's byte per pixel.
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         if self.probability is not None:
             state["probability"] = zlib.compress(self.probability.tobytes(), 1)
@@ -198,7 +201,7 @@ class CorePrediction:
             state["valid"] = zlib.compress(np.packbits(self.valid).tobytes(), 1)
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         shape = state["core"].shape
         if state["probability"] is not None:
             data = zlib.decompress(state["probability"])

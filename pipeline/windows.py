@@ -35,11 +35,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
 from pipeline.keys import WindowKey
+
+if TYPE_CHECKING:
+    from rasterio.windows import Window
 
 #: How windows that hang over a tile's edge are filled: mirrored tile pixels,
 #: which keep image statistics near the edge closer to the interior's than
@@ -63,7 +66,7 @@ class Box:
     height: int
     width: int
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.height < 0 or self.width < 0:
             raise ValueError(f"box {self!r} has a negative size")
 
@@ -110,7 +113,7 @@ class Box:
         r, c = self.row - outer.row, self.col - outer.col
         return slice(r, r + self.height), slice(c, c + self.width)
 
-    def to_window(self):
+    def to_window(self) -> Window:
         """The rasterio ``Window`` of this box."""
         from rasterio.windows import Window
 
@@ -253,7 +256,7 @@ def cut_and_pad(
     height: int,
     width: int,
     mode: PadMode = PAD_MODE,
-    **pad_kwargs,
+    **pad_kwargs: Any,
 ) -> np.ndarray:
     """Cuts ``window`` out of pixels read at ``read_at``, padding beyond the tile.
 

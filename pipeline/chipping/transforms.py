@@ -11,13 +11,18 @@ its choices without loading Beam. ``footprints prepare``
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
+from apache_beam.metrics.metric import Metrics
+from apache_beam.pvalue import TaggedOutput
 
 from footprints import contracts
 from footprints.errors import Reason
+from footprints.tiles import TileInfo
 from pipeline import chipping
 from pipeline.labels import ClassMap
+from pipeline.settings.chips import ChipSpec
 from pipeline.sources import tile_index, vectors
 from pipeline.sources.open_rasters import OpenRasters
 
@@ -27,34 +32,34 @@ ERRORS = contracts.ERRORS
 class CutChipDoFn(beam.DoFn):
     """Footprint -> (chip, class) or an ErrorRecord on the ``errors`` output."""
 
-    def __init__(self, spec: chipping.ChipSpec, class_map: ClassMap):
+    def __init__(self, spec: ChipSpec, class_map: ClassMap) -> None:
         self.spec = spec
         self.class_map = class_map
-        self.cut = beam.metrics.Metrics.counter(contracts.METRICS_PREPARE, "chips_cut")
-        self.failed = beam.metrics.Metrics.counter(
-            contracts.METRICS_PREPARE, "footprints_dead_lettered"
-        )
-        self.latency = beam.metrics.Metrics.distribution(contracts.METRICS_PREPARE, "chip_read_ms")
+        self.cut = Metrics.counter(contracts.METRICS_PREPARE, "chips_cut")
+        self.failed = Metrics.counter(contracts.METRICS_PREPARE, "footprints_dead_lettered")
+        self.latency = Metrics.distribution(contracts.METRICS_PREPARE, "chip_read_ms")
 
-    def setup(self):
+    def setup(self) -> None:
         """Opens the worker's raster cache."""
         # Footprint files are usually sorted spatially, so consecutive
         # footprints hit the same few tiles: each is opened about once per worker.
         self._datasets = OpenRasters(size=16)
-        self._index_key = None
-        self._index = None
+        self._index_key: tuple[int, str | None] | None = None
+        self._index: tile_index.TileIndex | None = None
 
-    def teardown(self):
+    def teardown(self) -> None:
         """Closes the cached rasters."""
         self._datasets.close()
 
-    def _tile_index(self, tiles) -> tile_index.TileIndex:
+    def _tile_index(self, tiles: Sequence[TileInfo]) -> tile_index.TileIndex:
         key = (len(tiles), tiles[0].path if tiles else None)
-        if self._index_key != key:
+        if self._index is None or self._index_key != key:
             self._index, self._index_key = tile_index.TileIndex(list(tiles)), key
         return self._index
 
-    def process(self, footprint: vectors.Footprint, tiles):
+    def process(
+        self, footprint: vectors.Footprint, tiles: Sequence[TileInfo]
+    ) -> Iterator[tuple[contracts.Chip, str | None] | TaggedOutput[str, contracts.ErrorRecord]]:
         """Cuts the footprint's chip from the tiles it touches, or yields an error."""
         import shapely
 

@@ -16,8 +16,12 @@ The owner opens the cache in ``setup`` or ``start_bundle`` and calls
 from __future__ import annotations
 
 import collections
+from typing import TYPE_CHECKING
 
 import apache_beam as beam
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
 
 __all__ = ["OpenRasters"]
 
@@ -44,9 +48,9 @@ class OpenRasters:
         if size < 1:
             raise ValueError(f"OpenRasters size {size!r} must be at least 1")
         self.size = size
-        self._open: collections.OrderedDict = collections.OrderedDict()
+        self._open: collections.OrderedDict[str, DatasetReader] = collections.OrderedDict()
 
-    def __call__(self, path: str):
+    def __call__(self, path: str) -> DatasetReader:
         """The open dataset of ``path``, opened on first use."""
         import rasterio
 
@@ -76,13 +80,13 @@ class TileCacheFn(beam.DoFn):
     read with ``self.tile(path)``.
     """
 
-    def start_bundle(self):
+    def start_bundle(self) -> None:
         self._tiles = OpenRasters(size=4)
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> None:
         self._tiles.close()
 
-    def tile(self, path: str):
+    def tile(self, path: str) -> DatasetReader:
         """The open dataset of ``path`` (opened on first use in this bundle)."""
         return self._tiles(path)
 

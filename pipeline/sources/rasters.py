@@ -32,9 +32,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.metrics.metric import Metrics
+from apache_beam.pvalue import DoOutputsTuple, PBegin, PCollection, TaggedOutput
 
 from footprints.contracts import (
     ERRORS,
@@ -50,6 +53,9 @@ from pipeline.ptransform import DataclassTransform
 from pipeline.sources.open_rasters import TileCacheFn, limit_gdal_cache
 from pipeline.values import CorePrediction, WindowInput
 from pipeline.windows import Box, WindowPlan, cut_and_pad, read_box
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
 
 LOG = logging.getLogger(__name__)
 NAMESPACE = METRICS_SEGMENT
@@ -70,12 +76,13 @@ def validate_tile(path: str, assets: SegmenterAssets | None = None) -> TileInfo:
     return tile
 
 
-def stores_blocks(src) -> bool:
+def stores_blocks(src: DatasetReader) -> bool:
     """Whether ``src`` says which of its blocks are stored (GeoTIFF: its ``TIFF`` domain)."""
-    return src.driver in ("GTiff", "COG")
+    stores: bool = src.driver in ("GTiff", "COG")
+    return stores
 
 
-def any_block_stored(src, box: Box, bands: Sequence[int]) -> bool:
+def any_block_stored(src: DatasetReader, box: Box, bands: Sequence[int]) -> bool:
     """Whether any internal block of ``src`` under ``box`` is stored, in any of ``bands``.
 
     A sparse GeoTIFF (GDAL's ``SPARSE_OK``, or any TIFF whose writer left
@@ -103,7 +110,7 @@ def any_block_stored(src, box: Box, bands: Sequence[int]) -> bool:
 
 
 def read_window(
-    src, tile: TileInfo, plan: WindowPlan, assets: SegmenterAssets
+    src: DatasetReader, tile: TileInfo, plan: WindowPlan, assets: SegmenterAssets
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Reads one model window, padded at the tile's edges.
 
@@ -153,7 +160,7 @@ class MatchTiles(DataclassTransform):
     pattern: str
     one_per_scene: bool = True
 
-    def expand(self, pbegin):
+    def expand(self, pbegin: PBegin) -> DoOutputsTuple:
         """Matches the glob; returns paths and an error per duplicate scene."""
         from apache_beam.io import fileio
 
@@ -164,24 +171,28 @@ class MatchTiles(DataclassTransform):
         )
         if self.one_per_scene:
             grouped = paths | "ByScene" >> beam.GroupBy(scene_of)
-            return grouped | "OnePerScene" >> beam.ParDo(_one_per_scene).with_outputs(
-                ERRORS, main="paths"
-            )
+            result: DoOutputsTuple = grouped | "OnePerScene" >> beam.ParDo(
+                _one_per_scene
+            ).with_outputs(ERRORS, main="paths")
+            return result
         # No grouping to spread the work, so spread it here before the header reads.
         spread = paths | "Spread" >> beam.Reshuffle()
-        return spread | "All" >> beam.ParDo(_every_path).with_outputs(ERRORS, main="paths")
+        result = spread | "All" >> beam.ParDo(_every_path).with_outputs(ERRORS, main="paths")
+        return result
 
 
 def _every_path(path: str) -> Iterator[str]:
     yield path
 
 
-def _one_per_scene(item: tuple[str, Iterable[str]]) -> Iterator:
+def _one_per_scene(
+    item: tuple[str, Iterable[str]],
+) -> Iterator[str | TaggedOutput[str, ErrorRecord]]:
     scene, paths = item
     first, *others = sorted(paths)
     yield first
     for other in others:
-        beam.metrics.Metrics.counter(NAMESPACE, "tiles_duplicate_name").inc()
+        Metrics.counter(NAMESPACE, "tiles_duplicate_name").inc()
         yield beam.pvalue.TaggedOutput(
             ERRORS,
             ErrorRecord(
@@ -201,10 +212,10 @@ class _ValidateFn(beam.DoFn):
     def __init__(self, assets: SegmenterAssets | None, stage: str, namespace: str):
         self._assets = assets
         self._stage = stage
-        self._valid = beam.metrics.Metrics.counter(namespace, "tiles_valid")
-        self._rejected = beam.metrics.Metrics.counter(namespace, "tiles_rejected")
+        self._valid = Metrics.counter(namespace, "tiles_valid")
+        self._rejected = Metrics.counter(namespace, "tiles_rejected")
 
-    def process(self, path: str):
+    def process(self, path: str) -> Iterator[TileInfo | TaggedOutput[str, ErrorRecord]]:
         try:
             tile = validate_tile(path, self._assets)
         except TileRejected as exc:
@@ -217,6 +228,7 @@ class _ValidateFn(beam.DoFn):
         yield tile
 
 
+@beam.typehints.with_input_types(str)
 @dataclasses.dataclass
 class ValidateTiles(DataclassTransform):
     """Reads each tile's header (and checks it against a model); result ``tiles`` / ``errors``.
@@ -232,10 +244,13 @@ class ValidateTiles(DataclassTransform):
     stage: str = "validate"
     namespace: str = NAMESPACE
 
-    def expand(self, paths):
+    def expand(self, paths: PCollection[str]) -> DoOutputsTuple:
         """Checks each tile's header; returns ``tiles`` and ``errors``."""
         check = _ValidateFn(self.assets, self.stage, self.namespace)
-        return paths | "Check" >> beam.ParDo(check).with_outputs(ERRORS, main="tiles")
+        result: DoOutputsTuple = paths | "Check" >> beam.ParDo(check).with_outputs(
+            ERRORS, main="tiles"
+        )
+        return result
 
 
 @dataclasses.dataclass
@@ -250,23 +265,28 @@ class ReadTiles(DataclassTransform):
     stage: str = "read_raster"
     namespace: str = METRICS_PREPARE
 
-    def expand(self, pbegin):
+    def expand(self, pbegin: PBegin) -> DoOutputsTuple:
         """Matches the glob and reads each tile's header."""
         paths = pbegin | "Match" >> MatchTiles(self.pattern, one_per_scene=False)
-        return paths.paths | "Header" >> ValidateTiles(None, self.stage, self.namespace)
+        result: DoOutputsTuple = paths.paths | "Header" >> ValidateTiles(
+            None, self.stage, self.namespace
+        )
+        return result
 
 
 class _ReadFn(TileCacheFn):
     def __init__(self, assets: SegmenterAssets):
         self._assets = assets
-        self._read = beam.metrics.Metrics.counter(NAMESPACE, "windows_read")
-        self._nodata = beam.metrics.Metrics.counter(NAMESPACE, "windows_nodata")
-        self._failed = beam.metrics.Metrics.counter(NAMESPACE, "windows_read_failed")
+        self._read = Metrics.counter(NAMESPACE, "windows_read")
+        self._nodata = Metrics.counter(NAMESPACE, "windows_nodata")
+        self._failed = Metrics.counter(NAMESPACE, "windows_read_failed")
 
-    def setup(self):
+    def setup(self) -> None:
         limit_gdal_cache()
 
-    def process(self, item: tuple[WindowPlan, TileInfo]):
+    def process(
+        self, item: tuple[WindowPlan, TileInfo]
+    ) -> Iterator[tuple[WindowInput, np.ndarray] | TaggedOutput[str, ErrorRecord | CorePrediction]]:
         plan, tile = item
         try:
             pixels, valid = read_window(self.tile(tile.path), tile, plan, self._assets)
@@ -302,6 +322,7 @@ class _ReadFn(TileCacheFn):
         yield WindowInput(plan, tile.path, core_valid), np.ascontiguousarray(image)
 
 
+@beam.typehints.with_input_types(tuple[WindowPlan, TileInfo])
 @dataclasses.dataclass
 class ReadWindows(DataclassTransform):
     """Reads planned windows.
@@ -315,8 +336,9 @@ class ReadWindows(DataclassTransform):
 
     assets: SegmenterAssets
 
-    def expand(self, planned):
+    def expand(self, planned: PCollection[tuple[WindowPlan, TileInfo]]) -> DoOutputsTuple:
         """Reads each planned window; returns windows, ``nodata`` and ``errors``."""
-        return planned | "Read" >> beam.ParDo(_ReadFn(self.assets)).with_outputs(
+        result: DoOutputsTuple = planned | "Read" >> beam.ParDo(_ReadFn(self.assets)).with_outputs(
             NODATA, ERRORS, main="windows"
         )
+        return result

@@ -19,16 +19,19 @@ without an intersection.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import shapely
 
 from footprints.tiles import TileInfo
 
+if TYPE_CHECKING:
+    import pyproj
+
 
 @functools.lru_cache(maxsize=256)
-def _transformer(src_crs: str, dst_crs: str):
+def _transformer(src_crs: str, dst_crs: str) -> pyproj.Transformer:
     import pyproj
 
     return pyproj.Transformer.from_crs(src_crs, dst_crs, always_xy=True)
@@ -66,7 +69,7 @@ class TileIndex:
         self.tiles = sorted(tiles, key=lambda t: t.path)
         self._trees: dict[str, tuple[shapely.STRtree, list[TileInfo], np.ndarray]] | None = None
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {"tiles": self.tiles, "_trees": None}
 
     def _by_crs(self) -> dict[str, tuple[shapely.STRtree, list[TileInfo], np.ndarray]]:
@@ -81,7 +84,7 @@ class TileIndex:
                 self._trees[crs] = (shapely.STRtree(boxes), group, boxes)
         return self._trees
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.tiles)
 
     def touching(self, geom: shapely.Geometry, geom_crs: str) -> list[TileHit]:

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import shapely
 
@@ -86,7 +87,8 @@ def _exists(path: str) -> bool:
     if "://" in path:
         from apache_beam.io.filesystems import FileSystems
 
-        return FileSystems.exists(path)
+        found: bool = FileSystems.exists(path)
+        return found
     return os.path.exists(path)
 
 
@@ -148,7 +150,9 @@ def plan_ranges(info: VectorInfo, size: int = RANGE_SIZE) -> list[tuple[str, int
     ]
 
 
-def read_range(path: str, start: int, count: int, columns: list[str]):
+def read_range(
+    path: str, start: int, count: int, columns: list[str]
+) -> tuple[list[bytes | None], dict[str, list[Any]]]:
     """(wkb list, {field: values}) for features ``start .. start+count``."""
     if _is_parquet(path):
         import pyarrow.parquet as pq
@@ -169,7 +173,7 @@ def read_range(path: str, start: int, count: int, columns: list[str]):
     return list(geometry), {name: list(field_data[names.index(name)]) for name in columns}
 
 
-def _text(value) -> str | None:
+def _text(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, float) and value != value:  # NaN from numeric fields

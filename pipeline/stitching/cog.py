@@ -30,10 +30,12 @@ import os
 import shutil
 import tempfile
 import uuid
+from typing import Any
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from footprints.tiles import TileInfo
 from pipeline.stitching.stitch import CoreTally
 from pipeline.values import (
     BINARY_BAND,
@@ -67,7 +69,7 @@ COG_OPTIONS = {
 MAX_OVERVIEW_PIXELS = 2**30
 
 
-def cog_options(height: int, width: int) -> dict:
+def cog_options(height: int, width: int) -> dict[str, Any]:
     """The COG driver's options for a mask of this size (see :data:`MAX_OVERVIEW_PIXELS`)."""
     if height * width <= MAX_OVERVIEW_PIXELS:
         return COG_OPTIONS
@@ -134,10 +136,10 @@ class MaskFile:
     def __init__(
         self,
         path: str,
-        tile,
+        tile: TileInfo,
         threshold: float | None = None,
         tags: dict[str, str] | None = None,
-    ):
+    ) -> None:
         import rasterio
 
         self.path = path
@@ -274,13 +276,13 @@ class MaskFileStitcher(CoreTally):
 
     def __init__(
         self,
-        tile,
+        tile: TileInfo,
         size: int,
         halo: int,
         path: str,
         threshold: float | None = None,
         tags: dict[str, str] | None = None,
-    ):
+    ) -> None:
         super().__init__(tile, size, halo)
         self._file = MaskFile(path, tile, threshold, tags)
 

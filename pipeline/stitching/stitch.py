@@ -26,6 +26,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from footprints.errors import Bug
+from footprints.tiles import TileInfo
 from pipeline.keys import WindowKey
 from pipeline.values import INFERRED, STATUSES, CorePrediction, EmptyCores, TileMask
 from pipeline.windows import Box, count_windows
@@ -51,7 +52,7 @@ class CoreTally:
         halo: The halo it was planned with.
     """
 
-    def __init__(self, tile, size: int, halo: int):
+    def __init__(self, tile: TileInfo, size: int, halo: int):
         self.tile = tile
         self._expected = count_windows(tile.height, tile.width, size, halo)
         self._bounds = Box(0, 0, tile.height, tile.width)
@@ -95,12 +96,14 @@ class TileStitcher(CoreTally):
     not grow with the tile.
     """
 
-    def __init__(self, tile, size: int, halo: int):
+    def __init__(self, tile: TileInfo, size: int, halo: int):
         super().__init__(tile, size, halo)
         self._probability = np.zeros((tile.height, tile.width), np.uint8)
         self._valid = np.zeros((tile.height, tile.width), bool)
 
     def _place(self, part: CorePrediction) -> None:
+        # add() places inferred cores only, and an inferred core has probabilities.
+        assert part.probability is not None
         rows, cols = part.core.slices_in(self._bounds)
         self._probability[rows, cols] = part.probability
         self._valid[rows, cols] = True if part.valid is None else part.valid
@@ -121,7 +124,9 @@ class TileStitcher(CoreTally):
         return TileMask(self.tile, self._probability, valid, self.windows)
 
 
-def stitch_tile(tile, predictions: Iterable[CorePrediction], size: int, halo: int) -> TileMask:
+def stitch_tile(
+    tile: TileInfo, predictions: Iterable[CorePrediction], size: int, halo: int
+) -> TileMask:
     """Stitches a tile from all its windows' cores, in any order (see :class:`TileStitcher`)."""
     stitcher = TileStitcher(tile, size, halo)
     for part in predictions:

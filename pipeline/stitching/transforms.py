@@ -19,9 +19,12 @@ Thin wrappers over :mod:`pipeline.windows` and
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypedDict
 
 import apache_beam as beam
+from apache_beam.metrics.metric import Metrics
+from apache_beam.pvalue import DoOutputsTuple, PCollection, TaggedOutput
 
 from footprints.contracts import ERRORS, METRICS_SEGMENT, ErrorRecord
 from footprints.errors import Reason
@@ -32,26 +35,44 @@ from pipeline.sources.open_rasters import TileCacheFn, limit_gdal_cache
 from pipeline.sources.rasters import any_block_stored
 from pipeline.stitching.cog import MaskFileStitcher, mask_path
 from pipeline.stitching.stitch import StitchError
-from pipeline.values import EmptyCores, WrittenMask
-from pipeline.windows import AxisWindow, plan_axis, plan_row
+from pipeline.values import CorePrediction, EmptyCores, WrittenMask
+from pipeline.windows import AxisWindow, WindowPlan, plan_axis, plan_row
 
 NAMESPACE = METRICS_SEGMENT
 SKIPPED = "skipped"
 EMPTY = "empty"
 
 
+class PlannedWindows(TypedDict):
+    """What :class:`PlanWindows` returns."""
+
+    #: ``(WindowPlan, TileInfo)`` of each window over data, spread over workers.
+    windows: PCollection[tuple[WindowPlan, TileInfo]]
+    #: Each row's run of windows over no stored block (key :data:`EMPTY`).
+    empty: PCollection[EmptyCores]
+
+
+class StitchInputs(TypedDict):
+    """What :class:`StitchTiles` takes."""
+
+    tiles: PCollection[TileInfo]
+    cores: PCollection[CorePrediction | EmptyCores]
+
+
 class _PlanRowFn(TileCacheFn):
     """One row of a tile's windows -> its windows over stored blocks; the rest as one EmptyCores."""
 
-    def __init__(self, size: int, halo: int, bands: tuple[int, ...]):
+    def __init__(self, size: int, halo: int, bands: tuple[int, ...]) -> None:
         self._size, self._halo, self._bands = size, halo, bands
-        self._planned = beam.metrics.Metrics.counter(NAMESPACE, "windows_planned")
-        self._empty = beam.metrics.Metrics.counter(NAMESPACE, "windows_skipped_empty")
+        self._planned = Metrics.counter(NAMESPACE, "windows_planned")
+        self._empty = Metrics.counter(NAMESPACE, "windows_skipped_empty")
 
-    def setup(self):
+    def setup(self) -> None:
         limit_gdal_cache()
 
-    def process(self, item: tuple[TileInfo, AxisWindow]):
+    def process(
+        self, item: tuple[TileInfo, AxisWindow]
+    ) -> Iterator[tuple[WindowPlan, TileInfo] | TaggedOutput[str, EmptyCores]]:
         tile, row = item
         src = self.tile(tile.path)
         bands = self._bands or tuple(range(1, tile.count + 1))
@@ -69,6 +90,7 @@ class _PlanRowFn(TileCacheFn):
             yield beam.pvalue.TaggedOutput(EMPTY, EmptyCores(first_empty, empty))
 
 
+@beam.typehints.with_input_types(TileInfo)
 @dataclasses.dataclass
 class PlanWindows(DataclassTransform):
     """TileInfo -> ``(WindowPlan, TileInfo)`` per window over data, ``EmptyCores`` per row.
@@ -96,7 +118,7 @@ class PlanWindows(DataclassTransform):
     halo: int
     bands: tuple[int, ...] = ()
 
-    def expand(self, tiles):
+    def expand(self, tiles: PCollection[TileInfo]) -> PlannedWindows:
         """Plans every tile's windows, a row at a time, and spreads them over workers."""
         size, halo = self.size, self.halo
         planned = (
@@ -111,23 +133,27 @@ class PlanWindows(DataclassTransform):
                 EMPTY, main="windows"
             )
         )
-        return {"windows": planned.windows | "Spread" >> beam.Reshuffle(), EMPTY: planned[EMPTY]}
+        return {"windows": planned.windows | "Spread" >> beam.Reshuffle(), "empty": planned[EMPTY]}
 
 
 class _StitchFn(beam.DoFn):
     def __init__(
         self, size: int, halo: int, masks_dir: str, threshold: float | None, tags: dict[str, str]
-    ):
+    ) -> None:
         self._size, self._halo = size, halo
         self._dir, self._threshold, self._tags = masks_dir, threshold, tags
-        self._stitched = beam.metrics.Metrics.counter(NAMESPACE, "tiles_stitched")
-        self._skipped = beam.metrics.Metrics.counter(NAMESPACE, "tiles_skipped_nodata")
-        self._failed = beam.metrics.Metrics.counter(NAMESPACE, "tiles_failed")
+        self._stitched = Metrics.counter(NAMESPACE, "tiles_stitched")
+        self._skipped = Metrics.counter(NAMESPACE, "tiles_skipped_nodata")
+        self._failed = Metrics.counter(NAMESPACE, "tiles_failed")
 
-    def setup(self):
+    def setup(self) -> None:
         limit_gdal_cache()
 
-    def process(self, item: tuple[TileKey, Any], tiles: dict):
+    def process(
+        self,
+        item: tuple[TileKey, Iterable[CorePrediction | EmptyCores]],
+        tiles: dict[TileKey, TileInfo],
+    ) -> Iterator[WrittenMask | TaggedOutput[str, Any]]:
         key, cores = item
         tile = tiles.get(key)
         if tile is None:
@@ -197,7 +223,7 @@ class StitchTiles(DataclassTransform):
     threshold: float | None = None
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    def expand(self, inputs):
+    def expand(self, inputs: StitchInputs) -> DoOutputsTuple:
         """Groups cores by tile and stitches each tile's mask."""
         keyed_tiles = inputs["tiles"] | "KeyTiles" >> beam.Map(
             lambda tile: (TileKey(tile.scene), tile)
@@ -205,7 +231,7 @@ class StitchTiles(DataclassTransform):
         keyed_cores = inputs["cores"] | "KeyCores" >> beam.Map(
             lambda core: (core.key.tile, core)
         ).with_output_types(tuple[TileKey, Any])
-        return (
+        result: DoOutputsTuple = (
             keyed_cores
             | "ByTile" >> beam.GroupByKey()
             | "Stitch"
@@ -214,3 +240,4 @@ class StitchTiles(DataclassTransform):
                 beam.pvalue.AsDict(keyed_tiles),
             ).with_outputs(SKIPPED, ERRORS, main="masks")
         )
+        return result

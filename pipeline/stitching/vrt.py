@@ -168,7 +168,9 @@ def mosaic_vrt_xml(
     return "".join(lines)
 
 
-def _constant_source(entry: MaskEntry, vrt_dir: str, origin, res) -> str:
+def _constant_source(
+    entry: MaskEntry, vrt_dir: str, origin: tuple[float, float], res: tuple[float, float]
+) -> str:
     # A ComplexSource with ScaleRatio 0 and offset 255 reads as all-valid
     # wherever this mask lies, without a mask in the file.
     simple = _source(entry, "1", vrt_dir, origin, res)

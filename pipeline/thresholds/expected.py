@@ -23,11 +23,18 @@ scores per batch, merged without gathering); the rest are plain functions.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import apache_beam as beam
 import numpy as np
+
+if TYPE_CHECKING:
+    from pipeline.thresholds import RegionResult
+
+#: A :class:`ScoreStatsFn` accumulator: ``[n, sum p, sum p(1-p), histogram]``,
+#: three Python ints and an int64 array.
+Stats: TypeAlias = list[Any]
 
 #: Histogram bins over [0, 1] for the spread and tie measures.
 HISTOGRAM_BINS = 1000
@@ -52,11 +59,11 @@ class ScoreStatsFn(beam.CombineFn):
     exact addition however many workers score the region, in any order.
     """
 
-    def create_accumulator(self):
+    def create_accumulator(self) -> Stats:
         """Empty stats: count, two fixed-point sums and a histogram."""
         return [0, 0, 0, np.zeros(HISTOGRAM_BINS, np.int64)]
 
-    def add_input(self, acc, scores):
+    def add_input(self, acc: Stats, scores: Sequence[float] | np.ndarray) -> Stats:
         """Adds a batch of scores to the stats."""
         p = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
         bins = np.minimum((p * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)
@@ -67,14 +74,14 @@ class ScoreStatsFn(beam.CombineFn):
             acc[3] + np.bincount(bins, minlength=HISTOGRAM_BINS),
         ]
 
-    def merge_accumulators(self, accs):
+    def merge_accumulators(self, accs: Iterable[Stats]) -> Stats:
         """Sums the stats of several accumulators."""
         total = self.create_accumulator()
         for acc in accs:
             total = [total[0] + acc[0], total[1] + acc[1], total[2] + acc[2], total[3] + acc[3]]
         return total
 
-    def extract_output(self, acc):
+    def extract_output(self, acc: Stats) -> dict[str, Any]:
         """The final :func:`score_stats` of the accumulated stats."""
         return score_stats(acc)
 
@@ -86,7 +93,7 @@ def _fixed_sum(values: np.ndarray) -> int:
     return sum(int(chunk.sum()) for chunk in np.array_split(fixed, max(1, fixed.size >> 22)))
 
 
-def score_stats(acc: np.ndarray) -> dict[str, Any]:
+def score_stats(acc: Stats) -> dict[str, Any]:
     """The summary's ``scores`` entry of a region from a :class:`ScoreStatsFn` accumulator.
 
     Returns:
@@ -187,6 +194,6 @@ def share_line(name: str, target: float, stats: Mapping[str, Any] | None) -> str
     )
 
 
-def regions_with_stats(results: Iterable) -> dict[str, dict[str, Any]]:
+def regions_with_stats(results: Iterable[RegionResult]) -> dict[str, dict[str, Any]]:
     """Region name -> score stats of :class:`~pipeline.thresholds.RegionResult` objects."""
     return {r.region: r.scores for r in results if r.scores}

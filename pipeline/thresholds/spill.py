@@ -31,7 +31,9 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import Metrics
 from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
 from footprints.contracts import METRICS_SCORE
 from pipeline.values import ChipMeta, ScoredBatch
@@ -91,7 +93,7 @@ class SpillBatchesFn(beam.DoFn):
 
     def __init__(self, directory: str):
         self._directory = directory
-        self._spilled = beam.metrics.Metrics.counter(METRICS_SCORE, "records_spilled")
+        self._spilled = Metrics.counter(METRICS_SCORE, "records_spilled")
 
     def start_bundle(self) -> None:
         """No file yet: one is opened by the bundle's first batch."""
@@ -99,7 +101,7 @@ class SpillBatchesFn(beam.DoFn):
         self._file: BinaryIO | None = None
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
 
-    def process(self, batch: ScoredBatch):
+    def process(self, batch: ScoredBatch) -> tuple[()]:
         """Appends one batch to the bundle's file."""
         if self._writer is None:
             self._path = FileSystems.join(self._directory, uuid.uuid4().hex + _SUFFIX)
@@ -111,7 +113,7 @@ class SpillBatchesFn(beam.DoFn):
         self._spilled.inc(batch.size)
         return ()
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> Iterator[WindowedValue]:
         """Closes the bundle's file and outputs its path."""
         if self._writer is None:
             return
@@ -122,7 +124,7 @@ class SpillBatchesFn(beam.DoFn):
         yield GlobalWindows.windowed_value(path)
 
 
-def remove_spill(directory: str, *_done) -> str:
+def remove_spill(directory: str, *_done: object) -> str:
     """Deletes the spill folder and everything in it (also a killed run's files).
 
     Extra arguments are ignored: they are the side inputs that make the

@@ -35,6 +35,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import _TFRecordUtil
+from apache_beam.pvalue import PCollection
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -128,6 +129,7 @@ def _remove_parts(files: list[str], parts_dir: str) -> list[str]:
     return files
 
 
+@beam.typehints.with_input_types(bytes)
 @dataclasses.dataclass
 class WriteChips(DataclassTransform):
     """Writes serialized chip records as a complete, sharded set, streaming.
@@ -145,7 +147,7 @@ class WriteChips(DataclassTransform):
     num_shards: int = 4
     compression: str = "none"
 
-    def expand(self, records):
+    def expand(self, records: PCollection[bytes]) -> PCollection[list[str]]:
         """Writes the parts, assembles the shards, removes stale ones; returns the files."""
         contracts.shard_suffix(self.compression)  # an unknown compression fails here
         parts_dir = parts_folder(self.prefix)
@@ -158,8 +160,9 @@ class WriteChips(DataclassTransform):
             | "Assemble"
             >> beam.Map(assemble_shard, parts, self.prefix, self.num_shards, self.compression)
         )
-        return (
+        result: PCollection[list[str]] = (
             files
             | "ReplaceOlder" >> RemoveStaleShards(shard_glob(self.prefix))
             | "RemoveParts" >> beam.Map(_remove_parts, parts_dir)
         )
+        return result

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import pyarrow as pa
@@ -126,7 +127,7 @@ def _add_layer_style(path: str, qml: str, field: str) -> None:
         )
 
 
-def export_footprints(run_dir: str, fmt: str, output: str | None = None) -> dict:
+def export_footprints(run_dir: str, fmt: str, output: str | None = None) -> dict[str, Any]:
     """Writes a run's footprints as ``fmt`` (``gpkg``, ``geojson``, ``fgb``) with a style.
 
     Args:

@@ -47,6 +47,8 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.pvalue import PCollection
+from apache_beam.transforms import combiners
 
 from footprints.errors import ConfigError
 from footprints.files import match_files
@@ -114,6 +116,7 @@ def remove_stale_shards(written: list[str], pattern: str) -> list[str]:
     return sorted(written)
 
 
+@beam.typehints.with_input_types(str)
 @dataclasses.dataclass
 class RemoveStaleShards(DataclassTransform):
     """After a sharded write, deletes older shards that match ``pattern``.
@@ -124,13 +127,14 @@ class RemoveStaleShards(DataclassTransform):
 
     pattern: str
 
-    def expand(self, written):
+    def expand(self, written: PCollection[str]) -> PCollection[list[str]]:
         """Deletes the stale shards; returns this run's sorted file list."""
-        return (
+        result: PCollection[list[str]] = (
             written
-            | "AllWritten" >> beam.combiners.ToList()
+            | "AllWritten" >> combiners.ToList()
             | "DeleteStale" >> beam.Map(remove_stale_shards, self.pattern)
         )
+        return result
 
 
 def write_json_atomic(path: str, obj: Any) -> str:
@@ -150,11 +154,12 @@ class WriteJson(DataclassTransform):
 
     path: str
 
-    def expand(self, pcoll):
+    def expand(self, pcoll: PCollection[Any]) -> PCollection[str]:
         """Writes the element to ``path``."""
-        return pcoll | "WriteJsonFile" >> beam.Map(
+        result: PCollection[str] = pcoll | "WriteJsonFile" >> beam.Map(
             lambda obj, path: write_json_atomic(path, obj), self.path
         )
+        return result
 
 
 def read_json(path: str) -> Any:

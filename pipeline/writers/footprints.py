@@ -116,7 +116,9 @@ def footprint_row(
     }
 
 
-def classified_row(item: tuple[str, Mapping[str, Iterable]], classifier_id: str) -> dict[str, Any]:
+def classified_row(
+    item: tuple[str, Mapping[str, Iterable[dict[str, Any]]]], classifier_id: str
+) -> dict[str, Any]:
     """One ``classified/`` row from a footprint and its scores row (if it was scored).
 
     ``item`` is a CoGroupByKey result ``(id, {"footprint": [row], "score": [row]})``.

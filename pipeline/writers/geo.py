@@ -35,8 +35,16 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pyproj
+
+#: Shapely geometries (shapely has no type stubs, so each is Any): a list, or an
+#: object array as shapely's vectorized functions return.
+Geometries: TypeAlias = Sequence[Any] | np.ndarray
 
 WGS84 = "EPSG:4326"
 QUADKEY_LEVEL = 20
@@ -44,7 +52,7 @@ HILBERT_ORDER = 16
 
 
 @functools.lru_cache(maxsize=64)
-def transformer(src: str, dst: str):
+def transformer(src: str, dst: str) -> pyproj.Transformer:
     """A cached pyproj transformer in x/y (lon/lat) order."""
     import pyproj
 
@@ -74,7 +82,7 @@ def is_geographic(crs: str | None) -> bool:
     return crs is None or pyproj.CRS.from_user_input(crs).is_geographic
 
 
-def lonlat_centroids(geoms, crs: str | None) -> tuple[np.ndarray, np.ndarray]:
+def lonlat_centroids(geoms: Geometries, crs: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Centroids of shapely geometries in ``crs``, as EPSG:4326 lon and lat arrays.
 
     Missing geometries (None) give NaN.
@@ -95,23 +103,27 @@ def lonlat_centroids(geoms, crs: str | None) -> tuple[np.ndarray, np.ndarray]:
     return lon, lat
 
 
-def orient_ccw(geoms):
+def orient_ccw(geoms: Geometries) -> np.ndarray:
     """Geometries with counterclockwise exterior rings and clockwise holes."""
     import shapely
 
-    return shapely.orient_polygons(np.asarray(geoms, dtype=object), exterior_cw=False)
+    oriented: np.ndarray = shapely.orient_polygons(
+        np.asarray(geoms, dtype=object), exterior_cw=False
+    )
+    return oriented
 
 
-def to_lonlat(geoms, crs: str | None):
+def to_lonlat(geoms: Geometries, crs: str | None) -> np.ndarray:
     """Geometries moved from ``crs`` to EPSG:4326 (x = lon, y = lat)."""
     import shapely
 
     if crs is None or crs == WGS84:
         return np.asarray(geoms, dtype=object)
     t = transformer(crs, WGS84)
-    return shapely.transform(
+    moved: np.ndarray = shapely.transform(
         np.asarray(geoms, dtype=object), lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1]))
     )
+    return moved
 
 
 def quadkeys(lon: np.ndarray, lat: np.ndarray, level: int = QUADKEY_LEVEL) -> list[str]:
@@ -128,7 +140,7 @@ def quadkeys(lon: np.ndarray, lat: np.ndarray, level: int = QUADKEY_LEVEL) -> li
     return ["".join(map(str, row)) for row in digits.tolist()]
 
 
-def stable_ids(geoms, crs: str | None) -> list[str]:
+def stable_ids(geoms: Geometries, crs: str | None) -> list[str]:
     """``<quadkey>-<sha1[:8]>`` of each polygon, from its lon/lat geometry (see the module)."""
     import shapely
 

@@ -12,8 +12,12 @@ into the same folder leaves exactly this run's masks.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import apache_beam as beam
+from apache_beam.metrics.metric import Metrics
+from apache_beam.pvalue import PCollection
+from apache_beam.transforms import combiners
 
 from footprints.contracts import METRICS_SEGMENT
 from pipeline.ptransform import DataclassTransform
@@ -29,7 +33,7 @@ NAMESPACE = METRICS_SEGMENT
 
 def _entry(mask: WrittenMask, count: int) -> MaskEntry:
     tile = mask.tile
-    beam.metrics.Metrics.counter(NAMESPACE, "masks_written").inc()
+    Metrics.counter(NAMESPACE, "masks_written").inc()
     return MaskEntry(
         path=mask.path,
         crs=tile.crs,
@@ -41,7 +45,7 @@ def _entry(mask: WrittenMask, count: int) -> MaskEntry:
     )
 
 
-def finish_masks(entries: list[MaskEntry], masks_dir: str, binary: bool) -> dict:
+def finish_masks(entries: list[MaskEntry], masks_dir: str, binary: bool) -> dict[str, list[str]]:
     """Writes the mosaic(s) and removes stale files; returns what ``masks/`` holds."""
     names = [PROBABILITY_BAND] + ([BINARY_BAND] if binary else [])
     mosaics = write_mosaics(entries, masks_dir, names) if entries else []
@@ -51,6 +55,7 @@ def finish_masks(entries: list[MaskEntry], masks_dir: str, binary: bool) -> dict
     return {"masks": masks, "mosaics": mosaics}
 
 
+@beam.typehints.with_input_types(WrittenMask)
 @dataclasses.dataclass
 class WriteMasks(DataclassTransform):
     """The mosaic over the masks StitchTiles wrote (WrittenMask in).
@@ -68,12 +73,12 @@ class WriteMasks(DataclassTransform):
     masks_dir: str
     threshold: float | None = None
 
-    def expand(self, masks):
+    def expand(self, masks: PCollection[WrittenMask]) -> dict[str, PCollection[Any]]:
         """Builds the mosaic once every mask is written; removes stale masks."""
         entries = masks | "Entries" >> beam.Map(_entry, 1 if self.threshold is None else 2)
         written = (
             entries
-            | "AllMasks" >> beam.combiners.ToList()
+            | "AllMasks" >> combiners.ToList()
             | "Mosaic" >> beam.Map(finish_masks, self.masks_dir, self.threshold is not None)
         )
         return {"entries": entries, "written": written}

@@ -36,12 +36,15 @@ import dataclasses
 import json
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+from apache_beam.pvalue import PCollection
+from apache_beam.transforms import combiners
+from apache_beam.utils.windowed_value import WindowedValue
 
 from footprints import contracts
 from pipeline.ptransform import DataclassTransform
@@ -70,6 +73,7 @@ def table_pattern(directory: str, prefix: str = "part") -> str:
     return join(directory, f"{prefix}-*-of-*.parquet")
 
 
+@beam.typehints.with_input_types(str)
 @dataclasses.dataclass
 class _FinishTable(DataclassTransform):
     """After a table's files are written: older shards removed, the BigQuery schema beside it.
@@ -81,15 +85,17 @@ class _FinishTable(DataclassTransform):
     prefix: str
     schema: pa.Schema
 
-    def expand(self, written):
-        return (
+    def expand(self, written: PCollection[str]) -> PCollection[list[str]]:
+        result: PCollection[list[str]] = (
             written
             | "ReplaceOlder" >> RemoveStaleShards(table_pattern(self.directory, self.prefix))
             | "BigQuerySchema"
             >> beam.Map(_write_bigquery_schema, bigquery_schema_path(self.directory), self.schema)
         )
+        return result
 
 
+@beam.typehints.with_input_types(dict[str, Any])
 @dataclasses.dataclass
 class WriteTable(DataclassTransform):
     """Writes dict rows to a sharded Parquet table that replaces earlier runs.
@@ -113,7 +119,7 @@ class WriteTable(DataclassTransform):
     num_shards: int = 1
     prefix: str = "part"
 
-    def expand(self, rows):
+    def expand(self, rows: PCollection[dict[str, Any]]) -> PCollection[list[str]]:
         """Writes the Parquet shards and removes stale ones; returns the list of files."""
         written = rows | "WriteParquet" >> beam.io.WriteToParquet(
             join(self.directory, self.prefix),
@@ -124,22 +130,27 @@ class WriteTable(DataclassTransform):
             file_name_suffix=".parquet",
             row_group_buffer_size=ROW_GROUP_BYTES,
         )
-        return written | "Finish" >> _FinishTable(self.directory, self.prefix, self.schema)
+        result: PCollection[list[str]] = written | "Finish" >> _FinishTable(
+            self.directory, self.prefix, self.schema
+        )
+        return result
 
 
+@beam.typehints.with_input_types(contracts.ErrorRecord)
 @dataclasses.dataclass
 class WriteErrors(DataclassTransform):
     """Writes :class:`footprints.contracts.ErrorRecord` dead letters to ``DIR``."""
 
     directory: str
 
-    def expand(self, errors):
+    def expand(self, errors: PCollection[contracts.ErrorRecord]) -> PCollection[list[str]]:
         """Writes the error records as a table."""
-        return (
+        result: PCollection[list[str]] = (
             errors
             | "ToRow" >> beam.Map(contracts.ErrorRecord.to_row)
             | "Table" >> WriteTable(self.directory, contracts.ERRORS_SCHEMA)
         )
+        return result
 
 
 def geoparquet_schema(
@@ -160,7 +171,7 @@ def geoparquet_schema(
         column: Name of the WKB column.
 
     """
-    meta: dict = {
+    meta: dict[str, Any] = {
         "encoding": "WKB",
         "geometry_types": list(geometry_types),
         # Buildings are metres across: straight lines in the CRS,
@@ -176,7 +187,7 @@ def geoparquet_schema(
     return schema.with_metadata({**(schema.metadata or {}), b"geo": json.dumps(geo).encode()})
 
 
-def geo_metadata(schema: pa.Schema) -> dict:
+def geo_metadata(schema: pa.Schema) -> dict[str, Any]:
     """The decoded ``geo`` metadata of a schema ({} when it has none)."""
     raw = (schema.metadata or {}).get(b"geo")
     return json.loads(raw) if raw else {}
@@ -300,7 +311,8 @@ def parquet_bytes(table: pa.Table, row_group_rows: int = ROW_GROUP_ROWS) -> byte
     pq.write_table(
         table, sink, compression=COMPRESSION, row_group_size=row_group_rows, write_statistics=True
     )
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 _BQ_TYPES = [
@@ -314,7 +326,7 @@ _BQ_TYPES = [
 ]
 
 
-def bigquery_schema(schema: pa.Schema, covering: bool = True) -> dict:
+def bigquery_schema(schema: pa.Schema, covering: bool = True) -> dict[str, Any]:
     """The BigQuery schema (``{"fields": [...]}``) of a table written with ``schema``.
 
     The GeoParquet geometry column is a ``GEOGRAPHY`` when it is in lon/lat
@@ -330,7 +342,7 @@ def bigquery_schema(schema: pa.Schema, covering: bool = True) -> dict:
     crs = (geo.get("columns", {}).get(geometry) or {}).get("crs") if geometry else None
     projected = crs_name(crs) if crs is not None and not is_lonlat(crs) else None
 
-    def field(f: pa.Field) -> dict:
+    def field(f: pa.Field) -> dict[str, Any]:
         if f.name == geometry and projected:
             return {
                 "name": f.name,
@@ -507,7 +519,7 @@ class _WriteBundleFiles(beam.DoFn):
         self._done.append((self._file.commit(), self._file.rows))
         self._file = None
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> Iterator[WindowedValue]:
         """Writes the last batch, closes the files and emits their names and row counts."""
         from apache_beam.transforms.window import GlobalWindows
 
@@ -609,6 +621,7 @@ def _rename(tmp: str, final: str) -> str:
     return final
 
 
+@beam.typehints.with_input_types(dict[str, Any])
 @dataclasses.dataclass
 class WriteGeoTable(DataclassTransform):
     """Writes dict rows with a WKB geometry as a sharded, complete GeoParquet 1.1 table.
@@ -636,7 +649,7 @@ class WriteGeoTable(DataclassTransform):
     row_group_rows: int = ROW_GROUP_ROWS
     rows_per_file: int = ROWS_PER_FILE
 
-    def expand(self, rows):
+    def expand(self, rows: PCollection[dict[str, Any]]) -> PCollection[list[str]]:
         """Writes each bundle's rows as they come, then names the files as shards."""
         written = (
             rows
@@ -650,7 +663,7 @@ class WriteGeoTable(DataclassTransform):
                     self.rows_per_file,
                 )
             )
-            | "AllFiles" >> beam.combiners.ToList()
+            | "AllFiles" >> combiners.ToList()
             | "Place"
             >> beam.FlatMap(
                 _place_files,
@@ -661,4 +674,7 @@ class WriteGeoTable(DataclassTransform):
                 self.row_group_rows,
             )
         )
-        return written | "Finish" >> _FinishTable(self.directory, self.prefix, self.schema)
+        result: PCollection[list[str]] = written | "Finish" >> _FinishTable(
+            self.directory, self.prefix, self.schema
+        )
+        return result
