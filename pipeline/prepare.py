@@ -26,16 +26,18 @@ is tested without Beam.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import DoOutputsTuple, PBegin, PCollection, TaggedOutput
 
 from footprints import contracts
 from footprints.errors import ConfigError, InputError
 from footprints.files import match_files
+from footprints.tiles import TileInfo
 from pipeline import chipping
 from pipeline.chipping.transforms import ERRORS, CutChipDoFn
 from pipeline.counting import count_all, count_by, repeated_ids
@@ -52,6 +54,10 @@ from pipeline.writers.chips import WriteChips
 from pipeline.writers.files import WriteJson
 from pipeline.writers.tables import WriteErrors
 
+T = TypeVar("T")
+#: What the chip sources yield: a chip and its class value (None: no class).
+ChipWithClass = tuple[contracts.Chip, str | None]
+
 
 class PrepareConfig(PrepareSettings):
     """Validated settings of one ``prepare`` run; build one with :meth:`create`.
@@ -60,7 +66,7 @@ class PrepareConfig(PrepareSettings):
     """
 
     @classmethod
-    def create(cls, **settings) -> PrepareConfig:
+    def create(cls, **settings: Any) -> PrepareConfig:
         """Validates the flags and the inputs; raises ConfigError/InputError before any job.
 
         The raster glob must match files and the footprint file must open
@@ -91,7 +97,9 @@ class PrepareConfig(PrepareSettings):
         return dataclasses.replace(config, info=info, run_id=config.run_id or new_run_id("prepare"))
 
 
-def _split_errors(element):
+def _split_errors(
+    element: T | contracts.ErrorRecord,
+) -> Iterator[T | TaggedOutput[str, contracts.ErrorRecord]]:
     if isinstance(element, contracts.ErrorRecord):
         yield beam.pvalue.TaggedOutput(ERRORS, element)
     else:
@@ -106,10 +114,10 @@ class ChipsFromImages(DataclassTransform):
     class_map: ClassMap
     size: int = 0
 
-    def expand(self, pbegin):
+    def expand(self, pbegin: PBegin) -> DoOutputsTuple:
         """Lists the folder's images and reads each as a chip."""
         root = self.root.rstrip("/")
-        return (
+        outputs: DoOutputsTuple = (
             pbegin
             | "Match" >> fileio.MatchFiles(f"{root}/**")
             | "OnlyImages" >> beam.Filter(lambda m: image_source.is_image_path(m.path))
@@ -128,36 +136,43 @@ class ChipsFromImages(DataclassTransform):
             )
             | "SplitErrors" >> beam.FlatMap(_split_errors).with_outputs(ERRORS, main="chips")
         )
+        return outputs
 
 
-def _with_class(result, path, root):
+def _with_class(
+    result: contracts.Chip | contracts.ErrorRecord, path: str, root: str
+) -> ChipWithClass | contracts.ErrorRecord:
     if isinstance(result, contracts.ErrorRecord):
         return result
     return result, image_source.class_of(path, root)[1]
+
+
+def _read_range(
+    planned: tuple[str, int, int], crs: str, config: PrepareConfig
+) -> Iterator[vectors.Footprint | contracts.ErrorRecord]:
+    """One ``(path, start, count)`` range of the footprint file: its footprints and dead letters."""
+    path, start, count = planned
+    return vectors.read_footprints(
+        path, start, count, crs, config.id_field, config.class_field, config.region_field
+    )
 
 
 @dataclasses.dataclass
 class ChipsFromFootprints(DataclassTransform):
     """Tiles + footprint file -> (Chip, class) pairs, with errors on ``errors``."""
 
-    tiles: beam.PCollection
+    tiles: PCollection[TileInfo]
     info: vectors.VectorInfo
     config: PrepareConfig
 
-    def expand(self, pbegin):
+    def expand(self, pbegin: PBegin) -> dict[str, PCollection[Any]]:
         """Reads the footprint file in ranges and cuts a chip per footprint."""
         c = self.config
         footprints = (
             pbegin
             | "Ranges" >> beam.Create(vectors.plan_ranges(self.info))
             | "SpreadRanges" >> beam.Reshuffle()
-            | "ReadRange"
-            >> beam.FlatMap(
-                lambda r, crs: vectors.read_footprints(
-                    *r, crs, c.id_field, c.class_field, c.region_field
-                ),
-                self.info.crs,
-            )
+            | "ReadRange" >> beam.FlatMap(_read_range, self.info.crs, c)
             | "SplitBadGeometry"
             >> beam.FlatMap(_split_errors).with_outputs(ERRORS, main="footprints")
         )
@@ -236,7 +251,7 @@ def _read_inputs(pipeline: beam.Pipeline, config: PrepareConfig) -> tuple[Any, .
     ``tiles`` and ``tile_errors``); tile errors are None for images.
     """
     info = config.info
-    counted: dict[str, beam.PCollection] = {}
+    counted: dict[str, PCollection[Any]] = {}
     if config.images:
         out = pipeline | "Images" >> ChipsFromImages(
             config.images, config.class_map, config.spec.size
@@ -261,7 +276,7 @@ def _read_inputs(pipeline: beam.Pipeline, config: PrepareConfig) -> tuple[Any, .
     return chips, item_errors, tile_errors, counted, kind
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, beam.PCollection]:
+def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, PCollection[Any]]:
     """Adds the prepare stages to ``pipeline``; returns its main PCollections.
 
     ``config`` comes from :meth:`PrepareConfig.create` (which read the
@@ -316,7 +331,9 @@ def build_pipeline(pipeline: beam.Pipeline, config: PrepareConfig) -> dict[str, 
     return {"chips": chips, ERRORS: all_errors, "summary": summary, "shards": shards}
 
 
-def run_config(config: PrepareConfig, options: PipelineOptions | Sequence[str] = ()) -> dict:
+def run_config(
+    config: PrepareConfig, options: PipelineOptions | Sequence[str] = ()
+) -> dict[str, Any]:
     """Runs ``prepare`` and returns its summary (also at ``config.summary_path``).
 
     Args:

@@ -29,9 +29,10 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import PCollection
 
 from footprints import contracts
-from footprints.errors import ConfigError
+from footprints.errors import ConfigError, ContractError
 from footprints.files import match_files
 from pipeline.counting import count_all
 from pipeline.inference.handlers import accelerator_count, check_model
@@ -76,7 +77,7 @@ class ScoreConfig(ScoreSettings):
         output: str,
         region_fractions: str | None = None,
         check_model_dir: bool = True,
-        **kwargs,
+        **kwargs: Any,
     ) -> ScoreConfig:
         """Validates every setting; raises ConfigError/ContractError before any job starts.
 
@@ -103,7 +104,7 @@ class ScoreConfig(ScoreSettings):
         for path in shards:
             try:
                 contracts.parse_shard_name(path)
-            except contracts.ContractError as exc:
+            except ContractError as exc:
                 raise ConfigError(f"--chips: {exc}; only chip shards can be scored") from None
         # Every value rule, checked on construction (before the model is loaded).
         ScoreSettings(
@@ -156,7 +157,7 @@ def run_info(config: ScoreConfig) -> dict[str, Any]:
     }
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, beam.PCollection]:
+def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, PCollection[Any]]:
     """Adds the ``footprints score`` stages to ``pipeline``; returns its main outputs.
 
     The outputs, by tag: ``scores`` (SCORES_SCHEMA rows), ``errors`` (every
@@ -202,7 +203,9 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, be
     return {"scores": result.scores, "errors": errors, "regions": result.regions}
 
 
-def run_config(config: ScoreConfig, options: PipelineOptions | Sequence[str] = ()) -> dict:
+def run_config(
+    config: ScoreConfig, options: PipelineOptions | Sequence[str] = ()
+) -> dict[str, Any]:
     """Runs the job to completion; returns the summary it wrote.
 
     Args:

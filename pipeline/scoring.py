@@ -19,16 +19,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import Metrics
+from apache_beam.pvalue import PCollection, TaggedOutput
 
 from footprints import contracts
 from footprints.contracts import ErrorRecord
 from pipeline.inference import ScoreRecords
 from pipeline.inference.handlers import (
+    ChipRecord,
     ChipScoreHandler,
 )
 from pipeline.inference.onnx_runtime import resolve_runtime
@@ -48,7 +52,7 @@ from pipeline.sources.chips import (
     NAMESPACE,
     validate_chip,
 )
-from pipeline.thresholds import LabelExactFraction
+from pipeline.thresholds import LabelExactFraction, RegionResult
 from pipeline.thresholds.fractions import RegionFractions, parse_fraction
 from pipeline.values import ChipMeta, LocatedRecord
 from pipeline.writers.files import join
@@ -87,12 +91,12 @@ class ValidateChipsFn(beam.DoFn):
 
     ERRORS = contracts.ERRORS
 
-    def __init__(self, max_pixels: int = MAX_CHIP_PIXELS):
+    def __init__(self, max_pixels: int = MAX_CHIP_PIXELS) -> None:
         self._max_pixels = max_pixels
-        self._valid = beam.metrics.Metrics.counter(NAMESPACE, "records_valid")
-        self._invalid = beam.metrics.Metrics.counter(NAMESPACE, "records_invalid")
+        self._valid = Metrics.counter(NAMESPACE, "records_valid")
+        self._invalid = Metrics.counter(NAMESPACE, "records_invalid")
 
-    def process(self, element):
+    def process(self, element: Any) -> Iterator[ChipRecord | TaggedOutput[str, ErrorRecord]]:
         """Yields the located chip if valid, else its ErrorRecord on ``errors``."""
         located = as_located(element)
         checked = validate_chip(located, self._max_pixels)
@@ -114,9 +118,9 @@ class ScoreChipsResult(NamedTuple):
         regions: :class:`~pipeline.thresholds.RegionResult`, one per region.
     """
 
-    scores: beam.PCollection
-    errors: beam.PCollection
-    regions: beam.PCollection
+    scores: PCollection[dict[str, Any]]
+    errors: PCollection[ErrorRecord]
+    regions: PCollection[RegionResult]
 
 
 @dataclasses.dataclass
@@ -179,7 +183,7 @@ class ScoreChips(DataclassTransform):
     runtime: str = "auto"
     int8: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         super().__post_init__()
         self.runtime = resolve_runtime(
             self.model_dir, self.runtime, int8=self.int8, model_format=self.model_format
@@ -218,8 +222,15 @@ class ScoreChips(DataclassTransform):
             int8=self.int8,
         )
 
-    def expand(self, records):
-        """Validates, scores and labels the records; returns scores and ``errors``."""
+    def expand(self, records: PCollection[Any]) -> ScoreChipsResult:
+        """Validates, scores and labels the records; returns scores and ``errors``.
+
+        The records come in any of :func:`as_located`'s forms, which it
+        normalizes at validation: until then they have no one element type, so
+        the transform has no input hint.
+        """
+        fractions = self.fractions
+        assert isinstance(fractions, RegionFractions), "__post_init__ parsed the fraction"
         checked = records | "Validate" >> beam.ParDo(
             ValidateChipsFn(self.max_chip_pixels)
         ).with_outputs(ValidateChipsFn.ERRORS, main="chips")
@@ -229,7 +240,7 @@ class ScoreChips(DataclassTransform):
             | "Score" >> ScoreRecords(self.handler())
         )
         labelled = scored.scores | "Label" >> LabelExactFraction(
-            self.fractions, self.epsilon, self.spill_dir
+            fractions, self.epsilon, self.spill_dir
         )
         # Batches until here; one row per chip from now on (the public output).
         rows = labelled["chips"] | "ToRows" >> beam.FlatMap(

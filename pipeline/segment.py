@@ -33,18 +33,21 @@ masks against true masks.
 from __future__ import annotations
 
 import collections
+import datetime
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import AsSideInput, PCollection
 
 from footprints import contracts
-from footprints.contracts import SegmenterAssets
+from footprints.contracts import ErrorRecord, SegmenterAssets
 from footprints.errors import ConfigError, ContractError
 from footprints.files import match_files
-from footprints.tiles import first_crs
+from footprints.tiles import TileInfo, first_crs
 from pipeline import chipping
 from pipeline.counting import count_all
 from pipeline.evaluation import mask_iou, truth_summary
@@ -52,16 +55,20 @@ from pipeline.inference.handlers import accelerator_count
 from pipeline.inference.onnx_runtime import check_int8, resolve_runtime
 from pipeline.inference.segmenter import RunSegmenter, SegmenterModelHandler
 from pipeline.inference.serving import serving_graph_warnings
-from pipeline.jobs import check_batch_sizes, new_run_id, run_job, with_defaults
+from pipeline.jobs import new_run_id, run_job, with_defaults
 from pipeline.monitoring import ShowProgress, add_warnings
 from pipeline.polygonize import TOO_SMALL, ChipFootprints, Polygonize
 from pipeline.scoring import ScoreChips, default_model_id
+from pipeline.settings import check_batch_sizes
+from pipeline.settings.chips import ChipSpec
 from pipeline.settings.segment import SegmentSettings
 from pipeline.sources.rasters import NODATA, MatchTiles, ReadWindows, ValidateTiles
 from pipeline.stitching.transforms import PlanWindows, StitchTiles
 from pipeline.summary import summary_head
+from pipeline.thresholds import RegionResult
 from pipeline.thresholds.expected import model_warnings, rank_warnings, regions_with_stats
 from pipeline.thresholds.fractions import RegionFractions
+from pipeline.values import CorePrediction, EmptyCores
 from pipeline.writers.files import SPILL_DIR, WriteJson, join
 from pipeline.writers.footprints import classified_row, footprint_row, tiff_date
 from pipeline.writers.masks import WriteMasks
@@ -188,7 +195,7 @@ def _check_options(kwargs: dict[str, Any], raster: str, model_dir: str) -> dict[
     return {k: kwargs[k] for k in keys}
 
 
-def _check_truth(kwargs: dict) -> None:
+def _check_truth(kwargs: dict[str, Any]) -> None:
     """Validates ``--truth-masks`` / ``--truth-footprints`` (one of them, readable)."""
     from footprints.errors import InputError
     from pipeline.sources.vectors import inspect_vector
@@ -206,8 +213,8 @@ def _check_truth(kwargs: dict) -> None:
 
 
 def _check_classifier(
-    kwargs: dict, raster: str, assets: SegmenterAssets, check_model: bool
-) -> dict:
+    kwargs: dict[str, Any], raster: str, assets: SegmenterAssets, check_model: bool
+) -> dict[str, Any]:
     """Validates the scoring flags; returns the settings to add to the config."""
     from pipeline.thresholds.fractions import parse_fraction
 
@@ -229,7 +236,7 @@ def _check_classifier(
             contracts.check_classifier_model(classifier)
         except ContractError as exc:
             raise ConfigError(f"--classifier: {exc}") from None
-    spec = kwargs.get("chip_spec") or chipping.ChipSpec()
+    spec = kwargs.get("chip_spec") or ChipSpec()
     if assets.raw_dtype != "uint8":
         # One stretch for the whole run, as `footprints prepare` fixes it, so
         # that chip brightness is comparable across tiles.
@@ -238,7 +245,7 @@ def _check_classifier(
 
 
 def _reconcile(
-    c: Mapping[str, int], skipped: list[dict], classifier: bool
+    c: Mapping[str, int], skipped: list[dict[str, Any]], classifier: bool
 ) -> tuple[dict[str, Any], dict[str, bool]]:
     """The summary's ``counts`` and its ``checks`` (each equation and whether it holds)."""
     skipped_nodata = sum(1 for s in skipped if s["reason"] == "nodata")
@@ -293,7 +300,7 @@ def _reconcile(
 
 
 def _scores_section(
-    config: SegmentConfig, regions: list, tables: Mapping[str, list[str]]
+    config: SegmentConfig, regions: list[RegionResult], tables: Mapping[str, list[str]]
 ) -> dict[str, Any]:
     """summary.json ``scores``: the classifier, its target and each region's result."""
     return {
@@ -318,12 +325,12 @@ def build_summary(
     counts: Mapping[str, int],
     *,
     config: SegmentConfig,
-    masks: Mapping,
-    skipped: list[dict],
+    masks: Mapping[str, list[str]],
+    skipped: list[dict[str, Any]],
     tables: Mapping[str, list[str]],
-    regions: list | None = None,
+    regions: list[RegionResult] | None = None,
     model_warnings: list[dict[str, str]] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The ``summary.json`` of a run: counts that reconcile, and where things are.
 
     ``counts`` maps PCollection names to sizes (``paths``, ``tiles``,
@@ -390,7 +397,7 @@ def model_card_warnings(config: SegmentConfig) -> list[dict[str, str]]:
     return out
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, beam.PCollection]:
+def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, PCollection[Any]]:
     """Adds the ``footprints segment`` stages to ``pipeline``; returns its main outputs.
 
     The stages, as the module docstring lists them: masks (MatchTiles ...
@@ -408,7 +415,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
     error_parts = [masks[k] for k in _MASK_ERRORS]
     counted = {k: masks[k] for k in _MASK_COUNTS}
     counted.update({"footprints": rows, "footprints_too_small": found["too_small"]})
-    side = {}
+    side: dict[str, AsSideInput] = {}
     main_table = (FOOTPRINTS_DIR, rows, contracts.FOOTPRINTS_SCHEMA)
     if config.classifier:
         scored = _score_footprints(config, rows, masks["tiles"])
@@ -527,7 +534,9 @@ def _footprint_stages(config: SegmentConfig, masks: Mapping[str, Any]) -> dict[s
     return {"rows": rows, "files": files, "too_small": polygons[TOO_SMALL], "dates": dates}
 
 
-def _classify(config: SegmentConfig, rows, scored) -> dict[str, Any]:
+def _classify(
+    config: SegmentConfig, rows: PCollection[dict[str, Any]], scored: PCollection[dict[str, Any]]
+) -> dict[str, PCollection[Any]]:
     """Classify: one row per footprint with its score and label, into ``classified/``."""
     classified = (
         {
@@ -546,13 +555,19 @@ def _classify(config: SegmentConfig, rows, scored) -> dict[str, Any]:
     return {"rows": classified, "files": files}
 
 
-def _count(p: beam.Pipeline, counted, cores, errors, empty):
+def _count(
+    p: beam.Pipeline,
+    counted: Mapping[str, PCollection[Any]],
+    cores: PCollection[CorePrediction],
+    errors: PCollection[ErrorRecord],
+    empty: PCollection[EmptyCores],
+) -> PCollection[dict[str, int]]:
     """Every count the summary reconciles, in one combine.
 
     Sizes by name, cores by status, errors by reason, and the windows of the
     rows' runs on absent blocks (counted by their size, not as elements).
     """
-    return count_all(
+    counts: PCollection[dict[str, int]] = count_all(
         p,
         counted,
         keyed={
@@ -566,13 +581,19 @@ def _count(p: beam.Pipeline, counted, cores, errors, empty):
             )
         },
     )
+    return counts
 
 
-def _catalog(config: SegmentConfig, masks: Mapping[str, Any], dates, tables):
+def _catalog(
+    config: SegmentConfig,
+    masks: Mapping[str, Any],
+    dates: PCollection[tuple[str, datetime.date | None]],
+    tables: Mapping[str, PCollection[list[str]]],
+) -> PCollection[list[str]]:
     """Catalog: the STAC Collection with an Item per mask, once every table is written."""
     from pipeline.writers.stac import write_catalog
 
-    return masks["written"] | "Catalog" >> beam.Map(
+    catalog: PCollection[list[str]] = masks["written"] | "Catalog" >> beam.Map(
         write_catalog,
         beam.pvalue.AsList(masks["masks"]),
         config.output,
@@ -581,17 +602,23 @@ def _catalog(config: SegmentConfig, masks: Mapping[str, Any], dates, tables):
         beam.pvalue.AsDict(dates),
         beam.pvalue.AsDict(_named(tables, "Catalog")),
     )
+    return catalog
 
 
-def _named(tables: Mapping[str, Any], label: str):
+def _named(
+    tables: Mapping[str, PCollection[list[str]]], label: str
+) -> PCollection[tuple[str, list[str]]]:
     """``(name, files)`` pairs of the tables' file lists, as one PCollection."""
-    return [
+    named: PCollection[tuple[str, list[str]]] = [
         files | f"{label}.{name}Files" >> beam.Map(lambda f, n: (n, f), name)
         for name, files in tables.items()
     ] | f"{label}.Tables" >> beam.Flatten()
+    return named
 
 
-def _write_main_table(config: SegmentConfig, name: str, rows, schema) -> None:
+def _write_main_table(
+    config: SegmentConfig, name: str, rows: PCollection[dict[str, Any]], schema: pa.Schema
+) -> None:
     """``--csv`` and ``--bigquery-table``: the run's main table, as ``footprints score`` writes."""
     from pipeline.writers.scores import WriteCsv, WriteScoresBigQuery, bigquery_load_schema
 
@@ -603,7 +630,9 @@ def _write_main_table(config: SegmentConfig, name: str, rows, schema) -> None:
         )
 
 
-def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
+def _score_footprints(
+    config: SegmentConfig, rows: PCollection[dict[str, Any]], tiles: PCollection[TileInfo]
+) -> dict[str, PCollection[Any]]:
     """Chips the footprints from their tiles and runs the scoring path on them."""
     from pipeline.writers.scores import scores_schema, write_table
 
@@ -642,7 +671,9 @@ def _score_footprints(config: SegmentConfig, rows, tiles) -> dict:
     }
 
 
-def run_config(config: SegmentConfig, options: PipelineOptions | Sequence[str] = ()) -> dict:
+def run_config(
+    config: SegmentConfig, options: PipelineOptions | Sequence[str] = ()
+) -> dict[str, Any]:
     """Runs the job to completion; returns the summary it wrote.
 
     Args:

@@ -20,6 +20,8 @@ from apache_beam.typehints.native_type_compatibility import convert_to_beam_type
 
 from footprints.contracts import ErrorRecord
 from footprints.errors import Reason
+from pipeline.inference import ChipScoreHandler, ScoreRecords
+from pipeline.inference.segmenter import RunSegmenter, SegmenterModelHandler
 from pipeline.sources.rasters import ReadWindows, ValidateTiles
 from pipeline.stitching.transforms import PlanWindows
 from pipeline.writers.chips import WriteChips
@@ -38,6 +40,8 @@ HINTED = [
     WriteTable,
     WriteErrors,
     WriteGeoTable,
+    ScoreRecords,
+    RunSegmenter,
 ]
 
 
@@ -69,3 +73,20 @@ def test_a_stage_fed_its_own_elements_is_built(tmp_path):
     errors = pipeline | "Errors" >> beam.Create([_error()])
     written = errors | "WriteErrors" >> WriteErrors(str(tmp_path / "errors"))
     assert isinstance(written, PCollection)
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [
+        # Neither handler loads its model before the job runs; the directory is never read.
+        lambda: ScoreRecords(ChipScoreHandler("unread", min_batch_size=1, max_batch_size=2)),
+        lambda: RunSegmenter(SegmenterModelHandler("unread", min_batch_size=1, max_batch_size=2)),
+    ],
+    ids=["ScoreRecords", "RunSegmenter"],
+)
+def test_an_inference_stage_fed_bare_records_fails_when_the_job_is_built(stage):
+    # Records without their metadata (ChipMeta, WindowInput): the pairs the handlers take.
+    pipeline = beam.Pipeline()
+    records = pipeline | "Records" >> beam.Create([b"a record", b"another"])
+    with pytest.raises(TypeCheckError, match="Infer"):
+        records | "Infer" >> stage()

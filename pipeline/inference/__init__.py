@@ -14,16 +14,20 @@ paid once per ``batch_size`` chips.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.metrics.metric import Metrics
 from apache_beam.ml.inference.base import RunInference
+from apache_beam.pvalue import DoOutputsTuple, PCollection, TaggedOutput
 
 from footprints.contracts import ERRORS, ErrorRecord
 from pipeline.inference.handlers import (
     INFERENCE_STAGE,
     NAMESPACE,
+    BatchOutcomes,
+    ChipRecord,
     ChipScoreHandler,
     InferenceFailure,
 )
@@ -37,7 +41,8 @@ def split_outcomes(
     metas: Sequence[ChipMeta], outcomes: Sequence[float | InferenceFailure]
 ) -> tuple[ScoredBatch | None, list[ErrorRecord]]:
     """A batch's outcomes as the scored sub-batch (None if empty) and dead letters."""
-    good, errors = [], []
+    good: list[int] = []
+    errors: list[ErrorRecord] = []
     for i, (meta, outcome) in enumerate(zip(metas, outcomes, strict=True)):
         if isinstance(outcome, InferenceFailure):
             errors.append(
@@ -66,11 +71,13 @@ def split_outcomes(
 class SplitOutcomesFn(beam.DoFn):
     """Routes a batch's outcomes to its scored sub-batch (main) or ``errors``, counting both."""
 
-    def __init__(self):
-        self._scored = beam.metrics.Metrics.counter(NAMESPACE, "records_scored")
-        self._failed = beam.metrics.Metrics.counter(NAMESPACE, "records_rejected_by_model")
+    def __init__(self) -> None:
+        self._scored = Metrics.counter(NAMESPACE, "records_scored")
+        self._failed = Metrics.counter(NAMESPACE, "records_rejected_by_model")
 
-    def process(self, result):
+    def process(
+        self, result: BatchOutcomes
+    ) -> Iterator[ScoredBatch | TaggedOutput[str, ErrorRecord]]:
         scored, errors = split_outcomes(*result)
         for error in errors:
             self._failed.inc()
@@ -80,6 +87,7 @@ class SplitOutcomesFn(beam.DoFn):
             yield scored
 
 
+@beam.typehints.with_input_types(ChipRecord)
 @dataclasses.dataclass
 class ScoreRecords(DataclassTransform):
     """Scores ``(ChipMeta, record)`` pairs with Beam's RunInference.
@@ -98,10 +106,11 @@ class ScoreRecords(DataclassTransform):
 
     ERRORS = ERRORS
 
-    def expand(self, pairs):
+    def expand(self, pairs: PCollection[ChipRecord]) -> DoOutputsTuple:
         """Runs the model; returns scores on the main output and failures on ``errors``."""
-        return (
+        outputs: DoOutputsTuple = (
             pairs
             | "RunInference" >> RunInference(self.handler, metrics_namespace=NAMESPACE)
             | "Split" >> beam.ParDo(SplitOutcomesFn()).with_outputs(self.ERRORS, main="scores")
         )
+        return outputs

@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,8 @@ class ChipDecodeError(ValueError):
     """A record claims to hold an image (or a mask) that cannot be decoded."""
 
 
-def _example_class():
+def _example_class() -> type:
+    """The ``tf.train.Example`` message class, built by protobuf at run time."""
     from footprints import example_proto
 
     return example_proto.Example
@@ -142,7 +144,8 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     rows = resize_weights(height, size)
     cols = resize_weights(width, size)
     out = np.tensordot(rows, image, axes=(1, 0))  # [size, W, C]
-    return np.matmul(cols, out)  # [size, W] @ [size, W, C] -> [size, size, C]
+    resized: np.ndarray = np.matmul(cols, out)  # [size, W] @ [size, W, C] -> [size, size, C]
+    return resized
 
 
 def fill_masked(image: np.ndarray, mask_png: bytes) -> np.ndarray:
@@ -156,7 +159,8 @@ def fill_masked(image: np.ndarray, mask_png: bytes) -> np.ndarray:
     if count <= 0:
         return image
     mean = (image * valid).sum(axis=(0, 1), dtype=np.float32) / np.maximum(count, np.float32(1))
-    return image * valid + mean * (np.float32(1) - valid)
+    filled: np.ndarray = image * valid + mean * (np.float32(1) - valid)
+    return filled
 
 
 class ChipDecoder:
@@ -166,7 +170,7 @@ class ChipDecoder:
         size: The model's input height and width, pixels.
     """
 
-    def __init__(self, size: int):
+    def __init__(self, size: int) -> None:
         import simplejpeg
 
         self.size = size
@@ -219,11 +223,12 @@ class ChipDecoder:
         return images, valid
 
 
-def _single_bytes(feature, key: str) -> bytes:
+def _single_bytes(feature: Any, key: str) -> bytes:
     """The one bytes value of ``key`` in a parsed Example's features ("" when absent)."""
     if key not in feature:
         return b""
     values = feature[key].bytes_list.value
     if len(values) != 1:
         raise ChipDecodeError(f"feature {key!r} must hold one bytes value, it holds {len(values)}")
-    return values[0]
+    value: bytes = values[0]
+    return value

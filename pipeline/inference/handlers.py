@@ -49,10 +49,10 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
-import apache_beam as beam
 import numpy as np
+from apache_beam.metrics.metric import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 
 from footprints import contracts
@@ -60,11 +60,24 @@ from footprints.errors import ConfigError, ContractError, Reason
 from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, classifier_scorer
 from pipeline.inference.serving import SERVING_GRAPHS, ServingFunction
 from pipeline.runtimes import MODEL_FORMATS
+from pipeline.values import ChipMeta
 
 NAMESPACE = contracts.METRICS_SCORE
 INFERENCE_STAGE = "inference"
 
 _ACCELERATOR_RE = re.compile(r"^type:[A-Za-z0-9_.-]+;count:([1-9][0-9]*)(;[A-Za-z0-9_:.=-]+)*$")
+
+
+class Scorer(Protocol):
+    """A loaded classifier: serialized chip records in, one float32 score per record out.
+
+    A scorer may also name the exceptions that mean "a record is bad"
+    (``data_errors``); without them, TensorFlow's ``InvalidArgumentError``.
+    """
+
+    def score(self, records: Sequence[bytes]) -> np.ndarray:
+        """float32 scores, one per record, in order."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +164,7 @@ class SavedModelScorer:
             :mod:`pipeline.inference.serving`.
     """
 
-    def __init__(self, model_dir: str, serving_graph: str = "frozen"):
+    def __init__(self, model_dir: str, serving_graph: str = "frozen") -> None:
         import tensorflow as tf
 
         enable_memory_growth()
@@ -170,7 +183,7 @@ class SavedModelScorer:
 class TfxScorer:
     """tfx-bsl's in-process SavedModel handler, reduced to one score per record."""
 
-    def __init__(self, handler, output_key: str):
+    def __init__(self, handler: ModelHandler[Any, Any, Any], output_key: str) -> None:
         enable_memory_growth()
         self._handler = handler
         self._session = handler.load_model()
@@ -188,7 +201,9 @@ class TfxScorer:
         return np.asarray(out, dtype=np.float32)
 
 
-def _tfx_handler(model_dir: str, min_batch_size: int, max_batch_size: int):
+def _tfx_handler(
+    model_dir: str, min_batch_size: int, max_batch_size: int
+) -> ModelHandler[Any, Any, Any]:
     from tfx_bsl.public.beam.run_inference import CreateModelHandler
     from tfx_bsl.public.proto import model_spec_pb2
 
@@ -199,7 +214,8 @@ def _tfx_handler(model_dir: str, min_batch_size: int, max_batch_size: int):
     )
     spec.batch_parameters.min_batch_size = min_batch_size
     spec.batch_parameters.max_batch_size = max_batch_size
-    return CreateModelHandler(spec)
+    handler: ModelHandler[Any, Any, Any] = CreateModelHandler(spec)
+    return handler
 
 
 def tfx_output_key(model_dir: str) -> str:
@@ -233,7 +249,8 @@ def tfx_output_key(model_dir: str) -> str:
     if contracts.CLASSIFIER_OUTPUT in outputs:
         return contracts.CLASSIFIER_OUTPUT
     if len(outputs) == 1:
-        return next(iter(outputs))
+        only: str = next(iter(outputs))
+        return only
     raise ContractError(
         f"{model_dir!r}: {contracts.SIGNATURE} returns {sorted(outputs)}; name the residential "
         f"probability {contracts.CLASSIFIER_OUTPUT!r} or return a single output"
@@ -289,7 +306,13 @@ def tf_error_reason(exc: Exception) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-class ChipScoreHandler(ModelHandler):
+#: What the handler scores: a chip's metadata and its serialized record.
+ChipRecord = tuple[ChipMeta, bytes]
+#: What it returns for a whole batch: the metas and each one's score or failure, in order.
+BatchOutcomes = tuple[list[ChipMeta], list[float | InferenceFailure]]
+
+
+class ChipScoreHandler(ModelHandler[ChipRecord, BatchOutcomes, Scorer]):
     """Scores ``(ChipMeta, serialized record)`` pairs with a classifier.
 
     Args:
@@ -321,7 +344,7 @@ class ChipScoreHandler(ModelHandler):
         serving_graph: str = "frozen",
         runtime: str = "tensorflow",
         int8: bool = False,
-    ):
+    ) -> None:
         if not 1 <= min_batch_size <= max_batch_size:
             raise ConfigError(
                 f"batch sizes must satisfy 1 <= min ({min_batch_size}) <= max "
@@ -345,18 +368,18 @@ class ChipScoreHandler(ModelHandler):
         self._model_format = model_format
         self._accelerator = accelerator
         self._serving_graph = serving_graph
-        self._tfx = None
-        self._tfx_key = None
+        self._tfx: ModelHandler[Any, Any, Any] | None = None
+        self._tfx_key: str | None = None
         if model_format == "tfx":
             # Built here so a bad model fails at construction, before the job runs.
             self._tfx = _tfx_handler(model_dir, min_batch_size, max_batch_size)
             self._tfx_key = tfx_output_key(model_dir)
-        self._batch_sizes = beam.metrics.Metrics.distribution(NAMESPACE, "batch_size")
-        self._isolated = beam.metrics.Metrics.counter(NAMESPACE, "records_isolated_by_bisection")
+        self._batch_sizes = Metrics.distribution(NAMESPACE, "batch_size")
+        self._isolated = Metrics.counter(NAMESPACE, "records_isolated_by_bisection")
 
-    def load_model(self):
+    def load_model(self) -> Scorer:
         """Loads the model; Beam calls this once per process (or per copy)."""
-        if self._model_format == "tfx":
+        if self._tfx is not None and self._tfx_key is not None:  # the tfx format
             return TfxScorer(self._tfx, self._tfx_key)
         if self._runtime == "onnxruntime":
             return classifier_scorer(self._model_dir, self._int8)
@@ -364,10 +387,10 @@ class ChipScoreHandler(ModelHandler):
 
     def run_inference(
         self,
-        batch: Sequence[tuple[Any, bytes]],
-        model,
+        batch: Sequence[ChipRecord],
+        model: Scorer,
         inference_args: dict[str, Any] | None = None,
-    ) -> list[tuple[list[Any], list[float | InferenceFailure]]]:
+    ) -> list[BatchOutcomes]:
         """Scores a batch; returns ONE element: ``(metas, outcomes)`` for the whole batch.
 
         Each outcome is a score or an :class:`InferenceFailure`, in batch order.
@@ -378,7 +401,9 @@ class ChipScoreHandler(ModelHandler):
         records = [record for _, record in batch]
         return [([meta for meta, _ in batch], self._score_isolating(model, records))]
 
-    def _score_isolating(self, model, records: list[bytes]) -> list[float | InferenceFailure]:
+    def _score_isolating(
+        self, model: Scorer, records: list[bytes]
+    ) -> list[float | InferenceFailure]:
         data_errors = getattr(model, "data_errors", None)
         if data_errors is None:  # the TensorFlow scorers: a record the graph cannot decode
             import tensorflow as tf
@@ -407,7 +432,7 @@ class ChipScoreHandler(ModelHandler):
             )
         return [score_outcome(s) for s in scores.tolist()]
 
-    def get_num_bytes(self, batch: Sequence[tuple[Any, bytes]]) -> int:
+    def get_num_bytes(self, batch: Sequence[ChipRecord]) -> int:
         """Size of a batch as its records' bytes (cheaper than the default's pickling)."""
         # The default pickles the whole batch just to measure it.
         return sum(len(record) for _, record in batch)
@@ -416,7 +441,7 @@ class ChipScoreHandler(ModelHandler):
         """Namespace of the RunInference metrics."""
         return NAMESPACE
 
-    def get_resource_hints(self) -> dict:
+    def get_resource_hints(self) -> dict[str, Any]:
         """Asks for the accelerator when one was given."""
         return {"accelerator": self._accelerator} if self._accelerator else {}
 

@@ -41,7 +41,9 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.metrics.metric import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
+from apache_beam.pvalue import PCollection, TaggedOutput
 
 from footprints import contracts
 from footprints.contracts import ERRORS, ErrorRecord
@@ -93,7 +95,7 @@ def augmentations(tta: str) -> list[Augmentation]:
 class Segmenter:
     """A loaded segmenter SavedModel, callable on numpy batches."""
 
-    def __init__(self, model_dir: str, serving_graph: str = "frozen"):
+    def __init__(self, model_dir: str, serving_graph: str = "frozen") -> None:
         import tensorflow as tf
 
         handlers.enable_memory_growth()
@@ -136,9 +138,13 @@ class InferenceFailure:
     message: str
 
 
-class SegmenterModelHandler(
-    ModelHandler[tuple[WindowInput, Array], tuple[WindowInput, Any], Segmenter | OnnxSegmenter]
-):
+#: What the segmenter handler predicts: a window and its uint8 image [size, size, bands].
+WindowImage = tuple[WindowInput, Array]
+#: Its prediction for one window: float32 probabilities [size, size], or why there are none.
+WindowOutcome = tuple[WindowInput, Array | InferenceFailure]
+
+
+class SegmenterModelHandler(ModelHandler[WindowImage, WindowOutcome, Segmenter | OnnxSegmenter]):
     """RunInference's seam to a segmenter SavedModel.
 
     Elements are ``(WindowInput, uint8 image [size, size, bands])``;
@@ -172,7 +178,7 @@ class SegmenterModelHandler(
         accelerator: str | None = None,
         runtime: str = "tensorflow",
         int8: bool = False,
-    ):
+    ) -> None:
         if tta not in TTA_MODES:
             raise ValueError(f"tta {tta!r} is not one of {TTA_MODES}")
         if runtime not in CONCRETE_RUNTIMES:
@@ -196,10 +202,10 @@ class SegmenterModelHandler(
 
     def run_inference(
         self,
-        batch: Sequence[tuple[WindowInput, Array]],
+        batch: Sequence[WindowImage],
         model: Segmenter | OnnxSegmenter,
         inference_args: dict[str, Any] | None = None,
-    ) -> list[tuple[WindowInput, Any]]:
+    ) -> list[WindowOutcome]:
         """Predicts a batch of windows; on failure retries them one by one."""
         try:
             probabilities = predict(model, np.stack([image for _, image in batch]), self._tta)
@@ -212,7 +218,7 @@ class SegmenterModelHandler(
             return [result for item in batch for result in self.run_inference([item], model)]
         return [(meta, p) for (meta, _), p in zip(batch, probabilities, strict=True)]
 
-    def get_num_bytes(self, batch: Sequence[tuple[WindowInput, Array]]) -> int:
+    def get_num_bytes(self, batch: Sequence[WindowImage]) -> int:
         """Size of a batch as its images' bytes (cheaper than the default's pickling)."""
         # The default pickles the whole batch just to measure it.
         return sum(image.nbytes for _, image in batch)
@@ -221,12 +227,14 @@ class SegmenterModelHandler(
         """Namespace of the RunInference metrics."""
         return NAMESPACE
 
-    def get_resource_hints(self) -> dict:
+    def get_resource_hints(self) -> dict[str, Any]:
         """Asks for the accelerator when one was given."""
         return {"accelerator": self._accelerator} if self._accelerator else {}
 
 
-def _failed(meta: WindowInput, stage: str, message: str) -> Iterator:
+def _failed(
+    meta: WindowInput, stage: str, message: str
+) -> Iterator[CorePrediction | TaggedOutput[str, ErrorRecord]]:
     yield CorePrediction.missing(meta.plan, FAILED)
     yield beam.pvalue.TaggedOutput(
         ERRORS,
@@ -244,11 +252,13 @@ def _failed(meta: WindowInput, stage: str, message: str) -> Iterator:
 
 
 class _CropFn(beam.DoFn):
-    def __init__(self):
-        self._inferred = beam.metrics.Metrics.counter(NAMESPACE, "windows_inferred")
-        self._failed = beam.metrics.Metrics.counter(NAMESPACE, "windows_inference_failed")
+    def __init__(self) -> None:
+        self._inferred = Metrics.counter(NAMESPACE, "windows_inferred")
+        self._failed = Metrics.counter(NAMESPACE, "windows_inference_failed")
 
-    def process(self, result: tuple[WindowInput, Any]):
+    def process(
+        self, result: WindowOutcome
+    ) -> Iterator[CorePrediction | TaggedOutput[str, ErrorRecord]]:
         meta, prediction = result
         if isinstance(prediction, InferenceFailure):
             self._failed.inc()
@@ -258,6 +268,7 @@ class _CropFn(beam.DoFn):
         yield CorePrediction.inferred(meta.plan, prediction, meta.valid)
 
 
+@beam.typehints.with_input_types(WindowImage)
 @dataclasses.dataclass
 class RunSegmenter(DataclassTransform):
     """Predicts windows and crops each prediction to its core.
@@ -269,7 +280,7 @@ class RunSegmenter(DataclassTransform):
 
     handler: SegmenterModelHandler
 
-    def expand(self, windows):
+    def expand(self, windows: PCollection[WindowImage]) -> dict[str, PCollection[Any]]:
         """Predicts and crops; returns ``{"cores": ..., "errors": ...}``."""
         cropped = (
             windows

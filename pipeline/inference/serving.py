@@ -36,8 +36,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import apache_beam as beam
 import numpy as np
+from apache_beam.metrics.metric import Metrics
 
 from footprints import contracts
 
@@ -133,9 +133,9 @@ class ServingFunction:
         one_input = not args and len(kwargs) == 1
         self._frozen = freeze(self._saved) if graph == "frozen" and one_input else None
         self._checked = self._frozen is None
-        self._frozen_count = beam.metrics.Metrics.counter(namespace, "serving_graph_frozen")
-        self._saved_count = beam.metrics.Metrics.counter(namespace, "serving_graph_saved")
-        self._diff = beam.metrics.Metrics.distribution(namespace, "serving_graph_diff_e9")
+        self._frozen_count = Metrics.counter(namespace, "serving_graph_frozen")
+        self._saved_count = Metrics.counter(namespace, "serving_graph_saved")
+        self._diff = Metrics.distribution(namespace, "serving_graph_diff_e9")
         self._counted = False
 
     @property
@@ -198,7 +198,7 @@ class ServingFunction:
         return saved
 
 
-def serving_graph_warnings(summary: dict, requested: str) -> list[dict]:
+def serving_graph_warnings(summary: dict[str, Any], requested: str) -> list[dict[str, Any]]:
     """A ``serving_graph_saved`` warning when a frozen graph was asked for and not served.
 
     Args:

@@ -43,12 +43,15 @@ import io
 import struct
 import zlib
 from collections.abc import Iterator
+from typing import BinaryIO, Protocol
 
 import apache_beam as beam
 import google_crc32c
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import Metrics
+from apache_beam.pvalue import DoOutputsTuple, PBegin, TaggedOutput
 
 from footprints import contracts
 from footprints.contracts import Chip, ErrorRecord, Rejected
@@ -77,7 +80,7 @@ class ShardDamage(Rejected):
         reason: ``truncated_shard``, ``corrupt_shard`` or ``unreadable_shard``.
     """
 
-    def __init__(self, offset: int, reason: Reason, detail: str):
+    def __init__(self, offset: int, reason: Reason, detail: str) -> None:
         super().__init__(reason, f"{reason} at byte {offset}: {detail}")
         self.offset = offset
         self.detail = detail
@@ -85,11 +88,19 @@ class ShardDamage(Rejected):
 
 def masked_crc32c(data: bytes) -> int:
     """The masked CRC32C that TFRecord framing stores."""
-    crc = google_crc32c.value(data)
+    crc: int = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def _read_exactly(f, n: int) -> bytes:
+class ByteStream(Protocol):
+    """What :func:`iter_tfrecords` reads: a binary stream (a file, a ``GzipFile``, ``BytesIO``)."""
+
+    def read(self, size: int, /) -> bytes:
+        """At most ``size`` bytes; fewer at the end of the stream, none after it."""
+        ...
+
+
+def _read_exactly(f: ByteStream, n: int) -> bytes:
     # GzipFile.read may return short reads before EOF on some streams.
     data = f.read(n)
     if len(data) == n or not data:
@@ -105,7 +116,7 @@ def _read_exactly(f, n: int) -> bytes:
     return b"".join(parts)
 
 
-def iter_tfrecords(f) -> Iterator[tuple[int, bytes]]:
+def iter_tfrecords(f: ByteStream) -> Iterator[tuple[int, bytes]]:
     """Yields ``(offset, record)`` from a TFRecord stream, checking CRCs.
 
     Args:
@@ -154,7 +165,7 @@ def iter_tfrecords(f) -> Iterator[tuple[int, bytes]]:
         offset += 16 + length
 
 
-def open_shard(path: str):
+def open_shard(path: str) -> BinaryIO | io.BufferedIOBase:
     """Opens a shard for :func:`iter_tfrecords`, decompressing ``*.gz``.
 
     Python's ``gzip`` is used over the raw file rather than Beam's
@@ -164,7 +175,10 @@ def open_shard(path: str):
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     if contracts.compression_of(path) == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")
-    return io.BufferedReader(raw, buffer_size=1 << 20) if not hasattr(raw, "peek") else raw
+    if hasattr(raw, "peek"):
+        return raw
+    # Beam declares BinaryIO; a stream without peek() is a raw one, which BufferedReader takes.
+    return io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[type-var]
 
 
 def read_shard(path: str) -> Iterator[LocatedRecord | ErrorRecord]:
@@ -200,13 +214,13 @@ class ReadShardFn(beam.DoFn):
 
     ERRORS = contracts.ERRORS
 
-    def __init__(self):
-        self._records = beam.metrics.Metrics.counter(NAMESPACE, "records_read")
-        self._bytes = beam.metrics.Metrics.counter(NAMESPACE, "bytes_read")
-        self._shards = beam.metrics.Metrics.counter(NAMESPACE, "shards_read")
-        self._damaged = beam.metrics.Metrics.counter(NAMESPACE, "shards_damaged")
+    def __init__(self) -> None:
+        self._records = Metrics.counter(NAMESPACE, "records_read")
+        self._bytes = Metrics.counter(NAMESPACE, "bytes_read")
+        self._shards = Metrics.counter(NAMESPACE, "shards_read")
+        self._damaged = Metrics.counter(NAMESPACE, "shards_damaged")
 
-    def process(self, path: str):
+    def process(self, path: str) -> Iterator[LocatedRecord | TaggedOutput[str, ErrorRecord]]:
         """Yields the shard's chip records, and an error per damaged one."""
         self._shards.inc()
         for item in read_shard(path):
@@ -236,9 +250,9 @@ class ReadChipRecords(DataclassTransform):
 
     ERRORS = ReadShardFn.ERRORS
 
-    def expand(self, pbegin):
+    def expand(self, pbegin: PBegin) -> DoOutputsTuple:
         """Matches the shards, spreads them over workers and reads them."""
-        return (
+        outputs: DoOutputsTuple = (
             pbegin
             | "Match" >> fileio.MatchFiles(self.pattern)
             | "Path" >> beam.Map(lambda metadata: metadata.path)
@@ -247,6 +261,7 @@ class ReadChipRecords(DataclassTransform):
             | "ReadShard"
             >> beam.ParDo(ReadShardFn()).with_outputs(ReadShardFn.ERRORS, main="records")
         )
+        return outputs
 
 
 def peek_crs(paths: list[str], max_records: int = 100) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+from collections.abc import Callable
 
 from footprints.contracts import Chip, ErrorRecord
 from footprints.errors import Reason
@@ -39,7 +40,13 @@ def class_of(path: str, root: str) -> tuple[str, str | None]:
     return rel, (parts[0] if len(parts) > 1 else None)
 
 
-def image_chip(path: str, data: bytes, root: str, label_of, size: int = 0) -> Chip | ErrorRecord:
+def image_chip(
+    path: str,
+    data: bytes,
+    root: str,
+    label_of: Callable[[str | None], int | None],
+    size: int = 0,
+) -> Chip | ErrorRecord:
     """Checks one image file and turns it into a :class:`Chip`.
 
     Args:
