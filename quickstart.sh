@@ -3,7 +3,8 @@
 # runs one of the Quick start jobs:
 #   bash quickstart.sh demo [FLAGS]   demo area end to end on DirectRunner, into demo-output/
 #   bash quickstart.sh test [PYTEST ARGS]   the whole test suite
-#   bash quickstart.sh lint   ruff check, ruff format --check and mypy (what CI runs first)
+#   bash quickstart.sh lint   ruff check, ruff format --check, mypy and mypy --strict on
+#                             pipeline/ and footprints/ (what CI runs first)
 # Everything the project needs is installed here, from PyPI and Debian's packages.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -61,6 +62,9 @@ case "$job" in
     "$VENV/bin/ruff" check . || status=1
     "$VENV/bin/ruff" format --check . || status=1
     "$VENV/bin/mypy" || status=1
+    # pipeline/ and the floor under it (footprints/) are typed strictly: every stage's
+    # boundary has its types (docs/architecture.md, "Floors of pipeline/").
+    "$VENV/bin/mypy" --strict pipeline footprints || status=1
     exit "$status"
     ;;
   setup)
