@@ -34,8 +34,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
@@ -48,8 +48,16 @@ from pipeline.values import threshold_uint8
 from pipeline.writers.files import join
 from pipeline.writers.tables import geoparquet_schema
 
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
 
-def _grid(src) -> tuple:
+#: A mask's grid: (CRS, rounded geotransform, height, width).
+Grid = tuple[str | None, tuple[float, ...], int, int]
+#: A mask's truth (bool, on its grid), or None when it has none.
+TruthOf = Callable[["DatasetReader"], "np.ndarray | None"]
+
+
+def _grid(src: DatasetReader) -> Grid:
     # Rounded: the same grid written by two programs can differ in the last bits.
     return (
         src.crs.to_string() if src.crs else None,
@@ -59,14 +67,14 @@ def _grid(src) -> tuple:
     )
 
 
-def _pixel_iou(mask_paths: Sequence[str], threshold: float, truth_of) -> dict:
-    """Pixel IoU over ``mask_paths``; ``truth_of(src, valid)`` gives a mask's truth or None."""
+def _pixel_iou(mask_paths: Sequence[str], threshold: float, truth_of: TruthOf) -> dict[str, Any]:
+    """Pixel IoU over ``mask_paths``; ``truth_of(src)`` gives a mask's truth or None."""
     import rasterio
 
     level = threshold_uint8(threshold)
     inter_total = union_total = 0
     tiles: dict[str, float | None] = {}
-    unmatched = []
+    unmatched: list[str] = []
     for path in sorted(mask_paths):
         with rasterio.open(path) as src:
             valid = src.read_masks(1) > 0
@@ -91,7 +99,9 @@ def _pixel_iou(mask_paths: Sequence[str], threshold: float, truth_of) -> dict:
     }
 
 
-def mask_iou(mask_paths: Sequence[str], truth_paths: Sequence[str], threshold: float = 0.5) -> dict:
+def mask_iou(
+    mask_paths: Sequence[str], truth_paths: Sequence[str], threshold: float = 0.5
+) -> dict[str, Any]:
     """IoU of building pixels over all masks that have a truth on the same grid.
 
     Args:
@@ -106,19 +116,20 @@ def mask_iou(mask_paths: Sequence[str], truth_paths: Sequence[str], threshold: f
     """
     import rasterio
 
-    truths = {}
+    truths: dict[Grid, str] = {}
     for path in truth_paths:
         with rasterio.open(path) as src:
             truths[_grid(src)] = path
-    used = set()
+    used: set[Grid] = set()
 
-    def truth_of(src):
+    def truth_of(src: DatasetReader) -> np.ndarray | None:
         grid = _grid(src)
         if grid not in truths:
             return None
         used.add(grid)
         with rasterio.open(truths[grid]) as truth:
-            return truth.read(1) > 0
+            found: np.ndarray = truth.read(1) > 0
+            return found
 
     result = _pixel_iou(mask_paths, threshold, truth_of)
     result["unmatched_truths"] = sorted(p for g, p in truths.items() if g not in used)
@@ -126,8 +137,11 @@ def mask_iou(mask_paths: Sequence[str], truth_paths: Sequence[str], threshold: f
 
 
 def footprint_iou(
-    mask_paths: Sequence[str], polygons: Sequence, crs: str, threshold: float = 0.5
-) -> dict:
+    mask_paths: Sequence[str],
+    polygons: Sequence[shapely.Geometry],
+    crs: str,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
     """Pixel IoU of masks against true polygons (in ``crs``), burnt onto each mask's grid.
 
     A pixel is a true building when its centre lies in a true polygon (GDAL's
@@ -139,7 +153,7 @@ def footprint_iou(
 
     tree = shapely.STRtree(list(polygons))
 
-    def truth_of(src):
+    def truth_of(src: DatasetReader) -> np.ndarray | None:
         if src.crs is None:
             return None
         # The mask's bounds in the truth's CRS select candidates; they are
@@ -154,12 +168,13 @@ def footprint_iou(
         if not near:
             return np.zeros((src.height, src.width), bool)
         placed = [to_crs(g, crs, src.crs.to_string()) for g in near]
-        return (
+        burnt: np.ndarray = (
             features.rasterize(
                 placed, out_shape=(src.height, src.width), transform=src.transform, dtype="uint8"
             )
             > 0
         )
+        return burnt
 
     result = _pixel_iou(mask_paths, threshold, truth_of)
     result["unmatched_truths"] = []
@@ -175,8 +190,8 @@ TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE = "true_positive", "false_positive
 
 
 def match_objects(
-    predicted: Sequence | np.ndarray,
-    truth: Sequence | np.ndarray,
+    predicted: Sequence[shapely.Geometry] | np.ndarray,
+    truth: Sequence[shapely.Geometry] | np.ndarray,
     iou_threshold: float = IOU_THRESHOLD,
 ) -> list[tuple[int, int, float]]:
     """One-to-one matches ``(predicted index, truth index, IoU)`` with IoU >= the threshold.
@@ -196,7 +211,9 @@ def match_objects(
     union = shapely.area(predicted[left]) + shapely.area(truth[right]) - inter
     iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     order = np.lexsort((right, left, -iou))
-    used_p, used_t, matches = set(), set(), []
+    used_p: set[int] = set()
+    used_t: set[int] = set()
+    matches: list[tuple[int, int, float]] = []
     for k in order:
         if iou[k] < iou_threshold:
             break
@@ -210,8 +227,11 @@ def match_objects(
 
 
 def object_scores(
-    n_predicted: int, n_truth: int, matches: Sequence, iou_threshold: float = IOU_THRESHOLD
-) -> dict:
+    n_predicted: int,
+    n_truth: int,
+    matches: Sequence[tuple[int, int, float]],
+    iou_threshold: float = IOU_THRESHOLD,
+) -> dict[str, Any]:
     """Precision, recall and F1 of a matching (None where undefined: nothing to divide)."""
     tp = len(matches)
     fp, fn = n_predicted - tp, n_truth - tp
@@ -233,7 +253,7 @@ def object_scores(
     }
 
 
-def truth_from_masks(truth_paths: Sequence[str], crs: str | None) -> list:
+def truth_from_masks(truth_paths: Sequence[str], crs: str | None) -> list[shapely.Geometry]:
     """True buildings traced from true masks, merged across tiles, in ``crs``.
 
     Raises:
@@ -261,7 +281,7 @@ def truth_from_masks(truth_paths: Sequence[str], crs: str | None) -> list:
     return [to_crs(f.geometry, f.crs, crs) for f in whole]
 
 
-def read_truth_footprints(path: str, crs: str | None) -> tuple[list, int]:
+def read_truth_footprints(path: str, crs: str | None) -> tuple[list[shapely.Geometry], int]:
     """True polygons of a vector file (any format and CRS), in ``crs``.
 
     Returns:
@@ -273,7 +293,8 @@ def read_truth_footprints(path: str, crs: str | None) -> tuple[list, int]:
     """
     info = inspect_vector(path, None, None, None)
     wkbs, _ = read_range(path, 0, info.features, [])
-    polygons, rejected = [], 0
+    polygons: list[shapely.Geometry] = []
+    rejected = 0
     for wkb in wkbs:
         geom, _, _ = check_polygon(wkb)
         if geom is None:
@@ -283,12 +304,16 @@ def read_truth_footprints(path: str, crs: str | None) -> tuple[list, int]:
     return polygons, rejected
 
 
-def _read_footprints(files: Sequence[str]) -> tuple[list, list[str], list[str]]:
+def _read_footprints(
+    files: Sequence[str],
+) -> tuple[list[shapely.Geometry], list[str], list[str]]:
     """(geometries, footprint ids, tiles) of a ``footprints/`` table's files."""
     import pyarrow.parquet as pq
     from apache_beam.io.filesystems import FileSystems
 
-    geoms, ids, tiles = [], [], []
+    geoms: list[shapely.Geometry] = []
+    ids: list[str] = []
+    tiles: list[str] = []
     for path in sorted(files):
         with FileSystems.open(path) as f:
             table = pq.read_table(f, columns=["footprint_id", "tile", "geometry"])
@@ -301,7 +326,7 @@ def _read_footprints(files: Sequence[str]) -> tuple[list, list[str], list[str]]:
 OBJECTS_FILE = "truth/objects.parquet"
 
 
-def _write_objects(path: str, rows: list[dict], crs: str | None) -> None:
+def _write_objects(path: str, rows: list[dict[str, Any]], crs: str | None) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from apache_beam.io.filesystems import FileSystems
@@ -327,18 +352,20 @@ def _write_objects(path: str, rows: list[dict], crs: str | None) -> None:
     FileSystems.rename([tmp], [path])
 
 
-def _tile_of(geometry, tile_boxes: list[tuple[str, shapely.Geometry]]) -> str | None:
+def _tile_of(
+    geometry: shapely.Geometry, tile_boxes: list[tuple[str, shapely.Geometry]]
+) -> str | None:
     point = shapely.point_on_surface(geometry)
     return next((name for name, outline in tile_boxes if outline.covers(point)), None)
 
 
 def _tile_boxes(
     mask_paths: Sequence[str], measured: set[str], crs: str | None
-) -> list[tuple[str, Any]]:
+) -> list[tuple[str, shapely.Geometry]]:
     """``(scene, footprint of its mask in crs)`` of the measured tiles, sorted by path."""
     import rasterio
 
-    boxes = []
+    boxes: list[tuple[str, shapely.Geometry]] = []
     for path in sorted(mask_paths):
         with rasterio.open(path) as src:
             if src.crs is not None and scene_of(path) in measured:
@@ -349,7 +376,12 @@ def _tile_boxes(
 
 
 def _object_rows(
-    predicted: list, ids: list, tiles: list, truth: list, truth_tiles: list, matches: list
+    predicted: list[shapely.Geometry],
+    ids: list[str],
+    tiles: list[str],
+    truth: list[shapely.Geometry],
+    truth_tiles: Sequence[str | None],
+    matches: list[tuple[int, int, float]],
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """``truth/objects.parquet`` rows and their counts per tile.
 
@@ -358,7 +390,7 @@ def _object_rows(
     """
     by_tile: dict[str, dict[str, int]] = {}
 
-    def tally(tile, key):
+    def tally(tile: str | None, key: str) -> None:
         if tile is not None:
             counts = by_tile.setdefault(
                 tile, {TRUE_POSITIVE: 0, FALSE_POSITIVE: 0, FALSE_NEGATIVE: 0}
@@ -409,7 +441,7 @@ def truth_summary(
     truth_masks: Sequence[str] = (),
     truth_footprints: str | None = None,
     iou_threshold: float = IOU_THRESHOLD,
-) -> dict:
+) -> dict[str, Any]:
     """The ``truth`` section of a segment run's summary; writes ``truth/objects.parquet``.
 
     Args:

@@ -68,7 +68,7 @@ def flag(
     )
 
 
-def _flag_fields(cls: type) -> dict[str, dataclasses.Field]:
+def _flag_fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in dataclasses.fields(cls) if FLAG in f.metadata}
 
 
@@ -101,7 +101,8 @@ def add_flag(parser: Any, cls: type, field: str, **overrides: Any) -> argparse.A
         if meta[key] is not None:
             kwargs[key] = meta[key]
     kwargs.update(overrides)
-    return parser.add_argument(flag_name(cls, field), *meta["aliases"], **kwargs)
+    action: argparse.Action = parser.add_argument(flag_name(cls, field), *meta["aliases"], **kwargs)
+    return action
 
 
 def from_flags(cls: type, args: argparse.Namespace) -> dict[str, Any]:

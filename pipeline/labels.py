@@ -84,7 +84,7 @@ class ClassMap:
         type=flags.comma_list,
     )
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         both = {c.lower() for c in self.residential} & {c.lower() for c in self.non_residential}
         if both:
             raise ConfigError(

@@ -39,11 +39,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 import numpy as np
 import shapely
+from apache_beam.metrics.metric import Metrics
+from apache_beam.pvalue import AsDict, AsList, DoOutputsTuple, PCollection, TaggedOutput
 from shapely.geometry import MultiPolygon, Polygon, shape
 
 from footprints import contracts
@@ -52,10 +55,22 @@ from pipeline.chipping import metres_per_unit
 from pipeline.chipping.transforms import CutChipDoFn
 from pipeline.labels import ClassMap
 from pipeline.ptransform import DataclassTransform
+from pipeline.settings.chips import ChipSpec
 from pipeline.sources.rasters import any_block_stored
 from pipeline.sources.vectors import Footprint as VectorFootprint
-from pipeline.values import threshold_uint8
+from pipeline.values import WrittenMask, threshold_uint8
 from pipeline.windows import Box
+
+if TYPE_CHECKING:
+    import pyproj
+    from affine import Affine
+    from rasterio.io import DatasetReader
+    from rasterio.windows import Window
+
+    from footprints.tiles import TileInfo
+
+#: A ``footprints/`` row (the columns of ``FOOTPRINTS_SCHEMA``): column -> value.
+Row = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +177,9 @@ def _trace_pixels(
     return polygons, counts, sums, edge
 
 
-def _placed(parts: list[Footprint], transform, crs: str, rows: int, cols: int) -> list[Footprint]:
+def _placed(
+    parts: list[Footprint], transform: Affine, crs: str, rows: int, cols: int
+) -> list[Footprint]:
     """Footprints traced in tile pixels, mapped to the CRS; ``on_edge``: on the tile's edge."""
     if not parts:
         return []
@@ -220,7 +237,7 @@ PIXELS = "pixels"
 def polygonize_tile(
     probability: np.ndarray,
     valid: np.ndarray | None,
-    transform,
+    transform: Affine,
     threshold: float,
     scene: str,
     crs: str,
@@ -257,7 +274,7 @@ def polygonize_raster(
     threshold: float,
     scene: str,
     crs: str,
-    transform=None,
+    transform: Affine | None = None,
     block: int = POLYGONIZE_BLOCK,
 ) -> Iterator[Footprint]:
     """Traces the buildings of a mask file, ``block`` x ``block`` pixels at a time.
@@ -337,15 +354,16 @@ def _on_block_edge(polygons: np.ndarray, box: Box, rows: int, cols: int) -> np.n
     """
     bounds = shapely.bounds(polygons)
     bottom, right = box.row + box.height, box.col + box.width
-    return (
+    touches: np.ndarray = (
         ((bounds[:, 0] <= box.col) & (box.col > 0))
         | ((bounds[:, 1] <= box.row) & (box.row > 0))
         | ((bounds[:, 2] >= right) & (right < cols))
         | ((bounds[:, 3] >= bottom) & (bottom < rows))
     )
+    return touches
 
 
-def _near_nodata(src, window, rows: int, cols: int) -> np.ndarray:
+def _near_nodata(src: DatasetReader, window: Window, rows: int, cols: int) -> np.ndarray:
     """:func:`next_to_nodata` of a block of a mask file, reading its neighbours beyond the block."""
     from rasterio.windows import Window
 
@@ -412,7 +430,7 @@ def _merge_one_crs(parts: list[Footprint]) -> list[Footprint]:
 
 
 def _whole(
-    merged, parts: list[Footprint], geoms: list[Polygon], group: list[int]
+    merged: shapely.Geometry, parts: list[Footprint], geoms: list[Polygon], group: list[int]
 ) -> list[Footprint]:
     """The footprints of a union of parts ``group`` (its polygons, each with its parts)."""
     out = []
@@ -515,7 +533,7 @@ def _union_find(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
 
 
 @functools.lru_cache(maxsize=32)
-def _area_fn(crs: str):
+def _area_fn(crs: str) -> Callable[[Polygon | MultiPolygon], float]:
     import pyproj
 
     parsed = pyproj.CRS.from_user_input(crs)
@@ -532,7 +550,7 @@ def area_m2(geometry: Polygon, crs: str) -> float:
 
 
 @functools.lru_cache(maxsize=32)
-def _transformer(src: str, dst: str):
+def _transformer(src: str, dst: str) -> pyproj.Transformer:
     import pyproj
 
     return pyproj.Transformer.from_crs(src, dst, always_xy=True)
@@ -548,7 +566,7 @@ def to_crs(geometry: Polygon, src: str, dst: str | None) -> Polygon:
     )
 
 
-def polygonal(geometry) -> tuple[Polygon | MultiPolygon | None, bool]:
+def polygonal(geometry: shapely.Geometry) -> tuple[Polygon | MultiPolygon | None, bool]:
     """``geometry`` made valid with every polygonal part kept.
 
     Returns:
@@ -678,7 +696,7 @@ def finish(
     min_area_m2: float,
     output_crs: str | None = None,
     regularize_edges: bool = False,
-) -> dict | None:
+) -> Row | None:
     """The ``footprints/`` row of a footprint, or None if it is too small.
 
     The steps, in order: simplify (or regularize), repair what that broke
@@ -736,21 +754,23 @@ PARTS = "parts"
 TOO_SMALL = "too_small"
 
 
-def _trace(mask, threshold: float):
+def _trace(
+    mask: WrittenMask, threshold: float
+) -> Iterator[Footprint | TaggedOutput[str, Footprint]]:
     tile = mask.tile
     traced = 0
     for footprint in polygonize_raster(mask.path, threshold, tile.scene, tile.crs, tile.affine):
         traced += 1
-        yield beam.pvalue.TaggedOutput(PARTS, footprint) if footprint.on_edge else footprint
-    beam.metrics.Metrics.counter(NAMESPACE, "regions_traced").inc(traced)
+        yield TaggedOutput(PARTS, footprint) if footprint.on_edge else footprint
+    Metrics.counter(NAMESPACE, "regions_traced").inc(traced)
 
 
-def _merge(item):
-    _, parts = item
-    parts = list(parts)
+def _merge(item: tuple[str, Iterable[Footprint]]) -> list[Footprint]:
+    _, grouped = item
+    parts = list(grouped)
     merged = merge_parts(parts)
-    beam.metrics.Metrics.counter(NAMESPACE, "edge_parts").inc(len(parts))
-    beam.metrics.Metrics.counter(NAMESPACE, "edge_buildings").inc(len(merged))
+    Metrics.counter(NAMESPACE, "edge_parts").inc(len(parts))
+    Metrics.counter(NAMESPACE, "edge_buildings").inc(len(merged))
     return merged
 
 
@@ -760,18 +780,19 @@ def _finish(
     min_area_m2: float,
     output_crs: str | None,
     regularize_edges: bool,
-):
+) -> Iterator[Row | TaggedOutput[str, str]]:
     row = finish(footprint, simplify_pixels, min_area_m2, output_crs, regularize_edges)
     if row is None:
-        beam.metrics.Metrics.counter(NAMESPACE, "footprints_too_small").inc()
-        yield beam.pvalue.TaggedOutput(TOO_SMALL, footprint.footprint_id)
+        Metrics.counter(NAMESPACE, "footprints_too_small").inc()
+        yield TaggedOutput(TOO_SMALL, footprint.footprint_id)
         return
-    beam.metrics.Metrics.counter(NAMESPACE, "footprints").inc()
+    Metrics.counter(NAMESPACE, "footprints").inc()
     if row.pop("repaired"):
-        beam.metrics.Metrics.counter(NAMESPACE, "footprints_repaired").inc()
+        Metrics.counter(NAMESPACE, "footprints_repaired").inc()
     yield row
 
 
+@beam.typehints.with_input_types(WrittenMask)
 @dataclasses.dataclass
 class Polygonize(DataclassTransform):
     """WrittenMask -> ``footprints/`` rows (dicts fitting FOOTPRINTS_SCHEMA), main output.
@@ -793,7 +814,7 @@ class Polygonize(DataclassTransform):
     output_crs: str | None = None
     regularize: bool = False
 
-    def expand(self, masks):
+    def expand(self, masks: PCollection[WrittenMask]) -> DoOutputsTuple:
         """Traces each mask, merges parts cut by tile or data edges, and returns footprint rows."""
         traced = masks | "Trace" >> beam.FlatMap(_trace, self.threshold).with_outputs(
             PARTS, main="whole"
@@ -805,7 +826,7 @@ class Polygonize(DataclassTransform):
             | "GatherParts" >> beam.GroupByKey()
             | "Merge" >> beam.FlatMap(_merge)
         )
-        return (
+        rows: DoOutputsTuple = (
             (traced.whole, merged)
             | "AllFootprints" >> beam.Flatten()
             | "Finish"
@@ -813,6 +834,7 @@ class Polygonize(DataclassTransform):
                 _finish, self.simplify_pixels, self.min_area_m2, self.output_crs, self.regularize
             ).with_outputs(TOO_SMALL, main="footprints")
         )
+        return rows
 
 
 # --------------------------------------------------------------------------
@@ -820,7 +842,7 @@ class Polygonize(DataclassTransform):
 # --------------------------------------------------------------------------
 
 
-def as_vector_footprint(row: dict, crs: str, sources: dict[str, str]):
+def as_vector_footprint(row: Row, crs: str, sources: dict[str, str]) -> VectorFootprint:
     """A ``footprints/`` row as the chipping step's :class:`~pipeline.sources.vectors.Footprint`.
 
     Args:
@@ -828,11 +850,12 @@ def as_vector_footprint(row: dict, crs: str, sources: dict[str, str]):
         crs: The CRS of the row's geometry (the footprints table's CRS).
         sources: Tile scene -> tile path (dead letters name the tile).
     """
+    tile: str = row["tile"]
     return VectorFootprint(
         footprint_id=row["footprint_id"],
         wkb=row["geometry"],
         crs=crs,
-        source=sources.get(row["tile"], row["tile"]),
+        source=sources.get(tile, tile),
         index=0,
     )
 
@@ -856,13 +879,13 @@ class ChipFootprints(DataclassTransform):
     """
 
     crs: str
-    spec: object
+    spec: ChipSpec
 
-    def expand(self, inputs):
+    def expand(self, inputs: Mapping[str, PCollection[Any]]) -> dict[str, PCollection[Any]]:
         """Cuts one chip per footprint row; returns records and ``errors``."""
         # The validated tiles are the same TileInfo that prepare's tile index takes.
-        tiles = inputs["tiles"]
-        sources = beam.pvalue.AsDict(tiles | "ScenePaths" >> beam.Map(lambda t: (t.scene, t.path)))
+        tiles: PCollection[TileInfo] = inputs["tiles"]
+        sources = AsDict(tiles | "ScenePaths" >> beam.Map(lambda t: (t.scene, t.path)))
         footprints = inputs["rows"] | "AsFootprint" >> beam.Map(
             as_vector_footprint, self.crs, sources
         )
@@ -870,11 +893,11 @@ class ChipFootprints(DataclassTransform):
             footprints
             | "Spread" >> beam.Reshuffle()
             | "Cut"
-            >> beam.ParDo(
-                CutChipDoFn(self.spec, ClassMap()), beam.pvalue.AsList(tiles)
-            ).with_outputs(ERRORS, main="chips")
+            >> beam.ParDo(CutChipDoFn(self.spec, ClassMap()), AsList(tiles)).with_outputs(
+                ERRORS, main="chips"
+            )
         )
-        records = cut.chips | "Encode" >> beam.Map(
+        records: PCollection[bytes] = cut.chips | "Encode" >> beam.Map(
             lambda chip_and_class: contracts.encode_chip(chip_and_class[0])
         )
         return {"records": records, ERRORS: cut[ERRORS]}

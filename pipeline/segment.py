@@ -638,7 +638,7 @@ def _score_footprints(
 
     # SegmentConfig.create sets the CRS always, and this path runs only with a classifier.
     assert config.footprints_crs is not None and config.classifier is not None
-    assert config.residential_fraction is not None
+    assert config.residential_fraction is not None and config.chip_spec is not None
     chips = {"rows": rows, "tiles": tiles} | "ChipFootprints" >> ChipFootprints(
         config.footprints_crs, config.chip_spec
     )

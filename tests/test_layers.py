@@ -96,6 +96,32 @@ def test_the_import_reader_sees_nested_and_relative_imports(tmp_path):
     ]
 
 
+def test_the_import_reader_leaves_out_type_checking_imports(tmp_path):
+    # An import under `if TYPE_CHECKING:` never runs (it only names a type for mypy),
+    # so it ties no floor to another; its `else:` branch runs and is read.
+    module = tmp_path / "pipeline" / "settings.py"
+    module.parent.mkdir()
+    module.write_text(
+        "import typing\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from pipeline.sources import vectors\n"
+        "if typing.TYPE_CHECKING:\n"
+        "    import pipeline.score\n"
+        "else:\n"
+        "    import json\n"
+        "if __debug__:\n"
+        "    import pipeline.segment\n",
+        encoding="utf-8",
+    )
+    assert _imported(module, tmp_path) == [
+        (1, "typing"),
+        (2, "typing"),
+        (8, "json"),
+        (10, "pipeline.segment"),
+    ]
+
+
 def test_pipeline_imports_point_down_its_floors():
     edges = import_graph.unit_edges(ROOT)
     assert len(edges) > 40, f"only {len(edges)} edges between pipeline's units found"

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,16 +82,38 @@ def _is_module(name: str, root: Path) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
+def _is_type_checking(node: ast.If) -> bool:
+    """``if TYPE_CHECKING:`` or ``if typing.TYPE_CHECKING:``."""
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node of ``tree`` but those only type checkers see (an ``if TYPE_CHECKING:`` body)."""
+    todo = deque([tree])  # breadth first, in ast.walk's order
+    while todo:
+        node = todo.popleft()
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            todo.extend([node.test, *node.orelse])
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+        yield node
+
+
 def imported(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
-    """(line, absolute module name) of every import in the file, nested ones included.
+    """(line, absolute module name) of every import the file runs, nested ones included.
 
     ``from package import module`` names the module when ``root`` holds it (so
     ``from pipeline import chipping`` is ``pipeline.chipping``), else the package.
+    Imports under ``if TYPE_CHECKING:`` are left out: they name types for the
+    type checker and never run, so they tie no module to another.
     """
     name = module_name(path, root)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -42,6 +42,7 @@ import io
 import logging
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import shapely
@@ -58,6 +59,10 @@ from pipeline.settings.chips import (  # noqa: F401 (their home: how chips are c
     ChipSpec,
 )
 from pipeline.sources.tile_index import TileHit
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+    from rasterio.io import DatasetReader
 
 LOG = logging.getLogger(__name__)
 
@@ -150,7 +155,7 @@ def _grid_offset(tile: TileInfo, primary: TileInfo) -> tuple[int, int] | None:
     return round(dx), round(dy)
 
 
-def _all_valid(ds, bands: Sequence[int]) -> bool:
+def _all_valid(ds: DatasetReader, bands: Sequence[int]) -> bool:
     """Whether the bands have no mask at all (GDAL's ``all_valid``): reading one gives all 255."""
     from rasterio.enums import MaskFlags
 
@@ -158,7 +163,15 @@ def _all_valid(ds, bands: Sequence[int]) -> bool:
     return all(flags[b - 1] == [MaskFlags.all_valid] for b in bands)
 
 
-def _paste_aligned(out, valid, ds, tile, offset, window, bands):
+def _paste_aligned(
+    out: np.ndarray,
+    valid: np.ndarray,
+    ds: DatasetReader,
+    tile: TileInfo,
+    offset: tuple[int, int],
+    window: windows.Window,
+    bands: Sequence[int],
+) -> None:
     """Reads the part of ``window`` that ``tile`` holds, exactly, into ``out``.
 
     Only pixels not yet ``valid`` are taken, and only where ``tile`` holds
@@ -188,7 +201,16 @@ def _paste_aligned(out, valid, ds, tile, offset, window, bands):
     valid[region] |= todo
 
 
-def _paste_warped(out, valid, ds, tile, window, primary, bands, resampling):
+def _paste_warped(
+    out: np.ndarray,
+    valid: np.ndarray,
+    ds: DatasetReader,
+    tile: TileInfo,
+    window: windows.Window,
+    primary: TileInfo,
+    bands: Sequence[int],
+    resampling: str,
+) -> None:
     """Reprojects what ``tile`` holds of the chip onto the chip grid, where the chip lacks data."""
     from rasterio.enums import Resampling
     from rasterio.warp import reproject, transform_bounds
@@ -275,13 +297,14 @@ def _extend_edge(data: np.ndarray, good: np.ndarray) -> tuple[np.ndarray, np.nda
     return out, grown
 
 
-def _as_dtype(values: np.ndarray, dtype) -> np.ndarray:
+def _as_dtype(values: np.ndarray, dtype: DTypeLike) -> np.ndarray:
     """Float pixels as ``dtype``: rounded and clipped to its range for integer types."""
     dtype = np.dtype(dtype)
     if dtype.kind not in "ui":
         return values.astype(dtype)
     info = np.iinfo(dtype)
-    return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    clipped: np.ndarray = np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return clipped
 
 
 def _check_coverage(footprint_hits: Sequence[TileHit], spec: ChipSpec) -> None:
@@ -420,7 +443,7 @@ def to_uint8(chip: np.ndarray, value_range: tuple[float, float] | None) -> np.nd
         value_range = (0.0, float(info.max)) if info else (0.0, 1.0)
     low, high = value_range
     scaled = (chip.astype(np.float32) - low) * (255.0 / (high - low))
-    out = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
     if mask is not np.ma.nomask:  # masked pixels stay 0 and masked
         out[mask] = 0
         return np.ma.MaskedArray(out, mask=mask)

@@ -66,7 +66,7 @@ class ChipSpec:
     )
     resampling: str = flags.flag("bilinear", None, choices=RESAMPLING)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.size < 0 or (0 < self.size < 8):
             raise ConfigError(f"--chip-size {self.size!r} must be 0 (native) or at least 8")
         if not 0 <= self.margin <= 5:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 from footprints import contracts
 from footprints.errors import ConfigError
 from pipeline import settings as s
 from pipeline.labels import ClassMap
 from pipeline.settings.chips import ChipSpec
+
+if TYPE_CHECKING:
+    from pipeline.sources.vectors import VectorInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +47,11 @@ class PrepareSettings:
     compression: str = s.flag("none", None, choices=contracts.COMPRESSIONS)
     run_id: str = s.run_id_flag("", "id of this run in its summary (default: generated)")
     #: The footprint file's header (a :class:`pipeline.sources.vectors.VectorInfo`), read by
-    #: ``create`` (None for images); typed Any: the sources sit a floor above the settings.
-    info: Any = dataclasses.field(default=None, compare=False)
+    #: ``create`` (None for images); the sources sit a floor above the settings: the type
+    #: is imported for the type checker only.
+    info: VectorInfo | None = dataclasses.field(default=None, compare=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if bool(self.images) == bool(self.rasters or self.footprints):
             raise ConfigError("give either --images DIR, or --rasters GLOB with --footprints FILE")
         if self.rasters and not self.footprints or self.footprints and not self.rasters:

@@ -9,12 +9,15 @@ fields (:mod:`pipeline.settings`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING
 
 from footprints.errors import ConfigError
 from pipeline import settings as s
 from pipeline.runtimes import MODEL_FORMATS
 from pipeline.settings import FolderOutput, check_batch_sizes
+
+if TYPE_CHECKING:
+    from pipeline.thresholds.fractions import RegionFractions
 
 #: The default classifier batch. On CPU, 32 chips of 96 px keep a batch's activations in
 #: cache: whole ``footprints score`` runs were 1.09x (small CNN) and 1.09x (MobileNetV2)
@@ -51,9 +54,9 @@ class ScoreSettings(FolderOutput):
 
     chips: str
     model_dir: str
-    #: A :class:`pipeline.thresholds.fractions.RegionFractions` (typed Any: the
-    #: thresholds sit a floor above the settings).
-    fractions: Any
+    #: The target fraction per region (the thresholds sit a floor above the
+    #: settings: the type is imported for the type checker only).
+    fractions: RegionFractions
     output: str
     batch_size: int = s.batch_size_flag(CPU_BATCH_SIZE, "chips")
     min_batch_size: int | None = s.min_batch_size_flag()

@@ -32,11 +32,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple, TypedDict
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.metrics.metric import Metrics
 from apache_beam.options.pipeline_options import GoogleCloudOptions
+from apache_beam.pvalue import AsDict, AsIter, AsSingleton, PCollection, TaggedOutput
+from apache_beam.transforms import combiners
 
 from footprints.contracts import METRICS_SCORE
 from pipeline.ptransform import DataclassTransform
@@ -45,6 +49,7 @@ from pipeline.thresholds.expected import ScoreStatsFn
 from pipeline.thresholds.fractions import RegionFractions
 from pipeline.thresholds.selection import (
     RegionPlan,
+    SketchKey,
     percentiles,
     plan_region,
     quantile_combine_fn,
@@ -56,6 +61,13 @@ from pipeline.thresholds.spill import SpillBatchesFn, default_spill_dir, read_sp
 from pipeline.values import ChipMeta, ScoredBatch
 
 NAMESPACE = METRICS_SCORE
+
+#: ``(count, lowest score)`` of a region's chips above its bracket.
+CountMin = tuple[int, float]
+#: A chip inside its region's bracket: ``(meta, score, percentile)``.
+BracketChip = tuple[ChipMeta, float, float]
+#: The state of Beam's quantile sketch (its ``_QuantileState``, opaque here).
+SketchState = Any
 
 
 class LabelledBatch(NamedTuple):
@@ -92,57 +104,70 @@ class RegionResult(NamedTuple):
     threshold: float
     residential: int
     bracket_size: int
-    scores: dict | None = None
+    scores: dict[str, Any] | None = None
 
 
 class _CountMin(beam.CombineFn):
     """(count, min) of the scores above a region's bracket, from per-batch (count, min)."""
 
-    def create_accumulator(self):
+    def __init__(self) -> None:
+        # Beam's CombineFn.__init__ is unannotated, and mypy's untyped_calls_exclude
+        # does not reach a call through super().
+        super().__init__()  # type: ignore[no-untyped-call]
+
+    def create_accumulator(self) -> CountMin:
         return 0, math.inf
 
-    def add_input(self, acc, count_min):
+    def add_input(self, acc: CountMin, count_min: CountMin) -> CountMin:
         return acc[0] + count_min[0], min(acc[1], count_min[1])
 
-    def merge_accumulators(self, accs):
+    def merge_accumulators(self, accs: Iterable[CountMin]) -> CountMin:
         accs = list(accs)
         return sum(a[0] for a in accs), min(a[1] for a in accs)
 
-    def extract_output(self, acc):
+    def extract_output(self, acc: CountMin) -> CountMin:
         return acc
 
 
 class _CountSketch(beam.CombineFn):
     """A region's count and quantile sketch, fed one list of sketch keys per batch."""
 
-    def __init__(self, epsilon: float):
+    def __init__(self, epsilon: float) -> None:
         self._sketch = quantile_combine_fn(epsilon, batched=True)
 
-    def create_accumulator(self):
+    def create_accumulator(self) -> tuple[int, SketchState]:
         return 0, self._sketch.create_accumulator()
 
-    def add_input(self, acc, keys):
+    def add_input(
+        self, acc: tuple[int, SketchState], keys: list[SketchKey]
+    ) -> tuple[int, SketchState]:
         return acc[0] + len(keys), self._sketch.add_input(acc[1], keys)
 
-    def merge_accumulators(self, accs):
+    def merge_accumulators(
+        self, accs: Iterable[tuple[int, SketchState]]
+    ) -> tuple[int, SketchState]:
         accs = list(accs)
         return (sum(a[0] for a in accs), self._sketch.merge_accumulators([a[1] for a in accs]))
 
-    def compact(self, acc):
+    def compact(self, acc: tuple[int, SketchState]) -> tuple[int, SketchState]:
         return acc[0], self._sketch.compact(acc[1])
 
-    def extract_output(self, acc):
+    def extract_output(self, acc: tuple[int, SketchState]) -> tuple[int, list[SketchKey]]:
         return acc[0], self._sketch.extract_output(acc[1])
 
 
-def _sketch_inputs(batch: ScoredBatch):
+def _sketch_inputs(batch: ScoredBatch) -> Iterator[tuple[str, list[SketchKey]]]:
     """``(region, [sketch keys])`` for each region of a batch."""
     keys = sketch_keys(batch.scores, batch.footprint_ids)
     for region, idx in batch.by_region().items():
         yield region, keys[idx].tolist()
 
 
-def _plan(region_sketch, fractions: RegionFractions, epsilon: float):
+def _plan(
+    region_sketch: tuple[str, tuple[int, list[SketchKey]]],
+    fractions: RegionFractions,
+    epsilon: float,
+) -> tuple[str, RegionPlan]:
     region, (n, quantiles) = region_sketch
     return region, plan_region(region, n, fractions.for_region(region), quantiles, epsilon)
 
@@ -178,6 +203,7 @@ class _BracketSidesFn(beam.DoFn):
         return pct, above, inside
 
 
+@beam.typehints.with_input_types(str, dict[str, RegionPlan])
 class SplitByBracketFn(_BracketSidesFn):
     """First pass over the spilled batches: what the exact pass needs per region.
 
@@ -190,11 +216,13 @@ class SplitByBracketFn(_BracketSidesFn):
 
     ABOVE, INSIDE = "above", "inside"
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self._inside = beam.metrics.Metrics.counter(NAMESPACE, "records_in_exact_pass")
+        self._inside = Metrics.counter(NAMESPACE, "records_in_exact_pass")
 
-    def process(self, path: str, plans: dict[str, RegionPlan]):
+    def process(
+        self, path: str, plans: dict[str, RegionPlan]
+    ) -> Iterator[TaggedOutput[str, tuple[str, CountMin] | tuple[str, BracketChip]]]:
         """Outputs the bracket chips and above-counts of one spill file."""
         for batch in read_spill(path):
             pct, above, inside = self.sides(batch, plans)
@@ -202,12 +230,10 @@ class SplitByBracketFn(_BracketSidesFn):
                 is_above = above[idx]
                 if is_above.any():
                     lowest = float(batch.scores[idx[is_above]].min())
-                    yield beam.pvalue.TaggedOutput(
-                        self.ABOVE, (region, (int(is_above.sum()), lowest))
-                    )
+                    yield TaggedOutput(self.ABOVE, (region, (int(is_above.sum()), lowest)))
             for i in np.flatnonzero(inside):
                 self._inside.inc()
-                yield beam.pvalue.TaggedOutput(
+                yield TaggedOutput(
                     self.INSIDE,
                     (
                         batch.metas[i].region,
@@ -216,6 +242,10 @@ class SplitByBracketFn(_BracketSidesFn):
                 )
 
 
+@beam.typehints.with_input_types(
+    str, dict[str, RegionPlan], dict[str, RegionResult], Iterable[LabelledBatch]
+)
+@beam.typehints.with_output_types(LabelledBatch)
 class LabelChipsFn(_BracketSidesFn):
     """Second pass over the spilled batches: every chip's labels, in one stage.
 
@@ -233,8 +263,8 @@ class LabelChipsFn(_BracketSidesFn):
         item: str,
         plans: dict[str, RegionPlan],
         results: dict[str, RegionResult],
-        bracket=(),
-    ):
+        bracket: Iterable[LabelledBatch] = (),
+    ) -> Iterator[LabelledBatch]:
         """Outputs the labelled chips of one spill file, or the bracket's."""
         if item == BRACKET:
             yield from bracket
@@ -257,13 +287,32 @@ class LabelChipsFn(_BracketSidesFn):
 BRACKET = ""
 
 
-def _region_scores(batch: ScoredBatch):
+def _region_scores(batch: ScoredBatch) -> Iterator[tuple[str, np.ndarray]]:
     """``(region, scores)`` for each region of a batch."""
     for region, idx in batch.by_region().items():
         yield region, batch.scores[idx]
 
 
-def _resolve(grouped, plans: dict[str, RegionPlan], stats: dict[str, dict] | None = None):
+class BracketGroups(TypedDict):
+    """A region's group in the exact pass (``CoGroupByKey`` of its plan, bracket and above)."""
+
+    plan: Iterable[RegionPlan]
+    inside: Iterable[BracketChip]
+    above: Iterable[CountMin]
+
+
+class LabelledOutputs(TypedDict):
+    """The outputs of :class:`LabelExactFraction`."""
+
+    chips: PCollection[LabelledBatch]
+    regions: PCollection[RegionResult]
+
+
+def _resolve(
+    grouped: tuple[str, BracketGroups],
+    plans: dict[str, RegionPlan],
+    stats: dict[str, dict[str, Any]] | None = None,
+) -> Iterator[LabelledBatch | TaggedOutput[str, RegionResult]]:
     """Exact pass of one region: yields its labelled bracket chips, then its RegionResult."""
     region, groups = grouped
     plan = plans[region]
@@ -283,7 +332,7 @@ def _resolve(grouped, plans: dict[str, RegionPlan], stats: dict[str, dict] | Non
             np.full(len(inside), res.threshold),
             np.full(len(inside), target),
         )
-    yield beam.pvalue.TaggedOutput(
+    yield TaggedOutput(
         "regions",
         RegionResult(
             region,
@@ -306,6 +355,7 @@ def _label_outside(batch: LabelledBatch, results: dict[str, RegionResult]) -> La
     )
 
 
+@beam.typehints.with_input_types(ScoredBatch)
 @dataclasses.dataclass
 class LabelExactFraction(DataclassTransform):
     """Labels exactly ``floor(p * N + 1/2)`` chips residential in every region.
@@ -332,7 +382,7 @@ class LabelExactFraction(DataclassTransform):
     epsilon: float = DEFAULT_EPSILON
     spill_dir: str | None = None
 
-    def expand(self, scored):
+    def expand(self, scored: PCollection[ScoredBatch]) -> LabelledOutputs:
         """Sketch, spill, bracket pass, exact pass, labelling pass; then the spill goes."""
         spill_dir = self.spill_dir or default_spill_dir(
             scored.pipeline.options.view_as(GoogleCloudOptions).temp_location
@@ -343,8 +393,8 @@ class LabelExactFraction(DataclassTransform):
             | "CountAndSketch" >> beam.CombinePerKey(_CountSketch(self.epsilon))
             | "Plan" >> beam.Map(_plan, self.fractions, self.epsilon)
         )
-        plans_si = beam.pvalue.AsDict(plans)
-        stats_si = beam.pvalue.AsDict(
+        plans_si = AsDict(plans)
+        stats_si = AsDict(
             scored
             | "RegionScores" >> beam.FlatMap(_region_scores)
             | "ScoreStats" >> beam.CombinePerKey(ScoreStatsFn())
@@ -370,20 +420,18 @@ class LabelExactFraction(DataclassTransform):
             | "ExactPass"
             >> beam.FlatMap(_resolve, plans_si, stats_si).with_outputs("regions", main="chips")
         )
-        results_si = beam.pvalue.AsDict(
-            resolved.regions | "ByName" >> beam.Map(lambda r: (r.region, r))
-        )
+        results_si = AsDict(resolved.regions | "ByName" >> beam.Map(lambda r: (r.region, r)))
         work = (
             spilled,
             scored.pipeline | "BracketItem" >> beam.Create([BRACKET]),
         ) | "LabelWork" >> beam.Flatten()
         chips = work | "LabelAll" >> beam.ParDo(
-            LabelChipsFn(), plans_si, results_si, beam.pvalue.AsIter(resolved.chips)
+            LabelChipsFn(), plans_si, results_si, AsIter(resolved.chips)
         )
-        done = chips | "CountLabelled" >> beam.combiners.Count.Globally()
+        done = chips | "CountLabelled" >> combiners.Count.Globally()
         _ = (
             scored.pipeline
             | "SpillDir" >> beam.Create([spill_dir])
-            | "RemoveSpill" >> beam.Map(remove_spill, beam.pvalue.AsSingleton(done))
+            | "RemoveSpill" >> beam.Map(remove_spill, AsSingleton(done))
         )
         return {"chips": chips, "regions": resolved.regions}

@@ -27,10 +27,12 @@ import io
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.pvalue import PCollection
+from apache_beam.transforms import combiners
 
 from footprints import contracts
 from footprints.errors import ConfigError, Reason
@@ -49,6 +51,14 @@ from pipeline.writers.tables import (
     bigquery_schema,
     geoparquet_schema,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from apache_beam.io.gcp.bigquery import WriteResult
+
+
+#: A table row: column name -> value (``scores/``: the columns of ``SCORES_SCHEMA``).
+Row = dict[str, Any]
 
 SCORES_DIR = "scores"
 ERRORS_DIR = "errors"
@@ -75,7 +85,7 @@ def reproject_wkbs(wkbs: list[bytes], src: str, dst: str) -> list[bytes]:
         return list(wkbs)
     transformer = geo.transformer(src, dst)
 
-    def move(xy):
+    def move(xy: np.ndarray) -> np.ndarray:
         x, y = transformer.transform(xy[:, 0], xy[:, 1])
         return np.column_stack([x, y])
 
@@ -168,7 +178,7 @@ def geometry_columns(
     )
 
 
-def scores_schema(crs: str | None):
+def scores_schema(crs: str | None) -> pa.Schema:
     """``SCORES_SCHEMA``, with GeoParquet metadata when the chips carry polygons in ``crs``.
 
     The geometry types are left to each file, which lists exactly those it holds.
@@ -178,14 +188,20 @@ def scores_schema(crs: str | None):
     return geoparquet_schema(contracts.SCORES_SCHEMA, crs)
 
 
-def write_table(rows, label: str, directory: str, schema, num_shards: int = 1):
+def write_table(
+    rows: PCollection[Row], label: str, directory: str, schema: pa.Schema, num_shards: int = 1
+) -> PCollection[list[str]]:
     """``rows | label >> WriteGeoTable`` for a GeoParquet schema, else ``WriteTable``.
 
-    A GeoParquet schema is one with ``geo`` metadata.
+    A GeoParquet schema is one with ``geo`` metadata. Output: one element, the
+    sorted list of the table's files.
     """
+    files: PCollection[list[str]]
     if b"geo" in (schema.metadata or {}):
-        return rows | label >> WriteGeoTable(directory, schema, num_shards=num_shards)
-    return rows | label >> WriteTable(directory, schema, num_shards=num_shards)
+        files = rows | label >> WriteGeoTable(directory, schema, num_shards=num_shards)
+    else:
+        files = rows | label >> WriteTable(directory, schema, num_shards=num_shards)
+    return files
 
 
 #: The CSV record terminator while a row is quoted. The csv module quotes a field
@@ -213,6 +229,8 @@ def csv_line(row: Mapping[str, Any], columns: list[str] = CSV_COLUMNS) -> str:
     return buf.getvalue()[: -len(_QUOTING_TERMINATOR)]
 
 
+@beam.typehints.with_input_types(dict[str, Any])
+@beam.typehints.with_output_types(list[str])
 @dataclasses.dataclass
 class WriteCsv(DataclassTransform):
     """Writes table rows to one CSV file (header first, geometry as WKT).
@@ -223,17 +241,18 @@ class WriteCsv(DataclassTransform):
     path: str
     columns: list[str] = dataclasses.field(default_factory=lambda: list(CSV_COLUMNS))
 
-    def expand(self, rows):
+    def expand(self, rows: PCollection[Row]) -> PCollection[list[str]]:
         """Writes the rows as CSV lines under a header; returns the list of files."""
-        return (
+        files: PCollection[list[str]] = (
             rows
             | "CsvLine" >> beam.Map(csv_line, self.columns)
             | "WriteCsv"
             >> beam.io.WriteToText(
                 self.path, num_shards=1, shard_name_template="", header=",".join(self.columns)
             )
-            | "CsvDone" >> beam.combiners.ToList()
+            | "CsvDone" >> combiners.ToList()
         )
+        return files
 
 
 # --------------------------------------------------------------------------
@@ -241,7 +260,7 @@ class WriteCsv(DataclassTransform):
 # --------------------------------------------------------------------------
 
 
-def bigquery_load_schema(schema) -> dict:
+def bigquery_load_schema(schema: pa.Schema) -> dict[str, Any]:
     """The BigQuery schema of the rows :class:`WriteScoresBigQuery` loads from ``schema``.
 
     No ``bbox`` (BigQuery indexes GEOGRAPHY itself), and ``threshold``
@@ -284,6 +303,7 @@ def bigquery_row(row: Mapping[str, Any], crs: str | None) -> dict[str, Any]:
     return out
 
 
+@beam.typehints.with_input_types(dict[str, Any])
 @dataclasses.dataclass
 class WriteScoresBigQuery(DataclassTransform):
     """Loads table rows into a BigQuery table, replacing its contents.
@@ -296,11 +316,11 @@ class WriteScoresBigQuery(DataclassTransform):
 
     table: str
     crs: str | None = None
-    schema: dict = dataclasses.field(default_factory=lambda: BIGQUERY_SCHEMA)
+    schema: dict[str, Any] = dataclasses.field(default_factory=lambda: BIGQUERY_SCHEMA)
 
-    def expand(self, rows):
+    def expand(self, rows: PCollection[Row]) -> WriteResult:
         """Loads the rows into the table."""
-        return (
+        result: WriteResult = (
             rows
             | "ToBigQueryRow" >> beam.Map(bigquery_row, self.crs)
             | "WriteBigQuery"
@@ -313,6 +333,7 @@ class WriteScoresBigQuery(DataclassTransform):
                 write_disposition=beam.io.BigQueryDisposition.WRITE_TRUNCATE,
             )
         )
+        return result
 
 
 # --------------------------------------------------------------------------
@@ -480,7 +501,7 @@ class WriteScoreOutputs(DataclassTransform):
     warnings: Sequence[Mapping[str, str]] = ()
     fractions: RegionFractions | None = None
 
-    def expand(self, inputs):
+    def expand(self, inputs: Mapping[str, PCollection[Any]]) -> PCollection[str]:
         """Writes every output of a score run, the summary last."""
         rows = inputs["scores"]
         written = [
@@ -530,4 +551,7 @@ class WriteScoreOutputs(DataclassTransform):
             {**self.run_info, "run_id": self.run_id, "model_id": self.model_id},
             *done,
         )
-        return summary | "WriteSummary" >> WriteJson(join(self.output, SUMMARY_FILE))
+        written_summary: PCollection[str] = summary | "WriteSummary" >> WriteJson(
+            join(self.output, SUMMARY_FILE)
+        )
+        return written_summary

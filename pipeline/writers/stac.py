@@ -32,10 +32,15 @@ import json
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pipeline.values import BINARY_BAND, PROBABILITY_BAND, PROBABILITY_SCALE
 from pipeline.writers.files import join, remove_stale_shards, write_json_atomic
+
+if TYPE_CHECKING:
+    import pystac
+
+    from pipeline.stitching.vrt import MaskEntry
 
 STAC_DIR = "stac"
 PARQUET_TYPE = "application/vnd.apache.parquet"
@@ -51,14 +56,16 @@ def extension_schema() -> dict[str, Any]:
     """The JSON schema of the ``footprints:`` fields (``$id`` :data:`EXTENSION`)."""
     path = os.path.join(os.path.dirname(__file__), "schemas", EXTENSION_FILE)
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        return cast(dict[str, Any], json.load(f))
 
 
 def _relative(path: str, start: str) -> str:
     return posixpath.relpath(path, start)
 
 
-def mask_item(entry, output: str, date: datetime.date | None, run_time: datetime.datetime):
+def mask_item(
+    entry: MaskEntry, output: str, date: datetime.date | None, run_time: datetime.datetime
+) -> pystac.Item:
     """The STAC Item (pystac) of one written mask (:class:`pipeline.stitching.vrt.MaskEntry`)."""
     import pystac
     import shapely
@@ -119,19 +126,22 @@ def mask_item(entry, output: str, date: datetime.date | None, run_time: datetime
     return item
 
 
-def _collection(items: list, run_id: str, model_id: str, run_time: datetime.datetime) -> Any:
+def _collection(
+    items: list[pystac.Item], run_id: str, model_id: str, run_time: datetime.datetime
+) -> pystac.Collection:
     """The run's ``pystac.Collection``: its extent is that of the items (the world, undated)."""
     import pystac
 
     if items:
-        boxes = [i.bbox for i in items]
+        # mask_item gives every item a bbox and a datetime.
+        boxes = [cast(list[float], i.bbox) for i in items]
         bbox = [
             min(b[0] for b in boxes),
             min(b[1] for b in boxes),
             max(b[2] for b in boxes),
             max(b[3] for b in boxes),
         ]
-        times = [i.datetime for i in items]
+        times = [cast(datetime.datetime, i.datetime) for i in items]
         interval = [min(times), max(times)]
     else:
         bbox, interval = [-180.0, -90.0, 180.0, 90.0], [run_time, run_time]
@@ -147,7 +157,10 @@ def _collection(items: list, run_id: str, model_id: str, run_time: datetime.date
 
 
 def _add_assets(
-    collection: Any, mosaics: Sequence[str], tables: Mapping[str, list[str]], stac_dir: str
+    collection: pystac.Collection,
+    mosaics: Sequence[str],
+    tables: Mapping[str, list[str]],
+    stac_dir: str,
 ) -> None:
     """The Collection's assets: the mosaics (VRT) and every Parquet file of the tables."""
     import pystac
@@ -183,7 +196,7 @@ def _add_assets(
 
 def write_catalog(
     written: Mapping[str, Any],
-    entries: Sequence,
+    entries: Sequence[MaskEntry],
     output: str,
     run_id: str,
     model_id: str,
