@@ -57,6 +57,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from footprints import contracts
 from footprints.errors import ConfigError, ContractError, Reason
+from pipeline import runtimes
 from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, classifier_scorer
 from pipeline.inference.serving import SERVING_GRAPHS, ServingFunction
 from pipeline.runtimes import MODEL_FORMATS
@@ -258,7 +259,7 @@ def tfx_output_key(model_dir: str) -> str:
 
 
 def check_model(
-    model_dir: str, model_format: str, runtime: str = "tensorflow", int8: bool = False
+    model_dir: str, model_format: str, runtime: str = runtimes.TENSORFLOW, int8: bool = False
 ) -> None:
     """Raises ConfigError/ContractError unless ``model_dir`` can score chips.
 
@@ -268,9 +269,9 @@ def check_model(
     """
     if model_format not in MODEL_FORMATS:
         raise ConfigError(f"--model-format {model_format!r} must be one of {MODEL_FORMATS}")
-    if runtime == "onnxruntime":
+    if runtime == runtimes.ONNXRUNTIME:
         classifier_scorer(model_dir, int8)
-    elif model_format == "tfx":
+    elif model_format == runtimes.TFX:
         tfx_output_key(model_dir)
     else:
         contracts.check_classifier_model(model_dir, load=load_saved_model)
@@ -338,11 +339,11 @@ class ChipScoreHandler(ModelHandler[ChipRecord, BatchOutcomes, Scorer]):
         *,
         min_batch_size: int,
         max_batch_size: int,
-        model_format: str = "savedmodel",
+        model_format: str = runtimes.SAVEDMODEL,
         accelerator: str | None = None,
         model_copies: int | None = None,
         serving_graph: str = "frozen",
-        runtime: str = "tensorflow",
+        runtime: str = runtimes.TENSORFLOW,
         int8: bool = False,
     ) -> None:
         if not 1 <= min_batch_size <= max_batch_size:
@@ -354,7 +355,9 @@ class ChipScoreHandler(ModelHandler[ChipRecord, BatchOutcomes, Scorer]):
             raise ConfigError(f"model format {model_format!r} must be one of {MODEL_FORMATS}")
         if serving_graph not in SERVING_GRAPHS:
             raise ConfigError(f"serving graph {serving_graph!r} must be one of {SERVING_GRAPHS}")
-        if runtime not in CONCRETE_RUNTIMES or (runtime != "tensorflow" and model_format == "tfx"):
+        if runtime not in CONCRETE_RUNTIMES or (
+            runtime != runtimes.TENSORFLOW and model_format == runtimes.TFX
+        ):
             raise ConfigError(
                 f"runtime {runtime!r} must be one of {CONCRETE_RUNTIMES} (tensorflow for tfx "
                 "models); resolve --runtime auto with onnx_runtime.resolve_runtime first"
@@ -370,7 +373,7 @@ class ChipScoreHandler(ModelHandler[ChipRecord, BatchOutcomes, Scorer]):
         self._serving_graph = serving_graph
         self._tfx: ModelHandler[Any, Any, Any] | None = None
         self._tfx_key: str | None = None
-        if model_format == "tfx":
+        if model_format == runtimes.TFX:
             # Built here so a bad model fails at construction, before the job runs.
             self._tfx = _tfx_handler(model_dir, min_batch_size, max_batch_size)
             self._tfx_key = tfx_output_key(model_dir)
@@ -381,7 +384,7 @@ class ChipScoreHandler(ModelHandler[ChipRecord, BatchOutcomes, Scorer]):
         """Loads the model; Beam calls this once per process (or per copy)."""
         if self._tfx is not None and self._tfx_key is not None:  # the tfx format
             return TfxScorer(self._tfx, self._tfx_key)
-        if self._runtime == "onnxruntime":
+        if self._runtime == runtimes.ONNXRUNTIME:
             return classifier_scorer(self._model_dir, self._int8)
         return SavedModelScorer(self._model_dir, self._serving_graph)
 

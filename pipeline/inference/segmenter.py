@@ -48,6 +48,7 @@ from apache_beam.pvalue import PCollection, TaggedOutput
 from footprints import contracts
 from footprints.contracts import ERRORS, ErrorRecord
 from footprints.errors import Reason
+from pipeline import runtimes
 from pipeline.inference import handlers
 from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, OnnxSegmenter
 from pipeline.inference.serving import ServingFunction
@@ -176,7 +177,7 @@ class SegmenterModelHandler(ModelHandler[WindowImage, WindowOutcome, Segmenter |
         min_batch_size: int,
         max_batch_size: int,
         accelerator: str | None = None,
-        runtime: str = "tensorflow",
+        runtime: str = runtimes.TENSORFLOW,
         int8: bool = False,
     ) -> None:
         if tta not in TTA_MODES:
@@ -196,7 +197,7 @@ class SegmenterModelHandler(ModelHandler[WindowImage, WindowOutcome, Segmenter |
 
     def load_model(self) -> Segmenter | OnnxSegmenter:
         """Loads the segmenter: the SavedModel, or its ONNX copy on ONNX Runtime."""
-        if self._runtime == "onnxruntime":
+        if self._runtime == runtimes.ONNXRUNTIME:
             return OnnxSegmenter(self._model_dir, self._int8)
         return Segmenter(self._model_dir, self._serving_graph)
 
