@@ -49,7 +49,7 @@ from pipeline.settings.prepare import PrepareSettings
 from pipeline.sources import images as image_source
 from pipeline.sources import vectors
 from pipeline.sources.rasters import ReadTiles
-from pipeline.summary import duplicate_warnings, summary_head
+from pipeline.summary import duplicate_report, duplicate_warnings, summary_head
 from pipeline.writers.chips import WriteChips
 from pipeline.writers.files import WriteJson
 from pipeline.writers.tables import WriteErrors
@@ -209,8 +209,6 @@ def build_summary(
         config: The run's settings.
         kind: ``images`` or ``footprints``.
     """
-    from pipeline.writers.scores import duplicate_report
-
     inputs = counts["inputs"]
     duplicates = duplicate_report(repeated)
     head = summary_head(

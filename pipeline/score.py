@@ -24,7 +24,8 @@ the stages to a pipeline, :func:`run_config` runs it and returns the summary
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -32,7 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import PCollection
 
 from footprints import contracts
-from footprints.errors import ConfigError, ContractError
+from footprints.errors import ConfigError, ContractError, Reason
 from footprints.files import match_files
 from pipeline.counting import count_all
 from pipeline.inference.handlers import accelerator_count, check_model
@@ -46,8 +47,15 @@ from pipeline.sources.chips import (
     ReadChipRecords,
     peek_crs,
 )
-from pipeline.thresholds.expected import model_warnings
-from pipeline.thresholds.fractions import RegionFractions, parse_fraction, read_region_fractions
+from pipeline.summary import duplicate_warnings, summary_head
+from pipeline.thresholds import RegionResult
+from pipeline.thresholds.expected import model_warnings, rank_warnings, regions_with_stats
+from pipeline.thresholds.fractions import (
+    RegionFractions,
+    parse_fraction,
+    read_region_fractions,
+    unmatched_regions,
+)
 from pipeline.thresholds.selection import percentile_bound
 from pipeline.writers.files import SPILL_DIR, join
 from pipeline.writers.scores import (
@@ -192,6 +200,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, PC
         config.output,
         scorer.model_id,
         scorer.run_id,
+        build_summary,
         crs=config.crs,
         run_info=run_info(config),
         csv=config.csv,
@@ -201,6 +210,128 @@ def build_pipeline(pipeline: beam.Pipeline, config: ScoreConfig) -> dict[str, PC
         fractions=config.fractions,
     )
     return {"scores": result.scores, "errors": errors, "regions": result.regions}
+
+
+# --------------------------------------------------------------------------
+# The summary
+# --------------------------------------------------------------------------
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+#: ``errors_by_reason`` key of scores the model returned outside [0, 1].
+OUT_OF_RANGE_KEY = f"inference/{Reason.SCORE_OUT_OF_RANGE}"
+#: Warning codes of :func:`score_range_warnings`.
+SCORES_OUT_OF_RANGE = "scores_out_of_range"
+MODEL_SCORES_OUT_OF_RANGE = "model_scores_out_of_range"
+
+
+def score_range_warnings(errors_by_reason: Mapping[str, int], scored: int) -> list[dict[str, str]]:
+    """A warning when the model returned scores outside [0, 1]; none when it did not.
+
+    ``model_scores_out_of_range`` when no record got a valid score (a broken
+    model: the command exits 3), else ``scores_out_of_range``.
+
+    Example: ``({"inference/score_out_of_range": 3}, 17)`` -> one
+    ``scores_out_of_range`` warning naming the 3 records.
+    """
+    bad = errors_by_reason.get(OUT_OF_RANGE_KEY, 0)
+    if not bad:
+        return []
+    fix = (
+        "the classifier contract's score is a probability in [0, 1]: end the model with a "
+        "sigmoid, or export it with `footprints train classifier`"
+    )
+    if scored == 0:
+        return [
+            {
+                "code": MODEL_SCORES_OUT_OF_RANGE,
+                "message": f"every score the model returned ({bad}) was outside [0, 1], so "
+                f"nothing was labelled: the model is broken; {fix}",
+            }
+        ]
+    return [
+        {
+            "code": SCORES_OUT_OF_RANGE,
+            "message": f"the model returned scores outside [0, 1] for {bad} records; they are "
+            f"dead letters (errors/, {Reason.SCORE_OUT_OF_RANGE}), not labelled; {fix}",
+        }
+    ]
+
+
+def build_summary(
+    counts: Mapping[str, int],
+    regions: list[RegionResult],
+    residential: Mapping[str, int],
+    errors_by_reason: Mapping[str, int],
+    duplicates: Mapping[str, Any],
+    run: Mapping[str, Any],
+    warnings: Sequence[Mapping[str, str]] = (),
+    fractions: RegionFractions | None = None,
+) -> dict[str, Any]:
+    """The ``summary.json`` document of a scoring run.
+
+    Args:
+        counts: ``records_read``, ``read_errors``, ``scored``, ``errors``.
+        regions: The exact pass's result per region.
+        residential: Residential rows per region, counted on the written rows
+            (an independent check of k).
+        errors_by_reason: Dead letters per ``stage/error``.
+        duplicates: ``{"count": ids seen more than once, "examples": [...]}``.
+        run: Run facts (run_id, model, fractions, epsilon, outputs).
+        warnings: Warnings known before the run (a weak model); the
+            regions' ``scores_cannot_rank`` warnings are added to them, then
+            ``unmatched_region`` (rows of ``fractions`` no chip matched) and
+            ``duplicate_id`` (repeated footprint ids).
+        fractions: The run's targets (None: no per-region rows to match).
+    """
+    input_records = counts["records_read"] + counts["read_errors"]
+    per_region = {}
+    for r in sorted(regions):
+        achieved = residential.get(r.region, 0)
+        per_region[r.region] = {
+            "n": r.n,
+            "k": r.k,
+            "target_fraction": r.target_fraction,
+            "residential": achieved,
+            "achieved_fraction": achieved / r.n if r.n else None,
+            "exact": achieved == r.k,
+            "threshold": _finite(r.threshold),
+            "exact_pass_size": r.bracket_size,
+            # What the calibrated scores expect (see pipeline.thresholds.expected).
+            "scores": r.scores,
+        }
+    scored, errors = counts["scored"], counts["errors"]
+    inputs = {k: v for k, v in run.items() if k != "run_id"}
+    head = summary_head(
+        "score",
+        run.get("run_id", ""),
+        inputs=inputs,
+        counts={
+            "input_records": input_records,
+            "records_read": counts["records_read"],
+            "scored": scored,
+            "errors": errors,
+            "residential": sum(residential.values()),
+        },
+        checks={"input_records == scored + errors": input_records == scored + errors},
+        errors_by_reason=errors_by_reason,
+        warnings=[
+            *map(dict, warnings),
+            *score_range_warnings(errors_by_reason, scored),
+            *rank_warnings(regions_with_stats(regions)),
+            *(unmatched_regions(fractions, per_region) if fractions else []),
+            *duplicate_warnings(dict(duplicates)),
+        ],
+    )
+    return {
+        **head,
+        "regions": per_region,
+        "all_regions_exact": all(v["exact"] for v in per_region.values()),
+        "duplicates": dict(duplicates),
+    }
 
 
 def run_config(

@@ -72,7 +72,7 @@ def duplicate_warnings(duplicates: dict[str, Any] | None) -> list[dict[str, str]
 
     Args:
         duplicates: summary.json ``duplicates`` (``count``, ``records``,
-            ``examples``), as :func:`pipeline.writers.scores.duplicate_report`
+            ``examples``), as :func:`duplicate_report`
             makes it.
     """
     if not duplicates or not duplicates.get("count"):
@@ -87,3 +87,13 @@ def duplicate_warnings(duplicates: dict[str, Any] | None) -> list[dict[str, str]
             "record: give every footprint a unique id (--id-field)",
         }
     ]
+
+
+def duplicate_report(id_counts: list[tuple[str, int]], limit: int = 20) -> dict[str, Any]:
+    """``{"count": ids seen more than once, "records": their records, "examples": [...]}``."""
+    dups = sorted((fid, n) for fid, n in id_counts if n > 1)
+    return {
+        "count": len(dups),
+        "records": sum(n for _, n in dups),
+        "examples": [{"footprint_id": f, "times": n} for f, n in dups[:limit]],
+    }

@@ -16,12 +16,11 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from footprints.contracts import SegmenterAssets
 from footprints.errors import ConfigError
-from pipeline import jobs, prepare, segment
+from pipeline import jobs, prepare, score, segment
 from pipeline.counting import count_all
 from pipeline.score import ScoreConfig
 from pipeline.settings.score import CPU_BATCH_SIZE
 from pipeline.summary import HEAD_KEYS
-from pipeline.writers import scores
 
 
 def _prepare_summary(tmp_path, chips: int, errors: int) -> dict:
@@ -34,7 +33,7 @@ def _prepare_summary(tmp_path, chips: int, errors: int) -> dict:
 
 def _score_summary(scored: int, errors: int) -> dict:
     counts = {"records_read": 9, "read_errors": 1, "scored": scored, "errors": errors}
-    return scores.build_summary(
+    return score.build_summary(
         counts, [], {}, {"decode/undecodable_image": errors}, {"count": 0}, {"run_id": "s1"}
     )
 

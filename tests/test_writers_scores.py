@@ -10,13 +10,8 @@ import duckdb
 import pytest
 from apache_beam.testing import test_pipeline
 
-from pipeline.writers.scores import (
-    MODEL_SCORES_OUT_OF_RANGE,
-    SCORES_OUT_OF_RANGE,
-    WriteCsv,
-    csv_line,
-    score_range_warnings,
-)
+from pipeline.score import MODEL_SCORES_OUT_OF_RANGE, SCORES_OUT_OF_RANGE, score_range_warnings
+from pipeline.writers.scores import WriteCsv, csv_line
 
 # Ids as other systems hand them over: line breaks of every kind, quotes, commas.
 IDS = [
@@ -87,8 +82,9 @@ def test_the_score_summary_warns_of_unmatched_regions_and_duplicate_ids():
     # a --region-fractions row no chip carries, and ids seen more than once.
     from fractions import Fraction
 
+    from pipeline.score import build_summary
+    from pipeline.summary import duplicate_report
     from pipeline.thresholds.fractions import RegionFractions
-    from pipeline.writers.scores import build_summary, duplicate_report
 
     counts = {"records_read": 3, "read_errors": 0, "scored": 3, "errors": 0}
     fractions = RegionFractions(Fraction(2, 5), (("county-x", Fraction(1, 2)),))

@@ -97,8 +97,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Validates the flags, runs the job, prints the per-region result."""
     from footprints.errors import EXIT_CHECK, EXIT_OK
     from footprints_app.commands._plans import score_lines, score_plan
-    from pipeline.score import ScoreConfig, run_config
-    from pipeline.writers.scores import MODEL_SCORES_OUT_OF_RANGE
+    from pipeline.score import MODEL_SCORES_OUT_OF_RANGE, ScoreConfig, run_config
 
     config = ScoreConfig.create(
         chips=args.chips,

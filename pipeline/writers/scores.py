@@ -26,7 +26,7 @@ import dataclasses
 import io
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
@@ -35,13 +35,12 @@ from apache_beam.pvalue import PCollection
 from apache_beam.transforms import combiners
 
 from footprints import contracts
-from footprints.errors import ConfigError, Reason
+from footprints.errors import ConfigError
 from pipeline.counting import repeated_ids
 from pipeline.ptransform import DataclassTransform
-from pipeline.summary import SUMMARY_FILE, duplicate_warnings, summary_head
-from pipeline.thresholds import LabelledBatch, RegionResult
-from pipeline.thresholds.expected import rank_warnings, regions_with_stats
-from pipeline.thresholds.fractions import RegionFractions, unmatched_regions
+from pipeline.summary import SUMMARY_FILE, duplicate_report
+from pipeline.thresholds import LabelledBatch
+from pipeline.thresholds.fractions import RegionFractions
 from pipeline.writers import geo
 from pipeline.writers.files import WriteJson, join
 from pipeline.writers.tables import (
@@ -337,135 +336,8 @@ class WriteScoresBigQuery(DataclassTransform):
 
 
 # --------------------------------------------------------------------------
-# Summary
+# Every output of a run, the summary last
 # --------------------------------------------------------------------------
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
-#: ``errors_by_reason`` key of scores the model returned outside [0, 1].
-OUT_OF_RANGE_KEY = f"inference/{Reason.SCORE_OUT_OF_RANGE}"
-#: Warning codes of :func:`score_range_warnings`.
-SCORES_OUT_OF_RANGE = "scores_out_of_range"
-MODEL_SCORES_OUT_OF_RANGE = "model_scores_out_of_range"
-
-
-def score_range_warnings(errors_by_reason: Mapping[str, int], scored: int) -> list[dict[str, str]]:
-    """A warning when the model returned scores outside [0, 1]; none when it did not.
-
-    ``model_scores_out_of_range`` when no record got a valid score (a broken
-    model: the command exits 3), else ``scores_out_of_range``.
-
-    Example: ``({"inference/score_out_of_range": 3}, 17)`` -> one
-    ``scores_out_of_range`` warning naming the 3 records.
-    """
-    bad = errors_by_reason.get(OUT_OF_RANGE_KEY, 0)
-    if not bad:
-        return []
-    fix = (
-        "the classifier contract's score is a probability in [0, 1]: end the model with a "
-        "sigmoid, or export it with `footprints train classifier`"
-    )
-    if scored == 0:
-        return [
-            {
-                "code": MODEL_SCORES_OUT_OF_RANGE,
-                "message": f"every score the model returned ({bad}) was outside [0, 1], so "
-                f"nothing was labelled: the model is broken; {fix}",
-            }
-        ]
-    return [
-        {
-            "code": SCORES_OUT_OF_RANGE,
-            "message": f"the model returned scores outside [0, 1] for {bad} records; they are "
-            f"dead letters (errors/, {Reason.SCORE_OUT_OF_RANGE}), not labelled; {fix}",
-        }
-    ]
-
-
-def build_summary(
-    counts: Mapping[str, int],
-    regions: list[RegionResult],
-    residential: Mapping[str, int],
-    errors_by_reason: Mapping[str, int],
-    duplicates: Mapping[str, Any],
-    run: Mapping[str, Any],
-    warnings: Sequence[Mapping[str, str]] = (),
-    fractions: RegionFractions | None = None,
-) -> dict[str, Any]:
-    """The ``summary.json`` document of a scoring run.
-
-    Args:
-        counts: ``records_read``, ``read_errors``, ``scored``, ``errors``.
-        regions: The exact pass's result per region.
-        residential: Residential rows per region, counted on the written rows
-            (an independent check of k).
-        errors_by_reason: Dead letters per ``stage/error``.
-        duplicates: ``{"count": ids seen more than once, "examples": [...]}``.
-        run: Run facts (run_id, model, fractions, epsilon, outputs).
-        warnings: Warnings known before the run (a weak model); the
-            regions' ``scores_cannot_rank`` warnings are added to them, then
-            ``unmatched_region`` (rows of ``fractions`` no chip matched) and
-            ``duplicate_id`` (repeated footprint ids).
-        fractions: The run's targets (None: no per-region rows to match).
-    """
-    input_records = counts["records_read"] + counts["read_errors"]
-    per_region = {}
-    for r in sorted(regions):
-        achieved = residential.get(r.region, 0)
-        per_region[r.region] = {
-            "n": r.n,
-            "k": r.k,
-            "target_fraction": r.target_fraction,
-            "residential": achieved,
-            "achieved_fraction": achieved / r.n if r.n else None,
-            "exact": achieved == r.k,
-            "threshold": _finite(r.threshold),
-            "exact_pass_size": r.bracket_size,
-            # What the calibrated scores expect (see pipeline.thresholds.expected).
-            "scores": r.scores,
-        }
-    scored, errors = counts["scored"], counts["errors"]
-    inputs = {k: v for k, v in run.items() if k != "run_id"}
-    head = summary_head(
-        "score",
-        run.get("run_id", ""),
-        inputs=inputs,
-        counts={
-            "input_records": input_records,
-            "records_read": counts["records_read"],
-            "scored": scored,
-            "errors": errors,
-            "residential": sum(residential.values()),
-        },
-        checks={"input_records == scored + errors": input_records == scored + errors},
-        errors_by_reason=errors_by_reason,
-        warnings=[
-            *map(dict, warnings),
-            *score_range_warnings(errors_by_reason, scored),
-            *rank_warnings(regions_with_stats(regions)),
-            *(unmatched_regions(fractions, per_region) if fractions else []),
-            *duplicate_warnings(dict(duplicates)),
-        ],
-    )
-    return {
-        **head,
-        "regions": per_region,
-        "all_regions_exact": all(v["exact"] for v in per_region.values()),
-        "duplicates": dict(duplicates),
-    }
-
-
-def duplicate_report(id_counts: list[tuple[str, int]], limit: int = 20) -> dict[str, Any]:
-    """``{"count": ids seen more than once, "records": their records, "examples": [...]}``."""
-    dups = sorted((fid, n) for fid, n in id_counts if n > 1)
-    return {
-        "count": len(dups),
-        "records": sum(n for _, n in dups),
-        "examples": [{"footprint_id": f, "times": n} for f, n in dups[:limit]],
-    }
 
 
 @dataclasses.dataclass
@@ -476,6 +348,10 @@ class WriteScoreOutputs(DataclassTransform):
         output: The run's output folder.
         model_id: Recorded in the summary.
         run_id: Recorded in the summary.
+        summarize: The job's summary function (``pipeline.score.build_summary``): called
+            with the counts, the regions, residential rows per region, dead letters per
+            reason, the duplicate report, the run facts, ``warnings`` and ``fractions``;
+            returns the ``summary.json`` document.
         crs: CRS of the ``geometry`` column (None: no GeoParquet metadata).
         run_info: Extra facts for the summary (model, fractions, epsilon).
         csv: Also write ``scores.csv``.
@@ -493,6 +369,7 @@ class WriteScoreOutputs(DataclassTransform):
     output: str
     model_id: str
     run_id: str
+    summarize: Callable[..., dict[str, Any]]
     crs: str | None = None
     run_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     csv: bool = False
@@ -534,7 +411,7 @@ class WriteScoreOutputs(DataclassTransform):
         # The summary waits on every write (side inputs), so it appears last.
         done = [beam.pvalue.AsList(w) for w in written]
         summary = inputs["counts"] | "Summary" >> beam.Map(
-            lambda counts, regions, res, why, dups, run, *_: build_summary(
+            lambda counts, regions, res, why, dups, run, *_: self.summarize(
                 counts,
                 regions,
                 dict(res),
