@@ -97,7 +97,7 @@ def _has_file(model_dir: str, name: str) -> bool:
     if "://" in model_dir:
         from apache_beam.io.filesystems import FileSystems
 
-        return FileSystems.exists(model_dir.rstrip("/") + "/" + name)
+        return bool(FileSystems.exists(model_dir.rstrip("/") + "/" + name))
     return os.path.exists(os.path.join(model_dir, name))
 
 
@@ -343,4 +343,4 @@ class OnnxSegmenter:
                 f"{self.model_dir!r} (ONNX) returned a mask shaped {mask.shape} for images "
                 f"shaped {images.shape}; the segmenter contract wants [N, H, W]"
             )
-        return mask
+        return np.asarray(mask)
