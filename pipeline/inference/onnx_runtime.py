@@ -36,8 +36,8 @@ see docs/deploy.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -97,7 +97,8 @@ def _has_file(model_dir: str, name: str) -> bool:
     if "://" in model_dir:
         from apache_beam.io.filesystems import FileSystems
 
-        return FileSystems.exists(model_dir.rstrip("/") + "/" + name)
+        exists = cast(Callable[[str], bool], FileSystems.exists)  # Beam has no annotations
+        return exists(model_dir.rstrip("/") + "/" + name)
     return os.path.exists(os.path.join(model_dir, name))
 
 
@@ -337,7 +338,8 @@ class OnnxSegmenter:
         """``images`` uint8 [N, H, W, C] -> probabilities float32 [N, H, W]."""
         if not len(images):
             return np.zeros(images.shape[:3], np.float32)
-        (mask,) = self.session.run(None, {self._input: np.ascontiguousarray(images)})
+        (out,) = self.session.run(None, {self._input: np.ascontiguousarray(images)})
+        mask: np.ndarray = np.asarray(out)
         if mask.shape != images.shape[:3]:
             raise ValueError(
                 f"{self.model_dir!r} (ONNX) returned a mask shaped {mask.shape} for images "
