@@ -289,6 +289,8 @@ def quantize_beside(model_dir: str, calibration: str, count: int = 512) -> dict:
         verdict = judge_segmenter(fp32, int8)
     else:
         verdict = judge_classifier(labels[half:], fp32, int8)
+    what = "windows" if segmenter else "chips"
+    verdict["why"] += f"; on {len(held_out)} {what} calibration did not see"
     return {
         "file": contracts.ONNX_INT8_MODEL,
         "method": METHOD,

@@ -323,3 +323,4 @@ def test_int8_scores_stay_float_and_are_judged_on_chips_calibration_did_not_see(
     # The verdict's figures are those of the held-out chips, not of all 640.
     assert verdict["max_score_difference"] == pytest.approx(np.max(np.abs(fp32 - int8)), abs=1e-6)
     assert verdict["fraction"] == 0.5
+    assert verdict["why"].endswith("on 320 chips calibration did not see")
