@@ -11,8 +11,13 @@ and each engine's largest score difference from TensorFlow's:
 * ``ort-default``: ONNX Runtime with its default session options (spinning threads);
 * ``ort-{all,extended,basic}``: the session ``footprints`` opens (intra-op threads = cores,
   spinning off, sequential), at each graph optimization level;
+* ``ort-1thread``: the same at ``ORT_ENABLE_ALL`` with one intra-op thread
+  (``FOOTPRINTS_ORT_THREADS=1``);
 * ``ort-int8``: the same on ``model.int8.onnx``, when the folder has it;
-* ``openvino``: OpenVINO's CPU plugin on ``model.onnx`` (latency hint, threads = cores);
+* ``openvino``: OpenVINO's CPU plugin on ``model.onnx`` (latency hint, threads = cores),
+  in float32 (``INFERENCE_PRECISION_HINT f32``: on a CPU with AVX512_BF16, as this one,
+  OpenVINO's default is bfloat16, a reduced precision, not an fp32 figure);
+* ``openvino-bf16``: the same with its default bfloat16 inference;
 * ``litert``: the TensorFlow Lite converter's model of the same network in LiteRT's
   interpreter (threads = cores).
 
@@ -35,7 +40,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-BATCH = 64
+BATCH = 32  # what `footprints score` hands the model (pipeline.scoring.CPU_BATCH_SIZE)
 
 
 def _decoded(model: str, pattern: str, n: int):
@@ -63,7 +68,7 @@ def _tf_network(model: str):
     return lambda x: network(tf.constant(x)).numpy(), network
 
 
-def _ort(path: str, level: str | None):
+def _ort(path: str, level: str | None, threads: int | None = None):
     import onnxruntime as ort
 
     from pipeline.inference.onnx_runtime import session_options
@@ -71,20 +76,24 @@ def _ort(path: str, level: str | None):
     if level is None:
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     else:
-        options = session_options()
+        options = session_options(threads)
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"images": x})[0]
 
 
-def _openvino(path: str):
+def _openvino(path: str, precision: str = "f32"):
     import openvino as ov
 
     core = ov.Core()
     compiled = core.compile_model(
         path,
         "CPU",
-        {"INFERENCE_NUM_THREADS": os.cpu_count() or 1, "PERFORMANCE_HINT": "LATENCY"},
+        {
+            "INFERENCE_NUM_THREADS": os.cpu_count() or 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision,
+        },
     )
     return lambda x: next(iter(compiled(x).values()))
 
@@ -123,11 +132,13 @@ def engines(model: str, size: int) -> dict:
     found["ort-default"] = _ort(fp32, None)
     for level in ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_BASIC"):
         found["ort-" + level.rsplit("_", 1)[1].lower()] = _ort(fp32, level)
+    found["ort-1thread"] = _ort(fp32, "ORT_ENABLE_ALL", 1)
     int8 = os.path.join(model, "model.int8.onnx")
     if os.path.exists(int8):
         found["ort-int8"] = _ort(int8, "ORT_ENABLE_ALL")
     for name, make in (
         ("openvino", lambda: _openvino(fp32)),
+        ("openvino-bf16", lambda: _openvino(fp32, "bf16")),
         ("litert", lambda: _litert(network, size)),
     ):
         try:

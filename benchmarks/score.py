@@ -91,7 +91,10 @@ def make_int8(path: str, chips: str) -> None:
 
     images = _decoded(chips, 128)
     onnx_quantize._quantize(
-        os.path.join(path, "model.onnx"), os.path.join(path, "model.int8.onnx"), images
+        os.path.join(path, "model.onnx"),
+        os.path.join(path, "model.int8.onnx"),
+        images,
+        onnx_quantize.CLASSIFIER_OPS,
     )
 
 

@@ -2,23 +2,34 @@
 
 :func:`quantize_beside` writes ``<model>/model.int8.onnx`` with ONNX
 Runtime's static quantization (``quantize_static``: QDQ format, per-channel
-int8 weights, uint8 activations calibrated by min/max) and judges it against
-the fp32 ONNX model on held-out data:
+int8 weights, uint8 activations calibrated by min/max: U8S8, the pair this
+CPU's VNNI instructions run fastest, :data:`METHOD`) and judges it against the
+fp32 ONNX model on held-out data. The first half of the data calibrates; the
+verdict is measured on the **second half only**, which calibration did not
+see (min/max ranges fitted on the measured data itself would hide the
+clipping of values outside them):
 
-* **classifier**: labelled chips (validation shards). The first half
-  calibrates, all of them are measured: accuracy, AUC and ECE before and
-  after, and the share of chips whose label flips at the enforced fraction
-  (each model labels its own top ``f`` residential, ``f`` the chips'
+* **classifier**: labelled chips (validation shards): accuracy, AUC and ECE
+  before and after, and the share of chips whose label flips at the enforced
+  fraction (each model labels its own top ``f`` residential, ``f`` the chips'
   positive share, as ``footprints score`` would). Within tolerance when at
-  most :data:`MAX_FLIP_SHARE` flip and AUC moves by at most :data:`MAX_AUC_DROP`.
+  most :data:`MAX_FLIP_SHARE` flip and AUC moves by at most
+  :data:`MAX_AUC_DROP`. Only the network's operators are quantized
+  (:data:`CLASSIFIER_OPS`), and the score's last steps (the last dense layer,
+  the sigmoid, the Platt calibration) stay in float, so scores are not
+  rounded to 256 levels, which made ties at the enforced fraction (89
+  distinct scores for 255 demo chips).
 * **segmenter**: windows cut from orthophoto tiles (scaled as the pipeline
-  scales them). The first half calibrates, all are measured: pixel IoU and
-  F1 of the int8 mask against the fp32 mask at 0.5, and the largest
-  probability change. Within tolerance when IoU >= :data:`MIN_MASK_IOU`.
+  scales them): pixel IoU and F1 of the int8 mask against the fp32 mask at
+  0.5, and the largest probability change. Within tolerance when IoU >=
+  :data:`MIN_MASK_IOU`. Every operator is quantized (the mask is written in
+  steps of 1/255 anyway).
 
 The verdict goes to the model card (``onnx.int8``); ``footprints score`` and
 ``segment`` refuse ``--int8`` on a model whose card says it is not within
-tolerance, unless ``--allow-inexact-int8``.
+tolerance, unless ``--allow-inexact-int8``. Variants measured on this
+project's models (QOperator format, per-tensor weights, int8 activations,
+quantizing only ``Conv``/``MatMul``, NCHW input): benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -38,6 +49,27 @@ MAX_FLIP_SHARE = 0.005
 MAX_AUC_DROP = 0.005
 #: Smallest IoU of the int8 building mask against the fp32 one.
 MIN_MASK_IOU = 0.98
+#: The classifier's operators that are quantized: the network's (convolutions, dense
+#: layers, residual additions, activations, pooling), up to the last dense layer
+#: (see :func:`_score_tail`). Quantizing only Conv and MatMul cost MobileNetV2 1.5x the
+#: CPU (float activations between them).
+CLASSIFIER_OPS = (
+    "Conv",
+    "MatMul",
+    "Gemm",
+    "Add",
+    "Mul",
+    "Clip",
+    "Relu",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+)
+#: How the int8 twin is made (recorded in the model card).
+METHOD = (
+    "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 activations, "
+    "min/max calibration on the first half of the data, verdict on the second half"
+)
 
 
 def _session(path: str):
@@ -54,7 +86,24 @@ def _run(session, images: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _quantize(fp32: str, int8: str, calibration: np.ndarray) -> None:
+def _score_tail(path: str) -> list[str]:
+    """The nodes from the last ``MatMul``/``Gemm`` on (the score layer, sigmoid, calibration)."""
+    import onnx
+
+    nodes = onnx.load(path).graph.node  # topologically sorted, as ONNX requires
+    last = max((i for i, n in enumerate(nodes) if n.op_type in ("MatMul", "Gemm")), default=None)
+    return [] if last is None else [n.name for n in nodes[last:]]
+
+
+def _quantize(
+    fp32: str, int8: str, calibration: np.ndarray, ops: tuple[str, ...] | None = None
+) -> None:
+    """Writes ``int8`` from ``fp32``, calibrated on ``calibration``.
+
+    ``ops``: the operators to quantize, and then the score's tail
+    (:func:`_score_tail`) stays float; ``None``: every operator ONNX Runtime
+    can quantize.
+    """
     from onnxruntime import quantization as q
 
     class Reader(q.CalibrationDataReader):
@@ -79,6 +128,8 @@ def _quantize(fp32: str, int8: str, calibration: np.ndarray) -> None:
             weight_type=q.QuantType.QInt8,
             per_channel=True,
             calibrate_method=q.CalibrationMethod.MinMax,
+            op_types_to_quantize=list(ops) if ops else None,
+            nodes_to_exclude=_score_tail(prepared) if ops else None,
         )
     os.replace(int8 + ".tmp", int8)
 
@@ -210,6 +261,11 @@ def quantize_beside(model_dir: str, calibration: str, count: int = 512) -> dict:
     """Writes ``<model_dir>/model.int8.onnx`` and returns the card's ``onnx.int8`` entry.
 
     Needs ``<model_dir>/model.onnx`` (:func:`model_training.onnx_export.export_beside`).
+    The first half of the data calibrates, the second half is measured.
+
+    Raises:
+        InputError: too little data, or (classifier) a measured half without
+            both labels.
     """
     fp32_path = os.path.join(model_dir, contracts.ONNX_MODEL)
     int8_path = os.path.join(model_dir, contracts.ONNX_INT8_MODEL)
@@ -218,13 +274,26 @@ def quantize_beside(model_dir: str, calibration: str, count: int = 512) -> dict:
         inputs = segmenter_windows(model_dir, calibration, count)
     else:
         inputs, labels = classifier_images(model_dir, calibration, count)
-    _quantize(fp32_path, int8_path, inputs[: max(1, len(inputs) // 2)])
-    fp32 = _run(_session(fp32_path), inputs).astype(np.float64)
-    int8 = _run(_session(int8_path), inputs).astype(np.float64)
-    verdict = judge_segmenter(fp32, int8) if segmenter else judge_classifier(labels, fp32, int8)
+    half = len(inputs) // 2
+    if half < 1 or (not segmenter and len(set(labels[half:].tolist())) < 2):
+        raise InputError(
+            f"{calibration!r}: {len(inputs)} usable items; the first half calibrates int8 and "
+            "the second half, which needs both labels, judges it: pass more data "
+            "(--calibration-count, or more shards)"
+        )
+    _quantize(fp32_path, int8_path, inputs[:half], None if segmenter else CLASSIFIER_OPS)
+    held_out = inputs[half:]
+    fp32 = _run(_session(fp32_path), held_out).astype(np.float64)
+    int8 = _run(_session(int8_path), held_out).astype(np.float64)
+    if segmenter:
+        verdict = judge_segmenter(fp32, int8)
+    else:
+        verdict = judge_classifier(labels[half:], fp32, int8)
+    what = "windows" if segmenter else "chips"
+    verdict["why"] += f"; on {len(held_out)} {what} calibration did not see"
     return {
         "file": contracts.ONNX_INT8_MODEL,
-        "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 "
-        "activations, min/max calibration on the first half of the data",
+        "method": METHOD,
+        "calibration_items": half,
         **verdict,
     }

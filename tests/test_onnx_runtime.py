@@ -294,3 +294,33 @@ def test_score_refuses_onnxruntime_without_the_file(tmp_path, capsys):
     assert cli.main(argv) == 2
     assert "convert onnx" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.slow  # quantizes a model
+def test_int8_scores_stay_float_and_are_judged_on_chips_calibration_did_not_see(
+    classifier, tmp_path
+):
+    import shutil
+
+    from model_training import onnx_quantize
+
+    model = str(tmp_path / "model")
+    shutil.copytree(classifier, model)
+    rng = np.random.default_rng(5)
+    records = [
+        contracts.encode_chip(contracts.Chip(f"fp-{i:04d}", _jpeg(rng, SIZE), label=i % 2))
+        for i in range(640)
+    ]
+    score_helpers.write_shards(str(tmp_path / "chips"), records, 1)  # one shard: read in order
+    verdict = onnx_quantize.quantize_beside(model, str(tmp_path / "chips" / "*"), 640)
+    assert verdict["calibration_items"] == 320 and verdict["chips"] == 320
+    held_out = records[320:]
+    fp32 = onnx_runtime.OnnxClassifierScorer(model).score(held_out)
+    int8 = onnx_runtime.OnnxClassifierScorer(model, int8=True).score(held_out)
+    assert len(np.unique(fp32)) == 320  # 320 different chips, 320 different scores
+    # A score rounded to 8 bits (the sigmoid's output quantized) takes at most 256 values.
+    assert len(np.unique(int8)) > 300
+    # The verdict's figures are those of the held-out chips, not of all 640.
+    assert verdict["max_score_difference"] == pytest.approx(np.max(np.abs(fp32 - int8)), abs=1e-6)
+    assert verdict["fraction"] == 0.5
+    assert verdict["why"].endswith("on 320 chips calibration did not see")

@@ -27,9 +27,13 @@ cores by default, ``FOOTPRINTS_ORT_THREADS`` to change it), threads that
 sleep instead of spinning between batches (spinning threads took the cores
 the decoding needed: 265-726 chips/s against a steady 800 on two cores, issue
 24), sequential execution (these graphs are chains) and every graph
-optimization. GPU workers: the CUDA provider is used when ``onnxruntime-gpu``
-offers it; ``FOOTPRINTS_ORT_PROVIDERS`` picks providers explicitly (for
-example ``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``),
+optimization. Measured and not taken (benchmarks/README.md, ``ort_variants.py``):
+one intra-op thread (10-15 % less CPU per chip in the network, half its
+speed), a model optimized offline, an NCHW input without tf2onnx's Transpose
+(ONNX Runtime already folds it into its NCHWc reorder), batches of 64.
+GPU workers: the CUDA provider is used when ``onnxruntime-gpu`` offers it;
+``FOOTPRINTS_ORT_PROVIDERS`` picks providers explicitly (for example
+``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``),
 see docs/deploy.md.
 """
 
@@ -337,7 +341,8 @@ class OnnxSegmenter:
         """``images`` uint8 [N, H, W, C] -> probabilities float32 [N, H, W]."""
         if not len(images):
             return np.zeros(images.shape[:3], np.float32)
-        (mask,) = self.session.run(None, {self._input: np.ascontiguousarray(images)})
+        (out,) = self.session.run(None, {self._input: np.ascontiguousarray(images)})
+        mask: np.ndarray = np.asarray(out)
         if mask.shape != images.shape[:3]:
             raise ValueError(
                 f"{self.model_dir!r} (ONNX) returned a mask shaped {mask.shape} for images "
