@@ -22,8 +22,9 @@ for all three jobs (:func:`pipeline.summary.summary_head`)::
 
 followed by the job's own sections (score ``regions``; segment ``masks``,
 ``footprints``, ``truth`` ...). The shared checks and helpers of the configs
-live here too: :func:`new_run_id`, and (from :mod:`pipeline.settings`, where the
-settings classes check them) :func:`check_batch_sizes` and :class:`FolderOutput`.
+live here too: :func:`new_run_id`; the checks the settings classes run
+(:func:`~pipeline.settings.check_batch_sizes`, :class:`~pipeline.settings.FolderOutput`)
+live in :mod:`pipeline.settings`.
 
 Transform outputs follow one convention across the pipeline, the one most
 of its transforms already use: outputs are read by tag. A transform with one
@@ -45,7 +46,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from footprints.errors import ConfigError, TranslatedNotRun
-from pipeline.settings import FolderOutput, check_batch_sizes  # noqa: F401
 
 
 def new_run_id(job: str) -> str:

@@ -36,7 +36,6 @@ from apache_beam.metrics.metricbase import MetricName
 from apache_beam.pvalue import PCollection
 from apache_beam.runners.runner import PipelineResult
 
-from pipeline.summary import duplicate_warnings  # noqa: F401 (its old home)
 from pipeline.writers.files import (
     OutputLocation,
     claim_output,

@@ -19,6 +19,7 @@ from footprints.errors import ConfigError
 from pipeline import jobs, prepare, score, segment
 from pipeline.counting import count_all
 from pipeline.score import ScoreConfig
+from pipeline.settings import check_batch_sizes
 from pipeline.settings.score import CPU_BATCH_SIZE
 from pipeline.summary import HEAD_KEYS
 
@@ -120,10 +121,10 @@ def test_run_ids_name_their_job():
 )
 def test_batch_size_check(batch, low, match):
     with pytest.raises(ConfigError, match=match):
-        jobs.check_batch_sizes(batch, low)
-    jobs.check_batch_sizes(8, 4)
+        check_batch_sizes(batch, low)
+    check_batch_sizes(8, 4)
     with pytest.raises(ConfigError, match="--classifier-batch-size 0 must be at least 1"):
-        jobs.check_batch_sizes(0, flags=("--classifier-batch-size", None))
+        check_batch_sizes(0, flags=("--classifier-batch-size", None))
 
 
 def test_with_defaults_takes_the_config_fields():

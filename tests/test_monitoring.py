@@ -9,7 +9,8 @@ from segment_helpers import save_conv_segmenter
 
 from footprints_app import cli
 from pipeline.inference.segmenter import NAMESPACE
-from pipeline.monitoring import add_warnings, duplicate_warnings
+from pipeline.monitoring import add_warnings
+from pipeline.summary import duplicate_warnings
 from pipeline.writers.files import read_json
 
 

@@ -36,7 +36,7 @@ def add_output_flags(
 
 
 def add_batch_flags(parser: argparse.ArgumentParser, settings: type) -> None:
-    """``--batch-size`` and ``--min-batch-size``, checked by ``jobs.check_batch_sizes``."""
+    """``--batch-size`` and ``--min-batch-size`` (checked by ``settings.check_batch_sizes``)."""
     add_flag(parser, settings, "batch_size")
     add_flag(parser, settings, "min_batch_size")
 
