@@ -59,8 +59,9 @@ from footprints import contracts
 from footprints.errors import ConfigError, ContractError, Reason
 from pipeline import runtimes
 from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, classifier_scorer
-from pipeline.inference.serving import SERVING_GRAPHS, ServingFunction
+from pipeline.inference.serving import ServingFunction
 from pipeline.runtimes import MODEL_FORMATS
+from pipeline.settings import SERVING_GRAPHS
 from pipeline.values import ChipMeta
 
 NAMESPACE = contracts.METRICS_SCORE

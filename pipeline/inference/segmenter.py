@@ -53,12 +53,12 @@ from pipeline.inference import handlers
 from pipeline.inference.onnx_runtime import CONCRETE_RUNTIMES, OnnxSegmenter
 from pipeline.inference.serving import ServingFunction
 from pipeline.ptransform import DataclassTransform
+from pipeline.settings.segment import TTA_MODES
 from pipeline.values import FAILED, CorePrediction, WindowInput
 
 LOG = logging.getLogger(__name__)
 NAMESPACE = contracts.METRICS_SEGMENT
 
-TTA_MODES = ("none", "flips", "d4")
 
 Array = np.ndarray
 #: (forward on images [N, H, W, C], inverse on masks [N, H, W]).

@@ -40,13 +40,12 @@ import numpy as np
 from apache_beam.metrics.metric import Metrics
 
 from footprints import contracts
+from pipeline.settings import SERVING_GRAPHS
 
 LOG = logging.getLogger(__name__)
 
 #: The largest |frozen - saved| difference of any output accepted on the first batch.
 FROZEN_TOLERANCE = 1e-5
-#: ``--serving-graph`` choices.
-SERVING_GRAPHS = ("frozen", "saved")
 
 
 def freeze(fn: Any) -> Any | None:

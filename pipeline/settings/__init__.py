@@ -40,6 +40,7 @@ __all__ = [
     "FolderOutput",
     "add_flag",
     "check_batch_sizes",
+    "check_serving_graph",
     "comma_ints",
     "comma_list",
     "flag",
@@ -65,6 +66,12 @@ __all__ = [
 
 #: ``--serving-graph`` choices (:mod:`pipeline.inference.serving`).
 SERVING_GRAPHS = ("frozen", "saved")
+
+
+def check_serving_graph(graph: str) -> None:
+    """Raises ConfigError unless ``graph`` is one of :data:`SERVING_GRAPHS`."""
+    if graph not in SERVING_GRAPHS:
+        raise ConfigError(f"--serving-graph {graph!r} must be one of {SERVING_GRAPHS}")
 
 
 def batch_size_flag(default: int, what: str) -> Any:

@@ -119,10 +119,7 @@ class ScoreSettings(FolderOutput):
             raise ConfigError("--num-shards must be 0 (runner decides) or more")
         if self.model_format not in MODEL_FORMATS:
             raise ConfigError(f"--model-format must be one of {MODEL_FORMATS}")
-        if self.serving_graph not in s.SERVING_GRAPHS:
-            raise ConfigError(
-                f"--serving-graph {self.serving_graph!r} must be one of {s.SERVING_GRAPHS}"
-            )
+        s.check_serving_graph(self.serving_graph)
         if self.model_copies is not None and self.model_copies < 1:
             raise ConfigError(
                 f"--model-copies {self.model_copies} must be 1 or more (one per GPU is usual); "

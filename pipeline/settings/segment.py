@@ -186,10 +186,7 @@ class SegmentSettings(FolderOutput):
         check_batch_sizes(self.batch_size, self.min_batch_size)
         if self.tta not in TTA_MODES:
             raise ConfigError(f"--tta {self.tta!r} must be one of {TTA_MODES}")
-        if self.serving_graph not in s.SERVING_GRAPHS:
-            raise ConfigError(
-                f"--serving-graph {self.serving_graph!r} must be one of {s.SERVING_GRAPHS}"
-            )
+        s.check_serving_graph(self.serving_graph)
         if not 0 < self.mask_threshold <= 1:
             raise ConfigError(f"--mask-threshold {self.mask_threshold!r} must be in (0, 1]")
         if self.simplify < 0 or self.min_area < 0:
