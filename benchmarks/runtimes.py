@@ -13,6 +13,9 @@ and each engine's largest score difference from TensorFlow's:
   spinning off, sequential), at each graph optimization level;
 * ``ort-1thread``: the same at ``ORT_ENABLE_ALL`` with one intra-op thread
   (``FOOTPRINTS_ORT_THREADS=1``);
+* ``ort-parts``: what ``footprints`` runs since issue 24's parts: each batch cut into one
+  part per core, the parts run at once, one thread each
+  (:class:`pipeline.inference.onnx_runtime.SessionRunner`);
 * ``ort-int8``: the same on ``model.int8.onnx``, when the folder has it;
 * ``openvino``: OpenVINO's CPU plugin on ``model.onnx`` (latency hint, threads = cores),
   in float32 (``INFERENCE_PRECISION_HINT f32``: on a CPU with AVX512_BF16, as this one,
@@ -82,6 +85,13 @@ def _ort(path: str, level: str | None, threads: int | None = None):
     return lambda x: session.run(None, {"images": x})[0]
 
 
+def _ort_parts(path: str):
+    from pipeline.inference.onnx_runtime import SessionRunner
+
+    runner = SessionRunner(path)
+    return lambda x: runner.run("images", x)
+
+
 def _openvino(path: str, precision: str = "f32"):
     import openvino as ov
 
@@ -133,6 +143,7 @@ def engines(model: str, size: int) -> dict:
     for level in ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_BASIC"):
         found["ort-" + level.rsplit("_", 1)[1].lower()] = _ort(fp32, level)
     found["ort-1thread"] = _ort(fp32, "ORT_ENABLE_ALL", 1)
+    found["ort-parts"] = _ort_parts(fp32)
     int8 = os.path.join(model, "model.int8.onnx")
     if os.path.exists(int8):
         found["ort-int8"] = _ort(int8, "ORT_ENABLE_ALL")

@@ -143,9 +143,11 @@ def run_job(
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from pipeline.beam_costs import memoize_dofn_specs
     from pipeline.monitoring import run_to_summary
     from pipeline.writers.files import OutputLocation, OutputLock
 
+    memoize_dofn_specs()
     if not isinstance(options, PipelineOptions):
         options = PipelineOptions(list(options))
     pipeline = beam.Pipeline(options=options)

@@ -36,7 +36,12 @@ def build_inputs(root) -> dict:
     import segment_helpers
     from raster_fixtures import RES, X0, Y0, noise_tiles, write_footprints, write_geotiff
 
-    from tests.score_helpers import chip_record, save_classifier, write_shards
+    from tests.score_helpers import (
+        chip_record,
+        save_classifier,
+        save_onnx_brightness_classifier,
+        write_shards,
+    )
 
     (root / "ortho").mkdir()
     noise_tiles(root / "ortho", n=2, size=120)
@@ -84,7 +89,20 @@ def build_inputs(root) -> dict:
         "classifier": save_classifier(str(root / "classifier")),
         "tiles": str(root / "tiles" / "*.tif"),
         "segmenter": segment_helpers.save_bright_segmenter(str(root / "segmenter"), window_size=64),
+        # The same jobs on ONNX Runtime: models whose folders hold their ONNX copies.
+        "onnx_classifier": save_onnx_brightness_classifier(str(root / "onnx-classifier")),
+        "onnx_segmenter": _with_onnx(
+            segment_helpers.save_bright_segmenter(str(root / "onnx-segmenter"), window_size=64)
+        ),
     }
+
+
+def _with_onnx(model_dir: str) -> str:
+    """Writes ``model_dir``'s ONNX copy beside it (``footprints convert onnx``); returns it."""
+    from model_training import onnx_export
+
+    onnx_export.update_card(model_dir, onnx_export.export_beside(model_dir))
+    return model_dir
 
 
 def shared_inputs(tmp_path_factory) -> dict:
@@ -133,19 +151,26 @@ def prepare_rows(output, summary) -> dict:
     }
 
 
-def start_score(inputs, output, beam_args) -> dict:
+def start_score(inputs, output, beam_args, runtime: str = "tensorflow") -> dict:
     from pipeline.score import ScoreConfig, run_config
 
+    onnx = runtime == "onnxruntime"
     config = ScoreConfig.create(
         chips=inputs["chips"],
-        model_dir=inputs["classifier"],
+        model_dir=inputs["onnx_classifier" if onnx else "classifier"],
         residential_fraction="0.4",
         output=output,
         batch_size=16,
         run_id="same-run",
         epsilon=0.05,
+        runtime=runtime,
     )
     return run_config(config, beam_args)
+
+
+def start_score_onnx(inputs, output, beam_args) -> dict:
+    """:func:`start_score` on ONNX Runtime (an exported classifier and its ONNX copy)."""
+    return start_score(inputs, output, beam_args, "onnxruntime")
 
 
 def score_rows(output, summary) -> dict:
@@ -156,12 +181,34 @@ def score_rows(output, summary) -> dict:
     }
 
 
-def start_segment(inputs, output, beam_args) -> dict:
+def onnx_score_rows(output, summary) -> dict:
+    """:func:`score_rows` with every float to 6 decimals.
+
+    ONNX Runtime's kernels depend on the batch's size, and runners cut batches differently
+    (the multi-process DirectRunner's last batches are smaller): the same chip's score then
+    differs in its 7th digit (2e-7 measured). Labels, percentiles and counts must not.
+    """
+    return _rounded(score_rows(output, summary))
+
+
+def _rounded(value, places: int = 6):
+    if isinstance(value, float):
+        return round(value, places)
+    if isinstance(value, dict):
+        return {k: _rounded(v, places) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, places) for v in value]
+    return value
+
+
+def start_segment(inputs, output, beam_args, runtime: str = "tensorflow") -> dict:
     from pipeline.segment import SegmentConfig, run_config
 
+    onnx = runtime == "onnxruntime"
     config = SegmentConfig.create(
         raster=inputs["tiles"],
-        model_dir=inputs["segmenter"],
+        model_dir=inputs["onnx_segmenter" if onnx else "segmenter"],
+        runtime=runtime,
         output=output,
         halo=8,
         batch_size=4,
@@ -169,6 +216,11 @@ def start_segment(inputs, output, beam_args) -> dict:
         min_area=1.0,
     )
     return run_config(config, beam_args)
+
+
+def start_segment_onnx(inputs, output, beam_args) -> dict:
+    """:func:`start_segment` on ONNX Runtime (the same segmenter's ONNX copy)."""
+    return start_segment(inputs, output, beam_args, "onnxruntime")
 
 
 def segment_rows(output, summary) -> dict:
@@ -207,6 +259,8 @@ JOBS = {
     "prepare": (start_prepare, prepare_rows),
     "score": (start_score, score_rows),
     "segment": (start_segment, segment_rows),
+    "score-onnxruntime": (start_score_onnx, onnx_score_rows),
+    "segment-onnxruntime": (start_segment_onnx, segment_rows),
 }
 
 
@@ -233,7 +287,7 @@ def check_reference(job: str, rows: dict) -> None:
     if job == "prepare":
         assert len(rows["chips"]) >= 10 and rows["errors"], rows["summary"]
         assert rows["summary"]["reconciles"]
-    elif job == "score":
+    elif job.startswith("score"):
         assert len(rows["scores"]) == 100 and len(rows["errors"]) == 1
         assert {r["is_residential"] for r in rows["scores"]} == {True, False}
     else:

@@ -223,3 +223,27 @@ def write_shards(
     for w in writers:
         w.close()
     return paths
+
+
+def save_onnx_brightness_classifier(path: str, size: int = 16) -> str:
+    """A Keras brightness classifier exported as `footprints train` does, with its ONNX copy.
+
+    The score rises with the chip's mean brightness (fixed weights, nothing trained), so
+    equal images tie as with :func:`save_classifier`'s ``brightness`` kind; the folder holds
+    ``model.onnx`` and its card entry, so ``--runtime auto`` serves it with ONNX Runtime.
+    """
+    import keras
+
+    from model_training import onnx_export
+    from model_training.export import export_classifier
+
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.layers.Dense(1, activation="sigmoid")
+    outputs = dense(x)
+    model = keras.Model(inputs, outputs)
+    dense.set_weights([np.full((3, 1), 4.0 / 3, np.float32), np.array([-2.0], np.float32)])
+    export_classifier(model, path, size)
+    onnx_export.update_card(path, onnx_export.export_beside(path))
+    return path

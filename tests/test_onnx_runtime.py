@@ -324,3 +324,29 @@ def test_int8_scores_stay_float_and_are_judged_on_chips_calibration_did_not_see(
     assert verdict["max_score_difference"] == pytest.approx(np.max(np.abs(fp32 - int8)), abs=1e-6)
     assert verdict["fraction"] == 0.5
     assert verdict["why"].endswith("on 320 chips calibration did not see")
+
+
+@pytest.mark.slow  # exports and converts a model (the module's classifier)
+def test_a_batch_run_in_parts_gives_the_whole_batchs_outputs_in_order(classifier, monkeypatch):
+    monkeypatch.setenv(onnx_runtime.THREADS_ENV, "3")
+    path = onnx_runtime.onnx_file(classifier)
+    parts = onnx_runtime.SessionRunner(path)
+    whole = onnx_runtime.SessionRunner(path, threads=1)
+    assert (parts.parts, whole.parts) == (3, 1)
+    name = parts.session.get_inputs()[0].name
+    images = np.random.default_rng(5).uniform(0, 255, (7, SIZE, SIZE, 3)).astype(np.float32)
+    got = parts.run(name, images)
+    one_by_one = np.concatenate([whole.run(name, images[i : i + 1]) for i in range(len(images))])
+    assert got.shape == one_by_one.shape == (7,)
+    np.testing.assert_allclose(got, one_by_one, atol=1e-6)  # each chip's own score, in order
+    assert np.ptp(got) > 1e-3  # the images score differently, so an order mix-up would show
+    np.testing.assert_allclose(parts.run(name, images[:2]), one_by_one[:2], atol=1e-6)
+
+
+def test_a_cores_variable_that_is_not_a_count_is_a_config_error(monkeypatch):
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(onnx_runtime.THREADS_ENV, bad)
+        with pytest.raises(ConfigError, match=onnx_runtime.THREADS_ENV):
+            onnx_runtime.cpu_cores()
+    monkeypatch.setenv(onnx_runtime.THREADS_ENV, "3")
+    assert onnx_runtime.cpu_cores() == 3

@@ -32,6 +32,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "values",
         (
             "ptransform",
+            "beam_costs",
             "keys",
             "labels",
             "values",

@@ -22,17 +22,21 @@ handlers stay the one seam per runtime:
 * :class:`OnnxSegmenter`: the whole segmenter on uint8 windows.
 
 Sessions are set up for a worker that also decodes and stitches on the same
-cores (:func:`session_options`): ``intra_op_num_threads`` explicit (all
-cores by default, ``FOOTPRINTS_ORT_THREADS`` to change it), threads that
-sleep instead of spinning between batches (spinning threads took the cores
-the decoding needed: 265-726 chips/s against a steady 800 on two cores, issue
-24), sequential execution (these graphs are chains) and every graph
-optimization. Measured and not taken (benchmarks/README.md, ``ort_variants.py``):
-one intra-op thread (10-15 % less CPU per chip in the network, half its
-speed), a model optimized offline, an NCHW input without tf2onnx's Transpose
-(ONNX Runtime already folds it into its NCHWc reorder), batches of 64.
-GPU workers: the CUDA provider is used when ``onnxruntime-gpu`` offers it;
-``FOOTPRINTS_ORT_PROVIDERS`` picks providers explicitly (for example
+cores (:class:`SessionRunner`, :func:`session_options`). On the CPU each batch
+is cut into as many parts as the worker has cores (``FOOTPRINTS_ORT_THREADS``
+to change it) and the parts run at once, each a single-threaded run of the
+same session on its own core: one thread per run does the same work with
+no hand-offs between threads at every operator, which is 9-15 % less CPU per
+chip in the network than one run on two intra-op threads, and under load
+the gap grows (the intra-op threads wait for each other's core; issue 24,
+benchmarks/README.md). Threads sleep instead of spinning between runs
+(spinning threads took the cores the decoding needed: 265-726 chips/s
+against a steady 800 on two cores), execution is sequential (these graphs
+are chains) and every graph optimization is on. Measured and not taken
+(``ort_variants.py``): a model optimized offline, an NCHW input without
+tf2onnx's Transpose (ONNX Runtime already folds it into its NCHWc reorder).
+GPU workers: the CUDA provider is used when ``onnxruntime-gpu`` offers it,
+one run per batch; ``FOOTPRINTS_ORT_PROVIDERS`` picks providers explicitly (for example
 ``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``),
 see docs/deploy.md.
 """
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -164,13 +169,26 @@ def providers() -> list[str]:
     return [p for p in GPU_PROVIDERS if p in available] + ["CPUExecutionProvider"]
 
 
+def cpu_cores() -> int:
+    """Cores a worker's network runs on: ``FOOTPRINTS_ORT_THREADS``, else all of them."""
+    env = os.environ.get(THREADS_ENV)
+    if env is None:
+        return os.cpu_count() or 1
+    if not env.strip().isdigit() or int(env) < 1:
+        raise ConfigError(f"{THREADS_ENV}={env!r} must be a whole number of cores, at least 1")
+    return int(env)
+
+
 def session_options(threads: int | None = None) -> Any:
-    """Session options for a worker that decodes on the same cores (see the module doc)."""
+    """Session options for a worker that decodes on the same cores (see the module doc).
+
+    Args:
+        threads: Intra-op threads of one run (default: :func:`cpu_cores`).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    env = os.environ.get(THREADS_ENV)
-    options.intra_op_num_threads = threads or (int(env) if env else (os.cpu_count() or 1))
+    options.intra_op_num_threads = threads or cpu_cores()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -180,13 +198,44 @@ def session_options(threads: int | None = None) -> Any:
     return options
 
 
-def open_session(path: str, threads: int | None = None) -> Any:
-    """An ONNX Runtime session on ``path`` with :func:`session_options` and :func:`providers`."""
-    import onnxruntime as ort
+class SessionRunner:
+    """An ONNX Runtime session that runs a batch as single-threaded parts at once.
 
-    if not os.path.exists(path):
-        raise ContractError(f"{path!r} does not exist; write it with `footprints convert onnx`")
-    return ort.InferenceSession(path, session_options(threads), providers=providers())
+    On the CPU provider a batch is cut into :func:`cpu_cores` parts (along its
+    first axis) that run concurrently on a thread pool, each a one-thread run
+    of the one session (ONNX Runtime sessions may run from several threads);
+    their outputs are joined in order, so the result is the whole batch's.
+    On a GPU provider, or with ``threads`` given, a batch is one run with
+    that many intra-op threads (``threads``: what benchmarks compare against).
+
+    Args:
+        path: The ONNX file.
+        threads: Intra-op threads of one whole-batch run, or None for the parts.
+    """
+
+    def __init__(self, path: str, threads: int | None = None):
+        import onnxruntime as ort
+
+        if not os.path.exists(path):
+            raise ContractError(f"{path!r} does not exist; write it with `footprints convert onnx`")
+        chosen = providers()
+        on_cpu = chosen[0] == "CPUExecutionProvider"
+        self.parts = cpu_cores() if on_cpu and threads is None else 1
+        intra = threads or (1 if self.parts > 1 else None)
+        self.session = ort.InferenceSession(path, session_options(intra), providers=chosen)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def run(self, name: str, batch: np.ndarray) -> np.ndarray:
+        """The session's first output for ``batch`` fed to input ``name``."""
+        parts = min(self.parts, len(batch))
+        if parts <= 1:
+            return np.asarray(self.session.run(None, {name: batch})[0])
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.parts, thread_name_prefix="onnxruntime")
+        outputs = self._pool.map(
+            lambda part: self.session.run(None, {name: part})[0], np.array_split(batch, parts)
+        )
+        return np.concatenate(list(outputs))
 
 
 def _saved_decode_function(path: str, images: str, valid: str) -> Any:
@@ -249,7 +298,8 @@ class OnnxClassifierScorer:
     ):
         if decode not in DECODERS:
             raise ConfigError(f"decode {decode!r} must be one of {DECODERS}")
-        self.session = open_session(onnx_file(model_dir, int8), threads)
+        self.runner = SessionRunner(onnx_file(model_dir, int8), threads)
+        self.session = self.runner.session
         meta = self.session.get_modelmeta().custom_metadata_map
         keys = contracts.ONNX_DECODE_KEYS
         if meta.get("kind") != "classifier" or any(k not in meta for k in keys):
@@ -278,8 +328,7 @@ class OnnxClassifierScorer:
         if not records:  # an empty batch: nothing to decode or run
             return np.zeros(0, np.float32)
         images, valid = self.decode(records)
-        (scores,) = self.session.run(None, {self._input: images})
-        scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+        scores = self.runner.run(self._input, images).astype(np.float32).reshape(-1)
         return np.where(valid, scores, np.float32(np.nan))
 
 
@@ -334,15 +383,15 @@ class OnnxSegmenter:
 
     def __init__(self, model_dir: str, int8: bool = False, threads: int | None = None):
         self.model_dir = model_dir
-        self.session = open_session(onnx_file(model_dir, int8), threads)
+        self.runner = SessionRunner(onnx_file(model_dir, int8), threads)
+        self.session = self.runner.session
         self._input = self.session.get_inputs()[0].name
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """``images`` uint8 [N, H, W, C] -> probabilities float32 [N, H, W]."""
         if not len(images):
             return np.zeros(images.shape[:3], np.float32)
-        (out,) = self.session.run(None, {self._input: np.ascontiguousarray(images)})
-        mask: np.ndarray = np.asarray(out)
+        mask = self.runner.run(self._input, np.ascontiguousarray(images))
         if mask.shape != images.shape[:3]:
             raise ValueError(
                 f"{self.model_dir!r} (ONNX) returned a mask shaped {mask.shape} for images "
