@@ -3,9 +3,12 @@
 Per tile, block by block of its mask file (:func:`polygonize_raster`; an
 in-memory mask: :func:`polygonize_tile`): threshold the probability, trace
 the 4-connected building regions with ``rasterio.features.shapes`` (outer
-rings and holes, exactly along pixel edges), and measure each region's mean
-probability from the pixels it covers (the polygons are rasterized back onto
-the block's grid, once for all of them, and averaged with ``bincount``).
+rings and holes, exactly along pixel edges), and measure each region's pixels,
+probability sum and pixels next to nodata from the pixels it covers, exactly,
+without rasterizing it back: a traced ring runs along pixel edges, so the sum
+of any pixel value over the ring's inside is a signed sum, over the ring's
+vertical edges, of the block's summed-area table at their ends
+(:func:`_region_sums`).
 Regions cut by the edges between blocks are unioned as those cut by tile
 edges are (below), so memory follows the block, not the tile.
 
@@ -163,18 +166,73 @@ def _trace_pixels(
         ],
         dtype=object,
     )
-    labels = features.rasterize(
-        ((p, i + 1) for i, p in enumerate(polygons)), out_shape=building.shape, dtype="int32"
-    )[building]
-    # Only building pixels carry a label: averaging over them alone skips
-    # the (usually larger) background.
-    n = len(polygons) + 1
-    counts = np.bincount(labels, minlength=n)[1:]
-    sums = np.bincount(labels, weights=probability[building], minlength=n)[1:] / 255.0
-    if near_nodata is None:
-        return polygons, counts, sums, np.zeros(len(polygons), bool)
-    edge = np.bincount(labels, weights=near_nodata[building], minlength=n)[1:] > 0
-    return polygons, counts, sums, edge
+    # A region's pixels are exactly those inside its polygon: measured on
+    # the polygons, so the background is never visited.
+    values = [probability] + ([] if near_nodata is None else [near_nodata])
+    counts, sums, *near = _region_sums(polygons, values)
+    edge = near[0] > 0 if near else np.zeros(len(polygons), bool)
+    return polygons, counts, sums / 255.0, edge
+
+
+def summed_area(values: np.ndarray) -> np.ndarray:
+    """The summed-area table of a 2-D array: ``out[r, c] == values[:r, :c].sum()``.
+
+    Shaped one more row and column than ``values``; int32 where the total
+    cannot overflow it (a 2048 x 2048 block of uint8), else int64.
+    """
+    rows, cols = values.shape
+    top = int(np.iinfo(values.dtype).max) if values.dtype != bool else 1
+    dtype = np.int32 if rows * cols * top < 2**31 else np.int64
+    out = np.zeros((rows + 1, cols + 1), dtype)
+    np.cumsum(values, axis=0, dtype=dtype, out=out[1:, 1:])
+    np.cumsum(out[1:, 1:], axis=1, out=out[1:, 1:])
+    return out
+
+
+def _region_sums(polygons: np.ndarray, values: list[np.ndarray]) -> list[np.ndarray]:
+    """Pixel count and the sum of each of ``values`` over each traced polygon's pixels.
+
+    The polygons are in pixel coordinates with vertices on pixel corners (as
+    ``rasterio.features.shapes`` traces them, holes included). Over the
+    inside of such a ring, the sum of ``v`` is the signed sum, over its
+    vertical edges ``(x, y0) -> (x, y1)``, of ``S[y1, x] - S[y0, x]`` with
+    ``S`` the summed-area table of ``v`` (horizontal edges add nothing);
+    with ``v = 1`` it is the ring's signed pixel area, whose sign orients
+    every ring's sum. A polygon's sum is its exterior's less its holes'.
+    Integer sums, so exact.
+
+    Returns:
+        ``[counts, sums of values[0], sums of values[1], ...]``, int64 per polygon.
+    """
+    rings, owner = shapely.get_rings(polygons, return_index=True)
+    exterior = np.ones(len(rings), bool)
+    exterior[1:] = owner[1:] != owner[:-1]  # get_rings lists each exterior first
+    xy, ring = shapely.get_coordinates(rings, return_index=True)
+    xy = np.rint(xy).astype(np.int64)
+    vertical = (ring[:-1] == ring[1:]) & (xy[:-1, 0] == xy[1:, 0])
+    x, y0, y1, edge_ring = (
+        xy[:-1, 0][vertical],
+        xy[:-1, 1][vertical],
+        xy[1:, 1][vertical],
+        ring[:-1][vertical],
+    )
+    signed_area = np.bincount(edge_ring, weights=x * (y1 - y0), minlength=len(rings))
+    sign = np.where(exterior, 1, -1) * np.sign(signed_area).astype(np.int64)
+    out = [
+        np.bincount(
+            owner, weights=np.abs(signed_area) * np.where(exterior, 1, -1), minlength=len(polygons)
+        )
+    ]
+    for v in values:
+        table = summed_area(v)
+        per_ring = np.bincount(
+            edge_ring,
+            weights=table[y1, x].astype(np.int64) - table[y0, x],
+            minlength=len(rings),
+        )
+        del table  # one table alive at a time: 4 bytes per block pixel
+        out.append(np.bincount(owner, weights=per_ring * sign, minlength=len(polygons)))
+    return [np.rint(o).astype(np.int64) for o in out]
 
 
 def _placed(
