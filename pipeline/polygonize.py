@@ -323,7 +323,8 @@ def polygonize_tile(
 
 #: Rows and columns of mask polygonized at a time (a multiple of the COG's
 #: 512-pixel blocks): bounds polygonizing's memory to about 6 bytes per
-#: block pixel, whatever the tile's size.
+#: block pixel (the probability, the building pixels, one int32 summed-area
+#: table; 9 where the mask has nodata), whatever the tile's size.
 POLYGONIZE_BLOCK = 2048
 
 
