@@ -332,3 +332,37 @@ def test_each_region_is_measured_on_exactly_the_pixels_its_polygon_covers():
             assert edge[i] == (near is not None and bool(near[inside].any()))
         building = (prob >= 77) & (True if valid is None else valid)  # 0.3 * 255 rounded up
         assert counts.sum() == building.sum()
+
+
+def test_traced_polygons_are_what_shapely_makes_of_the_traced_rings():
+    # A ring of building with an island in its hole, a corner-touching pair
+    # and a lone pixel: holes, nesting and 4-connectivity.
+    from rasterio import features
+    from rasterio.transform import Affine
+    from shapely.geometry import shape
+
+    from pipeline.polygonize import _polygons, _trace_pixels
+
+    mask = np.zeros((12, 12), bool)
+    mask[1:8, 1:8] = True
+    mask[3:6, 3:6] = False
+    mask[4, 4] = True
+    mask[9, 9] = mask[10, 10] = True
+    mask[1, 10] = True
+    prob = mask.astype(np.uint8) * 200
+    rings = [
+        g
+        for g, _ in features.shapes(
+            mask.view(np.uint8), mask=mask, connectivity=4, transform=Affine.identity()
+        )
+    ]
+    want = [shape(g) for g in rings]
+    got = _polygons(iter(rings))
+    assert len(got) == len(want) == 5
+    for a, b in zip(got, want, strict=True):
+        assert a.equals_exact(b, 0) and len(a.interiors) == len(b.interiors)
+        assert (shapely.get_coordinates(a) == shapely.get_coordinates(b)).all()
+    assert sum(len(p.interiors) for p in got) == 1
+    traced, counts, _, _ = _trace_pixels(prob, None, 0.5)
+    assert sorted(counts.tolist()) == [1, 1, 1, 1, 49 - 9]
+    assert len(_polygons(iter([]))) == 0
