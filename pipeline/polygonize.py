@@ -609,14 +609,25 @@ def _union_find(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
 
 
 @functools.lru_cache(maxsize=32)
-def _area_fn(crs: str) -> Callable[[Polygon | MultiPolygon], float]:
+def _metres_per_unit(crs: str) -> float | None:
+    """Metres per unit of a projected CRS's axes; None for a geographic CRS."""
     import pyproj
 
     parsed = pyproj.CRS.from_user_input(crs)
     if parsed.is_geographic:
+        return None
+    return float(parsed.axis_info[0].unit_conversion_factor) if parsed.axis_info else 1.0
+
+
+@functools.lru_cache(maxsize=32)
+def _area_fn(crs: str) -> Callable[[Polygon | MultiPolygon], float]:
+    import pyproj
+
+    factor = _metres_per_unit(crs)
+    if factor is None:
+        parsed = pyproj.CRS.from_user_input(crs)
         geod = parsed.get_geod() or pyproj.Geod(ellps="WGS84")
         return lambda geom: abs(geod.geometry_area_perimeter(geom)[0])
-    factor = parsed.axis_info[0].unit_conversion_factor if parsed.axis_info else 1.0
     return lambda geom: geom.area * factor * factor
 
 
@@ -766,6 +777,29 @@ def simplify(geometry: Polygon, tolerance: float) -> Polygon:
     return geometry
 
 
+#: How much larger than its traced area a footprint's written area can be,
+#: kept in CRS units (no reprojection, no regularizing): simplification
+#: changes it by at most :data:`MAX_AREA_CHANGE`, a repair keeps it; twice,
+#: to leave float rounding far behind.
+AREA_BOUND = 2.0
+
+
+def _surely_too_small(footprint: Footprint, min_area_m2: float, output_crs: str | None) -> bool:
+    """Whether :func:`finish` will drop ``footprint`` under the minimum area, known before the work.
+
+    Only where the written area is the traced one within :data:`AREA_BOUND`:
+    the geometry stays in its projected CRS (no ``output_crs`` of its own).
+    A noisy mask traces tens of thousands of specks per megapixel; they are
+    dropped here without being simplified, repaired and oriented first.
+    """
+    if output_crs not in (None, footprint.crs):
+        return False
+    factor = _metres_per_unit(footprint.crs)
+    if factor is None:
+        return False
+    return bool(footprint.geometry.area * factor * factor * AREA_BOUND < min_area_m2)
+
+
 def finish(
     footprint: Footprint,
     simplify_pixels: float,
@@ -793,6 +827,8 @@ def finish(
         A dict fitting :data:`footprints.contracts.FOOTPRINTS_SCHEMA`, plus
         ``"repaired"`` (bool, popped by the Beam step before writing).
     """
+    if not regularize_edges and _surely_too_small(footprint, min_area_m2, output_crs):
+        return None
     geom = footprint.geometry
     tolerance = simplify_pixels * footprint.pixel_size
     if regularize_edges:

@@ -366,3 +366,22 @@ def test_traced_polygons_are_what_shapely_makes_of_the_traced_rings():
     traced, counts, _, _ = _trace_pixels(prob, None, 0.5)
     assert sorted(counts.tolist()) == [1, 1, 1, 1, 49 - 9]
     assert len(_polygons(iter([]))) == 0
+
+
+@pytest.mark.parametrize("output_crs", [None, UTM, "EPSG:3857"])
+def test_a_footprint_is_dropped_exactly_when_its_written_area_is_under_the_minimum(output_crs):
+    # Specks and small roofs around 8 m2 (32 pixels of 0.5 m): each is
+    # dropped iff the row the full path writes (no minimum) is under 8 m2.
+    rng = np.random.default_rng(11)
+    mask = rng.random((120, 120)) < 0.45  # noise: specks of every small size
+    mask[10:14, 60:68] = True  # 32 pixels, 8 m2 before simplification
+    parts = polygonize_tile(mask.astype(np.uint8) * 255, None, TRANSFORM, 0.5, "t", UTM)
+    assert len(parts) > 100
+    kept = 0
+    for part in parts:
+        full = finish(part, 1.0, 0.0, output_crs)
+        assert full is not None
+        got = finish(part, 1.0, 8.0, output_crs)
+        assert (got is None) == (full["area_m2"] < 8.0), part.footprint_id
+        kept += got is not None
+    assert kept >= 1
