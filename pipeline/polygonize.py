@@ -3,9 +3,12 @@
 Per tile, block by block of its mask file (:func:`polygonize_raster`; an
 in-memory mask: :func:`polygonize_tile`): threshold the probability, trace
 the 4-connected building regions with ``rasterio.features.shapes`` (outer
-rings and holes, exactly along pixel edges), and measure each region's mean
-probability from the pixels it covers (the polygons are rasterized back onto
-the block's grid, once for all of them, and averaged with ``bincount``).
+rings and holes, exactly along pixel edges), and measure each region's pixels,
+probability sum and pixels next to nodata from the pixels it covers, exactly,
+without rasterizing it back: a traced ring runs along pixel edges, so the sum
+of any pixel value over the ring's inside is a signed sum, over the ring's
+vertical edges, of the block's summed-area table at their ends
+(:func:`_region_sums`).
 Regions cut by the edges between blocks are unioned as those cut by tile
 edges are (below), so memory follows the block, not the tile.
 
@@ -47,7 +50,7 @@ import numpy as np
 import shapely
 from apache_beam.metrics.metric import Metrics
 from apache_beam.pvalue import AsDict, AsList, DoOutputsTuple, PCollection, TaggedOutput
-from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry import MultiPolygon, Polygon
 
 from footprints import contracts
 from footprints.contracts import ERRORS, METRICS_SEGMENT
@@ -154,27 +157,99 @@ def _trace_pixels(
         return np.array([], dtype=object), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool)
     # Traced in pixel coordinates first: edges are then exact integers, and
     # the same polygons rasterize back onto the grid for the mean probability.
-    polygons = np.array(
-        [
-            shape(geom)
-            for geom, _ in features.shapes(
-                building.view(np.uint8), mask=building, connectivity=4, transform=Affine.identity()
-            )
-        ],
-        dtype=object,
+    polygons = _polygons(
+        geom
+        for geom, _ in features.shapes(
+            building.view(np.uint8), mask=building, connectivity=4, transform=Affine.identity()
+        )
     )
-    labels = features.rasterize(
-        ((p, i + 1) for i, p in enumerate(polygons)), out_shape=building.shape, dtype="int32"
-    )[building]
-    # Only building pixels carry a label: averaging over them alone skips
-    # the (usually larger) background.
-    n = len(polygons) + 1
-    counts = np.bincount(labels, minlength=n)[1:]
-    sums = np.bincount(labels, weights=probability[building], minlength=n)[1:] / 255.0
-    if near_nodata is None:
-        return polygons, counts, sums, np.zeros(len(polygons), bool)
-    edge = np.bincount(labels, weights=near_nodata[building], minlength=n)[1:] > 0
-    return polygons, counts, sums, edge
+    # A region's pixels are exactly those inside its polygon: measured on
+    # the polygons, so the background is never visited.
+    values = [probability] + ([] if near_nodata is None else [near_nodata])
+    counts, sums, *near = _region_sums(polygons, values)
+    edge = near[0] > 0 if near else np.zeros(len(polygons), bool)
+    return polygons, counts, sums / 255.0, edge
+
+
+def _polygons(geojson: Iterable[dict[str, Any]]) -> np.ndarray:
+    """Shapely polygons of GeoJSON-like polygons (shell first, then holes), built in one call.
+
+    What ``shapely.geometry.shape`` gives for each, the same coordinates in
+    the same order, without a Python object per ring and polygon on the
+    way: a noisy mask traces tens of thousands of regions per megapixel.
+    """
+    geoms = list(geojson)
+    if not geoms:
+        return np.array([], dtype=object)
+    rings = [ring for geom in geoms for ring in geom["coordinates"]]
+    owner = np.repeat(np.arange(len(geoms)), [len(geom["coordinates"]) for geom in geoms])
+    coords = np.concatenate([np.asarray(ring, dtype=float) for ring in rings])
+    ring_of = np.repeat(np.arange(len(rings)), [len(ring) for ring in rings])
+    polygons: np.ndarray = shapely.polygons(
+        shapely.linearrings(coords, indices=ring_of), indices=owner
+    )
+    return polygons
+
+
+def summed_area(values: np.ndarray) -> np.ndarray:
+    """The summed-area table of a 2-D array: ``out[r, c] == values[:r, :c].sum()``.
+
+    Shaped one more row and column than ``values``; int32 where the total
+    cannot overflow it (a 2048 x 2048 block of uint8), else int64.
+    """
+    rows, cols = values.shape
+    top = int(np.iinfo(values.dtype).max) if values.dtype != bool else 1
+    dtype = np.int32 if rows * cols * top < 2**31 else np.int64
+    out = np.zeros((rows + 1, cols + 1), dtype)
+    np.cumsum(values, axis=0, dtype=dtype, out=out[1:, 1:])
+    np.cumsum(out[1:, 1:], axis=1, out=out[1:, 1:])
+    return out
+
+
+def _region_sums(polygons: np.ndarray, values: list[np.ndarray]) -> list[np.ndarray]:
+    """Pixel count and the sum of each of ``values`` over each traced polygon's pixels.
+
+    The polygons are in pixel coordinates with vertices on pixel corners (as
+    ``rasterio.features.shapes`` traces them, holes included). Over the
+    inside of such a ring, the sum of ``v`` is the signed sum, over its
+    vertical edges ``(x, y0) -> (x, y1)``, of ``S[y1, x] - S[y0, x]`` with
+    ``S`` the summed-area table of ``v`` (horizontal edges add nothing);
+    with ``v = 1`` it is the ring's signed pixel area, whose sign orients
+    every ring's sum. A polygon's sum is its exterior's less its holes'.
+    Integer sums, so exact.
+
+    Returns:
+        ``[counts, sums of values[0], sums of values[1], ...]``, int64 per polygon.
+    """
+    rings, owner = shapely.get_rings(polygons, return_index=True)
+    exterior = np.ones(len(rings), bool)
+    exterior[1:] = owner[1:] != owner[:-1]  # get_rings lists each exterior first
+    xy, ring = shapely.get_coordinates(rings, return_index=True)
+    xy = np.rint(xy).astype(np.int64)
+    vertical = (ring[:-1] == ring[1:]) & (xy[:-1, 0] == xy[1:, 0])
+    x, y0, y1, edge_ring = (
+        xy[:-1, 0][vertical],
+        xy[:-1, 1][vertical],
+        xy[1:, 1][vertical],
+        ring[:-1][vertical],
+    )
+    signed_area = np.bincount(edge_ring, weights=x * (y1 - y0), minlength=len(rings))
+    sign = np.where(exterior, 1, -1) * np.sign(signed_area).astype(np.int64)
+    out = [
+        np.bincount(
+            owner, weights=np.abs(signed_area) * np.where(exterior, 1, -1), minlength=len(polygons)
+        )
+    ]
+    for v in values:
+        table = summed_area(v)
+        per_ring = np.bincount(
+            edge_ring,
+            weights=table[y1, x].astype(np.int64) - table[y0, x],
+            minlength=len(rings),
+        )
+        del table  # one table alive at a time: 4 bytes per block pixel
+        out.append(np.bincount(owner, weights=per_ring * sign, minlength=len(polygons)))
+    return [np.rint(o).astype(np.int64) for o in out]
 
 
 def _placed(
@@ -265,7 +340,8 @@ def polygonize_tile(
 
 #: Rows and columns of mask polygonized at a time (a multiple of the COG's
 #: 512-pixel blocks): bounds polygonizing's memory to about 6 bytes per
-#: block pixel, whatever the tile's size.
+#: block pixel (the probability, the building pixels, one int32 summed-area
+#: table; 9 where the mask has nodata), whatever the tile's size.
 POLYGONIZE_BLOCK = 2048
 
 
@@ -533,14 +609,25 @@ def _union_find(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
 
 
 @functools.lru_cache(maxsize=32)
-def _area_fn(crs: str) -> Callable[[Polygon | MultiPolygon], float]:
+def _metres_per_unit(crs: str) -> float | None:
+    """Metres per unit of a projected CRS's axes; None for a geographic CRS."""
     import pyproj
 
     parsed = pyproj.CRS.from_user_input(crs)
     if parsed.is_geographic:
+        return None
+    return float(parsed.axis_info[0].unit_conversion_factor) if parsed.axis_info else 1.0
+
+
+@functools.lru_cache(maxsize=32)
+def _area_fn(crs: str) -> Callable[[Polygon | MultiPolygon], float]:
+    import pyproj
+
+    factor = _metres_per_unit(crs)
+    if factor is None:
+        parsed = pyproj.CRS.from_user_input(crs)
         geod = parsed.get_geod() or pyproj.Geod(ellps="WGS84")
         return lambda geom: abs(geod.geometry_area_perimeter(geom)[0])
-    factor = parsed.axis_info[0].unit_conversion_factor if parsed.axis_info else 1.0
     return lambda geom: geom.area * factor * factor
 
 
@@ -690,6 +777,29 @@ def simplify(geometry: Polygon, tolerance: float) -> Polygon:
     return geometry
 
 
+#: How much larger than its traced area a footprint's written area can be,
+#: kept in CRS units (no reprojection, no regularizing): simplification
+#: changes it by at most :data:`MAX_AREA_CHANGE`, a repair keeps it; twice,
+#: to leave float rounding far behind.
+AREA_BOUND = 2.0
+
+
+def _surely_too_small(footprint: Footprint, min_area_m2: float, output_crs: str | None) -> bool:
+    """Whether :func:`finish` will drop ``footprint`` under the minimum area, known before the work.
+
+    Only where the written area is the traced one within :data:`AREA_BOUND`:
+    the geometry stays in its projected CRS (no ``output_crs`` of its own).
+    A noisy mask traces tens of thousands of specks per megapixel; they are
+    dropped here without being simplified, repaired and oriented first.
+    """
+    if output_crs not in (None, footprint.crs):
+        return False
+    factor = _metres_per_unit(footprint.crs)
+    if factor is None:
+        return False
+    return bool(footprint.geometry.area * factor * factor * AREA_BOUND < min_area_m2)
+
+
 def finish(
     footprint: Footprint,
     simplify_pixels: float,
@@ -717,6 +827,8 @@ def finish(
         A dict fitting :data:`footprints.contracts.FOOTPRINTS_SCHEMA`, plus
         ``"repaired"`` (bool, popped by the Beam step before writing).
     """
+    if not regularize_edges and _surely_too_small(footprint, min_area_m2, output_crs):
+        return None
     geom = footprint.geometry
     tolerance = simplify_pixels * footprint.pixel_size
     if regularize_edges:

@@ -70,7 +70,7 @@ from pipeline.thresholds.expected import model_warnings, rank_warnings, regions_
 from pipeline.thresholds.fractions import RegionFractions
 from pipeline.values import CorePrediction, EmptyCores
 from pipeline.writers.files import SPILL_DIR, WriteJson, join
-from pipeline.writers.footprints import classified_row, footprint_row, tiff_date
+from pipeline.writers.footprints import classified_row, footprint_rows, tiff_date
 from pipeline.writers.masks import WriteMasks
 from pipeline.writers.tables import WriteErrors, WriteGeoTable, geoparquet_schema
 
@@ -82,6 +82,8 @@ ERRORS_DIR = "errors"
 SCORES_DIR = "scores"
 CLASSIFIED_DIR = "classified"
 REASON = "reason:"
+#: Footprint rows given their provenance at a time (a bundle's last batch is smaller).
+PROVENANCE_BATCH = 1000
 
 
 class SegmentConfig(SegmentSettings):
@@ -515,12 +517,19 @@ def _footprint_stages(config: SegmentConfig, masks: Mapping[str, Any]) -> dict[s
         config.footprints_crs,
         config.regularize,
     )
-    rows = polygons.footprints | "Provenance" >> beam.Map(
-        footprint_row,
-        config.footprints_crs,
-        config.model_id,
-        config.run_id,
-        beam.pvalue.AsDict(dates),
+    # In batches: the ids, centroids and WKB are one vectorized call per batch.
+    rows = (
+        polygons.footprints
+        | "ProvenanceBatches"
+        >> beam.BatchElements(min_batch_size=PROVENANCE_BATCH, max_batch_size=PROVENANCE_BATCH)
+        | "Provenance"
+        >> beam.FlatMap(
+            footprint_rows,
+            config.footprints_crs,
+            config.model_id,
+            config.run_id,
+            beam.pvalue.AsDict(dates),
+        )
     )
     files = rows | "WriteFootprints" >> WriteGeoTable(
         join(config.output, FOOTPRINTS_DIR),

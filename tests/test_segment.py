@@ -156,6 +156,25 @@ def test_open_rasters_keeps_the_most_recent_tiles_open(tmp_path):
         OpenRasters(size=0)
 
 
+def test_limit_gdal_cache_keeps_decoded_blocks_for_the_next_window(tmp_path):
+    # The cache is observed, not timed: blocks a first read decoded are served
+    # again from the cache after the file changed on disk under the reader.
+    from rasterio.windows import Window
+
+    from pipeline.sources.open_rasters import limit_gdal_cache
+
+    path = write_geotiff(str(tmp_path / "t.tif"), np.zeros((3, 256, 256), np.uint8), blocksize=64)
+    limit_gdal_cache()
+    window = Window(10, 10, 150, 150)  # across 3 x 3 blocks, as a model window is
+    with rasterio.open(path) as reader:
+        assert not reader.read(window=window).any()
+        with rasterio.open(path, "r+") as writer:
+            writer.write(np.full((3, 256, 256), 7, np.uint8))
+        assert not reader.read(window=window).any()  # from the cache: the old blocks
+    with rasterio.open(path) as fresh:
+        assert (fresh.read(window=window) == 7).all()  # the file did change
+
+
 # --------------------------------------------------------------------------
 # Inference (no Beam)
 # --------------------------------------------------------------------------

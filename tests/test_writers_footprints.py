@@ -15,6 +15,7 @@ from pipeline.writers.footprints import (
     SCORE_COLUMNS,
     classified_row,
     footprint_row,
+    footprint_rows,
     parse_imagery_date,
     tiff_date,
 )
@@ -110,3 +111,31 @@ def test_classified_row_of_an_unscored_footprint_has_null_scores():
 def test_a_footprint_joined_twice_is_an_error():
     with pytest.raises(ValueError):
         classified_row(("x", {"footprint": [_footprint(), _footprint()], "score": []}), "c")
+
+
+def test_footprint_rows_of_a_batch_equal_each_row_on_its_own():
+    # Buildings spread over a few kilometres, one with a hole, in two tiles.
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(25):
+        x, y = X0 + rng.uniform(0, 3000), Y0 - rng.uniform(0, 3000)
+        poly = shapely.box(x, y, x + rng.uniform(5, 30), y + rng.uniform(5, 30))
+        if i == 4:
+            poly = poly.difference(shapely.box(x + 2, y + 2, x + 4, y + 4))
+        rows.append(
+            {
+                "tile": f"t{i % 2}",
+                "area_m2": poly.area,
+                "mean_probability": 0.8,
+                "geometry": shapely.to_wkb(shapely.orient_polygons(poly, exterior_cw=True)),
+            }
+        )
+    dates = {"t1": datetime.date(2024, 6, 30)}
+    batch = footprint_rows(rows, "EPSG:32615", "m", "r", dates)
+    assert batch == [footprint_row(row, "EPSG:32615", "m", "r", dates) for row in rows]
+    assert len({row["footprint_id"] for row in batch}) == len(rows)
+    for row, got in zip(rows, batch, strict=True):  # each row keeps its own polygon and tile
+        geom = shapely.from_wkb(got["geometry"])
+        assert geom.equals(shapely.from_wkb(row["geometry"])) and geom.exterior.is_ccw
+        assert got["imagery_date"] == dates.get(row["tile"])
+    assert footprint_rows([], "EPSG:32615", "m", "r", dates) == []

@@ -103,4 +103,8 @@ def limit_gdal_cache(megabytes: int = GDAL_CACHE_MB) -> None:
     """Caps GDAL's block cache for this process (segment workers' reads and writes)."""
     from rasterio.env import set_gdal_config
 
-    set_gdal_config("GDAL_CACHEMAX", megabytes)
+    # In bytes: rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64,
+    # which takes bytes (GDAL's "a number under 100000 means MB" applies to
+    # the config string only), so 64 would leave a 64-byte cache, no cache at
+    # all: every window read decoded its blocks again.
+    set_gdal_config("GDAL_CACHEMAX", megabytes * 2**20)

@@ -21,7 +21,7 @@ scores row into one ``classified/`` row (:data:`CLASSIFIED_SCHEMA`).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from footprints import contracts
@@ -100,20 +100,44 @@ def footprint_row(
         dates: Tile scene -> imagery date.
 
     """
+    (out,) = footprint_rows([row], crs, model_id, run_id, dates)
+    return out
+
+
+def footprint_rows(
+    rows: Sequence[Mapping[str, Any]],
+    crs: str | None,
+    model_id: str,
+    run_id: str,
+    dates: Mapping[str, datetime.date | None],
+) -> list[dict[str, Any]]:
+    """:func:`footprint_row` of each of ``rows``, computed for all of them at once.
+
+    The geometry work (parse, orient, centroids, reprojection, ids, WKB) is
+    one vectorized call per step for the whole list, not one per row: the
+    pipeline hands rows over in batches (``Provenance``).
+    """
     import shapely
 
-    geom = geo.orient_ccw([shapely.from_wkb(row["geometry"])])
-    lon, lat = geo.lonlat_centroids(geom, crs)
-    return {
-        **row,
-        "footprint_id": geo.stable_ids(geom, crs)[0],
-        "centroid_lon": float(lon[0]),
-        "centroid_lat": float(lat[0]),
-        "segmenter_model_id": model_id,
-        "run_id": run_id,
-        "imagery_date": dates.get(row["tile"]),
-        "geometry": shapely.to_wkb(geom[0]),
-    }
+    if not rows:
+        return []
+    geoms = geo.orient_ccw(shapely.from_wkb([row["geometry"] for row in rows]))
+    lon, lat = geo.lonlat_centroids(geoms, crs)
+    ids = geo.stable_ids(geoms, crs)
+    wkb = shapely.to_wkb(geoms)
+    return [
+        {
+            **row,
+            "footprint_id": ids[i],
+            "centroid_lon": float(lon[i]),
+            "centroid_lat": float(lat[i]),
+            "segmenter_model_id": model_id,
+            "run_id": run_id,
+            "imagery_date": dates.get(row["tile"]),
+            "geometry": wkb[i],
+        }
+        for i, row in enumerate(rows)
+    ]
 
 
 def classified_row(
