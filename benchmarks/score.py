@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
@@ -391,6 +392,8 @@ def _bench(args, backbone: str, model: str, n: int, pattern: str, work: str, ext
         cmd = _score_cmd(pattern, model, output, extra)
         root = os.path.abspath(args.baseline_root)
         sides["baseline"] = (_hooked("module", _cli_module(root), cmd), output, root)
+    if args.skip:
+        sides = {k: v for k, v in sides.items() if k == "plain-tf" or k not in args.skip}
     runs: dict[str, list[dict]] = {side: [] for side in sides}
     for _ in range(args.repeats):
         for side, (cmd, _, root) in sides.items():
@@ -406,7 +409,8 @@ def _bench(args, backbone: str, model: str, n: int, pattern: str, work: str, ext
             f"{backbone:<12} {n:>6} {side:<11} {statistics.median(rates):>8.1f} "
             f"{min(rates):>6.0f}..{max(rates):<6.0f} {statistics.median(per):>11.3f} "
             f"{min(per):>6.2f}..{max(per):<6.2f} {cpu[side] / cpu['plain-tf']:>9.2f} "
-            f"{cpu[side] / cpu['plain-ort']:>10.2f} {max(r['peak_mib'] for r in rs):>9.0f} "
+            f"{cpu[side] / cpu.get('plain-ort', math.nan):>10.2f} "
+            f"{max(r['peak_mib'] for r in rs):>9.0f} "
             f"{diff['max_diff']:>10.2e}",
             flush=True,
         )
@@ -438,6 +442,13 @@ def main(argv: list[str] | None = None) -> int:
         "--int8",
         action="store_true",
         help="also run footprints score --int8 (the model quantized on 128 of the chips)",
+    )
+    parser.add_argument(
+        "--skip",
+        type=lambda text: {x.strip() for x in text.split(",") if x.strip()},
+        default=set(),
+        help="sides to leave out, comma-separated (plain-ort, score-tf, score-ort, score-int8; "
+        "plain-tf always runs): for long runs that measure only some of them",
     )
     parser.add_argument("--work", help="folder for models and chips (default: a temporary one)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)

@@ -456,7 +456,7 @@ def throughput(args, model: str, tmp: str) -> None:
     )
     print(
         "  tile px  mode          Mpx/s (spread)          CPU s/Mpx (spread)    "
-        "x plain CPU  windows  peak RSS  max|mask diff| vs plain"
+        "x plain CPU  windows  peak RSS  max|mask diff| vs plain (vs pipeline-tf)"
     )
     for size in [int(s) for s in args.tile_sizes.split(",") if s]:
         raster = _write_tiles(os.path.join(tmp, f"speed-{size}"), size, 1)
@@ -474,6 +474,8 @@ def throughput(args, model: str, tmp: str) -> None:
             rates = [_rate(r) for r in rs]
             per = [r["cpu_s"] / r["pixels"] * 1e6 for r in rs]
             diff = _mask_diff(tmp, size, mode)
+            if mode != "pipeline-tf" and mode.startswith("pipeline"):
+                diff += f" ({_cog_diff(tmp, size, mode, 'pipeline-tf')})"
             print(
                 f"  {size:5d}^2  {mode:12s} {statistics.median(rates):6.2f} ({_spread(rates):>13}) "
                 f"{statistics.median(per):8.3f} ({_spread(per):>13})  "
@@ -483,18 +485,37 @@ def throughput(args, model: str, tmp: str) -> None:
             )
 
 
+def _cog(tmp: str, size: int, mode: str):
+    """The mask COG a pipeline mode wrote (int16), or None."""
+    import numpy as np
+
+    cogs = glob.glob(os.path.join(tmp, f"out-{size}-{mode}", "masks", "*.tif"))
+    if not cogs:
+        return None
+    import rasterio
+
+    with rasterio.open(cogs[0]) as src:
+        return src.read(1).astype(np.int16)
+
+
+def _cog_diff(tmp: str, size: int, mode: str, reference: str) -> str:
+    """Largest |mask - reference mode's mask| (uint8 steps) between two pipeline runs."""
+    import numpy as np
+
+    ours, want = _cog(tmp, size, mode), _cog(tmp, size, reference)
+    if ours is None or want is None:
+        return "n/a"
+    return str(int(np.max(np.abs(ours - want))))
+
+
 def _mask_diff(tmp: str, size: int, mode: str) -> str:
     """Largest |mask - plain TF mask| (uint8 steps) for a pipeline mode's COG, else ''."""
     import numpy as np
 
     plain = os.path.join(tmp, f"out-{size}-plain", "mask.npy")
-    cogs = glob.glob(os.path.join(tmp, f"out-{size}-{mode}", "masks", "*.tif"))
-    if not mode.startswith("pipeline") or not os.path.exists(plain) or not cogs:
+    ours = _cog(tmp, size, mode) if mode.startswith("pipeline") else None
+    if ours is None or not os.path.exists(plain):
         return ""
-    import rasterio
-
-    with rasterio.open(cogs[0]) as src:
-        ours = src.read(1).astype(np.int16)
     want = np.load(plain).astype(np.int16)
     return str(int(np.max(np.abs(ours - want))))
 
