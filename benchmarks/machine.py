@@ -24,6 +24,20 @@ def cpu_model() -> str:
         return platform.processor() or "?"
 
 
+def median_spread(values: list[float], width: int, digits: int, spread_digits: int) -> str:
+    """A table cell: the median of ``values`` and their ``min..max`` spread.
+
+    Example: ``median_spread([1.5, 1.25, 2.0], 11, 3, 2)`` -> ``"      1.500   1.25..2.00  "``.
+    """
+    import statistics
+
+    low, high = min(values), max(values)
+    return (
+        f"{statistics.median(values):>{width}.{digits}f} "
+        f"{low:>6.{spread_digits}f}..{high:<6.{spread_digits}f}"
+    )
+
+
 def describe() -> str:
     """CPUs, model, load average, platform and the versions of Python, Beam and rasterio."""
     import apache_beam

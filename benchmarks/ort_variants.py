@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -227,12 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rounds} alternated rounds, {os.cpu_count()} CPUs, load {os.getloadavg()}"
     )
     print(f"{'variant':<18} {'cpu ms/chip':>11} {'spread':>13} {'max|diff|':>10} {'distinct':>8}")
+    from machine import median_spread
+
     for v in variants:
-        c = cpu[v]
         diff = float(np.max(np.abs(scores[v] - scores["fp32"])))
         print(
-            f"{v:<18} {statistics.median(c):>11.3f} {min(c):>6.2f}..{max(c):<6.2f} "
-            f"{diff:>10.2e} {len(np.unique(scores[v])):>8}"
+            f"{v:<18} {median_spread(cpu[v], 11, 3, 2)} {diff:>10.2e} "
+            f"{len(np.unique(scores[v])):>8}"
         )
     return 0
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -190,12 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     head = f"{'engine':<14} {'cpu ms/chip':>11} {'spread':>13} {'chips/s':>8} {'spread':>13}"
     print(head + f" {'max|diff| vs tf':>16}")
+    from machine import median_spread
+
     for name in found:
-        c, w = cpu_ms[name], rate[name]
         diff = float(np.max(np.abs(scores[name] - scores["tf-frozen"])))
         print(
-            f"{name:<14} {statistics.median(c):>11.3f} {min(c):>6.2f}..{max(c):<6.2f} "
-            f"{statistics.median(w):>8.0f} {min(w):>6.0f}..{max(w):<6.0f} {diff:>16.2e}"
+            f"{name:<14} {median_spread(cpu_ms[name], 11, 3, 2)} "
+            f"{median_spread(rate[name], 8, 0, 0)} {diff:>16.2e}"
         )
     return 0
 

@@ -155,8 +155,8 @@ def _trace_pixels(
         building &= valid
     if not building.any():
         return np.array([], dtype=object), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool)
-    # Traced in pixel coordinates first: edges are then exact integers, and
-    # the same polygons rasterize back onto the grid for the mean probability.
+    # Traced in pixel coordinates first: edges are then exact integers, which
+    # the region sums below read the summed-area tables at.
     polygons = _polygons(
         geom
         for geom, _ in features.shapes(

@@ -40,6 +40,7 @@ def build_inputs(root) -> dict:
         chip_record,
         save_classifier,
         save_onnx_brightness_classifier,
+        with_onnx_copy,
         write_shards,
     )
 
@@ -91,18 +92,10 @@ def build_inputs(root) -> dict:
         "segmenter": segment_helpers.save_bright_segmenter(str(root / "segmenter"), window_size=64),
         # The same jobs on ONNX Runtime: models whose folders hold their ONNX copies.
         "onnx_classifier": save_onnx_brightness_classifier(str(root / "onnx-classifier")),
-        "onnx_segmenter": _with_onnx(
+        "onnx_segmenter": with_onnx_copy(
             segment_helpers.save_bright_segmenter(str(root / "onnx-segmenter"), window_size=64)
         ),
     }
-
-
-def _with_onnx(model_dir: str) -> str:
-    """Writes ``model_dir``'s ONNX copy beside it (``footprints convert onnx``); returns it."""
-    from model_training import onnx_export
-
-    onnx_export.update_card(model_dir, onnx_export.export_beside(model_dir))
-    return model_dir
 
 
 def shared_inputs(tmp_path_factory) -> dict:

@@ -234,7 +234,6 @@ def save_onnx_brightness_classifier(path: str, size: int = 16) -> str:
     """
     import keras
 
-    from model_training import onnx_export
     from model_training.export import export_classifier
 
     inputs = keras.Input((size, size, 3))
@@ -245,5 +244,12 @@ def save_onnx_brightness_classifier(path: str, size: int = 16) -> str:
     model = keras.Model(inputs, outputs)
     dense.set_weights([np.full((3, 1), 4.0 / 3, np.float32), np.array([-2.0], np.float32)])
     export_classifier(model, path, size)
-    onnx_export.update_card(path, onnx_export.export_beside(path))
-    return path
+    return with_onnx_copy(path)
+
+
+def with_onnx_copy(model_dir: str) -> str:
+    """Writes ``model_dir``'s ONNX copy and card entry (``footprints convert onnx``); returns it."""
+    from model_training import onnx_export
+
+    onnx_export.update_card(model_dir, onnx_export.export_beside(model_dir))
+    return model_dir

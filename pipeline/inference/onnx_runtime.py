@@ -299,19 +299,19 @@ class OnnxClassifierScorer:
         if decode not in DECODERS:
             raise ConfigError(f"decode {decode!r} must be one of {DECODERS}")
         self.runner = SessionRunner(onnx_file(model_dir, int8), threads)
-        self.session = self.runner.session
-        meta = self.session.get_modelmeta().custom_metadata_map
+        session = self.runner.session
+        meta = session.get_modelmeta().custom_metadata_map
         keys = contracts.ONNX_DECODE_KEYS
         if meta.get("kind") != "classifier" or any(k not in meta for k in keys):
             raise ContractError(
                 f"{onnx_file(model_dir, int8)!r} is not a classifier's ONNX copy (its metadata "
                 f"lacks {keys}); rewrite it with `footprints convert onnx {model_dir}`"
             )
-        self._input = self.session.get_inputs()[0].name
+        self._input = session.get_inputs()[0].name
         if decode == "python":
             from pipeline.inference.chip_decode import ChipDecodeError, ChipDecoder
 
-            self._decode = ChipDecoder(_image_size(self.session, model_dir))
+            self._decode = ChipDecoder(_image_size(session, model_dir))
             self.data_errors = (ChipDecodeError,)
         else:
             self._decode = _tf_decoder(model_dir, meta[keys[0]], meta[keys[1]])
@@ -328,7 +328,7 @@ class OnnxClassifierScorer:
         if not records:  # an empty batch: nothing to decode or run
             return np.zeros(0, np.float32)
         images, valid = self.decode(records)
-        scores = self.runner.run(self._input, images).astype(np.float32).reshape(-1)
+        scores = np.asarray(self.runner.run(self._input, images), np.float32).reshape(-1)
         return np.where(valid, scores, np.float32(np.nan))
 
 
@@ -384,8 +384,7 @@ class OnnxSegmenter:
     def __init__(self, model_dir: str, int8: bool = False, threads: int | None = None):
         self.model_dir = model_dir
         self.runner = SessionRunner(onnx_file(model_dir, int8), threads)
-        self.session = self.runner.session
-        self._input = self.session.get_inputs()[0].name
+        self._input = self.runner.session.get_inputs()[0].name
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """``images`` uint8 [N, H, W, C] -> probabilities float32 [N, H, W]."""
