@@ -26,6 +26,10 @@ Parts are few (only those on edges), so this gathering is cheap. Tiles are
 assumed not to overlap where both hold data; overlapping data would give
 duplicate footprints.
 
+Whole regions too small to reach the minimum area however they are
+finished (specks: most of a noisy mask's regions) are dropped as their block
+is traced, and only counted (:func:`speck_pixels`).
+
 Then each footprint is finished (:func:`finish`): simplified with a
 tolerance in pixels (or, with ``--regularize``, given right-angle outlines by
 ``buildingregulariser``), repaired where that broke it (``make_valid``, every
@@ -49,7 +53,7 @@ import apache_beam as beam
 import numpy as np
 import shapely
 from apache_beam.metrics.metric import Metrics
-from apache_beam.pvalue import AsDict, AsList, DoOutputsTuple, PCollection, TaggedOutput
+from apache_beam.pvalue import AsDict, AsList, PCollection, TaggedOutput
 from shapely.geometry import MultiPolygon, Polygon
 
 from footprints import contracts
@@ -259,14 +263,7 @@ def _placed(
     if not parts:
         return []
     polygons = np.array([p.geometry for p in parts], dtype=object)
-    bounds = shapely.bounds(polygons)
-    on_edge = (
-        (bounds[:, 0] <= 0)
-        | (bounds[:, 1] <= 0)
-        | (bounds[:, 2] >= cols)
-        | (bounds[:, 3] >= rows)
-        | np.array([p.on_data_edge for p in parts])
-    )
+    on_edge = _on_tile_edge(polygons, rows, cols) | np.array([p.on_data_edge for p in parts])
     t = transform
     # One vectorized affine map for all polygons: pixel (col, row) -> CRS (x, y).
     placed = shapely.transform(
@@ -282,26 +279,38 @@ def _placed(
     ]
 
 
+def _on_tile_edge(polygons: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Which polygons (tile pixel coordinates) touch the outer edge of a rows x cols tile."""
+    bounds = shapely.bounds(polygons)
+    touches: np.ndarray = (
+        (bounds[:, 0] <= 0) | (bounds[:, 1] <= 0) | (bounds[:, 2] >= cols) | (bounds[:, 3] >= rows)
+    )
+    return touches
+
+
 def _pixel_parts(
     polygons: np.ndarray,
     counts: np.ndarray,
     sums: np.ndarray,
     on_data_edge: np.ndarray,
     scene: str,
-    first: int,
+    numbers: Iterable[int],
 ) -> list[Footprint]:
+    """One footprint per traced region; ``numbers``: the regions' numbers in the tile (ids)."""
     return [
         Footprint(
-            footprint_id=f"{scene}-{first + i:06d}",
+            footprint_id=f"{scene}-{number:06d}",
             tile=scene,
             crs=PIXELS,
             geometry=geom,
-            pixels=int(counts[i]),
-            probability_sum=float(sums[i]),
+            pixels=int(n),
+            probability_sum=float(total),
             pixel_size=1.0,
-            on_data_edge=bool(on_data_edge[i]),
+            on_data_edge=bool(near),
         )
-        for i, geom in enumerate(polygons)
+        for geom, n, total, near, number in zip(
+            polygons, counts, sums, on_data_edge, numbers, strict=True
+        )
     ]
 
 
@@ -334,7 +343,8 @@ def polygonize_tile(
     """
     rows, cols = probability.shape
     near = None if valid is None else next_to_nodata(valid)
-    parts = _pixel_parts(*_trace_pixels(probability, valid, threshold, near), scene, 0)
+    traced = _trace_pixels(probability, valid, threshold, near)
+    parts = _pixel_parts(*traced, scene, range(len(traced[0])))
     return _placed(parts, transform, crs, rows, cols)
 
 
@@ -352,6 +362,8 @@ def polygonize_raster(
     crs: str,
     transform: Affine | None = None,
     block: int = POLYGONIZE_BLOCK,
+    speck_pixels: float = 0.0,
+    dropped: Callable[[int], None] | None = None,
 ) -> Iterator[Footprint]:
     """Traces the buildings of a mask file, ``block`` x ``block`` pixels at a time.
 
@@ -361,6 +373,12 @@ def polygonize_raster(
     footprints are those :func:`polygonize_tile` gives on the whole mask,
     and identical to it (ids, order) when the mask is one block.
 
+    Specks: a region of fewer than ``speck_pixels`` pixels that touches no
+    edge (block, tile or data; so it is whole) is dropped as it is traced,
+    before any object is made for it: a noisy mask (a weak model's, on real
+    imagery) traces tens of thousands of them per megapixel. The other
+    regions keep their ids (numbers count the dropped ones too).
+
     Args:
         path: A mask COG (band 1: probability x 255; its mask: validity).
         threshold: Probability at or above which a pixel is a building.
@@ -369,6 +387,9 @@ def polygonize_raster(
         crs: The tile's CRS.
         transform: The tile's affine geotransform (None: the file's).
         block: Block size in pixels.
+        speck_pixels: Whole regions of fewer pixels are dropped (0: none;
+            :func:`speck_pixels` gives the size :func:`finish` surely drops).
+        dropped: Called with the number of regions of each block dropped.
 
     Yields:
         The footprints of regions inside one block first, then the merged ones.
@@ -401,8 +422,16 @@ def polygonize_raster(
                     continue
                 polygons = shapely.transform(polygons, lambda xy, o=(col, row): xy + o)
                 inner = _on_block_edge(polygons, box, rows, cols)
-                parts = _pixel_parts(polygons, counts, sums, edge, scene, count)
-                count += len(parts)
+                numbers = np.arange(count, count + len(polygons))
+                count += len(polygons)
+                if speck_pixels > 0:
+                    kept = (counts >= speck_pixels) | inner | edge
+                    kept |= _on_tile_edge(polygons, rows, cols)
+                    if dropped is not None:
+                        dropped(len(kept) - int(np.count_nonzero(kept)))
+                    polygons, counts, sums, edge = (a[kept] for a in (polygons, counts, sums, edge))
+                    inner, numbers = inner[kept], numbers[kept]
+                parts = _pixel_parts(polygons, counts, sums, edge, scene, numbers)
                 cut += [p for p, i in zip(parts, inner, strict=True) if i]
                 yield from _placed(
                     [p for p, i in zip(parts, inner, strict=True) if not i],
@@ -784,20 +813,45 @@ def simplify(geometry: Polygon, tolerance: float) -> Polygon:
 AREA_BOUND = 2.0
 
 
+def _surely_dropped_area(crs: str, min_area_m2: float, output_crs: str | None) -> float:
+    """The area (``crs`` units) under which :func:`finish` surely drops a footprint; 0: unknown.
+
+    Known only where the written area is the traced one within
+    :data:`AREA_BOUND`: the geometry stays in its projected CRS (no
+    ``output_crs`` of its own).
+    """
+    if output_crs not in (None, crs):
+        return 0.0
+    factor = _metres_per_unit(crs)
+    if factor is None:
+        return 0.0
+    return min_area_m2 / (factor * factor * AREA_BOUND)
+
+
+def speck_pixels(
+    tile: TileInfo, min_area_m2: float, output_crs: str | None, regularize_edges: bool
+) -> float:
+    """Regions of ``tile`` of fewer pixels than this are surely dropped by :func:`finish` (0: none).
+
+    For :func:`polygonize_raster`'s ``speck_pixels``: a traced region's area
+    is its pixel count times the pixel's area. Regularized outlines are not
+    bounded by :data:`AREA_BOUND`, so nothing is dropped early for them.
+    """
+    if regularize_edges:
+        return 0.0
+    t = tile.affine
+    return _surely_dropped_area(tile.crs, min_area_m2, output_crs) / abs(t.a * t.e - t.b * t.d)
+
+
 def _surely_too_small(footprint: Footprint, min_area_m2: float, output_crs: str | None) -> bool:
     """Whether :func:`finish` will drop ``footprint`` under the minimum area, known before the work.
 
-    Only where the written area is the traced one within :data:`AREA_BOUND`:
-    the geometry stays in its projected CRS (no ``output_crs`` of its own).
-    A noisy mask traces tens of thousands of specks per megapixel; they are
-    dropped here without being simplified, repaired and oriented first.
+    Specks a footprint's tile dropped whole are never seen here; this drops
+    those cut by edges (merged) without simplifying, repairing and orienting
+    them first.
     """
-    if output_crs not in (None, footprint.crs):
-        return False
-    factor = _metres_per_unit(footprint.crs)
-    if factor is None:
-        return False
-    return bool(footprint.geometry.area * factor * factor * AREA_BOUND < min_area_m2)
+    limit = _surely_dropped_area(footprint.crs, min_area_m2, output_crs)
+    return bool(footprint.geometry.area < limit)
 
 
 def finish(
@@ -862,19 +916,39 @@ def finish(
 
 NAMESPACE = METRICS_SEGMENT
 PARTS = "parts"
-#: Tag of the footprints dropped under the minimum area (their ids, counted in the summary).
+#: Tag of the numbers of footprints dropped under the minimum area (summed in the summary).
 TOO_SMALL = "too_small"
 
 
 def _trace(
-    mask: WrittenMask, threshold: float
-) -> Iterator[Footprint | TaggedOutput[str, Footprint]]:
+    mask: WrittenMask,
+    threshold: float,
+    min_area_m2: float,
+    output_crs: str | None,
+    regularize_edges: bool,
+) -> Iterator[Footprint | TaggedOutput[str, Footprint | int]]:
     tile = mask.tile
-    traced = 0
-    for footprint in polygonize_raster(mask.path, threshold, tile.scene, tile.crs, tile.affine):
+    traced = specks = 0
+
+    def count_specks(n: int) -> None:
+        nonlocal specks
+        specks += n
+
+    for footprint in polygonize_raster(
+        mask.path,
+        threshold,
+        tile.scene,
+        tile.crs,
+        tile.affine,
+        speck_pixels=speck_pixels(tile, min_area_m2, output_crs, regularize_edges),
+        dropped=count_specks,
+    ):
         traced += 1
         yield TaggedOutput(PARTS, footprint) if footprint.on_edge else footprint
-    Metrics.counter(NAMESPACE, "regions_traced").inc(traced)
+    Metrics.counter(NAMESPACE, "regions_traced").inc(traced + specks)
+    if specks:
+        Metrics.counter(NAMESPACE, "footprints_too_small").inc(specks)
+        yield TaggedOutput(TOO_SMALL, specks)
 
 
 def _merge(item: tuple[str, Iterable[Footprint]]) -> list[Footprint]:
@@ -892,11 +966,11 @@ def _finish(
     min_area_m2: float,
     output_crs: str | None,
     regularize_edges: bool,
-) -> Iterator[Row | TaggedOutput[str, str]]:
+) -> Iterator[Row | TaggedOutput[str, int]]:
     row = finish(footprint, simplify_pixels, min_area_m2, output_crs, regularize_edges)
     if row is None:
         Metrics.counter(NAMESPACE, "footprints_too_small").inc()
-        yield TaggedOutput(TOO_SMALL, footprint.footprint_id)
+        yield TaggedOutput(TOO_SMALL, 1)
         return
     Metrics.counter(NAMESPACE, "footprints").inc()
     if row.pop("repaired"):
@@ -907,10 +981,11 @@ def _finish(
 @beam.typehints.with_input_types(WrittenMask)
 @dataclasses.dataclass
 class Polygonize(DataclassTransform):
-    """WrittenMask -> ``footprints/`` rows (dicts fitting FOOTPRINTS_SCHEMA), main output.
+    """WrittenMask -> ``footprints/`` rows (dicts fitting FOOTPRINTS_SCHEMA), as ``footprints``.
 
-    The ids of the footprints dropped under ``min_area_m2`` are the
-    :data:`TOO_SMALL` output, so the job counts them.
+    How many footprints were dropped under ``min_area_m2`` is the
+    :data:`TOO_SMALL` output (numbers to sum: one per tile for its specks,
+    one per other footprint dropped), so the job counts them.
 
     Attributes:
         threshold: Building probability threshold.
@@ -926,11 +1001,11 @@ class Polygonize(DataclassTransform):
     output_crs: str | None = None
     regularize: bool = False
 
-    def expand(self, masks: PCollection[WrittenMask]) -> DoOutputsTuple:
+    def expand(self, masks: PCollection[WrittenMask]) -> dict[str, PCollection[Any]]:
         """Traces each mask, merges parts cut by tile or data edges, and returns footprint rows."""
-        traced = masks | "Trace" >> beam.FlatMap(_trace, self.threshold).with_outputs(
-            PARTS, main="whole"
-        )
+        traced = masks | "Trace" >> beam.FlatMap(
+            _trace, self.threshold, self.min_area_m2, self.output_crs, self.regularize
+        ).with_outputs(PARTS, TOO_SMALL, main="whole")
         merged = (
             traced[PARTS]
             # One group: parts of every CRS merge (tiles of two UTM zones).
@@ -938,7 +1013,7 @@ class Polygonize(DataclassTransform):
             | "GatherParts" >> beam.GroupByKey()
             | "Merge" >> beam.FlatMap(_merge)
         )
-        rows: DoOutputsTuple = (
+        finished = (
             (traced.whole, merged)
             | "AllFootprints" >> beam.Flatten()
             | "Finish"
@@ -946,7 +1021,8 @@ class Polygonize(DataclassTransform):
                 _finish, self.simplify_pixels, self.min_area_m2, self.output_crs, self.regularize
             ).with_outputs(TOO_SMALL, main="footprints")
         )
-        return rows
+        too_small = (traced[TOO_SMALL], finished[TOO_SMALL]) | "AllTooSmall" >> beam.Flatten()
+        return {"footprints": finished.footprints, TOO_SMALL: too_small}
 
 
 # --------------------------------------------------------------------------

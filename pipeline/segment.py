@@ -416,7 +416,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
     tables = {"footprints": found["files"]}
     error_parts = [masks[k] for k in _MASK_ERRORS]
     counted = {k: masks[k] for k in _MASK_COUNTS}
-    counted.update({"footprints": rows, "footprints_too_small": found["too_small"]})
+    counted["footprints"] = rows
     side: dict[str, AsSideInput] = {}
     main_table = (FOOTPRINTS_DIR, rows, contracts.FOOTPRINTS_SCHEMA)
     if config.classifier:
@@ -432,7 +432,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: SegmentConfig) -> dict[str, 
     errors = error_parts | "AllErrors" >> beam.Flatten()
     tables["errors"] = errors | "WriteErrors" >> WriteErrors(join(config.output, ERRORS_DIR))
     counted["errors"] = errors
-    counts = _count(pipeline, counted, masks["cores"], errors, masks["empty"])
+    counts = _count(pipeline, counted, masks["cores"], errors, masks["empty"], found["too_small"])
     tables["stac"] = _catalog(config, masks, found["dates"], tables)
     summary = counts | "Summary" >> beam.Map(
         lambda c, **side: build_summary(c, config=config, **side),
@@ -519,7 +519,7 @@ def _footprint_stages(config: SegmentConfig, masks: Mapping[str, Any]) -> dict[s
     )
     # In batches: the ids, centroids and WKB are one vectorized call per batch.
     rows = (
-        polygons.footprints
+        polygons["footprints"]
         | "ProvenanceBatches"
         >> beam.BatchElements(min_batch_size=PROVENANCE_BATCH, max_batch_size=PROVENANCE_BATCH)
         | "Provenance"
@@ -570,11 +570,13 @@ def _count(
     cores: PCollection[CorePrediction],
     errors: PCollection[ErrorRecord],
     empty: PCollection[EmptyCores],
+    too_small: PCollection[int],
 ) -> PCollection[dict[str, int]]:
     """Every count the summary reconciles, in one combine.
 
-    Sizes by name, cores by status, errors by reason, and the windows of the
-    rows' runs on absent blocks (counted by their size, not as elements).
+    Sizes by name, cores by status, errors by reason, the windows of the
+    rows' runs on absent blocks (counted by their size, not as elements) and
+    the footprints dropped under the minimum area (numbers to sum).
     """
     counts: PCollection[dict[str, int]] = count_all(
         p,
@@ -587,7 +589,8 @@ def _count(
             "empty": (
                 empty,
                 lambda run: {"windows_planned": run.count, "cores_empty": run.count},
-            )
+            ),
+            "too_small": (too_small, lambda n: {"footprints_too_small": n}),
         },
     )
     return counts
