@@ -195,6 +195,105 @@ def _polygons(geojson: Iterable[dict[str, Any]]) -> np.ndarray:
     return polygons
 
 
+def whole_specks(building: np.ndarray, size: int, keep: np.ndarray | None = None) -> np.ndarray:
+    """The pixels of the 4-connected regions of ``building`` under ``size`` pixels, whole ones.
+
+    "Whole": touching neither the array's edge nor a ``keep`` pixel (4-adjacent
+    or on it). Found by GDAL's sieve (``rasterio.features.sieve``, in C),
+    which merges every polygon under ``size`` pixels into its largest
+    neighbour, run on the regions with the edge and ``keep`` set as building:
+    regions joined to those are then part of a larger polygon. The sieve
+    keeps a speck whose ground around it is itself a small polygon (merged
+    into a building, the speck with it), as on a noisy mask, where ground is
+    as fragmented as the buildings; so it runs again on what is left (the
+    ground around those specks has grown), up to :data:`SIEVE_PASSES` times:
+    on the noise of a random-weight U-Net, one pass finds 78% of the specks,
+    three 93%. A region returned is always whole and small; not every such
+    region is returned.
+
+    Example: a 1-pixel region in the middle of a 9 x 9 array with ``size`` 2
+    is returned; one on the array's first row is not.
+    """
+    from rasterio import features
+
+    rows, cols = building.shape
+    found = np.zeros(building.shape, bool)
+    if rows < 3 or cols < 3 or 2 * (rows + cols) - 4 < size:
+        return found  # the edge itself could be sieved away
+    left = building
+    for _ in range(SIEVE_PASSES):
+        framed = left.astype(np.uint8)
+        framed[0], framed[-1], framed[:, 0], framed[:, -1] = 1, 1, 1, 1
+        if keep is not None:
+            framed[keep] = 1
+        specks = left & (features.sieve(framed, size, connectivity=4) == 0)
+        if not specks.any() or keep is not None and (specks & keep).any():
+            break  # none left, or a small kept area was sieved: these are not known whole
+        found |= specks
+        left = left & ~specks
+    return found
+
+
+#: Sieve passes of :func:`whole_specks` (each about 0.25 CPU s per 2048 x 2048 block).
+SIEVE_PASSES = 3
+#: Regions per pixel over which a block is sieved before it is traced: a pass costs
+#: about what tracing 3,000 regions does (0.06 to 0.25 CPU s on a 2048 x 2048 block),
+#: so a clean mask (hundreds of buildings a block) is only traced.
+SIEVE_MIN_DENSITY = 1e-3
+
+
+def regions_estimate(building: np.ndarray) -> int:
+    """About how many 4-connected regions ``building`` has: its Euler number (regions - holes).
+
+    Counted from its 2 x 2 pixel patterns (Gray's bit quads: (Q1 - Q3 + 2 QD) / 4
+    for 4-connected regions), about 4 ms per megapixel. Example: two pixels
+    touching at a corner give 2.
+    """
+    padded = np.zeros((building.shape[0] + 2, building.shape[1] + 2), np.uint8)
+    padded[1:-1, 1:-1] = building
+    a, b, c, d = padded[:-1, :-1], padded[:-1, 1:], padded[1:, :-1], padded[1:, 1:]
+    total = a + b + c + d
+    one, three = np.count_nonzero(total == 1), np.count_nonzero(total == 3)
+    diagonal = np.count_nonzero((total == 2) & (a == d))
+    return int(one - three + 2 * diagonal) // 4
+
+
+def count_regions(pixels: np.ndarray) -> int:
+    """The number of 4-connected regions of the True pixels of a 2-D array.
+
+    Written here because nothing installed labels regions (no scipy or
+    scikit-image) and tracing them to count them costs a Python object each:
+    each pixel starts as its own label, and every step gives both ends of
+    each 4-neighbour pair the smaller label, then lets each label follow its
+    own (pointer jumping), until nothing changes; a region is counted once,
+    at its first pixel. Specks are small, so this ends in a few steps (11 on
+    2048 x 2048 pixels of random noise, 0.2 s).
+    """
+    rows, cols = np.nonzero(pixels)
+    width = pixels.shape[1]
+    flat = rows.astype(np.int64) * width + cols  # ascending: np.nonzero is row-major
+    n = len(flat)
+    if n == 0:
+        return 0
+    first, second = [], []
+    for step, inside in ((1, cols + 1 < width), (width, rows + 1 < pixels.shape[0])):
+        at = np.minimum(np.searchsorted(flat, flat + step), n - 1)
+        pair = inside & (flat[at] == flat + step)
+        first.append(np.flatnonzero(pair))
+        second.append(at[pair])
+    a, b = np.concatenate(first), np.concatenate(second)
+    label = np.arange(n)
+    while True:
+        smaller = np.minimum(label[a], label[b])
+        new = label.copy()
+        np.minimum.at(new, a, smaller)
+        np.minimum.at(new, b, smaller)
+        new = new[new]
+        if np.array_equal(new, label):
+            return int(np.count_nonzero(label == np.arange(n)))
+        label = new
+
+
 def summed_area(values: np.ndarray) -> np.ndarray:
     """The summed-area table of a 2-D array: ``out[r, c] == values[:r, :c].sum()``.
 
@@ -374,10 +473,13 @@ def polygonize_raster(
     and identical to it (ids, order) when the mask is one block.
 
     Specks: a region of fewer than ``speck_pixels`` pixels that touches no
-    edge (block, tile or data; so it is whole) is dropped as it is traced,
-    before any object is made for it: a noisy mask (a weak model's, on real
-    imagery) traces tens of thousands of them per megapixel. The other
-    regions keep their ids (numbers count the dropped ones too).
+    edge (block, tile or data; so it is whole) is dropped before any object
+    is made for it: a noisy mask (a weak model's, on real imagery) has tens
+    of thousands of them per megapixel. On such a block
+    (:data:`SIEVE_MIN_DENSITY`) most are found by :func:`whole_specks` and
+    never traced; the others are dropped as they are traced. The other
+    regions are traced as without, but their ``<scene>-<n>`` numbers count
+    only the regions traced.
 
     Args:
         path: A mask COG (band 1: probability x 255; its mask: validity).
@@ -417,6 +519,17 @@ def polygonize_raster(
                 if masked:
                     valid = src.read_masks(1, window=window) > 0
                     near = _near_nodata(src, window, rows, cols)
+                if speck_pixels > 0:
+                    building = probability >= threshold_uint8(threshold)
+                    if valid is not None:
+                        building &= valid
+                    noisy = regions_estimate(building) >= SIEVE_MIN_DENSITY * building.size
+                    size = int(np.ceil(speck_pixels))
+                    specks = whole_specks(building, size, near) if noisy else None
+                    if specks is not None and specks.any():  # never traced: ground from here on
+                        probability = np.where(specks, np.uint8(0), probability)
+                        if dropped is not None:
+                            dropped(count_regions(specks))
                 polygons, counts, sums, edge = _trace_pixels(probability, valid, threshold, near)
                 if not len(polygons):
                     continue

@@ -518,10 +518,11 @@ def test_polygonize_by_blocks_equals_the_whole_tile(tmp_path, block):
 def test_specks_dropped_while_tracing_are_only_whole_regions_under_the_size(tmp_path):
     """A noisy mask (a weak model's) with nodata, in 64-pixel blocks: specks go, nothing else.
 
-    Every footprint traced with ``speck_pixels`` is the one traced without it
-    (same id, polygon, pixels); those missing are exactly the regions under
-    the size that touch no block, tile or data edge, and their number is
-    what ``dropped`` reports.
+    Every footprint traced with ``speck_pixels`` is one traced without it
+    (same polygon, pixels, edges); those missing are exactly the regions
+    under the size that touch no block, tile or data edge, and their number
+    is what ``dropped`` reports. Blocks away from the nodata drop them before
+    tracing (the sieve), the others as they are traced.
     """
     from pipeline.polygonize import polygonize_raster
 
@@ -539,23 +540,80 @@ def test_specks_dropped_while_tracing_are_only_whole_regions_under_the_size(tmp_
             path, 0.5, "t", UTM, tile.affine, block=64, speck_pixels=5, dropped=reported.append
         )
     )
-    by_id = {f.footprint_id: f for f in every}
-    assert len(by_id) == len(every)
+
+    def key(f):
+        return shapely.normalize(f.geometry).wkb
+
+    by_shape = {key(f): f for f in every}
+    assert len(by_shape) == len(every)
     for got in kept:
-        want = by_id.pop(got.footprint_id)
-        assert shapely.equals_exact(got.geometry, want.geometry, 0)
+        want = by_shape.pop(key(got))
         assert (got.pixels, got.on_edge, got.probability_sum) == (
             want.pixels,
             want.on_edge,
             want.probability_sum,
         )
-    gone = list(by_id.values())
+    gone = list(by_shape.values())
     assert sum(reported) == len(gone) > 1000
     assert all(f.pixels < 5 and not f.on_edge for f in gone)
     # Small regions on a block edge (merged first), the tile's edge or the data's stay.
     assert any(f.pixels < 5 and f.on_edge for f in kept)
     small_inner = [f for f in kept if f.pixels < 5 and not f.on_edge]
     assert small_inner, "regions merged across block edges are never dropped as specks"
+
+
+def test_whole_specks_and_their_count_agree_with_gdal_tracing():
+    """The sieve's specks are whole small regions; their count is the number GDAL traces."""
+    from rasterio import features
+
+    from pipeline.polygonize import count_regions, whole_specks
+
+    rng = np.random.default_rng(5)
+    found = 0
+    for trial in range(20):
+        building = rng.random((70, 90)) < rng.uniform(0.2, 0.6)
+        keep = np.zeros(building.shape, bool)
+        if trial % 2:
+            keep[30:34, 40:50] = True  # a kept area (pixels next to nodata) inside
+        size = int(rng.integers(2, 12))
+        specks = whole_specks(building, size, keep)
+        traced = [
+            shapely.geometry.shape(g)
+            for g, _ in features.shapes(specks.view(np.uint8), mask=specks, connectivity=4)
+        ]
+        assert count_regions(specks) == len(traced)
+        found += len(traced)
+        # Each is a region of the building under the size, away from the edges and keep.
+        regions = {
+            shapely.normalize(shapely.geometry.shape(g)).wkb
+            for g, _ in features.shapes(building.view(np.uint8), mask=building, connectivity=4)
+        }
+        for region in traced:
+            assert shapely.normalize(region).wkb in regions
+            assert region.area < size
+            x0, y0, x1, y1 = region.bounds
+            assert x0 > 0 and y0 > 0 and x1 < 90 and y1 < 70
+        grown = keep.copy()
+        grown[1:] |= keep[:-1]
+        grown[:-1] |= keep[1:]
+        grown[:, 1:] |= keep[:, :-1]
+        grown[:, :-1] |= keep[:, 1:]
+        assert not (specks & grown).any()
+    assert found > 1000
+    assert count_regions(np.zeros((5, 5), bool)) == 0
+
+
+def test_the_regions_estimate_is_regions_minus_holes():
+    from pipeline.polygonize import count_regions, regions_estimate
+
+    corner = np.zeros((4, 4), bool)
+    corner[0, 0] = corner[1, 1] = True  # two regions under 4-connectivity
+    ring = np.zeros((5, 5), bool)
+    ring[1:4, 1:4] = True
+    ring[2, 2] = False  # one region with one hole
+    assert (regions_estimate(corner), regions_estimate(ring)) == (2, 0)
+    noise = np.random.default_rng(2).random((200, 200)) < 0.3  # few holes at this density
+    assert abs(regions_estimate(noise) - count_regions(noise)) < 0.02 * count_regions(noise)
 
 
 def test_cores_travel_compressed_and_come_back_equal():
