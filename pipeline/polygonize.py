@@ -524,7 +524,8 @@ def polygonize_raster(
                     if valid is not None:
                         building &= valid
                     noisy = regions_estimate(building) >= SIEVE_MIN_DENSITY * building.size
-                    size = int(np.ceil(speck_pixels))
+                    # No region outgrows its block: an infinite --min-area is the block's size.
+                    size = int(min(np.ceil(speck_pixels), building.size + 1))
                     specks = whole_specks(building, size, near) if noisy else None
                     if specks is not None and specks.any():  # never traced: ground from here on
                         probability = np.where(specks, np.uint8(0), probability)

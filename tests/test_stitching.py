@@ -560,6 +560,22 @@ def test_specks_dropped_while_tracing_are_only_whole_regions_under_the_size(tmp_
     assert any(f.pixels < 5 and f.on_edge for f in kept)
     small_inner = [f for f in kept if f.pixels < 5 and not f.on_edge]
     assert small_inner, "regions merged across block edges are never dropped as specks"
+    # --min-area inf: every whole region goes, the others stay.
+    edges_only = list(
+        polygonize_raster(path, 0.5, "t", UTM, tile.affine, block=64, speck_pixels=float("inf"))
+    )
+    inverse, traced = ~tile.affine, {key(g) for g in every}
+    for f in edges_only:
+        assert key(f) in traced
+        x0, y0, x1, y1 = f.geometry.bounds
+        cols = sorted([(inverse * (x0, y0))[0], (inverse * (x1, y1))[0]])
+        rows = sorted([(inverse * (x0, y0))[1], (inverse * (x1, y1))[1]])
+        # On the tile's edge or the data's, or on a block edge (merged across it).
+        on_block_edge = any(round(v) % 64 == 0 for v in cols + rows) or (
+            int(cols[0]) // 64 != int(cols[1]) // 64 or int(rows[0]) // 64 != int(rows[1]) // 64
+        )
+        assert f.on_edge or on_block_edge
+    assert 0 < len(edges_only) < len(kept)
 
 
 def test_whole_specks_and_their_count_agree_with_gdal_tracing():
