@@ -47,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -498,7 +498,6 @@ def polygonize_raster(
     """
     import rasterio
     from rasterio.enums import MaskFlags
-    from rasterio.windows import Window
 
     with rasterio.open(path) as src:
         rows, cols = src.height, src.width
@@ -508,52 +507,20 @@ def polygonize_raster(
         cut: list[Footprint] = []
         for row in range(0, rows, block):
             for col in range(0, cols, block):
-                window = Window(col, row, min(block, cols - col), min(block, rows - row))
-                box = Box(row, col, int(window.height), int(window.width))
+                box = Box(row, col, min(block, rows - row), min(block, cols - col))
                 if not any_block_stored(src, box, [1]):
                     continue  # a sparse mask (a huge tile's) stores no block here: all 0
-                probability = src.read(1, window=window)
-                if not (probability >= threshold_uint8(threshold)).any():
-                    continue  # no building: skip the mask and the tracing
-                valid = near = None
-                if masked:
-                    valid = src.read_masks(1, window=window) > 0
-                    near = _near_nodata(src, window, rows, cols)
-                if speck_pixels > 0:
-                    building = probability >= threshold_uint8(threshold)
-                    if valid is not None:
-                        building &= valid
-                    noisy = regions_estimate(building) >= SIEVE_MIN_DENSITY * building.size
-                    # No region outgrows its block: an infinite --min-area is the block's size.
-                    size = int(min(np.ceil(speck_pixels), building.size + 1))
-                    specks = whole_specks(building, size, near) if noisy else None
-                    if specks is not None and specks.any():  # never traced: ground from here on
-                        probability = np.where(specks, np.uint8(0), probability)
-                        if dropped is not None:
-                            dropped(count_regions(specks))
-                polygons, counts, sums, edge = _trace_pixels(probability, valid, threshold, near)
-                if not len(polygons):
+                traced = _trace_block(src, box, masked, threshold, speck_pixels, dropped)
+                if traced is None:
                     continue
-                polygons = shapely.transform(polygons, lambda xy, o=(col, row): xy + o)
-                inner = _on_block_edge(polygons, box, rows, cols)
-                numbers = np.arange(count, count + len(polygons))
-                count += len(polygons)
-                if speck_pixels > 0:
-                    kept = (counts >= speck_pixels) | inner | edge
-                    kept |= _on_tile_edge(polygons, rows, cols)
-                    if dropped is not None:
-                        dropped(len(kept) - int(np.count_nonzero(kept)))
-                    polygons, counts, sums, edge = (a[kept] for a in (polygons, counts, sums, edge))
-                    inner, numbers = inner[kept], numbers[kept]
-                parts = _pixel_parts(polygons, counts, sums, edge, scene, numbers)
-                cut += [p for p, i in zip(parts, inner, strict=True) if i]
-                yield from _placed(
-                    [p for p, i in zip(parts, inner, strict=True) if not i],
-                    transform,
-                    crs,
-                    rows,
-                    cols,
+                numbers = count + traced.positions
+                count += traced.traced
+                parts = _pixel_parts(
+                    traced.polygons, traced.counts, traced.sums, traced.on_data_edge, scene, numbers
                 )
+                cut += [p for p, i in zip(parts, traced.on_block_edge, strict=True) if i]
+                inside = [p for p, i in zip(parts, traced.on_block_edge, strict=True) if not i]
+                yield from _placed(inside, transform, crs, rows, cols)
     # A union keeps a vertex where each block edge crossed the outline; with
     # no tolerance, Douglas-Peucker drops exactly those (collinear) vertices,
     # so the outline is the one traced from the whole mask.
@@ -562,6 +529,72 @@ def polygonize_raster(
         for f in merge_parts(cut)
     ]
     yield from _placed(merged, transform, crs, rows, cols)
+
+
+class _TracedBlock(NamedTuple):
+    """The regions of one mask block kept by :func:`_trace_block`, tile pixel coordinates."""
+
+    polygons: np.ndarray
+    counts: np.ndarray
+    sums: np.ndarray
+    on_data_edge: np.ndarray
+    on_block_edge: np.ndarray
+    #: Each region's position among those traced (its number, from the block's first).
+    positions: np.ndarray
+    #: How many regions were traced, the specks dropped as traced included.
+    traced: int
+
+
+def _trace_block(
+    src: DatasetReader,
+    box: Box,
+    masked: bool,
+    threshold: float,
+    speck_pixels: float,
+    dropped: Callable[[int], None] | None,
+) -> _TracedBlock | None:
+    """One block of :func:`polygonize_raster`: read, specks dropped, traced; None if no building."""
+    window = box.to_window()
+    rows, cols = src.height, src.width
+    probability = src.read(1, window=window)
+    if not (probability >= threshold_uint8(threshold)).any():
+        return None  # no building: skip the mask and the tracing
+    valid = near = None
+    if masked:
+        valid = src.read_masks(1, window=window) > 0
+        near = _near_nodata(src, window, rows, cols)
+    if speck_pixels > 0:
+        building = probability >= threshold_uint8(threshold)
+        if valid is not None:
+            building &= valid
+        noisy = regions_estimate(building) >= SIEVE_MIN_DENSITY * building.size
+        # No region outgrows its block: an infinite --min-area is the block's size.
+        size = int(min(np.ceil(speck_pixels), building.size + 1))
+        specks = whole_specks(building, size, near) if noisy else None
+        if specks is not None and specks.any():  # never traced: ground from here on
+            probability = np.where(specks, np.uint8(0), probability)
+            if dropped is not None:
+                dropped(count_regions(specks))
+    polygons, counts, sums, edge = _trace_pixels(probability, valid, threshold, near)
+    if not len(polygons):
+        return None
+    polygons = shapely.transform(polygons, lambda xy, o=(box.col, box.row): xy + o)
+    inner = _on_block_edge(polygons, box, rows, cols)
+    traced = len(polygons)
+    kept = np.ones(traced, bool)
+    if speck_pixels > 0:
+        kept = (counts >= speck_pixels) | inner | edge | _on_tile_edge(polygons, rows, cols)
+        if dropped is not None:
+            dropped(traced - int(np.count_nonzero(kept)))
+    return _TracedBlock(
+        polygons[kept],
+        counts[kept],
+        sums[kept],
+        edge[kept],
+        inner[kept],
+        np.flatnonzero(kept),
+        traced,
+    )
 
 
 def _on_block_edge(polygons: np.ndarray, box: Box, rows: int, cols: int) -> np.ndarray:
