@@ -27,8 +27,9 @@ assumed not to overlap where both hold data; overlapping data would give
 duplicate footprints.
 
 Whole regions too small to reach the minimum area however they are
-finished (specks: most of a noisy mask's regions) are dropped as their block
-is traced, and only counted (:func:`speck_pixels`).
+finished (specks: most of a noisy mask's regions; :func:`speck_size`) are
+dropped with their block, sieved out before tracing or as they are traced,
+and only counted.
 
 Then each footprint is finished (:func:`finish`): simplified with a
 tolerance in pixels (or, with ``--regularize``, given right-angle outlines by
@@ -490,7 +491,7 @@ def polygonize_raster(
         transform: The tile's affine geotransform (None: the file's).
         block: Block size in pixels.
         speck_pixels: Whole regions of fewer pixels are dropped (0: none;
-            :func:`speck_pixels` gives the size :func:`finish` surely drops).
+            :func:`speck_size` gives the size :func:`finish` surely drops).
         dropped: Called with the number of regions of each block dropped.
 
     Yields:
@@ -557,14 +558,14 @@ def _trace_block(
     window = box.to_window()
     rows, cols = src.height, src.width
     probability = src.read(1, window=window)
-    if not (probability >= threshold_uint8(threshold)).any():
+    building = probability >= threshold_uint8(threshold)
+    if not building.any():
         return None  # no building: skip the mask and the tracing
     valid = near = None
     if masked:
         valid = src.read_masks(1, window=window) > 0
         near = _near_nodata(src, window, rows, cols)
     if speck_pixels > 0:
-        building = probability >= threshold_uint8(threshold)
         if valid is not None:
             building &= valid
         noisy = regions_estimate(building) >= SIEVE_MIN_DENSITY * building.size
@@ -975,7 +976,7 @@ def _surely_dropped_area(crs: str, min_area_m2: float, output_crs: str | None) -
     return min_area_m2 / (factor * factor * AREA_BOUND)
 
 
-def speck_pixels(
+def speck_size(
     tile: TileInfo, min_area_m2: float, output_crs: str | None, regularize_edges: bool
 ) -> float:
     """Regions of ``tile`` of fewer pixels than this are surely dropped by :func:`finish` (0: none).
@@ -1087,7 +1088,7 @@ def _trace(
         tile.scene,
         tile.crs,
         tile.affine,
-        speck_pixels=speck_pixels(tile, min_area_m2, output_crs, regularize_edges),
+        speck_pixels=speck_size(tile, min_area_m2, output_crs, regularize_edges),
         dropped=count_specks,
     ):
         traced += 1
